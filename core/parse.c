@@ -1,0 +1,265 @@
+/*
+ * parse.c - StatsD lines, parsed in place.
+ *
+ * The reference is Etsy statsd 0.9 (stats.js handlePacket and
+ * lib/helpers.js is_valid_packet).  Where statsd does something no user
+ * would want, switchyard is stricter and counts a bad line instead:
+ *
+ *   - unknown types are bad (statsd counts them as counters); `h` and `d`
+ *     are timers, as in DogStatsD;
+ *   - values are plain decimals: "Infinity", hex and the like are bad;
+ *   - a sample rate must be a positive decimal (statsd divides by @0, and
+ *     crashes on "@+0.5");
+ *   - an empty key is bad;
+ *   - a trailing CR is ignored (statsd turns it into "_" inside tags).
+ *
+ * Everything else is statsd's rule, quirks included, because dashboards
+ * depend on the names it produces: `k:1|c|` is bad (an empty rate field),
+ * only the first ';' and ':' of a tag are replaced, an empty set member
+ * counts as "0", and "@0.5e1" is a rate of 0.5.
+ */
+#include "parse.h"
+
+#include <string.h>
+
+#include "numfmt.h"
+
+/* Bytes statsd's keyNameSanitize keeps: [a-zA-Z_\-0-9.;=]. */
+static const unsigned char keep_byte[256] = {
+    ['a'] = 1, ['b'] = 1, ['c'] = 1, ['d'] = 1, ['e'] = 1, ['f'] = 1, ['g'] = 1,
+    ['h'] = 1, ['i'] = 1, ['j'] = 1, ['k'] = 1, ['l'] = 1, ['m'] = 1, ['n'] = 1,
+    ['o'] = 1, ['p'] = 1, ['q'] = 1, ['r'] = 1, ['s'] = 1, ['t'] = 1, ['u'] = 1,
+    ['v'] = 1, ['w'] = 1, ['x'] = 1, ['y'] = 1, ['z'] = 1,
+    ['A'] = 1, ['B'] = 1, ['C'] = 1, ['D'] = 1, ['E'] = 1, ['F'] = 1, ['G'] = 1,
+    ['H'] = 1, ['I'] = 1, ['J'] = 1, ['K'] = 1, ['L'] = 1, ['M'] = 1, ['N'] = 1,
+    ['O'] = 1, ['P'] = 1, ['Q'] = 1, ['R'] = 1, ['S'] = 1, ['T'] = 1, ['U'] = 1,
+    ['V'] = 1, ['W'] = 1, ['X'] = 1, ['Y'] = 1, ['Z'] = 1,
+    ['0'] = 1, ['1'] = 1, ['2'] = 1, ['3'] = 1, ['4'] = 1, ['5'] = 1, ['6'] = 1,
+    ['7'] = 1, ['8'] = 1, ['9'] = 1,
+    ['_'] = 1, ['-'] = 1, ['.'] = 1, [';'] = 1, ['='] = 1,
+};
+
+static inline int js_space(unsigned char c)
+{
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f';
+}
+
+/* Find "|#" in [p, end). */
+static const char *find_tags(const char *p, const char *end)
+{
+    while (p < end) {
+        const char *bar = memchr(p, '|', (size_t)(end - p));
+        if (!bar || bar + 1 >= end)
+            return NULL;
+        if (bar[1] == '#')
+            return bar;
+        p = bar + 1;
+    }
+    return NULL;
+}
+
+/*
+ * Append src to the key, applying keyNameSanitize when asked: runs of
+ * whitespace become one '_', '/' becomes '-', and other bytes outside the
+ * kept set vanish.  `in_space` carries a whitespace run across calls, since
+ * statsd sanitises the assembled key (name and tags) as one string.
+ * Returns the new length, or -1 when the key would not fit.
+ */
+static int key_append(char *key, int n, const char *src, size_t len, int sanitize, int *in_space)
+{
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)src[i];
+        if (sanitize) {
+            if (js_space(c)) {
+                if (*in_space)
+                    continue;
+                *in_space = 1;
+                c = '_';
+            } else {
+                *in_space = 0;
+                if (c == '/')
+                    c = '-';
+                else if (!keep_byte[c])
+                    continue;
+            }
+        }
+        if (n >= SY_KEY_MAX - 1)
+            return -1;
+        key[n++] = (char)c;
+    }
+    return n;
+}
+
+/* One tag as statsd rewrites it: the first ';' becomes '_', then the first
+ * ':' becomes '='. */
+static int tag_append(char *key, int n, const char *t, size_t len, int sanitize, int *in_space)
+{
+    const char *semi = memchr(t, ';', len);
+    const char *colon = memchr(t, ':', len);
+    for (size_t i = 0; i < len && n >= 0; i++) {
+        char c = t[i];
+        if (t + i == semi)
+            c = '_';
+        else if (t + i == colon)
+            c = '=';
+        n = key_append(key, n, &c, 1, sanitize, in_space);
+    }
+    return n;
+}
+
+int sy_parse_begin(sy_line *it, const char *line, size_t len, char *keybuf, int sanitize)
+{
+    if (len && line[len - 1] == '\r')
+        len--;
+    if (len == 0)
+        return -2;
+    const char *end = line + len;
+    const char *tags = find_tags(line, end);
+    const char *body_end = tags ? tags : end;
+    const char *colon = memchr(line, ':', (size_t)(body_end - line));
+    if (!colon)
+        return -1; /* statsd: the value defaults to "1" with no type: bad */
+
+    int in_space = 0;
+    int n = key_append(keybuf, 0, line, (size_t)(colon - line), sanitize, &in_space);
+    if (n <= 0)
+        return -1;
+    if (tags && tags + 2 < end) {
+        const char *t = tags + 2;
+        const char *tend = find_tags(t, end); /* statsd keeps only the first |# part */
+        if (!tend)
+            tend = end;
+        while (n >= 0) {
+            const char *comma = memchr(t, ',', (size_t)(tend - t));
+            const char *stop = comma ? comma : tend;
+            n = key_append(keybuf, n, ";", 1, sanitize, &in_space);
+            if (n >= 0)
+                n = tag_append(keybuf, n, t, (size_t)(stop - t), sanitize, &in_space);
+            if (!comma)
+                break;
+            t = comma + 1;
+        }
+        if (n < 0)
+            return -1;
+    }
+    keybuf[n] = '\0';
+    it->p = colon + 1;
+    it->end = body_end;
+    it->sanitize = sanitize;
+    return n;
+}
+
+/* statsd's isNumber(): a non-empty string that Number() accepts (here: a
+ * plain decimal, see numfmt.h). */
+static inline int parse_number(const char *s, size_t len, double *out)
+{
+    return len ? sy_parse_double(s, len, out) : -1;
+}
+
+static int parse_type(const char *s, size_t len, uint8_t *type)
+{
+    while (len && js_space((unsigned char)*s))
+        s++, len--;
+    while (len && js_space((unsigned char)s[len - 1]))
+        len--;
+    if (len == 1) {
+        switch (s[0]) {
+        case 'c': *type = SY_SAMPLE_COUNTER; return 0;
+        case 'g': *type = SY_SAMPLE_GAUGE; return 0;
+        case 's': *type = SY_SAMPLE_SET; return 0;
+        case 'h': /* fall through: DogStatsD histograms and distributions */
+        case 'd': *type = SY_SAMPLE_TIMER; return 0;
+        }
+    } else if (len == 2 && s[0] == 'm' && s[1] == 's') {
+        *type = SY_SAMPLE_TIMER;
+        return 0;
+    }
+    return -1;
+}
+
+/* "@rate": statsd validates the whole text as a number, then uses only the
+ * leading run of digits and dots. */
+static int parse_rate(const char *s, size_t len, double *rate)
+{
+    double whole;
+    if (len < 2 || s[0] != '@' || s[1] == '-' || parse_number(s + 1, len - 1, &whole) < 0)
+        return -1;
+    size_t run = 1;
+    while (run < len && ((s[run] >= '0' && s[run] <= '9') || s[run] == '.'))
+        run++;
+    if (run == 1 || parse_number(s + 1, run - 1, rate) < 0 || !(*rate > 0))
+        return -1;
+    return 0;
+}
+
+int sy_parse_next(sy_line *it, sy_sample *out)
+{
+    if (!it->p)
+        return 0;
+    const char *part = it->p;
+    const char *colon = memchr(part, ':', (size_t)(it->end - part));
+    const char *pend = colon ? colon : it->end;
+    it->p = colon ? colon + 1 : NULL;
+
+    /* fields = part.split('|'): value, type, rate; more are ignored. */
+    const char *f[3];
+    size_t flen[3];
+    int nf = 0;
+    const char *p = part;
+    while (nf < 3) {
+        const char *bar = memchr(p, '|', (size_t)(pend - p));
+        f[nf] = p;
+        flen[nf] = (size_t)((bar ? bar : pend) - p);
+        nf++;
+        if (!bar)
+            break;
+        p = bar + 1;
+    }
+    if (nf < 2 || parse_type(f[1], flen[1], &out->type) < 0)
+        return -1;
+    out->rate = 1.0;
+    if (nf == 3 && parse_rate(f[2], flen[2], &out->rate) < 0)
+        return -1;
+
+    out->text = f[0];
+    out->text_len = (uint32_t)flen[0];
+    out->is_delta = 0;
+    out->value = 0;
+    switch (out->type) {
+    case SY_SAMPLE_SET:
+        if (flen[0] == 0) { /* statsd: fields[0] || '0' */
+            out->text = "0";
+            out->text_len = 1;
+        }
+        return 1;
+    case SY_SAMPLE_GAUGE:
+        if (parse_number(f[0], flen[0], &out->value) < 0)
+            return -1;
+        out->is_delta = f[0][0] == '+' || f[0][0] == '-';
+        return 1;
+    case SY_SAMPLE_TIMER:
+        if (parse_number(f[0], flen[0], &out->value) < 0 || !(out->value >= 0))
+            return -1;
+        return 1;
+    default:
+        if (parse_number(f[0], flen[0], &out->value) < 0)
+            return -1;
+        return 1;
+    }
+}
+
+size_t sy_split_lines(const char *buf, size_t len, sy_line_fn fn, void *ctx)
+{
+    size_t n = 0;
+    const char *p = buf, *end = buf + len;
+    while (p < end) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        const char *stop = nl ? nl : end;
+        fn(ctx, p, (size_t)(stop - p));
+        n++;
+        if (!nl)
+            break;
+        p = nl + 1;
+    }
+    return n;
+}

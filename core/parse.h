@@ -1,0 +1,51 @@
+/*
+ * parse.h - the StatsD line parser.
+ *
+ * One line is `key:value|type[|@rate][|#tag,tag:v]`, possibly with several
+ * values (`key:1|c:2|c`).  The parser reads the bytes in place, writes the
+ * final key (tags appended as `;tag`, sanitised as statsd's keyNameSanitize
+ * does) into a buffer the caller owns, and hands out the values one by one.
+ * Nothing is allocated.  The rules follow Etsy statsd 0.9 where it is sane
+ * and are stricter where statsd is not; each difference is listed in
+ * parse.c.
+ */
+#ifndef SY_PARSE_H
+#define SY_PARSE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../plugins/switchyard_sink.h"
+
+/* Longest key accepted, tags included; a longer one makes the line bad. */
+#define SY_KEY_MAX 1024
+
+typedef struct sy_line {
+    const char *p;     /* next value part */
+    const char *end;   /* end of the value parts (the tags start after) */
+    int sanitize;
+} sy_line;
+
+/*
+ * Start on one line (no newline; a trailing CR is ignored).  The key is
+ * written to keybuf (SY_KEY_MAX bytes, NUL-terminated) and its length
+ * returned.  Returns -1 when the line as a whole is malformed: no key, a
+ * key longer than SY_KEY_MAX, or no value.  An empty line returns -2 and is
+ * not a bad line.
+ */
+int sy_parse_begin(sy_line *it, const char *line, size_t len, char *keybuf, int sanitize);
+
+/*
+ * The next value of the line: 1 when *out is filled (out->name is left for
+ * the caller), 0 when there are no more, -1 when this value is malformed
+ * (statsd counts one bad line for it; the next call goes on with the next
+ * value).
+ */
+int sy_parse_next(sy_line *it, sy_sample *out);
+
+/* Split a buffer into lines at '\n', calling fn for each (empty ones too).
+ * Returns the number of lines. */
+typedef void (*sy_line_fn)(void *ctx, const char *line, size_t len);
+size_t sy_split_lines(const char *buf, size_t len, sy_line_fn fn, void *ctx);
+
+#endif

@@ -1,0 +1,230 @@
+/*
+ * switchyard_sink.h - the public ABI for switchyard sink plugins.
+ *
+ * This header is all a sink author needs.  A plugin is a shared object that
+ * exports one symbol, SY_SINK_SYMBOL, a `const sy_sink_plugin` that names the
+ * ABI it was built against.  The host refuses a plugin whose abi_major differs
+ * from its own, or whose struct_size is smaller than the host needs, and says
+ * to rebuild the plugin against the installed header.
+ *
+ * Lifecycle of one sink instance (a name in the config's `sinks` table):
+ *
+ *   init    once, with the instance's settings; returns the plugin's state
+ *   write   each flush, zero or more times, with a borrowed batch of values
+ *   write_samples   for pass-through routes, with borrowed raw samples
+ *   flush   after the last batch of a flush (final = 1 once, at shutdown)
+ *   pending polled after the final flush until it returns 0 or time is up
+ *   close   once
+ *
+ * Threading rules:
+ *   - Every callback of one instance runs on the host's output loop thread,
+ *     never two at once.  Several instances of one plugin may exist; keep
+ *     all state in the state pointer, none in globals.
+ *   - Callbacks never block: no blocking connect, read, write or DNS.  Use
+ *     the host's fd watches and timers (or the event_base, for libraries
+ *     with a libevent adapter) and non-blocking sockets.
+ *   - Callbacks never call into Lua and never keep a batch pointer after
+ *     they return: batches and the strings in them are borrowed.
+ *
+ * Return codes of write/write_samples/flush:
+ *   SY_OK     taken (copied into the sink's own queue, or written)
+ *   SY_SKIP   deliberately not taken (e.g. a kind the sink does not store);
+ *             not counted as a failure
+ *   SY_RETRY  cannot take it now (queue full); the host offers the same
+ *             batch again later, until the next flush of the same data
+ *             replaces it, and then counts it as dropped
+ *   SY_ERROR  failed for good; the host counts the batch as dropped and
+ *             logs the plugin's last message at a bounded rate
+ *
+ * Versioning: adding a member at the end of sy_host_api or sy_sink_plugin is
+ * a minor change (check struct_size / api->struct_size before using a newer
+ * member); anything else bumps SY_SINK_ABI_MAJOR.
+ */
+#ifndef SWITCHYARD_SINK_H
+#define SWITCHYARD_SINK_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define SY_SINK_ABI_MAJOR 1
+#define SY_SINK_ABI_MINOR 0
+
+/* The name of the one symbol a plugin exports. */
+#define SY_SINK_SYMBOL "switchyard_sink"
+
+struct event_base;
+
+typedef enum sy_status {
+    SY_ERROR = -1,
+    SY_OK = 0,
+    SY_RETRY = 1,
+    SY_SKIP = 2
+} sy_status;
+
+enum sy_log_level { SY_LOG_ERROR = 0, SY_LOG_WARN = 1, SY_LOG_INFO = 2, SY_LOG_DEBUG = 3 };
+
+/* What a flushed value measures, for sinks that store kinds differently. */
+enum sy_metric_kind {
+    SY_KIND_COUNTER = 0,  /* a counter's rate or count */
+    SY_KIND_TIMER = 1,    /* one statistic of a timer (mean, upper_90, ...) */
+    SY_KIND_GAUGE = 2,
+    SY_KIND_SET = 3,      /* a set's count */
+    SY_KIND_INTERNAL = 4  /* switchyard's or statsd's own metrics */
+};
+
+/* One flushed value.  `name` is the full name exactly as Graphite receives
+ * it (prefixes, suffix and ;tags applied) and is NUL-terminated. */
+typedef struct sy_metric {
+    const char *name;
+    uint32_t name_len;
+    uint8_t kind;
+    double value;
+} sy_metric;
+
+typedef struct sy_metric_batch {
+    const sy_metric *metrics;
+    size_t count;
+    int64_t timestamp; /* the flush time, seconds since the epoch */
+} sy_metric_batch;
+
+/* Sample types, as they appear on the wire. */
+enum sy_sample_type {
+    SY_SAMPLE_COUNTER = 'c',
+    SY_SAMPLE_GAUGE = 'g',
+    SY_SAMPLE_TIMER = 't', /* ms, h and d */
+    SY_SAMPLE_SET = 's'
+};
+
+/* One raw sample of a pass-through route.  `name` is the routed name
+ * (with ;tags); `text` is the value as sent (a set member, or a number with
+ * its sign kept so gauge deltas can be forwarded).  Neither is
+ * NUL-terminated. */
+typedef struct sy_sample {
+    const char *name;
+    uint32_t name_len;
+    const char *text;
+    uint32_t text_len;
+    double value;
+    double rate;       /* 1.0 unless the sender gave @rate */
+    uint8_t type;      /* enum sy_sample_type */
+    uint8_t is_delta;  /* a gauge value written with a leading + or - */
+} sy_sample;
+
+typedef struct sy_sample_batch {
+    const sy_sample *samples;
+    size_t count;
+} sy_sample_batch;
+
+/* Well-known per-instance statistics, reported by the admin interface and
+ * sent as switchyard's own metrics. */
+enum sy_stat {
+    SY_STAT_SENT = 0,       /* counter: metrics delivered to the destination */
+    SY_STAT_DROPPED = 1,    /* counter: metrics given up on (queue full, ...) */
+    SY_STAT_ERRORS = 2,     /* counter: write or protocol errors */
+    SY_STAT_RECONNECTS = 3, /* counter: connection attempts after a failure */
+    SY_STAT_QUEUED = 4,     /* gauge: metrics waiting in the sink's queue */
+    SY_STAT_QUEUED_BYTES = 5, /* gauge: bytes waiting in the sink's queue */
+    SY_STAT_CONNECTED = 6,  /* gauge: 1 when connected to the destination */
+    SY_STAT_COUNT = 7
+};
+
+enum sy_watch_events { SY_WATCH_READ = 2, SY_WATCH_WRITE = 4 };
+
+typedef struct sy_host sy_host;   /* one per sink instance; opaque */
+typedef struct sy_timer sy_timer;
+typedef struct sy_watch sy_watch;
+
+/*
+ * Services the host offers a plugin.  Passed to init; valid until close.
+ * Setting getters return 0 when the value was found, 1 when the key is
+ * absent (the default is stored), and -1 when it has the wrong type (the
+ * host has already reported it, naming the sink and the key).
+ */
+typedef struct sy_host_api {
+    uint32_t abi_major;
+    uint32_t abi_minor;
+    size_t struct_size;
+
+    void (*log)(sy_host *h, int level, const char *fmt, ...)
+        __attribute__((format(printf, 3, 4)));
+    const char *(*instance_name)(sy_host *h);
+
+    int (*setting_string)(sy_host *h, const char *key, const char *dflt, const char **out);
+    int (*setting_int)(sy_host *h, const char *key, int64_t dflt, int64_t *out);
+    int (*setting_number)(sy_host *h, const char *key, double dflt, double *out);
+    int (*setting_bool)(sy_host *h, const char *key, int dflt, int *out);
+    /* Lists of strings or numbers (e.g. several destinations): the length,
+     * or -1 when the key is not a list; then element i (0-based) as a
+     * string (numbers are converted). */
+    int (*setting_list_len)(sy_host *h, const char *key);
+    const char *(*setting_list_string)(sy_host *h, const char *key, int i);
+
+    /* One-shot timers on the output loop; starting a started timer
+     * re-arms it. */
+    sy_timer *(*timer_new)(sy_host *h, void (*cb)(void *arg), void *arg);
+    void (*timer_start)(sy_timer *t, uint64_t after_ms);
+    void (*timer_stop)(sy_timer *t);
+    void (*timer_free)(sy_timer *t);
+
+    /* Readiness watches on non-blocking fds; events is a mask of
+     * sy_watch_events (0 pauses the watch). */
+    sy_watch *(*watch_new)(sy_host *h, int fd, void (*cb)(int fd, int events, void *arg), void *arg);
+    void (*watch_set)(sy_watch *w, int events);
+    void (*watch_free)(sy_watch *w);
+
+    /* The output loop itself, for libraries with a libevent adapter. */
+    struct event_base *(*event_base)(sy_host *h);
+
+    uint64_t (*now_ms)(sy_host *h);       /* wall clock */
+    uint64_t (*monotonic_ms)(sy_host *h); /* for timeouts and backoff */
+
+    void (*stat_add)(sy_host *h, int stat, int64_t delta);
+    void (*stat_set)(sy_host *h, int stat, int64_t value);
+
+    /* A value as statsd (JavaScript) writes it: the shortest text that
+     * reads back as the same double ("0.1", "150", "1e+21").  buf must
+     * hold 32 bytes; returns the length, buf is NUL-terminated. */
+    size_t (*format_number)(double v, char *buf);
+} sy_host_api;
+
+typedef struct sy_sink_plugin {
+    /* Never move these three: the host reads them before anything else. */
+    uint32_t abi_major;
+    uint32_t abi_minor;
+    uint32_t struct_size;
+
+    const char *name;        /* the `plugin = "..."` name */
+    const char *version;
+    const char *description;
+    /* NULL-terminated list of the settings this plugin reads, so that a
+     * misspelt key is an error at --check; NULL accepts anything.  The
+     * host itself owns `plugin`. */
+    const char *const *settings;
+
+    int (*init)(const sy_host_api *api, sy_host *host, void **state,
+                char *err, size_t errlen);
+    sy_status (*write)(void *state, const sy_metric_batch *batch);
+    sy_status (*write_samples)(void *state, const sy_sample_batch *batch); /* may be NULL */
+    sy_status (*flush)(void *state, int final);
+    size_t (*pending)(void *state); /* metrics not yet handed to the destination */
+    void (*close)(void *state);
+} sy_sink_plugin;
+
+/* Fill the three leading members; use as the first initialiser:
+ *   SY_SINK_EXPORT = { SY_SINK_HEADER, .name = "jsonl", ... };  */
+#define SY_SINK_HEADER \
+    .abi_major = SY_SINK_ABI_MAJOR, .abi_minor = SY_SINK_ABI_MINOR, \
+    .struct_size = (uint32_t)sizeof(sy_sink_plugin)
+
+#define SY_SINK_EXPORT \
+    __attribute__((visibility("default"))) const sy_sink_plugin switchyard_sink
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* SWITCHYARD_SINK_H */
