@@ -1,0 +1,91 @@
+/*
+ * agg.h - aggregation: statsd's counters, timers, gauges and sets.
+ *
+ * One aggregator is owned by one thread.  It is fed raw reads (the records
+ * of the rings), parses them and updates its key table.  At each flush it
+ * hands out a snapshot (the values of the interval, timer samples moved, not
+ * copied) and applies statsd's clear/delete rules.  The snapshot is then
+ * processed on another thread while the aggregator goes on.
+ */
+#ifndef SY_AGG_H
+#define SY_AGG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ring.h"
+
+enum sy_mtype { SY_T_COUNTER = 0, SY_T_TIMER = 1, SY_T_GAUGE = 2, SY_T_SET = 3 };
+
+typedef struct sy_agg_opts {
+    int sanitize;              /* keyNameSanitize */
+    int delete_counters;       /* statsd's deleteCounters ... */
+    int delete_timers;
+    int delete_sets;
+    int delete_gauges;
+    int gauges_max_ttl;        /* idle flushes before a gauge is deleted */
+    const char *prefix_stats;  /* "statsd" */
+    uint32_t flush_interval_ms;
+    uint32_t timer_sample_limit; /* samples kept per timer per interval; 0 = all */
+    size_t max_keys;           /* 0 = no limit */
+} sy_agg_opts;
+
+/* The samples of one timer for one interval.  Percentiles come from `v`
+ * (every sample, or a uniform reservoir once `seen` exceeds the limit);
+ * count, sum, sum of squares, lower and upper are exact either way. */
+typedef struct sy_timer_data {
+    double *v;
+    uint32_t n, cap;
+    uint64_t seen;
+    double count; /* sum of 1/rate: what statsd reports as count */
+    double sum, sumsq, min, max;
+} sy_timer_data;
+
+typedef struct sy_snap_item {
+    const char *key;  /* valid until the snapshot is freed */
+    uint32_t key_len;
+    uint8_t type;     /* enum sy_mtype */
+    double value;     /* counter total, gauge value or set size */
+    sy_timer_data *timer; /* owned by the snapshot; NULL for an idle timer */
+} sy_snap_item;
+
+typedef struct sy_snapshot {
+    sy_snap_item *items;
+    size_t n;
+    int64_t ts;              /* flush time, seconds */
+    uint32_t flush_interval_ms;
+    size_t counters, timers, gauges, sets; /* statsd's numStats parts */
+    struct sy_entry *dead;   /* entries deleted at this flush, freed with it */
+} sy_snapshot;
+
+/* What the aggregator saw; read by other threads, hence atomics. */
+typedef struct sy_agg_stats {
+    _Atomic uint64_t packets;
+    _Atomic uint64_t lines;
+    _Atomic uint64_t samples;
+    _Atomic uint64_t bad_lines;
+    _Atomic uint64_t keys;           /* gauge: keys in the table */
+    _Atomic uint64_t keys_rejected;  /* samples refused by max_keys */
+    _Atomic uint64_t timer_samples_dropped; /* replaced in the reservoir */
+} sy_agg_stats;
+
+typedef struct sy_agg sy_agg;
+
+sy_agg *sy_agg_new(const sy_agg_opts *opts);
+void sy_agg_free(sy_agg *a);
+const sy_agg_stats *sy_agg_get_stats(const sy_agg *a);
+
+/* One read (a datagram, or complete lines from a stream): statsd's
+ * handlePacket. */
+void sy_agg_feed(sy_agg *a, const char *buf, size_t len, const sy_origin *origin);
+
+/* One line, already framed (no newline). */
+void sy_agg_line(sy_agg *a, const char *line, size_t len);
+
+/* Take the interval's values and reset as statsd does after a flush. */
+sy_snapshot *sy_agg_snapshot(sy_agg *a, int64_t ts);
+void sy_snapshot_free(sy_snapshot *s);
+
+size_t sy_agg_key_count(const sy_agg *a);
+
+#endif

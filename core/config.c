@@ -1,0 +1,312 @@
+/*
+ * config.c - run lua/switchyard/config.lua and copy its answer into C.
+ */
+#include "config.h"
+
+#include <lauxlib.h>
+#include <lua.h>
+#include <lualib.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "numfmt.h"
+
+static char *dup_field(lua_State *L, int idx, const char *key)
+{
+    lua_getfield(L, idx, key);
+    char *s = lua_isstring(L, -1) ? strdup(lua_tostring(L, -1)) : NULL;
+    lua_pop(L, 1);
+    return s;
+}
+
+static double num_field(lua_State *L, int idx, const char *key, double dflt)
+{
+    lua_getfield(L, idx, key);
+    double v = lua_isnumber(L, -1) ? lua_tonumber(L, -1) : dflt;
+    lua_pop(L, 1);
+    return v;
+}
+
+static int bool_field(lua_State *L, int idx, const char *key)
+{
+    lua_getfield(L, idx, key);
+    int v = lua_toboolean(L, -1);
+    lua_pop(L, 1);
+    return v;
+}
+
+/* Numbers in lists and strings are kept as text the way a user wrote
+ * them would read back (integers without ".0"). */
+static char *value_text(lua_State *L, int idx)
+{
+    if (lua_type(L, idx) == LUA_TNUMBER) {
+        char buf[SY_FMT_DOUBLE_MAX];
+        sy_fmt_double(lua_tonumber(L, idx), buf);
+        return strdup(buf);
+    }
+    return strdup(lua_tostring(L, idx));
+}
+
+static int read_settings(lua_State *L, int idx, sy_sink_conf *sc)
+{
+    size_t n = 0;
+    for (lua_pushnil(L); lua_next(L, idx); lua_pop(L, 1))
+        n++;
+    sc->settings = calloc(n ? n : 1, sizeof *sc->settings);
+    if (!sc->settings)
+        return -1;
+    for (lua_pushnil(L); lua_next(L, idx); lua_pop(L, 1)) {
+        sy_setting *s = &sc->settings[sc->nsettings++];
+        s->key = strdup(lua_tostring(L, -2));
+        switch (lua_type(L, -1)) {
+        case LUA_TBOOLEAN:
+            s->type = SY_SET_BOOL;
+            s->boolean = lua_toboolean(L, -1);
+            break;
+        case LUA_TNUMBER:
+            s->type = SY_SET_NUMBER;
+            s->num = lua_tonumber(L, -1);
+            break;
+        case LUA_TTABLE: {
+            s->type = SY_SET_LIST;
+            int len = (int)lua_objlen(L, -1);
+            s->list = calloc((size_t)len + 1, sizeof *s->list);
+            for (int i = 1; i <= len; i++) {
+                lua_rawgeti(L, -1, i);
+                s->list[s->list_len++] = value_text(L, -1);
+                lua_pop(L, 1);
+            }
+            break;
+        }
+        default:
+            s->type = SY_SET_STRING;
+            s->str = strdup(lua_tostring(L, -1));
+            break;
+        }
+    }
+    return 0;
+}
+
+static char **string_list(lua_State *L, int idx, const char *key, size_t *n)
+{
+    lua_getfield(L, idx, key);
+    size_t len = lua_objlen(L, -1);
+    char **v = calloc(len + 1, sizeof *v);
+    for (size_t i = 0; v && i < len; i++) {
+        lua_rawgeti(L, -1, (int)i + 1);
+        v[i] = value_text(L, -1);
+        lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+    *n = v ? len : 0;
+    return v;
+}
+
+/* statsd's 'bin_' + bin.toString().replace('.', '_') */
+static char *bin_name(double b)
+{
+    char num[SY_FMT_DOUBLE_MAX], out[64];
+    if (isinf(b))
+        strcpy(num, "inf");
+    else
+        sy_fmt_double(b, num);
+    char *dot = strchr(num, '.');
+    if (dot)
+        *dot = '_';
+    snprintf(out, sizeof out, "bin_%s", num);
+    return strdup(out);
+}
+
+static void read_config(lua_State *L, int t, sy_config *c)
+{
+    lua_getfield(L, t, "listen");
+    c->nlisten = lua_objlen(L, -1);
+    c->listen = calloc(c->nlisten ? c->nlisten : 1, sizeof *c->listen);
+    for (size_t i = 0; i < c->nlisten; i++) {
+        lua_rawgeti(L, -1, (int)i + 1);
+        int e = lua_gettop(L);
+        sy_listen_conf *l = &c->listen[i];
+        l->url = dup_field(L, e, "url");
+        l->receive_buffer = (long long)num_field(L, e, "receiveBuffer", -1);
+        l->threads = (long long)num_field(L, e, "threads", -1);
+        l->max_line = (long long)num_field(L, e, "maxLineLength", -1);
+        l->max_connections = (long long)num_field(L, e, "maxConnections", -1);
+        l->idle_timeout_ms = (long long)num_field(L, e, "idleTimeout", -1);
+        l->mode = (long long)num_field(L, e, "mode", -1);
+        lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+
+    sy_agg_opts *a = &c->agg;
+    sy_flush_opts *f = &c->flush;
+    uint32_t fi = (uint32_t)num_field(L, t, "flushInterval", 10000);
+    a->flush_interval_ms = f->flush_interval_ms = fi;
+    a->sanitize = f->sanitized = bool_field(L, t, "keyNameSanitize");
+    a->delete_counters = bool_field(L, t, "deleteCounters");
+    a->delete_timers = bool_field(L, t, "deleteTimers");
+    a->delete_sets = bool_field(L, t, "deleteSets");
+    a->delete_gauges = bool_field(L, t, "deleteGauges");
+    a->gauges_max_ttl = (int)num_field(L, t, "gaugesMaxTTL", 1);
+    f->prefix_stats = dup_field(L, t, "prefixStats");
+    a->prefix_stats = f->prefix_stats;
+    a->timer_sample_limit = (uint32_t)num_field(L, t, "timerSampleLimit", 100000);
+    a->max_keys = (size_t)num_field(L, t, "maxKeys", 0);
+    f->flush_counts = bool_field(L, t, "flush_counts");
+
+    lua_getfield(L, t, "percentThreshold");
+    f->npct = lua_objlen(L, -1);
+    f->pct = calloc(f->npct ? f->npct : 1, sizeof *f->pct);
+    for (size_t i = 0; i < f->npct; i++) {
+        lua_rawgeti(L, -1, (int)i + 1);
+        f->pct[i] = lua_tonumber(L, -1);
+        lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+
+    lua_getfield(L, t, "histogram");
+    f->nhist = lua_objlen(L, -1);
+    f->hist = calloc(f->nhist ? f->nhist : 1, sizeof *f->hist);
+    for (size_t i = 0; i < f->nhist; i++) {
+        lua_rawgeti(L, -1, (int)i + 1);
+        sy_histogram *h = &f->hist[i];
+        h->metric = dup_field(L, -1, "metric");
+        lua_getfield(L, -1, "bins");
+        h->nbins = lua_objlen(L, -1);
+        h->bins = calloc(h->nbins ? h->nbins : 1, sizeof *h->bins);
+        h->bin_names = calloc(h->nbins ? h->nbins : 1, sizeof *h->bin_names);
+        for (size_t j = 0; j < h->nbins; j++) {
+            lua_rawgeti(L, -1, (int)j + 1);
+            h->bins[j] = lua_tonumber(L, -1);
+            h->bin_names[j] = bin_name(h->bins[j]);
+            lua_pop(L, 1);
+        }
+        lua_pop(L, 2);
+    }
+    lua_pop(L, 1);
+
+    f->calc = string_list(L, t, "calculatedTimerMetrics", &f->ncalc);
+
+    lua_getfield(L, t, "graphite");
+    int g = lua_gettop(L);
+    f->legacy = bool_field(L, g, "legacyNamespace");
+    f->global_prefix = dup_field(L, g, "globalPrefix");
+    f->prefix_counter = dup_field(L, g, "prefixCounter");
+    f->prefix_timer = dup_field(L, g, "prefixTimer");
+    f->prefix_gauge = dup_field(L, g, "prefixGauge");
+    f->prefix_set = dup_field(L, g, "prefixSet");
+    f->global_suffix = dup_field(L, g, "globalSuffix");
+    lua_pop(L, 1);
+
+    lua_getfield(L, t, "sinks");
+    int s = lua_gettop(L);
+    for (lua_pushnil(L); lua_next(L, s); lua_pop(L, 1))
+        c->nsinks++;
+    c->sinks = calloc(c->nsinks ? c->nsinks : 1, sizeof *c->sinks);
+    size_t i = 0;
+    for (lua_pushnil(L); lua_next(L, s); lua_pop(L, 1)) {
+        sy_sink_conf *sc = &c->sinks[i++];
+        sc->name = strdup(lua_tostring(L, -2));
+        sc->plugin = dup_field(L, -1, "plugin");
+        read_settings(L, lua_gettop(L), sc);
+    }
+    lua_pop(L, 1);
+
+    c->plugin_dir = dup_field(L, t, "pluginPath");
+    c->ring_size = (size_t)num_field(L, t, "ringSize", 64 << 20);
+    c->shutdown_timeout_ms = (uint32_t)num_field(L, t, "shutdownTimeout", 10000);
+    char *lvl = dup_field(L, t, "logLevel");
+    c->log_level = lvl ? sy_log_level_parse(lvl) : SY_INFO;
+    if (c->log_level < 0)
+        c->log_level = SY_INFO;
+    free(lvl);
+}
+
+sy_config *sy_config_load(const char *file, const char *lua_dir, char *err, size_t errlen)
+{
+    sy_config *c = NULL;
+    lua_State *L = luaL_newstate();
+    if (!L) {
+        snprintf(err, errlen, "cannot create a Lua state");
+        return NULL;
+    }
+    luaL_openlibs(L);
+    lua_getglobal(L, "package");
+    lua_pushfstring(L, "%s/?.lua;%s/?/init.lua;", lua_dir, lua_dir);
+    lua_getfield(L, -2, "path");
+    lua_concat(L, 2);
+    lua_setfield(L, -2, "path");
+    lua_pop(L, 1);
+
+    lua_getglobal(L, "require");
+    lua_pushstring(L, "switchyard.config");
+    if (lua_pcall(L, 1, 1, 0) != 0) {
+        snprintf(err, errlen, "cannot load the switchyard Lua library from %s: %s", lua_dir,
+                 lua_tostring(L, -1));
+        goto out;
+    }
+    lua_getfield(L, -1, "load");
+    if (file)
+        lua_pushstring(L, file);
+    else
+        lua_pushnil(L);
+    if (lua_pcall(L, 1, 2, 0) != 0) {
+        snprintf(err, errlen, "%s", lua_tostring(L, -1));
+        goto out;
+    }
+    if (lua_isnil(L, -2)) {
+        snprintf(err, errlen, "%s", lua_tostring(L, -1));
+        goto out;
+    }
+    lua_pop(L, 1);
+    c = calloc(1, sizeof *c);
+    if (!c) {
+        snprintf(err, errlen, "out of memory");
+        goto out;
+    }
+    c->file = file ? strdup(file) : NULL;
+    read_config(L, lua_gettop(L), c);
+out:
+    lua_close(L);
+    return c;
+}
+
+void sy_config_free(sy_config *c)
+{
+    if (!c)
+        return;
+    for (size_t i = 0; i < c->nlisten; i++)
+        free(c->listen[i].url);
+    free(c->listen);
+    for (size_t i = 0; i < c->nsinks; i++) {
+        free(c->sinks[i].name);
+        free(c->sinks[i].plugin);
+        sy_settings_free(c->sinks[i].settings, c->sinks[i].nsettings);
+    }
+    free(c->sinks);
+    sy_flush_opts *f = &c->flush;
+    free(f->pct);
+    for (size_t i = 0; i < f->nhist; i++) {
+        free(f->hist[i].metric);
+        free(f->hist[i].bins);
+        for (size_t j = 0; j < f->hist[i].nbins; j++)
+            free(f->hist[i].bin_names[j]);
+        free(f->hist[i].bin_names);
+    }
+    free(f->hist);
+    for (size_t i = 0; i < f->ncalc; i++)
+        free(f->calc[i]);
+    free(f->calc);
+    free(f->global_prefix);
+    free(f->prefix_counter);
+    free(f->prefix_timer);
+    free(f->prefix_gauge);
+    free(f->prefix_set);
+    free(f->global_suffix);
+    free(f->prefix_stats);
+    free(c->plugin_dir);
+    free(c->file);
+    free(c);
+}

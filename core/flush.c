@@ -1,0 +1,465 @@
+/*
+ * flush.c - statsd's process_metrics and graphite naming, in C.
+ *
+ * Floating-point results must equal statsd's to the last bit, so every sum
+ * is taken in the order statsd takes it (sorted values, left to right) and
+ * the build disables FMA contraction (-ffp-contract=off).  One deliberate
+ * difference: for a negative threshold that covers every value statsd
+ * reads cumulativeValues[-1] and emits NaN; switchyard emits the sum.
+ */
+#include "flush.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "numfmt.h"
+#include "parse.h"
+
+#define BATCH_MAX 2048
+#define NAMES_BYTES (256 * 1024)
+#define NAME_MAX_LEN (SY_KEY_MAX + 512)
+
+struct sy_flusher {
+    const sy_flush_opts *o;
+    /* namespaces, each empty or ending in '.' */
+    char *ns_counter, *ns_counts, *ns_timer, *ns_gauge, *ns_set;
+    char *ns_stats;        /* "stats.statsd" (no trailing dot) */
+    char *numstats_name;
+    char *suffix;          /* "" or ".suffix" */
+    /* the batch being filled */
+    sy_metric m[BATCH_MAX];
+    size_t n;
+    char *names;
+    size_t used;
+    sy_flush_emit_fn emit;
+    void *ctx;
+    int64_t ts;
+    sy_flush_result *res;
+};
+
+static int64_t mono_ns(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
+}
+
+/* Join non-empty parts with '.', and end with '.' when anything was
+ * joined: statsd's namespace.concat(...).join('.'). */
+static char *join_ns(const char *a, const char *b)
+{
+    char buf[1024];
+    size_t n = 0;
+    buf[0] = '\0';
+    if (a && *a)
+        n += (size_t)snprintf(buf + n, sizeof buf - n, "%s.", a);
+    if (b && *b && n < sizeof buf)
+        n += (size_t)snprintf(buf + n, sizeof buf - n, "%s.", b);
+    return strdup(buf);
+}
+
+sy_flusher *sy_flusher_new(const sy_flush_opts *o)
+{
+    sy_flusher *f = calloc(1, sizeof *f);
+    if (!f)
+        return NULL;
+    f->o = o;
+    f->names = malloc(NAMES_BYTES);
+    char buf[1024];
+    const char *ps = o->prefix_stats ? o->prefix_stats : "statsd";
+    if (o->legacy) {
+        f->ns_counter = strdup("stats.");
+        f->ns_counts = strdup("stats_counts.");
+        f->ns_timer = strdup("stats.timers.");
+        f->ns_gauge = strdup("stats.gauges.");
+        f->ns_set = strdup("stats.sets.");
+        snprintf(buf, sizeof buf, "stats.%s", ps);
+        f->ns_stats = strdup(buf);
+        snprintf(buf, sizeof buf, "%s.numStats", ps);
+        f->numstats_name = strdup(buf);
+    } else {
+        const char *gp = o->global_prefix;
+        f->ns_counter = join_ns(gp, o->prefix_counter);
+        f->ns_counts = strdup(f->ns_counter);
+        f->ns_timer = join_ns(gp, o->prefix_timer);
+        f->ns_gauge = join_ns(gp, o->prefix_gauge);
+        f->ns_set = join_ns(gp, o->prefix_set);
+        char *g = join_ns(gp, ps);
+        size_t gl = strlen(g);
+        if (gl)
+            g[gl - 1] = '\0'; /* drop the trailing dot */
+        f->ns_stats = g;
+        snprintf(buf, sizeof buf, "%s.numStats", g);
+        f->numstats_name = strdup(buf);
+    }
+    if (o->global_suffix) {
+        snprintf(buf, sizeof buf, ".%s", o->global_suffix);
+        f->suffix = strdup(buf);
+    } else {
+        f->suffix = strdup("");
+    }
+    return f;
+}
+
+void sy_flusher_free(sy_flusher *f)
+{
+    if (!f)
+        return;
+    free(f->ns_counter);
+    free(f->ns_counts);
+    free(f->ns_timer);
+    free(f->ns_gauge);
+    free(f->ns_set);
+    free(f->ns_stats);
+    free(f->numstats_name);
+    free(f->suffix);
+    free(f->names);
+    free(f);
+}
+
+static void batch_flush(sy_flusher *f)
+{
+    if (f->n) {
+        sy_metric_batch b = { .metrics = f->m, .count = f->n, .timestamp = f->ts };
+        f->emit(f->ctx, &b);
+    }
+    f->n = 0;
+    f->used = 0;
+}
+
+/* A Graphite line is the name, a space, the value, a space, a 10-digit
+ * time and a newline; values average a few characters. */
+#define LINE_OVERHEAD 18
+
+/* Append one value; `name` is assembled by the caller in the batch arena
+ * at f->names + f->used. */
+static void push(sy_flusher *f, size_t name_len, uint8_t kind, double value)
+{
+    sy_metric *m = &f->m[f->n++];
+    m->name = f->names + f->used;
+    m->name_len = (uint32_t)name_len;
+    m->kind = kind;
+    m->value = value;
+    f->names[f->used + name_len] = '\0';
+    f->used += name_len + 1;
+    f->res->metrics++;
+    f->res->bytes += name_len + LINE_OVERHEAD;
+    if (f->n == BATCH_MAX || NAMES_BYTES - f->used < NAME_MAX_LEN)
+        batch_flush(f);
+}
+
+static inline char *put(char *p, const char *s, size_t n)
+{
+    memcpy(p, s, n);
+    return p + n;
+}
+
+/* statsd's graphite format(): namespace + key name + stat parts + suffix +
+ * the key's ;tags.  When keyNameSanitize was off at ingress the graphite
+ * backend sanitises the key name here (not the tags). */
+static void emit_key(sy_flusher *f, const char *ns, const char *key, size_t klen,
+                     const char *stat1, const char *stat2, uint8_t kind, double value)
+{
+    const char *semi = memchr(key, ';', klen);
+    size_t name_len = semi ? (size_t)(semi - key) : klen;
+    char *start = f->names + f->used;
+    char *p = put(start, ns, strlen(ns));
+    if (f->o->sanitized) {
+        p = put(p, key, name_len);
+    } else {
+        int in_space = 0;
+        for (size_t i = 0; i < name_len; i++) {
+            unsigned char c = (unsigned char)key[i];
+            if (c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f') {
+                if (!in_space)
+                    *p++ = '_';
+                in_space = 1;
+                continue;
+            }
+            in_space = 0;
+            if (c == '/')
+                *p++ = '-';
+            else if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                     c == '_' || c == '-' || c == '.' || c == ';' || c == '=')
+                *p++ = (char)c;
+        }
+    }
+    if (stat1) {
+        *p++ = '.';
+        p = put(p, stat1, strlen(stat1));
+    }
+    if (stat2) {
+        *p++ = '.';
+        p = put(p, stat2, strlen(stat2));
+    }
+    p = put(p, f->suffix, strlen(f->suffix));
+    if (semi)
+        p = put(p, semi, klen - name_len);
+    push(f, (size_t)(p - start), kind, value);
+}
+
+/* A name under the stats namespace: "stats.statsd" + "." + rel + suffix. */
+static void emit_stats(sy_flusher *f, const char *rel, double value)
+{
+    char *start = f->names + f->used;
+    char *p = put(start, f->ns_stats, strlen(f->ns_stats));
+    if (p != start)
+        *p++ = '.';
+    size_t rl = strlen(rel);
+    if (rl > 512)
+        rl = 512;
+    p = put(p, rel, rl);
+    p = put(p, f->suffix, strlen(f->suffix));
+    push(f, (size_t)(p - start), SY_KIND_INTERNAL, value);
+}
+
+static void emit_plain(sy_flusher *f, const char *name, double value)
+{
+    char *start = f->names + f->used;
+    char *p = put(start, name, strlen(name));
+    p = put(p, f->suffix, strlen(f->suffix));
+    push(f, (size_t)(p - start), SY_KIND_INTERNAL, value);
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* JavaScript's Math.round for the non-negative values used here. */
+static double js_round(double x)
+{
+    double r = floor(x);
+    return (x - r >= 0.5) ? r + 1 : r;
+}
+
+/* calculatedTimerMetrics: "mean_90" and "mean_top10" are filtered as
+ * "mean_percent", using statsd's regex /_(top)?\d+$/. */
+static int timer_stat_wanted(const sy_flush_opts *o, const char *stat)
+{
+    if (!o->ncalc)
+        return 1;
+    char clean[128];
+    size_t len = strlen(stat), d = len;
+    while (d > 0 && stat[d - 1] >= '0' && stat[d - 1] <= '9')
+        d--;
+    const char *want = stat;
+    if (d < len) {
+        size_t cut = 0;
+        if (d >= 4 && memcmp(stat + d - 4, "_top", 4) == 0)
+            cut = d - 4;
+        else if (d >= 1 && stat[d - 1] == '_')
+            cut = d - 1;
+        else
+            cut = (size_t)-1;
+        if (cut != (size_t)-1 && cut < sizeof clean - 10) {
+            memcpy(clean, stat, cut);
+            memcpy(clean + cut, "_percent", 9);
+            want = clean;
+        }
+    }
+    for (size_t i = 0; i < o->ncalc; i++)
+        if (strcmp(o->calc[i], want) == 0)
+            return 1;
+    return 0;
+}
+
+static __thread double *scratch;
+static __thread size_t scratch_cap;
+
+void sy_timer_stats(const sy_flush_opts *o, const char *key, sy_timer_data *t,
+                    sy_timer_stat_fn out, void *ctx)
+{
+    double fi = o->flush_interval_ms / 1000.0;
+    char name[160];
+#define OUT(stat, val) do { if (timer_stat_wanted(o, stat)) out(ctx, stat, val); } while (0)
+    if (!t || t->n == 0) {
+        double c = t ? t->count : 0;
+        OUT("count", c);
+        OUT("count_ps", c / fi);
+        return;
+    }
+    double *v = t->v;
+    size_t count = t->n;
+    qsort(v, count, sizeof *v, cmp_double);
+    if (scratch_cap < count * 2) {
+        free(scratch);
+        scratch_cap = count * 2 > 1024 ? count * 2 : 1024;
+        scratch = malloc(scratch_cap * sizeof *scratch);
+        if (!scratch) {
+            scratch_cap = 0;
+            return;
+        }
+    }
+    double *cum = scratch, *cumsq = scratch + count;
+    double min = v[0], max = v[count - 1];
+    cum[0] = min;
+    cumsq[0] = min * min;
+    for (size_t i = 1; i < count; i++) {
+        cum[i] = v[i] + cum[i - 1];
+        cumsq[i] = (v[i] * v[i]) + cumsq[i - 1];
+    }
+    int complete = t->seen == t->n;
+    double sum = min, sumsq = min * min, mean = min, bound = max;
+    for (size_t k = 0; k < o->npct; k++) {
+        double pct = o->pct[k];
+        double in = (double)count;
+        if (count > 1) {
+            in = js_round(fabs(pct) / 100 * (double)count);
+            if (in == 0)
+                continue;
+            size_t ni = (size_t)in;
+            if (pct > 0) {
+                bound = v[ni - 1];
+                sum = cum[ni - 1];
+                sumsq = cumsq[ni - 1];
+            } else {
+                bound = v[count - ni];
+                sum = cum[count - 1] - (ni < count ? cum[count - ni - 1] : 0);
+                sumsq = cumsq[count - 1] - (ni < count ? cumsq[count - ni - 1] : 0);
+            }
+            mean = sum / in;
+        }
+        char pn[64];
+        char num[SY_FMT_DOUBLE_MAX];
+        sy_fmt_double(pct, num);
+        /* statsd's clean_pct: ('' + pct).replace('.', '_').replace('-', 'top') */
+        size_t j = 0;
+        int dot = 0, dash = 0;
+        for (const char *q = num; *q && j < sizeof pn - 4; q++) {
+            if (*q == '.' && !dot) { pn[j++] = '_'; dot = 1; }
+            else if (*q == '-' && !dash) { memcpy(pn + j, "top", 3); j += 3; dash = 1; }
+            else pn[j++] = *q;
+        }
+        pn[j] = '\0';
+        snprintf(name, sizeof name, "count_%s", pn); OUT(name, in);
+        snprintf(name, sizeof name, "mean_%s", pn); OUT(name, mean);
+        snprintf(name, sizeof name, "%s_%s", pct > 0 ? "upper" : "lower", pn); OUT(name, bound);
+        snprintf(name, sizeof name, "sum_%s", pn); OUT(name, sum);
+        snprintf(name, sizeof name, "sum_squares_%s", pn); OUT(name, sumsq);
+    }
+    double n_all, std;
+    if (complete) {
+        sum = cum[count - 1];
+        sumsq = cumsq[count - 1];
+        mean = sum / (double)count;
+        double diffs = 0;
+        for (size_t i = 0; i < count; i++)
+            diffs += (v[i] - mean) * (v[i] - mean);
+        std = sqrt(diffs / (double)count);
+        n_all = (double)count;
+    } else {
+        /* Over the sample limit: exact totals, statistics from moments. */
+        n_all = (double)t->seen;
+        sum = t->sum;
+        sumsq = t->sumsq;
+        mean = sum / n_all;
+        double var = sumsq / n_all - mean * mean;
+        std = var > 0 ? sqrt(var) : 0;
+        min = t->min;
+        max = t->max;
+    }
+    (void)n_all;
+    size_t mid = count / 2;
+    double median = (count % 2) ? v[mid] : (v[mid - 1] + v[mid]) / 2;
+    OUT("std", std);
+    OUT("upper", max);
+    OUT("lower", min);
+    OUT("count", t->count);
+    OUT("count_ps", t->count / fi);
+    OUT("sum", sum);
+    OUT("sum_squares", sumsq);
+    OUT("mean", mean);
+    OUT("median", median);
+
+    const sy_histogram *h = NULL;
+    for (size_t k = 0; k < o->nhist && key; k++) {
+        if (strstr(key, o->hist[k].metric)) {
+            h = &o->hist[k];
+            break;
+        }
+    }
+    if (h && h->nbins && timer_stat_wanted(o, "histogram")) {
+        size_t i = 0;
+        for (size_t b = 0; b < h->nbins; b++) {
+            double freq = 0;
+            for (; i < count && (isinf(h->bins[b]) || v[i] < h->bins[b]); i++)
+                freq += 1;
+            snprintf(name, sizeof name, "histogram.%s", h->bin_names[b]);
+            out(ctx, name, freq);
+        }
+    }
+#undef OUT
+}
+
+struct timer_ctx {
+    sy_flusher *f;
+    const sy_snap_item *it;
+};
+
+static void timer_out(void *ctx, const char *stat, double value)
+{
+    struct timer_ctx *tc = ctx;
+    emit_key(tc->f, tc->f->ns_timer, tc->it->key, tc->it->key_len, stat, NULL, SY_KIND_TIMER, value);
+}
+
+void sy_flusher_run(sy_flusher *f, const sy_snapshot *s, const sy_extra_metric *extra,
+                    size_t nextra, sy_flush_emit_fn emit, void *ctx, sy_flush_result *res)
+{
+    const sy_flush_opts *o = f->o;
+    int64_t t0 = mono_ns();
+    memset(res, 0, sizeof *res);
+    f->emit = emit;
+    f->ctx = ctx;
+    f->ts = s->ts;
+    f->res = res;
+    f->n = 0;
+    f->used = 0;
+    double fi = o->flush_interval_ms / 1000.0;
+
+    /* statsd's order: counters, timers, gauges, sets. */
+    for (size_t i = 0; i < s->n; i++) {
+        const sy_snap_item *it = &s->items[i];
+        if (it->type != SY_T_COUNTER)
+            continue;
+        if (o->legacy) {
+            emit_key(f, f->ns_counter, it->key, it->key_len, NULL, NULL, SY_KIND_COUNTER, it->value / fi);
+            if (o->flush_counts)
+                emit_key(f, f->ns_counts, it->key, it->key_len, NULL, NULL, SY_KIND_COUNTER, it->value);
+        } else {
+            emit_key(f, f->ns_counter, it->key, it->key_len, "rate", NULL, SY_KIND_COUNTER, it->value / fi);
+            if (o->flush_counts)
+                emit_key(f, f->ns_counter, it->key, it->key_len, "count", NULL, SY_KIND_COUNTER, it->value);
+        }
+    }
+    int64_t tp = mono_ns();
+    for (size_t i = 0; i < s->n; i++) {
+        const sy_snap_item *it = &s->items[i];
+        if (it->type != SY_T_TIMER)
+            continue;
+        struct timer_ctx tc = { f, it };
+        sy_timer_stats(o, it->key, it->timer, timer_out, &tc);
+    }
+    res->processing_ms = (double)((mono_ns() - tp) / 1000000);
+    for (size_t i = 0; i < s->n; i++) {
+        const sy_snap_item *it = &s->items[i];
+        if (it->type == SY_T_GAUGE)
+            emit_key(f, f->ns_gauge, it->key, it->key_len, NULL, NULL, SY_KIND_GAUGE, it->value);
+    }
+    for (size_t i = 0; i < s->n; i++) {
+        const sy_snap_item *it = &s->items[i];
+        if (it->type == SY_T_SET)
+            emit_key(f, f->ns_set, it->key, it->key_len, "count", NULL, SY_KIND_SET, it->value);
+    }
+    res->num_stats = s->counters + s->timers + s->gauges + s->sets;
+    emit_plain(f, f->numstats_name, (double)res->num_stats);
+    emit_stats(f, "graphiteStats.calculationtime", (double)((mono_ns() - t0) / 1000000));
+    emit_stats(f, "processing_time", res->processing_ms);
+    for (size_t i = 0; i < nextra; i++)
+        emit_stats(f, extra[i].name, extra[i].value);
+    batch_flush(f);
+}

@@ -1,0 +1,76 @@
+/*
+ * flush.h - turn a snapshot into named values, as statsd does.
+ *
+ * The statistics are statsd's process_metrics (counter rates, timer
+ * percentiles, histograms); the names are its graphite backend's (legacy
+ * and new namespaces, prefixes, suffix, tags kept at the end).  Every sink
+ * receives the same names, so Redis or the console show what Graphite
+ * shows.
+ */
+#ifndef SY_FLUSH_H
+#define SY_FLUSH_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "agg.h"
+#include "../plugins/switchyard_sink.h"
+
+typedef struct sy_histogram {
+    char *metric;      /* substring of the timer's key; first match wins */
+    size_t nbins;
+    double *bins;      /* upper bounds, exclusive; INFINITY for "inf" */
+    char **bin_names;  /* "bin_50", "bin_0_5", "bin_inf" */
+} sy_histogram;
+
+typedef struct sy_flush_opts {
+    uint32_t flush_interval_ms;
+    double *pct;            /* percentThreshold */
+    size_t npct;
+    sy_histogram *hist;
+    size_t nhist;
+    char **calc;            /* calculatedTimerMetrics; none = all */
+    size_t ncalc;
+    int flush_counts;
+    int sanitized;          /* keyNameSanitize was applied at ingress */
+    int legacy;             /* graphite.legacyNamespace */
+    char *global_prefix, *prefix_counter, *prefix_timer, *prefix_gauge, *prefix_set;
+    char *global_suffix;    /* NULL: none */
+    char *prefix_stats;
+} sy_flush_opts;
+
+/* A value of switchyard's own, named under the stats namespace
+ * (e.g. "graphiteStats.flush_length" or "switchyard.listener.udp.dropped"). */
+typedef struct sy_extra_metric {
+    const char *name;
+    double value;
+} sy_extra_metric;
+
+typedef void (*sy_flush_emit_fn)(void *ctx, const sy_metric_batch *batch);
+
+typedef struct sy_flush_result {
+    size_t metrics;       /* values emitted */
+    size_t bytes;         /* size of the flush as Graphite plaintext */
+    size_t num_stats;     /* statsd's numStats */
+    double processing_ms; /* statsd's processing_time */
+} sy_flush_result;
+
+typedef struct sy_flusher sy_flusher;
+
+/* Precomputes the namespaces; opts must outlive the flusher. */
+sy_flusher *sy_flusher_new(const sy_flush_opts *opts);
+void sy_flusher_free(sy_flusher *f);
+
+/* Emit every value of the snapshot, then statsd's own values and the
+ * extras, in batches of at most a few thousand. */
+void sy_flusher_run(sy_flusher *f, const sy_snapshot *s, const sy_extra_metric *extra,
+                    size_t nextra, sy_flush_emit_fn emit, void *ctx, sy_flush_result *res);
+
+/* The statistics of one timer, exposed for unit tests: calls out(name,
+ * value) for each statistic in statsd's order ("count_90", "mean_90", ...,
+ * "histogram.bin_50"). */
+typedef void (*sy_timer_stat_fn)(void *ctx, const char *stat, double value);
+void sy_timer_stats(const sy_flush_opts *o, const char *key, sy_timer_data *t,
+                    sy_timer_stat_fn out, void *ctx);
+
+#endif

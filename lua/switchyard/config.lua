@@ -1,0 +1,318 @@
+-- switchyard.config: load, check and complete a switchyard config.
+--
+-- A config is a Lua file returning a table.  Option names follow Etsy
+-- statsd's exampleConfig.js, so a statsd config ports line by line; the
+-- statsd-only shortcuts (graphiteHost, port, servers, backends) are
+-- translated into listeners and sinks.  Every error names the file, the
+-- line where the key is written, and the key.
+
+local M = {}
+
+-- The config `switchyard` runs with when given none.
+M.default_source = [[
+return {
+  listen = { "udp://127.0.0.1:8125", "tcp://127.0.0.1:8125" },
+  flushInterval = 10000,
+  sinks = { console = { plugin = "console" } },
+}
+]]
+
+local known = {
+  listen = "list", flushInterval = "number", percentThreshold = "any",
+  histogram = "list", deleteIdleStats = "boolean", deleteCounters = "boolean",
+  deleteTimers = "boolean", deleteSets = "boolean", deleteGauges = "boolean",
+  gaugesMaxTTL = "number", flush_counts = "boolean", prefixStats = "string",
+  keyNameSanitize = "boolean", calculatedTimerMetrics = "list", graphite = "table",
+  sinks = "table", pluginPath = "string", timerSampleLimit = "number",
+  maxKeys = "number", ringSize = "number", shutdownTimeout = "number",
+  logLevel = "string",
+  -- statsd's own names, translated below
+  graphiteHost = "string", graphitePort = "number", port = "number",
+  address = "string", address_ipv6 = "boolean", servers = "list",
+  backends = "list", debug = "boolean",
+}
+
+local graphite_known = {
+  legacyNamespace = "boolean", globalPrefix = "string", prefixCounter = "string",
+  prefixTimer = "string", prefixGauge = "string", prefixSet = "string",
+  globalSuffix = "string",
+}
+
+local listener_known = {
+  url = "string", receiveBuffer = "number", threads = "number",
+  maxLineLength = "number", maxConnections = "number", idleTimeout = "number",
+  mode = "any",
+}
+
+-- Where a key is written: the first line that assigns it, searching from
+-- `from` on.  Good enough to point at the right line of a config.
+local function line_of(source, key, from)
+  if not source or not key then return nil end
+  local n = 0
+  local pat = "%f[%w_]" .. key:gsub("%p", "%%%0") .. "%f[^%w_]%s*="
+  local qpat = "%[%s*[\"']" .. key:gsub("%p", "%%%0") .. "[\"']%s*%]%s*="
+  for line in (source .. "\n"):gmatch("(.-)\n") do
+    n = n + 1
+    if n >= (from or 1) and (line:find(pat) or line:find(qpat)) then return n end
+  end
+  return nil
+end
+
+local Checker = {}
+Checker.__index = Checker
+
+function Checker:fail(path, msg)
+  local leaf = path:match("([%w_]+)$")
+  local parent = path:match("^([%w_]+)%.")
+  local from = parent and line_of(self.source, parent) or 1
+  local line = line_of(self.source, leaf, from) or line_of(self.source, leaf)
+  error({ where = self.file .. (line and (":" .. line) or ""), key = path, msg = msg }, 0)
+end
+
+function Checker:type(path, v, want)
+  if want == "any" or v == nil then return v end
+  if want == "list" then
+    if type(v) ~= "table" then self:fail(path, "must be a list") end
+    for k in pairs(v) do
+      if type(k) ~= "number" then self:fail(path, "must be a list (found key '" .. tostring(k) .. "')") end
+    end
+    return v
+  end
+  if type(v) ~= want then
+    self:fail(path, "must be a " .. want .. ", not " .. type(v))
+  end
+  return v
+end
+
+function Checker:known(path, t, spec)
+  for k, v in pairs(t) do
+    if type(k) ~= "string" then self:fail(path, "keys must be names") end
+    local p = (path ~= "" and (path .. ".") or "") .. k
+    if not spec[k] then self:fail(p, "unknown option") end
+    self:type(p, v, spec[k])
+  end
+end
+
+function Checker:positive_int(path, v, allow_zero)
+  if v == nil then return end
+  if type(v) ~= "number" or v % 1 ~= 0 or v < 0 or (v == 0 and not allow_zero) then
+    self:fail(path, "must be a " .. (allow_zero and "non-negative" or "positive") .. " integer")
+  end
+end
+
+local function default(v, d) if v == nil then return d end return v end
+
+-- Translate statsd's shortcuts into switchyard's listeners and sinks.
+local function translate_statsd(c, t)
+  local listen = t.listen and { unpack(t.listen) } or nil
+  if t.servers then
+    listen = listen or {}
+    for i, s in ipairs(t.servers) do
+      if type(s) ~= "table" then c:fail("servers", "entries must be tables") end
+      local proto = (s.server and s.server:find("tcp")) and "tcp" or "udp"
+      if s.socket then
+        listen[#listen + 1] = { url = "unix://" .. s.socket, mode = s.socket_mod }
+      else
+        local host = s.address or (s.address_ipv6 and "::" or "0.0.0.0")
+        if host:find(":") then host = "[" .. host .. "]" end
+        listen[#listen + 1] = proto .. "://" .. host .. ":" .. (s.port or 8125)
+      end
+    end
+  elseif t.port or t.address then
+    listen = listen or {}
+    local host = t.address or (t.address_ipv6 and "::" or "0.0.0.0")
+    if host:find(":") then host = "[" .. host .. "]" end
+    listen[#listen + 1] = "udp://" .. host .. ":" .. (t.port or 8125)
+  end
+  local sinks = t.sinks
+  if not sinks and (t.graphiteHost or t.backends) then
+    sinks = {}
+    local backends = t.backends or { "./backends/graphite" }
+    for _, b in ipairs(backends) do
+      local name = tostring(b):match("([%w_]+)$")
+      if name == "graphite" then
+        if t.graphiteHost then
+          sinks.graphite = { plugin = "graphite", host = t.graphiteHost, port = t.graphitePort or 2003 }
+        end
+      elseif name == "console" then
+        sinks.console = { plugin = "console" }
+      else
+        c:fail("backends", "statsd backend '" .. tostring(b) .. "' has no switchyard sink; use sinks = { ... }")
+      end
+    end
+  end
+  return listen, sinks
+end
+
+-- Check the user's table and return a complete one with every default.
+function M.normalize(t, file, source)
+  local c = setmetatable({ file = file or "config", source = source }, Checker)
+  if type(t) ~= "table" then
+    error({ where = c.file, key = "(config)", msg = "the config must return a table" }, 0)
+  end
+  c:known("", t, known)
+
+  local out = {}
+  local listen, sinks = translate_statsd(c, t)
+  out.listen = {}
+  for i, l in ipairs(listen or { "udp://0.0.0.0:8125" }) do
+    local p = "listen"
+    if type(l) == "string" then
+      out.listen[i] = { url = l }
+    elseif type(l) == "table" then
+      c:known(p, l, listener_known)
+      if type(l.url) ~= "string" then c:fail(p, "entry " .. i .. " needs a url") end
+      for _, k in ipairs({ "receiveBuffer", "threads", "maxLineLength", "maxConnections" }) do
+        c:positive_int(p .. "." .. k, l[k])
+      end
+      c:positive_int(p .. ".idleTimeout", l.idleTimeout, true)
+      local mode = l.mode
+      if type(mode) == "string" then mode = tonumber(mode, 8) end
+      if l.mode ~= nil and type(mode) ~= "number" then c:fail(p .. ".mode", "must be an octal string like \"0660\"") end
+      out.listen[i] = { url = l.url, receiveBuffer = l.receiveBuffer, threads = l.threads,
+                        maxLineLength = l.maxLineLength, maxConnections = l.maxConnections,
+                        idleTimeout = l.idleTimeout, mode = mode }
+    else
+      c:fail(p, "entries must be URLs or tables")
+    end
+    local scheme = out.listen[i].url:match("^(%a+)://")
+    if not (scheme == "udp" or scheme == "tcp" or scheme == "unix" or scheme == "unixgram") then
+      c:fail(p, "'" .. out.listen[i].url .. "': the scheme must be udp://, tcp://, unix:// or unixgram://")
+    end
+  end
+
+  out.flushInterval = default(t.flushInterval, 10000)
+  c:positive_int("flushInterval", out.flushInterval)
+
+  local pct = default(t.percentThreshold, 90)
+  if type(pct) == "number" then pct = { pct } end
+  if type(pct) ~= "table" then c:fail("percentThreshold", "must be a number or a list of numbers") end
+  out.percentThreshold = {}
+  for i, p in ipairs(pct) do
+    local n = tonumber(p)
+    if not n or n ~= n or n == math.huge or n == -math.huge or n > 100 or n < -100 then
+      c:fail("percentThreshold", "entries must be numbers between -100 and 100")
+    end
+    out.percentThreshold[i] = n
+  end
+
+  out.histogram = {}
+  for i, h in ipairs(t.histogram or {}) do
+    if type(h) ~= "table" or type(h.metric) ~= "string" or type(h.bins) ~= "table" then
+      c:fail("histogram", "entries must be { metric = \"...\", bins = { ... } }")
+    end
+    local bins = {}
+    local last = -math.huge
+    for j, b in ipairs(h.bins) do
+      local v = (b == "inf") and math.huge or tonumber(b)
+      if not v then c:fail("histogram", "bins must be numbers or \"inf\"") end
+      if v <= last then c:fail("histogram", "bins of '" .. h.metric .. "' must increase") end
+      last = v
+      bins[j] = v
+    end
+    out.histogram[i] = { metric = h.metric, bins = bins }
+  end
+
+  -- statsd: deleteIdleStats switches the four on unless each is set.
+  out.deleteIdleStats = default(t.deleteIdleStats, false)
+  for _, k in ipairs({ "deleteCounters", "deleteTimers", "deleteSets", "deleteGauges" }) do
+    out[k] = default(t[k], out.deleteIdleStats)
+  end
+  -- statsd forces gaugesMaxTTL to 1 unless it is an integer above 1.
+  local ttl = t.gaugesMaxTTL
+  out.gaugesMaxTTL = (type(ttl) == "number" and ttl % 1 == 0 and ttl > 1) and ttl or 1
+  out.flush_counts = default(t.flush_counts, true)
+  out.prefixStats = default(t.prefixStats, "statsd")
+  out.keyNameSanitize = default(t.keyNameSanitize, true)
+  out.calculatedTimerMetrics = {}
+  for i, m in ipairs(t.calculatedTimerMetrics or {}) do
+    if type(m) ~= "string" then c:fail("calculatedTimerMetrics", "entries must be strings") end
+    out.calculatedTimerMetrics[i] = m
+  end
+
+  local g = t.graphite or {}
+  c:known("graphite", g, graphite_known)
+  out.graphite = {
+    legacyNamespace = default(g.legacyNamespace, true),
+    globalPrefix = default(g.globalPrefix, "stats"),
+    prefixCounter = default(g.prefixCounter, "counters"),
+    prefixTimer = default(g.prefixTimer, "timers"),
+    prefixGauge = default(g.prefixGauge, "gauges"),
+    prefixSet = default(g.prefixSet, "sets"),
+    globalSuffix = g.globalSuffix,
+  }
+
+  out.sinks = {}
+  for name, s in pairs(sinks or {}) do
+    local p = "sinks." .. tostring(name)
+    if type(name) ~= "string" or not name:match("^[%w_%-]+$") then
+      c:fail("sinks", "sink names must be words (letters, digits, _ and -)")
+    end
+    if type(s) ~= "table" then c:fail(p, "must be a table") end
+    if type(s.plugin) ~= "string" then c:fail(p .. ".plugin", "must name a plugin") end
+    local settings = {}
+    for k, v in pairs(s) do
+      if type(k) ~= "string" then c:fail(p, "setting names must be strings") end
+      local tv = type(v)
+      if tv == "table" then
+        for _, e in ipairs(v) do
+          if type(e) ~= "string" and type(e) ~= "number" then
+            c:fail(p .. "." .. k, "lists may hold only strings and numbers")
+          end
+        end
+      elseif tv ~= "string" and tv ~= "number" and tv ~= "boolean" then
+        c:fail(p .. "." .. k, "must be a string, number, boolean or list")
+      end
+      settings[k] = v
+    end
+    out.sinks[name] = settings
+  end
+  if next(out.sinks) == nil then
+    c:fail("sinks", "no sinks: add one, e.g. sinks = { out = { plugin = \"console\" } }")
+  end
+
+  out.pluginPath = t.pluginPath
+  out.timerSampleLimit = default(t.timerSampleLimit, 100000)
+  c:positive_int("timerSampleLimit", out.timerSampleLimit, true)
+  out.maxKeys = default(t.maxKeys, 0)
+  c:positive_int("maxKeys", out.maxKeys, true)
+  out.ringSize = default(t.ringSize, 64 * 1024 * 1024)
+  c:positive_int("ringSize", out.ringSize)
+  if out.ringSize < 256 * 1024 then c:fail("ringSize", "must be at least 262144 bytes") end
+  out.shutdownTimeout = default(t.shutdownTimeout, 10000)
+  c:positive_int("shutdownTimeout", out.shutdownTimeout, true)
+  out.logLevel = default(t.logLevel, t.debug and "debug" or "info")
+  if not ({ error = 1, warn = 1, info = 1, debug = 1 })[out.logLevel] then
+    c:fail("logLevel", "must be one of error, warn, info, debug")
+  end
+  return out
+end
+
+-- Load a config file (or the default when file is nil).  Returns the
+-- complete table, or nil and "file:line: key: message".
+function M.load(file)
+  local source, chunk, err
+  if file then
+    local f, ferr = io.open(file, "rb")
+    if not f then return nil, ferr end
+    source = f:read("*a")
+    f:close()
+    chunk, err = loadstring(source, "@" .. file)
+  else
+    source = M.default_source
+    chunk, err = loadstring(source, "=default config")
+  end
+  if not chunk then return nil, err end
+  local ok, t = pcall(chunk)
+  if not ok then return nil, tostring(t) end
+  local ok2, res = pcall(M.normalize, t, file or "default config", source)
+  if not ok2 then
+    if type(res) == "table" then
+      return nil, res.where .. ": " .. res.key .. ": " .. res.msg
+    end
+    return nil, tostring(res)
+  end
+  return res
+end
+
+return M
