@@ -1,0 +1,829 @@
+/*
+ * reader.c - reader threads: datagram sockets and stream connections to
+ * rings.
+ *
+ * Datagram sockets: one thread per socket, recvmmsg with MSG_DONTWAIT in
+ * batches into fixed scratch buffers, one ring record per datagram, poll()
+ * only when the socket is empty.  No allocation and no syscall per datagram.
+ *
+ * Streams: one libevent thread for every stream listener.  Each connection
+ * has a buffer of max_line + 1 bytes; after each read the complete lines at
+ * its front become one record and the partial last line stays for the next
+ * read.  When the ring is full the connection's read event is removed and a
+ * 1 ms timer retries paused connections in the order they paused; the kernel
+ * socket buffer fills meanwhile and TCP flow control slows the client.
+ *
+ * Stop: an eventfd written once and never read stays readable, so every
+ * thread's poll/event loop sees it.
+ */
+#include "reader.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#include "log.h"
+
+#define DGRAM_BATCH 64
+#define DGRAM_MAX (64u << 10)       /* the largest datagram accepted */
+#define DRAIN_MS 3000               /* how long stop waits for ring room */
+#define RETRY_US 1000               /* paused connections are retried this often */
+#define ACCEPT_BATCH 64
+#define ACCEPT_BACKOFF_MS 100       /* after EMFILE and friends */
+
+static sy_ratelimit rl_dropped = SY_RATELIMIT_INIT(10000, 1);
+static sy_ratelimit rl_too_long = SY_RATELIMIT_INIT(10000, 5);
+static sy_ratelimit rl_conn = SY_RATELIMIT_INIT(10000, 5);
+static sy_ratelimit rl_error = SY_RATELIMIT_INIT(10000, 5);
+
+typedef struct stream_ctx stream_ctx;
+
+/* Scratch space of one datagram thread, allocated once. */
+typedef struct dgram_scratch {
+    struct mmsghdr msgs[DGRAM_BATCH];
+    struct iovec iov[DGRAM_BATCH];
+    struct sockaddr_storage names[DGRAM_BATCH];
+    char *buf;                          /* DGRAM_BATCH slots of DGRAM_MAX + 1 bytes */
+} dgram_scratch;
+
+typedef struct reader {
+    sy_readers *rs;
+    sy_ring *ring;
+    pthread_t tid;
+    bool started;
+    /* datagram thread */
+    sy_listener *l;
+    int fd;
+    dgram_scratch *scratch;
+    /* stream thread */
+    stream_ctx *stream;
+} reader;
+
+struct sy_readers {
+    int stop_fd;                        /* eventfd, written once by stop */
+    atomic_bool stopping;
+    bool stopped;
+    size_t nreaders;
+    reader *readers;
+    sy_ring **rings;
+};
+
+static inline void count(_Atomic uint64_t *c, uint64_t v)
+{
+    atomic_fetch_add_explicit(c, v, memory_order_relaxed);
+}
+
+static int fail(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static int fail(char *err, size_t errlen, const char *fmt, ...)
+{
+    if (err && errlen) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err, errlen, fmt, ap);
+        va_end(ap);
+    }
+    return -1;
+}
+
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static void sleep_us(long us)
+{
+    struct timespec ts = { .tv_sec = 0, .tv_nsec = us * 1000 };
+    nanosleep(&ts, NULL);
+}
+
+/* The sender of an IP datagram or connection; IPv4-mapped IPv6 addresses
+ * (a dual-stack socket) become plain IPv4. */
+static void origin_from_addr(sy_origin *o, uint16_t listener, const struct sockaddr_storage *ss)
+{
+    memset(o, 0, sizeof *o);
+    o->listener = listener;
+    if (ss->ss_family == AF_INET) {
+        const struct sockaddr_in *in = (const void *)ss;
+        o->family = AF_INET;
+        o->port = ntohs(in->sin_port);
+        memcpy(o->addr, &in->sin_addr, 4);
+    } else if (ss->ss_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = (const void *)ss;
+        o->port = ntohs(in6->sin6_port);
+        if (IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr)) {
+            o->family = AF_INET;
+            memcpy(o->addr, in6->sin6_addr.s6_addr + 12, 4);
+        } else {
+            o->family = AF_INET6;
+            memcpy(o->addr, &in6->sin6_addr, 16);
+        }
+    } else if (ss->ss_family == AF_UNIX) {
+        o->family = AF_UNIX;
+    }
+}
+
+/* ---- datagram threads ------------------------------------------------ */
+
+static dgram_scratch *dgram_scratch_new(void)
+{
+    dgram_scratch *s = calloc(1, sizeof *s);
+    if (!s)
+        return NULL;
+    /* Pages are only touched as datagrams land in them. */
+    s->buf = malloc((size_t)DGRAM_BATCH * (DGRAM_MAX + 1));
+    if (!s->buf) {
+        free(s);
+        return NULL;
+    }
+    for (int i = 0; i < DGRAM_BATCH; i++) {
+        s->iov[i].iov_base = s->buf + (size_t)i * (DGRAM_MAX + 1);
+        s->iov[i].iov_len = DGRAM_MAX + 1;
+        s->msgs[i].msg_hdr.msg_iov = &s->iov[i];
+        s->msgs[i].msg_hdr.msg_iovlen = 1;
+        s->msgs[i].msg_hdr.msg_name = &s->names[i];
+        s->msgs[i].msg_hdr.msg_namelen = sizeof s->names[i];
+    }
+    return s;
+}
+
+static void dgram_scratch_free(dgram_scratch *s)
+{
+    if (s)
+        free(s->buf);
+    free(s);
+}
+
+/* Queue one batch from recvmmsg; the counters are updated once per batch. */
+static void dgram_batch(reader *r, int n, bool is_unix)
+{
+    dgram_scratch *s = r->scratch;
+    sy_listener *l = r->l;
+    uint64_t bytes = 0, dropped = 0, too_long = 0;
+    sy_origin o;
+
+    if (is_unix) {
+        memset(&o, 0, sizeof o);
+        o.listener = l->index;
+        o.family = AF_UNIX;
+    }
+    for (int i = 0; i < n; i++) {
+        struct mmsghdr *m = &s->msgs[i];
+        size_t len = m->msg_len;
+        bytes += len;
+        if ((m->msg_hdr.msg_flags & MSG_TRUNC) || len > DGRAM_MAX) {
+            too_long++;
+        } else if (len > 0) {
+            if (!is_unix)
+                origin_from_addr(&o, l->index, &s->names[i]);
+            if (sy_ring_push(r->ring, &o, s->iov[i].iov_base, len) != 0)
+                dropped++;
+        }
+        m->msg_hdr.msg_namelen = sizeof s->names[i];
+    }
+    count(&l->stats.received, (uint64_t)n);
+    count(&l->stats.bytes, bytes);
+    if (too_long) {
+        count(&l->stats.lines_too_long, too_long);
+        sy_log_limited(&rl_too_long, SY_WARN, "%s: datagram larger than %u bytes skipped",
+                       l->name, DGRAM_MAX);
+    }
+    if (dropped) {
+        count(&l->stats.dropped, dropped);
+        sy_log_limited(&rl_dropped, SY_WARN,
+                       "%s: ring full, datagrams dropped (%llu so far); the aggregator is not keeping up",
+                       l->name, (unsigned long long)atomic_load_explicit(&l->stats.dropped,
+                                                                         memory_order_relaxed));
+    }
+}
+
+/*
+ * Read until the socket is empty, then sleep in poll() on the socket and
+ * the stop eventfd.  The stop flag is also checked between batches so a
+ * flood cannot hide it.  Once stopping, drain what the kernel holds (up to
+ * DRAIN_MS) and leave.
+ */
+static void *dgram_main(void *arg)
+{
+    reader *r = arg;
+    sy_readers *rs = r->rs;
+    bool is_unix = r->l->kind == SY_LISTEN_UNIXGRAM;
+    bool draining = false;
+    uint64_t deadline = 0;
+
+    for (;;) {
+        int n = recvmmsg(r->fd, r->scratch->msgs, DGRAM_BATCH, MSG_DONTWAIT, NULL);
+        if (n > 0) {
+            dgram_batch(r, n, is_unix);
+            if (!draining && atomic_load_explicit(&rs->stopping, memory_order_relaxed)) {
+                draining = true;
+                deadline = now_ms() + DRAIN_MS;
+            }
+            if (draining && now_ms() > deadline)
+                break;
+            continue;
+        }
+        int e = n < 0 ? errno : EAGAIN;
+        if (e == EINTR)
+            continue;
+        bool failed = e != EAGAIN && e != EWOULDBLOCK;
+        if (failed)
+            sy_log_limited(&rl_error, SY_WARN, "%s: recvmmsg: %s", r->l->name, strerror(e));
+        if (draining)
+            break;
+        struct pollfd p[2] = { { .fd = r->fd, .events = POLLIN }, { .fd = rs->stop_fd, .events = POLLIN } };
+        /* After an error, wait a little instead of spinning on it. */
+        int rc = poll(p, 2, failed ? 10 : -1);
+        if (rc > 0 && (p[1].revents & POLLIN) && !draining) {
+            draining = true;
+            deadline = now_ms() + DRAIN_MS;
+        }
+    }
+    return NULL;
+}
+
+/* ---- stream thread --------------------------------------------------- */
+
+typedef struct conn conn;
+
+typedef struct stream_listener {
+    stream_ctx *ctx;
+    sy_listener *l;
+    struct event *ev;                   /* accept */
+    const struct timeval *idle;         /* libevent common timeout, or NULL */
+    size_t cap;                         /* connection buffer: max_line + 1 */
+    unsigned open;
+} stream_listener;
+
+struct stream_ctx {
+    sy_readers *rs;
+    sy_ring *ring;
+    struct event_base *base;
+    struct event *stop_ev;
+    struct event *retry_ev;
+    struct event *accept_resume_ev;
+    stream_listener *sl;
+    size_t nsl;
+    conn *conns;                        /* every open connection */
+    conn *paused_head, *paused_tail;    /* FIFO of connections waiting for ring room */
+};
+
+struct conn {
+    stream_listener *sl;
+    int fd;
+    struct event *ev;
+    conn *prev, *next;
+    conn *pnext;                        /* paused FIFO */
+    bool eof;                           /* the peer closed its side */
+    bool discarding;                    /* skipping the rest of an over-long line */
+    size_t len;                         /* bytes in buf */
+    size_t pending;                     /* complete lines at the front of buf, not yet queued */
+    sy_origin origin;
+    char buf[];                         /* sl->cap bytes */
+};
+
+/*
+ * Close a connection; whatever it still holds is lost and counted: complete
+ * lines that never found ring room (only when stop gives up waiting) and a
+ * final line after EOF as dropped, a partial line as partial_discarded.
+ */
+static void conn_close(conn *c)
+{
+    stream_listener *sl = c->sl;
+    sy_listener *l = sl->l;
+    size_t tail = c->len - c->pending;
+
+    if (c->pending)
+        count(&l->stats.dropped, 1);
+    if (tail && !c->discarding)
+        count(c->eof ? &l->stats.dropped : &l->stats.partial_discarded, 1);
+    /* Counters first: whoever sees the close also sees them. */
+    sl->open--;
+    atomic_fetch_sub_explicit(&l->stats.connections_open, 1, memory_order_relaxed);
+    event_free(c->ev);
+    close(c->fd);
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        sl->ctx->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    free(c);
+}
+
+/* Queue the complete lines at the front of the buffer (-1: ring full, try
+ * again later), then enforce max_line on the partial line that is left. */
+static int conn_flush(conn *c)
+{
+    if (c->pending) {
+        if (sy_ring_push(c->sl->ctx->ring, &c->origin, c->buf, c->pending) != 0)
+            return -1;
+        c->len -= c->pending;
+        memmove(c->buf, c->buf + c->pending, c->len);
+        c->pending = 0;
+    }
+    if (c->len == c->sl->cap) {
+        /* max_line bytes and still no newline: skip to the next one. */
+        count(&c->sl->l->stats.lines_too_long, 1);
+        sy_log_limited(&rl_too_long, SY_WARN, "%s: line longer than %zu bytes skipped",
+                       c->sl->l->name, c->sl->cap - 1);
+        c->discarding = true;
+        c->len = 0;
+    }
+    return 0;
+}
+
+/* Take n bytes just read into buf + len.  Only the new bytes are searched:
+ * the kept partial line holds no newline, so a slow over-long line costs
+ * linear time, not quadratic.  -1 when the ring is full. */
+static int conn_take(conn *c, size_t n)
+{
+    char *fresh = c->buf + c->len;
+
+    if (c->discarding) {
+        /* len is 0 here, so fresh == buf. */
+        char *nl = memchr(fresh, '\n', n);
+        if (!nl)
+            return 0;
+        size_t skip = (size_t)(nl + 1 - fresh);
+        memmove(fresh, nl + 1, n - skip);
+        n -= skip;
+        c->discarding = false;
+    }
+    char *nl = n ? memrchr(fresh, '\n', n) : NULL;
+    c->len += n;
+    if (nl)
+        c->pending = (size_t)(nl + 1 - c->buf);
+    return conn_flush(c);
+}
+
+/* After EOF: the last line, even without a newline, is data (Etsy statsd
+ * loses it).  -1 when the ring is full. */
+static int conn_push_final(conn *c)
+{
+    if (c->len && !c->discarding) {
+        if (sy_ring_push(c->sl->ctx->ring, &c->origin, c->buf, c->len) != 0)
+            return -1;
+    }
+    c->len = 0;
+    return 0;
+}
+
+static const struct timeval retry_tv = { 0, RETRY_US };
+
+static void conn_pause(conn *c)
+{
+    stream_ctx *ctx = c->sl->ctx;
+
+    event_del(c->ev);
+    c->pnext = NULL;
+    if (ctx->paused_tail)
+        ctx->paused_tail->pnext = c;
+    else
+        ctx->paused_head = c;
+    ctx->paused_tail = c;
+    count(&c->sl->l->stats.paused, 1);
+    if (!evtimer_pending(ctx->retry_ev, NULL))
+        evtimer_add(ctx->retry_ev, &retry_tv);
+}
+
+/* Paused connections resume in the order they paused; the first one that
+ * still does not fit ends the round. */
+static void retry_cb(evutil_socket_t fd, short what, void *arg)
+{
+    stream_ctx *ctx = arg;
+    conn *c;
+
+    while ((c = ctx->paused_head)) {
+        if ((c->eof ? conn_push_final(c) : conn_flush(c)) != 0)
+            break;
+        ctx->paused_head = c->pnext;
+        if (!ctx->paused_head)
+            ctx->paused_tail = NULL;
+        if (c->eof)
+            conn_close(c);
+        else
+            event_add(c->ev, c->sl->idle);
+    }
+    if (ctx->paused_head)
+        evtimer_add(ctx->retry_ev, &retry_tv);
+}
+
+static void conn_cb(evutil_socket_t fd, short what, void *arg)
+{
+    conn *c = arg;
+    sy_listener *l = c->sl->l;
+
+    if (what & EV_TIMEOUT) {
+        count(&l->stats.idle_closed, 1);
+        conn_close(c);
+        return;
+    }
+    ssize_t n = read(fd, c->buf + c->len, c->sl->cap - c->len);
+    if (n > 0) {
+        count(&l->stats.received, 1);
+        count(&l->stats.bytes, (uint64_t)n);
+        if (conn_take(c, (size_t)n) != 0)
+            conn_pause(c);
+    } else if (n == 0) {
+        c->eof = true;
+        if (conn_push_final(c) != 0)
+            conn_pause(c);
+        else
+            conn_close(c);
+    } else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+        sy_log_limited(&rl_error, SY_DEBUG, "%s: read: %s", l->name, strerror(errno));
+        conn_close(c);
+    }
+}
+
+static void accept_resume_cb(evutil_socket_t fd, short what, void *arg)
+{
+    stream_ctx *ctx = arg;
+    for (size_t i = 0; i < ctx->nsl; i++)
+        event_add(ctx->sl[i].ev, NULL);
+}
+
+/* Out of file descriptors or memory: the connection stays in the backlog
+ * and a level-triggered accept event would spin, so stop accepting for a
+ * moment. */
+static void accept_backoff(stream_ctx *ctx)
+{
+    struct timeval tv = { 0, ACCEPT_BACKOFF_MS * 1000 };
+    for (size_t i = 0; i < ctx->nsl; i++)
+        event_del(ctx->sl[i].ev);
+    evtimer_add(ctx->accept_resume_ev, &tv);
+}
+
+static void accept_cb(evutil_socket_t fd, short what, void *arg)
+{
+    stream_listener *sl = arg;
+    stream_ctx *ctx = sl->ctx;
+    sy_listener *l = sl->l;
+
+    for (int i = 0; i < ACCEPT_BATCH; i++) {
+        struct sockaddr_storage ss;
+        socklen_t sslen = sizeof ss;
+        int cfd = accept4(fd, (struct sockaddr *)&ss, &sslen, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (cfd < 0) {
+            if (errno == EAGAIN || errno == EWOULDBLOCK)
+                return;
+            if (errno == EINTR || errno == ECONNABORTED || errno == EPROTO || errno == EPERM)
+                continue;
+            sy_log_limited(&rl_conn, SY_WARN, "%s: accept: %s; not accepting for %d ms",
+                           l->name, strerror(errno), ACCEPT_BACKOFF_MS);
+            accept_backoff(ctx);
+            return;
+        }
+        if (sl->open >= l->max_connections) {
+            count(&l->stats.connections_rejected, 1);
+            close(cfd);
+            sy_log_limited(&rl_conn, SY_WARN, "%s: %u connections open, refusing more",
+                           l->name, sl->open);
+            continue;
+        }
+        conn *c = malloc(sizeof *c + sl->cap);
+        if (!c) {
+            close(cfd);
+            count(&l->stats.connections_rejected, 1);
+            sy_log_limited(&rl_conn, SY_WARN, "%s: out of memory for a connection", l->name);
+            continue;
+        }
+        memset(c, 0, sizeof *c);
+        c->sl = sl;
+        c->fd = cfd;
+        if (l->kind == SY_LISTEN_UNIX) {
+            c->origin.listener = l->index;
+            c->origin.family = AF_UNIX;
+        } else {
+            origin_from_addr(&c->origin, l->index, &ss);
+        }
+        /* EV_PERSIST with a timeout: libevent restarts the timeout each
+         * time the event fires, which makes it an idle timer. */
+        c->ev = event_new(ctx->base, cfd, EV_READ | EV_PERSIST, conn_cb, c);
+        if (!c->ev || event_add(c->ev, sl->idle) != 0) {
+            if (c->ev)
+                event_free(c->ev);
+            close(cfd);
+            free(c);
+            count(&l->stats.connections_rejected, 1);
+            sy_log_limited(&rl_conn, SY_WARN, "%s: cannot watch a new connection", l->name);
+            continue;
+        }
+        c->next = ctx->conns;
+        if (ctx->conns)
+            ctx->conns->prev = c;
+        ctx->conns = c;
+        sl->open++;
+        count(&l->stats.connections_accepted, 1);
+        count(&l->stats.connections_open, 1);
+    }
+}
+
+static void stop_cb(evutil_socket_t fd, short what, void *arg)
+{
+    stream_ctx *ctx = arg;
+    event_base_loopbreak(ctx->base);
+}
+
+/*
+ * At stop: read what the kernel already holds for this connection and
+ * queue it, waiting for ring room until the deadline.  The partial last
+ * line is queued only if the peer has closed; otherwise the peer may still
+ * be writing it, and it is counted as discarded (by conn_close).
+ */
+static void conn_drain(conn *c, uint64_t deadline)
+{
+    for (;;) {
+        while (c->pending || (c->eof && c->len && !c->discarding)) {
+            if ((c->pending ? conn_flush(c) : conn_push_final(c)) == 0)
+                continue;
+            if (now_ms() >= deadline)
+                goto out;
+            sleep_us(RETRY_US);
+        }
+        if (c->eof || now_ms() >= deadline)
+            goto out;
+        ssize_t n = read(c->fd, c->buf + c->len, c->sl->cap - c->len);
+        if (n > 0) {
+            count(&c->sl->l->stats.received, 1);
+            count(&c->sl->l->stats.bytes, (uint64_t)n);
+            conn_take(c, (size_t)n);
+        } else if (n == 0) {
+            c->eof = true;
+        } else if (errno != EINTR) {
+            goto out;   /* EAGAIN: nothing more for now; or an error */
+        }
+    }
+out:
+    conn_close(c);
+}
+
+static void stream_shutdown(stream_ctx *ctx)
+{
+    size_t nconn = 0;
+
+    /* No new connections: close the listening sockets now, so clients get
+     * refused instead of waiting in a backlog nobody reads. */
+    for (size_t i = 0; i < ctx->nsl; i++) {
+        sy_listener *l = ctx->sl[i].l;
+        event_del(ctx->sl[i].ev);
+        for (int j = 0; j < l->nfds; j++) {
+            if (l->fds[j] >= 0)
+                close(l->fds[j]);
+            l->fds[j] = -1;
+        }
+        l->nfds = 0;
+    }
+    evtimer_del(ctx->retry_ev);
+    evtimer_del(ctx->accept_resume_ev);
+    ctx->paused_head = ctx->paused_tail = NULL;
+
+    uint64_t deadline = now_ms() + DRAIN_MS;
+    while (ctx->conns) {
+        conn_drain(ctx->conns, deadline);
+        nconn++;
+    }
+    if (nconn)
+        sy_log(SY_INFO, "stream readers: drained and closed %zu connections", nconn);
+}
+
+static void *stream_main(void *arg)
+{
+    reader *r = arg;
+    if (event_base_dispatch(r->stream->base) < 0)
+        sy_log(SY_ERR, "stream readers: event loop failed");
+    stream_shutdown(r->stream);
+    return NULL;
+}
+
+static void stream_ctx_free(stream_ctx *ctx)
+{
+    if (!ctx)
+        return;
+    while (ctx->conns)
+        conn_close(ctx->conns);
+    for (size_t i = 0; i < ctx->nsl; i++)
+        if (ctx->sl[i].ev)
+            event_free(ctx->sl[i].ev);
+    if (ctx->stop_ev)
+        event_free(ctx->stop_ev);
+    if (ctx->retry_ev)
+        event_free(ctx->retry_ev);
+    if (ctx->accept_resume_ev)
+        event_free(ctx->accept_resume_ev);
+    if (ctx->base)
+        event_base_free(ctx->base);
+    free(ctx->sl);
+    free(ctx);
+}
+
+static stream_ctx *stream_ctx_new(sy_readers *rs, sy_listener *ls, size_t n, sy_ring *ring,
+                                  char *err, size_t errlen)
+{
+    stream_ctx *ctx = calloc(1, sizeof *ctx);
+    size_t max_record = sy_ring_max_record(ring);
+
+    if (!ctx)
+        goto nomem;
+    ctx->rs = rs;
+    ctx->ring = ring;
+    ctx->sl = calloc(n, sizeof *ctx->sl);
+    ctx->base = event_base_new();
+    if (!ctx->sl || !ctx->base)
+        goto nomem;
+    for (size_t i = 0; i < n; i++) {
+        sy_listener *l = &ls[i];
+        if (!sy_listener_is_stream(l))
+            continue;
+        stream_listener *sl = &ctx->sl[ctx->nsl++];
+        sl->ctx = ctx;
+        sl->l = l;
+        /* All complete lines of one buffer must fit one ring record. */
+        sl->cap = l->max_line < max_record ? l->max_line + 1 : max_record;
+        if (sl->cap - 1 < l->max_line)
+            sy_log(SY_WARN, "%s: max_line %zu is more than a ring record holds; using %zu "
+                   "(raise the ring capacity)", l->name, l->max_line, sl->cap - 1);
+        if (l->idle_timeout_ms) {
+            struct timeval tv = { .tv_sec = l->idle_timeout_ms / 1000,
+                                  .tv_usec = (l->idle_timeout_ms % 1000) * 1000 };
+            sl->idle = event_base_init_common_timeout(ctx->base, &tv);
+        }
+        sl->ev = event_new(ctx->base, l->fds[0], EV_READ | EV_PERSIST, accept_cb, sl);
+        if (!sl->ev || event_add(sl->ev, NULL) != 0)
+            goto nomem;
+    }
+    ctx->stop_ev = event_new(ctx->base, rs->stop_fd, EV_READ, stop_cb, ctx);
+    ctx->retry_ev = evtimer_new(ctx->base, retry_cb, ctx);
+    ctx->accept_resume_ev = evtimer_new(ctx->base, accept_resume_cb, ctx);
+    if (!ctx->stop_ev || !ctx->retry_ev || !ctx->accept_resume_ev ||
+        event_add(ctx->stop_ev, NULL) != 0)
+        goto nomem;
+    return ctx;
+nomem:
+    fail(err, errlen, "stream readers: cannot set up the event loop");
+    stream_ctx_free(ctx);
+    return NULL;
+}
+
+/* ---- start / stop ---------------------------------------------------- */
+
+sy_readers *sy_readers_start(sy_listener *listeners, size_t n, size_t ring_capacity,
+                             sy_notify *notify, char *err, size_t errlen)
+{
+    sy_readers *rs = NULL;
+    size_t nreaders = 0;
+    bool has_stream = false;
+    sigset_t all, old;
+
+    if (n > (size_t)UINT16_MAX + 1) {
+        fail(err, errlen, "too many listeners (%zu)", n);
+        return NULL;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (listeners[i].nfds <= 0) {
+            fail(err, errlen, "%s: not open", listeners[i].name);
+            return NULL;
+        }
+        if (sy_listener_is_stream(&listeners[i]))
+            has_stream = true;
+        else
+            nreaders += (size_t)listeners[i].nfds;
+        listeners[i].index = (uint16_t)i;
+    }
+    nreaders += has_stream;
+
+    rs = calloc(1, sizeof *rs);
+    if (!rs)
+        goto nomem;
+    rs->stop_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    rs->readers = calloc(nreaders ? nreaders : 1, sizeof *rs->readers);
+    rs->rings = calloc(nreaders ? nreaders : 1, sizeof *rs->rings);
+    if (rs->stop_fd < 0 || !rs->readers || !rs->rings)
+        goto nomem;
+    atomic_init(&rs->stopping, false);
+    rs->nreaders = nreaders;
+
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        sy_listener *l = &listeners[i];
+        if (sy_listener_is_stream(l))
+            continue;
+        for (int j = 0; j < l->nfds; j++, k++) {
+            reader *r = &rs->readers[k];
+            r->rs = rs;
+            r->l = l;
+            r->fd = l->fds[j];
+            r->ring = rs->rings[k] = sy_ring_new(ring_capacity, notify);
+            r->scratch = dgram_scratch_new();
+            if (!r->ring || !r->scratch)
+                goto nomem;
+            if (j == 0 && sy_ring_max_record(r->ring) < DGRAM_MAX)
+                sy_log(SY_WARN, "%s: a ring record holds at most %zu bytes; larger datagrams "
+                       "will be dropped (raise the ring capacity)", l->name,
+                       sy_ring_max_record(r->ring));
+        }
+    }
+    if (has_stream) {
+        reader *r = &rs->readers[k];
+        r->rs = rs;
+        r->fd = -1;
+        r->ring = rs->rings[k] = sy_ring_new(ring_capacity, notify);
+        if (!r->ring)
+            goto nomem;
+        r->stream = stream_ctx_new(rs, listeners, n, r->ring, err, errlen);
+        if (!r->stream)
+            goto fail;
+    }
+
+    /* Signals belong to the main thread: the readers start with all of
+     * them blocked. */
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    for (k = 0; k < nreaders; k++) {
+        reader *r = &rs->readers[k];
+        int rc = pthread_create(&r->tid, NULL, r->stream ? stream_main : dgram_main, r);
+        if (rc != 0) {
+            pthread_sigmask(SIG_SETMASK, &old, NULL);
+            fail(err, errlen, "cannot start a reader thread: %s", strerror(rc));
+            goto fail;
+        }
+        r->started = true;
+        char name[16];
+        if (r->stream)
+            snprintf(name, sizeof name, "sy-stream");
+        else
+            snprintf(name, sizeof name, "sy-dgram%u", (unsigned)(k % 1000));
+        pthread_setname_np(r->tid, name);
+    }
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    return rs;
+
+nomem:
+    fail(err, errlen, "readers: out of memory");
+fail:
+    sy_readers_free(rs);
+    return NULL;
+}
+
+size_t sy_readers_rings(sy_readers *rs, sy_ring ***out)
+{
+    *out = rs->rings;
+    return rs->nreaders;
+}
+
+void sy_readers_stop(sy_readers *rs)
+{
+    if (!rs || rs->stopped)
+        return;
+    atomic_store(&rs->stopping, true);
+    if (rs->stop_fd >= 0) {
+        uint64_t one = 1;
+        ssize_t rc = write(rs->stop_fd, &one, sizeof one);
+        (void)rc;
+    }
+    for (size_t i = 0; i < rs->nreaders; i++) {
+        if (rs->readers[i].started)
+            pthread_join(rs->readers[i].tid, NULL);
+        rs->readers[i].started = false;
+    }
+    rs->stopped = true;
+}
+
+void sy_readers_free(sy_readers *rs)
+{
+    if (!rs)
+        return;
+    sy_readers_stop(rs);
+    if (rs->readers) {
+        for (size_t i = 0; i < rs->nreaders; i++) {
+            dgram_scratch_free(rs->readers[i].scratch);
+            stream_ctx_free(rs->readers[i].stream);
+        }
+    }
+    if (rs->rings)
+        for (size_t i = 0; i < rs->nreaders; i++)
+            sy_ring_free(rs->rings[i]);
+    if (rs->stop_fd >= 0)
+        close(rs->stop_fd);
+    free(rs->readers);
+    free(rs->rings);
+    free(rs);
+}
