@@ -10,8 +10,16 @@
  *   - values are plain decimals: "Infinity", hex and the like are bad;
  *   - a sample rate must be a positive decimal (statsd divides by @0, and
  *     crashes on "@+0.5");
- *   - an empty key is bad;
- *   - a trailing CR is ignored (statsd turns it into "_" inside tags).
+ *   - an empty key is bad, and so is one that sanitises to nothing or
+ *     holds only tags (statsd would flush "stats.counters..rate");
+ *   - a negative timer is bad even when the type is written " ms" (statsd
+ *     validates the untrimmed type and lets "-1| ms" through);
+ *   - numbers may have spaces or tabs around them, no other whitespace,
+ *     and must be finite: "@1e999" is bad (statsd reads a rate of 1);
+ *   - a trailing CR is dropped before anything else (statsd turns it into
+ *     "_" inside tags, and its untrimmed-type check sees "s\r");
+ *   - bytes that are not valid UTF-8 are kept as they are (statsd turns
+ *     each into U+FFFD, so "\xff" and "\xfe" are one set member there).
  *
  * Everything else is statsd's rule, quirks included, because dashboards
  * depend on the names it produces: `k:1|c|` is bad (an empty rate field),
@@ -44,6 +52,27 @@ static inline int js_space(unsigned char c)
     return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f';
 }
 
+/*
+ * Length of a UTF-8 encoded character that JavaScript's \s matches
+ * (U+00A0, U+1680, U+2000-U+200A, U+2028, U+2029, U+202F, U+205F, U+3000,
+ * U+FEFF), or 0.  statsd decodes packets as UTF-8, so these become '_' in
+ * keys like ASCII spaces do.
+ */
+static size_t utf8_space(const unsigned char *p, size_t left)
+{
+    if (p[0] == 0xC2 && left >= 2 && p[1] == 0xA0)
+        return 2;
+    if (left < 3)
+        return 0;
+    unsigned a = p[0], b = p[1], c = p[2];
+    if ((a == 0xE1 && b == 0x9A && c == 0x80) ||
+        (a == 0xE2 && b == 0x80 && ((c >= 0x80 && c <= 0x8A) || c == 0xA8 || c == 0xA9 || c == 0xAF)) ||
+        (a == 0xE2 && b == 0x81 && c == 0x9F) || (a == 0xE3 && b == 0x80 && c == 0x80) ||
+        (a == 0xEF && b == 0xBB && c == 0xBF))
+        return 3;
+    return 0;
+}
+
 /* Find "|#" in [p, end). */
 static const char *find_tags(const char *p, const char *end)
 {
@@ -70,7 +99,10 @@ static int key_append(char *key, int n, const char *src, size_t len, int sanitiz
     for (size_t i = 0; i < len; i++) {
         unsigned char c = (unsigned char)src[i];
         if (sanitize) {
-            if (js_space(c)) {
+            size_t u = c >= 0xC2 ? utf8_space((const unsigned char *)src + i, len - i) : 0;
+            if (u)
+                i += u - 1; /* then treated as the space it is */
+            if (u || js_space(c)) {
                 if (*in_space)
                     continue;
                 *in_space = 1;
@@ -94,17 +126,17 @@ static int key_append(char *key, int n, const char *src, size_t len, int sanitiz
  * ':' becomes '='. */
 static int tag_append(char *key, int n, const char *t, size_t len, int sanitize, int *in_space)
 {
-    const char *semi = memchr(t, ';', len);
-    const char *colon = memchr(t, ':', len);
-    for (size_t i = 0; i < len && n >= 0; i++) {
-        char c = t[i];
-        if (t + i == semi)
-            c = '_';
-        else if (t + i == colon)
-            c = '=';
-        n = key_append(key, n, &c, 1, sanitize, in_space);
-    }
-    return n;
+    char tag[SY_KEY_MAX];
+    if (len >= sizeof tag)
+        return -1; /* could never fit the key anyway */
+    memcpy(tag, t, len);
+    char *semi = memchr(tag, ';', len);
+    if (semi)
+        *semi = '_';
+    char *colon = memchr(tag, ':', len);
+    if (colon)
+        *colon = '=';
+    return key_append(key, n, tag, len, sanitize, in_space);
 }
 
 int sy_parse_begin(sy_line *it, const char *line, size_t len, char *keybuf, int sanitize)
@@ -120,15 +152,19 @@ int sy_parse_begin(sy_line *it, const char *line, size_t len, char *keybuf, int 
     if (!colon)
         return -1; /* statsd: the value defaults to "1" with no type: bad */
 
+    it->tags = "";
+    it->tags_len = 0;
     int in_space = 0;
     int n = key_append(keybuf, 0, line, (size_t)(colon - line), sanitize, &in_space);
     if (n <= 0)
         return -1;
-    if (tags && tags + 2 < end) {
-        const char *t = tags + 2;
-        const char *tend = find_tags(t, end); /* statsd keeps only the first |# part */
-        if (!tend)
-            tend = end;
+    const char *t = tags ? tags + 2 : end;
+    const char *tend = tags ? find_tags(t, end) : NULL; /* statsd keeps only the first |# part */
+    if (!tend)
+        tend = end;
+    if (t < tend) { /* statsd: tags only when bits[1].length > 0 */
+        it->tags = t;
+        it->tags_len = (uint32_t)(tend - t);
         while (n >= 0) {
             const char *comma = memchr(t, ',', (size_t)(tend - t));
             const char *stop = comma ? comma : tend;
@@ -217,16 +253,23 @@ int sy_parse_next(sy_line *it, sy_sample *out)
     }
     if (nf < 2 || parse_type(f[1], flen[1], &out->type) < 0)
         return -1;
+    /* statsd's is_valid_packet looks at the untrimmed type: only exactly
+     * "s" escapes the number check, so "x| s" is a bad line. */
+    int exact_set = flen[1] == 1 && f[1][0] == 's';
     out->rate = 1.0;
     if (nf == 3 && parse_rate(f[2], flen[2], &out->rate) < 0)
         return -1;
 
     out->text = f[0];
     out->text_len = (uint32_t)flen[0];
+    out->tags = it->tags;
+    out->tags_len = it->tags_len;
     out->is_delta = 0;
     out->value = 0;
     switch (out->type) {
     case SY_SAMPLE_SET:
+        if (!exact_set && parse_number(f[0], flen[0], &out->value) < 0)
+            return -1;
         if (flen[0] == 0) { /* statsd: fields[0] || '0' */
             out->text = "0";
             out->text_len = 1;

@@ -23,6 +23,8 @@
 typedef struct sy_line {
     const char *p;     /* next value part */
     const char *end;   /* end of the value parts (the tags start after) */
+    const char *tags;  /* DogStatsD tags as sent (after "|#"), or "" */
+    uint32_t tags_len;
     int sanitize;
 } sy_line;
 
@@ -37,7 +39,7 @@ int sy_parse_begin(sy_line *it, const char *line, size_t len, char *keybuf, int 
 
 /*
  * The next value of the line: 1 when *out is filled (out->name is left for
- * the caller), 0 when there are no more, -1 when this value is malformed
+ * the caller; out->tags is the line's raw tag text), 0 when there are no more, -1 when this value is malformed
  * (statsd counts one bad line for it; the next call goes on with the next
  * value).
  */

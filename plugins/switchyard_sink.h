@@ -100,14 +100,17 @@ enum sy_sample_type {
 };
 
 /* One raw sample of a pass-through route.  `name` is the routed name
- * (with ;tags); `text` is the value as sent (a set member, or a number with
- * its sign kept so gauge deltas can be forwarded).  Neither is
- * NUL-terminated. */
+ * (with ;tags, sanitised as Graphite sees it); `text` is the value as sent
+ * (a set member, or a number with its sign kept so gauge deltas can be
+ * forwarded); `tags` is the DogStatsD tag text exactly as sent ("trace:9f2c,
+ * root,path:/x"), empty when there were none.  None is NUL-terminated. */
 typedef struct sy_sample {
     const char *name;
     uint32_t name_len;
     const char *text;
     uint32_t text_len;
+    const char *tags;
+    uint32_t tags_len;
     double value;
     double rate;       /* 1.0 unless the sender gave @rate */
     uint8_t type;      /* enum sy_sample_type */
