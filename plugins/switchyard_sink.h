@@ -30,9 +30,10 @@
  *   SY_OK     taken (copied into the sink's own queue, or written)
  *   SY_SKIP   deliberately not taken (e.g. a kind the sink does not store);
  *             not counted as a failure
- *   SY_RETRY  cannot take it now (queue full); the host offers the same
- *             batch again later, until the next flush of the same data
- *             replaces it, and then counts it as dropped
+ *   SY_RETRY  cannot take it now (queue full); the host keeps a copy (at
+ *             most `retryMaxMetrics` metrics per sink, a host setting;
+ *             beyond it they are counted as dropped) and offers it again
+ *             every 100 ms and before any newer batch, so order is kept
  *   SY_ERROR  failed for good; the host counts the batch as dropped and
  *             logs the plugin's last message at a bounded rate
  *
@@ -161,8 +162,9 @@ typedef struct sy_host_api {
     int (*setting_number)(sy_host *h, const char *key, double dflt, double *out);
     int (*setting_bool)(sy_host *h, const char *key, int dflt, int *out);
     /* Lists of strings or numbers (e.g. several destinations): the length,
-     * or -1 when the key is not a list; then element i (0-based) as a
-     * string (numbers are converted). */
+     * or -1 when the key is missing or not a list (nothing is reported, so
+     * a plugin may accept a string or a list); then element i (0-based) as
+     * a string (numbers are converted). */
     int (*setting_list_len)(sy_host *h, const char *key);
     const char *(*setting_list_string)(sy_host *h, const char *key, int i);
 
@@ -208,12 +210,16 @@ typedef struct sy_sink_plugin {
      * host itself owns `plugin`. */
     const char *const *settings;
 
+    /* 0 on success; otherwise non-zero with the reason in err (the host
+     * prefixes it with the sink's name). */
     int (*init)(const sy_host_api *api, sy_host *host, void **state,
                 char *err, size_t errlen);
     sy_status (*write)(void *state, const sy_metric_batch *batch);
     sy_status (*write_samples)(void *state, const sy_sample_batch *batch); /* may be NULL */
     sy_status (*flush)(void *state, int final);
-    size_t (*pending)(void *state); /* metrics not yet handed to the destination */
+    /* metrics not yet handed to the destination; may be NULL (none).
+     * Required callbacks: init, write, flush, close. */
+    size_t (*pending)(void *state);
     void (*close)(void *state);
 } sy_sink_plugin;
 
