@@ -190,7 +190,8 @@ static void dgram_batch(reader *r, int n, bool is_unix)
         bytes += len;
         if ((m->msg_hdr.msg_flags & MSG_TRUNC) || len > DGRAM_MAX) {
             too_long++;
-        } else if (len > 0) {
+        } else {
+            /* Empty datagrams too: statsd counts them in packets_received. */
             if (!is_unix)
                 origin_from_addr(&o, l->index, &s->names[i]);
             if (sy_ring_push(r->ring, &o, s->iov[i].iov_base, len) != 0)
