@@ -6,6 +6,13 @@
  * header and its key bytes; it is created the first time a (type, key)
  * pair is seen, never per sample.  statsd keeps counters, timers, gauges
  * and sets in separate maps, so the type is part of the identity.
+ *
+ * Routing lives in the same table.  An aggregate entry remembers the
+ * decision made for its key (an index into a small table of distinct
+ * decisions, and the epoch it was made in), so a known key costs one
+ * lookup.  Keys that a rule renames, and every key when the rules look at
+ * the sender, get an alias entry in a separate namespace (type + ALIAS)
+ * that names the aggregate its samples go to.
  */
 #include "agg.h"
 
@@ -15,6 +22,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+
+#include <arpa/inet.h>
+#include <sys/socket.h>
 
 #include "hash.h"
 #include "log.h"
@@ -27,6 +37,10 @@ typedef struct sy_hset {
     uint32_t n, cap;
 } sy_hset;
 
+#define ALIAS 4        /* alias entries use type + ALIAS */
+#define F_KEEP 1       /* never deleted, only reset (statsd's own counters) */
+#define F_RETIRE 2     /* renamed since a reload: flushed once more, then deleted */
+
 typedef struct sy_entry {
     struct sy_entry *next_dead;
     uint64_t hash;
@@ -34,13 +48,32 @@ typedef struct sy_entry {
         double value;
         sy_timer_data *timer;
         sy_hset *set;
+        uint32_t target_len;  /* aliases: the target key follows key[] */
     } u;
     int32_t ttl;        /* gauges: idle flushes left; -1 = never expires */
+    uint32_t epoch;     /* routing epoch of the decision below */
+    uint32_t route;     /* index into sy_agg.routes */
     uint16_t key_len;
     uint8_t type;
-    uint8_t keep;       /* never deleted, only reset (statsd's own counters) */
+    uint8_t flags;
     char key[];
 } sy_entry;
+
+/* One distinct routing decision; keys share them. */
+typedef struct route_info {
+    uint64_t sinks, raw;
+    double rate;
+    int drop;
+} route_info;
+
+/* A cached token decision (per token and sender). */
+typedef struct tok_entry {
+    struct tok_entry *next;
+    uint64_t hash;
+    int allowed;
+    uint16_t len, nslen;
+    char data[];  /* key bytes, then the namespace */
+} tok_entry;
 
 typedef struct slot {
     uint64_t hash;
@@ -58,8 +91,29 @@ struct sy_agg {
     sy_entry *e_packets, *e_metrics, *e_bad;
     sy_entry *e_lag;
     sy_agg_stats st;
-    char key[SY_KEY_MAX];
+    char key[SY_KEY_MAX + 64];
+
+    /* routing */
+    sy_router *router;       /* NULL: every key takes the default route */
+    uint64_t all_sinks;
+    int uses_origin;
+    sy_listen_info *listeners;
+    size_t nlisteners;
+    uint32_t epoch;
+    route_info *routes;
+    uint32_t nroutes, cap_routes;
+    sy_raw_batch *raw;
+    tok_entry **toks;        /* token cache: chained hash, TOK_BUCKETS */
+    size_t ntoks;
+    const sy_origin *origin; /* of the record being fed */
+    char sender[INET6_ADDRSTRLEN];
+    int sender_ready;
 };
+
+#define TOK_BUCKETS 4096
+#define TOK_MAX 100000
+#define RAW_MAX_SAMPLES (1u << 20)
+#define RAW_MAX_BYTES (64u << 20)
 
 static sy_ratelimit rl_bad = SY_RATELIMIT_INIT(10000, 5);
 static sy_ratelimit rl_keys = SY_RATELIMIT_INIT(10000, 2);
@@ -153,9 +207,10 @@ static sy_entry *entry_new(sy_agg *a, uint64_t h, int type, const char *key, siz
     e->key[len] = '\0';
     /* statsd's deleteCounters spares any counter whose name contains one of
      * its own counters' names (a substring test, so user keys too). */
-    if (type == SY_T_COUNTER)
-        e->keep = strstr(e->key, "packets_received") || strstr(e->key, "metrics_received") ||
-                  strstr(e->key, "bad_lines_seen");
+    if (type == SY_T_COUNTER &&
+        (strstr(e->key, "packets_received") || strstr(e->key, "metrics_received") ||
+         strstr(e->key, "bad_lines_seen")))
+        e->flags |= F_KEEP;
     size_t mask = a->cap - 1;
     size_t i = h & mask;
     while (a->slots[i].e)
@@ -169,6 +224,10 @@ static sy_entry *entry_new(sy_agg *a, uint64_t h, int type, const char *key, siz
 
 static void entry_free(sy_entry *e)
 {
+    if (e->type >= ALIAS) {
+        free(e);
+        return;
+    }
     if (e->type == SY_T_TIMER && e->u.timer) {
         free(e->u.timer->v);
         free(e->u.timer);
@@ -201,7 +260,7 @@ static sy_entry *internal_counter(sy_agg *a, const char *suffix)
     int n = snprintf(name, sizeof name, "%s.%s", a->prefix_stats, suffix);
     sy_entry *e = lookup(a, SY_T_COUNTER, name, (size_t)n);
     if (e)
-        e->keep = 1;
+        e->flags |= F_KEEP;
     return e;
 }
 
@@ -219,8 +278,14 @@ sy_agg *sy_agg_new(const sy_agg_opts *opts)
     clock_gettime(CLOCK_MONOTONIC, &ts);
     a->seed = sy_mix64((uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 32), 0x5851F42D4C957F2Dull);
     a->rng = a->seed | 1;
-    if (table_grow(a) < 0 || !a->prefix_stats)
+    a->routes = calloc(16, sizeof *a->routes);
+    a->cap_routes = 16;
+    a->toks = calloc(TOK_BUCKETS, sizeof *a->toks);
+    if (table_grow(a) < 0 || !a->prefix_stats || !a->routes || !a->toks)
         goto fail;
+    a->routes[0] = (route_info){ .sinks = ~0ull, .rate = 1 };
+    a->nroutes = 1;
+    a->all_sinks = ~0ull;
     /* statsd creates these three at start, so they are flushed (as 0)
      * even before any traffic. */
     a->e_bad = internal_counter(a, "bad_lines_seen");
@@ -243,6 +308,19 @@ void sy_agg_free(sy_agg *a)
             entry_free(a->slots[i].e);
     free(a->slots);
     free(a->prefix_stats);
+    free(a->routes);
+    sy_raw_batch_free(a->raw);
+    if (a->toks) {
+        for (size_t i = 0; i < TOK_BUCKETS; i++) {
+            tok_entry *t = a->toks[i];
+            while (t) {
+                tok_entry *next = t->next;
+                free(t);
+                t = next;
+            }
+        }
+        free(a->toks);
+    }
     free(a);
 }
 
@@ -253,7 +331,7 @@ static void bad_line(sy_agg *a, const char *line, size_t len)
 {
     a->e_bad->u.value += 1;
     atomic_fetch_add_explicit(&a->st.bad_lines, 1, memory_order_relaxed);
-    sy_log_limited(&rl_bad, SY_DEBUG, "bad line: %.*s", (int)(len > 200 ? 200 : len), line);
+    sy_log_limited(&rl_bad, SY_WARN, "bad line (counted in bad_lines_seen): %.*s", (int)(len > 200 ? 200 : len), line);
 }
 
 static void set_insert(sy_agg *a, sy_entry *e, const char *text, size_t len)
@@ -336,13 +414,349 @@ static void timer_add(sy_agg *a, sy_entry *e, double v, double rate)
     t->v[t->n++] = v;
 }
 
-/* Apply one parsed sample, exactly as statsd's handlePacket does. */
-static void apply(sy_agg *a, const char *key, size_t klen, const sy_sample *s)
+/* ---- routing ------------------------------------------------------ */
+
+static void tokens_clear(sy_agg *a)
+{
+    for (size_t i = 0; i < TOK_BUCKETS; i++) {
+        tok_entry *t = a->toks[i];
+        while (t) {
+            tok_entry *next = t->next;
+            free(t);
+            t = next;
+        }
+        a->toks[i] = NULL;
+    }
+    a->ntoks = 0;
+}
+
+void sy_agg_set_routing(sy_agg *a, sy_router *router, uint64_t all_sinks, int uses_origin,
+                        sy_listen_info *listeners, size_t nlisteners)
+{
+    a->router = sy_router_has_decide(router) || sy_router_has_auth(router) ? router : NULL;
+    a->all_sinks = all_sinks;
+    a->uses_origin = uses_origin && sy_router_has_decide(router);
+    a->listeners = listeners;
+    a->nlisteners = nlisteners;
+    a->epoch++;
+    a->routes[0] = (route_info){ .sinks = all_sinks, .rate = 1 };
+    a->nroutes = 1;
+    tokens_clear(a);
+}
+
+void sy_agg_set_sample_seed(sy_agg *a, uint64_t seed)
+{
+    a->rng = seed ? seed : 0x9E3779B97F4A7C15ull;
+}
+
+void sy_agg_set_opts(sy_agg *a, const sy_agg_opts *opts)
+{
+    char *prefix = a->prefix_stats;
+    a->o = *opts;
+    a->o.prefix_stats = prefix; /* statsd's own counters keep their names */
+    if (a->o.gauges_max_ttl < 1)
+        a->o.gauges_max_ttl = 1;
+}
+
+static const char *sender_str(sy_agg *a)
+{
+    if (a->sender_ready)
+        return a->sender;
+    a->sender[0] = '\0';
+    const sy_origin *o = a->origin;
+    if (o && (o->family == AF_INET || o->family == AF_INET6))
+        inet_ntop(o->family, o->addr, a->sender, sizeof a->sender);
+    a->sender_ready = 1;
+    return a->sender;
+}
+
+static const char *listener_name(sy_agg *a)
+{
+    const sy_origin *o = a->origin;
+    return (o && o->listener < a->nlisteners) ? a->listeners[o->listener].name : "";
+}
+
+static uint32_t route_intern(sy_agg *a, const route_info *ri)
+{
+    for (uint32_t i = 0; i < a->nroutes; i++) {
+        const route_info *r = &a->routes[i];
+        if (r->sinks == ri->sinks && r->raw == ri->raw && r->rate == ri->rate && r->drop == ri->drop)
+            return i;
+    }
+    if (a->nroutes == a->cap_routes) {
+        route_info *nr = realloc(a->routes, a->cap_routes * 2 * sizeof *nr);
+        if (!nr)
+            return 0; /* the default route */
+        a->routes = nr;
+        a->cap_routes *= 2;
+    }
+    a->routes[a->nroutes] = *ri;
+    return a->nroutes++;
+}
+
+static const char *const type_names[] = { "c", "ms", "g", "s" };
+
+/* Ask the script, once; an error takes the default route. */
+static uint32_t decide(sy_agg *a, int type, const char *key, size_t klen, sy_route *r)
+{
+    if (!a->router) {
+        r->renamed = 0;
+        return 0;
+    }
+    if (sy_router_decide(a->router, key, klen, type_names[type], listener_name(a),
+                         sender_str(a), r) < 0)
+        atomic_fetch_add_explicit(&a->st.route_errors, 1, memory_order_relaxed);
+    route_info ri = { .sinks = r->sinks, .raw = r->raw, .rate = r->rate, .drop = r->drop != NULL };
+    return route_intern(a, &ri);
+}
+
+/* The alias namespace's key: the key, and with sender-dependent rules the
+ * listener and sender address after a NUL (keys never contain one when
+ * sanitised; unsanitised keys with a NUL only share a cache slot). */
+static size_t alias_key(sy_agg *a, const char *key, size_t klen, char *out)
+{
+    memcpy(out, key, klen);
+    if (!a->uses_origin)
+        return klen;
+    const sy_origin *o = a->origin;
+    out[klen] = '\0';
+    uint16_t l = o ? o->listener : 0xffff;
+    memcpy(out + klen + 1, &l, 2);
+    out[klen + 3] = (char)(o ? o->family : 0);
+    memcpy(out + klen + 4, o ? o->addr : (const uint8_t *)"\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0", 16);
+    return klen + 20;
+}
+
+static sy_entry *alias_new(sy_agg *a, uint64_t h, int type, const char *ak, size_t aklen,
+                           const char *target, size_t tlen, uint32_t route)
+{
+    if (a->o.max_keys && a->n >= a->o.max_keys) {
+        atomic_fetch_add_explicit(&a->st.keys_rejected, 1, memory_order_relaxed);
+        return NULL;
+    }
+    if ((a->n + 1) * 10 > a->cap * 7 && table_grow(a) < 0)
+        return NULL;
+    sy_entry *e = malloc(sizeof *e + aklen + 1 + tlen + 1);
+    if (!e)
+        return NULL;
+    memset(e, 0, sizeof *e);
+    e->hash = h;
+    e->type = (uint8_t)(type + ALIAS);
+    e->key_len = (uint16_t)aklen;
+    e->u.target_len = (uint32_t)tlen;
+    e->epoch = a->epoch;
+    e->route = route;
+    memcpy(e->key, ak, aklen);
+    e->key[aklen] = '\0';
+    memcpy(e->key + aklen + 1, target, tlen);
+    e->key[aklen + 1 + tlen] = '\0';
+    size_t mask = a->cap - 1, i = h & mask;
+    while (a->slots[i].e)
+        i = (i + 1) & mask;
+    a->slots[i].hash = h;
+    a->slots[i].e = e;
+    a->n++;
+    return e;
+}
+
+/*
+ * Where a sample of (type, key) goes: the aggregate entry (NULL when it is
+ * not aggregated or the key limit refused it), the decision, and the final
+ * name.  One lookup for a known key that is not renamed.
+ */
+static sy_entry *resolve(sy_agg *a, int type, const char *key, size_t klen, uint32_t *route,
+                         const char **fname, size_t *flen)
+{
+    sy_route r;
+    int decided = 0;
+    uint32_t idx = 0;
+    *fname = key;
+    *flen = klen;
+    if (!a->uses_origin) {
+        uint64_t h = type_hash(sy_hash(key, klen, a->seed), type);
+        sy_entry *e = table_find(a, h, type, key, klen);
+        if (e && !(e->flags & F_RETIRE)) {
+            if (e->epoch != a->epoch) {
+                idx = decide(a, type, key, klen, &r);
+                decided = 1;
+                if (r.renamed && (e->flags & F_KEEP))
+                    r.renamed = 0; /* statsd's own counters keep their names */
+                if (r.renamed)
+                    e->flags |= F_RETIRE; /* flushed once more, then deleted */
+                else {
+                    e->route = idx;
+                    e->epoch = a->epoch;
+                }
+            }
+            if (!(e->flags & F_RETIRE)) {
+                *route = e->route;
+                return e;
+            }
+        }
+    }
+    char ak[SY_KEY_MAX + 32];
+    size_t aklen = alias_key(a, key, klen, ak);
+    uint64_t ah = type_hash(sy_hash(ak, aklen, a->seed), type + ALIAS);
+    sy_entry *al = table_find(a, ah, type + ALIAS, ak, aklen);
+    if (al && al->epoch != a->epoch) {
+        table_remove(a, al); /* never in a snapshot: safe to free now */
+        entry_free(al);
+        al = NULL;
+    }
+    if (!al) {
+        if (!decided)
+            idx = decide(a, type, key, klen, &r);
+        if (!a->uses_origin && !r.renamed) {
+            sy_entry *e = lookup(a, type, key, klen);
+            if (e) {
+                e->route = idx;
+                e->epoch = a->epoch;
+                e->flags &= (uint8_t)~F_RETIRE;
+            }
+            *route = idx;
+            return e;
+        }
+        al = alias_new(a, ah, type, ak, aklen, r.renamed ? r.key : key,
+                       r.renamed ? r.key_len : klen, idx);
+        if (!al) {
+            *route = idx;
+            return NULL;
+        }
+    }
+    *route = al->route;
+    *fname = al->key + al->key_len + 1;
+    *flen = al->u.target_len;
+    if (a->routes[al->route].sinks == 0)
+        return NULL;
+    sy_entry *t = lookup(a, type, *fname, *flen);
+    if (t && (t->epoch != a->epoch || t->route != al->route)) {
+        t->route = al->route; /* a renamed target takes its aliases' route */
+        t->epoch = a->epoch;
+    }
+    return t;
+}
+
+static void raw_append(sy_agg *a, const char *name, size_t nlen, const sy_sample *s, uint64_t mask)
+{
+    sy_raw_batch *b = a->raw;
+    if (!b) {
+        b = a->raw = calloc(1, sizeof *b);
+        if (!b)
+            goto drop;
+    }
+    size_t need = nlen + s->text_len + s->tags_len + 3;
+    if (b->n >= RAW_MAX_SAMPLES || b->used + need > RAW_MAX_BYTES)
+        goto drop;
+    if (b->n == b->cap) {
+        size_t ncap = b->cap ? b->cap * 2 : 256;
+        sy_sample *ns = realloc(b->samples, ncap * sizeof *ns);
+        if (!ns)
+            goto drop;
+        b->samples = ns;
+        uint64_t *nm = realloc(b->masks, ncap * sizeof *nm);
+        if (!nm)
+            goto drop;
+        b->masks = nm;
+        b->cap = ncap;
+    }
+    if (b->used + need > b->arena_cap) {
+        /* Grow by moving: pointers into the arena are fixed up below. */
+        size_t ncap = b->arena_cap ? b->arena_cap * 2 : 64 * 1024;
+        while (ncap < b->used + need)
+            ncap *= 2;
+        char *na = malloc(ncap);
+        if (!na)
+            goto drop;
+        if (b->used)
+            memcpy(na, b->arena, b->used);
+        for (size_t i = 0; i < b->n; i++) {
+            b->samples[i].name = na + (b->samples[i].name - b->arena);
+            b->samples[i].text = na + (b->samples[i].text - b->arena);
+            b->samples[i].tags = na + (b->samples[i].tags - b->arena);
+        }
+        free(b->arena);
+        b->arena = na;
+        b->arena_cap = ncap;
+    }
+    sy_sample *o = &b->samples[b->n];
+    *o = *s;
+    char *p = b->arena + b->used;
+    o->name = p;
+    o->name_len = (uint32_t)nlen;
+    memcpy(p, name, nlen);
+    p[nlen] = '\0';
+    p += nlen + 1;
+    o->text = p;
+    memcpy(p, s->text, s->text_len);
+    p[s->text_len] = '\0';
+    p += s->text_len + 1;
+    o->tags = p;
+    memcpy(p, s->tags, s->tags_len);
+    p[s->tags_len] = '\0';
+    p += s->tags_len + 1;
+    b->used = (size_t)(p - b->arena);
+    b->masks[b->n++] = mask;
+    atomic_fetch_add_explicit(&a->st.passed_through, 1, memory_order_relaxed);
+    return;
+drop:
+    atomic_fetch_add_explicit(&a->st.raw_dropped, 1, memory_order_relaxed);
+}
+
+sy_raw_batch *sy_agg_take_raw(sy_agg *a)
+{
+    sy_raw_batch *b = a->raw;
+    if (!b || b->n == 0)
+        return NULL;
+    a->raw = NULL;
+    return b;
+}
+
+size_t sy_agg_raw_pending(const sy_agg *a) { return a->raw ? a->raw->n : 0; }
+
+void sy_raw_batch_free(sy_raw_batch *b)
+{
+    if (!b)
+        return;
+    free(b->samples);
+    free(b->masks);
+    free(b->arena);
+    free(b);
+}
+
+/* Apply one parsed sample: route it, then statsd's handlePacket. */
+static void apply(sy_agg *a, const char *key, size_t klen, sy_sample *s)
 {
     int type = s->type == SY_SAMPLE_COUNTER ? SY_T_COUNTER
              : s->type == SY_SAMPLE_TIMER ? SY_T_TIMER
              : s->type == SY_SAMPLE_GAUGE ? SY_T_GAUGE : SY_T_SET;
-    sy_entry *e = lookup(a, type, key, klen);
+    sy_entry *e;
+    if (!a->router) {
+        e = lookup(a, type, key, klen);
+    } else {
+        uint32_t idx;
+        const char *fname;
+        size_t flen;
+        e = resolve(a, type, key, klen, &idx, &fname, &flen);
+        const route_info *ri = &a->routes[idx];
+        if (ri->drop) {
+            atomic_fetch_add_explicit(&a->st.routed_drops, 1, memory_order_relaxed);
+            return;
+        }
+        if (ri->rate < 1) {
+            /* Keep a fraction p and scale what is kept by 1/p, as statsd
+             * does for @rate, so totals stay unbiased. */
+            double u = (double)(next_rand(a) >> 11) * 0x1.0p-53;
+            if (u >= ri->rate) {
+                atomic_fetch_add_explicit(&a->st.sampled_out, 1, memory_order_relaxed);
+                return;
+            }
+            s->rate *= ri->rate;
+        }
+        if (ri->raw)
+            raw_append(a, fname, flen, s, ri->raw);
+        if (!ri->sinks)
+            return;
+    }
     if (!e)
         return;
     switch (type) {
@@ -368,8 +782,81 @@ static void apply(sy_agg *a, const char *key, size_t klen, const sy_sample *s)
     }
 }
 
-void sy_agg_line(sy_agg *a, const char *line, size_t len)
+static sy_ratelimit rl_auth = SY_RATELIMIT_INIT(10000, 3);
+
+/* statsgod's scheme: "TOKEN.metric:1|c".  Answers are cached per token and
+ * sender; the cache is emptied at reload and when it grows past TOK_MAX
+ * (a client spraying tokens costs Lua calls, never memory). */
+static int token_check(sy_agg *a, const char *tok, size_t tlen, char *ns, size_t *nslen)
 {
+    char k[256 + 24];
+    if (tlen > 256)
+        return 0;
+    memcpy(k, tok, tlen);
+    size_t klen = tlen;
+    const sy_origin *o = a->origin;
+    if (o && (o->family == AF_INET || o->family == AF_INET6)) {
+        k[klen++] = '\0';
+        memcpy(k + klen, o->addr, 16);
+        klen += 16;
+    }
+    uint64_t h = sy_hash(k, klen, a->seed ^ 0x70c3e70c3e70c3eull);
+    for (tok_entry *t = a->toks[h % TOK_BUCKETS]; t; t = t->next) {
+        if (t->hash == h && t->len == klen && memcmp(t->data, k, klen) == 0) {
+            memcpy(ns, t->data + t->len, t->nslen);
+            *nslen = t->nslen;
+            return t->allowed;
+        }
+    }
+    char nsbuf[256];
+    size_t n = 0;
+    int allowed = sy_router_authorize(a->router, tok, tlen, sender_str(a), listener_name(a), nsbuf,
+                                      sizeof nsbuf, &n) == 1;
+    if (a->ntoks >= TOK_MAX)
+        tokens_clear(a);
+    tok_entry *t = malloc(sizeof *t + klen + n);
+    if (t) {
+        t->hash = h;
+        t->allowed = allowed;
+        t->len = (uint16_t)klen;
+        t->nslen = (uint16_t)n;
+        memcpy(t->data, k, klen);
+        memcpy(t->data + klen, nsbuf, n);
+        t->next = a->toks[h % TOK_BUCKETS];
+        a->toks[h % TOK_BUCKETS] = t;
+        a->ntoks++;
+    }
+    memcpy(ns, nsbuf, n);
+    *nslen = n;
+    return allowed;
+}
+
+void sy_agg_line(sy_agg *a, const char *line, size_t len, const sy_origin *origin)
+{
+    if (origin != a->origin) {
+        a->origin = origin;
+        a->sender_ready = 0;
+    }
+    char ns[256];
+    size_t nslen = 0;
+    if (origin && origin->listener < a->nlisteners && a->listeners[origin->listener].auth) {
+        if (len && line[len - 1] == '\r')
+            len--;
+        if (len == 0)
+            return;
+        const char *dot = memchr(line, '.', len);
+        const char *colon = memchr(line, ':', len);
+        if (!dot || dot == line || (colon && colon < dot) ||
+            !token_check(a, line, (size_t)(dot - line), ns, &nslen)) {
+            sy_listen_info *li = &a->listeners[origin->listener];
+            atomic_fetch_add_explicit(&li->auth_rejected, 1, memory_order_relaxed);
+            sy_log_limited(&rl_auth, SY_WARN, "%s: line with a missing or refused token from %s",
+                           li->name, *sender_str(a) ? sender_str(a) : "a local client");
+            return;
+        }
+        len -= (size_t)(dot + 1 - line);
+        line = dot + 1;
+    }
     sy_line it;
     int klen = sy_parse_begin(&it, line, len, a->key, a->o.sanitize);
     if (klen == -2)
@@ -379,6 +866,17 @@ void sy_agg_line(sy_agg *a, const char *line, size_t len)
     if (klen < 0) {
         bad_line(a, line, len);
         return;
+    }
+    if (nslen) {
+        /* The token's namespace goes in front: "tenant1.api.req". */
+        if ((size_t)klen + nslen + 1 >= SY_KEY_MAX) {
+            bad_line(a, line, len);
+            return;
+        }
+        memmove(a->key + nslen + 1, a->key, (size_t)klen + 1);
+        memcpy(a->key, ns, nslen);
+        a->key[nslen] = '.';
+        klen += (int)nslen + 1;
     }
     sy_sample s;
     int rc;
@@ -394,7 +892,8 @@ void sy_agg_line(sy_agg *a, const char *line, size_t len)
 
 void sy_agg_feed(sy_agg *a, const char *buf, size_t len, const sy_origin *origin)
 {
-    (void)origin;
+    a->origin = origin;
+    a->sender_ready = 0;
     a->e_packets->u.value += 1;
     atomic_fetch_add_explicit(&a->st.packets, 1, memory_order_relaxed);
     const char *p = buf, *end = buf + len;
@@ -402,7 +901,7 @@ void sy_agg_feed(sy_agg *a, const char *buf, size_t len, const sy_origin *origin
         const char *nl = memchr(p, '\n', (size_t)(end - p));
         const char *stop = nl ? nl : end;
         if (stop > p)
-            sy_agg_line(a, p, (size_t)(stop - p));
+            sy_agg_line(a, p, (size_t)(stop - p), origin);
         p = stop + 1;
     }
 }
@@ -425,7 +924,7 @@ static int reset_entry(sy_agg *a, sy_entry *e)
     switch (e->type) {
     case SY_T_COUNTER:
         e->u.value = 0;
-        return a->o.delete_counters && !e->keep;
+        return a->o.delete_counters && !(e->flags & F_KEEP);
     case SY_T_TIMER:
         e->u.timer = NULL; /* moved into the snapshot */
         return a->o.delete_timers;
@@ -452,7 +951,7 @@ sy_snapshot *sy_agg_snapshot(sy_agg *a, int64_t ts)
         if (a->e_lag) {
             a->e_lag->u.value = (double)(ts - a->old_ts) - a->o.flush_interval_ms / 1000.0;
             a->e_lag->ttl = -1;
-            a->e_lag->keep = 1;
+            a->e_lag->flags |= F_KEEP;
         }
     }
     a->old_ts = ts;
@@ -468,11 +967,52 @@ sy_snapshot *sy_agg_snapshot(sy_agg *a, int64_t ts)
     s->ts = ts;
     s->flush_interval_ms = a->o.flush_interval_ms;
 
+    /* statsd's own values (numStats, processing_time, ...) take the route
+     * of their namespace. */
+    s->internal_sinks = a->all_sinks;
+    if (a->router) {
+        char name[SY_KEY_MAX];
+        int n = snprintf(name, sizeof name, "%s.numStats", a->prefix_stats);
+        sy_route r;
+        a->origin = NULL;
+        a->sender_ready = 0;
+        uint32_t idx = decide(a, SY_T_COUNTER, name, (size_t)n, &r);
+        s->internal_sinks = a->routes[idx].drop ? 0 : a->routes[idx].sinks;
+    }
+
     for (size_t i = 0; i < a->cap; i++) {
         sy_entry *e = a->slots[i].e;
-        if (!e)
+        if (!e || e->type >= ALIAS)
             continue;
+        uint64_t sinks = a->all_sinks;
+        if (a->router) {
+            if (e->epoch != a->epoch && !(e->flags & F_RETIRE)) {
+                /* Not seen since a reload: decide now, by its name alone. */
+                sy_route r;
+                a->origin = NULL;
+                a->sender_ready = 0;
+                uint32_t idx = decide(a, e->type, e->key, e->key_len, &r);
+                if (r.renamed && !(e->flags & F_KEEP))
+                    e->flags |= F_RETIRE;
+                else {
+                    e->route = idx;
+                    e->epoch = a->epoch;
+                }
+            }
+            const route_info *ri = &a->routes[e->route < a->nroutes ? e->route : 0];
+            sinks = ri->drop ? 0 : ri->sinks;
+        }
+        if (sinks == 0 && !(e->flags & F_RETIRE)) {
+            /* dropped or pass-through only: a routing cache entry */
+            if (e->type == SY_T_TIMER && e->u.timer) {
+                free(e->u.timer->v);
+                free(e->u.timer);
+                e->u.timer = NULL;
+            }
+            continue;
+        }
         sy_snap_item *it = &s->items[s->n++];
+        it->sinks = sinks;
         it->key = e->key;
         it->key_len = e->key_len;
         it->type = e->type;
@@ -484,7 +1024,7 @@ sy_snapshot *sy_agg_snapshot(sy_agg *a, int64_t ts)
         case SY_T_TIMER: it->timer = e->u.timer; s->timers++; break;
         default: it->value = e->u.set ? e->u.set->n : 0; s->sets++; break;
         }
-        if (reset_entry(a, e)) {
+        if (reset_entry(a, e) || (e->flags & F_RETIRE)) {
             e->next_dead = s->dead;
             s->dead = e;
         }

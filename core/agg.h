@@ -14,6 +14,7 @@
 #include <stdint.h>
 
 #include "ring.h"
+#include "router.h"
 
 enum sy_mtype { SY_T_COUNTER = 0, SY_T_TIMER = 1, SY_T_GAUGE = 2, SY_T_SET = 3 };
 
@@ -45,6 +46,7 @@ typedef struct sy_snap_item {
     const char *key;  /* valid until the snapshot is freed */
     uint32_t key_len;
     uint8_t type;     /* enum sy_mtype */
+    uint64_t sinks;   /* which sinks get its values */
     double value;     /* counter total, gauge value or set size */
     sy_timer_data *timer; /* owned by the snapshot; NULL for an idle timer */
 } sy_snap_item;
@@ -55,6 +57,7 @@ typedef struct sy_snapshot {
     int64_t ts;              /* flush time, seconds */
     uint32_t flush_interval_ms;
     size_t counters, timers, gauges, sets; /* statsd's numStats parts */
+    uint64_t internal_sinks; /* where numStats, processing_time etc. go */
     struct sy_entry *dead;   /* entries deleted at this flush, freed with it */
 } sy_snapshot;
 
@@ -67,20 +70,62 @@ typedef struct sy_agg_stats {
     _Atomic uint64_t keys;           /* gauge: keys in the table */
     _Atomic uint64_t keys_rejected;  /* samples refused by max_keys */
     _Atomic uint64_t timer_samples_dropped; /* replaced in the reservoir */
+    _Atomic uint64_t routed_drops;   /* samples a route dropped */
+    _Atomic uint64_t sampled_out;    /* samples a route's sample() left out */
+    _Atomic uint64_t passed_through; /* raw samples handed to pass-through sinks */
+    _Atomic uint64_t raw_dropped;    /* raw samples lost: buffer full */
+    _Atomic uint64_t route_errors;   /* decisions that failed (default route used) */
 } sy_agg_stats;
+
+/* What the aggregator needs to know of a listener. */
+typedef struct sy_listen_info {
+    const char *name;   /* its URL */
+    int auth;           /* lines start with a token */
+    _Atomic uint64_t auth_rejected;
+} sy_listen_info;
+
+/* Raw samples for pass-through sinks, copied out of the read buffers. */
+typedef struct sy_raw_batch {
+    sy_sample *samples;
+    uint64_t *masks;    /* per sample: the sinks that get it */
+    size_t n, cap;
+    char *arena;        /* names, values and tags */
+    size_t used, arena_cap;
+} sy_raw_batch;
+
+void sy_raw_batch_free(sy_raw_batch *b);
 
 typedef struct sy_agg sy_agg;
 
 sy_agg *sy_agg_new(const sy_agg_opts *opts);
 void sy_agg_free(sy_agg *a);
+
+/*
+ * Routing.  With a router, each (type, key) - and (type, key, sender) when
+ * the rules look at the sender - is decided once by Lua and the answer
+ * kept in the key's entry.  Setting a router (at start or reload) starts a
+ * new epoch: every cached decision is made again the next time its key is
+ * seen (or flushed).  The aggregator does not own the router.  listeners
+ * are indexed by sy_origin.listener.
+ */
+void sy_agg_set_routing(sy_agg *a, sy_router *router, uint64_t all_sinks, int uses_origin,
+                        sy_listen_info *listeners, size_t nlisteners);
+void sy_agg_set_sample_seed(sy_agg *a, uint64_t seed);
+/* Change the options that a reload may change (flush interval, deletes,
+ * limits); the table and its values stay. */
+void sy_agg_set_opts(sy_agg *a, const sy_agg_opts *opts);
+
+/* The raw samples gathered so far (NULL when none); the caller owns it. */
+sy_raw_batch *sy_agg_take_raw(sy_agg *a);
+size_t sy_agg_raw_pending(const sy_agg *a);
 const sy_agg_stats *sy_agg_get_stats(const sy_agg *a);
 
 /* One read (a datagram, or complete lines from a stream): statsd's
  * handlePacket. */
 void sy_agg_feed(sy_agg *a, const char *buf, size_t len, const sy_origin *origin);
 
-/* One line, already framed (no newline). */
-void sy_agg_line(sy_agg *a, const char *line, size_t len);
+/* One line, already framed (no newline); origin may be NULL. */
+void sy_agg_line(sy_agg *a, const char *line, size_t len, const sy_origin *origin);
 
 /* Take the interval's values and reset as statsd does after a flush. */
 sy_snapshot *sy_agg_snapshot(sy_agg *a, int64_t ts);

@@ -6,6 +6,7 @@
 #include <lauxlib.h>
 #include <lua.h>
 #include <lualib.h>
+#include <luajit.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,6 +14,11 @@
 
 #include "log.h"
 #include "numfmt.h"
+#include "router.h"
+
+/* A config's own code (the chunk and its setup) gets this long. */
+#define SETUP_TIMEOUT_MS 5000
+#define SETUP_MEMORY_LIMIT (256u << 20)
 
 static char *dup_field(lua_State *L, int idx, const char *key)
 {
@@ -136,6 +142,7 @@ static void read_config(lua_State *L, int t, sy_config *c)
         l->max_connections = (long long)num_field(L, e, "maxConnections", -1);
         l->idle_timeout_ms = (long long)num_field(L, e, "idleTimeout", -1);
         l->mode = (long long)num_field(L, e, "mode", -1);
+        l->auth = bool_field(L, e, "auth");
         lua_pop(L, 1);
     }
     lua_pop(L, 1);
@@ -200,19 +207,45 @@ static void read_config(lua_State *L, int t, sy_config *c)
     f->global_suffix = dup_field(L, g, "globalSuffix");
     lua_pop(L, 1);
 
+    /* Sinks in sink_order, so sinks[i] is bit i of every route mask. */
+    lua_getfield(L, t, "sink_lines");
+    int sl = lua_gettop(L);
     lua_getfield(L, t, "sinks");
     int s = lua_gettop(L);
-    for (lua_pushnil(L); lua_next(L, s); lua_pop(L, 1))
-        c->nsinks++;
+    lua_getfield(L, t, "sink_order");
+    int so = lua_gettop(L);
+    c->nsinks = lua_objlen(L, so);
     c->sinks = calloc(c->nsinks ? c->nsinks : 1, sizeof *c->sinks);
-    size_t i = 0;
-    for (lua_pushnil(L); lua_next(L, s); lua_pop(L, 1)) {
-        sy_sink_conf *sc = &c->sinks[i++];
-        sc->name = strdup(lua_tostring(L, -2));
+    for (size_t i = 0; i < c->nsinks; i++) {
+        sy_sink_conf *sc = &c->sinks[i];
+        lua_rawgeti(L, so, (int)i + 1);
+        sc->name = strdup(lua_tostring(L, -1));
+        lua_pop(L, 1);
+        lua_getfield(L, s, sc->name);
         sc->plugin = dup_field(L, -1, "plugin");
         read_settings(L, lua_gettop(L), sc);
+        lua_pop(L, 1);
+        lua_getfield(L, sl, sc->name);
+        sc->line = (int)num_field(L, -1, "", 0);
+        sc->setting_lines = calloc(sc->nsettings ? sc->nsettings : 1, sizeof *sc->setting_lines);
+        for (size_t k = 0; sc->setting_lines && k < sc->nsettings; k++)
+            sc->setting_lines[k] = (int)num_field(L, -1, sc->settings[k].key, sc->line);
+        lua_pop(L, 1);
     }
+    lua_pop(L, 3);
+
+    c->lua_memory_limit = (size_t)num_field(L, t, "luaMemoryLimit", 64 << 20);
+    c->lua_timeout_ms = (uint32_t)num_field(L, t, "luaTimeout", 200);
+    lua_getfield(L, t, "sampleSeed");
+    c->has_sample_seed = lua_isnumber(L, -1);
+    c->sample_seed = (uint64_t)lua_tonumber(L, -1);
     lua_pop(L, 1);
+    c->decide_ref = c->auth_ref = LUA_NOREF;
+    c->route_uses_origin = bool_field(L, t, "route_uses_origin");
+    lua_getfield(L, t, "decide");
+    c->decide_ref = lua_isfunction(L, -1) ? luaL_ref(L, LUA_REGISTRYINDEX) : (lua_pop(L, 1), LUA_NOREF);
+    lua_getfield(L, t, "authorize");
+    c->auth_ref = lua_isfunction(L, -1) ? luaL_ref(L, LUA_REGISTRYINDEX) : (lua_pop(L, 1), LUA_NOREF);
 
     c->plugin_dir = dup_field(L, t, "pluginPath");
     c->ring_size = (size_t)num_field(L, t, "ringSize", 64 << 20);
@@ -233,6 +266,9 @@ sy_config *sy_config_load(const char *file, const char *lua_dir, char *err, size
         return NULL;
     }
     luaL_openlibs(L);
+    /* Hooks do not run inside compiled traces: keep the JIT off so a
+     * runaway loop in a config can always be stopped. */
+    luaJIT_setmode(L, 0, LUAJIT_MODE_ENGINE | LUAJIT_MODE_OFF);
     lua_getglobal(L, "package");
     lua_pushfstring(L, "%s/?.lua;%s/?/init.lua;", lua_dir, lua_dir);
     lua_getfield(L, -2, "path");
@@ -252,8 +288,9 @@ sy_config *sy_config_load(const char *file, const char *lua_dir, char *err, size
         lua_pushstring(L, file);
     else
         lua_pushnil(L);
-    if (lua_pcall(L, 1, 2, 0) != 0) {
-        snprintf(err, errlen, "%s", lua_tostring(L, -1));
+    /* The config is a program: bound its setup like any routing call. */
+    if (sy_lua_bounded_call(L, 1, 2, SETUP_TIMEOUT_MS, SETUP_MEMORY_LIMIT) != 0) {
+        snprintf(err, errlen, "%s: %s", file ? file : "default config", lua_tostring(L, -1));
         goto out;
     }
     if (lua_isnil(L, -2)) {
@@ -268,15 +305,35 @@ sy_config *sy_config_load(const char *file, const char *lua_dir, char *err, size
     }
     c->file = file ? strdup(file) : NULL;
     read_config(L, lua_gettop(L), c);
+    lua_settop(L, 0);
+    if (c->decide_ref != LUA_NOREF || c->auth_ref != LUA_NOREF) {
+        c->L = L; /* kept for the router */
+        L = NULL;
+    }
 out:
-    lua_close(L);
+    if (L)
+        lua_close(L);
     return c;
+}
+
+uint64_t sy_config_all_sinks(const sy_config *c)
+{
+    return c->nsinks >= 64 ? ~0ull : ((1ull << c->nsinks) - 1);
+}
+
+lua_State *sy_config_take_lua(sy_config *c)
+{
+    lua_State *L = c->L;
+    c->L = NULL;
+    return L;
 }
 
 void sy_config_free(sy_config *c)
 {
     if (!c)
         return;
+    if (c->L)
+        lua_close(c->L);
     for (size_t i = 0; i < c->nlisten; i++)
         free(c->listen[i].url);
     free(c->listen);
@@ -284,6 +341,7 @@ void sy_config_free(sy_config *c)
         free(c->sinks[i].name);
         free(c->sinks[i].plugin);
         sy_settings_free(c->sinks[i].settings, c->sinks[i].nsettings);
+        free(c->sinks[i].setting_lines);
     }
     free(c->sinks);
     sy_flush_opts *f = &c->flush;

@@ -19,6 +19,7 @@ typedef struct sy_listen_conf {
     char *url;
     /* -1 where the config leaves the listener's default */
     long long receive_buffer, threads, max_line, max_connections, idle_timeout_ms, mode;
+    int auth;              /* lines must start with a token */
 } sy_listen_conf;
 
 typedef struct sy_sink_conf {
@@ -26,6 +27,8 @@ typedef struct sy_sink_conf {
     char *plugin;
     sy_setting *settings; /* every key of the sink's table, `plugin` included */
     size_t nsettings;
+    int line;             /* where the sink is written in the file (0: unknown) */
+    int *setting_lines;   /* per setting */
 } sy_sink_conf;
 
 typedef struct sy_config {
@@ -40,11 +43,28 @@ typedef struct sy_config {
     size_t ring_size;
     uint32_t shutdown_timeout_ms;
     int log_level;
+
+    /* Routing: the config's Lua state, kept when it defines routes, route
+     * or auth (NULL otherwise: no Lua on the hot path at all).  The engine's
+     * router takes it over (sy_config_take_lua). */
+    struct lua_State *L;
+    int decide_ref, auth_ref;
+    int route_uses_origin;  /* the rules look at the listener or sender */
+    size_t lua_memory_limit;
+    uint32_t lua_timeout_ms;
+    int has_sample_seed;
+    uint64_t sample_seed;
 } sy_config;
 
 /* Load `file` (NULL: the built-in default) with the Lua library in
  * lua_dir.  On error returns NULL with "file:line: key: problem" in err. */
 sy_config *sy_config_load(const char *file, const char *lua_dir, char *err, size_t errlen);
 void sy_config_free(sy_config *c);
+
+/* The mask of every sink: the default route. */
+uint64_t sy_config_all_sinks(const sy_config *c);
+
+/* Hand the Lua state to the caller (the router); the config keeps none. */
+struct lua_State *sy_config_take_lua(sy_config *c);
 
 #endif

@@ -6,13 +6,23 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "log.h"
+#include "router.h"
+
+/* Raw samples are shipped at least this often, or when this many wait. */
+#define RAW_SHIP_MS 50
+#define RAW_SHIP_COUNT 4096
 
 struct sy_engine {
     sy_agg *agg;
+    sy_router *router;
+    sy_listen_info *linfo;
+    size_t nlisteners;
+    sy_listener *listeners;
     sy_ring **rings;
     size_t nrings;
     sy_notify *notify;
@@ -21,6 +31,11 @@ struct sy_engine {
     pthread_t thread;
     int started;
     atomic_int finishing;
+    pthread_mutex_t lock;
+    sy_config *pending; /* a reload waiting to be applied */
+    atomic_int has_pending;
+    _Atomic uint64_t reloads;
+    uint64_t raw_shipped_ms;
 };
 
 static uint64_t wall_ms(void)
@@ -30,26 +45,60 @@ static uint64_t wall_ms(void)
     return (uint64_t)t.tv_sec * 1000u + (uint64_t)t.tv_nsec / 1000000u;
 }
 
-sy_engine *sy_engine_new(const sy_agg_opts *opts, sy_ring **rings, size_t nrings,
-                         sy_notify *notify, sy_output *out)
+/* The config's routing parts: the router (from its Lua state) and each
+ * listener's auth flag, matched by URL. */
+static sy_router *make_router(sy_engine *e, sy_config *c)
+{
+    for (size_t i = 0; i < e->nlisteners; i++) {
+        e->linfo[i].auth = 0;
+        for (size_t j = 0; j < c->nlisten; j++)
+            if (strcmp(c->listen[j].url, e->listeners[i].name) == 0)
+                e->linfo[i].auth = c->listen[j].auth;
+    }
+    int decide = c->decide_ref, auth = c->auth_ref;
+    struct lua_State *L = sy_config_take_lua(c);
+    if (!L)
+        return NULL;
+    return sy_router_new(L, decide, auth, sy_config_all_sinks(c), c->lua_memory_limit, c->lua_timeout_ms);
+}
+
+static void apply_routing(sy_engine *e, sy_config *c)
+{
+    sy_agg_set_routing(e->agg, e->router, sy_config_all_sinks(c), c->route_uses_origin, e->linfo,
+                       e->nlisteners);
+    if (c->has_sample_seed)
+        sy_agg_set_sample_seed(e->agg, c->sample_seed);
+}
+
+sy_engine *sy_engine_new(sy_config *c, sy_ring **rings, size_t nrings, sy_listener *listeners,
+                         size_t nlisteners, sy_notify *notify, sy_output *out)
 {
     sy_engine *e = calloc(1, sizeof *e);
     if (!e)
         return NULL;
-    e->agg = sy_agg_new(opts);
-    if (!e->agg) {
-        free(e);
+    pthread_mutex_init(&e->lock, NULL);
+    e->agg = sy_agg_new(&c->agg);
+    e->linfo = calloc(nlisteners ? nlisteners : 1, sizeof *e->linfo);
+    if (!e->agg || !e->linfo) {
+        sy_engine_free(e);
         return NULL;
     }
+    e->listeners = listeners;
+    e->nlisteners = nlisteners;
+    for (size_t i = 0; i < nlisteners; i++)
+        e->linfo[i].name = listeners[i].name;
+    e->router = make_router(e, c);
+    apply_routing(e, c);
     e->rings = rings;
     e->nrings = nrings;
     e->notify = notify;
     e->out = out;
-    e->interval_ms = opts->flush_interval_ms ? opts->flush_interval_ms : 10000;
+    e->interval_ms = c->agg.flush_interval_ms ? c->agg.flush_interval_ms : 10000;
     return e;
 }
 
 const sy_agg_stats *sy_engine_stats(const sy_engine *e) { return sy_agg_get_stats(e->agg); }
+uint64_t sy_engine_reloads(const sy_engine *e) { return atomic_load(&e->reloads); }
 
 /* Feed up to `budget` records from each ring; returns how many were fed. */
 static size_t drain(sy_engine *e, size_t budget)
@@ -68,11 +117,23 @@ static size_t drain(sy_engine *e, size_t budget)
     return fed;
 }
 
+static void ship_raw(sy_engine *e, uint64_t now, int force)
+{
+    size_t n = sy_agg_raw_pending(e->agg);
+    if (!n || (!force && n < RAW_SHIP_COUNT && now - e->raw_shipped_ms < RAW_SHIP_MS))
+        return;
+    sy_raw_batch *b = sy_agg_take_raw(e->agg);
+    if (b)
+        sy_output_submit_raw(e->out, b);
+    e->raw_shipped_ms = now;
+}
+
 /* statsd stamps a flush with Math.round(Date.now() / 1000). */
 static int64_t flush_ts(uint64_t ms) { return (int64_t)((ms + 500) / 1000); }
 
 static void flush(sy_engine *e, uint64_t now, int final)
 {
+    ship_raw(e, now, 1);
     sy_snapshot *s = sy_agg_snapshot(e->agg, flush_ts(now));
     if (!s) {
         sy_log(SY_ERR, "out of memory taking a flush snapshot; values kept for the next one");
@@ -81,14 +142,43 @@ static void flush(sy_engine *e, uint64_t now, int final)
     sy_output_submit(e->out, s, final);
 }
 
+/* Between two batches: swap in a reloaded config. */
+static void apply_reload(sy_engine *e)
+{
+    pthread_mutex_lock(&e->lock);
+    sy_config *c = e->pending;
+    e->pending = NULL;
+    atomic_store(&e->has_pending, 0);
+    pthread_mutex_unlock(&e->lock);
+    if (!c)
+        return;
+    /* Samples routed by the old rules leave first. */
+    ship_raw(e, wall_ms(), 1);
+    sy_router *old = e->router;
+    e->router = make_router(e, c);
+    apply_routing(e, c);
+    sy_router_free(old);
+    sy_agg_set_opts(e->agg, &c->agg);
+    e->interval_ms = c->agg.flush_interval_ms ? c->agg.flush_interval_ms : 10000;
+    atomic_fetch_add(&e->reloads, 1);
+    sy_log(SY_INFO, "reload applied: %zu sinks, routing %s", c->nsinks,
+           e->router ? "by Lua" : "to every sink");
+    sy_output_submit_config(e->out, c);
+}
+
 static void *run(void *arg)
 {
     sy_engine *e = arg;
     uint64_t next = (wall_ms() / e->interval_ms + 1) * e->interval_ms;
     for (;;) {
         int finishing = atomic_load(&e->finishing);
+        if (atomic_load_explicit(&e->has_pending, memory_order_relaxed)) {
+            apply_reload(e);
+            next = (wall_ms() / e->interval_ms + 1) * e->interval_ms;
+        }
         size_t fed = drain(e, 512);
         uint64_t now = wall_ms();
+        ship_raw(e, now, 0);
         if (now >= next) {
             flush(e, now, 0);
             /* Skip missed ticks (e.g. after a suspend) instead of bursting. */
@@ -111,7 +201,9 @@ static void *run(void *arg)
         now = wall_ms();
         int wait = now >= next ? 0 : (int)(next - now);
         if (wait > 100)
-            wait = 100; /* look at `finishing` now and then */
+            wait = 100; /* look at `finishing` and reloads now and then */
+        if (sy_agg_raw_pending(e->agg) && wait > RAW_SHIP_MS)
+            wait = RAW_SHIP_MS;
         sy_notify_wait(e->notify, wait);
     }
 }
@@ -122,6 +214,22 @@ int sy_engine_start(sy_engine *e)
         return -1;
     e->started = 1;
     return 0;
+}
+
+void sy_engine_reload(sy_engine *e, sy_config *c)
+{
+    pthread_mutex_lock(&e->lock);
+    sy_config *older = e->pending;
+    e->pending = c;
+    atomic_store(&e->has_pending, 1);
+    pthread_mutex_unlock(&e->lock);
+    if (older) {
+        sy_log(SY_INFO, "reload: a newer config replaces one not yet applied");
+        sy_config_free(older);
+    }
+    uint64_t one = 1;
+    ssize_t rc = write(e->notify->fd, &one, sizeof one);
+    (void)rc;
 }
 
 void sy_engine_finish(sy_engine *e)
@@ -141,5 +249,9 @@ void sy_engine_free(sy_engine *e)
     if (!e)
         return;
     sy_agg_free(e->agg);
+    sy_router_free(e->router);
+    sy_config_free(e->pending);
+    free(e->linfo);
+    pthread_mutex_destroy(&e->lock);
     free(e);
 }

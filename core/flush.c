@@ -36,6 +36,7 @@ struct sy_flusher {
     size_t used;
     sy_flush_emit_fn emit;
     void *ctx;
+    uint64_t sinks;   /* of the batch being filled */
     int64_t ts;
     sy_flush_result *res;
 };
@@ -124,7 +125,7 @@ static void batch_flush(sy_flusher *f)
 {
     if (f->n) {
         sy_metric_batch b = { .metrics = f->m, .count = f->n, .timestamp = f->ts };
-        f->emit(f->ctx, &b);
+        f->emit(f->ctx, &b, f->sinks);
     }
     f->n = 0;
     f->used = 0;
@@ -133,6 +134,15 @@ static void batch_flush(sy_flusher *f)
 /* A Graphite line is the name, a space, the value, a space, a 10-digit
  * time and a newline; values average a few characters. */
 #define LINE_OVERHEAD 18
+
+/* The next values go to `sinks`: a batch holds one destination set. */
+static void route_to(sy_flusher *f, uint64_t sinks)
+{
+    if (sinks != f->sinks) {
+        batch_flush(f);
+        f->sinks = sinks;
+    }
+}
 
 /* Append one value; `name` is assembled by the caller in the batch arena
  * at f->names + f->used. */
@@ -419,6 +429,7 @@ void sy_flusher_run(sy_flusher *f, const sy_snapshot *s, const sy_extra_metric *
     f->res = res;
     f->n = 0;
     f->used = 0;
+    f->sinks = 0;
     double fi = o->flush_interval_ms / 1000.0;
 
     /* statsd's order: counters, timers, gauges, sets. */
@@ -426,6 +437,7 @@ void sy_flusher_run(sy_flusher *f, const sy_snapshot *s, const sy_extra_metric *
         const sy_snap_item *it = &s->items[i];
         if (it->type != SY_T_COUNTER)
             continue;
+        route_to(f, it->sinks);
         if (o->legacy) {
             emit_key(f, f->ns_counter, it->key, it->key_len, NULL, NULL, SY_KIND_COUNTER, it->value / fi);
             if (o->flush_counts)
@@ -441,21 +453,27 @@ void sy_flusher_run(sy_flusher *f, const sy_snapshot *s, const sy_extra_metric *
         const sy_snap_item *it = &s->items[i];
         if (it->type != SY_T_TIMER)
             continue;
+        route_to(f, it->sinks);
         struct timer_ctx tc = { f, it };
         sy_timer_stats(o, it->key, it->timer, timer_out, &tc);
     }
     res->processing_ms = (double)((mono_ns() - tp) / 1000000);
     for (size_t i = 0; i < s->n; i++) {
         const sy_snap_item *it = &s->items[i];
-        if (it->type == SY_T_GAUGE)
-            emit_key(f, f->ns_gauge, it->key, it->key_len, NULL, NULL, SY_KIND_GAUGE, it->value);
+        if (it->type != SY_T_GAUGE)
+            continue;
+        route_to(f, it->sinks);
+        emit_key(f, f->ns_gauge, it->key, it->key_len, NULL, NULL, SY_KIND_GAUGE, it->value);
     }
     for (size_t i = 0; i < s->n; i++) {
         const sy_snap_item *it = &s->items[i];
-        if (it->type == SY_T_SET)
-            emit_key(f, f->ns_set, it->key, it->key_len, "count", NULL, SY_KIND_SET, it->value);
+        if (it->type != SY_T_SET)
+            continue;
+        route_to(f, it->sinks);
+        emit_key(f, f->ns_set, it->key, it->key_len, "count", NULL, SY_KIND_SET, it->value);
     }
     res->num_stats = s->counters + s->timers + s->gauges + s->sets;
+    route_to(f, s->internal_sinks);
     emit_plain(f, f->numstats_name, (double)res->num_stats);
     emit_stats(f, "graphiteStats.calculationtime", (double)((mono_ns() - t0) / 1000000));
     emit_stats(f, "processing_time", res->processing_ms);

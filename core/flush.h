@@ -46,7 +46,8 @@ typedef struct sy_extra_metric {
     double value;
 } sy_extra_metric;
 
-typedef void (*sy_flush_emit_fn)(void *ctx, const sy_metric_batch *batch);
+/* A batch and the sinks it goes to (every metric in it has the same). */
+typedef void (*sy_flush_emit_fn)(void *ctx, const sy_metric_batch *batch, uint64_t sinks);
 
 typedef struct sy_flush_result {
     size_t metrics;       /* values emitted */

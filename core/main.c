@@ -19,13 +19,17 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <lua.h>
+
 #include "config.h"
 #include "engine.h"
 #include "listener.h"
 #include "log.h"
 #include "output.h"
 #include "reader.h"
+#include "router.h"
 #include "sinkhost.h"
+#include "status.h"
 
 #ifndef SY_VERSION
 #define SY_VERSION "0.0.0"
@@ -43,7 +47,9 @@ static void usage(FILE *f)
             "default config: UDP and TCP on 127.0.0.1:8125, each flush printed.\n"
             "\n"
             "  -c, --config FILE   run with this config (a Lua file returning a table)\n"
-            "      --check FILE    check a config (syntax, options, plugins) and exit\n"
+            "      --check FILE    check a config (syntax, options, plugins, checks) and exit\n"
+            "      --dry-run       with -c: read StatsD lines on stdin and print where\n"
+            "                      each value would go (sinks, name, rate, or why dropped)\n"
             "  -l, --log-level L   error, warn, info or debug (overrides the config)\n"
             "  -V, --version       print the version and exit\n"
             "  -h, --help          print this help and exit\n");
@@ -115,48 +121,187 @@ static int open_listeners(const sy_config *c, sy_listener *ls, char *err, size_t
     return 0;
 }
 
-/* --check: everything start-up would refuse, without opening sockets. */
+static int line_of_setting(const sy_sink_conf *sc, const char *key)
+{
+    for (size_t k = 0; k < sc->nsettings; k++)
+        if (strcmp(sc->settings[k].key, key) == 0)
+            return sc->setting_lines[k];
+    return sc->line;
+}
+
+/*
+ * Everything start-up (or a reload) would refuse, without opening sockets:
+ * listen URLs, plugins and their settings.  The config's own rules and
+ * checks already ran when it was loaded.  0, or -1 with err filled.
+ */
+static int validate(const sy_config *c, const char *file, const char *plugin_default, char *err,
+                    size_t errlen)
+{
+    char why[1024];
+    const char *pdir = c->plugin_dir ? c->plugin_dir : plugin_default;
+    for (size_t i = 0; i < c->nlisten; i++) {
+        sy_listener l;
+        if (sy_listener_parse(c->listen[i].url, &l, why, sizeof why) < 0) {
+            snprintf(err, errlen, "%s: listen: %s", file, why);
+            return -1;
+        }
+    }
+    for (size_t i = 0; i < c->nsinks; i++) {
+        const sy_sink_conf *sc = &c->sinks[i];
+        const sy_sink_plugin *p = sy_plugin_load(pdir, sc->plugin, why, sizeof why);
+        if (!p) {
+            snprintf(err, errlen, "%s:%d: sinks.%s.plugin: %s", file, line_of_setting(sc, "plugin"),
+                     sc->name, why);
+            return -1;
+        }
+        /* Name the first unknown key with its line. */
+        for (size_t k = 0; p->settings && k < sc->nsettings; k++) {
+            if (sy_sink_check_settings(p, sc->name, &sc->settings[k], 1, why, sizeof why) < 0) {
+                snprintf(err, errlen, "%s:%d: sinks.%s.%s: %s", file, sc->setting_lines[k], sc->name,
+                         sc->settings[k].key, why);
+                return -1;
+            }
+        }
+        if (sy_sink_check_settings(p, sc->name, sc->settings, sc->nsettings, why, sizeof why) < 0) {
+            snprintf(err, errlen, "%s:%d: sinks.%s: %s", file, sc->line, sc->name, why);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* --check */
 static int check(const char *file, const char *lua_dir, const char *plugin_default)
 {
-    char err[1024];
+    char err[2048];
     sy_config *c = sy_config_load(file, lua_dir, err, sizeof err);
-    if (!c) {
+    int rc = 1;
+    if (!c)
         fprintf(stderr, "switchyard: %s\n", err);
-        return 1;
-    }
-    int rc = 0;
-    const char *pdir = c->plugin_dir ? c->plugin_dir : plugin_default;
-    for (size_t i = 0; i < c->nlisten && rc == 0; i++) {
-        sy_listener l;
-        if (sy_listener_parse(c->listen[i].url, &l, err, sizeof err) < 0) {
-            fprintf(stderr, "switchyard: %s: listen: %s\n", file, err);
-            rc = 1;
-        }
-    }
-    for (size_t i = 0; i < c->nsinks && rc == 0; i++) {
-        const sy_sink_conf *sc = &c->sinks[i];
-        const sy_sink_plugin *p = sy_plugin_load(pdir, sc->plugin, err, sizeof err);
-        if (!p || sy_sink_check_settings(p, sc->name, sc->settings, sc->nsettings, err, sizeof err) < 0) {
-            fprintf(stderr, "switchyard: %s: sinks.%s: %s\n", file, sc->name, err);
-            rc = 1;
-        }
-    }
-    if (rc == 0)
+    else if (validate(c, file, plugin_default, err, sizeof err) < 0)
+        fprintf(stderr, "switchyard: %s\n", err);
+    else {
         printf("%s: OK\n", file);
+        rc = 0;
+    }
     sy_config_free(c);
     sy_plugin_unload_all();
     return rc;
 }
 
+/* Sink names of a mask, comma-separated. */
+static void mask_names(const sy_config *c, uint64_t mask, char *out, size_t cap)
+{
+    size_t n = 0;
+    out[0] = '\0';
+    for (size_t i = 0; i < c->nsinks && i < 64; i++)
+        if ((mask >> i) & 1)
+            n += (size_t)snprintf(out + n, n < cap ? cap - n : 0, "%s%s", n ? "," : "", c->sinks[i].name);
+    if (n == 0)
+        snprintf(out, cap, "(none)");
+}
+
+/*
+ * --dry-run: what the routing does with each line on stdin, through the
+ * real parser and the real router.  Tokens are not checked here (there is
+ * no sender); the rules see listener "" and sender "".
+ */
+static int dry_run(const char *file, const char *lua_dir)
+{
+    char err[2048];
+    sy_config *c = sy_config_load(file, lua_dir, err, sizeof err);
+    if (!c) {
+        fprintf(stderr, "switchyard: %s\n", err);
+        return 1;
+    }
+    int decide = c->decide_ref, auth = c->auth_ref;
+    struct lua_State *L = sy_config_take_lua(c);
+    sy_router *r = L ? sy_router_new(L, decide, auth, sy_config_all_sinks(c), c->lua_memory_limit,
+                                     c->lua_timeout_ms) : NULL;
+    static const char *const tnames[] = { [SY_SAMPLE_COUNTER] = "c", [SY_SAMPLE_TIMER] = "ms",
+                                          [SY_SAMPLE_GAUGE] = "g", [SY_SAMPLE_SET] = "s" };
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t len;
+    char key[SY_KEY_MAX], names[1024], raw[1024];
+    while ((len = getline(&line, &cap, stdin)) > 0) {
+        if (line[len - 1] == '\n')
+            line[--len] = '\0';
+        sy_line it;
+        int klen = sy_parse_begin(&it, line, (size_t)len, key, c->agg.sanitize);
+        if (klen == -2)
+            continue;
+        if (klen < 0) {
+            printf("%s\n  bad line (counted in bad_lines_seen)\n", line);
+            continue;
+        }
+        printf("%s\n", line);
+        sy_sample smp;
+        int rc;
+        while ((rc = sy_parse_next(&it, &smp)) != 0) {
+            if (rc < 0) {
+                printf("  bad value (counted in bad_lines_seen)\n");
+                continue;
+            }
+            sy_route route;
+            int err_rc = sy_router_decide(r, key, (size_t)klen, tnames[smp.type], "", "", &route);
+            if (!r)
+                route = (sy_route){ .sinks = sy_config_all_sinks(c), .rate = 1 };
+            const char *name = route.renamed ? route.key : key;
+            if (route.drop) {
+                printf("  %s|%s dropped: %s\n", key, tnames[smp.type], route.drop);
+                continue;
+            }
+            mask_names(c, route.sinks, names, sizeof names);
+            printf("  %s|%s -> %s as %s", key, tnames[smp.type], names, name);
+            if (route.rate < 1)
+                printf(", sampled at %g", route.rate);
+            if (route.raw) {
+                mask_names(c, route.raw, raw, sizeof raw);
+                printf(", raw samples to %s", raw);
+            }
+            printf("%s\n", err_rc < 0 ? " (the script failed: default route)" : "");
+        }
+    }
+    free(line);
+    sy_router_free(r);
+    sy_config_free(c);
+    return 0;
+}
+
+/* SIGHUP: load and check the file beside the running config; only a
+ * config that passes everything replaces it. */
+static void reload(const char *file, const char *lua_dir, const char *plugin_dir, sy_engine *engine)
+{
+    char err[2048];
+    if (!file) {
+        sy_log(SY_WARN, "SIGHUP: running the built-in default config; nothing to reload");
+        return;
+    }
+    sy_log(SY_INFO, "SIGHUP: reloading %s", file);
+    sy_config *c = sy_config_load(file, lua_dir, err, sizeof err);
+    if (c && validate(c, file, plugin_dir, err, sizeof err) == 0) {
+        sy_engine_reload(engine, c);
+        sy_status_reload_result(1, NULL);
+        return;
+    }
+    sy_config_free(c);
+    sy_status_reload_result(0, err);
+    sy_log(SY_ERR, "reload failed, still running the old config: %s", err);
+}
+
 int main(int argc, char **argv)
 {
     const char *config_file = NULL, *check_file = NULL, *level = NULL;
+    int dry = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if ((!strcmp(a, "-c") || !strcmp(a, "--config")) && i + 1 < argc) {
             config_file = argv[++i];
         } else if (!strcmp(a, "--check") && i + 1 < argc) {
             check_file = argv[++i];
+        } else if (!strcmp(a, "--dry-run")) {
+            dry = 1;
         } else if ((!strcmp(a, "-l") || !strcmp(a, "--log-level")) && i + 1 < argc) {
             level = argv[++i];
         } else if (!strcmp(a, "-V") || !strcmp(a, "--version")) {
@@ -178,6 +323,8 @@ int main(int argc, char **argv)
              SY_PREFIX "/lib/switchyard/plugins");
     if (check_file)
         return check(check_file, lua_dir, plugin_dir);
+    if (dry)
+        return dry_run(config_file, lua_dir);
 
     /* Every thread inherits this mask; only this thread takes signals. */
     sigset_t sigs;
@@ -232,12 +379,12 @@ int main(int argc, char **argv)
     }
     sy_ring **rings;
     size_t nrings = sy_readers_rings(readers, &rings);
-    engine = sy_engine_new(&c->agg, rings, nrings, &notify, output);
+    engine = sy_engine_new(c, rings, nrings, listeners, nopen, &notify, output);
     if (!engine) {
         sy_log(SY_ERR, "out of memory");
         goto out;
     }
-    sy_output_set_sources(output, listeners, nopen, sy_engine_stats(engine));
+    sy_output_set_sources(output, listeners, nopen, rings, nrings, sy_engine_stats(engine));
     if (sy_engine_start(engine) < 0 || sy_output_start(output) < 0) {
         sy_log(SY_ERR, "cannot start threads");
         goto out;
@@ -250,7 +397,10 @@ int main(int argc, char **argv)
         if (sigwait(&sigs, &sig) != 0)
             continue;
         if (sig == SIGHUP) {
-            sy_log(SY_WARN, "SIGHUP: reloading the config is not supported yet; still running the old one");
+            /* Signals that arrive meanwhile wait in the mask: a burst of
+             * SIGHUPs collapses into one pending signal, and the engine
+             * keeps only the newest config it has not applied yet. */
+            reload(config_file, lua_dir, c->plugin_dir ? c->plugin_dir : plugin_dir, engine);
             continue;
         }
         sy_log(SY_INFO, "%s: stopping; flushing everything received", strsignal(sig));

@@ -15,12 +15,22 @@
 #include "flush.h"
 #include "log.h"
 #include "sinkhost.h"
+#include "status.h"
 
 typedef struct pending {
     struct pending *next;
-    sy_snapshot *snap;
+    sy_snapshot *snap;     /* one of these three */
+    sy_raw_batch *raw;
+    sy_config *conf;
     int final;
 } pending;
+
+/* A sink replaced by a reload, drained before it is closed. */
+typedef struct retiring {
+    struct retiring *next;
+    sy_sink *sink;
+    uint64_t deadline_ms;
+} retiring;
 
 /* Counters we report as per-interval deltas remember their last value. */
 typedef struct self_metric {
@@ -31,12 +41,16 @@ typedef struct self_metric {
 
 struct sy_output {
     const sy_config *conf;
+    sy_config *owned_conf;  /* a reloaded config, ours to free */
+    retiring *retiring;
+    struct event *retire_ev;
     struct event_base *base;
     struct event *wake_ev;
     int wake_fd;
     sy_sink **sinks;
     size_t nsinks;
     sy_flusher *flusher;
+    char plugin_dir[1024];
     pthread_t thread;
     int started;
     int drained_ok;
@@ -47,6 +61,8 @@ struct sy_output {
 
     sy_listener *listeners;
     size_t nlisteners;
+    sy_ring **rings;
+    size_t nrings;
     const sy_agg_stats *agg;
 
     /* statsd's graphiteStats, from the previous flush */
@@ -146,6 +162,8 @@ static size_t collect_extra(sy_output *o)
     }
     for (size_t i = 0; i < o->nsinks; i++) {
         sy_sink_stats st;
+        if (!o->sinks[i])
+            continue;
         sy_sink_stats_get(o->sinks[i], &st);
         name_part(part, sizeof part, sy_sink_name(o->sinks[i]));
         snprintf(name, sizeof name, "switchyard.sink.%s.sent", part);
@@ -157,32 +175,207 @@ static size_t collect_extra(sy_output *o)
         snprintf(name, sizeof name, "switchyard.sink.%s.connected", part);
         self_add(o, &n, name, 0, (uint64_t)st.connected);
     }
+    /* Ring fullness: the fullest ring says how close ingest is to loss. */
+    uint64_t used = 0, worst = 0;
+    for (size_t i = 0; i < o->nrings; i++) {
+        size_t u = sy_ring_used(o->rings[i]);
+        uint64_t pct = (uint64_t)u * 100 / sy_ring_capacity(o->rings[i]);
+        used += u;
+        if (pct > worst)
+            worst = pct;
+    }
+    self_add(o, &n, "switchyard.ring.used_bytes", 0, used);
+    self_add(o, &n, "switchyard.ring.max_used_pct", 0, worst);
+    self_add(o, &n, "switchyard.reloads.ok", 1, atomic_load(&sy_reload_status.reloads_ok));
+    self_add(o, &n, "switchyard.reloads.failed", 1, atomic_load(&sy_reload_status.reloads_failed));
     if (o->agg) {
         self_add(o, &n, "switchyard.keys", 0, atomic_load(&o->agg->keys));
         self_add(o, &n, "switchyard.keys_rejected", 1, atomic_load(&o->agg->keys_rejected));
+        self_add(o, &n, "switchyard.route.dropped", 1, atomic_load(&o->agg->routed_drops));
+        self_add(o, &n, "switchyard.route.sampled_out", 1, atomic_load(&o->agg->sampled_out));
+        self_add(o, &n, "switchyard.route.passed_through", 1, atomic_load(&o->agg->passed_through));
+        self_add(o, &n, "switchyard.route.errors", 1, atomic_load(&o->agg->route_errors));
     }
     return n;
 }
 
-static void emit_batch(void *ctx, const sy_metric_batch *b)
+static void emit_batch(void *ctx, const sy_metric_batch *b, uint64_t sinks)
 {
     sy_output *o = ctx;
-    for (size_t i = 0; i < o->nsinks; i++)
-        sy_sink_write(o->sinks[i], b);
+    for (size_t i = 0; i < o->nsinks && i < 64; i++)
+        if (o->sinks[i] && (sinks >> i) & 1)
+            sy_sink_write(o->sinks[i], b);
+}
+
+static int by_sinks(const void *x, const void *y)
+{
+    uint64_t a = ((const sy_snap_item *)x)->sinks, b = ((const sy_snap_item *)y)->sinks;
+    return (a > b) - (a < b);
 }
 
 static void process(sy_output *o, sy_snapshot *s)
 {
     double t0 = mono_ms();
+    /* Group items by destination so batches stay large. */
+    for (size_t i = 1; i < s->n; i++) {
+        if (s->items[i].sinks != s->items[0].sinks) {
+            qsort(s->items, s->n, sizeof *s->items, by_sinks);
+            break;
+        }
+    }
     size_t nextra = collect_extra(o);
     sy_flush_result res;
     sy_flusher_run(o->flusher, s, o->extra, nextra, emit_batch, o, &res);
     for (size_t i = 0; i < o->nsinks; i++)
-        sy_sink_flush(o->sinks[i], 0);
+        if (o->sinks[i])
+            sy_sink_flush(o->sinks[i], 0);
     o->flush_time_ms = mono_ms() - t0;
     o->flush_length = res.bytes;
     o->last_flush = s->ts;
     sy_snapshot_free(s);
+}
+
+/* Pass-through samples: each sink gets the ones whose mask names it. */
+static void process_raw(sy_output *o, sy_raw_batch *b)
+{
+    sy_sample *tmp = malloc(b->n * sizeof *tmp);
+    for (size_t i = 0; tmp && i < o->nsinks && i < 64; i++) {
+        if (!o->sinks[i])
+            continue;
+        size_t n = 0;
+        for (size_t k = 0; k < b->n; k++)
+            if ((b->masks[k] >> i) & 1)
+                tmp[n++] = b->samples[k];
+        if (n) {
+            sy_sample_batch sb = { .samples = tmp, .count = n };
+            sy_sink_write_samples(o->sinks[i], &sb);
+        }
+    }
+    free(tmp);
+    sy_raw_batch_free(b);
+}
+
+static int setting_equal(const sy_setting *a, const sy_setting *b)
+{
+    if (strcmp(a->key, b->key) != 0 || a->type != b->type)
+        return 0;
+    switch (a->type) {
+    case SY_SET_STRING: return strcmp(a->str, b->str) == 0;
+    case SY_SET_NUMBER: return a->num == b->num;
+    case SY_SET_BOOL: return a->boolean == b->boolean;
+    default:
+        if (a->list_len != b->list_len)
+            return 0;
+        for (int i = 0; i < a->list_len; i++)
+            if (strcmp(a->list[i], b->list[i]) != 0)
+                return 0;
+        return 1;
+    }
+}
+
+/* Same plugin, same settings (in any order). */
+static int sink_conf_equal(const sy_sink_conf *a, const sy_sink_conf *b)
+{
+    if (strcmp(a->plugin, b->plugin) != 0 || a->nsettings != b->nsettings)
+        return 0;
+    for (size_t i = 0; i < a->nsettings; i++) {
+        size_t j = 0;
+        while (j < b->nsettings && strcmp(a->settings[i].key, b->settings[j].key) != 0)
+            j++;
+        if (j == b->nsettings || !setting_equal(&a->settings[i], &b->settings[j]))
+            return 0;
+    }
+    return 1;
+}
+
+static uint64_t mono_ms_u(void) { return (uint64_t)mono_ms(); }
+
+static void retire_check(evutil_socket_t fd, short what, void *arg)
+{
+    sy_output *o = arg;
+    retiring **pp = &o->retiring;
+    uint64_t now = mono_ms_u();
+    while (*pp) {
+        retiring *r = *pp;
+        if (sy_sink_pending(r->sink) == 0 || now >= r->deadline_ms) {
+            if (sy_sink_pending(r->sink))
+                sy_log(SY_WARN, "sink '%s' closed by a reload with %zu metrics still queued",
+                       sy_sink_name(r->sink), sy_sink_pending(r->sink));
+            sy_sink_close(r->sink);
+            *pp = r->next;
+            free(r);
+        } else {
+            pp = &r->next;
+        }
+    }
+    if (o->retiring) {
+        struct timeval tv = { 0, 100000 };
+        event_add(o->retire_ev, &tv);
+    }
+}
+
+static void retire(sy_output *o, sy_sink *s)
+{
+    retiring *r = malloc(sizeof *r);
+    if (!r) {
+        sy_sink_close(s);
+        return;
+    }
+    sy_sink_flush(s, 1);
+    r->sink = s;
+    r->deadline_ms = mono_ms_u() + o->conf->shutdown_timeout_ms;
+    r->next = o->retiring;
+    o->retiring = r;
+    struct timeval tv = { 0, 100000 };
+    event_add(o->retire_ev, &tv);
+}
+
+/* A reload: reuse what did not change, open what is new, retire the rest. */
+static void process_config(sy_output *o, sy_config *nc)
+{
+    const sy_config *oc = o->conf;
+    sy_sink **ns = calloc(nc->nsinks ? nc->nsinks : 1, sizeof *ns);
+    sy_flusher *nf = sy_flusher_new(&nc->flush);
+    if (!ns || !nf) {
+        sy_log(SY_ERR, "reload: out of memory; keeping the old sinks");
+        free(ns);
+        sy_flusher_free(nf);
+        sy_config_free(nc);
+        return;
+    }
+    char err[512];
+    const char *pdir = nc->plugin_dir ? nc->plugin_dir : o->plugin_dir;
+    for (size_t i = 0; i < nc->nsinks; i++) {
+        const sy_sink_conf *sc = &nc->sinks[i];
+        for (size_t j = 0; j < oc->nsinks; j++) {
+            if (o->sinks[j] && strcmp(oc->sinks[j].name, sc->name) == 0 &&
+                sink_conf_equal(&oc->sinks[j], sc)) {
+                ns[i] = o->sinks[j]; /* same connection, same queue */
+                o->sinks[j] = NULL;
+                break;
+            }
+        }
+        if (ns[i])
+            continue;
+        const sy_sink_plugin *p = sy_plugin_load(pdir, sc->plugin, err, sizeof err);
+        ns[i] = p ? sy_sink_open(o->base, sc->name, p, sc->settings, sc->nsettings, err, sizeof err) : NULL;
+        if (!ns[i])
+            sy_log(SY_ERR, "reload: sink '%s' could not be opened: %s", sc->name, err);
+        else
+            sy_log(SY_INFO, "reload: sink '%s' (re)opened", sc->name);
+    }
+    for (size_t j = 0; j < o->nsinks; j++)
+        if (o->sinks[j])
+            retire(o, o->sinks[j]);
+    free(o->sinks);
+    o->sinks = ns;
+    o->nsinks = nc->nsinks;
+    sy_flusher_free(o->flusher);
+    o->flusher = nf;
+    o->nself = 0; /* sink names may have changed */
+    o->conf = nc;
+    sy_config_free(o->owned_conf);
+    o->owned_conf = nc;
 }
 
 static void on_wake(evutil_socket_t fd, short what, void *arg)
@@ -202,7 +395,12 @@ static void on_wake(evutil_socket_t fd, short what, void *arg)
         pthread_mutex_unlock(&o->lock);
         if (!p)
             return;
-        process(o, p->snap);
+        if (p->snap)
+            process(o, p->snap);
+        else if (p->raw)
+            process_raw(o, p->raw);
+        else if (p->conf)
+            process_config(o, p->conf);
         int final = p->final;
         free(p);
         if (final) {
@@ -222,6 +420,7 @@ sy_output *sy_output_new(const sy_config *c, const char *plugin_dir, char *err, 
     }
     o->conf = c;
     o->wake_fd = -1;
+    snprintf(o->plugin_dir, sizeof o->plugin_dir, "%s", plugin_dir);
     pthread_mutex_init(&o->lock, NULL);
     o->base = event_base_new();
     o->flusher = sy_flusher_new(&c->flush);
@@ -232,7 +431,8 @@ sy_output *sy_output_new(const sy_config *c, const char *plugin_dir, char *err, 
     }
     o->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     o->wake_ev = event_new(o->base, o->wake_fd, EV_READ | EV_PERSIST, on_wake, o);
-    if (o->wake_fd < 0 || !o->wake_ev || event_add(o->wake_ev, NULL) < 0) {
+    o->retire_ev = event_new(o->base, -1, 0, retire_check, o);
+    if (o->wake_fd < 0 || !o->wake_ev || !o->retire_ev || event_add(o->wake_ev, NULL) < 0) {
         snprintf(err, errlen, "cannot set up the output loop");
         goto fail;
     }
@@ -255,10 +455,12 @@ fail:
 }
 
 void sy_output_set_sources(sy_output *o, sy_listener *listeners, size_t nlisteners,
-                           const sy_agg_stats *agg)
+                           sy_ring **rings, size_t nrings, const sy_agg_stats *agg)
 {
     o->listeners = listeners;
     o->nlisteners = nlisteners;
+    o->rings = rings;
+    o->nrings = nrings;
     o->agg = agg;
 }
 
@@ -267,7 +469,21 @@ static void *run(void *arg)
     sy_output *o = arg;
     while (!o->done)
         event_base_loop(o->base, EVLOOP_NO_EXIT_ON_EMPTY);
-    o->drained_ok = sy_sinks_drain(o->base, o->sinks, o->nsinks, o->conf->shutdown_timeout_ms) == 0;
+    /* Drain every open sink, those retiring after a reload included. */
+    size_t n = 0;
+    for (retiring *r = o->retiring; r; r = r->next)
+        n++;
+    sy_sink **all = calloc(o->nsinks + n + 1, sizeof *all);
+    if (!all)
+        return NULL;
+    n = 0;
+    for (size_t i = 0; i < o->nsinks; i++)
+        if (o->sinks[i])
+            all[n++] = o->sinks[i];
+    for (retiring *r = o->retiring; r; r = r->next)
+        all[n++] = r->sink;
+    o->drained_ok = sy_sinks_drain(o->base, all, n, o->conf->shutdown_timeout_ms) == 0;
+    free(all);
     return NULL;
 }
 
@@ -279,16 +495,8 @@ int sy_output_start(sy_output *o)
     return 0;
 }
 
-void sy_output_submit(sy_output *o, sy_snapshot *s, int final)
+static void enqueue(sy_output *o, pending *p)
 {
-    pending *p = malloc(sizeof *p);
-    if (!p) {
-        sy_log(SY_ERR, "out of memory: a flush is lost");
-        sy_snapshot_free(s);
-        return;
-    }
-    p->snap = s;
-    p->final = final;
     p->next = NULL;
     pthread_mutex_lock(&o->lock);
     if (o->tail)
@@ -301,6 +509,43 @@ void sy_output_submit(sy_output *o, sy_snapshot *s, int final)
     ssize_t rc = write(o->wake_fd, &one, sizeof one);
     (void)rc;
 }
+
+void sy_output_submit(sy_output *o, sy_snapshot *s, int final)
+{
+    pending *p = calloc(1, sizeof *p);
+    if (!p) {
+        sy_log(SY_ERR, "out of memory: a flush is lost");
+        sy_snapshot_free(s);
+        return;
+    }
+    p->snap = s;
+    p->final = final;
+    enqueue(o, p);
+}
+
+void sy_output_submit_raw(sy_output *o, sy_raw_batch *b)
+{
+    pending *p = calloc(1, sizeof *p);
+    if (!p) {
+        sy_raw_batch_free(b);
+        return;
+    }
+    p->raw = b;
+    enqueue(o, p);
+}
+
+void sy_output_submit_config(sy_output *o, sy_config *c)
+{
+    pending *p = calloc(1, sizeof *p);
+    if (!p) {
+        sy_config_free(c);
+        return;
+    }
+    p->conf = c;
+    enqueue(o, p);
+}
+
+uint64_t sy_output_sink_count(const sy_output *o) { return o->nsinks; }
 
 int sy_output_join(sy_output *o)
 {
@@ -316,15 +561,27 @@ void sy_output_free(sy_output *o)
     if (!o)
         return;
     for (size_t i = 0; i < o->nsinks; i++)
-        sy_sink_close(o->sinks[i]);
+        if (o->sinks[i])
+            sy_sink_close(o->sinks[i]);
     free(o->sinks);
+    while (o->retiring) {
+        retiring *r = o->retiring;
+        o->retiring = r->next;
+        sy_sink_close(r->sink);
+        free(r);
+    }
+    if (o->retire_ev)
+        event_free(o->retire_ev);
     pending *p = o->head;
     while (p) {
         pending *next = p->next;
         sy_snapshot_free(p->snap);
+        sy_raw_batch_free(p->raw);
+        sy_config_free(p->conf);
         free(p);
         p = next;
     }
+    sy_config_free(o->owned_conf);
     if (o->wake_ev)
         event_free(o->wake_ev);
     if (o->wake_fd >= 0)

@@ -14,6 +14,7 @@
 #include "agg.h"
 #include "config.h"
 #include "listener.h"
+#include "ring.h"
 
 typedef struct sy_output sy_output;
 
@@ -21,12 +22,20 @@ typedef struct sy_output sy_output;
 sy_output *sy_output_new(const sy_config *c, const char *plugin_dir, char *err, size_t errlen);
 /* Where switchyard's own metrics come from (read-only, any time). */
 void sy_output_set_sources(sy_output *o, sy_listener *listeners, size_t nlisteners,
-                           const sy_agg_stats *agg);
+                           sy_ring **rings, size_t nrings, const sy_agg_stats *agg);
 int sy_output_start(sy_output *o);
 /* Hand over a snapshot (ownership passes).  `final` marks the last one:
  * after it the loop drains the sinks (bounded by shutdownTimeout) and the
  * thread ends. */
 void sy_output_submit(sy_output *o, sy_snapshot *s, int final);
+/* Raw samples for pass-through sinks (ownership passes). */
+void sy_output_submit_raw(sy_output *o, sy_raw_batch *b);
+/* A reloaded config (ownership passes).  Processed in order with the
+ * snapshots: sinks whose plugin and settings did not change keep their
+ * connection and queue; others are drained and closed; new ones opened. */
+void sy_output_submit_config(sy_output *o, sy_config *c);
+/* Reload results, for logs and the admin interface. */
+uint64_t sy_output_sink_count(const sy_output *o);
 /* Waits for the thread to end; 0 when every sink was drained. */
 int sy_output_join(sy_output *o);
 void sy_output_free(sy_output *o);

@@ -6,6 +6,8 @@
 -- translated into listeners and sinks.  Every error names the file, the
 -- line where the key is written, and the key.
 
+local route = require "switchyard.route"
+
 local M = {}
 
 -- The config `switchyard` runs with when given none.
@@ -26,6 +28,8 @@ local known = {
   sinks = "table", pluginPath = "string", timerSampleLimit = "number",
   maxKeys = "number", ringSize = "number", shutdownTimeout = "number",
   logLevel = "string",
+  routes = "list", route = "function", auth = "any", checks = "list",
+  sampleSeed = "number", luaMemoryLimit = "number", luaTimeout = "number",
   -- statsd's own names, translated below
   graphiteHost = "string", graphitePort = "number", port = "number",
   address = "string", address_ipv6 = "boolean", servers = "list",
@@ -41,7 +45,7 @@ local graphite_known = {
 local listener_known = {
   url = "string", receiveBuffer = "number", threads = "number",
   maxLineLength = "number", maxConnections = "number", idleTimeout = "number",
-  mode = "any",
+  mode = "any", auth = "boolean",
 }
 
 -- Where a key is written: the first line that assigns it, searching from
@@ -171,7 +175,7 @@ function M.normalize(t, file, source)
       if l.mode ~= nil and type(mode) ~= "number" then c:fail(p .. ".mode", "must be an octal string like \"0660\"") end
       out.listen[i] = { url = l.url, receiveBuffer = l.receiveBuffer, threads = l.threads,
                         maxLineLength = l.maxLineLength, maxConnections = l.maxConnections,
-                        idleTimeout = l.idleTimeout, mode = mode }
+                        idleTimeout = l.idleTimeout, mode = mode, auth = l.auth or false }
     else
       c:fail(p, "entries must be URLs or tables")
     end
@@ -243,6 +247,7 @@ function M.normalize(t, file, source)
   }
 
   out.sinks = {}
+  out.sink_lines = {}
   for name, s in pairs(sinks or {}) do
     local p = "sinks." .. tostring(name)
     if type(name) ~= "string" or not name:match("^[%w_%-]+$") then
@@ -266,6 +271,12 @@ function M.normalize(t, file, source)
       settings[k] = v
     end
     out.sinks[name] = settings
+    -- where each key is written, so errors found later (a missing plugin,
+    -- an unknown setting) can name the line too
+    local at = line_of(source, name, line_of(source, "sinks")) or 0
+    local lines = { [""] = at }
+    for k in pairs(settings) do lines[k] = line_of(source, k, at) or at end
+    out.sink_lines[name] = lines
   end
   if next(out.sinks) == nil then
     c:fail("sinks", "no sinks: add one, e.g. sinks = { out = { plugin = \"console\" } }")
@@ -285,12 +296,140 @@ function M.normalize(t, file, source)
   if not ({ error = 1, warn = 1, info = 1, debug = 1 })[out.logLevel] then
     c:fail("logLevel", "must be one of error, warn, info, debug")
   end
+  out.sampleSeed = t.sampleSeed
+  out.luaMemoryLimit = default(t.luaMemoryLimit, 64 * 1024 * 1024)
+  c:positive_int("luaMemoryLimit", out.luaMemoryLimit)
+  out.luaTimeout = default(t.luaTimeout, 200)
+  c:positive_int("luaTimeout", out.luaTimeout)
+
+  M.compile_routing(c, t, out)
   return out
+end
+
+-- Sinks get bits in name order, so the same config always gives the same
+-- masks.  The core reads them from out.sink_order.
+local function sink_bits(sinks)
+  local order = {}
+  for name in pairs(sinks) do order[#order + 1] = name end
+  table.sort(order)
+  if #order > 52 then error({ where = "config", key = "sinks", msg = "at most 52 sinks" }, 0) end
+  local bits = {}
+  for i, name in ipairs(order) do bits[name] = 2 ^ (i - 1) end
+  return bits, order
+end
+
+-- A custom route(m) function answers with a table; adapt it to the
+-- decide() signature the core calls.
+local function wrap_route_fn(fn, bits)
+  local function mask(list)
+    local m = 0
+    for _, n in ipairs(list or {}) do
+      local b = bits[n]
+      if not b then error("route(): no sink named '" .. tostring(n) .. "'") end
+      m = m + b
+    end
+    return m
+  end
+  local all = 0
+  for _, b in pairs(bits) do all = all + b end
+  return function(key, mtype, listener, sender)
+    local name, tags = route.split_key(key)
+    local m = { key = key, name = name, tags = tags, type = mtype,
+                listener = listener or "", sender = sender or "" }
+    local d = fn(m)
+    if d == nil then return nil, all, 0, nil, 1 end
+    if d == false or (type(d) == "table" and d.drop) then
+      return (type(d) == "table" and type(d.drop) == "string") and d.drop or "dropped by route()", 0, 0, nil, 1
+    end
+    if type(d) ~= "table" then error("route() must return a table, false or nil") end
+    local newkey = nil
+    if d.name and d.name ~= name then newkey = d.name .. key:sub(#name + 1) end
+    local rate = d.sample or 1
+    if type(rate) ~= "number" or rate <= 0 or rate > 1 then error("route(): sample must be in (0, 1]") end
+    return nil, d.sinks and mask(d.sinks) or (d.passthrough and 0 or all), mask(d.passthrough), newkey, rate
+  end
+end
+
+local function mask_names(mask, order)
+  local list = {}
+  for i, name in ipairs(order) do
+    if math.floor(mask / 2 ^ (i - 1)) % 2 == 1 then list[#list + 1] = name end
+  end
+  return list
+end
+M.mask_names = mask_names
+
+local function same_list(a, b)
+  table.sort(a); table.sort(b)
+  if #a ~= #b then return false end
+  for i = 1, #a do if a[i] ~= b[i] then return false end end
+  return true
+end
+
+-- Self-checks, run at every load and reload: a config that routes its own
+-- examples wrongly is refused and the old one keeps running.
+--   checks = { { "debug.x", drop = true }, { "api.a.latency", to = { "carbon" } },
+--              { "legacy.x", type = "ms", name = "apps.x" } }
+local function run_checks(c, checks, decide, order)
+  for i, chk in ipairs(checks or {}) do
+    local p = "checks"
+    if type(chk) ~= "table" or type(chk[1]) ~= "string" then
+      c:fail(p, "entry " .. i .. " must be { \"key\", to = {...} | drop = true | name = \"...\" }")
+    end
+    local key = chk[1]
+    local ok, drop, sinks, raw, newkey = pcall(decide, key, chk.type or "c", chk.listener or "", chk.sender or "")
+    if not ok then c:fail(p, "entry " .. i .. " ('" .. key .. "'): " .. tostring(drop)) end
+    local function bad(msg) c:fail(p, "entry " .. i .. " ('" .. key .. "'): " .. msg) end
+    if chk.drop ~= nil and (drop ~= nil) ~= (chk.drop and true or false) then
+      bad(drop and ("dropped (" .. drop .. ") but expected to be kept") or "kept but expected to be dropped")
+    end
+    if chk.to and not drop then
+      local got = mask_names(sinks, order)
+      if not same_list(got, { unpack(chk.to) }) then
+        bad("goes to {" .. table.concat(got, ", ") .. "}, expected {" .. table.concat(chk.to, ", ") .. "}")
+      end
+    end
+    if chk.passthrough and not drop then
+      local got = mask_names(raw, order)
+      if not same_list(got, { unpack(chk.passthrough) }) then
+        bad("passes through to {" .. table.concat(got, ", ") .. "}, expected {" .. table.concat(chk.passthrough, ", ") .. "}")
+      end
+    end
+    if chk.name and not drop and (newkey or key) ~= chk.name then
+      bad("is named '" .. (newkey or key) .. "', expected '" .. chk.name .. "'")
+    end
+  end
+end
+
+-- Compile routes/route/auth into out.decide and out.authorize (nil when
+-- the config has none: the core then skips Lua entirely).
+function M.compile_routing(c, t, out)
+  local bits, order = sink_bits(out.sinks)
+  out.sink_order = order
+  if t.routes and t.route then c:fail("routes", "give either routes = { ... } or route = function, not both") end
+  if t.routes then
+    local ok, res, uses_origin = pcall(route.compile, t.routes, bits, "routes")
+    if not ok then c:fail("routes", tostring(res)) end
+    out.decide = res
+    out.route_uses_origin = uses_origin
+  elseif t.route then
+    out.decide = wrap_route_fn(t.route, bits)
+    out.route_uses_origin = true -- a function may look at anything
+  end
+  if t.auth ~= nil then
+    local ok, res = pcall(route.compile_auth, t.auth)
+    if not ok then c:fail("auth", tostring(res)) end
+    out.authorize = res
+  end
+  if t.checks then
+    local decide = out.decide or route.compile({}, bits)
+    run_checks(c, t.checks, decide, order)
+  end
 end
 
 -- Load a config file (or the default when file is nil).  Returns the
 -- complete table, or nil and "file:line: key: message".
-function M.load(file)
+function M.load(file, chunkname_prefix)
   local source, chunk, err
   if file then
     local f, ferr = io.open(file, "rb")
@@ -304,7 +443,12 @@ function M.load(file)
   end
   if not chunk then return nil, err end
   local ok, t = pcall(chunk)
-  if not ok then return nil, tostring(t) end
+  if not ok then
+    local msg = tostring(t)
+    local where = file or "default config"
+    if msg:sub(1, #where) ~= where then msg = where .. ": " .. msg end
+    return nil, msg
+  end
   local ok2, res = pcall(M.normalize, t, file or "default config", source)
   if not ok2 then
     if type(res) == "table" then

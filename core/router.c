@@ -1,0 +1,226 @@
+/*
+ * router.c - protected, bounded calls into the routing script.
+ *
+ * Bounds: an instruction-count hook checks the clock and the Lua heap every
+ * 1000 instructions and raises an error past the deadline or the memory
+ * limit.  LuaJIT does not run hooks inside compiled traces, so the state
+ * runs with the JIT off: routing is asked once per key, where the
+ * interpreter is fast enough, and a runaway loop must always be stoppable.
+ */
+#include "router.h"
+
+#include <lauxlib.h>
+#include <lua.h>
+#include <luajit.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "log.h"
+
+struct sy_router {
+    lua_State *L;
+    int decide_ref, auth_ref;
+    uint64_t all_sinks;
+    size_t memory_limit;
+    uint32_t timeout_ms;
+    sy_router_stats st;
+    char drop_reason[256];
+};
+
+static sy_ratelimit rl_err = SY_RATELIMIT_INIT(10000, 5);
+
+/* The bounds of the call in progress on this thread. */
+static __thread uint64_t deadline_ns;
+static __thread size_t heap_limit_kb;
+static __thread int bound_hit; /* 1 timeout, 2 memory */
+static __thread uint32_t bound_ms;
+
+static uint64_t mono_ns(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
+}
+
+static void bound_hook(lua_State *L, lua_Debug *ar)
+{
+    (void)ar;
+    if (deadline_ns && mono_ns() > deadline_ns) {
+        bound_hit = 1;
+        luaL_error(L, "ran too long (over %d ms)", (int)bound_ms);
+    }
+    if (heap_limit_kb && (size_t)lua_gc(L, LUA_GCCOUNT, 0) > heap_limit_kb) {
+        lua_gc(L, LUA_GCCOLLECT, 0);
+        if ((size_t)lua_gc(L, LUA_GCCOUNT, 0) > heap_limit_kb) {
+            bound_hit = 2;
+            luaL_error(L, "used too much memory (over %d KiB)", (int)heap_limit_kb);
+        }
+    }
+}
+
+static int traceback(lua_State *L)
+{
+    const char *msg = lua_tostring(L, 1);
+    luaL_traceback(L, L, msg ? msg : "(error object is not a string)", 1);
+    return 1;
+}
+
+int sy_lua_bounded_call(lua_State *L, int nargs, int nresults, uint32_t timeout_ms, size_t memory_limit)
+{
+    int base = lua_gettop(L) - nargs;
+    lua_pushcfunction(L, traceback);
+    lua_insert(L, base);
+    deadline_ns = timeout_ms ? mono_ns() + (uint64_t)timeout_ms * 1000000u : 0;
+    bound_ms = timeout_ms;
+    heap_limit_kb = memory_limit / 1024;
+    bound_hit = 0;
+    lua_sethook(L, bound_hook, LUA_MASKCOUNT, 1000);
+    int rc = lua_pcall(L, nargs, nresults, base);
+    lua_sethook(L, NULL, 0, 0);
+    deadline_ns = 0;
+    heap_limit_kb = 0;
+    lua_remove(L, base);
+    return rc;
+}
+
+sy_router *sy_router_new(lua_State *L, int decide_ref, int auth_ref, uint64_t all_sinks,
+                         size_t memory_limit, uint32_t timeout_ms)
+{
+    sy_router *r = calloc(1, sizeof *r);
+    if (!r)
+        return NULL;
+    r->L = L;
+    r->decide_ref = decide_ref;
+    r->auth_ref = auth_ref;
+    r->all_sinks = all_sinks;
+    r->memory_limit = memory_limit;
+    r->timeout_ms = timeout_ms;
+    luaJIT_setmode(L, 0, LUAJIT_MODE_ENGINE | LUAJIT_MODE_OFF);
+    atomic_store(&r->st.memory_bytes, (uint64_t)lua_gc(L, LUA_GCCOUNT, 0) * 1024u);
+    return r;
+}
+
+void sy_router_free(sy_router *r)
+{
+    if (!r)
+        return;
+    if (r->L)
+        lua_close(r->L);
+    free(r);
+}
+
+int sy_router_has_decide(const sy_router *r) { return r && r->decide_ref != LUA_NOREF && r->decide_ref != LUA_REFNIL; }
+int sy_router_has_auth(const sy_router *r) { return r && r->auth_ref != LUA_NOREF && r->auth_ref != LUA_REFNIL; }
+const sy_router_stats *sy_router_get_stats(const sy_router *r) { return &r->st; }
+
+static void default_route(sy_router *r, sy_route *out)
+{
+    out->drop = NULL;
+    out->sinks = r->all_sinks;
+    out->raw = 0;
+    out->rate = 1;
+    out->renamed = 0;
+    out->key_len = 0;
+}
+
+static void note_error(sy_router *r, const char *what, const char *subject, size_t slen)
+{
+    if (bound_hit == 1)
+        atomic_fetch_add(&r->st.timeouts, 1);
+    sy_log_limited(&rl_err, SY_WARN, "Lua %s failed for '%.*s': %s", what, (int)(slen > 200 ? 200 : slen),
+                   subject, lua_tostring(r->L, -1));
+    lua_pop(r->L, 1);
+}
+
+int sy_router_decide(sy_router *r, const char *key, size_t klen, const char *mtype,
+                     const char *listener, const char *sender, sy_route *out)
+{
+    default_route(r, out);
+    if (!sy_router_has_decide(r))
+        return 0;
+    lua_State *L = r->L;
+    atomic_fetch_add_explicit(&r->st.decisions, 1, memory_order_relaxed);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, r->decide_ref);
+    lua_pushlstring(L, key, klen);
+    lua_pushstring(L, mtype);
+    lua_pushstring(L, listener ? listener : "");
+    lua_pushstring(L, sender ? sender : "");
+    int rc = sy_lua_bounded_call(L, 4, 5, r->timeout_ms, r->memory_limit);
+    atomic_store_explicit(&r->st.memory_bytes, (uint64_t)lua_gc(L, LUA_GCCOUNT, 0) * 1024u,
+                          memory_order_relaxed);
+    if (rc != 0) {
+        atomic_fetch_add(&r->st.decide_errors, 1);
+        note_error(r, "route", key, klen);
+        return -1;
+    }
+    /* drop_reason, sinks, raw, new_key, rate */
+    int ok = 1;
+    if (!lua_isnil(L, -5)) {
+        snprintf(r->drop_reason, sizeof r->drop_reason, "%s",
+                 lua_isstring(L, -5) ? lua_tostring(L, -5) : "dropped");
+        out->drop = r->drop_reason;
+        out->sinks = out->raw = 0;
+    } else {
+        out->sinks = (uint64_t)lua_tonumber(L, -4);
+        out->raw = (uint64_t)lua_tonumber(L, -3);
+        if (lua_isstring(L, -2)) {
+            size_t n;
+            const char *k = lua_tolstring(L, -2, &n);
+            if (n == 0 || n >= SY_KEY_MAX) {
+                ok = 0;
+            } else {
+                memcpy(out->key, k, n);
+                out->key[n] = '\0';
+                out->key_len = n;
+                out->renamed = 1;
+            }
+        }
+        double rate = lua_isnumber(L, -1) ? lua_tonumber(L, -1) : 1;
+        if (!(rate > 0 && rate <= 1))
+            ok = 0;
+        out->rate = rate;
+    }
+    lua_pop(L, 5);
+    if (!ok) {
+        atomic_fetch_add(&r->st.decide_errors, 1);
+        sy_log_limited(&rl_err, SY_WARN, "Lua route for '%.*s' answered a bad name or rate",
+                       (int)(klen > 200 ? 200 : klen), key);
+        default_route(r, out);
+        return -1;
+    }
+    return 0;
+}
+
+int sy_router_authorize(sy_router *r, const char *token, size_t tlen, const char *sender,
+                        const char *listener, char *ns, size_t nscap, size_t *nslen)
+{
+    *nslen = 0;
+    if (!sy_router_has_auth(r))
+        return 0;
+    lua_State *L = r->L;
+    atomic_fetch_add_explicit(&r->st.authorizations, 1, memory_order_relaxed);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, r->auth_ref);
+    lua_pushlstring(L, token, tlen);
+    lua_pushstring(L, sender ? sender : "");
+    lua_pushstring(L, listener ? listener : "");
+    int rc = sy_lua_bounded_call(L, 3, 2, r->timeout_ms, r->memory_limit);
+    if (rc != 0) {
+        atomic_fetch_add(&r->st.auth_errors, 1);
+        note_error(r, "auth", token, tlen);
+        return -1;
+    }
+    int allowed = lua_toboolean(L, -2);
+    if (allowed && lua_isstring(L, -1)) {
+        size_t n;
+        const char *s = lua_tolstring(L, -1, &n);
+        if (n + 1 < nscap) {
+            memcpy(ns, s, n);
+            ns[n] = '\0';
+            *nslen = n;
+        }
+    }
+    lua_pop(L, 2);
+    return allowed ? 1 : 0;
+}
