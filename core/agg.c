@@ -238,14 +238,15 @@ static void entry_free(sy_entry *e)
     free(e);
 }
 
-/* Find or create; NULL when the key limit (or memory) says no. */
-static sy_entry *lookup(sy_agg *a, int type, const char *key, size_t len)
+/* Find or create; NULL when the key limit (or memory) says no.  statsd's
+ * own keys (internal) are exempt from the limit. */
+static sy_entry *lookup_in(sy_agg *a, int type, const char *key, size_t len, int internal)
 {
     uint64_t h = type_hash(sy_hash(key, len, a->seed), type);
     sy_entry *e = table_find(a, h, type, key, len);
     if (e)
         return e;
-    if (a->o.max_keys && a->n >= a->o.max_keys) {
+    if (!internal && a->o.max_keys && a->n >= a->o.max_keys) {
         atomic_fetch_add_explicit(&a->st.keys_rejected, 1, memory_order_relaxed);
         sy_log_limited(&rl_keys, SY_WARN, "key limit (%zu) reached: new keys are dropped",
                        a->o.max_keys);
@@ -254,11 +255,16 @@ static sy_entry *lookup(sy_agg *a, int type, const char *key, size_t len)
     return entry_new(a, h, type, key, len);
 }
 
+static sy_entry *lookup(sy_agg *a, int type, const char *key, size_t len)
+{
+    return lookup_in(a, type, key, len, 0);
+}
+
 static sy_entry *internal_counter(sy_agg *a, const char *suffix)
 {
     char name[SY_KEY_MAX];
     int n = snprintf(name, sizeof name, "%s.%s", a->prefix_stats, suffix);
-    sy_entry *e = lookup(a, SY_T_COUNTER, name, (size_t)n);
+    sy_entry *e = lookup_in(a, SY_T_COUNTER, name, (size_t)n, 1);
     if (e)
         e->flags |= F_KEEP;
     return e;
@@ -946,7 +952,7 @@ sy_snapshot *sy_agg_snapshot(sy_agg *a, int64_t ts)
         if (!a->e_lag) {
             char name[SY_KEY_MAX];
             int n = snprintf(name, sizeof name, "%s.timestamp_lag", a->prefix_stats);
-            a->e_lag = lookup(a, SY_T_GAUGE, name, (size_t)n);
+            a->e_lag = lookup_in(a, SY_T_GAUGE, name, (size_t)n, 1);
         }
         if (a->e_lag) {
             a->e_lag->u.value = (double)(ts - a->old_ts) - a->o.flush_interval_ms / 1000.0;

@@ -19,8 +19,7 @@
 #include "parse.h"
 
 #define BATCH_MAX 2048
-#define NAMES_BYTES (256 * 1024)
-#define NAME_MAX_LEN (SY_KEY_MAX + 512)
+#define NAMES_MIN_BYTES (256 * 1024)
 
 struct sy_flusher {
     const sy_flush_opts *o;
@@ -34,6 +33,8 @@ struct sy_flusher {
     size_t n;
     char *names;
     size_t used;
+    size_t names_cap;
+    size_t name_max;  /* the longest name this config can produce */
     sy_flush_emit_fn emit;
     void *ctx;
     uint64_t sinks;   /* of the batch being filled */
@@ -52,7 +53,7 @@ static int64_t mono_ns(void)
  * joined: statsd's namespace.concat(...).join('.'). */
 static char *join_ns(const char *a, const char *b)
 {
-    char buf[1024];
+    char buf[4096];
     size_t n = 0;
     buf[0] = '\0';
     if (a && *a)
@@ -68,8 +69,7 @@ sy_flusher *sy_flusher_new(const sy_flush_opts *o)
     if (!f)
         return NULL;
     f->o = o;
-    f->names = malloc(NAMES_BYTES);
-    char buf[1024];
+    char buf[4096];
     const char *ps = o->prefix_stats ? o->prefix_stats : "statsd";
     if (o->legacy) {
         f->ns_counter = strdup("stats.");
@@ -88,12 +88,11 @@ sy_flusher *sy_flusher_new(const sy_flush_opts *o)
         f->ns_timer = join_ns(gp, o->prefix_timer);
         f->ns_gauge = join_ns(gp, o->prefix_gauge);
         f->ns_set = join_ns(gp, o->prefix_set);
-        char *g = join_ns(gp, ps);
-        size_t gl = strlen(g);
-        if (gl)
-            g[gl - 1] = '\0'; /* drop the trailing dot */
-        f->ns_stats = g;
-        snprintf(buf, sizeof buf, "%s.numStats", g);
+        /* statsd: format(globalNamespace, prefixStats, ...) keeps an empty
+         * prefixStats as an empty part ("stats..numStats"). */
+        snprintf(buf, sizeof buf, "%s%s%s", gp && *gp ? gp : "", gp && *gp ? "." : "", ps);
+        f->ns_stats = strdup(buf);
+        snprintf(buf, sizeof buf, "%s.numStats", f->ns_stats);
         f->numstats_name = strdup(buf);
     }
     if (o->global_suffix) {
@@ -101,6 +100,21 @@ sy_flusher *sy_flusher_new(const sy_flush_opts *o)
         f->suffix = strdup(buf);
     } else {
         f->suffix = strdup("");
+    }
+    /* A name is a namespace, the key (tags included), up to two stat
+     * parts, the suffix: size the arena so any name fits. */
+    size_t ns = strlen(f->ns_stats) + 600;
+    const char *nss[] = { f->ns_counter, f->ns_counts, f->ns_timer, f->ns_gauge, f->ns_set };
+    for (size_t i = 0; i < 5; i++)
+        if (nss[i] && strlen(nss[i]) > ns)
+            ns = strlen(nss[i]);
+    f->name_max = ns + SY_KEY_MAX + 256 + strlen(f->suffix) + strlen(f->numstats_name);
+    f->names_cap = f->name_max * 4 > NAMES_MIN_BYTES ? f->name_max * 4 : NAMES_MIN_BYTES;
+    f->names = malloc(f->names_cap);
+    if (!f->ns_counter || !f->ns_counts || !f->ns_timer || !f->ns_gauge || !f->ns_set ||
+        !f->ns_stats || !f->numstats_name || !f->suffix || !f->names) {
+        sy_flusher_free(f);
+        return NULL;
     }
     return f;
 }
@@ -157,7 +171,7 @@ static void push(sy_flusher *f, size_t name_len, uint8_t kind, double value)
     f->used += name_len + 1;
     f->res->metrics++;
     f->res->bytes += name_len + LINE_OVERHEAD;
-    if (f->n == BATCH_MAX || NAMES_BYTES - f->used < NAME_MAX_LEN)
+    if (f->n == BATCH_MAX || f->names_cap - f->used < f->name_max)
         batch_flush(f);
 }
 
@@ -183,7 +197,10 @@ static void emit_key(sy_flusher *f, const char *ns, const char *key, size_t klen
         int in_space = 0;
         for (size_t i = 0; i < name_len; i++) {
             unsigned char c = (unsigned char)key[i];
-            if (c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f') {
+            size_t u = c >= 0xC2 ? sy_utf8_space((const unsigned char *)key + i, name_len - i) : 0;
+            if (u)
+                i += u - 1;
+            if (u || c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f') {
                 if (!in_space)
                     *p++ = '_';
                 in_space = 1;
@@ -216,8 +233,7 @@ static void emit_stats(sy_flusher *f, const char *rel, double value)
 {
     char *start = f->names + f->used;
     char *p = put(start, f->ns_stats, strlen(f->ns_stats));
-    if (p != start)
-        *p++ = '.';
+    *p++ = '.';
     size_t rl = strlen(rel);
     if (rl > 512)
         rl = 512;
@@ -289,8 +305,10 @@ void sy_timer_stats(const sy_flush_opts *o, const char *key, sy_timer_data *t,
 #define OUT(stat, val) do { if (timer_stat_wanted(o, stat)) out(ctx, stat, val); } while (0)
     if (!t || t->n == 0) {
         double c = t ? t->count : 0;
-        OUT("count", c);
+        /* statsd: current_timer_data["count"] = current_timer_data["count_ps"] = 0
+         * assigns count_ps first. */
         OUT("count_ps", c / fi);
+        OUT("count", c);
         return;
     }
     double *v = t->v;
@@ -315,8 +333,16 @@ void sy_timer_stats(const sy_flush_opts *o, const char *key, sy_timer_data *t,
     }
     int complete = t->seen == t->n;
     double sum = min, sumsq = min * min, mean = min, bound = max;
+    /* Past timerSampleLimit the values are a uniform reservoir: thresholds
+     * are taken from it, and counts and sums scaled to every sample seen. */
+    double scale = complete ? 1 : (double)t->seen / (double)count;
     for (size_t k = 0; k < o->npct; k++) {
         double pct = o->pct[k];
+        int dup = 0;
+        for (size_t j = 0; j < k; j++)
+            dup |= o->pct[j] == pct; /* statsd's values live in an object */
+        if (dup)
+            continue;
         double in = (double)count;
         if (count > 1) {
             in = js_round(fabs(pct) / 100 * (double)count);
@@ -346,11 +372,13 @@ void sy_timer_stats(const sy_flush_opts *o, const char *key, sy_timer_data *t,
             else pn[j++] = *q;
         }
         pn[j] = '\0';
+        if (!complete)
+            in = js_round(fabs(pct) / 100 * (double)t->seen);
         snprintf(name, sizeof name, "count_%s", pn); OUT(name, in);
         snprintf(name, sizeof name, "mean_%s", pn); OUT(name, mean);
         snprintf(name, sizeof name, "%s_%s", pct > 0 ? "upper" : "lower", pn); OUT(name, bound);
-        snprintf(name, sizeof name, "sum_%s", pn); OUT(name, sum);
-        snprintf(name, sizeof name, "sum_squares_%s", pn); OUT(name, sumsq);
+        snprintf(name, sizeof name, "sum_%s", pn); OUT(name, sum * scale);
+        snprintf(name, sizeof name, "sum_squares_%s", pn); OUT(name, sumsq * scale);
     }
     double n_all, std;
     if (complete) {

@@ -58,7 +58,7 @@ static inline int js_space(unsigned char c)
  * U+FEFF), or 0.  statsd decodes packets as UTF-8, so these become '_' in
  * keys like ASCII spaces do.
  */
-static size_t utf8_space(const unsigned char *p, size_t left)
+size_t sy_utf8_space(const unsigned char *p, size_t left)
 {
     if (p[0] == 0xC2 && left >= 2 && p[1] == 0xA0)
         return 2;
@@ -99,7 +99,7 @@ static int key_append(char *key, int n, const char *src, size_t len, int sanitiz
     for (size_t i = 0; i < len; i++) {
         unsigned char c = (unsigned char)src[i];
         if (sanitize) {
-            size_t u = c >= 0xC2 ? utf8_space((const unsigned char *)src + i, len - i) : 0;
+            size_t u = c >= 0xC2 ? sy_utf8_space((const unsigned char *)src + i, len - i) : 0;
             if (u)
                 i += u - 1; /* then treated as the space it is */
             if (u || js_space(c)) {

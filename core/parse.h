@@ -45,6 +45,10 @@ int sy_parse_begin(sy_line *it, const char *line, size_t len, char *keybuf, int 
  */
 int sy_parse_next(sy_line *it, sy_sample *out);
 
+/* Length of a UTF-8 encoded character JavaScript's \s matches (U+00A0,
+ * U+2000-U+200A, U+3000, BOM, ...), or 0: statsd treats them as spaces. */
+size_t sy_utf8_space(const unsigned char *p, size_t left);
+
 /* Split a buffer into lines at '\n', calling fn for each (empty ones too).
  * Returns the number of lines. */
 typedef void (*sy_line_fn)(void *ctx, const char *line, size_t len);

@@ -126,7 +126,8 @@ int sy_ring_push(sy_ring *r, const sy_origin *origin, const void *data, size_t l
     void *p = sy_ring_reserve(r, len);
     if (!p)
         return -1;
-    memcpy(p, data, len);
+    if (len)
+        memcpy(p, data, len);
     sy_ring_commit(r, origin, len);
     return 0;
 }
