@@ -99,6 +99,7 @@ sy_engine *sy_engine_new(sy_config *c, sy_ring **rings, size_t nrings, sy_listen
 
 const sy_agg_stats *sy_engine_stats(const sy_engine *e) { return sy_agg_get_stats(e->agg); }
 uint64_t sy_engine_reloads(const sy_engine *e) { return atomic_load(&e->reloads); }
+sy_listen_info *sy_engine_listen_info(sy_engine *e) { return e->linfo; }
 
 /* Feed up to `budget` records from each ring; returns how many were fed. */
 static size_t drain(sy_engine *e, size_t budget)

@@ -43,5 +43,7 @@ void sy_engine_free(sy_engine *e);
 const sy_agg_stats *sy_engine_stats(const sy_engine *e);
 /* Reloads applied so far (read from any thread). */
 uint64_t sy_engine_reloads(const sy_engine *e);
+/* Per listener: auth flag and refused lines (read from any thread). */
+sy_listen_info *sy_engine_listen_info(sy_engine *e);
 
 #endif

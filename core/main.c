@@ -384,7 +384,8 @@ int main(int argc, char **argv)
         sy_log(SY_ERR, "out of memory");
         goto out;
     }
-    sy_output_set_sources(output, listeners, nopen, rings, nrings, sy_engine_stats(engine));
+    sy_output_set_sources(output, listeners, nopen, sy_engine_listen_info(engine), rings, nrings,
+                          sy_engine_stats(engine));
     if (sy_engine_start(engine) < 0 || sy_output_start(output) < 0) {
         sy_log(SY_ERR, "cannot start threads");
         goto out;

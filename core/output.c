@@ -32,11 +32,13 @@ typedef struct retiring {
     uint64_t deadline_ms;
 } retiring;
 
-/* Counters we report as per-interval deltas remember their last value. */
+/* Counters we report as per-interval deltas remember, by name, the total
+ * they had at the previous flush; the name is the identity because sinks
+ * and listeners come and go with reloads. */
 typedef struct self_metric {
     char name[200];
-    int delta;
     uint64_t last;
+    double value;      /* this flush's value */
 } self_metric;
 
 struct sy_output {
@@ -63,6 +65,7 @@ struct sy_output {
     size_t nlisteners;
     sy_ring **rings;
     size_t nrings;
+    sy_listen_info *linfo;  /* the engine's: auth flags and refusals */
     const sy_agg_stats *agg;
 
     /* statsd's graphiteStats, from the previous flush */
@@ -70,9 +73,12 @@ struct sy_output {
     double flush_time_ms;
     size_t flush_length;
 
-    self_metric *self;
+    self_metric *self;      /* every self-metric seen, by name */
     size_t nself, capself;
+    size_t *order;          /* this flush's values: indices into self */
+    size_t norder_cap;
     sy_extra_metric *extra;
+    size_t extra_cap;
 };
 
 static double mono_ms(void)
@@ -103,34 +109,46 @@ static void name_part(char *dst, size_t cap, const char *src)
     dst[j] = '\0';
 }
 
-static void self_add(sy_output *o, size_t *n, const char *name, int delta, uint64_t value)
+static self_metric *self_find(sy_output *o, size_t hint, const char *name)
 {
-    if (*n >= o->capself) {
+    if (hint < o->nself && strcmp(o->self[hint].name, name) == 0)
+        return &o->self[hint];
+    for (size_t i = 0; i < o->nself; i++)
+        if (strcmp(o->self[i].name, name) == 0)
+            return &o->self[i];
+    if (o->nself == o->capself) {
         size_t ncap = o->capself ? o->capself * 2 : 64;
         self_metric *ns = realloc(o->self, ncap * sizeof *ns);
         if (!ns)
-            return;
-        memset(ns + o->capself, 0, (ncap - o->capself) * sizeof *ns);
+            return NULL;
         o->self = ns;
-        sy_extra_metric *ne = realloc(o->extra, ncap * sizeof *ne);
-        if (!ne)
-            return;
-        o->extra = ne;
         o->capself = ncap;
     }
-    self_metric *m = &o->self[*n];
-    if (*n >= o->nself || strcmp(m->name, name) != 0) {
-        snprintf(m->name, sizeof m->name, "%s", name);
-        m->last = 0;
-        if (*n >= o->nself)
-            o->nself = *n + 1;
-    }
-    m->delta = delta;
-    double v = delta ? (double)(value - m->last) : (double)value;
+    self_metric *m = &o->self[o->nself++];
+    snprintf(m->name, sizeof m->name, "%s", name);
+    m->last = 0; /* new: its first delta is its total so far */
+    return m;
+}
+
+/* Record one value; *n counts this flush's values, which are in
+ * o->order[0..n) once collect_extra is done. */
+static void self_add(sy_output *o, size_t *n, const char *name, int delta, uint64_t value)
+{
+    self_metric *m = self_find(o, *n, name);
+    if (!m)
+        return;
+    m->value = delta ? (double)(value - m->last) : (double)value;
     if (delta)
         m->last = value;
-    o->extra[*n] = (sy_extra_metric){ .name = m->name, .value = v };
-    (*n)++;
+    if (*n == o->norder_cap) {
+        size_t ncap = o->norder_cap ? o->norder_cap * 2 : 64;
+        size_t *no = realloc(o->order, ncap * sizeof *no);
+        if (!no)
+            return;
+        o->order = no;
+        o->norder_cap = ncap;
+    }
+    o->order[(*n)++] = (size_t)(m - o->self);
 }
 
 /* statsd's graphiteStats plus switchyard's own metrics (listeners, sinks,
@@ -153,6 +171,10 @@ static size_t collect_extra(sy_output *o)
         self_add(o, &n, name, 1, c.dropped);
         snprintf(name, sizeof name, "switchyard.listener.%s.lines_too_long", part);
         self_add(o, &n, name, 1, c.lines_too_long);
+        if (o->linfo && o->linfo[i].auth) {
+            snprintf(name, sizeof name, "switchyard.listener.%s.auth_rejected", part);
+            self_add(o, &n, name, 1, atomic_load(&o->linfo[i].auth_rejected));
+        }
         if (sy_listener_is_stream(&o->listeners[i])) {
             snprintf(name, sizeof name, "switchyard.listener.%s.connections_open", part);
             self_add(o, &n, name, 0, c.connections_open);
@@ -196,6 +218,17 @@ static size_t collect_extra(sy_output *o)
         self_add(o, &n, "switchyard.route.passed_through", 1, atomic_load(&o->agg->passed_through));
         self_add(o, &n, "switchyard.route.errors", 1, atomic_load(&o->agg->route_errors));
     }
+    /* self[] may have moved while growing: take the names now. */
+    if (n > o->extra_cap) {
+        sy_extra_metric *ne = realloc(o->extra, n * sizeof *ne);
+        if (!ne)
+            return 0;
+        o->extra = ne;
+        o->extra_cap = n;
+    }
+    for (size_t i = 0; i < n; i++)
+        o->extra[i] = (sy_extra_metric){ .name = o->self[o->order[i]].name,
+                                         .value = o->self[o->order[i]].value };
     return n;
 }
 
@@ -372,7 +405,6 @@ static void process_config(sy_output *o, sy_config *nc)
     o->nsinks = nc->nsinks;
     sy_flusher_free(o->flusher);
     o->flusher = nf;
-    o->nself = 0; /* sink names may have changed */
     o->conf = nc;
     sy_config_free(o->owned_conf);
     o->owned_conf = nc;
@@ -455,8 +487,10 @@ fail:
 }
 
 void sy_output_set_sources(sy_output *o, sy_listener *listeners, size_t nlisteners,
-                           sy_ring **rings, size_t nrings, const sy_agg_stats *agg)
+                           sy_listen_info *linfo, sy_ring **rings, size_t nrings,
+                           const sy_agg_stats *agg)
 {
+    o->linfo = linfo;
     o->listeners = listeners;
     o->nlisteners = nlisteners;
     o->rings = rings;
@@ -590,6 +624,7 @@ void sy_output_free(sy_output *o)
     if (o->base)
         event_base_free(o->base);
     free(o->self);
+    free(o->order);
     free(o->extra);
     pthread_mutex_destroy(&o->lock);
     free(o);

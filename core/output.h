@@ -22,7 +22,8 @@ typedef struct sy_output sy_output;
 sy_output *sy_output_new(const sy_config *c, const char *plugin_dir, char *err, size_t errlen);
 /* Where switchyard's own metrics come from (read-only, any time). */
 void sy_output_set_sources(sy_output *o, sy_listener *listeners, size_t nlisteners,
-                           sy_ring **rings, size_t nrings, const sy_agg_stats *agg);
+                           sy_listen_info *linfo, sy_ring **rings, size_t nrings,
+                           const sy_agg_stats *agg);
 int sy_output_start(sy_output *o);
 /* Hand over a snapshot (ownership passes).  `final` marks the last one:
  * after it the loop drains the sinks (bounded by shutdownTimeout) and the

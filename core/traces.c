@@ -789,12 +789,16 @@ static int mc_values(mc *m, value_fn fn, void *ctx, size_t *skipped)
         p += klen + 1;
         char *e;
         errno = 0;
+        if (*p < '0' || *p > '9') /* strtoull would take a sign or spaces */
+            goto bad;
         flags = strtoull(p, &e, 10);
-        if (e == p || *e != ' ' || errno)
+        if (*e != ' ' || errno)
             goto bad;
         p = e + 1;
+        if (*p < '0' || *p > '9')
+            goto bad;
         bytes = strtoull(p, &e, 10);
-        if (e == p || (*e != '\0' && *e != ' ') || errno)
+        if ((*e != '\0' && *e != ' ') || errno)
             goto bad;
         (void)flags;
         if (bytes > MAX_VALUE) {
@@ -1151,7 +1155,8 @@ static int do_list(const char *addr, const char *prefix, long limit)
         fprintf(stderr, "switchyard traces: %s\n", m.err);
         goto out;
     }
-    qsort(l.recs, l.n, sizeof(*l.recs), newest_first);
+    if (l.n > 1)
+        qsort(l.recs, l.n, sizeof(*l.recs), newest_first);
     if (l.n == 0)
         printf("no traces stored under %s at %s\n", prefix, addr);
     else
@@ -1230,6 +1235,11 @@ static void print_trace(const sy_trace_rec *r)
         fmt_ms(s->off, off, sizeof(off));
         fmt_ms(s->dur, d, sizeof(d));
         printf("%10s  %10s  ", off, d);
+        if (!s->root && !s->ntags) {
+            put_text(stdout, s->name, 0, w);
+            fputc('\n', stdout);
+            continue;
+        }
         put_text(stdout, s->name, w, w);
         fputs("  ", stdout);
         if (s->root)

@@ -1,0 +1,687 @@
+#!/usr/bin/env python3
+"""Integration test: config reload (SIGHUP), Lua failures and token auth.
+
+Each scenario starts its own switchyard (build/switchyard or $SY_BIN) with a
+Lua config written here, on loopback ports chosen at run time, and a
+Graphite listener recording what the graphite sink writes:
+
+  1. reload_under_load: 1,000,000 counter samples over 4 TCP connections
+     while the config is rewritten and SIGHUP'd 20 times, good and broken
+     configs alternating (syntax error, error in setup, a rule naming an
+     unknown sink, a failing `checks` entry, a setup that loops forever,
+     a setup that allocates without bound).  After SIGTERM the flushed
+     counts add up to exactly 1,000,000, the reloads.ok/reloads.failed
+     self-metrics add up to 10 and 10, the exit code is 0 and the log
+     names each failure's reason.
+  2. sink_kept: reloads that leave the graphite sink alone keep its one
+     connection; a reload that changes its port connects to the new port
+     while the old sink, retired with a queue it could not deliver (its
+     listener was down), drains that queue once the old port answers again.
+  3. last_config_wins: 10 SIGHUPs in a burst, each config renaming a probe
+     key differently; the name finally flushed is the last config's (and
+     the decision cached for the key before the burst does not stick).
+  4. lua_runtime_errors: a route() that raises, loops forever and
+     allocates without bound for some keys: the daemon keeps running, the
+     faulty keys take the default route under their own names,
+     route.errors counts them, and the log is rate-limited.
+  5. token_auth: a TCP listener with auth = true: a good token's lines are
+     renamed into its namespace, bad and missing tokens are refused,
+     counted, logged with a rate limit, and never flushed.
+
+Usage:
+  /usr/bin/python3 tests/integration/test_reload.py [SCENARIO ...]
+  SY_BIN=build-san/switchyard /usr/bin/python3 tests/integration/test_reload.py
+"""
+import os
+import re
+import signal
+import socket
+import sys
+import threading
+import time
+import traceback
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from lib import REPO_DIR  # noqa: E402
+from lib.capture import GraphiteCapture  # noqa: E402
+from lib.netutil import LOOPBACK, free_port, wait_for_port  # noqa: E402
+from lib.proc import Process, make_workdir, remove_workdir, wait_until  # noqa: E402
+from lib.results import Results  # noqa: E402
+from lib.switchyard import switchyard_binary  # noqa: E402
+from lib.tcplisten import LineListener  # noqa: E402
+
+TEST_NAME = "test_reload"
+FLUSH_MS = 500
+STATS = "stats.statsd.switchyard."      # globalPrefix "stats", prefixStats "statsd"
+SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
+                     "SUMMARY: AddressSanitizer", "SUMMARY: UndefinedBehaviorSanitizer")
+
+
+# ---------------------------------------------------------------------------
+# configs and the daemon
+
+
+def config_lua(listen_port, sink_port, body="", pre="", listen_auth=False, flush_ms=FLUSH_MS,
+               sink_extra=""):
+    """A config: one TCP listener, one graphite sink named carbon; `pre` is
+    Lua run before the table is returned, `body` more table fields."""
+    url = "tcp://%s:%d" % (LOOPBACK, listen_port)
+    listen = '{ url = "%s", auth = true }' % url if listen_auth else '"%s"' % url
+    return """-- written by tests/integration/test_reload.py
+local route = require "switchyard.route"
+%(pre)s
+return {
+  listen = { %(listen)s },
+  flushInterval = %(flush)d,
+  prefixStats = "statsd",
+  graphite = { legacyNamespace = false },
+  shutdownTimeout = 20000,
+  sinks = {
+    carbon = { plugin = "graphite", host = "%(host)s", port = %(sport)d,
+               reconnectMinMs = 50, reconnectMaxMs = 200%(sink_extra)s },
+  },
+  %(body)s
+}
+""" % {"pre": pre, "listen": listen, "flush": flush_ms, "host": LOOPBACK, "sport": sink_port,
+       "sink_extra": sink_extra, "body": body}
+
+
+class Daemon:
+    """One switchyard process with a config file this test rewrites."""
+
+    def __init__(self, name, workdir):
+        self.name = name
+        self.binary = switchyard_binary()
+        self.port = free_port("tcp")
+        self.config_path = os.path.join(workdir, name + ".config.lua")
+        self.proc = Process(name, [self.binary, "-c", self.config_path], workdir, cwd=REPO_DIR)
+        self.rc = None
+
+    def write_config(self, text):
+        """Replace the file atomically, so a reload never reads half of it."""
+        tmp = self.config_path + ".tmp"
+        with open(tmp, "w") as f:
+            f.write(text)
+        os.replace(tmp, self.config_path)
+
+    def start(self, text, timeout=15.0):
+        if not os.access(self.binary, os.X_OK):
+            return False
+        self.write_config(text)
+        self.proc.start()
+        return wait_for_port(self.port, timeout, alive=self.proc.alive)
+
+    def alive(self):
+        return self.proc.alive()
+
+    def hup(self):
+        os.kill(self.proc.pid, signal.SIGHUP)
+
+    def stop(self, timeout=40.0):
+        """SIGTERM (SIGKILL after `timeout`); the exit code."""
+        if self.rc is None and self.proc.popen is not None:
+            self.rc = self.proc.stop(timeout)
+        return self.rc
+
+    def log(self):
+        try:
+            with open(self.proc.stderr_path, "rb") as f:
+                return f.read().decode("utf-8", "replace")
+        except OSError:
+            return ""
+
+    def log_lines(self, pattern):
+        rx = re.compile(pattern)
+        return [line for line in self.log().splitlines() if rx.search(line)]
+
+    def count(self, pattern):
+        return len(self.log_lines(pattern))
+
+    def wait_count(self, pattern, n, timeout):
+        return wait_until(lambda: self.count(pattern) >= n, timeout)
+
+    def logs(self, limit=6000):
+        return self.proc.logs(limit)
+
+    def sanitizer_report(self):
+        text = self.log()
+        for marker in SANITIZER_MARKERS:
+            i = text.find(marker)
+            if i >= 0:
+                return text[max(0, i - 200):i + 3000]
+        return None
+
+
+def send_lines(port, payload, timeout=15.0):
+    """Send bytes over one TCP connection, half-close, and wait for the
+    daemon to close its side: then it has read everything.  True if it did."""
+    with socket.create_connection((LOOPBACK, port), timeout=timeout) as s:
+        s.sendall(payload)
+        s.shutdown(socket.SHUT_WR)
+        s.settimeout(timeout)
+        try:
+            while s.recv(4096):
+                pass
+        except OSError:
+            return False
+    return True
+
+
+def sums(lines, prefix=""):
+    """name -> sum of the values of capture lines whose name starts with prefix."""
+    out = {}
+    for line in lines:
+        if line.value is None or not line.name.startswith(prefix):
+            continue
+        try:
+            out[line.name] = out.get(line.name, 0.0) + float(line.value)
+        except ValueError:
+            pass
+    return out
+
+
+def finish_daemon(res, label, d):
+    """Stop the daemon, check exit 0 and no sanitizer report."""
+    rc = d.stop()
+    res.check("%s: switchyard exits 0 after SIGTERM" % label, rc == 0,
+              "exit code %r\n%s" % (rc, d.logs()))
+    report = d.sanitizer_report()
+    res.check("%s: no sanitizer report in stderr" % label, report is None, report or "")
+    return rc
+
+
+# ---------------------------------------------------------------------------
+# 1. a million samples through 20 reloads
+
+N_LINES = 1000000
+N_KEYS = 100
+N_CONNS = 4
+CHUNK_LINES = 2500
+N_RELOADS = 20
+
+# Good configs: different rules each time, all ending at carbon, none
+# renaming a k* key.
+GOOD = [
+    '',  # no routing at all: every metric to every sink, no Lua per key
+    'routes = { route.prefix "debug." :drop "debug stays local", route.default() :to "carbon" },',
+    'routes = { route.glob "k*" :to "carbon", route.match "^legacy%.(.+)$" :rename "apps.%1" :to "carbon" },',
+    'route = function(m) if m.name:sub(1, 1) == "k" then return { sinks = { "carbon" } } end return nil end,',
+    'routes = { route.prefix "other." :rename "renamed" :to "carbon", route.prefix "k" :to "carbon" },\n'
+    '  checks = { { "k1", to = { "carbon" } }, { "other.x", name = "renamed" } },',
+    'routes = { route.type "ms" :to "carbon", route.glob "**" :to "carbon" },',
+    'routes = { route.tag "env" :to "carbon", route.default() :to "carbon" },\n'
+    '  checks = { { "k7", to = { "carbon" } } },',
+]
+
+# Broken configs: (what, pre, body, regex the "reload failed" line must match)
+BROKEN = [
+    ("a Lua syntax error", 'local x = = 1', '', r"unexpected symbol"),
+    ("a runtime error in setup", 'error("deliberate setup error")', '', r"deliberate setup error"),
+    ("routes naming an unknown sink", '', 'routes = { route.prefix "k" :to "nosuch" },',
+     r"no sink named 'nosuch'"),
+    ("a failing checks entry", '',
+     'routes = { route.default() :to "carbon" }, checks = { { "k1", name = "not_k1" } },',
+     r"checks: entry 1 \('k1'\).*expected 'not_k1'"),
+    ("a setup that loops forever", 'while true do end', '', r"ran too long"),
+    ("a setup that allocates without bound",
+     'local t, i = {}, 0 while true do i = i + 1; t[i] = string.rep("x", 1000) .. i end', '',
+     r"too much memory"),
+]
+
+
+def scenario_reload_under_load(res, workdir):
+    label = "reload_under_load"
+    cap = GraphiteCapture()
+    d = Daemon("sy-load", workdir)
+    senders = []
+    try:
+        if not res.check("%s: switchyard starts" % label,
+                         d.start(config_lua(d.port, cap.port, GOOD[0])), d.logs()):
+            return
+        # Traffic: each connection sends its quarter in chunks; chunk j is
+        # held until reload j*N_RELOADS/n_chunks has been signalled, so the
+        # stream runs through all the reloads.
+        per_conn = N_LINES // N_CONNS
+        n_chunks = per_conn // CHUNK_LINES
+        cond = threading.Condition()
+        state = {"signalled": 0, "released": False}
+        outcome = [None] * N_CONNS
+
+        def sender(c):
+            try:
+                base = c * per_conn
+                lines = [b"k%d:1|c\n" % ((base + i) % N_KEYS) for i in range(per_conn)]
+                chunks = [b"".join(lines[j * CHUNK_LINES:(j + 1) * CHUNK_LINES])
+                          for j in range(n_chunks)]
+                with socket.create_connection((LOOPBACK, d.port), timeout=30) as s:
+                    for j, chunk in enumerate(chunks):
+                        gate = j * N_RELOADS // n_chunks
+                        with cond:
+                            cond.wait_for(lambda: state["released"] or state["signalled"] >= gate,
+                                          timeout=60)
+                        s.sendall(chunk)
+                        time.sleep(0.005)
+                    s.shutdown(socket.SHUT_WR)
+                    s.settimeout(30)
+                    while s.recv(4096):
+                        pass
+                outcome[c] = "ok"
+            except Exception as e:  # reported below
+                outcome[c] = repr(e)
+
+        for c in range(N_CONNS):
+            t = threading.Thread(target=sender, args=(c,), daemon=True)
+            t.start()
+            senders.append(t)
+
+        t0 = time.monotonic()
+        timeline = []
+        broken_seen = []
+        for r in range(N_RELOADS):
+            good = r % 2 == 0
+            if good:
+                text = config_lua(d.port, cap.port, GOOD[(r // 2 + 1) % len(GOOD)])
+                what, pattern = "good #%d" % (r // 2 + 1), r"reload applied"
+            else:
+                kind = BROKEN[(r // 2) % len(BROKEN)]
+                text = config_lua(d.port, cap.port, kind[2], pre=kind[1])
+                what, pattern = "broken: " + kind[0], r"reload failed"
+                broken_seen.append(kind)
+            before = d.count(pattern)
+            d.write_config(text)
+            with cond:
+                state["signalled"] = r + 1
+                cond.notify_all()
+            start = time.monotonic()
+            d.hup()
+            # One reload at a time: SIGHUPs that arrive during a reload
+            # collapse into one, and this scenario counts every reload.
+            done = d.wait_count(pattern, before + 1, timeout=20)
+            timeline.append("reload %2d (%s): %s in %.2f s" % (
+                r + 1, what, "done" if done else "NO OUTCOME", time.monotonic() - start))
+            if not done or not d.alive():
+                break
+        with cond:
+            state["released"] = True
+            cond.notify_all()
+        for t in senders:
+            t.join(60)
+        elapsed = time.monotonic() - t0
+        res.note("20 reloads and %d lines in %.1f s" % (N_LINES, elapsed))
+        res.check("%s: every reload finished (one at a time)" % label,
+                  len(timeline) == N_RELOADS and all("NO OUTCOME" not in x for x in timeline),
+                  "\n".join(timeline) + "\n" + d.logs())
+        res.check("%s: every sender connection delivered and saw the daemon close" % label,
+                  outcome == ["ok"] * N_CONNS, "sender outcomes: %r" % (outcome,))
+        res.check("%s: daemon alive after the reloads" % label, d.alive(), d.logs())
+
+        rc = finish_daemon(res, label, d)
+        cap.wait_quiet(timeout=10)
+        lines = cap.lines()
+        counts = sums(lines, "stats.counters.k")
+        per_key = {"k%d" % i: counts.get("stats.counters.k%d.count" % i, 0.0) for i in range(N_KEYS)}
+        total = sum(per_key.values())
+        wrong = {k: v for k, v in per_key.items() if v != N_LINES // N_KEYS}
+        res.check("%s: counts flushed = counts sent (%d)" % (label, N_LINES), total == N_LINES,
+                  "flushed total %r (%+d); keys off their %d: %s\nexit code %r\n%s" % (
+                      total, total - N_LINES, N_LINES // N_KEYS,
+                      dict(list(sorted(wrong.items()))[:20]), rc, d.logs(3000)))
+        other = sorted(n for n in counts if not re.match(r"^stats\.counters\.k\d+\.(count|rate)$", n))
+        res.check("%s: no k* key flushed under another name" % label, not other, "%r" % other[:20])
+
+        st = sums(lines, STATS)
+        ok, failed = st.get(STATS + "reloads.ok"), st.get(STATS + "reloads.failed")
+        per_flush = [(ln.flush, ln.name.rsplit(".", 1)[1], ln.value) for ln in lines
+                     if ln.name in (STATS + "reloads.ok", STATS + "reloads.failed")
+                     and ln.value not in ("0", None)]
+        res.check("%s: reloads.ok self-metric sums to 10" % label, ok == 10,
+                  "sum %r; non-zero values (flush, metric, value): %r" % (ok, per_flush))
+        res.check("%s: reloads.failed self-metric sums to 10" % label, failed == 10,
+                  "sum %r; non-zero values (flush, metric, value): %r" % (failed, per_flush))
+        dropped = st.get(STATS + "sink.carbon.dropped")
+        res.check("%s: sink.carbon.dropped is 0" % label, dropped == 0, "sum %r" % dropped)
+        res.check("%s: one graphite connection through all reloads" % label,
+                  cap.connections_seen() == 1, "capture accepted %d connections"
+                  % cap.connections_seen())
+
+        failures = d.log_lines(r"reload failed")
+        applied = d.log_lines(r"reload applied")
+        res.check("%s: log has 10 'reload failed' and 10 'reload applied' lines" % label,
+                  len(failures) == 10 and len(applied) == 10,
+                  "%d failed, %d applied:\n%s" % (len(failures), len(applied), "\n".join(failures)))
+        for what, _, _, rx in BROKEN:
+            hits = [f for f in failures if re.search(rx, f)]
+            res.check("%s: the log names the reason for %s" % (label, what), bool(hits),
+                      "no 'reload failed' line matches /%s/:\n%s" % (rx, "\n".join(failures)))
+    finally:
+        d.stop()
+        cap.close()
+
+
+# ---------------------------------------------------------------------------
+# 2. a sink kept over reloads; a changed sink reconnects, the old one drains
+
+SINK_ROUTES = [
+    '',
+    'routes = { route.prefix "p2." :to "carbon", route.default() :to "carbon" },',
+    'routes = { route.glob "p2.*" :to "carbon", route.prefix "x" :drop() , route.default() :to "carbon" },',
+    'route = function(m) return { sinks = { "carbon" } } end,',
+    'routes = { route.default() :to "carbon" },',
+]
+
+
+def counter_sum(listener, key):
+    return sum(listener.values("stats.counters.%s.count" % key))
+
+
+def scenario_sink_kept(res, workdir):
+    label = "sink_kept"
+    a = LineListener()
+    listeners = [a]
+    d = Daemon("sy-sink", workdir)
+
+    def cfg(port, v):
+        return config_lua(d.port, port, SINK_ROUTES[v] + "\n  deleteIdleStats = true,")
+
+    try:
+        if not res.check("%s: switchyard starts" % label, d.start(cfg(a.port, 0)), d.logs()):
+            return
+        a.wait(lambda l: l.accepted >= 1, 5)
+        for v in (1, 2, 3):
+            send_lines(d.port, b"p2.a:1|c\n" * 100)
+            d.write_config(cfg(a.port, v))
+            d.hup()
+            d.wait_count(r"reload applied", v, 10)
+            time.sleep(0.3)
+        a.wait(lambda l: counter_sum(l, "p2.a") >= 300, 5)
+        res.check("%s: 3 reloads applied" % label, d.count(r"reload applied") == 3, d.logs())
+        res.check("%s: every p2.a sample arrived across the reloads" % label,
+                  counter_sum(a, "p2.a") == 300, "sum %r\n%s" % (counter_sum(a, "p2.a"), d.logs()))
+        res.check("%s: one connection across reloads that keep the sink" % label,
+                  a.accepted == 1 and d.count(r"sink 'carbon': connected to") == 1
+                  and d.count(r"\(re\)opened") == 0,
+                  "listener accepted %d connections; log:\n%s" % (a.accepted, d.logs()))
+
+        # Take the old port down right after a flush, so nothing is in flight.
+        n = len(a.lines())
+        a.wait(lambda l: len(l.lines()) > n, 3)
+        time.sleep(0.1)
+        a.close()
+        d.wait_count(r"connection to .* lost", 1, 5)
+        send_lines(d.port, b"p2.q:1|c\n" * 50)
+        time.sleep(3 * FLUSH_MS / 1000.0)   # flushed into the old sink's queue
+
+        b = LineListener()
+        listeners.append(b)
+        d.write_config(cfg(b.port, 4))
+        d.hup()
+        applied = d.wait_count(r"reload applied", 4, 10)
+        res.check("%s: the port-changing reload is applied" % label, applied, d.logs())
+        res.check("%s: the changed sink is reopened" % label,
+                  d.wait_count(r"sink 'carbon' \(re\)opened", 1, 5), d.logs())
+        send_lines(d.port, b"p2.b:1|c\n" * 70)
+        b.wait(lambda l: counter_sum(l, "p2.b") >= 70, 5)
+        res.check("%s: after the reload, metrics go to the new port" % label,
+                  b.accepted == 1 and counter_sum(b, "p2.b") == 70,
+                  "new listener: %d connections, p2.b sum %r\n%s"
+                  % (b.accepted, counter_sum(b, "p2.b"), d.logs()))
+
+        # The old port answers again: the retired sink delivers its queue there.
+        a2 = LineListener(a.port)
+        listeners.append(a2)
+        a2.wait(lambda l: counter_sum(l, "p2.q") >= 50, 8)
+        q_old, q_new = counter_sum(a2, "p2.q"), counter_sum(b, "p2.q")
+        res.check("%s: the old sink's queue is drained to the old port" % label,
+                  q_old == 50 and q_new == 0,
+                  "p2.q: %r at the old port, %r at the new one (want 50, 0); old port "
+                  "accepted %d connections\n%s" % (q_old, q_new, a2.accepted, d.logs()))
+        closed = a2.wait(lambda l: l.accepted >= 1 and l.open_connections() == 0, 5)
+        res.check("%s: the drained old sink then closes its connection" % label, closed,
+                  "old port: %d accepted, %d open" % (a2.accepted, a2.open_connections()))
+        res.check("%s: no 'closed by a reload with ... still queued' warning" % label,
+                  d.count(r"still queued") == 0, d.logs())
+        res.check("%s: the new port kept one connection" % label, b.accepted == 1,
+                  "%d connections" % b.accepted)
+        finish_daemon(res, label, d)
+    finally:
+        d.stop()
+        for listener in listeners:
+            listener.close()
+
+
+# ---------------------------------------------------------------------------
+# 3. last config wins under a burst of SIGHUPs
+
+def probe_config(d, port, v):
+    return config_lua(d.port, port, (
+        'routes = { route.prefix "probe" :rename "probe_v%d" :to "carbon", '
+        'route.default() :to "carbon" },\n'
+        '  checks = { { "probe", name = "probe_v%d" } },\n'
+        '  deleteIdleStats = true,') % (v, v))
+
+
+def scenario_last_config_wins(res, workdir):
+    label = "last_config_wins"
+    cap = GraphiteCapture()
+    d = Daemon("sy-burst", workdir)
+    try:
+        if not res.check("%s: switchyard starts" % label, d.start(probe_config(d, cap.port, 0)),
+                         d.logs()):
+            return
+        # A key routed (and its decision cached) before the burst, too.
+        send_lines(d.port, b"probe:1|c\n" * 5)
+        wait_until(lambda: sums(cap.lines(), "stats.counters.probe").get(
+            "stats.counters.probe_v0.count", 0) >= 5, 5)
+        for v in range(1, 11):
+            d.write_config(probe_config(d, cap.port, v))
+            d.hup()
+
+        def settled():
+            started = d.count(r"SIGHUP: reloading")
+            ended = (d.count(r"reload applied") + d.count(r"newer config replaces")
+                     + d.count(r"reload failed"))
+            return started >= 1 and started == ended
+
+        ok = wait_until(settled, 15)
+        time.sleep(0.5)   # a SIGHUP still pending would show by now
+        ok = ok and wait_until(settled, 15)
+        res.note("10 SIGHUPs: %d reloads ran, %d applied, %d superseded before being applied"
+                 % (d.count(r"SIGHUP: reloading"), d.count(r"reload applied"),
+                    d.count(r"newer config replaces")))
+        res.check("%s: the burst of reloads settles" % label, ok, d.logs())
+        res.check("%s: no reload failed" % label, d.count(r"reload failed") == 0, d.logs())
+        send_lines(d.port, b"probe:1|c\n" * 20)
+        wait_until(lambda: sums(cap.lines(), "stats.counters.probe").get(
+            "stats.counters.probe_v10.count", 0) >= 20, 5)
+        finish_daemon(res, label, d)
+        cap.wait_quiet(timeout=5)
+        counts = {n: v for n, v in sums(cap.lines(), "stats.counters.probe").items()
+                  if n.endswith(".count")}
+        want = {"stats.counters.probe_v0.count": 5, "stats.counters.probe_v10.count": 20}
+        res.check("%s: the probe is flushed as probe_v10 (probe_v0 before the burst)" % label,
+                  all(counts.get(n) == v for n, v in want.items())
+                  and all(v == 0 for n, v in counts.items() if n not in want),
+                  "probe counts by name: %r\n%s" % (counts, d.logs()))
+    finally:
+        d.stop()
+        cap.close()
+
+
+# ---------------------------------------------------------------------------
+# 4. Lua errors at run time
+
+FAULTY_ROUTE = r'''
+  luaTimeout = 50,
+  luaMemoryLimit = 32 * 1024 * 1024,
+  deleteIdleStats = true,
+  route = function(m)
+    if m.name:sub(1, 4) == "boom" then error("deliberate route error for " .. m.name) end
+    if m.name:sub(1, 4) == "spin" then while true do end end
+    if m.name:sub(1, 3) == "hog" then
+      local t, i = {}, 0
+      while true do i = i + 1; t[i] = string.rep("h", 1024) .. i end
+    end
+    return { sinks = { "carbon" } }
+  end,'''
+
+N_BOOM = 1000
+
+
+def scenario_lua_runtime_errors(res, workdir):
+    label = "lua_runtime_errors"
+    cap = GraphiteCapture()
+    d = Daemon("sy-luaerr", workdir)
+    try:
+        if not res.check("%s: switchyard starts" % label,
+                         d.start(config_lua(d.port, cap.port, FAULTY_ROUTE)), d.logs()):
+            return
+        # The slow failures first, so the rate limit still lets them be logged.
+        t0 = time.monotonic()
+        send_lines(d.port, b"ok.a:1|c\n" * 10 + b"spin1:1|c\n" * 3 + b"hog1:1|c\n" * 3
+                   + b"ok.a:1|c\n" * 10)
+
+        def arrived(names):
+            got = sums(cap.lines(), "stats.counters.")
+            return all(got.get("stats.counters.%s.count" % n, 0) > 0 for n in names)
+
+        came = wait_until(lambda: arrived(["ok.a", "spin1", "hog1"]), 10)
+        res.note("spin1/hog1/ok.a flushed %.2f s after sending" % (time.monotonic() - t0))
+        res.check("%s: normal, spinning and hogging keys all arrive" % label, came,
+                  "%r\n%s" % (sums(cap.lines(), "stats.counters."), d.logs()))
+        res.check("%s: daemon alive after an endless loop and a memory hog" % label, d.alive(),
+                  d.logs())
+        res.check("%s: log names the timeout" % label, d.count(r"ran too long") >= 1, d.logs())
+        res.check("%s: log names the memory limit" % label, d.count(r"too much memory") >= 1,
+                  d.logs())
+
+        booms = b"".join(b"boom%d:1|c\n" % i for i in range(N_BOOM))
+        send_lines(d.port, booms + b"ok.b:1|c\n" * 10)
+        names = ["boom%d" % i for i in range(N_BOOM)] + ["ok.b"]
+        wait_until(lambda: arrived(names), 10)
+        res.check("%s: daemon alive after %d failing route() calls" % (label, N_BOOM), d.alive(),
+                  d.logs())
+        finish_daemon(res, label, d)
+        cap.wait_quiet(timeout=5)
+        got = sums(cap.lines(), "stats.counters.")
+
+        def c(n):
+            return got.get("stats.counters.%s.count" % n, 0)
+
+        res.check("%s: normal keys arrive (ok.a 20, ok.b 10)" % label,
+                  c("ok.a") == 20 and c("ok.b") == 10, "ok.a %r, ok.b %r" % (c("ok.a"), c("ok.b")))
+        res.check("%s: faulty keys take the default route under their own names" % label,
+                  c("spin1") == 3 and c("hog1") == 3 and all(c("boom%d" % i) == 1 for i in range(N_BOOM)),
+                  "spin1 %r, hog1 %r, boom keys with count 1: %d of %d" % (
+                      c("spin1"), c("hog1"), sum(1 for i in range(N_BOOM) if c("boom%d" % i) == 1),
+                      N_BOOM))
+        errors = sums(cap.lines(), STATS).get(STATS + "route.errors", 0)
+        res.check("%s: route.errors self-metric > 0" % label, errors > 0, "sum %r" % errors)
+        res.note("route.errors summed: %r (%d faulty keys)" % (errors, N_BOOM + 2))
+        failed_lines = d.log_lines(r"Lua route failed")
+        res.note("%d 'Lua route failed' lines in the log" % len(failed_lines))
+        res.check("%s: the log is rate-limited (<= 10 'Lua route failed' lines for %d errors)"
+                  % (label, N_BOOM + 2), 1 <= len(failed_lines) <= 10,
+                  "%d lines:\n%s" % (len(failed_lines), "\n".join(failed_lines[:30])))
+    finally:
+        d.stop()
+        cap.close()
+
+
+# ---------------------------------------------------------------------------
+# 5. token auth
+
+N_REFUSED = 200
+
+
+def scenario_token_auth(res, workdir):
+    label = "token_auth"
+    cap = GraphiteCapture()
+    d = Daemon("sy-auth", workdir)
+    try:
+        body = 'auth = { tokens = { good = "tenant" } },\n  deleteIdleStats = true,'
+        if not res.check("%s: switchyard starts" % label,
+                         d.start(config_lua(d.port, cap.port, body, listen_auth=True)), d.logs()):
+            return
+        payload = b""
+        for i in range(N_REFUSED):
+            payload += b"bad.x:1|c\nx:1|c\n"
+            if i % 40 == 0:
+                payload += b"good.x:1|c\n"
+        n_good = len(range(0, N_REFUSED, 40))
+        send_lines(d.port, payload)
+        wait_until(lambda: sums(cap.lines(), "stats.counters.tenant.x").get(
+            "stats.counters.tenant.x.count", 0) >= n_good, 5)
+        res.check("%s: daemon alive" % label, d.alive(), d.logs())
+        finish_daemon(res, label, d)
+        cap.wait_quiet(timeout=5)
+        lines = cap.lines()
+        got = sums(lines, "stats.counters.")
+        res.check("%s: good.x arrives as tenant.x" % label,
+                  got.get("stats.counters.tenant.x.count") == n_good,
+                  "tenant.x count %r (want %d)" % (got.get("stats.counters.tenant.x.count"), n_good))
+        leaked = sorted(set(ln.name for ln in lines
+                            if re.search(r"(^|\.)(bad\.x|good\.x|x)\.(count|rate)$", ln.name)
+                            and "tenant.x" not in ln.name))
+        res.check("%s: refused lines never reach the output" % label, not leaked, "%r" % leaked)
+        refused = d.log_lines(r"refused token")
+        res.check("%s: refusals are logged, rate-limited (1..10 lines for %d refused)"
+                  % (label, 2 * N_REFUSED), 1 <= len(refused) <= 10,
+                  "%d lines:\n%s" % (len(refused), "\n".join(refused[:20])))
+        st = sums(lines, STATS)
+        counters = {n: v for n, v in st.items()
+                    if re.search(r"auth|refused|token", n) and v > 0}
+        res.check("%s: refused lines are counted in a self-metric" % label,
+                  any(v >= 2 * N_REFUSED for v in counters.values()),
+                  "no %s* self-metric counts the %d refused lines (found %r); the engine keeps "
+                  "listener auth_rejected counts but the output never reports them"
+                  % (STATS, 2 * N_REFUSED, counters))
+    finally:
+        d.stop()
+        cap.close()
+
+
+SCENARIOS = [
+    ("reload_under_load", scenario_reload_under_load),
+    ("sink_kept", scenario_sink_kept),
+    ("last_config_wins", scenario_last_config_wins),
+    ("lua_runtime_errors", scenario_lua_runtime_errors),
+    ("token_auth", scenario_token_auth),
+]
+
+
+def main():
+    wanted = sys.argv[1:]
+    unknown = [w for w in wanted if w not in dict(SCENARIOS)]
+    if unknown:
+        print("unknown scenario(s) %s; choose from %s"
+              % (", ".join(unknown), ", ".join(n for n, _ in SCENARIOS)))
+        return 2
+    res = Results(TEST_NAME)
+    binary = switchyard_binary()
+    print("switchyard binary: %s" % binary)
+    if not res.check("switchyard binary exists", os.access(binary, os.X_OK), binary):
+        return res.finish()
+    workdir = make_workdir("sy-reload-")
+    t_all = time.monotonic()
+    try:
+        for name, fn in SCENARIOS:
+            if wanted and name not in wanted:
+                continue
+            print("== %s" % name)
+            sys.stdout.flush()
+            t0 = time.monotonic()
+            try:
+                fn(res, workdir)
+            except Exception as e:  # a crash of the harness is a failure, not a skip
+                traceback.print_exc()
+                res.check("%s: harness ran without error" % name, False, repr(e))
+            res.note("%s took %.1f s" % (name, time.monotonic() - t0))
+    finally:
+        remove_workdir(workdir)
+    res.note("total %.1f s" % (time.monotonic() - t_all))
+    return res.finish()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
