@@ -30,6 +30,7 @@
 #include "router.h"
 #include "sinkhost.h"
 #include "status.h"
+#include "traces.h"
 
 #ifndef SY_VERSION
 #define SY_VERSION "0.0.0"
@@ -52,6 +53,9 @@ static void usage(FILE *f)
             "                      each value would go (sinks, name, rate, or why dropped)\n"
             "  -l, --log-level L   error, warn, info or debug (overrides the config)\n"
             "  -V, --version       print the version and exit\n"
+            "\n"
+            "  switchyard traces [--memcached HOST:PORT] [--prefix P] [--limit N] [show START_MS]\n"
+            "                      list recent request traces stored by the memcache_traces sink\n"
             "  -h, --help          print this help and exit\n");
 }
 
@@ -292,6 +296,9 @@ static void reload(const char *file, const char *lua_dir, const char *plugin_dir
 
 int main(int argc, char **argv)
 {
+    if (argc > 1 && strcmp(argv[1], "traces") == 0)
+        return sy_traces_main(argc - 1, argv + 1);
+
     const char *config_file = NULL, *check_file = NULL, *level = NULL;
     int dry = 0;
     for (int i = 1; i < argc; i++) {
