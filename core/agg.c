@@ -24,10 +24,12 @@
 #include <time.h>
 
 #include <arpa/inet.h>
+#include <stdarg.h>
 #include <sys/socket.h>
 
 #include "hash.h"
 #include "log.h"
+#include "numfmt.h"
 #include "parse.h"
 
 /* Sets hold 64-bit hashes of their members: exact for every practical
@@ -39,7 +41,9 @@ typedef struct sy_hset {
 
 #define ALIAS 4        /* alias entries use type + ALIAS */
 #define F_KEEP 1       /* never deleted, only reset (statsd's own counters) */
-#define F_RETIRE 2     /* renamed since a reload: flushed once more, then deleted */
+#define F_RETIRE 2     /* rerouted since a reload: flushed once more, then deleted */
+#define F_OWN 4        /* its route is its own key's decision (not only a rename target) */
+#define F_TOUCHED 8    /* seen since the last flush (routing cache entries expire) */
 
 typedef struct sy_entry {
     struct sy_entry *next_dead;
@@ -105,6 +109,7 @@ struct sy_agg {
     sy_raw_batch *raw;
     tok_entry **toks;        /* token cache: chained hash, TOK_BUCKETS */
     size_t ntoks;
+    sy_entry *deleted;       /* deleted by the admin: freed with the next snapshot */
     const sy_origin *origin; /* of the record being fed */
     char sender[INET6_ADDRSTRLEN];
     int sender_ready;
@@ -203,6 +208,7 @@ static sy_entry *entry_new(sy_agg *a, uint64_t h, int type, const char *key, siz
     e->type = (uint8_t)type;
     e->key_len = (uint16_t)len;
     e->ttl = -1;
+    e->flags = F_OWN;
     memcpy(e->key, key, len);
     e->key[len] = '\0';
     /* statsd's deleteCounters spares any counter whose name contains one of
@@ -240,10 +246,13 @@ static void entry_free(sy_entry *e)
 
 /* Find or create; NULL when the key limit (or memory) says no.  statsd's
  * own keys (internal) are exempt from the limit. */
+static sy_entry *find_entry(sy_agg *a, uint64_t h, int type, const char *key, size_t len,
+                            int own, uint64_t sinks);
+
 static sy_entry *lookup_in(sy_agg *a, int type, const char *key, size_t len, int internal)
 {
     uint64_t h = type_hash(sy_hash(key, len, a->seed), type);
-    sy_entry *e = table_find(a, h, type, key, len);
+    sy_entry *e = find_entry(a, h, type, key, len, 1, 0);
     if (e)
         return e;
     if (!internal && a->o.max_keys && a->n >= a->o.max_keys) {
@@ -316,6 +325,11 @@ void sy_agg_free(sy_agg *a)
     free(a->prefix_stats);
     free(a->routes);
     sy_raw_batch_free(a->raw);
+    while (a->deleted) {
+        sy_entry *e = a->deleted;
+        a->deleted = e->next_dead;
+        entry_free(e);
+    }
     if (a->toks) {
         for (size_t i = 0; i < TOK_BUCKETS; i++) {
             tok_entry *t = a->toks[i];
@@ -565,6 +579,61 @@ static sy_entry *alias_new(sy_agg *a, uint64_t h, int type, const char *ak, size
     return e;
 }
 
+static uint64_t route_sinks(const sy_agg *a, uint32_t idx)
+{
+    const route_info *ri = &a->routes[idx < a->nroutes ? idx : 0];
+    return ri->drop ? 0 : ri->sinks;
+}
+
+/* An aggregate's identity is (type, name, sinks): samples that reach a name
+ * by different routes merge when they go to the same sinks, and stay apart
+ * when they do not (one key routed per sender to different sinks). */
+static sy_entry *find_entry(sy_agg *a, uint64_t h, int type, const char *key, size_t len,
+                            int own, uint64_t sinks)
+{
+    size_t mask = a->cap - 1;
+    for (size_t i = h & mask;; i = (i + 1) & mask) {
+        sy_entry *e = a->slots[i].e;
+        if (!e)
+            return NULL;
+        if (a->slots[i].hash != h || e->type != type || e->key_len != len ||
+            memcmp(e->key, key, len) != 0 || (e->flags & F_RETIRE))
+            continue;
+        if (own ? (e->flags & F_OWN) != 0 : route_sinks(a, e->route) == sinks)
+            return e;
+    }
+}
+
+/* The aggregate for (type, name) going to the sinks of decision idx. */
+static sy_entry *target(sy_agg *a, int type, const char *key, size_t len, uint32_t idx, int own)
+{
+    uint64_t h = type_hash(sy_hash(key, len, a->seed), type);
+    uint64_t sinks = route_sinks(a, idx);
+    sy_entry *t = find_entry(a, h, type, key, len, 0, sinks);
+    if (!t) {
+        if (a->o.max_keys && a->n >= a->o.max_keys) {
+            atomic_fetch_add_explicit(&a->st.keys_rejected, 1, memory_order_relaxed);
+            sy_log_limited(&rl_keys, SY_WARN, "key limit (%zu) reached: new keys are dropped",
+                           a->o.max_keys);
+            return NULL;
+        }
+        t = entry_new(a, h, type, key, len);
+        if (!t)
+            return NULL;
+        t->flags &= (uint8_t)~F_OWN;
+        t->route = idx;
+        t->epoch = a->epoch;
+    } else if (t->epoch != a->epoch) {
+        t->route = idx; /* same sinks; the newest decision's rate and raw */
+        t->epoch = a->epoch;
+    }
+    if (own && !(t->flags & F_OWN)) {
+        t->flags |= F_OWN;
+        t->route = idx;
+    }
+    return t;
+}
+
 /*
  * Where a sample of (type, key) goes: the aggregate entry (NULL when it is
  * not aggregated or the key limit refused it), the decision, and the final
@@ -580,24 +649,29 @@ static sy_entry *resolve(sy_agg *a, int type, const char *key, size_t klen, uint
     *flen = klen;
     if (!a->uses_origin) {
         uint64_t h = type_hash(sy_hash(key, klen, a->seed), type);
-        sy_entry *e = table_find(a, h, type, key, klen);
-        if (e && !(e->flags & F_RETIRE)) {
-            if (e->epoch != a->epoch) {
-                idx = decide(a, type, key, klen, &r);
-                decided = 1;
-                if (r.renamed && (e->flags & F_KEEP))
-                    r.renamed = 0; /* statsd's own counters keep their names */
-                if (r.renamed)
-                    e->flags |= F_RETIRE; /* flushed once more, then deleted */
-                else {
-                    e->route = idx;
-                    e->epoch = a->epoch;
-                }
+        sy_entry *e = find_entry(a, h, type, key, klen, 1, 0);
+        if (e && e->epoch != a->epoch) {
+            idx = decide(a, type, key, klen, &r);
+            decided = 1;
+            if (r.renamed && (e->flags & F_KEEP))
+                r.renamed = 0; /* statsd's own counters keep their names */
+            if (!r.renamed && route_sinks(a, idx) == route_sinks(a, e->route)) {
+                e->route = idx;
+                e->epoch = a->epoch;
+            } else if (e->flags & F_KEEP) {
+                e->route = idx; /* never retired: it is held by pointer */
+                e->epoch = a->epoch;
+            } else {
+                /* Renamed or sent elsewhere now: flushed once more where it
+                 * went before, then deleted. */
+                e->flags |= F_RETIRE;
+                e = NULL;
             }
-            if (!(e->flags & F_RETIRE)) {
-                *route = e->route;
-                return e;
-            }
+        }
+        if (e) {
+            e->flags |= F_TOUCHED;
+            *route = e->route;
+            return route_sinks(a, e->route) ? e : NULL;
         }
     }
     char ak[SY_KEY_MAX + 32];
@@ -613,14 +687,11 @@ static sy_entry *resolve(sy_agg *a, int type, const char *key, size_t klen, uint
         if (!decided)
             idx = decide(a, type, key, klen, &r);
         if (!a->uses_origin && !r.renamed) {
-            sy_entry *e = lookup(a, type, key, klen);
-            if (e) {
-                e->route = idx;
-                e->epoch = a->epoch;
-                e->flags &= (uint8_t)~F_RETIRE;
-            }
+            sy_entry *e = target(a, type, key, klen, idx, 1);
+            if (e)
+                e->flags |= F_TOUCHED;
             *route = idx;
-            return e;
+            return route_sinks(a, idx) ? e : NULL;
         }
         al = alias_new(a, ah, type, ak, aklen, r.renamed ? r.key : key,
                        r.renamed ? r.key_len : klen, idx);
@@ -629,17 +700,13 @@ static sy_entry *resolve(sy_agg *a, int type, const char *key, size_t klen, uint
             return NULL;
         }
     }
+    al->flags |= F_TOUCHED;
     *route = al->route;
     *fname = al->key + al->key_len + 1;
     *flen = al->u.target_len;
-    if (a->routes[al->route].sinks == 0)
+    if (!route_sinks(a, al->route))
         return NULL;
-    sy_entry *t = lookup(a, type, *fname, *flen);
-    if (t && (t->epoch != a->epoch || t->route != al->route)) {
-        t->route = al->route; /* a renamed target takes its aliases' route */
-        t->epoch = a->epoch;
-    }
-    return t;
+    return target(a, type, *fname, *flen, al->route, 0);
 }
 
 static void raw_append(sy_agg *a, const char *name, size_t nlen, const sy_sample *s, uint64_t mask)
@@ -898,6 +965,10 @@ void sy_agg_line(sy_agg *a, const char *line, size_t len, const sy_origin *origi
 
 void sy_agg_feed(sy_agg *a, const char *buf, size_t len, const sy_origin *origin)
 {
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME_COARSE, &now);
+    atomic_store_explicit(&a->st.last_msg_ms, (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000,
+                          memory_order_relaxed);
     a->origin = origin;
     a->sender_ready = 0;
     a->e_packets->u.value += 1;
@@ -988,9 +1059,20 @@ sy_snapshot *sy_agg_snapshot(sy_agg *a, int64_t ts)
 
     for (size_t i = 0; i < a->cap; i++) {
         sy_entry *e = a->slots[i].e;
-        if (!e || e->type >= ALIAS)
+        if (!e)
             continue;
+        if (e->type >= ALIAS) {
+            /* A routing cache entry lives while its key is in use. */
+            if (!(e->flags & F_TOUCHED) || e->epoch != a->epoch) {
+                e->next_dead = s->dead;
+                s->dead = e;
+            }
+            e->flags &= (uint8_t)~F_TOUCHED;
+            continue;
+        }
         uint64_t sinks = a->all_sinks;
+        if (!a->router && !(e->flags & (F_OWN | F_KEEP)))
+            e->flags |= F_RETIRE; /* a rename target left by removed routing */
         if (a->router) {
             if (e->epoch != a->epoch && !(e->flags & F_RETIRE)) {
                 /* Not seen since a reload: decide now, by its name alone. */
@@ -1001,7 +1083,7 @@ sy_snapshot *sy_agg_snapshot(sy_agg *a, int64_t ts)
                 if (r.renamed && !(e->flags & F_KEEP))
                     e->flags |= F_RETIRE;
                 else {
-                    e->route = idx;
+                    e->route = idx; /* flushed where its name goes now */
                     e->epoch = a->epoch;
                 }
             }
@@ -1009,14 +1091,21 @@ sy_snapshot *sy_agg_snapshot(sy_agg *a, int64_t ts)
             sinks = ri->drop ? 0 : ri->sinks;
         }
         if (sinks == 0 && !(e->flags & F_RETIRE)) {
-            /* dropped or pass-through only: a routing cache entry */
+            /* Dropped or pass-through only: a routing cache entry, which
+             * expires after an interval without samples. */
             if (e->type == SY_T_TIMER && e->u.timer) {
                 free(e->u.timer->v);
                 free(e->u.timer);
                 e->u.timer = NULL;
             }
+            if (!(e->flags & (F_TOUCHED | F_KEEP))) {
+                e->next_dead = s->dead;
+                s->dead = e;
+            }
+            e->flags &= (uint8_t)~F_TOUCHED;
             continue;
         }
+        e->flags &= (uint8_t)~F_TOUCHED;
         sy_snap_item *it = &s->items[s->n++];
         it->sinks = sinks;
         it->key = e->key;
@@ -1035,11 +1124,19 @@ sy_snapshot *sy_agg_snapshot(sy_agg *a, int64_t ts)
             s->dead = e;
         }
     }
+    /* Entries the admin deleted may still be named by the snapshot in
+     * flight on the output thread: they are freed with this one. */
     /* Unlink after the walk: backward shifts would disturb it. */
     for (sy_entry *e = s->dead; e; e = e->next_dead) {
         table_remove(a, e);
         if (e == a->e_lag)
             a->e_lag = NULL;
+    }
+    while (a->deleted) {
+        sy_entry *e = a->deleted;
+        a->deleted = e->next_dead;
+        e->next_dead = s->dead;
+        s->dead = e;
     }
     atomic_store_explicit(&a->st.keys, a->n, memory_order_relaxed);
     return s;
@@ -1064,4 +1161,196 @@ void sy_snapshot_free(sy_snapshot *s)
     }
     free(s->items);
     free(s);
+}
+
+/* ---- admin ---------------------------------------------------------- */
+
+void sy_buf_printf(sy_buf *b, const char *fmt, ...)
+{
+    va_list ap;
+    for (;;) {
+        size_t room = b->cap - b->len;
+        va_start(ap, fmt);
+        int n = vsnprintf(b->p ? b->p + b->len : NULL, b->p ? room : 0, fmt, ap);
+        va_end(ap);
+        if (n < 0)
+            return;
+        if (b->p && (size_t)n < room) {
+            b->len += (size_t)n;
+            return;
+        }
+        size_t ncap = b->cap ? b->cap * 2 : 4096;
+        while (ncap < b->len + (size_t)n + 1)
+            ncap *= 2;
+        char *np = realloc(b->p, ncap);
+        if (!np)
+            return;
+        b->p = np;
+        b->cap = ncap;
+    }
+}
+
+void sy_buf_free(sy_buf *b)
+{
+    free(b->p);
+    b->p = NULL;
+    b->len = b->cap = 0;
+}
+
+/* A key as util.inspect writes an object key: bare when it is an
+ * identifier, else single-quoted. */
+static void inspect_key(sy_buf *out, const sy_entry *e)
+{
+    int ident = e->key_len > 0 && !(e->key[0] >= '0' && e->key[0] <= '9');
+    for (size_t i = 0; i < e->key_len && ident; i++) {
+        char c = e->key[i];
+        ident = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                c == '_' || c == '$';
+    }
+    if (ident) {
+        sy_buf_printf(out, "%s", e->key);
+        return;
+    }
+    sy_buf_printf(out, "'");
+    for (size_t i = 0; i < e->key_len; i++) {
+        char c = e->key[i];
+        if (c == '\'' || c == '\\')
+            sy_buf_printf(out, "\\%c", c);
+        else if ((unsigned char)c < 32)
+            sy_buf_printf(out, "\\x%02x", (unsigned char)c);
+        else
+            sy_buf_printf(out, "%c", c);
+    }
+    sy_buf_printf(out, "'");
+}
+
+static void inspect_number(sy_buf *out, double v)
+{
+    char num[SY_FMT_DOUBLE_MAX];
+    sy_fmt_double(v, num);
+    sy_buf_printf(out, "%s", num);
+}
+
+void sy_agg_dump(sy_agg *a, int type, sy_buf *out)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < a->cap; i++)
+        if (a->slots[i].e && a->slots[i].e->type == type)
+            n++;
+    if (n == 0) {
+        sy_buf_printf(out, "{}\n");
+        return;
+    }
+    sy_buf_printf(out, "{\n");
+    size_t k = 0;
+    for (size_t i = 0; i < a->cap; i++) {
+        sy_entry *e = a->slots[i].e;
+        if (!e || e->type != type)
+            continue;
+        sy_buf_printf(out, "  ");
+        inspect_key(out, e);
+        sy_buf_printf(out, ": ");
+        if (type == SY_T_TIMER) {
+            sy_timer_data *t = e->u.timer;
+            sy_buf_printf(out, "[");
+            for (uint32_t j = 0; t && j < t->n; j++) {
+                sy_buf_printf(out, "%s", j ? ", " : " ");
+                inspect_number(out, t->v[j]);
+            }
+            sy_buf_printf(out, (t && t->n) ? " ]" : "]");
+        } else {
+            inspect_number(out, e->u.value);
+        }
+        sy_buf_printf(out, "%s\n", ++k < n ? "," : "");
+    }
+    sy_buf_printf(out, "}\n");
+}
+
+static void admin_delete_entry(sy_agg *a, sy_entry *e)
+{
+    table_remove(a, e);
+    if (e == a->e_lag)
+        a->e_lag = NULL;
+    e->next_dead = a->deleted;
+    a->deleted = e;
+    atomic_store_explicit(&a->st.keys, a->n, memory_order_relaxed);
+}
+
+void sy_agg_delete(sy_agg *a, int type, char **names, size_t n, sy_buf *out)
+{
+    for (size_t r = 0; r < n; r++) {
+        const char *req = names[r];
+        size_t rl = strlen(req);
+        int folder = rl >= 2 && strcmp(req + rl - 2, ".*") == 0;
+        size_t plen = folder ? rl - 1 : rl; /* "a.*" matches names starting "a." */
+        int found = 0;
+        /* Collect first: deleting shifts the table under the walk. */
+        sy_entry **hits = NULL;
+        size_t nh = 0, ch = 0;
+        for (size_t i = 0; i < a->cap; i++) {
+            sy_entry *e = a->slots[i].e;
+            if (!e || e->type != type || (e->flags & F_KEEP))
+                continue;
+            int match = (e->key_len == rl && memcmp(e->key, req, rl) == 0) ||
+                        (folder && e->key_len >= plen && memcmp(e->key, req, plen) == 0);
+            if (!match)
+                continue;
+            if (nh == ch) {
+                ch = ch ? ch * 2 : 16;
+                sy_entry **nhits = realloc(hits, ch * sizeof *nhits);
+                if (!nhits)
+                    break;
+                hits = nhits;
+            }
+            hits[nh++] = e;
+        }
+        for (size_t i = 0; i < nh; i++) {
+            sy_buf_printf(out, "deleted: %s\n", hits[i]->key);
+            admin_delete_entry(a, hits[i]);
+            found = 1;
+        }
+        free(hits);
+        if (!found)
+            sy_buf_printf(out, "metric %s not found\n", req);
+    }
+    sy_buf_printf(out, "END\n\n");
+}
+
+void sy_agg_keys(sy_agg *a, const char *prefix, size_t limit, sy_buf *out)
+{
+    static const char *const names[] = { "counters", "timers", "gauges", "sets" };
+    if (!prefix || !*prefix) {
+        size_t count[4] = { 0 }, aliases = 0;
+        for (size_t i = 0; i < a->cap; i++) {
+            sy_entry *e = a->slots[i].e;
+            if (!e)
+                continue;
+            if (e->type >= ALIAS)
+                aliases++;
+            else
+                count[e->type]++;
+        }
+        for (int t = 0; t < 4; t++)
+            sy_buf_printf(out, "%s: %zu\n", names[t], count[t]);
+        sy_buf_printf(out, "route_aliases: %zu\ntotal: %zu\n", aliases, a->n);
+        if (a->o.max_keys)
+            sy_buf_printf(out, "limit: %zu\n", a->o.max_keys);
+        sy_buf_printf(out, "END\n\n");
+        return;
+    }
+    size_t pl = strlen(prefix), shown = 0, more = 0;
+    for (size_t i = 0; i < a->cap; i++) {
+        sy_entry *e = a->slots[i].e;
+        if (!e || e->type >= ALIAS || e->key_len < pl || memcmp(e->key, prefix, pl) != 0)
+            continue;
+        if (shown < limit) {
+            sy_buf_printf(out, "%s %s\n", names[e->type], e->key);
+            shown++;
+        } else {
+            more++;
+        }
+    }
+    if (more)
+        sy_buf_printf(out, "(%zu more)\n", more);
+    sy_buf_printf(out, "END\n\n");
 }

@@ -75,6 +75,7 @@ typedef struct sy_agg_stats {
     _Atomic uint64_t passed_through; /* raw samples handed to pass-through sinks */
     _Atomic uint64_t raw_dropped;    /* raw samples lost: buffer full */
     _Atomic uint64_t route_errors;   /* decisions that failed (default route used) */
+    _Atomic int64_t last_msg_ms;     /* wall clock of the last line seen */
 } sy_agg_stats;
 
 /* What the aggregator needs to know of a listener. */
@@ -132,5 +133,25 @@ sy_snapshot *sy_agg_snapshot(sy_agg *a, int64_t ts);
 void sy_snapshot_free(sy_snapshot *s);
 
 size_t sy_agg_key_count(const sy_agg *a);
+
+/*
+ * For the admin interface (called on the aggregator's thread).  A growing
+ * text buffer; the functions append to it.
+ */
+typedef struct sy_buf {
+    char *p;
+    size_t len, cap;
+} sy_buf;
+void sy_buf_printf(sy_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void sy_buf_free(sy_buf *b);
+
+/* statsd's `counters`, `timers`, `gauges`: the current interval's values in
+ * node's util.inspect notation. */
+void sy_agg_dump(sy_agg *a, int type, sy_buf *out);
+/* statsd's `delcounters` etc.: each name, or a "folder.*", is deleted;
+ * "deleted: NAME" or "metric NAME not found" per request, then END. */
+void sy_agg_delete(sy_agg *a, int type, char **names, size_t n, sy_buf *out);
+/* Key counts per type, or (with a prefix) the keys that start with it. */
+void sy_agg_keys(sy_agg *a, const char *prefix, size_t limit, sy_buf *out);
 
 #endif

@@ -21,6 +21,13 @@
 #define BATCH_MAX 2048
 #define NAMES_MIN_BYTES (256 * 1024)
 
+/* Cumulative sums need 2n doubles per timer; the flusher keeps one buffer
+ * for all its timers. */
+typedef struct scratch_buf {
+    double *p;
+    size_t cap;
+} scratch_buf;
+
 struct sy_flusher {
     const sy_flush_opts *o;
     /* namespaces, each empty or ending in '.' */
@@ -35,6 +42,7 @@ struct sy_flusher {
     size_t used;
     size_t names_cap;
     size_t name_max;  /* the longest name this config can produce */
+    scratch_buf scratch;
     sy_flush_emit_fn emit;
     void *ctx;
     uint64_t sinks;   /* of the batch being filled */
@@ -132,6 +140,7 @@ void sy_flusher_free(sy_flusher *f)
     free(f->numstats_name);
     free(f->suffix);
     free(f->names);
+    free(f->scratch.p);
     free(f);
 }
 
@@ -294,11 +303,19 @@ static int timer_stat_wanted(const sy_flush_opts *o, const char *stat)
     return 0;
 }
 
-static __thread double *scratch;
-static __thread size_t scratch_cap;
+static void timer_stats(const sy_flush_opts *o, const char *key, sy_timer_data *t,
+                        sy_timer_stat_fn out, void *ctx, scratch_buf *sb);
 
 void sy_timer_stats(const sy_flush_opts *o, const char *key, sy_timer_data *t,
                     sy_timer_stat_fn out, void *ctx)
+{
+    scratch_buf sb = { 0 };
+    timer_stats(o, key, t, out, ctx, &sb);
+    free(sb.p);
+}
+
+static void timer_stats(const sy_flush_opts *o, const char *key, sy_timer_data *t,
+                        sy_timer_stat_fn out, void *ctx, scratch_buf *sb)
 {
     double fi = o->flush_interval_ms / 1000.0;
     char name[160];
@@ -314,16 +331,16 @@ void sy_timer_stats(const sy_flush_opts *o, const char *key, sy_timer_data *t,
     double *v = t->v;
     size_t count = t->n;
     qsort(v, count, sizeof *v, cmp_double);
-    if (scratch_cap < count * 2) {
-        free(scratch);
-        scratch_cap = count * 2 > 1024 ? count * 2 : 1024;
-        scratch = malloc(scratch_cap * sizeof *scratch);
-        if (!scratch) {
-            scratch_cap = 0;
+    if (sb->cap < count * 2) {
+        free(sb->p);
+        sb->cap = count * 2 > 1024 ? count * 2 : 1024;
+        sb->p = malloc(sb->cap * sizeof *sb->p);
+        if (!sb->p) {
+            sb->cap = 0;
             return;
         }
     }
-    double *cum = scratch, *cumsq = scratch + count;
+    double *cum = sb->p, *cumsq = sb->p + count;
     double min = v[0], max = v[count - 1];
     cum[0] = min;
     cumsq[0] = min * min;
@@ -483,7 +500,7 @@ void sy_flusher_run(sy_flusher *f, const sy_snapshot *s, const sy_extra_metric *
             continue;
         route_to(f, it->sinks);
         struct timer_ctx tc = { f, it };
-        sy_timer_stats(o, it->key, it->timer, timer_out, &tc);
+        timer_stats(o, it->key, it->timer, timer_out, &tc, &f->scratch);
     }
     res->processing_ms = (double)((mono_ns() - tp) / 1000000);
     for (size_t i = 0; i < s->n; i++) {

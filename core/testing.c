@@ -37,8 +37,8 @@ struct sy_test {
     size_t nres, capres;
     raw_rec *raw;
     size_t nraw, capraw;
-    sy_raw_batch *pending_raw[1024];
-    size_t npending;
+    sy_raw_batch **pending_raw;  /* one per fed packet that had raw samples */
+    size_t npending, cap_pending;
 };
 
 sy_test *sy_test_new(const char *file, const char *lua_dir, char *err, size_t errlen)
@@ -99,6 +99,7 @@ void sy_test_free(sy_test *t)
     free(t->raw);
     for (size_t i = 0; i < t->npending; i++)
         sy_raw_batch_free(t->pending_raw[i]);
+    free(t->pending_raw);
     sy_agg_free(t->agg);
     sy_flusher_free(t->flusher);
     sy_router_free(t->router);
@@ -112,9 +113,15 @@ static void keep_raw(sy_test *t)
     sy_raw_batch *b = sy_agg_take_raw(t->agg);
     if (!b)
         return;
-    if (t->npending == sizeof t->pending_raw / sizeof *t->pending_raw) {
-        sy_raw_batch_free(b);
-        return;
+    if (t->npending == t->cap_pending) {
+        size_t ncap = t->cap_pending ? t->cap_pending * 2 : 64;
+        sy_raw_batch **np = realloc(t->pending_raw, ncap * sizeof *np);
+        if (!np) {
+            sy_raw_batch_free(b);
+            return;
+        }
+        t->pending_raw = np;
+        t->cap_pending = ncap;
     }
     t->pending_raw[t->npending++] = b;
 }

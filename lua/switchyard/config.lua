@@ -377,7 +377,9 @@ local function run_checks(c, checks, decide, order)
       c:fail(p, "entry " .. i .. " must be { \"key\", to = {...} | drop = true | name = \"...\" }")
     end
     local key = chk[1]
-    local ok, drop, sinks, raw, newkey = pcall(decide, key, chk.type or "c", chk.listener or "", chk.sender or "")
+    local mtype = route.type_name(chk.type or "c")
+    if not mtype then c:fail(p, "entry " .. i .. ": unknown metric type '" .. tostring(chk.type) .. "'") end
+    local ok, drop, sinks, raw, newkey = pcall(decide, key, mtype, chk.listener or "", chk.sender or "")
     if not ok then c:fail(p, "entry " .. i .. " ('" .. key .. "'): " .. tostring(drop)) end
     local function bad(msg) c:fail(p, "entry " .. i .. " ('" .. key .. "'): " .. msg) end
     if chk.drop ~= nil and (drop ~= nil) ~= (chk.drop and true or false) then

@@ -128,6 +128,9 @@ end
 
 local type_names = { c = "c", counter = "c", g = "g", gauge = "g", ms = "ms", timer = "ms",
                      h = "ms", d = "ms", s = "s", set = "s" }
+
+-- The type name rules see ("c", "g", "ms", "s") for any accepted spelling.
+function M.type_name(t) return type_names[t] end
 function conds.type(t)
   local want = type_names[t]
   if not want then error("unknown metric type '" .. tostring(t) .. "'", 3) end
@@ -184,6 +187,30 @@ function Rule:rename(x)
   self.new_name = x
   return self
 end
+
+-- How many captures a Lua pattern has (escapes and sets skipped).
+local function count_captures(pat)
+  local n, i = 0, 1
+  while i <= #pat do
+    local c = pat:sub(i, i)
+    if c == "%" then
+      i = i + 1
+    elseif c == "[" then
+      i = i + 1
+      if pat:sub(i, i) == "^" then i = i + 1 end
+      if pat:sub(i, i) == "]" then i = i + 1 end
+      while i <= #pat and pat:sub(i, i) ~= "]" do
+        if pat:sub(i, i) == "%" then i = i + 1 end
+        i = i + 1
+      end
+    elseif c == "(" and pat:sub(i + 1, i + 1) ~= ")" then
+      n = n + 1
+    end
+    i = i + 1
+  end
+  return n
+end
+M.count_captures = count_captures
 function Rule:addprefix(p)
   assert(type(p) == "string", "addprefix needs a string")
   self.name_prefix = p
@@ -240,6 +267,15 @@ function M.compile(rules, sink_bits, where)
       error(string.format("%s[%d]: a rule needs :to(...), :passthrough(...) or :drop()", where, i), 0)
     end
     uses_origin = uses_origin or r.uses_origin or false
+    if type(r.new_name) == "string" then
+      local have = r.pattern and count_captures(r.pattern) or 0
+      for d in r.new_name:gmatch("%%(%d)") do
+        if tonumber(d) > have and not (tonumber(d) == 0 and r.pattern) then
+          error(string.format("%s[%d]: rename uses %%%s but the rule's pattern has %d capture%s",
+                              where, i, d, have, have == 1 and "" or "s"), 0)
+        end
+      end
+    end
     local c = { conds = r.conds, pattern = r.pattern, dropped = r.dropped,
                 sinks = mask(r.sinks, i), raw = mask(r.raw, i), rate = r.rate or 1,
                 new_name = r.new_name, name_prefix = r.name_prefix }
