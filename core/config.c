@@ -234,6 +234,18 @@ static void read_config(lua_State *L, int t, sy_config *c)
     }
     lua_pop(L, 3);
 
+    c->mgmt_address = dup_field(L, t, "mgmt_address");
+    c->mgmt_port = (int)num_field(L, t, "mgmt_port", 0);
+    c->http_address = dup_field(L, t, "httpAddress");
+    char *health = dup_field(L, t, "healthStatus");
+    c->health_up = !health || strcmp(health, "down") != 0;
+    free(health);
+    lua_getfield(L, t, "traces");
+    if (lua_istable(L, -1)) {
+        c->traces_memcached = dup_field(L, -1, "memcached");
+        c->traces_prefix = dup_field(L, -1, "prefix");
+    }
+    lua_pop(L, 1);
     c->lua_memory_limit = (size_t)num_field(L, t, "luaMemoryLimit", 64 << 20);
     c->lua_timeout_ms = (uint32_t)num_field(L, t, "luaTimeout", 200);
     lua_getfield(L, t, "sampleSeed");
@@ -365,6 +377,10 @@ void sy_config_free(sy_config *c)
     free(f->global_suffix);
     free(f->prefix_stats);
     free(c->plugin_dir);
+    free(c->mgmt_address);
+    free(c->http_address);
+    free(c->traces_memcached);
+    free(c->traces_prefix);
     free(c->file);
     free(c);
 }

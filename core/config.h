@@ -54,6 +54,14 @@ typedef struct sy_config {
     uint32_t lua_timeout_ms;
     int has_sample_seed;
     uint64_t sample_seed;
+
+    /* admin */
+    char *mgmt_address;    /* statsd's management console */
+    int mgmt_port;         /* 0: off */
+    char *http_address;    /* HOST:PORT for /health, /metrics, /traces; NULL: off */
+    int health_up;
+    char *traces_memcached;
+    char *traces_prefix;
 } sy_config;
 
 /* Load `file` (NULL: the built-in default) with the Lua library in

@@ -17,6 +17,14 @@
 #define RAW_SHIP_MS 50
 #define RAW_SHIP_COUNT 4096
 
+typedef struct query {
+    int what, type;
+    char **args;
+    size_t nargs;
+    sy_buf *out;
+    int done;
+} query;
+
 struct sy_engine {
     sy_agg *agg;
     sy_router *router;
@@ -35,6 +43,10 @@ struct sy_engine {
     sy_config *pending; /* a reload waiting to be applied */
     atomic_int has_pending;
     _Atomic uint64_t reloads;
+    pthread_cond_t answered;
+    query *q;              /* an admin question waiting for an answer */
+    atomic_int has_query;
+    _Atomic uint64_t lua_memory;
     uint64_t raw_shipped_ms;
 };
 
@@ -77,6 +89,7 @@ sy_engine *sy_engine_new(sy_config *c, sy_ring **rings, size_t nrings, sy_listen
     if (!e)
         return NULL;
     pthread_mutex_init(&e->lock, NULL);
+    pthread_cond_init(&e->answered, NULL);
     e->agg = sy_agg_new(&c->agg);
     e->linfo = calloc(nlisteners ? nlisteners : 1, sizeof *e->linfo);
     if (!e->agg || !e->linfo) {
@@ -100,6 +113,7 @@ sy_engine *sy_engine_new(sy_config *c, sy_ring **rings, size_t nrings, sy_listen
 const sy_agg_stats *sy_engine_stats(const sy_engine *e) { return sy_agg_get_stats(e->agg); }
 uint64_t sy_engine_reloads(const sy_engine *e) { return atomic_load(&e->reloads); }
 sy_listen_info *sy_engine_listen_info(sy_engine *e) { return e->linfo; }
+uint64_t sy_engine_lua_memory(const sy_engine *e) { return atomic_load(&e->lua_memory); }
 
 /* Feed up to `budget` records from each ring; returns how many were fed. */
 static size_t drain(sy_engine *e, size_t budget)
@@ -135,6 +149,7 @@ static int64_t flush_ts(uint64_t ms) { return (int64_t)((ms + 500) / 1000); }
 static void flush(sy_engine *e, uint64_t now, int final)
 {
     ship_raw(e, now, 1);
+    atomic_store(&e->lua_memory, e->router ? atomic_load(&sy_router_get_stats(e->router)->memory_bytes) : 0);
     sy_snapshot *s = sy_agg_snapshot(e->agg, flush_ts(now));
     if (!s) {
         sy_log(SY_ERR, "out of memory taking a flush snapshot; values kept for the next one");
@@ -167,12 +182,66 @@ static void apply_reload(sy_engine *e)
     sy_output_submit_config(e->out, c);
 }
 
+static void answer_query(sy_engine *e)
+{
+    pthread_mutex_lock(&e->lock);
+    query *q = e->q;
+    if (q) {
+        switch (q->what) {
+        case SY_QUERY_DUMP: sy_agg_dump(e->agg, q->type, q->out); break;
+        case SY_QUERY_DELETE: sy_agg_delete(e->agg, q->type, q->args, q->nargs, q->out); break;
+        default: sy_agg_keys(e->agg, q->nargs ? q->args[0] : NULL, 10000, q->out); break;
+        }
+        q->done = 1;
+        e->q = NULL;
+    }
+    atomic_store(&e->has_query, 0);
+    pthread_cond_broadcast(&e->answered);
+    pthread_mutex_unlock(&e->lock);
+}
+
+int sy_engine_query(sy_engine *e, int what, int type, char **args, size_t nargs, sy_buf *out,
+                    int timeout_ms)
+{
+    query q = { .what = what, .type = type, .args = args, .nargs = nargs, .out = out };
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += timeout_ms / 1000;
+    until.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+    if (until.tv_nsec >= 1000000000L) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&e->lock);
+    while (e->q) /* one question at a time */
+        if (pthread_cond_timedwait(&e->answered, &e->lock, &until) != 0)
+            break;
+    if (e->q) {
+        pthread_mutex_unlock(&e->lock);
+        return -1;
+    }
+    e->q = &q;
+    atomic_store(&e->has_query, 1);
+    uint64_t one = 1;
+    ssize_t rc = write(e->notify->fd, &one, sizeof one);
+    (void)rc;
+    while (!q.done)
+        if (pthread_cond_timedwait(&e->answered, &e->lock, &until) != 0)
+            break;
+    if (!q.done && e->q == &q)
+        e->q = NULL; /* withdrawn: it lives on this stack */
+    pthread_mutex_unlock(&e->lock);
+    return q.done ? 0 : -1;
+}
+
 static void *run(void *arg)
 {
     sy_engine *e = arg;
     uint64_t next = (wall_ms() / e->interval_ms + 1) * e->interval_ms;
     for (;;) {
         int finishing = atomic_load(&e->finishing);
+        if (atomic_load_explicit(&e->has_query, memory_order_relaxed))
+            answer_query(e);
         if (atomic_load_explicit(&e->has_pending, memory_order_relaxed)) {
             apply_reload(e);
             next = (wall_ms() / e->interval_ms + 1) * e->interval_ms;
@@ -253,6 +322,7 @@ void sy_engine_free(sy_engine *e)
     sy_router_free(e->router);
     sy_config_free(e->pending);
     free(e->linfo);
+    pthread_cond_destroy(&e->answered);
     pthread_mutex_destroy(&e->lock);
     free(e);
 }

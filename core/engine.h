@@ -43,6 +43,19 @@ void sy_engine_free(sy_engine *e);
 const sy_agg_stats *sy_engine_stats(const sy_engine *e);
 /* Reloads applied so far (read from any thread). */
 uint64_t sy_engine_reloads(const sy_engine *e);
+/*
+ * Ask the engine about its key table (the admin interface; any thread).
+ * The engine answers between two batches; the caller waits up to
+ * timeout_ms.  what: SY_QUERY_DUMP (type), SY_QUERY_DELETE (type, names),
+ * SY_QUERY_KEYS (args[0] = prefix or NULL).  0, or -1 on timeout.
+ */
+enum { SY_QUERY_DUMP = 1, SY_QUERY_DELETE = 2, SY_QUERY_KEYS = 3 };
+int sy_engine_query(sy_engine *e, int what, int type, char **args, size_t nargs, sy_buf *out,
+                    int timeout_ms);
+
+/* The routing script's heap, as of the last flush (any thread). */
+uint64_t sy_engine_lua_memory(const sy_engine *e);
+
 /* Per listener: auth flag and refused lines (read from any thread). */
 sy_listen_info *sy_engine_listen_info(sy_engine *e);
 

@@ -11,6 +11,7 @@
  * write it and drain the sinks (bounded by shutdownTimeout).
  */
 #include <errno.h>
+#include <pthread.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdio.h>
@@ -21,6 +22,7 @@
 
 #include <lua.h>
 
+#include "admin.h"
 #include "config.h"
 #include "engine.h"
 #include "listener.h"
@@ -273,25 +275,39 @@ static int dry_run(const char *file, const char *lua_dir)
     return 0;
 }
 
-/* SIGHUP: load and check the file beside the running config; only a
- * config that passes everything replaces it. */
-static void reload(const char *file, const char *lua_dir, const char *plugin_dir, sy_engine *engine)
+/* What a reload needs; SIGHUP and the admin console share it. */
+typedef struct reloader {
+    const char *file, *lua_dir, *plugin_dir;
+    sy_engine *engine;
+    pthread_mutex_t lock; /* one reload at a time */
+} reloader;
+
+/* Load and check the file beside the running config; only a config that
+ * passes everything replaces it.  1 on success, else 0 and why. */
+static int do_reload(void *ctx, char *why, size_t cap)
 {
+    reloader *r = ctx;
     char err[2048];
-    if (!file) {
-        sy_log(SY_WARN, "SIGHUP: running the built-in default config; nothing to reload");
-        return;
+    if (!r->file) {
+        snprintf(why, cap, "running the built-in default config: nothing to reload");
+        sy_log(SY_WARN, "reload: %s", why);
+        return 0;
     }
-    sy_log(SY_INFO, "SIGHUP: reloading %s", file);
-    sy_config *c = sy_config_load(file, lua_dir, err, sizeof err);
-    if (c && validate(c, file, plugin_dir, err, sizeof err) == 0) {
-        sy_engine_reload(engine, c);
+    pthread_mutex_lock(&r->lock);
+    sy_log(SY_INFO, "reloading %s", r->file);
+    sy_config *c = sy_config_load(r->file, r->lua_dir, err, sizeof err);
+    int ok = c && validate(c, r->file, r->plugin_dir, err, sizeof err) == 0;
+    if (ok) {
+        sy_engine_reload(r->engine, c);
         sy_status_reload_result(1, NULL);
-        return;
+    } else {
+        sy_config_free(c);
+        sy_status_reload_result(0, err);
+        sy_log(SY_ERR, "reload failed, still running the old config: %s", err);
+        snprintf(why, cap, "%s", err);
     }
-    sy_config_free(c);
-    sy_status_reload_result(0, err);
-    sy_log(SY_ERR, "reload failed, still running the old config: %s", err);
+    pthread_mutex_unlock(&r->lock);
+    return ok;
 }
 
 int main(int argc, char **argv)
@@ -348,7 +364,9 @@ int main(int argc, char **argv)
     sy_readers *readers = NULL;
     sy_engine *engine = NULL;
     sy_output *output = NULL;
+    sy_admin *admin = NULL;
     sy_notify notify = { .fd = -1 };
+    reloader rl = { .file = config_file, .lua_dir = lua_dir, .lock = PTHREAD_MUTEX_INITIALIZER };
     size_t nopen = 0;
 
     sy_config *c = sy_config_load(config_file, lua_dir, err, sizeof err);
@@ -399,6 +417,16 @@ int main(int argc, char **argv)
     }
     for (size_t i = 0; i < nopen; i++)
         sy_log(SY_INFO, "listening on %s", listeners[i].name);
+    rl.plugin_dir = c->plugin_dir ? c->plugin_dir : plugin_dir;
+    rl.engine = engine;
+    sy_admin_deps ad = { .conf = c, .engine = engine, .output = output, .listeners = listeners,
+                         .nlisteners = nopen, .rings = rings, .nrings = nrings,
+                         .reload = config_file ? do_reload : NULL, .reload_ctx = &rl };
+    admin = sy_admin_start(&ad, err, sizeof err);
+    if (!admin) {
+        sy_log(SY_ERR, "%s", err);
+        goto out;
+    }
 
     for (;;) {
         int sig;
@@ -408,7 +436,8 @@ int main(int argc, char **argv)
             /* Signals that arrive meanwhile wait in the mask: a burst of
              * SIGHUPs collapses into one pending signal, and the engine
              * keeps only the newest config it has not applied yet. */
-            reload(config_file, lua_dir, c->plugin_dir ? c->plugin_dir : plugin_dir, engine);
+            char why[2048];
+            do_reload(&rl, why, sizeof why);
             continue;
         }
         sy_log(SY_INFO, "%s: stopping; flushing everything received", strsignal(sig));
@@ -416,6 +445,8 @@ int main(int argc, char **argv)
     }
 
     /* Pipeline order: nothing accepted before the signal is lost. */
+    sy_admin_stop(admin);
+    admin = NULL;
     sy_readers_stop(readers);
     sy_engine_finish(engine);
     if (sy_output_join(output) < 0)
@@ -423,6 +454,7 @@ int main(int argc, char **argv)
     sy_log(SY_INFO, "stopped");
     rc = 0;
 out:
+    sy_admin_stop(admin);
     if (readers)
         sy_readers_stop(readers);
     if (engine)

@@ -58,6 +58,7 @@ struct sy_output {
     int drained_ok;
 
     pthread_mutex_t lock;
+    pthread_mutex_t sinks_lock; /* the admin reads sinks[] under it */
     pending *head, *tail;
     int done;
 
@@ -397,12 +398,14 @@ static void process_config(sy_output *o, sy_config *nc)
         else
             sy_log(SY_INFO, "reload: sink '%s' (re)opened", sc->name);
     }
+    pthread_mutex_lock(&o->sinks_lock);
     for (size_t j = 0; j < o->nsinks; j++)
         if (o->sinks[j])
             retire(o, o->sinks[j]);
     free(o->sinks);
     o->sinks = ns;
     o->nsinks = nc->nsinks;
+    pthread_mutex_unlock(&o->sinks_lock);
     sy_flusher_free(o->flusher);
     o->flusher = nf;
     o->conf = nc;
@@ -454,6 +457,7 @@ sy_output *sy_output_new(const sy_config *c, const char *plugin_dir, char *err, 
     o->wake_fd = -1;
     snprintf(o->plugin_dir, sizeof o->plugin_dir, "%s", plugin_dir);
     pthread_mutex_init(&o->lock, NULL);
+    pthread_mutex_init(&o->sinks_lock, NULL);
     o->base = event_base_new();
     o->flusher = sy_flusher_new(&c->flush);
     o->sinks = calloc(c->nsinks ? c->nsinks : 1, sizeof *o->sinks);
@@ -581,6 +585,19 @@ void sy_output_submit_config(sy_output *o, sy_config *c)
 
 uint64_t sy_output_sink_count(const sy_output *o) { return o->nsinks; }
 
+void sy_output_report_sinks(sy_output *o, sy_sink_report_fn fn, void *ctx)
+{
+    pthread_mutex_lock(&o->sinks_lock);
+    for (size_t i = 0; i < o->nsinks; i++) {
+        if (!o->sinks[i])
+            continue;
+        sy_sink_stats st;
+        sy_sink_stats_get(o->sinks[i], &st);
+        fn(ctx, sy_sink_name(o->sinks[i]), sy_sink_plugin_of(o->sinks[i])->name, &st);
+    }
+    pthread_mutex_unlock(&o->sinks_lock);
+}
+
 int sy_output_join(sy_output *o)
 {
     if (!o->started)
@@ -627,5 +644,6 @@ void sy_output_free(sy_output *o)
     free(o->order);
     free(o->extra);
     pthread_mutex_destroy(&o->lock);
+    pthread_mutex_destroy(&o->sinks_lock);
     free(o);
 }

@@ -35,8 +35,14 @@ void sy_output_submit_raw(sy_output *o, sy_raw_batch *b);
  * snapshots: sinks whose plugin and settings did not change keep their
  * connection and queue; others are drained and closed; new ones opened. */
 void sy_output_submit_config(sy_output *o, sy_config *c);
-/* Reload results, for logs and the admin interface. */
 uint64_t sy_output_sink_count(const sy_output *o);
+
+/* For the admin interface (any thread): call fn for each open sink with
+ * its name, plugin and statistics, while the sinks cannot change. */
+struct sy_sink_stats;
+typedef void (*sy_sink_report_fn)(void *ctx, const char *name, const char *plugin,
+                                  const struct sy_sink_stats *st);
+void sy_output_report_sinks(sy_output *o, sy_sink_report_fn fn, void *ctx);
 /* Waits for the thread to end; 0 when every sink was drained. */
 int sy_output_join(sy_output *o);
 void sy_output_free(sy_output *o);

@@ -15,6 +15,8 @@ M.default_source = [[
 return {
   listen = { "udp://127.0.0.1:8125", "tcp://127.0.0.1:8125" },
   flushInterval = 10000,
+  mgmt_port = 8126,
+  httpAddress = "127.0.0.1:8127",
   sinks = { console = { plugin = "console" } },
 }
 ]]
@@ -30,6 +32,8 @@ local known = {
   logLevel = "string",
   routes = "list", route = "function", auth = "any", checks = "list",
   sampleSeed = "number", luaMemoryLimit = "number", luaTimeout = "number",
+  mgmt_address = "string", mgmt_port = "number", httpAddress = "string", healthStatus = "string",
+  traces = "table",
   -- statsd's own names, translated below
   graphiteHost = "string", graphitePort = "number", port = "number",
   address = "string", address_ipv6 = "boolean", servers = "list",
@@ -297,6 +301,25 @@ function M.normalize(t, file, source)
     c:fail("logLevel", "must be one of error, warn, info, debug")
   end
   out.sampleSeed = t.sampleSeed
+  -- statsd's management console: off unless a port is given (several
+  -- routers on one host would otherwise fight over 8126).
+  out.mgmt_address = default(t.mgmt_address, "127.0.0.1")
+  out.mgmt_port = t.mgmt_port
+  if out.mgmt_port ~= nil then c:positive_int("mgmt_port", out.mgmt_port, true) end
+  out.httpAddress = t.httpAddress
+  if out.httpAddress ~= nil and not out.httpAddress:match("^[%w%.%-:%[%]]*:%d+$") then
+    c:fail("httpAddress", "must be HOST:PORT, e.g. \"127.0.0.1:8127\"")
+  end
+  out.healthStatus = default(t.healthStatus, "up")
+  if out.healthStatus ~= "up" and out.healthStatus ~= "down" then
+    c:fail("healthStatus", "must be \"up\" or \"down\"")
+  end
+  -- The /traces dashboard reads the memcached that a memcache_traces sink
+  -- writes to: traces = { memcached = "HOST:PORT", prefix = "..." }.
+  if t.traces ~= nil then
+    if type(t.traces.memcached) ~= "string" then c:fail("traces.memcached", "must be HOST:PORT") end
+    out.traces = { memcached = t.traces.memcached, prefix = t.traces.prefix }
+  end
   out.luaMemoryLimit = default(t.luaMemoryLimit, 64 * 1024 * 1024)
   c:positive_int("luaMemoryLimit", out.luaMemoryLimit)
   out.luaTimeout = default(t.luaTimeout, 200)

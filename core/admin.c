@@ -1,0 +1,583 @@
+/*
+ * admin.c - statsd's management console, switchyard's own commands, and
+ * the HTTP endpoint, on one libevent loop of their own.
+ *
+ * The console speaks statsd's line protocol and replies, so operator
+ * scripts written for statsd keep working: stats, counters, timers,
+ * gauges, delcounters, deltimers, delgauges, health [up|down], config,
+ * help, quit; plus reload, sinks, listeners and keys.
+ */
+#include "admin.h"
+
+#include <arpa/inet.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <event2/http.h>
+#include <event2/listener.h>
+#include <netdb.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "agg.h"
+#include "log.h"
+#include "numfmt.h"
+#include "sinkhost.h"
+#include "status.h"
+
+#define QUERY_TIMEOUT_MS 5000
+#define MAX_COMMAND 8192
+
+struct sy_admin {
+    sy_admin_deps d;
+    struct event_base *base;
+    struct evconnlistener *mgmt;
+    struct evhttp *http;
+    struct evhttp_bound_socket *http_sock;
+    struct event *stop_ev;
+    int stop_fd;            /* eventfd: another thread asks the loop to end */
+    pthread_t thread;
+    int started;
+    int mgmt_port, http_port;
+    atomic_int health_up;
+    time_t start;
+};
+
+static time_t now_s(void) { return time(NULL); }
+
+/* ---- console ------------------------------------------------------- */
+
+static void reply(struct bufferevent *bev, const char *s, size_t n)
+{
+    bufferevent_write(bev, s, n);
+}
+
+static void reply_buf(struct bufferevent *bev, sy_buf *b)
+{
+    if (b->len)
+        reply(bev, b->p, b->len);
+    sy_buf_free(b);
+}
+
+static void sink_stats_line(void *ctx, const char *name, const char *plugin, const sy_sink_stats *st)
+{
+    sy_buf *b = ctx;
+    sy_buf_printf(b, "%s.sent: %lld\n%s.dropped: %lld\n%s.queued: %lld\n%s.connected: %lld\n",
+                  name, (long long)st->sent, name, (long long)(st->dropped + st->metrics_dropped_by_host),
+                  name, (long long)st->queued, name, (long long)st->connected);
+    (void)plugin;
+}
+
+/* statsd's `stats`: uptime, its message counters, each backend's status. */
+static void cmd_stats(sy_admin *a, sy_buf *b)
+{
+    time_t now = now_s();
+    const sy_agg_stats *st = sy_engine_stats(a->d.engine);
+    int64_t last_ms = atomic_load(&st->last_msg_ms);
+    sy_buf_printf(b, "uptime: %lld\n", (long long)(now - a->start));
+    sy_buf_printf(b, "messages.last_msg_seen: %lld\n",
+                  (long long)(now - (last_ms ? (time_t)(last_ms / 1000) : a->start)));
+    sy_buf_printf(b, "messages.bad_lines_seen: %llu\n", (unsigned long long)atomic_load(&st->bad_lines));
+    sy_output_report_sinks(a->d.output, sink_stats_line, b);
+    sy_buf_printf(b, "END\n\n");
+}
+
+static void sink_table_line(void *ctx, const char *name, const char *plugin, const sy_sink_stats *st)
+{
+    sy_buf_printf(ctx, "%s plugin=%s state=%s queued=%lld queued_bytes=%lld sent=%lld dropped=%lld "
+                  "errors=%lld reconnects=%lld retry_held=%lld\n",
+                  name, plugin, st->connected ? "connected" : "disconnected", (long long)st->queued,
+                  (long long)st->queued_bytes, (long long)st->sent,
+                  (long long)(st->dropped + st->metrics_dropped_by_host),
+                  (long long)(st->errors + st->write_errors), (long long)st->reconnects,
+                  (long long)st->retry_held);
+}
+
+static void cmd_listeners(sy_admin *a, sy_buf *b)
+{
+    sy_listen_info *li = sy_engine_listen_info(a->d.engine);
+    for (size_t i = 0; i < a->d.nlisteners; i++) {
+        sy_listener_counters c;
+        sy_listener_counters_read(&a->d.listeners[i], &c);
+        sy_buf_printf(b, "%s received=%llu bytes=%llu dropped=%llu lines_too_long=%llu",
+                      a->d.listeners[i].name, (unsigned long long)c.received,
+                      (unsigned long long)c.bytes, (unsigned long long)c.dropped,
+                      (unsigned long long)c.lines_too_long);
+        if (sy_listener_is_stream(&a->d.listeners[i]))
+            sy_buf_printf(b, " connections_open=%llu connections_accepted=%llu "
+                          "connections_rejected=%llu idle_closed=%llu paused=%llu",
+                          (unsigned long long)c.connections_open,
+                          (unsigned long long)c.connections_accepted,
+                          (unsigned long long)c.connections_rejected,
+                          (unsigned long long)c.idle_closed, (unsigned long long)c.paused);
+        if (li && li[i].auth)
+            sy_buf_printf(b, " auth_rejected=%llu", (unsigned long long)atomic_load(&li[i].auth_rejected));
+        sy_buf_printf(b, "\n");
+    }
+    for (size_t i = 0; i < a->d.nrings; i++)
+        sy_buf_printf(b, "ring.%zu used=%zu capacity=%zu\n", i, sy_ring_used(a->d.rings[i]),
+                      sy_ring_capacity(a->d.rings[i]));
+    sy_buf_printf(b, "END\n\n");
+}
+
+/* statsd's helpers.writeConfig: "prop: value", "prop > sub: value". */
+static void cmd_config(sy_admin *a, sy_buf *b)
+{
+    const sy_config *c = a->d.conf;
+    char num[SY_FMT_DOUBLE_MAX];
+    sy_buf_printf(b, "\n");
+    sy_buf_printf(b, "configFile: %s\n", c->file ? c->file : "(built-in default)");
+    for (size_t i = 0; i < c->nlisten; i++)
+        sy_buf_printf(b, "listen > %zu: %s\n", i, c->listen[i].url);
+    sy_buf_printf(b, "flushInterval: %u\n", c->flush.flush_interval_ms);
+    for (size_t i = 0; i < c->flush.npct; i++) {
+        sy_fmt_double(c->flush.pct[i], num);
+        sy_buf_printf(b, "percentThreshold > %zu: %s\n", i, num);
+    }
+    sy_buf_printf(b, "deleteCounters: %s\ndeleteTimers: %s\ndeleteSets: %s\ndeleteGauges: %s\n",
+                  c->agg.delete_counters ? "true" : "false", c->agg.delete_timers ? "true" : "false",
+                  c->agg.delete_sets ? "true" : "false", c->agg.delete_gauges ? "true" : "false");
+    sy_buf_printf(b, "gaugesMaxTTL: %d\nflush_counts: %s\nprefixStats: %s\nkeyNameSanitize: %s\n",
+                  c->agg.gauges_max_ttl, c->flush.flush_counts ? "true" : "false",
+                  c->flush.prefix_stats, c->agg.sanitize ? "true" : "false");
+    sy_buf_printf(b, "graphite > legacyNamespace: %s\n", c->flush.legacy ? "true" : "false");
+    sy_buf_printf(b, "graphite > globalPrefix: %s\n", c->flush.global_prefix);
+    for (size_t i = 0; i < c->nsinks; i++)
+        sy_buf_printf(b, "sinks > %s: %s\n", c->sinks[i].name, c->sinks[i].plugin);
+    sy_buf_printf(b, "routing: %s\n", c->decide_ref >= 0 || c->L ? "lua" : "every sink");
+}
+
+static int split_args(char *line, char **argv, int max)
+{
+    int n = 0;
+    for (char *tok = strtok(line, " \t"); tok && n < max; tok = strtok(NULL, " \t"))
+        argv[n++] = tok;
+    return n;
+}
+
+static const int type_of[] = { [0] = SY_T_COUNTER, [1] = SY_T_TIMER, [2] = SY_T_GAUGE };
+
+/* One command line; returns 0 to close the connection. */
+static int command(sy_admin *a, struct bufferevent *bev, char *line)
+{
+    char *argv[64];
+    int argc = split_args(line, argv, 64);
+    sy_buf b = { 0 };
+    if (argc == 0)
+        return 1;
+    const char *cmd = argv[0];
+    static const char *const dumps[] = { "counters", "timers", "gauges" };
+    static const char *const dels[] = { "delcounters", "deltimers", "delgauges" };
+    for (int t = 0; t < 3; t++) {
+        if (strcmp(cmd, dumps[t]) == 0) {
+            if (sy_engine_query(a->d.engine, SY_QUERY_DUMP, type_of[t], NULL, 0, &b, QUERY_TIMEOUT_MS) < 0)
+                sy_buf_printf(&b, "ERROR: the aggregator did not answer\n");
+            sy_buf_printf(&b, "END\n\n");
+            reply_buf(bev, &b);
+            return 1;
+        }
+        if (strcmp(cmd, dels[t]) == 0) {
+            if (sy_engine_query(a->d.engine, SY_QUERY_DELETE, type_of[t], argv + 1, (size_t)argc - 1,
+                                &b, QUERY_TIMEOUT_MS) < 0)
+                sy_buf_printf(&b, "ERROR: the aggregator did not answer\nEND\n\n");
+            reply_buf(bev, &b);
+            return 1;
+        }
+    }
+    if (strcmp(cmd, "help") == 0) {
+        sy_buf_printf(&b, "Commands: stats, counters, timers, gauges, delcounters, deltimers, delgauges, "
+                          "health, config, quit, reload, sinks, listeners, keys\n\n");
+    } else if (strcmp(cmd, "config") == 0) {
+        cmd_config(a, &b);
+    } else if (strcmp(cmd, "health") == 0) {
+        if (argc > 1 && strcasecmp(argv[1], "up") == 0)
+            atomic_store(&a->health_up, 1);
+        else if (argc > 1 && strcasecmp(argv[1], "down") == 0)
+            atomic_store(&a->health_up, 0);
+        sy_buf_printf(&b, "health: %s\n", atomic_load(&a->health_up) ? "up" : "down");
+    } else if (strcmp(cmd, "stats") == 0) {
+        cmd_stats(a, &b);
+    } else if (strcmp(cmd, "quit") == 0) {
+        return 0;
+    } else if (strcmp(cmd, "reload") == 0) {
+        char why[2048];
+        if (!a->d.reload)
+            sy_buf_printf(&b, "reload: failed: nothing to reload (built-in default config)\nEND\n\n");
+        else if (a->d.reload(a->d.reload_ctx, why, sizeof why))
+            sy_buf_printf(&b, "reload: ok\nEND\n\n");
+        else
+            sy_buf_printf(&b, "reload: failed: %s\nEND\n\n", why);
+    } else if (strcmp(cmd, "sinks") == 0) {
+        sy_output_report_sinks(a->d.output, sink_table_line, &b);
+        sy_buf_printf(&b, "END\n\n");
+    } else if (strcmp(cmd, "listeners") == 0) {
+        cmd_listeners(a, &b);
+    } else if (strcmp(cmd, "keys") == 0) {
+        if (sy_engine_query(a->d.engine, SY_QUERY_KEYS, 0, argv + 1, argc > 1 ? 1 : 0, &b,
+                            QUERY_TIMEOUT_MS) < 0)
+            sy_buf_printf(&b, "ERROR: the aggregator did not answer\nEND\n\n");
+    } else {
+        sy_buf_printf(&b, "ERROR\n");
+    }
+    reply_buf(bev, &b);
+    return 1;
+}
+
+/* After `quit`: close once what was said has been written. */
+static void close_when_written(struct bufferevent *bev, void *arg)
+{
+    (void)arg;
+    if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+        bufferevent_free(bev);
+}
+
+static void on_event(struct bufferevent *bev, short what, void *arg);
+
+static void on_read(struct bufferevent *bev, void *arg)
+{
+    sy_admin *a = arg;
+    struct evbuffer *in = bufferevent_get_input(bev);
+    char *line;
+    size_t n;
+    while ((line = evbuffer_readln(in, &n, EVBUFFER_EOL_CRLF))) {
+        int keep = command(a, bev, line);
+        free(line);
+        if (!keep) {
+            bufferevent_disable(bev, EV_READ);
+            bufferevent_setcb(bev, NULL, close_when_written, on_event, a);
+            close_when_written(bev, a);
+            return;
+        }
+    }
+    if (evbuffer_get_length(in) > MAX_COMMAND) {
+        bufferevent_write(bev, "ERROR\n", 6);
+        evbuffer_drain(in, evbuffer_get_length(in));
+    }
+}
+
+static void on_event(struct bufferevent *bev, short what, void *arg)
+{
+    (void)arg;
+    if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR))
+        bufferevent_free(bev);
+}
+
+static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int len, void *arg)
+{
+    sy_admin *a = arg;
+    (void)l;
+    (void)sa;
+    (void)len;
+    struct bufferevent *bev = bufferevent_socket_new(a->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    if (!bev) {
+        close(fd);
+        return;
+    }
+    bufferevent_setcb(bev, on_read, NULL, on_event, a);
+    bufferevent_enable(bev, EV_READ | EV_WRITE);
+}
+
+/* ---- HTTP ---------------------------------------------------------- */
+
+static void http_health(struct evhttp_request *req, void *arg)
+{
+    sy_admin *a = arg;
+    struct evbuffer *out = evbuffer_new();
+    int up = atomic_load(&a->health_up);
+    evbuffer_add_printf(out, "%s\n", up ? "up" : "down");
+    evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", "text/plain");
+    evhttp_send_reply(req, up ? 200 : 503, up ? "OK" : "Service Unavailable", out);
+    evbuffer_free(out);
+}
+
+/* A Prometheus label value: backslash, quote and newline escaped. */
+static void label(struct evbuffer *out, const char *v)
+{
+    for (const char *p = v; *p; p++) {
+        if (*p == '\\' || *p == '"')
+            evbuffer_add_printf(out, "\\%c", *p);
+        else if (*p == '\n')
+            evbuffer_add(out, "\\n", 2);
+        else
+            evbuffer_add(out, p, 1);
+    }
+}
+
+static void metric_head(struct evbuffer *out, const char *name, const char *type, const char *help)
+{
+    evbuffer_add_printf(out, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+struct sink_metrics_ctx {
+    struct evbuffer *out;
+    int which;
+};
+
+static void sink_metric(void *ctx, const char *name, const char *plugin, const sy_sink_stats *st)
+{
+    struct sink_metrics_ctx *c = ctx;
+    static const char *const names[] = { "switchyard_sink_queued", "switchyard_sink_queued_bytes",
+                                         "switchyard_sink_sent_total", "switchyard_sink_dropped_total",
+                                         "switchyard_sink_errors_total", "switchyard_sink_reconnects_total",
+                                         "switchyard_sink_connected" };
+    long long v[] = { st->queued, st->queued_bytes, st->sent, st->dropped + st->metrics_dropped_by_host,
+                      st->errors + st->write_errors, st->reconnects, st->connected };
+    evbuffer_add_printf(c->out, "%s{sink=\"", names[c->which]);
+    label(c->out, name);
+    evbuffer_add_printf(c->out, "\",plugin=\"");
+    label(c->out, plugin);
+    evbuffer_add_printf(c->out, "\"} %lld\n", v[c->which]);
+}
+
+/* /metrics in the Prometheus text exposition format (version 0.0.4). */
+static void http_metrics(struct evhttp_request *req, void *arg)
+{
+    sy_admin *a = arg;
+    struct evbuffer *out = evbuffer_new();
+    const sy_agg_stats *st = sy_engine_stats(a->d.engine);
+    sy_listen_info *li = sy_engine_listen_info(a->d.engine);
+
+    metric_head(out, "switchyard_uptime_seconds", "gauge", "Seconds since start.");
+    evbuffer_add_printf(out, "switchyard_uptime_seconds %lld\n", (long long)(now_s() - a->start));
+
+    static const struct { const char *name, *help; int off; } lstats[] = {
+        { "switchyard_listener_received_total", "Datagrams or stream reads received.", 0 },
+        { "switchyard_listener_bytes_total", "Bytes received.", 1 },
+        { "switchyard_listener_dropped_total", "Datagrams dropped because the ring was full.", 2 },
+        { "switchyard_listener_lines_too_long_total", "Over-long lines or datagrams skipped.", 3 },
+        { "switchyard_listener_connections_open", "Open stream connections.", 4 },
+    };
+    for (size_t k = 0; k < sizeof lstats / sizeof *lstats; k++) {
+        metric_head(out, lstats[k].name, k == 4 ? "gauge" : "counter", lstats[k].help);
+        for (size_t i = 0; i < a->d.nlisteners; i++) {
+            sy_listener_counters c;
+            sy_listener_counters_read(&a->d.listeners[i], &c);
+            uint64_t v[] = { c.received, c.bytes, c.dropped, c.lines_too_long, c.connections_open };
+            evbuffer_add_printf(out, "%s{listener=\"", lstats[k].name);
+            label(out, a->d.listeners[i].name);
+            evbuffer_add_printf(out, "\"} %llu\n", (unsigned long long)v[lstats[k].off]);
+        }
+    }
+    metric_head(out, "switchyard_listener_auth_rejected_total", "counter",
+                "Lines refused for a missing or wrong token.");
+    for (size_t i = 0; i < a->d.nlisteners; i++) {
+        evbuffer_add_printf(out, "switchyard_listener_auth_rejected_total{listener=\"");
+        label(out, a->d.listeners[i].name);
+        evbuffer_add_printf(out, "\"} %llu\n", li ? (unsigned long long)atomic_load(&li[i].auth_rejected) : 0ull);
+    }
+    metric_head(out, "switchyard_ring_used_bytes", "gauge", "Bytes waiting in a reader's ring.");
+    for (size_t i = 0; i < a->d.nrings; i++)
+        evbuffer_add_printf(out, "switchyard_ring_used_bytes{ring=\"%zu\"} %zu\n", i, sy_ring_used(a->d.rings[i]));
+    metric_head(out, "switchyard_ring_capacity_bytes", "gauge", "Size of a reader's ring.");
+    for (size_t i = 0; i < a->d.nrings; i++)
+        evbuffer_add_printf(out, "switchyard_ring_capacity_bytes{ring=\"%zu\"} %zu\n", i,
+                            sy_ring_capacity(a->d.rings[i]));
+
+    static const char *const sinkhelp[] = { "Metrics queued in a sink.", "Bytes queued in a sink.",
+                                            "Metrics delivered by a sink.", "Metrics a sink gave up on.",
+                                            "Write or protocol errors of a sink.", "Reconnection attempts of a sink.",
+                                            "1 when a sink is connected." };
+    static const char *const sinknames[] = { "switchyard_sink_queued", "switchyard_sink_queued_bytes",
+                                             "switchyard_sink_sent_total", "switchyard_sink_dropped_total",
+                                             "switchyard_sink_errors_total", "switchyard_sink_reconnects_total",
+                                             "switchyard_sink_connected" };
+    for (int k = 0; k < 7; k++) {
+        metric_head(out, sinknames[k], (k == 0 || k == 1 || k == 6) ? "gauge" : "counter", sinkhelp[k]);
+        struct sink_metrics_ctx c = { out, k };
+        sy_output_report_sinks(a->d.output, sink_metric, &c);
+    }
+
+    static const struct { const char *name, *help; int gauge; } astats[] = {
+        { "switchyard_packets_total", "Reads handed to the aggregator (statsd's packets_received).", 0 },
+        { "switchyard_lines_total", "Lines parsed (statsd's metrics_received).", 0 },
+        { "switchyard_samples_total", "Values aggregated or routed.", 0 },
+        { "switchyard_bad_lines_total", "Malformed lines or values (statsd's bad_lines_seen).", 0 },
+        { "switchyard_keys", "Keys in the aggregation table.", 1 },
+        { "switchyard_keys_rejected_total", "Samples refused by the maxKeys limit.", 0 },
+        { "switchyard_route_dropped_total", "Samples a route dropped.", 0 },
+        { "switchyard_route_sampled_out_total", "Samples a route's sample() left out.", 0 },
+        { "switchyard_passthrough_total", "Raw samples handed to pass-through sinks.", 0 },
+        { "switchyard_lua_errors_total", "Routing decisions that failed (default route used).", 0 },
+    };
+    uint64_t av[] = { atomic_load(&st->packets), atomic_load(&st->lines), atomic_load(&st->samples),
+                      atomic_load(&st->bad_lines), atomic_load(&st->keys), atomic_load(&st->keys_rejected),
+                      atomic_load(&st->routed_drops), atomic_load(&st->sampled_out),
+                      atomic_load(&st->passed_through), atomic_load(&st->route_errors) };
+    for (size_t k = 0; k < sizeof astats / sizeof *astats; k++) {
+        metric_head(out, astats[k].name, astats[k].gauge ? "gauge" : "counter", astats[k].help);
+        evbuffer_add_printf(out, "%s %llu\n", astats[k].name, (unsigned long long)av[k]);
+    }
+    metric_head(out, "switchyard_lua_memory_bytes", "gauge", "Heap of the routing script.");
+    evbuffer_add_printf(out, "switchyard_lua_memory_bytes %llu\n",
+                        (unsigned long long)sy_engine_lua_memory(a->d.engine));
+    metric_head(out, "switchyard_reloads_total", "counter", "Config reloads by result.");
+    evbuffer_add_printf(out, "switchyard_reloads_total{result=\"ok\"} %llu\n",
+                        (unsigned long long)atomic_load(&sy_reload_status.reloads_ok));
+    evbuffer_add_printf(out, "switchyard_reloads_total{result=\"failed\"} %llu\n",
+                        (unsigned long long)atomic_load(&sy_reload_status.reloads_failed));
+    metric_head(out, "switchyard_last_reload_success", "gauge",
+                "1 if the last reload succeeded, 0 if it failed, -1 before any.");
+    evbuffer_add_printf(out, "switchyard_last_reload_success %d\n", atomic_load(&sy_reload_status.last_reload_ok));
+    evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
+                      "text/plain; version=0.0.4; charset=utf-8");
+    evhttp_send_reply(req, 200, "OK", out);
+    evbuffer_free(out);
+}
+
+static void http_other(struct evhttp_request *req, void *arg)
+{
+    (void)arg;
+    struct evbuffer *out = evbuffer_new();
+    evbuffer_add_printf(out, "not found: try /health or /metrics\n");
+    evhttp_send_reply(req, 404, "Not Found", out);
+    evbuffer_free(out);
+}
+
+/* ---- lifecycle ----------------------------------------------------- */
+
+static int resolve(const char *host, int port, struct sockaddr_storage *ss, socklen_t *len)
+{
+    struct addrinfo hints = { .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE }, *res;
+    char ps[16];
+    snprintf(ps, sizeof ps, "%d", port);
+    if (getaddrinfo(host && *host ? host : NULL, ps, &hints, &res) != 0)
+        return -1;
+    memcpy(ss, res->ai_addr, res->ai_addrlen);
+    *len = res->ai_addrlen;
+    freeaddrinfo(res);
+    return 0;
+}
+
+static int bound_port(evutil_socket_t fd)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    if (getsockname(fd, (struct sockaddr *)&ss, &len) < 0)
+        return 0;
+    return ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+                                          : ((struct sockaddr_in *)&ss)->sin_port);
+}
+
+static void on_stop(evutil_socket_t fd, short what, void *arg)
+{
+    sy_admin *a = arg;
+    uint64_t v;
+    ssize_t rc = read(fd, &v, sizeof v);
+    (void)rc;
+    event_base_loopbreak(a->base);
+}
+
+static void *run(void *arg)
+{
+    sy_admin *a = arg;
+    event_base_loop(a->base, EVLOOP_NO_EXIT_ON_EMPTY);
+    return NULL;
+}
+
+sy_admin *sy_admin_start(const sy_admin_deps *deps, char *err, size_t errlen)
+{
+    sy_admin *a = calloc(1, sizeof *a);
+    if (!a) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    a->d = *deps;
+    a->stop_fd = -1;
+    a->start = now_s();
+    atomic_init(&a->health_up, deps->conf->health_up);
+    const sy_config *c = deps->conf;
+    if (!c->mgmt_port && !c->http_address)
+        return a;
+    a->base = event_base_new();
+    a->stop_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    a->stop_ev = a->base && a->stop_fd >= 0 ? event_new(a->base, a->stop_fd, EV_READ, on_stop, a) : NULL;
+    if (!a->stop_ev || event_add(a->stop_ev, NULL) < 0) {
+        snprintf(err, errlen, "admin: cannot create an event loop");
+        goto fail;
+    }
+    if (c->mgmt_port) {
+        struct sockaddr_storage ss;
+        socklen_t len;
+        if (resolve(c->mgmt_address, c->mgmt_port, &ss, &len) < 0) {
+            snprintf(err, errlen, "admin: cannot resolve mgmt_address '%s'", c->mgmt_address);
+            goto fail;
+        }
+        a->mgmt = evconnlistener_new_bind(a->base, on_accept, a,
+                                          LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_EXEC,
+                                          64, (struct sockaddr *)&ss, (int)len);
+        if (!a->mgmt) {
+            snprintf(err, errlen, "admin: cannot listen on %s:%d: %m", c->mgmt_address, c->mgmt_port);
+            goto fail;
+        }
+        a->mgmt_port = bound_port(evconnlistener_get_fd(a->mgmt));
+        sy_log(SY_INFO, "admin console on %s:%d", c->mgmt_address, a->mgmt_port);
+    }
+    if (c->http_address) {
+        char host[256];
+        const char *colon = strrchr(c->http_address, ':');
+        int port = colon ? atoi(colon + 1) : 0;
+        size_t hl = colon ? (size_t)(colon - c->http_address) : 0;
+        if (hl >= sizeof host)
+            hl = sizeof host - 1;
+        memcpy(host, c->http_address, hl);
+        host[hl] = '\0';
+        if (host[0] == '[' && hl > 1 && host[hl - 1] == ']') {
+            memmove(host, host + 1, hl - 2);
+            host[hl - 2] = '\0';
+        }
+        a->http = evhttp_new(a->base);
+        a->http_sock = a->http ? evhttp_bind_socket_with_handle(a->http, host[0] ? host : "0.0.0.0", (uint16_t)port) : NULL;
+        if (!a->http_sock) {
+            snprintf(err, errlen, "admin: cannot serve HTTP on %s", c->http_address);
+            goto fail;
+        }
+        evhttp_set_cb(a->http, "/health", http_health, a);
+        evhttp_set_cb(a->http, "/metrics", http_metrics, a);
+        evhttp_set_gencb(a->http, http_other, a);
+        a->http_port = bound_port(evhttp_bound_socket_get_fd(a->http_sock));
+        sy_log(SY_INFO, "admin HTTP on %s (port %d): /health /metrics", c->http_address, a->http_port);
+    }
+    if (pthread_create(&a->thread, NULL, run, a) != 0) {
+        snprintf(err, errlen, "admin: cannot start a thread");
+        goto fail;
+    }
+    a->started = 1;
+    return a;
+fail:
+    sy_admin_stop(a);
+    return NULL;
+}
+
+int sy_admin_mgmt_port(const sy_admin *a) { return a ? a->mgmt_port : 0; }
+int sy_admin_http_port(const sy_admin *a) { return a ? a->http_port : 0; }
+
+void sy_admin_stop(sy_admin *a)
+{
+    if (!a)
+        return;
+    if (a->started) {
+        uint64_t one = 1;
+        ssize_t rc = write(a->stop_fd, &one, sizeof one);
+        (void)rc;
+        pthread_join(a->thread, NULL);
+    }
+    if (a->stop_fd >= 0)
+        close(a->stop_fd);
+    if (a->mgmt)
+        evconnlistener_free(a->mgmt);
+    if (a->http)
+        evhttp_free(a->http);
+    if (a->stop_ev)
+        event_free(a->stop_ev);
+    if (a->base)
+        event_base_free(a->base);
+    free(a);
+}

@@ -1,0 +1,44 @@
+/*
+ * admin.h - the operator's view: statsd's management console over TCP and
+ * an HTTP endpoint (/health, /metrics, /traces).
+ *
+ * Runs on a thread of its own, so a slow or stuck admin client never
+ * touches ingest.  Questions about the key table are asked of the engine
+ * (sy_engine_query), which answers between two batches.
+ */
+#ifndef SY_ADMIN_H
+#define SY_ADMIN_H
+
+#include <stddef.h>
+
+#include "config.h"
+#include "engine.h"
+#include "listener.h"
+#include "output.h"
+
+typedef struct sy_admin sy_admin;
+
+/* Reload the config; 1 on success, else 0 with the reason in why. */
+typedef int (*sy_admin_reload_fn)(void *ctx, char *why, size_t cap);
+
+typedef struct sy_admin_deps {
+    const sy_config *conf;       /* the config at start (admin addresses, `config`) */
+    sy_engine *engine;
+    sy_output *output;
+    sy_listener *listeners;
+    size_t nlisteners;
+    sy_ring **rings;
+    size_t nrings;
+    sy_admin_reload_fn reload;
+    void *reload_ctx;
+} sy_admin_deps;
+
+/* Opens the configured admin sockets (none configured: returns an admin
+ * that does nothing) and starts its thread; NULL with err on failure. */
+sy_admin *sy_admin_start(const sy_admin_deps *deps, char *err, size_t errlen);
+void sy_admin_stop(sy_admin *a);
+/* The TCP and HTTP ports actually bound (0 when off). */
+int sy_admin_mgmt_port(const sy_admin *a);
+int sy_admin_http_port(const sy_admin *a);
+
+#endif
