@@ -478,7 +478,7 @@ def scenario_last_config_wins(res, workdir):
             d.hup()
 
         def settled():
-            started = d.count(r"SIGHUP: reloading")
+            started = d.count(r" reloading /")
             ended = (d.count(r"reload applied") + d.count(r"newer config replaces")
                      + d.count(r"reload failed"))
             return started >= 1 and started == ended
@@ -487,7 +487,7 @@ def scenario_last_config_wins(res, workdir):
         time.sleep(0.5)   # a SIGHUP still pending would show by now
         ok = ok and wait_until(settled, 15)
         res.note("10 SIGHUPs: %d reloads ran, %d applied, %d superseded before being applied"
-                 % (d.count(r"SIGHUP: reloading"), d.count(r"reload applied"),
+                 % (d.count(r" reloading /"), d.count(r"reload applied"),
                     d.count(r"newer config replaces")))
         res.check("%s: the burst of reloads settles" % label, ok, d.logs())
         res.check("%s: no reload failed" % label, d.count(r"reload failed") == 0, d.logs())
