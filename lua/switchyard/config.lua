@@ -101,11 +101,15 @@ function Checker:known(path, t, spec)
   end
 end
 
-function Checker:positive_int(path, v, allow_zero)
+-- Integers the core stores in fixed-size C types: each has a ceiling
+-- (2^31 - 1 unless given), so no value can overflow the conversion.
+function Checker:positive_int(path, v, allow_zero, max)
   if v == nil then return end
+  max = max or 2147483647
   if type(v) ~= "number" or v % 1 ~= 0 or v < 0 or (v == 0 and not allow_zero) then
     self:fail(path, "must be a " .. (allow_zero and "non-negative" or "positive") .. " integer")
   end
+  if v > max then self:fail(path, "must be at most " .. string.format("%.0f", max)) end
 end
 
 local function default(v, d) if v == nil then return d end return v end
@@ -170,13 +174,16 @@ function M.normalize(t, file, source)
     elseif type(l) == "table" then
       c:known(p, l, listener_known)
       if type(l.url) ~= "string" then c:fail(p, "entry " .. i .. " needs a url") end
-      for _, k in ipairs({ "receiveBuffer", "threads", "maxLineLength", "maxConnections" }) do
-        c:positive_int(p .. "." .. k, l[k])
-      end
+      c:positive_int(p .. ".receiveBuffer", l.receiveBuffer, false, 2 ^ 31)
+      c:positive_int(p .. ".threads", l.threads, false, 64)
+      c:positive_int(p .. ".maxLineLength", l.maxLineLength, false, 2 ^ 30)
+      c:positive_int(p .. ".maxConnections", l.maxConnections, false, 1000000)
       c:positive_int(p .. ".idleTimeout", l.idleTimeout, true)
       local mode = l.mode
       if type(mode) == "string" then mode = tonumber(mode, 8) end
-      if l.mode ~= nil and type(mode) ~= "number" then c:fail(p .. ".mode", "must be an octal string like \"0660\"") end
+      if l.mode ~= nil and (type(mode) ~= "number" or mode < 0 or mode > 4095 or mode % 1 ~= 0) then
+        c:fail(p .. ".mode", "must be an octal string like \"0660\"")
+      end
       out.listen[i] = { url = l.url, receiveBuffer = l.receiveBuffer, threads = l.threads,
                         maxLineLength = l.maxLineLength, maxConnections = l.maxConnections,
                         idleTimeout = l.idleTimeout, mode = mode, auth = l.auth or false }
@@ -228,7 +235,7 @@ function M.normalize(t, file, source)
   end
   -- statsd forces gaugesMaxTTL to 1 unless it is an integer above 1.
   local ttl = t.gaugesMaxTTL
-  out.gaugesMaxTTL = (type(ttl) == "number" and ttl % 1 == 0 and ttl > 1) and ttl or 1
+  out.gaugesMaxTTL = (type(ttl) == "number" and ttl % 1 == 0 and ttl > 1 and ttl < 2 ^ 31) and ttl or 1
   out.flush_counts = default(t.flush_counts, true)
   out.prefixStats = default(t.prefixStats, "statsd")
   out.keyNameSanitize = default(t.keyNameSanitize, true)
@@ -288,11 +295,11 @@ function M.normalize(t, file, source)
 
   out.pluginPath = t.pluginPath
   out.timerSampleLimit = default(t.timerSampleLimit, 100000)
-  c:positive_int("timerSampleLimit", out.timerSampleLimit, true)
+  c:positive_int("timerSampleLimit", out.timerSampleLimit, true, 2 ^ 31)
   out.maxKeys = default(t.maxKeys, 0)
-  c:positive_int("maxKeys", out.maxKeys, true)
+  c:positive_int("maxKeys", out.maxKeys, true, 2 ^ 40)
   out.ringSize = default(t.ringSize, 64 * 1024 * 1024)
-  c:positive_int("ringSize", out.ringSize)
+  c:positive_int("ringSize", out.ringSize, false, 2 ^ 40)
   if out.ringSize < 256 * 1024 then c:fail("ringSize", "must be at least 262144 bytes") end
   out.shutdownTimeout = default(t.shutdownTimeout, 10000)
   c:positive_int("shutdownTimeout", out.shutdownTimeout, true)
@@ -301,11 +308,12 @@ function M.normalize(t, file, source)
     c:fail("logLevel", "must be one of error, warn, info, debug")
   end
   out.sampleSeed = t.sampleSeed
+  c:positive_int("sampleSeed", out.sampleSeed, true, 2 ^ 53)
   -- statsd's management console: off unless a port is given (several
   -- routers on one host would otherwise fight over 8126).
   out.mgmt_address = default(t.mgmt_address, "127.0.0.1")
   out.mgmt_port = t.mgmt_port
-  if out.mgmt_port ~= nil then c:positive_int("mgmt_port", out.mgmt_port, true) end
+  if out.mgmt_port ~= nil then c:positive_int("mgmt_port", out.mgmt_port, true, 65535) end
   out.httpAddress = t.httpAddress
   if out.httpAddress ~= nil and not out.httpAddress:match("^[%w%.%-:%[%]]*:%d+$") then
     c:fail("httpAddress", "must be HOST:PORT, e.g. \"127.0.0.1:8127\"")
@@ -321,7 +329,7 @@ function M.normalize(t, file, source)
     out.traces = { memcached = t.traces.memcached, prefix = t.traces.prefix }
   end
   out.luaMemoryLimit = default(t.luaMemoryLimit, 64 * 1024 * 1024)
-  c:positive_int("luaMemoryLimit", out.luaMemoryLimit)
+  c:positive_int("luaMemoryLimit", out.luaMemoryLimit, false, 2 ^ 40)
   out.luaTimeout = default(t.luaTimeout, 200)
   c:positive_int("luaTimeout", out.luaTimeout)
 
