@@ -82,7 +82,11 @@ static int is_dir(const char *p)
     return stat(p, &st) == 0 && S_ISDIR(st.st_mode);
 }
 
-static void find_dir(char *out, size_t cap, const char *env, const char *beside, const char *installed)
+/* The environment, else beside the binary (a build tree), else relative
+ * to it as installed (PREFIX/bin -> PREFIX/<relative>: installs can move),
+ * else the compiled-in prefix. */
+static void find_dir(char *out, size_t cap, const char *env, const char *beside, const char *relative,
+                     const char *installed)
 {
     const char *e = getenv(env);
     char dir[PATH_MAX];
@@ -90,10 +94,14 @@ static void find_dir(char *out, size_t cap, const char *env, const char *beside,
         snprintf(out, cap, "%s", e);
         return;
     }
-    exe_dir(dir, sizeof dir - 32);
-    snprintf(out, cap, "%.*s/%s", (int)(cap - 32), dir, beside);
-    if (!is_dir(out))
-        snprintf(out, cap, "%s", installed);
+    exe_dir(dir, sizeof dir - 64);
+    snprintf(out, cap, "%.*s/%s", (int)(cap - 64), dir, beside);
+    if (is_dir(out))
+        return;
+    snprintf(out, cap, "%.*s/../%s", (int)(cap - 64), dir, relative);
+    if (is_dir(out))
+        return;
+    snprintf(out, cap, "%s", installed);
 }
 
 /* Turn the config's listen entries into opened listeners. */
@@ -341,8 +349,9 @@ int main(int argc, char **argv)
     }
 
     char lua_dir[PATH_MAX], plugin_dir[PATH_MAX];
-    find_dir(lua_dir, sizeof lua_dir, "SWITCHYARD_LUA_DIR", "lua", SY_PREFIX "/share/switchyard/lua");
-    find_dir(plugin_dir, sizeof plugin_dir, "SWITCHYARD_PLUGIN_DIR", "plugins",
+    find_dir(lua_dir, sizeof lua_dir, "SWITCHYARD_LUA_DIR", "lua", "share/switchyard/lua",
+             SY_PREFIX "/share/switchyard/lua");
+    find_dir(plugin_dir, sizeof plugin_dir, "SWITCHYARD_PLUGIN_DIR", "plugins", "lib/switchyard/plugins",
              SY_PREFIX "/lib/switchyard/plugins");
     if (check_file)
         return check(check_file, lua_dir, plugin_dir);

@@ -826,7 +826,8 @@ static held *held_copy(int is_samples, const void *batch, size_t keep)
     for (size_t i = 0; i < keep; i++) {
         if (is_samples) {
             const sy_sample *x = &((const sy_sample_batch *)batch)->samples[i];
-            if (add_size(&size, (size_t)x->name_len + 1) || add_size(&size, (size_t)x->text_len + 1))
+            if (add_size(&size, (size_t)x->name_len + 1) || add_size(&size, (size_t)x->text_len + 1) ||
+                add_size(&size, (size_t)x->tags_len + 1))
                 return NULL;
         } else {
             const sy_metric *x = &((const sy_metric_batch *)batch)->metrics[i];
@@ -854,6 +855,12 @@ static held *held_copy(int is_samples, const void *batch, size_t keep)
             strings[b->samples[i].text_len] = '\0';
             out[i].text = strings;
             strings += b->samples[i].text_len + 1;
+            /* the raw tags are borrowed too */
+            if (b->samples[i].tags_len)
+                memcpy(strings, b->samples[i].tags, b->samples[i].tags_len);
+            strings[b->samples[i].tags_len] = '\0';
+            out[i].tags = strings;
+            strings += b->samples[i].tags_len + 1;
         }
         h->b.s.samples = out;
         h->b.s.count = keep;
