@@ -11,6 +11,8 @@
 BUILD   ?= build
 PREFIX  ?= /usr/local
 DESTDIR ?=
+SYSCONFDIR ?= $(if $(filter /usr,$(PREFIX)),/etc,$(PREFIX)/etc)
+SYSTEMDDIR ?= $(if $(filter /usr,$(PREFIX)),/lib/systemd/system,$(PREFIX)/lib/systemd/system)
 VERSION := 0.1.0
 
 CC      ?= cc
@@ -71,6 +73,9 @@ $(BUILD)/plugins/%.so: plugins/%.c $(PLUGLIB_OBJS) plugins/switchyard_sink.h $(w
 
 PLUGIN_LIBS_redis := -lhiredis -levent
 
+# Shared plugin objects are not intermediates: concurrent builds need them.
+.SECONDARY: $(PLUGLIB_OBJS)
+
 $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libswitchyard-core.a
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) -Icore -o $@ $< $(BUILD)/libswitchyard-core.a $(LDFLAGS) $(LIBS) -lcmocka
@@ -111,16 +116,62 @@ soak: deps-test all
 fuzz: deps-test
 	@./tests/fuzz/run.sh full
 
+# install: everything under $(DESTDIR)$(PREFIX) (DESTDIR only stages; the
+# paths compiled in are PREFIX's).  The binary finds its plugins and Lua
+# library beside itself (a build tree), else under the PREFIX compiled into
+# core/main.c (SY_PREFIX).  So that `make && make install PREFIX=/opt/sy`
+# is right whatever PREFIX the plain build had, the installed binary is
+# relinked here from main.c compiled for this PREFIX (only main.c uses
+# SY_PREFIX; the core library and the plugins are the ones `all` built).
 install: all
+	@mkdir -p $(BUILD)/install
+	$(CC) $(CFLAGS) -c core/main.c -o $(BUILD)/install/main.o
+	$(CC) $(LDFLAGS) -rdynamic -o $(BUILD)/install/switchyard $(BUILD)/install/main.o \
+	    $(BUILD)/libswitchyard-core.a $(LIBS)
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/switchyard/plugins \
 	    $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig \
 	    $(DESTDIR)$(PREFIX)/share/switchyard/lua/switchyard
-	install -m 755 $(BUILD)/switchyard $(DESTDIR)$(PREFIX)/bin/switchyard
+	install -m 755 $(BUILD)/install/switchyard $(DESTDIR)$(PREFIX)/bin/switchyard
+	install -m 644 $(BUILD)/libswitchyard.so $(DESTDIR)$(PREFIX)/lib/libswitchyard.so
 	install -m 644 $(PLUGIN_SOS) $(DESTDIR)$(PREFIX)/lib/switchyard/plugins/
 	install -m 644 plugins/switchyard_sink.h $(DESTDIR)$(PREFIX)/include/
 	install -m 644 lua/switchyard/*.lua $(DESTDIR)$(PREFIX)/share/switchyard/lua/switchyard/
+	@if [ -d lua/switchyard/examples ]; then \
+	    echo "install -m 644 lua/switchyard/examples/*.lua $(DESTDIR)$(PREFIX)/share/switchyard/lua/switchyard/examples/"; \
+	    install -d $(DESTDIR)$(PREFIX)/share/switchyard/lua/switchyard/examples && \
+	    install -m 644 lua/switchyard/examples/*.lua \
+	        $(DESTDIR)$(PREFIX)/share/switchyard/lua/switchyard/examples/; \
+	fi
 	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(VERSION)|g' plugins/switchyard-sink.pc.in \
 	    > $(DESTDIR)$(PREFIX)/lib/pkgconfig/switchyard-sink.pc
+	chmod 644 $(DESTDIR)$(PREFIX)/lib/pkgconfig/switchyard-sink.pc
+	install -d $(DESTDIR)$(PREFIX)/share/man/man8 $(DESTDIR)$(PREFIX)/share/doc/switchyard \
+	    $(DESTDIR)$(SYSCONFDIR)/switchyard $(DESTDIR)$(SYSTEMDDIR)
+	install -m 644 core/dist/switchyard.8 $(DESTDIR)$(PREFIX)/share/man/man8/switchyard.8
+	install -m 644 README.md LICENSE $(DESTDIR)$(PREFIX)/share/doc/switchyard/
+	install -m 644 plugins/examples/jsonl/README.md $(DESTDIR)$(PREFIX)/share/doc/switchyard/writing-a-sink.md
+	@# an operator's edited config is never overwritten
+	@if [ ! -e $(DESTDIR)$(SYSCONFDIR)/switchyard/switchyard.lua ]; then \
+	    install -m 644 core/dist/switchyard.lua $(DESTDIR)$(SYSCONFDIR)/switchyard/switchyard.lua; fi
+	sed -e 's|@BINDIR@|$(PREFIX)/bin|g' core/dist/switchyard.service \
+	    > $(DESTDIR)$(SYSTEMDDIR)/switchyard.service
+	chmod 644 $(DESTDIR)$(SYSTEMDDIR)/switchyard.service
+
+# uninstall: removes what install put there (only switchyard's own files:
+# plugins someone else installed into the plugin directory stay, and so
+# does the directory then).
+.PHONY: uninstall
+uninstall:
+	rm -f $(DESTDIR)$(PREFIX)/bin/switchyard $(DESTDIR)$(PREFIX)/lib/libswitchyard.so \
+	    $(DESTDIR)$(PREFIX)/include/switchyard_sink.h \
+	    $(DESTDIR)$(PREFIX)/lib/pkgconfig/switchyard-sink.pc \
+	    $(patsubst $(BUILD)/plugins/%,$(DESTDIR)$(PREFIX)/lib/switchyard/plugins/%,$(PLUGIN_SOS)) \
+	    $(patsubst lua/switchyard/%,$(DESTDIR)$(PREFIX)/share/switchyard/lua/switchyard/%, \
+	        $(wildcard lua/switchyard/*.lua lua/switchyard/examples/*.lua))
+	-rmdir $(DESTDIR)$(PREFIX)/share/switchyard/lua/switchyard/examples \
+	    $(DESTDIR)$(PREFIX)/share/switchyard/lua/switchyard $(DESTDIR)$(PREFIX)/share/switchyard/lua \
+	    $(DESTDIR)$(PREFIX)/share/switchyard $(DESTDIR)$(PREFIX)/lib/switchyard/plugins \
+	    $(DESTDIR)$(PREFIX)/lib/switchyard 2>/dev/null
 
 clean:
 	rm -rf build build-san build-*
