@@ -80,8 +80,9 @@ $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libswitchyard-core.a
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) -Icore -o $@ $< $(BUILD)/libswitchyard-core.a $(LDFLAGS) $(LIBS) -lcmocka
 
-# The sink host test breaks connections mid-line with netq compiled in.
+# Unit tests that compile plugin helper code in.
 $(BUILD)/tests/test_sinkhost: plugins/lib/netq.c plugins/lib/netq.h
+$(BUILD)/tests/test_carbon_ch: plugins/lib/md5.c plugins/lib/md5.h plugins/lib/chring.c plugins/lib/chring.h
 
 deps:
 	@./.ci/deps.sh build
@@ -172,6 +173,76 @@ uninstall:
 	    $(DESTDIR)$(PREFIX)/share/switchyard/lua/switchyard $(DESTDIR)$(PREFIX)/share/switchyard/lua \
 	    $(DESTDIR)$(PREFIX)/share/switchyard $(DESTDIR)$(PREFIX)/lib/switchyard/plugins \
 	    $(DESTDIR)$(PREFIX)/lib/switchyard 2>/dev/null
+
+# deb: a Debian package, $(BUILD)/switchyard_VERSION-1_ARCH.deb, made with
+# dpkg-deb alone (no debian/ source tree, no debhelper).  The package is
+# built in a tree of its own, $(BUILD)/deb/build: a release build for
+# PREFIX=/usr with Debian's hardening flags, incremental after the first
+# time and rebuilt from scratch when its flags change.  It is staged with
+# `make install DESTDIR=$(BUILD)/deb/root PREFIX=/usr`, stripped, the man
+# page and changelog compressed, LICENSE made the copyright file; Depends
+# is computed from the ELF files (core/dist/deb/depends.sh: dpkg-shlibdeps,
+# else ldd + dpkg -S); the maintainer scripts are core/dist/deb/postinst,
+# prerm and postrm (no ldconfig: libswitchyard.so, the only library, has no
+# SONAME and /usr/lib is on ld.so's built-in path); switchyard-sink.pc moves
+# to /usr/lib/<multiarch>/pkgconfig, where cross pkg-config looks too.  Install it with `apt-get install ./build/switchyard_*.deb`;
+# tests/integration/test_deb.sh installs, runs, removes and purges it.
+DEB_VERSION    := $(VERSION)-1
+DEB_ARCH        = $(shell dpkg --print-architecture 2>/dev/null)
+DEB_MAINTAINER ?= switchyard developers <dev@switchyard.invalid>
+DEB_DIR        := $(BUILD)/deb
+DEB_ROOT       := $(DEB_DIR)/root
+DEB_BUILD      := $(DEB_DIR)/build
+DEB_FILE        = $(BUILD)/switchyard_$(DEB_VERSION)_$(DEB_ARCH).deb
+DEB_MULTIARCH   = $(shell dpkg-architecture -qDEB_HOST_MULTIARCH 2>/dev/null || $(CC) -print-multiarch 2>/dev/null)
+DEB_CFLAGS     ?= -fstack-protector-strong -Wformat -Werror=format-security \
+                  -D_FORTIFY_SOURCE=2 -ffile-prefix-map=$(CURDIR)=.
+DEB_LDFLAGS    ?= -Wl,-z,relro -Wl,-z,now
+DEB_MAKEVARS    = BUILD=$(DEB_BUILD) PREFIX=/usr SYSCONFDIR=/etc SYSTEMDDIR=/lib/systemd/system \
+                  OPT=-O2 SANFLAGS= 'EXTRA_CFLAGS=$(strip $(DEB_CFLAGS) $(EXTRA_CFLAGS))' \
+                  'EXTRA_LDFLAGS=$(strip $(DEB_LDFLAGS) $(EXTRA_LDFLAGS))'
+STRIP          ?= strip
+
+.PHONY: deb
+deb:
+	@command -v dpkg-deb >/dev/null && test -n "$(DEB_ARCH)" || \
+	    { echo "make deb needs Debian's dpkg (dpkg-deb, dpkg --print-architecture)" >&2; exit 1; }
+	@mkdir -p $(DEB_BUILD)
+	@if [ "$$(cat $(DEB_BUILD)/.flags 2>/dev/null)" != "$(CC) $(DEB_MAKEVARS)" ]; then \
+	    rm -rf $(DEB_BUILD) && mkdir -p $(DEB_BUILD) && \
+	    echo "$(CC) $(DEB_MAKEVARS)" >$(DEB_BUILD)/.flags; fi
+	rm -rf $(DEB_ROOT) $(DEB_DIR)/debian $(DEB_FILE)
+	$(MAKE) --no-print-directory $(DEB_MAKEVARS) DESTDIR=$(abspath $(DEB_ROOT)) install
+	find $(DEB_ROOT) -name '*.so' -type f -exec $(STRIP) --remove-section=.comment \
+	    --remove-section=.note --strip-unneeded {} +
+	$(STRIP) --remove-section=.comment --remove-section=.note $(DEB_ROOT)/usr/bin/switchyard
+	gzip -9nf $(DEB_ROOT)/usr/share/man/man8/switchyard.8
+	rm -f $(DEB_ROOT)/usr/share/doc/switchyard/LICENSE
+	@# where pkg-config looks for this architecture, cross-compilers included
+	if [ -n "$(DEB_MULTIARCH)" ]; then \
+	    install -d $(DEB_ROOT)/usr/lib/$(DEB_MULTIARCH)/pkgconfig && \
+	    mv $(DEB_ROOT)/usr/lib/pkgconfig/switchyard-sink.pc $(DEB_ROOT)/usr/lib/$(DEB_MULTIARCH)/pkgconfig/ && \
+	    rmdir $(DEB_ROOT)/usr/lib/pkgconfig; fi
+	install -D -m 644 core/dist/deb/lintian-overrides $(DEB_ROOT)/usr/share/lintian/overrides/switchyard
+	{ cat core/dist/deb/copyright.in; sed -e '1,/^Copyright/d' -e '/./,$$!d' LICENSE | \
+	    sed -e 's/^$$/./' -e 's/^/ /'; } >$(DEB_ROOT)/usr/share/doc/switchyard/copyright
+	sed -e 's#@VERSION@#$(DEB_VERSION)#' -e 's#@MAINTAINER@#$(DEB_MAINTAINER)#' \
+	    -e "s#@DATE@#$$(LC_ALL=C date -R $${SOURCE_DATE_EPOCH:+-d @$$SOURCE_DATE_EPOCH})#" \
+	    core/dist/deb/changelog.in | gzip -9n >$(DEB_ROOT)/usr/share/doc/switchyard/changelog.Debian.gz
+	chmod 644 $(DEB_ROOT)/usr/share/doc/switchyard/copyright \
+	    $(DEB_ROOT)/usr/share/doc/switchyard/changelog.Debian.gz
+	install -d -m 755 $(DEB_ROOT)/DEBIAN
+	install -m 755 core/dist/deb/postinst core/dist/deb/prerm core/dist/deb/postrm $(DEB_ROOT)/DEBIAN/
+	cd $(DEB_ROOT) && find etc -type f -printf '/%p\n' | LC_ALL=C sort >DEBIAN/conffiles
+	cd $(DEB_ROOT) && find . -path ./DEBIAN -prune -o -path ./etc -prune -o -type f -printf '%P\0' | \
+	    LC_ALL=C sort -z | xargs -0 md5sum >DEBIAN/md5sums
+	deps=$$(core/dist/deb/depends.sh $(DEB_DIR) $(DEB_ROOT)) && \
+	size=$$(du -sk --exclude=DEBIAN $(DEB_ROOT) | cut -f1) && \
+	sed -e 's#@VERSION@#$(DEB_VERSION)#' -e 's#@ARCH@#$(DEB_ARCH)#' \
+	    -e 's#@MAINTAINER@#$(DEB_MAINTAINER)#' -e "s#@INSTALLED_SIZE@#$$size#" \
+	    -e "s#@DEPENDS@#adduser, $$deps#" core/dist/deb/control.in >$(DEB_ROOT)/DEBIAN/control
+	chmod 644 $(DEB_ROOT)/DEBIAN/control $(DEB_ROOT)/DEBIAN/conffiles $(DEB_ROOT)/DEBIAN/md5sums
+	dpkg-deb --root-owner-group --build $(DEB_ROOT) $(DEB_FILE)
 
 clean:
 	rm -rf build build-san build-*

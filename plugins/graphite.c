@@ -1,43 +1,258 @@
 /*
  * graphite.c - the carbon plaintext sink: one "NAME VALUE TS\n" line per
- * metric over TCP.
+ * metric over TCP, to one carbon or spread over several with carbon's own
+ * consistent hash.
  *
  * Lines go into a bounded queue (lib/netq) that a reconnecting client
- * writes out.  When the queue is full the rest of the batch is dropped and
- * counted: the queue is the bound, so this sink never answers SY_RETRY.
- * Carbon being down at start, or going away and coming back, only fills
- * the queue.
+ * writes out; each destination has its own queue and connection.  When a
+ * queue is full the metrics for it are dropped and counted: the queues are
+ * the bound, so this sink never answers SY_RETRY.  A carbon being down at
+ * start, or going away and coming back, only fills its own queue; the
+ * other destinations are unaffected.
  *
  * Settings:
  *   host              carbon's address or name   (default "127.0.0.1")
  *   port              (default 2003)
- *   maxQueueBytes     queue bound in bytes       (default 64 MiB)
+ *   destinations      several carbons instead of host/port: a list of
+ *                     "HOST:PORT" or "HOST:PORT:INSTANCE" (IPv6 as
+ *                     "[ADDR]:PORT[:INSTANCE]"), written exactly like
+ *                     carbon-relay's DESTINATIONS; giving it together with
+ *                     host or port is an error
+ *   hashing           "carbon_ch" (default) or "fnv1a_ch": which of carbon's
+ *                     consistent hash rings places the metrics
+ *   replicas          ring entries per destination (default 100, what carbon
+ *                     uses; any other value places metrics differently)
+ *   maxQueueBytes     queue bound in bytes, per destination (default 64 MiB)
  *   reconnectMinMs    first reconnect delay      (default 100)
  *   reconnectMaxMs    reconnect delay cap        (default 30000)
  *   connectTimeoutMs  one connect attempt        (default 5000)
+ *
+ * With several destinations each metric goes to the node that carbon-relay
+ * (RELAY_METHOD = consistent-hashing, REPLICATION_FACTOR = 1) with the same
+ * DESTINATIONS, in the same order, would send it to, so switchyard can take
+ * a relay's place in front of an existing cluster without moving data:
+ *   - the ring is keyed on (HOST, INSTANCE) as written, never on the port
+ *     and never on a resolved address: "localhost:2004" and
+ *     "127.0.0.1:2004" are different nodes, and two destinations that
+ *     differ only in the port need different instances (carbon-relay
+ *     refuses them too);
+ *   - the order of the list matters (carbon moves a ring entry whose
+ *     position is taken by an earlier one);
+ *   - the whole name is hashed, ;tags included as sent (carbon-relay's
+ *     default TAG_RELAY_NORMALIZED = False);
+ *   - fnv1a_ch places a node by its INSTANCE alone, so give every
+ *     destination a distinct instance with it.
+ * The sink's statistics cover all destinations: sent, dropped, errors and
+ * reconnects are sums, queued and queued bytes are totals, and connected
+ * is 1 only while every destination is connected.
  */
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "switchyard_sink.h"
+#include "lib/chring.h"
 #include "lib/netq.h"
 
 #define LOG_EVERY_MS 10000
+#define MAX_DESTINATIONS 1024
+
+struct graphite;
+
+/* One carbon.  Its netq gets a copy of the host API in which every call
+ * that takes a host is redirected through this struct (passed to netq as
+ * its "host"), so that the gauges netq publishes (queued lines and bytes,
+ * connected) can be combined across destinations instead of each queue
+ * overwriting the others'. */
+typedef struct dest {
+    struct graphite *g;
+    sy_host_api papi;
+    netq *q;
+    char *server;             /* as written: part of the ring key */
+    char *instance;           /* NULL: none (Python's None) */
+    int port;
+    char label[600];          /* the destination as written, for logs */
+    int64_t queued, queued_bytes;
+    int connected;
+    int full;                 /* refused a line during the current batch */
+    uint64_t drops_unlogged;
+} dest;
 
 typedef struct graphite {
     const sy_host_api *api;
     sy_host *host;
-    netq *q;
+    dest *d;
+    int nd;
+    chring *ring;             /* NULL with one destination */
     uint64_t last_drop_log;   /* monotonic ms, 0 = never */
-    uint64_t drops_unlogged;
     uint64_t bad_unlogged;
 } graphite;
 
 static const char *const graphite_settings[] = {
-    "host", "port", "maxQueueBytes", "reconnectMinMs", "reconnectMaxMs", "connectTimeoutMs",
+    "host", "port", "destinations", "hashing", "replicas",
+    "maxQueueBytes", "reconnectMinMs", "reconnectMaxMs", "connectTimeoutMs",
     NULL
 };
+
+/* --- the host API as each destination's netq sees it --- */
+
+static dest *px(sy_host *h)
+{
+    return (dest *)(void *)h;
+}
+
+static void px_log(sy_host *h, int level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void px_log(sy_host *h, int level, const char *fmt, ...)
+{
+    graphite *g = px(h)->g;
+    char buf[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof(buf), fmt, ap);
+    va_end(ap);
+    g->api->log(g->host, level, "%s", buf);
+}
+
+static const char *px_instance_name(sy_host *h)
+{
+    graphite *g = px(h)->g;
+    return g->api->instance_name(g->host);
+}
+
+static int px_setting_string(sy_host *h, const char *key, const char *dflt, const char **out)
+{
+    graphite *g = px(h)->g;
+    return g->api->setting_string(g->host, key, dflt, out);
+}
+
+static int px_setting_int(sy_host *h, const char *key, int64_t dflt, int64_t *out)
+{
+    graphite *g = px(h)->g;
+    return g->api->setting_int(g->host, key, dflt, out);
+}
+
+static int px_setting_number(sy_host *h, const char *key, double dflt, double *out)
+{
+    graphite *g = px(h)->g;
+    return g->api->setting_number(g->host, key, dflt, out);
+}
+
+static int px_setting_bool(sy_host *h, const char *key, int dflt, int *out)
+{
+    graphite *g = px(h)->g;
+    return g->api->setting_bool(g->host, key, dflt, out);
+}
+
+static int px_setting_list_len(sy_host *h, const char *key)
+{
+    graphite *g = px(h)->g;
+    return g->api->setting_list_len(g->host, key);
+}
+
+static const char *px_setting_list_string(sy_host *h, const char *key, int i)
+{
+    graphite *g = px(h)->g;
+    return g->api->setting_list_string(g->host, key, i);
+}
+
+static sy_timer *px_timer_new(sy_host *h, void (*cb)(void *arg), void *arg)
+{
+    graphite *g = px(h)->g;
+    return g->api->timer_new(g->host, cb, arg);
+}
+
+static sy_watch *px_watch_new(sy_host *h, int fd, void (*cb)(int fd, int events, void *arg),
+                              void *arg)
+{
+    graphite *g = px(h)->g;
+    return g->api->watch_new(g->host, fd, cb, arg);
+}
+
+static struct event_base *px_event_base(sy_host *h)
+{
+    graphite *g = px(h)->g;
+    return g->api->event_base(g->host);
+}
+
+static uint64_t px_now_ms(sy_host *h)
+{
+    graphite *g = px(h)->g;
+    return g->api->now_ms(g->host);
+}
+
+static uint64_t px_monotonic_ms(sy_host *h)
+{
+    graphite *g = px(h)->g;
+    return g->api->monotonic_ms(g->host);
+}
+
+static void px_stat_add(sy_host *h, int stat, int64_t delta)
+{
+    graphite *g = px(h)->g;
+    g->api->stat_add(g->host, stat, delta);
+}
+
+/* Gauges: each destination's value is kept, the sink shows the total
+ * (connected: 1 only when all are). */
+static void px_stat_set(sy_host *h, int stat, int64_t value)
+{
+    dest *d = px(h);
+    graphite *g = d->g;
+    int64_t total = 0;
+    switch (stat) {
+    case SY_STAT_QUEUED:
+        d->queued = value;
+        for (int i = 0; i < g->nd; i++)
+            total += g->d[i].queued;
+        break;
+    case SY_STAT_QUEUED_BYTES:
+        d->queued_bytes = value;
+        for (int i = 0; i < g->nd; i++)
+            total += g->d[i].queued_bytes;
+        break;
+    case SY_STAT_CONNECTED:
+        d->connected = value != 0;
+        total = 1;
+        for (int i = 0; i < g->nd; i++)
+            if (!g->d[i].connected)
+                total = 0;
+        break;
+    default:
+        total = value;
+        break;
+    }
+    g->api->stat_set(g->host, stat, total);
+}
+
+static void px_init(dest *d, const sy_host_api *api)
+{
+    /* timer_start/stop/free, watch_set/free and format_number take no host
+     * and are used as they are; init checked that the host has them all */
+    size_t n = api->struct_size < sizeof(d->papi) ? api->struct_size : sizeof(d->papi);
+    memset(&d->papi, 0, sizeof(d->papi));
+    memcpy(&d->papi, api, n);
+    d->papi.struct_size = n;
+    d->papi.log = px_log;
+    d->papi.instance_name = px_instance_name;
+    d->papi.setting_string = px_setting_string;
+    d->papi.setting_int = px_setting_int;
+    d->papi.setting_number = px_setting_number;
+    d->papi.setting_bool = px_setting_bool;
+    d->papi.setting_list_len = px_setting_list_len;
+    d->papi.setting_list_string = px_setting_list_string;
+    d->papi.timer_new = px_timer_new;
+    d->papi.watch_new = px_watch_new;
+    d->papi.event_base = px_event_base;
+    d->papi.now_ms = px_now_ms;
+    d->papi.monotonic_ms = px_monotonic_ms;
+    d->papi.stat_add = px_stat_add;
+    d->papi.stat_set = px_stat_set;
+}
+
+/* --- settings --- */
 
 /* Reads a whole-number setting and checks its range; -1 with err set. */
 static int int_setting(const sy_host_api *api, sy_host *host, const char *key, int64_t dflt,
@@ -55,27 +270,218 @@ static int int_setting(const sy_host_api *api, sy_host *host, const char *key, i
     return 0;
 }
 
+static void graphite_free(graphite *g)
+{
+    for (int i = 0; i < g->nd; i++) {
+        netq_free(g->d[i].q);
+        g->d[i].q = NULL;
+    }
+    for (int i = 0; i < g->nd; i++) {
+        free(g->d[i].server);
+        free(g->d[i].instance);
+    }
+    free(g->d);
+    chring_free(g->ring);
+    free(g);
+}
+
+static int printable_ascii(const char *s)
+{
+    for (; *s; s++)
+        if ((unsigned char)*s <= ' ' || (unsigned char)*s >= 0x7f)
+            return 0;
+    return 1;
+}
+
+static int same_node(const dest *a, const dest *b)
+{
+    if (strcmp(a->server, b->server) != 0)
+        return 0;
+    if (!a->instance || !b->instance)
+        return !a->instance && !b->instance;
+    return strcmp(a->instance, b->instance) == 0;
+}
+
+/* Fills g->d from `destinations` (a list, or one string) or host/port. */
+static int read_destinations(graphite *g, char *err, size_t errlen)
+{
+    const sy_host_api *api = g->api;
+    sy_host *host = g->host;
+    const char *addr, *one = NULL;
+    int64_t port;
+    int rh, rp;
+
+    if ((rh = api->setting_string(host, "host", "127.0.0.1", &addr)) < 0) {
+        snprintf(err, errlen, "setting 'host' must be a string");
+        return -1;
+    }
+    if ((rp = api->setting_int(host, "port", 2003, &port)) < 0) { /* 1 when absent */
+        snprintf(err, errlen, "setting 'port' must be a whole number");
+        return -1;
+    }
+    if (port < 1 || port > 65535) {
+        snprintf(err, errlen, "setting 'port' is %lld, it must be between 1 and 65535",
+                 (long long)port);
+        return -1;
+    }
+
+    int n = api->setting_list_len(host, "destinations");
+    if (n < 0) {
+        int rs = api->setting_string(host, "destinations", NULL, &one);
+        if (rs < 0) {
+            snprintf(err, errlen, "setting 'destinations' must be a list of "
+                     "\"HOST:PORT\" or \"HOST:PORT:INSTANCE\" strings");
+            return -1;
+        }
+        n = rs == 0 ? 1 : -1;
+    }
+    if (n >= 0 && (rh == 0 || rp == 0)) {
+        snprintf(err, errlen, "give either 'destinations' or 'host'/'port', not both");
+        return -1;
+    }
+    if (n == 0) {
+        snprintf(err, errlen, "setting 'destinations' is an empty list");
+        return -1;
+    }
+    if (n > MAX_DESTINATIONS) {
+        snprintf(err, errlen, "setting 'destinations' has %d entries, at most %d are allowed",
+                 n, MAX_DESTINATIONS);
+        return -1;
+    }
+
+    g->d = calloc(n < 0 ? 1 : (size_t)n, sizeof(*g->d));
+    if (!g->d) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    if (n < 0) {
+        if (!*addr) {
+            snprintf(err, errlen, "setting 'host' is empty");
+            return -1;
+        }
+        g->nd = 1;
+        dest *d = &g->d[0];
+        d->g = g;
+        d->port = (int)port;
+        d->server = strdup(addr);
+        if (!d->server) {
+            snprintf(err, errlen, "out of memory");
+            return -1;
+        }
+        snprintf(d->label, sizeof(d->label), strchr(addr, ':') ? "[%s]:%d" : "%s:%d", addr,
+                 d->port);
+        return 0;
+    }
+
+    for (int i = 0; i < n; i++) {
+        const char *text = one ? one : api->setting_list_string(host, "destinations", i);
+        char perr[400];
+        chring_dest cd;
+        if (!text) {
+            snprintf(err, errlen, "destinations[%d] must be a \"HOST:PORT[:INSTANCE]\" string",
+                     i + 1);
+            return -1;
+        }
+        if (chring_parse_dest(text, &cd, perr, sizeof(perr)) != 0) {
+            snprintf(err, errlen, "destinations[%d]: %s", i + 1, perr);
+            return -1;
+        }
+        if (!printable_ascii(cd.server) || (cd.has_instance && !printable_ascii(cd.instance))) {
+            snprintf(err, errlen, "destinations[%d] '%s': the host and instance must be "
+                     "printable ASCII without spaces", i + 1, text);
+            return -1;
+        }
+        dest *d = &g->d[g->nd++];
+        d->g = g;
+        d->port = cd.port;
+        d->server = strdup(cd.server);
+        d->instance = cd.has_instance ? strdup(cd.instance) : NULL;
+        if (!d->server || (cd.has_instance && !d->instance)) {
+            snprintf(err, errlen, "out of memory");
+            return -1;
+        }
+        int w = snprintf(d->label, sizeof(d->label), strchr(cd.server, ':') ? "[%s]:%d" : "%s:%d",
+                         cd.server, cd.port);
+        if (cd.has_instance && w > 0 && (size_t)w < sizeof(d->label))
+            snprintf(d->label + w, sizeof(d->label) - (size_t)w, ":%s", cd.instance);
+        for (int j = 0; j < i; j++)
+            if (same_node(&g->d[j], d)) {
+                snprintf(err, errlen, "destinations[%d] '%s' and [%d] '%s' are the same node: "
+                         "carbon keys its ring on (host, instance), not on the port, so "
+                         "give them different instances", j + 1, g->d[j].label, i + 1, d->label);
+                return -1;
+            }
+    }
+    return 0;
+}
+
+static int build_ring(graphite *g, char *err, size_t errlen)
+{
+    const sy_host_api *api = g->api;
+    const char *hashing;
+    int64_t replicas;
+    chring_hash type;
+
+    if (api->setting_string(g->host, "hashing", "carbon_ch", &hashing) < 0) {
+        snprintf(err, errlen, "setting 'hashing' must be a string");
+        return -1;
+    }
+    if (strcmp(hashing, "carbon_ch") == 0) {
+        type = CHRING_CARBON_CH;
+    } else if (strcmp(hashing, "fnv1a_ch") == 0) {
+        type = CHRING_FNV1A_CH;
+    } else {
+        snprintf(err, errlen, "setting 'hashing' is '%s'; it must be \"carbon_ch\" or "
+                 "\"fnv1a_ch\"", hashing);
+        return -1;
+    }
+    if (int_setting(api, g->host, "replicas", 100, 1, 10000, &replicas, err, errlen))
+        return -1;
+    if (g->nd < 2)
+        return 0;
+
+    g->ring = chring_new(type, (int)replicas);
+    if (!g->ring) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    for (int i = 0; i < g->nd; i++)
+        if (chring_add(g->ring, g->d[i].server, g->d[i].instance, i) != 0) {
+            snprintf(err, errlen, "cannot add %s to the hash ring (out of memory)", g->d[i].label);
+            return -1;
+        }
+
+    if (type == CHRING_FNV1A_CH)
+        for (int i = 0; i < g->nd; i++)
+            for (int j = 0; j < i; j++) {
+                const char *a = g->d[i].instance, *b = g->d[j].instance;
+                if ((!a && !b) || (a && b && strcmp(a, b) == 0)) {
+                    api->log(g->host, SY_LOG_WARN, "fnv1a_ch places a node by its instance "
+                             "alone, and %s and %s have the same one: give every destination "
+                             "a distinct instance", g->d[j].label, g->d[i].label);
+                    i = j = g->nd; /* once */
+                }
+            }
+    for (int i = 0; i < g->nd; i++) {
+        char key[600];
+        chring_node_key(g->d[i].server, g->d[i].instance, key, sizeof(key));
+        api->log(g->host, SY_LOG_INFO, "destination %d of %d: %s, %s ring node %s", i + 1, g->nd,
+                 g->d[i].label, hashing, key);
+    }
+    return 0;
+}
+
 static int graphite_init(const sy_host_api *api, sy_host *host, void **state,
                          char *err, size_t errlen)
 {
-    const char *addr;
-    int64_t port, maxq, rmin, rmax, cto;
+    int64_t maxq, rmin, rmax, cto;
 
     if (api->abi_major != SY_SINK_ABI_MAJOR ||
         api->struct_size < offsetof(sy_host_api, format_number) + sizeof(void *)) {
         snprintf(err, errlen, "the host's API is too old for this plugin");
         return -1;
     }
-    if (api->setting_string(host, "host", "127.0.0.1", &addr) < 0) {
-        snprintf(err, errlen, "setting 'host' must be a string");
-        return -1;
-    }
-    if (!*addr) {
-        snprintf(err, errlen, "setting 'host' is empty");
-        return -1;
-    }
-    if (int_setting(api, host, "port", 2003, 1, 65535, &port, err, errlen) ||
-        int_setting(api, host, "maxQueueBytes", 64 << 20, 1024, INT64_MAX, &maxq, err, errlen) ||
+    if (int_setting(api, host, "maxQueueBytes", 64 << 20, 1024, INT64_MAX, &maxq, err, errlen) ||
         int_setting(api, host, "reconnectMinMs", 100, 1, 3600000, &rmin, err, errlen) ||
         int_setting(api, host, "reconnectMaxMs", 30000, 1, 3600000, &rmax, err, errlen) ||
         int_setting(api, host, "connectTimeoutMs", 5000, 1, 3600000, &cto, err, errlen))
@@ -93,22 +499,37 @@ static int graphite_init(const sy_host_api *api, sy_host *host, void **state,
     }
     g->api = api;
     g->host = host;
-    netq_config cfg = {
-        .host = addr,
-        .port = (int)port,
-        .max_bytes = (size_t)maxq,
-        .reconnect_min_ms = (uint64_t)rmin,
-        .reconnect_max_ms = (uint64_t)rmax,
-        .connect_timeout_ms = (uint64_t)cto,
-    };
-    g->q = netq_new(api, host, &cfg, err, errlen);
-    if (!g->q) {
-        free(g);
+    if (read_destinations(g, err, errlen) != 0 || build_ring(g, err, errlen) != 0) {
+        graphite_free(g);
         return -1;
+    }
+    for (int i = 0; i < g->nd; i++) {
+        dest *d = &g->d[i];
+        px_init(d, api);
+        netq_config cfg = {
+            .host = d->server,
+            .port = d->port,
+            .max_bytes = (size_t)maxq,
+            .reconnect_min_ms = (uint64_t)rmin,
+            .reconnect_max_ms = (uint64_t)rmax,
+            .connect_timeout_ms = (uint64_t)cto,
+        };
+        char qerr[400];
+        d->q = netq_new(&d->papi, (sy_host *)(void *)d, &cfg, qerr, sizeof(qerr));
+        if (!d->q) {
+            if (g->nd > 1)
+                snprintf(err, errlen, "%s: %s", d->label, qerr);
+            else
+                snprintf(err, errlen, "%s", qerr);
+            graphite_free(g);
+            return -1;
+        }
     }
     *state = g;
     return 0;
 }
+
+/* --- writing --- */
 
 /* Drops are logged at most every LOG_EVERY_MS, with the count since the
  * last message: a dead carbon must not flood the log. */
@@ -117,16 +538,32 @@ static void graphite_log_drops(graphite *g)
     uint64_t now = g->api->monotonic_ms(g->host);
     if (g->last_drop_log && now - g->last_drop_log < LOG_EVERY_MS)
         return;
-    if (g->drops_unlogged)
+    for (int i = 0; i < g->nd; i++) {
+        dest *d = &g->d[i];
+        if (!d->drops_unlogged)
+            continue;
         g->api->log(g->host, SY_LOG_WARN,
-                    "queue full (%zu bytes, %zu lines waiting): %llu metrics dropped",
-                    netq_bytes(g->q), netq_lines(g->q), (unsigned long long)g->drops_unlogged);
+                    "queue for %s full (%zu bytes, %zu lines waiting): %llu metrics dropped",
+                    d->label, netq_bytes(d->q), netq_lines(d->q),
+                    (unsigned long long)d->drops_unlogged);
+        d->drops_unlogged = 0;
+    }
     if (g->bad_unlogged)
         g->api->log(g->host, SY_LOG_WARN,
                     "%llu metrics dropped: empty name, or a space or control character in it",
                     (unsigned long long)g->bad_unlogged);
-    g->drops_unlogged = g->bad_unlogged = 0;
+    g->bad_unlogged = 0;
     g->last_drop_log = now;
+}
+
+static int drops_unlogged(const graphite *g)
+{
+    if (g->bad_unlogged)
+        return 1;
+    for (int i = 0; i < g->nd; i++)
+        if (g->d[i].drops_unlogged)
+            return 1;
+    return 0;
 }
 
 /* A carbon line cannot carry whitespace in a name: it would shift the
@@ -146,19 +583,30 @@ static sy_status graphite_write(void *state, const sy_metric_batch *b)
     graphite *g = state;
     char ts[24], num[32];
     int tslen = snprintf(ts, sizeof(ts), "%lld", (long long)b->timestamp);
-    size_t i, bad = 0;
+    size_t bad = 0, full = 0;
 
-    for (i = 0; i < b->count; i++) {
+    for (size_t i = 0; i < b->count; i++) {
         const sy_metric *m = &b->metrics[i];
         if (!name_ok(m->name, m->name_len)) {
             bad++;
             continue;
         }
-        size_t nlen = g->api->format_number(m->value, num);
-        size_t len = (size_t)m->name_len + 1 + nlen + 1 + (size_t)tslen + 1;
-        char *p = netq_reserve(g->q, len);
-        if (!p)
-            break;
+        dest *d = g->ring ? &g->d[chring_lookup(g->ring, m->name, m->name_len)] : &g->d[0];
+        /* once a queue refuses a line the rest of the batch for it is
+         * dropped too, so what it does carry has no holes */
+        char *p = NULL;
+        size_t nlen = 0, len = 0;
+        if (!d->full) {
+            nlen = g->api->format_number(m->value, num);
+            len = (size_t)m->name_len + 1 + nlen + 1 + (size_t)tslen + 1;
+            p = netq_reserve(d->q, len);
+        }
+        if (!p) {
+            d->full = 1;
+            d->drops_unlogged++;
+            full++;
+            continue;
+        }
         memcpy(p, m->name, m->name_len);
         p += m->name_len;
         *p++ = ' ';
@@ -168,16 +616,17 @@ static sy_status graphite_write(void *state, const sy_metric_batch *b)
         memcpy(p, ts, (size_t)tslen);
         p += tslen;
         *p = '\n';
-        netq_commit(g->q, len);
+        netq_commit(d->q, len);
     }
-    size_t dropped = b->count - i + bad;
-    if (dropped) {
-        g->api->stat_add(g->host, SY_STAT_DROPPED, (int64_t)dropped);
-        g->drops_unlogged += b->count - i;
+    for (int i = 0; i < g->nd; i++) {
+        g->d[i].full = 0;
+        netq_kick(g->d[i].q);
+    }
+    if (full + bad) {
+        g->api->stat_add(g->host, SY_STAT_DROPPED, (int64_t)(full + bad));
         g->bad_unlogged += bad;
         graphite_log_drops(g);
     }
-    netq_kick(g->q);
     return SY_OK;
 }
 
@@ -189,32 +638,37 @@ static sy_status graphite_write_samples(void *state, const sy_sample_batch *b)
 static sy_status graphite_flush(void *state, int final)
 {
     graphite *g = state;
-    netq_kick(g->q);
-    if (g->drops_unlogged || g->bad_unlogged)
+    for (int i = 0; i < g->nd; i++)
+        netq_kick(g->d[i].q);
+    if (drops_unlogged(g))
         graphite_log_drops(g);
     return SY_OK;
 }
 
 static size_t graphite_pending(void *state)
 {
-    return netq_lines(((graphite *)state)->q);
+    graphite *g = state;
+    size_t n = 0;
+    for (int i = 0; i < g->nd; i++)
+        n += netq_lines(g->d[i].q);
+    return n;
 }
 
 static void graphite_close(void *state)
 {
     graphite *g = state;
-    size_t left = netq_lines(g->q);
+    size_t left = graphite_pending(g);
     if (left)
         g->api->stat_add(g->host, SY_STAT_DROPPED, (int64_t)left);
-    netq_free(g->q);
-    free(g);
+    graphite_free(g);
 }
 
 SY_SINK_EXPORT = {
     SY_SINK_HEADER,
     .name = "graphite",
-    .version = "1.0",
-    .description = "carbon plaintext protocol over TCP, with a bounded queue and reconnects",
+    .version = "1.1",
+    .description = "carbon plaintext protocol over TCP to one carbon or several (carbon's "
+                   "consistent hashing), with bounded queues and reconnects",
     .settings = graphite_settings,
     .init = graphite_init,
     .write = graphite_write,
