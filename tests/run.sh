@@ -57,6 +57,9 @@ run() {
     fi
 }
 
+# SY_BIN: the daemon the integration tests run.  SY_PLUGIN_DIR: where the
+# C unit tests load plugins from (the daemon itself finds its plugins next
+# to its binary, or through SWITCHYARD_PLUGIN_DIR).
 export SY_BIN=$PWD/build/switchyard
 export SY_PLUGIN_DIR=$PWD/build/plugins
 
