@@ -1,6 +1,7 @@
 /*
  * redis.c - stores each flush in Redis: the latest value of every metric,
  * a time series per metric, an index of names, and optionally a stream.
+ * Writes to one server, or to a Redis Cluster (cluster = true).
  *
  * Schema (KEY is the `prefix` setting, "switchyard:" by default; NAME is the
  * metric's full name exactly as Graphite receives it; TS is the flush time
@@ -29,6 +30,34 @@
  * KEYlatest, KEYlatest_ts and KEYnames never expire: a name that is no
  * longer sent stays in them until removed by hand.
  *
+ * Redis Cluster schema (cluster = true).  Every key has a hash tag, every
+ * command has exactly one key, and each command goes to the master owning
+ * its key's slot.  A single KEYlatest hash would live on one master and
+ * take half of every flush's work, so the index is cut into clusterGroups
+ * groups (default 16), each with its own hash tag:
+ *
+ *   ZADD, ZREMRANGEBYSCORE, EXPIRE on KEYts:{NAME}    the series, as
+ *                       above; the tag is the name (up to a '}' in it),
+ *                       so the series spread over every slot
+ *   HSET KEYlatest:{G}     NAME VALUE
+ *   HSET KEYlatest_ts:{G}  NAME TS
+ *   SADD KEYnames:{G}      NAME
+ *   XADD KEYstream:{G} MAXLEN ~ streamMaxLen * name NAME value VALUE ts TS
+ *
+ * G, the metric's group, is the slot of its series key modulo clusterGroups
+ * (a decimal number, 0 to clusterGroups - 1).  A group's four keys share
+ * the tag {G}: they are in one slot, on one master, and are written
+ * together.  So a metric's latest value is found with two commands:
+ *   CLUSTER KEYSLOT "switchyard:ts:{stats.gauges.g}"    7465
+ *   HGET "switchyard:latest:{9}" stats.gauges.g           7465 % 16 = 9
+ * and its series directly (redis-cli -c follows the redirect):
+ *   ZRANGEBYSCORE "switchyard:ts:{stats.gauges.g}" 1700000000 +inf
+ * Every name and every latest value: SSCAN / HGETALL the clusterGroups keys
+ * KEYnames:{0} ... KEYnames:{15}.  clusterGroups = 1 keeps one hash and one
+ * set (on one master); changing clusterGroups leaves names already indexed
+ * in their old group.  A prefix must not contain '{' in cluster mode (it
+ * would become the hash tag and put every key in one slot).
+ *
  * Delivery is at least once.  Metrics whose replies have not all come back
  * when the connection breaks are written again on the next connection.  A
  * second write of the same flush sets the same hash fields to the same
@@ -48,15 +77,56 @@
  * back at the head of the queue, and a new connection replays the queue
  * before anything newer.
  *
+ * In cluster mode: the slot map comes from CLUSTER SLOTS, asked of a seed
+ * (`nodes`, or host/port) and then of any connected master (a seed that
+ * serves no slot is not reconnected after a failure while a map is known;
+ * it is tried again when no connected node can give the map); it is loaded
+ * again every clusterRefreshMs, and (at most once a second) after a MOVED,
+ * a CLUSTERDOWN, an unserved slot, or the loss of a master.  There is one
+ * connection per master, each with the reconnect, backoff, handshake and
+ * stall logic of the one-server mode, and its own queue.  A block is cut
+ * into operations: one per metric (its series commands) and one per group
+ * present in the block (the group's index commands, and its XADDs); each
+ * goes to the queue of the master owning its slot and is pipelined there
+ * (maxPending metrics' worth awaiting replies per master).  The queue of a
+ * master that is down or busy keeps at most maxQueueMetrics metrics' worth
+ * of new ops (a series op counts one, a group op the metrics it indexes;
+ * ops put back after a lost connection or a redirect are always taken);
+ * beyond it that master's share of new data is dropped while the other
+ * masters go on.  Ops whose slot no master serves wait, bounded the same
+ * way, for the next map.  Replies:
+ *   -MOVED slot host:port   the slot map entry is updated (connecting to
+ *                           the new master if need be), the command is sent
+ *                           there, and a full reload is asked for
+ *   -ASK slot host:port     ASKING then the command on that node, once,
+ *                           without touching the map
+ *   -TRYAGAIN, -CLUSTERDOWN, -LOADING, -MASTERDOWN
+ *                           sent again later (backoff from reconnectMinMs
+ *                           to reconnectMaxMs, reset by a success)
+ *   -READONLY               (a master turned replica) sent again after
+ *                           the next map load
+ * An operation redirected MAX_REDIRECTS (16) times is given up (dropped).
+ * Only the commands redirected are sent again, except a group's XADDs,
+ * which go again together (a stream entry may repeat).  An operation sent
+ * again after a redirect may land after a newer flush's for the same key:
+ * the latest value can then be one flush old until the next flush.  The
+ * number of MOVED and ASK redirects followed is logged (at most every 10
+ * s while they happen, and at close).  A metric counts as sent when all of
+ * its commands and its groups' were answered without an error, as
+ * dropped when any of them was given up.
+ *
  * Statistics: sent = metrics all of whose commands were answered without
  * an error; queued = metrics waiting in the queue (pending() adds those
- * awaiting replies); dropped = the queue was full, or Redis answered an
- * error for one of the metric's commands (Redis refusing the data, e.g.
- * WRONGTYPE or OOM, so it is not retried), or still queued at close;
- * errors = error replies, failed handshakes, lost or stalled connections;
- * reconnects = connection attempts after a failure.
+ * awaiting replies; in cluster mode, metrics with any operation queued);
+ * dropped = the queue was full, or Redis answered an error for one of the
+ * metric's commands (Redis refusing the data, e.g. WRONGTYPE or OOM, so it
+ * is not retried), or still queued at close; errors = error replies,
+ * failed handshakes, lost or stalled connections; reconnects = connection
+ * attempts after a failure; connected = 1 when connected (in cluster mode:
+ * a slot map is loaded and every master in it is connected).
  *
- * One server: Redis Cluster redirections (-MOVED) are error replies here.
+ * Without cluster = true, Redis Cluster redirections (-MOVED) are error
+ * replies.
  *
  * hiredis 0.14 has no timeouts in its async API, so this sink keeps its
  * own: connectTimeoutMs covers resolve, connect and the handshake (AUTH,
@@ -66,9 +136,14 @@
  * Settings:
  *   host              address, name, or /path of a unix socket (127.0.0.1)
  *   port              (default 6379)
+ *   cluster           Redis Cluster mode           (default false)
+ *   nodes             cluster seeds: a list of "HOST:PORT" (or one such
+ *                     string); default host:port
+ *   clusterGroups     index groups, 1 to 16384     (default 16)
+ *   clusterRefreshMs  slot map reload period       (default 30000)
  *   username          for AUTH username password (Redis 6 ACLs; optional)
  *   password          AUTH on connect when set
- *   database          SELECT on connect when not 0 (default 0)
+ *   database          SELECT on connect when not 0 (default 0; cluster: 0)
  *   prefix            key prefix                  (default "switchyard:")
  *   retention         seconds of time series kept (default 86400)
  *   stream            also XADD to KEYstream      (default false)
@@ -104,6 +179,14 @@
 #define LOG_EVERY_MS 10000
 #define MAX_ADDRS 8
 #define NUM_LEN 32             /* format_number's buffer */
+#define NSLOTS 16384           /* Redis Cluster hash slots */
+#define MAX_NODES 1000         /* known cluster nodes (seeds + masters) */
+#define RELOAD_MIN_MS 1000     /* slot map reloads asked for by errors */
+#define MAX_REDIRECTS 16       /* per operation, against redirect loops */
+
+typedef struct redis_sink redis_sink;
+typedef struct node node;
+typedef struct op op;
 
 /* One queued or in-flight group of metrics, all of one flush, copied with
  * their names into one allocation. */
@@ -121,7 +204,50 @@ typedef struct block {
     uint32_t *name_len;
     uint8_t *bad;         /* per metric: one of its commands failed */
     char *names;
+    /* cluster mode, once dispatched */
+    op *ops;              /* series ops [0, count), then group ops */
+    uint32_t *order;      /* metric indexes grouped by group */
+    uint32_t nops;
+    uint32_t ops_left;    /* ops not finished */
+    uint32_t ops_queued;  /* ops in a node's queue or in limbo */
+    struct block *lprev, *lnext; /* the list of dispatched blocks */
 } block;
+
+/* Cluster mode: the commands of one metric's series, or of one group's
+ * index entries for the metrics of one block in that group.  All its keys
+ * are in one slot. */
+enum op_kind { OP_SERIES, OP_GROUP };
+/* command bits: series */
+#define C_ZADD 0
+#define C_ZREM 1
+#define C_EXPIRE 2
+/* command bits: group */
+#define C_HLATEST 0
+#define C_HTS 1
+#define C_SADD 2
+#define C_XADD 3              /* all the group's XADDs */
+
+struct op {
+    op *next;                 /* in a node's queue or in limbo */
+    block *blk;
+    uint32_t index;           /* series: the metric; group: start in order[] */
+    uint32_t len;             /* metrics covered: 1, or the group's count */
+    uint32_t group;
+    uint32_t issued, replies; /* commands written / replies in, this send */
+    node *ask_node;           /* -ASK target seen in this send */
+    uint16_t slot;
+    uint8_t kind;
+    uint8_t want;             /* command bits to send next */
+    uint8_t sent;             /* command bits of the current send */
+    uint8_t redo;             /* command bits to send again */
+    uint8_t asking;           /* next send: ASKING before each command */
+    uint8_t retry;            /* TRYAGAIN, CLUSTERDOWN, ... seen in this send;
+                                 in limbo: waits for the backoff, not the map */
+    uint8_t reroute;          /* READONLY seen: wait for the next map */
+    uint8_t lost;             /* the connection broke during this send */
+    uint8_t redirected;       /* -MOVED or -ASK seen in this send */
+    uint8_t hops;             /* sends redirected */
+};
 
 /* A getaddrinfo running in a thread.  Two references: the sink's and the
  * thread's; the last one closes the eventfd and frees it, so the thread
@@ -152,13 +278,51 @@ typedef struct limiter {
     char text[200];
 } limiter;
 
-typedef struct redis_sink {
-    const sy_host_api *api;
-    sy_host *host;
-
-    /* settings */
+/* One server and the connection to it: the only one, or a cluster node. */
+struct node {
+    redis_sink *r;
+    node *next;               /* the sink's list of nodes */
     char *addr;
     int port;
+    int addr_is_numeric, addr_is_path;
+    int is_seed;              /* from the settings: never forgotten */
+    int dormant;              /* a seed serving nothing: not reconnecting */
+    uint32_t owned;           /* cluster: slots it serves in the map */
+    uint32_t refs;            /* ops about to follow an -ASK to it */
+
+    enum conn_state state;
+    redisAsyncContext *ac;
+    sy_timer *timer;          /* reconnect delay, connect timeout, stall check */
+    int drop_requested;
+    int handshake_left;       /* handshake replies still expected */
+    int handshake_failed;
+    unsigned attempts;        /* failures since the last good connection */
+    int ever_connected;       /* a connection was attempted */
+    int ever_ready;
+    resolver *res;
+    sy_watch *res_watch;
+    char peer[INET6_ADDRSTRLEN + 8];   /* what we connect to, for messages */
+    size_t cmds_out;          /* commands awaiting replies */
+    uint64_t last_progress;   /* monotonic ms of the last reply */
+    size_t requeued;          /* metrics put back since the last connect */
+
+    /* cluster: operations waiting for this node, oldest first */
+    op *qhead, *qtail;
+    op *requeue_at;           /* put the next op sent back after this one */
+    size_t queued;            /* metrics' worth in the queue */
+    size_t outstanding;       /* metrics' worth awaiting replies */
+
+    limiter conn_log;         /* connect and handshake failures */
+    limiter lost_log;         /* connections lost or stalled */
+    int said_down;            /* a failure was logged: log the next "connected" */
+};
+
+struct redis_sink {
+    const sy_host_api *api;
+    sy_host *host;
+    int closed;
+
+    /* settings */
     char *username, *password;
     int64_t database;
     char *prefix;
@@ -169,32 +333,46 @@ typedef struct redis_sink {
     size_t max_pending;
     size_t max_queue;
     uint64_t stall_ms, connect_timeout_ms, reconnect_min_ms, reconnect_max_ms;
-    int addr_is_numeric, addr_is_path;
+    int cluster;
+    uint32_t groups;
+    uint64_t refresh_ms;
 
-    /* connection */
-    enum conn_state state;
-    redisAsyncContext *ac;
-    sy_timer *timer;          /* reconnect delay, connect timeout, stall check */
-    int drop_requested;
-    int handshake_left;       /* handshake replies still expected */
-    int handshake_failed;
-    unsigned attempts;        /* failures since the last good connection */
-    int ever_connected;       /* a connection was attempted */
-    int ever_ready;
+    node *nodes;              /* every node; one without cluster */
+    size_t nnodes;
+    node *single;             /* the node without cluster */
     uint64_t rng;
-    resolver *res;
-    sy_watch *res_watch;
-    char peer[INET6_ADDRSTRLEN + 8];   /* what we connect to, for messages */
 
-    /* data */
+    /* one server: blocks.  cluster: blocks waiting for the first map. */
     block *qhead, *qtail;     /* waiting to be sent, oldest first */
     block *requeue_at;        /* put the next block lost back after this one */
     size_t queued;            /* metrics in the queue */
     size_t queued_bytes;
-    size_t outstanding;       /* metrics in blocks awaiting replies */
-    size_t requeued;          /* metrics put back since the last connect */
-    size_t cmds_out;          /* commands awaiting replies */
-    uint64_t last_progress;   /* monotonic ms of the last reply */
+    size_t outstanding;       /* metrics in blocks awaiting replies (cluster:
+                                 in dispatched blocks not finished) */
+
+    /* cluster */
+    node **slots;             /* the slot map: the master of each slot */
+    node **newslots;          /* scratch for a reload */
+    uint16_t *gslot;          /* the slot of each group's keys */
+    uint32_t *gstamp, *gidx;  /* scratch for cutting a block into groups */
+    uint32_t stamp;
+    int map_ready;            /* a map was loaded */
+    int fetching;             /* CLUSTER SLOTS awaiting its reply */
+    node *fetch_node;
+    int reload_wanted;        /* asked for while fetching */
+    uint64_t last_fetch;
+    uint64_t map_timer_at;    /* when the map timer fires (monotonic ms) */
+    sy_timer *map_timer;      /* reloads, and forgetting unused nodes */
+    unsigned fetch_rr;
+    op *lhead, *ltail;        /* limbo: ops with no master, or to retry */
+    size_t limbo;             /* metrics' worth in limbo */
+    int limbo_armed;
+    sy_timer *limbo_timer;
+    unsigned retry_attempts;
+    block *live;              /* dispatched blocks */
+    size_t cq_metrics, cq_bytes;  /* blocks with an op queued */
+    uint64_t moved, asked, map_loads;
+    uint16_t crctab[256];
 
     /* scratch for building commands */
     const char **argv;
@@ -206,19 +384,27 @@ typedef struct redis_sink {
     /* bounded logging */
     limiter err_log;          /* error replies */
     limiter drop_log;         /* queue full (counts metrics) */
-    limiter conn_log;         /* connect and handshake failures */
-    limiter lost_log;         /* connections lost or stalled */
-    int said_down;            /* a failure was logged: log the next "connected" */
-} redis_sink;
+    limiter redir_log;        /* cluster redirects followed */
+    limiter retry_log;        /* TRYAGAIN, CLUSTERDOWN, ... */
+    limiter map_log;          /* slot map changes */
+    limiter map_err_log;      /* slot map failures */
+};
 
 static const char *const redis_settings[] = {
     "host", "port", "username", "password", "database", "prefix", "retention", "stream",
     "streamMaxLen", "maxPending", "maxQueueMetrics", "stallTimeoutMs", "connectTimeoutMs",
-    "reconnectMinMs", "reconnectMaxMs", NULL
+    "reconnectMinMs", "reconnectMaxMs", "cluster", "nodes", "clusterGroups",
+    "clusterRefreshMs", NULL
 };
 
-static void start_connect(redis_sink *r);
+static void start_connect(node *nd);
+static int node_can_send(node *nd, size_t n);
 static void pump(redis_sink *r);
+static void node_pump(node *nd);
+static void pump_all(redis_sink *r);
+static void request_reload(redis_sink *r);
+static void update_connected(redis_sink *r);
+static void dispatch_block(redis_sink *r, block *blk);
 
 /* ------------------------------------------------------------------ */
 /* Small helpers                                                        */
@@ -265,8 +451,8 @@ static void limited_flush(redis_sink *r, limiter *l, int level, const char *what
 
 static void update_queue_stats(redis_sink *r)
 {
-    r->api->stat_set(r->host, SY_STAT_QUEUED, (int64_t)r->queued);
-    r->api->stat_set(r->host, SY_STAT_QUEUED_BYTES, (int64_t)r->queued_bytes);
+    r->api->stat_set(r->host, SY_STAT_QUEUED, (int64_t)(r->queued + r->cq_metrics));
+    r->api->stat_set(r->host, SY_STAT_QUEUED_BYTES, (int64_t)(r->queued_bytes + r->cq_bytes));
 }
 
 /* xorshift64, for the reconnect jitter. */
@@ -279,13 +465,13 @@ static uint64_t next_rand(redis_sink *r)
     return r->rng = x;
 }
 
-/* The key "<prefix><mid><name>" in the scratch buffer; NULL when out of
- * memory. */
+/* The key "<prefix><mid><name><tail>" in the scratch buffer; NULL when out
+ * of memory. */
 static const char *make_key(redis_sink *r, const char *mid, const char *name, size_t name_len,
-                            size_t *len)
+                            const char *tail, size_t *len)
 {
-    size_t ml = strlen(mid);
-    size_t need = r->prefix_len + ml + name_len + 1;
+    size_t ml = strlen(mid), tl = strlen(tail);
+    size_t need = r->prefix_len + ml + name_len + tl + 1;
     if (need > r->keycap) {
         size_t cap = need < 256 ? 256 : need * 2;
         char *p = realloc(r->keybuf, cap);
@@ -297,9 +483,56 @@ static const char *make_key(redis_sink *r, const char *mid, const char *name, si
     memcpy(r->keybuf, r->prefix, r->prefix_len);
     memcpy(r->keybuf + r->prefix_len, mid, ml);
     memcpy(r->keybuf + r->prefix_len + ml, name, name_len);
+    memcpy(r->keybuf + r->prefix_len + ml + name_len, tail, tl);
     *len = need - 1;
     r->keybuf[*len] = '\0';
     return r->keybuf;
+}
+
+/* A group's key, "<prefix><what>:{G}". */
+static const char *group_key(redis_sink *r, const char *what, uint32_t g, size_t *len)
+{
+    char mid[48];
+    snprintf(mid, sizeof mid, "%s:{%u}", what, (unsigned)g);
+    return make_key(r, mid, "", 0, "", len);
+}
+
+/* ------------------------------------------------------------------ */
+/* Hash slots                                                           */
+/* ------------------------------------------------------------------ */
+
+/* CRC16-CCITT (XMODEM): polynomial 0x1021, initial value 0, the cluster
+ * specification's checksum. */
+static void crc16_init(redis_sink *r)
+{
+    for (unsigned i = 0; i < 256; i++) {
+        uint16_t c = (uint16_t)(i << 8);
+        for (int j = 0; j < 8; j++)
+            c = (uint16_t)((c & 0x8000) ? (c << 1) ^ 0x1021 : c << 1);
+        r->crctab[i] = c;
+    }
+}
+
+static uint16_t crc16(const redis_sink *r, const char *s, size_t n)
+{
+    uint16_t crc = 0;
+    for (size_t i = 0; i < n; i++)
+        crc = (uint16_t)((crc << 8) ^ r->crctab[((crc >> 8) ^ (uint8_t)s[i]) & 0xff]);
+    return crc;
+}
+
+/* The slot of a key: only the part between the first '{' and the next '}'
+ * is hashed when there is such a part and it is not empty. */
+static uint16_t key_slot(const redis_sink *r, const char *key, size_t len)
+{
+    const char *open = memchr(key, '{', len);
+    if (open) {
+        size_t from = (size_t)(open - key) + 1;
+        const char *close = memchr(key + from, '}', len - from);
+        if (close && close > key + from)
+            return crc16(r, key + from, (size_t)(close - key - from)) & (NSLOTS - 1);
+    }
+    return crc16(r, key, len) & (NSLOTS - 1);
 }
 
 /* ------------------------------------------------------------------ */
@@ -336,6 +569,12 @@ static block *block_new(const sy_metric_batch *b, size_t from, size_t n)
         off += (size_t)m->name_len + 1;
     }
     return blk;
+}
+
+static void block_free(block *blk)
+{
+    free(blk->ops); /* the ops and order[] share one allocation */
+    free(blk);
 }
 
 static void queue_append(redis_sink *r, block *blk)
@@ -399,7 +638,7 @@ static void queue_push_front(redis_sink *r, block *blk)
 }
 
 /* ------------------------------------------------------------------ */
-/* Replies                                                              */
+/* One server: replies                                                  */
 /* ------------------------------------------------------------------ */
 
 static void note_error_reply(redis_sink *r, const redisReply *rep)
@@ -415,7 +654,7 @@ static void block_done(redis_sink *r, block *blk)
 {
     r->outstanding -= blk->count;
     if (blk->lost) {
-        r->requeued += blk->count;
+        r->single->requeued += blk->count;
         queue_requeue(r, blk);
         update_queue_stats(r);
         return;
@@ -428,7 +667,7 @@ static void block_done(redis_sink *r, block *blk)
             failed += blk->bad[i];
     if (blk->count > failed)
         r->api->stat_add(r->host, SY_STAT_SENT, (int64_t)(blk->count - failed));
-    r->attempts = 0; /* the server takes data: the next failure starts the backoff anew */
+    r->single->attempts = 0; /* the server takes data: the next failure starts the backoff anew */
     if (failed)
         r->api->stat_add(r->host, SY_STAT_DROPPED, (int64_t)failed);
     free(blk);
@@ -440,16 +679,18 @@ static void block_done(redis_sink *r, block *blk)
  * every outstanding callback that way before it frees the context). */
 static void on_block_reply(redisAsyncContext *ac, void *reply, void *privdata)
 {
-    redis_sink *r = ac->data;
+    node *nd = ac->data;
+    redis_sink *r = nd->r;
     block *blk = privdata;
     redisReply *rep = reply;
     uint32_t k = blk->replies++;
 
-    r->cmds_out--;
+    if (nd->cmds_out)
+        nd->cmds_out--;
     if (!rep) {
         blk->lost = 1;
     } else {
-        r->last_progress = now_ms(r);
+        nd->last_progress = now_ms(r);
         if (rep->type == REDIS_REPLY_ERROR) {
             note_error_reply(r, rep);
             if (k < BLOCK_GLOBAL_CMDS)
@@ -460,23 +701,25 @@ static void on_block_reply(redisAsyncContext *ac, void *reply, void *privdata)
     }
     if (blk->replies == blk->issued) {
         block_done(r, blk);
-        if (rep && ac == r->ac && r->state == ST_READY)
+        if (rep && ac == nd->ac && nd->state == ST_READY)
             pump(r);
     }
 }
 
 /* ------------------------------------------------------------------ */
-/* Writing a block                                                      */
+/* One server: writing a block                                          */
 /* ------------------------------------------------------------------ */
 
 /* One command of a block; -1 when hiredis refused it (the connection is
  * going away). */
 static int issue(redis_sink *r, block *blk, int argc)
 {
-    if (redisAsyncCommandArgv(r->ac, on_block_reply, blk, argc, r->argv, r->argvlen) != REDIS_OK)
+    node *nd = r->single;
+    if (redisAsyncCommandArgv(nd->ac, on_block_reply, blk, argc, r->argv, r->argvlen) !=
+        REDIS_OK)
         return -1;
-    if (r->cmds_out++ == 0)
-        r->last_progress = now_ms(r);
+    if (nd->cmds_out++ == 0)
+        nd->last_progress = now_ms(r);
     blk->issued++;
     return 0;
 }
@@ -509,7 +752,7 @@ static int block_send(redis_sink *r, block *blk)
         numlen[i] = r->api->format_number(blk->values[i], r->nums[i]);
 
     /* HSET latest NAME VALUE ... */
-    key = make_key(r, "latest", "", 0, &klen);
+    key = make_key(r, "latest", "", 0, "", &klen);
     if (!key)
         return -1;
     set_arg(r, 0, "HSET", 4);
@@ -522,7 +765,7 @@ static int block_send(redis_sink *r, block *blk)
         return -1;
 
     /* HSET latest_ts NAME TS ... */
-    key = make_key(r, "latest_ts", "", 0, &klen);
+    key = make_key(r, "latest_ts", "", 0, "", &klen);
     if (!key)
         goto partial;
     set_arg(r, 1, key, klen);
@@ -532,7 +775,7 @@ static int block_send(redis_sink *r, block *blk)
         goto partial;
 
     /* SADD names NAME ... */
-    key = make_key(r, "names", "", 0, &klen);
+    key = make_key(r, "names", "", 0, "", &klen);
     if (!key)
         goto partial;
     set_arg(r, 0, "SADD", 4);
@@ -544,7 +787,7 @@ static int block_send(redis_sink *r, block *blk)
 
     for (i = 0; i < n; i++) {
         const char *name = blk->names + blk->name_off[i];
-        key = make_key(r, "ts:", name, blk->name_len[i], &klen);
+        key = make_key(r, "ts:", name, blk->name_len[i], "", &klen);
         if (!key)
             goto partial;
         memcpy(member, ts, tslen);
@@ -570,7 +813,7 @@ static int block_send(redis_sink *r, block *blk)
             goto partial;
 
         if (r->stream) {
-            key = make_key(r, "stream", "", 0, &klen);
+            key = make_key(r, "stream", "", 0, "", &klen);
             if (!key)
                 goto partial;
             set_arg(r, 0, "XADD", 4);
@@ -596,8 +839,8 @@ partial:
     /* some callbacks hold the block: it completes (lost) through them */
     blk->lost = 1;
     r->outstanding += n;
-    r->drop_requested = 1;
-    r->api->timer_start(r->timer, 0);
+    r->single->drop_requested = 1;
+    r->api->timer_start(r->single->timer, 0);
     return 0;
 }
 
@@ -605,19 +848,24 @@ partial:
  * whole bound still goes out alone, so a small maxPending cannot wedge. */
 static int can_send(redis_sink *r, size_t n)
 {
-    return r->state == ST_READY && !r->drop_requested &&
+    node *nd = r->single;
+    return nd->state == ST_READY && !nd->drop_requested &&
            (r->outstanding + n <= r->max_pending || r->outstanding == 0);
 }
 
 /* Sends queued blocks, oldest first, while the connection has room. */
 static void pump(redis_sink *r)
 {
+    if (r->cluster) {
+        pump_all(r);
+        return;
+    }
     while (r->qhead && can_send(r, r->qhead->count)) {
         block *blk = queue_pop(r);
         if (block_send(r, blk) < 0) {
             queue_push_front(r, blk);
-            r->drop_requested = 1;
-            r->api->timer_start(r->timer, 0);
+            r->single->drop_requested = 1;
+            r->api->timer_start(r->single->timer, 0);
             break;
         }
     }
@@ -625,13 +873,1003 @@ static void pump(redis_sink *r)
 }
 
 /* ------------------------------------------------------------------ */
+/* Cluster: operations and their queues                                 */
+/* ------------------------------------------------------------------ */
+
+static uint8_t op_all_bits(const redis_sink *r, int kind)
+{
+    if (kind == OP_SERIES)
+        return (1u << C_ZADD) | (1u << C_ZREM) | (1u << C_EXPIRE);
+    return (uint8_t)((1u << C_HLATEST) | (1u << C_HTS) | (1u << C_SADD) |
+                     (r->stream ? 1u << C_XADD : 0u));
+}
+
+/* Which command of the current send the k-th reply answers; *sub is the
+ * XADD's position among the group's members. */
+static int op_cmd_at(const op *o, uint32_t k, uint32_t *sub)
+{
+    *sub = 0;
+    for (int b = 0; b < 4; b++) {
+        if (!(o->sent & (1u << b)))
+            continue;
+        uint32_t c = (o->kind == OP_GROUP && b == C_XADD) ? o->len : 1;
+        if (k < c) {
+            *sub = k;
+            return b;
+        }
+        k -= c;
+    }
+    return 0; /* not reached: replies never outnumber commands */
+}
+
+/* The op's metrics are given up on (counted as dropped when the block is
+ * finished). */
+static void op_mark_bad(op *o)
+{
+    block *blk = o->blk;
+    if (o->kind == OP_SERIES)
+        blk->bad[o->index] = 1;
+    else
+        for (uint32_t j = 0; j < o->len; j++)
+            blk->bad[blk->order[o->index + j]] = 1;
+}
+
+static void block_finish(redis_sink *r, block *blk)
+{
+    if (blk->lprev)
+        blk->lprev->lnext = blk->lnext;
+    else
+        r->live = blk->lnext;
+    if (blk->lnext)
+        blk->lnext->lprev = blk->lprev;
+    r->outstanding -= blk->count;
+    size_t failed = 0;
+    for (uint32_t i = 0; i < blk->count; i++)
+        failed += blk->bad[i];
+    if (blk->count > failed) {
+        r->api->stat_add(r->host, SY_STAT_SENT, (int64_t)(blk->count - failed));
+        r->retry_attempts = 0;
+    }
+    if (failed)
+        r->api->stat_add(r->host, SY_STAT_DROPPED, (int64_t)failed);
+    block_free(blk);
+}
+
+/* Every command of the op was answered (or given up): the op is finished,
+ * and perhaps its block.  Never touch the op afterwards. */
+static void op_done(redis_sink *r, op *o)
+{
+    block *blk = o->blk;
+    if (--blk->ops_left == 0)
+        block_finish(r, blk);
+}
+
+static void op_drop(redis_sink *r, op *o, const char *where, size_t queued)
+{
+    char text[200];
+    snprintf(text, sizeof text, "%s: %zu metrics' worth queued (maxQueueMetrics %zu)", where,
+             queued, r->max_queue);
+    limited_n(r, &r->drop_log, SY_LOG_WARN, "metrics dropped", text, o->len);
+    op_mark_bad(o);
+    op_done(r, o);
+}
+
+/* An op enters or leaves a queue (a node's or limbo): the block counts as
+ * queued while any of its ops is. */
+static void op_q_enter(redis_sink *r, op *o)
+{
+    block *blk = o->blk;
+    if (blk->ops_queued++ == 0) {
+        r->cq_metrics += blk->count;
+        r->cq_bytes += blk->size;
+    }
+}
+
+static void op_q_leave(redis_sink *r, op *o)
+{
+    block *blk = o->blk;
+    if (--blk->ops_queued == 0) {
+        r->cq_metrics -= blk->count;
+        r->cq_bytes -= blk->size;
+    }
+}
+
+/* A dormant seed is needed again (it serves slots, or ops wait for it,
+ * or no other node can give the map): connect now. */
+static void node_wake(node *nd)
+{
+    if (!nd->dormant || nd->r->closed)
+        return;
+    nd->dormant = 0;
+    nd->r->api->timer_start(nd->timer, 0);
+}
+
+static void nq_append(node *nd, op *o)
+{
+    o->next = NULL;
+    if (nd->qtail)
+        nd->qtail->next = o;
+    else
+        nd->qhead = o;
+    nd->qtail = o;
+    nd->queued += o->len;
+    op_q_enter(nd->r, o);
+    node_wake(nd);
+}
+
+/* An op sent before (lost, redirected, retried) goes before the newer
+ * ones, behind those put back before it. */
+static void nq_requeue(node *nd, op *o)
+{
+    if (nd->requeue_at) {
+        o->next = nd->requeue_at->next;
+        nd->requeue_at->next = o;
+        if (nd->qtail == nd->requeue_at)
+            nd->qtail = o;
+    } else {
+        o->next = nd->qhead;
+        nd->qhead = o;
+        if (!nd->qtail)
+            nd->qtail = o;
+    }
+    nd->requeue_at = o;
+    nd->queued += o->len;
+    op_q_enter(nd->r, o);
+    node_wake(nd);
+}
+
+static op *nq_pop(node *nd)
+{
+    op *o = nd->qhead;
+    if (!o)
+        return NULL;
+    nd->qhead = o->next;
+    if (!nd->qhead)
+        nd->qtail = NULL;
+    if (nd->requeue_at == o)
+        nd->requeue_at = NULL;
+    o->next = NULL;
+    nd->queued -= o->len;
+    op_q_leave(nd->r, o);
+    return o;
+}
+
+static void nq_push_front(node *nd, op *o)
+{
+    o->next = nd->qhead;
+    nd->qhead = o;
+    if (!nd->qtail)
+        nd->qtail = o;
+    nd->queued += o->len;
+    op_q_enter(nd->r, o);
+}
+
+static void arm_limbo(redis_sink *r, int retry)
+{
+    if (r->closed || r->limbo_armed)
+        return;
+    uint64_t d = 1000;
+    if (retry) {
+        d = r->reconnect_min_ms;
+        for (unsigned i = 0; i < r->retry_attempts && d < r->reconnect_max_ms; i++)
+            d *= 2;
+        if (d > r->reconnect_max_ms)
+            d = r->reconnect_max_ms;
+        r->retry_attempts++;
+    }
+    r->limbo_armed = 1;
+    r->api->timer_start(r->limbo_timer, d);
+}
+
+/* Ops that cannot go anywhere now: no master serves their slot (they go
+ * again after the next map load), or the cluster said to try again (after
+ * the backoff).  Bounded like a node's queue. */
+static void limbo_add(redis_sink *r, op *o, int retry)
+{
+    o->retry = (uint8_t)retry;
+    if (r->limbo + o->len > r->max_queue) {
+        op_drop(r, o, "waiting for the cluster", r->limbo);
+        return;
+    }
+    o->next = NULL;
+    if (r->ltail)
+        r->ltail->next = o;
+    else
+        r->lhead = o;
+    r->ltail = o;
+    r->limbo += o->len;
+    op_q_enter(r, o);
+    arm_limbo(r, retry);
+}
+
+/* An op that was sent before goes to the master of its slot, ahead of
+ * newer ops there. */
+static void route_again(redis_sink *r, op *o)
+{
+    node *t = r->slots[o->slot];
+    if (!t) {
+        limbo_add(r, o, 0);
+        request_reload(r);
+        return;
+    }
+    nq_requeue(t, o);
+    node_pump(t);
+}
+
+/* A new op: to the master of its slot, unless that one's queue is full. */
+static void route_new(redis_sink *r, op *o)
+{
+    node *t = r->slots[o->slot];
+    if (!t) {
+        limbo_add(r, o, 0);
+        request_reload(r);
+        return;
+    }
+    int direct = !t->qhead && node_can_send(t, o->len);
+    if (!direct && t->queued + o->len > r->max_queue) {
+        op_drop(r, o, t->peer[0] ? t->peer : t->addr, t->queued);
+        return;
+    }
+    nq_append(t, o);
+    if (direct)
+        node_pump(t); /* only sends: the op finishes later, in its replies */
+}
+
+static void on_limbo_timer(void *arg)
+{
+    redis_sink *r = arg;
+    r->limbo_armed = 0;
+    op *o = r->lhead;
+    r->lhead = r->ltail = NULL;
+    r->limbo = 0;
+    while (o) {
+        op *next = o->next;
+        op_q_leave(r, o);
+        route_again(r, o);
+        o = next;
+    }
+    update_queue_stats(r);
+}
+
+static void on_op_reply(redisAsyncContext *ac, void *reply, void *privdata);
+
+/* One command of an op, after ASKING when the op follows an -ASK. */
+static int op_issue(node *nd, op *o, int argc, int asking)
+{
+    redis_sink *r = nd->r;
+    if (asking) {
+        const char *a[] = { "ASKING" };
+        size_t al[] = { 6 };
+        if (redisAsyncCommandArgv(nd->ac, NULL, NULL, 1, a, al) != REDIS_OK)
+            return -1;
+    }
+    if (redisAsyncCommandArgv(nd->ac, on_op_reply, o, argc, r->argv, r->argvlen) != REDIS_OK)
+        return -1;
+    if (nd->cmds_out++ == 0)
+        nd->last_progress = now_ms(r);
+    o->issued++;
+    return 0;
+}
+
+/* Writes the op's wanted commands (see the cluster schema at the top).  0
+ * when they went out (or some did: the rest is sent again once the replies
+ * are in); -1 when none did (the op is untouched). */
+static int op_send(node *nd, op *o)
+{
+    redis_sink *r = nd->r;
+    block *blk = o->blk;
+    char ts[24], cutoff[24], ttl[24], maxlen[24], member[24 + 1 + NUM_LEN];
+    size_t tslen = (size_t)snprintf(ts, sizeof ts, "%lld", (long long)blk->ts);
+    size_t numlen[BLOCK_METRICS];
+    const char *key;
+    size_t klen;
+    uint8_t bits = o->want, done = 0;
+    int asking = o->asking;
+
+    o->sent = bits;
+    o->want = 0;
+    o->asking = 0;
+    o->issued = o->replies = 0;
+    o->redo = o->retry = o->reroute = o->lost = o->redirected = 0;
+    o->ask_node = NULL;
+
+    if (o->kind == OP_SERIES) {
+        uint32_t i = o->index;
+        const char *name = blk->names + blk->name_off[i];
+        size_t cutlen = (size_t)snprintf(cutoff, sizeof cutoff, "%lld",
+                                         (long long)(blk->ts - r->retention));
+        size_t ttllen = (size_t)snprintf(ttl, sizeof ttl, "%lld",
+                                         (long long)(2 * r->retention));
+        numlen[0] = r->api->format_number(blk->values[i], r->nums[0]);
+        key = make_key(r, "ts:{", name, blk->name_len[i], "}", &klen);
+        if (!key)
+            goto fail;
+        memcpy(member, ts, tslen);
+        member[tslen] = ':';
+        memcpy(member + tslen + 1, r->nums[0], numlen[0]);
+        set_arg(r, 1, key, klen);
+        if (bits & (1u << C_ZADD)) {
+            set_arg(r, 0, "ZADD", 4);
+            set_arg(r, 2, ts, tslen);
+            set_arg(r, 3, member, tslen + 1 + numlen[0]);
+            if (op_issue(nd, o, 4, asking) < 0)
+                goto fail;
+            done |= 1u << C_ZADD;
+        }
+        if (bits & (1u << C_ZREM)) {
+            set_arg(r, 0, "ZREMRANGEBYSCORE", 16);
+            set_arg(r, 2, "-inf", 4);
+            set_arg(r, 3, cutoff, cutlen);
+            if (op_issue(nd, o, 4, asking) < 0)
+                goto fail;
+            done |= 1u << C_ZREM;
+        }
+        if (bits & (1u << C_EXPIRE)) {
+            set_arg(r, 0, "EXPIRE", 6);
+            set_arg(r, 2, ttl, ttllen);
+            if (op_issue(nd, o, 3, asking) < 0)
+                goto fail;
+            done |= 1u << C_EXPIRE;
+        }
+    } else {
+        const uint32_t *mem = blk->order + o->index;
+        uint32_t n = o->len, j;
+        for (j = 0; j < n; j++)
+            numlen[j] = r->api->format_number(blk->values[mem[j]], r->nums[j]);
+        if (bits & (1u << C_HLATEST)) {
+            if (!(key = group_key(r, "latest", o->group, &klen)))
+                goto fail;
+            set_arg(r, 0, "HSET", 4);
+            set_arg(r, 1, key, klen);
+            for (j = 0; j < n; j++) {
+                set_arg(r, 2 + 2 * (int)j, blk->names + blk->name_off[mem[j]],
+                        blk->name_len[mem[j]]);
+                set_arg(r, 3 + 2 * (int)j, r->nums[j], numlen[j]);
+            }
+            if (op_issue(nd, o, 2 + 2 * (int)n, asking) < 0)
+                goto fail;
+            done |= 1u << C_HLATEST;
+        }
+        if (bits & (1u << C_HTS)) {
+            if (!(key = group_key(r, "latest_ts", o->group, &klen)))
+                goto fail;
+            set_arg(r, 0, "HSET", 4);
+            set_arg(r, 1, key, klen);
+            for (j = 0; j < n; j++) {
+                set_arg(r, 2 + 2 * (int)j, blk->names + blk->name_off[mem[j]],
+                        blk->name_len[mem[j]]);
+                set_arg(r, 3 + 2 * (int)j, ts, tslen);
+            }
+            if (op_issue(nd, o, 2 + 2 * (int)n, asking) < 0)
+                goto fail;
+            done |= 1u << C_HTS;
+        }
+        if (bits & (1u << C_SADD)) {
+            if (!(key = group_key(r, "names", o->group, &klen)))
+                goto fail;
+            set_arg(r, 0, "SADD", 4);
+            set_arg(r, 1, key, klen);
+            for (j = 0; j < n; j++)
+                set_arg(r, 2 + (int)j, blk->names + blk->name_off[mem[j]],
+                        blk->name_len[mem[j]]);
+            if (op_issue(nd, o, 2 + (int)n, asking) < 0)
+                goto fail;
+            done |= 1u << C_SADD;
+        }
+        if (bits & (1u << C_XADD)) {
+            size_t mllen = (size_t)snprintf(maxlen, sizeof maxlen, "%lld",
+                                            (long long)r->stream_maxlen);
+            if (!(key = group_key(r, "stream", o->group, &klen)))
+                goto fail;
+            set_arg(r, 0, "XADD", 4);
+            set_arg(r, 1, key, klen);
+            set_arg(r, 2, "MAXLEN", 6);
+            set_arg(r, 3, "~", 1);
+            set_arg(r, 4, maxlen, mllen);
+            set_arg(r, 5, "*", 1);
+            set_arg(r, 6, "name", 4);
+            set_arg(r, 8, "value", 5);
+            set_arg(r, 10, "ts", 2);
+            set_arg(r, 11, ts, tslen);
+            for (j = 0; j < n; j++) {
+                set_arg(r, 7, blk->names + blk->name_off[mem[j]], blk->name_len[mem[j]]);
+                set_arg(r, 9, r->nums[j], numlen[j]);
+                if (op_issue(nd, o, 12, asking) < 0)
+                    goto fail;
+            }
+            done |= 1u << C_XADD;
+        }
+    }
+    nd->outstanding += o->len;
+    return 0;
+
+fail:
+    if (o->issued == 0) {
+        o->want = bits;
+        o->asking = (uint8_t)asking;
+        o->sent = 0;
+        return -1;
+    }
+    /* the callbacks of what went out finish the op; the rest goes again */
+    o->redo |= (uint8_t)(bits & ~done);
+    if (asking) {
+        o->ask_node = nd;
+        nd->refs++;
+    }
+    nd->outstanding += o->len;
+    nd->drop_requested = 1;
+    r->api->timer_start(nd->timer, 0);
+    return 0;
+}
+
+static int node_can_send(node *nd, size_t n)
+{
+    redis_sink *r = nd->r;
+    return nd->state == ST_READY && !nd->drop_requested &&
+           (nd->outstanding + n <= r->max_pending || nd->outstanding == 0);
+}
+
+/* Sends a node's queued ops, oldest first, while its connection has room. */
+static void node_pump(node *nd)
+{
+    redis_sink *r = nd->r;
+    while (nd->qhead && node_can_send(nd, nd->qhead->len)) {
+        op *o = nq_pop(nd);
+        if (op_send(nd, o) < 0) {
+            nq_push_front(nd, o);
+            nd->drop_requested = 1;
+            r->api->timer_start(nd->timer, 0);
+            break;
+        }
+    }
+    update_queue_stats(r);
+}
+
+static void pump_all(redis_sink *r)
+{
+    for (node *nd = r->nodes; nd; nd = nd->next)
+        if (nd->qhead)
+            node_pump(nd);
+    update_queue_stats(r);
+}
+
+/* "host:port" (host may be empty, or [an IPv6 address]); 0 when valid. */
+static int parse_hostport(const char *s, char *host, size_t hostlen, int *port)
+{
+    const char *colon = strrchr(s, ':');
+    if (!colon)
+        return -1;
+    char *end;
+    long p = strtol(colon + 1, &end, 10);
+    if (end == colon + 1 || *end || p < 1 || p > 65535)
+        return -1;
+    size_t hl = (size_t)(colon - s);
+    if (hl >= 2 && s[0] == '[' && s[hl - 1] == ']') {
+        s++;
+        hl -= 2;
+    }
+    if (hl >= hostlen)
+        return -1;
+    memcpy(host, s, hl);
+    host[hl] = '\0';
+    *port = (int)p;
+    return 0;
+}
+
+static node *node_new(redis_sink *r, const char *addr, int port, int seed);
+
+/* The node at host:port, made (and connecting) when not known yet. */
+static node *node_get(redis_sink *r, const char *host, int port)
+{
+    for (node *nd = r->nodes; nd; nd = nd->next)
+        if (nd->port == port && strcmp(nd->addr, host) == 0)
+            return nd;
+    if (r->nnodes >= MAX_NODES)
+        return NULL;
+    return node_new(r, host, port, 0);
+}
+
+static void map_set(redis_sink *r, unsigned slot, node *t)
+{
+    if (r->slots[slot])
+        r->slots[slot]->owned--;
+    r->slots[slot] = t;
+    if (t) {
+        t->owned++;
+        node_wake(t);
+    }
+}
+
+static int starts(const char *s, const char *prefix)
+{
+    return strncmp(s, prefix, strlen(prefix)) == 0;
+}
+
+/* An error reply to command c of op o, from node nd. */
+static void op_error(node *nd, op *o, int c, uint32_t sub, const redisReply *rep)
+{
+    redis_sink *r = nd->r;
+    const char *s = rep->str ? rep->str : "";
+    int ask = starts(s, "ASK ");
+
+    if ((ask || starts(s, "MOVED ")) && o->hops < MAX_REDIRECTS) {
+        char *end, host[INET6_ADDRSTRLEN + 64];
+        int port;
+        unsigned long slot = strtoul(s + (ask ? 4 : 6), &end, 10);
+        if (end != s + (ask ? 4 : 6) && *end == ' ' && slot < NSLOTS &&
+            parse_hostport(end + 1, host, sizeof host, &port) == 0) {
+            /* an empty host: the one this node was reached at */
+            node *t = node_get(r, host[0] ? host : nd->addr, port);
+            if (t) {
+                char text[200];
+                o->redo |= (uint8_t)(1u << c);
+                o->redirected = 1;
+                if (ask) {
+                    if (o->ask_node)
+                        o->ask_node->refs--;
+                    o->ask_node = t;
+                    t->refs++;
+                    r->asked++;
+                } else {
+                    if (slot != o->slot)
+                        o->slot = (uint16_t)slot; /* the cluster knows best */
+                    if (r->slots[slot] != t)
+                        map_set(r, (unsigned)slot, t);
+                    r->moved++;
+                    request_reload(r);
+                }
+                snprintf(text, sizeof text, "%s (%llu MOVED, %llu ASK in all)", s,
+                         (unsigned long long)r->moved, (unsigned long long)r->asked);
+                limited(r, &r->redir_log, SY_LOG_INFO, "following cluster redirects", text);
+                return;
+            }
+        }
+    } else if (starts(s, "READONLY")) {
+        /* a master turned replica: its slots are elsewhere now */
+        o->redo |= (uint8_t)(1u << c);
+        o->reroute = 1;
+        r->api->stat_add(r->host, SY_STAT_ERRORS, 1);
+        limited(r, &r->retry_log, SY_LOG_WARN, "cluster busy, writing again later", s);
+        request_reload(r);
+        return;
+    } else if (starts(s, "TRYAGAIN") || starts(s, "CLUSTERDOWN") || starts(s, "LOADING") ||
+               starts(s, "MASTERDOWN")) {
+        o->redo |= (uint8_t)(1u << c);
+        o->retry = 1;
+        r->api->stat_add(r->host, SY_STAT_ERRORS, 1);
+        limited(r, &r->retry_log, SY_LOG_WARN, "cluster busy, writing again later", s);
+        if (!starts(s, "TRYAGAIN"))
+            request_reload(r);
+        return;
+    }
+    note_error_reply(r, rep);
+    if (o->kind == OP_GROUP && c == C_XADD)
+        o->blk->bad[o->blk->order[o->index + sub]] = 1;
+    else
+        op_mark_bad(o);
+}
+
+/* Every reply of the op's send is in: done, or sent again where the
+ * cluster said. */
+static void op_settle(redis_sink *r, op *o)
+{
+    if (!o->redo) {
+        op_done(r, o);
+        return;
+    }
+    o->want = o->redo;
+    o->redo = 0;
+    if (o->redirected)
+        o->hops++;
+    if (o->ask_node) {
+        node *t = o->ask_node;
+        o->ask_node = NULL;
+        t->refs--;
+        o->asking = 1;
+        nq_requeue(t, o);
+        node_pump(t);
+    } else if (o->retry) {
+        limbo_add(r, o, 1);
+    } else if (o->reroute) {
+        limbo_add(r, o, 0);
+    } else {
+        route_again(r, o);
+    }
+}
+
+static void on_op_reply(redisAsyncContext *ac, void *reply, void *privdata)
+{
+    node *nd = ac->data;
+    redis_sink *r = nd->r;
+    op *o = privdata;
+    redisReply *rep = reply;
+    uint32_t sub;
+    int c = op_cmd_at(o, o->replies++, &sub);
+
+    if (nd->cmds_out)
+        nd->cmds_out--;
+    if (!rep) {
+        /* the connection is going: nothing more is written on it */
+        o->lost = 1;
+        o->redo |= (uint8_t)(1u << c);
+        nd->drop_requested = 1;
+    } else {
+        nd->last_progress = now_ms(r);
+        if (rep->type == REDIS_REPLY_ERROR)
+            op_error(nd, o, c, sub, rep);
+    }
+    if (o->replies < o->issued)
+        return;
+    nd->outstanding -= o->len;
+    if (o->lost)
+        nd->requeued += o->len;
+    op_settle(r, o);
+    if (rep && ac == nd->ac && nd->state == ST_READY)
+        node_pump(nd);
+    update_queue_stats(r);
+}
+
+/* Cuts a block into ops and sends each to its master (see the schema). */
+static void dispatch_block(redis_sink *r, block *blk)
+{
+    uint32_t n = blk->count, i, k, ng = 0;
+    uint16_t slot[BLOCK_METRICS];
+    uint32_t grp[BLOCK_METRICS], gcount[BLOCK_METRICS], gnum[BLOCK_METRICS];
+    uint32_t start[BLOCK_METRICS], pos[BLOCK_METRICS];
+
+    if (++r->stamp == 0) {
+        memset(r->gstamp, 0, r->groups * sizeof *r->gstamp);
+        r->stamp = 1;
+    }
+    for (i = 0; i < n; i++) {
+        size_t klen;
+        const char *key = make_key(r, "ts:{", blk->names + blk->name_off[i], blk->name_len[i],
+                                   "}", &klen);
+        if (!key)
+            goto oom;
+        slot[i] = key_slot(r, key, klen);
+        uint32_t g = grp[i] = slot[i] % r->groups;
+        if (r->gstamp[g] != r->stamp) {
+            r->gstamp[g] = r->stamp;
+            r->gidx[g] = ng;
+            gcount[ng] = 0;
+            gnum[ng] = g;
+            ng++;
+        }
+        gcount[r->gidx[g]]++;
+    }
+    op *ops = calloc(1, (n + ng) * sizeof(op) + n * sizeof(uint32_t));
+    if (!ops)
+        goto oom;
+    blk->ops = ops;
+    blk->order = (uint32_t *)(ops + n + ng);
+    for (k = 0, i = 0; k < ng; k++) {
+        start[k] = pos[k] = i;
+        i += gcount[k];
+    }
+    for (i = 0; i < n; i++)
+        blk->order[pos[r->gidx[grp[i]]]++] = i;
+    for (i = 0; i < n; i++) {
+        op *o = &ops[i];
+        o->blk = blk;
+        o->kind = OP_SERIES;
+        o->slot = slot[i];
+        o->index = i;
+        o->len = 1;
+        o->want = op_all_bits(r, OP_SERIES);
+    }
+    for (k = 0; k < ng; k++) {
+        op *o = &ops[n + k];
+        o->blk = blk;
+        o->kind = OP_GROUP;
+        o->group = gnum[k];
+        o->slot = r->gslot[gnum[k]];
+        o->index = start[k];
+        o->len = gcount[k];
+        o->want = op_all_bits(r, OP_GROUP);
+    }
+    blk->nops = blk->ops_left = n + ng;
+    blk->ops_queued = 0;
+    blk->lprev = NULL;
+    blk->lnext = r->live;
+    if (r->live)
+        r->live->lprev = blk;
+    r->live = blk;
+    r->outstanding += n;
+    /* ops only finish here when dropped; the block is freed with its last
+     * op, so nothing of it is touched after the last route_new */
+    uint32_t nops = n + ng;
+    for (k = 0; k < nops; k++)
+        route_new(r, &ops[k]);
+    return;
+oom:
+    r->api->stat_add(r->host, SY_STAT_DROPPED, (int64_t)n);
+    limited_n(r, &r->drop_log, SY_LOG_WARN, "metrics dropped", "out of memory", n);
+    block_free(blk);
+}
+
+/* ------------------------------------------------------------------ */
+/* Cluster: the slot map                                                */
+/* ------------------------------------------------------------------ */
+
+static void arm_map_timer(redis_sink *r, uint64_t after)
+{
+    if (r->closed)
+        return;
+    uint64_t at = now_ms(r) + after;
+    if (r->map_timer_at && r->map_timer_at <= at)
+        return; /* already due earlier */
+    r->map_timer_at = at;
+    r->api->timer_start(r->map_timer, after);
+}
+
+/* A reload soon, at most one per RELOAD_MIN_MS. */
+static void request_reload(redis_sink *r)
+{
+    if (!r->cluster || r->closed)
+        return;
+    if (r->fetching) {
+        r->reload_wanted = 1;
+        return;
+    }
+    uint64_t now = now_ms(r), next = r->last_fetch + RELOAD_MIN_MS;
+    arm_map_timer(r, !r->last_fetch || next <= now ? 0 : next - now);
+}
+
+/* 1 when every master in the map is connected. */
+static void update_connected(redis_sink *r)
+{
+    int ok = r->map_ready;
+    if (!r->cluster) {
+        ok = r->single->state == ST_READY;
+    } else {
+        for (node *nd = r->nodes; nd && ok; nd = nd->next)
+            if (nd->owned && nd->state != ST_READY)
+                ok = 0;
+    }
+    r->api->stat_set(r->host, SY_STAT_CONNECTED, ok);
+}
+
+/* Moves the ops a node holds for slots it no longer serves, and retries
+ * limbo, after the map changed.  Ops following an -ASK stay put. */
+static void reroute_all(redis_sink *r)
+{
+    op *moved = NULL, **mtail = &moved;
+    for (node *nd = r->nodes; nd; nd = nd->next) {
+        op *o = nd->qhead, *prev = NULL, *cursor = nd->requeue_at, *newcursor = NULL;
+        nd->qhead = nd->qtail = NULL;
+        while (o) {
+            op *next = o->next;
+            o->next = NULL;
+            if (o->asking || r->slots[o->slot] == nd) {
+                if (prev)
+                    prev->next = o;
+                else
+                    nd->qhead = o;
+                prev = nd->qtail = o;
+                if (o == cursor)
+                    newcursor = o;
+            } else {
+                if (o == cursor)
+                    newcursor = prev;
+                nd->queued -= o->len;
+                op_q_leave(r, o);
+                *mtail = o;
+                mtail = &o->next;
+            }
+            o = next;
+        }
+        nd->requeue_at = newcursor;
+    }
+    /* limbo: the ops that had no master; those told to try again wait for
+     * their backoff */
+    op *keep = NULL, *klast = NULL;
+    for (op *o = r->lhead; o;) {
+        op *next = o->next;
+        o->next = NULL;
+        if (o->retry) {
+            if (klast)
+                klast->next = o;
+            else
+                keep = o;
+            klast = o;
+        } else {
+            r->limbo -= o->len;
+            op_q_leave(r, o);
+            *mtail = o;
+            mtail = &o->next;
+        }
+        o = next;
+    }
+    r->lhead = keep;
+    r->ltail = klast;
+    for (op *o = moved; o;) {
+        op *next = o->next;
+        route_again(r, o);
+        o = next;
+    }
+}
+
+/* The reply to CLUSTER SLOTS, from node nd: [[start, end, [host, port,
+ * id, ...], replicas...], ...].  1 when it was taken as the new map. */
+static int apply_map(redis_sink *r, node *nd, const redisReply *rep)
+{
+    char why[300];
+    if (rep->type != REDIS_REPLY_ARRAY) {
+        snprintf(why, sizeof why, "%s", rep->type == REDIS_REPLY_ERROR && rep->str ? rep->str
+                                                                                : "not a list");
+        goto bad;
+    }
+    memset(r->newslots, 0, NSLOTS * sizeof *r->newslots);
+    unsigned covered = 0;
+    for (size_t e = 0; e < rep->elements; e++) {
+        const redisReply *x = rep->element[e];
+        if (x->type != REDIS_REPLY_ARRAY || x->elements < 3 ||
+            x->element[0]->type != REDIS_REPLY_INTEGER ||
+            x->element[1]->type != REDIS_REPLY_INTEGER ||
+            x->element[2]->type != REDIS_REPLY_ARRAY || x->element[2]->elements < 2 ||
+            x->element[2]->element[0]->type != REDIS_REPLY_STRING ||
+            x->element[2]->element[1]->type != REDIS_REPLY_INTEGER) {
+            snprintf(why, sizeof why, "unexpected reply shape");
+            goto bad;
+        }
+        long long from = x->element[0]->integer, to = x->element[1]->integer;
+        long long port = x->element[2]->element[1]->integer;
+        const char *host = x->element[2]->element[0]->str;
+        if (from < 0 || to >= NSLOTS || from > to || port < 1 || port > 65535) {
+            snprintf(why, sizeof why, "bad range %lld-%lld or port %lld", from, to, port);
+            goto bad;
+        }
+        /* an empty or unknown endpoint: the address this node was reached at */
+        if (!host[0] || strcmp(host, "?") == 0)
+            host = nd->addr;
+        node *t = node_get(r, host, (int)port);
+        if (!t) {
+            snprintf(why, sizeof why, "too many nodes or out of memory");
+            goto bad;
+        }
+        for (long long s = from; s <= to; s++) {
+            if (!r->newslots[s])
+                covered++;
+            r->newslots[s] = t;
+        }
+    }
+    if (!covered) {
+        snprintf(why, sizeof why, "no slot is served (is the cluster made?)");
+        goto bad;
+    }
+    int changed = memcmp(r->newslots, r->slots, NSLOTS * sizeof *r->slots) != 0;
+    int first = !r->map_ready;
+    for (node *n = r->nodes; n; n = n->next)
+        n->owned = 0;
+    memcpy(r->slots, r->newslots, NSLOTS * sizeof *r->slots);
+    unsigned masters = 0;
+    for (unsigned s = 0; s < NSLOTS; s++)
+        if (r->slots[s] && r->slots[s]->owned++ == 0) {
+            masters++;
+            node_wake(r->slots[s]);
+        }
+    r->map_loads++;
+    r->map_ready = 1;
+    if (first || changed) {
+        char text[200];
+        snprintf(text, sizeof text, "%u masters, %u of %u slots served (asked %s)", masters,
+                 covered, NSLOTS, nd->peer);
+        if (first)
+            r->api->log(r->host, SY_LOG_INFO, "cluster slot map loaded: %s", text);
+        else
+            limited(r, &r->map_log, SY_LOG_INFO, "cluster slot map changed", text);
+    }
+    reroute_all(r);
+    if (first) {
+        block *blk;
+        while ((blk = queue_pop(r)))
+            dispatch_block(r, blk);
+    }
+    update_connected(r);
+    pump_all(r);
+    return 1;
+bad:
+    r->api->stat_add(r->host, SY_STAT_ERRORS, 1);
+    {
+        char msg[300];
+        snprintf(msg, sizeof msg, "cannot load the cluster slot map from %s", nd->peer);
+        limited(r, &r->map_err_log, SY_LOG_WARN, msg, why);
+    }
+    return 0;
+}
+
+static void on_slots(redisAsyncContext *ac, void *reply, void *privdata)
+{
+    node *nd = ac->data;
+    redis_sink *r = nd->r;
+    redisReply *rep = reply;
+    if (nd->cmds_out)
+        nd->cmds_out--;
+    if (r->closed)
+        return;
+    r->fetching = 0;
+    r->fetch_node = NULL;
+    int ok = 0;
+    if (rep) {
+        nd->last_progress = now_ms(r);
+        ok = apply_map(r, nd, rep);
+    }
+    r->map_timer_at = 0;
+    arm_map_timer(r, ok && !r->reload_wanted ? r->refresh_ms : RELOAD_MIN_MS);
+    r->reload_wanted = 0;
+}
+
+/* Asks a connected node (a master first, in turn) for the slot map. */
+static void fetch_map(redis_sink *r)
+{
+    node *pick = NULL, *any = NULL;
+    unsigned i = 0, want = r->fetch_rr++;
+    size_t ready = 0;
+    for (node *nd = r->nodes; nd; nd = nd->next)
+        if (nd->state == ST_READY && !nd->drop_requested && nd->owned)
+            ready++;
+    for (node *nd = r->nodes; nd; nd = nd->next) {
+        if (nd->state != ST_READY || nd->drop_requested)
+            continue;
+        if (!any)
+            any = nd;
+        if (nd->owned && i++ == want % (ready ? ready : 1))
+            pick = nd;
+    }
+    if (!pick)
+        pick = any;
+    const char *argv[] = { "CLUSTER", "SLOTS" };
+    size_t len[] = { 7, 5 };
+    if (!pick || redisAsyncCommandArgv(pick->ac, on_slots, NULL, 2, argv, len) != REDIS_OK) {
+        /* nothing connected: the seeds are needed again */
+        for (node *nd = r->nodes; nd; nd = nd->next)
+            node_wake(nd);
+        arm_map_timer(r, 200);
+        return;
+    }
+    if (pick->cmds_out++ == 0)
+        pick->last_progress = now_ms(r);
+    r->fetching = 1;
+    r->fetch_node = pick;
+    r->last_fetch = now_ms(r);
+}
+
+static void node_free(node *nd);
+
+/* The map timer: forgets nodes that serve nothing and hold nothing, then
+ * loads the map. */
+static void on_map_timer(void *arg)
+{
+    redis_sink *r = arg;
+    r->map_timer_at = 0;
+    node **pp = &r->nodes;
+    while (*pp) {
+        node *nd = *pp;
+        if (!nd->is_seed && !nd->owned && !nd->refs && !nd->qhead && !nd->outstanding &&
+            !nd->cmds_out && r->fetch_node != nd) {
+            *pp = nd->next;
+            r->nnodes--;
+            node_free(nd);
+            continue;
+        }
+        pp = &nd->next;
+    }
+    if (r->fetching) {
+        r->reload_wanted = 1;
+        return;
+    }
+    fetch_map(r);
+}
+
+/* ------------------------------------------------------------------ */
 /* The connection                                                       */
 /* ------------------------------------------------------------------ */
 
-static uint64_t backoff_ms(redis_sink *r)
+static uint64_t backoff_ms(redis_sink *r, unsigned attempts)
 {
     uint64_t d = r->reconnect_min_ms;
-    for (unsigned i = 0; i < r->attempts && d < r->reconnect_max_ms; i++)
+    for (unsigned i = 0; i < attempts && d < r->reconnect_max_ms; i++)
         d *= 2;
     if (d > r->reconnect_max_ms)
         d = r->reconnect_max_ms;
@@ -641,16 +1879,24 @@ static uint64_t backoff_ms(redis_sink *r)
     return half + (half ? next_rand(r) % (d - half + 1) : 0);
 }
 
-static void schedule_reconnect(redis_sink *r)
+static void schedule_reconnect(node *nd)
 {
-    if (r->state == ST_CLOSED)
+    redis_sink *r = nd->r;
+    if (nd->state == ST_CLOSED)
         return;
-    r->state = ST_IDLE;
-    r->drop_requested = 0;
-    r->api->stat_set(r->host, SY_STAT_CONNECTED, 0);
-    uint64_t d = backoff_ms(r);
-    r->attempts++;
-    r->api->timer_start(r->timer, d);
+    nd->state = ST_IDLE;
+    nd->drop_requested = 0;
+    update_connected(r);
+    if (r->cluster && nd->is_seed && r->map_ready && !nd->owned && !nd->qhead && !nd->refs &&
+        !nd->outstanding) {
+        /* a seed the map does not need: back when nothing else answers */
+        nd->dormant = 1;
+        r->api->timer_stop(nd->timer);
+        return;
+    }
+    uint64_t d = backoff_ms(r, nd->attempts);
+    nd->attempts++;
+    r->api->timer_start(nd->timer, d);
 }
 
 static void resolver_unref(resolver *res)
@@ -662,138 +1908,159 @@ static void resolver_unref(resolver *res)
 }
 
 /* Stops waiting for a resolution in progress; the thread finishes alone. */
-static void resolver_abandon(redis_sink *r)
+static void resolver_abandon(node *nd)
 {
-    if (!r->res)
+    if (!nd->res)
         return;
-    r->api->watch_free(r->res_watch);
-    r->res_watch = NULL;
-    resolver_unref(r->res);
-    r->res = NULL;
+    nd->r->api->watch_free(nd->res_watch);
+    nd->res_watch = NULL;
+    resolver_unref(nd->res);
+    nd->res = NULL;
 }
 
 /* Closes the connection now (never from inside a hiredis callback): the
- * callbacks of unanswered blocks run with NULL replies and queue them
- * again. */
-static void drop_connection(redis_sink *r)
+ * callbacks of unanswered blocks (or cluster ops) run with NULL replies and
+ * queue them again. */
+static void drop_connection(node *nd)
 {
-    redisAsyncContext *ac = r->ac;
-    resolver_abandon(r);
-    r->ac = NULL;
-    r->state = ST_IDLE;
-    r->api->stat_set(r->host, SY_STAT_CONNECTED, 0);
+    redisAsyncContext *ac = nd->ac;
+    resolver_abandon(nd);
+    nd->ac = NULL;
+    if (nd->state != ST_CLOSED)
+        nd->state = ST_IDLE;
+    update_connected(nd->r);
     if (ac)
         redisAsyncFree(ac);
-    r->cmds_out = 0;
+    nd->cmds_out = 0;
 }
 
 /* A connection attempt or the connection itself failed: log it (bounded),
  * close what is left and try again after the backoff. */
-static void connection_failed(redis_sink *r, const char *why, int was_ready)
+static void connection_failed(node *nd, const char *why, int was_ready)
 {
-    drop_connection(r); /* first: it puts unanswered blocks back */
+    redis_sink *r = nd->r;
+    drop_connection(nd); /* first: it puts unanswered blocks back */
     if (was_ready) {
         char msg[300], text[400];
         r->api->stat_add(r->host, SY_STAT_ERRORS, 1);
-        snprintf(msg, sizeof msg, "connection to %s lost", r->peer);
+        snprintf(msg, sizeof msg, "connection to %s lost", nd->peer);
         snprintf(text, sizeof text, "%s; %zu unanswered metrics to be written again, "
-                 "%zu queued in all", why, r->requeued, r->queued);
-        r->said_down |= limited(r, &r->lost_log, SY_LOG_WARN, msg, text);
+                 "%zu queued in all", why, nd->requeued, r->cluster ? nd->queued : r->queued);
+        nd->said_down |= limited(r, &nd->lost_log, SY_LOG_WARN, msg, text);
     } else {
         char msg[300];
-        snprintf(msg, sizeof msg, "cannot connect to %s", r->peer);
-        r->said_down |= limited(r, &r->conn_log, SY_LOG_WARN, msg, why);
+        snprintf(msg, sizeof msg, "cannot connect to %s", nd->peer);
+        nd->said_down |= limited(r, &nd->conn_log, SY_LOG_WARN, msg, why);
     }
-    schedule_reconnect(r);
+    if (r->cluster && nd->owned)
+        request_reload(r); /* a failover may have moved its slots */
+    schedule_reconnect(nd);
 }
 
-static void become_ready(redis_sink *r)
+static void become_ready(node *nd)
 {
-    r->state = ST_READY;
-    r->requeue_at = NULL;
-    r->requeued = 0;
-    r->api->stat_set(r->host, SY_STAT_CONNECTED, 1);
+    redis_sink *r = nd->r;
+    nd->state = ST_READY;
+    nd->requeue_at = NULL;
+    if (!r->cluster)
+        r->requeue_at = NULL;
+    nd->requeued = 0;
+    update_connected(r);
     /* the first connection, and the first after a logged failure: the
      * failure messages are bounded, so these are too */
-    if (r->said_down || !r->ever_ready)
-        r->api->log(r->host, SY_LOG_INFO, "connected to %s, database %lld; %zu metrics queued",
-                    r->peer, (long long)r->database, r->queued);
-    r->said_down = 0;
-    r->ever_ready = 1;
-    r->last_progress = now_ms(r);
+    if (nd->said_down || !nd->ever_ready) {
+        if (r->cluster)
+            r->api->log(r->host, SY_LOG_INFO, "connected to cluster node %s; %zu metrics' worth "
+                        "queued for it", nd->peer, nd->queued);
+        else
+            r->api->log(r->host, SY_LOG_INFO, "connected to %s, database %lld; %zu metrics "
+                        "queued", nd->peer, (long long)r->database, r->queued);
+    }
+    nd->said_down = 0;
+    nd->ever_ready = 1;
+    nd->last_progress = now_ms(r);
     uint64_t period = r->stall_ms / 4;
-    r->api->timer_start(r->timer, period < 50 ? 50 : period > 1000 ? 1000 : period);
-    pump(r);
+    r->api->timer_start(nd->timer, period < 50 ? 50 : period > 1000 ? 1000 : period);
+    if (r->cluster) {
+        if (!r->map_ready)
+            request_reload(r);
+        node_pump(nd);
+    } else {
+        pump(r);
+    }
 }
 
 /* Replies to AUTH, SELECT and PING.  Any error fails the handshake. */
 static void on_handshake_reply(redisAsyncContext *ac, void *reply, void *privdata)
 {
-    redis_sink *r = ac->data;
+    node *nd = ac->data;
+    redis_sink *r = nd->r;
     redisReply *rep = reply;
     const char *what = privdata;
 
-    if (!rep || ac != r->ac)
+    if (!rep || ac != nd->ac)
         return; /* the connection is going away; its owner deals with it */
-    r->last_progress = now_ms(r);
+    nd->last_progress = now_ms(r);
     if (rep->type == REDIS_REPLY_ERROR) {
-        if (!r->handshake_failed) {
-            r->handshake_failed = 1;
+        if (!nd->handshake_failed) {
+            nd->handshake_failed = 1;
             r->api->stat_add(r->host, SY_STAT_ERRORS, 1);
             char msg[300];
-            snprintf(msg, sizeof msg, "%s on %s failed", what, r->peer);
-            r->said_down |= limited(r, &r->conn_log, SY_LOG_ERROR, msg, rep->str ? rep->str : "");
+            snprintf(msg, sizeof msg, "%s on %s failed", what, nd->peer);
+            nd->said_down |= limited(r, &nd->conn_log, SY_LOG_ERROR, msg,
+                                     rep->str ? rep->str : "");
         }
-        r->drop_requested = 1;
-        r->api->timer_start(r->timer, 0);
+        nd->drop_requested = 1;
+        r->api->timer_start(nd->timer, 0);
         return;
     }
-    if (--r->handshake_left == 0 && !r->handshake_failed)
-        become_ready(r);
+    if (--nd->handshake_left == 0 && !nd->handshake_failed)
+        become_ready(nd);
 }
 
-static void handshake_cmd(redis_sink *r, const char *what, int argc, const char **argv)
+static void handshake_cmd(node *nd, const char *what, int argc, const char **argv)
 {
     size_t len[4];
     for (int i = 0; i < argc; i++)
         len[i] = strlen(argv[i]);
-    if (redisAsyncCommandArgv(r->ac, on_handshake_reply, (void *)what, argc, argv, len) ==
+    if (redisAsyncCommandArgv(nd->ac, on_handshake_reply, (void *)what, argc, argv, len) ==
         REDIS_OK)
-        r->handshake_left++;
+        nd->handshake_left++;
 }
 
 static void on_connect(const redisAsyncContext *cac, int status)
 {
     redisAsyncContext *ac = (redisAsyncContext *)cac;
-    redis_sink *r = ac->data;
-    if (ac != r->ac)
+    node *nd = ac->data;
+    redis_sink *r = nd->r;
+    if (ac != nd->ac)
         return;
     if (status != REDIS_OK) {
         /* hiredis frees the context itself right after this callback */
-        r->ac = NULL;
-        connection_failed(r, ac->c.errstr[0] ? ac->c.errstr : "connect failed", 0);
+        nd->ac = NULL;
+        connection_failed(nd, ac->c.errstr[0] ? ac->c.errstr : "connect failed", 0);
         return;
     }
     char db[24];
     snprintf(db, sizeof db, "%lld", (long long)r->database);
-    r->handshake_left = 0;
-    r->handshake_failed = 0;
+    nd->handshake_left = 0;
+    nd->handshake_failed = 0;
     if (r->password && r->username) {
         const char *argv[] = { "AUTH", r->username, r->password };
-        handshake_cmd(r, "AUTH", 3, argv);
+        handshake_cmd(nd, "AUTH", 3, argv);
     } else if (r->password) {
         const char *argv[] = { "AUTH", r->password };
-        handshake_cmd(r, "AUTH", 2, argv);
+        handshake_cmd(nd, "AUTH", 2, argv);
     }
     if (r->database) {
         const char *argv[] = { "SELECT", db };
-        handshake_cmd(r, "SELECT", 2, argv);
+        handshake_cmd(nd, "SELECT", 2, argv);
     }
     const char *argv[] = { "PING" };
-    handshake_cmd(r, "PING", 1, argv);
-    if (!r->handshake_left) {
-        r->drop_requested = 1;
-        r->api->timer_start(r->timer, 0);
+    handshake_cmd(nd, "PING", 1, argv);
+    if (!nd->handshake_left) {
+        nd->drop_requested = 1;
+        r->api->timer_start(nd->timer, 0);
     }
 }
 
@@ -801,46 +2068,48 @@ static void on_connect(const redisAsyncContext *cac, int status)
 static void on_disconnect(const redisAsyncContext *cac, int status)
 {
     redisAsyncContext *ac = (redisAsyncContext *)cac;
-    redis_sink *r = ac->data;
-    if (ac != r->ac)
+    node *nd = ac->data;
+    if (ac != nd->ac)
         return; /* we closed it ourselves */
-    r->ac = NULL;
-    int was_ready = r->state == ST_READY;
-    r->cmds_out = 0;
-    connection_failed(r, ac->c.errstr[0] ? ac->c.errstr : "closed", was_ready);
+    nd->ac = NULL;
+    int was_ready = nd->state == ST_READY;
+    nd->cmds_out = 0;
+    connection_failed(nd, ac->c.errstr[0] ? ac->c.errstr : "closed", was_ready);
 }
 
-static void connect_to(redis_sink *r, const char *ip)
+static void connect_to(node *nd, const char *ip)
 {
+    redis_sink *r = nd->r;
     redisAsyncContext *ac;
-    if (r->addr_is_path) {
-        snprintf(r->peer, sizeof r->peer, "%s", r->addr);
-        ac = redisAsyncConnectUnix(r->addr);
+    if (nd->addr_is_path) {
+        snprintf(nd->peer, sizeof nd->peer, "%s", nd->addr);
+        ac = redisAsyncConnectUnix(nd->addr);
     } else {
-        snprintf(r->peer, sizeof r->peer, strchr(ip, ':') ? "[%s]:%d" : "%s:%d", ip, r->port);
-        ac = redisAsyncConnect(ip, r->port);
+        snprintf(nd->peer, sizeof nd->peer, strchr(ip, ':') ? "[%s]:%d" : "%s:%d", ip,
+                 nd->port);
+        ac = redisAsyncConnect(ip, nd->port);
     }
-    r->state = ST_CONNECTING;
+    nd->state = ST_CONNECTING;
     if (!ac) {
-        connection_failed(r, "out of memory", 0);
+        connection_failed(nd, "out of memory", 0);
         return;
     }
     if (ac->err) {
         char why[200];
         snprintf(why, sizeof why, "%s", ac->c.errstr);
         redisAsyncFree(ac);
-        connection_failed(r, why, 0);
+        connection_failed(nd, why, 0);
         return;
     }
-    ac->data = r;
+    ac->data = nd;
     if (redisLibeventAttach(ac, r->api->event_base(r->host)) != REDIS_OK) {
         redisAsyncFree(ac);
-        connection_failed(r, "cannot attach to the event loop", 0);
+        connection_failed(nd, "cannot attach to the event loop", 0);
         return;
     }
     redisAsyncSetConnectCallback(ac, on_connect);
     redisAsyncSetDisconnectCallback(ac, on_disconnect);
-    r->ac = ac;
+    nd->ac = ac;
 }
 
 static void *resolve_thread(void *arg)
@@ -874,36 +2143,37 @@ static void *resolve_thread(void *arg)
 
 static void on_resolved(int fd, int events, void *arg)
 {
-    redis_sink *r = arg;
-    resolver *res = r->res;
+    node *nd = arg;
+    resolver *res = nd->res;
     uint64_t v;
     ssize_t rd = read(fd, &v, sizeof v);
     (void)rd;
-    if (!res || r->state != ST_RESOLVING ||
+    if (!res || nd->state != ST_RESOLVING ||
         !atomic_load_explicit(&res->done, memory_order_acquire))
         return;
     char ip[INET6_ADDRSTRLEN];
     int rc = res->rc, n = res->naddrs;
     if (n)
-        memcpy(ip, res->addrs[r->attempts % (unsigned)n], sizeof ip);
-    resolver_abandon(r);
+        memcpy(ip, res->addrs[nd->attempts % (unsigned)n], sizeof ip);
+    resolver_abandon(nd);
     if (rc != 0 || n == 0) {
-        snprintf(r->peer, sizeof r->peer, "%s:%d", r->addr, r->port);
-        connection_failed(r, rc ? gai_strerror(rc) : "no IPv4 or IPv6 address", 0);
+        snprintf(nd->peer, sizeof nd->peer, "%s:%d", nd->addr, nd->port);
+        connection_failed(nd, rc ? gai_strerror(rc) : "no IPv4 or IPv6 address", 0);
         return;
     }
-    connect_to(r, ip);
+    connect_to(nd, ip);
 }
 
 /* Resolves the name in a thread; on_resolved continues on the loop. */
-static void start_resolve(redis_sink *r)
+static void start_resolve(node *nd)
 {
-    size_t hl = strlen(r->addr);
+    redis_sink *r = nd->r;
+    size_t hl = strlen(nd->addr);
     resolver *res = calloc(1, sizeof *res + hl + 1);
     const char *why = "out of memory";
     if (!res)
         goto fail;
-    memcpy(res->host, r->addr, hl + 1);
+    memcpy(res->host, nd->addr, hl + 1);
     atomic_init(&res->refs, 2);
     atomic_init(&res->done, 0);
     res->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
@@ -912,15 +2182,15 @@ static void start_resolve(redis_sink *r)
         free(res);
         goto fail;
     }
-    r->res_watch = r->api->watch_new(r->host, res->efd, on_resolved, r);
-    if (!r->res_watch) {
+    nd->res_watch = r->api->watch_new(r->host, res->efd, on_resolved, nd);
+    if (!nd->res_watch) {
         close(res->efd);
         free(res);
         goto fail;
     }
-    r->api->watch_set(r->res_watch, SY_WATCH_READ);
-    r->res = res;
-    r->state = ST_RESOLVING;
+    r->api->watch_set(nd->res_watch, SY_WATCH_READ);
+    nd->res = res;
+    nd->state = ST_RESOLVING;
 
     pthread_t t;
     pthread_attr_t attr;
@@ -930,64 +2200,118 @@ static void start_resolve(redis_sink *r)
     pthread_attr_destroy(&attr);
     if (e != 0) {
         atomic_store(&res->refs, 1); /* no thread holds it */
-        resolver_abandon(r);
+        resolver_abandon(nd);
         why = strerror(e);
         goto fail;
     }
     return;
 fail:
-    snprintf(r->peer, sizeof r->peer, "%s:%d", r->addr, r->port);
-    connection_failed(r, why, 0);
+    snprintf(nd->peer, sizeof nd->peer, "%s:%d", nd->addr, nd->port);
+    connection_failed(nd, why, 0);
 }
 
-static void start_connect(redis_sink *r)
+static void start_connect(node *nd)
 {
-    if (r->ever_connected)
+    redis_sink *r = nd->r;
+    if (nd->ever_connected)
         r->api->stat_add(r->host, SY_STAT_RECONNECTS, 1);
-    r->ever_connected = 1;
-    r->drop_requested = 0;
-    r->api->timer_start(r->timer, r->connect_timeout_ms);
-    if (r->addr_is_numeric || r->addr_is_path)
-        connect_to(r, r->addr);
+    nd->ever_connected = 1;
+    nd->drop_requested = 0;
+    r->api->timer_start(nd->timer, r->connect_timeout_ms);
+    if (nd->addr_is_numeric || nd->addr_is_path)
+        connect_to(nd, nd->addr);
     else
-        start_resolve(r);
+        start_resolve(nd);
 }
 
-/* The one timer: what it means depends on the state. */
+/* A node's timer: what it means depends on the state. */
 static void on_timer(void *arg)
 {
-    redis_sink *r = arg;
-    if (r->drop_requested && r->state != ST_IDLE) {
-        connection_failed(r, r->handshake_failed ? "handshake failed"
-                                                 : "hiredis refused a command",
-                          r->state == ST_READY);
+    node *nd = arg;
+    redis_sink *r = nd->r;
+    if (nd->drop_requested && nd->state != ST_IDLE) {
+        connection_failed(nd, nd->handshake_failed ? "handshake failed"
+                                                   : "hiredis refused a command",
+                          nd->state == ST_READY);
         return;
     }
-    switch (r->state) {
+    switch (nd->state) {
     case ST_IDLE:
-        start_connect(r);
+        start_connect(nd);
         break;
     case ST_RESOLVING:
     case ST_CONNECTING:
-        connection_failed(r, r->state == ST_RESOLVING ? "timed out resolving the name"
-                                                      : "timed out (connectTimeoutMs)", 0);
+        connection_failed(nd, nd->state == ST_RESOLVING ? "timed out resolving the name"
+                                                        : "timed out (connectTimeoutMs)", 0);
         break;
     case ST_READY: {
         uint64_t now = now_ms(r);
-        if (r->cmds_out && now - r->last_progress >= r->stall_ms) {
+        if (nd->cmds_out && now - nd->last_progress >= r->stall_ms) {
             char why[120];
             snprintf(why, sizeof why, "no reply for %llu ms with %zu commands outstanding",
-                     (unsigned long long)(now - r->last_progress), r->cmds_out);
-            connection_failed(r, why, 1);
+                     (unsigned long long)(now - nd->last_progress), nd->cmds_out);
+            connection_failed(nd, why, 1);
             return;
         }
         uint64_t period = r->stall_ms / 4;
-        r->api->timer_start(r->timer, period < 50 ? 50 : period > 1000 ? 1000 : period);
+        r->api->timer_start(nd->timer, period < 50 ? 50 : period > 1000 ? 1000 : period);
         break;
     }
     case ST_CLOSED:
         break;
     }
+}
+
+/* A node, connecting as soon as the loop runs. */
+static node *node_new(redis_sink *r, const char *addr, int port, int seed)
+{
+    node *nd = calloc(1, sizeof *nd);
+    if (!nd)
+        return NULL;
+    nd->r = r;
+    nd->port = port;
+    nd->is_seed = seed;
+    if (!(nd->addr = strdup(addr)) || !(nd->timer = r->api->timer_new(r->host, on_timer, nd))) {
+        free(nd->addr);
+        free(nd);
+        return NULL;
+    }
+    unsigned char tmp[sizeof(struct in6_addr)];
+    nd->addr_is_path = addr[0] == '/';
+    nd->addr_is_numeric = inet_pton(AF_INET, addr, tmp) == 1 || inet_pton(AF_INET6, addr, tmp) == 1;
+    if (nd->addr_is_numeric)
+        snprintf(nd->peer, sizeof nd->peer, strchr(addr, ':') ? "[%s]:%d" : "%s:%d", addr, port);
+    else if (nd->addr_is_path)
+        snprintf(nd->peer, sizeof nd->peer, "%s", addr);
+    else
+        snprintf(nd->peer, sizeof nd->peer, "%s:%d", addr, port);
+    nd->state = ST_IDLE;
+    /* append: seeds keep the order they were given in */
+    node **pp = &r->nodes;
+    while (*pp)
+        pp = &(*pp)->next;
+    *pp = nd;
+    r->nnodes++;
+    r->api->timer_start(nd->timer, 0);
+    return nd;
+}
+
+/* Closes a node that is not in the list any more and holds no op. */
+static void node_free(node *nd)
+{
+    redis_sink *r = nd->r;
+    nd->state = ST_CLOSED;
+    if (nd->timer)
+        r->api->timer_free(nd->timer);
+    nd->timer = NULL;
+    resolver_abandon(nd);
+    if (nd->ac) {
+        redisAsyncContext *ac = nd->ac;
+        nd->ac = NULL;
+        redisAsyncFree(ac);
+    }
+    free(nd->addr);
+    free(nd);
 }
 
 /* ------------------------------------------------------------------ */
@@ -1029,7 +2353,15 @@ static int str_setting(const sy_host_api *api, sy_host *host, const char *key, c
 
 static void redis_free(redis_sink *r)
 {
-    free(r->addr);
+    while (r->nodes) {
+        node *nd = r->nodes;
+        r->nodes = nd->next;
+        node_free(nd);
+    }
+    if (r->map_timer)
+        r->api->timer_free(r->map_timer);
+    if (r->limbo_timer)
+        r->api->timer_free(r->limbo_timer);
     free(r->username);
     free(r->password);
     free(r->prefix);
@@ -1037,7 +2369,111 @@ static void redis_free(redis_sink *r)
     free(r->argvlen);
     free(r->nums);
     free(r->keybuf);
+    free(r->slots);
+    free(r->newslots);
+    free(r->gslot);
+    free(r->gstamp);
+    free(r->gidx);
     free(r);
+}
+
+/* One seed, "HOST:PORT"; -1 with err set. */
+static int add_seed(redis_sink *r, const char *s, char *err, size_t errlen)
+{
+    char host[256];
+    int port;
+    if (!s || parse_hostport(s, host, sizeof host, &port) < 0 || !host[0]) {
+        snprintf(err, errlen, "setting 'nodes': \"%s\" is not HOST:PORT", s ? s : "(not a string)");
+        return -1;
+    }
+    if (host[0] == '/') {
+        snprintf(err, errlen, "setting 'nodes': cluster nodes are reached over TCP, not %s", host);
+        return -1;
+    }
+    for (node *nd = r->nodes; nd; nd = nd->next)
+        if (nd->port == port && strcmp(nd->addr, host) == 0)
+            return 0;
+    if (!node_new(r, host, port, 1)) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    return 0;
+}
+
+/* Cluster mode's settings and tables; -1 with err set. */
+static int cluster_init(redis_sink *r, const char *addr, int port, char *err, size_t errlen)
+{
+    const sy_host_api *api = r->api;
+    int64_t groups, refresh;
+    if (int_setting(api, r->host, "clusterGroups", 16, 1, NSLOTS, &groups, err, errlen) ||
+        int_setting(api, r->host, "clusterRefreshMs", 30000, 100, 86400000, &refresh, err,
+                    errlen))
+        return -1;
+    if (r->database) {
+        snprintf(err, errlen, "setting 'database' must be 0 with cluster = true (a cluster "
+                 "has only database 0)");
+        return -1;
+    }
+    if (strchr(r->prefix, '{')) {
+        snprintf(err, errlen, "setting 'prefix' must not contain '{' with cluster = true (it "
+                 "would be the hash tag of every key)");
+        return -1;
+    }
+    r->groups = (uint32_t)groups;
+    r->refresh_ms = (uint64_t)refresh;
+    r->slots = calloc(NSLOTS, sizeof *r->slots);
+    r->newslots = calloc(NSLOTS, sizeof *r->newslots);
+    r->gslot = calloc(r->groups, sizeof *r->gslot);
+    r->gstamp = calloc(r->groups, sizeof *r->gstamp);
+    r->gidx = calloc(r->groups, sizeof *r->gidx);
+    r->map_timer = api->timer_new(r->host, on_map_timer, r);
+    r->limbo_timer = api->timer_new(r->host, on_limbo_timer, r);
+    if (!r->slots || !r->newslots || !r->gslot || !r->gstamp || !r->gidx || !r->map_timer ||
+        !r->limbo_timer) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    for (uint32_t g = 0; g < r->groups; g++) {
+        size_t klen;
+        const char *key = group_key(r, "latest", g, &klen);
+        if (!key) {
+            snprintf(err, errlen, "out of memory");
+            return -1;
+        }
+        r->gslot[g] = key_slot(r, key, klen);
+    }
+
+    int n = api->setting_list_len(r->host, "nodes");
+    if (n == 0) {
+        snprintf(err, errlen, "setting 'nodes' is an empty list");
+        return -1;
+    }
+    if (n > 0) {
+        for (int i = 0; i < n; i++)
+            if (add_seed(r, api->setting_list_string(r->host, "nodes", i), err, errlen) < 0)
+                return -1;
+    } else {
+        const char *one;
+        int rc = api->setting_string(r->host, "nodes", NULL, &one);
+        if (rc < 0) {
+            snprintf(err, errlen, "setting 'nodes' must be a list of \"HOST:PORT\" strings");
+            return -1;
+        }
+        if (rc == 0) {
+            if (add_seed(r, one, err, errlen) < 0)
+                return -1;
+        } else {
+            char seed[300];
+            if (addr[0] == '/') {
+                snprintf(err, errlen, "setting 'host': cluster nodes are reached over TCP");
+                return -1;
+            }
+            snprintf(seed, sizeof seed, strchr(addr, ':') ? "[%s]:%d" : "%s:%d", addr, port);
+            if (add_seed(r, seed, err, errlen) < 0)
+                return -1;
+        }
+    }
+    return 0;
 }
 
 static int redis_init(const sy_host_api *api, sy_host *host, void **state, char *err,
@@ -1045,6 +2481,7 @@ static int redis_init(const sy_host_api *api, sy_host *host, void **state, char 
 {
     int64_t port, db, retention, maxlen, maxpend, maxq, stall, cto, rmin, rmax;
     redis_sink *r;
+    char *addr = NULL;
 
     if (api->abi_major != SY_SINK_ABI_MAJOR ||
         api->struct_size < offsetof(sy_host_api, format_number) + sizeof(void *)) {
@@ -1057,12 +2494,13 @@ static int redis_init(const sy_host_api *api, sy_host *host, void **state, char 
     }
     r->api = api;
     r->host = host;
-    if (str_setting(api, host, "host", "127.0.0.1", &r->addr, err, errlen) ||
+    crc16_init(r);
+    if (str_setting(api, host, "host", "127.0.0.1", &addr, err, errlen) ||
         str_setting(api, host, "username", NULL, &r->username, err, errlen) ||
         str_setting(api, host, "password", NULL, &r->password, err, errlen) ||
         str_setting(api, host, "prefix", "switchyard:", &r->prefix, err, errlen))
         goto fail;
-    if (!r->addr[0]) {
+    if (!addr[0]) {
         snprintf(err, errlen, "setting 'host' is empty");
         goto fail;
     }
@@ -1072,6 +2510,10 @@ static int redis_init(const sy_host_api *api, sy_host *host, void **state, char 
     }
     if (api->setting_bool(host, "stream", 0, &r->stream) < 0) {
         snprintf(err, errlen, "setting 'stream' must be true or false");
+        goto fail;
+    }
+    if (api->setting_bool(host, "cluster", 0, &r->cluster) < 0) {
+        snprintf(err, errlen, "setting 'cluster' must be true or false");
         goto fail;
     }
     if (int_setting(api, host, "port", 6379, 1, 65535, &port, err, errlen) ||
@@ -1091,7 +2533,6 @@ static int redis_init(const sy_host_api *api, sy_host *host, void **state, char 
                  (long long)rmax, (long long)rmin);
         goto fail;
     }
-    r->port = (int)port;
     r->database = db;
     r->prefix_len = strlen(r->prefix);
     r->retention = retention;
@@ -1103,16 +2544,10 @@ static int redis_init(const sy_host_api *api, sy_host *host, void **state, char 
     r->reconnect_min_ms = (uint64_t)rmin;
     r->reconnect_max_ms = (uint64_t)rmax;
 
-    unsigned char tmp[sizeof(struct in6_addr)];
-    r->addr_is_path = r->addr[0] == '/';
-    r->addr_is_numeric = inet_pton(AF_INET, r->addr, tmp) == 1 ||
-                         inet_pton(AF_INET6, r->addr, tmp) == 1;
-
     r->argv = calloc(2 + 2 * BLOCK_METRICS, sizeof *r->argv);
     r->argvlen = calloc(2 + 2 * BLOCK_METRICS, sizeof *r->argvlen);
     r->nums = calloc(BLOCK_METRICS, sizeof *r->nums);
-    r->timer = api->timer_new(host, on_timer, r);
-    if (!r->argv || !r->argvlen || !r->nums || !r->timer) {
+    if (!r->argv || !r->argvlen || !r->nums) {
         snprintf(err, errlen, "out of memory");
         goto fail;
     }
@@ -1120,16 +2555,70 @@ static int redis_init(const sy_host_api *api, sy_host *host, void **state, char 
     if (!r->rng)
         r->rng = 1;
     r->drop_log.show_count = 1;
-    r->state = ST_IDLE;
+    r->redir_log.show_count = 1;
     api->stat_set(host, SY_STAT_CONNECTED, 0);
-    api->timer_start(r->timer, 0); /* connect as soon as the loop runs */
+
+    if (r->cluster) {
+        if (cluster_init(r, addr, (int)port, err, errlen) < 0)
+            goto fail;
+    } else {
+        const char *v;
+        if (api->setting_list_len(host, "nodes") >= 0 ||
+            api->setting_string(host, "nodes", NULL, &v) <= 0) {
+            snprintf(err, errlen, "setting 'nodes' needs cluster = true");
+            goto fail;
+        }
+        /* the one node connects as soon as the loop runs */
+        if (!(r->single = node_new(r, addr, (int)port, 1))) {
+            snprintf(err, errlen, "out of memory");
+            goto fail;
+        }
+    }
+    free(addr);
     *state = r;
     return 0;
 fail:
-    if (r->timer)
-        api->timer_free(r->timer);
+    free(addr);
     redis_free(r);
     return -1;
+}
+
+static sy_status cluster_write(redis_sink *r, const sy_metric_batch *b)
+{
+    size_t i = 0, oom = 0;
+    size_t per_block = r->max_pending < BLOCK_METRICS ? r->max_pending : BLOCK_METRICS;
+
+    while (i < b->count) {
+        size_t n = b->count - i < per_block ? b->count - i : per_block;
+        if (!r->map_ready) {
+            /* no map yet: wait in the sink's queue, bounded */
+            size_t room = r->max_queue > r->queued ? r->max_queue - r->queued : 0;
+            if (room == 0)
+                break;
+            if (n > room)
+                n = room;
+        }
+        block *blk = block_new(b, i, n);
+        if (!blk) {
+            oom = b->count - i;
+            break;
+        }
+        i += n;
+        if (r->map_ready)
+            dispatch_block(r, blk);
+        else
+            queue_append(r, blk);
+    }
+    size_t dropped = b->count - i;
+    if (dropped) {
+        r->api->stat_add(r->host, SY_STAT_DROPPED, (int64_t)dropped);
+        char text[160];
+        snprintf(text, sizeof text, "%zu queued before the slot map is known "
+                 "(maxQueueMetrics %zu)%s", r->queued, r->max_queue, oom ? ", out of memory" : "");
+        limited_n(r, &r->drop_log, SY_LOG_WARN, "metrics dropped", text, dropped);
+    }
+    pump_all(r);
+    return SY_OK;
 }
 
 static sy_status redis_write(void *state, const sy_metric_batch *b)
@@ -1138,6 +2627,8 @@ static sy_status redis_write(void *state, const sy_metric_batch *b)
     size_t i = 0, oom = 0;
     size_t per_block = r->max_pending < BLOCK_METRICS ? r->max_pending : BLOCK_METRICS;
 
+    if (r->cluster)
+        return cluster_write(r, b);
     while (i < b->count) {
         size_t n = b->count - i < per_block ? b->count - i : per_block;
         int direct = !r->qhead && can_send(r, n);
@@ -1158,8 +2649,8 @@ static sy_status redis_write(void *state, const sy_metric_batch *b)
             continue;
         queue_append(r, blk);
         if (direct) { /* hiredis refused: the connection is going away */
-            r->drop_requested = 1;
-            r->api->timer_start(r->timer, 0);
+            r->single->drop_requested = 1;
+            r->api->timer_start(r->single->timer, 0);
         }
     }
     size_t dropped = b->count - i;
@@ -1178,6 +2669,11 @@ static sy_status redis_flush(void *state, int final)
 {
     redis_sink *r = state;
     pump(r);
+    if (r->cluster) {
+        update_connected(r);
+        limited_flush(r, &r->redir_log, SY_LOG_INFO, "following cluster redirects");
+        limited_flush(r, &r->retry_log, SY_LOG_WARN, "cluster busy, writing again later");
+    }
     limited_flush(r, &r->err_log, SY_LOG_WARN, "Redis answered an error");
     limited_flush(r, &r->drop_log, SY_LOG_WARN, "metrics dropped");
     return SY_OK;
@@ -1192,22 +2688,44 @@ static size_t redis_pending(void *state)
 static void redis_close(void *state)
 {
     redis_sink *r = state;
-    r->state = ST_CLOSED;
-    r->api->timer_free(r->timer);
-    r->timer = NULL;
-    resolver_abandon(r);
-    if (r->ac) {
-        redisAsyncContext *ac = r->ac;
-        r->ac = NULL;
-        redisAsyncFree(ac); /* unanswered blocks come back to the queue */
+    r->closed = 1;
+    /* every connection first: unanswered ops and blocks come back to the
+     * queues; no node sends any more (all are closed before any context is
+     * freed, as ops lost on one may be routed to another) */
+    for (node *nd = r->nodes; nd; nd = nd->next)
+        nd->state = ST_CLOSED;
+    for (node *nd = r->nodes; nd; nd = nd->next) {
+        r->api->timer_free(nd->timer);
+        nd->timer = NULL;
+        resolver_abandon(nd);
+        if (nd->ac) {
+            redisAsyncContext *ac = nd->ac;
+            nd->ac = NULL;
+            redisAsyncFree(ac);
+        }
     }
-    if (r->queued) {
-        r->api->stat_add(r->host, SY_STAT_DROPPED, (int64_t)r->queued);
-        r->api->log(r->host, SY_LOG_WARN, "closing with %zu metrics not written to %s: dropped",
-                    r->queued, r->peer[0] ? r->peer : r->addr);
+    size_t left = r->queued + (r->cluster ? r->outstanding : 0);
+    if (left) {
+        r->api->stat_add(r->host, SY_STAT_DROPPED, (int64_t)left);
+        if (r->cluster)
+            r->api->log(r->host, SY_LOG_WARN, "closing with %zu metrics not written to the "
+                        "cluster: dropped", left);
+        else
+            r->api->log(r->host, SY_LOG_WARN, "closing with %zu metrics not written to %s: "
+                        "dropped", left, r->single->peer[0] ? r->single->peer : r->single->addr);
     }
+    if (r->cluster)
+        r->api->log(r->host, SY_LOG_INFO, "cluster redirects followed: %llu MOVED, %llu ASK; "
+                    "slot map loaded %llu times", (unsigned long long)r->moved,
+                    (unsigned long long)r->asked, (unsigned long long)r->map_loads);
     while (r->qhead)
         free(queue_pop(r));
+    while (r->live) {
+        block *blk = r->live;
+        r->live = blk->lnext;
+        block_free(blk);
+    }
+    r->cq_metrics = r->cq_bytes = 0;
     update_queue_stats(r);
     r->api->stat_set(r->host, SY_STAT_CONNECTED, 0);
     redis_free(r);
@@ -1216,8 +2734,9 @@ static void redis_close(void *state)
 SY_SINK_EXPORT = {
     SY_SINK_HEADER,
     .name = "redis",
-    .version = "1.0",
-    .description = "latest values, per-metric time series and an optional stream in Redis",
+    .version = "1.1",
+    .description = "latest values, per-metric time series and an optional stream in Redis "
+                   "or a Redis Cluster",
     .settings = redis_settings,
     .init = redis_init,
     .write = redis_write,
