@@ -185,7 +185,8 @@ uninstall:
 # else ldd + dpkg -S); the maintainer scripts are core/dist/deb/postinst,
 # prerm and postrm (no ldconfig: libswitchyard.so, the only library, has no
 # SONAME and /usr/lib is on ld.so's built-in path); switchyard-sink.pc moves
-# to /usr/lib/<multiarch>/pkgconfig, where cross pkg-config looks too.  Install it with `apt-get install ./build/switchyard_*.deb`;
+# to /usr/lib/<multiarch>/pkgconfig, where cross pkg-config looks too.
+# Install it with `apt-get install ./build/switchyard_*.deb`;
 # tests/integration/test_deb.sh installs, runs, removes and purges it.
 DEB_VERSION    := $(VERSION)-1
 DEB_ARCH        = $(shell dpkg --print-architecture 2>/dev/null)
