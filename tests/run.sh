@@ -80,6 +80,9 @@ done
 for t in tests/integration/test_*.sh; do
     [ -f "$t" ] && run "${t#tests/}" bash "$t"
 done
+# Short modes of the long runs: they check that every piece works, and
+# assert no timing (figures come from make bench / soak / fuzz).
+[ -x tests/bench/run.sh ] && run "bench/short" tests/bench/run.sh short
 
 echo
 if [ "$failed" -ne 0 ]; then

@@ -1,0 +1,1084 @@
+#!/usr/bin/env python3
+"""switchyard's benchmarks: the receive ceiling, switchyard without and with
+a 20-rule routing script, and Etsy statsd 0.9.0, on the same traffic.
+
+    tests/bench/run.sh full    (make bench) 3 rounds of 10 s per system and
+                               scenario, and the 1M-key tests: ~10 minutes
+    tests/bench/run.sh short   1 round of 2 s, no 1M-key tests: ~30 s
+    tests/bench/run.sh MODE --help      options (--scenarios, --systems, ...)
+
+Scenarios, each system started fresh for each run, on loopback ports chosen
+at run time, 10,000 distinct counter keys:
+
+  udp20    UDP, 20 metrics per datagram, flat out
+  udp1     UDP, 1 metric per datagram, flat out
+  tcp      one TCP connection, flat out (the ceiling reads and counts lines)
+  newkeys  distinct keys sent once each: the CPU a routing decision costs
+  flush1m  switchyard only: 1M idle counter keys, the time to flush them,
+           UDP loss of a steady stream across that flush (against the same
+           stream across a flush of an empty table), memory per key; once
+           with a sink queue that holds the whole flush, once with the
+           default config
+
+Systems:
+
+  ceiling           tests/bench/ceiling.c: switchyard's receive loop
+                    (recvmmsg) that only counts datagrams and lines
+  switchyard        build/switchyard (a copy taken at start), no routing script
+  switchyard+rules  the same with tests/bench/rules.lua's 20 rules in front of
+                    the default route; no bench key matches any of them, so
+                    each key is decided by walking all 20 (once per key: the
+                    decision is cached)
+  statsd            Etsy statsd 0.9.0 from npm (build/npm), graphite backend
+
+The load comes from tests/bench/loadgen.c, and every server flushes to
+tests/bench/sumsink.c, which adds up the `.count` lines per key group.  What
+a system accepted is what reached that sink, never what the server says it
+received.  Per system (medians over the rounds):
+
+  gen sent/s   the generator's own send rate
+  accepted/s   metrics that reached the sink / the generator's send time
+  loss %       1 - reached / sent
+  CPU s/M      the server's utime+stime (/proc/PID/stat) from just before
+               the send until it was idle again, per million accepted;
+               per-thread figures are in the JSON (and in the notes)
+  peak RSS     VmHWM at that point
+  drain s      how long after the send ended the server stayed busy (a
+               backlog in its ring or socket buffers)
+  ratios       accepted/s and CPU s/M against the ceiling and statsd
+
+Flat out on a 2-core machine the generator competes with the server for
+CPU: the generator's rate and CPU are reported beside each run, and so is
+the background load (CPU that other processes used meanwhile, from
+/proc/stat), since the machine may be shared.  Systems run round-robin
+within each round so that such load hits all of them alike.
+
+Statsd is run as people run it: its UDP socket keeps the kernel's default
+receive buffer (net.core.rmem_default; node's dgram sets none), while
+switchyard and the ceiling ask for 32 MiB.  Both daemons flush on the same
+interval, with flush_counts on and legacyNamespace off, so counters arrive
+as stats.counters.<key>.count from both.
+
+A benchmark is not a test: no timing is asserted.  The run fails (exit 1)
+only when a component fails to run: a process that does not start or dies,
+a generator error, a system that accepted nothing, or switchyard losing
+anything over TCP.  The last line is `bench: N passed, M failed`.
+
+Results: one table per scenario on stdout, and everything (every round,
+the command line and machine facts) in build/bench/results-<timestamp>.json.
+"""
+import argparse
+import datetime
+import hashlib
+import json
+import os
+import platform
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
+TESTS_DIR = os.path.dirname(BENCH_DIR)
+REPO_DIR = os.path.dirname(TESTS_DIR)
+sys.path.insert(0, TESTS_DIR)
+
+from lib.netutil import LOOPBACK, free_port, free_port_pair, wait_for_port  # noqa: E402
+from lib.proc import Process, make_workdir, remove_workdir  # noqa: E402
+from lib.statsd import STATSD_VERSION, ensure_statsd, statsd_config  # noqa: E402
+from lib.switchyard import switchyard_binary  # noqa: E402
+
+TOOLS_DIR = os.path.join(REPO_DIR, "build", "bench")
+LOADGEN = os.path.join(TOOLS_DIR, "loadgen")
+CEILING = os.path.join(TOOLS_DIR, "ceiling")
+SUMSINK = os.path.join(TOOLS_DIR, "sumsink")
+RULES_LUA = os.path.join(BENCH_DIR, "rules.lua")
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+SINK_GAP_MS = 200
+SYSTEMS = ["ceiling", "switchyard", "switchyard+rules", "statsd"]
+
+MODES = {
+    # duration: seconds per run; rounds: runs per system and scenario (the
+    # table shows medians); flush_ms: both daemons' flushInterval; million:
+    # keys of the flush/memory test (0: skipped); newkeys: keys of the
+    # routing-decision test
+    "short": {"duration": 2.0, "rounds": 1, "flush_ms": 500, "keys": 10000, "million": 0,
+              "newkeys": 50000},
+    "full": {"duration": 10.0, "rounds": 3, "flush_ms": 2000, "keys": 10000, "million": 1000000,
+             "newkeys": 200000},
+}
+
+
+class ComponentError(Exception):
+    """A process did not start, died, or a tool failed: the run is broken."""
+
+
+# ---- /proc helpers -------------------------------------------------------
+
+def proc_cpu(pid):
+    """utime + stime of a process in seconds, or None when it is gone."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    # fields[0] is the state (field 3); utime and stime are fields 14 and 15
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def thread_cpu(pid):
+    """{tid: (name, utime+stime)} of every thread of a process.  Unnamed
+    threads (the process's own name) are told apart by creation order."""
+    out = {}
+    try:
+        tids = sorted(int(t) for t in os.listdir("/proc/%d/task" % pid))
+    except OSError:
+        return out
+    for tid in tids:
+        try:
+            with open("/proc/%d/task/%d/stat" % (pid, tid)) as f:
+                text = f.read()
+        except OSError:
+            continue
+        name = text[text.index("(") + 1:text.rindex(")")]
+        fields = text.rsplit(")", 1)[1].split()
+        out[tid] = (name, (int(fields[11]) + int(fields[12])) / CLK_TCK)
+    return out
+
+
+def thread_deltas(before, after, pid):
+    """Per-thread CPU over a run, in creation order: [(label, seconds)].
+    Threads that share a name are numbered (switchyard#1, switchyard#2)."""
+    names = [after[t][0] for t in sorted(after) if t != pid]
+    rows, seen = [], {}
+    for tid in sorted(after):
+        name, cpu = after[tid]
+        if tid == pid:
+            label = "main"
+        else:
+            seen[name] = seen.get(name, 0) + 1
+            label = name if names.count(name) == 1 else "%s#%d" % (name, seen[name])
+        rows.append((label, round(cpu - before.get(tid, (name, 0.0))[1], 3)))
+    return rows
+
+
+def proc_status_kb(pid, key):
+    try:
+        with open("/proc/%d/status" % pid) as f:
+            for line in f:
+                if line.startswith(key + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+def udp_kernel_errors():
+    """(RcvbufErrors, InErrors) from /proc/net/snmp: datagrams the kernel
+    dropped because a socket's receive buffer was full (machine-wide)."""
+    try:
+        with open("/proc/net/snmp") as f:
+            rows = [line.split() for line in f if line.startswith("Udp:")]
+        head, vals = rows[0], rows[1]
+        d = dict(zip(head[1:], (int(v) for v in vals[1:])))
+        return d.get("RcvbufErrors", 0), d.get("InErrors", 0)
+    except (OSError, IndexError, ValueError):
+        return 0, 0
+
+
+def machine_busy_s():
+    """CPU seconds the whole machine spent not idle (all CPUs), from
+    /proc/stat: with the processes we run subtracted, what else was running
+    on this shared machine during a run."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    return (sum(v[:8]) - v[3] - v[4]) / CLK_TCK
+
+
+def read_file(path, default=""):
+    try:
+        with open(path) as f:
+            return f.read()
+    except OSError:
+        return default
+
+
+def machine_facts():
+    model = "?"
+    for line in read_file("/proc/cpuinfo").splitlines():
+        if line.startswith("model name"):
+            model = line.split(":", 1)[1].strip()
+            break
+    mem_kb = None
+    for line in read_file("/proc/meminfo").splitlines():
+        if line.startswith("MemTotal:"):
+            mem_kb = int(line.split()[1])
+
+    def run(argv):
+        try:
+            r = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=10,
+                               cwd=REPO_DIR)
+            return r.stdout.decode("utf-8", "replace").strip()
+        except (OSError, subprocess.SubprocessError):
+            return None
+
+    return {
+        "nproc": os.cpu_count(),
+        "cpu_model": model,
+        "kernel": platform.release(),
+        "machine": platform.machine(),
+        "mem_total_kb": mem_kb,
+        "loadavg_at_start": read_file("/proc/loadavg").split()[:3],
+        "rmem_default": int(read_file("/proc/sys/net/core/rmem_default", "0") or 0),
+        "rmem_max": int(read_file("/proc/sys/net/core/rmem_max", "0") or 0),
+        "node": run(["node", "--version"]),
+        "statsd": STATSD_VERSION,
+        "switchyard": run([switchyard_binary(), "--version"]),
+        "git_commit": run(["git", "rev-parse", "HEAD"]),
+        "git_dirty": bool(run(["git", "status", "--porcelain", "--untracked-files=no"])),
+    }
+
+
+def snapshot_switchyard(workdir):
+    """Copy the switchyard binary and its plugins into the run's temp dir
+    (its Lua library is linked), so that every system of every scenario runs
+    the same build even if the tree is rebuilt meanwhile.  Returns the path
+    of the copy and the binary's SHA-256."""
+    src = switchyard_binary()
+    src_dir = os.path.dirname(src)
+    dst_dir = os.path.join(workdir, "switchyard")
+    os.makedirs(dst_dir)
+    dst = os.path.join(dst_dir, "switchyard")
+    shutil.copy2(src, dst)
+    if os.path.isdir(os.path.join(src_dir, "plugins")):
+        shutil.copytree(os.path.join(src_dir, "plugins"), os.path.join(dst_dir, "plugins"))
+    os.symlink(os.path.join(REPO_DIR, "lua"), os.path.join(dst_dir, "lua"))
+    with open(dst, "rb") as f:
+        digest = hashlib.sha256(f.read()).hexdigest()
+    return dst, digest
+
+
+# ---- processes -----------------------------------------------------------
+
+class Registry:
+    """Every process this run starts, so that all of them are stopped (by
+    PID) whatever happens."""
+
+    def __init__(self):
+        self.procs = []
+
+    def start(self, name, argv, workdir, cwd=None):
+        p = Process(name, argv, workdir, cwd=cwd).start()
+        self.procs.append(p)
+        return p
+
+    def stop_all(self):
+        for p in reversed(self.procs):
+            if p.alive():
+                p.stop(timeout=15)
+        self.procs = []
+
+
+def read_listening(proc, timeout=10.0):
+    """The {"listening": X} line our C tools print once bound."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for line in read_file(proc.stdout_path).splitlines():
+            if line.startswith('{"listening"'):
+                return json.loads(line)["listening"]
+        if not proc.alive():
+            break
+        time.sleep(0.02)
+    raise ComponentError("%s did not start:\n%s" % (proc.name, proc.logs()))
+
+
+class Sink:
+    """sumsink on a free port."""
+
+    def __init__(self, reg, workdir, name):
+        self.proc = reg.start(name, [SUMSINK, "--gap-ms", str(SINK_GAP_MS)], workdir)
+        self.port = read_listening(self.proc)
+
+    def stats(self):
+        with socket.create_connection((LOOPBACK, self.port), timeout=10) as s:
+            s.sendall(b"#stats\n")
+            data = b""
+            while True:
+                chunk = s.recv(1 << 16)
+                if not chunk:
+                    break
+                data += chunk
+        return json.loads(data)
+
+    def stop(self):
+        self.proc.stop()
+
+
+def group_total(st, group):
+    g = st["groups"].get(group)
+    return int(g["counters"] + g["timers"]) if g else 0
+
+
+def watch_sum(st, predicate):
+    return sum(v[1] for k, v in st["watch"].items() if predicate(k))
+
+
+# ---- servers ---------------------------------------------------------------
+
+def switchyard_lua(udp_port, tcp_port, sink_port, flush_ms, rules, max_queue=None):
+    head = ""
+    if rules:
+        head = "local routes = (function()\n%s\nend)()\n\n" % read_file(RULES_LUA).rstrip()
+    body = [
+        "  listen = { \"udp://%s:%d\", \"tcp://%s:%d\" }," % (LOOPBACK, udp_port, LOOPBACK, tcp_port),
+        "  flushInterval = %d," % flush_ms,
+        "  flush_counts = true,",
+        "  graphite = { legacyNamespace = false, globalPrefix = \"stats\" },",
+        "  sinks = { carbon = { plugin = \"graphite\", host = \"%s\", port = %d%s } },"
+        % (LOOPBACK, sink_port, ", maxQueueBytes = %d" % max_queue if max_queue else ""),
+    ]
+    if rules:
+        body.append("  routes = routes,")
+        body.append("  checks = {\n"
+                    "    { \"bench.k0000001\", to = { \"carbon\" } },\n"
+                    "    { \"legacy.db.query\", to = { \"carbon\" }, name = \"apps.db.query\" },\n"
+                    "    { \"debug.anything\", drop = true },\n"
+                    "    { \"api.v2.internal.calls\", drop = true },\n"
+                    "  },")
+    return "-- written by tests/bench/bench.py\n" + head + "return {\n" + "\n".join(body) + "\n}\n"
+
+
+class Server:
+    """One system under test.  `pid` is the process whose CPU and memory are
+    measured; `target` is what the generator sends to."""
+
+    binary = None  # the snapshot every switchyard run uses
+    wrapper = []   # argv prefix for switchyard (profile.py: valgrind)
+
+    def __init__(self, system, proto, flush_ms, reg, workdir, tag, max_queue=None):
+        self.system = system
+        self.max_queue = max_queue
+        self.proto = proto
+        self.flush_ms = flush_ms
+        self.reg = reg
+        self.workdir = workdir
+        self.tag = tag
+        self.sink = None
+        self.proc = None
+        self.notes = {}
+
+    def start(self):
+        name = "%s-%s" % (self.tag, self.system.replace("+", "_"))
+        if self.system == "ceiling":
+            flag = "--tcp" if self.proto == "tcp" else "--udp"
+            self.proc = self.reg.start(name, [CEILING, flag, "%s:0" % LOOPBACK], self.workdir)
+            self.port = read_listening(self.proc)
+            self.notes["receive_buffer"] = read_file(self.proc.stderr_path).strip()
+            return
+        self.sink = Sink(self.reg, self.workdir, name + "-sink")
+        if self.system.startswith("switchyard"):
+            self.port = free_port_pair()
+            cfg = os.path.join(self.workdir, name + ".lua")
+            with open(cfg, "w") as f:
+                f.write(switchyard_lua(self.port, self.port, self.sink.port, self.flush_ms,
+                                       self.system == "switchyard+rules", self.max_queue))
+            self.proc = self.reg.start(name, Server.wrapper + [Server.binary, "-c", cfg], self.workdir,
+                                       cwd=REPO_DIR)
+            if not wait_for_port(self.port, 60 if Server.wrapper else 15, alive=self.proc.alive):
+                raise ComponentError("%s did not start:\n%s" % (name, self.proc.logs()))
+            for line in read_file(self.proc.stderr_path).splitlines():
+                if "receive buffer" in line:
+                    self.notes["receive_buffer"] = line.split(" ", 2)[-1]
+        elif self.system == "statsd":
+            stats_js = ensure_statsd()
+            self.port = free_port(self.proto)
+            mgmt = free_port("tcp")
+            opts = {
+                "flushInterval": self.flush_ms,
+                "flush_counts": True,
+                "graphite": {"legacyNamespace": False, "globalPrefix": "stats"},
+            }
+            if self.proto == "tcp":
+                opts["servers"] = [{"server": "./servers/tcp", "address": LOOPBACK, "port": self.port}]
+            cfg = statsd_config(opts, self.port, mgmt, self.sink.port)
+            path = os.path.join(self.workdir, name + ".config.js")
+            with open(path, "w") as f:
+                json.dump(cfg, f, indent=2)
+            self.proc = self.reg.start(name, ["node", stats_js, path], self.workdir,
+                                       cwd=os.path.dirname(stats_js))
+            if not wait_for_port(mgmt, 30, alive=self.proc.alive):
+                raise ComponentError("%s did not start:\n%s" % (name, self.proc.logs()))
+            if self.proto == "tcp" and not wait_for_port(self.port, 10, alive=self.proc.alive):
+                raise ComponentError("%s: no TCP listener:\n%s" % (name, self.proc.logs()))
+            self.notes["receive_buffer"] = ("kernel default (rmem_default %s bytes): node's dgram "
+                                            "socket sets none" %
+                                            read_file("/proc/sys/net/core/rmem_default").strip())
+        else:
+            raise ValueError(self.system)
+
+    @property
+    def pid(self):
+        return self.proc.pid
+
+    def target(self):
+        return ["--tcp" if self.proto == "tcp" else "--udp", "%s:%d" % (LOOPBACK, self.port)]
+
+    def alive(self):
+        return self.proc is not None and self.proc.alive()
+
+    def stop(self):
+        rc = self.proc.stop(timeout=15) if self.proc else None
+        if self.sink:
+            self.sink.stop()
+        return rc
+
+
+# ---- measuring ---------------------------------------------------------------
+
+def run_loadgen(args, timeout):
+    argv = [LOADGEN] + [str(a) for a in args]
+    try:
+        r = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise ComponentError("loadgen timed out: %s" % " ".join(argv))
+    out = r.stdout.decode("utf-8", "replace").strip().splitlines()
+    try:
+        res = json.loads(out[-1])
+    except (IndexError, ValueError):
+        raise ComponentError("loadgen printed no result (exit %d): %s\n%s"
+                             % (r.returncode, " ".join(argv), r.stderr.decode("utf-8", "replace")))
+    if r.returncode != 0 or res.get("error"):
+        raise ComponentError("loadgen failed (exit %d): %s\n%s %s"
+                             % (r.returncode, " ".join(argv), res.get("error"),
+                                r.stderr.decode("utf-8", "replace")))
+    res["argv"] = argv[1:]
+    return res
+
+
+def wait_idle(pid, window=0.2, busy=0.25, timeout=120.0):
+    """Wait until the process used less than `busy` of a core over `window`
+    seconds: its backlog is processed.  Returns the monotonic time."""
+    t0 = time.monotonic()
+    last, lt = proc_cpu(pid), t0
+    while True:
+        time.sleep(window)
+        now, cpu = time.monotonic(), proc_cpu(pid)
+        if cpu is None or last is None:
+            return now
+        if (cpu - last) / (now - lt) < busy or now - t0 > timeout:
+            return now
+        last, lt = cpu, now
+
+
+def wait_flushed(sink, group, after, flush_s, expect=None):
+    """Sink totals once everything up to `after` (monotonic) has been
+    flushed: a flush burst that started after it is complete, or the group
+    already holds `expect`."""
+    deadline = time.monotonic() + 3 * flush_s + 10
+    quiet = SINK_GAP_MS / 1000.0 * 1.5
+    while True:
+        st = sink.stats()
+        if expect is not None and group_total(st, group) >= expect:
+            return st
+        later = [b for b in st["bursts"] if b[0] > after]
+        if later and st["now"] - st["bursts"][-1][1] > quiet:
+            return st
+        if time.monotonic() > deadline:
+            return st
+        time.sleep(0.05)
+
+
+def measure(server, load_args, duration=None, group="bench"):
+    """One run: send, wait until the server is idle and has flushed, and
+    collect the figures."""
+    pid = server.pid
+    sink_pid = server.sink.proc.pid if server.sink else None
+    k0 = udp_kernel_errors()
+    threads0 = thread_cpu(pid)
+    cpu0, sink0 = proc_cpu(pid), proc_cpu(sink_pid) if sink_pid else 0.0
+    busy0, w0 = machine_busy_s(), time.monotonic()
+    args = load_args + ["--key-prefix", group]
+    if duration is not None:
+        args += ["--duration", duration]
+    gen = run_loadgen(args, (duration or 0) + 120)
+    t_end = time.monotonic()
+    t_idle = wait_idle(pid)
+    cpu1, sink1 = proc_cpu(pid), proc_cpu(sink_pid) if sink_pid else 0.0
+    busy1, w1 = machine_busy_s(), time.monotonic()
+    threads1 = thread_cpu(pid)
+    hwm = proc_status_kb(pid, "VmHWM")
+    k1 = udp_kernel_errors()
+    if not server.alive() or None in (cpu0, cpu1, sink0, sink1):
+        raise ComponentError("%s died during the run:\n%s" % (server.system, server.proc.logs()))
+    ours = (cpu1 - cpu0) + (sink1 - sink0) + gen["cpu_user"] + gen["cpu_sys"]
+    res = {
+        "gen": gen,
+        "cpu_s": cpu1 - cpu0,
+        "peak_rss_kb": hwm,
+        "drain_s": max(0.0, t_idle - t_end - 0.2),
+        "kernel_udp_rcvbuf_errors": k1[0] - k0[0],
+        # What other processes used, as a fraction of the whole machine.
+        "background_load": max(0.0, (busy1 - busy0 - ours) / ((w1 - w0) * (os.cpu_count() or 1))),
+        "threads_cpu_s": thread_deltas(threads0, threads1, pid),
+        "notes": dict(server.notes),
+    }
+    if server.system == "ceiling":
+        server.proc.stop()
+        final = [json.loads(line) for line in read_file(server.proc.stdout_path).splitlines()
+                 if line.startswith('{"event"')]
+        if not final:
+            raise ComponentError("the ceiling printed no counts:\n%s" % server.proc.logs())
+        c = final[-1]
+        res["received"] = c["lines"]
+        res["received_datagrams"] = c["datagrams"]
+        res["self_cpu_s"] = c["cpu_user"] + c["cpu_sys"]
+    else:
+        st = wait_flushed(server.sink, group, t_idle, server.flush_ms / 1000.0,
+                          expect=gen["sent_metrics"])
+        res["received"] = group_total(st, group)
+        res["sink_lines"] = st["lines"]
+        res["sink_bad_lines"] = st["bad_lines"]
+        res["server_reported_dropped"] = int(watch_sum(
+            st, lambda k: ".switchyard.listener." in k and k.endswith(".dropped")))
+        pr = st["watch"].get("stats.counters.statsd.packets_received.count")
+        if pr:
+            res["server_packets_received"] = int(pr[1])
+        mr = st["watch"].get("stats.counters.statsd.metrics_received.count")
+        if mr:
+            res["server_metrics_received"] = int(mr[1])
+    sent = gen["sent_metrics"]
+    secs = gen["seconds"]
+    res["sent"] = sent
+    res["gen_rate"] = sent / secs if secs else 0
+    res["gen_cpu_s"] = gen["cpu_user"] + gen["cpu_sys"]
+    res["accepted_rate"] = res["received"] / secs if secs else 0
+    # The same including the time the server needed to catch up afterwards.
+    res["processed_rate"] = res["received"] / (secs + res["drain_s"]) if secs else 0
+    res["loss_pct"] = 100.0 * (1 - res["received"] / sent) if sent else None
+    res["cpu_per_million"] = (res["cpu_s"] / (res["received"] / 1e6)
+                              if res["received"] and res["cpu_s"] is not None else None)
+    return res
+
+
+def median(values):
+    v = sorted(x for x in values if x is not None)
+    if not v:
+        return None
+    mid = len(v) // 2
+    return v[mid] if len(v) % 2 else (v[mid - 1] + v[mid]) / 2.0
+
+
+# Figures summarised over rounds by their median; the rest (notes) come
+# from the round with the median accepted rate.
+MEDIAN_KEYS = ("accepted_rate", "processed_rate", "loss_pct", "cpu_per_million", "gen_rate",
+               "drain_s", "background_load", "cpu_s", "gen_cpu_s", "sent", "received")
+
+
+def summarize(rounds):
+    if len(rounds) == 1:
+        out = dict(rounds[0])
+        out["rounds"] = 1
+        return out
+    by_rate = sorted(rounds, key=lambda r: r["accepted_rate"])
+    out = {k: v for k, v in by_rate[len(by_rate) // 2].items() if k != "gen"}
+    for k in MEDIAN_KEYS:
+        out[k] = median(r.get(k) for r in rounds)
+    out["peak_rss_kb"] = max(r["peak_rss_kb"] or 0 for r in rounds)
+    out["kernel_udp_rcvbuf_errors"] = median(r["kernel_udp_rcvbuf_errors"] for r in rounds)
+    out["rounds"] = len(rounds)
+    out["per_round"] = rounds
+    out["spread"] = {k: [min(r[k] for r in rounds), max(r[k] for r in rounds)]
+                     for k in ("accepted_rate", "cpu_per_million", "loss_pct")
+                     if all(r.get(k) is not None for r in rounds)}
+    return out
+
+
+# ---- scenarios -----------------------------------------------------------------
+
+def throughput_scenario(name, title, proto, per, cfg, ctx, systems):
+    """Each system in turn, `rounds` times round-robin (so that a burst of
+    load from elsewhere on the machine hits every system alike); medians."""
+    rounds = cfg["rounds"]
+    out = {"name": name, "title": title, "proto": proto, "per_datagram": per,
+           "keys": cfg["keys"], "duration_s": cfg["duration"], "flush_ms": cfg["flush_ms"],
+           "rounds": rounds, "gen_threads": cfg["gen_threads"], "systems": {}}
+    print("\n== %s ==" % title)
+    sys.stdout.flush()
+    runs = {s: [] for s in systems}
+    errors = {}
+    for rnd in range(rounds):
+        for system in systems:
+            if system in errors:
+                continue
+            server = Server(system, proto, cfg["flush_ms"], ctx.reg, ctx.workdir, "%s-%d" % (name, rnd))
+            label = "%s/%s" % (name, system)
+            try:
+                server.start()
+                load = server.target() + ["--keys", cfg["keys"], "--per", per,
+                                          "--threads", cfg["gen_threads"]]
+                r = measure(server, load, cfg["duration"])
+            except ComponentError as e:
+                ctx.check(label + " ran", False, str(e))
+                errors[system] = str(e)
+                continue
+            finally:
+                server.stop()
+            runs[system].append(r)
+            print("   round %d/%d  %-17s sent %s, reached %s" % (rnd + 1, rounds, system,
+                                                               fmt_int(r["sent"]), fmt_int(r["received"])))
+            sys.stdout.flush()
+    for system in systems:
+        if system in errors:
+            out["systems"][system] = {"error": errors[system]}
+            continue
+        for i, r in enumerate(runs[system]):
+            label = "%s/%s round %d" % (name, system, i + 1)
+            ctx.check(label + " accepted metrics", r["received"] > 0,
+                      "nothing reached the sink (sent %d)" % r["sent"])
+            if proto == "tcp" and system.startswith("switchyard"):
+                ctx.check(label + " lossless over TCP", r["received"] == r["sent"],
+                          "sent %d, the sink summed %d" % (r["sent"], r["received"]))
+        out["systems"][system] = summarize(runs[system])
+    add_ratios(out)
+    print_table(out)
+    return out
+
+
+def newkeys_scenario(cfg, ctx, systems):
+    """The cost of a routing decision: N keys never seen before, each sent
+    once (20 per datagram, at a rate both keep up with), to switchyard and
+    to switchyard+rules.  The difference in CPU per key is what deciding a
+    key by walking 20 Lua rules costs; known keys never reach Lua."""
+    n = cfg["newkeys"]
+    title = "new keys: %s distinct keys sent once each, 20/datagram at %s metrics/s" % (
+        fmt_int(n), fmt_int(cfg["newkeys_rate"]))
+    print("\n== %s ==" % title)
+    out = {"name": "newkeys", "title": title, "keys": n, "systems": {}}
+    for system in [s for s in ("switchyard", "switchyard+rules") if s in systems]:
+        server = Server(system, "udp", cfg["flush_ms"], ctx.reg, ctx.workdir, "newkeys")
+        try:
+            server.start()
+            r = measure(server, server.target() + ["--keys", n, "--count", n, "--per", 20,
+                                                   "--rate", cfg["newkeys_rate"]], None, group="fresh")
+        except ComponentError as e:
+            ctx.check("newkeys/%s ran" % system, False, str(e))
+            out["systems"][system] = {"error": str(e)}
+            continue
+        finally:
+            server.stop()
+        ctx.check("newkeys/%s accepted metrics" % system, r["received"] > 0, "nothing reached the sink")
+        r["cpu_us_per_key"] = r["cpu_s"] / n * 1e6 if r["cpu_s"] is not None else None
+        out["systems"][system] = r
+        print("   %-17s sent %s, reached %s (loss %s %%), CPU %.3f s: %s us per new key"
+              % (system, fmt_int(r["sent"]), fmt_int(r["received"]), fmt(r["loss_pct"], "{:.3f}"),
+                 r["cpu_s"], fmt(r["cpu_us_per_key"], "{:.2f}")))
+    a, b = out["systems"].get("switchyard", {}), out["systems"].get("switchyard+rules", {})
+    if a.get("cpu_us_per_key") is not None and b.get("cpu_us_per_key") is not None:
+        out["rule_decision_us"] = b["cpu_us_per_key"] - a["cpu_us_per_key"]
+        print("   20 rules cost about %.2f us of CPU per new key (switchyard+rules minus switchyard)"
+              % out["rule_decision_us"])
+    sys.stdout.flush()
+    return out
+
+
+def add_ratios(sc):
+    s = sc["systems"]
+
+    def ratio(a, b):
+        return a / b if a is not None and b else None
+
+    ceil = s.get("ceiling") if "error" not in s.get("ceiling", {"error": 1}) else None
+    ref = s.get("statsd") if "error" not in s.get("statsd", {"error": 1}) else None
+    for name, r in s.items():
+        if "error" in r:
+            continue
+        r["vs_ceiling"] = {"rate": ratio(r["accepted_rate"], ceil and ceil["accepted_rate"]),
+                           "cpu": ratio(r["cpu_per_million"], ceil and ceil["cpu_per_million"])}
+        r["vs_statsd"] = {"rate": ratio(r["accepted_rate"], ref and ref["accepted_rate"]),
+                          "cpu": ratio(r["cpu_per_million"], ref and ref["cpu_per_million"])}
+    sy, rules = s.get("switchyard"), s.get("switchyard+rules")
+    if sy and rules and "error" not in sy and "error" not in rules:
+        sc["rules_vs_plain"] = {"rate": ratio(rules["accepted_rate"], sy["accepted_rate"]),
+                                "cpu": ratio(rules["cpu_per_million"], sy["cpu_per_million"])}
+
+
+def fmt_int(v):
+    return "-" if v is None else "{:,}".format(int(round(v)))
+
+
+def fmt(v, spec):
+    return "-" if v is None else spec.format(v)
+
+
+def print_table(sc):
+    cols = ("system", "gen sent/s", "accepted/s", "loss %", "CPU s/M", "peak RSS",
+            "drain s", "rate/ceil", "CPU/ceil", "rate/statsd", "CPU/statsd")
+    rows = []
+    for name, r in sc["systems"].items():
+        if "error" in r:
+            rows.append((name, "FAILED") + ("",) * (len(cols) - 2))
+            continue
+        vc, vs = r.get("vs_ceiling", {}), r.get("vs_statsd", {})
+        rows.append((name, fmt_int(r["gen_rate"]), fmt_int(r["accepted_rate"]),
+                     fmt(r["loss_pct"], "{:.3f}"), fmt(r["cpu_per_million"], "{:.3f}"),
+                     fmt(r["peak_rss_kb"] and r["peak_rss_kb"] / 1024.0, "{:.1f} MB"),
+                     fmt(r["drain_s"], "{:.1f}"),
+                     fmt(vc.get("rate"), "{:.3f}"), fmt(vc.get("cpu"), "{:.2f}"),
+                     fmt(vs.get("rate"), "{:.2f}"), fmt(vs.get("cpu"), "{:.3f}")))
+    widths = [max(len(str(x)) for x in col) for col in zip(cols, *rows)]
+
+    def row_text(row):
+        # The system name left-aligned, the figures right-aligned.
+        return "  ".join("%-*s" % (w, c) if i == 0 else "%*s" % (w, c)
+                         for i, (w, c) in enumerate(zip(widths, row)))
+
+    header = row_text(cols)
+    print(header)
+    print("-" * len(header))
+    for row in rows:
+        print(row_text(row))
+    notes = []
+    for name, r in sc["systems"].items():
+        if "error" in r:
+            continue
+        extra = []
+        if r.get("kernel_udp_rcvbuf_errors"):
+            extra.append("kernel dropped %s datagrams (receive buffer full)"
+                         % fmt_int(r["kernel_udp_rcvbuf_errors"]))
+        if r.get("server_reported_dropped"):
+            extra.append("switchyard's ring dropped %s datagrams" % fmt_int(r["server_reported_dropped"]))
+        if r.get("server_packets_received") is not None:
+            extra.append("its own packets_received %s, metrics_received %s"
+                         % (fmt_int(r["server_packets_received"]), fmt_int(r.get("server_metrics_received"))))
+        if r["sent"]:
+            extra.append("generator CPU %.2f s (%.2f s/M sent)"
+                         % (r["gen_cpu_s"], r["gen_cpu_s"] / (r["sent"] / 1e6)))
+        if r.get("drain_s"):
+            extra.append("%s/s including the %.1f s drain" % (fmt_int(r["processed_rate"]), r["drain_s"]))
+        sp = r.get("spread")
+        if sp and "accepted_rate" in sp and "cpu_per_million" in sp:
+            extra.append("over %d rounds accepted/s %s..%s, CPU s/M %.3f..%.3f" % (
+                r["rounds"], fmt_int(sp["accepted_rate"][0]), fmt_int(sp["accepted_rate"][1]),
+                sp["cpu_per_million"][0], sp["cpu_per_million"][1]))
+        busy = [(n, c) for n, c in r.get("threads_cpu_s", []) if r["cpu_s"] and c >= 0.05 * r["cpu_s"]]
+        if len(busy) > 1:
+            extra.append("threads " + ", ".join("%s %.2f s" % (n, c) for n, c in busy))
+        extra.append("background load %.0f%%" % (100 * r["background_load"]))
+        notes.append("  %s: %s" % (name, "; ".join(extra)))
+    if "rules_vs_plain" in sc:
+        rv = sc["rules_vs_plain"]
+        notes.append("  switchyard+rules / switchyard: rate %s, CPU %s"
+                     % (fmt(rv["rate"], "{:.3f}"), fmt(rv["cpu"], "{:.3f}")))
+    print("\n".join(notes))
+    sys.stdout.flush()
+
+
+def sleep_until_tick(interval_s, lead_s, min_wait=0.0):
+    """Sleep until `lead_s` before the next wall-clock multiple of
+    interval_s that is at least min_wait + lead_s away; returns that tick
+    (epoch seconds)."""
+    now = time.time()
+    tick = (now // interval_s + 1) * interval_s
+    while tick - lead_s - now < min_wait:
+        tick += interval_s
+    time.sleep(max(0.0, tick - lead_s - time.time()))
+    return tick
+
+
+def steady_stream(server, group, tick, lead_s, window_s, rate, keys):
+    """A steady UDP stream from `lead_s` before `tick` to window_s after it;
+    returns the generator's result."""
+    return run_loadgen(server.target() + ["--keys", keys, "--per", 20, "--rate", rate,
+                                          "--key-prefix", group, "--duration", lead_s + window_s],
+                       lead_s + window_s + 60)
+
+
+def flush_burst(st, tick):
+    """The sink burst of the flush at `tick` (epoch s): the first one that
+    starts at or after it."""
+    for b in st["bursts"]:
+        if b[2] >= tick - 0.05:
+            return b
+    return None
+
+
+def million_scenario(name, cfg, ctx, max_queue=None):
+    """switchyard with `million` idle counter keys: memory per key, the time
+    to flush them, and UDP loss of a steady stream during that flush (against
+    the same stream during a flush of an empty table).
+
+    The flush writes two lines per key (count and rate), ~100 bytes per key
+    in all: more than the graphite sink's default queue (64 MiB) holds for
+    1M keys.  max_queue sets maxQueueBytes, so that the sink's queue is not
+    what is measured."""
+    nkeys = cfg["million"]
+    flush_ms = cfg["million_flush_ms"]
+    flush_s = flush_ms / 1000.0
+    rate = cfg["steady_rate"]
+    lead, window = 1.0, cfg["steady_window"]
+    queue = ("maxQueueBytes %d MiB" % (max_queue >> 20)) if max_queue else "default maxQueueBytes (64 MiB)"
+    title = ("switchyard with %s counter keys, %s: flush time, UDP loss during the flush "
+             "(steady %s metrics/s, 20/datagram), memory per key; flushInterval %d ms"
+             % (fmt_int(nkeys), queue, fmt_int(rate), flush_ms))
+    print("\n== %s ==" % title)
+    sys.stdout.flush()
+    out = {"name": name, "title": title, "keys": nkeys, "flush_ms": flush_ms, "max_queue_bytes": max_queue,
+           "steady_rate": rate, "steady_window_s": lead + window}
+    server = Server("switchyard", "udp", flush_ms, ctx.reg, ctx.workdir, name, max_queue=max_queue)
+    try:
+        server.start()
+        pid, sink = server.pid, server.sink
+        k0 = udp_kernel_errors()
+        # 1. control: the same steady stream across a flush of an empty table
+        tick0 = sleep_until_tick(flush_s, lead, min_wait=0.5)
+        ctl = steady_stream(server, "steadya", tick0, lead, window, rate, 1000)
+        st = wait_flushed(sink, "steadya", wait_idle(pid), flush_s, expect=ctl["sent_metrics"])
+        ctl_recv = group_total(st, "steadya")
+        k1 = udp_kernel_errors()
+        rss_before = proc_status_kb(pid, "VmRSS")
+        # 2. the keys, sent right after a tick so that one flush holds them all
+        tick1 = sleep_until_tick(flush_s, -0.05)
+        load = run_loadgen(server.target() + ["--keys", nkeys, "--count", nkeys, "--per", 20,
+                                              "--rate", cfg["million_rate"], "--key-prefix", "million"],
+                           120)
+        t_loaded = time.time()
+        # 3. the steady stream across the next flush, which sends them all
+        tick2 = sleep_until_tick(flush_s, lead, min_wait=0.0)
+        if abs(tick2 - (tick1 + flush_s)) > 0.01:
+            raise ComponentError("sending %d keys took too long (%.1f s) to fit in one flush interval"
+                                 % (nkeys, t_loaded - tick1))
+        k2 = udp_kernel_errors()
+        during = steady_stream(server, "steadyb", tick2, lead, window, rate, 1000)
+        k3 = udp_kernel_errors()
+        st = wait_flushed(sink, "steadyb", wait_idle(pid), flush_s, expect=during["sent_metrics"])
+        during_recv = group_total(st, "steadyb")
+        keys_recv = group_total(st, "million")
+        burst = flush_burst(st, tick2)
+        # 4. memory once the keys are idle and one more flush has sent them
+        tick3 = sleep_until_tick(flush_s, 0.0) + 0.0
+        time.sleep(0.2)
+        st = wait_flushed(sink, "million", wait_idle(pid), flush_s)
+        burst_idle = flush_burst(st, tick3)
+        rss_after = proc_status_kb(pid, "VmRSS")
+        hwm = proc_status_kb(pid, "VmHWM")
+        if not server.alive():
+            raise ComponentError("switchyard died:\n%s" % server.proc.logs())
+        ring_dropped = int(watch_sum(st, lambda k: ".switchyard.listener." in k and k.endswith(".dropped")))
+        # None: the sink's own counter never arrived (it is sent after the
+        # keys, so an overflowing flush loses it first).
+        sink_dropped = (int(watch_sum(st, lambda k: ".switchyard.sink." in k and k.endswith(".dropped")))
+                        if any(".switchyard.sink." in k for k in st["watch"]) else None)
+    except ComponentError as e:
+        ctx.check(name + " ran", False, str(e))
+        out["error"] = str(e)
+        return out
+    finally:
+        server.stop()
+        # A flush that overflows the sink's queue loses its tail, and with
+        # it the own metrics that would count the loss: the log says it.
+        out["log_drop_lines"] = [line for line in read_file(server.proc.stderr_path).splitlines()
+                                 if "drop" in line.lower()][:5] if server.proc else []
+    ctx.check(name + ": the keys reached the sink", keys_recv > 0,
+              "sent %d keys, the sink summed %d" % (load["sent_metrics"], keys_recv))
+
+    def loss(sent, recv):
+        return 100.0 * (1 - recv / sent) if sent else None
+
+    out.update({
+        "load": load, "keys_received": keys_recv,
+        "control": {"gen": ctl, "sent": ctl["sent_metrics"], "received": ctl_recv,
+                    "loss_pct": loss(ctl["sent_metrics"], ctl_recv),
+                    "kernel_udp_rcvbuf_errors": k1[0] - k0[0]},
+        "during_flush": {"gen": during, "sent": during["sent_metrics"], "received": during_recv,
+                         "loss_pct": loss(during["sent_metrics"], during_recv),
+                         "kernel_udp_rcvbuf_errors": k3[0] - k2[0]},
+        "ring_dropped": ring_dropped,
+        "sink_dropped_lines": sink_dropped,
+        "flush": None if not burst else {
+            "tick": tick2, "first_line_after_tick_s": burst[2] - tick2,
+            "last_line_after_tick_s": burst[3] - tick2, "lines": burst[4], "bytes": burst[5]},
+        "idle_flush": None if not burst_idle else {
+            "first_line_after_tick_s": burst_idle[2] - tick3,
+            "last_line_after_tick_s": burst_idle[3] - tick3, "lines": burst_idle[4]},
+        "rss_before_kb": rss_before, "rss_after_kb": rss_after, "peak_rss_kb": hwm,
+        "bytes_per_key": (rss_after - rss_before) * 1024.0 / nkeys if rss_after and rss_before else None,
+    })
+    print_million(out)
+    return out
+
+
+def print_million(m):
+    print("  keys sent %s (%s metrics/s), reached the sink %s"
+          % (fmt_int(m["load"]["sent_metrics"]), fmt_int(m["load"]["metrics_per_s"]),
+             fmt_int(m["keys_received"])))
+    for label, key in (("flush of the new keys", "flush"), ("next flush (keys idle)", "idle_flush")):
+        f = m.get(key)
+        if f:
+            print("  %s: %s lines, first line %.3f s after the tick, last %.3f s after"
+                  % (label, fmt_int(f["lines"]), f["first_line_after_tick_s"], f["last_line_after_tick_s"]))
+    for label, key in (("steady UDP stream across an empty-table flush (control)", "control"),
+                       ("steady UDP stream across the 1M-key flush", "during_flush")):
+        r = m[key]
+        print("  %s: sent %s, reached %s, loss %s %%, kernel rcvbuf drops %s"
+              % (label, fmt_int(r["sent"]), fmt_int(r["received"]), fmt(r["loss_pct"], "{:.4f}"),
+                 fmt_int(r["kernel_udp_rcvbuf_errors"])))
+    print("  switchyard's own counters, as the sink received them: ring drops %s, graphite sink dropped %s"
+          % (fmt_int(m["ring_dropped"]), "(never reached the sink)" if m["sink_dropped_lines"] is None
+             else fmt_int(m["sink_dropped_lines"]) + " lines"))
+    for line in m.get("log_drop_lines", []):
+        print("  switchyard's log: " + line)
+    print("  RSS before %.1f MB, after %s idle keys %.1f MB (peak %.1f MB): %s bytes per key"
+          % (m["rss_before_kb"] / 1024.0, fmt_int(m["keys"]), m["rss_after_kb"] / 1024.0,
+             m["peak_rss_kb"] / 1024.0, fmt(m["bytes_per_key"], "{:.0f}")))
+    sys.stdout.flush()
+
+
+# ---- main ------------------------------------------------------------------------
+
+class Context:
+    def __init__(self, workdir):
+        self.workdir = workdir
+        self.reg = Registry()
+        self.passed = 0
+        self.failed = []
+
+    def check(self, label, ok, detail=""):
+        if ok:
+            self.passed += 1
+        else:
+            self.failed.append(label)
+            print("FAIL  %s\n%s" % (label, "\n".join("      " + x for x in str(detail).splitlines()[-40:])))
+            sys.stdout.flush()
+        return ok
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("mode", choices=sorted(MODES))
+    ap.add_argument("--duration", type=float, help="seconds per run")
+    ap.add_argument("--keys", type=int, help="distinct keys (default 10000)")
+    ap.add_argument("--flush-ms", type=int, help="flushInterval of both daemons")
+    ap.add_argument("--rounds", type=int, help="runs per system and scenario (medians are shown)")
+    ap.add_argument("--million", type=int, help="keys of the flush/memory test (0: skip it)")
+    ap.add_argument("--newkeys", type=int, help="keys of the routing-decision test (0: skip it)")
+    ap.add_argument("--gen-threads", type=int, default=1,
+                    help="generator threads (sockets) in the throughput scenarios (default 1)")
+    ap.add_argument("--scenarios", default="udp20,udp1,tcp,newkeys,flush1m",
+                    help="comma-separated subset of udp20,udp1,tcp,newkeys,flush1m")
+    ap.add_argument("--systems", default=",".join(SYSTEMS),
+                    help="comma-separated subset of " + ",".join(SYSTEMS))
+    ap.add_argument("--out", help="results file (default build/bench/results-<timestamp>.json)")
+    args = ap.parse_args()
+
+    cfg = dict(MODES[args.mode])
+    cfg["gen_threads"] = args.gen_threads
+    for k in ("duration", "rounds", "keys", "flush_ms", "million", "newkeys"):
+        if getattr(args, k) is not None:
+            cfg[k] = getattr(args, k)
+    cfg.update({"million_flush_ms": 5000, "million_rate": 2000000, "steady_rate": 1000000,
+                "steady_window": 3.0, "newkeys_rate": 500000})
+    scenarios = [s for s in args.scenarios.split(",") if s]
+    systems = [s for s in args.systems.split(",") if s]
+    for s in systems:
+        if s not in SYSTEMS:
+            ap.error("unknown system %r" % s)
+
+    for tool, how in ((LOADGEN, "tests/bench/run.sh builds it"), (CEILING, "tests/bench/run.sh builds it"),
+                      (SUMSINK, "tests/bench/run.sh builds it"),
+                      (switchyard_binary(), "run make, or set SY_BIN")):
+        if not os.access(tool, os.X_OK):
+            print("bench: %s is missing (%s)" % (tool, how))
+            print("bench: 0 passed, 1 failed")
+            return 1
+
+    started = datetime.datetime.now()
+    stamp = started.strftime("%Y%m%d-%H%M%S")
+    out_path = args.out or os.path.join(TOOLS_DIR, "results-%s.json" % stamp)
+    facts = machine_facts()
+    results = {
+        "command": [sys.executable] + sys.argv,
+        "mode": args.mode,
+        "started": started.isoformat(timespec="seconds"),
+        "machine": facts,
+        "config": cfg,
+        "notes": [
+            "statsd's UDP socket keeps the kernel default receive buffer (rmem_default %d bytes): "
+            "node's dgram sets none, which is how statsd runs in practice; switchyard and the ceiling "
+            "ask for 32 MiB" % facts["rmem_default"],
+            "accepted/s = metrics that reached the sum sink / the generator's send time",
+            "CPU = utime+stime of the server process (/proc/PID/stat) from the send's start until it "
+            "was idle again, per million metrics that reached the sink",
+        ],
+        "scenarios": {},
+    }
+    print("switchyard benchmark, %s mode: %s, %d CPUs (%s), kernel %s, load %s"
+          % (args.mode, stamp, facts["nproc"], facts["cpu_model"], facts["kernel"],
+             " ".join(facts["loadavg_at_start"])))
+    print("%d keys, %g s per run, %d round(s) (medians shown), flushInterval %d ms, %d generator "
+          "thread(s); statsd %s on node %s with the kernel's default UDP receive buffer (%d bytes), "
+          "switchyard and the ceiling with 32 MiB"
+          % (cfg["keys"], cfg["duration"], cfg["rounds"], cfg["flush_ms"], cfg["gen_threads"],
+             STATSD_VERSION, facts["node"], facts["rmem_default"]))
+    sys.stdout.flush()
+
+    workdir = make_workdir("switchyard-bench-")
+    ctx = Context(workdir)
+    Server.binary, facts["switchyard_sha256"] = snapshot_switchyard(workdir)
+    facts["switchyard_binary"] = switchyard_binary()
+
+    def on_signal(sig, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_signal)
+    t0 = time.monotonic()
+    try:
+        if "statsd" in systems:
+            try:
+                ensure_statsd()
+            except (RuntimeError, OSError, subprocess.SubprocessError) as e:
+                ctx.check("statsd installed", False, str(e))
+                systems = [s for s in systems if s != "statsd"]
+        dur = "%g s per run, %d round(s)" % (cfg["duration"], cfg["rounds"])
+        if "udp20" in scenarios:
+            results["scenarios"]["udp20"] = throughput_scenario(
+                "udp20", "UDP, 20 metrics/datagram, flat out, %s keys, %s"
+                % (fmt_int(cfg["keys"]), dur), "udp", 20, cfg, ctx, systems)
+        if "udp1" in scenarios:
+            results["scenarios"]["udp1"] = throughput_scenario(
+                "udp1", "UDP, 1 metric/datagram, flat out, %s keys, %s"
+                % (fmt_int(cfg["keys"]), dur), "udp", 1, cfg, ctx, systems)
+        if "tcp" in scenarios:
+            results["scenarios"]["tcp"] = throughput_scenario(
+                "tcp", "TCP, one connection, flat out, %s keys, %s (ceiling: read() and count lines)"
+                % (fmt_int(cfg["keys"]), dur), "tcp", 20, cfg, ctx, systems)
+        if "newkeys" in scenarios and cfg["newkeys"] > 0:
+            results["scenarios"]["newkeys"] = newkeys_scenario(cfg, ctx, systems)
+        if "flush1m" in scenarios and cfg["million"] > 0 and "switchyard" in systems:
+            # The measurement, with a queue that holds a whole flush, then
+            # the default config, to show what a default sink does with it.
+            results["scenarios"]["flush1m"] = million_scenario("flush1m", cfg, ctx, max_queue=512 << 20)
+            if cfg.get("million_default_queue", True):
+                results["scenarios"]["flush1m_default_queue"] = million_scenario(
+                    "flush1m_default_queue", cfg, ctx)
+    except KeyboardInterrupt:
+        ctx.check("bench finished", False, "interrupted")
+    finally:
+        ctx.reg.stop_all()
+        remove_workdir(workdir)
+    results["elapsed_s"] = time.monotonic() - t0
+    results["failed_checks"] = ctx.failed
+    os.makedirs(os.path.dirname(out_path), exist_ok=True)
+    with open(out_path, "w") as f:
+        json.dump(results, f, indent=2, sort_keys=False)
+        f.write("\n")
+    shown = out_path[len(REPO_DIR) + 1:] if out_path.startswith(REPO_DIR + "/") else out_path
+    print("\nresults: %s (%.0f s)" % (shown, results["elapsed_s"]))
+    print("bench: %d passed, %d failed" % (ctx.passed, len(ctx.failed)))
+    return 0 if not ctx.failed else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
