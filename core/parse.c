@@ -96,24 +96,42 @@ static const char *find_tags(const char *p, const char *end)
  */
 static int key_append(char *key, int n, const char *src, size_t len, int sanitize, int *in_space)
 {
-    for (size_t i = 0; i < len; i++) {
+    if (!sanitize) {
+        if ((size_t)n + len >= SY_KEY_MAX)
+            return -1;
+        memcpy(key + n, src, len);
+        return n + (int)len;
+    }
+    size_t i = 0;
+    while (i < len) {
+        /* Most keys are clean: copy each run of kept bytes at once. */
+        size_t j = i;
+        while (j < len && keep_byte[(unsigned char)src[j]])
+            j++;
+        if (j > i) {
+            if ((size_t)n + (j - i) >= SY_KEY_MAX)
+                return -1;
+            memcpy(key + n, src + i, j - i);
+            n += (int)(j - i);
+            *in_space = 0;
+            i = j;
+            if (i == len)
+                break;
+        }
+        /* One byte that is not kept as it is: a space, '/', or dropped. */
         unsigned char c = (unsigned char)src[i];
-        if (sanitize) {
-            size_t u = c >= 0xC2 ? sy_utf8_space((const unsigned char *)src + i, len - i) : 0;
-            if (u)
-                i += u - 1; /* then treated as the space it is */
-            if (u || js_space(c)) {
-                if (*in_space)
-                    continue;
-                *in_space = 1;
-                c = '_';
-            } else {
-                *in_space = 0;
-                if (c == '/')
-                    c = '-';
-                else if (!keep_byte[c])
-                    continue;
-            }
+        size_t u = c >= 0xC2 ? sy_utf8_space((const unsigned char *)src + i, len - i) : 0;
+        i += u ? u : 1;
+        if (u || js_space(c)) {
+            if (*in_space)
+                continue;
+            *in_space = 1;
+            c = '_';
+        } else {
+            *in_space = 0;
+            if (c != '/')
+                continue;
+            c = '-';
         }
         if (n >= SY_KEY_MAX - 1)
             return -1;
