@@ -477,6 +477,12 @@ void sy_flusher_run(sy_flusher *f, const sy_snapshot *s, const sy_extra_metric *
     f->sinks = 0;
     double fi = o->flush_interval_ms / 1000.0;
 
+    /* switchyard's own values first: a flush too large for a sink's queue
+     * loses its tail, and the drop counters must not be in it. */
+    route_to(f, s->internal_sinks);
+    for (size_t i = 0; i < nextra; i++)
+        emit_stats(f, extra[i].name, extra[i].value);
+
     /* statsd's order: counters, timers, gauges, sets. */
     for (size_t i = 0; i < s->n; i++) {
         const sy_snap_item *it = &s->items[i];
@@ -522,7 +528,5 @@ void sy_flusher_run(sy_flusher *f, const sy_snapshot *s, const sy_extra_metric *
     emit_plain(f, f->numstats_name, (double)res->num_stats);
     emit_stats(f, "graphiteStats.calculationtime", (double)((mono_ns() - t0) / 1000000));
     emit_stats(f, "processing_time", res->processing_ms);
-    for (size_t i = 0; i < nextra; i++)
-        emit_stats(f, extra[i].name, extra[i].value);
     batch_flush(f);
 }

@@ -1541,21 +1541,29 @@ static int check_plumbing(const char *label, const got_list *g, const sy_flush_r
         print_message("  %s: result says %zu metrics, %zu emitted\n", label, res->metrics, g->n);
         bad++;
     }
-    /* statsd's type order: counters, timers, gauges, sets, its own. */
-    for (size_t i = 1; i < g->n; i++)
+    /* switchyard's own values (the extras) lead the flush; after them,
+     * statsd's type order: counters, timers, gauges, sets, its own. */
+    for (size_t i = 0; i < nextra && i < g->n; i++)
+        if (g->kind[i] != SY_KIND_INTERNAL) {
+            print_message("  %s: #%zu is %s, expected one of switchyard's own values\n", label, i,
+                          g->name[i]);
+            bad++;
+            break;
+        }
+    for (size_t i = nextra + 1; i < g->n; i++)
         if (g->kind[i] < g->kind[i - 1]) {
             print_message("  %s: %s (kind %d) after %s (kind %d)\n", label, g->name[i],
                           g->kind[i], g->name[i - 1], g->kind[i - 1]);
             bad++;
             break;
         }
-    /* numStats, calculationtime, processing_time close the flush (before
-     * the extras), in that order. */
+    /* numStats, calculationtime, processing_time close the flush, in that
+     * order. */
     if (g->n < 3 + nextra) {
         print_message("  %s: only %zu values\n", label, g->n);
         return bad + 1;
     }
-    size_t k = g->n - nextra - 3;
+    size_t k = g->n - 3;
     const char *want[] = { "numStats", "graphiteStats.calculationtime", "processing_time" };
     for (int j = 0; j < 3; j++) {
         if (!strstr(g->name[k + j], want[j]) || g->kind[k + j] != SY_KIND_INTERNAL) {
@@ -3591,7 +3599,7 @@ static void e2e_extras_naming(void **state)
         rig_start(&r);
         rig_flush_extra(&r, &g, extra, 3);
         for (int i = 0; i < 3; i++) {
-            size_t at = g.n - 3 + (size_t)i;
+            size_t at = (size_t)i; /* switchyard's own values lead the flush */
             if (strcmp(g.name[at], cases[c].names[i]) != 0 || g.value[at] != extra[i].value ||
                 g.kind[at] != SY_KIND_INTERNAL) {
                 print_message("  case %zu: #%zu is %s = %g, expected %s\n", c, at, g.name[at],
