@@ -520,7 +520,8 @@ FAULTY_ROUTE = r'''
     if m.name:sub(1, 4) == "spin" then while true do end end
     if m.name:sub(1, 3) == "hog" then
       local t, i = {}, 0
-      while true do i = i + 1; t[i] = string.rep("h", 1024) .. i end
+      -- big pieces: the memory limit, not the time limit, stops it
+      while true do i = i + 1; t[i] = string.rep("h", 65536) .. i end
     end
     return { sinks = { "carbon" } }
   end,'''
