@@ -881,10 +881,23 @@ static int token_check(sy_agg *a, const char *tok, size_t tlen, char *ns, size_t
             return t->allowed;
         }
     }
-    char nsbuf[256];
+    char nsbuf[SY_KEY_MAX], raw[256];
     size_t n = 0;
-    int allowed = sy_router_authorize(a->router, tok, tlen, sender_str(a), listener_name(a), nsbuf,
-                                      sizeof nsbuf, &n) == 1;
+    int rc = sy_router_authorize(a->router, tok, tlen, sender_str(a), listener_name(a), raw,
+                                 sizeof raw, &n);
+    if (rc < 0)
+        atomic_fetch_add_explicit(&a->st.route_errors, 1, memory_order_relaxed);
+    int allowed = rc == 1;
+    if (allowed && n) {
+        /* The namespace becomes part of the key: sanitised like it. */
+        int sn = sy_sanitize(nsbuf, raw, n, a->o.sanitize);
+        if (sn <= 0 || sn > 255) {
+            allowed = 0;
+            n = 0;
+        } else {
+            n = (size_t)sn;
+        }
+    }
     if (a->ntoks >= TOK_MAX)
         tokens_clear(a);
     tok_entry *t = malloc(sizeof *t + klen + n);

@@ -4,6 +4,8 @@
  */
 #include "log.h"
 
+#include <event2/event.h>
+
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -85,4 +87,19 @@ void sy_log_limited(sy_ratelimit *rl, int level, const char *fmt, ...)
     va_start(ap, fmt);
     sy_vlog(level, fmt, ap);
     va_end(ap);
+}
+
+/* libevent's own warnings (e.g. accept() failing over and over) go through
+ * a rate limiter like everything a client can trigger. */
+static sy_ratelimit rl_libevent = SY_RATELIMIT_INIT(10000, 5);
+
+static void libevent_log(int severity, const char *msg)
+{
+    int level = severity >= EVENT_LOG_ERR ? SY_ERR : severity >= EVENT_LOG_WARN ? SY_WARN : SY_DEBUG;
+    sy_log_limited(&rl_libevent, level, "libevent: %s", msg);
+}
+
+void sy_log_capture_libevent(void)
+{
+    event_set_log_callback(libevent_log);
 }

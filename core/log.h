@@ -34,4 +34,7 @@ typedef struct sy_ratelimit {
 void sy_log_limited(sy_ratelimit *rl, int level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* Send libevent's own log messages through a rate limiter. */
+void sy_log_capture_libevent(void);
+
 #endif

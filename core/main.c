@@ -366,6 +366,7 @@ int main(int argc, char **argv)
     sigaddset(&sigs, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
     signal(SIGPIPE, SIG_IGN);
+    sy_log_capture_libevent();
 
     char err[1024];
     int rc = 1;

@@ -172,6 +172,10 @@ static size_t collect_extra(sy_output *o)
         self_add(o, &n, name, 1, c.dropped);
         snprintf(name, sizeof name, "switchyard.listener.%s.lines_too_long", part);
         self_add(o, &n, name, 1, c.lines_too_long);
+        if (sy_listener_is_stream(&o->listeners[i])) {
+            snprintf(name, sizeof name, "switchyard.listener.%s.partial_discarded", part);
+            self_add(o, &n, name, 1, c.partial_discarded);
+        }
         if (o->linfo && o->linfo[i].auth) {
             snprintf(name, sizeof name, "switchyard.listener.%s.auth_rejected", part);
             self_add(o, &n, name, 1, atomic_load(&o->linfo[i].auth_rejected));

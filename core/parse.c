@@ -309,6 +309,15 @@ int sy_parse_next(sy_line *it, sy_sample *out)
     }
 }
 
+int sy_sanitize(char *dst, const char *src, size_t len, int sanitize)
+{
+    int in_space = 0;
+    int n = key_append(dst, 0, src, len, sanitize, &in_space);
+    if (n >= 0)
+        dst[n] = '\0';
+    return n;
+}
+
 size_t sy_split_lines(const char *buf, size_t len, sy_line_fn fn, void *ctx)
 {
     size_t n = 0;

@@ -49,6 +49,10 @@ int sy_parse_next(sy_line *it, sy_sample *out);
  * U+2000-U+200A, U+3000, BOM, ...), or 0: statsd treats them as spaces. */
 size_t sy_utf8_space(const unsigned char *p, size_t left);
 
+/* Sanitise src as keyNameSanitize does (when sanitize is set) into dst,
+ * which holds SY_KEY_MAX bytes; returns the length, or -1 when too long. */
+int sy_sanitize(char *dst, const char *src, size_t len, int sanitize);
+
 /* Split a buffer into lines at '\n', calling fn for each (empty ones too).
  * Returns the number of lines. */
 typedef void (*sy_line_fn)(void *ctx, const char *line, size_t len);

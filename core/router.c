@@ -212,14 +212,23 @@ int sy_router_authorize(sy_router *r, const char *token, size_t tlen, const char
         return -1;
     }
     int allowed = lua_toboolean(L, -2);
-    if (allowed && lua_isstring(L, -1)) {
-        size_t n;
-        const char *s = lua_tolstring(L, -1, &n);
-        if (n + 1 < nscap) {
-            memcpy(ns, s, n);
-            ns[n] = '\0';
-            *nslen = n;
+    if (allowed && !lua_isnil(L, -1)) {
+        /* A namespace must be a string that fits; anything else refuses
+         * the line rather than letting it through unprefixed. */
+        size_t n = 0;
+        int t = lua_type(L, -1);
+        const char *ns_s = (t == LUA_TSTRING || t == LUA_TNUMBER) ? lua_tolstring(L, -1, &n) : NULL;
+        if (!ns_s || n + 1 >= nscap) {
+            atomic_fetch_add(&r->st.auth_errors, 1);
+            sy_log_limited(&rl_err, SY_WARN, "Lua auth for token '%.*s' answered a namespace that %s",
+                           (int)(tlen > 64 ? 64 : tlen), token,
+                           ns_s ? "is too long" : "is not a string or number");
+            lua_pop(L, 2);
+            return -1;
         }
+        memcpy(ns, ns_s, n);
+        ns[n] = '\0';
+        *nslen = n;
     }
     lua_pop(L, 2);
     return allowed ? 1 : 0;

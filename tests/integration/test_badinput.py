@@ -1,0 +1,1340 @@
+#!/usr/bin/env python3
+"""Integration test: bad input never crashes switchyard, and is counted.
+
+Each scenario starts its own switchyard (build/switchyard or $SY_BIN) on
+loopback ports chosen at run time, with a console sink writing every flush
+to a file (statsd's and switchyard's own metrics included) and the admin
+HTTP endpoint (/metrics) on a free port.  After each scenario the daemon
+must still be running and flushing, exit 0 on SIGTERM, and (for the
+sanitizer build) its stderr must hold no sanitizer report.
+
+   1. garbage: random binary bytes and NUL bytes over UDP and TCP; good
+      lines between them still arrive exactly; bad lines are counted and
+      the log about them is rate-limited;
+   2. long_line: a 1 MiB line over TCP is counted in lines_too_long, the
+      connection lives on and the next line arrives; a line of exactly
+      maxLineLength bytes is accepted, one byte more is not;
+   3. max_datagram: the largest UDP datagram (65507 bytes) is accepted
+      whole; over a unix datagram socket 65536 bytes are accepted and
+      65537 are counted in lines_too_long;
+   4. utf8: invalid UTF-8 in keys, tags and set members (keyNameSanitize
+      off): aggregated, names cleaned by the graphite naming as statsd's
+      backend does, tags kept as bytes, "\\xff" and "\\xfe" two set members;
+   5. numbers: huge, tiny, NaN, inf, hex, overflowing values: the bad ones
+      are counted exactly, the good ones flushed with JavaScript's text;
+   6. rates: negative, zero, empty and non-numeric sample rates are bad
+      lines, valid ones scale as statsd does;
+   7. empty: empty keys, values, types and lines;
+   8. max_keys: a million distinct keys with maxKeys = 100000: the table
+      stops at the limit, every refused key is counted in keys_rejected,
+      and the daemon's memory stays bounded (reported);
+   9. slow_clients: clients sending a byte at a time do not hold up a
+      fast client, and their lines arrive whole;
+  10. idle_connections: 2000 idle connections are held open (the test
+      raises its RLIMIT_NOFILE), the listener still serves others, and
+      idleTimeout reaps them all (idle_closed); an active connection is not
+      reaped; maxConnections refuses the excess (connections_rejected);
+  10b. fd_exhaustion: more clients than the daemon has descriptors: open
+      connections and UDP keep working, the failing accept is logged at a
+      bounded rate, and an admin client arriving meanwhile neither spins
+      the daemon nor floods its log;
+  11. half_lines: a connection closed half-way through a line: the final
+      line without a newline is kept (README: "a TCP line without a final
+      newline is kept at close"), an incomplete one is a bad line, a reset
+      connection does no harm;
+  12. auth_tokens: 1000 wrong and 1000 missing tokens (and empty, binary,
+      over-long ones) on an auth listener: refused, counted exactly in
+      auth_rejected, at most ~10 log lines;
+  13. auth_hooks: `auth = function(token, sender, listener)` that raises,
+      loops forever, allocates without bound or returns odd values: the
+      daemon keeps running, the lines are refused and counted, errors are
+      counted and logged with a rate limit, good tokens keep working; a
+      namespace that cannot be applied (too long) does not let the line in
+      un-namespaced, and a namespace taken from the token is sanitised.
+
+Usage:
+  /usr/bin/python3 tests/integration/test_badinput.py [SCENARIO ...]
+  SY_BIN=build-san/switchyard /usr/bin/python3 tests/integration/test_badinput.py
+"""
+import os
+import random
+import re
+import resource
+import signal
+import socket
+import struct
+import sys
+import threading
+import time
+import traceback
+import urllib.request
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from lib import REPO_DIR  # noqa: E402
+from lib.netutil import LOOPBACK, free_port, free_port_pair, wait_for_port  # noqa: E402
+from lib.proc import Process, make_workdir, remove_workdir, wait_until  # noqa: E402
+from lib.results import Results  # noqa: E402
+from lib.switchyard import switchyard_binary, to_lua  # noqa: E402
+
+TEST_NAME = "test_badinput"
+FLUSH_MS = 500
+SELF = "stats.statsd.switchyard."     # globalPrefix "stats", prefixStats "statsd"
+SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
+                     "SUMMARY: AddressSanitizer", "SUMMARY: UndefinedBehaviorSanitizer")
+
+
+# ---------------------------------------------------------------------------
+# the daemon
+
+
+def self_part(url):
+    """A listener URL as it appears in switchyard's own metric names."""
+    return re.sub(r"_+", "_", re.sub(r"[^A-Za-z0-9_-]", "_", url)).strip("_")
+
+
+class Daemon:
+    """One switchyard with UDP and TCP on one port number, a console sink
+    `c` writing to a file, /metrics on a free port, and optionally the
+    management console."""
+
+    def __init__(self, workdir, name, options=None, extra_listen=(), lua_pre="", lua_body="",
+                 tcp_opts=None, udp_opts=None, mgmt=False, env=None, sinks=None):
+        self.workdir = workdir
+        self.name = name
+        self.port = free_port_pair()
+        self.udp_url = "udp://%s:%d" % (LOOPBACK, self.port)
+        self.tcp_url = "tcp://%s:%d" % (LOOPBACK, self.port)
+        self.console_path = os.path.join(workdir, name + ".console.txt")
+        self.config_path = os.path.join(workdir, name + ".config.lua")
+        udp = dict(udp_opts, url=self.udp_url) if udp_opts else self.udp_url
+        tcp = dict(tcp_opts, url=self.tcp_url) if tcp_opts else self.tcp_url
+        cfg = {
+            "listen": [udp, tcp] + list(extra_listen),
+            "flushInterval": FLUSH_MS,
+            "graphite": {"legacyNamespace": False},
+            "shutdownTimeout": 5000,
+            "httpAddress": "%s:0" % LOOPBACK,
+        }
+        self.mgmt_port = None
+        if mgmt:
+            self.mgmt_port = free_port("tcp")
+            cfg["mgmt_address"] = LOOPBACK
+            cfg["mgmt_port"] = self.mgmt_port
+        cfg.update(options or {})
+        cfg["sinks"] = {"c": {"plugin": "console", "path": self.console_path}}
+        cfg["sinks"].update(sinks or {})
+        self.cfg = cfg
+        self.write_config(self.render(lua_pre, lua_body))
+        self.env = env
+        self.proc = None
+        self.rc = None
+        self.http_port = None
+        self._off = 0
+        self._partial = b""
+        self._flushes = []            # [(ts, {name: value text})]
+        self._lock = threading.Lock()
+
+    def render(self, lua_pre="", lua_body=""):
+        """The config: self.cfg as a Lua table, `lua_pre` run before it and
+        `lua_body` (Lua table fields) added to it."""
+        table = to_lua(self.cfg)
+        assert table.endswith("}")
+        return ("-- written by tests/integration (switchyard Daemon helper)\n"
+                "local route = require \"switchyard.route\"\n%s\nreturn %s%s\n}\n"
+                % (lua_pre, table[:-1], lua_body))
+
+    def write_config(self, text):
+        """Replace the config file atomically (a reload never reads half)."""
+        tmp = self.config_path + ".tmp"
+        with open(tmp, "w") as f:
+            f.write(text)
+        os.replace(tmp, self.config_path)
+
+    def hup(self):
+        os.kill(self.proc.pid, signal.SIGHUP)
+
+    def start(self, timeout=15.0):
+        binary = switchyard_binary()
+        if not os.access(binary, os.X_OK):
+            return False
+        self.proc = Process(self.name, [binary, "-c", self.config_path], self.workdir,
+                            cwd=REPO_DIR, env=self.env).start()
+        if not wait_for_port(self.port, timeout, alive=self.proc.alive):
+            return False
+        m = wait_until(lambda: re.search(r"admin HTTP on .* \(port (\d+)\)", self.log()), 5)
+        if m:
+            self.http_port = int(m.group(1))
+        self.sanitized()
+        return True
+
+    @property
+    def pid(self):
+        return self.proc.pid
+
+    def alive(self):
+        return self.proc is not None and self.proc.alive()
+
+    def stop(self, timeout=30.0):
+        if self.proc is not None and self.rc is None:
+            self.rc = self.proc.stop(timeout)
+        return self.rc
+
+    def log(self):
+        try:
+            with open(self.proc.stderr_path, "rb") as f:
+                return f.read().decode("utf-8", "replace")
+        except (OSError, AttributeError):
+            return ""
+
+    def log_count(self, pattern):
+        rx = re.compile(pattern)
+        return sum(1 for line in self.log().splitlines() if rx.search(line))
+
+    def logs(self, limit=6000):
+        return self.proc.logs(limit) if self.proc else "(%s never started)" % self.name
+
+    def sanitizer_report(self):
+        text = self.log()
+        for marker in SANITIZER_MARKERS:
+            i = text.find(marker)
+            if i >= 0:
+                return text[max(0, i - 200):i + 4000]
+        return None
+
+    # -- the console sink's file, read incrementally ----------------------
+    def _read_console(self):
+        with self._lock:
+            self._read_console_locked()
+
+    def _read_console_locked(self):
+        try:
+            with open(self.console_path, "rb") as f:
+                f.seek(self._off)
+                data = f.read()
+        except OSError:
+            return
+        self._off += len(data)
+        data = self._partial + data
+        lines = data.split(b"\n")
+        self._partial = lines.pop()
+        for raw in lines:
+            parts = raw.rsplit(b" ", 2)
+            if len(parts) != 3:
+                continue
+            name = parts[0].decode("utf-8", "surrogateescape")
+            try:
+                ts = int(parts[2])
+            except ValueError:
+                continue
+            # Names are unique within a flush, and flushes are more than a
+            # second apart or have a new timestamp: a repeated name or a new
+            # timestamp starts the next flush.
+            if not self._flushes or self._flushes[-1][0] != ts or name in self._flushes[-1][1]:
+                self._flushes.append((ts, {}))
+            self._flushes[-1][1][name] = parts[1].decode("ascii", "replace")
+
+    def flushes(self):
+        """[(ts, {name: value text})] in flush order (the last one may still
+        be arriving)."""
+        self._read_console()
+        with self._lock:
+            return list(self._flushes)
+
+    def nflushes(self):
+        return len(self.flushes())
+
+    def wait_flushes(self, n, timeout=10.0):
+        have = self.nflushes()
+        return wait_until(lambda: self.nflushes() >= have + n, timeout, step=0.1)
+
+    def total(self, name):
+        """Sum over every flush of the value of `name`."""
+        s = 0.0
+        for _, m in self.flushes():
+            v = m.get(name)
+            if v is not None:
+                try:
+                    s += float(v)
+                except ValueError:
+                    pass
+        return s
+
+    def values(self, name):
+        return [m[name] for _, m in self.flushes() if name in m]
+
+    def last(self, name):
+        v = self.values(name)
+        return v[-1] if v else None
+
+    def counter(self, key):
+        return self.total("stats.counters.%s.count" % key)
+
+    def self_total(self, stat):
+        return self.total(SELF + stat)
+
+    def bad_lines(self):
+        return self.total("stats.counters.statsd.bad_lines_seen.count")
+
+    def names(self, prefix):
+        out = set()
+        for _, m in self.flushes():
+            out.update(n for n in m if n.startswith(prefix))
+        return out
+
+    def wait_counter(self, key, want, timeout=10.0):
+        return wait_until(lambda: self.counter(key) >= want, timeout, step=0.1)
+
+    # -- admin ------------------------------------------------------------
+    def http_metrics(self):
+        """{'name{labels}': value} from /metrics (empty when unreachable)."""
+        out = {}
+        if not self.http_port:
+            return out
+        try:
+            with urllib.request.urlopen("http://%s:%d/metrics" % (LOOPBACK, self.http_port),
+                                        timeout=5) as r:
+                text = r.read().decode("utf-8", "replace")
+        except OSError:
+            return out
+        for line in text.splitlines():
+            if not line or line.startswith("#"):
+                continue
+            k, _, v = line.rpartition(" ")
+            try:
+                out[k] = float(v)
+            except ValueError:
+                pass
+        return out
+
+    def metric(self, name, listener=None):
+        m = self.http_metrics()
+        if listener is None:
+            return m.get(name)
+        return m.get('%s{listener="%s"}' % (name, listener))
+
+    def mgmt(self, cmd, timeout=5.0):
+        with socket.create_connection((LOOPBACK, self.mgmt_port), timeout=timeout) as s:
+            s.sendall(cmd.encode() + b"\n")
+            data = b""
+            deadline = time.monotonic() + timeout
+            while b"END\n" not in data and time.monotonic() < deadline:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+        return data.decode("utf-8", "replace")
+
+    def listener_stats(self, url):
+        """The management console's `listeners` line for url, as a dict."""
+        for line in self.mgmt("listeners").splitlines():
+            if line.startswith(url + " "):
+                return {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", line)}
+        return {}
+
+    # -- memory -----------------------------------------------------------
+    def status_kb(self, field):
+        try:
+            with open("/proc/%d/status" % self.pid) as f:
+                for line in f:
+                    if line.startswith(field + ":"):
+                        return int(line.split()[1])
+        except OSError:
+            pass
+        return None
+
+    def sanitized(self):
+        """True when the binary runs under ASan (memory bounds are looser);
+        read while it runs (start() does), remembered after."""
+        if getattr(self, "_asan", None) is None:
+            try:
+                with open("/proc/%d/maps" % self.pid) as f:
+                    self._asan = "libasan" in f.read()
+            except (OSError, TypeError):
+                return False
+        return self._asan
+
+
+def tcp_send(port, payload, timeout=30.0, path=None):
+    """Send bytes over one connection, half-close, and wait until the daemon
+    closes its side (then it has read everything).  True if it did."""
+    if path:
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.connect(path)
+    else:
+        s = socket.create_connection((LOOPBACK, port), timeout=timeout)
+    with s:
+        s.settimeout(timeout)
+        s.sendall(payload)
+        s.shutdown(socket.SHUT_WR)
+        try:
+            while s.recv(4096):
+                pass
+        except OSError:
+            return False
+    return True
+
+
+def udp_send(port, datagrams):
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        for i, d in enumerate(datagrams):
+            s.sendto(d, (LOOPBACK, port))
+            if i % 200 == 199:
+                time.sleep(0.002)   # keep well below the receive buffer
+
+
+def finish(res, label, d):
+    """The daemon is still running and flushing; SIGTERM exits 0; no
+    sanitizer report."""
+    alive = d.alive()
+    res.check("%s: switchyard still running" % label, alive, d.logs())
+    if alive:
+        res.check("%s: switchyard still flushing" % label, d.wait_flushes(2, 10), d.logs())
+    rc = d.stop()
+    res.check("%s: switchyard exits 0 on SIGTERM" % label, rc == 0,
+              "exit code %r\n%s" % (rc, d.logs()))
+    report = d.sanitizer_report()
+    res.check("%s: no sanitizer report in stderr" % label, report is None, report or "")
+
+
+def start(res, label, d):
+    return res.check("%s: switchyard starts" % label, d.start(), d.logs())
+
+
+# ---------------------------------------------------------------------------
+# 1. garbage and NUL bytes
+
+
+def scenario_garbage(res, workdir):
+    label = "garbage"
+    d = Daemon(workdir, "sy-garbage")
+    try:
+        if not start(res, label, d):
+            return
+        rng = random.Random(20240607)
+        n_good_udp = 0
+        dgrams = []
+        for i in range(300):
+            n = rng.randint(1, 1400)
+            dgrams.append(bytes(rng.getrandbits(8) for _ in range(n)))
+            if i % 10 == 0:
+                dgrams.append(b"bg.good.udp:1|c")
+                n_good_udp += 1
+        dgrams += [b"\x00", b"\x00" * 1000, b"\x00\n\x00\n", b"bg.nul.udp\x00key:1|c",
+                   b"bg.x:1\x00|c", b"bg.x:1|\x00c", b"\xff" * 2000, b"\n" * 500, b""]
+        dgrams.append(b"bg.marker.udp:1|c")
+        udp_send(d.port, dgrams)
+
+        chunks, n_good_tcp = [], 0
+        for i in range(400):
+            chunks.append(bytes(rng.getrandbits(8) for _ in range(rng.randint(1, 3000))))
+            chunks.append(b"\nbg.good.tcp:1|c\n")
+            n_good_tcp += 1
+        chunks += [b"\x00" * 5000, b"\n", b"bg.nul.tcp\x00key:1|c\n", b"\x00\x00:\x00|\x00\n"]
+        chunks.append(b"bg.marker.tcp:1|c\n")
+        sent = tcp_send(d.port, b"".join(chunks))
+        res.check("%s: the TCP connection with 1 MB of garbage is read to its end" % label, sent)
+        ok = d.wait_counter("bg.marker.udp", 1) and d.wait_counter("bg.marker.tcp", 1)
+        res.check("%s: the markers after the garbage arrive" % label, ok, d.logs())
+        d.wait_flushes(1)
+        res.check("%s: every good UDP line between garbage datagrams arrives (%d)"
+                  % (label, n_good_udp), d.counter("bg.good.udp") == n_good_udp,
+                  "got %r" % d.counter("bg.good.udp"))
+        res.check("%s: every good TCP line between garbage arrives (%d)" % (label, n_good_tcp),
+                  d.counter("bg.good.tcp") == n_good_tcp, "got %r" % d.counter("bg.good.tcp"))
+        res.check("%s: a NUL byte inside a key is sanitised away (bg.nul.udpkey, bg.nul.tcpkey)"
+                  % label, d.counter("bg.nul.udpkey") == 1 and d.counter("bg.nul.tcpkey") == 1,
+                  "%r" % sorted(d.names("stats.counters.bg.nul")))
+        bad_flushed = d.bad_lines()
+        bad_http = d.metric("switchyard_bad_lines_total")
+        res.note("bad lines: %d in statsd.bad_lines_seen, %r in /metrics" % (bad_flushed, bad_http))
+        res.check("%s: the garbage is counted in statsd.bad_lines_seen and /metrics" % label,
+                  bad_flushed > 500 and bad_http == bad_flushed,
+                  "bad_lines_seen %r, switchyard_bad_lines_total %r" % (bad_flushed, bad_http))
+        nlog = d.log_count(r"bad line \(counted")
+        res.check("%s: bad lines are logged with a rate limit (%d lines)" % (label, nlog),
+                  1 <= nlog <= 20, "%d 'bad line' log lines" % nlog)
+        finish(res, label, d)
+    finally:
+        d.stop()
+
+
+# ---------------------------------------------------------------------------
+# 2. over-long lines
+
+
+MAX_LINE = 65536
+
+
+def exact_line(key, length):
+    """A counter line of exactly `length` bytes (newline not included):
+    spaces around the number pad it."""
+    head, tail = ("%s:1" % key).encode(), b"|c"
+    return head + b" " * (length - len(head) - len(tail)) + tail
+
+
+def scenario_long_line(res, workdir):
+    label = "long_line"
+    d = Daemon(workdir, "sy-long")
+    try:
+        if not start(res, label, d):
+            return
+        tcp = d.tcp_url
+        s = socket.create_connection((LOOPBACK, d.port), timeout=20)
+        try:
+            s.sendall(b"bl.before:1|c\n" + b"x" * (1 << 20) + b"\nbl.after:1|c\n")
+            came = d.wait_counter("bl.after", 1)
+            res.check("%s: the line after a 1 MiB line arrives" % label,
+                      came and d.counter("bl.before") == 1, d.logs())
+            s.sendall(b"bl.again:1|c\n")
+            res.check("%s: the connection lives on: a later line on it arrives" % label,
+                      d.wait_counter("bl.again", 1), d.logs())
+            too_long = d.metric("switchyard_listener_lines_too_long_total", tcp)
+            res.check("%s: the 1 MiB line is counted once in lines_too_long (/metrics)" % label,
+                      too_long == 1, "lines_too_long %r" % too_long)
+            # the edge: maxLineLength bytes pass, one more does not
+            s.sendall(exact_line("bl.edge", MAX_LINE) + b"\n" +
+                      exact_line("bl.over", MAX_LINE + 1) + b"\nbl.edge.after:1|c\n")
+            d.wait_counter("bl.edge.after", 1)
+            res.check("%s: a line of exactly maxLineLength (%d) bytes is accepted" % (label, MAX_LINE),
+                      d.counter("bl.edge") == 1, "bl.edge %r" % d.counter("bl.edge"))
+            res.check("%s: a line of maxLineLength + 1 bytes is skipped" % label,
+                      d.counter("bl.over") == 0 and d.counter("bl.edge.after") == 1,
+                      "bl.over %r" % d.counter("bl.over"))
+            too_long = d.metric("switchyard_listener_lines_too_long_total", tcp)
+            res.check("%s: lines_too_long is 2 now" % label, too_long == 2,
+                      "lines_too_long %r" % too_long)
+        finally:
+            s.close()
+        # 1 MiB without any newline, then close: skipped, not counted as data
+        tcp_send(d.port, b"bl.nonl" + b"y" * (1 << 20))
+        tcp_send(d.port, b"bl.marker:1|c\n")
+        d.wait_counter("bl.marker", 1)
+        d.wait_flushes(1)
+        res.check("%s: 1 MiB without a newline, then close: counted, nothing flushed" % label,
+                  d.metric("switchyard_listener_lines_too_long_total", tcp) == 3 and
+                  not d.names("stats.counters.bl.nonl"),
+                  "lines_too_long %r" % d.metric("switchyard_listener_lines_too_long_total", tcp))
+        flushed = d.self_total("listener.%s.lines_too_long" % self_part(tcp))
+        res.check("%s: the self-metric listener...lines_too_long sums to 3" % label, flushed == 3,
+                  "sum %r" % flushed)
+        res.check("%s: over-long lines are logged, rate-limited" % label,
+                  1 <= d.log_count(r"line longer than") <= 5, d.logs())
+        finish(res, label, d)
+    finally:
+        d.stop()
+
+
+# ---------------------------------------------------------------------------
+# 3. the largest datagrams
+
+UDP_MAX = 65507           # IPv4: 65535 - 20 (IP) - 8 (UDP)
+DGRAM_MAX = 65536         # switchyard's limit (core/reader.c)
+
+
+def filled_datagram(key, size):
+    """A datagram of exactly `size` bytes of `key:1|c` lines; the last line
+    is padded.  Returns (bytes, number of lines)."""
+    line = ("%s:1|c\n" % key).encode()
+    n = size // len(line) - 1
+    body = line * n
+    last = exact_line(key, size - len(body))
+    assert len(body) + len(last) == size
+    return body + last, n + 1
+
+
+def scenario_max_datagram(res, workdir):
+    label = "max_datagram"
+    path = os.path.join(workdir, "dg.sock")
+    unix_url = "unixgram://" + path
+    d = Daemon(workdir, "sy-dgram", extra_listen=[unix_url])
+    try:
+        if not start(res, label, d):
+            return
+        dg, n = filled_datagram("bd.udp", UDP_MAX)
+        udp_send(d.port, [dg, b"bd.udp.marker:1|c"])
+        d.wait_counter("bd.udp.marker", 1)
+        res.check("%s: a %d-byte UDP datagram is accepted whole (%d lines)" % (label, UDP_MAX, n),
+                  d.counter("bd.udp") == n, "bd.udp %r" % d.counter("bd.udp"))
+        res.check("%s: no UDP datagram counted too long" % label,
+                  d.metric("switchyard_listener_lines_too_long_total", d.udp_url) == 0)
+
+        ok_dg, n_ok = filled_datagram("bd.unix.ok", DGRAM_MAX)
+        big_dg, _ = filled_datagram("bd.unix.big", DGRAM_MAX + 1)
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 20)
+            s.sendto(ok_dg, path)
+            s.sendto(big_dg, path)
+            s.sendto(b"bd.unix.marker:1|c", path)
+        d.wait_counter("bd.unix.marker", 1)
+        d.wait_flushes(1)
+        res.check("%s: a %d-byte unix datagram is accepted whole (%d lines)"
+                  % (label, DGRAM_MAX, n_ok), d.counter("bd.unix.ok") == n_ok,
+                  "bd.unix.ok %r" % d.counter("bd.unix.ok"))
+        res.check("%s: a %d-byte unix datagram is skipped" % (label, DGRAM_MAX + 1),
+                  d.counter("bd.unix.big") == 0, "bd.unix.big %r" % d.counter("bd.unix.big"))
+        tl = d.metric("switchyard_listener_lines_too_long_total", unix_url)
+        tl_self = d.self_total("listener.%s.lines_too_long" % self_part(unix_url))
+        res.check("%s: ... and counted in lines_too_long (/metrics and self-metric)" % label,
+                  tl == 1 and tl_self == 1, "/metrics %r, self-metric %r" % (tl, tl_self))
+        finish(res, label, d)
+    finally:
+        d.stop()
+
+
+# ---------------------------------------------------------------------------
+# 4. invalid UTF-8
+
+
+def scenario_utf8(res, workdir):
+    label = "utf8"
+    d = Daemon(workdir, "sy-utf8", {"keyNameSanitize": False})
+    try:
+        if not start(res, label, d):
+            return
+        lines = [b"bu.raw\xff\xfe:1|c",            # invalid bytes
+                 b"bu.overlong\xc0\xaf:1|c",       # overlong '/'
+                 b"bu.surrogate\xed\xa0\x80:1|c",  # a UTF-16 surrogate
+                 b"bu.cut\xe2\x82:1|c",            # a cut sequence
+                 b"bu.ok\xc3\xa9:1|c",             # valid: e acute
+                 b"bu.tag:1|c|#k:\xff\xfe",
+                 b"bu.set:\xff|s", b"bu.set:\xfe|s", b"bu.set:\xef\xbf\xbd|s", b"bu.set:\xff|s",
+                 b"bu.gauge\xf8\x88\x80\x80\x80:5|g",   # 5-byte form, never valid
+                 b"bu.marker:1|c"]
+        udp_send(d.port, lines)
+        d.wait_counter("bu.marker", 1)
+        d.wait_flushes(1)
+        # statsd's graphite backend sanitises the key name when
+        # keyNameSanitize is off at ingress (README: names are statsd's), so
+        # the names lose the odd bytes; tags and set members keep them.
+        want = {"stats.counters.bu.%s.count" % k: 1
+                for k in ("raw", "overlong", "surrogate", "cut", "ok")}
+        got = {n: d.total(n) for n in want}
+        res.check("%s: keys with invalid UTF-8 are aggregated; the graphite name drops the "
+                  "bytes as statsd does" % label, got == want,
+                  "got %r; bu.* names flushed: %r" % (got, sorted(d.names("stats.counters.bu."))))
+        tagged = [n for n in d.names("stats.counters.bu.tag") if ".count;" in n]
+        res.check("%s: a tag with invalid UTF-8 is kept as bytes" % label,
+                  tagged == ["stats.counters.bu.tag.count;k=\udcff\udcfe"], "%r" % tagged)
+        res.check("%s: set members are bytes: \\xff, \\xfe and U+FFFD are 3 members" % label,
+                  d.values("stats.sets.bu.set.count")[:1] == ["3"],
+                  "%r" % d.values("stats.sets.bu.set.count"))
+        res.check("%s: a gauge named with a 5-byte sequence keeps its value" % label,
+                  d.last("stats.gauges.bu.gauge") == "5", "%r" % sorted(d.names("stats.gauges.bu.")))
+        res.check("%s: nothing counted as bad" % label, d.bad_lines() == 0, "%r" % d.bad_lines())
+        finish(res, label, d)
+    finally:
+        d.stop()
+
+
+# ---------------------------------------------------------------------------
+# 5. numbers
+
+NUM_BAD = [b"bn.a:1e309|c", b"bn.b:NaN|g", b"bn.c:nan|c", b"bn.d:inf|ms", b"bn.e:Infinity|c",
+           b"bn.f:-inf|g", b"bn.g:0x10|c", b"bn.h:1e99999|ms", b"bn.i:--1|c", b"bn.j:1e|c",
+           b"bn.k:" + b"9" * 400 + b"|g", b"bn.l:-1e309|g", b"bn.m:+Infinity|g", b"bn.n:1.2.3|c",
+           b"bn.o:1,5|c", b"bn.p:-5|ms", b"bn.q:1e308e1|c", b"bn.r:.|c", b"bn.s:e5|c", b"bn.t:-|g"]
+# (line, flushed name, value text)
+NUM_GOOD = [
+    (b"bn.big:1e308|c", None, None),
+    (b"bn.big:1e308|c", "stats.counters.bn.big.count", "Infinity"),
+    (b"bn.max:1.7976931348623157e308|g", "stats.gauges.bn.max", "1.7976931348623157e+308"),
+    (b"bn.tiny:5e-324|g", "stats.gauges.bn.tiny", "5e-324"),
+    (b"bn.neg:-1e308|g", "stats.gauges.bn.neg", "-1e+308"),   # a delta from nothing
+    (b"bn.delta:+1e308|g", None, None),
+    (b"bn.delta:+1e308|g", "stats.gauges.bn.delta", "Infinity"),
+    (b"bn.zeros:" + b"0" * 400 + b"1|g", "stats.gauges.bn.zeros", "1"),
+    (b"bn.long:0." + b"3" * 400 + b"|g", "stats.gauges.bn.long", "0.3333333333333333"),
+    (b"bn.timer:1e308|ms", None, None),
+    (b"bn.timer:1e308|ms", "stats.timers.bn.timer.sum", "Infinity"),
+    (b"bn.negzero:-0|g", "stats.gauges.bn.negzero", "0"),
+    (b"bn.exp:1E3|c", "stats.counters.bn.exp.count", "1000"),
+]
+
+
+def scenario_numbers(res, workdir):
+    label = "numbers"
+    d = Daemon(workdir, "sy-numbers", {"percentThreshold": [90, -10, 50],
+                                       "histogram": [{"metric": "bn.timer",
+                                                      "bins": [1, 1e308, "inf"]}]})
+    try:
+        if not start(res, label, d):
+            return
+        udp_send(d.port, NUM_BAD + [g[0] for g in NUM_GOOD] + [b"bn.marker:1|c"])
+        tcp_send(d.port, b"\n".join(NUM_BAD) + b"\nbn.tcpmarker:1|c\n")
+        d.wait_counter("bn.marker", 1)
+        d.wait_counter("bn.tcpmarker", 1)
+        d.wait_flushes(1)
+        want_bad = 2 * len(NUM_BAD)
+        res.check("%s: exactly the %d bad values are counted (UDP and TCP)" % (label, want_bad),
+                  d.bad_lines() == want_bad and
+                  d.metric("switchyard_bad_lines_total") == want_bad,
+                  "bad_lines_seen %r, /metrics %r" % (d.bad_lines(),
+                                                       d.metric("switchyard_bad_lines_total")))
+        leaked = sorted(n for n in d.names("stats.") if re.search(r"\.bn\.[a-t]\b", n))
+        res.check("%s: no bad value reaches a sink" % label, not leaked, "%r" % leaked)
+        for line, name, value in NUM_GOOD:
+            if name is None:
+                continue
+            got = d.values(name)[:1]
+            res.check("%s: %s flushes %s = %s" % (label, line[:40].decode(), name, value),
+                      got == [value], "got %r" % got)
+        finish(res, label, d)
+    finally:
+        d.stop()
+
+
+# ---------------------------------------------------------------------------
+# 6. sample rates
+
+RATE_BAD = [b"br.a:1|c|@-1", b"br.b:1|c|@0", b"br.c:1|c|@abc", b"br.d:1|c|@", b"br.e:1|c|@-0",
+            b"br.f:1|c|@+0.5", b"br.g:1|c|@0.0", b"br.h:1|ms|@0", b"br.i:1|ms|@-0.5",
+            b"br.j:1|c|0.5", b"br.k:1|c|@1e999", b"br.l:1|c|@ ", b"br.m:1|c|@NaN",
+            b"br.n:1|c|@inf"]
+RATE_GOOD = [(b"br.half:1|c|@0.5", "stats.counters.br.half.count", "2"),
+             (b"br.one:1|c|@1", "stats.counters.br.one.count", "1"),
+             (b"br.tenth:1|c|@0.1", "stats.counters.br.tenth.count", "10"),
+             (b"br.quirk:1|c|@0.5e1", "stats.counters.br.quirk.count", "2"),
+             (b"br.timer:5|ms|@0.25", "stats.timers.br.timer.count", "4"),
+             (b"br.gauge:7|g|@0.5", "stats.gauges.br.gauge", "7")]
+
+
+def scenario_rates(res, workdir):
+    label = "rates"
+    d = Daemon(workdir, "sy-rates")
+    try:
+        if not start(res, label, d):
+            return
+        lines = RATE_BAD + [g[0] for g in RATE_GOOD] + [b"br.marker:1|c"]
+        udp_send(d.port, lines)
+        d.wait_counter("br.marker", 1)
+        d.wait_flushes(1)
+        res.check("%s: exactly the %d bad sample rates are counted" % (label, len(RATE_BAD)),
+                  d.bad_lines() == len(RATE_BAD),
+                  "bad_lines_seen %r; flushed: %r" % (d.bad_lines(),
+                                                     sorted(d.names("stats.counters.br."))))
+        leaked = sorted(n for n in d.names("stats.") if re.search(r"\.br\.[a-n]\b", n))
+        res.check("%s: no line with a bad rate reaches a sink" % label, not leaked, "%r" % leaked)
+        for line, name, value in RATE_GOOD:
+            got = d.values(name)[:1]
+            res.check("%s: %s flushes %s = %s" % (label, line.decode(), name, value),
+                      got == [value], "got %r" % got)
+        finish(res, label, d)
+    finally:
+        d.stop()
+
+
+# ---------------------------------------------------------------------------
+# 7. empty keys and values
+
+EMPTY_BAD = [b":1|c", b"be.a:|c", b"be.b:", b"|c", b":|", b"be.c:1|", b"be.d:1||", b"be.e",
+             b":", b"be.f:1|c|", b"be.g::1|c", b"?:1|c", b"be.h:1|c:2|", b"#:1|c",
+             b"be.i: |c", b"be.j:1| ", b"be.k:1|c|@|"]
+EMPTY_SKIPPED = [b"", b"\r", b"\n", b"\r\n"]   # empty lines: nothing, not bad
+# be.g::1|c and be.h:1|c:2| hold one empty (bad) value each beside a good one
+
+
+def scenario_empty(res, workdir):
+    label = "empty"
+    d = Daemon(workdir, "sy-empty")
+    try:
+        if not start(res, label, d):
+            return
+        udp_send(d.port, EMPTY_BAD + EMPTY_SKIPPED + [b"be.marker:1|c"])
+        tcp_send(d.port, b"\n".join(EMPTY_BAD) + b"\n\n\r\n\n" + b"be.tcpmarker:1|c\n")
+        d.wait_counter("be.marker", 1)
+        d.wait_counter("be.tcpmarker", 1)
+        d.wait_flushes(1)
+        want = 2 * len(EMPTY_BAD)
+        res.check("%s: empty keys, values and types: exactly %d bad lines" % (label, want),
+                  d.bad_lines() == want,
+                  "bad_lines_seen %r; be.* flushed: %r"
+                  % (d.bad_lines(), sorted(d.names("stats.counters.be."))))
+        leaked = sorted(n for n in d.names("stats.") if re.search(r"\.be\.[a-fi-k]\b|\.\.", n))
+        res.check("%s: none of them reaches a sink" % label, not leaked, "%r" % leaked)
+        res.check("%s: the good value beside an empty one counts (be.g, be.h: 2 each)" % label,
+                  d.counter("be.g") == 2 and d.counter("be.h") == 2,
+                  "be.g %r, be.h %r" % (d.counter("be.g"), d.counter("be.h")))
+        finish(res, label, d)
+    finally:
+        d.stop()
+
+
+# ---------------------------------------------------------------------------
+# 8. a million keys against maxKeys
+
+N_KEYS = 1000000
+MAX_KEYS = 100000
+
+
+def scenario_max_keys(res, workdir):
+    label = "max_keys"
+    d = Daemon(workdir, "sy-maxkeys", {"maxKeys": MAX_KEYS, "flushInterval": 1000,
+                                       "ringSize": 8 << 20})
+    try:
+        if not start(res, label, d):
+            return
+        time.sleep(0.3)
+        rss0 = d.status_kb("VmRSS")
+        payload = b"".join(b"mk.%d:1|g\n" % i for i in range(N_KEYS))
+        t0 = time.monotonic()
+        conns = 4
+        step = len(payload) // conns
+        cuts = [0]
+        for c in range(1, conns):
+            cuts.append(payload.index(b"\n", c * step) + 1)
+        cuts.append(len(payload))
+        outcome = [None] * conns
+
+        def sender(c):
+            outcome[c] = tcp_send(d.port, payload[cuts[c]:cuts[c + 1]], timeout=120)
+
+        threads = [threading.Thread(target=sender, args=(c,)) for c in range(conns)]
+        for t in threads:
+            t.start()
+        peak = 0
+        while any(t.is_alive() for t in threads):
+            peak = max(peak, d.status_kb("VmRSS") or 0)
+            time.sleep(0.05)
+        for t in threads:
+            t.join()
+        res.check("%s: %d lines sent over %d connections" % (label, N_KEYS, conns),
+                  all(outcome), "%r" % outcome)
+        done = wait_until(lambda: (d.metric("switchyard_keys_rejected_total") or 0) +
+                          len(d.names("stats.gauges.mk.")) >= N_KEYS, 30, step=0.5)
+        res.note("sent and aggregated in %.1f s" % (time.monotonic() - t0))
+        d.wait_flushes(2, 15)
+        rejected = d.metric("switchyard_keys_rejected_total")
+        keys = d.metric("switchyard_keys")
+        admitted = len(d.names("stats.gauges.mk."))
+        flushed_rejected = d.self_total("keys_rejected")
+        res.note("keys %r, admitted mk.* %d, keys_rejected %r (/metrics), %r (self-metric)"
+                 % (keys, admitted, rejected, flushed_rejected))
+        res.check("%s: the table stops at maxKeys" % label,
+                  # statsd's own keys (a handful) are exempt from the limit
+                  keys is not None and keys <= MAX_KEYS + 10 and MAX_KEYS - 10 <= admitted <= MAX_KEYS,
+                  "keys %r, admitted %d" % (keys, admitted))
+        res.check("%s: every refused key is counted: admitted + keys_rejected = %d"
+                  % (label, N_KEYS), done and rejected is not None and
+                  admitted + rejected == N_KEYS and flushed_rejected == rejected,
+                  "admitted %d + rejected %r (self-metric %r)" % (admitted, rejected,
+                                                                  flushed_rejected))
+        res.check("%s: the key limit is logged, rate-limited" % label,
+                  1 <= d.log_count(r"key limit \(%d\) reached" % MAX_KEYS) <= 10, d.logs())
+        # more new keys now: refused, and memory does not move
+        rss1 = d.status_kb("VmRSS")
+        tcp_send(d.port, b"".join(b"mk2.%d:1|g\n" % i for i in range(300000)), timeout=120)
+        wait_until(lambda: (d.metric("switchyard_keys_rejected_total") or 0) >= N_KEYS -
+                   admitted + 300000, 20, step=0.3)
+        d.wait_flushes(2, 15)
+        rss2 = d.status_kb("VmRSS")
+        hwm = d.status_kb("VmHWM")
+        res.note("RSS: %.1f MiB at start, %.1f MiB peak while sending, %.1f MiB after a million "
+                 "keys, %.1f MiB after 300000 more refused keys; VmHWM %.1f MiB"
+                 % (rss0 / 1024, peak / 1024, rss1 / 1024, rss2 / 1024, hwm / 1024))
+        res.check("%s: 300000 more new keys are all refused" % label,
+                  d.metric("switchyard_keys_rejected_total") == N_KEYS - admitted + 300000 and
+                  not d.names("stats.gauges.mk2."),
+                  "keys_rejected %r" % d.metric("switchyard_keys_rejected_total"))
+        bound = 1024 if d.sanitized() else 400
+        res.check("%s: memory bounded: VmHWM below %d MiB, and refused keys add under 16 MiB"
+                  % (label, bound), hwm < bound * 1024 and rss2 - rss1 < 16 * 1024,
+                  "VmHWM %.1f MiB, RSS %.1f -> %.1f MiB" % (hwm / 1024, rss1 / 1024, rss2 / 1024))
+        finish(res, label, d)
+    finally:
+        d.stop()
+
+
+# ---------------------------------------------------------------------------
+# 9. slow clients
+
+
+def scenario_slow_clients(res, workdir):
+    label = "slow_clients"
+    d = Daemon(workdir, "sy-slow")
+    n_slow, lines_each, byte_gap = 20, 3, 0.1
+    try:
+        if not start(res, label, d):
+            return
+        outcome = [None] * n_slow
+
+        def slow(c):
+            try:
+                data = b"".join(b"bs.slow%d:1|c\n" % c for _ in range(lines_each))
+                with socket.create_connection((LOOPBACK, d.port), timeout=30) as s:
+                    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                    for i in range(len(data)):
+                        s.send(data[i:i + 1])
+                        time.sleep(byte_gap)
+                    s.shutdown(socket.SHUT_WR)
+                    while s.recv(4096):
+                        pass
+                outcome[c] = "ok"
+            except Exception as e:  # reported below
+                outcome[c] = repr(e)
+
+        threads = [threading.Thread(target=slow, args=(c,), daemon=True) for c in range(n_slow)]
+        t0 = time.monotonic()
+        for t in threads:
+            t.start()
+        time.sleep(0.3)
+        tcp_send(d.port, b"bs.fast:1|c\n" * 10000)
+        fast = d.wait_counter("bs.fast", 10000, 3.5)
+        took = time.monotonic() - t0
+        still_slow = sum(1 for t in threads if t.is_alive())
+        res.note("the fast client's 10000 lines were flushed %.2f s after the slow clients "
+                 "started; %d slow clients were still sending" % (took, still_slow))
+        res.check("%s: a fast client is served while %d clients send a byte at a time"
+                  % (label, n_slow), fast and d.counter("bs.fast") == 10000 and still_slow > 0,
+                  "bs.fast %r after %.2f s, %d slow clients still sending"
+                  % (d.counter("bs.fast"), took, still_slow))
+        for t in threads:
+            t.join(60)
+        res.check("%s: every slow client finished" % label,
+                  all(o == "ok" for o in outcome), "%r" % outcome)
+        d.wait_flushes(2)
+        got = [d.counter("bs.slow%d" % c) for c in range(n_slow)]
+        res.check("%s: every byte-at-a-time line arrives whole (%d each)" % (label, lines_each),
+                  all(g == lines_each for g in got) and d.bad_lines() == 0,
+                  "counts %r, bad lines %r" % (got, d.bad_lines()))
+        finish(res, label, d)
+    finally:
+        d.stop()
+
+
+# ---------------------------------------------------------------------------
+# 10. thousands of idle connections
+
+N_IDLE = 2000
+IDLE_MS = 3000
+
+
+def scenario_idle_connections(res, workdir):
+    label = "idle_connections"
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = N_IDLE * 2 + 500
+    if soft < want:
+        new = min(hard, max(want, soft)) if hard != resource.RLIM_INFINITY else want
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (new, hard))
+        except (ValueError, OSError) as e:
+            res.note("cannot raise RLIMIT_NOFILE: %r" % e)
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    if not res.check("%s: RLIMIT_NOFILE allows %d connections (soft limit %d)"
+                     % (label, N_IDLE, soft), soft >= want, "raise the hard limit"):
+        return
+    small_port = free_port("tcp")
+    small_url = "tcp://%s:%d" % (LOOPBACK, small_port)
+    d = Daemon(workdir, "sy-idle", tcp_opts={"maxConnections": N_IDLE + 500,
+                                             "idleTimeout": IDLE_MS},
+               extra_listen=[{"url": small_url, "maxConnections": 5}], mgmt=True)
+    socks = []
+    try:
+        if not start(res, label, d):
+            return
+        t0 = time.monotonic()
+        for _ in range(N_IDLE):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.settimeout(10)
+            s.connect((LOOPBACK, d.port))
+            socks.append(s)
+        opened = wait_until(lambda: d.metric("switchyard_listener_connections_open", d.tcp_url)
+                            == N_IDLE, 10)
+        res.note("%d connections opened in %.2f s" % (N_IDLE, time.monotonic() - t0))
+        res.check("%s: %d idle connections are open (/metrics connections_open)" % (label, N_IDLE),
+                  opened, "connections_open %r"
+                  % d.metric("switchyard_listener_connections_open", d.tcp_url))
+        # one more idle connection holds half a line when it is reaped
+        partial = socket.create_connection((LOOPBACK, d.port), timeout=10)
+        partial.sendall(b"bi.partial:1|c")
+        socks.append(partial)
+        # an active connection (a line every 0.5 s) is not reaped
+        active = socket.create_connection((LOOPBACK, d.port), timeout=10)
+        tcp_send(d.port, b"bi.meanwhile:1|c\n" * 100)
+        res.check("%s: with them open, another client is served" % label,
+                  d.wait_counter("bi.meanwhile", 100, 5), d.logs())
+        # the small listener refuses connections beyond maxConnections = 5
+        small = []
+        for _ in range(8):
+            s = socket.create_connection((LOOPBACK, small_port), timeout=10)
+            small.append(s)
+        rejected = wait_until(lambda: d.listener_stats(small_url).get("connections_rejected")
+                              == 3, 5)
+        res.check("%s: maxConnections 5: 3 of 8 connections refused (connections_rejected)"
+                  % label, rejected, "%r" % d.listener_stats(small_url))
+        for s in small:
+            s.close()
+
+        deadline = time.monotonic() + IDLE_MS / 1000.0 * 2.5
+        sent_active = 0
+        while time.monotonic() < deadline:
+            active.sendall(b"bi.active:1|c\n")
+            sent_active += 1
+            if d.metric("switchyard_listener_connections_open", d.tcp_url) == 1 and \
+                    time.monotonic() - t0 > IDLE_MS / 1000.0:
+                break
+            time.sleep(0.5)
+        reaped = wait_until(lambda: d.metric("switchyard_listener_connections_open", d.tcp_url)
+                            == 1, 10)
+        st = d.listener_stats(d.tcp_url)
+        res.note("after idleTimeout: %r" % st)
+        res.check("%s: idleTimeout reaps the idle connections (only the active one is left)"
+                  % label, reaped, "connections_open %r"
+                  % d.metric("switchyard_listener_connections_open", d.tcp_url))
+        res.check("%s: idle_closed counts %d" % (label, N_IDLE + 1),
+                  st.get("idle_closed") == N_IDLE + 1, "%r" % st)
+        d.wait_flushes(1)
+        res.check("%s: the half line of a reaped connection is not taken as data" % label,
+                  not d.names("stats.counters.bi.partial"),
+                  "%r" % sorted(d.names("stats.counters.bi.partial")))
+        shown = [line for line in d.mgmt("listeners").splitlines() + list(d.http_metrics())
+                 if "partial" in line]
+        res.check("%s: ... and it is counted where an operator can see it (management console "
+                  "`listeners` or /metrics)" % label, bool(shown),
+                  "the listener counts it in partial_discarded (core/reader.c conn_close), but "
+                  "neither `listeners`, /metrics nor the self-metrics report that counter: "
+                  "the lost half line leaves no trace")
+        eofs = 0
+        for s in socks[:50]:
+            try:
+                s.settimeout(2)
+                eofs += s.recv(16) == b""
+            except OSError:
+                pass
+        res.check("%s: the reaped clients see their connection closed" % label, eofs == 50,
+                  "%d of 50 saw EOF" % eofs)
+        active.sendall(b"bi.active:1|c\n")
+        sent_active += 1
+        active.shutdown(socket.SHUT_WR)
+        try:
+            while active.recv(4096):
+                pass
+        except OSError:
+            pass
+        active.close()
+        d.wait_counter("bi.active", sent_active, 5)
+        res.check("%s: the active connection outlived idleTimeout with every line (%d)"
+                  % (label, sent_active), d.counter("bi.active") == sent_active,
+                  "bi.active %r" % d.counter("bi.active"))
+        finish(res, label, d)
+    finally:
+        for s in socks:
+            s.close()
+        d.stop()
+
+
+# ---------------------------------------------------------------------------
+# 10b. out of file descriptors
+
+
+def cpu_seconds(pid):
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def scenario_fd_exhaustion(res, workdir):
+    """More clients than the daemon has file descriptors (RLIMIT_NOFILE 128,
+    maxConnections at its default 4096, as on a host with the usual 1024
+    limit and a few thousand clients): accepting stops for a moment and
+    says so at a bounded rate, connections already open keep working, and
+    a scrape of /metrics or a management console client arriving meanwhile
+    neither spins the daemon nor floods its log."""
+    label = "fd_exhaustion"
+    d = Daemon(workdir, "sy-emfile", mgmt=True)
+    socks = []
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (128, hard))   # inherited by the daemon
+        try:
+            up = d.start()
+        finally:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+        if not res.check("%s: switchyard starts with RLIMIT_NOFILE 128" % label, up, d.logs()):
+            return
+        for _ in range(300):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.settimeout(10)
+            s.connect((LOOPBACK, d.port))      # the kernel completes it; accept may not
+            socks.append(s)
+        time.sleep(1.0)
+        socks[0].sendall(b"bf.first:1|c\n")
+        udp_send(d.port, [b"bf.udp:1|c"])
+        res.check("%s: out of descriptors, an open connection and UDP are still served" % label,
+                  d.wait_counter("bf.first", 1, 5) and d.wait_counter("bf.udp", 1, 5), d.logs())
+        nlog = d.log_count(r"accept: Too many open files")
+        res.check("%s: the failing accept is logged at a bounded rate (%d lines)" % (label, nlog),
+                  1 <= nlog <= 10, d.logs())
+
+        c0, size0 = cpu_seconds(d.pid), os.path.getsize(d.proc.stderr_path)
+        admin = [socket.create_connection((LOOPBACK, d.http_port), timeout=5),
+                 socket.create_connection((LOOPBACK, d.mgmt_port), timeout=5)]
+        time.sleep(2.0)
+        cpu = cpu_seconds(d.pid) - c0
+        grown = os.path.getsize(d.proc.stderr_path) - size0
+        for a in admin:
+            a.close()
+        res.note("with a /metrics and a console client waiting: %.2f s of CPU and %d bytes of "
+                 "log in 2 s" % (cpu, grown))
+        with open(d.proc.stderr_path, "rb") as f:
+            f.seek(size0)
+            sample = f.read(400).decode("utf-8", "replace")
+        res.check("%s: an admin client arriving meanwhile does not make the daemon spin "
+                  "(< 0.5 s CPU in 2 s)" % label, cpu < 0.5,
+                  "%.2f s of CPU in 2 s: the admin loop's listeners (core/admin.c: "
+                  "evconnlistener_new_bind, evhttp_bind_socket_with_handle) have no accept "
+                  "error callback, so libevent retries accept() in a busy loop on EMFILE" % cpu)
+        res.check("%s: ... nor flood its log (< 10 KB in 2 s)" % label, grown < 10000,
+                  "%d bytes of log in 2 s, e.g.:\n%s" % (grown, sample))
+        for s in socks[1:]:
+            s.close()
+        socks = socks[:1]
+        time.sleep(0.5)
+        sent = tcp_send(d.port, b"bf.after:1|c\n", timeout=10)
+        res.check("%s: with descriptors free again new clients are served" % label,
+                  sent and d.wait_counter("bf.after", 1, 5), d.logs())
+        res.check("%s: /metrics answers again" % label,
+                  d.metric("switchyard_listener_connections_open", d.tcp_url) is not None)
+        finish(res, label, d)
+    finally:
+        for s in socks:
+            s.close()
+        d.stop()
+
+
+# ---------------------------------------------------------------------------
+# 11. connections closed half-way through a line
+
+
+def scenario_half_lines(res, workdir):
+    label = "half_lines"
+    upath = os.path.join(workdir, "stream.sock")
+    d = Daemon(workdir, "sy-half", extra_listen=["unix://" + upath])
+    try:
+        if not start(res, label, d):
+            return
+        tcp_send(d.port, b"bh.a:1|c\nbh.b:2|c")                 # final line, no newline
+        tcp_send(d.port, b"bh.c:1|c\nbh.d:1")                   # cut inside the value
+        tcp_send(d.port, b"bh.e:1|c\nbh.f:1|")                  # cut after the bar
+        tcp_send(d.port, b"bh.g:3|c\r")                         # CR, no LF
+        tcp_send(None, b"bh.u:1|c\nbh.v:4|c", path=upath)       # unix stream, the same rule
+        # reset (SO_LINGER 0) half-way through a line
+        for i in range(20):
+            s = socket.create_connection((LOOPBACK, d.port), timeout=5)
+            s.sendall(b"bh.rst:1|c\nbh.rst.partial:1")
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            s.close()
+        # half-closed but kept open: EOF is what ends the line
+        s = socket.create_connection((LOOPBACK, d.port), timeout=5)
+        s.sendall(b"bh.h:5|c")
+        s.shutdown(socket.SHUT_WR)
+        tcp_send(d.port, b"bh.marker:1|c\n")
+        d.wait_counter("bh.marker", 1)
+        came = d.wait_counter("bh.h", 5, 5)
+        s.close()
+        d.wait_flushes(1)
+        c = d.counter
+        res.check("%s: a final line without newline is kept at close (TCP and unix)" % label,
+                  c("bh.a") == 1 and c("bh.b") == 2 and c("bh.u") == 1 and c("bh.v") == 4
+                  and c("bh.g") == 3 and came,
+                  "bh.a %r bh.b %r bh.u %r bh.v %r bh.g %r bh.h %r"
+                  % (c("bh.a"), c("bh.b"), c("bh.u"), c("bh.v"), c("bh.g"), c("bh.h")))
+        res.check("%s: a line cut inside it is a bad line, its predecessors count" % label,
+                  c("bh.c") == 1 and c("bh.e") == 1 and d.bad_lines() == 2 and
+                  not d.names("stats.counters.bh.d") and not d.names("stats.counters.bh.f"),
+                  "bh.c %r bh.e %r bad_lines %r" % (c("bh.c"), c("bh.e"), d.bad_lines()))
+        res.check("%s: reset connections: no partial line counted as data" % label,
+                  c("bh.rst") <= 20 and not d.names("stats.counters.bh.rst.partial"),
+                  "bh.rst %r, names %r" % (c("bh.rst"), sorted(d.names("stats.counters.bh.rst"))))
+        res.note("bh.rst: %d of 20 complete lines before a reset were counted" % c("bh.rst"))
+        finish(res, label, d)
+    finally:
+        d.stop()
+
+
+# ---------------------------------------------------------------------------
+# 12. wrong and missing tokens
+
+
+def scenario_auth_tokens(res, workdir):
+    label = "auth_tokens"
+    d = Daemon(workdir, "sy-auth", tcp_opts={"auth": True}, udp_opts={"auth": True},
+               lua_body='\n  auth = { tokens = { good = "tenant" } },')
+    try:
+        if not start(res, label, d):
+            return
+        wrong = b"".join(b"bad%d.k:1|c\n" % i for i in range(1000))
+        missing = b"k:1|c\n" * 1000
+        odd = [b".k:1|c", b"k:1|c.x", b"\xff\x00.k:1|c", b"x" * 300 + b".k:1|c", b"good:1|c",
+               b"good", b"goodx.k:1|c", b"GOOD.k:1|c", b"good .k:1|c"]
+        good = b"good.k:1|c\n" * 10
+        tcp_send(d.port, wrong + missing + b"\n".join(odd) + b"\n" + good +
+                 b"good.tcpmarker:1|c\n")
+        udp_send(d.port, [b"bad.k:1|c", b"k:1|c", b"good.k:1|c", b"good.udpmarker:1|c"])
+        d.wait_counter("tenant.tcpmarker", 1)
+        d.wait_counter("tenant.udpmarker", 1)
+        d.wait_flushes(1)
+        n_tcp = 1000 + 1000 + len(odd)
+        tcp_rej = d.metric("switchyard_listener_auth_rejected_total", d.tcp_url)
+        udp_rej = d.metric("switchyard_listener_auth_rejected_total", d.udp_url)
+        res.check("%s: every refused line is counted (/metrics auth_rejected: TCP %d, UDP 2)"
+                  % (label, n_tcp), tcp_rej == n_tcp and udp_rej == 2,
+                  "TCP %r, UDP %r" % (tcp_rej, udp_rej))
+        self_tcp = d.self_total("listener.%s.auth_rejected" % self_part(d.tcp_url))
+        res.check("%s: ... and in the self-metric listener.<tcp>.auth_rejected" % label,
+                  self_tcp == n_tcp, "sum %r" % self_tcp)
+        res.check("%s: good tokens still work (tenant.k = 11)" % label,
+                  d.counter("tenant.k") == 11, "tenant.k %r" % d.counter("tenant.k"))
+        leaked = sorted(n for n in d.names("stats.counters.") if
+                        re.search(r"counters\.(k|bad\d+\.k|x+\.k|goodx\.k|GOOD\.k|good)\.count", n))
+        res.check("%s: no refused line reaches a sink" % label, not leaked, "%r" % leaked[:10])
+        nlog = d.log_count(r"missing or refused token")
+        res.check("%s: refusals are logged at a bounded rate (%d lines for %d refusals)"
+                  % (label, nlog, n_tcp + 2), 1 <= nlog <= 10, "%d lines" % nlog)
+        finish(res, label, d)
+    finally:
+        d.stop()
+
+
+# ---------------------------------------------------------------------------
+# 13. Lua auth hooks that fail
+
+AUTH_HOOK = r'''
+  luaTimeout = 50,
+  luaMemoryLimit = 32 * 1024 * 1024,
+  auth = function(token, sender, listener)
+    if token == "boom" then error("deliberate auth error") end
+    if token == "spin" then while true do end end
+    if token == "hog" then
+      local t, i = {}, 0
+      -- big pieces: the memory limit is reached long before luaTimeout,
+      -- even under ASan on a busy machine
+      while true do i = i + 1; t[i] = string.rep("h", 256 * 1024) .. i end
+    end
+    if token == "tbl" then return true, {} end
+    if token == "nilret" then return nil end
+    if token == "num" then return 1, 42 end
+    if token == "yield" then return coroutine.yield() end
+    if token == "longns" then return true, string.rep("n", 300) end
+    if token:sub(1, 4) == "echo" then return true, token end
+    if token:sub(1, 4) == "good" then return true, "ok" end
+    return false
+  end,'''
+
+
+def scenario_auth_hooks(res, workdir):
+    label = "auth_hooks"
+    d = Daemon(workdir, "sy-authfn", tcp_opts={"auth": True}, lua_body=AUTH_HOOK)
+    try:
+        if not start(res, label, d):
+            return
+        t0 = time.monotonic()
+        tcp_send(d.port, b"good.k:1|c\nspin.k:1|c\nhog.k:1|c\ngood.k:1|c\nspin.k:1|c\n"
+                 b"yield.k:1|c\ngood.marker1:1|c\n")
+        came = d.wait_counter("ok.marker1", 1, 15)
+        res.note("a spinning and a hogging auth call cost %.2f s" % (time.monotonic() - t0))
+        res.check("%s: daemon alive after an endless loop and a memory hog in auth()" % label,
+                  d.alive() and came, d.logs())
+        booms = b"".join(b"boom.k%d:1|c\n" % i for i in range(1000))
+        tcp_send(d.port, booms + b"tbl.t:1|c\nnilret.n:1|c\nnum.m:1|c\ngood.k:1|c\n"
+                 b"good.marker2:1|c\n")
+        d.wait_counter("ok.marker2", 1, 10)
+        d.wait_flushes(1)
+        res.check("%s: good tokens keep working (ok.k = 3)" % label, d.counter("ok.k") == 3,
+                  "ok.k %r" % d.counter("ok.k"))
+        rej = d.metric("switchyard_listener_auth_rejected_total", d.tcp_url)
+        res.check("%s: failing hooks refuse the lines: 1004 rejected (spin x2, hog, yield, "
+                  "boom x1000, nilret)" % label, rej == 1005 or rej == 1006,
+                  "auth_rejected %r" % rej)
+        res.note("auth_rejected %r (a truthy non-boolean answer with a table namespace: tbl.t "
+                 "%r, tbl.t as t %r; num.m %r)" % (rej, d.counter("tbl.t"), d.counter("t"),
+                                                    d.counter("m")))
+        res.check("%s: the faulty tokens never reach a sink" % label,
+                  not d.names("stats.counters.k") and not d.names("stats.counters.boom") and
+                  not any(n.startswith("stats.counters.k") for n in d.names("stats.counters.")),
+                  "%r" % sorted(d.names("stats.counters."))[:20])
+        res.check("%s: the log names the timeout and the memory limit" % label,
+                  d.log_count(r"Lua auth failed.*(ran too long|too long)") >= 1 and
+                  d.log_count(r"Lua auth failed.*too much memory") >= 1, d.logs())
+        nlog = d.log_count(r"Lua auth failed")
+        res.check("%s: auth errors are logged with a rate limit (%d lines for ~1004 errors)"
+                  % (label, nlog), 1 <= nlog <= 12, "%d lines" % nlog)
+        # A namespace that cannot be applied must not let the line in without it.
+        tcp_send(d.port, b"longns.escaped:1|c\necho x.spaced:1|c\ngood.marker3:1|c\n")
+        d.wait_counter("ok.marker3", 1, 10)
+        d.wait_flushes(1)
+        res.check("%s: a line whose namespace (300 bytes) does not fit is not accepted outside "
+                  "its namespace" % label, not d.names("stats.counters.escaped"),
+                  "flushed as %r: the namespace was dropped and the line accepted un-namespaced "
+                  "(core/router.c sy_router_authorize ignores a namespace of 255+ bytes)"
+                  % sorted(d.names("stats.counters.escaped")))
+        spaced = sorted(n for n in d.names("stats.") if re.search(r"\s", n))
+        res.check("%s: with keyNameSanitize on, no flushed name holds whitespace, even with a "
+                  "namespace taken from the client's token" % label, not spaced,
+                  "%r: the namespace is put in front of the sanitised key unsanitised "
+                  "(core/agg.c sy_agg_line)" % spaced)
+        errs = d.metric("switchyard_lua_errors_total")
+        flushed = d.self_total("route.errors")
+        # Answers are cached per token and sender, a failed call as a
+        # refusal: boom, spin, hog, yield and longns fail once each.
+        res.check("%s: failed auth() calls are counted as Lua errors (README: every call into "
+                  "Lua ... an error is counted)" % label, (errs or 0) >= 5 and flushed >= 5,
+                  "switchyard_lua_errors_total %r, switchyard.route.errors %r" % (errs, flushed))
+        finish(res, label, d)
+    finally:
+        d.stop()
+
+
+SCENARIOS = [
+    ("garbage", scenario_garbage),
+    ("long_line", scenario_long_line),
+    ("max_datagram", scenario_max_datagram),
+    ("utf8", scenario_utf8),
+    ("numbers", scenario_numbers),
+    ("rates", scenario_rates),
+    ("empty", scenario_empty),
+    ("max_keys", scenario_max_keys),
+    ("slow_clients", scenario_slow_clients),
+    ("idle_connections", scenario_idle_connections),
+    ("fd_exhaustion", scenario_fd_exhaustion),
+    ("half_lines", scenario_half_lines),
+    ("auth_tokens", scenario_auth_tokens),
+    ("auth_hooks", scenario_auth_hooks),
+]
+
+
+def main():
+    wanted = sys.argv[1:]
+    unknown = [w for w in wanted if w not in dict(SCENARIOS)]
+    if unknown:
+        print("unknown scenario(s) %s; choose from %s"
+              % (", ".join(unknown), ", ".join(n for n, _ in SCENARIOS)))
+        return 2
+    res = Results(TEST_NAME)
+    binary = switchyard_binary()
+    print("switchyard binary: %s" % binary)
+    if not res.check("switchyard binary exists", os.access(binary, os.X_OK), binary):
+        return res.finish()
+    workdir = make_workdir("sy-badinput-")
+    t_all = time.monotonic()
+    try:
+        for name, fn in SCENARIOS:
+            if wanted and name not in wanted:
+                continue
+            print("== %s" % name)
+            sys.stdout.flush()
+            t0 = time.monotonic()
+            try:
+                fn(res, workdir)
+            except Exception as e:  # a crash of the harness is a failure, not a skip
+                traceback.print_exc()
+                res.check("%s: harness ran without error" % name, False, repr(e))
+            res.note("%s took %.1f s" % (name, time.monotonic() - t0))
+    finally:
+        remove_workdir(workdir)
+    res.note("total %.1f s" % (time.monotonic() - t_all))
+    return res.finish()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
