@@ -32,6 +32,7 @@
 #include "numfmt.h"
 #include "sinkhost.h"
 #include "status.h"
+#include "traces.h"
 
 #define QUERY_TIMEOUT_MS 5000
 #define MAX_COMMAND 8192
@@ -44,6 +45,7 @@ struct sy_admin {
     struct evhttp_bound_socket *http_sock;
     struct event *stop_ev;
     int stop_fd;            /* eventfd: another thread asks the loop to end */
+    struct event *resume_ev;
     pthread_t thread;
     int started;
     int mgmt_port, http_port;
@@ -113,11 +115,12 @@ static void cmd_listeners(sy_admin *a, sy_buf *b)
                       (unsigned long long)c.lines_too_long);
         if (sy_listener_is_stream(&a->d.listeners[i]))
             sy_buf_printf(b, " connections_open=%llu connections_accepted=%llu "
-                          "connections_rejected=%llu idle_closed=%llu paused=%llu",
+                          "connections_rejected=%llu idle_closed=%llu paused=%llu partial_discarded=%llu",
                           (unsigned long long)c.connections_open,
                           (unsigned long long)c.connections_accepted,
                           (unsigned long long)c.connections_rejected,
-                          (unsigned long long)c.idle_closed, (unsigned long long)c.paused);
+                          (unsigned long long)c.idle_closed, (unsigned long long)c.paused,
+                          (unsigned long long)c.partial_discarded);
         if (li && li[i].auth)
             sy_buf_printf(b, " auth_rejected=%llu", (unsigned long long)atomic_load(&li[i].auth_rejected));
         sy_buf_printf(b, "\n");
@@ -354,13 +357,16 @@ static void http_metrics(struct evhttp_request *req, void *arg)
         { "switchyard_listener_dropped_total", "Datagrams dropped because the ring was full.", 2 },
         { "switchyard_listener_lines_too_long_total", "Over-long lines or datagrams skipped.", 3 },
         { "switchyard_listener_connections_open", "Open stream connections.", 4 },
+        { "switchyard_listener_partial_discarded_total", "Partial lines lost when a stream connection was closed.", 5 },
+        { "switchyard_listener_idle_closed_total", "Stream connections closed after idleTimeout.", 6 },
     };
     for (size_t k = 0; k < sizeof lstats / sizeof *lstats; k++) {
-        metric_head(out, lstats[k].name, k == 4 ? "gauge" : "counter", lstats[k].help);
+        metric_head(out, lstats[k].name, lstats[k].off == 4 ? "gauge" : "counter", lstats[k].help);
         for (size_t i = 0; i < a->d.nlisteners; i++) {
             sy_listener_counters c;
             sy_listener_counters_read(&a->d.listeners[i], &c);
-            uint64_t v[] = { c.received, c.bytes, c.dropped, c.lines_too_long, c.connections_open };
+            uint64_t v[] = { c.received, c.bytes, c.dropped, c.lines_too_long, c.connections_open,
+                             c.partial_discarded, c.idle_closed };
             evbuffer_add_printf(out, "%s{listener=\"", lstats[k].name);
             label(out, a->d.listeners[i].name);
             evbuffer_add_printf(out, "\"} %llu\n", (unsigned long long)v[lstats[k].off]);
@@ -432,16 +438,64 @@ static void http_metrics(struct evhttp_request *req, void *arg)
     evbuffer_free(out);
 }
 
+/* /traces: the dashboard over the memcached traces (core/traces.c). */
+static void http_traces(struct evhttp_request *req, void *arg)
+{
+    sy_admin *a = arg;
+    struct evbuffer *out = evbuffer_new();
+    int code = sy_traces_http(a->d.conf->traces_memcached, a->d.conf->traces_prefix,
+                              evhttp_request_get_uri(req), out, evhttp_request_get_output_headers(req));
+    evhttp_send_reply(req, code,
+                      code == 200 ? "OK" : code == 400 ? "Bad Request" : code == 404 ? "Not Found"
+                      : code == 503 ? "Service Unavailable" : "Internal Server Error", out);
+    evbuffer_free(out);
+}
+
 static void http_other(struct evhttp_request *req, void *arg)
 {
     (void)arg;
     struct evbuffer *out = evbuffer_new();
-    evbuffer_add_printf(out, "not found: try /health or /metrics\n");
+    evbuffer_add_printf(out, "not found: try /health, /metrics or /traces\n");
     evhttp_send_reply(req, 404, "Not Found", out);
     evbuffer_free(out);
 }
 
 /* ---- lifecycle ----------------------------------------------------- */
+
+static sy_ratelimit rl_accept = SY_RATELIMIT_INIT(10000, 2);
+
+static void resume_listeners(evutil_socket_t fd, short what, void *arg)
+{
+    sy_admin *a = arg;
+    if (a->mgmt)
+        evconnlistener_enable(a->mgmt);
+    if (a->http_sock)
+        evconnlistener_enable(evhttp_bound_socket_get_listener(a->http_sock));
+}
+
+/* The admin whose listeners report accept errors.  evhttp's listener
+ * passes its own argument to the error callback, not ours, and a process
+ * has one admin interface. */
+static sy_admin *the_admin;
+
+/* Out of descriptors (or another accept error): stop accepting for a
+ * second instead of retrying accept() in a tight loop. */
+static void on_accept_error(struct evconnlistener *l, void *arg)
+{
+    (void)arg;
+    sy_admin *a = the_admin;
+    if (!a)
+        return;
+    int err = EVUTIL_SOCKET_ERROR();
+    sy_log_limited(&rl_accept, SY_WARN, "admin: accept failed (%s); pausing for a second",
+                   evutil_socket_error_to_string(err));
+    if (a->mgmt)
+        evconnlistener_disable(a->mgmt);
+    if (a->http_sock)
+        evconnlistener_disable(evhttp_bound_socket_get_listener(a->http_sock));
+    struct timeval tv = { 1, 0 };
+    event_add(a->resume_ev, &tv);
+}
 
 static int resolve(const char *host, int port, struct sockaddr_storage *ss, socklen_t *len)
 {
@@ -499,7 +553,9 @@ sy_admin *sy_admin_start(const sy_admin_deps *deps, char *err, size_t errlen)
     a->base = event_base_new();
     a->stop_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     a->stop_ev = a->base && a->stop_fd >= 0 ? event_new(a->base, a->stop_fd, EV_READ, on_stop, a) : NULL;
-    if (!a->stop_ev || event_add(a->stop_ev, NULL) < 0) {
+    a->resume_ev = a->base ? event_new(a->base, -1, 0, resume_listeners, a) : NULL;
+    the_admin = a;
+    if (!a->stop_ev || !a->resume_ev || event_add(a->stop_ev, NULL) < 0) {
         snprintf(err, errlen, "admin: cannot create an event loop");
         goto fail;
     }
@@ -517,6 +573,7 @@ sy_admin *sy_admin_start(const sy_admin_deps *deps, char *err, size_t errlen)
             snprintf(err, errlen, "admin: cannot listen on %s:%d: %m", c->mgmt_address, c->mgmt_port);
             goto fail;
         }
+        evconnlistener_set_error_cb(a->mgmt, on_accept_error);
         a->mgmt_port = bound_port(evconnlistener_get_fd(a->mgmt));
         sy_log(SY_INFO, "admin console on %s:%d", c->mgmt_address, a->mgmt_port);
     }
@@ -539,11 +596,13 @@ sy_admin *sy_admin_start(const sy_admin_deps *deps, char *err, size_t errlen)
             snprintf(err, errlen, "admin: cannot serve HTTP on %s", c->http_address);
             goto fail;
         }
+        evconnlistener_set_error_cb(evhttp_bound_socket_get_listener(a->http_sock), on_accept_error);
         evhttp_set_cb(a->http, "/health", http_health, a);
         evhttp_set_cb(a->http, "/metrics", http_metrics, a);
+        evhttp_set_cb(a->http, "/traces", http_traces, a);
         evhttp_set_gencb(a->http, http_other, a);
         a->http_port = bound_port(evhttp_bound_socket_get_fd(a->http_sock));
-        sy_log(SY_INFO, "admin HTTP on %s (port %d): /health /metrics", c->http_address, a->http_port);
+        sy_log(SY_INFO, "admin HTTP on %s (port %d): /health /metrics /traces", c->http_address, a->http_port);
     }
     if (pthread_create(&a->thread, NULL, run, a) != 0) {
         snprintf(err, errlen, "admin: cannot start a thread");
@@ -569,6 +628,8 @@ void sy_admin_stop(sy_admin *a)
         (void)rc;
         pthread_join(a->thread, NULL);
     }
+    if (the_admin == a)
+        the_admin = NULL; /* the loop that read it has ended */
     if (a->stop_fd >= 0)
         close(a->stop_fd);
     if (a->mgmt)
@@ -577,6 +638,8 @@ void sy_admin_stop(sy_admin *a)
         evhttp_free(a->http);
     if (a->stop_ev)
         event_free(a->stop_ev);
+    if (a->resume_ev)
+        event_free(a->resume_ev);
     if (a->base)
         event_base_free(a->base);
     free(a);

@@ -25,9 +25,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/queue.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
 
 #include "numfmt.h"
 
@@ -558,10 +563,48 @@ fail:
 
 typedef struct mc {
     int fd;
+    int timeout_ms;     /* each connect, send and read */
+    uint64_t deadline;  /* CLOCK_MONOTONIC ms for the whole exchange; 0: none */
+    size_t max_value;   /* larger values are skipped, not parsed */
     char buf[65536];
     size_t off, len;
     char err[512];
 } mc;
+
+static uint64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* How long the next wait may take: the per-operation timeout, cut to what
+ * is left of the deadline; 0 when the deadline has passed. */
+static int mc_wait_ms(const mc *m)
+{
+    if (!m->deadline)
+        return m->timeout_ms;
+    uint64_t now = mono_ms();
+    if (now >= m->deadline)
+        return 0;
+    uint64_t left = m->deadline - now;
+    return left < (uint64_t)m->timeout_ms ? (int)left : m->timeout_ms;
+}
+
+/* Waits until fd is ready for `events`: 1 ready, 0 timed out, -1 error. */
+static int mc_poll(const mc *m, int fd, short events)
+{
+    struct pollfd pfd = { .fd = fd, .events = events };
+    for (;;) {
+        int ms = mc_wait_ms(m);
+        if (ms <= 0)
+            return 0;
+        int r = poll(&pfd, 1, ms);
+        if (r < 0 && errno == EINTR)
+            continue;
+        return r;
+    }
+}
 
 /* HOST:PORT, [V6]:PORT, HOST or [V6] (port 11211). */
 static int split_addr(const char *a, char *host, size_t hcap, char *port, size_t pcap)
@@ -599,7 +642,7 @@ static int split_addr(const char *a, char *host, size_t hcap, char *port, size_t
     return 0;
 }
 
-static int connect_timeout(int fd, const struct sockaddr *sa, socklen_t len)
+static int connect_timeout(const mc *m, int fd, const struct sockaddr *sa, socklen_t len)
 {
     int fl = fcntl(fd, F_GETFL);
     if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
@@ -607,11 +650,7 @@ static int connect_timeout(int fd, const struct sockaddr *sa, socklen_t len)
     if (connect(fd, sa, len) < 0) {
         if (errno != EINPROGRESS)
             return -1;
-        struct pollfd pfd = { .fd = fd, .events = POLLOUT };
-        int r;
-        do
-            r = poll(&pfd, 1, TIMEOUT_MS);
-        while (r < 0 && errno == EINTR);
+        int r = mc_poll(m, fd, POLLOUT);
         if (r == 0) {
             errno = ETIMEDOUT;
             return -1;
@@ -627,17 +666,22 @@ static int connect_timeout(int fd, const struct sockaddr *sa, socklen_t len)
     }
     if (fcntl(fd, F_SETFL, fl) < 0)
         return -1;
-    struct timeval tv = { .tv_sec = TIMEOUT_MS / 1000, .tv_usec = (TIMEOUT_MS % 1000) * 1000 };
+    struct timeval tv = { .tv_sec = m->timeout_ms / 1000, .tv_usec = (m->timeout_ms % 1000) * 1000 };
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
     setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
     return 0;
 }
 
-static int mc_open(mc *m, const char *addr)
+/* timeout_ms for each step, total_ms for the whole exchange (0: none). */
+static int mc_open(mc *m, const char *addr, int timeout_ms, int total_ms, size_t max_value)
 {
     char host[256], port[16];
     m->fd = -1;
     m->off = m->len = 0;
+    m->err[0] = '\0';
+    m->timeout_ms = timeout_ms;
+    m->deadline = total_ms > 0 ? mono_ms() + (uint64_t)total_ms : 0;
+    m->max_value = max_value;
     if (split_addr(addr, host, sizeof(host), port, sizeof(port)) < 0) {
         snprintf(m->err, sizeof(m->err), "'%s' is not HOST:PORT", addr);
         return -1;
@@ -656,7 +700,7 @@ static int mc_open(mc *m, const char *addr)
             e = errno;
             continue;
         }
-        if (connect_timeout(fd, ai->ai_addr, ai->ai_addrlen) == 0) {
+        if (connect_timeout(m, fd, ai->ai_addr, ai->ai_addrlen) == 0) {
             m->fd = fd;
             break;
         }
@@ -682,6 +726,12 @@ static void mc_close(mc *m)
 static int mc_write(mc *m, const char *p, size_t n)
 {
     while (n) {
+        int ready = mc_poll(m, m->fd, POLLOUT);
+        if (ready <= 0) {
+            snprintf(m->err, sizeof(m->err), "cannot send to memcached: %s",
+                     ready == 0 ? "timed out" : strerror(errno));
+            return -1;
+        }
         ssize_t w = send(m->fd, p, n, MSG_NOSIGNAL);
         if (w < 0) {
             if (errno == EINTR)
@@ -704,6 +754,12 @@ static int mc_fill(mc *m)
         m->off = 0;
     }
     for (;;) {
+        int ready = mc_poll(m, m->fd, POLLIN);
+        if (ready <= 0) {
+            snprintf(m->err, sizeof(m->err), "cannot read from memcached: %s",
+                     ready == 0 ? "timed out" : strerror(errno));
+            return -1;
+        }
         ssize_t r = recv(m->fd, m->buf + m->len, sizeof(m->buf) - m->len, 0);
         if (r > 0) {
             m->len += (size_t)r;
@@ -762,8 +818,8 @@ static int mc_read(mc *m, char *dst, size_t n)
 
 typedef int (*value_fn)(void *ctx, const char *key, const char *data, size_t len);
 
-/* Reads the answer to a get: each VALUE goes to fn (values over MAX_VALUE
- * are skipped and counted in *skipped), until END. */
+/* Reads the answer to a get: each VALUE goes to fn (values over
+ * m->max_value are skipped and counted in *skipped), until END. */
 static int mc_values(mc *m, value_fn fn, void *ctx, size_t *skipped)
 {
     char *line;
@@ -801,7 +857,7 @@ static int mc_values(mc *m, value_fn fn, void *ctx, size_t *skipped)
         if ((*e != '\0' && *e != ' ') || errno)
             goto bad;
         (void)flags;
-        if (bytes > MAX_VALUE) {
+        if (bytes > m->max_value) {
             if (mc_read(m, NULL, (size_t)bytes) < 0)
                 return -1;
             (*skipped)++;
@@ -951,16 +1007,17 @@ static void fmt_time(uint64_t ms, char *out, size_t cap)
 }
 
 /* ------------------------------------------------------------------ */
-/* list                                                                 */
+/* list: fetching and totals, shared by the CLI and the /traces page    */
 /* ------------------------------------------------------------------ */
 
 typedef struct listing {
     const char *prefix;
     size_t prefix_len;
-    sy_trace_rec *recs;
+    sy_trace_rec *recs;      /* newest first once fetched */
     size_t n;
     size_t ignored;
     char last_reason[256];
+    size_t skipped;          /* values over the size cap */
 } listing;
 
 /* The slot of a part key we asked for, or -1. */
@@ -1010,6 +1067,52 @@ static int newest_first(const void *a, const void *b)
     return strcmp(x->trace ? x->trace : "", y->trace ? y->trace : "");
 }
 
+static void listing_free(listing *l)
+{
+    for (size_t i = 0; i < l->n; i++)
+        sy_trace_rec_free(&l->recs[i]);
+    free(l->recs);
+    l->recs = NULL;
+    l->n = 0;
+}
+
+/* Reads every part record under l->prefix with one multi-get and sorts
+ * what decodes newest first.  0, or -1 with the reason in err (l is then
+ * empty). */
+static int list_fetch(listing *l, const char *addr, int timeout_ms, int total_ms,
+                      size_t max_value, char *err, size_t errlen)
+{
+    size_t cap = SLOTS * (l->prefix_len + 14) + 8;
+    char *cmd = malloc(cap);
+    mc m = { .fd = -1 };
+    int rc = -1;
+    if (!cmd) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    size_t n = 0;
+    memcpy(cmd, "get", 3);
+    n = 3;
+    for (unsigned s = 0; s < SLOTS; s++)
+        n += (size_t)snprintf(cmd + n, cap - n, " %s:%06u:part", l->prefix, s * SLOT_MS);
+    memcpy(cmd + n, "\r\n", 2);
+    n += 2;
+
+    if (mc_open(&m, addr, timeout_ms, total_ms, max_value) < 0 || mc_write(&m, cmd, n) < 0 ||
+        mc_values(&m, on_part, l, &l->skipped) < 0) {
+        snprintf(err, errlen, "%s", m.err[0] ? m.err : "out of memory");
+        listing_free(l);
+        goto out;
+    }
+    if (l->n > 1)
+        qsort(l->recs, l->n, sizeof(*l->recs), newest_first);
+    rc = 0;
+out:
+    mc_close(&m);
+    free(cmd);
+    return rc;
+}
+
 typedef struct total {
     const char *name;  /* borrowed from a record; NULL for "no path" */
     double count, total;
@@ -1051,6 +1154,122 @@ static size_t merge_totals(total *t, size_t n)
     return n;
 }
 
+/* Totals over every record of a listing: per path (count of traces, sum
+ * of their durations) and per span name (from each record's stats).
+ * Names are borrowed from the listing. */
+typedef struct totals {
+    total *paths, *names;
+    size_t np, nn;
+} totals;
+
+static void totals_free(totals *t)
+{
+    free(t->paths);
+    free(t->names);
+    memset(t, 0, sizeof(*t));
+}
+
+static int totals_compute(const listing *l, totals *t)
+{
+    memset(t, 0, sizeof(*t));
+    size_t nnames = 0;
+    for (size_t i = 0; i < l->n; i++)
+        nnames += l->recs[i].nstats;
+    t->paths = calloc(l->n ? l->n : 1, sizeof(*t->paths));
+    t->names = calloc(nnames ? nnames : 1, sizeof(*t->names));
+    if (!t->paths || !t->names) {
+        totals_free(t);
+        return -1;
+    }
+    size_t k = 0;
+    for (size_t i = 0; i < l->n; i++) {
+        t->paths[i] = (total){ l->recs[i].path, 1, l->recs[i].duration };
+        for (size_t s = 0; s < l->recs[i].nstats; s++) {
+            const sy_trace_stat *st = &l->recs[i].stats[s];
+            t->names[k++] = (total){ st->name, st->count, st->total };
+        }
+    }
+    t->np = merge_totals(t->paths, l->n);
+    t->nn = merge_totals(t->names, k);
+    return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* show: fetching one full record, shared by the CLI and the page       */
+/* ------------------------------------------------------------------ */
+
+typedef struct fetched {
+    char *data;
+    size_t len;
+    int found;
+} fetched;
+
+static int on_full(void *ctx, const char *key, const char *data, size_t len)
+{
+    fetched *f = ctx;
+    (void)key;
+    if (f->found)
+        return 0;
+    f->data = malloc(len + 1);
+    if (!f->data)
+        return -1;
+    memcpy(f->data, data, len + 1);
+    f->len = len;
+    f->found = 1;
+    return 0;
+}
+
+enum { FULL_OK = 0, FULL_GONE = 1, FULL_ERROR = 2 };
+
+/* Reads the full record of the trace that started at `start`.  FULL_OK
+ * with it in *out; FULL_GONE when its slot is empty, unreadable or holds
+ * another trace by now (why says which, to be shown in parentheses);
+ * FULL_ERROR when memcached could not be read (why says why). */
+static int full_fetch(const char *addr, const char *prefix, uint64_t start, int timeout_ms,
+                      int total_ms, size_t max_value, sy_trace_rec *out, char *why, size_t whylen)
+{
+    char cmd[600];
+    mc m = { .fd = -1 };
+    fetched f = { 0 };
+    size_t skipped = 0;
+    int rc = FULL_ERROR;
+    unsigned slot = sy_traces_slot(start);
+    memset(out, 0, sizeof(*out));
+    snprintf(cmd, sizeof(cmd), "get %s:%06u:full\r\n", prefix, slot);
+    if (mc_open(&m, addr, timeout_ms, total_ms, max_value) < 0 ||
+        mc_write(&m, cmd, strlen(cmd)) < 0 || mc_values(&m, on_full, &f, &skipped) < 0) {
+        snprintf(why, whylen, "%s", m.err[0] ? m.err : "out of memory");
+        goto out;
+    }
+    rc = FULL_GONE;
+    if (!f.found) {
+        if (skipped)
+            snprintf(why, whylen, "slot %06u holds a record over %zu bytes", slot, max_value);
+        else
+            snprintf(why, whylen, "slot %06u is empty", slot);
+        goto out;
+    }
+    char err[256];
+    if (sy_trace_rec_parse(f.data, f.len, out, err, sizeof(err)) < 0) {
+        snprintf(why, whylen, "slot %06u holds a record that cannot be read: %s", slot, err);
+        goto out;
+    }
+    if (out->start != start) {
+        snprintf(why, whylen, "slot now holds %llu", (unsigned long long)out->start);
+        sy_trace_rec_free(out);
+        goto out;
+    }
+    rc = FULL_OK;
+out:
+    mc_close(&m);
+    free(f.data);
+    return rc;
+}
+
+/* ------------------------------------------------------------------ */
+/* the command line's output                                            */
+/* ------------------------------------------------------------------ */
+
 static int name_col(const total *t, size_t n, int min)
 {
     int w = min;
@@ -1086,77 +1305,41 @@ static void print_list(const listing *l, const char *addr, long limit)
     }
 
     /* totals over every record read, not only those listed */
-    total *paths = calloc(l->n ? l->n : 1, sizeof(*paths));
-    size_t nnames = 0;
-    for (size_t i = 0; i < l->n; i++)
-        nnames += l->recs[i].nstats;
-    total *names = calloc(nnames ? nnames : 1, sizeof(*names));
-    if (!paths || !names) {
-        free(paths);
-        free(names);
+    totals t;
+    if (totals_compute(l, &t) < 0) {
         fprintf(stderr, "switchyard traces: out of memory for the totals\n");
         return;
     }
-    size_t k = 0;
-    for (size_t i = 0; i < l->n; i++) {
-        paths[i] = (total){ l->recs[i].path, 1, l->recs[i].duration };
-        for (size_t s = 0; s < l->recs[i].nstats; s++) {
-            const sy_trace_stat *st = &l->recs[i].stats[s];
-            names[k++] = (total){ st->name, st->count, st->total };
-        }
-    }
-    size_t np = merge_totals(paths, l->n), nn = merge_totals(names, k);
-
-    int w = name_col(paths, np, 4);
+    int w = name_col(t.paths, t.np, 4);
     printf("\nby path (over %zu trace%s)\n", l->n, l->n == 1 ? "" : "s");
     printf("%-*s  %7s  %12s  %10s\n", w, "PATH", "COUNT", "TOTAL_MS", "MEAN_MS");
-    for (size_t i = 0; i < np; i++) {
+    for (size_t i = 0; i < t.np; i++) {
         char tot[32], mean[32];
-        fmt_ms(paths[i].total, tot, sizeof(tot));
-        fmt_ms(paths[i].count ? paths[i].total / paths[i].count : 0, mean, sizeof(mean));
-        put_text(stdout, paths[i].name, w, w);
-        printf("  %7.0f  %12s  %10s\n", paths[i].count, tot, mean);
+        fmt_ms(t.paths[i].total, tot, sizeof(tot));
+        fmt_ms(t.paths[i].count ? t.paths[i].total / t.paths[i].count : 0, mean, sizeof(mean));
+        put_text(stdout, t.paths[i].name, w, w);
+        printf("  %7.0f  %12s  %10s\n", t.paths[i].count, tot, mean);
     }
-    w = name_col(names, nn, 9);
+    w = name_col(t.names, t.nn, 9);
     printf("\nby span name\n");
     printf("%-*s  %7s  %12s\n", w, "SPAN NAME", "COUNT", "TOTAL_MS");
-    for (size_t i = 0; i < nn; i++) {
+    for (size_t i = 0; i < t.nn; i++) {
         char tot[32];
-        fmt_ms(names[i].total, tot, sizeof(tot));
-        put_text(stdout, names[i].name, w, w);
-        printf("  %7.0f  %12s\n", names[i].count, tot);
+        fmt_ms(t.names[i].total, tot, sizeof(tot));
+        put_text(stdout, t.names[i].name, w, w);
+        printf("  %7.0f  %12s\n", t.names[i].count, tot);
     }
-    free(paths);
-    free(names);
+    totals_free(&t);
 }
 
 static int do_list(const char *addr, const char *prefix, long limit)
 {
     listing l = { .prefix = prefix, .prefix_len = strlen(prefix) };
-    size_t cap = SLOTS * (l.prefix_len + 14) + 8;
-    char *cmd = malloc(cap);
-    mc m;
-    int rc = 2;
-    if (!cmd) {
-        fprintf(stderr, "switchyard traces: out of memory\n");
+    char err[600];
+    if (list_fetch(&l, addr, TIMEOUT_MS, 0, MAX_VALUE, err, sizeof(err)) < 0) {
+        fprintf(stderr, "switchyard traces: %s\n", err);
         return 2;
     }
-    size_t n = 0;
-    memcpy(cmd, "get", 3);
-    n = 3;
-    for (unsigned s = 0; s < SLOTS; s++)
-        n += (size_t)snprintf(cmd + n, cap - n, " %s:%06u:part", prefix, s * SLOT_MS);
-    memcpy(cmd + n, "\r\n", 2);
-    n += 2;
-
-    size_t skipped = 0;
-    if (mc_open(&m, addr) < 0 || mc_write(&m, cmd, n) < 0 ||
-        mc_values(&m, on_part, &l, &skipped) < 0) {
-        fprintf(stderr, "switchyard traces: %s\n", m.err);
-        goto out;
-    }
-    if (l.n > 1)
-        qsort(l.recs, l.n, sizeof(*l.recs), newest_first);
     if (l.n == 0)
         printf("no traces stored under %s at %s\n", prefix, addr);
     else
@@ -1164,40 +1347,10 @@ static int do_list(const char *addr, const char *prefix, long limit)
     if (l.ignored)
         fprintf(stderr, "switchyard traces: %zu record%s ignored (last: %s)\n", l.ignored,
                 l.ignored == 1 ? "" : "s", l.last_reason);
-    if (skipped)
-        fprintf(stderr, "switchyard traces: %zu record%s over %u bytes skipped\n", skipped,
-                skipped == 1 ? "" : "s", MAX_VALUE);
-    rc = 0;
-out:
-    mc_close(&m);
-    for (size_t i = 0; i < l.n; i++)
-        sy_trace_rec_free(&l.recs[i]);
-    free(l.recs);
-    free(cmd);
-    return rc;
-}
-
-/* ------------------------------------------------------------------ */
-/* show                                                                 */
-/* ------------------------------------------------------------------ */
-
-typedef struct fetched {
-    char *data;
-    size_t len;
-    int found;
-} fetched;
-
-static int on_full(void *ctx, const char *key, const char *data, size_t len)
-{
-    fetched *f = ctx;
-    if (f->found)
-        return 0;
-    f->data = malloc(len + 1);
-    if (!f->data)
-        return -1;
-    memcpy(f->data, data, len + 1);
-    f->len = len;
-    f->found = 1;
+    if (l.skipped)
+        fprintf(stderr, "switchyard traces: %zu record%s over %u bytes skipped\n", l.skipped,
+                l.skipped == 1 ? "" : "s", MAX_VALUE);
+    listing_free(&l);
     return 0;
 }
 
@@ -1255,42 +1408,439 @@ static void print_trace(const sy_trace_rec *r)
 
 static int do_show(const char *addr, const char *prefix, uint64_t start)
 {
-    char cmd[600], key[300];
-    mc m;
-    fetched f = { 0 };
-    size_t skipped = 0;
-    int rc = 2;
-    snprintf(key, sizeof(key), "%s:%06u:full", prefix, sy_traces_slot(start));
-    snprintf(cmd, sizeof(cmd), "get %s\r\n", key);
-    if (mc_open(&m, addr) < 0 || mc_write(&m, cmd, strlen(cmd)) < 0 ||
-        mc_values(&m, on_full, &f, &skipped) < 0) {
-        fprintf(stderr, "switchyard traces: %s\n", m.err);
-        goto out;
-    }
-    rc = 1;
-    if (!f.found) {
-        printf("trace %llu is no longer stored (slot %06u is empty)\n", (unsigned long long)start,
-               sy_traces_slot(start));
-        goto out;
-    }
     sy_trace_rec r;
-    char err[256];
-    if (sy_trace_rec_parse(f.data, f.len, &r, err, sizeof(err)) < 0) {
-        printf("trace %llu is no longer stored (slot %06u holds a record that cannot be read: "
-               "%s)\n", (unsigned long long)start, sy_traces_slot(start), err);
-        goto out;
+    char why[800];
+    int rc = full_fetch(addr, prefix, start, TIMEOUT_MS, 0, MAX_VALUE, &r, why, sizeof(why));
+    if (rc == FULL_ERROR) {
+        fprintf(stderr, "switchyard traces: %s\n", why);
+        return 2;
     }
-    if (r.start != start) {
-        printf("trace %llu is no longer stored (slot now holds %llu)\n",
-               (unsigned long long)start, (unsigned long long)r.start);
-    } else {
-        print_trace(&r);
-        rc = 0;
+    if (rc == FULL_GONE) {
+        printf("trace %llu is no longer stored (%s)\n", (unsigned long long)start, why);
+        return 1;
     }
+    print_trace(&r);
     sy_trace_rec_free(&r);
-out:
-    mc_close(&m);
-    free(f.data);
+    return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* the /traces page                                                     */
+/* ------------------------------------------------------------------ */
+
+/* The admin thread serves every HTTP request, so memcached gets a short
+ * leash there: each step 2 s, the whole exchange 5 s, and values of at
+ * most 4 MiB (memcached's items are 1 MiB unless raised). */
+#define HTTP_TIMEOUT_MS 2000
+#define HTTP_TOTAL_MS 5000
+#define HTTP_MAX_VALUE (4u << 20)
+#define HTTP_DEFAULT_LIMIT 100
+#define HTML_MAX_CHARS 1024 /* longer client text is cut, with an ellipsis */
+
+/* Client text as HTML: & < > " ' escaped, control characters and invalid
+ * UTF-8 shown as '?' (as the command line does), cut at `max` characters
+ * with an ellipsis (0: no limit).  NULL prints a grey dash. */
+static void h_text(struct evbuffer *o, const char *str, size_t max)
+{
+    if (!str) {
+        evbuffer_add_printf(o, "<span class=\"none\">-</span>");
+        return;
+    }
+    const unsigned char *s = (const unsigned char *)str;
+    size_t n = strlen(str), i, nchars = 0, chars = 0;
+    int subst;
+    for (i = 0; i < n; nchars++)
+        i += next_char(s, n, i, &subst);
+    size_t keep = max && nchars > max ? max - 1 : nchars;
+    for (i = 0; i < n && chars < keep; chars++) {
+        size_t l = next_char(s, n, i, &subst);
+        if (subst)
+            evbuffer_add(o, "?", 1);
+        else if (s[i] == '&')
+            evbuffer_add(o, "&amp;", 5);
+        else if (s[i] == '<')
+            evbuffer_add(o, "&lt;", 4);
+        else if (s[i] == '>')
+            evbuffer_add(o, "&gt;", 4);
+        else if (s[i] == '"')
+            evbuffer_add(o, "&quot;", 6);
+        else if (s[i] == '\'')
+            evbuffer_add(o, "&#39;", 5);
+        else
+            evbuffer_add(o, s + i, l);
+        i += l;
+    }
+    if (keep < nchars)
+        evbuffer_add(o, "\xE2\x80\xA6", 3); /* U+2026 */
+}
+
+/* part as a percentage of whole, clamped to 0..100 (0 when whole is not
+ * positive). */
+static double pct_of(double part, double whole)
+{
+    double v = whole > 0 ? part / whole * 100 : 0;
+    if (!(v >= 0))
+        return 0;
+    return v > 100 ? 100 : v;
+}
+
+/* A percentage (0..100) with three decimals, without the C library's
+ * locale. */
+static void fmt_pct(double v, char *out, size_t cap)
+{
+    long long t = (long long)(v * 1000 + 0.5);
+    snprintf(out, cap, "%lld.%03lld", t / 1000, t % 1000);
+}
+
+static void h_ms(struct evbuffer *o, double v)
+{
+    char b[32];
+    fmt_ms(v, b, sizeof(b));
+    evbuffer_add_printf(o, "%s", b);
+}
+
+static const char PAGE_CSS[] =
+    "body{font:14px/1.45 \"DejaVu Sans\",system-ui,sans-serif;margin:20px 28px;color:#1f2933;"
+    "background:#fff}"
+    "h1{font-size:20px;margin:0 0 4px}h2{font-size:16px;margin:26px 0 8px}"
+    "p{margin:6px 0}.sub,.note{color:#616e7c}.note{font-size:12px}"
+    "a{color:#1d4ed8;text-decoration:none}a:hover{text-decoration:underline}"
+    "table{border-collapse:collapse}"
+    "th,td{padding:4px 10px;border-bottom:1px solid #e4e7eb;text-align:left;vertical-align:top}"
+    "th{background:#f5f7fa;font-weight:600;white-space:nowrap}"
+    ".num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}"
+    ".mono,td.path,td.name{font-family:\"DejaVu Sans Mono\",monospace;overflow-wrap:anywhere}"
+    "td.path,td.name{max-width:42em}"
+    ".s4{color:#b45309;font-weight:600}.s5{color:#b91c1c;font-weight:600}"
+    ".none{color:#9aa5b1}"
+    "dl.meta{display:grid;grid-template-columns:max-content auto;gap:2px 16px;margin:10px 0}"
+    "dl.meta dt{color:#616e7c}dl.meta dd{margin:0;overflow-wrap:anywhere}"
+    ".timeline{border:1px solid #e4e7eb;border-radius:4px;padding:4px 0;margin-top:8px}"
+    ".axis,.span{display:flex;align-items:center}"
+    ".span{border-top:1px solid #f0f2f5}"
+    ".label{flex:0 0 36%;box-sizing:border-box;padding:3px 10px;font-size:12px;"
+    "overflow-wrap:anywhere}"
+    ".label .name{font-family:\"DejaVu Sans Mono\",monospace;font-weight:600}"
+    ".label .when{color:#616e7c;margin-left:6px;white-space:nowrap}"
+    ".label .tags{display:block;color:#52606d;font-family:\"DejaVu Sans Mono\",monospace}"
+    ".track{position:relative;flex:1 1 auto;height:20px;margin-right:16px;background:#f5f7fa}"
+    ".axis .track{background:none;height:18px}"
+    ".tick{position:absolute;top:0;font-size:11px;color:#616e7c;white-space:nowrap}"
+    ".bar{position:absolute;top:3px;bottom:3px;min-width:2px;background:#2563eb}"
+    ".span.root .bar{background:#16a34a}";
+
+static void page_begin(struct evbuffer *o, struct evkeyvalq *headers, const char *title_plain,
+                       const char *title_client)
+{
+    if (headers) {
+        evhttp_add_header(headers, "Content-Type", "text/html; charset=utf-8");
+        evhttp_add_header(headers, "Cache-Control", "no-store");
+        evhttp_add_header(headers, "X-Content-Type-Options", "nosniff");
+        evhttp_add_header(headers, "Referrer-Policy", "no-referrer");
+        /* No script, no outside resource: only the inline style runs. */
+        evhttp_add_header(headers, "Content-Security-Policy",
+                          "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; "
+                          "form-action 'none'; frame-ancestors 'none'");
+    }
+    evbuffer_add_printf(o, "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+                           "<meta name=\"viewport\" content=\"width=device-width\">"
+                           "<title>%s", title_plain);
+    if (title_client) {
+        evbuffer_add_printf(o, " ");
+        h_text(o, title_client, 120);
+    }
+    evbuffer_add_printf(o, " - switchyard</title><style>%s</style></head>\n<body>\n", PAGE_CSS);
+}
+
+static void page_end(struct evbuffer *o)
+{
+    evbuffer_add_printf(o, "</body></html>\n");
+}
+
+/* A page with a heading and a message; `why` is escaped. */
+static int page_message(struct evbuffer *o, struct evkeyvalq *headers, int status,
+                        const char *heading, const char *text, const char *why, int back)
+{
+    page_begin(o, headers, heading, NULL);
+    evbuffer_add_printf(o, "<h1>%s</h1>\n<p class=\"message\">%s", heading, text);
+    if (why) {
+        evbuffer_add_printf(o, " <span class=\"why mono\">");
+        h_text(o, why, HTML_MAX_CHARS);
+        evbuffer_add_printf(o, "</span>");
+    }
+    evbuffer_add_printf(o, "</p>\n");
+    if (back)
+        evbuffer_add_printf(o, "<p><a href=\"/traces\">&larr; all traces</a></p>\n");
+    page_end(o);
+    return status;
+}
+
+/* The status's class: s4 or s5 for 4xx and 5xx, from its first byte. */
+static const char *status_class(const char *status)
+{
+    if (status && status[0] == '4')
+        return "status s4";
+    if (status && status[0] == '5')
+        return "status s5";
+    return "status";
+}
+
+static void html_totals(struct evbuffer *o, const char *id, const char *cell, const char *heading,
+                        const char *col, const total *t, size_t n, size_t over)
+{
+    evbuffer_add_printf(o, "<h2>%s", heading);
+    if (over)
+        evbuffer_add_printf(o, " <span class=\"sub\">(over %zu trace%s)</span>", over,
+                            over == 1 ? "" : "s");
+    evbuffer_add_printf(o, "</h2>\n<table id=\"%s\"><thead><tr><th>%s</th><th class=\"num\">Count"
+                           "</th><th class=\"num\">Total (ms)</th><th class=\"num\">Mean (ms)</th>"
+                           "</tr></thead><tbody>\n", id, col);
+    for (size_t i = 0; i < n; i++) {
+        evbuffer_add_printf(o, "<tr><td class=\"%s\">", cell);
+        h_text(o, t[i].name, HTML_MAX_CHARS);
+        evbuffer_add_printf(o, "</td><td class=\"num\">%.0f</td><td class=\"num\">", t[i].count);
+        h_ms(o, t[i].total);
+        evbuffer_add_printf(o, "</td><td class=\"num\">");
+        h_ms(o, t[i].count ? t[i].total / t[i].count : 0);
+        evbuffer_add_printf(o, "</td></tr>\n");
+    }
+    evbuffer_add_printf(o, "</tbody></table>\n");
+}
+
+static int http_list(struct evbuffer *o, struct evkeyvalq *headers, const char *addr,
+                     const char *prefix, size_t limit)
+{
+    listing l = { .prefix = prefix, .prefix_len = strlen(prefix) };
+    char err[600];
+    if (list_fetch(&l, addr, HTTP_TIMEOUT_MS, HTTP_TOTAL_MS, HTTP_MAX_VALUE, err, sizeof(err)) < 0)
+        return page_message(o, headers, 503, "Traces unavailable",
+                            "The traces cannot be read from memcached:", err, 0);
+    totals t;
+    if (totals_compute(&l, &t) < 0) {
+        listing_free(&l);
+        return page_message(o, headers, 500, "Traces unavailable",
+                            "Out of memory for the totals.", NULL, 0);
+    }
+    size_t shown = limit && limit < l.n ? limit : l.n;
+    page_begin(o, headers, "Traces", NULL);
+    evbuffer_add_printf(o, "<h1>Traces</h1>\n<p class=\"sub\" id=\"summary\">");
+    if (l.n == 0) {
+        evbuffer_add_printf(o, "No traces stored under <span class=\"mono\">");
+    } else {
+        evbuffer_add_printf(o, "%zu trace%s stored under <span class=\"mono\">", l.n,
+                            l.n == 1 ? "" : "s");
+    }
+    h_text(o, prefix, 0);
+    evbuffer_add_printf(o, "</span> at <span class=\"mono\">");
+    h_text(o, addr, 0);
+    if (l.n)
+        evbuffer_add_printf(o, "</span>; %s%zu, newest first.</p>\n",
+                            shown < l.n ? "the latest " : "all ", shown);
+    else
+        evbuffer_add_printf(o, "</span>.</p>\n");
+
+    evbuffer_add_printf(o, "<h2>Recent traces</h2>\n<table id=\"traces\"><thead><tr>"
+                           "<th>Start (UTC)</th><th>Method</th><th>Path</th><th>Status</th>"
+                           "<th class=\"num\">Duration (ms)</th><th class=\"num\">Spans</th>"
+                           "</tr></thead><tbody>\n");
+    for (size_t i = 0; i < shown; i++) {
+        const sy_trace_rec *r = &l.recs[i];
+        char when[80];
+        fmt_time(r->start, when, sizeof(when));
+        evbuffer_add_printf(o, "<tr data-start=\"%llu\"><td class=\"start\">"
+                               "<a href=\"/traces?show=%llu\">%s</a></td><td class=\"method\">",
+                            (unsigned long long)r->start, (unsigned long long)r->start, when);
+        h_text(o, r->method, 64);
+        evbuffer_add_printf(o, "</td><td class=\"path\">");
+        h_text(o, r->path, HTML_MAX_CHARS);
+        evbuffer_add_printf(o, "</td><td class=\"%s\">", status_class(r->status));
+        h_text(o, r->status, 64);
+        evbuffer_add_printf(o, "</td><td class=\"num duration\">");
+        h_ms(o, r->duration);
+        evbuffer_add_printf(o, "</td><td class=\"num spans\">%.0f", r->span_count);
+        if (r->spans_dropped > 0)
+            evbuffer_add_printf(o, " <span class=\"note\">(+%.0f dropped)</span>", r->spans_dropped);
+        evbuffer_add_printf(o, "</td></tr>\n");
+    }
+    evbuffer_add_printf(o, "</tbody></table>\n");
+    if (shown < l.n)
+        evbuffer_add_printf(o, "<p class=\"note\"><a href=\"/traces?limit=0\">show all %zu</a></p>\n",
+                            l.n);
+
+    html_totals(o, "by-path", "path", "By path", "Path", t.paths, t.np, l.n);
+    html_totals(o, "by-name", "name", "By span name", "Span name", t.names, t.nn, 0);
+
+    if (l.ignored) {
+        evbuffer_add_printf(o, "<p class=\"note\" id=\"ignored\">%zu record%s ignored (last: ",
+                            l.ignored, l.ignored == 1 ? "" : "s");
+        h_text(o, l.last_reason, HTML_MAX_CHARS);
+        evbuffer_add_printf(o, ")</p>\n");
+    }
+    if (l.skipped)
+        evbuffer_add_printf(o, "<p class=\"note\" id=\"skipped\">%zu record%s over %u bytes "
+                               "skipped</p>\n", l.skipped, l.skipped == 1 ? "" : "s", HTTP_MAX_VALUE);
+    evbuffer_add_printf(o, "<p class=\"note\">As in appstats, a slot holds the last trace that "
+                           "started in its 100 ms and is reused every 100 s.</p>\n");
+    page_end(o);
+    totals_free(&t);
+    listing_free(&l);
+    return 200;
+}
+
+static int http_show(struct evbuffer *o, struct evkeyvalq *headers, const char *addr,
+                     const char *prefix, uint64_t start)
+{
+    sy_trace_rec r;
+    char why[800];
+    int rc = full_fetch(addr, prefix, start, HTTP_TIMEOUT_MS, HTTP_TOTAL_MS, HTTP_MAX_VALUE, &r,
+                        why, sizeof(why));
+    if (rc == FULL_ERROR)
+        return page_message(o, headers, 503, "Traces unavailable",
+                            "The trace cannot be read from memcached:", why, 1);
+    if (rc == FULL_GONE) {
+        char text[200];
+        snprintf(text, sizeof(text), "Trace %llu is no longer stored: its slot is reused every "
+                 "100 seconds, or its record expired.", (unsigned long long)start);
+        return page_message(o, headers, 404, "Trace no longer stored", text, why, 1);
+    }
+
+    /* The scale: the trace's duration, or further if a span ends later
+     * (no root, or children outliving it). */
+    double scale = r.duration > 0 ? r.duration : 0;
+    for (size_t i = 0; i < r.nspans; i++) {
+        double end = r.spans[i].off + r.spans[i].dur;
+        if (end > scale && end < 9e15)
+            scale = end;
+    }
+    char when[80];
+    fmt_time(r.start, when, sizeof(when));
+    page_begin(o, headers, "Trace", r.path);
+    evbuffer_add_printf(o, "<p><a href=\"/traces\">&larr; all traces</a></p>\n<h1 id=\"request\">"
+                           "<span class=\"method\">");
+    h_text(o, r.method, 64);
+    evbuffer_add_printf(o, "</span> <span class=\"path mono\">");
+    h_text(o, r.path, HTML_MAX_CHARS);
+    evbuffer_add_printf(o, "</span> <span class=\"%s\">", status_class(r.status));
+    h_text(o, r.status, 64);
+    evbuffer_add_printf(o, "</span></h1>\n<dl class=\"meta\"><dt>trace</dt><dd class=\"mono\" "
+                           "id=\"trace-id\">");
+    h_text(o, r.trace, HTML_MAX_CHARS);
+    evbuffer_add_printf(o, "</dd><dt>start</dt><dd>%s (%llu)</dd><dt>duration</dt>"
+                           "<dd id=\"duration\">", when, (unsigned long long)r.start);
+    h_ms(o, r.duration);
+    evbuffer_add_printf(o, " ms%s</dd><dt>closed</dt><dd>",
+                        r.root ? "" : " (no root span: the extent of the spans)");
+    h_text(o, r.closed, 64);
+    evbuffer_add_printf(o, "</dd><dt>spans</dt><dd>%zu stored, %.0f dropped</dd></dl>\n",
+                        r.nspans, r.spans_dropped);
+
+    evbuffer_add_printf(o, "<h2>Timeline</h2>\n<div class=\"timeline\" id=\"timeline\" "
+                           "data-scale=\"");
+    h_ms(o, scale);
+    evbuffer_add_printf(o, "\">\n<div class=\"axis\"><div class=\"label\"></div><div class=\"track\">");
+    for (int k = 0; k <= 4; k++) {
+        char pos[32];
+        fmt_pct(k * 25.0, pos, sizeof(pos));
+        evbuffer_add_printf(o, "<span class=\"tick\" style=\"left:%s%%;transform:translateX(%s)\">",
+                            pos, k == 0 ? "0" : k == 4 ? "-100%" : "-50%");
+        h_ms(o, scale * k / 4);
+        evbuffer_add_printf(o, " ms</span>");
+    }
+    evbuffer_add_printf(o, "</div></div>\n");
+    for (size_t i = 0; i < r.nspans; i++) {
+        const sy_trace_span *s = &r.spans[i];
+        char left[32], width[32];
+        double lp = pct_of(s->off, scale), wp = pct_of(s->dur, scale);
+        if (lp + wp > 100) /* never past the right edge */
+            wp = 100 - lp;
+        fmt_pct(lp, left, sizeof(left));
+        fmt_pct(wp, width, sizeof(width));
+        evbuffer_add_printf(o, "<div class=\"span%s\"><div class=\"label\"><span class=\"name\">",
+                            s->root ? " root" : "");
+        h_text(o, s->name, 200);
+        evbuffer_add_printf(o, "</span><span class=\"when\">+");
+        h_ms(o, s->off);
+        evbuffer_add_printf(o, " ms, ");
+        h_ms(o, s->dur);
+        evbuffer_add_printf(o, " ms</span>");
+        if (s->root || s->ntags) {
+            evbuffer_add_printf(o, "<span class=\"tags\">%s", s->root ? "root" : "");
+            for (size_t k = 0; k < s->ntags; k++) {
+                if (k || s->root)
+                    evbuffer_add_printf(o, ", ");
+                h_text(o, s->tags[k], 200);
+            }
+            evbuffer_add_printf(o, "</span>");
+        }
+        evbuffer_add_printf(o, "</div><div class=\"track\"><div class=\"bar\" style=\"left:%s%%;"
+                               "width:%s%%\" data-off=\"", left, width);
+        h_ms(o, s->off);
+        evbuffer_add_printf(o, "\" data-dur=\"");
+        h_ms(o, s->dur);
+        evbuffer_add_printf(o, "\" title=\"");
+        h_text(o, s->name, 200);
+        evbuffer_add_printf(o, ": +");
+        h_ms(o, s->off);
+        evbuffer_add_printf(o, " ms, ");
+        h_ms(o, s->dur);
+        evbuffer_add_printf(o, " ms\"></div></div></div>\n");
+    }
+    evbuffer_add_printf(o, "</div>\n");
+    if (r.spans_dropped > 0)
+        evbuffer_add_printf(o, "<p class=\"note\">%.0f span%s not stored (over a bound).</p>\n",
+                            r.spans_dropped, r.spans_dropped == 1 ? "" : "s");
+    page_end(o);
+    sy_trace_rec_free(&r);
+    return 200;
+}
+
+static int whole(const char *s, unsigned long long max, unsigned long long *out);
+static const char *prefix_problem(const char *prefix);
+
+int sy_traces_http(const char *memcached, const char *prefix, const char *uri,
+                   struct evbuffer *out, struct evkeyvalq *headers)
+{
+    if (!prefix)
+        prefix = DEFAULT_PREFIX;
+    if (!memcached || !*memcached)
+        return page_message(out, headers, 404, "Traces are not configured",
+                            "This switchyard does not know where the traces are. Point it at the "
+                            "memcached that a <code>memcache_traces</code> sink writes to, in the "
+                            "config: <code>traces = { memcached = \"HOST:PORT\", prefix = "
+                            "\"switchyard:traces\" }</code> (prefix: the sink's, if it sets one), "
+                            "then restart.", NULL, 0);
+    const char *bad = prefix_problem(prefix);
+    if (bad)
+        return page_message(out, headers, 500, "Traces are misconfigured",
+                            "The config's <code>traces.prefix</code> cannot be used:", bad, 0);
+
+    struct evhttp_uri *u = evhttp_uri_parse(uri ? uri : "/traces");
+    struct evkeyvalq q;
+    TAILQ_INIT(&q);
+    const char *query = u ? evhttp_uri_get_query(u) : NULL;
+    if (!u || (query && evhttp_parse_query_str(query, &q) < 0)) {
+        evhttp_clear_headers(&q);
+        if (u)
+            evhttp_uri_free(u);
+        return page_message(out, headers, 400, "Bad request", "The address cannot be read.",
+                            NULL, 1);
+    }
+    const char *show = evhttp_find_header(&q, "show"), *lim = evhttp_find_header(&q, "limit");
+    unsigned long long start = 0, limit = HTTP_DEFAULT_LIMIT;
+    int rc;
+    if (show && whole(show, 9007199254740992ULL, &start) < 0)
+        rc = page_message(out, headers, 400, "Bad request",
+                          "<code>show</code> wants a trace's start time in ms since the epoch, "
+                          "as listed; not", show, 1);
+    else if (lim && whole(lim, 1000000, &limit) < 0)
+        rc = page_message(out, headers, 400, "Bad request",
+                          "<code>limit</code> wants a whole number (0 for all); not", lim, 1);
+    else if (show)
+        rc = http_show(out, headers, memcached, prefix, start);
+    else
+        rc = http_list(out, headers, memcached, prefix, (size_t)limit);
+    evhttp_clear_headers(&q);
+    evhttp_uri_free(u);
     return rc;
 }
 
@@ -1334,6 +1884,19 @@ static const char *opt_value(int argc, char **argv, int *i, const char *name, in
         return NULL;
     }
     return argv[++*i];
+}
+
+/* What is wrong with a key prefix (it goes into memcached commands), or
+ * NULL. */
+static const char *prefix_problem(const char *prefix)
+{
+    size_t plen = strlen(prefix);
+    if (plen == 0 || plen > 200 || strpbrk(prefix, " \t\r\n"))
+        return "must be 1 to 200 bytes without spaces";
+    for (size_t i = 0; i < plen; i++)
+        if ((unsigned char)prefix[i] < 0x20 || prefix[i] == 0x7f)
+            return "has a control character";
+    return NULL;
 }
 
 static int whole(const char *s, unsigned long long max, unsigned long long *out)
@@ -1385,16 +1948,11 @@ int sy_traces_main(int argc, char **argv)
             return 2;
         }
     }
-    size_t plen = strlen(prefix);
-    if (plen == 0 || plen > 200 || strpbrk(prefix, " \t\r\n")) {
-        fprintf(stderr, "switchyard traces: --prefix must be 1 to 200 bytes without spaces\n");
+    const char *bad = prefix_problem(prefix);
+    if (bad) {
+        fprintf(stderr, "switchyard traces: --prefix %s\n", bad);
         return 2;
     }
-    for (size_t i = 0; i < plen; i++)
-        if ((unsigned char)prefix[i] < 0x20 || prefix[i] == 0x7f) {
-            fprintf(stderr, "switchyard traces: --prefix has a control character\n");
-            return 2;
-        }
     if (show)
         return do_show(addr, prefix, start);
     return do_list(addr, prefix, (long)limit);

@@ -9,9 +9,9 @@
  *       prints one trace's spans, after checking that the full record in
  *       its slot still has that start time.
  *
- * The record formats are described in plugins/memcache_traces.c.  This is
- * a command-line tool, not the daemon: it uses blocking sockets (with a
- * timeout).
+ * The record formats are described in plugins/memcache_traces.c.  The
+ * command line and the admin endpoint's /traces page (below) share the
+ * reading; both use blocking sockets with a timeout.
  */
 #ifndef SY_TRACES_H
 #define SY_TRACES_H
@@ -22,6 +22,32 @@
 /* argv[0] is "traces".  Exit status: 0 done, 1 the trace asked for is no
  * longer stored, 2 bad usage or memcached could not be read. */
 int sy_traces_main(int argc, char **argv);
+
+struct evbuffer;
+struct evkeyvalq;
+
+/*
+ * The admin HTTP endpoint's /traces dashboard, the same listing as an HTML
+ * page (inline CSS, no script, nothing loaded from elsewhere):
+ *
+ *   /traces              recent traces newest first (start, method, path,
+ *                        status, duration, spans; each links to its
+ *                        detail page), then totals per path and per span
+ *                        name; ?limit=N rows (default 100, 0: all)
+ *   /traces?show=START   one trace's spans as a timeline of bars, after
+ *                        checking that its slot still holds that start
+ *
+ * memcached: "HOST:PORT" from the config's traces.memcached (NULL: not
+ * configured), prefix: traces.prefix (NULL: the sink's default).  uri is
+ * the request's URI (path and query).  Writes the page into out and its
+ * headers (Content-Type and the like) into headers, and returns the HTTP
+ * status: 200; 400 a bad query; 404 not configured, or the trace is no
+ * longer stored; 500 a bad prefix; 503 memcached could not be read.
+ * Everything read from memcached is HTML-escaped.  Blocking, but bounded:
+ * 2 s per connect, send or read, 5 s in all.
+ */
+int sy_traces_http(const char *memcached, const char *prefix, const char *uri,
+                   struct evbuffer *out, struct evkeyvalq *headers);
 
 /* The slot of a start time, ((ms / 100) % 1000) * 100 (the sink's
  * tm_slot: the two must agree). */
