@@ -1,19 +1,48 @@
 """Loopback networking helpers: ports, readiness, and sending StatsD lines."""
+import os
+import random
 import socket
 import time
 
 LOOPBACK = "127.0.0.1"
 
 
-def free_port(kind="tcp"):
-    """A port the kernel says is free now on 127.0.0.1.
+_issued = set()
+_rng = random.Random(os.getpid() ^ int(time.time() * 1000))
 
-    Asking the kernel (bind to port 0) rather than guessing keeps parallel
-    test runs from colliding; the small window before the server binds it
-    is accepted.
+
+def _ephemeral_range():
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            lo, hi = (int(x) for x in f.read().split())
+            return lo, hi
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
+def free_port(kind="tcp"):
+    """A port that is free now on 127.0.0.1 for the given kind.
+
+    It is chosen below the kernel's ephemeral range, so that a listener
+    binding port 0 elsewhere in the test (captures do) can never be given
+    the same number before our server binds it, and never twice in one
+    process.  The port is checked by binding it.
     """
     stype = socket.SOCK_STREAM if kind == "tcp" else socket.SOCK_DGRAM
-    with socket.socket(socket.AF_INET, stype) as s:
+    lo, _ = _ephemeral_range()
+    top = max(lo - 1, 11000)
+    for _ in range(500):
+        port = _rng.randint(10000, top)
+        if port in _issued:
+            continue
+        try:
+            with socket.socket(socket.AF_INET, stype) as s:
+                s.bind((LOOPBACK, port))
+        except OSError:
+            continue
+        _issued.add(port)
+        return port
+    with socket.socket(socket.AF_INET, stype) as s:  # crowded: ask the kernel
         s.bind((LOOPBACK, 0))
         return s.getsockname()[1]
 
