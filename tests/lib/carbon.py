@@ -6,6 +6,13 @@ the UDP receiver and tag support (which would call a graphite-web on port
 80) are off, and `USER =` keeps it from switching to the _graphite user.
 storage-schemas.conf keeps every metric at 1-second resolution for an hour,
 so a value written by one flush is read back exactly.
+
+stop() is SIGTERM by PID and a wait for the exit, and start() may be called
+again afterwards: the same ports, config and storage dir (an outage and a
+restart), with each run's output kept apart for logs().  Note that
+carbon-cache 1.1.7's writer thread ends on shutdown without draining its
+in-memory cache: points received since its last write (it writes, then
+sleeps a second) are lost by a SIGTERM, by carbon itself.
 """
 import json
 import os
@@ -79,6 +86,7 @@ class CarbonCache:
         self.conf_path = os.path.join(root, "carbon.conf")
         self.data_dir = os.path.join(root, "storage", "whisper")
         self.proc = None
+        self.old_procs = []  # earlier runs (before a restart), for logs()
 
     def write_config(self):
         for d in ("storage/whisper", "storage/lists", "log"):
@@ -100,17 +108,31 @@ class CarbonCache:
                 "--logdir=" + os.path.join(self.root, "log"), "start"]
         # Debian's twisted prints deprecation warnings on every start.
         env = dict(os.environ, PYTHONWARNINGS="ignore")
-        self.proc = Process("carbon-cache", argv, self.root, cwd=self.root, env=env).start()
+        if self.proc is not None:
+            if self.proc.alive():
+                raise RuntimeError("carbon-cache (pid %s) is still running" % self.proc.pid)
+            self.old_procs.append(self.proc)
+        name = "carbon-cache" if not self.old_procs else "carbon-cache.%d" % (len(self.old_procs) + 1)
+        self.proc = Process(name, argv, self.root, cwd=self.root, env=env).start()
         return wait_for_port(self.line_port, timeout, alive=self.proc.alive)
 
     def alive(self):
         return self.proc is not None and self.proc.alive()
 
-    def stop(self):
-        return self.proc.stop() if self.proc else None
+    @property
+    def pid(self):
+        return self.proc.pid if self.proc else None
+
+    def stop(self, timeout=10.0):
+        """SIGTERM by PID and wait for the exit (SIGKILL after `timeout`).
+        Returns the exit code: -15 for a clean shutdown (twistd ends by
+        re-raising the signal), -9 when it had to be killed."""
+        return self.proc.stop(timeout) if self.proc else None
 
     def logs(self):
-        return self.proc.logs() if self.proc else "(carbon-cache never started)"
+        if self.proc is None:
+            return "(carbon-cache never started)"
+        return "\n".join(p.logs() for p in self.old_procs + [self.proc])
 
     def wsp_path(self, metric):
         """Where whisper keeps `metric` (dots become directories)."""
