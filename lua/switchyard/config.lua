@@ -469,7 +469,12 @@ function M.load(file, chunkname_prefix)
     if not f then return nil, ferr end
     source = f:read("*a")
     f:close()
-    chunk, err = loadstring(source, "@" .. file)
+    -- Text only: LuaJIT does not verify precompiled bytecode, and bad
+    -- bytecode can crash the process that loads it.
+    if source:byte(1) == 27 then
+      return nil, file .. ": precompiled Lua bytecode is not accepted as a config"
+    end
+    chunk, err = load(source, "@" .. file, "t")
   else
     source = M.default_source
     chunk, err = loadstring(source, "=default config")
