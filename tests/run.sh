@@ -98,6 +98,8 @@ done
 # Short modes of the long runs: they check that every piece works, and
 # assert no timing (figures come from make bench / soak / fuzz).
 [ -x tests/bench/run.sh ] && run "bench/short" tests/bench/run.sh short
+[ -x tests/fuzz/run.sh ] && run "fuzz/short" tests/fuzz/run.sh short
+[ -x tests/soak/run.sh ] && run "soak/short" tests/soak/run.sh short
 
 echo
 if [ "$failed" -ne 0 ]; then

@@ -1,0 +1,1 @@
+return { sinks = { out = { plugin = "console" } } }

@@ -1,0 +1,4 @@
+return {
+  flushInterval = 1000,
+  sinks = { out = { plugin = "console" } },
+}

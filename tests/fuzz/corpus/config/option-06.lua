@@ -1,0 +1,4 @@
+return {
+  percentThreshold = 50,
+  sinks = { out = { plugin = "console" } },
+}

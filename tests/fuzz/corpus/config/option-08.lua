@@ -1,0 +1,4 @@
+return {
+  deleteIdleStats = true, gaugesMaxTTL = 3,
+  sinks = { out = { plugin = "console" } },
+}

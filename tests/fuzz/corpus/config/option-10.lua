@@ -1,0 +1,4 @@
+return {
+  flush_counts = false,
+  sinks = { out = { plugin = "console" } },
+}

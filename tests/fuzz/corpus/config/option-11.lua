@@ -1,0 +1,4 @@
+return {
+  prefixStats = "mystats",
+  sinks = { out = { plugin = "console" } },
+}

@@ -1,0 +1,4 @@
+return {
+  keyNameSanitize = false,
+  sinks = { out = { plugin = "console" } },
+}

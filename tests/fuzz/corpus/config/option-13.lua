@@ -1,0 +1,4 @@
+return {
+  calculatedTimerMetrics = { "count", "mean_percent", "upper", "histogram" },
+  sinks = { out = { plugin = "console" } },
+}

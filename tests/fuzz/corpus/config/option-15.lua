@@ -1,0 +1,4 @@
+return {
+  graphite = { globalPrefix = "" },
+  sinks = { out = { plugin = "console" } },
+}

@@ -1,0 +1,4 @@
+return {
+  timerSampleLimit = 1, maxKeys = 10,
+  sinks = { out = { plugin = "console" } },
+}

@@ -1,0 +1,4 @@
+return {
+  logLevel = "debug", sampleSeed = 12345,
+  sinks = { out = { plugin = "console" } },
+}

@@ -1,0 +1,4 @@
+return {
+  backends = { "./backends/console" },
+  sinks = { out = { plugin = "console" } },
+}

@@ -1,0 +1,4 @@
+return {
+  sampleSeed = 1e30,
+  sinks = { out = { plugin = "console" } },
+}

@@ -1,0 +1,4 @@
+return {
+  flushInterval = 4294967296,
+  sinks = { out = { plugin = "console" } },
+}

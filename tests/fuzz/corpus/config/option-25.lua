@@ -1,0 +1,4 @@
+return {
+  gaugesMaxTTL = 1e20,
+  sinks = { out = { plugin = "console" } },
+}

@@ -1,0 +1,4 @@
+return {
+  maxKeys = 1e300,
+  sinks = { out = { plugin = "console" } },
+}

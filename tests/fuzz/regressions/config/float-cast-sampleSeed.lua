@@ -1,0 +1,4 @@
+return {
+  sampleSeed = -1,
+  sinks = { out = { plugin = "console" } },
+}
