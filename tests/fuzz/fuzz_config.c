@@ -1,13 +1,13 @@
 /*
  * fuzz_config.c - a config file, as the daemon loads it, and then used.
  *
- * Each input is written to a file and given to sy_config_load, as
- * `switchyard -c`, `--check` and a reload do.  Lua errors of every kind are
- * fine (the loader must only answer NULL and a message); what must not
- * happen is a crash, a sanitizer report (UBSan included: numbers from the
- * config are converted to C integers), or a hang or a heap beyond the
- * loader's own bounds (5 s and 256 MiB of setup; run.sh sets libFuzzer's
- * -timeout and -rss_limit_mb above them).
+ * Each input is written to a file ($TMPDIR, removed right after) and given
+ * to sy_config_load, as `switchyard -c`, `--check` and a reload do.  Lua
+ * errors of every kind are fine (the loader must only answer NULL and a
+ * message); what must not happen is a crash, a sanitizer report (UBSan
+ * included: numbers from the config are converted to C integers), or a
+ * hang or a heap beyond the loader's own bounds (5 s and 256 MiB of setup;
+ * run.sh sets libFuzzer's -timeout and -rss_limit_mb above them).
  *
  * A config that loads is then used the way the engine uses one (engine.c,
  * testing.c): its routing and auth functions become a router, an
@@ -40,7 +40,7 @@
 #define ROUTER_TIMEOUT_MS 100
 #define ROUTER_MEMORY (64u << 20)
 
-static char dir[4096], file[4200], lua_dir[4096];
+static char tmpdir[4096], lua_dir[4096];
 
 static const char packet[] =
     "api.requests:1|c\n"
@@ -133,33 +133,27 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     (void)argv;
     sy_log_level = SY_ERR;
     const char *tmp = getenv("TMPDIR");
-    snprintf(dir, sizeof dir, "%s/sy-fuzz-config.XXXXXX", tmp && *tmp ? tmp : "/tmp");
-    if (!mkdtemp(dir)) {
-        fprintf(stderr, "fuzz_config: mkdtemp %s: %s\n", dir, strerror(errno));
-        abort();
-    }
-    snprintf(file, sizeof file, "%s/config.lua", dir);
+    snprintf(tmpdir, sizeof tmpdir, "%s", tmp && *tmp ? tmp : "/tmp");
     snprintf(lua_dir, sizeof lua_dir, "%s/tests/fuzz/lua", fuzz_src_root());
     return 0;
 }
 
-/* libFuzzer has no finalizer; the directory goes at exit. */
-__attribute__((destructor)) static void cleanup(void)
-{
-    if (dir[0]) {
-        unlink(file);
-        rmdir(dir);
-    }
-}
-
+/* Each input is a file of its own, removed as soon as it is loaded:
+ * libFuzzer leaves with _Exit, so nothing could clean up after it. */
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    FILE *f = fopen(file, "wb");
-    if (!f || fwrite(data, 1, size, f) != size || fclose(f) != 0)
+    char file[4200];
+    snprintf(file, sizeof file, "%s/sy-fuzz-config-XXXXXX.lua", tmpdir);
+    int fd = mkstemps(file, 4);
+    FILE *f = fd >= 0 ? fdopen(fd, "wb") : NULL;
+    if (!f || fwrite(data, 1, size, f) != size || fclose(f) != 0) {
+        fprintf(stderr, "fuzz_config: cannot write %s: %s\n", file, strerror(errno));
         abort();
+    }
     char err[1024];
     err[0] = '\0';
     sy_config *c = sy_config_load(file, lua_dir, err, sizeof err);
+    unlink(file);
     if (!c) {
         FUZZ_CHECK(err[0] != '\0', "a refused config without a message");
         return 0;

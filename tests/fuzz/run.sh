@@ -21,7 +21,8 @@
 # inputs are saved under build/fuzz/crashes/<harness>/.  In full mode a
 # crash does not end the run: the fuzzer starts again for the time left
 # (at most 5 times per harness).  Prints executions and findings per
-# harness, then "fuzz: N passed, M failed"; exits non-zero on any finding.
+# harness, then "fuzz: N passed, M failed"; exits non-zero on any finding
+# (libFuzzer's logs are then kept in build/fuzz/logs/<mode>.XXXXXX/).
 set -u
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
@@ -40,10 +41,14 @@ jobs=${FUZZ_JOBS:-1}
 [ "$mode" = short ] && jobs=1
 
 OUT=build/fuzz
+# Several runs may overlap (make test beside make fuzz): each keeps its logs
+# apart (removed when it passes), the build is done under a lock, and the
+# corpora and crash directories are shared, which libFuzzer allows.
 mkdir -p "$OUT/logs"
-if ! make -f tests/fuzz/Makefile -j"$(nproc)" >"$OUT/logs/build.log" 2>&1; then
+LOGS=$(mktemp -d "$OUT/logs/$mode.XXXXXX")
+if ! flock "$OUT/.build-lock" make -f tests/fuzz/Makefile -j"$(nproc)" >"$LOGS/build.log" 2>&1; then
     echo "FAIL  building the harnesses (clang with libFuzzer, ASan, UBSan):"
-    tail -30 "$OUT/logs/build.log" | sed 's/^/    | /'
+    tail -30 "$LOGS/build.log" | sed 's/^/    | /'
     echo "fuzz: 0 passed, 1 failed"
     exit 1
 fi
@@ -75,7 +80,7 @@ summary=()
 
 # The sanitizer report of a failed run, shortened.
 show_report() {
-    grep -E -A14 'ERROR: |runtime error|INVARIANT FAILED|ERROR: libFuzzer|==ERROR|SEGV|deadly signal' "$1" \
+    grep -aE -A14 'ERROR: |runtime error|INVARIANT FAILED|ERROR: libFuzzer|==ERROR|SEGV|deadly signal' "$1" \
         | grep -v '^INFO' | head -40 | sed 's/^/    | /'
 }
 
@@ -86,7 +91,7 @@ replay() {
         [ -f "$f" ] || continue
         case "$f" in *.md|*.txt) continue ;; esac
         n=$((n + 1))
-        local log="$OUT/logs/replay-$h-$(basename "$f").log"
+        local log="$LOGS/replay-$h-$(basename "$f").log"
         # shellcheck disable=SC2046
         if ! ASAN_OPTIONS=$base_asan UBSAN_OPTIONS=$base_ubsan \
             "$bin" $(opts_for "$h") -runs=1 "$f" </dev/null >"$log" 2>&1; then
@@ -108,7 +113,7 @@ fuzz() {
         local left=$((deadline - SECONDS))
         [ "$left" -ge 1 ] || break
         round=$((round + 1))
-        local log="$OUT/logs/fuzz-$h-$round.log"
+        local log="$LOGS/fuzz-$h-$round.log"
         local before
         before=$(ls "$crashes" | wc -l)
         local par=""
@@ -119,8 +124,8 @@ fuzz() {
             -artifact_prefix="$crashes/" "$corpus" "tests/fuzz/corpus/$h" </dev/null >"$log" 2>&1
         local rc=$?
         local e
-        e=$(grep -oE '^stat::number_of_executed_units: [0-9]+' "$log" | awk '{print $2}' | tail -1)
-        [ -z "$e" ] && e=$(grep -oE '^#[0-9]+' "$log" | tail -1 | tr -d '#')
+        e=$(grep -aoE '^stat::number_of_executed_units: [0-9]+' "$log" | awk '{print $2}' | tail -1)
+        [ -z "$e" ] && e=$(grep -aoE '^#[0-9]+' "$log" | tail -1 | tr -d '#')
         execs=$((execs + ${e:-0}))
         if [ "$rc" -ne 0 ]; then
             found=$((found + 1))
@@ -159,5 +164,10 @@ done
 
 echo
 for l in "${summary[@]}"; do echo "  $l"; done
+if [ "$failed" -eq 0 ]; then
+    rm -rf "$LOGS"
+else
+    echo "logs: $LOGS"
+fi
 echo "fuzz: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]
