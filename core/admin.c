@@ -36,6 +36,7 @@
 
 #define QUERY_TIMEOUT_MS 5000
 #define MAX_COMMAND 8192
+#define MAX_PENDING_OUT (4u << 20) /* replies a console client has not read yet */
 
 struct sy_admin {
     sy_admin_deps d;
@@ -243,22 +244,50 @@ static void close_when_written(struct bufferevent *bev, void *arg)
 }
 
 static void on_event(struct bufferevent *bev, short what, void *arg);
+static void on_read(struct bufferevent *bev, void *arg);
+
+/* No more commands on this connection: close it once the replies are out. */
+static void finish(sy_admin *a, struct bufferevent *bev)
+{
+    bufferevent_disable(bev, EV_READ);
+    bufferevent_setwatermark(bev, EV_WRITE, 0, 0);
+    bufferevent_setcb(bev, NULL, close_when_written, on_event, a);
+    close_when_written(bev, a);
+}
+
+/* The client has read enough of its replies: take commands again. */
+static void on_drained(struct bufferevent *bev, void *arg)
+{
+    bufferevent_setwatermark(bev, EV_WRITE, 0, 0);
+    bufferevent_setcb(bev, on_read, NULL, on_event, arg);
+    bufferevent_enable(bev, EV_READ);
+    on_read(bev, arg); /* lines that were already buffered */
+}
 
 static void on_read(struct bufferevent *bev, void *arg)
 {
     sy_admin *a = arg;
-    struct evbuffer *in = bufferevent_get_input(bev);
+    struct evbuffer *in = bufferevent_get_input(bev), *out = bufferevent_get_output(bev);
     char *line;
     size_t n;
-    while ((line = evbuffer_readln(in, &n, EVBUFFER_EOL_CRLF))) {
+    while (evbuffer_get_length(out) < MAX_PENDING_OUT &&
+           (line = evbuffer_readln(in, &n, EVBUFFER_EOL_CRLF))) {
         int keep = command(a, bev, line);
         free(line);
         if (!keep) {
-            bufferevent_disable(bev, EV_READ);
-            bufferevent_setcb(bev, NULL, close_when_written, on_event, a);
-            close_when_written(bev, a);
+            finish(a, bev);
             return;
         }
+    }
+    if (evbuffer_get_length(out) >= MAX_PENDING_OUT) {
+        /* A client that sends commands without reading the replies would
+         * make them pile up here without bound: stop reading its commands
+         * (the kernel's buffers then push back on it) until half of what
+         * is pending has been written. */
+        bufferevent_disable(bev, EV_READ);
+        bufferevent_setwatermark(bev, EV_WRITE, MAX_PENDING_OUT / 2, 0);
+        bufferevent_setcb(bev, on_read, on_drained, on_event, a);
+        return;
     }
     if (evbuffer_get_length(in) > MAX_COMMAND) {
         bufferevent_write(bev, "ERROR\n", 6);
@@ -268,9 +297,36 @@ static void on_read(struct bufferevent *bev, void *arg)
 
 static void on_event(struct bufferevent *bev, short what, void *arg)
 {
-    (void)arg;
-    if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR))
+    sy_admin *a = arg;
+    if (what & BEV_EVENT_ERROR) {
         bufferevent_free(bev);
+        return;
+    }
+    if (what & BEV_EVENT_EOF) {
+        /* The client has said all it will (`echo stats | nc -N host 8126`):
+         * as statsd, answer what it sent, a last line without its newline
+         * included, and close once the replies are out; freeing the
+         * connection now would drop what is still queued. */
+        struct evbuffer *in = bufferevent_get_input(bev);
+        char *line;
+        size_t len;
+        int keep = 1;
+        while (keep && (line = evbuffer_readln(in, &len, EVBUFFER_EOL_CRLF))) {
+            keep = command(a, bev, line);
+            free(line);
+        }
+        len = evbuffer_get_length(in);
+        line = keep && len && len <= MAX_COMMAND ? malloc(len + 1) : NULL;
+        if (line) {
+            evbuffer_remove(in, line, len);
+            line[len] = '\0';
+            if (line[len - 1] == '\r')
+                line[len - 1] = '\0';
+            command(a, bev, line);
+            free(line);
+        }
+        finish(a, bev);
+    }
 }
 
 static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int len, void *arg)
