@@ -10,11 +10,17 @@
  * it only if its start is START_MS: as in appstats, a slot is reused every
  * 100 seconds, so the full record may belong to a newer trace by now.
  *
+ * The admin endpoint's /traces page (sy_traces_http) shares the fetching,
+ * the checks and the totals with the command line and renders them as
+ * HTML: the listing with links to `?show=START_MS`, and one trace's spans
+ * as a timeline of bars placed by offset and duration.
+ *
  * Everything read from memcached is untrusted: the JSON decoder is a small
  * bounded recursive-descent parser for this format (depth-limited, never
  * reads past the buffer), values are read by their announced length with
  * a cap, and strings are printed with control characters and invalid
- * UTF-8 replaced, so a record cannot drive the terminal.
+ * UTF-8 replaced, so a record cannot drive the terminal; on the page they
+ * are HTML-escaped as well, and the page runs no script.
  */
 #include "traces.h"
 
@@ -566,6 +572,8 @@ typedef struct mc {
     int timeout_ms;     /* each connect, send and read */
     uint64_t deadline;  /* CLOCK_MONOTONIC ms for the whole exchange; 0: none */
     size_t max_value;   /* larger values are skipped, not parsed */
+    size_t budget;      /* bytes of values still to parse; 0: no limit */
+    int limited;        /* budget is in force */
     char buf[65536];
     size_t off, len;
     char err[512];
@@ -682,6 +690,8 @@ static int mc_open(mc *m, const char *addr, int timeout_ms, int total_ms, size_t
     m->timeout_ms = timeout_ms;
     m->deadline = total_ms > 0 ? mono_ms() + (uint64_t)total_ms : 0;
     m->max_value = max_value;
+    m->budget = 0;
+    m->limited = 0;
     if (split_addr(addr, host, sizeof(host), port, sizeof(port)) < 0) {
         snprintf(m->err, sizeof(m->err), "'%s' is not HOST:PORT", addr);
         return -1;
@@ -819,7 +829,8 @@ static int mc_read(mc *m, char *dst, size_t n)
 typedef int (*value_fn)(void *ctx, const char *key, const char *data, size_t len);
 
 /* Reads the answer to a get: each VALUE goes to fn (values over
- * m->max_value are skipped and counted in *skipped), until END. */
+ * m->max_value, or over what is left of m->budget, are skipped and counted
+ * in *skipped), until END. */
 static int mc_values(mc *m, value_fn fn, void *ctx, size_t *skipped)
 {
     char *line;
@@ -857,7 +868,7 @@ static int mc_values(mc *m, value_fn fn, void *ctx, size_t *skipped)
         if ((*e != '\0' && *e != ' ') || errno)
             goto bad;
         (void)flags;
-        if (bytes > m->max_value) {
+        if (bytes > m->max_value || (m->limited && bytes > m->budget)) {
             if (mc_read(m, NULL, (size_t)bytes) < 0)
                 return -1;
             (*skipped)++;
@@ -872,6 +883,8 @@ static int mc_values(mc *m, value_fn fn, void *ctx, size_t *skipped)
                 return -1;
             }
             data[bytes] = '\0';
+            if (m->limited)
+                m->budget -= (size_t)bytes;
             int rc = fn(ctx, key, data, (size_t)bytes);
             free(data);
             if (rc < 0)
@@ -1080,7 +1093,7 @@ static void listing_free(listing *l)
  * what decodes newest first.  0, or -1 with the reason in err (l is then
  * empty). */
 static int list_fetch(listing *l, const char *addr, int timeout_ms, int total_ms,
-                      size_t max_value, char *err, size_t errlen)
+                      size_t max_value, size_t max_total, char *err, size_t errlen)
 {
     size_t cap = SLOTS * (l->prefix_len + 14) + 8;
     char *cmd = malloc(cap);
@@ -1098,8 +1111,10 @@ static int list_fetch(listing *l, const char *addr, int timeout_ms, int total_ms
     memcpy(cmd + n, "\r\n", 2);
     n += 2;
 
-    if (mc_open(&m, addr, timeout_ms, total_ms, max_value) < 0 || mc_write(&m, cmd, n) < 0 ||
-        mc_values(&m, on_part, l, &l->skipped) < 0) {
+    int opened = mc_open(&m, addr, timeout_ms, total_ms, max_value);
+    m.budget = max_total;
+    m.limited = max_total > 0;
+    if (opened < 0 || mc_write(&m, cmd, n) < 0 || mc_values(&m, on_part, l, &l->skipped) < 0) {
         snprintf(err, errlen, "%s", m.err[0] ? m.err : "out of memory");
         listing_free(l);
         goto out;
@@ -1336,7 +1351,7 @@ static int do_list(const char *addr, const char *prefix, long limit)
 {
     listing l = { .prefix = prefix, .prefix_len = strlen(prefix) };
     char err[600];
-    if (list_fetch(&l, addr, TIMEOUT_MS, 0, MAX_VALUE, err, sizeof(err)) < 0) {
+    if (list_fetch(&l, addr, TIMEOUT_MS, 0, MAX_VALUE, 0, err, sizeof(err)) < 0) {
         fprintf(stderr, "switchyard traces: %s\n", err);
         return 2;
     }
@@ -1430,10 +1445,12 @@ static int do_show(const char *addr, const char *prefix, uint64_t start)
 
 /* The admin thread serves every HTTP request, so memcached gets a short
  * leash there: each step 2 s, the whole exchange 5 s, and values of at
- * most 4 MiB (memcached's items are 1 MiB unless raised). */
+ * most 4 MiB each and 64 MiB in all (memcached's items are 1 MiB unless
+ * raised). */
 #define HTTP_TIMEOUT_MS 2000
 #define HTTP_TOTAL_MS 5000
 #define HTTP_MAX_VALUE (4u << 20)
+#define HTTP_MAX_TOTAL ((size_t)64 << 20) /* all part records of one listing */
 #define HTTP_DEFAULT_LIMIT 100
 #define HTML_MAX_CHARS 1024 /* longer client text is cut, with an ellipsis */
 
@@ -1503,7 +1520,7 @@ static const char PAGE_CSS[] =
     "body{font:14px/1.45 \"DejaVu Sans\",system-ui,sans-serif;margin:20px 28px;color:#1f2933;"
     "background:#fff}"
     "h1{font-size:20px;margin:0 0 4px}h2{font-size:16px;margin:26px 0 8px}"
-    "p{margin:6px 0}.sub,.note{color:#616e7c}.note{font-size:12px}"
+    "p{margin:6px 0}.sub,.note{color:#616e7c}.note{font-size:12px}h2 .sub{font-weight:400}"
     "a{color:#1d4ed8;text-decoration:none}a:hover{text-decoration:underline}"
     "table{border-collapse:collapse}"
     "th,td{padding:4px 10px;border-bottom:1px solid #e4e7eb;text-align:left;vertical-align:top}"
@@ -1612,7 +1629,8 @@ static int http_list(struct evbuffer *o, struct evkeyvalq *headers, const char *
 {
     listing l = { .prefix = prefix, .prefix_len = strlen(prefix) };
     char err[600];
-    if (list_fetch(&l, addr, HTTP_TIMEOUT_MS, HTTP_TOTAL_MS, HTTP_MAX_VALUE, err, sizeof(err)) < 0)
+    if (list_fetch(&l, addr, HTTP_TIMEOUT_MS, HTTP_TOTAL_MS, HTTP_MAX_VALUE, HTTP_MAX_TOTAL, err,
+                   sizeof(err)) < 0)
         return page_message(o, headers, 503, "Traces unavailable",
                             "The traces cannot be read from memcached:", err, 0);
     totals t;
@@ -1677,8 +1695,9 @@ static int http_list(struct evbuffer *o, struct evkeyvalq *headers, const char *
         evbuffer_add_printf(o, ")</p>\n");
     }
     if (l.skipped)
-        evbuffer_add_printf(o, "<p class=\"note\" id=\"skipped\">%zu record%s over %u bytes "
-                               "skipped</p>\n", l.skipped, l.skipped == 1 ? "" : "s", HTTP_MAX_VALUE);
+        evbuffer_add_printf(o, "<p class=\"note\" id=\"skipped\">%zu record%s skipped: over %u "
+                               "bytes, or past %zu MiB in all</p>\n", l.skipped,
+                            l.skipped == 1 ? "" : "s", HTTP_MAX_VALUE, HTTP_MAX_TOTAL >> 20);
     evbuffer_add_printf(o, "<p class=\"note\">As in appstats, a slot holds the last trace that "
                            "started in its 100 ms and is reused every 100 s.</p>\n");
     page_end(o);
