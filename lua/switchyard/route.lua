@@ -26,28 +26,115 @@ local function new_rule()
   return setmetatable({ conds = {}, sinks = nil, raw = nil }, Rule)
 end
 
--- Turn a carbon-style glob into an anchored Lua pattern: `*` is any run of
--- characters but '.', `**` any run at all; each star is a capture.
-local function glob_pattern(glob)
-  local out, i = { "^" }, 1
+-- Globs.  `*` is any run of characters but '.', `**` any run at all, and
+-- each star is a capture (for rename "%1").  A key comes from a client, so
+-- a glob must cost time linear in the key whatever the glob: written as a
+-- Lua pattern, `**.**.**.x` would backtrack (a 600-byte key took seconds,
+-- and luaTimeout cannot stop one C call).  So a glob is matched in two
+-- passes.  Backwards, row ti of `ok` marks each position from which tokens
+-- ti.. can match the rest of the key.  Forwards, each star then takes the
+-- capture a backtracking matcher would have found first: the longest for
+-- `*` (as `([^.]*)`), the shortest for `**` (as `(.-)`), among those from
+-- which the rest can still match.  O(key length x tokens), no recursion.
+local DOT = 46
+
+local function glob_tokens(glob)
+  local toks, lit, i = {}, {}, 1
+  local function flush()
+    if #lit > 0 then toks[#toks + 1] = table.concat(lit); lit = {} end
+  end
   while i <= #glob do
     local c = glob:sub(i, i)
     if c == "*" then
+      flush()
       if glob:sub(i + 1, i + 1) == "*" then
-        out[#out + 1] = "(.-)"
+        toks[#toks + 1] = 2
         i = i + 1
       else
-        out[#out + 1] = "([^.]*)"
+        toks[#toks + 1] = 1
       end
-    elseif c:match("%p") then
-      out[#out + 1] = "%" .. c
     else
-      out[#out + 1] = c
+      lit[#lit + 1] = c
     end
     i = i + 1
   end
-  out[#out + 1] = "$"
-  return table.concat(out)
+  flush()
+  return toks
+end
+
+-- The captures of glob tokens `toks` on `s` (a list, empty when the glob
+-- has no star), or nil when it does not match.
+local function glob_captures(toks, s)
+  local n, m = #s, #toks
+  -- Cheap refusals first: most rules do not match most keys.
+  local first, last = toks[1], toks[m]
+  if type(first) == "string" and s:sub(1, #first) ~= first then return nil end
+  if type(last) == "string" and (#last > n or s:sub(n - #last + 1) ~= last) then return nil end
+  if m == 1 and type(first) == "string" then return #first == n and {} or nil end
+
+  local ok = {}
+  local nxt = { [n + 1] = true }
+  ok[m + 1] = nxt
+  for ti = m, 1, -1 do
+    local t, row = toks[ti], {}
+    if type(t) == "string" then
+      local len = #t
+      local p = s:find(t, 1, true)
+      while p do
+        if nxt[p + len] then row[p] = true end
+        p = s:find(t, p + 1, true)
+      end
+    elseif t == 1 then
+      local reach = nxt[n + 1]
+      row[n + 1] = reach
+      for si = n, 1, -1 do
+        reach = nxt[si] or (reach and s:byte(si) ~= DOT) or nil
+        row[si] = reach
+      end
+    else
+      local reach = nxt[n + 1]
+      row[n + 1] = reach
+      for si = n, 1, -1 do
+        reach = nxt[si] or reach
+        row[si] = reach
+      end
+    end
+    ok[ti] = row
+    nxt = row
+  end
+  if not ok[1][1] then return nil end
+
+  local caps, si = {}, 1
+  for ti = 1, m do
+    local t, after = toks[ti], ok[ti + 1]
+    if type(t) == "string" then
+      si = si + #t
+    elseif t == 1 then
+      local e = si
+      while e <= n and s:byte(e) ~= DOT do e = e + 1 end
+      while not after[e] do e = e - 1 end
+      caps[#caps + 1] = s:sub(si, e - 1)
+      si = e
+    else
+      local e = si
+      while not after[e] do e = e + 1 end
+      caps[#caps + 1] = s:sub(si, e - 1)
+      si = e
+    end
+  end
+  return caps
+end
+M.glob_captures = function(glob, s) return glob_captures(glob_tokens(glob), s) end
+
+-- A rename template with %0-%9 filled in as string.gsub fills them: %0 is
+-- the whole name (as is %1 when there are no captures), %% a '%'.
+local function expand(template, whole, caps)
+  return (template:gsub("%%(.)", function(c)
+    if c == "0" or (c == "1" and #caps == 0) then return whole end
+    local d = tonumber(c)
+    if d then return caps[d] end
+    return c
+  end))
 end
 
 -- IPv4 address text -> number, or nil.
@@ -86,17 +173,38 @@ function conds.prefix(p)
   return function(m) return m.name:sub(1, #p) == p end
 end
 
+-- glob and match also return what rename needs: the number of captures
+-- and how to fill a template from the name.
 function conds.glob(g)
   assert(type(g) == "string", "glob needs a string")
-  local pat = glob_pattern(g)
-  return function(m) return m.name:match(pat) ~= nil end, pat
+  local toks, stars = glob_tokens(g), 0
+  for _, t in ipairs(toks) do
+    if type(t) == "number" then stars = stars + 1 end
+  end
+  if stars <= 1 then
+    -- One star cannot backtrack far (it is tried at each length of one
+    -- run), so the faster Lua pattern is safe here.
+    local pat = { "^" }
+    for _, t in ipairs(toks) do
+      pat[#pat + 1] = t == 1 and "([^.]*)" or t == 2 and "(.-)" or t:gsub("%p", "%%%0")
+    end
+    pat = table.concat(pat) .. "$"
+    return function(m) return m.name:match(pat) ~= nil end,
+      { captures = stars,
+        rename = function(name, template) return expand(template, name, stars == 1 and { name:match(pat) } or {}) end }
+  end
+  return function(m) return glob_captures(toks, m.name) ~= nil end,
+    { captures = stars,
+      rename = function(name, template) return expand(template, name, glob_captures(toks, name)) end }
 end
 
 function conds.match(pat)
   assert(type(pat) == "string", "match needs a Lua pattern")
   local ok, err = pcall(string.find, "", pat)
   if not ok then error("bad Lua pattern '" .. pat .. "': " .. tostring(err), 3) end
-  return function(m) return m.name:match(pat) ~= nil end, pat
+  return function(m) return m.name:match(pat) ~= nil end,
+    { captures = M.count_captures(pat),
+      rename = function(name, template) return (name:gsub(pat, template, 1)) end }
 end
 
 -- tag("env") holds when the tag is present; tag("env", "prod") when it has
@@ -268,7 +376,7 @@ function M.compile(rules, sink_bits, where)
     end
     uses_origin = uses_origin or r.uses_origin or false
     if type(r.new_name) == "string" then
-      local have = r.pattern and count_captures(r.pattern) or 0
+      local have = r.pattern and r.pattern.captures or 0
       for d in r.new_name:gmatch("%%(%d)") do
         if tonumber(d) > have and not (tonumber(d) == 0 and r.pattern) then
           error(string.format("%s[%d]: rename uses %%%s but the rule's pattern has %d capture%s",
@@ -296,7 +404,7 @@ function M.compile(rules, sink_bits, where)
         name = c.new_name(m)
         if type(name) ~= "string" or name == "" then error("rename function must return a name") end
       elseif c.pattern then
-        name = m.name:gsub(c.pattern, c.new_name, 1)
+        name = c.pattern.rename(m.name, c.new_name)
       else
         name = c.new_name
       end
