@@ -6,7 +6,8 @@
  * Lines go into a bounded queue (lib/netq) that a reconnecting client
  * writes out; each destination has its own queue and connection.  When a
  * queue is full the metrics for it are dropped and counted: the queues are
- * the bound, so this sink never answers SY_RETRY.  A carbon being down at
+ * the bound.  (Only a flush larger than the queue of a carbon that keeps up
+ * is paced with SY_RETRY rather than cut: see must_wait.)  A carbon being down at
  * start, or going away and coming back, only fills its own queue; the
  * other destinations are unaffected.
  *
@@ -76,6 +77,8 @@ typedef struct dest {
     int64_t queued, queued_bytes;
     int connected;
     int full;                 /* refused a line during the current batch */
+    uint64_t sent_seen;       /* netq_sent() when last looked at */
+    uint64_t moved_ms;        /* monotonic ms when the queue last moved */
     uint64_t drops_unlogged;
 } dest;
 
@@ -578,12 +581,53 @@ static int name_ok(const char *name, size_t len)
     return 1;
 }
 
+/*
+ * A flush can be larger than a queue (1M keys are 2M lines, ~100 MB) while
+ * carbon takes it easily.  Cutting it would lose data for no reason, so
+ * such a flush is paced instead: a batch that does not fit the queue of a
+ * destination that is connected and moving (it wrote a line, or was empty,
+ * within the last STALL_MS) is answered SY_RETRY before any of it is
+ * queued; the host holds it (within its retryMaxMetrics bound) and offers
+ * it again every 100 ms as the queue drains.  A destination that is down,
+ * or connected but stuck (a reader that stopped reading), does not earn
+ * that: once it has not moved for STALL_MS, what its queue cannot take is
+ * dropped and counted, and memory goes back to maxQueueBytes.
+ */
+#define STALL_MS 2000
+
+static int must_wait(graphite *g, const sy_metric_batch *b, int tslen)
+{
+    uint64_t now = g->api->monotonic_ms(g->host);
+    /* At most: name, ' ', a number (24 characters at most), ' ', ts, '\n';
+     * the whole batch is counted against each destination. */
+    size_t need = 0;
+    for (size_t i = 0; i < b->count; i++)
+        need += (size_t)b->metrics[i].name_len + 26 + (size_t)tslen + 1;
+    int wait = 0;
+    for (int i = 0; i < g->nd; i++) {
+        dest *d = &g->d[i];
+        uint64_t sent = netq_sent(d->q);
+        if (sent != d->sent_seen || netq_bytes(d->q) == 0) {
+            d->sent_seen = sent;
+            d->moved_ms = now;
+        }
+        size_t max = netq_max_bytes(d->q);
+        if (netq_connected(d->q) && now - d->moved_ms < STALL_MS && need <= max &&
+            netq_bytes(d->q) > max - need)
+            wait = 1;
+    }
+    return wait;
+}
+
 static sy_status graphite_write(void *state, const sy_metric_batch *b)
 {
     graphite *g = state;
     char ts[24], num[32];
     int tslen = snprintf(ts, sizeof(ts), "%lld", (long long)b->timestamp);
     size_t bad = 0, full = 0;
+
+    if (must_wait(g, b, tslen))
+        return SY_RETRY;
 
     for (size_t i = 0; i < b->count; i++) {
         const sy_metric *m = &b->metrics[i];

@@ -65,6 +65,7 @@ struct netq {
     chunk *head, *tail, *spare;
     size_t bytes, lines, max_bytes;
     size_t wr_off;
+    uint64_t sent_lines; /* whole lines written, ever */
 };
 
 static void nq_connect(netq *q);
@@ -241,6 +242,7 @@ static void nq_written(netq *q, size_t w)
         nq_drop_front(q, cut);
         q->wr_off -= cut;
         q->lines -= lines;
+        q->sent_lines += lines;
         q->api->stat_add(q->host, SY_STAT_SENT, (int64_t)lines);
     }
 }
@@ -556,6 +558,16 @@ void netq_kick(netq *q)
 size_t netq_lines(const netq *q)
 {
     return q->lines;
+}
+
+size_t netq_max_bytes(const netq *q)
+{
+    return q->max_bytes;
+}
+
+uint64_t netq_sent(const netq *q)
+{
+    return q->sent_lines;
 }
 
 size_t netq_bytes(const netq *q)

@@ -60,6 +60,8 @@ void netq_kick(netq *q);
 
 size_t netq_lines(const netq *q);  /* lines not yet completely written */
 size_t netq_bytes(const netq *q);
+size_t netq_max_bytes(const netq *q);
 int netq_connected(const netq *q);
+uint64_t netq_sent(const netq *q);  /* whole lines written since creation */
 
 #endif
