@@ -28,8 +28,8 @@
 #include <sys/socket.h>
 
 #include "hash.h"
+#include "inspect.h"
 #include "log.h"
-#include "numfmt.h"
 #include "parse.h"
 
 /* Sets hold 64-bit hashes of their members: exact for every practical
@@ -46,7 +46,14 @@ typedef struct sy_hset {
 #define F_TOUCHED 8    /* seen since the last flush (routing cache entries expire) */
 
 typedef struct sy_entry {
-    struct sy_entry *next_dead;
+    /* An entry is either in the table, where seq numbers it in the order
+     * entries were created (statsd's key order, for the admin dumps), or on
+     * a list of dead entries waiting to be freed; never both, so the two
+     * share their space. */
+    union {
+        uint64_t seq;
+        struct sy_entry *next_dead;
+    };
     uint64_t hash;
     union {
         double value;
@@ -110,6 +117,7 @@ struct sy_agg {
     tok_entry **toks;        /* token cache: chained hash, TOK_BUCKETS */
     size_t ntoks;
     sy_entry *deleted;       /* deleted by the admin: freed with the next snapshot */
+    uint64_t next_seq;       /* the seq of the next entry created */
     const sy_origin *origin; /* of the record being fed */
     char sender[INET6_ADDRSTRLEN];
     int sender_ready;
@@ -204,6 +212,7 @@ static sy_entry *entry_new(sy_agg *a, uint64_t h, int type, const char *key, siz
     if (!e)
         return NULL;
     memset(e, 0, sizeof *e);
+    e->seq = a->next_seq++;
     e->hash = h;
     e->type = (uint8_t)type;
     e->key_len = (uint16_t)len;
@@ -842,9 +851,10 @@ static void apply(sy_agg *a, const char *key, size_t klen, sy_sample *s)
     case SY_T_GAUGE:
         if (a->o.delete_gauges)
             e->ttl = a->o.gauges_max_ttl;
-        /* statsd: `if (gauges[key] && /^[-+]/)` - a delta on a gauge that
-         * is 0 or missing sets it, which gives the same number. */
-        if (s->is_delta)
+        /* statsd: `if (gauges[key] && /^[-+]/)` - a delta adds to a gauge
+         * whose value is truthy; on one that is missing, 0, -0 or NaN it
+         * sets it ("-0" gives -0, which 0 + -0 would not). */
+        if (s->is_delta && e->u.value != 0 && !isnan(e->u.value))
             e->u.value += s->value;
         else
             e->u.value = s->value;
@@ -1210,73 +1220,48 @@ void sy_buf_free(sy_buf *b)
     b->len = b->cap = 0;
 }
 
-/* A key as util.inspect writes an object key: bare when it is an
- * identifier, else single-quoted. */
-static void inspect_key(sy_buf *out, const sy_entry *e)
+static int by_seq(const void *x, const void *y)
 {
-    int ident = e->key_len > 0 && !(e->key[0] >= '0' && e->key[0] <= '9');
-    for (size_t i = 0; i < e->key_len && ident; i++) {
-        char c = e->key[i];
-        ident = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-                c == '_' || c == '$';
-    }
-    if (ident) {
-        sy_buf_printf(out, "%s", e->key);
-        return;
-    }
-    sy_buf_printf(out, "'");
-    for (size_t i = 0; i < e->key_len; i++) {
-        char c = e->key[i];
-        if (c == '\'' || c == '\\')
-            sy_buf_printf(out, "\\%c", c);
-        else if ((unsigned char)c < 32)
-            sy_buf_printf(out, "\\x%02x", (unsigned char)c);
-        else
-            sy_buf_printf(out, "%c", c);
-    }
-    sy_buf_printf(out, "'");
+    const sy_entry *a = *(sy_entry *const *)x, *b = *(sy_entry *const *)y;
+    return a->seq < b->seq ? -1 : a->seq > b->seq;
 }
 
-static void inspect_number(sy_buf *out, double v)
+static void dump_prop(void *ctx, size_t i, sy_inspect_prop *p)
 {
-    char num[SY_FMT_DOUBLE_MAX];
-    sy_fmt_double(v, num);
-    sy_buf_printf(out, "%s", num);
+    const sy_entry *e = ((sy_entry **)ctx)[i];
+    const sy_timer_data *t = e->type == SY_T_TIMER ? e->u.timer : NULL;
+    *p = (sy_inspect_prop){ .key = e->key, .key_len = e->key_len,
+                            .is_array = e->type == SY_T_TIMER,
+                            .value = e->type == SY_T_TIMER ? 0 : e->u.value,
+                            .v = t ? t->v : NULL, .n = t ? t->n : 0 };
 }
 
+/* statsd's objects keep their keys in the order they were first seen
+ * (statsd's own counters exist from the start; a flush resets values but
+ * keeps keys unless deleteIdleStats deletes them, and a key deleted, by a
+ * flush or the admin, comes back at the end).  Entries are created and
+ * deleted at the same moments, so their creation order is statsd's. */
 void sy_agg_dump(sy_agg *a, int type, sy_buf *out)
 {
     size_t n = 0;
     for (size_t i = 0; i < a->cap; i++)
         if (a->slots[i].e && a->slots[i].e->type == type)
             n++;
-    if (n == 0) {
-        sy_buf_printf(out, "{}\n");
+    sy_entry **es = malloc((n ? n : 1) * sizeof *es);
+    if (!es) {
+        sy_buf_printf(out, "ERROR: out of memory\n");
         return;
     }
-    sy_buf_printf(out, "{\n");
-    size_t k = 0;
-    for (size_t i = 0; i < a->cap; i++) {
-        sy_entry *e = a->slots[i].e;
-        if (!e || e->type != type)
-            continue;
-        sy_buf_printf(out, "  ");
-        inspect_key(out, e);
-        sy_buf_printf(out, ": ");
-        if (type == SY_T_TIMER) {
-            sy_timer_data *t = e->u.timer;
-            sy_buf_printf(out, "[");
-            for (uint32_t j = 0; t && j < t->n; j++) {
-                sy_buf_printf(out, "%s", j ? ", " : " ");
-                inspect_number(out, t->v[j]);
-            }
-            sy_buf_printf(out, (t && t->n) ? " ]" : "]");
-        } else {
-            inspect_number(out, e->u.value);
-        }
-        sy_buf_printf(out, "%s\n", ++k < n ? "," : "");
-    }
-    sy_buf_printf(out, "}\n");
+    n = 0;
+    for (size_t i = 0; i < a->cap; i++)
+        if (a->slots[i].e && a->slots[i].e->type == type)
+            es[n++] = a->slots[i].e;
+    qsort(es, n, sizeof *es, by_seq);
+    if (sy_inspect_object(out, n, dump_prop, es) < 0)
+        sy_buf_printf(out, "ERROR: out of memory\n");
+    else
+        sy_buf_printf(out, "\n");
+    free(es);
 }
 
 static void admin_delete_entry(sy_agg *a, sy_entry *e)

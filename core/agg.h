@@ -145,8 +145,9 @@ typedef struct sy_buf {
 void sy_buf_printf(sy_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void sy_buf_free(sy_buf *b);
 
-/* statsd's `counters`, `timers`, `gauges`: the current interval's values in
- * node's util.inspect notation. */
+/* statsd's `counters`, `timers`, `gauges`: the current interval's values,
+ * byte for byte as statsd's console prints them (node's util.inspect, see
+ * inspect.h; keys in the order statsd first saw them), then a newline. */
 void sy_agg_dump(sy_agg *a, int type, sy_buf *out);
 /* statsd's `delcounters` etc.: each name, or a "folder.*", is deleted;
  * "deleted: NAME" or "metric NAME not found" per request, then END. */

@@ -9,8 +9,12 @@ the HTTP endpoint (/health, /metrics).
      name, no name), stats, config, quit.  Replies that statsd's scripts
      parse byte for byte (health, ERROR, deleted:/not found, the END
      terminators, help's first words, stats' line format) must be
-     identical; dumps must hold the same keys and values (util.inspect
-     notation; layout differences are printed as notes);
+     identical; so must the dumps, which are node's util.inspect of
+     statsd's objects: the traffic makes a dump on one line (gauges, -0
+     among them), dumps of one key a line, a timer in columns, a timer of
+     more than 100 values ("... 20 more items"), array-index keys (listed
+     first, in numeric order), and a counter deleted with delcounters then
+     seen again (listed last); a 3000-key dump too;
   2. switchyard's own commands on the same daemon: keys, keys PREFIX,
      sinks, listeners, config, and several commands on one connection;
   3. a second daemon (flushing every second to a capture listener, a Unix
@@ -63,12 +67,15 @@ TRAFFIC = [
     "t.one:10|ms\nt.one:20|ms\nt.frac:1.5|ms",
     "t.many:1|ms\nt.many:2|ms\nt.many:3|ms\nt.many:4|ms\nt.many:5|ms\nt.many:6|ms\nt.many:7|ms\n"
     "t.many:8|ms",
-    "g.x:7|g\ng.x:+3|g\ng.neg:0|g\ng.neg:-5|g\ng.half:0.5|g",
+    "g.x:7|g\ng.x:+3|g\ng.neg:0|g\ng.neg:-5|g\ng.half:0.5|g\ng.nz:-0|g",
     "weird name/x:1|c\nuser.set:alice|s\nuser.set:bob|s",
     "bad line without a colon",
     "api.latency:100|ms\napi.latency:200|ms",
+    "17:1|c\n3:2|c\n0:5|c\n17:1|c",
+    "\n".join("t.long:%d|ms" % (i * 37 % 1000) for i in range(120)),
 ]
 DATAGRAMS = len(TRAFFIC)
+AGAIN = "api.requests:4|c"    # sent after `delcounters api.*`: the key comes back, last
 LINES = sum(len(d.split("\n")) for d in TRAFFIC)
 
 # ---------------------------------------------------------------------------
@@ -397,10 +404,14 @@ def compare_with_statsd(res, workdir, cap):
                 continue
             res.check("%s: the same keys and values as statsd (%d keys)" % (cmd, len(pb)),
                       pa == pb and len(pb) > 0, "switchyard %r\nstatsd     %r" % (pa, pb))
-            if oa != ob:
-                res.note("%s: layout differs from statsd's util.inspect (values equal):" % cmd)
-                res.note("  switchyard %r" % oa)
-                res.note("  statsd     %r" % ob)
+            res.check("%s: byte for byte statsd's reply (util.inspect's key order and layout)" % cmd,
+                      a == b, "switchyard %r\nstatsd     %r" % (a, b))
+            layouts = {"counters": ("{\n  '0': 5,\n  '3': 2,\n  '17': 2,\n  'statsd.bad_lines_seen': 1,\n",),
+                       "timers": ("  't.many': [\n    1, 2, 3, 4,\n    5, 6, 7, 8\n  ],\n",
+                                  "    ... 20 more items\n  ]\n}\n"),
+                       "gauges": ("{ 'g.x': 10, 'g.neg': -5, 'g.half': 0.5, 'g.nz': -0 }\n",)}
+            res.check("%s: the traffic gave the layouts meant (%s)" % (cmd, " / ".join(
+                      repr(x) for x in layouts[cmd])), all(x in b for x in layouts[cmd]), repr(b))
         want = {"api.requests": 3.0, "api.errors": 6.0, "db.rows": 5.0, "frac.c": 0.30000000000000004,
                 "big.c": 123456789012345680000.0, "weird_name-x": 1.0}
         counters = parse_inspect(dump_part(ask_once(sy_port, "counters", "END\n\n"))[0])
@@ -457,11 +468,23 @@ def compare_with_statsd(res, workdir, cap):
         for cmd in ("counters", "timers", "gauges"):
             a, b = both(cmd, "END\n\n")
             pa, pb = parse_inspect(dump_part(a)[0]), parse_inspect(dump_part(b)[0])
-            res.check("%s after the deletes: the same as statsd" % cmd, pa == pb, "%r\n%r" % (pa, pb))
+            res.check("%s after the deletes: the same as statsd, byte for byte" % cmd,
+                      pa == pb and a == b, "switchyard %r\nstatsd     %r" % (a, b))
         counters = parse_inspect(dump_part(ask_once(sy_port, "counters", "END\n\n"))[0])
         res.check("delcounters api.*: every api. counter is gone, the others stay",
                   not any(k.startswith("api.") for k in counters) and "frac.c" in counters and
                   "db.rows" not in counters, "%r" % counters)
+
+        # a deleted counter seen again: statsd adds the key anew, at the end
+        send_udp(sy.udp_port, [AGAIN])
+        send_udp(st.udp_port, [AGAIN])
+        for port in (sy_port, st_port):
+            wait_until(lambda: "'statsd.packets_received': %d" % (DATAGRAMS + 1) in
+                       ask_once(port, "counters", "END\n\n").replace("\n ", " "), 5)
+        a, b = both("counters", "END\n\n")
+        res.check("a counter deleted, then seen again, comes last, as in statsd (byte for byte)",
+                  a == b and b.endswith("  'api.requests': 4\n}\nEND\n\n"),
+                  "switchyard %r\nstatsd     %r" % (a, b))
 
         # quit closes the connection, after nothing
         for name, port in (("switchyard", sy_port), ("statsd", st_port)):
@@ -508,10 +531,10 @@ def check_own_commands(res, sy, port):
                     % (LOOPBACK, sy.udp_port), out, re.M)
     tcp = re.search(r"^tcp://%s:%d received=\d+ bytes=\d+ .*connections_open=\d+ "
                     r"connections_accepted=\d+" % (LOOPBACK, sy.tcp_port), out, re.M)
-    nbytes = sum(len(d) for d in TRAFFIC)
+    nbytes = sum(len(d) for d in TRAFFIC) + len(AGAIN)
     res.check("listeners: the UDP listener counts the %d datagrams and %d bytes sent"
-              % (DATAGRAMS, nbytes),
-              udp is not None and int(udp.group(1)) == DATAGRAMS and int(udp.group(2)) == nbytes and
+              % (DATAGRAMS + 1, nbytes),
+              udp is not None and int(udp.group(1)) == DATAGRAMS + 1 and int(udp.group(2)) == nbytes and
               udp.group(3) == "0", out)
     res.check("listeners: the TCP listener shows its connections; each ring its use; END",
               tcp is not None and re.search(r"^ring\.0 used=\d+ capacity=\d+$", out, re.M) is not None
@@ -580,6 +603,10 @@ def check_client_ends(res, sy, st):
     res.check("a client that half-closes after `counters` gets the whole reply (%d bytes), as from "
               "statsd" % len(a), a.endswith("\nEND\n\n") and len(a) > 40000 and same,
               "switchyard: %d bytes, ends %r\nstatsd: %d bytes" % (len(a), a[-40:], len(b)))
+    first = next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
+    res.check("the %d-key counters dump is byte for byte statsd's" % (len(bulk) * 100),
+              a == b, "first difference at byte %d:\nswitchyard ...%r\nstatsd     ...%r"
+              % (first, a[max(0, first - 200):first + 200], b[max(0, first - 200):first + 200]))
     a, b = ask_half_closed(sy_port, b"health"), ask_half_closed(st_port, b"health")
     res.check("a last command without its newline, then half-close: answered, as statsd does",
               a == b == "health: up\n", "%r %r" % (a, b))

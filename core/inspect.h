@@ -1,0 +1,39 @@
+/*
+ * inspect.h - Node's util.inspect, for the objects statsd's console prints.
+ *
+ * statsd answers `counters`, `timers` and `gauges` with util.inspect(obj),
+ * where each value of obj is a number or an array of numbers.  This writes
+ * the same bytes as Node 20 with the default options (breakLength 80,
+ * compact 3, maxArrayLength 100), so that scripts reading statsd's console
+ * read switchyard's too.
+ */
+#ifndef SY_INSPECT_H
+#define SY_INSPECT_H
+
+#include <stddef.h>
+
+#include "agg.h" /* sy_buf */
+
+/* One property: a key (any bytes, read as UTF-8) and a number, or an
+ * array of numbers when is_array. */
+typedef struct sy_inspect_prop {
+    const char *key;
+    size_t key_len;
+    int is_array;
+    double value;
+    const double *v;  /* is_array: n numbers (v may be NULL when n is 0) */
+    size_t n;
+} sy_inspect_prop;
+
+/* Fills *p with property i (0 <= i < n) of the object, numbered in the
+ * order the keys were created. */
+typedef void sy_inspect_get_fn(void *ctx, size_t i, sy_inspect_prop *p);
+
+/* Appends util.inspect of an object of n properties (no newline after it).
+ * They are written in JavaScript's property order: array-index keys such
+ * as "17" first, in numeric order, then the others in creation order.
+ * Memory: a few words per property, only when some key is an array index.
+ * -1 when out of memory (nothing written). */
+int sy_inspect_object(sy_buf *out, size_t n, sy_inspect_get_fn *get, void *ctx);
+
+#endif
