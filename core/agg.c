@@ -128,6 +128,15 @@ struct sy_agg {
 #define RAW_MAX_SAMPLES (1u << 20)
 #define RAW_MAX_BYTES (64u << 20)
 
+/* The counters in a->st have one writer, the engine thread that owns the
+ * aggregator; other threads only read them.  So the ones bumped for every
+ * line and sample take a relaxed load and store, not a locked
+ * read-modify-write (about 20 cycles each on this class of x86). */
+static inline void stat_bump(_Atomic uint64_t *c)
+{
+    atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + 1, memory_order_relaxed);
+}
+
 static sy_ratelimit rl_bad = SY_RATELIMIT_INIT(10000, 5);
 static sy_ratelimit rl_keys = SY_RATELIMIT_INIT(10000, 2);
 
@@ -958,7 +967,7 @@ void sy_agg_line(sy_agg *a, const char *line, size_t len, const sy_origin *origi
     if (klen == -2)
         return;
     a->e_metrics->u.value += 1;
-    atomic_fetch_add_explicit(&a->st.lines, 1, memory_order_relaxed);
+    stat_bump(&a->st.lines);
     if (klen < 0) {
         bad_line(a, line, len);
         return;
@@ -981,7 +990,7 @@ void sy_agg_line(sy_agg *a, const char *line, size_t len, const sy_origin *origi
             bad_line(a, line, len);
             continue;
         }
-        atomic_fetch_add_explicit(&a->st.samples, 1, memory_order_relaxed);
+        stat_bump(&a->st.samples);
         apply(a, a->key, (size_t)klen, &s);
     }
 }
@@ -995,7 +1004,7 @@ void sy_agg_feed(sy_agg *a, const char *buf, size_t len, const sy_origin *origin
     a->origin = origin;
     a->sender_ready = 0;
     a->e_packets->u.value += 1;
-    atomic_fetch_add_explicit(&a->st.packets, 1, memory_order_relaxed);
+    stat_bump(&a->st.packets);
     const char *p = buf, *end = buf + len;
     while (p < end) {
         const char *nl = memchr(p, '\n', (size_t)(end - p));
