@@ -71,6 +71,15 @@ local function glob_captures(toks, s)
   if type(first) == "string" and s:sub(1, #first) ~= first then return nil end
   if type(last) == "string" and (#last > n or s:sub(n - #last + 1) ~= last) then return nil end
   if m == 1 and type(first) == "string" then return #first == n and {} or nil end
+  local at = 1 -- every literal must occur, in order, wherever the stars fall
+  for ti = 1, m do
+    local t = toks[ti]
+    if type(t) == "string" then
+      local p = s:find(t, at, true)
+      if not p then return nil end
+      at = p + #t
+    end
+  end
 
   local ok = {}
   local nxt = { [n + 1] = true }
