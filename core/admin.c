@@ -52,6 +52,8 @@ struct sy_admin {
     int mgmt_port, http_port;
     atomic_int health_up;
     time_t start;
+    pthread_mutex_t conf_lock;
+    sy_buf conf_text; /* the `config` reply for the config running now */
 };
 
 static time_t now_s(void) { return time(NULL); }
@@ -133,14 +135,17 @@ static void cmd_listeners(sy_admin *a, sy_buf *b)
 }
 
 /* statsd's helpers.writeConfig: "prop: value", "prop > sub: value". */
-static void cmd_config(sy_admin *a, sy_buf *b)
+/* The `config` reply for config c, written when it starts to run (at
+ * start, and by each reload that succeeds), so that the console always
+ * shows the running config without reading one the engine may free.  The
+ * listeners are the ones open: a reload does not reopen them. */
+static void describe_config(sy_admin *a, const sy_config *c, sy_buf *b)
 {
-    const sy_config *c = a->d.conf;
     char num[SY_FMT_DOUBLE_MAX];
     sy_buf_printf(b, "\n");
     sy_buf_printf(b, "configFile: %s\n", c->file ? c->file : "(built-in default)");
-    for (size_t i = 0; i < c->nlisten; i++)
-        sy_buf_printf(b, "listen > %zu: %s\n", i, c->listen[i].url);
+    for (size_t i = 0; i < a->d.nlisteners; i++)
+        sy_buf_printf(b, "listen > %zu: %s\n", i, a->d.listeners[i].name);
     sy_buf_printf(b, "flushInterval: %u\n", c->flush.flush_interval_ms);
     for (size_t i = 0; i < c->flush.npct; i++) {
         sy_fmt_double(c->flush.pct[i], num);
@@ -157,6 +162,25 @@ static void cmd_config(sy_admin *a, sy_buf *b)
     for (size_t i = 0; i < c->nsinks; i++)
         sy_buf_printf(b, "sinks > %s: %s\n", c->sinks[i].name, c->sinks[i].plugin);
     sy_buf_printf(b, "routing: %s\n", c->decide_ref >= 0 || c->L ? "lua" : "every sink");
+}
+
+void sy_admin_config_changed(sy_admin *a, const sy_config *c)
+{
+    if (!a)
+        return;
+    sy_buf b = { 0 };
+    describe_config(a, c, &b);
+    pthread_mutex_lock(&a->conf_lock);
+    sy_buf_free(&a->conf_text);
+    a->conf_text = b;
+    pthread_mutex_unlock(&a->conf_lock);
+}
+
+static void cmd_config(sy_admin *a, sy_buf *b)
+{
+    pthread_mutex_lock(&a->conf_lock);
+    sy_buf_printf(b, "%.*s", (int)a->conf_text.len, a->conf_text.p ? a->conf_text.p : "");
+    pthread_mutex_unlock(&a->conf_lock);
 }
 
 static int split_args(char *line, char **argv, int max)
@@ -603,6 +627,8 @@ sy_admin *sy_admin_start(const sy_admin_deps *deps, char *err, size_t errlen)
     a->stop_fd = -1;
     a->start = now_s();
     atomic_init(&a->health_up, deps->conf->health_up);
+    pthread_mutex_init(&a->conf_lock, NULL);
+    sy_admin_config_changed(a, deps->conf);
     const sy_config *c = deps->conf;
     if (!c->mgmt_port && !c->http_address)
         return a;
@@ -698,5 +724,7 @@ void sy_admin_stop(sy_admin *a)
         event_free(a->resume_ev);
     if (a->base)
         event_base_free(a->base);
+    sy_buf_free(&a->conf_text);
+    pthread_mutex_destroy(&a->conf_lock);
     free(a);
 }

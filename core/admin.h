@@ -22,7 +22,7 @@ typedef struct sy_admin sy_admin;
 typedef int (*sy_admin_reload_fn)(void *ctx, char *why, size_t cap);
 
 typedef struct sy_admin_deps {
-    const sy_config *conf;       /* the config at start (admin addresses, `config`) */
+    const sy_config *conf;       /* the config at start (admin addresses; `config` until a reload) */
     sy_engine *engine;
     sy_output *output;
     sy_listener *listeners;
@@ -37,6 +37,9 @@ typedef struct sy_admin_deps {
  * that does nothing) and starts its thread; NULL with err on failure. */
 sy_admin *sy_admin_start(const sy_admin_deps *deps, char *err, size_t errlen);
 void sy_admin_stop(sy_admin *a);
+/* A reload succeeded: `config` shows c from now on.  Call it before c is
+ * handed to the engine (which may free it); a NULL admin is ignored. */
+void sy_admin_config_changed(sy_admin *a, const sy_config *c);
 /* The TCP and HTTP ports actually bound (0 when off). */
 int sy_admin_mgmt_port(const sy_admin *a);
 int sy_admin_http_port(const sy_admin *a);

@@ -11,6 +11,7 @@
  * write it and drain the sinks (bounded by shutdownTimeout).
  */
 #include <errno.h>
+#include <stdatomic.h>
 #include <pthread.h>
 #include <limits.h>
 #include <signal.h>
@@ -287,6 +288,7 @@ static int dry_run(const char *file, const char *lua_dir)
 typedef struct reloader {
     const char *file, *lua_dir, *plugin_dir;
     sy_engine *engine;
+    sy_admin *_Atomic admin; /* its `config` reply follows each reload */
     pthread_mutex_t lock; /* one reload at a time */
 } reloader;
 
@@ -306,6 +308,7 @@ static int do_reload(void *ctx, char *why, size_t cap)
     sy_config *c = sy_config_load(r->file, r->lua_dir, err, sizeof err);
     int ok = c && validate(c, r->file, r->plugin_dir, err, sizeof err) == 0;
     if (ok) {
+        sy_admin_config_changed(atomic_load(&r->admin), c);
         sy_engine_reload(r->engine, c);
         sy_status_reload_result(1, NULL);
     } else {
@@ -437,6 +440,7 @@ int main(int argc, char **argv)
         sy_log(SY_ERR, "%s", err);
         goto out;
     }
+    atomic_store(&rl.admin, admin);
 
     for (;;) {
         int sig;
@@ -455,6 +459,7 @@ int main(int argc, char **argv)
     }
 
     /* Pipeline order: nothing accepted before the signal is lost. */
+    atomic_store(&rl.admin, NULL);
     sy_admin_stop(admin);
     admin = NULL;
     sy_readers_stop(readers);

@@ -917,9 +917,15 @@ def check_reload(res, sy, cap, mport, http_port):
     res.check("the reloaded config is in effect (percentThreshold 99 appears in the flushes)",
               wait_until(p99_seen, 6, step=0.2), "")
     cfg = ask_once(mport, "config")
-    if "percentThreshold > 1: 99" not in cfg:
-        res.note("`config` still shows the config the daemon started with after a successful "
-                 "reload (admin.h: conf is \"the config at start\"); statsd shows the running one")
+    res.check("`config` shows the running config after a successful reload, as statsd does "
+              "(percentThreshold > 1: 99), with the listeners that are open",
+              "percentThreshold > 1: 99" in cfg and ("listen > 0: udp://%s:%d" % (LOOPBACK, sy.udp_port)) in cfg,
+              repr(cfg))
+    with open(sy.config_path, "w") as f:
+        f.write("return {\n  flushInterval = 1000,\n")
+    ask_once(mport, "reload", "END\n\n")
+    res.check("... and still the running one after a failed reload",
+              ask_once(mport, "config") == cfg, repr(ask_once(mport, "config")))
 
 
 def check_health_down_at_start(res, workdir, cap):
