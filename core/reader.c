@@ -36,6 +36,7 @@
 
 #include <event2/event.h>
 
+#include "framing.h"
 #include "log.h"
 
 #define DGRAM_BATCH 64
@@ -293,9 +294,7 @@ struct conn {
     conn *prev, *next;
     conn *pnext;                        /* paused FIFO */
     bool eof;                           /* the peer closed its side */
-    bool discarding;                    /* skipping the rest of an over-long line */
-    size_t len;                         /* bytes in buf */
-    size_t pending;                     /* complete lines at the front of buf, not yet queued */
+    sy_frame f;                         /* lines in buf (framing.h) */
     sy_origin origin;
     char buf[];                         /* sl->cap bytes */
 };
@@ -309,11 +308,11 @@ static void conn_close(conn *c)
 {
     stream_listener *sl = c->sl;
     sy_listener *l = sl->l;
-    size_t tail = c->len - c->pending;
+    size_t tail = c->f.len - c->f.pending;
 
-    if (c->pending)
+    if (c->f.pending)
         count(&l->stats.dropped, 1);
-    if (tail && !c->discarding)
+    if (tail && !c->f.discarding)
         count(c->eof ? &l->stats.dropped : &l->stats.partial_discarded, 1);
     /* Counters first: whoever sees the close also sees them. */
     sl->open--;
@@ -333,45 +332,26 @@ static void conn_close(conn *c)
  * again later), then enforce max_line on the partial line that is left. */
 static int conn_flush(conn *c)
 {
-    if (c->pending) {
-        if (sy_ring_push(c->sl->ctx->ring, &c->origin, c->buf, c->pending) != 0)
+    size_t n;
+    const char *lines = sy_frame_lines(&c->f, &n);
+    if (lines) {
+        if (sy_ring_push(c->sl->ctx->ring, &c->origin, lines, n) != 0)
             return -1;
-        c->len -= c->pending;
-        memmove(c->buf, c->buf + c->pending, c->len);
-        c->pending = 0;
+        sy_frame_taken(&c->f);
     }
-    if (c->len == c->sl->cap) {
-        /* max_line bytes and still no newline: skip to the next one. */
+    if (sy_frame_overlong(&c->f)) {
+        /* max_line bytes and still no newline: skipped to the next one. */
         count(&c->sl->l->stats.lines_too_long, 1);
         sy_log_limited(&rl_too_long, SY_WARN, "%s: line longer than %zu bytes skipped",
                        c->sl->l->name, c->sl->cap - 1);
-        c->discarding = true;
-        c->len = 0;
     }
     return 0;
 }
 
-/* Take n bytes just read into buf + len.  Only the new bytes are searched:
- * the kept partial line holds no newline, so a slow over-long line costs
- * linear time, not quadratic.  -1 when the ring is full. */
+/* Take n bytes just read into the frame.  -1 when the ring is full. */
 static int conn_take(conn *c, size_t n)
 {
-    char *fresh = c->buf + c->len;
-
-    if (c->discarding) {
-        /* len is 0 here, so fresh == buf. */
-        char *nl = memchr(fresh, '\n', n);
-        if (!nl)
-            return 0;
-        size_t skip = (size_t)(nl + 1 - fresh);
-        memmove(fresh, nl + 1, n - skip);
-        n -= skip;
-        c->discarding = false;
-    }
-    char *nl = n ? memrchr(fresh, '\n', n) : NULL;
-    c->len += n;
-    if (nl)
-        c->pending = (size_t)(nl + 1 - c->buf);
+    sy_frame_add(&c->f, n);
     return conn_flush(c);
 }
 
@@ -379,11 +359,11 @@ static int conn_take(conn *c, size_t n)
  * loses it).  -1 when the ring is full. */
 static int conn_push_final(conn *c)
 {
-    if (c->len && !c->discarding) {
-        if (sy_ring_push(c->sl->ctx->ring, &c->origin, c->buf, c->len) != 0)
-            return -1;
-    }
-    c->len = 0;
+    size_t n;
+    const char *last = sy_frame_last(&c->f, &n);
+    if (last && sy_ring_push(c->sl->ctx->ring, &c->origin, last, n) != 0)
+        return -1;
+    sy_frame_clear(&c->f);
     return 0;
 }
 
@@ -437,7 +417,9 @@ static void conn_cb(evutil_socket_t fd, short what, void *arg)
         conn_close(c);
         return;
     }
-    ssize_t n = read(fd, c->buf + c->len, c->sl->cap - c->len);
+    size_t room;
+    char *to = sy_frame_space(&c->f, &room);
+    ssize_t n = read(fd, to, room);
     if (n > 0) {
         count(&l->stats.received, 1);
         count(&l->stats.bytes, (uint64_t)n);
@@ -510,6 +492,7 @@ static void accept_cb(evutil_socket_t fd, short what, void *arg)
         memset(c, 0, sizeof *c);
         c->sl = sl;
         c->fd = cfd;
+        sy_frame_init(&c->f, c->buf, sl->cap);
         if (l->kind == SY_LISTEN_UNIX) {
             c->origin.listener = l->index;
             c->origin.family = AF_UNIX;
@@ -553,8 +536,9 @@ static void stop_cb(evutil_socket_t fd, short what, void *arg)
 static void conn_drain(conn *c, uint64_t deadline)
 {
     for (;;) {
-        while (c->pending || (c->eof && c->len && !c->discarding)) {
-            if ((c->pending ? conn_flush(c) : conn_push_final(c)) == 0)
+        size_t n;
+        while (c->f.pending || (c->eof && sy_frame_last(&c->f, &n))) {
+            if ((c->f.pending ? conn_flush(c) : conn_push_final(c)) == 0)
                 continue;
             if (now_ms() >= deadline)
                 goto out;
@@ -562,12 +546,14 @@ static void conn_drain(conn *c, uint64_t deadline)
         }
         if (c->eof || now_ms() >= deadline)
             goto out;
-        ssize_t n = read(c->fd, c->buf + c->len, c->sl->cap - c->len);
-        if (n > 0) {
+        size_t room;
+        char *to = sy_frame_space(&c->f, &room);
+        ssize_t r = read(c->fd, to, room);
+        if (r > 0) {
             count(&c->sl->l->stats.received, 1);
-            count(&c->sl->l->stats.bytes, (uint64_t)n);
-            conn_take(c, (size_t)n);
-        } else if (n == 0) {
+            count(&c->sl->l->stats.bytes, (uint64_t)r);
+            conn_take(c, (size_t)r);
+        } else if (r == 0) {
             c->eof = true;
         } else if (errno != EINTR) {
             goto out;   /* EAGAIN: nothing more for now; or an error */

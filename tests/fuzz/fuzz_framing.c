@@ -6,10 +6,10 @@
  * one record, the partial last line waits for the next read, a line that
  * fills the whole buffer without a newline is counted and skipped up to the
  * next newline, and at EOF the last line goes too, newline or not.  Those
- * steps are static functions of reader.c; this harness repeats them
- * (conn_take/conn_flush/conn_push_final, step for step) with read sizes the
- * fuzzer chooses, and feeds each record, in its own exactly-sized heap
- * block, to sy_agg_feed as the engine does.
+ * steps are core/framing.c's; this harness drives them as reader.c does
+ * (conn_take/conn_flush/conn_push_final) with read sizes the fuzzer
+ * chooses, and feeds each record, in its own exactly-sized heap block, to
+ * sy_agg_feed as the engine does.
  *
  * The oracle: however the stream is cut into reads, the aggregates must be
  * those of its lines fed one by one (sy_agg_line), leaving out the lines
@@ -34,19 +34,19 @@
 #include <string.h>
 
 #include "agg.h"
+#include "framing.h"
 #include "fuzz_common.h"
 #include "log.h"
 #include "parse.h"
 
 #define HEADER 18
 
-/* One connection as reader.c keeps it, records going to an aggregator. */
+/* One connection as reader.c drives it: its frame, records going to an
+ * aggregator. */
 typedef struct conn_model {
     sy_agg *agg;
     const sy_origin *origin;
-    char *buf;
-    size_t cap, len, pending;
-    int discarding;
+    sy_frame f;
     size_t records, too_long;
 } conn_model;
 
@@ -58,48 +58,29 @@ static void push(conn_model *c, const char *p, size_t n)
     c->records++;
 }
 
-/* reader.c conn_flush */
-static void model_flush(conn_model *c)
-{
-    if (c->pending) {
-        push(c, c->buf, c->pending);
-        c->len -= c->pending;
-        memmove(c->buf, c->buf + c->pending, c->len);
-        c->pending = 0;
-    }
-    if (c->len == c->cap) {
-        c->too_long++;
-        c->discarding = 1;
-        c->len = 0;
-    }
-}
-
-/* reader.c conn_take, after read() put n bytes at buf + len */
+/* reader.c conn_take + conn_flush, after read() put n bytes in the frame
+ * (the ring always has room here) */
 static void model_take(conn_model *c, size_t n)
 {
-    char *fresh = c->buf + c->len;
-    if (c->discarding) {
-        char *nl = memchr(fresh, '\n', n);
-        if (!nl)
-            return;
-        size_t skip = (size_t)(nl + 1 - fresh);
-        memmove(fresh, nl + 1, n - skip);
-        n -= skip;
-        c->discarding = 0;
+    size_t len;
+    sy_frame_add(&c->f, n);
+    const char *lines = sy_frame_lines(&c->f, &len);
+    if (lines) {
+        push(c, lines, len);
+        sy_frame_taken(&c->f);
     }
-    char *nl = n ? memrchr(fresh, '\n', n) : NULL;
-    c->len += n;
-    if (nl)
-        c->pending = (size_t)(nl + 1 - c->buf);
-    model_flush(c);
+    if (sy_frame_overlong(&c->f))
+        c->too_long++;
 }
 
 /* reader.c conn_push_final */
 static void model_final(conn_model *c)
 {
-    if (c->len && !c->discarding)
-        push(c, c->buf, c->len);
-    c->len = 0;
+    size_t len;
+    const char *last = sy_frame_last(&c->f, &len);
+    if (last)
+        push(c, last, len);
+    sy_frame_clear(&c->f);
 }
 
 static int item_cmp(const void *a, const void *b)
@@ -197,19 +178,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     memset(&origin, 0, sizeof origin);
 
     /* Framed: reads of the chosen sizes, records as the reader makes them. */
-    conn_model c = { .agg = new_agg(flags), .origin = &origin, .cap = max_line + 1 };
-    c.buf = malloc(c.cap);
-    if (!c.buf)
+    conn_model c = { .agg = new_agg(flags), .origin = &origin };
+    char *buf = malloc(max_line + 1);
+    if (!buf)
         abort();
+    sy_frame_init(&c.f, buf, max_line + 1);
     size_t off = 0, k = 0;
     while (off < slen) {
-        size_t room = c.cap - c.len;
+        size_t room;
+        char *to = sy_frame_space(&c.f, &room);
         size_t want = sizes[k++ % 16];
         size_t n = want && want < room ? want : room;
         if (n > slen - off)
             n = slen - off;
-        FUZZ_CHECK(n > 0, "the model's buffer is full before a read");
-        memcpy(c.buf + c.len, stream + off, n);
+        FUZZ_CHECK(n > 0, "the frame is full before a read");
+        memcpy(to, stream + off, n);
         off += n;
         model_take(&c, n);
     }
@@ -239,7 +222,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     /* Every too-long line is counted once, except one still being skipped
      * when the stream ends without a newline. */
-    FUZZ_CHECK(c.too_long == skipped || (c.too_long == skipped + 1 && c.discarding),
+    FUZZ_CHECK(c.too_long == skipped || (c.too_long == skipped + 1 && c.f.discarding),
                "model skipped %zu lines, %zu are too long", c.too_long, skipped);
 
     const sy_agg_stats *sa = sy_agg_get_stats(c.agg), *sb = sy_agg_get_stats(ref);
@@ -260,7 +243,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         sy_snapshot_free(x);
         sy_snapshot_free(y);
     }
-    free(c.buf);
+    free(buf);
     sy_agg_free(c.agg);
     sy_agg_free(ref);
     return 0;
