@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "lpattern.h"
 #include "numfmt.h"
 #include "router.h"
 
@@ -281,6 +282,10 @@ sy_config *sy_config_load(const char *file, const char *lua_dir, char *err, size
     /* Hooks do not run inside compiled traces: keep the JIT off so a
      * runaway loop in a config can always be stopped. */
     luaJIT_setmode(L, 0, LUAJIT_MODE_ENGINE | LUAJIT_MODE_OFF);
+    /* Nor inside one C call: string.find and friends backtrack for as long
+     * as a hostile key makes them, so they are replaced by ones that watch
+     * the same bounds (setup's here, luaTimeout's once routing). */
+    sy_lpattern_install(L, sy_lua_bound_check, NULL);
     lua_getglobal(L, "package");
     lua_pushfstring(L, "%s/?.lua;%s/?/init.lua;", lua_dir, lua_dir);
     lua_getfield(L, -2, "path");

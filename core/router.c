@@ -6,6 +6,8 @@
  * limit.  LuaJIT does not run hooks inside compiled traces, so the state
  * runs with the JIT off: routing is asked once per key, where the
  * interpreter is fast enough, and a runaway loop must always be stoppable.
+ * Nor do hooks run inside one C call: the pattern functions (lpattern.c)
+ * ask sy_lua_bound_check for the same bounds as they go.
  */
 #include "router.h"
 
@@ -44,20 +46,53 @@ static uint64_t mono_ns(void)
     return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
 }
 
+/* Which bound the call in progress has passed (sets bound_hit): 0 none,
+ * 1 the deadline, 2 the memory limit. */
+static int bound_passed(lua_State *L)
+{
+    if (deadline_ns && mono_ns() > deadline_ns)
+        return bound_hit = 1;
+    if (heap_limit_kb && (size_t)lua_gc(L, LUA_GCCOUNT, 0) > heap_limit_kb) {
+        lua_gc(L, LUA_GCCOLLECT, 0);
+        if ((size_t)lua_gc(L, LUA_GCCOUNT, 0) > heap_limit_kb)
+            return bound_hit = 2;
+    }
+    return 0;
+}
+
 static void bound_hook(lua_State *L, lua_Debug *ar)
 {
     (void)ar;
-    if (deadline_ns && mono_ns() > deadline_ns) {
-        bound_hit = 1;
+    switch (bound_passed(L)) {
+    case 1:
         luaL_error(L, "ran too long (over %d ms)", (int)bound_ms);
+        break;
+    case 2:
+        luaL_error(L, "used too much memory (over %d KiB)", (int)heap_limit_kb);
+        break;
     }
-    if (heap_limit_kb && (size_t)lua_gc(L, LUA_GCCOUNT, 0) > heap_limit_kb) {
-        lua_gc(L, LUA_GCCOLLECT, 0);
-        if ((size_t)lua_gc(L, LUA_GCCOUNT, 0) > heap_limit_kb) {
-            bound_hit = 2;
-            luaL_error(L, "used too much memory (over %d KiB)", (int)heap_limit_kb);
-        }
+}
+
+/*
+ * The hook never runs inside one C call, so the pattern functions
+ * (core/lpattern.c) ask this instead, every few thousand steps of a
+ * match: the same deadline and heap limit, so luaTimeout (and a config's
+ * setup limit) stops a backtracking pattern too, and the error is counted
+ * like the hook's.
+ */
+const char *sy_lua_bound_check(lua_State *L, void *ud)
+{
+    static __thread char why[96];
+    (void)ud;
+    switch (bound_passed(L)) {
+    case 1:
+        snprintf(why, sizeof why, "pattern ran too long (over %d ms)", (int)bound_ms);
+        return why;
+    case 2:
+        snprintf(why, sizeof why, "pattern used too much memory (over %d KiB)", (int)heap_limit_kb);
+        return why;
     }
+    return NULL;
 }
 
 static int traceback(lua_State *L)

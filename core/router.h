@@ -64,4 +64,8 @@ int sy_router_authorize(sy_router *r, const char *token, size_t tlen, const char
 int sy_lua_bounded_call(struct lua_State *L, int nargs, int nresults, uint32_t timeout_ms,
                         size_t memory_limit);
 
+/* For sy_lpattern_install: NULL while the bounded call in progress on
+ * this thread is within its bounds (or none is), else why to stop. */
+const char *sy_lua_bound_check(struct lua_State *L, void *ud);
+
 #endif

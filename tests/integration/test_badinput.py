@@ -51,6 +51,10 @@ sanitizer build) its stderr must hold no sanitizer report.
       counted and logged with a rate limit, good tokens keep working; a
       namespace that cannot be applied (too long) does not let the line in
       un-namespaced, and a namespace taken from the token is sanitised.
+  14. route_patterns: a route.match whose pattern backtracks (four `.-`)
+      against a 600-byte hostile key costs about luaTimeout, not the ~14 s
+      LuaJIT's own string.match takes: a counted Lua error, logged, and
+      the key takes the default route; ordinary keys route as before.
 
 Usage:
   /usr/bin/python3 tests/integration/test_badinput.py [SCENARIO ...]
@@ -1285,6 +1289,55 @@ def scenario_auth_hooks(res, workdir):
         d.stop()
 
 
+# ---------------------------------------------------------------------------
+# 14. a backtracking pattern in a route, against a hostile key
+
+ROUTE_PATTERN = r'''
+  luaTimeout = 100,
+  routes = {
+    route.match "^(.-)%.(.-)%.(.-)%.(.-)%.x$" :drop "deep",
+    route.default() :to "c",
+  },'''
+
+
+def scenario_route_patterns(res, workdir):
+    label = "route_patterns"
+    d = Daemon(workdir, "sy-patterns", lua_body=ROUTE_PATTERN)
+    try:
+        if not start(res, label, d):
+            return
+        hostile = "a." * 300
+        t0 = time.monotonic()
+        tcp_send(d.port, hostile.encode() + b":1|c\nmarker1:1|c\n")
+        came = d.wait_counter("marker1", 1, 60)
+        took = time.monotonic() - t0
+        res.note("a hostile key for a backtracking route.match: %.2f s from sending to the next "
+                 "key's flush (luaTimeout 100 ms, flushInterval 0.5 s)" % took)
+        res.check("%s: the hostile key is given up after about luaTimeout (%.2f s to the next "
+                  "flush)" % (label, took), came and took < 3, d.logs())
+        d.wait_flushes(1)
+        res.check("%s: it takes the default route (the console sink)" % label,
+                  d.counter(hostile) == 1, "count %r" % d.counter(hostile))
+        res.check("%s: the log says the pattern ran too long" % label,
+                  d.log_count(r"Lua route failed for 'a\.a\..*pattern ran too long "
+                              r"\(over 100 ms\)") == 1, d.logs())
+        errs = d.metric("switchyard_lua_errors_total")
+        res.check("%s: counted as a Lua error" % label, errs == 1,
+                  "switchyard_lua_errors_total %r" % errs)
+        tcp_send(d.port, b"a.b.c.d.x:1|c\nplain:1|c\nmarker2:1|c\n")
+        d.wait_counter("marker2", 1, 10)
+        d.wait_flushes(1)
+        res.check("%s: ordinary keys route as before (the rule drops a.b.c.d.x, plain is "
+                  "kept)" % label, d.counter("a.b.c.d.x") == 0 and d.counter("plain") == 1,
+                  "a.b.c.d.x %r, plain %r" % (d.counter("a.b.c.d.x"), d.counter("plain")))
+        errs = d.metric("switchyard_lua_errors_total")
+        res.check("%s: no further Lua errors" % label, errs == 1,
+                  "switchyard_lua_errors_total %r" % errs)
+        finish(res, label, d)
+    finally:
+        d.stop()
+
+
 SCENARIOS = [
     ("garbage", scenario_garbage),
     ("long_line", scenario_long_line),
@@ -1300,6 +1353,7 @@ SCENARIOS = [
     ("half_lines", scenario_half_lines),
     ("auth_tokens", scenario_auth_tokens),
     ("auth_hooks", scenario_auth_hooks),
+    ("route_patterns", scenario_route_patterns),
 ]
 
 
