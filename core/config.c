@@ -273,7 +273,7 @@ static void read_config(lua_State *L, int t, sy_config *c)
 sy_config *sy_config_load(const char *file, const char *lua_dir, char *err, size_t errlen)
 {
     sy_config *c = NULL;
-    lua_State *L = luaL_newstate();
+    lua_State *L = sy_lua_newstate();
     if (!L) {
         snprintf(err, errlen, "cannot create a Lua state");
         return NULL;
@@ -311,7 +311,11 @@ sy_config *sy_config_load(const char *file, const char *lua_dir, char *err, size
         goto out;
     }
     if (lua_isnil(L, -2)) {
-        snprintf(err, errlen, "%s", lua_tostring(L, -1));
+        if (sy_lua_memory_refused(L)) /* caught by config.load's own pcall */
+            snprintf(err, errlen, "%s: used too much memory (over %d KiB)",
+                     file ? file : "default config", (int)(SETUP_MEMORY_LIMIT / 1024));
+        else
+            snprintf(err, errlen, "%s", lua_tostring(L, -1));
         goto out;
     }
     lua_pop(L, 1);
@@ -328,8 +332,7 @@ sy_config *sy_config_load(const char *file, const char *lua_dir, char *err, size
         L = NULL;
     }
 out:
-    if (L)
-        lua_close(L);
+    sy_lua_close(L);
     return c;
 }
 
@@ -349,8 +352,7 @@ void sy_config_free(sy_config *c)
 {
     if (!c)
         return;
-    if (c->L)
-        lua_close(c->L);
+    sy_lua_close(c->L);
     for (size_t i = 0; i < c->nlisten; i++)
         free(c->listen[i].url);
     free(c->listen);

@@ -102,8 +102,72 @@ static int traceback(lua_State *L)
     return 1;
 }
 
+/* The heap of one config state, counted by its allocator. */
+typedef struct lua_heap {
+    size_t used;
+    size_t limit; /* 0: none */
+    int refused;  /* an allocation was refused in the current bounded call */
+} lua_heap;
+
+/*
+ * Every allocation of a config state comes here, so a memory limit holds
+ * at the allocation itself, even against one huge piece made by a single
+ * C call (string.rep, a concatenation) that the hook would see only
+ * afterwards.  The limit is in force only inside a bounded call, where a
+ * refused allocation is a caught "not enough memory" error; outside one
+ * (arguments being pushed, results read) nothing may fail, or LuaJIT
+ * would panic.
+ */
+static void *heap_alloc(void *ud, void *p, size_t osize, size_t nsize)
+{
+    lua_heap *h = ud;
+    if (nsize == 0) {
+        free(p);
+        h->used -= osize;
+        return NULL;
+    }
+    if (h->limit && nsize > osize && h->used - osize + nsize > h->limit) {
+        h->refused = 1;
+        return NULL;
+    }
+    void *q = realloc(p, nsize);
+    if (q)
+        h->used = h->used - osize + nsize;
+    return q;
+}
+
+int sy_lua_memory_refused(lua_State *L)
+{
+    void *ud = NULL;
+    return lua_getallocf(L, &ud) == heap_alloc && ((lua_heap *)ud)->refused;
+}
+
+lua_State *sy_lua_newstate(void)
+{
+    lua_heap *h = calloc(1, sizeof *h);
+    lua_State *L = h ? lua_newstate(heap_alloc, h) : NULL;
+    if (!L)
+        free(h);
+    return L;
+}
+
+void sy_lua_close(lua_State *L)
+{
+    void *ud = NULL;
+    if (!L)
+        return;
+    lua_Alloc f = lua_getallocf(L, &ud);
+    lua_close(L);
+    if (f == heap_alloc)
+        free(ud);
+}
+
 int sy_lua_bounded_call(lua_State *L, int nargs, int nresults, uint32_t timeout_ms, size_t memory_limit)
 {
+    void *ud = NULL;
+    lua_heap *h = lua_getallocf(L, &ud) == heap_alloc ? ud : NULL;
+    if (h && memory_limit && h->used > memory_limit)
+        lua_gc(L, LUA_GCCOLLECT, 0); /* last call's garbage: not this call's fault */
     int base = lua_gettop(L) - nargs;
     lua_pushcfunction(L, traceback);
     lua_insert(L, base);
@@ -111,11 +175,25 @@ int sy_lua_bounded_call(lua_State *L, int nargs, int nresults, uint32_t timeout_
     bound_ms = timeout_ms;
     heap_limit_kb = memory_limit / 1024;
     bound_hit = 0;
+    if (h) {
+        h->limit = memory_limit;
+        h->refused = 0;
+    }
     lua_sethook(L, bound_hook, LUA_MASKCOUNT, 1000);
     int rc = lua_pcall(L, nargs, nresults, base);
     lua_sethook(L, NULL, 0, 0);
+    if (h)
+        h->limit = 0;
     deadline_ns = 0;
     heap_limit_kb = 0;
+    if (rc != 0 && (rc == LUA_ERRMEM || (h && h->refused))) {
+        /* The allocator refused (the script may have caught that and
+         * raised something else): say which bound, as the hook would. */
+        bound_hit = 2;
+        lua_pop(L, 1);
+        lua_gc(L, LUA_GCCOLLECT, 0);
+        lua_pushfstring(L, "used too much memory (over %d KiB)", (int)(memory_limit / 1024));
+    }
     lua_remove(L, base);
     return rc;
 }
@@ -141,8 +219,7 @@ void sy_router_free(sy_router *r)
 {
     if (!r)
         return;
-    if (r->L)
-        lua_close(r->L);
+    sy_lua_close(r->L);
     free(r);
 }
 

@@ -64,6 +64,14 @@ int sy_router_authorize(sy_router *r, const char *token, size_t tlen, const char
 int sy_lua_bounded_call(struct lua_State *L, int nargs, int nresults, uint32_t timeout_ms,
                         size_t memory_limit);
 
+/* A Lua state whose allocator enforces the memory_limit of each bounded
+ * call at every allocation; close it with sy_lua_close. */
+struct lua_State *sy_lua_newstate(void);
+void sy_lua_close(struct lua_State *L);
+/* 1 when the last bounded call on L had an allocation refused (even if
+ * the script caught the error). */
+int sy_lua_memory_refused(struct lua_State *L);
+
 /* For sy_lpattern_install: NULL while the bounded call in progress on
  * this thread is within its bounds (or none is), else why to stop. */
 const char *sy_lua_bound_check(struct lua_State *L, void *ud);
