@@ -270,6 +270,24 @@ static void read_config(lua_State *L, int t, sy_config *c)
     free(lvl);
 }
 
+static int refuse(lua_State *L)
+{
+    return luaL_error(L, "%s is not available in a switchyard config",
+                      lua_tostring(L, lua_upvalueindex(1)));
+}
+
+/* Replaces lib.name with a function that refuses to run. */
+static void take_away(lua_State *L, const char *lib, const char *name)
+{
+    lua_getglobal(L, lib);
+    if (lua_istable(L, -1)) {
+        lua_pushfstring(L, "%s.%s", lib, name);
+        lua_pushcclosure(L, refuse, 1);
+        lua_setfield(L, -2, name);
+    }
+    lua_pop(L, 1);
+}
+
 sy_config *sy_config_load(const char *file, const char *lua_dir, char *err, size_t errlen)
 {
     sy_config *c = NULL;
@@ -286,6 +304,11 @@ sy_config *sy_config_load(const char *file, const char *lua_dir, char *err, size
      * as a hostile key makes them, so they are replaced by ones that watch
      * the same bounds (setup's here, luaTimeout's once routing). */
     sy_lpattern_install(L, sy_lua_bound_check, NULL);
+    /* The bounds of every call rest on the hook and on the JIT being off:
+     * a config could otherwise undo both (debug.sethook(), jit.on()) and
+     * then loop for ever. */
+    take_away(L, "jit", "on");
+    take_away(L, "debug", "sethook");
     lua_getglobal(L, "package");
     lua_pushfstring(L, "%s/?.lua;%s/?/init.lua;", lua_dir, lua_dir);
     lua_getfield(L, -2, "path");
