@@ -852,7 +852,8 @@ static void apply(sy_agg *a, const char *key, size_t klen, sy_sample *s)
         return;
     switch (type) {
     case SY_T_COUNTER:
-        e->u.value += s->value * (1 / s->rate);
+        /* statsd: value * (1 / rate); at rate 1 that is value exactly. */
+        e->u.value += s->rate == 1 ? s->value : s->value * (1 / s->rate);
         break;
     case SY_T_TIMER:
         timer_add(a, e, s->value, s->rate);

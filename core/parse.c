@@ -168,13 +168,32 @@ int sy_parse_begin(sy_line *it, const char *line, size_t len, char *keybuf, int 
         return -2;
     const char *end = line + len;
     const char *tags = find_tags(line, end);
+    it->tags = "";
+    it->tags_len = 0;
+    it->sanitize = sanitize;
+    if (!tags && sanitize) {
+        /* The common line, "name:value|type" with a clean name and no
+         * tags: one scan finds the colon and the key is copied as it is,
+         * which is what key_append would make of it. */
+        const char *q = line;
+        while (q < end && keep_byte[(unsigned char)*q])
+            q++;
+        if (q < end && *q == ':') {
+            size_t kl = (size_t)(q - line);
+            if (kl == 0 || kl >= SY_KEY_MAX)
+                return -1;
+            memcpy(keybuf, line, kl);
+            keybuf[kl] = '\0';
+            it->p = q + 1;
+            it->end = end;
+            return (int)kl;
+        }
+    }
     const char *body_end = tags ? tags : end;
     const char *colon = memchr(line, ':', (size_t)(body_end - line));
     if (!colon)
         return -1; /* statsd: the value defaults to "1" with no type: bad */
 
-    it->tags = "";
-    it->tags_len = 0;
     int in_space = 0;
     int n = key_append(keybuf, 0, line, (size_t)(colon - line), sanitize, &in_space);
     if (n <= 0)
@@ -202,7 +221,6 @@ int sy_parse_begin(sy_line *it, const char *line, size_t len, char *keybuf, int 
     keybuf[n] = '\0';
     it->p = colon + 1;
     it->end = body_end;
-    it->sanitize = sanitize;
     return n;
 }
 
@@ -254,23 +272,35 @@ int sy_parse_next(sy_line *it, sy_sample *out)
     if (!it->p)
         return 0;
     const char *part = it->p;
-    const char *colon = memchr(part, ':', (size_t)(it->end - part));
-    const char *pend = colon ? colon : it->end;
-    it->p = colon ? colon + 1 : NULL;
+    /* One pass over a part as short as "42|ms" finds where it ends (the
+     * next ':', for "a:1|c:2|c") and the first three '|' (fields =
+     * part.split('|'): value, type, rate; more are ignored), where
+     * separate memchr calls cost more than the scan. */
+    const char *bar[3] = { NULL, NULL, NULL };
+    int nbar = 0;
+    const char *q = part, *end = it->end;
+    for (; q < end; q++) {
+        char ch = *q;
+        if (ch == ':')
+            break;
+        if (ch == '|' && nbar < 3)
+            bar[nbar++] = q;
+    }
+    const char *pend = q;
+    it->p = q < end ? q + 1 : NULL;
 
-    /* fields = part.split('|'): value, type, rate; more are ignored. */
     const char *f[3];
     size_t flen[3];
     int nf = 0;
     const char *p = part;
     while (nf < 3) {
-        const char *bar = memchr(p, '|', (size_t)(pend - p));
+        const char *b = nf < nbar ? bar[nf] : NULL;
         f[nf] = p;
-        flen[nf] = (size_t)((bar ? bar : pend) - p);
+        flen[nf] = (size_t)((b ? b : pend) - p);
         nf++;
-        if (!bar)
+        if (!b)
             break;
-        p = bar + 1;
+        p = b + 1;
     }
     if (nf < 2 || parse_type(f[1], flen[1], &out->type) < 0)
         return -1;
