@@ -267,10 +267,8 @@ static int parse_rate(const char *s, size_t len, double *rate)
     return 0;
 }
 
-int sy_parse_next(sy_line *it, sy_sample *out)
+int sy_parse_value(sy_line *it, sy_sample *out)
 {
-    if (!it->p)
-        return 0;
     const char *part = it->p;
     /* One pass over a part as short as "42|ms" finds where it ends (the
      * next ':', for "a:1|c:2|c") and the first three '|' (fields =

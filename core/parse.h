@@ -43,7 +43,13 @@ int sy_parse_begin(sy_line *it, const char *line, size_t len, char *keybuf, int 
  * (statsd counts one bad line for it; the next call goes on with the next
  * value).
  */
-int sy_parse_next(sy_line *it, sy_sample *out);
+int sy_parse_value(sy_line *it, sy_sample *out); /* sy_parse_next, with a value left */
+static inline int sy_parse_next(sy_line *it, sy_sample *out)
+{
+    /* Inline: every line ends with a call that finds no value left, and
+     * that answer should not cost a function call. */
+    return it->p ? sy_parse_value(it, out) : 0;
+}
 
 /* Length of a UTF-8 encoded character JavaScript's \s matches (U+00A0,
  * U+2000-U+200A, U+3000, BOM, ...), or 0: statsd treats them as spaces. */
