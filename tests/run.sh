@@ -81,10 +81,11 @@ done
 # memory error aborts the daemon, a leak makes its exit code non-zero, and
 # the tests look for sanitizer reports in its stderr.  SY_SAN_TESTS picks
 # the files ("none" skips); the default keeps make test well under 15 min
-# with the tests that drive the most code (bad input, reloads, faults and
-# recovery, flush pacing, traces, the repeater).
+# with the tests that drive the most code (bad input, reloads, flush
+# pacing, traces, the repeater); test_faults.py passes against it too but
+# adds 80 s of flush waits, so it runs there on request.
 if [ -x build-san/switchyard ] && [ "${SY_SAN_TESTS:-}" != none ]; then
-    for t in ${SY_SAN_TESTS:-test_badinput.py test_reload.py test_faults.py test_pacing.py test_traces.py test_repeater.py}; do
+    for t in ${SY_SAN_TESTS:-test_badinput.py test_reload.py test_pacing.py test_traces.py test_repeater.py}; do
         [ -f "$t" ] || t=$(ls tests/integration/"$t" tests/diff/"$t" 2>/dev/null | head -1)
         [ -f "$t" ] && SY_BIN=$PWD/build-san/switchyard SY_PLUGIN_DIR=$PWD/build-san/plugins \
             ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
