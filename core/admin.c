@@ -288,20 +288,29 @@ static void on_drained(struct bufferevent *bev, void *arg)
     on_read(bev, arg); /* lines that were already buffered */
 }
 
+/* Answers the complete command lines buffered, while fewer than max_out
+ * bytes of replies are pending; 0 once a command ended the session. */
+static int run_lines(sy_admin *a, struct bufferevent *bev, size_t max_out)
+{
+    struct evbuffer *in = bufferevent_get_input(bev), *out = bufferevent_get_output(bev);
+    char *line;
+    size_t n;
+    while (evbuffer_get_length(out) < max_out && (line = evbuffer_readln(in, &n, EVBUFFER_EOL_CRLF))) {
+        int keep = command(a, bev, line);
+        free(line);
+        if (!keep)
+            return 0;
+    }
+    return 1;
+}
+
 static void on_read(struct bufferevent *bev, void *arg)
 {
     sy_admin *a = arg;
     struct evbuffer *in = bufferevent_get_input(bev), *out = bufferevent_get_output(bev);
-    char *line;
-    size_t n;
-    while (evbuffer_get_length(out) < MAX_PENDING_OUT &&
-           (line = evbuffer_readln(in, &n, EVBUFFER_EOL_CRLF))) {
-        int keep = command(a, bev, line);
-        free(line);
-        if (!keep) {
-            finish(a, bev);
-            return;
-        }
+    if (!run_lines(a, bev, MAX_PENDING_OUT)) {
+        finish(a, bev);
+        return;
     }
     if (evbuffer_get_length(out) >= MAX_PENDING_OUT) {
         /* A client that sends commands without reading the replies would
@@ -332,15 +341,9 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
          * included, and close once the replies are out; freeing the
          * connection now would drop what is still queued. */
         struct evbuffer *in = bufferevent_get_input(bev);
-        char *line;
-        size_t len;
-        int keep = 1;
-        while (keep && (line = evbuffer_readln(in, &len, EVBUFFER_EOL_CRLF))) {
-            keep = command(a, bev, line);
-            free(line);
-        }
-        len = evbuffer_get_length(in);
-        line = keep && len && len <= MAX_COMMAND ? malloc(len + 1) : NULL;
+        int keep = run_lines(a, bev, SIZE_MAX); /* reading has stopped: the input is bounded */
+        size_t len = evbuffer_get_length(in);
+        char *line = keep && len && len <= MAX_COMMAND ? malloc(len + 1) : NULL;
         if (line) {
             evbuffer_remove(in, line, len);
             line[len] = '\0';

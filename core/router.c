@@ -137,10 +137,17 @@ static void *heap_alloc(void *ud, void *p, size_t osize, size_t nsize)
     return q;
 }
 
-int sy_lua_memory_refused(lua_State *L)
+/* L's counter, or NULL for a state not made by sy_lua_newstate. */
+static lua_heap *heap_of(lua_State *L)
 {
     void *ud = NULL;
-    return lua_getallocf(L, &ud) == heap_alloc && ((lua_heap *)ud)->refused;
+    return lua_getallocf(L, &ud) == heap_alloc ? ud : NULL;
+}
+
+int sy_lua_memory_refused(lua_State *L)
+{
+    lua_heap *h = heap_of(L);
+    return h && h->refused;
 }
 
 /* The state keeps LuaJIT's own allocator underneath (its arena, apart from
@@ -166,24 +173,20 @@ lua_State *sy_lua_newstate(void)
 
 void sy_lua_close(lua_State *L)
 {
-    void *ud = NULL;
     if (!L)
         return;
-    if (lua_getallocf(L, &ud) == heap_alloc) {
-        /* Give LuaJIT its allocator back first: closing with its own, it
-         * frees its whole arena; with another it would leave it behind. */
-        lua_heap *h = ud; /* freed by lua_close: read it first */
+    /* Give LuaJIT its allocator back first (h goes with the state):
+     * closing with its own, it frees its whole arena; with another it
+     * would leave the arena behind. */
+    lua_heap *h = heap_of(L);
+    if (h)
         lua_setallocf(L, h->real, h->real_ud);
-        lua_close(L);
-        return;
-    }
     lua_close(L);
 }
 
 int sy_lua_bounded_call(lua_State *L, int nargs, int nresults, uint32_t timeout_ms, size_t memory_limit)
 {
-    void *ud = NULL;
-    lua_heap *h = lua_getallocf(L, &ud) == heap_alloc ? ud : NULL;
+    lua_heap *h = heap_of(L);
     if (h && memory_limit && h->used > memory_limit)
         lua_gc(L, LUA_GCCOLLECT, 0); /* last call's garbage: not this call's fault */
     int base = lua_gettop(L) - nargs;

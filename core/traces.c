@@ -28,6 +28,7 @@
 #include <fcntl.h>
 #include <netdb.h>
 #include <poll.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -572,8 +573,7 @@ typedef struct mc {
     int timeout_ms;     /* each connect, send and read */
     uint64_t deadline;  /* CLOCK_MONOTONIC ms for the whole exchange; 0: none */
     size_t max_value;   /* larger values are skipped, not parsed */
-    size_t budget;      /* bytes of values still to parse; 0: no limit */
-    int limited;        /* budget is in force */
+    size_t budget;      /* bytes of values still to parse (SIZE_MAX: no limit) */
     char buf[65536];
     size_t off, len;
     char err[512];
@@ -690,8 +690,7 @@ static int mc_open(mc *m, const char *addr, int timeout_ms, int total_ms, size_t
     m->timeout_ms = timeout_ms;
     m->deadline = total_ms > 0 ? mono_ms() + (uint64_t)total_ms : 0;
     m->max_value = max_value;
-    m->budget = 0;
-    m->limited = 0;
+    m->budget = SIZE_MAX;
     if (split_addr(addr, host, sizeof(host), port, sizeof(port)) < 0) {
         snprintf(m->err, sizeof(m->err), "'%s' is not HOST:PORT", addr);
         return -1;
@@ -868,7 +867,7 @@ static int mc_values(mc *m, value_fn fn, void *ctx, size_t *skipped)
         if ((*e != '\0' && *e != ' ') || errno)
             goto bad;
         (void)flags;
-        if (bytes > m->max_value || (m->limited && bytes > m->budget)) {
+        if (bytes > m->max_value || bytes > m->budget) {
             if (mc_read(m, NULL, (size_t)bytes) < 0)
                 return -1;
             (*skipped)++;
@@ -883,7 +882,7 @@ static int mc_values(mc *m, value_fn fn, void *ctx, size_t *skipped)
                 return -1;
             }
             data[bytes] = '\0';
-            if (m->limited)
+            if (m->budget != SIZE_MAX)
                 m->budget -= (size_t)bytes;
             int rc = fn(ctx, key, data, (size_t)bytes);
             free(data);
@@ -1112,8 +1111,7 @@ static int list_fetch(listing *l, const char *addr, int timeout_ms, int total_ms
     n += 2;
 
     int opened = mc_open(&m, addr, timeout_ms, total_ms, max_value);
-    m.budget = max_total;
-    m.limited = max_total > 0;
+    m.budget = max_total ? max_total : SIZE_MAX;
     if (opened < 0 || mc_write(&m, cmd, n) < 0 || mc_values(&m, on_part, l, &l->skipped) < 0) {
         snprintf(err, errlen, "%s", m.err[0] ? m.err : "out of memory");
         listing_free(l);
