@@ -42,13 +42,11 @@ import socket
 import sys
 import threading
 import time
-import urllib.error
-import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from lib.capture import GraphiteCapture  # noqa: E402
-from lib.netutil import LOOPBACK, free_port, send_tcp, send_udp  # noqa: E402
+from lib.netutil import LOOPBACK, free_port, http_get, send_tcp, send_udp  # noqa: E402
 from lib.proc import make_workdir, remove_workdir, wait_until  # noqa: E402
 from lib.results import Results  # noqa: E402
 from lib.statsd import StatsdServer  # noqa: E402
@@ -92,49 +90,44 @@ class Console:
     def send(self, data):
         self.sock.sendall(data.encode() if isinstance(data, str) else data)
 
+    def _recv(self, wait):
+        """One read of at most `wait` seconds into the buffer: "data",
+        "quiet" (nothing came) or "closed"."""
+        self.sock.settimeout(wait)
+        try:
+            chunk = self.sock.recv(65536)
+        except socket.timeout:
+            return "quiet"
+        except OSError:
+            return "closed"
+        if not chunk:
+            return "closed"
+        self.buf += chunk
+        return "data"
+
+    def _take(self, closed):
+        out, self.buf = self.buf.decode("utf-8", "replace"), b""
+        return out, closed
+
     def read_until(self, done, timeout=5.0):
         """Reads until done(buffer) is true, the peer closes or timeout;
         returns (text, closed)."""
         deadline = time.monotonic() + timeout
-        closed = False
-        while not done(self.buf):
+        got = "data"
+        while got == "data" and not done(self.buf):
             left = deadline - time.monotonic()
             if left <= 0:
                 break
-            self.sock.settimeout(left)
-            try:
-                chunk = self.sock.recv(65536)
-            except socket.timeout:
-                break
-            except OSError:
-                closed = True
-                break
-            if not chunk:
-                closed = True
-                break
-            self.buf += chunk
-        out, self.buf = self.buf.decode("utf-8", "replace"), b""
-        return out, closed
+            got = self._recv(left)
+        return self._take(got == "closed")
 
     def read_quiet(self, quiet=0.6, timeout=5.0):
         """Reads until nothing more arrives for `quiet` seconds."""
         deadline = time.monotonic() + timeout
-        closed = False
-        while time.monotonic() < deadline:
-            self.sock.settimeout(quiet)
-            try:
-                chunk = self.sock.recv(65536)
-            except socket.timeout:
-                break
-            except OSError:
-                closed = True
-                break
-            if not chunk:
-                closed = True
-                break
-            self.buf += chunk
-        out, self.buf = self.buf.decode("utf-8", "replace"), b""
-        return out, closed
+        got = "data"
+        while got == "data" and time.monotonic() < deadline:
+            got = self._recv(quiet)
+        return self._take(got == "closed")
 
     def ask(self, cmd, until=None, timeout=5.0):
         """Sends a command line; reads until the reply ends with `until`
@@ -157,16 +150,6 @@ def ask_once(port, cmd, until=None):
         return c.ask(cmd, until)
     finally:
         c.close()
-
-
-def http_get(port, path, timeout=10):
-    """(status, headers, body)."""
-    url = "http://%s:%d%s" % (LOOPBACK, port, path)
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as r:
-            return r.status, dict(r.headers), r.read().decode("utf-8", "replace")
-    except urllib.error.HTTPError as e:
-        return e.code, dict(e.headers), e.read().decode("utf-8", "replace")
 
 
 # ---------------------------------------------------------------------------

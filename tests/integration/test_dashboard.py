@@ -36,13 +36,12 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.error
-import urllib.request
 import zlib
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from lib import REPO_DIR  # noqa: E402
+from lib import netutil  # noqa: E402
 from lib.netutil import LOOPBACK, free_port, free_port_pair, send_udp, wait_for_port  # noqa: E402
 from lib.proc import Process, make_workdir, remove_workdir, wait_until  # noqa: E402
 from lib.results import Results  # noqa: E402
@@ -220,13 +219,8 @@ def stopped_cleanly(results, label, proc):
 
 
 def http_get(port, path, timeout=15):
-    """(status, headers, body text) of GET path."""
-    url = "http://%s:%d%s" % (LOOPBACK, port, path)
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as r:
-            return r.status, dict(r.headers), r.read().decode("utf-8", "replace")
-    except urllib.error.HTTPError as e:
-        return e.code, dict(e.headers), e.read().decode("utf-8", "replace")
+    """lib's http_get with a longer wait: /traces may wait on memcached."""
+    return netutil.http_get(port, path, timeout)
 
 
 # ---------------------------------------------------------------------------

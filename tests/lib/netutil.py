@@ -3,6 +3,8 @@ import os
 import random
 import socket
 import time
+import urllib.error
+import urllib.request
 
 LOOPBACK = "127.0.0.1"
 
@@ -114,3 +116,14 @@ def sleep_until_phase(interval_s, phase_s):
     if target <= now:
         target += interval_s
     time.sleep(target - now)
+
+
+def http_get(port, path, timeout=10):
+    """(status, headers, body text) of GET http://127.0.0.1:port/path; an
+    HTTP error status is an answer too, not an exception."""
+    url = "http://%s:%d%s" % (LOOPBACK, port, path)
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as r:
+            return r.status, dict(r.headers), r.read().decode("utf-8", "replace")
+    except urllib.error.HTTPError as e:
+        return e.code, dict(e.headers), e.read().decode("utf-8", "replace")
