@@ -25,5 +25,8 @@ void sy_notify_prepare(sy_notify *n);
 void sy_notify_wait(sy_notify *n, int timeout_ms);
 /* Consumer found work after prepare: cancel the sleep. */
 void sy_notify_cancel(sy_notify *n);
+/* Consumer: wait up to timeout_ms without asking producers to wake it;
+ * only a direct write to fd (a stop, a reload, a query) ends it early. */
+void sy_notify_nap(sy_notify *n, int timeout_ms);
 
 #endif

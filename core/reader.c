@@ -195,11 +195,12 @@ static void dgram_batch(reader *r, int n, bool is_unix)
             /* Empty datagrams too: statsd counts them in packets_received. */
             if (!is_unix)
                 origin_from_addr(&o, l->index, &s->names[i]);
-            if (sy_ring_push(r->ring, &o, s->iov[i].iov_base, len) != 0)
+            if (sy_ring_push_quiet(r->ring, &o, s->iov[i].iov_base, len) != 0)
                 dropped++;
         }
         m->msg_hdr.msg_namelen = sizeof s->names[i];
     }
+    sy_ring_wake(r->ring);
     count(&l->stats.received, (uint64_t)n);
     count(&l->stats.bytes, bytes);
     if (too_long) {

@@ -105,7 +105,7 @@ void *sy_ring_reserve(sy_ring *r, size_t len)
     return r->buf + off + HDR;
 }
 
-void sy_ring_commit(sy_ring *r, const sy_origin *origin, size_t len)
+static void publish(sy_ring *r, const sy_origin *origin, size_t len)
 {
     size_t tail = atomic_load_explicit(&r->tail, memory_order_relaxed);
     size_t off = tail % r->cap;
@@ -117,18 +117,36 @@ void sy_ring_commit(sy_ring *r, const sy_origin *origin, size_t len)
     else
         memset(&h->origin, 0, sizeof h->origin);
     atomic_store_explicit(&r->tail, tail + waste + HDR + ALIGN8(len), memory_order_release);
+}
+
+void sy_ring_wake(sy_ring *r)
+{
     if (r->notify)
         sy_notify_wake(r->notify);
 }
 
-int sy_ring_push(sy_ring *r, const sy_origin *origin, const void *data, size_t len)
+void sy_ring_commit(sy_ring *r, const sy_origin *origin, size_t len)
+{
+    publish(r, origin, len);
+    sy_ring_wake(r);
+}
+
+int sy_ring_push_quiet(sy_ring *r, const sy_origin *origin, const void *data, size_t len)
 {
     void *p = sy_ring_reserve(r, len);
     if (!p)
         return -1;
     if (len)
         memcpy(p, data, len);
-    sy_ring_commit(r, origin, len);
+    publish(r, origin, len);
+    return 0;
+}
+
+int sy_ring_push(sy_ring *r, const sy_origin *origin, const void *data, size_t len)
+{
+    if (sy_ring_push_quiet(r, origin, data, len) != 0)
+        return -1;
+    sy_ring_wake(r);
     return 0;
 }
 

@@ -42,6 +42,11 @@ void *sy_ring_reserve(sy_ring *r, size_t len);
 void sy_ring_commit(sy_ring *r, const sy_origin *origin, size_t len);
 /* reserve + memcpy + commit; 0 on success, -1 when full. */
 int sy_ring_push(sy_ring *r, const sy_origin *origin, const void *data, size_t len);
+/* A producer that pushes a batch (one recvmmsg's datagrams) pushes each
+ * record quietly and wakes the consumer once at the end: one fence and at
+ * most one eventfd write per batch instead of per record. */
+int sy_ring_push_quiet(sy_ring *r, const sy_origin *origin, const void *data, size_t len);
+void sy_ring_wake(sy_ring *r);
 
 /* Consumer side.  peek returns the oldest record (NULL when empty);
  * release frees it. */
