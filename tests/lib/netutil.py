@@ -22,19 +22,36 @@ def _ephemeral_range():
         return 32768, 60999
 
 
+def _lane_slice():
+    """The ports free_port draws from: 10000 up to the ephemeral range, or
+    this lane's share of it when tests/run.sh runs suites in concurrent
+    lanes (SY_TEST_LANE of SY_TEST_LANES), so two lanes never pick the same
+    port between checking it and binding it."""
+    lo, _ = _ephemeral_range()
+    first, last = 10000, max(lo - 1, 11000)
+    try:
+        lane = int(os.environ.get("SY_TEST_LANE", "0"))
+        lanes = max(1, int(os.environ.get("SY_TEST_LANES", "1")))
+    except ValueError:
+        lane, lanes = 0, 1
+    width = (last - first + 1) // lanes
+    start = first + (lane % lanes) * width
+    return start, start + width - 1
+
+
 def free_port(kind="tcp"):
     """A port that is free now on 127.0.0.1 for the given kind.
 
     It is chosen below the kernel's ephemeral range, so that a listener
     binding port 0 elsewhere in the test (captures do) can never be given
-    the same number before our server binds it, and never twice in one
-    process.  The port is checked by binding it.
+    the same number before our server binds it, never twice in one
+    process, and within this test lane's slice (_lane_slice).  The port is
+    checked by binding it.
     """
     stype = socket.SOCK_STREAM if kind == "tcp" else socket.SOCK_DGRAM
-    lo, _ = _ephemeral_range()
-    top = max(lo - 1, 11000)
+    low, top = _lane_slice()
     for _ in range(500):
-        port = _rng.randint(10000, top)
+        port = _rng.randint(low, top)
         if port in _issued:
             continue
         try:
