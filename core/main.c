@@ -14,6 +14,7 @@
 #include <stdatomic.h>
 #include <pthread.h>
 #include <limits.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -325,6 +326,17 @@ int main(int argc, char **argv)
 {
     if (argc > 1 && strcmp(argv[1], "traces") == 0)
         return sy_traces_main(argc - 1, argv + 1);
+
+    /*
+     * Return flush-sized memory to the system once it has been sent.  A
+     * flush of 1M keys queues ~100 MB of Graphite lines in 64 KiB chunks;
+     * freed, they stayed in the heap (glibc raises its mmap threshold each
+     * time a large block is freed, so later chunks came from the heap too)
+     * and the daemon kept the flush's size for good: 219 MB for 1M idle
+     * keys instead of 118.  A fixed threshold at the chunk size maps such
+     * blocks on their own and unmaps them on free.
+     */
+    mallopt(M_MMAP_THRESHOLD, 64 * 1024);
 
     const char *config_file = NULL, *check_file = NULL, *level = NULL;
     int dry = 0;
