@@ -273,6 +273,9 @@ static void process(sy_output *o, sy_snapshot *s)
     sy_snapshot_free(s);
 }
 
+/* Samples per write_samples call: as many as a flush batch holds. */
+#define RAW_BATCH_MAX 2048
+
 /* Pass-through samples: each sink gets the ones whose mask names it. */
 static void process_raw(sy_output *o, sy_raw_batch *b)
 {
@@ -284,8 +287,11 @@ static void process_raw(sy_output *o, sy_raw_batch *b)
         for (size_t k = 0; k < b->n; k++)
             if ((b->masks[k] >> i) & 1)
                 tmp[n++] = b->samples[k];
-        if (n) {
-            sy_sample_batch sb = { .samples = tmp, .count = n };
+        /* in batches no larger than a flush's, so that a sink can hold
+         * one back (SY_RETRY) for a queue smaller than a burst */
+        for (size_t k = 0; k < n; k += RAW_BATCH_MAX) {
+            sy_sample_batch sb = { .samples = tmp + k,
+                                   .count = n - k < RAW_BATCH_MAX ? n - k : RAW_BATCH_MAX };
             sy_sink_write_samples(o->sinks[i], &sb);
         }
     }

@@ -55,6 +55,7 @@
 #include "switchyard_sink.h"
 #include "lib/chring.h"
 #include "lib/netq.h"
+#include "lib/pace.h"
 
 #define LOG_EVERY_MS 10000
 #define MAX_DESTINATIONS 1024
@@ -77,8 +78,7 @@ typedef struct dest {
     int64_t queued, queued_bytes;
     int connected;
     int full;                 /* refused a line during the current batch */
-    uint64_t sent_seen;       /* netq_sent() when last looked at */
-    uint64_t moved_ms;        /* monotonic ms when the queue last moved */
+    pace pace;                /* whether a batch waits for this queue */
     uint64_t drops_unlogged;
 } dest;
 
@@ -583,18 +583,11 @@ static int name_ok(const char *name, size_t len)
 
 /*
  * A flush can be larger than a queue (1M keys are 2M lines, ~100 MB) while
- * carbon takes it easily.  Cutting it would lose data for no reason, so
- * such a flush is paced instead: a batch that does not fit the queue of a
- * destination that is connected and moving (it wrote a line, or was empty,
- * within the last STALL_MS) is answered SY_RETRY before any of it is
- * queued; the host holds it (within its retryMaxMetrics bound) and offers
- * it again every 100 ms as the queue drains.  A destination that is down,
- * or connected but stuck (a reader that stopped reading), does not earn
- * that: once it has not moved for STALL_MS, what its queue cannot take is
- * dropped and counted, and memory goes back to maxQueueBytes.
+ * carbon takes it easily: such a flush is paced (lib/pace.h).  A batch
+ * that does not fit the queue of a destination that is connected and
+ * moving is answered SY_RETRY before any of it is queued; a carbon that is
+ * down or stuck gets what its queue holds, and the rest is dropped.
  */
-#define STALL_MS 2000
-
 static int must_wait(graphite *g, const sy_metric_batch *b, int tslen)
 {
     uint64_t now = g->api->monotonic_ms(g->host);
@@ -606,15 +599,9 @@ static int must_wait(graphite *g, const sy_metric_batch *b, int tslen)
     int wait = 0;
     for (int i = 0; i < g->nd; i++) {
         dest *d = &g->d[i];
-        uint64_t sent = netq_sent(d->q);
-        if (sent != d->sent_seen || netq_bytes(d->q) == 0) {
-            d->sent_seen = sent;
-            d->moved_ms = now;
-        }
-        size_t max = netq_max_bytes(d->q);
-        if (netq_connected(d->q) && now - d->moved_ms < STALL_MS && need <= max &&
-            netq_bytes(d->q) > max - need)
-            wait = 1;
+        /* every destination is looked at, so each one's clock is kept */
+        wait |= pace_wait(&d->pace, now, netq_connected(d->q), netq_sent(d->q),
+                          netq_bytes(d->q), netq_max_bytes(d->q), need);
     }
     return wait;
 }

@@ -73,9 +73,10 @@
  * At most `maxPending` metrics are awaiting replies; the rest, and
  * everything written while disconnected, waits in a queue of at most
  * `maxQueueMetrics` metrics (older data first; new data beyond the bound
- * is dropped and counted).  A broken connection puts its unanswered blocks
- * back at the head of the queue, and a new connection replays the queue
- * before anything newer.
+ * is dropped and counted while Redis is down or not answering; while it
+ * answers, a batch that does not fit waits instead: see must_wait).  A
+ * broken connection puts its unanswered blocks back at the head of the
+ * queue, and a new connection replays the queue before anything newer.
  *
  * In cluster mode: the slot map comes from CLUSTER SLOTS, asked of a seed
  * (`nodes`, or host/port) and then of any connected master (a seed that
@@ -173,6 +174,7 @@
 #include <hiredis/adapters/libevent.h>
 
 #include "switchyard_sink.h"
+#include "lib/pace.h"
 
 #define BLOCK_METRICS 256      /* metrics per block (one pipelined group) */
 #define BLOCK_GLOBAL_CMDS 3    /* HSET latest, HSET latest_ts, SADD names */
@@ -305,6 +307,7 @@ struct node {
     size_t cmds_out;          /* commands awaiting replies */
     uint64_t last_progress;   /* monotonic ms of the last reply */
     size_t requeued;          /* metrics put back since the last connect */
+    pace pace;                /* whether a batch waits for its queue */
 
     /* cluster: operations waiting for this node, oldest first */
     op *qhead, *qtail;
@@ -2583,6 +2586,37 @@ fail:
     return -1;
 }
 
+/*
+ * A flush can be larger than maxQueueMetrics while Redis keeps up with it:
+ * such a flush is paced (lib/pace.h).  A batch that does not fit the queue
+ * of a connection that is ready and moving (a reply came within
+ * PACE_STALL_MS, or nothing waits) is answered SY_RETRY before any of it
+ * is taken; the host holds it (retryMaxMetrics) and offers it again as the
+ * replies come in.  A Redis that is down or stopped answering gets what its
+ * queue holds, and the rest is dropped, as before.  In cluster mode each
+ * master is looked at with the whole batch counted against it, twice (its
+ * series ops and its groups' ops), and nothing waits for a first map.
+ */
+static int node_must_wait(node *nd, uint64_t now, size_t queued, size_t need)
+{
+    return pace_wait(&nd->pace, now, nd->state == ST_READY && !nd->drop_requested,
+                     nd->last_progress, queued, nd->r->max_queue, need);
+}
+
+static int must_wait(redis_sink *r, size_t n)
+{
+    uint64_t now = now_ms(r);
+    if (!r->cluster)
+        return node_must_wait(r->single, now, r->queued, n);
+    if (!r->map_ready)
+        return 0;
+    int wait = 0;
+    for (node *nd = r->nodes; nd; nd = nd->next)
+        if (nd->owned)
+            wait |= node_must_wait(nd, now, nd->queued, 2 * n);
+    return wait;
+}
+
 static sy_status cluster_write(redis_sink *r, const sy_metric_batch *b)
 {
     size_t i = 0, oom = 0;
@@ -2627,6 +2661,8 @@ static sy_status redis_write(void *state, const sy_metric_batch *b)
     size_t i = 0, oom = 0;
     size_t per_block = r->max_pending < BLOCK_METRICS ? r->max_pending : BLOCK_METRICS;
 
+    if (must_wait(r, b->count))
+        return SY_RETRY;
     if (r->cluster)
         return cluster_write(r, b);
     while (i < b->count) {

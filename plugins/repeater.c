@@ -100,9 +100,13 @@
  * queue.
  * TCP: lib/netq (reconnects with backoff, lines never cut in two).
  *
- * The queue is bounded in bytes; when it is full the rest of a batch for
- * that destination is dropped and counted, so this sink never answers
- * SY_RETRY.  SENT counts lines, not datagrams.
+ * The queue is bounded in bytes.  A batch that does not fit the queue of a
+ * destination that is connected and moving waits (SY_RETRY: the host holds
+ * it, within retryMaxMetrics, and offers it again as the queue drains; see
+ * lib/pace.h), so a flush or a burst larger than the queue is not cut
+ * while the next hop keeps up.  When a destination is down or stuck, the
+ * rest of a batch for it that its queue cannot take is dropped and
+ * counted.  SENT counts lines, not datagrams.
  *
  * Settings:
  *   host              address or name, IPv4 or IPv6   (default "127.0.0.1")
@@ -141,6 +145,7 @@
 
 #include "switchyard_sink.h"
 #include "lib/netq.h"
+#include "lib/pace.h"
 #include "lib/shard.h"
 
 #define LOG_EVERY_MS 10000
@@ -209,6 +214,8 @@ typedef struct rdest {
     uint64_t unconnected_since; /* monotonic ms */
     int down;                 /* as last judged by rp_judge */
     int full;                 /* its queue refused a line in the current batch */
+    uint64_t sent_lines;      /* UDP: lines sent since it was made */
+    pace pace;                /* whether a batch waits for its queue */
 
     uint64_t drops_unlogged, refused_unlogged, rehashed_unlogged;
     uint64_t rehashed_total;  /* since it was last marked down */
@@ -766,6 +773,7 @@ static void ud_send(rdest *d)
         }
         uq_drop_front(d, b);
         d->lines -= l;
+        d->sent_lines += l;
         d->api->stat_add(d->host, SY_STAT_SENT, (int64_t)l);
         if ((unsigned)sent < n)
             break; /* the socket buffer is full, or an error cut the batch:
@@ -948,6 +956,25 @@ static void rp_commit(rdest *d, size_t len)
         netq_commit(d->tq, len);
     else
         uq_commit_line(d, len);
+}
+
+/* Whether a batch needing `need` bytes (at most) of every destination's
+ * queue waits (lib/pace.h).  Every destination is looked at, so that each
+ * one's clock is kept. */
+static int rp_must_wait(repeater *r, size_t need)
+{
+    uint64_t now = r->api->monotonic_ms(r->host);
+    int wait = 0;
+    for (size_t i = 0; i < r->nd; i++) {
+        rdest *d = &r->d[i];
+        if (r->proto == PROTO_TCP)
+            wait |= pace_wait(&d->pace, now, netq_connected(d->tq), netq_sent(d->tq),
+                              netq_bytes(d->tq), r->max_bytes, need);
+        else
+            wait |= pace_wait(&d->pace, now, d->connected != 0 && !d->icmp_down,
+                              d->sent_lines, d->bytes, r->max_bytes, need);
+    }
+    return wait;
 }
 
 /* After a batch: write when possible. */
@@ -1404,6 +1431,15 @@ static sy_status repeater_write_samples(void *state, const sy_sample_batch *b)
     size_t last_len = 0;
     rdest *d = &r->d[0], *from = NULL;
 
+    /* the longest line a sample can make, "NAME:TEXT|ms|@RATE|#TAGS\n",
+     * with RATE at most 24 characters */
+    size_t need = 0;
+    for (i = 0; i < b->count; i++) {
+        const sy_sample *s = &b->samples[i];
+        need += (size_t)s->name_len + s->text_len + s->tags_len + 8 + (s->rate != 1.0 ? 26 : 0);
+    }
+    if (rp_must_wait(r, need))
+        return SY_RETRY;
     rp_judge(r);
     for (i = 0; i < b->count; i++) {
         const sy_sample *s = &b->samples[i];
@@ -1520,6 +1556,16 @@ static sy_status repeater_write(void *state, const sy_metric_batch *b)
 
     if (r->flushed == FLUSHED_NONE)
         return SY_SKIP;
+    /* "NAME:V|g\n" with V at most 24 characters, and a negative gauge
+     * also "NAME:0|g\n" before it */
+    size_t need = 0;
+    for (i = 0; i < b->count; i++) {
+        const sy_metric *m = &b->metrics[i];
+        if (r->flushed == FLUSHED_ALL || m->kind == SY_KIND_GAUGE)
+            need += ((size_t)m->name_len + 28) * (signbit(m->value) ? 2 : 1);
+    }
+    if (rp_must_wait(r, need))
+        return SY_RETRY;
     rp_judge(r);
     for (i = 0; i < b->count; i++) {
         const sy_metric *m = &b->metrics[i];

@@ -54,6 +54,7 @@ sys.dont_write_bytecode = True   # importing test_badinput: leave no __pycache__
 from lib.netutil import LOOPBACK, free_port, sleep_until_phase, wait_for_port  # noqa: E402
 from lib.proc import Process, make_workdir, remove_workdir, wait_until  # noqa: E402
 from lib.results import Results  # noqa: E402
+from lib.resp import REDIS_SERVER, query  # noqa: E402
 from lib.switchyard import switchyard_binary  # noqa: E402
 from lib.tcplisten import LineListener  # noqa: E402
 # The daemon helper (console sink parsed per flush, /metrics, memory) is
@@ -464,41 +465,7 @@ def scenario_graphite_slow_reader(res, workdir):
 # 2. redis and memcached restarted
 
 
-REDIS_SERVER = "/usr/bin/redis-server"
 MEMCACHED = "/usr/bin/memcached"
-
-
-def resp(port, *args, timeout=3.0):
-    """One Redis command on a fresh connection; the reply (str, int, list,
-    None), or an exception object when Redis is unreachable or errs."""
-    try:
-        with socket.create_connection((LOOPBACK, port), timeout=timeout) as s:
-            out = [b"*%d\r\n" % len(args)]
-            for a in args:
-                a = a if isinstance(a, bytes) else str(a).encode()
-                out.append(b"$%d\r\n%s\r\n" % (len(a), a))
-            s.sendall(b"".join(out))
-            f = s.makefile("rb")
-
-            def read():
-                line = f.readline()
-                kind, rest = line[:1], line[1:-2]
-                if kind == b"+":
-                    return rest.decode()
-                if kind == b"-":
-                    return RuntimeError(rest.decode())
-                if kind == b":":
-                    return int(rest)
-                if kind == b"$":
-                    n = int(rest)
-                    return None if n < 0 else f.read(n + 2)[:-2].decode("utf-8", "replace")
-                if kind == b"*":
-                    n = int(rest)
-                    return None if n < 0 else [read() for _ in range(n)]
-                return ConnectionError("bad reply %r" % line)
-            return read()
-    except OSError as e:
-        return e
 
 
 def mc_get_many(port, keys):
@@ -620,7 +587,7 @@ def scenario_redis_memcached_restart(res, workdir):
             return
         th.start()
         d.wait_flushes(2, 10)
-        redis_ok = wait_until(lambda: resp(redis.port, "HGET", "switchyard:latest",
+        redis_ok = wait_until(lambda: query(redis.port, "HGET", "switchyard:latest",
                                            "stats.gauges.fr.seq") is not None, 5)
         mc_ok = wait_until(lambda: (mc_traces(mc.port, prefix) or set()) &
                            {t for _, t in sent["traces"]}, 5)
@@ -647,7 +614,7 @@ def scenario_redis_memcached_restart(res, workdir):
             ts, m = f[-1]
             seq = m.get("stats.gauges.fr.seq")
             r_ok = sink_stat(m, "r", "connected") == 1 and seq is not None and \
-                resp(redis.port, "HGET", "switchyard:latest", "stats.gauges.fr.seq") == seq
+                query(redis.port, "HGET", "switchyard:latest", "stats.gauges.fr.seq") == seq
             after = {t for when, t in sent["traces"] if when > t_up}
             t_ok = sink_stat(m, "t", "connected") == 1 and \
                 bool((mc_traces(mc.port, prefix) or set()) & after)

@@ -1,24 +1,33 @@
 #!/usr/bin/env python3
-"""Integration test: a flush larger than the graphite sink's queue arrives
-whole when carbon keeps up, and is cut (counted) when it does not.
+"""Integration test: a flush larger than a sink's queue arrives whole when
+the destination keeps up, and is cut (counted) when it does not.
 
-The graphite sink's queue (maxQueueBytes) bounds what waits for a carbon
-that is down or stuck.  A flush bigger than that queue, to a carbon that
-reads as fast as it can, must not be cut: the sink paces it (SY_RETRY, the
-host holds the rest within retryMaxMetrics and offers it as the queue
-drains).  Here the queue is 256 KiB and one flush is about 5 MB:
+Each network sink bounds what waits for a destination that is down or stuck
+(graphite and repeater maxQueueBytes, redis maxQueueMetrics).  A flush bigger
+than that queue, to a destination that reads as fast as it can, must not be
+cut: the sink paces it (SY_RETRY; the host holds the rest within
+retryMaxMetrics and offers it again as the queue drains).  Cases:
 
-  1. a fast carbon (a loopback line listener) receives every one of 50,000
-     counter keys sent over TCP, each exactly once with its value, and the
-     sink reports no drop;
-  2. a carbon that accepts and never reads: the same flush is cut at the
-     queue and the drops are counted (switchyard_sink_dropped), memory
-     stays near the queue bound, and SIGTERM still exits 0 in time.
+  1. fast_carbon: a loopback line listener receives every one of 50,000
+     counter keys (about 5 MB through a 256 KiB queue), each exactly once
+     with its value, and the sink reports no drop;
+  2. stuck_carbon: a carbon that accepts and never reads: the same flush is
+     cut at the queue, the drops are counted (switchyard_sink_dropped),
+     memory stays near the queue bound, and SIGTERM still exits 0 in time;
+  3. repeater_flushed: a repeater forwarding flushed aggregates over TCP to
+     a second switchyard, through a 256 KiB queue: every key arrives once;
+  4. repeater_passthrough: 200,000 raw lines passed through a repeater with
+     a 256 KiB queue all arrive (the host hands raw batches in chunks so a
+     paced sink can hold the rest back);
+  5. redis_fast: a real redis-server behind a 5,000-metric queue receives
+     one point for each of 20,000 counter keys, no drop;
+  6. redis_stopped: redis-server stopped with SIGSTOP: drops are counted,
+     the queue stays within its bound, and SIGTERM exits 0.
 
 Usage:  /usr/bin/python3 tests/integration/test_pacing.py     ($SY_BIN)
 """
 import os
-import re
+import signal
 import socket
 import sys
 import time
@@ -28,6 +37,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from lib.netutil import LOOPBACK, free_port, free_port_pair, wait_for_port  # noqa: E402
 from lib.proc import Process, make_workdir, remove_workdir, wait_until  # noqa: E402
+from lib.resp import RedisServer, query  # noqa: E402
 from lib.results import Results  # noqa: E402
 from lib.switchyard import switchyard_binary, to_lua  # noqa: E402
 from lib.tcplisten import LineListener  # noqa: E402
@@ -38,7 +48,10 @@ QUEUE = 256 << 10
 
 
 class Daemon:
-    def __init__(self, workdir, name, carbon_port):
+    """One switchyard listening on TCP with the given sinks and, optionally,
+    routes (Lua source: rules are Lua values)."""
+
+    def __init__(self, workdir, name, sinks, routes=None):
         self.port = free_port_pair()
         self.http = free_port("tcp")
         cfg = {
@@ -47,18 +60,26 @@ class Daemon:
             "ringSize": 4 << 20,  # so RSS does not grow as a large ring is first touched
             "httpAddress": "%s:%d" % (LOOPBACK, self.http),
             "shutdownTimeout": 5000,
-            "sinks": {"carbon": {"plugin": "graphite", "host": LOOPBACK, "port": carbon_port,
-                                 "maxQueueBytes": QUEUE}},
+            "sinks": sinks,
         }
+        text = 'local route = require "switchyard.route"\n'
+        text += "local cfg = " + to_lua(cfg) + "\n"
+        if routes:
+            text += "cfg.routes = " + routes + "\n"
         path = os.path.join(workdir, name + ".lua")
         with open(path, "w") as f:
-            f.write("return " + to_lua(cfg) + "\n")
+            f.write(text + "return cfg\n")
         self.proc = Process(name, [switchyard_binary(), "-c", path], workdir)
 
     def start(self):
         self.proc.start()
         return wait_for_port(self.port, 10, alive=self.proc.alive) and \
             wait_for_port(self.http, 10, alive=self.proc.alive)
+
+    def send(self, lines):
+        sock = socket.create_connection((LOOPBACK, self.port))
+        sock.sendall("".join(line + "\n" for line in lines).encode())
+        sock.close()
 
     def metric(self, name):
         """A value of /metrics by its full series name, or None."""
@@ -88,39 +109,64 @@ class Daemon:
         return 0
 
 
-DROPPED = 'switchyard_sink_dropped_total{sink="carbon",plugin="graphite"}'
+def stat(d, name, sink, plugin):
+    return d.metric('switchyard_sink_%s{sink="%s",plugin="%s"}' % (name, sink, plugin))
+
+
+def carbon_sinks(port):
+    return {"carbon": {"plugin": "graphite", "host": LOOPBACK, "port": port,
+                       "maxQueueBytes": QUEUE}}
+
+
+def counters(n, prefix="pace.k"):
+    return ["%s%d:1|c" % (prefix, i) for i in range(n)]
+
+
+def once_each(res, label, got, want_names, value):
+    """got: name -> values seen (zeros left out)."""
+    missing = [n for n in want_names if n not in got]
+    res.check("%s: every one of %d arrived" % (label, len(want_names)), not missing,
+              "%d missing, e.g. %r" % (len(missing), missing[:5]))
+    bad = [(k, v) for k, v in got.items() if v != [value]]
+    res.check("%s: each exactly once, with its value %s" % (label, value), not bad, repr(bad[:5]))
+
+
+def no_drop(res, label, d, sink, plugin):
+    wait_until(lambda: stat(d, "dropped_total", sink, plugin) is not None, 5)
+    dropped = stat(d, "dropped_total", sink, plugin)
+    res.check("%s: the sink dropped nothing (switchyard_sink_dropped_total = %r)"
+              % (label, dropped), dropped == 0)
+
+
+def stop_ok(res, label, d, bound=9):
+    t = time.monotonic()
+    rc = d.proc.stop()
+    took = time.monotonic() - t
+    res.check("%s: SIGTERM exits 0 within shutdownTimeout (%.1f s)" % (label, took),
+              rc == 0 and took < bound, d.proc.logs())
 
 
 def fast_carbon(res, workdir):
     carbon = LineListener()
-    d = Daemon(workdir, "sy-fast", carbon.port)
+    d = Daemon(workdir, "sy-fast", carbon_sinks(carbon.port))
     try:
         if not res.check("fast carbon: switchyard starts", d.start(), d.proc.logs()):
             return
-        sock = socket.create_connection((LOOPBACK, d.port))
-        sock.sendall("".join("pace.k%d:1|c\n" % i for i in range(KEYS)).encode())
-        sock.close()
+        d.send(counters(KEYS))
 
         def counts():
             return [t for _, _, t in carbon.lines() if t.startswith("stats_counts.pace.")]
-        ok = wait_until(lambda: len(counts()) >= KEYS, 30, step=0.2)
+        wait_until(lambda: len(counts()) >= KEYS, 30, step=0.2)
         got = {}
         for line in counts():
             name, value, _ = line.split(" ")
             if value != "0":
                 got.setdefault(name, []).append(value)
-        res.check("fast carbon: every one of %d keys arrived in the flush whose queue is %d KiB "
-                  "(about %d MB of lines)" % (KEYS, QUEUE >> 10, KEYS * 2 * 45 // 1000000),
-                  ok and len(got) == KEYS,
-                  "%d keys with a non-zero count, %d count lines" % (len(got), len(counts())))
-        res.check("fast carbon: each exactly once, with its value 1",
-                  all(v == ["1"] for v in got.values()),
-                  "%r" % [(k, v) for k, v in got.items() if v != ["1"]][:5])
-        wait_until(lambda: d.metric(DROPPED) is not None, 5)
-        res.check("fast carbon: the sink dropped nothing (%s)" % DROPPED, d.metric(DROPPED) == 0,
-                  "dropped %r" % d.metric(DROPPED))
-        rc = d.proc.stop()
-        res.check("fast carbon: switchyard exits 0 on SIGTERM", rc == 0, d.proc.logs())
+        once_each(res, "fast carbon: a flush of about %d MB, the queue %d KiB"
+                  % (KEYS * 2 * 45 // 1000000, QUEUE >> 10), got,
+                  ["stats_counts.pace.k%d" % i for i in range(KEYS)], "1")
+        no_drop(res, "fast carbon", d, "carbon", "graphite")
+        stop_ok(res, "fast carbon", d)
     finally:
         d.proc.stop()
         carbon.close()
@@ -133,7 +179,7 @@ def stuck_carbon(res, workdir):
     ls.bind((LOOPBACK, 0))
     ls.listen(4)
     conns = []
-    d = Daemon(workdir, "sy-stuck", ls.getsockname()[1])
+    d = Daemon(workdir, "sy-stuck", carbon_sinks(ls.getsockname()[1]))
     try:
         if not res.check("stuck carbon: switchyard starts", d.start(), d.proc.logs()):
             return
@@ -146,20 +192,20 @@ def stuck_carbon(res, workdir):
             pass
         rss = []
         for _ in range(8):
-            sock = socket.create_connection((LOOPBACK, d.port))
-            sock.sendall("".join("pace.k%d:1|c\n" % i for i in range(KEYS)).encode())
-            sock.close()
+            d.send(counters(KEYS))
             time.sleep(1.0)
             rss.append(d.rss_kb())
-        ok = wait_until(lambda: (d.metric(DROPPED) or 0) > 0, 10, step=0.2)
-        res.check("stuck carbon: the flush is cut at the queue and the drops counted (%s = %r)"
-                  % (DROPPED, d.metric(DROPPED)), ok)
-        qb = d.metric('switchyard_sink_queued_bytes{sink="carbon",plugin="graphite"}')
+        ok = wait_until(lambda: (stat(d, "dropped_total", "carbon", "graphite") or 0) > 0, 10,
+                        step=0.2)
+        res.check("stuck carbon: the flush is cut at the queue and the drops counted "
+                  "(switchyard_sink_dropped_total = %r)"
+                  % stat(d, "dropped_total", "carbon", "graphite"), ok)
+        qb = stat(d, "queued_bytes", "carbon", "graphite")
         res.check("stuck carbon: the queue stays within maxQueueBytes (%r bytes)" % qb,
                   qb is not None and qb <= QUEUE)
         # Each flush is ~5 MB of lines: held for a stuck carbon, they would
         # pile up flush after flush.  Once the table holds every key (and
-        # the first flush was given up on, after STALL_MS), RSS stays put.
+        # the first flush was given up on, after PACE_STALL_MS), RSS stays.
         res.note("RSS per second: %s MiB" % ", ".join("%.1f" % (r / 1024) for r in rss))
         growth = rss[-1] - rss[3]
         label = ("stuck carbon: memory does not grow flush after flush (%.1f MiB over the last "
@@ -170,15 +216,154 @@ def stuck_carbon(res, workdir):
             res.skip(label, "under ASan, whose quarantine keeps freed memory")
         else:
             res.check(label, growth < 4 * 1024)
-        t = time.monotonic()
-        rc = d.proc.stop()
-        res.check("stuck carbon: SIGTERM exits 0 within shutdownTimeout (%.1f s)"
-                  % (time.monotonic() - t), rc == 0 and time.monotonic() - t < 9, d.proc.logs())
+        stop_ok(res, "stuck carbon", d)
     finally:
         d.proc.stop()
         for c in conns:
             c.close()
         ls.close()
+
+
+def repeater_sinks(port):
+    return {"fwd": {"plugin": "repeater", "host": LOOPBACK, "port": port, "protocol": "tcp",
+                    "maxQueueBytes": QUEUE, "flushed": "all"}}
+
+
+def repeater_flushed(res, workdir):
+    """flushed = "all": a flush of 50,000 counters, ~2.6 MB of gauge lines,
+    through a 256 KiB queue to a next hop that keeps up."""
+    hop = LineListener()
+    d = Daemon(workdir, "sy-rflush", repeater_sinks(hop.port))
+    try:
+        if not res.check("repeater flush: switchyard starts", d.start(), d.proc.logs()):
+            return
+        d.send(counters(KEYS))
+
+        def counts():
+            return [t for _, _, t in hop.lines() if t.startswith("stats_counts.pace.")]
+        wait_until(lambda: len(counts()) >= KEYS, 30, step=0.2)
+        got = {}
+        for line in counts():
+            name, _, rest = line.partition(":")
+            if rest != "0|g":
+                got.setdefault(name, []).append(rest)
+        once_each(res, "repeater flush: the queue %d KiB" % (QUEUE >> 10), got,
+                  ["stats_counts.pace.k%d" % i for i in range(KEYS)], "1|g")
+        no_drop(res, "repeater flush", d, "fwd", "repeater")
+        stop_ok(res, "repeater flush", d)
+    finally:
+        d.proc.stop()
+        hop.close()
+
+
+RAW = 200000
+
+
+def repeater_passthrough(res, workdir):
+    """Raw samples passed through: a burst of 200,000 lines (~3.6 MB) in
+    one TCP connection, through a 256 KiB queue."""
+    hop = LineListener()
+    d = Daemon(workdir, "sy-rraw", repeater_sinks(hop.port),
+               routes='{ route.prefix "raw." :passthrough "fwd" }')
+    try:
+        if not res.check("repeater passthrough: switchyard starts", d.start(), d.proc.logs()):
+            return
+        want = counters(RAW, "raw.k")
+        d.send(want)
+
+        def raw():
+            return [t for _, _, t in hop.lines() if t.startswith("raw.")]
+        wait_until(lambda: len(raw()) >= RAW, 60, step=0.2)
+        got = {}
+        for line in raw():
+            name, _, rest = line.partition(":")
+            got.setdefault(name, []).append(rest)
+        once_each(res, "repeater passthrough: a burst of %d samples, the queue %d KiB"
+                  % (RAW, QUEUE >> 10), got, [w.partition(":")[0] for w in want], "1|c")
+        no_drop(res, "repeater passthrough", d, "fwd", "repeater")
+        stop_ok(res, "repeater passthrough", d)
+    finally:
+        d.proc.stop()
+        hop.close()
+
+
+REDIS_QUEUE = 5000
+REDIS_KEYS = 20000
+
+
+def redis_sinks(port):
+    return {"redis": {"plugin": "redis", "host": LOOPBACK, "port": port, "prefix": "p:",
+                      "maxQueueMetrics": REDIS_QUEUE, "maxPending": 1000}}
+
+
+def redis_fast(res, workdir):
+    """A flush of 20,000 counters (40,000 metrics) to a Redis that answers,
+    through a queue of 5,000 metrics."""
+    redis = RedisServer(workdir, "redis-fast")
+    d = None
+    try:
+        if not res.check("fast redis: redis-server starts", redis.start(), redis.logs()):
+            return
+        d = Daemon(workdir, "sy-redis", redis_sinks(redis.port))
+        if not res.check("fast redis: switchyard starts", d.start(), d.proc.logs()):
+            return
+        d.send(counters(REDIS_KEYS))
+        names = ["stats_counts.pace.k%d" % i for i in range(REDIS_KEYS)]
+        wait_until(lambda: (query(redis.port, "HLEN", "p:latest") or 0) >= 2 * REDIS_KEYS, 30,
+                   step=0.3)
+        time.sleep(0.5)
+        c = redis.client()
+        try:
+            series = c.pipeline([("ZRANGE", "p:ts:" + n, 0, -1) for n in names])
+        finally:
+            c.close()
+        # each series: one point a flush, "TS:1" from the first, "TS:0" after
+        ones = {n: [m for m in pts if m.endswith(":1")] for n, pts in zip(names, series)
+                if isinstance(pts, list)}
+        missing = [n for n in names if not ones.get(n)]
+        res.check("fast redis: every one of %d counters is in Redis (queue %d metrics, the "
+                  "flush %d)" % (REDIS_KEYS, REDIS_QUEUE, 2 * REDIS_KEYS), not missing,
+                  "%d missing, e.g. %r" % (len(missing), missing[:5]))
+        twice = [(n, v) for n, v in ones.items() if len(v) > 1]
+        res.check("fast redis: each counted once, in one flush", not twice, repr(twice[:5]))
+        no_drop(res, "fast redis", d, "redis", "redis")
+        stop_ok(res, "fast redis", d)
+    finally:
+        if d:
+            d.proc.stop()
+        redis.stop()
+
+
+def redis_stopped(res, workdir):
+    """A Redis that stopped answering (SIGSTOP): nothing waits for it; what
+    its queue cannot take is dropped and counted, and SIGTERM still exits
+    in time."""
+    redis = RedisServer(workdir, "redis-stopped")
+    d = None
+    try:
+        if not res.check("stopped redis: redis-server starts", redis.start(), redis.logs()):
+            return
+        d = Daemon(workdir, "sy-redis-stopped", redis_sinks(redis.port))
+        if not res.check("stopped redis: switchyard starts", d.start(), d.proc.logs()):
+            return
+        wait_until(lambda: stat(d, "connected", "redis", "redis") == 1, 10)
+        redis.signal(signal.SIGSTOP)
+        for _ in range(6):
+            d.send(counters(REDIS_KEYS))
+            time.sleep(1.0)
+        ok = wait_until(lambda: (stat(d, "dropped_total", "redis", "redis") or 0) > 0, 10,
+                        step=0.2)
+        res.check("stopped redis: what the queue cannot take is dropped and counted "
+                  "(switchyard_sink_dropped_total = %r)" % stat(d, "dropped_total", "redis",
+                                                                "redis"), ok)
+        q = stat(d, "queued", "redis", "redis")
+        res.check("stopped redis: the queue stays within maxQueueMetrics + maxPending (%r)" % q,
+                  q is not None and q <= REDIS_QUEUE + 1000)
+        stop_ok(res, "stopped redis", d)
+    finally:
+        if d:
+            d.proc.stop()
+        redis.stop()
 
 
 def main():
@@ -187,6 +372,10 @@ def main():
     try:
         fast_carbon(res, workdir)
         stuck_carbon(res, workdir)
+        repeater_flushed(res, workdir)
+        repeater_passthrough(res, workdir)
+        redis_fast(res, workdir)
+        redis_stopped(res, workdir)
     finally:
         remove_workdir(workdir)
     return res.finish()

@@ -7,7 +7,7 @@ PID) and a switchyard with two sinks: `r` (plugin redis, under test) and
 flushes, so the console file says which flush timestamps happened, what
 each value was, and switchyard's own counters for the redis sink
 (stats.statsd.switchyard.sink.r.{sent,dropped,queued,connected}).  Redis is
-read back with a small RESP client in this file (no redis-py needed).
+read back with tests/lib/resp.py's small RESP client (no redis-py needed).
 
   1. values: counters, gauges, timers and sets read back exactly as statsd
      computes them (HGET latest, HGET latest_ts, ZRANGEBYSCORE of the
@@ -41,7 +41,6 @@ import collections
 import os
 import re
 import signal
-import socket
 import sys
 import threading
 import time
@@ -49,165 +48,17 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from lib import REPO_DIR  # noqa: E402
-from lib.netutil import (LOOPBACK, free_port, free_port_pair, send_udp,  # noqa: E402
+from lib.netutil import (LOOPBACK, free_port_pair, send_udp,  # noqa: E402
                          sleep_until_phase, wait_for_port)
 from lib.proc import Process, make_workdir, remove_workdir, wait_until  # noqa: E402
 from lib.results import Results  # noqa: E402
+from lib.resp import REDIS_SERVER, RedisServer, Resp, query  # noqa: E402
 from lib.switchyard import switchyard_binary, to_lua  # noqa: E402
 
 TEST_NAME = "test_redis"
-REDIS_SERVER = "/usr/bin/redis-server"
 PREFIX = "switchyard:"
 SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
                    "SUMMARY: UndefinedBehaviorSanitizer")
-
-
-# ---------------------------------------------------------------------------
-# A minimal RESP2 client
-
-
-class RespError(Exception):
-    pass
-
-
-class Resp:
-    """One connection to Redis; cmd() sends a command and returns the reply
-    (str for simple and bulk strings, int, list, None).  Error replies
-    raise RespError."""
-
-    def __init__(self, port, password=None, db=None, timeout=5.0):
-        self.sock = socket.create_connection((LOOPBACK, port), timeout=timeout)
-        self.rfile = self.sock.makefile("rb")
-        if password is not None:
-            self.cmd("AUTH", password)
-        if db is not None:
-            self.cmd("SELECT", db)
-
-    def cmd(self, *args):
-        out = [b"*%d\r\n" % len(args)]
-        for a in args:
-            if not isinstance(a, bytes):
-                a = str(a).encode()
-            out.append(b"$%d\r\n%s\r\n" % (len(a), a))
-        self.sock.sendall(b"".join(out))
-        return self._read()
-
-    def _read(self):
-        line = self.rfile.readline()
-        if not line.endswith(b"\r\n"):
-            raise ConnectionError("connection closed by Redis")
-        kind, rest = line[:1], line[1:-2]
-        if kind == b"+":
-            return rest.decode()
-        if kind == b"-":
-            raise RespError(rest.decode())
-        if kind == b":":
-            return int(rest)
-        if kind == b"$":
-            n = int(rest)
-            if n < 0:
-                return None
-            data = self.rfile.read(n + 2)
-            return data[:-2].decode("utf-8", "replace")
-        if kind == b"*":
-            n = int(rest)
-            return None if n < 0 else [self._read() for _ in range(n)]
-        raise ConnectionError("unexpected RESP reply %r" % line)
-
-    def close(self):
-        try:
-            self.rfile.close()
-            self.sock.close()
-        except OSError:
-            pass
-
-
-def redis_query(port, *args, password=None, db=None):
-    """One command on a fresh connection; None when Redis is unreachable."""
-    try:
-        c = Resp(port, password, db)
-    except OSError:
-        return None
-    try:
-        return c.cmd(*args)
-    except (OSError, ConnectionError):
-        return None
-    finally:
-        c.close()
-
-
-# ---------------------------------------------------------------------------
-# redis-server
-
-
-class RedisServer:
-    """redis-server on 127.0.0.1:port with its data in workdir/name.  Can
-    be killed, stopped, continued and started again on the same port."""
-
-    def __init__(self, workdir, name, port=None, password=None, aof=False):
-        self.workdir = workdir
-        self.name = name
-        self.port = port or free_port("tcp")
-        self.password = password
-        self.aof = aof
-        self.dir = os.path.join(workdir, name)
-        os.makedirs(self.dir, exist_ok=True)
-        self.procs = []
-
-    @property
-    def proc(self):
-        return self.procs[-1] if self.procs else None
-
-    def start(self, timeout=10.0):
-        argv = [REDIS_SERVER, "--port", self.port, "--bind", LOOPBACK, "--save", "",
-                "--dir", self.dir, "--daemonize", "no"]
-        if self.aof:
-            argv += ["--appendonly", "yes", "--appendfsync", "always"]
-        else:
-            argv += ["--appendonly", "no"]
-        if self.password:
-            argv += ["--requirepass", self.password]
-        p = Process("%s-%d" % (self.name, len(self.procs) + 1), argv, self.workdir,
-                    cwd=self.dir).start()
-        self.procs.append(p)
-        if not wait_for_port(self.port, timeout, alive=p.alive):
-            return False
-
-        def answers():
-            try:
-                c = Resp(self.port, self.password)
-            except (OSError, RespError):
-                return False
-            try:
-                return c.cmd("PING") == "PONG"
-            except (OSError, ConnectionError, RespError):
-                return False  # e.g. LOADING while the AOF is read
-            finally:
-                c.close()
-        return bool(wait_until(answers, timeout, step=0.05))
-
-    def signal(self, sig):
-        os.kill(self.proc.pid, sig)
-
-    def kill(self):
-        """SIGKILL, and wait until it is gone (the port is free again)."""
-        self.signal(signal.SIGKILL)
-        self.proc.popen.wait(10)
-
-    def stop(self):
-        for p in self.procs:
-            if p.alive():
-                try:
-                    os.kill(p.pid, signal.SIGCONT)
-                except ProcessLookupError:
-                    pass
-            p.stop()
-
-    def client(self, db=None):
-        return Resp(self.port, self.password, db)
-
-    def logs(self):
-        return "\n".join(p.logs() for p in self.procs) or "(%s never started)" % self.name
 
 
 # ---------------------------------------------------------------------------
@@ -431,7 +282,7 @@ def case_values(results, workdir):
         if not results.check("%s: the flush reached the console sink" % label, ts is not None,
                              daemon.logs()):
             return
-        wait_until(lambda: redis_query(redis.port, "HGET", PREFIX + "latest_ts",
+        wait_until(lambda: query(redis.port, "HGET", PREFIX + "latest_ts",
                                        "stats.sets.it.set.count") == str(ts), 5.0)
         for name, want in EXPECTED.items():
             latest = c.cmd("HGET", PREFIX + "latest", name)
@@ -485,17 +336,17 @@ def case_auth(results, workdir):
         name = "stats.gauges.auth.gauge"
 
         def stored():
-            return redis_query(redis.port, "HGET", PREFIX + "latest", name,
+            return query(redis.port, "HGET", PREFIX + "latest", name,
                                password=redis.password, db=3) == "5"
         results.check("%s: with password and database 3 the value is in db 3" % label,
                       wait_until(stored, 5.0),
-                      "HGET in db 3: %r\n%s" % (redis_query(redis.port, "HGET", PREFIX + "latest",
+                      "HGET in db 3: %r\n%s" % (query(redis.port, "HGET", PREFIX + "latest",
                                                             name, password=redis.password, db=3),
                                                 daemon.logs()))
-        db0 = redis_query(redis.port, "DBSIZE", password=redis.password, db=0)
+        db0 = query(redis.port, "DBSIZE", password=redis.password, db=0)
         results.check("%s: nothing is written to database 0" % label, db0 == 0, "DBSIZE %r" % db0)
         daemon.wait_flushes(2)
-        db4 = redis_query(redis.port, "DBSIZE", password=redis.password, db=4)
+        db4 = query(redis.port, "DBSIZE", password=redis.password, db=4)
         results.check("%s: a wrong password writes nothing" % label, db4 == 0, "DBSIZE %r" % db4)
         fl = daemon.flushes()
         results.check("%s: the sink with the wrong password reports connected 0" % label,

@@ -42,7 +42,6 @@ import collections
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -55,10 +54,10 @@ from lib.netutil import LOOPBACK, free_port, free_port_pair, send_udp, sleep_unt
 from lib.netutil import wait_for_port  # noqa: E402
 from lib.proc import Process, make_workdir, remove_workdir, wait_until  # noqa: E402
 from lib.results import Results  # noqa: E402
+from lib.resp import REDIS_SERVER, Resp, query  # noqa: E402
 from lib.switchyard import switchyard_binary, to_lua  # noqa: E402
 
 TEST_NAME = "test_redis_cluster"
-REDIS_SERVER = "/usr/bin/redis-server"
 REDIS_CLI = "/usr/bin/redis-cli"
 PREFIX = "switchyard:"
 GROUPS = 16
@@ -103,91 +102,6 @@ def group_of(name):
 
 def group_key(what, g):
     return "%s%s:{%d}" % (PREFIX, what, g)
-
-
-# ---------------------------------------------------------------------------
-# A minimal RESP2 client
-
-
-class RespError(Exception):
-    pass
-
-
-class Resp:
-    def __init__(self, port, timeout=5.0):
-        self.sock = socket.create_connection((LOOPBACK, port), timeout=timeout)
-        self.rfile = self.sock.makefile("rb")
-
-    def cmd(self, *args):
-        self.send(*args)
-        return self.read()
-
-    def send(self, *args):
-        out = [b"*%d\r\n" % len(args)]
-        for a in args:
-            if not isinstance(a, bytes):
-                a = str(a).encode()
-            out.append(b"$%d\r\n%s\r\n" % (len(a), a))
-        self.sock.sendall(b"".join(out))
-
-    def pipeline(self, commands):
-        """Several commands at once; the replies (RespError instances for
-        error replies) in order."""
-        for c in commands:
-            self.send(*c)
-        out = []
-        for _ in commands:
-            try:
-                out.append(self.read())
-            except RespError as e:
-                out.append(e)
-        return out
-
-    def read(self):
-        line = self.rfile.readline()
-        if not line.endswith(b"\r\n"):
-            raise ConnectionError("connection closed by Redis")
-        kind, rest = line[:1], line[1:-2]
-        if kind == b"+":
-            return rest.decode()
-        if kind == b"-":
-            raise RespError(rest.decode())
-        if kind == b":":
-            return int(rest)
-        if kind == b"$":
-            n = int(rest)
-            if n < 0:
-                return None
-            data = self.rfile.read(n + 2)
-            return data[:-2].decode("utf-8", "replace")
-        if kind == b"*":
-            n = int(rest)
-            return None if n < 0 else [self.read() for _ in range(n)]
-        raise ConnectionError("unexpected RESP reply %r" % line)
-
-    def close(self):
-        try:
-            self.rfile.close()
-            self.sock.close()
-        except OSError:
-            pass
-
-
-def query(port, *args):
-    """One command on a fresh connection; None when unreachable, the
-    RespError for an error reply."""
-    try:
-        c = Resp(port)
-    except OSError:
-        return None
-    try:
-        return c.cmd(*args)
-    except RespError as e:
-        return e
-    except (OSError, ConnectionError):
-        return None
-    finally:
-        c.close()
 
 
 # ---------------------------------------------------------------------------
