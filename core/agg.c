@@ -548,21 +548,34 @@ static uint32_t decide(sy_agg *a, int type, const char *key, size_t klen, sy_rou
     return route_intern(a, &ri);
 }
 
+/* Everything about a record's origin that a rule or an auth hook may look
+ * at: the listener, the address family and the address (19 bytes).  The
+ * family is part of it because an IPv4 address is stored in the first 4 of
+ * the 16 address bytes, which alone would equal the IPv6 address
+ * AABB:CCDD::. */
+#define ORIGIN_KEY_LEN 19
+
+static size_t origin_key(const sy_origin *o, char *out)
+{
+    static const uint8_t none[16];
+    uint16_t l = o ? o->listener : 0xffff;
+    memcpy(out, &l, 2);
+    out[2] = (char)(o ? o->family : 0);
+    memcpy(out + 3, o ? o->addr : none, 16);
+    return ORIGIN_KEY_LEN;
+}
+
 /* The alias namespace's key: the key, and with sender-dependent rules the
- * listener and sender address after a NUL (keys never contain one when
- * sanitised; unsanitised keys with a NUL only share a cache slot). */
+ * origin (above) after a NUL.  All such keys of one length share the
+ * key's length, so a key holding a NUL (unsanitised) cannot pass for
+ * another key's origin. */
 static size_t alias_key(sy_agg *a, const char *key, size_t klen, char *out)
 {
     memcpy(out, key, klen);
     if (!a->uses_origin)
         return klen;
-    const sy_origin *o = a->origin;
     out[klen] = '\0';
-    uint16_t l = o ? o->listener : 0xffff;
-    memcpy(out + klen + 1, &l, 2);
-    out[klen + 3] = (char)(o ? o->family : 0);
-    memcpy(out + klen + 4, o ? o->addr : (const uint8_t *)"\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0", 16);
-    return klen + 20;
+    return klen + 1 + origin_key(a->origin, out + klen + 1);
 }
 
 static sy_entry *alias_new(sy_agg *a, uint64_t h, int type, const char *ak, size_t aklen,
@@ -878,21 +891,18 @@ static void apply(sy_agg *a, const char *key, size_t klen, sy_sample *s)
 static sy_ratelimit rl_auth = SY_RATELIMIT_INIT(10000, 3);
 
 /* statsgod's scheme: "TOKEN.metric:1|c".  Answers are cached per token and
- * sender; the cache is emptied at reload and when it grows past TOK_MAX
+ * everything the auth hook is given (listener, address family, sender
+ * address: origin_key), so that a decision made on one listener or family
+ * is never reused on another; the cache is emptied at reload and when it grows past TOK_MAX
  * (a client spraying tokens costs Lua calls, never memory). */
 static int token_check(sy_agg *a, const char *tok, size_t tlen, char *ns, size_t *nslen)
 {
-    char k[256 + 24];
+    char k[256 + 1 + ORIGIN_KEY_LEN];
     if (tlen > 256)
         return 0;
     memcpy(k, tok, tlen);
-    size_t klen = tlen;
-    const sy_origin *o = a->origin;
-    if (o && (o->family == AF_INET || o->family == AF_INET6)) {
-        k[klen++] = '\0';
-        memcpy(k + klen, o->addr, 16);
-        klen += 16;
-    }
+    k[tlen] = '\0';
+    size_t klen = tlen + 1 + origin_key(a->origin, k + tlen + 1);
     uint64_t h = sy_hash(k, klen, a->seed ^ 0x70c3e70c3e70c3eull);
     for (tok_entry *t = a->toks[h % TOK_BUCKETS]; t; t = t->next) {
         if (t->hash == h && t->len == klen && memcmp(t->data, k, klen) == 0) {

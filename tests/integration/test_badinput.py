@@ -1290,6 +1290,64 @@ def scenario_auth_hooks(res, workdir):
 
 
 # ---------------------------------------------------------------------------
+# 13b. an auth decision is not reused across listeners (issue 26, item 1)
+
+AUTH_PER_LISTENER = r"""
+  auth = function(token, sender, listener)
+    if token == "tcponly" then
+      return listener:find("%s", 1, true) ~= nil, "ns"
+    end
+    if token == "where" then return true, (listener:gsub("[^%%d]", "")) end
+    return false
+  end,"""
+
+
+def scenario_auth_listeners(res, workdir):
+    """A token the hook accepts only on TCP listener A: accepted there, and
+    refused on UDP at A's port and on TCP listener B, in either order; a
+    namespace computed from the listener comes from the line's own."""
+    label = "auth_listeners"
+    b_port = free_port("tcp")
+    b_url = "tcp://%s:%d" % (LOOPBACK, b_port)
+    d = Daemon(workdir, "sy-authl", tcp_opts={"auth": True}, udp_opts={"auth": True},
+               extra_listen=[{"url": b_url, "auth": True}])
+    d.write_config(d.render(lua_body=AUTH_PER_LISTENER % d.tcp_url))
+    try:
+        if not start(res, label, d):
+            return
+        # refused first on B and over UDP, then accepted on A, then B and
+        # UDP again: each listener keeps its own answer
+        tcp_send(b_port, b"tcponly.b1:1|c\n")
+        udp_send(d.port, [b"tcponly.u1:1|c"])
+        time.sleep(0.3)
+        tcp_send(d.port, b"tcponly.a:1|c\n")
+        udp_send(d.port, [b"tcponly.u2:1|c"])
+        tcp_send(b_port, b"tcponly.b2:1|c\n")
+        for p in (d.port, b_port):
+            tcp_send(p, b"where.k:1|c\n")
+        tcp_send(d.port, b"tcponly.marker:1|c\n")
+        d.wait_counter("ns.marker", 1)
+        d.wait_flushes(1)
+        res.check("%s: the token is accepted on the listener its hook allows" % label,
+                  d.counter("ns.a") == 1, "ns.a %r" % d.counter("ns.a"))
+        leaked = sorted(n for n in d.names("stats.counters.ns.") if re.search(r"\.(b|u)\d\.", n))
+        res.check("%s: ... and refused on UDP at the same port and on TCP listener B, before "
+                  "and after it was accepted on A" % label, not leaked, "%r" % leaked)
+        rej_b = d.metric("switchyard_listener_auth_rejected_total", b_url)
+        rej_u = d.metric("switchyard_listener_auth_rejected_total", d.udp_url)
+        res.check("%s: the refusals are counted per listener (B 2, UDP 2)" % label,
+                  rej_b == 2 and rej_u == 2, "B %r, UDP %r" % (rej_b, rej_u))
+        a_ns = re.sub(r"\D", "", d.tcp_url)
+        b_ns = re.sub(r"\D", "", b_url)
+        res.check("%s: a namespace computed from the listener is the line's own listener's"
+                  % label, d.counter("%s.k" % a_ns) == 1 and d.counter("%s.k" % b_ns) == 1,
+                  "%r" % sorted(d.names("stats.counters.")))
+        finish(res, label, d)
+    finally:
+        d.stop()
+
+
+# ---------------------------------------------------------------------------
 # 14. a backtracking pattern in a route, against a hostile key
 
 ROUTE_PATTERN = r'''
@@ -1353,6 +1411,7 @@ SCENARIOS = [
     ("half_lines", scenario_half_lines),
     ("auth_tokens", scenario_auth_tokens),
     ("auth_hooks", scenario_auth_hooks),
+    ("auth_listeners", scenario_auth_listeners),
     ("route_patterns", scenario_route_patterns),
 ]
 
