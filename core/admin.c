@@ -489,6 +489,8 @@ static void http_metrics(struct evhttp_request *req, void *arg)
         { "switchyard_lines_total", "Lines parsed (statsd's metrics_received).", 0 },
         { "switchyard_samples_total", "Values aggregated or routed.", 0 },
         { "switchyard_bad_lines_total", "Malformed lines or values (statsd's bad_lines_seen).", 0 },
+        { "switchyard_keys_too_long_total", "Lines refused for a key longer than 8191 bytes, tags included (also bad lines).", 0 },
+        { "switchyard_sets_estimated_total", "Sets whose count was estimated: more than setMemberLimit members in an interval.", 0 },
         { "switchyard_keys", "Keys in the aggregation table.", 1 },
         { "switchyard_keys_rejected_total", "Samples refused by the maxKeys limit.", 0 },
         { "switchyard_route_dropped_total", "Samples a route dropped.", 0 },
@@ -497,7 +499,8 @@ static void http_metrics(struct evhttp_request *req, void *arg)
         { "switchyard_lua_errors_total", "Routing decisions that failed (default route used).", 0 },
     };
     uint64_t av[] = { atomic_load(&st->packets), atomic_load(&st->lines), atomic_load(&st->samples),
-                      atomic_load(&st->bad_lines), atomic_load(&st->keys), atomic_load(&st->keys_rejected),
+                      atomic_load(&st->bad_lines), atomic_load(&st->keys_too_long),
+                      atomic_load(&st->sets_estimated), atomic_load(&st->keys), atomic_load(&st->keys_rejected),
                       atomic_load(&st->routed_drops), atomic_load(&st->sampled_out),
                       atomic_load(&st->passed_through), atomic_load(&st->route_errors) };
     for (size_t k = 0; k < sizeof astats / sizeof *astats; k++) {

@@ -28,6 +28,7 @@ typedef struct sy_agg_opts {
     const char *prefix_stats;  /* "statsd" */
     uint32_t flush_interval_ms;
     uint32_t timer_sample_limit; /* samples kept per timer per interval; 0 = all */
+    uint32_t set_member_limit; /* members counted exactly per set per interval; 0 = all */
     size_t max_keys;           /* 0 = no limit */
 } sy_agg_opts;
 
@@ -67,6 +68,8 @@ typedef struct sy_agg_stats {
     _Atomic uint64_t lines;
     _Atomic uint64_t samples;
     _Atomic uint64_t bad_lines;
+    _Atomic uint64_t keys_too_long;  /* lines refused for a key of SY_KEY_MAX+ bytes */
+    _Atomic uint64_t sets_estimated; /* sets that passed set_member_limit in an interval */
     _Atomic uint64_t keys;           /* gauge: keys in the table */
     _Atomic uint64_t keys_rejected;  /* samples refused by max_keys */
     _Atomic uint64_t timer_samples_dropped; /* replaced in the reservoir */

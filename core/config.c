@@ -161,6 +161,7 @@ static void read_config(lua_State *L, int t, sy_config *c)
     f->prefix_stats = dup_field(L, t, "prefixStats");
     a->prefix_stats = f->prefix_stats;
     a->timer_sample_limit = (uint32_t)num_field(L, t, "timerSampleLimit", 100000);
+    a->set_member_limit = (uint32_t)num_field(L, t, "setMemberLimit", 100000);
     a->max_keys = (size_t)num_field(L, t, "maxKeys", 0);
     f->flush_counts = bool_field(L, t, "flush_counts");
 

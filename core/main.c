@@ -247,6 +247,11 @@ static int dry_run(const char *file, const char *lua_dir)
         int klen = sy_parse_begin(&it, line, (size_t)len, key, c->agg.sanitize);
         if (klen == -2)
             continue;
+        if (klen == SY_PARSE_TOO_LONG) {
+            printf("%s\n  bad line: key longer than %d bytes, tags included (counted in "
+                   "bad_lines_seen)\n", line, SY_KEY_MAX - 1);
+            continue;
+        }
         if (klen < 0) {
             printf("%s\n  bad line (counted in bad_lines_seen)\n", line);
             continue;

@@ -180,8 +180,10 @@ int sy_parse_begin(sy_line *it, const char *line, size_t len, char *keybuf, int 
             q++;
         if (q < end && *q == ':') {
             size_t kl = (size_t)(q - line);
-            if (kl == 0 || kl >= SY_KEY_MAX)
+            if (kl == 0)
                 return -1;
+            if (kl >= SY_KEY_MAX)
+                return SY_PARSE_TOO_LONG;
             memcpy(keybuf, line, kl);
             keybuf[kl] = '\0';
             it->p = q + 1;
@@ -196,7 +198,9 @@ int sy_parse_begin(sy_line *it, const char *line, size_t len, char *keybuf, int 
 
     int in_space = 0;
     int n = key_append(keybuf, 0, line, (size_t)(colon - line), sanitize, &in_space);
-    if (n <= 0)
+    if (n < 0)
+        return SY_PARSE_TOO_LONG;
+    if (n == 0)
         return -1;
     const char *t = tags ? tags + 2 : end;
     const char *tend = tags ? find_tags(t, end) : NULL; /* statsd keeps only the first |# part */
@@ -216,7 +220,7 @@ int sy_parse_begin(sy_line *it, const char *line, size_t len, char *keybuf, int 
             t = comma + 1;
         }
         if (n < 0)
-            return -1;
+            return SY_PARSE_TOO_LONG;
     }
     keybuf[n] = '\0';
     it->p = colon + 1;

@@ -17,8 +17,14 @@
 
 #include "../plugins/switchyard_sink.h"
 
-/* Longest key accepted, tags included; a longer one makes the line bad. */
-#define SY_KEY_MAX 1024
+/* Longest key accepted is SY_KEY_MAX - 1 bytes, tags included (after
+ * sanitising); a longer one makes the line bad, counted on its own too.
+ * statsd has no limit; 8 KiB holds a long URL in a tag with room to spare,
+ * and costs nothing per key (keys are stored at their own length). */
+#define SY_KEY_MAX 8192
+
+/* sy_parse_begin's answer for a key of SY_KEY_MAX bytes or more. */
+#define SY_PARSE_TOO_LONG (-3)
 
 typedef struct sy_line {
     const char *p;     /* next value part */
@@ -31,9 +37,9 @@ typedef struct sy_line {
 /*
  * Start on one line (no newline; a trailing CR is ignored).  The key is
  * written to keybuf (SY_KEY_MAX bytes, NUL-terminated) and its length
- * returned.  Returns -1 when the line as a whole is malformed: no key, a
- * key longer than SY_KEY_MAX, or no value.  An empty line returns -2 and is
- * not a bad line.
+ * returned.  Returns -1 when the line as a whole is malformed (no key, or
+ * no value), SY_PARSE_TOO_LONG when the key does not fit SY_KEY_MAX (also a
+ * bad line).  An empty line returns -2 and is not a bad line.
  */
 int sy_parse_begin(sy_line *it, const char *line, size_t len, char *keybuf, int sanitize);
 

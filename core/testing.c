@@ -232,6 +232,8 @@ double sy_test_stat(const sy_test *t, const char *name)
 {
     const sy_agg_stats *st = sy_agg_get_stats(t->agg);
     if (!strcmp(name, "bad_lines")) return (double)st->bad_lines;
+    if (!strcmp(name, "keys_too_long")) return (double)st->keys_too_long;
+    if (!strcmp(name, "sets_estimated")) return (double)st->sets_estimated;
     if (!strcmp(name, "samples")) return (double)st->samples;
     if (!strcmp(name, "dropped")) return (double)st->routed_drops;
     if (!strcmp(name, "sampled_out")) return (double)st->sampled_out;

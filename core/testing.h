@@ -38,7 +38,7 @@ size_t sy_test_raw_count(const sy_test *t);
 int sy_test_raw(const sy_test *t, size_t i, const char **sink, const char **name, const char **text,
                 int *type, double *rate, const char **tags);
 
-/* Counters: "bad_lines", "samples", "dropped" (by routes), "sampled_out",
+/* Counters: "bad_lines", "keys_too_long", "sets_estimated", "samples", "dropped" (by routes), "sampled_out",
  * "auth_rejected", "route_errors", "keys". */
 double sy_test_stat(const sy_test *t, const char *name);
 

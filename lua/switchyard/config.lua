@@ -27,7 +27,7 @@ local known = {
   deleteTimers = "boolean", deleteSets = "boolean", deleteGauges = "boolean",
   gaugesMaxTTL = "number", flush_counts = "boolean", prefixStats = "string",
   keyNameSanitize = "boolean", calculatedTimerMetrics = "list", graphite = "table",
-  sinks = "table", pluginPath = "string", timerSampleLimit = "number",
+  sinks = "table", pluginPath = "string", timerSampleLimit = "number", setMemberLimit = "number",
   maxKeys = "number", ringSize = "number", shutdownTimeout = "number",
   logLevel = "string",
   routes = "list", route = "function", auth = "any", checks = "list",
@@ -296,6 +296,8 @@ function M.normalize(t, file, source)
   out.pluginPath = t.pluginPath
   out.timerSampleLimit = default(t.timerSampleLimit, 100000)
   c:positive_int("timerSampleLimit", out.timerSampleLimit, true, 2 ^ 31)
+  out.setMemberLimit = default(t.setMemberLimit, 100000)
+  c:positive_int("setMemberLimit", out.setMemberLimit, true, 2 ^ 31)
   out.maxKeys = default(t.maxKeys, 0)
   c:positive_int("maxKeys", out.maxKeys, true, 2 ^ 40)
   out.ringSize = default(t.ringSize, 64 * 1024 * 1024)

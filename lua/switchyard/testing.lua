@@ -49,7 +49,7 @@ extern int sy_log_level;
 local C = ffi.C
 
 -- The stats sy_test_stat knows.
-M.STATS = { "bad_lines", "samples", "dropped", "sampled_out", "auth_rejected", "route_errors", "keys" }
+M.STATS = { "bad_lines", "keys_too_long", "sets_estimated", "samples", "dropped", "sampled_out", "auth_rejected", "route_errors", "keys" }
 
 local raw_types = { [string.byte("c")] = "c", [string.byte("g")] = "g",
                     [string.byte("t")] = "ms", [string.byte("s")] = "s" }

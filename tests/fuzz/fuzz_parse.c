@@ -8,7 +8,8 @@
  * and off.  Checked for every line:
  *
  *   - sy_parse_begin answers -2 only for an empty line (a lone CR too), -1,
- *     or a key length in [1, SY_KEY_MAX); the key is NUL-terminated there;
+ *     SY_PARSE_TOO_LONG (for a line of SY_KEY_MAX bytes or more when
+ *     sanitising), or a key length in [1, SY_KEY_MAX); the key is NUL-terminated there;
  *     with sanitising it holds only [A-Za-z0-9_.;=-] (so no NUL either);
  *   - sy_parse_next ends (at most one value per ':' plus one), answers
  *     -1, 0 or 1, and each sample is well formed: a known type, a finite
@@ -231,6 +232,10 @@ static void check_line(const char *line, size_t len, int sanitize)
     FUZZ_CHECK(eff > 0, "an empty line answered %d, not -2", klen);
     if (klen == -1)
         return;
+    if (klen == SY_PARSE_TOO_LONG) {
+        FUZZ_CHECK(eff >= SY_KEY_MAX, "too long (%d) for a line of %zu bytes", klen, len);
+        return;
+    }
     FUZZ_CHECK(klen > 0 && klen < SY_KEY_MAX, "key length %d", klen);
     FUZZ_CHECK(key[klen] == '\0', "key not NUL-terminated at %d", klen);
     if (sanitize)

@@ -530,6 +530,78 @@ def scenario_long_line(res, workdir):
 
 
 # ---------------------------------------------------------------------------
+# 2b. long keys (issue 26, item 7) and sets flooded with members (item 6)
+
+
+def scenario_key_limits(res, workdir):
+    """A trace root with a 1,100-character URL in its path tag is a metric
+    (statsd takes any key; switchyard's limit is 8191 bytes, tags included),
+    over UDP and TCP; a longer key is refused, counted on its own and
+    logged; one set flooded with 1M distinct members is counted within 3%
+    in bounded memory (setMemberLimit, HyperLogLog past it)."""
+    label = "key_limits"
+    # a small ring, so that the memory a flood of lines touches in it does
+    # not hide what the set itself costs
+    d = Daemon(workdir, "sy-keylim", options={"ringSize": 1 << 20})
+    try:
+        if not start(res, label, d):
+            return
+        url = "/" + "u" * 1099
+        udp_send(d.port, [("kl.udp:1|c|#path:%s" % url).encode()])
+        tcp_send(d.port, ("kl.tcp:1|c|#path:%s\n" % url).encode() +
+                 b"kl.edge:1|c|#" + b"t" * (8191 - 8) + b"\n" +   # "kl.edge;" + tag
+                 b"kl.over:1|c|#" + b"t" * (8192 - 8) + b"\n" +
+                 b"kl.huge" + b"h" * 30000 + b":1|c\nkl.marker:1|c\n")
+        d.wait_counter("kl.marker", 1)
+        d.wait_flushes(1)
+        tagged = "stats.counters.kl.%s.count;path=-" + "u" * 1099
+        res.check("%s: a key with a 1,100-character URL tag is a metric over UDP and TCP" % label,
+                  d.total(tagged % "udp") == 1 and d.total(tagged % "tcp") == 1,
+                  "%r" % sorted(n[:60] for n in d.names("stats.counters.kl.")))
+        res.check("%s: a key of 8191 bytes (tags included) is accepted" % label,
+                  len([n for n in d.names("stats.counters.kl.edge.count;")]) == 1,
+                  "%r" % sorted(n[:40] for n in d.names("stats.counters.kl.")))
+        res.check("%s: keys of 8192 bytes and more are refused" % label,
+                  not d.names("stats.counters.kl.over") and not d.names("stats.counters.kl.huge"),
+                  "%r" % sorted(n[:40] for n in d.names("stats.counters.kl.")))
+        n_long = d.metric("switchyard_keys_too_long_total")
+        res.check("%s: ... counted in switchyard_keys_too_long_total (2) and bad lines" % label,
+                  n_long == 2 and d.bad_lines() >= 2,
+                  "keys_too_long %r, bad lines %r" % (n_long, d.bad_lines()))
+        res.check("%s: ... and logged, rate-limited" % label,
+                  1 <= d.log_count(r"its key is longer than 8191 bytes") <= 3, d.logs())
+
+        # one set, 1M distinct members in one interval, over TCP
+        rss0 = d.status_kb("VmRSS")
+        members = 1000000
+        chunk = 50000
+        t0 = time.monotonic()
+        for i in range(0, members, chunk):
+            tcp_send(d.port, b"".join(b"kl.users:m%d|s\n" % j for j in range(i, i + chunk)))
+        tcp_send(d.port, b"kl.marker2:1|c\n")
+        d.wait_counter("kl.marker2", 1, 30)
+        rss1 = d.status_kb("VmHWM")
+        res.note("1M set members sent in %.1f s; RSS %.1f -> %.1f MiB"
+                 % (time.monotonic() - t0, rss0 / 1024, rss1 / 1024))
+        counts = [m.get("stats.sets.kl.users.count") for _, m in d.flushes()]
+        total = sum(float(c) for c in counts if c is not None)
+        res.check("%s: the set's count over the flushes is 1,000,000 within 3%% (%d)"
+                  % (label, total), abs(total - members) / members < 0.03, "%r" % counts)
+        # exact up to 100,000 members a flush would take 8 B x 2^18 slots
+        # (2 MiB) per set; 1M members kept exactly would take 16 MiB or more
+        res.check("%s: memory grew by less than 8 MiB (%.1f MiB)" % (label, (rss1 - rss0) / 1024),
+                  rss1 - rss0 < 8 * 1024, "RSS %d -> %d KiB" % (rss0, rss1))
+        est = d.metric("switchyard_sets_estimated_total")
+        res.check("%s: estimated counts are counted (switchyard_sets_estimated_total %r)"
+                  % (label, est), est is not None and est >= 1, "%r" % est)
+        res.check("%s: ... and logged" % label,
+                  d.log_count(r"members this interval \(setMemberLimit\)") >= 1, d.logs())
+        finish(res, label, d)
+    finally:
+        d.stop()
+
+
+# ---------------------------------------------------------------------------
 # 3. the largest datagrams
 
 UDP_MAX = 65507           # IPv4: 65535 - 20 (IP) - 8 (UDP)
@@ -1399,6 +1471,7 @@ def scenario_route_patterns(res, workdir):
 SCENARIOS = [
     ("garbage", scenario_garbage),
     ("long_line", scenario_long_line),
+    ("key_limits", scenario_key_limits),
     ("max_datagram", scenario_max_datagram),
     ("utf8", scenario_utf8),
     ("numbers", scenario_numbers),

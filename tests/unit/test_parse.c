@@ -642,12 +642,12 @@ static void test_key_limit(void **state)
         /* one past */
         memset(line, 'a', MAX + 1);
         memcpy(line + MAX + 1, ":1|c", 4);
-        assert_int_equal(begin_str(line, MAX + 1 + 4, key, sanitize), -1);
+        assert_int_equal(begin_str(line, MAX + 1 + 4, key, sanitize), SY_PARSE_TOO_LONG);
 
         /* far past */
         memset(line, 'a', 3 * SY_KEY_MAX);
         memcpy(line + 3 * SY_KEY_MAX, ":1|c", 4);
-        assert_int_equal(begin_str(line, 3 * SY_KEY_MAX + 4, key, sanitize), -1);
+        assert_int_equal(begin_str(line, 3 * SY_KEY_MAX + 4, key, sanitize), SY_PARSE_TOO_LONG);
 
         /* tags count: name + ";" + tag */
         size_t name = 1000, tag = MAX - name - 1;
@@ -657,7 +657,7 @@ static void test_key_limit(void **state)
         assert_int_equal(begin_str(line, name + 6 + tag, key, sanitize), MAX);
         assert_int_equal(key[name], ';');
         line[name + 6 + tag] = 't';
-        assert_int_equal(begin_str(line, name + 6 + tag + 1, key, sanitize), -1);
+        assert_int_equal(begin_str(line, name + 6 + tag + 1, key, sanitize), SY_PARSE_TOO_LONG);
 
         /* two tags, the second pushes it over by one */
         memset(line, 'a', name);
@@ -666,7 +666,7 @@ static void test_key_limit(void **state)
         memset(line + name + 8, 't', tag);
         assert_int_equal(begin_str(line, name + 8 + tag, key, sanitize), MAX);
         line[name + 8 + tag] = 't';
-        assert_int_equal(begin_str(line, name + 8 + tag + 1, key, sanitize), -1);
+        assert_int_equal(begin_str(line, name + 8 + tag + 1, key, sanitize), SY_PARSE_TOO_LONG);
     }
 
     /* the limit applies to the sanitised key: removed bytes do not count */
@@ -681,7 +681,7 @@ static void test_key_limit(void **state)
     assert_int_equal(begin_str(line, MAX - 1 + 2 * SY_KEY_MAX + 4, key, 1), MAX);
     assert_int_equal(key[MAX - 1], '_');
     /* unsanitised, the same bytes are too many */
-    assert_int_equal(begin_str(line, MAX - 1 + 2 * SY_KEY_MAX + 4, key, 0), -1);
+    assert_int_equal(begin_str(line, MAX - 1 + 2 * SY_KEY_MAX + 4, key, 0), SY_PARSE_TOO_LONG);
 }
 
 /* ---------------------------------------------------------------------- */
