@@ -497,12 +497,14 @@ static void http_metrics(struct evhttp_request *req, void *arg)
         { "switchyard_route_sampled_out_total", "Samples a route's sample() left out.", 0 },
         { "switchyard_passthrough_total", "Raw samples handed to pass-through sinks.", 0 },
         { "switchyard_lua_errors_total", "Routing decisions that failed (default route used).", 0 },
+        { "switchyard_route_predecided_total", "Decisions a reload made before it was applied, then used.", 0 },
     };
     uint64_t av[] = { atomic_load(&st->packets), atomic_load(&st->lines), atomic_load(&st->samples),
                       atomic_load(&st->bad_lines), atomic_load(&st->keys_too_long),
                       atomic_load(&st->sets_estimated), atomic_load(&st->keys), atomic_load(&st->keys_rejected),
                       atomic_load(&st->routed_drops), atomic_load(&st->sampled_out),
-                      atomic_load(&st->passed_through), atomic_load(&st->route_errors) };
+                      atomic_load(&st->passed_through), atomic_load(&st->route_errors),
+                      atomic_load(&st->predecided) };
     for (size_t k = 0; k < sizeof astats / sizeof *astats; k++) {
         metric_head(out, astats[k].name, astats[k].gauge ? "gauge" : "counter", astats[k].help);
         evbuffer_add_printf(out, "%s %llu\n", astats[k].name, (unsigned long long)av[k]);
@@ -510,6 +512,14 @@ static void http_metrics(struct evhttp_request *req, void *arg)
     metric_head(out, "switchyard_lua_memory_bytes", "gauge", "Heap of the routing script.");
     evbuffer_add_printf(out, "switchyard_lua_memory_bytes %llu\n",
                         (unsigned long long)sy_engine_lua_memory(a->d.engine));
+    metric_head(out, "switchyard_reload_prepare_seconds", "gauge",
+                "The last reload: from its arrival to applied, while the old rules routed.");
+    evbuffer_add_printf(out, "switchyard_reload_prepare_seconds %.3f\n",
+                        (double)sy_engine_reload_ms(a->d.engine) / 1000.0);
+    metric_head(out, "switchyard_reload_longest_slice_seconds", "gauge",
+                "The last reload: the longest time the engine spent on it between two batches.");
+    evbuffer_add_printf(out, "switchyard_reload_longest_slice_seconds %.6f\n",
+                        (double)sy_engine_reload_slice_us(a->d.engine) / 1e6);
     metric_head(out, "switchyard_reloads_total", "counter", "Config reloads by result.");
     evbuffer_add_printf(out, "switchyard_reloads_total{result=\"ok\"} %llu\n",
                         (unsigned long long)atomic_load(&sy_reload_status.reloads_ok));

@@ -31,6 +31,7 @@
 #include "inspect.h"
 #include "log.h"
 #include "parse.h"
+#include "predecide.h"
 
 /* Sets hold 64-bit hashes of their members: exact for every practical
  * purpose (a collision needs ~4e9 members) at 8 bytes a member.  Past
@@ -126,6 +127,8 @@ struct sy_agg {
     size_t ntoks;
     sy_entry *deleted;       /* deleted by the admin: freed with the next snapshot */
     uint64_t next_seq;       /* the seq of the next entry created */
+    sy_predecided *pre;      /* the applied reload's decisions, made before it */
+    int pre_flushes;         /* flushes left before pre is let go */
     const sy_origin *origin; /* of the record being fed */
     char sender[INET6_ADDRSTRLEN];
     int sender_ready;
@@ -351,6 +354,7 @@ void sy_agg_free(sy_agg *a)
     free(a->slots);
     free(a->prefix_stats);
     free(a->routes);
+    sy_predecided_free(a->pre);
     sy_raw_batch_free(a->raw);
     while (a->deleted) {
         sy_entry *e = a->deleted;
@@ -632,16 +636,23 @@ static uint32_t route_intern(sy_agg *a, const route_info *ri)
 
 static const char *const type_names[] = { "c", "ms", "g", "s" };
 
-/* Ask the script, once; an error takes the default route. */
+static size_t alias_key(sy_agg *a, const char *key, size_t klen, char *out);
+
+/* Ask the script, once; an error takes the default route.  After a reload
+ * the decision made before it was applied is taken instead (predecide.h). */
 static uint32_t decide(sy_agg *a, int type, const char *key, size_t klen, sy_route *r)
 {
     if (!a->router) {
         r->renamed = 0;
         return 0;
     }
-    if (sy_router_decide(a->router, key, klen, type_names[type], listener_name(a),
-                         sender_str(a), r) < 0)
+    char ak[SY_KEY_MAX + 32];
+    if (a->pre && sy_predecided_get(a->pre, type, ak, alias_key(a, key, klen, ak), r)) {
+        atomic_fetch_add_explicit(&a->st.predecided, 1, memory_order_relaxed);
+    } else if (sy_router_decide(a->router, key, klen, type_names[type], listener_name(a),
+                                sender_str(a), r) < 0) {
         atomic_fetch_add_explicit(&a->st.route_errors, 1, memory_order_relaxed);
+    }
     route_info ri = { .sinks = r->sinks, .raw = r->raw, .rate = r->rate, .drop = r->drop != NULL };
     return route_intern(a, &ri);
 }
@@ -674,6 +685,58 @@ static size_t alias_key(sy_agg *a, const char *key, size_t klen, char *out)
         return klen;
     out[klen] = '\0';
     return klen + 1 + origin_key(a->origin, out + klen + 1);
+}
+
+void sy_agg_use_predecided(sy_agg *a, sy_predecided *p)
+{
+    sy_predecided_free(a->pre);
+    a->pre = p;
+    a->pre_flushes = 2;
+}
+
+int sy_agg_uses_origin(const sy_agg *a) { return a->uses_origin; }
+size_t sy_agg_table_cap(const sy_agg *a) { return a->cap; }
+
+size_t sy_agg_walk_keys(sy_agg *a, size_t *cursor, size_t max, int next_uses_origin,
+                        sy_key_fn fn, void *ctx)
+{
+    size_t seen = 0;
+    for (; *cursor < a->cap && seen < max; (*cursor)++) {
+        const sy_entry *e = a->slots[*cursor].e;
+        if (!e)
+            continue;
+        seen++;
+        if (e->type < ALIAS) {
+            /* a key's own decision lives here only without origin rules */
+            if ((e->flags & F_OWN) && !next_uses_origin)
+                fn(ctx, e->type, e->key, e->key_len, e->key, e->key_len, "", "");
+            continue;
+        }
+        int type = e->type - ALIAS;
+        if (!a->uses_origin) {
+            if (!next_uses_origin)
+                fn(ctx, type, e->key, e->key_len, e->key, e->key_len, "", "");
+            continue;
+        }
+        /* key NUL origin_key: the origin rebuilt for the rules */
+        size_t klen = e->key_len - 1 - ORIGIN_KEY_LEN;
+        if (!next_uses_origin) {
+            fn(ctx, type, e->key, klen, e->key, klen, "", "");
+            continue;
+        }
+        const char *ok = e->key + klen + 1;
+        sy_origin o;
+        memset(&o, 0, sizeof o);
+        memcpy(&o.listener, ok, 2);
+        o.family = (uint8_t)ok[2];
+        memcpy(o.addr, ok + 3, 16);
+        char sender[INET6_ADDRSTRLEN] = "";
+        if (o.family == AF_INET || o.family == AF_INET6)
+            inet_ntop(o.family, o.addr, sender, sizeof sender);
+        const char *lname = o.listener < a->nlisteners ? a->listeners[o.listener].name : "";
+        fn(ctx, type, e->key, klen, e->key, e->key_len, lname, sender);
+    }
+    return seen;
 }
 
 static sy_entry *alias_new(sy_agg *a, uint64_t h, int type, const char *ak, size_t aklen,
@@ -1164,6 +1227,12 @@ static int reset_entry(sy_agg *a, sy_entry *e)
 
 sy_snapshot *sy_agg_snapshot(sy_agg *a, int64_t ts)
 {
+    /* A reload's decisions serve the keys seen in the next two intervals;
+     * a key that comes back later is asked about as a new one. */
+    if (a->pre && --a->pre_flushes <= 0) {
+        sy_predecided_free(a->pre);
+        a->pre = NULL;
+    }
     /* statsd sets its timestamp_lag gauge from the second flush on. */
     if (a->old_ts > 0) {
         if (!a->e_lag) {

@@ -78,6 +78,7 @@ typedef struct sy_agg_stats {
     _Atomic uint64_t passed_through; /* raw samples handed to pass-through sinks */
     _Atomic uint64_t raw_dropped;    /* raw samples lost: buffer full */
     _Atomic uint64_t route_errors;   /* decisions that failed (default route used) */
+    _Atomic uint64_t predecided;     /* decisions taken from a reload's predecided table */
     _Atomic int64_t last_msg_ms;     /* wall clock of the last line seen */
 } sy_agg_stats;
 
@@ -118,6 +119,28 @@ void sy_agg_set_sample_seed(sy_agg *a, uint64_t seed);
 /* Change the options that a reload may change (flush interval, deletes,
  * limits); the table and its values stay. */
 void sy_agg_set_opts(sy_agg *a, const sy_agg_opts *opts);
+
+/*
+ * Reloads without a pause (predecide.h).  sy_agg_walk_keys calls fn for
+ * each live key that has a routing decision of its own, from slot *cursor
+ * on, visiting at most `max` entries; it advances *cursor, and the walk is
+ * over when *cursor reaches sy_agg_table_cap (which changes when the table
+ * grows: start again, what was decided is known).  `lookup` is what the
+ * aggregator will look the key's decision up by under rules that do
+ * (next_uses_origin) or do not look at the origin; keys whose origin is not
+ * known are left out (they are decided as they arrive).  The listener and
+ * sender are "" without origin rules.
+ */
+typedef void (*sy_key_fn)(void *ctx, int type, const char *key, size_t klen, const char *lookup,
+                          size_t lookup_len, const char *listener, const char *sender);
+size_t sy_agg_walk_keys(sy_agg *a, size_t *cursor, size_t max, int next_uses_origin,
+                        sy_key_fn fn, void *ctx);
+size_t sy_agg_table_cap(const sy_agg *a);
+int sy_agg_uses_origin(const sy_agg *a);
+/* After sy_agg_set_routing: take decisions from p (owned from now on) for
+ * the next two flush intervals before asking the router. */
+struct sy_predecided;
+void sy_agg_use_predecided(sy_agg *a, struct sy_predecided *p);
 
 /* The raw samples gathered so far (NULL when none); the caller owns it. */
 sy_raw_batch *sy_agg_take_raw(sy_agg *a);

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "predecide.h"
 #include "router.h"
 
 /* Raw samples are shipped at least this often, or when this many wait. */
@@ -19,6 +20,23 @@
  * be woken (see run). */
 #define NAP_MS 1
 #define RAW_SHIP_COUNT 4096
+/* A reload's decisions are made in slices between batches: this long when
+ * the rings were found empty, this long when they were not (so that
+ * ingest keeps the engine first, and the reload still moves). */
+#define PREDECIDE_IDLE_US 2000
+#define PREDECIDE_BUSY_US 500
+
+/* A reload being prepared: the new config's router asked about every live
+ * key (predecide.h) while the old one routes. */
+typedef struct reload_job {
+    sy_config *c;
+    sy_router *router;
+    sy_predecided *pre;
+    size_t cursor, cap;      /* walk position, and the table size it is for */
+    int uses_origin;         /* the new config's */
+    uint64_t started_us, lua_us, decided;
+    uint64_t longest_slice_us;
+} reload_job;
 
 typedef struct query {
     int what, type;
@@ -51,6 +69,9 @@ struct sy_engine {
     atomic_int has_query;
     _Atomic uint64_t lua_memory;
     uint64_t raw_shipped_ms;
+    reload_job *job;       /* a reload being prepared, or NULL */
+    _Atomic uint64_t reload_last_ms;     /* SIGHUP to applied, last reload */
+    _Atomic uint64_t reload_slice_max_us; /* its longest slice */
 };
 
 static uint64_t mono_us(void)
@@ -67,16 +88,9 @@ static uint64_t wall_ms(void)
     return (uint64_t)t.tv_sec * 1000u + (uint64_t)t.tv_nsec / 1000000u;
 }
 
-/* The config's routing parts: the router (from its Lua state) and each
- * listener's auth flag, matched by URL. */
-static sy_router *make_router(sy_engine *e, sy_config *c)
+/* The config's router, from its Lua state. */
+static sy_router *make_router(sy_config *c)
 {
-    for (size_t i = 0; i < e->nlisteners; i++) {
-        e->linfo[i].auth = 0;
-        for (size_t j = 0; j < c->nlisten; j++)
-            if (strcmp(c->listen[j].url, e->listeners[i].name) == 0)
-                e->linfo[i].auth = c->listen[j].auth;
-    }
     int decide = c->decide_ref, auth = c->auth_ref;
     struct lua_State *L = sy_config_take_lua(c);
     if (!L)
@@ -84,8 +98,16 @@ static sy_router *make_router(sy_engine *e, sy_config *c)
     return sy_router_new(L, decide, auth, sy_config_all_sinks(c), c->lua_memory_limit, c->lua_timeout_ms);
 }
 
+/* The config's routing, applied: each listener's auth flag (matched by
+ * URL) and the router. */
 static void apply_routing(sy_engine *e, sy_config *c)
 {
+    for (size_t i = 0; i < e->nlisteners; i++) {
+        e->linfo[i].auth = 0;
+        for (size_t j = 0; j < c->nlisten; j++)
+            if (strcmp(c->listen[j].url, e->listeners[i].name) == 0)
+                e->linfo[i].auth = c->listen[j].auth;
+    }
     sy_agg_set_routing(e->agg, e->router, sy_config_all_sinks(c), c->route_uses_origin, e->linfo,
                        e->nlisteners);
     if (c->has_sample_seed)
@@ -110,7 +132,7 @@ sy_engine *sy_engine_new(sy_config *c, sy_ring **rings, size_t nrings, sy_listen
     e->nlisteners = nlisteners;
     for (size_t i = 0; i < nlisteners; i++)
         e->linfo[i].name = listeners[i].name;
-    e->router = make_router(e, c);
+    e->router = make_router(c);
     apply_routing(e, c);
     e->rings = rings;
     e->nrings = nrings;
@@ -124,6 +146,8 @@ const sy_agg_stats *sy_engine_stats(const sy_engine *e) { return sy_agg_get_stat
 uint64_t sy_engine_reloads(const sy_engine *e) { return atomic_load(&e->reloads); }
 sy_listen_info *sy_engine_listen_info(sy_engine *e) { return e->linfo; }
 uint64_t sy_engine_lua_memory(const sy_engine *e) { return atomic_load(&e->lua_memory); }
+uint64_t sy_engine_reload_ms(const sy_engine *e) { return atomic_load(&e->reload_last_ms); }
+uint64_t sy_engine_reload_slice_us(const sy_engine *e) { return atomic_load(&e->reload_slice_max_us); }
 
 /* Feed up to `budget` records from each ring; returns how many were fed. */
 static size_t drain(sy_engine *e, size_t budget)
@@ -168,8 +192,97 @@ static void flush(sy_engine *e, uint64_t now, int final)
     sy_output_submit(e->out, s, final);
 }
 
-/* Between two batches: swap in a reloaded config. */
-static void apply_reload(sy_engine *e)
+static void job_free(reload_job *j)
+{
+    if (!j)
+        return;
+    sy_router_free(j->router);
+    sy_predecided_free(j->pre);
+    sy_config_free(j->c);
+    free(j);
+}
+
+/* Between two batches: swap in a reloaded config, with its router and the
+ * decisions it made beforehand (either may be NULL). */
+static void apply_config(sy_engine *e, sy_config *c, sy_router *router, sy_predecided *pre)
+{
+    /* Samples routed by the old rules leave first. */
+    ship_raw(e, wall_ms(), 1);
+    sy_router *old = e->router;
+    e->router = router;
+    apply_routing(e, c);
+    if (pre)
+        sy_agg_use_predecided(e->agg, pre);
+    sy_router_free(old);
+    sy_agg_set_opts(e->agg, &c->agg);
+    e->interval_ms = c->agg.flush_interval_ms ? c->agg.flush_interval_ms : 10000;
+    atomic_fetch_add(&e->reloads, 1);
+    sy_log(SY_INFO, "reload applied: %zu sinks, routing %s", c->nsinks,
+           e->router ? "by Lua" : "to every sink");
+    sy_output_submit_config(e->out, c);
+}
+
+static void job_key(void *ctx, int type, const char *key, size_t klen, const char *lookup,
+                    size_t lookup_len, const char *listener, const char *sender)
+{
+    static const char *const types[] = { "c", "ms", "g", "s" };
+    reload_job *j = ctx;
+    if (sy_predecided_has(j->pre, type, lookup, lookup_len))
+        return;
+    sy_route r;
+    r.renamed = 0;
+    sy_router_decide(j->router, key, klen, types[type], listener, sender, &r);
+    if (sy_predecided_put(j->pre, type, lookup, lookup_len, &r) == 0)
+        j->decided++;
+}
+
+/* The prepared reload is applied: every live key has its new decision. */
+static void job_finish(sy_engine *e)
+{
+    reload_job *j = e->job;
+    e->job = NULL;
+    uint64_t ms = (mono_us() - j->started_us) / 1000;
+    atomic_store(&e->reload_last_ms, ms);
+    atomic_store(&e->reload_slice_max_us, j->longest_slice_us);
+    sy_log(SY_INFO, "reload: %llu live keys decided by the new config in %llu ms "
+           "(%llu ms of it in Lua, slices of at most %llu us between batches)",
+           (unsigned long long)j->decided, (unsigned long long)ms,
+           (unsigned long long)(j->lua_us / 1000), (unsigned long long)j->longest_slice_us);
+    apply_config(e, j->c, j->router, j->pre);
+    j->c = NULL;
+    j->router = NULL;
+    j->pre = NULL;
+    job_free(j);
+}
+
+/* One slice of the prepared reload, of about budget_us; applies it when
+ * every key has been asked about. */
+static void job_step(sy_engine *e, uint64_t budget_us)
+{
+    reload_job *j = e->job;
+    uint64_t t0 = mono_us(), now = t0;
+    while (now - t0 < budget_us) {
+        if (sy_agg_table_cap(e->agg) != j->cap) {
+            /* the table grew: walk it again (known keys are skipped) */
+            j->cap = sy_agg_table_cap(e->agg);
+            j->cursor = 0;
+        }
+        if (j->cursor >= j->cap)
+            break;
+        sy_agg_walk_keys(e->agg, &j->cursor, 16, j->uses_origin, job_key, j);
+        now = mono_us();
+    }
+    j->lua_us += now - t0;
+    if (now - t0 > j->longest_slice_us)
+        j->longest_slice_us = now - t0;
+    if (j->cursor >= j->cap)
+        job_finish(e);
+}
+
+/* A reloaded config is waiting: prepare it (or apply it at once when
+ * there is nothing to decide beforehand).  A newer config replaces one
+ * being prepared. */
+static void take_reload(sy_engine *e)
 {
     pthread_mutex_lock(&e->lock);
     sy_config *c = e->pending;
@@ -178,18 +291,40 @@ static void apply_reload(sy_engine *e)
     pthread_mutex_unlock(&e->lock);
     if (!c)
         return;
-    /* Samples routed by the old rules leave first. */
-    ship_raw(e, wall_ms(), 1);
-    sy_router *old = e->router;
-    e->router = make_router(e, c);
-    apply_routing(e, c);
-    sy_router_free(old);
-    sy_agg_set_opts(e->agg, &c->agg);
-    e->interval_ms = c->agg.flush_interval_ms ? c->agg.flush_interval_ms : 10000;
-    atomic_fetch_add(&e->reloads, 1);
-    sy_log(SY_INFO, "reload applied: %zu sinks, routing %s", c->nsinks,
-           e->router ? "by Lua" : "to every sink");
-    sy_output_submit_config(e->out, c);
+    if (e->job) {
+        sy_log(SY_INFO, "reload: a newer config replaces the one being prepared (%llu keys "
+               "decided)", (unsigned long long)e->job->decided);
+        job_free(e->job);
+        e->job = NULL;
+    }
+    int uses_origin = c->route_uses_origin;
+    sy_router *router = make_router(c);
+    int can_prepare = router && sy_router_has_decide(router) && e->router &&
+                      sy_agg_key_count(e->agg) > 0 && (!uses_origin || sy_agg_uses_origin(e->agg));
+    if (!can_prepare) {
+        if (router && sy_router_has_decide(router) && uses_origin && !sy_agg_uses_origin(e->agg))
+            sy_log(SY_INFO, "reload: the new rules look at senders and the old ones did not: "
+                   "live keys are decided again as they arrive");
+        apply_config(e, c, router, NULL);
+        return;
+    }
+    reload_job *j = calloc(1, sizeof *j);
+    sy_predecided *pre = sy_predecided_new();
+    if (!j || !pre) {
+        free(j);
+        sy_predecided_free(pre);
+        apply_config(e, c, router, NULL);
+        return;
+    }
+    j->c = c;
+    j->router = router;
+    j->pre = pre;
+    j->uses_origin = uses_origin;
+    j->cap = sy_agg_table_cap(e->agg);
+    j->started_us = mono_us();
+    e->job = j;
+    sy_log(SY_INFO, "reload: asking the new config about %zu live keys before applying it",
+           sy_agg_key_count(e->agg));
 }
 
 static void answer_query(sy_engine *e)
@@ -253,11 +388,16 @@ static void *run(void *arg)
         int finishing = atomic_load(&e->finishing);
         if (atomic_load_explicit(&e->has_query, memory_order_relaxed))
             answer_query(e);
-        if (atomic_load_explicit(&e->has_pending, memory_order_relaxed)) {
-            apply_reload(e);
-            next = (wall_ms() / e->interval_ms + 1) * e->interval_ms;
-        }
+        uint32_t interval = e->interval_ms;
+        if (atomic_load_explicit(&e->has_pending, memory_order_relaxed))
+            take_reload(e);
         size_t fed = drain(e, 512);
+        if (e->job && finishing)
+            job_finish(e); /* what is left is decided as the rest drains */
+        else if (e->job)
+            job_step(e, fed ? PREDECIDE_BUSY_US : PREDECIDE_IDLE_US);
+        if (e->interval_ms != interval)
+            next = (wall_ms() / e->interval_ms + 1) * e->interval_ms;
         uint64_t now = wall_ms();
         ship_raw(e, now, 0);
         if (now >= next) {
@@ -272,7 +412,7 @@ static void *run(void *arg)
             flush(e, wall_ms(), 1);
             return NULL;
         }
-        if (fed) {
+        if (fed || e->job) {
             napped = 0;
             continue;
         }
@@ -351,6 +491,7 @@ void sy_engine_free(sy_engine *e)
         return;
     sy_agg_free(e->agg);
     sy_router_free(e->router);
+    job_free(e->job);
     sy_config_free(e->pending);
     free(e->linfo);
     pthread_cond_destroy(&e->answered);

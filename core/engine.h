@@ -55,6 +55,10 @@ int sy_engine_query(sy_engine *e, int what, int type, char **args, size_t nargs,
 
 /* The routing script's heap, as of the last flush (any thread). */
 uint64_t sy_engine_lua_memory(const sy_engine *e);
+/* The last reload that was prepared (predecide.h): from its arrival to
+ * applied, in ms, and its longest slice between two batches, in us. */
+uint64_t sy_engine_reload_ms(const sy_engine *e);
+uint64_t sy_engine_reload_slice_us(const sy_engine *e);
 
 /* Per listener: auth flag and refused lines (read from any thread). */
 sy_listen_info *sy_engine_listen_info(sy_engine *e);
