@@ -448,6 +448,19 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
 
 /* ---- HTTP ---------------------------------------------------------- */
 
+/* evhttp_send_reply, but a HEAD answer has the headers of the GET answer
+ * and no body: libevent 2.1 would send the body after them. */
+static void http_reply(struct evhttp_request *req, int code, const char *reason, struct evbuffer *body)
+{
+    if (evhttp_request_get_command(req) == EVHTTP_REQ_HEAD) {
+        char len[32];
+        snprintf(len, sizeof len, "%zu", evbuffer_get_length(body));
+        evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Length", len);
+        evbuffer_drain(body, evbuffer_get_length(body));
+    }
+    evhttp_send_reply(req, code, reason, body);
+}
+
 /*
  * Every endpoint only reads state: GET and HEAD.  Another method gets 405
  * with an Allow header (a body never gets this far: HTTP_MAX_BODY makes
@@ -462,7 +475,7 @@ static int http_method_ok(struct evhttp_request *req)
     evbuffer_add_printf(out, "method not allowed: only GET and HEAD\n");
     evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", "GET, HEAD");
     evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", "text/plain");
-    evhttp_send_reply(req, 405, "Method Not Allowed", out);
+    http_reply(req, 405, "Method Not Allowed", out);
     evbuffer_free(out);
     return 0;
 }
@@ -530,7 +543,7 @@ static void http_health(struct evhttp_request *req, void *arg)
     int up = atomic_load(&a->health_up);
     evbuffer_add_printf(out, "%s\n", up ? "up" : "down");
     evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", "text/plain");
-    evhttp_send_reply(req, up ? 200 : 503, up ? "OK" : "Service Unavailable", out);
+    http_reply(req, up ? 200 : 503, up ? "OK" : "Service Unavailable", out);
     evbuffer_free(out);
 }
 
@@ -683,7 +696,7 @@ static void http_metrics(struct evhttp_request *req, void *arg)
     }
     evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
                       "text/plain; version=0.0.4; charset=utf-8");
-    evhttp_send_reply(req, 200, "OK", out);
+    http_reply(req, 200, "OK", out);
     evbuffer_free(out);
 }
 
@@ -696,7 +709,7 @@ static void http_traces(struct evhttp_request *req, void *arg)
     struct evbuffer *out = evbuffer_new();
     int code = sy_traces_http(a->d.conf->traces_memcached, a->d.conf->traces_prefix,
                               evhttp_request_get_uri(req), out, evhttp_request_get_output_headers(req));
-    evhttp_send_reply(req, code,
+    http_reply(req, code,
                       code == 200 ? "OK" : code == 400 ? "Bad Request" : code == 404 ? "Not Found"
                       : code == 503 ? "Service Unavailable" : "Internal Server Error", out);
     evbuffer_free(out);
@@ -707,7 +720,7 @@ static void http_other(struct evhttp_request *req, void *arg)
     (void)arg;
     struct evbuffer *out = evbuffer_new();
     evbuffer_add_printf(out, "not found: try /health, /metrics or /traces\n");
-    evhttp_send_reply(req, 404, "Not Found", out);
+    http_reply(req, 404, "Not Found", out);
     evbuffer_free(out);
 }
 

@@ -1338,6 +1338,195 @@ def scenario_route_patterns(res, workdir):
         d.stop()
 
 
+# ---------------------------------------------------------------------------
+# 15. the admin interface under hostile clients
+
+
+def http_raw(port, head, body_bytes=0, timeout=10.0):
+    """Send `head` (request line and headers, or part of them) over a new
+    connection, read the status line if one comes, then try to send
+    body_bytes more bytes.  Returns (status or None, bytes of the body the
+    kernel took before the daemon closed, the reply's first bytes)."""
+    s = socket.create_connection((LOOPBACK, port), timeout=timeout)
+    reply, sent = b"", 0
+    try:
+        try:
+            s.sendall(head)
+        except OSError:
+            pass
+        chunk = b"x" * 65536
+        s.settimeout(0.5 if body_bytes else timeout)
+        try:
+            reply = s.recv(4096)
+        except socket.timeout:
+            pass
+        except OSError:
+            pass
+        s.settimeout(timeout)
+        try:
+            while sent < body_bytes:
+                s.sendall(chunk)
+                sent += len(chunk)
+        except OSError:
+            pass
+        if not reply:
+            try:
+                reply = s.recv(4096)
+            except OSError:
+                pass
+    finally:
+        s.close()
+    m = re.match(rb"HTTP/1\.[01] (\d{3}) ", reply)
+    return (int(m.group(1)) if m else None), sent, reply[:300]
+
+
+def http_refused(d):
+    m = d.http_metrics()
+    return {code: m.get('switchyard_admin_http_refused_total{code="%d"}' % code)
+            for code in (400, 404, 405, 413, 501)}
+
+
+def scenario_admin_http_limits(res, workdir):
+    """The HTTP admin takes no body and bounded headers: three POSTs of
+    /metrics announcing 2 GiB and sending what they can get 413 at once
+    and the daemon's memory stays put; a 48 MiB header line and a 20 KiB
+    request line are refused (libevent 2.1 answers 400) after a few KiB,
+    without burning CPU; methods other than GET and HEAD get 405 (with
+    Allow) or 501; every refusal is counted in /metrics by status and
+    logged at a bounded rate, and /health answers at once afterwards."""
+    label = "admin_http_limits"
+    d = Daemon(workdir, "sy-httplim")
+    try:
+        if not start(res, label, d) or not res.check("%s: admin HTTP port found" % label,
+                                                     bool(d.http_port), d.logs()):
+            return
+        port = d.http_port
+        rss0, cpu0 = d.status_kb("VmRSS"), cpu_seconds(d.pid)
+        big = (b"POST /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: 2147483648\r\n"
+               b"Content-Type: text/plain\r\n\r\n")
+        out = [None] * 3
+
+        def post(i):
+            out[i] = http_raw(port, big, body_bytes=500 << 20)
+        threads = [threading.Thread(target=post, args=(i,)) for i in range(3)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+        res.note("3 POSTs of 2 GiB: %r" % [(st, sent) for st, sent, _ in out])
+        res.check("%s: a POST announcing a 2 GiB body is answered 413 (x3)" % label,
+                  all(o and o[0] == 413 for o in out), "%r" % out)
+        res.check("%s: ... and the daemon stops reading it (each sent < 64 MiB of its 500 MiB)"
+                  % label, all(o and o[1] < 64 << 20 for o in out), "%r" % out)
+        st, sent, reply = http_raw(port, b"POST /health HTTP/1.1\r\nHost: x\r\n"
+                                   b"Transfer-Encoding: chunked\r\n\r\n100000\r\n",
+                                   body_bytes=8 << 20)
+        res.check("%s: a chunked body is answered 413 too" % label, st == 413, "%r %r" % (st, reply))
+        st, sent, reply = http_raw(port, b"GET /health HTTP/1.1\r\nHost: x\r\nX-Big: ",
+                                   body_bytes=48 << 20)
+        res.note("48 MiB header line: status %r after %d bytes" % (st, sent))
+        res.check("%s: a 48 MiB header line is refused (400, libevent 2.1's answer) before "
+                  "16 MiB of it were taken" % label, st == 400 and sent < 16 << 20,
+                  "status %r, %d bytes taken, %r" % (st, sent, reply))
+        st, _, reply = http_raw(port, b"GET /" + b"a" * 20000 + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+        res.check("%s: a 20 KiB request line is refused (400)" % label, st == 400, "%r" % reply)
+        st, _, reply = http_raw(port, b"GET /health HTTP/1.0\r\n" + b"X-A: b\r\n" * 2000 + b"\r\n")
+        res.check("%s: 2000 header lines (16 KiB) are refused (400)" % label, st == 400, "%r" % reply)
+        time.sleep(0.5)
+        rss1, cpu1 = d.status_kb("VmRSS"), cpu_seconds(d.pid)
+        res.note("VmRSS %s -> %s KiB, %.2f s of CPU for all of it" % (rss0, rss1, cpu1 - cpu0))
+        bound = (64 if d.sanitized() else 16) * 1024
+        res.check("%s: the daemon's memory grew by less than %d MiB (grew %s KiB)"
+                  % (label, bound // 1024, None if rss0 is None or rss1 is None else rss1 - rss0),
+                  rss0 is not None and rss1 is not None and rss1 - rss0 < bound,
+                  "VmRSS %r -> %r KiB" % (rss0, rss1))
+        res.check("%s: ... and spent less than 2 s of CPU (%.2f s)" % (label, cpu1 - cpu0),
+                  cpu1 - cpu0 < 2.0)
+
+        st, _, reply = http_raw(port, b"POST /metrics HTTP/1.0\r\nContent-Length: 0\r\n\r\n")
+        res.check("%s: POST /metrics without a body: 405 with Allow: GET, HEAD" % label,
+                  st == 405 and b"\r\nAllow: GET, HEAD\r\n" in reply, "%r" % reply)
+        st, _, reply = http_raw(port, b"DELETE /health HTTP/1.0\r\n\r\n")
+        res.check("%s: DELETE /health: 405" % label, st == 405, "%r" % reply)
+        st, _, reply = http_raw(port, b"BREW /health HTTP/1.0\r\n\r\n")
+        res.check("%s: an unknown method: 501" % label, st == 501, "%r" % reply)
+        st, _, reply = http_raw(port, b"HEAD /health HTTP/1.0\r\n\r\n")
+        res.check("%s: HEAD /health: 200 without a body" % label,
+                  st == 200 and reply.endswith(b"\r\n\r\n"), "%r" % reply)
+        st, _, reply = http_raw(port, b"GET /nothing HTTP/1.0\r\n\r\n")
+        res.check("%s: GET /nothing: 404" % label, st == 404, "%r" % reply)
+
+        t0 = time.monotonic()
+        st, _, reply = http_raw(port, b"GET /health HTTP/1.0\r\n\r\n")
+        took = time.monotonic() - t0
+        res.check("%s: afterwards /health answers at once (%.3f s)" % (label, took),
+                  st == 200 and reply.endswith(b"up\n") and took < 1.0, "%r" % reply)
+        got = http_refused(d)
+        want = {400: 3, 404: 1, 405: 2, 413: 4, 501: 1}
+        res.check("%s: /metrics counts each refusal by status "
+                  "(switchyard_admin_http_refused_total)" % label,
+                  all(got.get(k) == v for k, v in want.items()), "got %r, want %r" % (got, want))
+        nlog = d.log_count(r"admin HTTP: refused a request")
+        res.check("%s: refusals are logged at a bounded rate (%d lines for 12)" % (label, nlog),
+                  1 <= nlog <= 6, d.logs())
+        finish(res, label, d)
+    finally:
+        d.stop()
+
+
+def console_ask(s, data, want_lines, timeout=5.0):
+    """Send data on an open console connection; read until want_lines
+    newlines have arrived (or the timeout)."""
+    if data:
+        s.sendall(data)
+    out, deadline = b"", time.monotonic() + timeout
+    s.settimeout(0.2)
+    while out.count(b"\n") < want_lines and time.monotonic() < deadline:
+        try:
+            chunk = s.recv(65536)
+        except socket.timeout:
+            continue
+        if not chunk:
+            break
+        out += chunk
+    return out
+
+
+def scenario_admin_console_lines(res, workdir):
+    """A management console line over 8 KiB is answered ERROR once and
+    skipped up to its newline: its tail, arriving later and holding a
+    command, is not run; a whole over-long line is refused as well; both
+    counted in /metrics and logged."""
+    label = "admin_console_lines"
+    d = Daemon(workdir, "sy-conlines", mgmt=True)
+    try:
+        if not start(res, label, d):
+            return
+        with socket.create_connection((LOOPBACK, d.mgmt_port), timeout=5) as s:
+            s.sendall(b"A" * 16384)
+            time.sleep(0.5)                      # read, refused, dropped
+            got = console_ask(s, b"A" * 4000 + b" health down\nhealth\n", 2)
+            res.check("%s: a 20 KiB line whose tail holds `health down`: one ERROR, and the tail "
+                      "is not run" % label, got == b"ERROR\nhealth: up\n", "%r" % got)
+            got = console_ask(s, b"health down " + b"B" * 9000 + b"\nhealth\n", 2)
+            res.check("%s: a 9 KiB line arriving whole is refused too (ERROR), the next line "
+                      "runs" % label, got == b"ERROR\nhealth: up\n", "%r" % got)
+            got = console_ask(s, b"C" * 9000, 1)
+            got += console_ask(s, b"C" * 9000, 1, timeout=0.5)
+            got += console_ask(s, b"\nhealth\n", 1)
+            res.check("%s: an 18 KiB line in two pieces: ERROR once" % label,
+                      got == b"ERROR\nhealth: up\n", "%r" % got)
+        st = urllib.request.urlopen("http://%s:%d/health" % (LOOPBACK, d.http_port), timeout=5)
+        res.check("%s: /health is still up" % label, st.status == 200)
+        n = d.metric("switchyard_admin_console_lines_too_long_total")
+        res.check("%s: /metrics counts the 3 over-long lines" % label, n == 3, "%r" % n)
+        nlog = d.log_count(r"admin console: a command line longer than 8192 bytes")
+        res.check("%s: and the log says so (%d lines)" % (label, nlog), 1 <= nlog <= 5, d.logs())
+        finish(res, label, d)
+    finally:
+        d.stop()
+
+
 SCENARIOS = [
     ("garbage", scenario_garbage),
     ("long_line", scenario_long_line),
@@ -1354,6 +1543,8 @@ SCENARIOS = [
     ("auth_tokens", scenario_auth_tokens),
     ("auth_hooks", scenario_auth_hooks),
     ("route_patterns", scenario_route_patterns),
+    ("admin_http_limits", scenario_admin_http_limits),
+    ("admin_console_lines", scenario_admin_console_lines),
 ]
 
 
