@@ -140,12 +140,13 @@ static void cmd_listeners(sy_admin *a, sy_buf *b)
                       (unsigned long long)c.lines_too_long);
         if (sy_listener_is_stream(&a->d.listeners[i]))
             sy_buf_printf(b, " connections_open=%llu connections_accepted=%llu "
-                          "connections_rejected=%llu idle_closed=%llu paused=%llu partial_discarded=%llu",
+                          "connections_rejected=%llu idle_closed=%llu paused=%llu partial_discarded=%llu "
+                          "evicted=%llu",
                           (unsigned long long)c.connections_open,
                           (unsigned long long)c.connections_accepted,
                           (unsigned long long)c.connections_rejected,
                           (unsigned long long)c.idle_closed, (unsigned long long)c.paused,
-                          (unsigned long long)c.partial_discarded);
+                          (unsigned long long)c.partial_discarded, (unsigned long long)c.evicted);
         if (li && li[i].auth)
             sy_buf_printf(b, " auth_rejected=%llu", (unsigned long long)atomic_load(&li[i].auth_rejected));
         sy_buf_printf(b, "\n");
@@ -607,6 +608,8 @@ static void http_metrics(struct evhttp_request *req, void *arg)
         { "switchyard_listener_connections_open", "Open stream connections.", 4 },
         { "switchyard_listener_partial_discarded_total", "Partial lines lost when a stream connection was closed.", 5 },
         { "switchyard_listener_idle_closed_total", "Stream connections closed after idleTimeout.", 6 },
+        { "switchyard_listener_evicted_total",
+          "Idle stream connections closed, the idlest first, to serve a new one at maxConnections.", 7 },
     };
     for (size_t k = 0; k < sizeof lstats / sizeof *lstats; k++) {
         metric_head(out, lstats[k].name, lstats[k].off == 4 ? "gauge" : "counter", lstats[k].help);
@@ -614,7 +617,7 @@ static void http_metrics(struct evhttp_request *req, void *arg)
             sy_listener_counters c;
             sy_listener_counters_read(&a->d.listeners[i], &c);
             uint64_t v[] = { c.received, c.bytes, c.dropped, c.lines_too_long, c.connections_open,
-                             c.partial_discarded, c.idle_closed };
+                             c.partial_discarded, c.idle_closed, c.evicted };
             evbuffer_add_printf(out, "%s{listener=\"", lstats[k].name);
             label(out, a->d.listeners[i].name);
             evbuffer_add_printf(out, "\"} %llu\n", (unsigned long long)v[lstats[k].off]);

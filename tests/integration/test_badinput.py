@@ -1527,6 +1527,103 @@ def scenario_admin_console_lines(res, workdir):
         d.stop()
 
 
+def sees_eof(s, timeout=3.0):
+    """True if the peer closed the connection (EOF or reset) within timeout."""
+    s.settimeout(timeout)
+    try:
+        return s.recv(16) == b""
+    except socket.timeout:
+        return False
+    except OSError:
+        return True
+
+
+def scenario_evict_idle(res, workdir):
+    """A full listener (maxConnections 4, idleTimeout at its 5-minute
+    default) closes its longest-idle connection to serve a new client,
+    instead of locking newcomers out until idleTimeout: idle connections go
+    oldest first (a half line one of them held is counted as discarded), a
+    connection that keeps sending is never chosen, and when every
+    connection was read within the last second the newcomer is refused
+    as before.  Counted (listeners' evicted, /metrics
+    switchyard_listener_evicted_total) and logged at a bounded rate."""
+    label = "evict_idle"
+    small_port = free_port("tcp")
+    small_url = "tcp://%s:%d" % (LOOPBACK, small_port)
+    d = Daemon(workdir, "sy-evict", extra_listen=[{"url": small_url, "maxConnections": 4}],
+               mgmt=True)
+    socks = []
+    stop = threading.Event()
+    try:
+        if not start(res, label, d):
+            return
+
+        def connect():
+            s = socket.create_connection((LOOPBACK, small_port), timeout=10)
+            socks.append(s)
+            return s
+        idle = [connect() for _ in range(3)]
+        idle[0].sendall(b"be.partial:1|c")          # half a line, then silence
+        active = connect()
+        sent = [0]
+
+        def keep_sending():
+            while not stop.is_set():
+                active.sendall(b"be.active:1|c\n")
+                sent[0] += 1
+                stop.wait(0.2)
+        t = threading.Thread(target=keep_sending)
+        t.start()
+        wait_until(lambda: d.listener_stats(small_url).get("connections_open") == 4, 5)
+        time.sleep(1.5)                             # the three idle ones pass EVICT_MIN_IDLE_MS
+        new = []
+        for _ in range(4):                          # back to back: accepted in this order
+            new.append(connect())
+        st = {}
+
+        def settled():
+            st.update(d.listener_stats(small_url))
+            return st.get("evicted") == 3 and st.get("connections_rejected") == 1
+        wait_until(settled, 5)
+        res.note("after 4 newcomers: %r" % st)
+        res.check("%s: 3 newcomers to a full listener are served by closing the 3 idle "
+                  "connections (evicted 3)" % label, st.get("evicted") == 3, "%r" % st)
+        res.check("%s: the 4th, with every connection read within the last second, is refused "
+                  "(connections_rejected 1)" % label, st.get("connections_rejected") == 1,
+                  "%r" % st)
+        eofs = [sees_eof(s) for s in idle]
+        res.check("%s: the idle clients see their connections closed" % label, all(eofs),
+                  "%r" % eofs)
+        res.check("%s: the refused newcomer sees its connection closed" % label,
+                  sees_eof(new[3]))
+        res.check("%s: the connection that keeps sending is not closed" % label,
+                  not sees_eof(active, 0.5))
+        for i, s in enumerate(new[:3]):
+            s.sendall(b"be.new:1|c\n")
+        res.check("%s: the 3 newcomers are served" % label, d.wait_counter("be.new", 3, 5),
+                  "be.new %r" % d.counter("be.new"))
+        res.check("%s: /metrics switchyard_listener_evicted_total says 3" % label,
+                  d.metric("switchyard_listener_evicted_total", small_url) == 3,
+                  "%r" % d.metric("switchyard_listener_evicted_total", small_url))
+        res.check("%s: the half line the evicted client held is counted (partial_discarded 1)"
+                  % label, st.get("partial_discarded") == 1, "%r" % st)
+        nlog = d.log_count(r"closed the one idle longest")
+        res.check("%s: evictions are logged at a bounded rate (%d lines for 3)" % (label, nlog),
+                  1 <= nlog <= 5, d.logs())
+        stop.set()
+        t.join(5)
+        active.shutdown(socket.SHUT_WR)
+        sees_eof(active, 5)
+        res.check("%s: every line of the sending connection arrived (%d)" % (label, sent[0]),
+                  d.wait_counter("be.active", sent[0], 5), "be.active %r" % d.counter("be.active"))
+        finish(res, label, d)
+    finally:
+        stop.set()
+        for s in socks:
+            s.close()
+        d.stop()
+
+
 SCENARIOS = [
     ("garbage", scenario_garbage),
     ("long_line", scenario_long_line),
@@ -1539,6 +1636,7 @@ SCENARIOS = [
     ("slow_clients", scenario_slow_clients),
     ("idle_connections", scenario_idle_connections),
     ("fd_exhaustion", scenario_fd_exhaustion),
+    ("evict_idle", scenario_evict_idle),
     ("half_lines", scenario_half_lines),
     ("auth_tokens", scenario_auth_tokens),
     ("auth_hooks", scenario_auth_hooks),
