@@ -618,8 +618,9 @@ def scenario_utf8(res, workdir):
                   "bytes as statsd does" % label, got == want,
                   "got %r; bu.* names flushed: %r" % (got, sorted(d.names("stats.counters.bu."))))
         tagged = [n for n in d.names("stats.counters.bu.tag") if ".count;" in n]
-        res.check("%s: a tag with invalid UTF-8 is kept as bytes" % label,
-                  tagged == ["stats.counters.bu.tag.count;k=\udcff\udcfe"], "%r" % tagged)
+        res.check("%s: a tag with invalid UTF-8 is kept as bytes (the console sink shows each "
+                  "as \\xHH)" % label,
+                  tagged == ["stats.counters.bu.tag.count;k=\\xFF\\xFE"], "%r" % tagged)
         res.check("%s: set members are bytes: \\xff, \\xfe and U+FFFD are 3 members" % label,
                   d.values("stats.sets.bu.set.count")[:1] == ["3"],
                   "%r" % d.values("stats.sets.bu.set.count"))
@@ -1624,6 +1625,57 @@ def scenario_evict_idle(res, workdir):
         d.stop()
 
 
+def scenario_console_escapes(res, workdir):
+    """With keyNameSanitize off a key may hold a CR, a TAB or a terminal
+    escape.  The management console's `keys` and `delcounters` replies show
+    such keys escaped exactly as `counters` does (\\r, \\t, \\x1B, \\\\), so a
+    key can neither fake an END line nor drive the operator's terminal; the
+    console sink writes names escaped the same way."""
+    label = "console_escapes"
+    d = Daemon(workdir, "sy-escapes", {"keyNameSanitize": False}, mgmt=True)
+    try:
+        if not start(res, label, d):
+            return
+        udp_send(d.port, [b"be.cr\rEND:1|c", b"be.tab\tx:1|c", b"be.esc\x1b[2J:1|c",
+                          b"be.bs\\x:1|c", b"be.tag:1|c|#k:a\rEND\tb\x1b[2J\xff", b"be.marker:1|c"])
+        d.wait_counter("be.marker", 1)
+        d.wait_flushes(1)
+
+        def raw_ask(cmd):
+            with socket.create_connection((LOOPBACK, d.mgmt_port), timeout=5) as s:
+                return console_ask(s, cmd + b"\n", 10 ** 6, timeout=1.5)
+        odd = re.compile(rb"[\x00-\x09\x0b-\x1f\x7f]")
+        keys = raw_ask(b"keys be.")
+        res.check("%s: `keys` shows no raw control byte (CR, TAB, ESC)" % label,
+                  not odd.search(keys), "%r" % keys)
+        res.check("%s: ... and ends with its one END line" % label,
+                  keys.endswith(b"\nEND\n\n") and keys.split(b"\n").count(b"END") == 1, "%r" % keys)
+        want = [b"counters be.cr\\rEND", b"counters be.tab\\tx", b"counters be.esc\\x1B[2J",
+                b"counters be.bs\\\\x", b"counters be.tag;k=a\\rEND\\tb\\x1B[2J\\xFF"]
+        lines = keys.split(b"\n")
+        res.check("%s: ... each key escaped (\\r \\t \\x1B \\\\, a bad byte as \\xFF)" % label,
+                  all(w in lines for w in want), "%r" % keys)
+        counters = raw_ask(b"counters")
+        same = [k for k in (b"be.cr\\rEND", b"be.tab\\tx", b"be.esc\\x1B[2J", b"be.bs\\\\x")
+                if b"'" + k + b"'" in counters]
+        res.check("%s: `counters` writes these keys the same way" % label, len(same) == 4,
+                  "%r" % counters)
+        with open(d.console_path, "rb") as f:
+            out = f.read()
+        bad = [ln for ln in out.split(b"\n") if odd.search(ln)]
+        res.check("%s: the console sink writes no raw control byte" % label, not bad, "%r" % bad[:5])
+        res.check("%s: ... and writes the tag escaped" % label,
+                  b"\nstats.counters.be.tag.count;k=a\\rEND\\tb\\x1B[2J\\xFF " in out,
+                  "%r" % [ln for ln in out.split(b"\n") if b"be.tag" in ln][:3])
+        deleted = raw_ask(b"delcounters be.*")
+        res.check("%s: `delcounters` reports deleted keys escaped" % label,
+                  b"deleted: be.cr\\rEND\n" in deleted and not odd.search(deleted)
+                  and deleted.split(b"\n").count(b"END") == 1, "%r" % deleted)
+        finish(res, label, d)
+    finally:
+        d.stop()
+
+
 SCENARIOS = [
     ("garbage", scenario_garbage),
     ("long_line", scenario_long_line),
@@ -1643,6 +1695,7 @@ SCENARIOS = [
     ("route_patterns", scenario_route_patterns),
     ("admin_http_limits", scenario_admin_http_limits),
     ("admin_console_lines", scenario_admin_console_lines),
+    ("console_escapes", scenario_console_escapes),
 ]
 
 
