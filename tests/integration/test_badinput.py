@@ -55,6 +55,17 @@ sanitizer build) its stderr must hold no sanitizer report.
       against a 600-byte hostile key costs about luaTimeout, not the ~14 s
       LuaJIT's own string.match takes: a counted Lua error, logged, and
       the key takes the default route; ordinary keys route as before.
+  15. evict_idle: a full listener (maxConnections 4) closes its longest-idle
+      connection for a newcomer instead of refusing it until idleTimeout;
+      a sending connection is never chosen; counted (evicted) and logged;
+  16. admin_http_limits: POSTs announcing 2 GiB, a 48 MiB header line, a
+      20 KiB request line, other methods: refused (413, 400, 405, 501) at
+      once, memory and CPU flat, counted by status in /metrics, logged at a
+      bounded rate; /health still answers at once;
+  17. admin_console_lines: a console line over 8 KiB is answered ERROR once
+      and skipped to its newline (its tail is never run as a command);
+  18. console_escapes: keyNameSanitize off: `keys`, `delcounters` and the
+      console sink show CR, TAB and terminal escapes escaped as `counters`.
 
 Usage:
   /usr/bin/python3 tests/integration/test_badinput.py [SCENARIO ...]
