@@ -62,7 +62,7 @@ struct sy_admin {
     sy_buf conf_text; /* the `config` reply for the config running now */
     /* Refusals, for /metrics; only the admin thread touches them. */
     uint64_t console_too_long;       /* console lines over MAX_COMMAND */
-    uint64_t http_refused[100];      /* HTTP answers 400..499 by code, and 501 (as 499+2) */
+    uint64_t http_refused[101];      /* HTTP refusals: 400..499 by code, then 501 (refused_slot) */
 };
 
 /* One console connection. */
@@ -372,7 +372,6 @@ static int run_lines(console_conn *cc, struct bufferevent *bev, size_t max_out)
     return 1;
 }
 
-
 static void on_read(struct bufferevent *bev, void *arg)
 {
     console_conn *cc = arg;
@@ -484,7 +483,7 @@ static int http_method_ok(struct evhttp_request *req)
 /* The slot of http_refused for an HTTP status, or -1 if not a refusal. */
 static int refused_slot(int code)
 {
-    return code >= 400 && code <= 499 ? code - 400 : code == 501 ? 99 : -1;
+    return code >= 400 && code <= 499 ? code - 400 : code == 501 ? 100 : -1;
 }
 
 /*
