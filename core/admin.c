@@ -37,6 +37,12 @@
 #define QUERY_TIMEOUT_MS 5000
 #define MAX_COMMAND 8192
 #define MAX_PENDING_OUT (4u << 20) /* replies a console client has not read yet */
+/* HTTP: no endpoint takes a body, and a request line or header section
+ * longer than this is no admin client's.  Without these limits libevent
+ * buffers a body of any Content-Length, and rescans an ever longer header
+ * line on every read. */
+#define HTTP_MAX_HEADERS 8192
+#define HTTP_MAX_BODY 0
 
 struct sy_admin {
     sy_admin_deps d;
@@ -54,7 +60,23 @@ struct sy_admin {
     time_t start;
     pthread_mutex_t conf_lock;
     sy_buf conf_text; /* the `config` reply for the config running now */
+    /* Refusals, for /metrics; only the admin thread touches them. */
+    uint64_t console_too_long;       /* console lines over MAX_COMMAND */
+    uint64_t http_refused[101];      /* HTTP refusals: 400..499 by code, then 501 (refused_slot) */
 };
+
+/* One console connection. */
+typedef struct console_conn {
+    sy_admin *a;
+    int discarding; /* the rest of an over-long line, up to its newline, is skipped */
+} console_conn;
+
+static sy_ratelimit rl_refused = SY_RATELIMIT_INIT(10000, 5);
+
+/* The admin whose listeners report accept errors, and whose HTTP answers
+ * are counted (http_watch_out).  evhttp passes its own argument to those
+ * callbacks, not ours, and a process has one admin interface. */
+static sy_admin *the_admin;
 
 static time_t now_s(void) { return time(NULL); }
 
@@ -118,12 +140,13 @@ static void cmd_listeners(sy_admin *a, sy_buf *b)
                       (unsigned long long)c.lines_too_long);
         if (sy_listener_is_stream(&a->d.listeners[i]))
             sy_buf_printf(b, " connections_open=%llu connections_accepted=%llu "
-                          "connections_rejected=%llu idle_closed=%llu paused=%llu partial_discarded=%llu",
+                          "connections_rejected=%llu idle_closed=%llu paused=%llu partial_discarded=%llu "
+                          "evicted=%llu",
                           (unsigned long long)c.connections_open,
                           (unsigned long long)c.connections_accepted,
                           (unsigned long long)c.connections_rejected,
                           (unsigned long long)c.idle_closed, (unsigned long long)c.paused,
-                          (unsigned long long)c.partial_discarded);
+                          (unsigned long long)c.partial_discarded, (unsigned long long)c.evicted);
         if (li && li[i].auth)
             sy_buf_printf(b, " auth_rejected=%llu", (unsigned long long)atomic_load(&li[i].auth_rejected));
         sy_buf_printf(b, "\n");
@@ -259,24 +282,29 @@ static int command(sy_admin *a, struct bufferevent *bev, char *line)
     return 1;
 }
 
+static void conn_free(struct bufferevent *bev, console_conn *cc)
+{
+    bufferevent_free(bev);
+    free(cc);
+}
+
 /* After `quit`: close once what was said has been written. */
 static void close_when_written(struct bufferevent *bev, void *arg)
 {
-    (void)arg;
     if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
-        bufferevent_free(bev);
+        conn_free(bev, arg);
 }
 
 static void on_event(struct bufferevent *bev, short what, void *arg);
 static void on_read(struct bufferevent *bev, void *arg);
 
 /* No more commands on this connection: close it once the replies are out. */
-static void finish(sy_admin *a, struct bufferevent *bev)
+static void finish(console_conn *cc, struct bufferevent *bev)
 {
     bufferevent_disable(bev, EV_READ);
     bufferevent_setwatermark(bev, EV_WRITE, 0, 0);
-    bufferevent_setcb(bev, NULL, close_when_written, on_event, a);
-    close_when_written(bev, a);
+    bufferevent_setcb(bev, NULL, close_when_written, on_event, cc);
+    close_when_written(bev, cc);
 }
 
 /* The client has read enough of its replies: take commands again. */
@@ -288,15 +316,55 @@ static void on_drained(struct bufferevent *bev, void *arg)
     on_read(bev, arg); /* lines that were already buffered */
 }
 
+/* A line longer than MAX_COMMAND: answered ERROR once and counted.  When
+ * its newline has not arrived yet (unfinished), what came is dropped and
+ * the rest, up to the newline, is skipped as it arrives, so that its tail
+ * is never read as a command of its own. */
+static void line_too_long(console_conn *cc, struct bufferevent *bev, int unfinished)
+{
+    cc->a->console_too_long++;
+    sy_log_limited(&rl_refused, SY_WARN, "admin console: a command line longer than %d bytes "
+                   "refused (ERROR) and skipped to its end", MAX_COMMAND);
+    bufferevent_write(bev, "ERROR\n", 6);
+    if (unfinished) {
+        struct evbuffer *in = bufferevent_get_input(bev);
+        evbuffer_drain(in, evbuffer_get_length(in));
+        cc->discarding = 1;
+    }
+}
+
+/* Skips what is left of an over-long line; 1 once its newline is found
+ * (and dropped), 0 while the line goes on. */
+static int skip_rest(console_conn *cc, struct evbuffer *in)
+{
+    if (!cc->discarding)
+        return 1;
+    struct evbuffer_ptr nl = evbuffer_search(in, "\n", 1, NULL);
+    if (nl.pos < 0) {
+        evbuffer_drain(in, evbuffer_get_length(in));
+        return 0;
+    }
+    evbuffer_drain(in, (size_t)nl.pos + 1);
+    cc->discarding = 0;
+    return 1;
+}
+
 /* Answers the complete command lines buffered, while fewer than max_out
  * bytes of replies are pending; 0 once a command ended the session. */
-static int run_lines(sy_admin *a, struct bufferevent *bev, size_t max_out)
+static int run_lines(console_conn *cc, struct bufferevent *bev, size_t max_out)
 {
     struct evbuffer *in = bufferevent_get_input(bev), *out = bufferevent_get_output(bev);
     char *line;
     size_t n;
+    if (!skip_rest(cc, in))
+        return 1;
     while (evbuffer_get_length(out) < max_out && (line = evbuffer_readln(in, &n, EVBUFFER_EOL_CRLF))) {
-        int keep = command(a, bev, line);
+        if (n > MAX_COMMAND) { /* arrived whole, in one read */
+            free(line);
+            line_too_long(cc, bev, 0);
+            continue;
+        }
+        int keep = command(cc->a, bev, line);
         free(line);
         if (!keep)
             return 0;
@@ -306,10 +374,10 @@ static int run_lines(sy_admin *a, struct bufferevent *bev, size_t max_out)
 
 static void on_read(struct bufferevent *bev, void *arg)
 {
-    sy_admin *a = arg;
+    console_conn *cc = arg;
     struct evbuffer *in = bufferevent_get_input(bev), *out = bufferevent_get_output(bev);
-    if (!run_lines(a, bev, MAX_PENDING_OUT)) {
-        finish(a, bev);
+    if (!run_lines(cc, bev, MAX_PENDING_OUT)) {
+        finish(cc, bev);
         return;
     }
     if (evbuffer_get_length(out) >= MAX_PENDING_OUT) {
@@ -319,20 +387,18 @@ static void on_read(struct bufferevent *bev, void *arg)
          * is pending has been written. */
         bufferevent_disable(bev, EV_READ);
         bufferevent_setwatermark(bev, EV_WRITE, MAX_PENDING_OUT / 2, 0);
-        bufferevent_setcb(bev, on_read, on_drained, on_event, a);
+        bufferevent_setcb(bev, on_read, on_drained, on_event, cc);
         return;
     }
-    if (evbuffer_get_length(in) > MAX_COMMAND) {
-        bufferevent_write(bev, "ERROR\n", 6);
-        evbuffer_drain(in, evbuffer_get_length(in));
-    }
+    if (evbuffer_get_length(in) > MAX_COMMAND)
+        line_too_long(cc, bev, 1);
 }
 
 static void on_event(struct bufferevent *bev, short what, void *arg)
 {
-    sy_admin *a = arg;
+    console_conn *cc = arg;
     if (what & BEV_EVENT_ERROR) {
-        bufferevent_free(bev);
+        conn_free(bev, cc);
         return;
     }
     if (what & BEV_EVENT_EOF) {
@@ -341,18 +407,24 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
          * included, and close once the replies are out; freeing the
          * connection now would drop what is still queued. */
         struct evbuffer *in = bufferevent_get_input(bev);
-        int keep = run_lines(a, bev, SIZE_MAX); /* reading has stopped: the input is bounded */
+        int keep = run_lines(cc, bev, SIZE_MAX); /* reading has stopped: the input is bounded */
+        if (keep && !skip_rest(cc, in))
+            keep = 0; /* the end of an over-long line, already answered */
         size_t len = evbuffer_get_length(in);
-        char *line = keep && len && len <= MAX_COMMAND ? malloc(len + 1) : NULL;
+        if (keep && len > MAX_COMMAND) {
+            line_too_long(cc, bev, 1);
+            keep = 0;
+        }
+        char *line = keep && len ? malloc(len + 1) : NULL;
         if (line) {
             evbuffer_remove(in, line, len);
             line[len] = '\0';
             if (line[len - 1] == '\r')
                 line[len - 1] = '\0';
-            command(a, bev, line);
+            command(cc->a, bev, line);
             free(line);
         }
-        finish(a, bev);
+        finish(cc, bev);
     }
 }
 
@@ -362,25 +434,116 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
     (void)l;
     (void)sa;
     (void)len;
-    struct bufferevent *bev = bufferevent_socket_new(a->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    console_conn *cc = calloc(1, sizeof *cc);
+    struct bufferevent *bev = cc ? bufferevent_socket_new(a->base, fd, BEV_OPT_CLOSE_ON_FREE) : NULL;
     if (!bev) {
+        free(cc);
         close(fd);
         return;
     }
-    bufferevent_setcb(bev, on_read, NULL, on_event, a);
+    cc->a = a;
+    bufferevent_setcb(bev, on_read, NULL, on_event, cc);
     bufferevent_enable(bev, EV_READ | EV_WRITE);
 }
 
 /* ---- HTTP ---------------------------------------------------------- */
 
+/* evhttp_send_reply, but a HEAD answer has the headers of the GET answer
+ * and no body: libevent 2.1 would send the body after them. */
+static void http_reply(struct evhttp_request *req, int code, const char *reason, struct evbuffer *body)
+{
+    if (evhttp_request_get_command(req) == EVHTTP_REQ_HEAD) {
+        char len[32];
+        snprintf(len, sizeof len, "%zu", evbuffer_get_length(body));
+        evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Length", len);
+        evbuffer_drain(body, evbuffer_get_length(body));
+    }
+    evhttp_send_reply(req, code, reason, body);
+}
+
+/*
+ * Every endpoint only reads state: GET and HEAD.  Another method gets 405
+ * with an Allow header (a body never gets this far: HTTP_MAX_BODY makes
+ * libevent answer 413 first).  0 when refused (and answered).
+ */
+static int http_method_ok(struct evhttp_request *req)
+{
+    enum evhttp_cmd_type m = evhttp_request_get_command(req);
+    if (m == EVHTTP_REQ_GET || m == EVHTTP_REQ_HEAD)
+        return 1;
+    struct evbuffer *out = evbuffer_new();
+    evbuffer_add_printf(out, "method not allowed: only GET and HEAD\n");
+    evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", "GET, HEAD");
+    evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", "text/plain");
+    http_reply(req, 405, "Method Not Allowed", out);
+    evbuffer_free(out);
+    return 0;
+}
+
+/* The slot of http_refused for an HTTP status, or -1 if not a refusal. */
+static int refused_slot(int code)
+{
+    return code >= 400 && code <= 499 ? code - 400 : code == 501 ? 100 : -1;
+}
+
+/*
+ * Watches what an HTTP connection writes, to count its refusals (4xx, and
+ * 501 for a method libevent does not know): libevent answers the requests
+ * it refuses itself without calling back (libevent 2.1: 413 for a body
+ * over HTTP_MAX_BODY, 400 for a request line or header section over
+ * HTTP_MAX_HEADERS or malformed), so the status line it writes is the one
+ * place where they all show.  Every answer starts with its status line,
+ * written by one add.
+ */
+static void http_watch_out(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
+{
+    struct bufferevent *bev = arg;
+    sy_admin *a = the_admin;
+    char line[13];
+    struct evbuffer_ptr at;
+    if (!a || info->n_added < sizeof line || evbuffer_ptr_set(buf, &at, info->orig_size, EVBUFFER_PTR_SET) < 0 ||
+        evbuffer_copyout_from(buf, &at, line, sizeof line) != (ev_ssize_t)sizeof line ||
+        memcmp(line, "HTTP/1.", 7) != 0 || line[12] != ' ')
+        return;
+    int code = (line[9] - '0') * 100 + (line[10] - '0') * 10 + (line[11] - '0');
+    int slot = refused_slot(code);
+    if (slot < 0)
+        return;
+    a->http_refused[slot]++;
+    if (code == 404)
+        return; /* a wrong path is not worth a log line */
+    char who[INET6_ADDRSTRLEN + 8] = "?";
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    if (getpeername(bufferevent_getfd(bev), (struct sockaddr *)&ss, &len) == 0)
+        getnameinfo((struct sockaddr *)&ss, len, who, sizeof who, NULL, 0, NI_NUMERICHOST);
+    const char *why = code == 413 ? " (a body: no endpoint takes one)"
+                      : code == 400 ? " (malformed, or its request line or headers over the limit)"
+                      : code == 405 || code == 501 ? " (GET and HEAD only)" : "";
+    sy_log_limited(&rl_refused, SY_WARN, "admin HTTP: refused a request from %s with %d%s; the "
+                   "request line and the headers may have %d bytes each", who, code, why,
+                   HTTP_MAX_HEADERS);
+}
+
+/* evhttp's connections, each with the watch above on its output. */
+static struct bufferevent *http_new_bev(struct event_base *base, void *arg)
+{
+    struct bufferevent *bev = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
+    if (bev)
+        evbuffer_add_cb(bufferevent_get_output(bev), http_watch_out, bev);
+    return bev;
+}
+
 static void http_health(struct evhttp_request *req, void *arg)
 {
     sy_admin *a = arg;
+    if (!http_method_ok(req))
+        return;
     struct evbuffer *out = evbuffer_new();
     int up = atomic_load(&a->health_up);
     evbuffer_add_printf(out, "%s\n", up ? "up" : "down");
     evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", "text/plain");
-    evhttp_send_reply(req, up ? 200 : 503, up ? "OK" : "Service Unavailable", out);
+    http_reply(req, up ? 200 : 503, up ? "OK" : "Service Unavailable", out);
     evbuffer_free(out);
 }
 
@@ -427,6 +590,8 @@ static void sink_metric(void *ctx, const char *name, const char *plugin, const s
 static void http_metrics(struct evhttp_request *req, void *arg)
 {
     sy_admin *a = arg;
+    if (!http_method_ok(req))
+        return;
     struct evbuffer *out = evbuffer_new();
     const sy_agg_stats *st = sy_engine_stats(a->d.engine);
     sy_listen_info *li = sy_engine_listen_info(a->d.engine);
@@ -442,6 +607,8 @@ static void http_metrics(struct evhttp_request *req, void *arg)
         { "switchyard_listener_connections_open", "Open stream connections.", 4 },
         { "switchyard_listener_partial_discarded_total", "Partial lines lost when a stream connection was closed.", 5 },
         { "switchyard_listener_idle_closed_total", "Stream connections closed after idleTimeout.", 6 },
+        { "switchyard_listener_evicted_total",
+          "Idle stream connections closed, the idlest first, to serve a new one at maxConnections.", 7 },
     };
     for (size_t k = 0; k < sizeof lstats / sizeof *lstats; k++) {
         metric_head(out, lstats[k].name, lstats[k].off == 4 ? "gauge" : "counter", lstats[k].help);
@@ -449,7 +616,7 @@ static void http_metrics(struct evhttp_request *req, void *arg)
             sy_listener_counters c;
             sy_listener_counters_read(&a->d.listeners[i], &c);
             uint64_t v[] = { c.received, c.bytes, c.dropped, c.lines_too_long, c.connections_open,
-                             c.partial_discarded, c.idle_closed };
+                             c.partial_discarded, c.idle_closed, c.evicted };
             evbuffer_add_printf(out, "%s{listener=\"", lstats[k].name);
             label(out, a->d.listeners[i].name);
             evbuffer_add_printf(out, "\"} %llu\n", (unsigned long long)v[lstats[k].off]);
@@ -528,9 +695,23 @@ static void http_metrics(struct evhttp_request *req, void *arg)
     metric_head(out, "switchyard_last_reload_success", "gauge",
                 "1 if the last reload succeeded, 0 if it failed, -1 before any.");
     evbuffer_add_printf(out, "switchyard_last_reload_success %d\n", atomic_load(&sy_reload_status.last_reload_ok));
+    metric_head(out, "switchyard_admin_console_lines_too_long_total", "counter",
+                "Admin console lines over 8192 bytes refused (ERROR) and skipped.");
+    evbuffer_add_printf(out, "switchyard_admin_console_lines_too_long_total %llu\n",
+                        (unsigned long long)a->console_too_long);
+    metric_head(out, "switchyard_admin_http_refused_total", "counter",
+                "Admin HTTP requests refused, by status: 400 malformed or request line or headers "
+                "over 8192 bytes, 404 no such path, 405 or 501 not GET or HEAD, 413 a body.");
+    for (int code = 400; code <= 501; code++) {
+        int slot = refused_slot(code);
+        if (slot >= 0 && (code == 400 || code == 404 || code == 405 || code == 413 || code == 501 ||
+                          a->http_refused[slot]))
+            evbuffer_add_printf(out, "switchyard_admin_http_refused_total{code=\"%d\"} %llu\n",
+                                code, (unsigned long long)a->http_refused[slot]);
+    }
     evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
                       "text/plain; version=0.0.4; charset=utf-8");
-    evhttp_send_reply(req, 200, "OK", out);
+    http_reply(req, 200, "OK", out);
     evbuffer_free(out);
 }
 
@@ -538,10 +719,12 @@ static void http_metrics(struct evhttp_request *req, void *arg)
 static void http_traces(struct evhttp_request *req, void *arg)
 {
     sy_admin *a = arg;
+    if (!http_method_ok(req))
+        return;
     struct evbuffer *out = evbuffer_new();
     int code = sy_traces_http(a->d.conf->traces_memcached, a->d.conf->traces_prefix,
                               evhttp_request_get_uri(req), out, evhttp_request_get_output_headers(req));
-    evhttp_send_reply(req, code,
+    http_reply(req, code,
                       code == 200 ? "OK" : code == 400 ? "Bad Request" : code == 404 ? "Not Found"
                       : code == 503 ? "Service Unavailable" : "Internal Server Error", out);
     evbuffer_free(out);
@@ -552,7 +735,7 @@ static void http_other(struct evhttp_request *req, void *arg)
     (void)arg;
     struct evbuffer *out = evbuffer_new();
     evbuffer_add_printf(out, "not found: try /health, /metrics or /traces\n");
-    evhttp_send_reply(req, 404, "Not Found", out);
+    http_reply(req, 404, "Not Found", out);
     evbuffer_free(out);
 }
 
@@ -569,10 +752,6 @@ static void resume_listeners(evutil_socket_t fd, short what, void *arg)
         evconnlistener_enable(evhttp_bound_socket_get_listener(a->http_sock));
 }
 
-/* The admin whose listeners report accept errors.  evhttp's listener
- * passes its own argument to the error callback, not ours, and a process
- * has one admin interface. */
-static sy_admin *the_admin;
 
 /* Out of descriptors (or another accept error): stop accepting for a
  * second instead of retrying accept() in a tight loop. */
@@ -695,6 +874,15 @@ sy_admin *sy_admin_start(const sy_admin_deps *deps, char *err, size_t errlen)
             goto fail;
         }
         evconnlistener_set_error_cb(evhttp_bound_socket_get_listener(a->http_sock), on_accept_error);
+        evhttp_set_max_headers_size(a->http, HTTP_MAX_HEADERS);
+        evhttp_set_max_body_size(a->http, HTTP_MAX_BODY);
+        /* Every method libevent knows reaches http_method_ok, which
+         * answers 405 with an Allow header (libevent's own refusal of a
+         * method is a bare 501 or 405). */
+        evhttp_set_allowed_methods(a->http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD | EVHTTP_REQ_POST |
+                                   EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE | EVHTTP_REQ_OPTIONS |
+                                   EVHTTP_REQ_TRACE | EVHTTP_REQ_CONNECT | EVHTTP_REQ_PATCH);
+        evhttp_set_bevcb(a->http, http_new_bev, NULL);
         evhttp_set_cb(a->http, "/health", http_health, a);
         evhttp_set_cb(a->http, "/metrics", http_metrics, a);
         evhttp_set_cb(a->http, "/traces", http_traces, a);

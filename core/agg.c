@@ -1495,7 +1495,10 @@ void sy_agg_delete(sy_agg *a, int type, char **names, size_t n, sy_buf *out)
             hits[nh++] = e;
         }
         for (size_t i = 0; i < nh; i++) {
-            sy_buf_printf(out, "deleted: %s\n", hits[i]->key);
+            /* escaped as `counters` shows it: a raw CR could fake a reply */
+            sy_buf_printf(out, "deleted: ");
+            sy_inspect_escape_buf(out, hits[i]->key, hits[i]->key_len, SY_ESC_BYTES);
+            sy_buf_printf(out, "\n");
             admin_delete_entry(a, hits[i]);
             found = 1;
         }
@@ -1534,7 +1537,9 @@ void sy_agg_keys(sy_agg *a, const char *prefix, size_t limit, sy_buf *out)
         if (!e || e->type >= ALIAS || e->key_len < pl || memcmp(e->key, prefix, pl) != 0)
             continue;
         if (shown < limit) {
-            sy_buf_printf(out, "%s %s\n", names[e->type], e->key);
+            sy_buf_printf(out, "%s ", names[e->type]);
+            sy_inspect_escape_buf(out, e->key, e->key_len, SY_ESC_BYTES); /* as `counters` does */
+            sy_buf_printf(out, "\n");
             shown++;
         } else {
             more++;

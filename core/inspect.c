@@ -88,6 +88,73 @@ static int ident_start(char c)
     return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_';
 }
 
+/* strEscape's body, for every text a client chose that switchyard shows
+ * (inspect.h). */
+size_t sy_inspect_escape(char *dst, size_t cap, const char *s, size_t len, int flags, size_t *used,
+                         size_t *units)
+{
+    size_t w = 0, i = 0, u = 0;
+    while (i < len && cap - w >= SY_INSPECT_ESCAPE_MAX_CHAR) {
+        size_t n;
+        uint32_t cp = utf8_next((const unsigned char *)s + i, len - i, &n);
+        const char *esc = NULL;
+        char hex[8];
+        if ((flags & SY_ESC_BYTES) && cp == 0xFFFD && (n != 3 || memcmp(s + i, "\xEF\xBF\xBD", 3) != 0)) {
+            /* malformed: this byte as \xHH, then decode again from the next */
+            snprintf(hex, sizeof hex, "\\x%02X", (unsigned char)s[i]);
+            esc = hex;
+            n = 1;
+        } else {
+            switch (cp) {
+            case '\b': esc = "\\b"; break;
+            case '\t': esc = "\\t"; break;
+            case '\n': esc = "\\n"; break;
+            case '\f': esc = "\\f"; break;
+            case '\r': esc = "\\r"; break;
+            case '\\': esc = "\\\\"; break;
+            case '\'': esc = flags & SY_ESC_QUOTE ? "\\'" : NULL; break;
+            default:
+                if (cp < 0x20 || (cp >= 0x7F && cp <= 0x9F)) {
+                    snprintf(hex, sizeof hex, "\\x%02X", (unsigned)cp);
+                    esc = hex;
+                }
+            }
+        }
+        if (esc) {
+            size_t el = strlen(esc);
+            memcpy(dst + w, esc, el);
+            w += el;
+            u += el;
+        } else if (cp == 0xFFFD) { /* what was not valid UTF-8, too */
+            memcpy(dst + w, "\xEF\xBF\xBD", 3);
+            w += 3;
+            u++;
+        } else {
+            memcpy(dst + w, s + i, n);
+            w += n;
+            u += cp >= 0x10000 ? 2 : 1; /* a surrogate pair */
+        }
+        i += n;
+    }
+    *used = i;
+    if (units)
+        *units += u;
+    return w;
+}
+
+size_t sy_inspect_escape_buf(sy_buf *out, const char *s, size_t len, int flags)
+{
+    char tmp[1024];
+    size_t units = 0;
+    while (len) {
+        size_t used, w = sy_inspect_escape(tmp, sizeof tmp, s, len, flags, &used, &units);
+        put(out, tmp, w);
+        s += used;
+        len -= used;
+    }
+    return units;
+}
+
 /* A property name as formatProperty writes it; returns its length. */
 static size_t put_key(sy_buf *out, const char *key, size_t len)
 {
@@ -115,38 +182,8 @@ static size_t put_key(sy_buf *out, const char *key, size_t len)
         else if (!memchr(key, '`', len) && !dollar_brace)
             q = '`';
     }
-    size_t jslen = 2;
     put(out, &q, 1);
-    for (size_t i = 0, used; i < len; i += used) {
-        uint32_t cp = utf8_next((const unsigned char *)key + i, len - i, &used);
-        const char *esc = NULL;
-        char hex[12];
-        switch (cp) {
-        case '\b': esc = "\\b"; break;
-        case '\t': esc = "\\t"; break;
-        case '\n': esc = "\\n"; break;
-        case '\f': esc = "\\f"; break;
-        case '\r': esc = "\\r"; break;
-        case '\\': esc = "\\\\"; break;
-        case '\'': esc = q == '\'' ? "\\'" : NULL; break;
-        default:
-            if (cp < 0x20 || (cp >= 0x7F && cp <= 0x9F)) {
-                snprintf(hex, sizeof hex, "\\x%02X", (unsigned)cp);
-                esc = hex;
-            }
-        }
-        if (esc) {
-            put(out, esc, strlen(esc));
-            jslen += strlen(esc);
-        } else {
-            /* valid UTF-8 as it is; what was not, U+FFFD */
-            if (cp == 0xFFFD)
-                put(out, "\xEF\xBF\xBD", 3);
-            else
-                put(out, key + i, used);
-            jslen += cp >= 0x10000 ? 2 : 1; /* a surrogate pair */
-        }
-    }
+    size_t jslen = 2 + sy_inspect_escape_buf(out, key, len, q == '\'' ? SY_ESC_QUOTE : 0);
     put(out, &q, 1);
     return jslen;
 }

@@ -36,4 +36,28 @@ typedef void sy_inspect_get_fn(void *ctx, size_t i, sy_inspect_prop *p);
  * -1 when out of memory (nothing written). */
 int sy_inspect_object(sy_buf *out, size_t n, sy_inspect_get_fn *get, void *ctx);
 
+/*
+ * Client text (a key, a set member) as util.inspect writes it inside a
+ * string literal, which is how `counters` shows keys: \b \t \n \f \r and
+ * \\ escaped, other control characters, DEL and C1 as \xHH, and the rest
+ * as it is.  One place for it, so that no reply or sink shows a client's
+ * raw CR (a fake reply line) or terminal escape.  Flags:
+ *   SY_ESC_QUOTE  ' as \' (inside single quotes)
+ *   SY_ESC_BYTES  each byte of malformed UTF-8 as \xHH, where Node writes
+ *                 U+FFFD: listings (`keys`, the console sink) then keep
+ *                 apart keys that differ only in such bytes
+ *
+ * sy_inspect_escape writes whole characters while at least
+ * SY_INSPECT_ESCAPE_MAX_CHAR bytes of dst are left (so cap must be at least
+ * that), sets *used to the bytes of s it consumed, adds the text's length
+ * in UTF-16 units to *units (when not NULL), and returns the bytes written.
+ * sy_inspect_escape_buf appends all of s to out and returns its UTF-16
+ * length.
+ */
+#define SY_INSPECT_ESCAPE_MAX_CHAR 4
+enum { SY_ESC_QUOTE = 1, SY_ESC_BYTES = 2 };
+size_t sy_inspect_escape(char *dst, size_t cap, const char *s, size_t len, int flags, size_t *used,
+                         size_t *units);
+size_t sy_inspect_escape_buf(sy_buf *out, const char *s, size_t len, int flags);
+
 #endif

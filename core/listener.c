@@ -472,4 +472,5 @@ void sy_listener_counters_read(const sy_listener *l, sy_listener_counters *out)
     out->connections_rejected = atomic_load_explicit(&s->connections_rejected, memory_order_relaxed);
     out->connections_open = atomic_load_explicit(&s->connections_open, memory_order_relaxed);
     out->idle_closed = atomic_load_explicit(&s->idle_closed, memory_order_relaxed);
+    out->evicted = atomic_load_explicit(&s->evicted, memory_order_relaxed);
 }

@@ -51,12 +51,13 @@ typedef struct sy_listener_stats {
     _Atomic uint64_t connections_rejected;  /* closed at once: over max_connections */
     _Atomic uint64_t connections_open;      /* gauge */
     _Atomic uint64_t idle_closed;
+    _Atomic uint64_t evicted;               /* closed, idlest first, to make room at max_connections */
 } sy_listener_stats;
 
 /* A plain copy of the counters, for reporting. */
 typedef struct sy_listener_counters {
     uint64_t received, bytes, dropped, lines_too_long, partial_discarded, paused;
-    uint64_t connections_accepted, connections_rejected, connections_open, idle_closed;
+    uint64_t connections_accepted, connections_rejected, connections_open, idle_closed, evicted;
 } sy_listener_counters;
 
 typedef struct sy_listener {

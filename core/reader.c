@@ -49,6 +49,10 @@
 #define RETRY_US 1000               /* paused connections are retried this often */
 #define ACCEPT_BATCH 64
 #define ACCEPT_BACKOFF_MS 100       /* after EMFILE and friends */
+/* A full listener closes its longest-idle connection for a new one only
+ * if that one has been silent at least this long: when every connection
+ * is busy, turning one away is better than churning them all. */
+#define EVICT_MIN_IDLE_MS 1000
 
 static sy_ratelimit rl_dropped = SY_RATELIMIT_INIT(10000, 1);
 static sy_ratelimit rl_too_long = SY_RATELIMIT_INIT(10000, 5);
@@ -309,6 +313,7 @@ typedef struct stream_listener {
     const struct timeval *idle;         /* libevent common timeout, or NULL */
     size_t cap;                         /* connection buffer: max_line + 1 */
     unsigned open;
+    conn *recent, *stale;               /* this listener's connections, last read first */
 } stream_listener;
 
 struct stream_ctx {
@@ -330,11 +335,54 @@ struct conn {
     struct event *ev;
     conn *prev, *next;
     conn *pnext;                        /* paused FIFO */
+    conn *newer, *older;                /* the listener's list, by last read */
+    uint64_t last_read_ms;              /* coarse_ms() */
+    bool paused;                        /* waiting for ring room */
     bool eof;                           /* the peer closed its side */
     sy_frame f;                         /* lines in buf (framing.h) */
     sy_origin origin;
     char buf[];                         /* sl->cap bytes */
 };
+
+/* Coarse monotonic milliseconds: a vDSO read, cheap enough for every
+ * stream read, and immune to wall-clock steps. */
+static uint64_t coarse_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static void lru_unlink(conn *c)
+{
+    stream_listener *sl = c->sl;
+    if (c->newer)
+        c->newer->older = c->older;
+    else
+        sl->recent = c->older;
+    if (c->older)
+        c->older->newer = c->newer;
+    else
+        sl->stale = c->newer;
+    c->newer = c->older = NULL;
+}
+
+/* c was just read from (or accepted): first in its listener's list. */
+static void lru_touch(conn *c)
+{
+    stream_listener *sl = c->sl;
+    c->last_read_ms = coarse_ms();
+    if (sl->recent == c)
+        return;
+    if (c->newer || c->older)
+        lru_unlink(c);
+    c->older = sl->recent;
+    if (sl->recent)
+        sl->recent->newer = c;
+    sl->recent = c;
+    if (!sl->stale)
+        sl->stale = c;
+}
 
 /*
  * Close a connection; whatever it still holds is lost and counted: complete
@@ -352,6 +400,7 @@ static void conn_close(conn *c)
     if (tail && !c->f.discarding)
         count(c->eof ? &l->stats.dropped : &l->stats.partial_discarded, 1);
     /* Counters first: whoever sees the close also sees them. */
+    lru_unlink(c);
     sl->open--;
     atomic_fetch_sub_explicit(&l->stats.connections_open, 1, memory_order_relaxed);
     event_free(c->ev);
@@ -411,6 +460,7 @@ static void conn_pause(conn *c)
     stream_ctx *ctx = c->sl->ctx;
 
     event_del(c->ev);
+    c->paused = true;
     c->pnext = NULL;
     if (ctx->paused_tail)
         ctx->paused_tail->pnext = c;
@@ -435,6 +485,7 @@ static void retry_cb(evutil_socket_t fd, short what, void *arg)
         ctx->paused_head = c->pnext;
         if (!ctx->paused_head)
             ctx->paused_tail = NULL;
+        c->paused = false;
         if (c->eof)
             conn_close(c);
         else
@@ -460,6 +511,7 @@ static void conn_cb(evutil_socket_t fd, short what, void *arg)
     if (n > 0) {
         count(&l->stats.received, 1);
         count(&l->stats.bytes, (uint64_t)n);
+        lru_touch(c);
         if (conn_take(c, (size_t)n) != 0)
             conn_pause(c);
     } else if (n == 0) {
@@ -492,6 +544,35 @@ static void accept_backoff(stream_ctx *ctx)
     evtimer_add(ctx->accept_resume_ev, &tv);
 }
 
+/*
+ * The listener is full: close its connection that has been silent longest,
+ * if that is at least EVICT_MIN_IDLE_MS, so that a new client is served now
+ * rather than after idleTimeout (4096 idle connections would otherwise
+ * lock everyone out for the default 5 minutes).  Closing the idlest is
+ * chosen over a shorter timeout under pressure because it frees exactly
+ * one place per newcomer, at once, and never touches a connection that is
+ * sending.  A paused connection (its data waiting for ring room) is not
+ * idle and is skipped.  1 when a place was freed.
+ */
+static int evict_idlest(stream_listener *sl)
+{
+    sy_listener *l = sl->l;
+    uint64_t now = coarse_ms();
+    for (conn *c = sl->stale; c; c = c->newer) {
+        if (now - c->last_read_ms < EVICT_MIN_IDLE_MS)
+            return 0; /* the rest were read more recently still */
+        if (c->paused)
+            continue;
+        count(&l->stats.evicted, 1);
+        sy_log_limited(&rl_conn, SY_WARN, "%s: %u connections open (maxConnections); closed the "
+                       "one idle longest (%.1f s) to serve a new one", l->name, sl->open,
+                       (double)(now - c->last_read_ms) / 1000.0);
+        conn_close(c);
+        return 1;
+    }
+    return 0;
+}
+
 static void accept_cb(evutil_socket_t fd, short what, void *arg)
 {
     stream_listener *sl = arg;
@@ -512,7 +593,7 @@ static void accept_cb(evutil_socket_t fd, short what, void *arg)
             accept_backoff(ctx);
             return;
         }
-        if (sl->open >= l->max_connections) {
+        if (sl->open >= l->max_connections && !evict_idlest(sl)) {
             count(&l->stats.connections_rejected, 1);
             close(cfd);
             sy_log_limited(&rl_conn, SY_WARN, "%s: %u connections open, refusing more",
@@ -552,6 +633,7 @@ static void accept_cb(evutil_socket_t fd, short what, void *arg)
         if (ctx->conns)
             ctx->conns->prev = c;
         ctx->conns = c;
+        lru_touch(c); /* a new connection counts as just read */
         sl->open++;
         count(&l->stats.connections_accepted, 1);
         count(&l->stats.connections_open, 1);

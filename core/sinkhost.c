@@ -21,6 +21,7 @@
 
 #include <event2/event.h>
 
+#include "inspect.h"
 #include "log.h"
 #include "numfmt.h"
 
@@ -751,6 +752,16 @@ static void host_stat_set(sy_host *h, int stat, int64_t value)
         atomic_store_explicit(&h->sink->stats[stat], value, memory_order_relaxed);
 }
 
+/* The console's escaping (core/inspect.c), for sinks people read. */
+static size_t host_escape_text(const char *s, size_t len, char *buf, size_t cap, size_t *used)
+{
+    if (cap < SY_INSPECT_ESCAPE_MAX_CHAR) {
+        *used = 0;
+        return 0;
+    }
+    return sy_inspect_escape(buf, cap, s, len, SY_ESC_BYTES, used, NULL);
+}
+
 static const sy_host_api host_api = {
     .abi_major = SY_SINK_ABI_MAJOR,
     .abi_minor = SY_SINK_ABI_MINOR,
@@ -776,6 +787,7 @@ static const sy_host_api host_api = {
     .stat_add = host_stat_add,
     .stat_set = host_stat_set,
     .format_number = sy_fmt_double,
+    .escape_text = host_escape_text,
 };
 
 /* --- return codes, the retry list --- */

@@ -8,6 +8,9 @@
  *   sample NAME:TEXT|TYPE[|@RATE]\n     TYPE is c, g, ms or s
  *
  * (a gauge delta keeps its sign in TEXT; @RATE only when it is not 1).
+ * NAME and TEXT are escaped as the admin console shows keys (control
+ * characters as \r, \t, \x1B..., backslash doubled), so a client's bytes
+ * can neither fake a line nor drive the terminal.
  *
  * Output goes through a buffered stdio stream and is flushed at each flush.
  * A terminal or a file is assumed to keep up: this sink does not queue.
@@ -45,7 +48,7 @@ static int console_init(const sy_host_api *api, sy_host *host, void **state,
     console *c = NULL;
 
     if (api->abi_major != SY_SINK_ABI_MAJOR ||
-        api->struct_size < offsetof(sy_host_api, format_number) + sizeof(void *)) {
+        api->struct_size < offsetof(sy_host_api, escape_text) + sizeof(void *)) {
         snprintf(err, errlen, "the host's API is too old for this plugin");
         return -1;
     }
@@ -104,6 +107,20 @@ fail:
     return -1;
 }
 
+/* Client text (names, set members) escaped as the admin console shows it:
+ * with keyNameSanitize off a name may hold a CR, a TAB or a terminal
+ * escape, which would fake lines or rewrite the screen. */
+static void put_text(console *c, const char *s, size_t len)
+{
+    char buf[512];
+    while (len) {
+        size_t used, n = c->api->escape_text(s, len, buf, sizeof buf, &used);
+        fwrite(buf, 1, n, c->f);
+        s += used;
+        len -= used;
+    }
+}
+
 static sy_status console_write(void *state, const sy_metric_batch *b)
 {
     console *c = state;
@@ -111,7 +128,7 @@ static sy_status console_write(void *state, const sy_metric_batch *b)
     for (size_t i = 0; i < b->count; i++) {
         const sy_metric *m = &b->metrics[i];
         c->api->format_number(m->value, num);
-        fwrite(m->name, 1, m->name_len, c->f);
+        put_text(c, m->name, m->name_len);
         fprintf(c->f, " %s %lld\n", num, (long long)b->timestamp);
     }
     c->buffered += b->count;
@@ -136,9 +153,9 @@ static sy_status console_write_samples(void *state, const sy_sample_batch *b)
     for (size_t i = 0; i < b->count; i++) {
         const sy_sample *s = &b->samples[i];
         fputs("sample ", c->f);
-        fwrite(s->name, 1, s->name_len, c->f);
+        put_text(c, s->name, s->name_len);
         fputc(':', c->f);
-        fwrite(s->text, 1, s->text_len, c->f);
+        put_text(c, s->text, s->text_len);
         fputc('|', c->f);
         fputs(sample_type(s->type), c->f);
         if (s->rate != 1.0) {

@@ -52,7 +52,7 @@ extern "C" {
 #endif
 
 #define SY_SINK_ABI_MAJOR 1
-#define SY_SINK_ABI_MINOR 0
+#define SY_SINK_ABI_MINOR 1
 
 /* The name of the one symbol a plugin exports. */
 #define SY_SINK_SYMBOL "switchyard_sink"
@@ -194,6 +194,14 @@ typedef struct sy_host_api {
      * reads back as the same double ("0.1", "150", "1e+21").  buf must
      * hold 32 bytes; returns the length, buf is NUL-terminated. */
     size_t (*format_number)(double v, char *buf);
+
+    /* ABI 1.1.  Client text (a name, a set member) as the admin console
+     * shows it, for sinks whose output a person reads: control characters,
+     * DEL and C1 escaped (\r, \t, \x1B), backslash doubled, each byte of
+     * malformed UTF-8 as \xHH.  Writes whole characters while 4 bytes of buf are left
+     * (cap must be at least 4), sets *used to the bytes of s consumed, and
+     * returns the bytes written; call again with the rest of s. */
+    size_t (*escape_text)(const char *s, size_t len, char *buf, size_t cap, size_t *used);
 } sy_host_api;
 
 typedef struct sy_sink_plugin {

@@ -55,6 +55,17 @@ sanitizer build) its stderr must hold no sanitizer report.
       against a 600-byte hostile key costs about luaTimeout, not the ~14 s
       LuaJIT's own string.match takes: a counted Lua error, logged, and
       the key takes the default route; ordinary keys route as before.
+  15. evict_idle: a full listener (maxConnections 4) closes its longest-idle
+      connection for a newcomer instead of refusing it until idleTimeout;
+      a sending connection is never chosen; counted (evicted) and logged;
+  16. admin_http_limits: POSTs announcing 2 GiB, a 48 MiB header line, a
+      20 KiB request line, other methods: refused (413, 400, 405, 501) at
+      once, memory and CPU flat, counted by status in /metrics, logged at a
+      bounded rate; /health still answers at once;
+  17. admin_console_lines: a console line over 8 KiB is answered ERROR once
+      and skipped to its newline (its tail is never run as a command);
+  18. console_escapes: keyNameSanitize off: `keys`, `delcounters` and the
+      console sink show CR, TAB and terminal escapes escaped as `counters`.
 
 Usage:
   /usr/bin/python3 tests/integration/test_badinput.py [SCENARIO ...]
@@ -690,8 +701,9 @@ def scenario_utf8(res, workdir):
                   "bytes as statsd does" % label, got == want,
                   "got %r; bu.* names flushed: %r" % (got, sorted(d.names("stats.counters.bu."))))
         tagged = [n for n in d.names("stats.counters.bu.tag") if ".count;" in n]
-        res.check("%s: a tag with invalid UTF-8 is kept as bytes" % label,
-                  tagged == ["stats.counters.bu.tag.count;k=\udcff\udcfe"], "%r" % tagged)
+        res.check("%s: a tag with invalid UTF-8 is kept as bytes (the console sink shows each "
+                  "as \\xHH)" % label,
+                  tagged == ["stats.counters.bu.tag.count;k=\\xFF\\xFE"], "%r" % tagged)
         res.check("%s: set members are bytes: \\xff, \\xfe and U+FFFD are 3 members" % label,
                   d.values("stats.sets.bu.set.count")[:1] == ["3"],
                   "%r" % d.values("stats.sets.bu.set.count"))
@@ -1468,6 +1480,343 @@ def scenario_route_patterns(res, workdir):
         d.stop()
 
 
+# ---------------------------------------------------------------------------
+# 15. the admin interface under hostile clients
+
+
+def http_raw(port, head, body_bytes=0, timeout=10.0):
+    """Send `head` (request line and headers, or part of them) over a new
+    connection, read the status line if one comes, then try to send
+    body_bytes more bytes.  Returns (status or None, bytes of the body the
+    kernel took before the daemon closed, the reply's first bytes)."""
+    s = socket.create_connection((LOOPBACK, port), timeout=timeout)
+    reply, sent = b"", 0
+    try:
+        try:
+            s.sendall(head)
+        except OSError:
+            pass
+        chunk = b"x" * 65536
+        s.settimeout(0.5 if body_bytes else timeout)
+        try:
+            reply = s.recv(4096)
+        except socket.timeout:
+            pass
+        except OSError:
+            pass
+        s.settimeout(timeout)
+        try:
+            while sent < body_bytes:
+                s.sendall(chunk)
+                sent += len(chunk)
+        except OSError:
+            pass
+        if not reply:
+            try:
+                reply = s.recv(4096)
+            except OSError:
+                pass
+    finally:
+        s.close()
+    m = re.match(rb"HTTP/1\.[01] (\d{3}) ", reply)
+    return (int(m.group(1)) if m else None), sent, reply[:300]
+
+
+def http_refused(d):
+    m = d.http_metrics()
+    return {code: m.get('switchyard_admin_http_refused_total{code="%d"}' % code)
+            for code in (400, 404, 405, 413, 501)}
+
+
+def scenario_admin_http_limits(res, workdir):
+    """The HTTP admin takes no body and bounded headers: three POSTs of
+    /metrics announcing 2 GiB and sending what they can get 413 at once
+    and the daemon's memory stays put; a 48 MiB header line and a 20 KiB
+    request line are refused (libevent 2.1 answers 400) after a few KiB,
+    without burning CPU; methods other than GET and HEAD get 405 (with
+    Allow) or 501; every refusal is counted in /metrics by status and
+    logged at a bounded rate, and /health answers at once afterwards."""
+    label = "admin_http_limits"
+    d = Daemon(workdir, "sy-httplim")
+    try:
+        if not start(res, label, d) or not res.check("%s: admin HTTP port found" % label,
+                                                     bool(d.http_port), d.logs()):
+            return
+        port = d.http_port
+        rss0, cpu0 = d.status_kb("VmRSS"), cpu_seconds(d.pid)
+        big = (b"POST /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: 2147483648\r\n"
+               b"Content-Type: text/plain\r\n\r\n")
+        out = [None] * 3
+
+        def post(i):
+            out[i] = http_raw(port, big, body_bytes=500 << 20)
+        threads = [threading.Thread(target=post, args=(i,)) for i in range(3)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+        res.note("3 POSTs of 2 GiB: %r" % [(st, sent) for st, sent, _ in out])
+        res.check("%s: a POST announcing a 2 GiB body is answered 413 (x3)" % label,
+                  all(o and o[0] == 413 for o in out), "%r" % out)
+        res.check("%s: ... and the daemon stops reading it (each sent < 64 MiB of its 500 MiB)"
+                  % label, all(o and o[1] < 64 << 20 for o in out), "%r" % out)
+        st, sent, reply = http_raw(port, b"POST /health HTTP/1.1\r\nHost: x\r\n"
+                                   b"Transfer-Encoding: chunked\r\n\r\n100000\r\n",
+                                   body_bytes=8 << 20)
+        res.check("%s: a chunked body is answered 413 too" % label, st == 413, "%r %r" % (st, reply))
+        st, sent, reply = http_raw(port, b"GET /health HTTP/1.1\r\nHost: x\r\nX-Big: ",
+                                   body_bytes=48 << 20)
+        res.note("48 MiB header line: status %r after %d bytes" % (st, sent))
+        res.check("%s: a 48 MiB header line is refused (400, libevent 2.1's answer) before "
+                  "16 MiB of it were taken" % label, st == 400 and sent < 16 << 20,
+                  "status %r, %d bytes taken, %r" % (st, sent, reply))
+        st, _, reply = http_raw(port, b"GET /" + b"a" * 20000 + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+        res.check("%s: a 20 KiB request line is refused (400)" % label, st == 400, "%r" % reply)
+        st, _, reply = http_raw(port, b"GET /health HTTP/1.0\r\n" + b"X-A: b\r\n" * 2000 + b"\r\n")
+        res.check("%s: 2000 header lines (16 KiB) are refused (400)" % label, st == 400, "%r" % reply)
+        time.sleep(0.5)
+        rss1, cpu1 = d.status_kb("VmRSS"), cpu_seconds(d.pid)
+        res.note("VmRSS %s -> %s KiB, %.2f s of CPU for all of it" % (rss0, rss1, cpu1 - cpu0))
+        bound = (64 if d.sanitized() else 16) * 1024
+        res.check("%s: the daemon's memory grew by less than %d MiB (grew %s KiB)"
+                  % (label, bound // 1024, None if rss0 is None or rss1 is None else rss1 - rss0),
+                  rss0 is not None and rss1 is not None and rss1 - rss0 < bound,
+                  "VmRSS %r -> %r KiB" % (rss0, rss1))
+        res.check("%s: ... and spent less than 2 s of CPU (%.2f s)" % (label, cpu1 - cpu0),
+                  cpu1 - cpu0 < 2.0)
+
+        st, _, reply = http_raw(port, b"POST /metrics HTTP/1.0\r\nContent-Length: 0\r\n\r\n")
+        res.check("%s: POST /metrics without a body: 405 with Allow: GET, HEAD" % label,
+                  st == 405 and b"\r\nAllow: GET, HEAD\r\n" in reply, "%r" % reply)
+        st, _, reply = http_raw(port, b"DELETE /health HTTP/1.0\r\n\r\n")
+        res.check("%s: DELETE /health: 405" % label, st == 405, "%r" % reply)
+        st, _, reply = http_raw(port, b"BREW /health HTTP/1.0\r\n\r\n")
+        res.check("%s: an unknown method: 501" % label, st == 501, "%r" % reply)
+        st, _, reply = http_raw(port, b"HEAD /health HTTP/1.0\r\n\r\n")
+        res.check("%s: HEAD /health: 200 without a body" % label,
+                  st == 200 and reply.endswith(b"\r\n\r\n"), "%r" % reply)
+        st, _, reply = http_raw(port, b"GET /nothing HTTP/1.0\r\n\r\n")
+        res.check("%s: GET /nothing: 404" % label, st == 404, "%r" % reply)
+
+        t0 = time.monotonic()
+        st, _, reply = http_raw(port, b"GET /health HTTP/1.0\r\n\r\n")
+        took = time.monotonic() - t0
+        res.check("%s: afterwards /health answers at once (%.3f s)" % (label, took),
+                  st == 200 and reply.endswith(b"up\n") and took < 1.0, "%r" % reply)
+        got = http_refused(d)
+        want = {400: 3, 404: 1, 405: 2, 413: 4, 501: 1}
+        res.check("%s: /metrics counts each refusal by status "
+                  "(switchyard_admin_http_refused_total)" % label,
+                  all(got.get(k) == v for k, v in want.items()), "got %r, want %r" % (got, want))
+        nlog = d.log_count(r"admin HTTP: refused a request")
+        res.check("%s: refusals are logged at a bounded rate (%d lines for 12)" % (label, nlog),
+                  1 <= nlog <= 6, d.logs())
+        finish(res, label, d)
+    finally:
+        d.stop()
+
+
+def console_ask(s, data, want_lines, timeout=5.0):
+    """Send data on an open console connection; read until want_lines
+    newlines have arrived (or the timeout)."""
+    if data:
+        s.sendall(data)
+    out, deadline = b"", time.monotonic() + timeout
+    s.settimeout(0.2)
+    while out.count(b"\n") < want_lines and time.monotonic() < deadline:
+        try:
+            chunk = s.recv(65536)
+        except socket.timeout:
+            continue
+        if not chunk:
+            break
+        out += chunk
+    return out
+
+
+def scenario_admin_console_lines(res, workdir):
+    """A management console line over 8 KiB is answered ERROR once and
+    skipped up to its newline: its tail, arriving later and holding a
+    command, is not run; a whole over-long line is refused as well; both
+    counted in /metrics and logged."""
+    label = "admin_console_lines"
+    d = Daemon(workdir, "sy-conlines", mgmt=True)
+    try:
+        if not start(res, label, d):
+            return
+        with socket.create_connection((LOOPBACK, d.mgmt_port), timeout=5) as s:
+            s.sendall(b"A" * 16384)
+            time.sleep(0.5)                      # read, refused, dropped
+            got = console_ask(s, b"A" * 4000 + b" health down\nhealth\n", 2)
+            res.check("%s: a 20 KiB line whose tail holds `health down`: one ERROR, and the tail "
+                      "is not run" % label, got == b"ERROR\nhealth: up\n", "%r" % got)
+            got = console_ask(s, b"health down " + b"B" * 9000 + b"\nhealth\n", 2)
+            res.check("%s: a 9 KiB line arriving whole is refused too (ERROR), the next line "
+                      "runs" % label, got == b"ERROR\nhealth: up\n", "%r" % got)
+            got = console_ask(s, b"C" * 9000, 1)
+            got += console_ask(s, b"C" * 9000, 1, timeout=0.5)
+            got += console_ask(s, b"\nhealth\n", 1)
+            res.check("%s: an 18 KiB line in two pieces: ERROR once" % label,
+                      got == b"ERROR\nhealth: up\n", "%r" % got)
+        st = urllib.request.urlopen("http://%s:%d/health" % (LOOPBACK, d.http_port), timeout=5)
+        res.check("%s: /health is still up" % label, st.status == 200)
+        n = d.metric("switchyard_admin_console_lines_too_long_total")
+        res.check("%s: /metrics counts the 3 over-long lines" % label, n == 3, "%r" % n)
+        nlog = d.log_count(r"admin console: a command line longer than 8192 bytes")
+        res.check("%s: and the log says so (%d lines)" % (label, nlog), 1 <= nlog <= 5, d.logs())
+        finish(res, label, d)
+    finally:
+        d.stop()
+
+
+def sees_eof(s, timeout=3.0):
+    """True if the peer closed the connection (EOF or reset) within timeout."""
+    s.settimeout(timeout)
+    try:
+        return s.recv(16) == b""
+    except socket.timeout:
+        return False
+    except OSError:
+        return True
+
+
+def scenario_evict_idle(res, workdir):
+    """A full listener (maxConnections 4, idleTimeout at its 5-minute
+    default) closes its longest-idle connection to serve a new client,
+    instead of locking newcomers out until idleTimeout: idle connections go
+    oldest first (a half line one of them held is counted as discarded), a
+    connection that keeps sending is never chosen, and when every
+    connection was read within the last second the newcomer is refused
+    as before.  Counted (listeners' evicted, /metrics
+    switchyard_listener_evicted_total) and logged at a bounded rate."""
+    label = "evict_idle"
+    small_port = free_port("tcp")
+    small_url = "tcp://%s:%d" % (LOOPBACK, small_port)
+    d = Daemon(workdir, "sy-evict", extra_listen=[{"url": small_url, "maxConnections": 4}],
+               mgmt=True)
+    socks = []
+    stop = threading.Event()
+    try:
+        if not start(res, label, d):
+            return
+
+        def connect():
+            s = socket.create_connection((LOOPBACK, small_port), timeout=10)
+            socks.append(s)
+            return s
+        idle = [connect() for _ in range(3)]
+        idle[0].sendall(b"be.partial:1|c")          # half a line, then silence
+        active = connect()
+        sent = [0]
+
+        def keep_sending():
+            while not stop.is_set():
+                active.sendall(b"be.active:1|c\n")
+                sent[0] += 1
+                stop.wait(0.2)
+        t = threading.Thread(target=keep_sending)
+        t.start()
+        wait_until(lambda: d.listener_stats(small_url).get("connections_open") == 4, 5)
+        time.sleep(1.5)                             # the three idle ones pass EVICT_MIN_IDLE_MS
+        new = []
+        for _ in range(4):                          # back to back: accepted in this order
+            new.append(connect())
+        st = {}
+
+        def settled():
+            st.update(d.listener_stats(small_url))
+            return st.get("evicted") == 3 and st.get("connections_rejected") == 1
+        wait_until(settled, 5)
+        res.note("after 4 newcomers: %r" % st)
+        res.check("%s: 3 newcomers to a full listener are served by closing the 3 idle "
+                  "connections (evicted 3)" % label, st.get("evicted") == 3, "%r" % st)
+        res.check("%s: the 4th, with every connection read within the last second, is refused "
+                  "(connections_rejected 1)" % label, st.get("connections_rejected") == 1,
+                  "%r" % st)
+        eofs = [sees_eof(s) for s in idle]
+        res.check("%s: the idle clients see their connections closed" % label, all(eofs),
+                  "%r" % eofs)
+        res.check("%s: the refused newcomer sees its connection closed" % label,
+                  sees_eof(new[3]))
+        res.check("%s: the connection that keeps sending is not closed" % label,
+                  not sees_eof(active, 0.5))
+        for i, s in enumerate(new[:3]):
+            s.sendall(b"be.new:1|c\n")
+        res.check("%s: the 3 newcomers are served" % label, d.wait_counter("be.new", 3, 5),
+                  "be.new %r" % d.counter("be.new"))
+        res.check("%s: /metrics switchyard_listener_evicted_total says 3" % label,
+                  d.metric("switchyard_listener_evicted_total", small_url) == 3,
+                  "%r" % d.metric("switchyard_listener_evicted_total", small_url))
+        res.check("%s: the half line the evicted client held is counted (partial_discarded 1)"
+                  % label, st.get("partial_discarded") == 1, "%r" % st)
+        nlog = d.log_count(r"closed the one idle longest")
+        res.check("%s: evictions are logged at a bounded rate (%d lines for 3)" % (label, nlog),
+                  1 <= nlog <= 5, d.logs())
+        stop.set()
+        t.join(5)
+        active.shutdown(socket.SHUT_WR)
+        sees_eof(active, 5)
+        res.check("%s: every line of the sending connection arrived (%d)" % (label, sent[0]),
+                  d.wait_counter("be.active", sent[0], 5), "be.active %r" % d.counter("be.active"))
+        finish(res, label, d)
+    finally:
+        stop.set()
+        for s in socks:
+            s.close()
+        d.stop()
+
+
+def scenario_console_escapes(res, workdir):
+    """With keyNameSanitize off a key may hold a CR, a TAB or a terminal
+    escape.  The management console's `keys` and `delcounters` replies show
+    such keys escaped exactly as `counters` does (\\r, \\t, \\x1B, \\\\), so a
+    key can neither fake an END line nor drive the operator's terminal; the
+    console sink writes names escaped the same way."""
+    label = "console_escapes"
+    d = Daemon(workdir, "sy-escapes", {"keyNameSanitize": False}, mgmt=True)
+    try:
+        if not start(res, label, d):
+            return
+        udp_send(d.port, [b"be.cr\rEND:1|c", b"be.tab\tx:1|c", b"be.esc\x1b[2J:1|c",
+                          b"be.bs\\x:1|c", b"be.tag:1|c|#k:a\rEND\tb\x1b[2J\xff", b"be.marker:1|c"])
+        d.wait_counter("be.marker", 1)
+        d.wait_flushes(1)
+
+        def raw_ask(cmd):
+            with socket.create_connection((LOOPBACK, d.mgmt_port), timeout=5) as s:
+                return console_ask(s, cmd + b"\n", 10 ** 6, timeout=1.5)
+        odd = re.compile(rb"[\x00-\x09\x0b-\x1f\x7f]")
+        keys = raw_ask(b"keys be.")
+        res.check("%s: `keys` shows no raw control byte (CR, TAB, ESC)" % label,
+                  not odd.search(keys), "%r" % keys)
+        res.check("%s: ... and ends with its one END line" % label,
+                  keys.endswith(b"\nEND\n\n") and keys.split(b"\n").count(b"END") == 1, "%r" % keys)
+        want = [b"counters be.cr\\rEND", b"counters be.tab\\tx", b"counters be.esc\\x1B[2J",
+                b"counters be.bs\\\\x", b"counters be.tag;k=a\\rEND\\tb\\x1B[2J\\xFF"]
+        lines = keys.split(b"\n")
+        res.check("%s: ... each key escaped (\\r \\t \\x1B \\\\, a bad byte as \\xFF)" % label,
+                  all(w in lines for w in want), "%r" % keys)
+        counters = raw_ask(b"counters")
+        same = [k for k in (b"be.cr\\rEND", b"be.tab\\tx", b"be.esc\\x1B[2J", b"be.bs\\\\x")
+                if b"'" + k + b"'" in counters]
+        res.check("%s: `counters` writes these keys the same way" % label, len(same) == 4,
+                  "%r" % counters)
+        with open(d.console_path, "rb") as f:
+            out = f.read()
+        bad = [ln for ln in out.split(b"\n") if odd.search(ln)]
+        res.check("%s: the console sink writes no raw control byte" % label, not bad, "%r" % bad[:5])
+        res.check("%s: ... and writes the tag escaped" % label,
+                  b"\nstats.counters.be.tag.count;k=a\\rEND\\tb\\x1B[2J\\xFF " in out,
+                  "%r" % [ln for ln in out.split(b"\n") if b"be.tag" in ln][:3])
+        deleted = raw_ask(b"delcounters be.*")
+        res.check("%s: `delcounters` reports deleted keys escaped" % label,
+                  b"deleted: be.cr\\rEND\n" in deleted and not odd.search(deleted)
+                  and deleted.split(b"\n").count(b"END") == 1, "%r" % deleted)
+        finish(res, label, d)
+    finally:
+        d.stop()
+
+
 SCENARIOS = [
     ("garbage", scenario_garbage),
     ("long_line", scenario_long_line),
@@ -1481,11 +1830,15 @@ SCENARIOS = [
     ("slow_clients", scenario_slow_clients),
     ("idle_connections", scenario_idle_connections),
     ("fd_exhaustion", scenario_fd_exhaustion),
+    ("evict_idle", scenario_evict_idle),
     ("half_lines", scenario_half_lines),
     ("auth_tokens", scenario_auth_tokens),
     ("auth_hooks", scenario_auth_hooks),
     ("auth_listeners", scenario_auth_listeners),
     ("route_patterns", scenario_route_patterns),
+    ("admin_http_limits", scenario_admin_http_limits),
+    ("admin_console_lines", scenario_admin_console_lines),
+    ("console_escapes", scenario_console_escapes),
 ]
 
 

@@ -483,6 +483,50 @@ static int driver(void)
     return 0;
 }
 
+/* sy_inspect_escape, which `keys`, `deleted:` and the console sink share
+ * with the dumps: no raw CR, TAB, ESC or C1 gets through, backslash is
+ * doubled, and a small buffer never splits a character. */
+static void test_escape(void **state)
+{
+    (void)state;
+    static const char key[] = "a\rEND\t\x1b[2J\\b\xc2\x85\xff\xe2\x82\xac'z";
+    static const char want[] = "a\\rEND\\t\\x1B[2J\\\\b\\x85\xef\xbf\xbd\xe2\x82\xac'z";
+    sy_buf b = { 0 };
+    size_t units = sy_inspect_escape_buf(&b, key, sizeof key - 1, 0);
+    assert_int_equal(b.len, sizeof want - 1);
+    assert_memory_equal(b.p, want, b.len);
+    assert_int_equal(units, 26);
+    sy_buf_free(&b);
+
+    /* four bytes at a time: the same text, one whole character per call */
+    char out[64], tmp[SY_INSPECT_ESCAPE_MAX_CHAR];
+    size_t n = 0, off = 0;
+    while (off < sizeof key - 1) {
+        size_t used, w = sy_inspect_escape(tmp, sizeof tmp, key + off, sizeof key - 1 - off, 0,
+                                           &used, NULL);
+        assert_true(used > 0 && w <= sizeof tmp);
+        memcpy(out + n, tmp, w);
+        n += w;
+        off += used;
+    }
+    assert_int_equal(n, sizeof want - 1);
+    assert_memory_equal(out, want, n);
+
+    /* listings: each malformed byte as \xHH, a real U+FFFD as it is */
+    sy_buf r = { 0 };
+    sy_inspect_escape_buf(&r, "a\xff\xe2\x82" "b\xef\xbf\xbd\r", 9, SY_ESC_BYTES);
+    assert_int_equal(r.len, 19);
+    assert_memory_equal(r.p, "a\\xFF\\xE2\\x82" "b\xef\xbf\xbd\\r", 19);
+    sy_buf_free(&r);
+
+    /* inside single quotes, the quote is escaped too */
+    sy_buf q = { 0 };
+    sy_inspect_escape_buf(&q, "it's", 4, SY_ESC_QUOTE);
+    assert_int_equal(q.len, 5);
+    assert_memory_equal(q.p, "it\\'s", 5);
+    sy_buf_free(&q);
+}
+
 int main(int argc, char **argv)
 {
     if (argc > 1 && strcmp(argv[1], "--driver") == 0)
@@ -491,6 +535,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_table),
         cmocka_unit_test(test_odd_keys),
         cmocka_unit_test(test_negative_arrays),
+        cmocka_unit_test(test_escape),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -634,6 +634,18 @@ static void test_host_api(void **unused)
     api->format_number(1e21, num);
     assert_string_equal(num, "1e+21");
 
+    /* escape_text: the console's escaping, whole characters while 4 bytes
+     * are left; too small a buffer takes nothing */
+    char esc[16];
+    size_t used;
+    assert_int_equal(api->escape_text("a\rEND\x1b\xff", 7, esc, sizeof esc, &used), 14);
+    assert_int_equal(used, 7);
+    assert_memory_equal(esc, "a\\rEND\\x1B\\xFF", 14);
+    assert_int_equal(api->escape_text("a\rb", 3, esc, 5, &used), 3); /* "a\\r", then < 4 left */
+    assert_int_equal(used, 2);
+    assert_int_equal(api->escape_text("ab", 2, esc, 3, &used), 0);
+    assert_int_equal(used, 0);
+
     uint64_t now = api->now_ms(h);
     assert_true(now / 1000 >= (uint64_t)time(NULL) - 1 && now / 1000 <= (uint64_t)time(NULL) + 1);
     uint64_t m1 = api->monotonic_ms(h), m2 = api->monotonic_ms(h);
