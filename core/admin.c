@@ -116,12 +116,12 @@ static void cmd_stats(sy_admin *a, sy_buf *b)
 static void sink_table_line(void *ctx, const char *name, const char *plugin, const sy_sink_stats *st)
 {
     sy_buf_printf(ctx, "%s plugin=%s state=%s queued=%lld queued_bytes=%lld sent=%lld dropped=%lld "
-                  "errors=%lld reconnects=%lld retry_held=%lld\n",
+                  "errors=%lld reconnects=%lld retry_held=%lld adjusted=%lld\n",
                   name, plugin, st->connected ? "connected" : "disconnected", (long long)st->queued,
                   (long long)st->queued_bytes, (long long)st->sent,
                   (long long)(st->dropped + st->metrics_dropped_by_host),
                   (long long)(st->errors + st->write_errors), (long long)st->reconnects,
-                  (long long)st->retry_held);
+                  (long long)st->retry_held, (long long)st->adjusted);
 }
 
 static void cmd_listeners(sy_admin *a, sy_buf *b)
@@ -431,9 +431,9 @@ static void sink_metric(void *ctx, const char *name, const char *plugin, const s
     static const char *const names[] = { "switchyard_sink_queued", "switchyard_sink_queued_bytes",
                                          "switchyard_sink_sent_total", "switchyard_sink_dropped_total",
                                          "switchyard_sink_errors_total", "switchyard_sink_reconnects_total",
-                                         "switchyard_sink_connected" };
+                                         "switchyard_sink_connected", "switchyard_sink_adjusted_total" };
     long long v[] = { st->queued, st->queued_bytes, st->sent, st->dropped + st->metrics_dropped_by_host,
-                      st->errors + st->write_errors, st->reconnects, st->connected };
+                      st->errors + st->write_errors, st->reconnects, st->connected, st->adjusted };
     evbuffer_add_printf(c->out, "%s{sink=\"", names[c->which]);
     label(c->out, name);
     evbuffer_add_printf(c->out, "\",plugin=\"");
@@ -491,12 +491,14 @@ static void http_metrics(struct evhttp_request *req, void *arg)
     static const char *const sinkhelp[] = { "Metrics queued in a sink.", "Bytes queued in a sink.",
                                             "Metrics delivered by a sink.", "Metrics a sink gave up on.",
                                             "Write or protocol errors of a sink.", "Reconnection attempts of a sink.",
-                                            "1 when a sink is connected." };
+                                            "1 when a sink is connected.",
+                                            "Items a sink kept with a client's value corrected to a bound "
+                                            "(memcache_traces: trace starts clamped)." };
     static const char *const sinknames[] = { "switchyard_sink_queued", "switchyard_sink_queued_bytes",
                                              "switchyard_sink_sent_total", "switchyard_sink_dropped_total",
                                              "switchyard_sink_errors_total", "switchyard_sink_reconnects_total",
-                                             "switchyard_sink_connected" };
-    for (int k = 0; k < 7; k++) {
+                                             "switchyard_sink_connected", "switchyard_sink_adjusted_total" };
+    for (int k = 0; k < 8; k++) {
         metric_head(out, sinknames[k], (k == 0 || k == 1 || k == 6) ? "gauge" : "counter", sinkhelp[k]);
         struct sink_metrics_ctx c = { out, k };
         sy_output_report_sinks(a->d.output, sink_metric, &c);
