@@ -837,6 +837,13 @@ def fill_big(mc):
     return reply.count(b"STORED\r\n")
 
 
+def mc_set(mc, k, value):
+    data = value.encode()
+    with socket.create_connection((LOOPBACK, mc.port), timeout=10) as s:
+        s.sendall(b"set %s 0 0 %d\r\n%s\r\n" % (k.encode(), len(data), data))
+        return s.recv(100) == b"STORED\r\n"
+
+
 def check_bounds(results, workdir, mc):
     stored = fill_big(mc)
     if not results.check("%d big part records stored" % BIG_TRACES, stored == BIG_TRACES,
@@ -882,6 +889,24 @@ def check_bounds(results, workdir, mc):
         cut = metric(http, "switchyard_traces_cut_total")
         results.check("the cut page is counted: switchyard_traces_cut_total >= 1",
                       cut is not None and cut >= 1, "cut = %r" % cut)
+
+        # one trace of 3000 spans, one of them with 30 tags: its timeline
+        start = int(time.time() * 1000) - 150000
+        spans = [{"name": "s%d" % k, "off": k, "dur": 1,
+                  "tags": ["t%d:v" % n for n in range(30 if k == 0 else 0)]} for k in range(3000)]
+        full = {"version": 1, "trace": "many", "start": start, "duration": 3000, "method": "GET",
+                "path": "/many", "status": "200", "root": False, "closed": "timeout",
+                "spans": spans, "span_count": 3000, "spans_dropped": 0}
+        mc_set(mc, "%s:%06d:full" % (BIG_PREFIX, ((start // 100) % 1000) * 100), json.dumps(full))
+        status, body, _ = timed_get(http, "/traces?show=%d" % start)
+        bars = len(re.findall(r'<div class="bar"', body))
+        m = re.search(r'id="timeline-cut">(\d+) of (\d+) spans shown', body)
+        results.check("a trace of 3000 spans: the timeline draws 1000 and says \"1000 of 3000 "
+                      "spans shown\"", status == 200 and bars == 1000 and m is not None and
+                      m.groups() == ("1000", "3000"), "%r, %d bars, note %r" %
+                      (status, bars, m and m.group(0)))
+        results.check("a span with 30 tags shows 20 and says \"10 more tags\"",
+                      "t19:v" in body and "t20:v" not in body and "10 more tags" in body, "")
     finally:
         stopped_cleanly(results, "big-page daemon", proc)
 
