@@ -787,6 +787,15 @@ def check_held(results, workdir, mc):
                           "%r after %.1f s\n%s" % (status, took, body[:500]))
         status, _, took = timed_get(http, "/health")
         results.check("/health still answers afterwards", status == 200, "")
+        # a client that hangs up while its page is being made: the page is
+        # dropped when ready (libevent kept the request for it), nothing else
+        with socket.create_connection((LOOPBACK, http), timeout=5) as c:
+            c.sendall(b"GET /traces HTTP/1.1\r\nHost: x\r\n\r\n")
+            time.sleep(0.2)
+        time.sleep(2.5)  # past memcached's 2 s timeout: the page is ready, its client gone
+        status, _, _ = timed_get(http, "/health")
+        results.check("a client that hung up while its page was made: the daemon lives on "
+                      "(/health 200)", status == 200 and proc.alive(), proc.logs())
         # a page pending at shutdown gives up at once: the daemon stops promptly
         pending = Pending(http, "/traces")
         time.sleep(0.3)
