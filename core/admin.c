@@ -14,6 +14,7 @@
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <event2/http.h>
+#include <event2/keyvalq_struct.h>
 #include <event2/listener.h>
 #include <netdb.h>
 #include <pthread.h>
@@ -23,6 +24,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/eventfd.h>
+#include <sys/queue.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -43,6 +45,9 @@
  * line on every read. */
 #define HTTP_MAX_HEADERS 8192
 #define HTTP_MAX_BODY 0
+#define TRACES_MAX_JOBS 2 /* /traces pages being made at once; more get a 503 */
+
+typedef struct traces_job traces_job;
 
 struct sy_admin {
     sy_admin_deps d;
@@ -63,6 +68,19 @@ struct sy_admin {
     /* Refusals, for /metrics; only the admin thread touches them. */
     uint64_t console_too_long;       /* console lines over MAX_COMMAND */
     uint64_t http_refused[101];      /* HTTP refusals: 400..499 by code, then 501 (refused_slot) */
+
+    /* /traces pages are made on worker threads (see http_traces): `jobs`
+     * is every page begun and not yet answered, linked and unlinked on
+     * the loop only; a worker sets its job's `done` under jobs_lock and
+     * then writes jobs_fd, which wakes the loop to answer it. */
+    pthread_mutex_t jobs_lock;
+    traces_job *jobs;
+    size_t njobs;
+    int jobs_fd;             /* eventfd: a page is ready */
+    int cancel_fd;           /* eventfd: written at stop, pages give up */
+    struct event *jobs_ev;
+    atomic_ullong traces_busy; /* /traces refused: TRACES_MAX_JOBS being made */
+    atomic_ullong traces_cut;  /* /traces pages cut to their bounds */
 };
 
 /* One console connection. */
@@ -120,12 +138,12 @@ static void cmd_stats(sy_admin *a, sy_buf *b)
 static void sink_table_line(void *ctx, const char *name, const char *plugin, const sy_sink_stats *st)
 {
     sy_buf_printf(ctx, "%s plugin=%s state=%s queued=%lld queued_bytes=%lld sent=%lld dropped=%lld "
-                  "errors=%lld reconnects=%lld retry_held=%lld\n",
+                  "errors=%lld reconnects=%lld retry_held=%lld adjusted=%lld\n",
                   name, plugin, st->connected ? "connected" : "disconnected", (long long)st->queued,
                   (long long)st->queued_bytes, (long long)st->sent,
                   (long long)(st->dropped + st->metrics_dropped_by_host),
                   (long long)(st->errors + st->write_errors), (long long)st->reconnects,
-                  (long long)st->retry_held);
+                  (long long)st->retry_held, (long long)st->adjusted);
 }
 
 static void cmd_listeners(sy_admin *a, sy_buf *b)
@@ -576,9 +594,9 @@ static void sink_metric(void *ctx, const char *name, const char *plugin, const s
     static const char *const names[] = { "switchyard_sink_queued", "switchyard_sink_queued_bytes",
                                          "switchyard_sink_sent_total", "switchyard_sink_dropped_total",
                                          "switchyard_sink_errors_total", "switchyard_sink_reconnects_total",
-                                         "switchyard_sink_connected" };
+                                         "switchyard_sink_connected", "switchyard_sink_adjusted_total" };
     long long v[] = { st->queued, st->queued_bytes, st->sent, st->dropped + st->metrics_dropped_by_host,
-                      st->errors + st->write_errors, st->reconnects, st->connected };
+                      st->errors + st->write_errors, st->reconnects, st->connected, st->adjusted };
     evbuffer_add_printf(c->out, "%s{sink=\"", names[c->which]);
     label(c->out, name);
     evbuffer_add_printf(c->out, "\",plugin=\"");
@@ -640,12 +658,14 @@ static void http_metrics(struct evhttp_request *req, void *arg)
     static const char *const sinkhelp[] = { "Metrics queued in a sink.", "Bytes queued in a sink.",
                                             "Metrics delivered by a sink.", "Metrics a sink gave up on.",
                                             "Write or protocol errors of a sink.", "Reconnection attempts of a sink.",
-                                            "1 when a sink is connected." };
+                                            "1 when a sink is connected.",
+                                            "Items a sink kept with a client's value corrected to a bound "
+                                            "(memcache_traces: trace starts clamped)." };
     static const char *const sinknames[] = { "switchyard_sink_queued", "switchyard_sink_queued_bytes",
                                              "switchyard_sink_sent_total", "switchyard_sink_dropped_total",
                                              "switchyard_sink_errors_total", "switchyard_sink_reconnects_total",
-                                             "switchyard_sink_connected" };
-    for (int k = 0; k < 7; k++) {
+                                             "switchyard_sink_connected", "switchyard_sink_adjusted_total" };
+    for (int k = 0; k < 8; k++) {
         metric_head(out, sinknames[k], (k == 0 || k == 1 || k == 6) ? "gauge" : "counter", sinkhelp[k]);
         struct sink_metrics_ctx c = { out, k };
         sy_output_report_sinks(a->d.output, sink_metric, &c);
@@ -709,10 +729,126 @@ static void http_metrics(struct evhttp_request *req, void *arg)
             evbuffer_add_printf(out, "switchyard_admin_http_refused_total{code=\"%d\"} %llu\n",
                                 code, (unsigned long long)a->http_refused[slot]);
     }
+    metric_head(out, "switchyard_traces_busy_total", "counter",
+                "/traces requests refused with 503: the most pages were being made at once.");
+    evbuffer_add_printf(out, "switchyard_traces_busy_total %llu\n", atomic_load(&a->traces_busy));
+    metric_head(out, "switchyard_traces_cut_total", "counter",
+                "/traces pages whose tables were cut to their bounds.");
+    evbuffer_add_printf(out, "switchyard_traces_cut_total %llu\n", atomic_load(&a->traces_cut));
     evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
                       "text/plain; version=0.0.4; charset=utf-8");
     http_reply(req, 200, "OK", out);
     evbuffer_free(out);
+}
+
+/* ---- /traces, on worker threads ------------------------------------- */
+
+/*
+ * A /traces page waits on memcached (up to 5 s when it is slow or stopped)
+ * and may read 64 MiB of client-written records, so it is never made on
+ * the admin loop: that would hold /health, /metrics and the console for as
+ * long.  The loop starts a thread for the page (at most TRACES_MAX_JOBS at
+ * once; beyond that a 503 with Retry-After, counted) and goes on serving;
+ * the thread renders into a buffer and header list of its own, and the
+ * loop sends them when woken through jobs_fd.  A client that hung up in
+ * the meantime is handled by libevent: it keeps the request until the
+ * reply, then frees it.
+ */
+struct traces_job {
+    traces_job *next;
+    sy_admin *a;
+    struct evhttp_request *req; /* touched on the loop only */
+    char *uri, *memcached, *prefix;
+    struct evbuffer *out;
+    struct evkeyvalq headers;
+    int code, cut, done;
+    pthread_t thread;
+};
+
+static sy_ratelimit rl_traces_busy = SY_RATELIMIT_INIT(10000, 1);
+static sy_ratelimit rl_traces_cut = SY_RATELIMIT_INIT(10000, 1);
+
+static const char *reason_of(int code)
+{
+    return code == 200 ? "OK" : code == 400 ? "Bad Request" : code == 404 ? "Not Found"
+           : code == 503 ? "Service Unavailable" : "Internal Server Error";
+}
+
+static void traces_job_free(traces_job *j)
+{
+    if (j->out)
+        evbuffer_free(j->out);
+    evhttp_clear_headers(&j->headers);
+    free(j->uri);
+    free(j->memcached);
+    free(j->prefix);
+    free(j);
+}
+
+static void *traces_work(void *arg)
+{
+    traces_job *j = arg;
+    sy_admin *a = j->a;
+    j->code = sy_traces_http(j->memcached, j->prefix, j->uri, a->cancel_fd, j->out, &j->headers,
+                             &j->cut);
+    pthread_mutex_lock(&a->jobs_lock);
+    j->done = 1;
+    pthread_mutex_unlock(&a->jobs_lock);
+    uint64_t one = 1;
+    ssize_t rc = write(a->jobs_fd, &one, sizeof one);
+    (void)rc;
+    return NULL;
+}
+
+/* jobs_fd: answer the pages that are ready. */
+static void on_jobs_done(evutil_socket_t fd, short what, void *arg)
+{
+    sy_admin *a = arg;
+    uint64_t v;
+    ssize_t rc = read(fd, &v, sizeof v);
+    (void)rc;
+    (void)what;
+    traces_job *ready = NULL;
+    pthread_mutex_lock(&a->jobs_lock);
+    for (traces_job **pp = &a->jobs; *pp;) {
+        traces_job *j = *pp;
+        if (j->done) {
+            *pp = j->next;
+            j->next = ready;
+            ready = j;
+        } else {
+            pp = &j->next;
+        }
+    }
+    pthread_mutex_unlock(&a->jobs_lock);
+    while (ready) {
+        traces_job *j = ready;
+        ready = j->next;
+        pthread_join(j->thread, NULL); /* it has finished, or is returning */
+        a->njobs--;
+        if (j->cut) {
+            atomic_fetch_add(&a->traces_cut, 1);
+            sy_log_limited(&rl_traces_cut, SY_INFO, "admin: a /traces page was cut to its "
+                           "bounds (200 rows per totals table, 1000 spans, 1 MiB per table); "
+                           "the page says what was left out");
+        }
+        struct evkeyvalq *h = evhttp_request_get_output_headers(j->req);
+        for (struct evkeyval *kv = TAILQ_FIRST(&j->headers); kv; kv = TAILQ_NEXT(kv, next))
+            evhttp_add_header(h, kv->key, kv->value);
+        evhttp_send_reply(j->req, j->code, reason_of(j->code), j->out);
+        traces_job_free(j);
+    }
+}
+
+static void reply_text(struct evhttp_request *req, int code, const char *text)
+{
+    struct evbuffer *out = evbuffer_new();
+    if (out)
+        evbuffer_add_printf(out, "%s\n", text);
+    evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", "text/plain");
+    evhttp_send_reply(req, code, reason_of(code), out);
+    if (out)
+        evbuffer_free(out);
 }
 
 /* /traces: the dashboard over the memcached traces (core/traces.c). */
@@ -721,13 +857,50 @@ static void http_traces(struct evhttp_request *req, void *arg)
     sy_admin *a = arg;
     if (!http_method_ok(req))
         return;
-    struct evbuffer *out = evbuffer_new();
-    int code = sy_traces_http(a->d.conf->traces_memcached, a->d.conf->traces_prefix,
-                              evhttp_request_get_uri(req), out, evhttp_request_get_output_headers(req));
-    http_reply(req, code,
-                      code == 200 ? "OK" : code == 400 ? "Bad Request" : code == 404 ? "Not Found"
-                      : code == 503 ? "Service Unavailable" : "Internal Server Error", out);
-    evbuffer_free(out);
+    if (a->njobs >= TRACES_MAX_JOBS) {
+        atomic_fetch_add(&a->traces_busy, 1);
+        sy_log_limited(&rl_traces_busy, SY_WARN, "admin: /traces refused (503): %d pages are "
+                       "being made already", TRACES_MAX_JOBS);
+        evhttp_add_header(evhttp_request_get_output_headers(req), "Retry-After", "1");
+        reply_text(req, 503, "busy: other /traces pages are being made; try again in a moment");
+        return;
+    }
+    const char *uri = evhttp_request_get_uri(req);
+    const sy_config *c = a->d.conf;
+    traces_job *j = calloc(1, sizeof *j);
+    if (j) {
+        TAILQ_INIT(&j->headers);
+        j->a = a;
+        j->req = req;
+        j->uri = strdup(uri ? uri : "/traces");
+        j->memcached = c->traces_memcached ? strdup(c->traces_memcached) : NULL;
+        j->prefix = c->traces_prefix ? strdup(c->traces_prefix) : NULL;
+        j->out = evbuffer_new();
+    }
+    if (!j || !j->uri || !j->out || (c->traces_memcached && !j->memcached) ||
+        (c->traces_prefix && !j->prefix)) {
+        if (j)
+            traces_job_free(j);
+        reply_text(req, 500, "out of memory");
+        return;
+    }
+    /* Linked before the thread starts, so that its `done` is always
+     * found; nothing else looks at it until jobs_fd says so. */
+    pthread_mutex_lock(&a->jobs_lock);
+    j->next = a->jobs;
+    a->jobs = j;
+    int rc = pthread_create(&j->thread, NULL, traces_work, j);
+    if (rc != 0)
+        a->jobs = j->next;
+    pthread_mutex_unlock(&a->jobs_lock);
+    if (rc != 0) {
+        sy_log_limited(&rl_traces_busy, SY_WARN, "admin: cannot start a thread for /traces: %s",
+                       strerror(rc));
+        traces_job_free(j);
+        reply_text(req, 503, "cannot start a thread for the page; try again in a moment");
+        return;
+    }
+    a->njobs++;
 }
 
 static void http_other(struct evhttp_request *req, void *arg)
@@ -819,10 +992,11 @@ sy_admin *sy_admin_start(const sy_admin_deps *deps, char *err, size_t errlen)
         return NULL;
     }
     a->d = *deps;
-    a->stop_fd = -1;
+    a->stop_fd = a->jobs_fd = a->cancel_fd = -1;
     a->start = now_s();
     atomic_init(&a->health_up, deps->conf->health_up);
     pthread_mutex_init(&a->conf_lock, NULL);
+    pthread_mutex_init(&a->jobs_lock, NULL);
     sy_admin_config_changed(a, deps->conf);
     const sy_config *c = deps->conf;
     if (!c->mgmt_port && !c->http_address)
@@ -831,8 +1005,14 @@ sy_admin *sy_admin_start(const sy_admin_deps *deps, char *err, size_t errlen)
     a->stop_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     a->stop_ev = a->base && a->stop_fd >= 0 ? event_new(a->base, a->stop_fd, EV_READ, on_stop, a) : NULL;
     a->resume_ev = a->base ? event_new(a->base, -1, 0, resume_listeners, a) : NULL;
+    a->jobs_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    a->cancel_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    a->jobs_ev = a->base && a->jobs_fd >= 0
+                     ? event_new(a->base, a->jobs_fd, EV_READ | EV_PERSIST, on_jobs_done, a)
+                     : NULL;
     the_admin = a;
-    if (!a->stop_ev || !a->resume_ev || event_add(a->stop_ev, NULL) < 0) {
+    if (!a->stop_ev || !a->resume_ev || !a->jobs_ev || a->cancel_fd < 0 ||
+        event_add(a->stop_ev, NULL) < 0 || event_add(a->jobs_ev, NULL) < 0) {
         snprintf(err, errlen, "admin: cannot create an event loop");
         goto fail;
     }
@@ -910,14 +1090,29 @@ void sy_admin_stop(sy_admin *a)
         return;
     if (a->started) {
         uint64_t one = 1;
-        ssize_t rc = write(a->stop_fd, &one, sizeof one);
+        /* pages being made give up on memcached at once */
+        ssize_t rc = write(a->cancel_fd, &one, sizeof one);
+        rc = write(a->stop_fd, &one, sizeof one);
         (void)rc;
         pthread_join(a->thread, NULL);
     }
     if (the_admin == a)
         the_admin = NULL; /* the loop that read it has ended */
+    /* The loop has ended: nothing links or unlinks jobs any more.  Wait
+     * for each worker (cancelled, it returns within a poll) and drop its
+     * page; its request goes with evhttp_free below. */
+    for (traces_job *j = a->jobs, *next; j; j = next) {
+        next = j->next;
+        pthread_join(j->thread, NULL);
+        traces_job_free(j);
+    }
+    a->jobs = NULL;
     if (a->stop_fd >= 0)
         close(a->stop_fd);
+    if (a->jobs_fd >= 0)
+        close(a->jobs_fd);
+    if (a->cancel_fd >= 0)
+        close(a->cancel_fd);
     if (a->mgmt)
         evconnlistener_free(a->mgmt);
     if (a->http)
@@ -926,9 +1121,12 @@ void sy_admin_stop(sy_admin *a)
         event_free(a->stop_ev);
     if (a->resume_ev)
         event_free(a->resume_ev);
+    if (a->jobs_ev)
+        event_free(a->jobs_ev);
     if (a->base)
         event_base_free(a->base);
     sy_buf_free(&a->conf_text);
     pthread_mutex_destroy(&a->conf_lock);
+    pthread_mutex_destroy(&a->jobs_lock);
     free(a);
 }

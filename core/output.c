@@ -201,6 +201,8 @@ static size_t collect_extra(sy_output *o)
         self_add(o, &n, name, 0, (uint64_t)st.queued);
         snprintf(name, sizeof name, "switchyard.sink.%s.connected", part);
         self_add(o, &n, name, 0, (uint64_t)st.connected);
+        snprintf(name, sizeof name, "switchyard.sink.%s.adjusted", part);
+        self_add(o, &n, name, 1, (uint64_t)st.adjusted);
     }
     /* Ring fullness: the fullest ring says how close ingest is to loss. */
     uint64_t used = 0, worst = 0;

@@ -1064,6 +1064,7 @@ void sy_sink_stats_get(const sy_sink *s, sy_sink_stats *o)
     o->queued = LD(m->stats[SY_STAT_QUEUED]);
     o->queued_bytes = LD(m->stats[SY_STAT_QUEUED_BYTES]);
     o->connected = LD(m->stats[SY_STAT_CONNECTED]);
+    o->adjusted = LD(m->stats[SY_STAT_ADJUSTED]);
     o->batches_retried = LD(m->batches_retried);
     o->metrics_dropped_by_host = LD(m->dropped_by_host);
     o->write_errors = LD(m->write_errors);

@@ -112,7 +112,7 @@ const sy_sink_plugin *sy_sink_plugin_of(const sy_sink *s);
 /* A consistent-enough snapshot (each counter read atomically). */
 typedef struct sy_sink_stats {
     /* reported by the plugin (enum sy_stat) */
-    int64_t sent, dropped, errors, reconnects, queued, queued_bytes, connected;
+    int64_t sent, dropped, errors, reconnects, queued, queued_bytes, connected, adjusted;
     /* the host's own */
     int64_t batches_retried;         /* batches put in the retry list */
     int64_t metrics_dropped_by_host; /* SY_ERROR batches, retry list full, close */

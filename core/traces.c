@@ -570,6 +570,7 @@ fail:
 
 typedef struct mc {
     int fd;
+    int cancel_fd;      /* readable: give up now (the admin is stopping); -1: none */
     int timeout_ms;     /* each connect, send and read */
     uint64_t deadline;  /* CLOCK_MONOTONIC ms for the whole exchange; 0: none */
     size_t max_value;   /* larger values are skipped, not parsed */
@@ -599,17 +600,25 @@ static int mc_wait_ms(const mc *m)
     return left < (uint64_t)m->timeout_ms ? (int)left : m->timeout_ms;
 }
 
-/* Waits until fd is ready for `events`: 1 ready, 0 timed out, -1 error. */
+/* Waits until fd is ready for `events`: 1 ready, 0 timed out, -1 error
+ * (ECANCELED when m->cancel_fd became readable: a page being made on a
+ * worker thread must not hold up the admin's shutdown for its timeout). */
 static int mc_poll(const mc *m, int fd, short events)
 {
-    struct pollfd pfd = { .fd = fd, .events = events };
+    struct pollfd pfd[2] = { { .fd = fd, .events = events },
+                             { .fd = m->cancel_fd, .events = POLLIN } };
+    nfds_t n = m->cancel_fd >= 0 ? 2 : 1;
     for (;;) {
         int ms = mc_wait_ms(m);
         if (ms <= 0)
             return 0;
-        int r = poll(&pfd, 1, ms);
+        int r = poll(pfd, n, ms);
         if (r < 0 && errno == EINTR)
             continue;
+        if (r > 0 && n == 2 && pfd[1].revents) {
+            errno = ECANCELED;
+            return -1;
+        }
         return r;
     }
 }
@@ -947,41 +956,128 @@ static size_t next_char(const unsigned char *s, size_t n, size_t i, int *subst)
     return l ? l : 1;
 }
 
+/* Code point ranges, inclusive, sorted. */
+typedef struct cp_range {
+    unsigned lo, hi;
+} cp_range;
+
+/* Characters a terminal draws two columns wide: Unicode's East Asian Wide
+ * and Fullwidth blocks (Hangul, CJK, kana, Yi, fullwidth forms) and the
+ * emoji blocks drawn as pictures.  Not the whole EastAsianWidth table: a
+ * scattering of single symbols is left out, so a rare symbol may still
+ * shift a column, but CJK and Hangul text lines up. */
+static const cp_range WIDE[] = {
+    { 0x1100, 0x115F },    { 0x231A, 0x231B },    { 0x2329, 0x232A },    { 0x23E9, 0x23EC },
+    { 0x23F0, 0x23F0 },    { 0x23F3, 0x23F3 },    { 0x25FD, 0x25FE },    { 0x2614, 0x2615 },
+    { 0x2648, 0x2653 },    { 0x267F, 0x267F },    { 0x2693, 0x2693 },    { 0x26A1, 0x26A1 },
+    { 0x26AA, 0x26AB },    { 0x26BD, 0x26BE },    { 0x26C4, 0x26C5 },    { 0x26CE, 0x26CE },
+    { 0x26D4, 0x26D4 },    { 0x26EA, 0x26EA },    { 0x26F2, 0x26F3 },    { 0x26F5, 0x26F5 },
+    { 0x26FA, 0x26FA },    { 0x26FD, 0x26FD },    { 0x2705, 0x2705 },    { 0x270A, 0x270B },
+    { 0x2728, 0x2728 },    { 0x274C, 0x274C },    { 0x274E, 0x274E },    { 0x2753, 0x2755 },
+    { 0x2757, 0x2757 },    { 0x2795, 0x2797 },    { 0x27B0, 0x27B0 },    { 0x27BF, 0x27BF },
+    { 0x2B1B, 0x2B1C },    { 0x2B50, 0x2B50 },    { 0x2B55, 0x2B55 },    { 0x2E80, 0x303E },
+    { 0x3041, 0x33FF },    { 0x3400, 0x4DBF },    { 0x4E00, 0x9FFF },    { 0xA000, 0xA4CF },
+    { 0xA960, 0xA97F },    { 0xAC00, 0xD7A3 },    { 0xF900, 0xFAFF },    { 0xFE10, 0xFE19 },
+    { 0xFE30, 0xFE6F },    { 0xFF00, 0xFF60 },    { 0xFFE0, 0xFFE6 },    { 0x16FE0, 0x16FE4 },
+    { 0x17000, 0x18D08 },  { 0x1AFF0, 0x1AFFE },  { 0x1B000, 0x1B2FF },  { 0x1F004, 0x1F004 },
+    { 0x1F0CF, 0x1F0CF },  { 0x1F18E, 0x1F18E },  { 0x1F191, 0x1F19A },  { 0x1F200, 0x1F2FF },
+    { 0x1F300, 0x1F320 },  { 0x1F32D, 0x1F335 },  { 0x1F337, 0x1F37C },  { 0x1F37E, 0x1F393 },
+    { 0x1F3A0, 0x1F3CA },  { 0x1F3CF, 0x1F3D3 },  { 0x1F3E0, 0x1F3F0 },  { 0x1F3F4, 0x1F3F4 },
+    { 0x1F3F8, 0x1F43E },  { 0x1F440, 0x1F440 },  { 0x1F442, 0x1F4FC },  { 0x1F4FF, 0x1F53D },
+    { 0x1F54B, 0x1F54E },  { 0x1F550, 0x1F567 },  { 0x1F57A, 0x1F57A },  { 0x1F595, 0x1F596 },
+    { 0x1F5A4, 0x1F5A4 },  { 0x1F5FB, 0x1F64F },  { 0x1F680, 0x1F6C5 },  { 0x1F6CC, 0x1F6CC },
+    { 0x1F6D0, 0x1F6D2 },  { 0x1F6D5, 0x1F6D7 },  { 0x1F6EB, 0x1F6EC },  { 0x1F6F4, 0x1F6FC },
+    { 0x1F7E0, 0x1F7EB },  { 0x1F90C, 0x1F93A },  { 0x1F93C, 0x1F945 },  { 0x1F947, 0x1F9FF },
+    { 0x1FA70, 0x1FAFF },  { 0x20000, 0x2FFFD },  { 0x30000, 0x3FFFD },
+};
+
+/* Characters drawn on the previous one (combining marks of the general
+ * blocks, Hangul vowels and finals that join a syllable) or not at all
+ * (zero-width space and joiners, variation selectors, the byte order
+ * mark): zero columns. */
+static const cp_range ZERO[] = {
+    { 0x0300, 0x036F }, { 0x0483, 0x0489 }, { 0x0591, 0x05BD }, { 0x0610, 0x061A },
+    { 0x064B, 0x065F }, { 0x0E31, 0x0E31 }, { 0x0E34, 0x0E3A }, { 0x0E47, 0x0E4E },
+    { 0x1160, 0x11FF }, { 0x1AB0, 0x1AFF }, { 0x1DC0, 0x1DFF }, { 0x200B, 0x200F },
+    { 0x2060, 0x2064 }, { 0x20D0, 0x20FF }, { 0x302A, 0x302D }, { 0x3099, 0x309A },
+    { 0xD7B0, 0xD7FF }, { 0xFE00, 0xFE0F }, { 0xFE20, 0xFE2F }, { 0xFEFF, 0xFEFF },
+    { 0xE0100, 0xE01EF },
+};
+
+static int in_ranges(unsigned cp, const cp_range *r, size_t n)
+{
+    size_t lo = 0, hi = n;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (cp < r[mid].lo)
+            hi = mid;
+        else if (cp > r[mid].hi)
+            lo = mid + 1;
+        else
+            return 1;
+    }
+    return 0;
+}
+
+/* The terminal columns of the character of l bytes at s, as next_char
+ * found it (a substitute '?' takes one). */
+static int char_cols(const unsigned char *s, size_t l, int subst)
+{
+    if (subst || l == 1)
+        return 1;
+    unsigned cp = s[0] & (0xFF >> (l + 1));
+    for (size_t k = 1; k < l; k++)
+        cp = (cp << 6) | (s[k] & 0x3F);
+    /* the zero-width ranges reach into a wide one (U+302A..U+302D): look
+     * them up first */
+    if (in_ranges(cp, ZERO, sizeof(ZERO) / sizeof(*ZERO)))
+        return 0;
+    return in_ranges(cp, WIDE, sizeof(WIDE) / sizeof(*WIDE)) ? 2 : 1;
+}
+
+/* The columns client text takes on a terminal, as put_text prints it. */
+static int text_width(const char *str)
+{
+    const unsigned char *s = (const unsigned char *)(str ? str : "-");
+    size_t n = strlen((const char *)s);
+    int w = 0, subst;
+    for (size_t i = 0; i < n;) {
+        size_t l = next_char(s, n, i, &subst);
+        w += char_cols(s + i, l, subst);
+        i += l;
+    }
+    return w;
+}
+
 /* Prints client text safely: control characters and invalid UTF-8 become
- * '?'.  Pads with spaces to `width` characters (0: no padding); cuts at
- * `max` characters, ending in "..." (0: no limit).  NULL prints "-". */
+ * '?'.  Pads with spaces to `width` terminal columns (0: no padding); cuts
+ * at `max` columns, ending in "..." (0: no limit).  Columns, not bytes or
+ * characters: a CJK character takes two, a combining accent none, so that
+ * the columns after it line up.  NULL prints "-". */
 static void put_text(FILE *f, const char *str, int width, int max)
 {
     const unsigned char *s = (const unsigned char *)(str ? str : "-");
     size_t n = strlen((const char *)s), i;
-    int chars = 0, subst, total = 0;
-    for (i = 0; i < n; total++)
-        i += next_char(s, n, i, &subst);
+    int cols = 0, subst, total = text_width(str);
     int keep = max && total > max ? (max > 3 ? max - 3 : 0) : total;
-    for (i = 0; i < n && chars < keep; chars++) {
+    for (i = 0; i < n;) {
         size_t l = next_char(s, n, i, &subst);
+        int c = char_cols(s + i, l, subst);
+        if (cols + c > keep)
+            break; /* a wide character that does not fit is left out whole */
         if (subst)
             fputc('?', f);
         else
             fwrite(s + i, 1, l, f);
+        cols += c;
         i += l;
     }
     if (keep < total) {
         fputs("...", f);
-        chars += 3;
+        cols += 3;
     }
-    for (; chars < width; chars++)
+    for (; cols < width; cols++)
         fputc(' ', f);
-}
-
-static int text_width(const char *str)
-{
-    const unsigned char *s = (const unsigned char *)(str ? str : "-");
-    int w = 0;
-    for (; *s; s++)
-        if ((*s & 0xC0) != 0x80)
-            w++;
-    return w;
 }
 
 /* ms with at most three decimals, without the C library's locale. */
@@ -1092,11 +1188,12 @@ static void listing_free(listing *l)
  * what decodes newest first.  0, or -1 with the reason in err (l is then
  * empty). */
 static int list_fetch(listing *l, const char *addr, int timeout_ms, int total_ms,
-                      size_t max_value, size_t max_total, char *err, size_t errlen)
+                      size_t max_value, size_t max_total, int cancel_fd, char *err,
+                      size_t errlen)
 {
     size_t cap = SLOTS * (l->prefix_len + 14) + 8;
     char *cmd = malloc(cap);
-    mc m = { .fd = -1 };
+    mc m = { .fd = -1, .cancel_fd = cancel_fd };
     int rc = -1;
     if (!cmd) {
         snprintf(err, errlen, "out of memory");
@@ -1239,10 +1336,11 @@ enum { FULL_OK = 0, FULL_GONE = 1, FULL_ERROR = 2 };
  * another trace by now (why says which, to be shown in parentheses);
  * FULL_ERROR when memcached could not be read (why says why). */
 static int full_fetch(const char *addr, const char *prefix, uint64_t start, int timeout_ms,
-                      int total_ms, size_t max_value, sy_trace_rec *out, char *why, size_t whylen)
+                      int total_ms, size_t max_value, int cancel_fd, sy_trace_rec *out,
+                      char *why, size_t whylen)
 {
     char cmd[600];
-    mc m = { .fd = -1 };
+    mc m = { .fd = -1, .cancel_fd = cancel_fd };
     fetched f = { 0 };
     size_t skipped = 0;
     int rc = FULL_ERROR;
@@ -1349,7 +1447,7 @@ static int do_list(const char *addr, const char *prefix, long limit)
 {
     listing l = { .prefix = prefix, .prefix_len = strlen(prefix) };
     char err[600];
-    if (list_fetch(&l, addr, TIMEOUT_MS, 0, MAX_VALUE, 0, err, sizeof(err)) < 0) {
+    if (list_fetch(&l, addr, TIMEOUT_MS, 0, MAX_VALUE, 0, -1, err, sizeof(err)) < 0) {
         fprintf(stderr, "switchyard traces: %s\n", err);
         return 2;
     }
@@ -1423,7 +1521,7 @@ static int do_show(const char *addr, const char *prefix, uint64_t start)
 {
     sy_trace_rec r;
     char why[800];
-    int rc = full_fetch(addr, prefix, start, TIMEOUT_MS, 0, MAX_VALUE, &r, why, sizeof(why));
+    int rc = full_fetch(addr, prefix, start, TIMEOUT_MS, 0, MAX_VALUE, -1, &r, why, sizeof(why));
     if (rc == FULL_ERROR) {
         fprintf(stderr, "switchyard traces: %s\n", why);
         return 2;
@@ -1441,16 +1539,23 @@ static int do_show(const char *addr, const char *prefix, uint64_t start)
 /* the /traces page                                                     */
 /* ------------------------------------------------------------------ */
 
-/* The admin thread serves every HTTP request, so memcached gets a short
- * leash there: each step 2 s, the whole exchange 5 s, and values of at
- * most 4 MiB each and 64 MiB in all (memcached's items are 1 MiB unless
- * raised). */
+/* A page is made on a worker thread (core/admin.c), so the admin loop
+ * never waits for it; a reader still wants an answer soon, so memcached
+ * gets a short leash: each step 2 s, the whole exchange 5 s, and values
+ * of at most 4 MiB each and 64 MiB in all (memcached's items are 1 MiB
+ * unless raised).  What is read is client data, so the page is bounded
+ * too: each table to a number of rows and to HTTP_TABLE_BYTES of HTML,
+ * saying on the page what was left out. */
 #define HTTP_TIMEOUT_MS 2000
 #define HTTP_TOTAL_MS 5000
 #define HTTP_MAX_VALUE (4u << 20)
 #define HTTP_MAX_TOTAL ((size_t)64 << 20) /* all part records of one listing */
 #define HTTP_DEFAULT_LIMIT 100
 #define HTML_MAX_CHARS 1024 /* longer client text is cut, with an ellipsis */
+#define HTTP_TOTALS_ROWS 200   /* rows of a totals table (the largest totals) */
+#define HTTP_TIMELINE_SPANS 1000 /* spans drawn on one trace's timeline */
+#define HTTP_SPAN_TAGS 20      /* tags shown per span */
+#define HTTP_TABLE_BYTES ((size_t)1 << 20) /* HTML of one table */
 
 /* Client text as HTML: & < > " ' escaped, control characters and invalid
  * UTF-8 shown as '?' (as the command line does), cut at `max` characters
@@ -1600,8 +1705,29 @@ static const char *status_class(const char *status)
     return "status";
 }
 
-static void html_totals(struct evbuffer *o, const char *id, const char *cell, const char *heading,
-                        const char *col, const total *t, size_t n, size_t over)
+/* Rows stop at max_rows, or once the table (begun at byte `begun` of the
+ * page) holds HTTP_TABLE_BYTES: a row's cells are cut to HTML_MAX_CHARS,
+ * but a thousand of them would still make a page of megabytes. */
+static int table_full(struct evbuffer *o, size_t begun, size_t rows, size_t max_rows)
+{
+    return rows >= max_rows || evbuffer_get_length(o) - begun >= HTTP_TABLE_BYTES;
+}
+
+/* The note under a table that was cut: what it shows of how many, and the
+ * bounds. */
+static void cut_note(struct evbuffer *o, const char *id, size_t shown, size_t n,
+                     const char *what, const char *which, size_t max_rows)
+{
+    evbuffer_add_printf(o, "<p class=\"note cut\" id=\"%s-cut\">%zu of %zu %s shown (%s); "
+                           "%zu more left out: a table holds at most %zu rows and %zu KiB on "
+                           "this page.</p>\n", id, shown, n, what, which, n - shown, max_rows,
+                        HTTP_TABLE_BYTES >> 10);
+}
+
+/* A totals table, cut to HTTP_TOTALS_ROWS rows (the largest totals: t is
+ * sorted so); 1 when rows were left out. */
+static int html_totals(struct evbuffer *o, const char *id, const char *cell, const char *heading,
+                       const char *col, const char *what, const total *t, size_t n, size_t over)
 {
     evbuffer_add_printf(o, "<h2>%s", heading);
     if (over)
@@ -1610,7 +1736,8 @@ static void html_totals(struct evbuffer *o, const char *id, const char *cell, co
     evbuffer_add_printf(o, "</h2>\n<table id=\"%s\"><thead><tr><th>%s</th><th class=\"num\">Count"
                            "</th><th class=\"num\">Total (ms)</th><th class=\"num\">Mean (ms)</th>"
                            "</tr></thead><tbody>\n", id, col);
-    for (size_t i = 0; i < n; i++) {
+    size_t begun = evbuffer_get_length(o), i;
+    for (i = 0; i < n && !table_full(o, begun, i, HTTP_TOTALS_ROWS); i++) {
         evbuffer_add_printf(o, "<tr><td class=\"%s\">", cell);
         h_text(o, t[i].name, HTML_MAX_CHARS);
         evbuffer_add_printf(o, "</td><td class=\"num\">%.0f</td><td class=\"num\">", t[i].count);
@@ -1620,15 +1747,18 @@ static void html_totals(struct evbuffer *o, const char *id, const char *cell, co
         evbuffer_add_printf(o, "</td></tr>\n");
     }
     evbuffer_add_printf(o, "</tbody></table>\n");
+    if (i < n)
+        cut_note(o, id, i, n, what, "the largest totals", HTTP_TOTALS_ROWS);
+    return i < n;
 }
 
 static int http_list(struct evbuffer *o, struct evkeyvalq *headers, const char *addr,
-                     const char *prefix, size_t limit)
+                     const char *prefix, size_t limit, int cancel_fd, int *cut)
 {
     listing l = { .prefix = prefix, .prefix_len = strlen(prefix) };
     char err[600];
-    if (list_fetch(&l, addr, HTTP_TIMEOUT_MS, HTTP_TOTAL_MS, HTTP_MAX_VALUE, HTTP_MAX_TOTAL, err,
-                   sizeof(err)) < 0)
+    if (list_fetch(&l, addr, HTTP_TIMEOUT_MS, HTTP_TOTAL_MS, HTTP_MAX_VALUE, HTTP_MAX_TOTAL,
+                   cancel_fd, err, sizeof(err)) < 0)
         return page_message(o, headers, 503, "Traces unavailable",
                             "The traces cannot be read from memcached:", err, 0);
     totals t;
@@ -1659,7 +1789,8 @@ static int http_list(struct evbuffer *o, struct evkeyvalq *headers, const char *
                            "<th>Start (UTC)</th><th>Method</th><th>Path</th><th>Status</th>"
                            "<th class=\"num\">Duration (ms)</th><th class=\"num\">Spans</th>"
                            "</tr></thead><tbody>\n");
-    for (size_t i = 0; i < shown; i++) {
+    size_t begun = evbuffer_get_length(o), i;
+    for (i = 0; i < shown && !table_full(o, begun, i, SLOTS); i++) {
         const sy_trace_rec *r = &l.recs[i];
         char when[80];
         fmt_time(r->start, when, sizeof(when));
@@ -1679,12 +1810,17 @@ static int http_list(struct evbuffer *o, struct evkeyvalq *headers, const char *
         evbuffer_add_printf(o, "</td></tr>\n");
     }
     evbuffer_add_printf(o, "</tbody></table>\n");
-    if (shown < l.n)
+    if (i < shown) {
+        cut_note(o, "traces", i, shown, "traces", "the newest", SLOTS);
+        *cut = 1;
+    } else if (shown < l.n) {
         evbuffer_add_printf(o, "<p class=\"note\"><a href=\"/traces?limit=0\">show all %zu</a></p>\n",
                             l.n);
+    }
 
-    html_totals(o, "by-path", "path", "By path", "Path", t.paths, t.np, l.n);
-    html_totals(o, "by-name", "name", "By span name", "Span name", t.names, t.nn, 0);
+    *cut |= html_totals(o, "by-path", "path", "By path", "Path", "paths", t.paths, t.np, l.n);
+    *cut |= html_totals(o, "by-name", "name", "By span name", "Span name", "span names", t.names,
+                        t.nn, 0);
 
     if (l.ignored) {
         evbuffer_add_printf(o, "<p class=\"note\" id=\"ignored\">%zu record%s ignored (last: ",
@@ -1705,12 +1841,12 @@ static int http_list(struct evbuffer *o, struct evkeyvalq *headers, const char *
 }
 
 static int http_show(struct evbuffer *o, struct evkeyvalq *headers, const char *addr,
-                     const char *prefix, uint64_t start)
+                     const char *prefix, uint64_t start, int cancel_fd, int *cut)
 {
     sy_trace_rec r;
     char why[800];
-    int rc = full_fetch(addr, prefix, start, HTTP_TIMEOUT_MS, HTTP_TOTAL_MS, HTTP_MAX_VALUE, &r,
-                        why, sizeof(why));
+    int rc = full_fetch(addr, prefix, start, HTTP_TIMEOUT_MS, HTTP_TOTAL_MS, HTTP_MAX_VALUE,
+                        cancel_fd, &r, why, sizeof(why));
     if (rc == FULL_ERROR)
         return page_message(o, headers, 503, "Traces unavailable",
                             "The trace cannot be read from memcached:", why, 1);
@@ -1764,7 +1900,8 @@ static int http_show(struct evbuffer *o, struct evkeyvalq *headers, const char *
         evbuffer_add_printf(o, " ms</span>");
     }
     evbuffer_add_printf(o, "</div></div>\n");
-    for (size_t i = 0; i < r.nspans; i++) {
+    size_t begun = evbuffer_get_length(o), i;
+    for (i = 0; i < r.nspans && !table_full(o, begun, i, HTTP_TIMELINE_SPANS); i++) {
         const sy_trace_span *s = &r.spans[i];
         char left[32], width[32];
         double lp = pct_of(s->off, scale), wp = pct_of(s->dur, scale);
@@ -1782,10 +1919,15 @@ static int http_show(struct evbuffer *o, struct evkeyvalq *headers, const char *
         evbuffer_add_printf(o, " ms</span>");
         if (s->root || s->ntags) {
             evbuffer_add_printf(o, "<span class=\"tags\">%s", s->root ? "root" : "");
-            for (size_t k = 0; k < s->ntags; k++) {
+            for (size_t k = 0; k < s->ntags && k < HTTP_SPAN_TAGS; k++) {
                 if (k || s->root)
                     evbuffer_add_printf(o, ", ");
                 h_text(o, s->tags[k], 200);
+            }
+            if (s->ntags > HTTP_SPAN_TAGS) {
+                evbuffer_add_printf(o, ", <span class=\"note\">%zu more tags</span>",
+                                    s->ntags - HTTP_SPAN_TAGS);
+                *cut = 1;
             }
             evbuffer_add_printf(o, "</span>");
         }
@@ -1803,6 +1945,10 @@ static int http_show(struct evbuffer *o, struct evkeyvalq *headers, const char *
         evbuffer_add_printf(o, " ms\"></div></div></div>\n");
     }
     evbuffer_add_printf(o, "</div>\n");
+    if (i < r.nspans) {
+        cut_note(o, "timeline", i, r.nspans, "spans", "in the stored order", HTTP_TIMELINE_SPANS);
+        *cut = 1;
+    }
     if (r.spans_dropped > 0)
         evbuffer_add_printf(o, "<p class=\"note\">%.0f span%s not stored (over a bound).</p>\n",
                             r.spans_dropped, r.spans_dropped == 1 ? "" : "s");
@@ -1814,9 +1960,41 @@ static int http_show(struct evbuffer *o, struct evkeyvalq *headers, const char *
 static int whole(const char *s, unsigned long long max, unsigned long long *out);
 static const char *prefix_problem(const char *prefix);
 
-int sy_traces_http(const char *memcached, const char *prefix, const char *uri,
-                   struct evbuffer *out, struct evkeyvalq *headers)
+/* The first value of `key` in a query string, decoded (malloc'd; NULL when
+ * absent or out of memory).  Lenient as browsers and scripts are: empty
+ * pairs ("a=b&", "&&") are skipped and a pair without '=' has an empty
+ * value; libevent's own parser refuses both. */
+static char *query_value(const char *query, const char *key)
 {
+    size_t klen = strlen(key);
+    for (const char *p = query; p && *p;) {
+        const char *amp = strchr(p, '&');
+        size_t n = amp ? (size_t)(amp - p) : strlen(p);
+        const char *eq = memchr(p, '=', n);
+        size_t nlen = eq ? (size_t)(eq - p) : n;
+        if (n && nlen == klen && memcmp(p, key, klen) == 0) {
+            size_t vlen = eq ? n - nlen - 1 : 0;
+            char *raw = strndup(eq ? eq + 1 : "", vlen);
+            size_t dlen = 0;
+            char *v = raw ? evhttp_uridecode(raw, 1, &dlen) : NULL;
+            free(raw);
+            for (size_t i = 0; v && i < dlen; i++)
+                if (v[i] == '\0')
+                    v[i] = '?'; /* %00 must not shorten what is checked */
+            return v;
+        }
+        p = amp ? amp + 1 : NULL;
+    }
+    return NULL;
+}
+
+int sy_traces_http(const char *memcached, const char *prefix, const char *uri, int cancel_fd,
+                   struct evbuffer *out, struct evkeyvalq *headers, int *cut)
+{
+    int cut_here = 0;
+    if (!cut)
+        cut = &cut_here;
+    *cut = 0;
     if (!prefix)
         prefix = DEFAULT_PREFIX;
     if (!memcached || !*memcached)
@@ -1832,17 +2010,11 @@ int sy_traces_http(const char *memcached, const char *prefix, const char *uri,
                             "The config's <code>traces.prefix</code> cannot be used:", bad, 0);
 
     struct evhttp_uri *u = evhttp_uri_parse(uri ? uri : "/traces");
-    struct evkeyvalq q;
-    TAILQ_INIT(&q);
-    const char *query = u ? evhttp_uri_get_query(u) : NULL;
-    if (!u || (query && evhttp_parse_query_str(query, &q) < 0)) {
-        evhttp_clear_headers(&q);
-        if (u)
-            evhttp_uri_free(u);
+    if (!u)
         return page_message(out, headers, 400, "Bad request", "The address cannot be read.",
                             NULL, 1);
-    }
-    const char *show = evhttp_find_header(&q, "show"), *lim = evhttp_find_header(&q, "limit");
+    const char *query = evhttp_uri_get_query(u);
+    char *show = query_value(query, "show"), *lim = query_value(query, "limit");
     unsigned long long start = 0, limit = HTTP_DEFAULT_LIMIT;
     int rc;
     if (show && whole(show, 9007199254740992ULL, &start) < 0)
@@ -1853,10 +2025,11 @@ int sy_traces_http(const char *memcached, const char *prefix, const char *uri,
         rc = page_message(out, headers, 400, "Bad request",
                           "<code>limit</code> wants a whole number (0 for all); not", lim, 1);
     else if (show)
-        rc = http_show(out, headers, memcached, prefix, start);
+        rc = http_show(out, headers, memcached, prefix, start, cancel_fd, cut);
     else
-        rc = http_list(out, headers, memcached, prefix, (size_t)limit);
-    evhttp_clear_headers(&q);
+        rc = http_list(out, headers, memcached, prefix, (size_t)limit, cancel_fd, cut);
+    free(show);
+    free(lim);
     evhttp_uri_free(u);
     return rc;
 }

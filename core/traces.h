@@ -11,7 +11,8 @@
  *
  * The record formats are described in plugins/memcache_traces.c.  The
  * command line and the admin endpoint's /traces page (below) share the
- * reading; both use blocking sockets with a timeout.
+ * reading; both use blocking sockets with a timeout (the page's on a
+ * worker thread of the admin, never on its event loop).
  */
 #ifndef SY_TRACES_H
 #define SY_TRACES_H
@@ -37,17 +38,29 @@ struct evkeyvalq;
  *   /traces?show=START   one trace's spans as a timeline of bars, after
  *                        checking that its slot still holds that start
  *
+ * The query is read leniently: empty pairs ("?a=b&") are skipped, unknown
+ * keys ignored, the first of repeated keys counts.
+ *
  * memcached: "HOST:PORT" from the config's traces.memcached (NULL: not
  * configured), prefix: traces.prefix (NULL: the sink's default).  uri is
  * the request's URI (path and query).  Writes the page into out and its
  * headers (Content-Type and the like) into headers, and returns the HTTP
  * status: 200; 400 a bad query; 404 not configured, or the trace is no
  * longer stored; 500 a bad prefix; 503 memcached could not be read.
- * Everything read from memcached is HTML-escaped.  Blocking, but bounded:
- * 2 s per connect, send or read, 5 s in all.
+ * Everything read from memcached is HTML-escaped, and each table is cut to
+ * a bound of rows and bytes (200 rows per totals table, 1000 spans on a
+ * timeline, 1 MiB of HTML per table), the page saying what was left out;
+ * *cut (may be NULL) is set to 1 when something was.
+ *
+ * Blocking, bounded to 2 s per connect, send or read and 5 s in all:
+ * call it off the admin loop (core/admin.c runs it on a worker thread).
+ * cancel_fd, when not -1, is polled with memcached's socket: once it is
+ * readable the fetch gives up at once (a 503 page), so a stopping admin
+ * need not wait out the timeout.  Uses no global state: several pages
+ * may be made at once on different threads.
  */
-int sy_traces_http(const char *memcached, const char *prefix, const char *uri,
-                   struct evbuffer *out, struct evkeyvalq *headers);
+int sy_traces_http(const char *memcached, const char *prefix, const char *uri, int cancel_fd,
+                   struct evbuffer *out, struct evkeyvalq *headers, int *cut);
 
 /* The slot of a start time, ((ms / 100) % 1000) * 100 (the sink's
  * tm_slot: the two must agree). */

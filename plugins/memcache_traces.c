@@ -29,6 +29,14 @@
  * that estimate for its root (root arrival minus the request's duration),
  * or, without a root, at the earliest estimate of its spans; rounded down
  * to whole ms.  switchyard's own queues add well under a slot's 100 ms.
+ * Both numbers are the client's, so each estimate is kept within
+ * [A - maxTraceMs, A] (default 600000, ten minutes): a root of 1e308 ms
+ * would otherwise start its trace in 1970, in slot 000000, and a large
+ * off would let a client pick the slot it overwrites from all 1000.  A
+ * trace whose start was moved so is still written, at the nearest end of
+ * the window, and counted (statistic `adjusted`, one per trace; a warning
+ * at most every 10 s names the last one).  Within the window a client
+ * still chooses its slot, as it can by timing its sends.
  *
  * Closing.  A trace is closed and written
  *   - rootWaitMs (default 100) after its root arrived, so that spans
@@ -112,7 +120,8 @@
  * Statistics count spans (samples): sent = spans of traces whose part was
  * stored; dropped = spans given up on (bad, late, over a bound, queue
  * full, refused by memcached, left at close); queued = spans of finished
- * traces not yet confirmed; errors, reconnects and connected as graphite.
+ * traces not yet confirmed; errors, reconnects and connected as graphite;
+ * adjusted counts traces, those whose start was clamped (above).
  * write() (aggregated metrics) is not for this sink: SY_SKIP.
  *
  * Settings:
@@ -121,6 +130,7 @@
  *   expire            seconds                (default 3600)
  *   timeoutMs         close without root     (default 10000)
  *   rootWaitMs        close after the root   (default 100)
+ *   maxTraceMs        earliest start before arrival (default 600000)
  *   maxSpans          per trace              (default 1000)
  *   maxOpenTraces     open at once           (default 10000)
  *   maxBytes          memory of open traces  (default 64 MiB)
@@ -131,6 +141,7 @@
  */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <math.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <stdio.h>
@@ -222,13 +233,15 @@ typedef struct mct {
     size_t in_len;
 
     uint64_t drops[D_COUNT];
+    uint64_t clamped_unlogged;   /* traces whose start was clamped, since the last log */
+    char clamped_last[160];       /* the last one's id (printable) and claim */
     uint64_t reply_errors_unlogged;
     char last_reply_error[128];
     uint64_t last_log;           /* monotonic ms, 0 = never */
 } mct;
 
 static const char *const mct_settings[] = {
-    "host", "port", "prefix", "expire", "timeoutMs", "rootWaitMs", "maxSpans",
+    "host", "port", "prefix", "expire", "timeoutMs", "rootWaitMs", "maxTraceMs", "maxSpans",
     "maxOpenTraces", "maxBytes", "maxItemBytes", "maxQueueBytes", "reconnectMinMs",
     "reconnectMaxMs", "connectTimeoutMs", "replyTimeoutMs", NULL
 };
@@ -313,6 +326,13 @@ static void log_counts(mct *m, int force)
         m->api->log(m->host, SY_LOG_WARN, "%llu spans dropped: %s",
                     (unsigned long long)m->drops[i], drop_names[i]);
         m->drops[i] = 0;
+        any = 1;
+    }
+    if (m->clamped_unlogged) {
+        m->api->log(m->host, SY_LOG_WARN, "traces whose start the client's numbers put outside "
+                    "[arrival - maxTraceMs, arrival], clamped to it: %llu (the last: %s)",
+                    (unsigned long long)m->clamped_unlogged, m->clamped_last);
+        m->clamped_unlogged = 0;
         any = 1;
     }
     if (m->reply_errors_unlogged) {
@@ -775,6 +795,31 @@ static int mc_resolve(mct *m, const char *host, int port, char *err, size_t errl
 
 /* --- traces to records --- */
 
+/* A trace whose start was clamped: counted, and remembered for the log
+ * line (its id is client text: cut, and anything unprintable shown as
+ * '?'). */
+static void count_clamped(mct *m, const tm_trace *tr)
+{
+    double claimed;
+    if (!tm_trace_start_clamped(tr, &claimed))
+        return;
+    m->api->stat_add(m->host, SY_STAT_ADJUSTED, 1);
+    m->clamped_unlogged++;
+    size_t len, k;
+    const char *id = tm_trace_id(tr, &len);
+    char safe[41];
+    for (k = 0; k < len && k < sizeof(safe) - 1; k++)
+        safe[k] = id[k] >= 0x20 && id[k] < 0x7f ? id[k] : '?';
+    safe[k] = '\0';
+    char num[32];
+    if (isfinite(claimed))
+        m->api->format_number(claimed, num);
+    else
+        snprintf(num, sizeof(num), "infinitely many"); /* off of 400 digits */
+    snprintf(m->clamped_last, sizeof(m->clamped_last), "trace %s%s, %s ms before arrival", safe,
+             len > k ? "..." : "", num);
+}
+
 /* Builds both commands of a closed trace and queues them; frees it. */
 static void enqueue(mct *m, tm_trace *tr)
 {
@@ -783,6 +828,7 @@ static void enqueue(mct *m, tm_trace *tr)
         tm_trace_free(tr);
         return;
     }
+    count_clamped(m, tr);
     tm_buf_reset(&m->full);
     tm_buf_reset(&m->part);
     if (tm_trace_json_full(tr, &m->full, m->max_item, m->api->format_number, &written) < 0 ||
@@ -894,7 +940,8 @@ static void mct_close(void *state);
 static int mct_init(const sy_host_api *api, sy_host *host, void **state, char *err, size_t errlen)
 {
     const char *addr, *prefix;
-    int64_t port, expire, timeout, root_wait, max_spans, max_open, max_bytes, max_item, max_queue;
+    int64_t port, expire, timeout, root_wait, max_trace, max_spans, max_open, max_bytes, max_item,
+        max_queue;
     int64_t rmin, rmax, cto, rto;
 
     if (api->abi_major != SY_SINK_ABI_MAJOR ||
@@ -920,6 +967,7 @@ static int mct_init(const sy_host_api *api, sy_host *host, void **state, char *e
         int_setting(api, host, "expire", 3600, 0, MAX_EXPIRE, &expire, err, errlen) ||
         int_setting(api, host, "timeoutMs", 10000, 1, 86400000, &timeout, err, errlen) ||
         int_setting(api, host, "rootWaitMs", 100, 0, 86400000, &root_wait, err, errlen) ||
+        int_setting(api, host, "maxTraceMs", 600000, 1, 86400000, &max_trace, err, errlen) ||
         int_setting(api, host, "maxSpans", 1000, 1, 1000000, &max_spans, err, errlen) ||
         int_setting(api, host, "maxOpenTraces", 10000, 1, 10000000, &max_open, err, errlen) ||
         int_setting(api, host, "maxBytes", 64 << 20, 4096, INT64_MAX, &max_bytes, err, errlen) ||
@@ -969,6 +1017,7 @@ static int mct_init(const sy_host_api *api, sy_host *host, void **state, char *e
         .max_bytes = (size_t)max_bytes,
         .timeout_ms = (uint64_t)timeout,
         .root_wait_ms = (uint64_t)root_wait,
+        .max_trace_ms = (uint64_t)max_trace,
     };
     if (!(m->table = tm_table_new(&lim))) {
         snprintf(err, errlen, "out of memory");

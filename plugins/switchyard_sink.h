@@ -52,7 +52,7 @@ extern "C" {
 #endif
 
 #define SY_SINK_ABI_MAJOR 1
-#define SY_SINK_ABI_MINOR 1
+#define SY_SINK_ABI_MINOR 1 /* 1: SY_STAT_ADJUSTED, the host's escape_text */
 
 /* The name of the one symbol a plugin exports. */
 #define SY_SINK_SYMBOL "switchyard_sink"
@@ -133,7 +133,12 @@ enum sy_stat {
     SY_STAT_QUEUED = 4,     /* gauge: metrics waiting in the sink's queue */
     SY_STAT_QUEUED_BYTES = 5, /* gauge: bytes waiting in the sink's queue */
     SY_STAT_CONNECTED = 6,  /* gauge: 1 when connected to the destination */
-    SY_STAT_COUNT = 7
+    /* counter: accepted, but with a client's value corrected to a bound
+     * (e.g. memcache_traces: traces whose start time was clamped); the
+     * sink's documentation says what it counts.  ABI 1.1: a 1.0 host
+     * ignores it. */
+    SY_STAT_ADJUSTED = 7,
+    SY_STAT_COUNT = 8
 };
 
 enum sy_watch_events { SY_WATCH_READ = 2, SY_WATCH_WRITE = 4 };

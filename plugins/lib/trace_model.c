@@ -349,6 +349,8 @@ struct tm_trace {
     field method, path, status;
     int closed_by;
     uint64_t start_ms;
+    int start_clamped;     /* the start estimate was outside its window */
+    double start_claimed;  /* ... this many ms before its arrival */
     double duration;
     size_t bytes;          /* accounted memory */
 };
@@ -519,24 +521,37 @@ static int span_cmp(const void *a, const void *b)
 
 /* The start estimate of one span: it was sent when it ended, so it
  * started its duration before it arrived, and the trace started its
- * offset before that. */
-static double span_start(const tm_span *s)
+ * offset before that.  Both numbers are the client's, so the estimate is
+ * kept within [arrival - max_ms, arrival] (max_ms 0: only >= 0): a root
+ * of 1e308 ms would otherwise start the trace in 1970, and a large off
+ * would let a client pick whichever slot it likes to overwrite.  Sets
+ * *clamped and *claimed (ms before arrival) when it had to move it. */
+static double span_start(const tm_span *s, uint64_t max_ms, int *clamped, double *claimed)
 {
-    return (double)s->arrival_ms - s->off - s->dur;
+    double arrival = (double)s->arrival_ms;
+    double st = arrival - s->off - s->dur;
+    double lo = max_ms && s->arrival_ms > max_ms ? (double)(s->arrival_ms - max_ms) : 0;
+    if (st >= lo && st <= arrival)
+        return st;
+    *clamped = 1;
+    *claimed = s->off + s->dur;
+    return st > arrival ? arrival : lo; /* and a NaN, were there one, to lo */
 }
 
 /* Fixes the trace's start and duration and the order of its spans. */
-static void finish(tm_trace *tr)
+static void finish(tm_table *t, tm_trace *tr)
 {
     double start = (double)tr->opened_wall, dur = 0;
+    uint64_t max_ms = t->lim.max_trace_ms;
     if (tr->root_idx >= 0) {
         const tm_span *r = &tr->spans[tr->root_idx];
-        start = span_start(r);
+        start = span_start(r, max_ms, &tr->start_clamped, &tr->start_claimed);
         dur = r->dur;
     } else {
         for (uint32_t i = 0; i < tr->nspans; i++) {
             const tm_span *s = &tr->spans[i];
-            double st = span_start(s), end = s->off + s->dur;
+            double st = span_start(s, max_ms, &tr->start_clamped, &tr->start_claimed);
+            double end = s->off + s->dur;
             if (i == 0 || st < start)
                 start = st;
             if (end > dur)
@@ -559,7 +574,7 @@ static void close_trace(tm_table *t, tm_trace *tr, int reason, uint64_t now_mono
     t->spans -= tr->nspans;
     t->bytes -= tr->bytes;
     tr->closed_by = reason;
-    finish(tr);
+    finish(t, tr);
     recent *r = &t->recent[tr->hash & (RECENT_SIZE - 1)];
     r->hash = tr->hash;
     r->until = now_mono + t->lim.timeout_ms;
@@ -847,6 +862,13 @@ const char *tm_trace_id(const tm_trace *t, size_t *len)
 uint64_t tm_trace_start(const tm_trace *t)
 {
     return t->start_ms;
+}
+
+int tm_trace_start_clamped(const tm_trace *t, double *claimed_ms)
+{
+    if (claimed_ms)
+        *claimed_ms = t->start_claimed;
+    return t->start_clamped;
 }
 
 double tm_trace_duration(const tm_trace *t)

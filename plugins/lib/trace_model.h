@@ -100,6 +100,8 @@ typedef struct tm_limits {
     size_t max_bytes;      /* memory of all open traces */
     uint64_t timeout_ms;   /* a trace closes this long after its first span */
     uint64_t root_wait_ms; /* ... or this long after its root span (<= timeout) */
+    uint64_t max_trace_ms; /* a start estimate is kept within [arrival - this, arrival]
+                              (0: only >= 0), see tm_trace_start_clamped */
 } tm_limits;
 
 typedef struct tm_span {
@@ -120,6 +122,12 @@ const char *tm_close_reason_name(int reason);
 /* Read access to a closed trace (after tm_table_pop_closed). */
 const char *tm_trace_id(const tm_trace *t, size_t *len);
 uint64_t tm_trace_start(const tm_trace *t);     /* ms since the epoch */
+/* 1 when the start estimate that gave the start (the root's, or without a
+ * root any span's) lay outside [arrival - max_trace_ms, arrival] and was
+ * moved to its nearest end; *claimed_ms (may be NULL) is then how long
+ * before its arrival the client's numbers put the start (may be huge or
+ * infinite). */
+int tm_trace_start_clamped(const tm_trace *t, double *claimed_ms);
 double tm_trace_duration(const tm_trace *t);
 uint32_t tm_trace_span_count(const tm_trace *t); /* stored */
 uint32_t tm_trace_spans_dropped(const tm_trace *t);

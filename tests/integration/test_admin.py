@@ -505,9 +505,12 @@ def check_own_commands(res, sy, port):
 
     out = ask_once(port, "sinks", "END\n\n")
     m = re.match(r"^carbon plugin=graphite state=(\w+) queued=(\d+) queued_bytes=(\d+) sent=(\d+) "
-                 r"dropped=(\d+) errors=(\d+) reconnects=(\d+) retry_held=(\d+)\nEND\n\n$", out)
-    res.check("sinks: one line per sink (plugin, state, queued, sent, dropped, errors, reconnects)",
-              m is not None and m.group(1) == "connected" and m.group(5) == "0", repr(out))
+                 r"dropped=(\d+) errors=(\d+) reconnects=(\d+) retry_held=(\d+) adjusted=(\d+)\nEND\n\n$",
+                 out)
+    res.check("sinks: one line per sink (plugin, state, queued, sent, dropped, errors, reconnects, "
+              "adjusted)",
+              m is not None and m.group(1) == "connected" and m.group(5) == "0" and m.group(9) == "0",
+              repr(out))
 
     out = ask_once(port, "listeners", "END\n\n")
     udp = re.search(r"^udp://%s:%d received=(\d+) bytes=(\d+) dropped=(\d+) lines_too_long=(\d+)$"

@@ -20,16 +20,25 @@ path full of HTML), waits until the sink has written them, then
      measures the bars as painted: each bar's left edge and width in pixels
      against the root's.
 
+  4. keeps the admin loop free and the page bounded: with memcached
+     stopped (SIGSTOP) /health answers at once while /traces waits, a
+     third concurrent /traces gets a 503 (counted), and the daemon stops
+     promptly with a page pending; 200 traces of 1000 span names each
+     (200,000 rows before) give a page whose tables are cut to their row
+     and byte bounds, saying so.
+
 chromium is the Debian package `chromium` (.ci/deps.sh test installs it);
 this test installs nothing, and a missing chromium is a failure.
 
-Usage:  /usr/bin/python3 tests/integration/test_dashboard.py     ($SY_BIN)
+Usage:  /usr/bin/python3 tests/integration/test_dashboard.py [PART...]   ($SY_BIN)
+        PART: http, browser, errors, held, bounds (default: all)
 """
 import html.parser
 import json
 import os
 import re
 import shutil
+import signal
 import socket
 import struct
 import subprocess
@@ -475,7 +484,15 @@ def check_http(results, port, parts):
     results.check("a START_MS whose slot is empty: 404 \"no longer stored\"",
                   status == 404 and "no longer stored" in body and "is empty" in body,
                   "%d\n%s" % (status, body))
-    for q in ("show=abc", "show=-1", "show=99999999999999999999", "limit=x"):
+    status, _, body = http_get(port, "/traces?a=b&")
+    results.check("GET /traces?a=b& (an empty pair, an unknown key): 200, the listing",
+                  status == 200 and len(re.findall(r'<tr data-start="', body)) == 4,
+                  "%d\n%s" % (status, body[:1000]))
+    status, _, body = http_get(port, "/traces?&&limit=2&&x")
+    results.check("GET /traces?&&limit=2&&x: empty pairs skipped, limit=2 still read",
+                  status == 200 and len(re.findall(r'<tr data-start="', body)) == 2,
+                  "%d\n%s" % (status, body[:1000]))
+    for q in ("show=abc", "show=-1", "show=99999999999999999999", "limit=x", "limit=2%003"):
         status, _, body = http_get(port, "/traces?" + q)
         results.check("GET /traces?%s: 400" % q, status == 400 and "Bad request" in body,
                       "%d\n%s" % (status, body))
@@ -696,7 +713,222 @@ def check_error_pages(results, workdir, mc):
             stopped_cleanly(results, "silent-memcached daemon", proc)
 
 
+# ---------------------------------------------------------------------------
+# the admin loop is never held by a page, and a page is bounded
+
+TRACES_ONLY_CONFIG = """\
+-- written by tests/integration/test_dashboard.py: the dashboard only
+return {{
+  listen = {{ "udp://{host}:{udp}" }},
+  httpAddress = "{host}:{http}",
+  traces = {{ memcached = "{traces_addr}", prefix = "{traces_prefix}" }},
+  sinks = {{ self = {{ plugin = "console", path = "{console}" }} }},
+}}
+"""
+
+
+def timed_get(port, path, timeout=30):
+    t0 = time.monotonic()
+    try:
+        status, _, body = http_get(port, path, timeout)
+    except OSError as e:
+        status, body = None, repr(e)
+    return status, body, time.monotonic() - t0
+
+
+class Pending(threading.Thread):
+    """A GET in the background; .result = (status, body, seconds)."""
+
+    def __init__(self, port, path):
+        super().__init__(daemon=True)
+        self.port, self.path, self.result = port, path, None
+        self.start()
+
+    def run(self):
+        self.result = timed_get(self.port, self.path)
+
+
+def metric(port, name):
+    _, _, body = http_get(port, "/metrics")
+    m = re.search(r"^%s (\d+)$" % re.escape(name), body, re.M)
+    return int(m.group(1)) if m else None
+
+
+def check_held(results, workdir, mc):
+    """memcached stopped (SIGSTOP): connect works, nothing answers.  /traces
+    waits out its timeout on a worker thread; /health and /metrics answer
+    meanwhile (they used to wait as long)."""
+    proc, http, _ = start_daemon(workdir, "held", TRACES_ONLY_CONFIG, results,
+                                 traces_addr="%s:%d" % (LOOPBACK, mc.port), traces_prefix=PREFIX)
+    if not proc:
+        return
+    os.kill(mc.proc.pid, signal.SIGSTOP)
+    try:
+        first = Pending(http, "/traces")
+        second = Pending(http, "/traces?limit=1")
+        time.sleep(0.4)
+        status, body, took = timed_get(http, "/health")
+        results.check("memcached stopped, two /traces pending: /health answers 200 in %.3f s "
+                      "(under 1 s)" % took, status == 200 and took < 1.0 and first.is_alive(),
+                      "%r after %.3f s; /traces pending: %s" % (status, took, first.is_alive()))
+        status, body, took = timed_get(http, "/traces")
+        results.check("a third /traces meanwhile: 503 at once, saying it is busy (%.3f s)" % took,
+                      status == 503 and "busy" in body and took < 1.0,
+                      "%r after %.3f s: %s" % (status, took, body[:300]))
+        busy = metric(http, "switchyard_traces_busy_total")
+        results.check("it is counted: switchyard_traces_busy_total 1 (and /metrics answers)",
+                      busy == 1, "busy = %r" % busy)
+        first.join(30)
+        second.join(30)
+        for label, p in (("first", first), ("second", second)):
+            status, body, took = p.result or (None, "", 0)
+            results.check("the %s /traces ends in a 503 after memcached's timeout (%.1f s)"
+                          % (label, took), status == 503 and "timed out" in body and took < 7,
+                          "%r after %.1f s\n%s" % (status, took, body[:500]))
+        status, _, took = timed_get(http, "/health")
+        results.check("/health still answers afterwards", status == 200, "")
+        # a client that hangs up while its page is being made: the page is
+        # dropped when ready (libevent kept the request for it), nothing else
+        with socket.create_connection((LOOPBACK, http), timeout=5) as c:
+            c.sendall(b"GET /traces HTTP/1.1\r\nHost: x\r\n\r\n")
+            time.sleep(0.2)
+        time.sleep(2.5)  # past memcached's 2 s timeout: the page is ready, its client gone
+        status, _, _ = timed_get(http, "/health")
+        results.check("a client that hung up while its page was made: the daemon lives on "
+                      "(/health 200)", status == 200 and proc.alive(), proc.logs())
+        # a page pending at shutdown gives up at once: the daemon stops promptly
+        pending = Pending(http, "/traces")
+        time.sleep(0.3)
+        t0 = time.monotonic()
+        rc = proc.stop()
+        took = time.monotonic() - t0
+        results.check("stopping with a /traces pending on a stopped memcached: exit 0 in %.2f s "
+                      "(under 1 s; the page's wait is cancelled)" % took, rc == 0 and took < 1.0,
+                      "rc %r after %.2f s\n%s" % (rc, took, proc.logs()))
+        pending.join(10)
+    finally:
+        os.kill(mc.proc.pid, signal.SIGCONT)
+        if proc.alive():
+            proc.stop()
+    logs = proc.logs(400000)
+    found = [m for m in SANITIZER_MARKERS if m in logs]
+    results.check("held daemon: no sanitizer report", not found, logs[-4000:])
+
+
+BIG_PREFIX = "big:traces"
+BIG_TRACES, BIG_NAMES = 200, 1000
+
+
+def fill_big(mc):
+    """BIG_TRACES part records, each with BIG_NAMES span names of its own
+    and a path of 1000 '"' (6 bytes each on the page): 200,000 distinct
+    names in all.  Written by hand in the sink's format."""
+    base = int(time.time() * 1000) - 200000
+    with socket.create_connection((LOOPBACK, mc.port), timeout=10) as s:
+        for i in range(BIG_TRACES):
+            start = base + i * 100
+            stats = [{"name": "span.%03d.%04d" % (i, k), "count": 1, "total": 1.5}
+                     for k in range(BIG_NAMES)]
+            rec = {"version": 1, "trace": "big%d" % i, "start": start, "duration": 10 + i,
+                   "method": "GET", "path": "/" + '"' * 1000 + str(i), "status": "200",
+                   "root": True, "closed": "root", "span_count": BIG_NAMES, "spans_dropped": 0,
+                   "stats": stats, "stats_truncated": False}
+            data = json.dumps(rec).encode()
+            k = "%s:%06d:part" % (BIG_PREFIX, ((start // 100) % 1000) * 100)
+            s.sendall(b"set %s 0 0 %d\r\n%s\r\n" % (k.encode(), len(data), data))
+        s.sendall(b"mn\r\n")
+        reply = b""
+        while not reply.endswith(b"MN\r\n"):
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            reply += chunk
+    return reply.count(b"STORED\r\n")
+
+
+def mc_set(mc, k, value):
+    data = value.encode()
+    with socket.create_connection((LOOPBACK, mc.port), timeout=10) as s:
+        s.sendall(b"set %s 0 0 %d\r\n%s\r\n" % (k.encode(), len(data), data))
+        return s.recv(100) == b"STORED\r\n"
+
+
+def check_bounds(results, workdir, mc):
+    stored = fill_big(mc)
+    if not results.check("%d big part records stored" % BIG_TRACES, stored == BIG_TRACES,
+                         "stored %d" % stored):
+        return
+    proc, http, _ = start_daemon(workdir, "big", TRACES_ONLY_CONFIG, results,
+                                 traces_addr="%s:%d" % (LOOPBACK, mc.port),
+                                 traces_prefix=BIG_PREFIX)
+    if not proc:
+        return
+    try:
+        page = Pending(http, "/traces?limit=0")
+        worst = 0.0
+        while page.is_alive():
+            status, _, took = timed_get(http, "/health")
+            worst = max(worst, took)
+            time.sleep(0.02)
+        status, body, took = page.result
+        results.note("/traces?limit=0 over %d traces x %d names: %d bytes in %.2f s; slowest "
+                     "/health meanwhile %.3f s" % (BIG_TRACES, BIG_NAMES, len(body), took, worst))
+        results.check("the big page: 200", status == 200, "%r %s" % (status, body[:500]))
+        results.check("/health answered within 1 s while the big page was made (slowest %.3f s)"
+                      % worst, worst < 1.0, "")
+        rows = {t: len(re.findall(r"<tr", m.group(1))) for t, m in
+                ((t, re.search(r'<table id="%s">.*?<tbody>(.*?)</tbody>' % t, body, re.S))
+                 for t in ("traces", "by-path", "by-name")) if m}
+        results.check("the by-name table is cut to 200 rows (of 200,000 names)",
+                      rows.get("by-name") == 200, "%r" % rows)
+        m = re.search(r'id="by-name-cut">(\d+) of (\d+) span names shown', body)
+        results.check("the page says so under it: \"200 of 200000 span names shown\"",
+                      m is not None and m.groups() == ("200", "200000"),
+                      re.findall(r'<p class="note cut".*?</p>', body) and
+                      "\n".join(re.findall(r'<p class="note cut".*?</p>', body)) or body[-2000:])
+        for t, what in (("traces", "traces"), ("by-path", "paths")):
+            m = re.search(r'id="%s-cut">(\d+) of (\d+) %s shown' % (t, what), body)
+            results.check("the %s table (200 rows of 6 KiB paths) stops at its 1 MiB bound and "
+                          "says how many it shows" % t,
+                          m is not None and int(m.group(1)) == rows.get(t) and
+                          m.group(2) == "200" and 100 < rows.get(t, 0) < 200,
+                          "rows %r, note %r" % (rows, m and m.group(0)))
+        results.check("the whole page stays under 4 MiB (it was 46 MB)", len(body) < 4 << 20,
+                      "%d bytes" % len(body))
+        cut = metric(http, "switchyard_traces_cut_total")
+        results.check("the cut page is counted: switchyard_traces_cut_total >= 1",
+                      cut is not None and cut >= 1, "cut = %r" % cut)
+
+        # one trace of 3000 spans, one of them with 30 tags: its timeline
+        start = int(time.time() * 1000) - 150000
+        spans = [{"name": "s%d" % k, "off": k, "dur": 1,
+                  "tags": ["t%d:v" % n for n in range(30 if k == 0 else 0)]} for k in range(3000)]
+        full = {"version": 1, "trace": "many", "start": start, "duration": 3000, "method": "GET",
+                "path": "/many", "status": "200", "root": False, "closed": "timeout",
+                "spans": spans, "span_count": 3000, "spans_dropped": 0}
+        mc_set(mc, "%s:%06d:full" % (BIG_PREFIX, ((start // 100) % 1000) * 100), json.dumps(full))
+        status, body, _ = timed_get(http, "/traces?show=%d" % start)
+        bars = len(re.findall(r'<div class="bar"', body))
+        m = re.search(r'id="timeline-cut">(\d+) of (\d+) spans shown', body)
+        results.check("a trace of 3000 spans: the timeline draws 1000 and says \"1000 of 3000 "
+                      "spans shown\"", status == 200 and bars == 1000 and m is not None and
+                      m.groups() == ("1000", "3000"), "%r, %d bars, note %r" %
+                      (status, bars, m and m.group(0)))
+        results.check("a span with 30 tags shows 20 and says \"10 more tags\"",
+                      "t19:v" in body and "t20:v" not in body and "10 more tags" in body, "")
+    finally:
+        stopped_cleanly(results, "big-page daemon", proc)
+
+
+PARTS = ("http", "browser", "errors", "held", "bounds")
+
+
 def main():
+    selected = sys.argv[1:] or list(PARTS)
+    unknown = [p for p in selected if p not in PARTS]
+    if unknown:
+        print("unknown part(s) %s; parts: %s" % (", ".join(unknown), ", ".join(PARTS)))
+        return 2
     results = Results(TEST_NAME)
     workdir = make_workdir("sy-dashboard-")
     mc = Memcached(workdir)
@@ -704,10 +936,10 @@ def main():
     try:
         print("switchyard binary: %s" % switchyard_binary())
         chrome = find_chromium()
-        if not results.check("chromium is installed (Debian package `chromium`; "
-                             "`.ci/deps.sh test` installs it)", chrome is not None,
-                             "no chromium on PATH: run `apt-get install chromium` "
-                             "(or `make test`, which runs .ci/deps.sh test)"):
+        if "browser" in selected and not results.check(
+                "chromium is installed (Debian package `chromium`; `.ci/deps.sh test` installs "
+                "it)", chrome is not None, "no chromium on PATH: run `apt-get install chromium` "
+                "(or `make test`, which runs .ci/deps.sh test)"):
             return results.finish()
         if not results.check("memcached starts", mc.start(), mc.logs()):
             return results.finish()
@@ -716,13 +948,20 @@ def main():
         if not daemon:
             return results.finish()
         send_traces(udp)
-        parts = wait_until(lambda: len(mc.parts()) == 4 and mc.parts(), 15) or mc.parts()
-        if not results.check("the 4 traces were written to memcached", sorted(parts) ==
-                             ["t1", "t2", "t3", "t4"], "%r\n%s" % (parts, daemon.logs())):
+        traces = wait_until(lambda: len(mc.parts()) == 4 and mc.parts(), 15) or mc.parts()
+        if not results.check("the 4 traces were written to memcached", sorted(traces) ==
+                             ["t1", "t2", "t3", "t4"], "%r\n%s" % (traces, daemon.logs())):
             return results.finish()
-        check_http(results, http, parts)
-        check_browser(results, chrome, workdir, http, parts)
-        check_error_pages(results, workdir, mc)
+        if "http" in selected:
+            check_http(results, http, traces)
+        if "browser" in selected:
+            check_browser(results, chrome, workdir, http, traces)
+        if "errors" in selected:
+            check_error_pages(results, workdir, mc)
+        if "held" in selected:
+            check_held(results, workdir, mc)
+        if "bounds" in selected:
+            check_bounds(results, workdir, mc)
 
         # memcached gone: 503 saying so
         mc.stop()
@@ -730,7 +969,7 @@ def main():
         results.check("memcached down: /traces is a 503 page saying it cannot connect",
                       status == 503 and "cannot connect to memcached" in body,
                       "%d\n%s" % (status, body))
-        status, _, body = http_get(http, "/traces?show=%d" % parts["t1"]["start"])
+        status, _, body = http_get(http, "/traces?show=%d" % traces["t1"]["start"])
         results.check("memcached down: a detail page is a 503 too", status == 503, "%d\n%s" % (status, body))
         stopped_cleanly(results, "switchyard", daemon)
         daemon = None

@@ -9,20 +9,25 @@ loopback port, then
      span name, --limit, `show START_MS`, a stale START_MS refused, garbage
      and foreign records ignored, hostile strings printed harmlessly, and a
      fake memcached sending broken replies (the reader fails cleanly);
+     columns that stay aligned when values hold CJK (two columns each),
+     accented and combining characters;
   3. the memcache_traces sink inside the real daemon, fed trace timers over
      UDP and routed with `route.tag "trace" :passthrough "traces"`: a trace
      with a root and three children lands under the right slot keys, full
      before part, with the expiry set; the reader lists and shows it; a
      trace without root is written after timeoutMs; memcached restarted
      mid-stream: traces queued meanwhile arrive once it is back, and those
-     beyond maxQueueBytes are counted as dropped.
+     beyond maxQueueBytes are counted as dropped; start times a client
+     puts out of range (a root of 1e308 ms, an off of 99999999 ms) are
+     clamped to maxTraceMs before arrival and counted as adjusted.
 
 The reader runs as `switchyard traces`; while core/main.c does not route
 that subcommand yet, a small driver calling sy_traces_main() is linked
 against build/libswitchyard-core.a in the temp dir instead (said in the
 output).
 
-Usage:  /usr/bin/python3 tests/integration/test_traces.py     ($SY_BIN)
+Usage:  /usr/bin/python3 tests/integration/test_traces.py [PART...]   ($SY_BIN)
+        PART: reader, garbage, width, daemon (default: all)
 """
 import json
 import os
@@ -32,6 +37,7 @@ import subprocess
 import sys
 import threading
 import time
+import unicodedata
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -319,6 +325,79 @@ def check_reader(results, mc, reader):
                   rc == 2 and "cannot connect" in err, out + err)
 
 
+def display_width(text):
+    """Terminal columns, as a terminal draws them: East Asian wide and
+    fullwidth characters two, combining marks and format characters none."""
+    w = 0
+    for ch in text:
+        if unicodedata.combining(ch) or unicodedata.category(ch) in ("Mn", "Me", "Cf"):
+            continue
+        w += 2 if unicodedata.east_asian_width(ch) in ("W", "F") else 1
+    return w
+
+
+def table_lines(out, header):
+    """The lines of the table whose header line starts with `header`, the
+    header included, up to the blank line after it."""
+    lines = out.splitlines()
+    for i, line in enumerate(lines):
+        if line.startswith(header):
+            end = i + 1
+            while end < len(lines) and lines[end].strip():
+                end += 1
+            return lines[i:end]
+    return []
+
+
+def check_reader_width(results, mc, reader):
+    """Columns after a value line up by terminal columns: CJK takes two,
+    a combining accent none, an accented letter one."""
+    prefix = "wide"
+    base = 1700000100000
+    long_cjk = "\u540d" * 40  # 80 columns: cut to the 60-column limit
+    traces = [
+        (base + 100, "w1", 10, "GET", "/\u65e5\u672c\u8a9e/\u30da\u30fc\u30b8", "200",
+         [("\u540d\u524d.\u30af\u30a8\u30ea", 0, 10, [])]),
+        (base + 200, "w2", 20, "\uff27\uff25\uff34", "/ascii/path", "\uff12\uff10\uff10",
+         [("plain.name", 0, 20, [])]),
+        (base + 300, "w3", 30, "GET", "/he\u0301llo", "2\u00f60", [("nai\u0308ve.span", 0, 30, [])]),
+        (base + 400, "w4", 40, "GET", "/" + long_cjk, "200", [(long_cjk, 0, 40, [])]),
+    ]
+    for t in traces:
+        full, part = record(*t)
+        mc.set(key(prefix, t[0], "full"), full)
+        mc.set(key(prefix, t[0], "part"), part)
+    rc, out, err = run_reader(reader, "--memcached", "%s:%d" % (LOOPBACK, mc.port),
+                              "--prefix", prefix)
+    results.check("reader (wide text): lists exit 0", rc == 0, out + err)
+    rows = table_lines(out, "START (UTC)")
+    col = display_width(rows[0].split("PATH")[0]) if rows else -1
+    starts = {}
+    for line in rows[1:]:
+        f = line.split()
+        starts[int(f[1])] = line
+    bad = []
+    for t in traces[:3]:
+        line = starts.get(t[0], "")
+        if not line.endswith(t[4]) or display_width(line[:-len(t[4])]) != col:
+            bad.append(line)
+    results.check("reader (wide text): every path starts in the PATH column, after a "
+                  "fullwidth method and status", len(rows) == 5 and not bad,
+                  "header PATH at column %d; misplaced:\n%s\n%s" % (col, "\n".join(bad), out))
+    for header in ("PATH ", "SPAN NAME "):
+        lines = table_lines(out, header)
+        widths = [display_width(line) for line in lines]
+        results.check("reader (wide text): the %s table's rows are as wide as its header "
+                      "(the numbers line up)" % header.strip(),
+                      len(lines) == 5 and len(set(widths)) == 1,
+                      "widths %r\n%s" % (widths, "\n".join(lines)))
+    cut = [line for line in table_lines(out, "PATH ") if "\u540d" in line]
+    results.check("reader (wide text): a value wider than 60 columns is cut by columns, "
+                  "whole characters, ending in ...",
+                  len(cut) == 1 and "\u540d" * 28 + "..." in cut[0] and "\u540d" * 29 not in cut[0],
+                  "%r" % cut)
+
+
 class FakeMemcached:
     """Answers every request on a connection with one canned reply."""
 
@@ -402,7 +481,7 @@ return {{
   sinks = {{
     traces = {{ plugin = "memcache_traces", host = "{host}", port = {mc}, prefix = "{prefix}",
                expire = 120, timeoutMs = 1500, rootWaitMs = 50, maxQueueBytes = {maxq},
-               reconnectMinMs = 50, reconnectMaxMs = 300 }},
+               maxTraceMs = {max_trace}, reconnectMinMs = 50, reconnectMaxMs = 300 }},
     self = {{ plugin = "console", path = "{console}" }},
   }},
   routes = {{
@@ -411,6 +490,8 @@ return {{
   }},
 }}
 """
+
+MAX_TRACE_MS = 5000
 
 # one trace's datagrams, as the issue writes them
 def trace_lines(tid, path, status="200"):
@@ -444,7 +525,7 @@ def check_daemon(results, mc, reader, workdir):
     # room for about two finished traces of trace_lines(), for the restart check
     with open(cfg_path, "w") as f:
         f.write(CONFIG.format(host=LOOPBACK, udp=udp, mc=mc.port, prefix=PREFIX, maxq=2000,
-                              console=console))
+                              max_trace=MAX_TRACE_MS, console=console))
     binary = switchyard_binary()
     chk = subprocess.run([binary, "--check", cfg_path], stdout=subprocess.PIPE,
                          stderr=subprocess.STDOUT, cwd=REPO_DIR)
@@ -525,10 +606,40 @@ def check_daemon(results, mc, reader, workdir):
                       orphan[0]["root"] is False and orphan[0]["duration"] == 13 and waited >= 1.0,
                       "%r after %.2f s" % (orphan, waited))
 
+        check_clamped(results, mc, udp, console, daemon)
         check_restart(results, mc, udp, console, daemon)
     finally:
         rc = daemon.stop()
         results.check("switchyard stops cleanly", rc == 0, daemon.logs())
+
+
+def check_clamped(results, mc, udp, console, daemon):
+    """A client's numbers cannot move a start out of [arrival - maxTraceMs,
+    arrival]: a root of 1e308 ms used to start its trace at 0 (1970, slot
+    000000), an off let the client pick the slot."""
+    adjusted_before = console_total(console, "adjusted")
+    sent_at = int(time.time() * 1000)
+    send_udp(udp, ["api.req:1e308|ms|#trace:clamp1,root,method:GET,path:/clamp,status:200"])
+    time.sleep(0.2)  # a slot later: both are clamped to their arrival - maxTraceMs
+    send_udp(udp, ["orphan.x:1|ms|#trace:clamp2,off:99999999"])
+    got = wait_until(lambda: (lambda p: len(p) == 2 and p)(
+        {v["trace"]: v for v in all_parts(mc, PREFIX).values()
+         if v.get("trace") in ("clamp1", "clamp2")}), 10) or {}
+    results.check("traces with out-of-range starts are still written (a root of 1e308 ms, "
+                  "an off of 99999999 ms)", sorted(got) == ["clamp1", "clamp2"],
+                  "%r\n%s" % (got, daemon.logs()))
+    for tid, rec in sorted(got.items()):
+        lo, hi = sent_at - MAX_TRACE_MS - 50, sent_at - MAX_TRACE_MS + 1200
+        results.check("%s: start clamped to maxTraceMs (%d ms) before arrival, not 1970"
+                      % (tid, MAX_TRACE_MS), lo <= rec["start"] <= hi,
+                      "start %d, want %d..%d" % (rec["start"], lo, hi))
+    adjusted = wait_until(lambda: console_total(console, "adjusted") - adjusted_before >= 2 and
+                          console_total(console, "adjusted") - adjusted_before, 5)
+    results.check("both are counted in switchyard.sink.traces.adjusted (2)", adjusted == 2,
+                  "adjusted grew by %r" % adjusted)
+    results.check("a warning names the clamped traces",
+                  wait_until(lambda: "clamped to it" in daemon.logs(200000), 12),
+                  daemon.logs())
 
 
 def check_restart(results, mc, udp, console, daemon):
@@ -558,7 +669,15 @@ def check_restart(results, mc, udp, console, daemon):
                   dropped == want, "switchyard.sink.traces.dropped grew by %r" % dropped)
 
 
+PARTS = ("reader", "garbage", "width", "daemon")
+
+
 def main():
+    parts = sys.argv[1:] or list(PARTS)
+    unknown = [p for p in parts if p not in PARTS]
+    if unknown:
+        print("unknown part(s) %s; parts: %s" % (", ".join(unknown), ", ".join(PARTS)))
+        return 2
     results = Results(TEST_NAME)
     workdir = make_workdir("sy-traces-")
     mc = Memcached(workdir)
@@ -569,10 +688,14 @@ def main():
         results.check("memcached harness: a raw set reads back",
                       mc.set("harness:k", "v") and mc.get_many(["harness:k"]) == {"harness:k": b"v"})
         reader = reader_command(workdir, results)
-        if reader:
+        if reader and "reader" in parts:
             check_reader(results, mc, reader)
+        if reader and "garbage" in parts:
             check_reader_garbage(results, reader)
-        check_daemon(results, mc, reader, workdir)
+        if reader and "width" in parts:
+            check_reader_width(results, mc, reader)
+        if "daemon" in parts:
+            check_daemon(results, mc, reader, workdir)
     except Exception as e:  # a crash of the harness is a failure, not a skip
         import traceback
         traceback.print_exc()

@@ -469,6 +469,69 @@ static void test_root_wait_and_late(void **st)
     tm_table_free(t);
 }
 
+/* A client's numbers cannot put a start outside [arrival - max_trace_ms,
+ * arrival]: a root of 1e308 ms (which gave start 0, slot 000000, 1970)
+ * and a huge off (which picked the slot) are clamped to the window's
+ * earliest end, and said so; a start within the window is kept exactly,
+ * its edge included. */
+static void test_start_clamped(void **st)
+{
+    tm_limits l = lim();
+    l.max_trace_ms = 60000;
+    tm_table *t = tm_table_new(&l);
+    double claimed = 0;
+
+    assert_int_equal(add(t, "api.req", 1e308, "trace:huge,root", T0 + 5, 1000), TM_ADDED);
+    assert_int_equal(add(t, "api.req", 60000, "trace:edge,root", T0 + 5, 1000), TM_ADDED);
+    assert_int_equal(add(t, "api.req", 120, "trace:fine,root", T0 + 5, 1000), TM_ADDED);
+    tm_table_expire(t, 1000);
+    for (int i = 0; i < 3; i++) {
+        tm_trace *tr = tm_table_pop_closed(t);
+        assert_non_null(tr);
+        size_t len;
+        const char *id = tm_trace_id(tr, &len);
+        if (len == 4 && !memcmp(id, "huge", 4)) {
+            assert_int_equal(tm_trace_start(tr), T0 + 5 - 60000);
+            assert_true(tm_trace_start_clamped(tr, &claimed));
+            assert_true(claimed == 1e308);
+            assert_true(tm_trace_duration(tr) == 1e308); /* the client's, as sent */
+        } else if (len == 4 && !memcmp(id, "edge", 4)) {
+            assert_int_equal(tm_trace_start(tr), T0 + 5 - 60000);
+            assert_false(tm_trace_start_clamped(tr, NULL));
+        } else {
+            assert_int_equal(tm_trace_start(tr), T0 + 5 - 120);
+            assert_false(tm_trace_start_clamped(tr, NULL));
+        }
+        tm_trace_free(tr);
+    }
+
+    /* without a root: an off of 99999999 ms on one span moves the earliest
+     * estimate; it stops at the window of that span's arrival */
+    assert_int_equal(add(t, "a", 10, "trace:off,off:2", T0 + 100, 2000), TM_ADDED);
+    assert_int_equal(add(t, "b", 10, "trace:off,off:99999999", T0 + 200, 2001), TM_ADDED);
+    tm_table_expire(t, 2001 + l.timeout_ms);
+    tm_trace *tr = tm_table_pop_closed(t);
+    assert_non_null(tr);
+    assert_int_equal(tm_trace_start(tr), T0 + 200 - 60000);
+    assert_true(tm_trace_start_clamped(tr, &claimed));
+    assert_true(claimed == 99999999 + 10);
+    /* the slot follows the clamped start, not one the client chose */
+    assert_int_equal(tm_slot(tm_trace_start(tr)), tm_slot(T0 + 200 - 60000));
+    tm_trace_free(tr);
+    tm_table_free(t);
+
+    /* max_trace_ms 0: no window, but never before the epoch */
+    l.max_trace_ms = 0;
+    t = tm_table_new(&l);
+    assert_int_equal(add(t, "api.req", 1e308, "trace:zero,root", T0, 1000), TM_ADDED);
+    tm_table_expire(t, 1000);
+    tr = tm_table_pop_closed(t);
+    assert_int_equal(tm_trace_start(tr), 0);
+    assert_true(tm_trace_start_clamped(tr, NULL));
+    tm_trace_free(tr);
+    tm_table_free(t);
+}
+
 static void test_bad_spans(void **st)
 {
     tm_limits l = lim();
@@ -1193,6 +1256,50 @@ static void test_plugin_queue_bound(void **st)
     env_close(&e);
 }
 
+/* The plugin writes a clamped trace under the slot of the clamped start,
+ * and counts it in its `adjusted` statistic. */
+static int sent_2(fake *f, sy_sink *s)
+{
+    return stats_of(s).sent >= 2;
+}
+
+static void test_plugin_start_clamped(void **st)
+{
+    env e;
+    sy_setting extra[] = { set_num("maxTraceMs", 30000) };
+    env_open(&e, extra, 1);
+    uint64_t before = (uint64_t)time(NULL) * 1000;
+    sy_sample s[] = { timer("api.req", 1e308, "trace:far,root,path:/far"),
+                      timer("api.req", 20, "trace:near,root,path:/near") };
+    sy_sample_batch b = { s, 2 };
+    sy_sink_write_samples(e.s, &b);
+    assert_true(pump(e.base, &e.f, sent_2, e.s, 5000));
+    uint64_t after = (uint64_t)time(NULL) * 1000 + 1000;
+    assert_int_equal(e.f.nlog, 4);
+    int far = 0;
+    for (int i = 0; i < 4; i++) {
+        sy_trace_rec r;
+        char err[200], slot[8];
+        assert_int_equal(sy_trace_rec_parse(e.f.log[i].data, e.f.log[i].len, &r, err,
+                                            sizeof(err)), 0);
+        if (!strcmp(r.trace, "far")) {
+            far++;
+            assert_true(r.start >= before - 30000 && r.start <= after - 30000);
+        } else {
+            assert_true(r.start >= before - 20 && r.start <= after);
+        }
+        snprintf(slot, sizeof(slot), "%06u", tm_slot(r.start));
+        assert_memory_equal(e.f.log[i].key + 2, slot, 6);
+        sy_trace_rec_free(&r);
+    }
+    assert_int_equal(far, 2);
+    sy_sink_stats stats = stats_of(e.s);
+    assert_int_equal(stats.adjusted, 1);
+    assert_int_equal(stats.sent, 2);
+    assert_int_equal(stats.dropped, 0);
+    env_close(&e);
+}
+
 static void test_plugin_settings(void **st)
 {
     char err[512];
@@ -1211,6 +1318,7 @@ static void test_plugin_settings(void **st)
         { set_num("maxSpans", 0), "maxSpans" },
         { set_num("port", 0), "port" },
         { set_num("rootWaitMs", 20000), "rootWaitMs" },
+        { set_num("maxTraceMs", 0), "maxTraceMs" },
         { set_num("maxItemBytes", 10), "maxItemBytes" },
         { set_num("nosuch", 1), "nosuch" },
     };
@@ -1234,6 +1342,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_traces_interleaved),
         cmocka_unit_test(test_timeout_without_root),
         cmocka_unit_test(test_root_wait_and_late),
+        cmocka_unit_test(test_start_clamped),
         cmocka_unit_test(test_bad_spans),
         cmocka_unit_test(test_max_spans),
         cmocka_unit_test(test_max_open),
@@ -1246,6 +1355,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_plugin_reconnect),
         cmocka_unit_test(test_plugin_timeout_and_final),
         cmocka_unit_test(test_plugin_queue_bound),
+        cmocka_unit_test(test_plugin_start_clamped),
         cmocka_unit_test(test_plugin_settings),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
