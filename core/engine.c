@@ -309,7 +309,8 @@ static void take_reload(sy_engine *e)
         return;
     }
     reload_job *j = calloc(1, sizeof *j);
-    sy_predecided *pre = sy_predecided_new();
+    /* room for every live key, and for those that arrive meanwhile */
+    sy_predecided *pre = sy_predecided_new(sy_agg_key_count(e->agg) + sy_agg_key_count(e->agg) / 4);
     if (!j || !pre) {
         free(j);
         sy_predecided_free(pre);

@@ -36,7 +36,22 @@ struct sy_predecided {
 
 static const char dropped_before[] = "dropped by a rule (decided before the reload was applied)";
 
-sy_predecided *sy_predecided_new(void) { return calloc(1, sizeof(sy_predecided)); }
+sy_predecided *sy_predecided_new(size_t keys)
+{
+    sy_predecided *p = calloc(1, sizeof *p);
+    if (!p)
+        return NULL;
+    size_t cap = 4096;
+    while (keys * 10 > cap * 7)
+        cap *= 2;
+    p->slots = calloc(cap, sizeof *p->slots);
+    if (!p->slots) {
+        free(p);
+        return NULL;
+    }
+    p->cap = cap;
+    return p;
+}
 
 void sy_predecided_free(sy_predecided *p)
 {

@@ -27,7 +27,9 @@
 
 typedef struct sy_predecided sy_predecided;
 
-sy_predecided *sy_predecided_new(void);
+/* Sized for `keys` entries, so that filling it never stops to rehash (at
+ * a million keys a rehash would be a pause of tens of ms). */
+sy_predecided *sy_predecided_new(size_t keys);
 void sy_predecided_free(sy_predecided *p);
 
 /* 1 when (type, bytes) has a decision. */

@@ -762,15 +762,29 @@ def scenario_many_keys(res, workdir):
                       wait_until(lambda: sink.total("many") + sink.total("re") >= first_sent, 30),
                       "sink has %d" % sink.total("many"))
             # a steady stream, and a reload a second into it
-            d.write_config(many_keys_config(udp_port, d.port, sink.port, True, variant))
             steady = subprocess.Popen(gen + ["--rate", str(rate), "--duration", "4"],
                                       stdout=subprocess.PIPE)
             time.sleep(1.0)
             t_hup = time.monotonic()
-            d.hup()
+            if variant == "all":
+                # a first reload (the same rules) replaced by a second one
+                # while it is being prepared: the second one wins
+                d.write_config(many_keys_config(udp_port, d.port, sink.port, True, "same"))
+                d.hup()
+                preparing = d.wait_count(r"reload: asking the new config", 1, 10)
+                d.write_config(many_keys_config(udp_port, d.port, sink.port, True, "all"))
+                d.hup()
+                res.check("%s: a second reload replaces the one being prepared" % lab,
+                          preparing and d.wait_count(r"a newer config replaces the one being "
+                                                     r"prepared", 1, 10), d.logs())
+            else:
+                d.write_config(many_keys_config(udp_port, d.port, sink.port, True, variant))
+                d.hup()
             out, _ = steady.communicate(timeout=60)
             sent = first_sent + json.loads(out.decode().strip().splitlines()[-1])["sent_metrics"]
             applied = d.wait_count(r"reload applied", 1, 60)
+            res.check("%s: exactly one reload is applied" % lab, d.count(r"reload applied") == 1,
+                      d.logs())
             res.note("%s: reload applied %.1f s after SIGHUP; %s" % (
                 lab, time.monotonic() - t_hup,
                 "; ".join(line.split("] ", 1)[-1] for line in d.log_lines(r"reload: .*decided"))))
