@@ -1391,11 +1391,16 @@ def good_sinks(port, workdir):
     }
 
 
+SHORT_RUNS_STDERR = []     # every run_switchyard's stderr, for sanitizer reports
+
+
 def run_switchyard(args, timeout=20):
     import subprocess
     p = subprocess.run([switchyard_binary()] + args, stdout=subprocess.PIPE,
                        stderr=subprocess.PIPE, cwd=REPO_DIR, timeout=timeout)
-    return p.returncode, p.stdout.decode("utf-8", "replace"), p.stderr.decode("utf-8", "replace")
+    err = p.stderr.decode("utf-8", "replace")
+    SHORT_RUNS_STDERR.append(err)
+    return p.returncode, p.stdout.decode("utf-8", "replace"), err
 
 
 def config_with(d, sinks=None, lua_body="", **options):
@@ -1494,6 +1499,10 @@ def scenario_check_config(res, workdir):
             res.check("%s: --check refuses %s" % (label, what),
                       rc == 1 and re.search(pattern, err) is not None,
                       "exit %r, wanted /%s/\nstdout %s\nstderr %s" % (rc, pattern, out, err))
+
+        reports = [e for e in SHORT_RUNS_STDERR if any(m in e for m in SANITIZER_MARKERS)]
+        res.check("%s: no sanitizer report from %d runs of --check and -c"
+                  % (label, len(SHORT_RUNS_STDERR)), not reports, "\n".join(reports)[:4000])
 
         # 4. a reload (SIGHUP) refuses the same bad settings, and keeps
         # running the old config
