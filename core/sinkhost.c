@@ -1162,8 +1162,14 @@ int sy_sink_check(const sy_sink_plugin *p, const char *instance, const sy_settin
     s->checking = 1;
     perr[0] = '\0';
     int rc = check(&host_api, &s->host, perr, sizeof(perr));
-    if (rc != 0)
-        snprintf(err, errlen, "sink '%s': %s", instance, perr[0] ? perr : last_reason(s));
+    if (rc != 0) {
+        /* The host's own message about a wrong type says more when it
+         * extends the plugin's ("must be a whole number, not a string"). */
+        const char *why = perr[0] ? perr : last_reason(s);
+        if (perr[0] && strncmp(s->last_msg, perr, strlen(perr)) == 0)
+            why = s->last_msg;
+        snprintf(err, errlen, "sink '%s': %s", instance, why);
+    }
     sink_free(s);
     return rc != 0 ? -1 : 0;
 }

@@ -1353,7 +1353,7 @@ def scenario_route_patterns(res, workdir):
 # code refuses (not only the key check the host makes).
 BAD_SINKS = [
     ("carbon", {"plugin": "graphite", "host": LOOPBACK, "port": "abc"}, "port",
-     r"setting 'port' must be a whole number"),
+     r"setting 'port' must be a whole number, not a string"),
     ("carbon", {"plugin": "graphite", "destinations": ["%s:1:a" % LOOPBACK, "%s:2:b" % LOOPBACK],
                 "hashing": "md5"}, "hashing", r"'md5'; it must be \"carbon_ch\" or \"fnv1a_ch\""),
     ("store", {"plugin": "redis", "port": 70000}, "port",

@@ -492,7 +492,7 @@ static void test_sink_check(void **unused)
     assert_non_null(g);
     sy_setting gbad[] = { set_str("plugin", "graphite"), set_str("port", "abc") };
     assert_int_equal(sy_sink_check(g, "carbon", gbad, 2, err, sizeof(err)), -1);
-    assert_non_null(strstr(err, "sink 'carbon': setting 'port' must be a whole number"));
+    assert_string_equal(err, "sink 'carbon': setting 'port' must be a whole number, not a string");
     sy_setting gok[] = { set_str("plugin", "graphite"), set_num("port", 2003) };
     assert_int_equal(sy_sink_check(g, "carbon", gok, 2, err, sizeof(err)), 0);
 }
