@@ -1385,6 +1385,7 @@ static int repeater_check(const sy_host_api *api, sy_host *host, char *err, size
 {
     return repeater_setup(api, host, NULL, err, errlen);
 }
+
 /* What a name may not hold to stay one StatsD line with the same key:
  * a line break, the ':' that ends the name, or the "|#" that starts the
  * tags. */
