@@ -958,6 +958,52 @@ static int resolve(const char *host, int port, struct sockaddr_storage *ss, sock
     return 0;
 }
 
+/* httpAddress "HOST:PORT" (HOST may be "[v6]" or empty) into its parts;
+ * -1 when the port is not 0-65535. */
+static int http_split(const char *addr, char *host, size_t cap, int *port)
+{
+    const char *colon = strrchr(addr, ':');
+    char *end;
+    long p = colon ? strtol(colon + 1, &end, 10) : -1;
+    if (!colon || end == colon + 1 || *end || p < 0 || p > 65535)
+        return -1;
+    size_t hl = (size_t)(colon - addr);
+    if (hl >= cap)
+        hl = cap - 1;
+    memcpy(host, addr, hl);
+    host[hl] = '\0';
+    if (host[0] == '[' && hl > 1 && host[hl - 1] == ']') {
+        memmove(host, host + 1, hl - 2);
+        host[hl - 2] = '\0';
+    }
+    *port = (int)p;
+    return 0;
+}
+
+int sy_admin_check(const sy_config *c, char *err, size_t errlen)
+{
+    struct sockaddr_storage ss;
+    socklen_t len;
+    char host[256];
+    int port;
+    if (c->mgmt_port && resolve(c->mgmt_address, c->mgmt_port, &ss, &len) < 0) {
+        snprintf(err, errlen, "mgmt_address: cannot resolve '%s'", c->mgmt_address);
+        return -1;
+    }
+    if (c->http_address) {
+        if (http_split(c->http_address, host, sizeof host, &port) < 0) {
+            snprintf(err, errlen, "httpAddress: '%s' is not HOST:PORT with a port up to 65535",
+                     c->http_address);
+            return -1;
+        }
+        if (host[0] && resolve(host, port, &ss, &len) < 0) {
+            snprintf(err, errlen, "httpAddress: cannot resolve '%s'", host);
+            return -1;
+        }
+    }
+    return 0;
+}
+
 static int bound_port(evutil_socket_t fd)
 {
     struct sockaddr_storage ss;
@@ -1036,16 +1082,10 @@ sy_admin *sy_admin_start(const sy_admin_deps *deps, char *err, size_t errlen)
     }
     if (c->http_address) {
         char host[256];
-        const char *colon = strrchr(c->http_address, ':');
-        int port = colon ? atoi(colon + 1) : 0;
-        size_t hl = colon ? (size_t)(colon - c->http_address) : 0;
-        if (hl >= sizeof host)
-            hl = sizeof host - 1;
-        memcpy(host, c->http_address, hl);
-        host[hl] = '\0';
-        if (host[0] == '[' && hl > 1 && host[hl - 1] == ']') {
-            memmove(host, host + 1, hl - 2);
-            host[hl - 2] = '\0';
+        int port = 0;
+        if (http_split(c->http_address, host, sizeof host, &port) < 0) {
+            snprintf(err, errlen, "admin: httpAddress '%s' is not HOST:PORT", c->http_address);
+            goto fail;
         }
         a->http = evhttp_new(a->base);
         a->http_sock = a->http ? evhttp_bind_socket_with_handle(a->http, host[0] ? host : "0.0.0.0", (uint16_t)port) : NULL;

@@ -39,6 +39,9 @@ typedef struct sy_admin_deps {
  * that does nothing) and starts its thread; NULL with err on failure. */
 sy_admin *sy_admin_start(const sy_admin_deps *deps, char *err, size_t errlen);
 void sy_admin_stop(sy_admin *a);
+/* What sy_admin_start would refuse in the config's admin addresses, found
+ * without binding: for --check and start-up.  0, or -1 with err. */
+int sy_admin_check(const sy_config *c, char *err, size_t errlen);
 /* A reload succeeded: `config` shows c from now on.  Call it before c is
  * handed to the engine (which may free it); a NULL admin is ignored. */
 void sy_admin_config_changed(sy_admin *a, const sy_config *c);

@@ -421,12 +421,8 @@ fail:
     return -1;
 }
 
-int sy_listener_open(sy_listener *l, char *err, size_t errlen)
+int sy_listener_check(const sy_listener *l, char *err, size_t errlen)
 {
-    if (l->nfds > 0)
-        return fail(err, errlen, "%s: already open", l->name);
-    if (l->threads == 0)
-        l->threads = 1;
     if (l->threads > SY_LISTENER_MAX_THREADS)
         return fail(err, errlen, "%s: threads = %u, at most %d", l->name, l->threads,
                     SY_LISTENER_MAX_THREADS);
@@ -439,6 +435,17 @@ int sy_listener_open(sy_listener *l, char *err, size_t errlen)
         if (l->max_connections == 0)
             return fail(err, errlen, "%s: max_connections must be at least 1", l->name);
     }
+    return 0;
+}
+
+int sy_listener_open(sy_listener *l, char *err, size_t errlen)
+{
+    if (l->nfds > 0)
+        return fail(err, errlen, "%s: already open", l->name);
+    if (l->threads == 0)
+        l->threads = 1;
+    if (sy_listener_check(l, err, errlen) < 0)
+        return -1;
     if (l->kind == SY_LISTEN_UDP || l->kind == SY_LISTEN_TCP)
         return open_inet(l, err, errlen);
     return open_unix(l, err, errlen);

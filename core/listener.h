@@ -94,6 +94,11 @@ typedef struct sy_listener {
  * Returns 0, or -1 with a message in err. */
 int sy_listener_parse(const char *url, sy_listener *out, char *err, size_t errlen);
 
+/* The options checks sy_listener_open makes before it opens anything
+ * (threads only for udp, limits at least 1), for --check and reloads.
+ * Returns 0, or -1 with a message in err. */
+int sy_listener_check(const sy_listener *l, char *err, size_t errlen);
+
 /* Create, configure and bind the socket(s); listen for streams.  On failure
  * nothing is left open.  Returns 0, or -1 with a message in err. */
 int sy_listener_open(sy_listener *l, char *err, size_t errlen);

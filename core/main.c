@@ -52,7 +52,9 @@ static void usage(FILE *f)
             "default config: UDP and TCP on 127.0.0.1:8125, each flush printed.\n"
             "\n"
             "  -c, --config FILE   run with this config (a Lua file returning a table)\n"
-            "      --check FILE    check a config (syntax, options, plugins, checks) and exit\n"
+            "      --check FILE    check a config as start-up and a reload would (syntax,\n"
+            "                      options, listeners, plugins and sink settings, checks),\n"
+            "                      opening nothing, and exit\n"
             "      --dry-run       with -c: read StatsD lines on stdin and print where\n"
             "                      each value would go (sinks, name, rate, or why dropped)\n"
             "  -l, --log-level L   error, warn, info or debug (overrides the config)\n"
@@ -106,27 +108,33 @@ static void find_dir(char *out, size_t cap, const char *env, const char *beside,
     snprintf(out, cap, "%s", installed);
 }
 
+/* One listen entry as a listener, not opened: the URL parsed and the
+ * config's options applied.  0, or -1 with err filled. */
+static int listener_from_conf(const sy_listen_conf *lc, sy_listener *l, char *err, size_t errlen)
+{
+    if (sy_listener_parse(lc->url, l, err, errlen) < 0)
+        return -1;
+    if (lc->receive_buffer > 0)
+        l->rcvbuf = (size_t)lc->receive_buffer;
+    if (lc->threads > 0)
+        l->threads = (unsigned)lc->threads;
+    if (lc->max_line > 0)
+        l->max_line = (size_t)lc->max_line;
+    if (lc->max_connections > 0)
+        l->max_connections = (unsigned)lc->max_connections;
+    if (lc->idle_timeout_ms >= 0)
+        l->idle_timeout_ms = (unsigned)lc->idle_timeout_ms;
+    if (lc->mode >= 0)
+        l->mode = (unsigned)lc->mode;
+    return 0;
+}
+
 /* Turn the config's listen entries into opened listeners. */
 static int open_listeners(const sy_config *c, sy_listener *ls, char *err, size_t errlen)
 {
-    for (size_t i = 0; i < c->nlisten; i++) {
-        const sy_listen_conf *lc = &c->listen[i];
-        sy_listener *l = &ls[i];
-        if (sy_listener_parse(lc->url, l, err, errlen) < 0)
+    for (size_t i = 0; i < c->nlisten; i++)
+        if (listener_from_conf(&c->listen[i], &ls[i], err, errlen) < 0)
             return -1;
-        if (lc->receive_buffer > 0)
-            l->rcvbuf = (size_t)lc->receive_buffer;
-        if (lc->threads > 0)
-            l->threads = (unsigned)lc->threads;
-        if (lc->max_line > 0)
-            l->max_line = (size_t)lc->max_line;
-        if (lc->max_connections > 0)
-            l->max_connections = (unsigned)lc->max_connections;
-        if (lc->idle_timeout_ms >= 0)
-            l->idle_timeout_ms = (unsigned)lc->idle_timeout_ms;
-        if (lc->mode >= 0)
-            l->mode = (unsigned)lc->mode;
-    }
     for (size_t i = 0; i < c->nlisten; i++) {
         if (sy_listener_open(&ls[i], err, errlen) < 0) {
             for (size_t j = 0; j < i; j++)
@@ -145,22 +153,51 @@ static int line_of_setting(const sy_sink_conf *sc, const char *key)
     return sc->line;
 }
 
+/* The setting a message about a sink names ("... setting 'port' ..."),
+ * so the error can point at its line; -1 when it names none. */
+static int setting_named_in(const sy_sink_conf *sc, const char *msg)
+{
+    const char *first = NULL;
+    int which = -1;
+    for (size_t k = 0; k < sc->nsettings; k++) {
+        char quoted[160];
+        snprintf(quoted, sizeof quoted, "'%s'", sc->settings[k].key);
+        const char *at = strstr(msg, quoted);
+        if (at && (!first || at < first)) {
+            first = at;
+            which = (int)k;
+        }
+    }
+    return which;
+}
+
 /*
- * Everything start-up (or a reload) would refuse, without opening sockets:
- * listen URLs, plugins and their settings.  The config's own rules and
- * checks already ran when it was loaded.  0, or -1 with err filled.
+ * Everything start-up (or a reload) would refuse, without opening sockets,
+ * connecting or starting threads: listen URLs and their options, the
+ * admin addresses, plugins (loading, ABI) and every sink's settings, the
+ * plugin's own checks included.  The config's own rules and checks already
+ * ran when it was loaded.  --check, start-up and reloads all call this, so
+ * a config --check accepts is not refused later for what it says.  0, or -1
+ * with err filled.
  */
 static int validate(const sy_config *c, const char *file, const char *plugin_default, char *err,
                     size_t errlen)
 {
     char why[1024];
     const char *pdir = c->plugin_dir ? c->plugin_dir : plugin_default;
+    if (!file)
+        file = "default config";
     for (size_t i = 0; i < c->nlisten; i++) {
         sy_listener l;
-        if (sy_listener_parse(c->listen[i].url, &l, why, sizeof why) < 0) {
+        if (listener_from_conf(&c->listen[i], &l, why, sizeof why) < 0 ||
+            sy_listener_check(&l, why, sizeof why) < 0) {
             snprintf(err, errlen, "%s: listen: %s", file, why);
             return -1;
         }
+    }
+    if (sy_admin_check(c, why, sizeof why) < 0) {
+        snprintf(err, errlen, "%s: %s", file, why);
+        return -1;
     }
     for (size_t i = 0; i < c->nsinks; i++) {
         const sy_sink_conf *sc = &c->sinks[i];
@@ -178,8 +215,13 @@ static int validate(const sy_config *c, const char *file, const char *plugin_def
                 return -1;
             }
         }
-        if (sy_sink_check_settings(p, sc->name, sc->settings, sc->nsettings, why, sizeof why) < 0) {
-            snprintf(err, errlen, "%s:%d: sinks.%s: %s", file, sc->line, sc->name, why);
+        if (sy_sink_check(p, sc->name, sc->settings, sc->nsettings, why, sizeof why) < 0) {
+            int k = setting_named_in(sc, why);
+            if (k >= 0)
+                snprintf(err, errlen, "%s:%d: sinks.%s.%s: %s", file, sc->setting_lines[k],
+                         sc->name, sc->settings[k].key, why);
+            else
+                snprintf(err, errlen, "%s:%d: sinks.%s: %s", file, sc->line, sc->name, why);
             return -1;
         }
     }
@@ -412,6 +454,13 @@ int main(int argc, char **argv)
     }
     sy_log(SY_INFO, "switchyard %s starting with %s", SY_VERSION, config_file ? config_file : "the built-in default config");
 
+    /* The same checks as --check and a reload, before anything opens: a
+     * bad setting is reported with its file and line, not as a sink that
+     * failed to start. */
+    if (validate(c, config_file, plugin_dir, err, sizeof err) < 0) {
+        sy_log(SY_ERR, "%s", err);
+        goto out;
+    }
     output = sy_output_new(c, c->plugin_dir ? c->plugin_dir : plugin_dir, err, sizeof err);
     if (!output) {
         sy_log(SY_ERR, "%s", err);

@@ -110,6 +110,52 @@ static int is_whole(double v)
            v < 9223372036854775808.0;
 }
 
+/* Levenshtein distance, for "did you mean" hints; long names are never
+ * close (the row buffer is bounded). */
+static size_t edit_distance(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b);
+    if (la > 64 || lb > 64)
+        return (size_t)-1;
+    size_t row[65];
+    for (size_t j = 0; j <= lb; j++)
+        row[j] = j;
+    for (size_t i = 1; i <= la; i++) {
+        size_t diag = row[0];
+        row[0] = i;
+        for (size_t j = 1; j <= lb; j++) {
+            size_t up = row[j];
+            size_t best = diag + (a[i - 1] != b[j - 1]);
+            if (row[j] + 1 < best)
+                best = row[j] + 1;
+            if (row[j - 1] + 1 < best)
+                best = row[j - 1] + 1;
+            row[j] = best;
+            diag = up;
+        }
+    }
+    return row[lb];
+}
+
+/* The key the plugin (or the host) knows that is closest to a misspelt
+ * one, or NULL when none is close: at most two edits, and fewer edits than
+ * the key has letters (so "ab" is not a hint for "db"). */
+static const char *closest_key(const sy_sink_plugin *p, const char *key)
+{
+    static const char *const host_keys[] = { "plugin", "retryMaxMetrics", NULL };
+    const char *best = NULL;
+    size_t best_d = 3, len = strlen(key);
+    for (int pass = 0; pass < 2; pass++)
+        for (const char *const *k = pass ? host_keys : p->settings; k && *k; k++) {
+            size_t d = edit_distance(key, *k);
+            if (d < best_d && d < len) {
+                best_d = d;
+                best = *k;
+            }
+        }
+    return best;
+}
+
 /* Appends "a, b, c" (the plugin's declared keys) to buf. */
 static void known_keys(const sy_sink_plugin *p, char *buf, size_t len)
 {
@@ -159,11 +205,13 @@ int sy_sink_check_settings(const sy_sink_plugin *p, const char *instance,
             }
         if (!found) {
             char known[512];
+            const char *hint = closest_key(p, st->key);
             known_keys(p, known, sizeof(known));
             snprintf(err, errlen,
-                     "sink '%s': unknown setting '%s' for plugin '%s' (known: %s%splugin, "
+                     "sink '%s': unknown setting '%s' for plugin '%s'%s%s%s (known: %s%splugin, "
                      "retryMaxMetrics)",
-                     instance, st->key, p->name ? p->name : "?", known, known[0] ? ", " : "");
+                     instance, st->key, p->name ? p->name : "?", hint ? "; did you mean '" : "",
+                     hint ? hint : "", hint ? "'?" : "", known, known[0] ? ", " : "");
             return -1;
         }
     }
@@ -225,31 +273,6 @@ static int plugin_name_ok(const char *name)
         if (!isalnum((unsigned char)*c) && *c != '_' && *c != '-' && *c != '.')
             return 0;
     return 1;
-}
-
-static size_t edit_distance(const char *a, const char *b)
-{
-    size_t la = strlen(a), lb = strlen(b);
-    if (la > 64 || lb > 64)
-        return (size_t)-1;
-    size_t row[65];
-    for (size_t j = 0; j <= lb; j++)
-        row[j] = j;
-    for (size_t i = 1; i <= la; i++) {
-        size_t diag = row[0];
-        row[0] = i;
-        for (size_t j = 1; j <= lb; j++) {
-            size_t up = row[j];
-            size_t best = diag + (a[i - 1] != b[j - 1]);
-            if (row[j] + 1 < best)
-                best = row[j] + 1;
-            if (row[j - 1] + 1 < best)
-                best = row[j - 1] + 1;
-            row[j] = best;
-            diag = up;
-        }
-    }
-    return row[lb];
 }
 
 static int cmp_str(const void *a, const void *b)
@@ -464,6 +487,8 @@ struct sy_sink {
     sy_timer *timers;
     sy_watch *watches;
 
+    int checking;        /* a settings check (sy_sink_check): nothing may start */
+
     sy_ratelimit err_rl;
     sy_ratelimit drop_rl;
     char last_msg[1024]; /* the plugin's last warning or error */
@@ -495,8 +520,8 @@ static void host_log(sy_host *h, int level, const char *fmt, ...)
     if (level > SY_LOG_DEBUG)
         level = SY_LOG_DEBUG;
     int keep = level <= SY_LOG_WARN;
-    if (!keep && level > sy_log_level)
-        return;
+    if (!keep && (level > sy_log_level || s->checking))
+        return; /* a check shows only what is wrong or doubtful */
     va_start(ap, fmt);
     vsnprintf(buf, sizeof(buf), fmt, ap);
     va_end(ap);
@@ -515,10 +540,17 @@ static const sy_setting *host_find(sy_host *h, const char *key)
     return key ? settings_find(h->sink->settings, h->sink->nsettings, key) : NULL;
 }
 
+/* In a check the plugin's own message (which names the key) is the one
+ * reported; this one is kept as the fallback when the plugin gives none. */
 static int wrong_type(sy_host *h, const sy_setting *st, const char *want)
 {
-    sy_log(SY_ERR, "sink '%s': setting '%s' must be %s, not %s", h->sink->name, st->key,
-           want, type_name(st->type));
+    sy_sink *s = h->sink;
+    if (s->checking)
+        snprintf(s->last_msg, sizeof(s->last_msg), "setting '%s' must be %s, not %s", st->key,
+                 want, type_name(st->type));
+    else
+        sy_log(SY_ERR, "sink '%s': setting '%s' must be %s, not %s", s->name, st->key, want,
+               type_name(st->type));
     return -1;
 }
 
@@ -543,8 +575,12 @@ static int host_setting_int(sy_host *h, const char *key, int64_t dflt, int64_t *
     if (st->type == SY_SET_NUMBER && !is_whole(st->num)) {
         char num[SY_FMT_DOUBLE_MAX];
         sy_fmt_double(st->num, num);
-        sy_log(SY_ERR, "sink '%s': setting '%s' must be a whole number, not %s",
-               h->sink->name, st->key, num);
+        if (h->sink->checking)
+            snprintf(h->sink->last_msg, sizeof(h->sink->last_msg),
+                     "setting '%s' must be a whole number, not %s", st->key, num);
+        else
+            sy_log(SY_ERR, "sink '%s': setting '%s' must be a whole number, not %s",
+                   h->sink->name, st->key, num);
         return -1;
     }
     if (st->type != SY_SET_NUMBER)
@@ -604,7 +640,7 @@ static void timer_trampoline(evutil_socket_t fd, short what, void *arg)
 static sy_timer *host_timer_new(sy_host *h, void (*cb)(void *arg), void *arg)
 {
     sy_sink *s = h->sink;
-    if (!cb)
+    if (!cb || !s->base) /* a check has no loop: nothing may be scheduled */
         return NULL;
     sy_timer *t = calloc(1, sizeof(*t));
     if (!t)
@@ -667,7 +703,7 @@ static sy_watch *host_watch_new(sy_host *h, int fd, void (*cb)(int fd, int event
                                 void *arg)
 {
     sy_sink *s = h->sink;
-    if (fd < 0 || !cb)
+    if (fd < 0 || !cb || !s->base)
         return NULL;
     sy_watch *w = calloc(1, sizeof(*w));
     if (!w)
@@ -1098,6 +1134,57 @@ static void sink_free(sy_sink *s)
     sy_settings_free(s->settings, s->nsettings);
     free(s->name);
     free(s);
+}
+
+/* The plugin's check entry, or NULL when it has none or was built before
+ * ABI 1.1 (its descriptor ends before the member: never read past it). */
+static int (*plugin_check(const sy_sink_plugin *p))(const sy_host_api *, sy_host *, char *, size_t)
+{
+    if (p->struct_size < offsetof(sy_sink_plugin, check) + sizeof(p->check))
+        return NULL;
+    return p->check;
+}
+
+int sy_sink_check(const sy_sink_plugin *p, const char *instance, const sy_setting *settings,
+                  size_t n, char *err, size_t errlen)
+{
+    char perr[512];
+    if (!instance)
+        instance = "?";
+    if (sy_plugin_validate(p, p ? p->name : NULL, perr, sizeof(perr)) != 0) {
+        snprintf(err, errlen, "sink '%s': %s", instance, perr);
+        return -1;
+    }
+    if (sy_sink_check_settings(p, instance, settings, n, err, errlen) != 0)
+        return -1;
+    int (*check)(const sy_host_api *, sy_host *, char *, size_t) = plugin_check(p);
+    if (!check)
+        return 0;
+    /* An instance with no event_base: the getters work, timers and watches
+     * do not, so a plugin cannot start anything even by mistake. */
+    sy_sink *s = calloc(1, sizeof(*s));
+    if (!s || !(s->name = strdup(instance)) || !(s->settings = settings_dup(settings, n))) {
+        snprintf(err, errlen, "sink '%s': out of memory", instance);
+        if (s)
+            sink_free(s);
+        return -1;
+    }
+    s->host.sink = s;
+    s->plugin = p;
+    s->nsettings = n;
+    s->checking = 1;
+    perr[0] = '\0';
+    int rc = check(&host_api, &s->host, perr, sizeof(perr));
+    if (rc != 0) {
+        /* The host's own message about a wrong type says more when it
+         * extends the plugin's ("must be a whole number, not a string"). */
+        const char *why = perr[0] ? perr : last_reason(s);
+        if (perr[0] && strncmp(s->last_msg, perr, strlen(perr)) == 0)
+            why = s->last_msg;
+        snprintf(err, errlen, "sink '%s': %s", instance, why);
+    }
+    sink_free(s);
+    return rc != 0 ? -1 : 0;
 }
 
 sy_sink *sy_sink_open(struct event_base *base, const char *instance, const sy_sink_plugin *p,

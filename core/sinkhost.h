@@ -80,6 +80,14 @@ void sy_plugin_unload_all(void);
 int sy_sink_check_settings(const sy_sink_plugin *p, const char *instance,
                            const sy_setting *s, size_t n, char *err, size_t errlen);
 
+/* Everything that can be said about an instance's settings without
+ * starting it: the descriptor, sy_sink_check_settings, then the plugin's
+ * own check (ABI 1.1; plugins without one get only the key check).  Opens
+ * nothing.  --check, start-up and reloads call it, so all three refuse
+ * the same configs.  0, or -1 with a message naming the instance. */
+int sy_sink_check(const sy_sink_plugin *p, const char *instance,
+                  const sy_setting *s, size_t n, char *err, size_t errlen);
+
 typedef struct sy_sink sy_sink;
 
 /* Creates the instance and calls the plugin's init.  The settings are

@@ -40,11 +40,13 @@ typedef struct console {
 
 static const char *const console_settings[] = { "stream", "path", NULL };
 
-static int console_init(const sy_host_api *api, sy_host *host, void **state,
-                        char *err, size_t errlen)
+/* init, and with state NULL the check: the settings are judged the same
+ * way, and the check stops before the file is opened (or created). */
+static int console_setup(const sy_host_api *api, sy_host *host, void **state,
+                         char *err, size_t errlen)
 {
     const char *stream, *path;
-    int fd = -1;
+    int fd = -1, std = -1;
     console *c = NULL;
 
     if (api->abi_major != SY_SINK_ABI_MAJOR ||
@@ -52,27 +54,15 @@ static int console_init(const sy_host_api *api, sy_host *host, void **state,
         snprintf(err, errlen, "the host's API is too old for this plugin");
         return -1;
     }
-    if (api->setting_string(host, "stream", "stdout", &stream) < 0 ||
-        api->setting_string(host, "path", NULL, &path) < 0) {
-        snprintf(err, errlen, "settings 'stream' and 'path' must be strings");
+    if (api->setting_string(host, "stream", "stdout", &stream) < 0) {
+        snprintf(err, errlen, "setting 'stream' must be a string");
         return -1;
     }
-    c = calloc(1, sizeof(*c));
-    if (!c) {
-        snprintf(err, errlen, "out of memory");
+    if (api->setting_string(host, "path", NULL, &path) < 0) {
+        snprintf(err, errlen, "setting 'path' must be a string");
         return -1;
     }
-    c->api = api;
-    c->host = host;
-    if (path && *path) {
-        fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
-        if (fd < 0) {
-            snprintf(err, errlen, "cannot open '%s': %s", path, strerror(errno));
-            goto fail;
-        }
-        c->what = strdup(path);
-    } else {
-        int std;
+    if (!path || !*path) {
         if (strcmp(stream, "stdout") == 0)
             std = STDOUT_FILENO;
         else if (strcmp(stream, "stderr") == 0)
@@ -80,8 +70,26 @@ static int console_init(const sy_host_api *api, sy_host *host, void **state,
         else {
             snprintf(err, errlen, "setting 'stream' must be \"stdout\" or \"stderr\", not \"%s\"",
                      stream);
+            return -1;
+        }
+    }
+    if (!state)
+        return 0;
+    c = calloc(1, sizeof(*c));
+    if (!c) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    c->api = api;
+    c->host = host;
+    if (std < 0) {
+        fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+        if (fd < 0) {
+            snprintf(err, errlen, "cannot open '%s': %s", path, strerror(errno));
             goto fail;
         }
+        c->what = strdup(path);
+    } else {
         /* our own descriptor and stdio buffer: closing the sink never
          * closes the process's stdout, and nothing else shares the buffer */
         fd = fcntl(std, F_DUPFD_CLOEXEC, 3);
@@ -105,6 +113,17 @@ fail:
     free(c->what);
     free(c);
     return -1;
+}
+
+static int console_init(const sy_host_api *api, sy_host *host, void **state,
+                        char *err, size_t errlen)
+{
+    return console_setup(api, host, state, err, errlen);
+}
+
+static int console_check(const sy_host_api *api, sy_host *host, char *err, size_t errlen)
+{
+    return console_setup(api, host, NULL, err, errlen);
 }
 
 /* Client text (names, set members) escaped as the admin console shows it:
@@ -206,6 +225,7 @@ SY_SINK_EXPORT = {
     .description = "prints each flush as carbon lines (and raw samples as statsd lines)",
     .settings = console_settings,
     .init = console_init,
+    .check = console_check,
     .write = console_write,
     .write_samples = console_write_samples,
     .flush = console_flush,

@@ -474,8 +474,11 @@ static int build_ring(graphite *g, char *err, size_t errlen)
     return 0;
 }
 
-static int graphite_init(const sy_host_api *api, sy_host *host, void **state,
-                         char *err, size_t errlen)
+/* init, and with state NULL the check: every setting is read and judged
+ * the same way, and the check stops before the first queue is made (a
+ * queue resolves its address and schedules a connect). */
+static int graphite_setup(const sy_host_api *api, sy_host *host, void **state,
+                          char *err, size_t errlen)
 {
     int64_t maxq, rmin, rmax, cto;
 
@@ -506,6 +509,10 @@ static int graphite_init(const sy_host_api *api, sy_host *host, void **state,
         graphite_free(g);
         return -1;
     }
+    if (!state) {
+        graphite_free(g);
+        return 0;
+    }
     for (int i = 0; i < g->nd; i++) {
         dest *d = &g->d[i];
         px_init(d, api);
@@ -530,6 +537,17 @@ static int graphite_init(const sy_host_api *api, sy_host *host, void **state,
     }
     *state = g;
     return 0;
+}
+
+static int graphite_init(const sy_host_api *api, sy_host *host, void **state,
+                         char *err, size_t errlen)
+{
+    return graphite_setup(api, host, state, err, errlen);
+}
+
+static int graphite_check(const sy_host_api *api, sy_host *host, char *err, size_t errlen)
+{
+    return graphite_setup(api, host, NULL, err, errlen);
 }
 
 /* --- writing --- */
@@ -702,6 +720,7 @@ SY_SINK_EXPORT = {
                    "consistent hashing), with bounded queues and reconnects",
     .settings = graphite_settings,
     .init = graphite_init,
+    .check = graphite_check,
     .write = graphite_write,
     .write_samples = graphite_write_samples,
     .flush = graphite_flush,

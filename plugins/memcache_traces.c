@@ -937,7 +937,11 @@ static int int_setting(const sy_host_api *api, sy_host *host, const char *key, i
 
 static void mct_close(void *state);
 
-static int mct_init(const sy_host_api *api, sy_host *host, void **state, char *err, size_t errlen)
+/* init, and with state NULL the check: every setting is judged the same
+ * way, and the check stops before the trace table, the address lookup and
+ * the timers. */
+static int mct_setup(const sy_host_api *api, sy_host *host, void **state, char *err,
+                     size_t errlen)
 {
     const char *addr, *prefix;
     int64_t port, expire, timeout, root_wait, max_trace, max_spans, max_open, max_bytes, max_item,
@@ -949,9 +953,12 @@ static int mct_init(const sy_host_api *api, sy_host *host, void **state, char *e
         snprintf(err, errlen, "the host's API is too old for this plugin");
         return -1;
     }
-    if (api->setting_string(host, "host", "127.0.0.1", &addr) < 0 ||
-        api->setting_string(host, "prefix", "switchyard:traces", &prefix) < 0) {
-        snprintf(err, errlen, "settings 'host' and 'prefix' must be strings");
+    if (api->setting_string(host, "host", "127.0.0.1", &addr) < 0) {
+        snprintf(err, errlen, "setting 'host' must be a string");
+        return -1;
+    }
+    if (api->setting_string(host, "prefix", "switchyard:traces", &prefix) < 0) {
+        snprintf(err, errlen, "setting 'prefix' must be a string");
         return -1;
     }
     if (!*addr) {
@@ -988,6 +995,8 @@ static int mct_init(const sy_host_api *api, sy_host *host, void **state, char *e
                  (long long)root_wait, (long long)timeout);
         return -1;
     }
+    if (!state)
+        return 0;
 
     mct *m = calloc(1, sizeof(*m));
     if (!m) {
@@ -1039,6 +1048,16 @@ static int mct_init(const sy_host_api *api, sy_host *host, void **state, char *e
 fail:
     mct_close(m);
     return -1;
+}
+
+static int mct_init(const sy_host_api *api, sy_host *host, void **state, char *err, size_t errlen)
+{
+    return mct_setup(api, host, state, err, errlen);
+}
+
+static int mct_check(const sy_host_api *api, sy_host *host, char *err, size_t errlen)
+{
+    return mct_setup(api, host, NULL, err, errlen);
 }
 
 static sy_status mct_write(void *state, const sy_metric_batch *b)
@@ -1140,6 +1159,7 @@ SY_SINK_EXPORT = {
     .description = "appstats-style request traces from trace-tagged timers, stored in memcached",
     .settings = mct_settings,
     .init = mct_init,
+    .check = mct_check,
     .write = mct_write,
     .write_samples = mct_write_samples,
     .flush = mct_flush,

@@ -324,6 +324,7 @@ struct redis_sink {
     const sy_host_api *api;
     sy_host *host;
     int closed;
+    int checking;       /* a settings check: judge everything, start nothing */
 
     /* settings */
     char *username, *password;
@@ -2393,6 +2394,8 @@ static int add_seed(redis_sink *r, const char *s, char *err, size_t errlen)
         snprintf(err, errlen, "setting 'nodes': cluster nodes are reached over TCP, not %s", host);
         return -1;
     }
+    if (r->checking)
+        return 0;
     for (node *nd = r->nodes; nd; nd = nd->next)
         if (nd->port == port && strcmp(nd->addr, host) == 0)
             return 0;
@@ -2422,30 +2425,6 @@ static int cluster_init(redis_sink *r, const char *addr, int port, char *err, si
                  "would be the hash tag of every key)");
         return -1;
     }
-    r->groups = (uint32_t)groups;
-    r->refresh_ms = (uint64_t)refresh;
-    r->slots = calloc(NSLOTS, sizeof *r->slots);
-    r->newslots = calloc(NSLOTS, sizeof *r->newslots);
-    r->gslot = calloc(r->groups, sizeof *r->gslot);
-    r->gstamp = calloc(r->groups, sizeof *r->gstamp);
-    r->gidx = calloc(r->groups, sizeof *r->gidx);
-    r->map_timer = api->timer_new(r->host, on_map_timer, r);
-    r->limbo_timer = api->timer_new(r->host, on_limbo_timer, r);
-    if (!r->slots || !r->newslots || !r->gslot || !r->gstamp || !r->gidx || !r->map_timer ||
-        !r->limbo_timer) {
-        snprintf(err, errlen, "out of memory");
-        return -1;
-    }
-    for (uint32_t g = 0; g < r->groups; g++) {
-        size_t klen;
-        const char *key = group_key(r, "latest", g, &klen);
-        if (!key) {
-            snprintf(err, errlen, "out of memory");
-            return -1;
-        }
-        r->gslot[g] = key_slot(r, key, klen);
-    }
-
     int n = api->setting_list_len(r->host, "nodes");
     if (n == 0) {
         snprintf(err, errlen, "setting 'nodes' is an empty list");
@@ -2476,11 +2455,38 @@ static int cluster_init(redis_sink *r, const char *addr, int port, char *err, si
                 return -1;
         }
     }
+    if (r->checking)
+        return 0;
+    r->groups = (uint32_t)groups;
+    r->refresh_ms = (uint64_t)refresh;
+    r->slots = calloc(NSLOTS, sizeof *r->slots);
+    r->newslots = calloc(NSLOTS, sizeof *r->newslots);
+    r->gslot = calloc(r->groups, sizeof *r->gslot);
+    r->gstamp = calloc(r->groups, sizeof *r->gstamp);
+    r->gidx = calloc(r->groups, sizeof *r->gidx);
+    r->map_timer = api->timer_new(r->host, on_map_timer, r);
+    r->limbo_timer = api->timer_new(r->host, on_limbo_timer, r);
+    if (!r->slots || !r->newslots || !r->gslot || !r->gstamp || !r->gidx || !r->map_timer ||
+        !r->limbo_timer) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    for (uint32_t g = 0; g < r->groups; g++) {
+        size_t klen;
+        const char *key = group_key(r, "latest", g, &klen);
+        if (!key) {
+            snprintf(err, errlen, "out of memory");
+            return -1;
+        }
+        r->gslot[g] = key_slot(r, key, klen);
+    }
     return 0;
 }
 
-static int redis_init(const sy_host_api *api, sy_host *host, void **state, char *err,
-                      size_t errlen)
+/* init, and with state NULL the check: every setting is judged the same
+ * way, and the check makes no node, timer or connection. */
+static int redis_setup(const sy_host_api *api, sy_host *host, void **state, char *err,
+                       size_t errlen)
 {
     int64_t port, db, retention, maxlen, maxpend, maxq, stall, cto, rmin, rmax;
     redis_sink *r;
@@ -2497,6 +2503,7 @@ static int redis_init(const sy_host_api *api, sy_host *host, void **state, char 
     }
     r->api = api;
     r->host = host;
+    r->checking = !state;
     crc16_init(r);
     if (str_setting(api, host, "host", "127.0.0.1", &addr, err, errlen) ||
         str_setting(api, host, "username", NULL, &r->username, err, errlen) ||
@@ -2547,6 +2554,22 @@ static int redis_init(const sy_host_api *api, sy_host *host, void **state, char 
     r->reconnect_min_ms = (uint64_t)rmin;
     r->reconnect_max_ms = (uint64_t)rmax;
 
+    if (r->cluster) {
+        if (cluster_init(r, addr, (int)port, err, errlen) < 0)
+            goto fail;
+    } else {
+        const char *v;
+        if (api->setting_list_len(host, "nodes") >= 0 ||
+            api->setting_string(host, "nodes", NULL, &v) <= 0) {
+            snprintf(err, errlen, "setting 'nodes' needs cluster = true");
+            goto fail;
+        }
+    }
+    if (r->checking) {
+        free(addr);
+        redis_free(r);
+        return 0;
+    }
     r->argv = calloc(2 + 2 * BLOCK_METRICS, sizeof *r->argv);
     r->argvlen = calloc(2 + 2 * BLOCK_METRICS, sizeof *r->argvlen);
     r->nums = calloc(BLOCK_METRICS, sizeof *r->nums);
@@ -2561,21 +2584,10 @@ static int redis_init(const sy_host_api *api, sy_host *host, void **state, char 
     r->redir_log.show_count = 1;
     api->stat_set(host, SY_STAT_CONNECTED, 0);
 
-    if (r->cluster) {
-        if (cluster_init(r, addr, (int)port, err, errlen) < 0)
-            goto fail;
-    } else {
-        const char *v;
-        if (api->setting_list_len(host, "nodes") >= 0 ||
-            api->setting_string(host, "nodes", NULL, &v) <= 0) {
-            snprintf(err, errlen, "setting 'nodes' needs cluster = true");
-            goto fail;
-        }
-        /* the one node connects as soon as the loop runs */
-        if (!(r->single = node_new(r, addr, (int)port, 1))) {
-            snprintf(err, errlen, "out of memory");
-            goto fail;
-        }
+    /* the one node connects as soon as the loop runs */
+    if (!r->cluster && !(r->single = node_new(r, addr, (int)port, 1))) {
+        snprintf(err, errlen, "out of memory");
+        goto fail;
     }
     free(addr);
     *state = r;
@@ -2584,6 +2596,17 @@ fail:
     free(addr);
     redis_free(r);
     return -1;
+}
+
+static int redis_init(const sy_host_api *api, sy_host *host, void **state, char *err,
+                      size_t errlen)
+{
+    return redis_setup(api, host, state, err, errlen);
+}
+
+static int redis_check(const sy_host_api *api, sy_host *host, char *err, size_t errlen)
+{
+    return redis_setup(api, host, NULL, err, errlen);
 }
 
 /*
@@ -2775,6 +2798,7 @@ SY_SINK_EXPORT = {
                    "or a Redis Cluster",
     .settings = redis_settings,
     .init = redis_init,
+    .check = redis_check,
     .write = redis_write,
     .write_samples = NULL,
     .flush = redis_flush,

@@ -1192,8 +1192,11 @@ fail:
     return -1;
 }
 
-static int repeater_init(const sy_host_api *api, sy_host *host, void **state,
-                         char *err, size_t errlen)
+/* init, and with state NULL the check: every setting and destination is
+ * judged the same way, and the check stops before any address is looked
+ * up or any socket, queue or timer is made. */
+static int repeater_setup(const sy_host_api *api, sy_host *host, void **state,
+                          char *err, size_t errlen)
 {
     const char *proto, *flushed, *hashing, *on_down;
     int64_t maxq, maxd, rmin, rmax, cto, down_after;
@@ -1293,9 +1296,22 @@ static int repeater_init(const sy_host_api *api, sy_host *host, void **state,
             goto fail;
         }
     }
+    int i;
+    if (!state) {
+        for (i = 0; i < n; i++) {
+            char addr[300];
+            int port;
+            if (parse_destination(names[i], addr, sizeof(addr), &port, err, errlen) != 0)
+                goto fail;
+        }
+        for (i = 0; i < n; i++)
+            free(names[i]);
+        free(names);
+        repeater_free(r);
+        return 0;
+    }
     uint64_t now = api->monotonic_ms(host);
     api->stat_set(host, SY_STAT_CONNECTED, 0);
-    int i;
     for (i = 0; i < n; i++) {
         rdest *d = &r->d[i];
         char addr[300];
@@ -1358,6 +1374,18 @@ fail:
     repeater_free(r);
     return -1;
 }
+
+static int repeater_init(const sy_host_api *api, sy_host *host, void **state,
+                         char *err, size_t errlen)
+{
+    return repeater_setup(api, host, state, err, errlen);
+}
+
+static int repeater_check(const sy_host_api *api, sy_host *host, char *err, size_t errlen)
+{
+    return repeater_setup(api, host, NULL, err, errlen);
+}
+
 /* What a name may not hold to stay one StatsD line with the same key:
  * a line break, the ':' that ends the name, or the "|#" that starts the
  * tags. */
@@ -1636,6 +1664,7 @@ SY_SINK_EXPORT = {
                    "consistent hashing, with bounded queues and reconnects",
     .settings = repeater_settings,
     .init = repeater_init,
+    .check = repeater_check,
     .write = repeater_write,
     .write_samples = repeater_write_samples,
     .flush = repeater_flush,

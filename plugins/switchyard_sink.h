@@ -9,6 +9,8 @@
  *
  * Lifecycle of one sink instance (a name in the config's `sinks` table):
  *
+ *   check   (optional, ABI 1.1) validates the settings and starts nothing;
+ *           `switchyard --check`, start-up and every reload call it first
  *   init    once, with the instance's settings; returns the plugin's state
  *   write   each flush, zero or more times, with a borrowed batch of values
  *   write_samples   for pass-through routes, with borrowed raw samples
@@ -234,6 +236,18 @@ typedef struct sy_sink_plugin {
      * Required callbacks: init, write, flush, close. */
     size_t (*pending)(void *state);
     void (*close)(void *state);
+
+    /* ABI 1.1; may be NULL.  The host reads it only when struct_size
+     * covers it, so a plugin built against 1.0 still loads (and gets only
+     * the key check).  Reads and validates every setting exactly as init
+     * would, and refuses what init would refuse, but opens nothing: no
+     * socket, file, timer, thread, no DNS lookup.  `switchyard --check`,
+     * start-up and each reload call it before init, so a config that
+     * passes --check is not refused later for its settings.  In a check
+     * the host's timer_new, watch_new and event_base return NULL, and log
+     * shows only warnings and errors.  0, or non-zero with the reason in
+     * err (the host prefixes the sink's name). */
+    int (*check)(const sy_host_api *api, sy_host *host, char *err, size_t errlen);
 } sy_sink_plugin;
 
 /* Fill the three leading members; use as the first initialiser:

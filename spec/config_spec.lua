@@ -48,19 +48,48 @@ describe("config errors", function()
     })
   end)
 
-  it("an unknown option (a typo)", function()
-    assert.are.equal("F:3: flushIntervall: unknown option", load_error {
+  it("an unknown option (a typo) names the closest known one", function()
+    assert.are.equal("F:3: flushIntervall: unknown option; did you mean flushInterval?", load_error {
       "return {",
       SINK,
       "  flushIntervall = 1000,",
       "}",
     })
+    assert.are.equal("F:3: graphite.globalprefix: unknown option; did you mean globalPrefix?",
+      load_error {
+        "return {",
+        SINK,
+        '  graphite = { globalprefix = "s" },',
+        "}",
+      })
+    assert.are.equal("F:3: listen.thread: unknown option; did you mean threads?", load_error {
+      "return {",
+      SINK,
+      '  listen = { { url = "udp://127.0.0.1:0", thread = 2 } },',
+      "}",
+    })
+  end)
+
+  it("an unknown option with nothing close gives no hint", function()
     assert.are.equal("F:3: graphite.legacy: unknown option", load_error {
       "return {",
       SINK,
       "  graphite = { legacy = true },",
       "}",
     })
+    assert.are.equal("F:3: xy: unknown option", load_error {
+      "return {",
+      SINK,
+      "  xy = 1,",
+      "}",
+    })
+  end)
+
+  it("the hint is the closest name, ties broken in sorted order", function()
+    assert.are.equal("flushInterval", config.closest("flushinterval", { flushInterval = 1, flush_counts = 1 }))
+    assert.are.equal("port", config.closest("prot", { port = 1, host = 1 }))
+    assert.are.equal("abc", config.closest("abd", { abe = 1, abc = 1 }))
+    assert.is_nil(config.closest("zzzzzz", { port = 1 }))
   end)
 
   it("a number out of range", function()

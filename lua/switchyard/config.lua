@@ -92,11 +92,47 @@ function Checker:type(path, v, want)
   return v
 end
 
+-- Levenshtein distance between two short names.
+local function distance(a, b)
+  if #a > 64 or #b > 64 then return math.huge end
+  local row = {}
+  for j = 0, #b do row[j] = j end
+  for i = 1, #a do
+    local diag, ca = row[0], a:byte(i)
+    row[0] = i
+    for j = 1, #b do
+      local up = row[j]
+      row[j] = math.min(up + 1, row[j - 1] + 1, diag + (ca == b:byte(j) and 0 or 1))
+      diag = up
+    end
+  end
+  return row[#b]
+end
+
+-- The known name closest to a misspelt one, or nil when none is close: at
+-- most two edits, and fewer edits than the name has letters.  Ties go to
+-- the first in sorted order, so the hint does not depend on table order.
+local function closest(name, spec)
+  local names = {}
+  for k in pairs(spec) do names[#names + 1] = k end
+  table.sort(names)
+  local best, best_d = nil, 3
+  for _, k in ipairs(names) do
+    local d = distance(name, k)
+    if d < best_d and d < #name then best, best_d = k, d end
+  end
+  return best
+end
+M.closest = closest
+
 function Checker:known(path, t, spec)
   for k, v in pairs(t) do
     if type(k) ~= "string" then self:fail(path, "keys must be names") end
     local p = (path ~= "" and (path .. ".") or "") .. k
-    if not spec[k] then self:fail(p, "unknown option") end
+    if not spec[k] then
+      local hint = closest(k, spec)
+      self:fail(p, "unknown option" .. (hint and ("; did you mean " .. hint .. "?") or ""))
+    end
     self:type(p, v, spec[k])
   end
 end
@@ -319,6 +355,9 @@ function M.normalize(t, file, source)
   out.httpAddress = t.httpAddress
   if out.httpAddress ~= nil and not out.httpAddress:match("^[%w%.%-:%[%]]*:%d+$") then
     c:fail("httpAddress", "must be HOST:PORT, e.g. \"127.0.0.1:8127\"")
+  end
+  if out.httpAddress ~= nil and tonumber(out.httpAddress:match(":(%d+)$")) > 65535 then
+    c:fail("httpAddress", "the port must be at most 65535")
   end
   out.healthStatus = default(t.healthStatus, "up")
   if out.healthStatus ~= "up" and out.healthStatus ~= "down" then

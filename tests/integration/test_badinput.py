@@ -66,6 +66,13 @@ sanitizer build) its stderr must hold no sanitizer report.
       and skipped to its newline (its tail is never run as a command);
   18. console_escapes: keyNameSanitize off: `keys`, `delcounters` and the
       console sink show CR, TAB and terminal escapes escaped as `counters`.
+  19. check_config: `switchyard --check` refuses what start-up refuses:
+      a bad setting of each built-in sink (graphite, redis, repeater,
+      memcache_traces, console), named with its sink, key and line, and
+      the same message from `-c`; a valid config of each sink passes and
+      connects to nothing; a misspelt option names the closest known one;
+      listener options and httpAddress are checked; a SIGHUP reload refuses
+      each bad sink setting too and keeps the old config running.
 
 Usage:
   /usr/bin/python3 tests/integration/test_badinput.py [SCENARIO ...]
@@ -1817,6 +1824,196 @@ def scenario_console_escapes(res, workdir):
         d.stop()
 
 
+# ---------------------------------------------------------------------------
+# 16. --check runs every check start-up and a reload run
+
+# (sink name, its table, the key the message must name, a regex the message
+# must match).  One bad setting per built-in sink, values each plugin's own
+# code refuses (not only the key check the host makes).
+BAD_SINKS = [
+    ("carbon", {"plugin": "graphite", "host": LOOPBACK, "port": "abc"}, "port",
+     r"setting 'port' must be a whole number, not a string"),
+    ("carbon", {"plugin": "graphite", "destinations": ["%s:1:a" % LOOPBACK, "%s:2:b" % LOOPBACK],
+                "hashing": "md5"}, "hashing", r"'md5'; it must be \"carbon_ch\" or \"fnv1a_ch\""),
+    ("store", {"plugin": "redis", "port": 70000}, "port",
+     r"setting 'port' is 70000, it must be between 1 and 65535"),
+    ("store", {"plugin": "redis", "cluster": True, "nodes": ["nocolon"]}, "nodes",
+     r"setting 'nodes': \"nocolon\" is not HOST:PORT"),
+    ("fwd", {"plugin": "repeater", "protocol": "sctp"}, "protocol",
+     r"setting 'protocol' must be \"udp\" or \"tcp\", not \"sctp\""),
+    ("fwd", {"plugin": "repeater", "destinations": ["%s:1" % LOOPBACK, "nohost"]}, "destinations",
+     r"'nohost' is not HOST:PORT"),
+    ("traces", {"plugin": "memcache_traces", "maxSpans": 0}, "maxSpans",
+     r"setting 'maxSpans' is 0, it must be between 1 and 1000000"),
+    ("traces", {"plugin": "memcache_traces", "prefix": "has space"}, "prefix",
+     r"setting 'prefix' must be 1 to 200 bytes"),
+    ("out", {"plugin": "console", "stream": "stdlog"}, "stream",
+     r"setting 'stream' must be \"stdout\" or \"stderr\", not \"stdlog\""),
+    ("out", {"plugin": "console", "path": 5}, "path", r"setting 'path' must be a string"),
+    ("out", {"plugin": "console", "retryMaxMetric": 10}, "retryMaxMetric",
+     r"unknown setting 'retryMaxMetric' for plugin 'console'; did you mean 'retryMaxMetrics'\?"),
+]
+
+
+def good_sinks(port, workdir):
+    """A valid table of each built-in sink, every network one pointed at
+    `port`, where the test listens to see that --check connects nowhere."""
+    dest = "%s:%d" % (LOOPBACK, port)
+    return {
+        "carbon": {"plugin": "graphite", "destinations": [dest + ":a", dest + ":b"],
+                   "hashing": "fnv1a_ch"},
+        "store": {"plugin": "redis", "host": LOOPBACK, "port": port, "stream": True},
+        "shard": {"plugin": "redis", "cluster": True, "nodes": [dest]},
+        "fwd": {"plugin": "repeater", "protocol": "tcp", "destinations": [dest]},
+        "traces": {"plugin": "memcache_traces", "host": LOOPBACK, "port": port, "maxSpans": 10},
+        "out": {"plugin": "console", "path": os.path.join(workdir, "check-out.txt")},
+    }
+
+
+SHORT_RUNS_STDERR = []     # every run_switchyard's stderr, for sanitizer reports
+
+
+def run_switchyard(args, timeout=20):
+    import subprocess
+    p = subprocess.run([switchyard_binary()] + args, stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE, cwd=REPO_DIR, timeout=timeout)
+    err = p.stderr.decode("utf-8", "replace")
+    SHORT_RUNS_STDERR.append(err)
+    return p.returncode, p.stdout.decode("utf-8", "replace"), err
+
+
+def config_with(d, sinks=None, lua_body="", **options):
+    """Daemon d's config with `sinks` added (or in place of its own) and
+    `options` changed, as Lua text."""
+    saved = dict(d.cfg)
+    try:
+        d.cfg.update(options)
+        if sinks is not None:
+            d.cfg["sinks"] = dict(d.cfg["sinks"], **sinks)
+        return d.render(lua_body=lua_body)
+    finally:
+        d.cfg = saved
+
+
+def line_of_key(text, sink, key):
+    """The 1-based line of `key = ` in sink `sink`'s table of a rendered
+    config."""
+    inside = False
+    for n, line in enumerate(text.splitlines(), 1):
+        inside = inside or re.match(r"\s*%s = \{" % re.escape(sink), line) is not None
+        if inside and re.match(r"\s*%s = " % re.escape(key), line):
+            return n
+    return None
+
+
+def scenario_check_config(res, workdir):
+    label = "check_config"
+    d = Daemon(workdir, "sy-check")
+    path = os.path.join(workdir, "check.lua")
+    try:
+        # 1. every bad sink setting: --check refuses it as -c does
+        for name, table, key, pattern in BAD_SINKS:
+            text = config_with(d, {name: table})
+            with open(path, "w") as f:
+                f.write(text)
+            rc, out, err = run_switchyard(["--check", path])
+            where = "%s:%s: sinks.%s.%s: sink '%s': " % (path, line_of_key(text, name, key), name, key,
+                                                         name)
+            what = "%s %s.%s = %r" % (table["plugin"], name, key, table.get(key))
+            res.check("%s: --check refuses %s (exit 1, not OK)" % (label, what),
+                      rc == 1 and "OK" not in out, "exit %r\nstdout %s\nstderr %s" % (rc, out, err))
+            res.check("%s: the message names the file, line, sink and setting: %s" % (label, what),
+                      where in err and re.search(pattern, err) is not None,
+                      "wanted %r and /%s/ in\n%s" % (where, pattern, err))
+            rc2, _, err2 = run_switchyard(["-c", path])
+            res.check("%s: -c refuses %s with the same message" % (label, what),
+                      rc2 not in (0, None) and where in err2 and re.search(pattern, err2),
+                      "exit %r\n%s" % (rc2, err2))
+
+        # 2. a valid config of every sink passes, and --check connects nowhere
+        lst = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        lst.bind((LOOPBACK, 0))
+        lst.listen(16)
+        lst.settimeout(0.5)
+        try:
+            text = config_with(d, good_sinks(lst.getsockname()[1], workdir))
+            with open(path, "w") as f:
+                f.write(text)
+            rc, out, err = run_switchyard(["--check", path])
+            res.check("%s: a valid config of every built-in sink passes --check" % label,
+                      rc == 0 and out.strip() == "%s: OK" % path,
+                      "exit %r\nstdout %s\nstderr %s" % (rc, out, err))
+            try:
+                conn, peer = lst.accept()
+                conn.close()
+                connected = peer
+            except socket.timeout:
+                connected = None
+            res.check("%s: --check opened no connection to the sinks' destinations" % label,
+                      connected is None, "a connection came from %r" % (connected,))
+            res.check("%s: --check did not create the console sink's file" % label,
+                      not os.path.exists(os.path.join(workdir, "check-out.txt")))
+        finally:
+            lst.close()
+
+        # 3. options outside the sinks
+        cases = [
+            ("a misspelt option names the closest one",
+             config_with(d, lua_body="\n  flushIntervall = 1000,"),
+             r"flushIntervall: unknown option; did you mean flushInterval\?"),
+            ("threads > 1 on a TCP listener (start-up refuses it)",
+             config_with(d, listen=[{"url": d.tcp_url, "threads": 2}]),
+             r"listen: .*threads > 1 needs SO_REUSEPORT and works for udp only"),
+            ("an httpAddress port above 65535",
+             config_with(d, httpAddress="%s:70000" % LOOPBACK),
+             r"httpAddress: the port must be at most 65535"),
+            ("an mgmt_address that does not resolve",
+             config_with(d, mgmt_address="no such host", mgmt_port=free_port("tcp")),
+             r"mgmt_address: cannot resolve 'no such host'"),
+        ]
+        for what, text, pattern in cases:
+            with open(path, "w") as f:
+                f.write(text)
+            rc, out, err = run_switchyard(["--check", path])
+            res.check("%s: --check refuses %s" % (label, what),
+                      rc == 1 and re.search(pattern, err) is not None,
+                      "exit %r, wanted /%s/\nstdout %s\nstderr %s" % (rc, pattern, out, err))
+
+        reports = [e for e in SHORT_RUNS_STDERR if any(m in e for m in SANITIZER_MARKERS)]
+        res.check("%s: no sanitizer report from %d runs of --check and -c"
+                  % (label, len(SHORT_RUNS_STDERR)), not reports, "\n".join(reports)[:4000])
+
+        # 4. a reload (SIGHUP) refuses the same bad settings, and keeps
+        # running the old config
+        if not start(res, label, d):
+            return
+        good = d.render()
+        for name, table, key, pattern in BAD_SINKS:
+            what = "%s %s.%s = %r" % (table["plugin"], name, key, table.get(key))
+            before = d.log_count(r"reload failed")
+            d.write_config(config_with(d, {name: table}))
+            d.hup()
+            failed = wait_until(lambda: d.log_count(r"reload failed") > before, 10)
+            lines = [ln for ln in d.log().splitlines() if "reload failed" in ln]
+            last = lines[-1] if lines else ""
+            res.check("%s: a reload refuses %s, naming sink and setting" % (label, what),
+                      failed and ("sinks.%s.%s: sink '%s'" % (name, key, name)) in last
+                      and re.search(pattern, last) is not None, d.logs())
+        res.check("%s: no reload was applied" % label,
+                  d.log_count(r"reload applied") == 0, d.logs())
+        before = d.log_count(r"reload applied")
+        d.write_config(good)
+        d.hup()
+        res.check("%s: the good config reloads afterwards" % label,
+                  wait_until(lambda: d.log_count(r"reload applied") > before, 10), d.logs())
+        tcp_send(d.port, b"check.after:1|c\n")
+        res.check("%s: the daemon still aggregates and flushes" % label,
+                  d.wait_counter("check.after", 1), d.logs())
+        finish(res, label, d)
+    finally:
+        d.stop()
+
+
 SCENARIOS = [
     ("garbage", scenario_garbage),
     ("long_line", scenario_long_line),
@@ -1839,6 +2036,7 @@ SCENARIOS = [
     ("admin_http_limits", scenario_admin_http_limits),
     ("admin_console_lines", scenario_admin_console_lines),
     ("console_escapes", scenario_console_escapes),
+    ("check_config", scenario_check_config),
 ]
 
 

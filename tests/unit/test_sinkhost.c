@@ -415,6 +415,88 @@ static void test_check_settings(void **unused)
     event_base_free(base);
 }
 
+/* What a plugin's check saw of the host, for test_sink_check. */
+static struct {
+    int calls;
+    int timer_null, watch_null, base_null;
+    int64_t port;
+} check_seen;
+
+static void never(void *arg) {}
+static void never_fd(int fd, int ev, void *arg) {}
+
+static int probe_check(const sy_host_api *api, sy_host *h, char *err, size_t len)
+{
+    check_seen.calls++;
+    check_seen.timer_null = api->timer_new(h, never, NULL) == NULL;
+    check_seen.watch_null = api->watch_new(h, 0, never_fd, NULL) == NULL;
+    check_seen.base_null = api->event_base(h) == NULL;
+    api->log(h, SY_LOG_INFO, "an info line a check does not show");
+    if (api->setting_int(h, "port", 1, &check_seen.port) < 0)
+        return -1; /* no message: the host's own is used */
+    if (check_seen.port > 10) {
+        snprintf(err, len, "setting 'port' is too big");
+        return -1;
+    }
+    return 0;
+}
+
+static void test_sink_check(void **unused)
+{
+    char err[1024];
+    static const char *const keys[] = { "port", NULL };
+    sy_sink_plugin p = good_plugin;
+    p.settings = keys;
+    p.check = probe_check;
+
+    memset(&check_seen, 0, sizeof(check_seen));
+    sy_setting ok[] = { set_str("plugin", "probe"), set_num("port", 5) };
+    assert_int_equal(sy_sink_check(&p, "s", ok, 2, err, sizeof(err)), 0);
+    assert_int_equal(check_seen.calls, 1);
+    assert_int_equal(check_seen.port, 5);
+    /* nothing can be started from a check */
+    assert_true(check_seen.timer_null);
+    assert_true(check_seen.watch_null);
+    assert_true(check_seen.base_null);
+
+    sy_setting big[] = { set_num("port", 50) };
+    assert_int_equal(sy_sink_check(&p, "s", big, 1, err, sizeof(err)), -1);
+    assert_string_equal(err, "sink 's': setting 'port' is too big");
+
+    sy_setting str[] = { set_str("port", "abc") };
+    assert_int_equal(sy_sink_check(&p, "s", str, 1, err, sizeof(err)), -1);
+    assert_string_equal(err, "sink 's': setting 'port' must be a whole number, not a string");
+
+    /* the key check runs first, with a hint */
+    check_seen.calls = 0;
+    sy_setting typo[] = { set_num("prot", 5) };
+    assert_int_equal(sy_sink_check(&p, "s", typo, 1, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "unknown setting 'prot' for plugin 'good'; did you mean 'port'?"));
+    assert_int_equal(check_seen.calls, 0);
+    sy_setting far[] = { set_num("zzzzzz", 5) };
+    assert_int_equal(sy_sink_check(&p, "s", far, 1, err, sizeof(err)), -1);
+    assert_null(strstr(err, "did you mean"));
+
+    /* A plugin built against ABI 1.0: its descriptor ends at close, so
+     * whatever lies beyond (here a check that would refuse) is not read. */
+    p.struct_size = (uint32_t)offsetof(sy_sink_plugin, check);
+    assert_int_equal(sy_plugin_validate(&p, "old", err, sizeof(err)), 0);
+    assert_int_equal(sy_sink_check(&p, "s", big, 1, err, sizeof(err)), 0);
+    assert_int_equal(check_seen.calls, 0);
+    /* and so does one that leaves check NULL */
+    p = good_plugin;
+    assert_int_equal(sy_sink_check(&p, "s", big, 1, err, sizeof(err)), 0);
+
+    /* the real plugins refuse in a check what init refuses */
+    const sy_sink_plugin *g = sy_plugin_load(plugin_dir(), "graphite", err, sizeof(err));
+    assert_non_null(g);
+    sy_setting gbad[] = { set_str("plugin", "graphite"), set_str("port", "abc") };
+    assert_int_equal(sy_sink_check(g, "carbon", gbad, 2, err, sizeof(err)), -1);
+    assert_string_equal(err, "sink 'carbon': setting 'port' must be a whole number, not a string");
+    sy_setting gok[] = { set_str("plugin", "graphite"), set_num("port", 2003) };
+    assert_int_equal(sy_sink_check(g, "carbon", gok, 2, err, sizeof(err)), 0);
+}
+
 static void test_settings_free(void **unused)
 {
     sy_setting *s = calloc(3, sizeof(*s));
@@ -1477,6 +1559,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_validate),
         cmocka_unit_test(test_load),
         cmocka_unit_test(test_check_settings),
+        cmocka_unit_test(test_sink_check),
         cmocka_unit_test(test_settings_free),
         cmocka_unit_test(test_host_api),
         cmocka_unit_test(test_retry),

@@ -36,12 +36,11 @@ typedef struct jsonl {
  * --check, so a misspelt "fsnyc" is an error instead of being ignored. */
 static const char *const jsonl_settings[] = { "path", "fsync", NULL };
 
-static int jsonl_init(const sy_host_api *api, sy_host *host, void **state,
-                      char *err, size_t errlen)
+/* Reads and judges the settings; init and check share it, so --check
+ * refuses exactly what init would.  0, or -1 with err set. */
+static int jsonl_settings_read(const sy_host_api *api, sy_host *host, const char **path,
+                               int *do_fsync, char *err, size_t errlen)
 {
-    const char *path;
-    int do_fsync;
-
     /* The host passes its own API; a plugin built against a newer minor
      * version must not call members the host does not have. */
     if (api->abi_major != SY_SINK_ABI_MAJOR ||
@@ -49,18 +48,38 @@ static int jsonl_init(const sy_host_api *api, sy_host *host, void **state,
         snprintf(err, errlen, "the host's API is too old for this plugin");
         return -1;
     }
-    if (api->setting_string(host, "path", NULL, &path) < 0) {
+    if (api->setting_string(host, "path", NULL, path) < 0) {
         snprintf(err, errlen, "setting 'path' must be a string");
         return -1;
     }
-    if (!path || !*path) {
+    if (!*path || !**path) {
         snprintf(err, errlen, "setting 'path' is required (the file to append to)");
         return -1;
     }
-    if (api->setting_bool(host, "fsync", 0, &do_fsync) < 0) {
+    if (api->setting_bool(host, "fsync", 0, do_fsync) < 0) {
         snprintf(err, errlen, "setting 'fsync' must be true or false");
         return -1;
     }
+    return 0;
+}
+
+/* `switchyard --check`, start-up and reloads call this before init: the
+ * settings only, and no file is opened (or created). */
+static int jsonl_check(const sy_host_api *api, sy_host *host, char *err, size_t errlen)
+{
+    const char *path;
+    int do_fsync;
+    return jsonl_settings_read(api, host, &path, &do_fsync, err, errlen);
+}
+
+static int jsonl_init(const sy_host_api *api, sy_host *host, void **state,
+                      char *err, size_t errlen)
+{
+    const char *path;
+    int do_fsync;
+
+    if (jsonl_settings_read(api, host, &path, &do_fsync, err, errlen) < 0)
+        return -1;
 
     jsonl *j = calloc(1, sizeof(*j));
     if (!j || !(j->path = strdup(path))) {
@@ -272,6 +291,7 @@ SY_SINK_EXPORT = {
     .description = "appends flushed metrics and raw samples to a file as JSON lines",
     .settings = jsonl_settings,
     .init = jsonl_init,
+    .check = jsonl_check,   /* may be NULL; read only by hosts of ABI 1.1 on */
     .write = jsonl_write,
     .write_samples = jsonl_write_samples,
     .flush = jsonl_flush,
