@@ -36,6 +36,9 @@ typedef struct reload_job {
     int uses_origin;         /* the new config's */
     uint64_t started_us, lua_us, decided;
     uint64_t longest_slice_us;
+    uint64_t longest_slice_cpu_us; /* the engine thread's CPU in that slice:
+                                    * below the wall time when it was
+                                    * descheduled meanwhile */
 } reload_job;
 
 typedef struct query {
@@ -78,6 +81,13 @@ static uint64_t mono_us(void)
 {
     struct timespec t;
     clock_gettime(CLOCK_MONOTONIC, &t);
+    return (uint64_t)t.tv_sec * 1000000u + (uint64_t)t.tv_nsec / 1000u;
+}
+
+static uint64_t thread_cpu_us(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
     return (uint64_t)t.tv_sec * 1000000u + (uint64_t)t.tv_nsec / 1000u;
 }
 
@@ -245,9 +255,11 @@ static void job_finish(sy_engine *e)
     atomic_store(&e->reload_last_ms, ms);
     atomic_store(&e->reload_slice_max_us, j->longest_slice_us);
     sy_log(SY_INFO, "reload: %llu live keys decided by the new config in %llu ms "
-           "(%llu ms of it in Lua, slices of at most %llu us between batches)",
+           "(%llu ms of it in Lua, slices of at most %llu us between batches, %llu us of "
+           "CPU in the longest)",
            (unsigned long long)j->decided, (unsigned long long)ms,
-           (unsigned long long)(j->lua_us / 1000), (unsigned long long)j->longest_slice_us);
+           (unsigned long long)(j->lua_us / 1000), (unsigned long long)j->longest_slice_us,
+           (unsigned long long)j->longest_slice_cpu_us);
     apply_config(e, j->c, j->router, j->pre);
     j->c = NULL;
     j->router = NULL;
@@ -260,7 +272,7 @@ static void job_finish(sy_engine *e)
 static void job_step(sy_engine *e, uint64_t budget_us)
 {
     reload_job *j = e->job;
-    uint64_t t0 = mono_us(), now = t0;
+    uint64_t t0 = mono_us(), now = t0, cpu0 = thread_cpu_us();
     while (now - t0 < budget_us) {
         if (sy_agg_table_cap(e->agg) != j->cap) {
             /* the table grew: walk it again (known keys are skipped) */
@@ -273,8 +285,10 @@ static void job_step(sy_engine *e, uint64_t budget_us)
         now = mono_us();
     }
     j->lua_us += now - t0;
-    if (now - t0 > j->longest_slice_us)
+    if (now - t0 > j->longest_slice_us) {
         j->longest_slice_us = now - t0;
+        j->longest_slice_cpu_us = thread_cpu_us() - cpu0;
+    }
     if (j->cursor >= j->cap)
         job_finish(e);
 }

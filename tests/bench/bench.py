@@ -73,6 +73,7 @@ import hashlib
 import json
 import os
 import platform
+import re
 import shutil
 import signal
 import socket
@@ -106,9 +107,9 @@ MODES = {
     # keys of the flush/memory test (0: skipped); newkeys: keys of the
     # routing-decision test
     "short": {"duration": 2.0, "rounds": 1, "flush_ms": 500, "keys": 10000, "million": 0,
-              "newkeys": 50000},
+              "newkeys": 50000, "reload_keys": 50000, "reload_rate": 100000, "reload_window": 3.0},
     "full": {"duration": 10.0, "rounds": 3, "flush_ms": 2000, "keys": 10000, "million": 1000000,
-             "newkeys": 200000},
+             "newkeys": 200000, "reload_keys": 1000000, "reload_rate": 1000000, "reload_window": 12.0},
 }
 
 
@@ -910,6 +911,83 @@ def million_scenario(name, cfg, ctx, max_queue=None):
     return out
 
 
+def reload_scenario(cfg, ctx):
+    """A reload under a steady UDP stream with many live keys: every key is
+    made live over TCP (no loss while the first decisions are made), then a
+    steady UDP stream over all of them, 20 metrics per datagram, with one
+    SIGHUP a third of the way in.  Three configs: no rules (nothing to
+    decide), the bench's 20 rules reloaded unchanged, and the 20 rules
+    reloaded with one more that renames every key (every decision
+    changes).  Reported: sent, reached the sink, ring drops, the time from
+    SIGHUP to applied and the engine's longest slice on it (from the log)."""
+    n, rate, window = cfg["reload_keys"], cfg["reload_rate"], cfg["reload_window"]
+    title = ("reload with %s live keys under a steady UDP stream of %s metrics/s (20/datagram), "
+             "SIGHUP %.0f s into %.0f s" % (fmt_int(n), fmt_int(rate), window / 3, window))
+    print("\n== %s ==" % title)
+    sys.stdout.flush()
+    out = {"name": "reload", "title": title, "keys": n, "rate": rate, "runs": {}}
+    for variant, system in (("no rules", "switchyard"), ("20 rules, unchanged", "switchyard+rules"),
+                            ("20 rules + renaming every key", "switchyard+rules")):
+        server = Server(system, "udp", cfg["flush_ms"], ctx.reg, ctx.workdir, "reload%d" % len(out["runs"]))
+        try:
+            server.start()
+            load = run_loadgen(["--tcp", "%s:%d" % (LOOPBACK, server.port), "--keys", n, "--count", n,
+                                "--per", 20, "--key-prefix", "reload"], 300)
+            wait_flushed(server.sink, "reload", wait_idle(server.pid), server.flush_ms / 1000.0,
+                         expect=load["sent_metrics"])
+            path = os.path.join(ctx.workdir, "%s-%s.lua" % (server.tag, system.replace("+", "_")))
+            text = read_file(path)
+            if variant.endswith("every key"):
+                text = text.replace('route.default()                            :to "carbon",',
+                                    'route.prefix "reload." :addprefix "re." :to "carbon",\n'
+                                    '  route.default() :to "carbon",')
+            with open(path + ".tmp", "w") as f:
+                f.write(text)
+            os.replace(path + ".tmp", path)
+            gen = subprocess.Popen([LOADGEN] + [str(a) for a in server.target() +
+                                   ["--keys", n, "--per", 20, "--rate", rate, "--key-prefix", "reload",
+                                    "--duration", window]], stdout=subprocess.PIPE)
+            time.sleep(window / 3)
+            t_hup = time.monotonic()
+            os.kill(server.pid, signal.SIGHUP)
+            stdout, _ = gen.communicate(timeout=window + 120)
+            steady = json.loads(stdout.decode().strip().splitlines()[-1])
+            sent = load["sent_metrics"] + steady["sent_metrics"]
+            st = wait_flushed(server.sink, "reload", wait_idle(server.pid), server.flush_ms / 1000.0)
+            deadline = time.monotonic() + 30
+            while group_total(st, "reload") + group_total(st, "re") < sent and time.monotonic() < deadline:
+                time.sleep(0.5)
+                st = server.sink.stats()
+            got = group_total(st, "reload") + group_total(st, "re")
+            log = read_file(server.proc.stderr_path)
+            m = re.search(r"decided by the new config in (\d+) ms \((\d+) ms of it in Lua, slices of at "
+                          r"most (\d+) us between batches, (\d+) us of CPU", log)
+            run = {"sent": sent, "received": got, "loss": sent - got,
+                   "ring_dropped": int(watch_sum(st, lambda k: ".switchyard.listener." in k and
+                                                 k.endswith(".dropped"))),
+                   "kernel_udp_rcvbuf_errors": None,
+                   "prepare_ms": int(m.group(1)) if m else None,
+                   "lua_ms": int(m.group(2)) if m else None,
+                   "longest_slice_us": int(m.group(3)) if m else None,
+                   "longest_slice_cpu_us": int(m.group(4)) if m else None,
+                   "applied": "reload applied" in log, "hup_at": t_hup}
+            out["runs"][variant] = run
+            ctx.check("reload/%s: applied" % variant, run["applied"], log[-2000:])
+            ctx.check("reload/%s: the keys reached the sink" % variant, got > 0, "sent %d" % sent)
+            print("  %-30s sent %s, reached %s, lost %s, ring drops %s; prepared in %s ms "
+                  "(%s ms in Lua), longest slice %s us (%s us of CPU)"
+                  % (variant, fmt_int(sent), fmt_int(got), fmt_int(sent - got), fmt_int(run["ring_dropped"]),
+                     run["prepare_ms"], run["lua_ms"], run["longest_slice_us"],
+                     run["longest_slice_cpu_us"]))
+            sys.stdout.flush()
+        except ComponentError as e:
+            ctx.check("reload/%s ran" % variant, False, str(e))
+            out["runs"][variant] = {"error": str(e)}
+        finally:
+            server.stop()
+    return out
+
+
 def print_million(m):
     print("  keys sent %s (%s metrics/s), reached the sink %s"
           % (fmt_int(m["load"]["sent_metrics"]), fmt_int(m["load"]["metrics_per_s"]),
@@ -966,8 +1044,10 @@ def main():
     ap.add_argument("--newkeys", type=int, help="keys of the routing-decision test (0: skip it)")
     ap.add_argument("--gen-threads", type=int, default=1,
                     help="generator threads (sockets) in the throughput scenarios (default 1)")
-    ap.add_argument("--scenarios", default="udp20,udp1,tcp,newkeys,flush1m",
-                    help="comma-separated subset of udp20,udp1,tcp,newkeys,flush1m")
+    ap.add_argument("--scenarios", default="udp20,udp1,tcp,newkeys,flush1m,reload",
+                    help="comma-separated subset of udp20,udp1,tcp,newkeys,flush1m,reload")
+    ap.add_argument("--reload-keys", type=int, help="live keys of the reload test (0: skip it)")
+    ap.add_argument("--reload-rate", type=int, help="metrics/s of the reload test's steady stream")
     ap.add_argument("--systems", default=",".join(SYSTEMS),
                     help="comma-separated subset of " + ",".join(SYSTEMS))
     ap.add_argument("--out", help="results file (default build/bench/results-<timestamp>.json)")
@@ -975,7 +1055,8 @@ def main():
 
     cfg = dict(MODES[args.mode])
     cfg["gen_threads"] = args.gen_threads
-    for k in ("duration", "rounds", "keys", "flush_ms", "million", "newkeys"):
+    for k in ("duration", "rounds", "keys", "flush_ms", "million", "newkeys", "reload_keys",
+              "reload_rate"):
         if getattr(args, k) is not None:
             cfg[k] = getattr(args, k)
     cfg.update({"million_flush_ms": 5000, "million_rate": 2000000, "steady_rate": 1000000,
@@ -1063,6 +1144,8 @@ def main():
             if cfg.get("million_default_queue", True):
                 results["scenarios"]["flush1m_default_queue"] = million_scenario(
                     "flush1m_default_queue", cfg, ctx)
+        if "reload" in scenarios and cfg["reload_keys"] > 0 and "switchyard" in systems:
+            results["scenarios"]["reload"] = reload_scenario(cfg, ctx)
     except KeyboardInterrupt:
         ctx.check("bench finished", False, "interrupted")
     finally:
