@@ -959,6 +959,12 @@ def reload_scenario(cfg, ctx):
                 time.sleep(0.5)
                 st = server.sink.stats()
             got = group_total(st, "reload") + group_total(st, "re")
+            # a reload that shares the engine with a heavy stream may still
+            # be being prepared: wait for it (its time is reported)
+            deadline = time.monotonic() + 180
+            while "reload applied" not in read_file(server.proc.stderr_path) and \
+                    time.monotonic() < deadline:
+                time.sleep(0.5)
             log = read_file(server.proc.stderr_path)
             m = re.search(r"decided by the new config in (\d+) ms \((\d+) ms of it in Lua, slices of at "
                           r"most (\d+) us between batches, (\d+) us of CPU", log)
