@@ -89,6 +89,7 @@ sys.path.insert(0, TESTS_DIR)
 from lib.netutil import LOOPBACK, free_port, free_port_pair, wait_for_port  # noqa: E402
 from lib.proc import Process, make_workdir, remove_workdir  # noqa: E402
 from lib.statsd import STATSD_VERSION, ensure_statsd, statsd_config  # noqa: E402
+from lib.sumsink import sumsink_stats  # noqa: E402
 from lib.switchyard import switchyard_binary  # noqa: E402
 
 TOOLS_DIR = os.path.join(REPO_DIR, "build", "bench")
@@ -304,15 +305,7 @@ class Sink:
         self.port = read_listening(self.proc)
 
     def stats(self):
-        with socket.create_connection((LOOPBACK, self.port), timeout=10) as s:
-            s.sendall(b"#stats\n")
-            data = b""
-            while True:
-                chunk = s.recv(1 << 16)
-                if not chunk:
-                    break
-                data += chunk
-        return json.loads(data)
+        return sumsink_stats(self.port)
 
     def stop(self):
         self.proc.stop()

@@ -54,7 +54,7 @@ from lib.netutil import LOOPBACK, free_port, free_port_pair, send_udp, sleep_unt
 from lib.netutil import wait_for_port  # noqa: E402
 from lib.proc import Process, make_workdir, remove_workdir, wait_until  # noqa: E402
 from lib.results import Results  # noqa: E402
-from lib.resp import REDIS_SERVER, Resp, query  # noqa: E402
+from lib.resp import REDIS_SERVER, RedisServer, Resp, query  # noqa: E402
 from lib.switchyard import switchyard_binary, to_lua  # noqa: E402
 
 TEST_NAME = "test_redis_cluster"
@@ -108,66 +108,22 @@ def group_key(what, g):
 # The cluster
 
 
-class ClusterNode:
+class ClusterNode(RedisServer):
     """One redis-server with cluster-enabled yes, its dir, nodes.conf and
-    AOF in workdir/name; can be stopped, killed and started again."""
+    AOF in workdir/name; can be stopped, killed and started again (the
+    rest is tests/lib/resp.py's RedisServer)."""
 
     def __init__(self, workdir, name):
-        self.workdir = workdir
-        self.name = name
-        self.port = free_port("tcp")
+        super().__init__(workdir, name, aof=True)
         # the cluster bus would be port + 10000 (maybe taken, maybe > 65535)
         self.bus_port = free_port("tcp")
         while self.bus_port == self.port:
             self.bus_port = free_port("tcp")
-        self.dir = os.path.join(workdir, name)
-        os.makedirs(self.dir, exist_ok=True)
-        self.procs = []
+        self.extra = ["--cluster-enabled", "yes",
+                      "--cluster-config-file", os.path.join(self.dir, "nodes.conf"),
+                      "--cluster-port", str(self.bus_port), "--cluster-node-timeout", "5000",
+                      "--protected-mode", "no"]
         self.id = None
-
-    @property
-    def proc(self):
-        return self.procs[-1] if self.procs else None
-
-    def start(self, timeout=10.0):
-        argv = [REDIS_SERVER, "--port", self.port, "--bind", LOOPBACK, "--dir", self.dir,
-                "--daemonize", "no", "--save", "", "--appendonly", "yes",
-                "--appendfsync", "always", "--cluster-enabled", "yes",
-                "--cluster-config-file", os.path.join(self.dir, "nodes.conf"),
-                "--cluster-port", self.bus_port, "--cluster-node-timeout", "5000",
-                "--protected-mode", "no"]
-        p = Process("%s-%d" % (self.name, len(self.procs) + 1), argv, self.workdir,
-                    cwd=self.dir).start()
-        self.procs.append(p)
-        if not wait_for_port(self.port, timeout, alive=p.alive):
-            return False
-        return bool(wait_until(lambda: query(self.port, "PING") == "PONG", timeout))
-
-    def cmd(self, *args):
-        c = Resp(self.port, timeout=10)
-        try:
-            return c.cmd(*args)
-        finally:
-            c.close()
-
-    def signal(self, sig):
-        os.kill(self.proc.pid, sig)
-
-    def kill(self):
-        self.signal(signal.SIGKILL)
-        self.proc.popen.wait(10)
-
-    def stop(self):
-        for p in self.procs:
-            if p.alive():
-                try:
-                    os.kill(p.pid, signal.SIGCONT)
-                except ProcessLookupError:
-                    pass
-            p.stop()
-
-    def logs(self):
-        return "\n".join(p.logs(2000) for p in self.procs) or "(%s never started)" % self.name
 
 
 class Cluster:

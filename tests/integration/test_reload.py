@@ -50,6 +50,7 @@ from lib.capture import GraphiteCapture  # noqa: E402
 from lib.netutil import LOOPBACK, free_port, wait_for_port  # noqa: E402
 from lib.proc import Process, make_workdir, remove_workdir, wait_until  # noqa: E402
 from lib.results import Results  # noqa: E402
+from lib.sumsink import sumsink_stats  # noqa: E402
 from lib.switchyard import switchyard_binary  # noqa: E402
 from lib.tcplisten import LineListener  # noqa: E402
 
@@ -677,15 +678,7 @@ class SumSink:
             return ""
 
     def stats(self):
-        with socket.create_connection((LOOPBACK, self.port), timeout=10) as s:
-            s.sendall(b"#stats\n")
-            data = b""
-            while True:
-                chunk = s.recv(1 << 16)
-                if not chunk:
-                    break
-                data += chunk
-        return json.loads(data)
+        return sumsink_stats(self.port)
 
     def total(self, group):
         g = self.stats()["groups"].get(group)
