@@ -46,7 +46,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from lib.capture import GraphiteCapture  # noqa: E402
-from lib.netutil import LOOPBACK, free_port, http_get, send_tcp, send_udp  # noqa: E402
+from lib.netutil import LOOPBACK, free_port, http_get, send_tcp, send_udp, wait_for_port  # noqa: E402
 from lib.proc import make_workdir, remove_workdir, wait_until  # noqa: E402
 from lib.results import Results  # noqa: E402
 from lib.statsd import StatsdServer  # noqa: E402
@@ -642,6 +642,10 @@ def check_http(res, workdir, cap):
     try:
         if not res.check("the HTTP daemon starts (mgmt_port, httpAddress, flushInterval 1000)",
                          start_with_unix(sy, sockpath), sy.logs()):
+            return
+        # the admin ports are bound after the listeners: wait for them too
+        if not res.check("the HTTP daemon's admin port answers",
+                         wait_for_port(http_port, 15), sy.logs()):
             return
         mport = opts["mgmt_port"]
 
