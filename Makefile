@@ -281,11 +281,15 @@ image:
 	$(STRIP) --remove-section=.comment --remove-section=.note $(IMAGE_DIR)/install/usr/bin/switchyard
 	core/dist/image/rootfs.sh $(IMAGE_DIR)/install $(IMAGE_DIR)/context/rootfs
 	mkdir -p $(IMAGE_DIR)/context/empty
+	@# the image this tag named before is removed once replaced (unless in use)
+	old=$$($(PODMAN) image inspect --format '{{.Id}}' $(IMAGE) 2>/dev/null); \
 	$(PODMAN) build --squash-all -f core/dist/image/Containerfile -t $(IMAGE) \
 	    --build-arg VERSION=$(VERSION) --build-arg SOURCE=$(IMAGE_SOURCE) \
 	    --build-arg REVISION=$$(git rev-parse HEAD 2>/dev/null || echo unknown) \
 	    --build-arg CREATED=$$(date -u $${SOURCE_DATE_EPOCH:+-d @$$SOURCE_DATE_EPOCH} +%Y-%m-%dT%H:%M:%SZ) \
-	    $(IMAGE_DIR)/context
+	    $(IMAGE_DIR)/context && \
+	if [ -n "$$old" ] && [ "$$old" != "$$($(PODMAN) image inspect --format '{{.Id}}' $(IMAGE))" ]; then \
+	    $(PODMAN) rmi "$$old" >/dev/null 2>&1 || true; fi
 	@echo "$(IMAGE): $$($(PODMAN) image inspect --format '{{.Size}}' $(IMAGE)) bytes"
 
 image-save: image
