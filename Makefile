@@ -266,7 +266,9 @@ deb:
 IMAGE         ?= localhost/switchyard:$(VERSION)
 IMAGE_DIR     := $(BUILD)/image
 IMAGE_ARCHIVE ?= $(BUILD)/switchyard_$(VERSION)_oci.tar
-IMAGE_SOURCE  ?= $(or $(shell git config --get remote.origin.url 2>/dev/null),https://switchyard.invalid/switchyard)
+# (the remote's URL without any user name or token in it)
+IMAGE_SOURCE  ?= $(or $(shell git config --get remote.origin.url 2>/dev/null | \
+                          sed -e 's|^\([a-z+]*://\)[^/@]*@|\1|'),https://switchyard.invalid/switchyard)
 PODMAN        ?= podman
 
 .PHONY: image image-save
