@@ -28,10 +28,16 @@
 #      its own (unshare -n; skipped where that is refused): a UDP line sent
 #      to 127.0.0.1:8125 is printed on the daemon's standard output at the
 #      next flush, and /health answers on port 8127;
-#   7. podman run, where it works: --version, then the daemon with a config
-#      volume and the socket volume, a line sent through the socket, read
-#      back from `podman logs`.  Where the runtime refuses (as in this
-#      sandbox: crun cannot set RLIMIT_NOFILE) it says SKIP and why.
+#   7. podman run, where a runtime works: podman's default one, else runc
+#      with lower rlimits (in this sandbox crun refuses podman's
+#      RLIMIT_NOFILE and hybrid cgroups; runc works): --version, --check;
+#      the image as it is, ports published on loopback: /health answers,
+#      UDP and TCP lines are in `podman logs` at the flush, the daemon runs
+#      as 65532, its socket is in the /run/switchyard volume, `podman
+#      stop` exits 0; then a config volume, a host directory as the socket
+#      volume and the host's network: lines through the socket and UDP
+#      reach the Graphite listener, and `podman kill -s HUP` reloads the
+#      config.  Where no runtime works it says SKIP and why.
 #
 # Needs podman, and root for chroot and the unpacked file ownership.
 #
@@ -54,6 +60,7 @@ cleanup() {
     for p in "${pids[@]}"; do
         kill "$p" 2>/dev/null && wait "$p" 2>/dev/null
     done
+    [ -n "${ctr:-}" ] && podman rm -f -v "$ctr" >/dev/null 2>&1
     [ "$built" = 1 ] && podman rmi -f "$image" >/dev/null 2>&1
     if [ "${SY_KEEP_TMP:-}" = 1 ]; then
         echo "keeping temp dir $tmp"
@@ -515,48 +522,145 @@ else
 fi
 
 # ---------------------------------------------------------------------
-# 7. podman run, where the container runtime works
+# 7. podman run, where a container runtime works
 # ---------------------------------------------------------------------
-timeout 60 podman run --rm --network none "$image" --version >"$tmp/podman-run.log" 2>&1
+# runtime_refused LOG: the run failed for the runtime, not the image (a
+# missing executable, library or loader is "not found" / "No such file").
+runtime_refused() {
+    grep -qiE 'OCI|crun|runc|cgroup' "$1" && ! grep -qiE 'not found|no such file|exec format' "$1"
+}
+# First as podman runs by default; if its runtime refuses (here crun cannot
+# set podman's RLIMIT_NOFILE, nor work with hybrid cgroups), runc with
+# limits no higher than this process's own, which works in some sandboxes.
+prun=(podman run)
+timeout 60 "${prun[@]}" --rm --network none "$image" --version >"$tmp/podman-run.log" 2>&1
+if runtime_refused "$tmp/podman-run.log" && command -v runc >/dev/null 2>&1; then
+    why=$(grep -m1 -iE 'OCI|crun|runc|cgroup' "$tmp/podman-run.log")
+    lim=$(ulimit -Hn)
+    [ "$lim" = unlimited ] || [ "$lim" -gt 65536 ] && lim=65536
+    prun=(podman --runtime runc run --ulimit "nofile=$lim:$lim" --ulimit nproc=4096:4096)
+    timeout 60 "${prun[@]}" --rm --network none "$image" --version >"$tmp/podman-run.log" 2>&1 &&
+        echo "      the default runtime refused ($why): running with runc, nofile $lim, nproc 4096"
+fi
+ctr=switchyard-test-$$
+rm_ctr() {
+    podman rm -f -v "$ctr" >/dev/null 2>&1
+}
+# prun_d LOG ARGS...: podman run -d --name $ctr ARGS, its output to LOG.
+prun_d() {
+    local log=$1; shift
+    "${prun[@]}" -d --name "$ctr" "$@" >"$log" 2>&1
+}
 if grep -q "^switchyard $version " "$tmp/podman-run.log"; then
     check "podman run IMAGE --version" true
-    mkdir -p "$tmp/conf" "$tmp/sock"
-    chmod 755 "$tmp/conf"
-    chmod 1777 "$tmp/sock"
-    cat >"$tmp/conf/switchyard.lua" <<'EOF'
-return {
-  listen = { "unix:///run/switchyard/switchyard.sock" },
-  flushInterval = 1000,
-  graphite = { legacyNamespace = false, globalPrefix = "stats" },
-  sinks = { console = { plugin = "console" } },
-}
-EOF
-    chmod 644 "$tmp/conf/switchyard.lua"
-    ctr=switchyard-test-$$
+    "${prun[@]}" --rm --network none "$image" --check /etc/switchyard/switchyard.lua \
+        >"$tmp/podman-check.log" 2>&1
+    DETAIL=$tmp/podman-check.log
+    check "podman run IMAGE --check /etc/switchyard/switchyard.lua: OK" \
+        grep -qx '/etc/switchyard/switchyard.lua: OK' "$tmp/podman-check.log"
+
+    # The image as it is: its default config, ports published.
+    sport=$(free_port)
+    hport=$(free_port)
     DETAIL=$tmp/podman-run.log
-    if check "podman run -d: the image's user, a config volume and the socket volume" \
-            bash -c "podman run -d --name '$ctr' --network none -v '$tmp/conf:/etc/switchyard:ro,Z' \
-                         -v '$tmp/sock:/run/switchyard:Z' '$image' >'$tmp/podman-run.log' 2>&1"; then
-        for _ in $(seq 100); do [ -S "$tmp/sock/switchyard.sock" ] && break; sleep 0.1; done
-        /usr/bin/python3 -c 'import socket, sys
-s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); s.sendall(b"img.podman:2|c\n"); s.close()' \
-            "$tmp/sock/switchyard.sock" >"$tmp/podman-send.log" 2>&1
-        for _ in $(seq 50); do
-            podman logs "$ctr" 2>&1 | grep -q '^stats.counters.img.podman.count 2 ' && break
+    if check "podman run -d IMAGE, ports 8125/udp, 8125/tcp and 8127 published on loopback" \
+            prun_d "$tmp/podman-run.log" -p "127.0.0.1:$sport:8125/udp" \
+                -p "127.0.0.1:$sport:8125/tcp" -p "127.0.0.1:$hport:8127/tcp" "$image"; then
+        /usr/bin/python3 - "$hport" >"$tmp/podman-health.log" 2>&1 <<'PY'
+import socket, sys, time
+deadline = time.time() + 10
+while True:
+    try:
+        c = socket.create_connection(("127.0.0.1", int(sys.argv[1])), 1)
+        c.sendall(b"GET /health HTTP/1.0\r\n\r\n")
+        reply = b""
+        while True:
+            d = c.recv(4096)
+            if not d:
+                break
+            reply += d
+        if reply:
+            head, _, body = reply.partition(b"\r\n\r\n")
+            print("health:", head.split(b"\r\n")[0].decode(), body.strip().decode())
+            break
+    except OSError:
+        pass
+    if time.time() > deadline:
+        sys.exit("no HTTP answer on the published port")
+    time.sleep(0.2)
+PY
+        DETAIL=$tmp/podman-health.log
+        check "podman: /health on the published port answers 200 up" \
+            grep -q '^health: HTTP/1.[01] 200 .* up$' "$tmp/podman-health.log"
+        printf 'img.published.udp:4|c\n' >"/dev/udp/127.0.0.1/$sport"
+        printf 'img.published.tcp:6|g\n' >"/dev/tcp/127.0.0.1/$sport"
+        # the default flushInterval is 10 s
+        for _ in $(seq 150); do
+            podman logs "$ctr" 2>&1 | grep -q '^stats.gauges.img.published.tcp 6 ' && break
             sleep 0.1
         done
         podman logs "$ctr" >"$tmp/podman-logs.log" 2>&1
         DETAIL=$tmp/podman-logs.log
-        check "podman run: a line sent through the socket volume is in podman logs" \
-            grep -q '^stats.counters.img.podman.count 2 ' "$tmp/podman-logs.log"
-        check "podman run: the socket belongs to $UID_SY" \
-            test "$(stat -c %u "$tmp/sock/switchyard.sock" 2>/dev/null)" = $UID_SY
+        check "podman: UDP and TCP lines to the published port are in podman logs at the flush" \
+            bash -c "grep -q '^stats.counters.img.published.udp.count 4 ' '$tmp/podman-logs.log' &&
+                     grep -q '^stats.gauges.img.published.tcp 6 ' '$tmp/podman-logs.log'"
+        cpid=$(podman inspect --format '{{.State.Pid}}' "$ctr" 2>/dev/null)
+        check "podman: the daemon runs as uid and gid $UID_SY" \
+            bash -c "grep -qE '^Uid:\s+$UID_SY\s+$UID_SY\s' /proc/${cpid:-0}/status &&
+                     grep -qE '^Gid:\s+$UID_SY\s+$UID_SY\s' /proc/${cpid:-0}/status"
+        vol=$(podman inspect --format \
+              '{{range .Mounts}}{{if eq .Destination "/run/switchyard"}}{{.Source}}{{end}}{{end}}' "$ctr")
+        check "podman: its socket is in the /run/switchyard volume, owned by $UID_SY" \
+            test "$(stat -c '%F %u' "$vol/switchyard.sock" 2>/dev/null)" = "socket $UID_SY"
+        podman stop -t 10 "$ctr" >/dev/null 2>&1
+        code=$(podman inspect --format '{{.State.ExitCode}}' "$ctr" 2>/dev/null)
+        check "podman stop: the daemon exits 0 (exit ${code:-?})" test "${code:-x}" = 0
     fi
-    podman rm -f "$ctr" >/dev/null 2>&1
-elif grep -qiE 'OCI|crun|runc|cgroup' "$tmp/podman-run.log" &&
-     ! grep -qiE 'not found|no such file|exec format' "$tmp/podman-run.log"; then
-    # the runtime's refusal, not the image's fault (a missing executable,
-    # library or loader is named "not found" / "No such file", and fails)
+    rm_ctr
+
+    # A config volume, a host directory as the socket volume, the host's
+    # network (to reach the graphite listener), and a reload.
+    mkdir -p "$tmp/conf" "$tmp/sock"
+    chmod 755 "$tmp/conf"
+    chmod 1777 "$tmp/sock"
+    hostport=$(free_port)
+    cat >"$tmp/conf/switchyard.lua" <<EOF
+return {
+  listen = { "udp://127.0.0.1:$hostport", "unix:///run/switchyard/switchyard.sock" },
+  flushInterval = 1000,
+  graphite = { legacyNamespace = false, globalPrefix = "stats" },
+  sinks = { carbon = { plugin = "graphite", host = "127.0.0.1", port = $cport } },
+}
+EOF
+    chmod 644 "$tmp/conf/switchyard.lua"
+    DETAIL=$tmp/podman-run.log
+    if check "podman run -d with a config volume and a host directory as the socket volume" \
+            prun_d "$tmp/podman-run.log" --network host -v "$tmp/conf:/etc/switchyard:ro,Z" \
+                -v "$tmp/sock:/run/switchyard:Z" "$image"; then
+        for _ in $(seq 100); do [ -S "$tmp/sock/switchyard.sock" ] && break; sleep 0.1; done
+        /usr/bin/python3 -c 'import socket, sys
+s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); s.sendall(b"img.podman.unix:2|c\n"); s.close()' \
+            "$tmp/sock/switchyard.sock" >"$tmp/podman-send.log" 2>&1
+        printf 'img.podman.udp:3|c\n' >"/dev/udp/127.0.0.1/$hostport"
+        DETAIL=$cap
+        check "podman: a line through the socket volume reaches the graphite listener" \
+            wait_file "$cap" '^stats\.counters\.img\.podman\.unix\.count 2 '
+        DETAIL=$cap
+        check "podman: a UDP line, with the config from the volume, reaches it too" \
+            wait_file "$cap" '^stats\.counters\.img\.podman\.udp\.count 3 '
+        sed -i 's/globalPrefix = "stats"/globalPrefix = "reloaded"/' "$tmp/conf/switchyard.lua"
+        podman kill -s HUP "$ctr" >/dev/null 2>&1
+        for _ in $(seq 50); do
+            podman logs "$ctr" 2>&1 | grep -q 'reloading /etc/switchyard/switchyard.lua' && break
+            sleep 0.1
+        done
+        printf 'img.podman.udp:3|c\n' >"/dev/udp/127.0.0.1/$hostport"
+        DETAIL=$cap
+        check "podman kill -s HUP reloads the config from the volume (its new prefix is used)" \
+            wait_file "$cap" '^reloaded\.counters\.img\.podman\.udp\.count 3 '
+    fi
+    rm_ctr
+elif runtime_refused "$tmp/podman-run.log"; then
     skip "podman run: the container runtime refuses to start containers here ($(grep -m1 -iE 'OCI|crun|runc|cgroup' "$tmp/podman-run.log"))"
 else
     DETAIL=$tmp/podman-run.log
