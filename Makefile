@@ -254,9 +254,10 @@ deb:
 
 # image: the container image $(IMAGE), FROM scratch, built with podman
 # from core/dist/image/Containerfile.  Its binaries are the Debian
-# package's (the same release build tree, PREFIX=/usr, where the daemon
-# looks for its plugins and Lua library when /proc is not mounted),
-# installed into $(IMAGE_DIR)/install and stripped;
+# package's (the same release build tree, PREFIX=/usr: the daemon finds
+# its plugins and Lua library from /usr/bin, or at the compiled-in /usr
+# paths where /proc is not mounted), installed into $(IMAGE_DIR)/install
+# and stripped;
 # core/dist/image/rootfs.sh copies from there what the daemon runs with,
 # and every shared library ldd finds for it, into $(IMAGE_DIR)/context/rootfs.
 # One layer (--squash-all); labels for version, revision and source.
