@@ -5,6 +5,7 @@
 #   make test       install missing packages, run every test
 #   make san        the same build with ASan+UBSan, in build-san/
 #   make bench | soak | fuzz      long runs (see README)
+#   make install | deb | image    install, Debian package, container image
 #
 # BUILD=dir puts the whole build elsewhere (several builds can coexist).
 
@@ -205,14 +206,19 @@ DEB_MAKEVARS    = BUILD=$(DEB_BUILD) PREFIX=/usr SYSCONFDIR=/etc SYSTEMDDIR=/lib
                   'EXTRA_LDFLAGS=$(strip $(DEB_LDFLAGS) $(EXTRA_LDFLAGS))'
 STRIP          ?= strip
 
+# The release build tree, emptied when its flags change (deb and image).
+define release_tree
+@mkdir -p $(DEB_BUILD)
+@if [ "$$(cat $(DEB_BUILD)/.flags 2>/dev/null)" != "$(CC) $(DEB_MAKEVARS)" ]; then \
+    rm -rf $(DEB_BUILD) && mkdir -p $(DEB_BUILD) && \
+    echo "$(CC) $(DEB_MAKEVARS)" >$(DEB_BUILD)/.flags; fi
+endef
+
 .PHONY: deb
 deb:
 	@command -v dpkg-deb >/dev/null && test -n "$(DEB_ARCH)" || \
 	    { echo "make deb needs Debian's dpkg (dpkg-deb, dpkg --print-architecture)" >&2; exit 1; }
-	@mkdir -p $(DEB_BUILD)
-	@if [ "$$(cat $(DEB_BUILD)/.flags 2>/dev/null)" != "$(CC) $(DEB_MAKEVARS)" ]; then \
-	    rm -rf $(DEB_BUILD) && mkdir -p $(DEB_BUILD) && \
-	    echo "$(CC) $(DEB_MAKEVARS)" >$(DEB_BUILD)/.flags; fi
+	$(release_tree)
 	rm -rf $(DEB_ROOT) $(DEB_DIR)/debian $(DEB_FILE)
 	$(MAKE) --no-print-directory $(DEB_MAKEVARS) DESTDIR=$(abspath $(DEB_ROOT)) install
 	find $(DEB_ROOT) -name '*.so' -type f -exec $(STRIP) --remove-section=.comment \
@@ -245,6 +251,53 @@ deb:
 	    -e "s#@DEPENDS@#adduser, $$deps#" core/dist/deb/control.in >$(DEB_ROOT)/DEBIAN/control
 	chmod 644 $(DEB_ROOT)/DEBIAN/control $(DEB_ROOT)/DEBIAN/conffiles $(DEB_ROOT)/DEBIAN/md5sums
 	dpkg-deb --root-owner-group --build $(DEB_ROOT) $(DEB_FILE)
+
+# image: the container image $(IMAGE), FROM scratch, built with podman
+# from core/dist/image/Containerfile.  Its binaries are the Debian
+# package's (the same release build tree, PREFIX=/usr: the daemon finds
+# its plugins and Lua library from /usr/bin, or at the compiled-in /usr
+# paths where /proc is not mounted), installed into $(IMAGE_DIR)/install
+# and stripped;
+# core/dist/image/rootfs.sh copies from there what the daemon runs with,
+# and every shared library ldd finds for it, into $(IMAGE_DIR)/context/rootfs.
+# One layer (--squash-all); labels for version, revision and source.
+# image-save writes the image as an OCI archive, $(IMAGE_ARCHIVE).
+# tests/integration/test_image.sh unpacks that archive and runs the daemon
+# from it under chroot.
+IMAGE         ?= localhost/switchyard:$(VERSION)
+IMAGE_DIR     := $(BUILD)/image
+IMAGE_ARCHIVE ?= $(BUILD)/switchyard_$(VERSION)_oci.tar
+# (the remote's URL without any user name or token in it)
+IMAGE_SOURCE  ?= $(or $(shell git config --get remote.origin.url 2>/dev/null | \
+                          sed -e 's|^\([a-z+]*://\)[^/@]*@|\1|'),https://switchyard.invalid/switchyard)
+PODMAN        ?= podman
+
+.PHONY: image image-save
+image:
+	@command -v $(PODMAN) >/dev/null || \
+	    { echo "make image needs podman (apt-get install podman)" >&2; exit 1; }
+	$(release_tree)
+	rm -rf $(IMAGE_DIR)
+	$(MAKE) --no-print-directory $(DEB_MAKEVARS) DESTDIR=$(abspath $(IMAGE_DIR)/install) install
+	find $(IMAGE_DIR)/install -name '*.so' -type f -exec $(STRIP) --remove-section=.comment \
+	    --remove-section=.note --strip-unneeded {} +
+	$(STRIP) --remove-section=.comment --remove-section=.note $(IMAGE_DIR)/install/usr/bin/switchyard
+	core/dist/image/rootfs.sh $(IMAGE_DIR)/install $(IMAGE_DIR)/context/rootfs
+	mkdir -p $(IMAGE_DIR)/context/empty
+	@# the image this tag named before is removed once replaced (unless in use)
+	old=$$($(PODMAN) image inspect --format '{{.Id}}' $(IMAGE) 2>/dev/null); \
+	$(PODMAN) build --squash-all -f core/dist/image/Containerfile -t $(IMAGE) \
+	    --build-arg VERSION=$(VERSION) --build-arg SOURCE=$(IMAGE_SOURCE) \
+	    --build-arg REVISION=$$(git rev-parse HEAD 2>/dev/null || echo unknown) \
+	    --build-arg CREATED=$$(date -u $${SOURCE_DATE_EPOCH:+-d @$$SOURCE_DATE_EPOCH} +%Y-%m-%dT%H:%M:%SZ) \
+	    $(IMAGE_DIR)/context && \
+	if [ -n "$$old" ] && [ "$$old" != "$$($(PODMAN) image inspect --format '{{.Id}}' $(IMAGE))" ]; then \
+	    $(PODMAN) rmi "$$old" >/dev/null 2>&1 || true; fi
+	@echo "$(IMAGE): $$($(PODMAN) image inspect --format '{{.Size}}' $(IMAGE)) bytes"
+
+image-save: image
+	rm -f $(IMAGE_ARCHIVE)
+	$(PODMAN) save --format oci-archive -o $(IMAGE_ARCHIVE) $(IMAGE)
 
 clean:
 	rm -rf build build-san build-*
