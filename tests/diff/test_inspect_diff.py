@@ -21,8 +21,19 @@ newline, which no statsd key can hold).  Invalid UTF-8 is what node's
 Buffer.toString makes of it (Python's "replace" decoding is the same).
 
 Usage:  /usr/bin/python3 tests/diff/test_inspect_diff.py [--cases N] [--seed S]
-        [--driver PATH]          (default $SY_ROOT/build/tests/test_inspect)
-The last line is `test_inspect_diff: N passed, M failed`.
+        [--driver PATH]
+
+The seed is new on each run (from os.urandom) unless --seed or $SY_SEED
+gives one; it is printed first, so a failing run can be replayed with the
+same cases.  The driver is $SY_INSPECT_DRIVER, else tests/test_inspect in
+the build directory of $SY_BIN (so the ASan+UBSan lane, which runs
+build-san/switchyard, drives build-san/tests/test_inspect), else
+$SY_ROOT/build/tests/test_inspect.
+
+The random cases are one check, "N random cases ... agree", which fails if
+any case differs (the first five differences are shown): the total then
+counts distinct checks, not cases.  The last line is
+`test_inspect_diff: N passed, M failed`.
 """
 import argparse
 import json
@@ -31,6 +42,9 @@ import os
 import random
 import subprocess
 import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from lib.results import Results  # noqa: E402
 
 ROOT = os.environ.get("SY_ROOT") or os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))))
@@ -255,45 +269,62 @@ def run_node(objs):
     return json.loads(p.stdout)
 
 
+def default_driver():
+    """$SY_INSPECT_DRIVER, else the driver built beside $SY_BIN, else the
+    plain build's."""
+    if os.environ.get("SY_INSPECT_DRIVER"):
+        return os.environ["SY_INSPECT_DRIVER"]
+    if os.environ.get("SY_BIN"):
+        beside = os.path.join(os.path.dirname(os.environ["SY_BIN"]), "tests", "test_inspect")
+        if os.path.exists(beside):
+            return beside
+    return os.path.join(ROOT, "build", "tests", "test_inspect")
+
+
+def default_seed():
+    if os.environ.get("SY_SEED"):
+        return int(os.environ["SY_SEED"])
+    return int.from_bytes(os.urandom(4), "big")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--cases", type=int, default=3000)
-    ap.add_argument("--seed", type=int, default=20240611)
-    ap.add_argument("--driver", default=os.environ.get("SY_INSPECT_DRIVER") or
-                    os.path.join(ROOT, "build", "tests", "test_inspect"))
+    ap.add_argument("--seed", type=int, default=None)
+    ap.add_argument("--driver", default=None)
     args = ap.parse_args()
-    r = random.Random(args.seed)
+    seed = default_seed() if args.seed is None else args.seed
+    driver = args.driver or default_driver()
+    res = Results("test_inspect_diff")
+    res.note("seed %d (replay: SY_SEED=%d, or --seed %d), %d cases, driver %s"
+             % (seed, seed, seed, args.cases, driver))
+    r = random.Random(seed)
     cases = [make_case(r) for _ in range(args.cases)]
-    passed = failed = 0
+    label = ("%d random cases (seed %d): every sy_agg_dump equals node's util.inspect"
+             % (args.cases, seed))
     try:
-        got = run_driver(args.driver, cases)
+        got = run_driver(driver, cases)
         want = run_node([obj for _, obj in cases])
     except (OSError, RuntimeError, ValueError) as e:
-        print("FAIL  the driver (%s) and node ran: %s" % (args.driver, e))
-        print("test_inspect_diff: 0 passed, 1 failed")
-        return 1
+        res.check(label, False, "the driver (%s) and node ran: %s" % (driver, e))
+        return res.finish()
+    problems = []
     if len(got) != len(want):
-        print("FAIL  %d dumps from the driver for %d cases" % (len(got), len(want)))
-        failed += 1
-    shown = 0
-    for i, (g, w) in enumerate(zip(got, want)):
-        if g == w:
-            passed += 1
-            continue
-        failed += 1
-        if shown < 5:
-            shown += 1
-            print("FAIL  case %d (seed %d): the dump differs from util.inspect" % (i, args.seed))
-            print("      commands: %s" % cases[i][0][:40])
-            print("      switchyard %r" % g[:3000])
-            print("      node       %r" % w[:3000])
+        problems.append("%d dumps from the driver for %d cases" % (len(got), len(want)))
+    bad = [i for i, (g, w) in enumerate(zip(got, want)) if g != w]
+    if bad:
+        problems.append("%d of %d cases differ; the first %d:" % (len(bad), len(want), min(5, len(bad))))
+    for i in bad[:5]:
+        problems.append("case %d: the dump differs from util.inspect\n"
+                        "  commands: %s\n  switchyard %r\n  node       %r"
+                        % (i, cases[i][0][:40], got[i][:3000], want[i][:3000]))
     stats = {"on one line": sum(1 for w in want if w.count("\n") == 1 and w != "{}\n"),
              "with arrays in columns": sum(1 for w in want if any(
                  line.startswith("    ") and ", " in line for line in w.split("\n"))),
              "with ... more items": sum(1 for w in want if " more item" in w)}
-    print("layouts seen in node's output: %s" % ", ".join("%s %d" % kv for kv in stats.items()))
-    print("test_inspect_diff: %d passed, %d failed" % (passed, failed))
-    return 1 if failed else 0
+    res.note("layouts seen in node's output: %s" % ", ".join("%s %d" % kv for kv in stats.items()))
+    res.check(label, not problems, "\n".join(problems))
+    return res.finish()
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@
 #
 # For each harness, first every input under tests/fuzz/regressions/<harness>/
 # is replayed (each must pass, with every sanitizer check fatal and nothing
-# suppressed), then the fuzzer runs from the seeds in tests/fuzz/corpus/
+# suppressed; a harness with no regression input fails), then the fuzzer runs from the seeds in tests/fuzz/corpus/
 # <harness>/ plus what earlier runs found (kept in build/fuzz/corpus/<harness>/),
 # with the dictionary statsd.dict (lua.dict for config, lpattern.dict for
 # pattern).  While
@@ -157,7 +157,11 @@ for h in "${harnesses[@]}"; do
         continue
     fi
     read -r nreg badreg < <(replay "$h")
-    if [ "$badreg" -eq 0 ]; then passed=$((passed + 1)); else failed=$((failed + 1)); fi
+    if [ "$nreg" -eq 0 ]; then
+        # a missing or emptied directory would otherwise pass by replaying nothing
+        echo "FAIL  no regression input in tests/fuzz/regressions/$h/"
+        failed=$((failed + 1))
+    elif [ "$badreg" -eq 0 ]; then passed=$((passed + 1)); else failed=$((failed + 1)); fi
     start=$SECONDS
     read -r execs found < <(fuzz "$h")
     if [ "$found" -eq 0 ]; then passed=$((passed + 1)); else failed=$((failed + 1)); fi

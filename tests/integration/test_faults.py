@@ -363,8 +363,7 @@ def scenario_graphite(res, workdir, mode):
         rc = d.stop()
         res.check("%s: switchyard exits 0 on SIGTERM" % label, rc == 0,
                   "exit code %r\n%s" % (rc, d.logs()))
-        report = d.sanitizer_report()
-        res.check("%s: no sanitizer report" % label, report is None, report or "")
+        d.check_sanitizer(res, label)
         # the carbon side
         def received():
             return sum(len(lst.lines()) for lst in listeners)
@@ -730,8 +729,7 @@ def scenario_sigterm_under_load(res, workdir):
         res.note("shutdown took %.2f s" % took)
         res.check("%s: switchyard exits 0 after SIGTERM under load" % label, rc == 0,
                   "exit code %r\n%s" % (rc, d.logs()))
-        report = d.sanitizer_report()
-        res.check("%s: no sanitizer report" % label, report is None, report or "")
+        d.check_sanitizer(res, label)
         tcp_got = [d.counter("st.tcp%d" % k) for k in range(TERM_CONNS)]
         res.check("%s: every TCP line written before the signal is counted (%d per connection)"
                   % (label, TERM_LINES), all(g == TERM_LINES for g in tcp_got),
@@ -798,8 +796,7 @@ def scenario_sigterm_sink_stuck(res, workdir):
                       re.search(r"sink 'g': still \d+ pending", d.log()) is not None, d.logs())
             res.check("%s: the console sink got the final flush" % label,
                       d.counter("ss.last") == 1, "ss.last %r" % d.counter("ss.last"))
-            report = d.sanitizer_report()
-            res.check("%s: no sanitizer report" % label, report is None, report or "")
+            d.check_sanitizer(res, label)
         finally:
             d.stop()
             if slow:

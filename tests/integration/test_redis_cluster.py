@@ -55,6 +55,7 @@ from lib.netutil import wait_for_port  # noqa: E402
 from lib.proc import Process, make_workdir, remove_workdir, wait_until  # noqa: E402
 from lib.results import Results  # noqa: E402
 from lib.resp import REDIS_SERVER, RedisServer, Resp, query  # noqa: E402
+from lib import sanitizer  # noqa: E402
 from lib.switchyard import switchyard_binary, to_lua  # noqa: E402
 
 TEST_NAME = "test_redis_cluster"
@@ -62,8 +63,6 @@ REDIS_CLI = "/usr/bin/redis-cli"
 PREFIX = "switchyard:"
 GROUPS = 16
 NSLOTS = 16384
-SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
-                   "SUMMARY: UndefinedBehaviorSanitizer")
 
 
 # ---------------------------------------------------------------------------
@@ -802,8 +801,8 @@ def main():
                       err[-2000:])
         if m:
             results.note("redirects followed: %s MOVED, %s ASK" % (m.group(1), m.group(2)))
-        marks = [mk for mk in SANITIZER_MARKS if mk in err]
-        results.check("no sanitizer report", not marks, err[-6000:])
+        sanitizer.check_clean(results, "switchyard", daemon.proc.argv[0], daemon.proc.pid, err,
+                              daemon.proc.env)
     except Exception as e:  # a crash of the harness is a failure, not a skip
         import traceback
         traceback.print_exc()

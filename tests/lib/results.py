@@ -3,9 +3,17 @@
 The closing line is exactly `<name>: N passed, M failed` (plus
 `, K skipped` when something was skipped), the form the test runner reads.
 """
+import signal
 import sys
 
 RECAP_LINES = 4
+
+
+def _terminated(signum, frame):
+    """SIGTERM (tests/run.sh's per-suite timeout) unwinds the test like an
+    exception, so its `finally` blocks stop the servers it started: they
+    run in sessions of their own, out of reach of the timeout's signal."""
+    raise SystemExit("terminated by signal %d (timeout?)" % signum)
 
 
 class Results:
@@ -15,6 +23,8 @@ class Results:
         self.failed = 0
         self.skipped = 0
         self.failures = []
+        if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+            signal.signal(signal.SIGTERM, _terminated)
 
     def check(self, label, ok, detail=""):
         """Record one sub-check; print its outcome and, on failure, detail."""
