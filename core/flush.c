@@ -462,33 +462,16 @@ static void timer_out(void *ctx, const char *stat, double value)
     emit_key(tc->f, tc->f->ns_timer, tc->it->key, tc->it->key_len, stat, NULL, SY_KIND_TIMER, value);
 }
 
-void sy_flusher_run(sy_flusher *f, const sy_snapshot *s, const sy_extra_metric *extra,
-                    size_t nextra, sy_flush_emit_fn emit, void *ctx, sy_flush_result *res)
+/* The phases of a flush, in statsd's order. */
+enum { PH_EXTRA, PH_COUNTER, PH_TIMER, PH_GAUGE, PH_SET, PH_TAIL, PH_DONE };
+
+/* Values of one item (already routed). */
+static void emit_item(sy_flusher *f, const sy_snap_item *it, sy_flush_cursor *c)
 {
     const sy_flush_opts *o = f->o;
-    int64_t t0 = mono_ns();
-    memset(res, 0, sizeof *res);
-    f->emit = emit;
-    f->ctx = ctx;
-    f->ts = s->ts;
-    f->res = res;
-    f->n = 0;
-    f->used = 0;
-    f->sinks = 0;
     double fi = o->flush_interval_ms / 1000.0;
-
-    /* switchyard's own values first: a flush too large for a sink's queue
-     * loses its tail, and the drop counters must not be in it. */
-    route_to(f, s->internal_sinks);
-    for (size_t i = 0; i < nextra; i++)
-        emit_stats(f, extra[i].name, extra[i].value);
-
-    /* statsd's order: counters, timers, gauges, sets. */
-    for (size_t i = 0; i < s->n; i++) {
-        const sy_snap_item *it = &s->items[i];
-        if (it->type != SY_T_COUNTER)
-            continue;
-        route_to(f, it->sinks);
+    switch (it->type) {
+    case SY_T_COUNTER:
         if (o->legacy) {
             emit_key(f, f->ns_counter, it->key, it->key_len, NULL, NULL, SY_KIND_COUNTER, it->value / fi);
             if (o->flush_counts)
@@ -498,35 +481,89 @@ void sy_flusher_run(sy_flusher *f, const sy_snapshot *s, const sy_extra_metric *
             if (o->flush_counts)
                 emit_key(f, f->ns_counter, it->key, it->key_len, "count", NULL, SY_KIND_COUNTER, it->value);
         }
-    }
-    int64_t tp = mono_ns();
-    for (size_t i = 0; i < s->n; i++) {
-        const sy_snap_item *it = &s->items[i];
-        if (it->type != SY_T_TIMER)
-            continue;
-        route_to(f, it->sinks);
+        break;
+    case SY_T_TIMER: {
+        int64_t t0 = mono_ns();
         struct timer_ctx tc = { f, it };
         timer_stats(o, it->key, it->timer, timer_out, &tc, &f->scratch);
+        c->timer_ns += mono_ns() - t0;
+        break;
     }
-    res->processing_ms = (double)((mono_ns() - tp) / 1000000);
-    for (size_t i = 0; i < s->n; i++) {
-        const sy_snap_item *it = &s->items[i];
-        if (it->type != SY_T_GAUGE)
-            continue;
-        route_to(f, it->sinks);
+    case SY_T_GAUGE:
         emit_key(f, f->ns_gauge, it->key, it->key_len, NULL, NULL, SY_KIND_GAUGE, it->value);
-    }
-    for (size_t i = 0; i < s->n; i++) {
-        const sy_snap_item *it = &s->items[i];
-        if (it->type != SY_T_SET)
-            continue;
-        route_to(f, it->sinks);
+        break;
+    default:
         emit_key(f, f->ns_set, it->key, it->key_len, "count", NULL, SY_KIND_SET, it->value);
+        break;
     }
-    res->num_stats = s->counters + s->timers + s->gauges + s->sets;
-    route_to(f, s->internal_sinks);
-    emit_plain(f, f->numstats_name, (double)res->num_stats);
-    emit_stats(f, "graphiteStats.calculationtime", (double)((mono_ns() - t0) / 1000000));
-    emit_stats(f, "processing_time", res->processing_ms);
+}
+
+static const int phase_type[] = { -1, SY_T_COUNTER, SY_T_TIMER, SY_T_GAUGE, SY_T_SET };
+
+int sy_flusher_next(sy_flusher *f, const sy_snapshot *s, const sy_extra_metric *extra,
+                    size_t nextra, uint64_t mask, sy_flush_cursor *c, size_t min_values,
+                    sy_flush_emit_fn emit, void *ctx)
+{
+    int64_t t0 = mono_ns();
+    f->emit = emit;
+    f->ctx = ctx;
+    f->ts = s->ts;
+    f->res = &c->res;
+    f->n = 0;
+    f->used = 0;
+    f->sinks = 0;
+    size_t start = c->res.metrics;
+    while (c->phase != PH_DONE && c->res.metrics - start < min_values) {
+        if (c->phase == PH_EXTRA) {
+            /* switchyard's own values first: a flush too large for a
+             * sink's queue loses its tail, and the drop counters must not
+             * be in it */
+            if (s->internal_sinks & mask) {
+                route_to(f, s->internal_sinks & mask);
+                for (size_t i = 0; i < nextra; i++)
+                    emit_stats(f, extra[i].name, extra[i].value);
+            }
+            c->phase++;
+            c->i = 0;
+            continue;
+        }
+        if (c->phase == PH_TAIL) {
+            c->res.num_stats = s->counters + s->timers + s->gauges + s->sets;
+            c->res.processing_ms = (double)(c->timer_ns / 1000000);
+            if (s->internal_sinks & mask) {
+                route_to(f, s->internal_sinks & mask);
+                emit_plain(f, f->numstats_name, (double)c->res.num_stats);
+                emit_stats(f, "graphiteStats.calculationtime",
+                           (double)((c->ns + mono_ns() - t0) / 1000000));
+                emit_stats(f, "processing_time", c->res.processing_ms);
+            }
+            c->phase = PH_DONE;
+            break;
+        }
+        int type = phase_type[c->phase];
+        for (; c->i < s->n && c->res.metrics - start < min_values; c->i++) {
+            const sy_snap_item *it = &s->items[c->i];
+            if (it->type != type || !(it->sinks & mask))
+                continue;
+            route_to(f, it->sinks & mask);
+            emit_item(f, it, c);
+        }
+        if (c->i >= s->n) {
+            c->phase++;
+            c->i = 0;
+        }
+    }
     batch_flush(f);
+    c->ns += mono_ns() - t0;
+    return c->phase != PH_DONE;
+}
+
+void sy_flusher_run(sy_flusher *f, const sy_snapshot *s, const sy_extra_metric *extra,
+                    size_t nextra, sy_flush_emit_fn emit, void *ctx, sy_flush_result *res)
+{
+    sy_flush_cursor c;
+    memset(&c, 0, sizeof c);
+    while (sy_flusher_next(f, s, extra, nextra, UINT64_MAX, &c, SIZE_MAX, emit, ctx))
+        ;
+    *res = c.res;
 }

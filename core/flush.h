@@ -67,6 +67,27 @@ void sy_flusher_free(sy_flusher *f);
 void sy_flusher_run(sy_flusher *f, const sy_snapshot *s, const sy_extra_metric *extra,
                     size_t nextra, sy_flush_emit_fn emit, void *ctx, sy_flush_result *res);
 
+/*
+ * A flush produced a piece at a time, for one sink or a few: the output
+ * thread asks for the next piece when the sink has taken the last one, so
+ * that a flush of any size reaches a healthy sink whole with no more than
+ * a batch of it waiting outside the sink's own queue.  Zero it to start.
+ */
+typedef struct sy_flush_cursor {
+    int phase;             /* extras, counters, timers, gauges, sets, the tail */
+    size_t i;              /* item of the snapshot within the phase */
+    int64_t ns, timer_ns;  /* time spent producing, in timer statistics */
+    sy_flush_result res;   /* so far */
+} sy_flush_cursor;
+
+/* Emits at least min_values values (whole keys; fewer at the end) of what
+ * the snapshot sends to the sinks in `mask`, in statsd's order, each batch
+ * with the part of `mask` its values go to.  Returns 1 while values remain,
+ * 0 once the tail (numStats, calculationtime, processing_time) is out. */
+int sy_flusher_next(sy_flusher *f, const sy_snapshot *s, const sy_extra_metric *extra,
+                    size_t nextra, uint64_t mask, sy_flush_cursor *c, size_t min_values,
+                    sy_flush_emit_fn emit, void *ctx);
+
 /* The statistics of one timer, exposed for unit tests: calls out(name,
  * value) for each statistic in statsd's order ("count_90", "mean_90", ...,
  * "histogram.bin_50"). */

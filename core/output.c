@@ -25,6 +25,40 @@ typedef struct pending {
     int final;
 } pending;
 
+/*
+ * Flushes reach each sink a piece at a time (flush.h's cursor): the next
+ * piece is made when the sink took the last one, so that a flush of any
+ * size reaches a sink that keeps up whole, with at most one piece of it
+ * waiting outside the sink's own queue (in the host's retry list) and the
+ * snapshot as the only copy of the rest.  Each sink keeps its own place,
+ * so a slow sink never holds a fast one back.  A sink still sending a
+ * flush when MAX_BEHIND newer ones are due loses the oldest whole,
+ * counted as dropped and logged: memory stays bounded by a few snapshots.
+ */
+#define PIECE_VALUES 2048  /* values made per piece */
+#define PUMP_MS 5          /* how often a sink that held a piece back is looked at */
+#define MAX_BEHIND 2       /* unfinished flushes a sink may have */
+
+typedef struct job_sink {
+    sy_sink *sink;
+    uint64_t bit;          /* its bit in the snapshot's masks */
+    sy_flush_cursor c;
+    int done;
+} job_sink;
+
+typedef struct job {
+    struct job *next;
+    sy_snapshot *snap;
+    sy_flusher *flusher;   /* the output's when it was made: a reload sends
+                            * what is left of every job out first */
+    sy_extra_metric *extra;
+    size_t nextra;
+    char *extra_names;
+    job_sink *s;
+    size_t nsinks, left;
+    double t0;
+} job;
+
 /* A sink replaced by a reload, drained before it is closed. */
 typedef struct retiring {
     struct retiring *next;
@@ -80,6 +114,9 @@ struct sy_output {
     size_t norder_cap;
     sy_extra_metric *extra;
     size_t extra_cap;
+
+    job *jobs, *jobs_tail;  /* flushes being sent, oldest first */
+    struct event *pump_ev;
 };
 
 static double mono_ms(void)
@@ -239,23 +276,151 @@ static size_t collect_extra(sy_output *o)
     return n;
 }
 
-static void emit_batch(void *ctx, const sy_metric_batch *b, uint64_t sinks)
-{
-    sy_output *o = ctx;
-    for (size_t i = 0; i < o->nsinks && i < 64; i++)
-        if (o->sinks[i] && (sinks >> i) & 1)
-            sy_sink_write(o->sinks[i], b);
-}
-
 static int by_sinks(const void *x, const void *y)
 {
     uint64_t a = ((const sy_snap_item *)x)->sinks, b = ((const sy_snap_item *)y)->sinks;
     return (a > b) - (a < b);
 }
 
+static void emit_to_sink(void *ctx, const sy_metric_batch *b, uint64_t sinks)
+{
+    sy_sink_write(((job_sink *)ctx)->sink, b);
+}
+
+static void emit_count(void *ctx, const sy_metric_batch *b, uint64_t sinks)
+{
+    *(size_t *)ctx += b->count;
+}
+
+static void job_free(job *j)
+{
+    if (!j)
+        return;
+    sy_snapshot_free(j->snap);
+    free(j->extra);
+    free(j->extra_names);
+    free(j->s);
+    free(j);
+}
+
+/* A job's part for one sink is over. */
+static void job_sink_done(sy_output *o, job *j, job_sink *js)
+{
+    js->done = 1;
+    sy_sink_flush(js->sink, 0);
+    if (--j->left == 0) {
+        o->flush_time_ms = mono_ms() - j->t0;
+        size_t bytes = 0;
+        for (size_t k = 0; k < j->nsinks; k++)
+            if (j->s[k].c.res.bytes > bytes)
+                bytes = j->s[k].c.res.bytes;
+        o->flush_length = bytes;
+        o->last_flush = j->snap->ts;
+    }
+}
+
+/* Whether an older job still has values for this sink (order is kept). */
+static int sink_busy_before(const sy_output *o, const job *upto, const sy_sink *sink)
+{
+    for (const job *j = o->jobs; j && j != upto; j = j->next)
+        for (size_t k = 0; k < j->nsinks; k++)
+            if (j->s[k].sink == sink && !j->s[k].done)
+                return 1;
+    return 0;
+}
+
+static void jobs_reap(sy_output *o)
+{
+    job **pp = &o->jobs, *prev = NULL;
+    while (*pp) {
+        job *j = *pp;
+        if (j->left == 0) {
+            *pp = j->next;
+            if (o->jobs_tail == j)
+                o->jobs_tail = prev;
+            job_free(j);
+        } else {
+            prev = j;
+            pp = &j->next;
+        }
+    }
+}
+
+/* Give each sink the next pieces of its oldest unfinished flush while it
+ * takes them; look again in PUMP_MS while any is left. */
+static void pump(sy_output *o)
+{
+    for (job *j = o->jobs; j; j = j->next) {
+        for (size_t k = 0; k < j->nsinks; k++) {
+            job_sink *js = &j->s[k];
+            if (js->done || sink_busy_before(o, j, js->sink))
+                continue;
+            if (sy_sink_held(js->sink))
+                sy_sink_retry_now(js->sink);
+            while (!js->done && sy_sink_held(js->sink) == 0) {
+                if (!sy_flusher_next(j->flusher, j->snap, j->extra, j->nextra, js->bit, &js->c,
+                                     PIECE_VALUES, emit_to_sink, js))
+                    job_sink_done(o, j, js);
+            }
+        }
+    }
+    jobs_reap(o);
+    if (o->jobs && !evtimer_pending(o->pump_ev, NULL)) {
+        struct timeval tv = { 0, PUMP_MS * 1000 };
+        evtimer_add(o->pump_ev, &tv);
+    }
+}
+
+static void pump_cb(evutil_socket_t fd, short what, void *arg)
+{
+    pump(arg);
+}
+
+/* Whatever is left of every flush goes to its sinks now, as it did before
+ * flushes were paced (the host holds what a sink refuses, within
+ * retryMaxMetrics, and counts the rest as dropped): before a reload
+ * changes the sinks and the flusher, and at shutdown once shutdownTimeout
+ * is out. */
+static void push_out(sy_output *o)
+{
+    for (job *j = o->jobs; j; j = j->next)
+        for (size_t k = 0; k < j->nsinks; k++) {
+            job_sink *js = &j->s[k];
+            if (js->done)
+                continue;
+            while (sy_flusher_next(j->flusher, j->snap, j->extra, j->nextra, js->bit, &js->c,
+                                   SIZE_MAX, emit_to_sink, js))
+                ;
+            job_sink_done(o, j, js);
+        }
+    jobs_reap(o);
+}
+
+/* A sink MAX_BEHIND flushes behind loses its oldest unfinished one. */
+static void drop_oldest_for(sy_output *o, sy_sink *sink)
+{
+    size_t behind = 0;
+    for (job *j = o->jobs; j; j = j->next)
+        for (size_t k = 0; k < j->nsinks; k++)
+            behind += j->s[k].sink == sink && !j->s[k].done;
+    for (job *j = o->jobs; j && behind >= MAX_BEHIND; j = j->next)
+        for (size_t k = 0; k < j->nsinks; k++) {
+            job_sink *js = &j->s[k];
+            if (js->sink != sink || js->done)
+                continue;
+            size_t n = 0;
+            while (sy_flusher_next(j->flusher, j->snap, j->extra, j->nextra, js->bit, &js->c,
+                                   SIZE_MAX, emit_count, &n))
+                ;
+            sy_sink_drop(sink, n, "the sink was still taking a flush when newer ones were due: "
+                                  "the oldest is dropped whole");
+            job_sink_done(o, j, js);
+            behind--;
+        }
+}
+
 static void process(sy_output *o, sy_snapshot *s)
 {
-    double t0 = mono_ms();
     /* Group items by destination so batches stay large. */
     for (size_t i = 1; i < s->n; i++) {
         if (s->items[i].sinks != s->items[0].sinks) {
@@ -263,16 +428,50 @@ static void process(sy_output *o, sy_snapshot *s)
             break;
         }
     }
-    size_t nextra = collect_extra(o);
-    sy_flush_result res;
-    sy_flusher_run(o->flusher, s, o->extra, nextra, emit_batch, o, &res);
-    for (size_t i = 0; i < o->nsinks; i++)
-        if (o->sinks[i])
-            sy_sink_flush(o->sinks[i], 0);
-    o->flush_time_ms = mono_ms() - t0;
-    o->flush_length = res.bytes;
-    o->last_flush = s->ts;
-    sy_snapshot_free(s);
+    size_t nextra = collect_extra(o), bytes = 0;
+    job *j = calloc(1, sizeof *j);
+    if (j) {
+        j->s = calloc(o->nsinks ? o->nsinks : 1, sizeof *j->s);
+        j->extra = calloc(nextra ? nextra : 1, sizeof *j->extra);
+        for (size_t i = 0; i < nextra; i++)
+            bytes += strlen(o->extra[i].name) + 1;
+        j->extra_names = malloc(bytes ? bytes : 1);
+    }
+    if (!j || !j->s || !j->extra || !j->extra_names) {
+        sy_log(SY_ERR, "out of memory: a flush is lost");
+        job_free(j);
+        sy_snapshot_free(s);
+        return;
+    }
+    /* the extras' names live in o->self, which the next flush may move */
+    char *p = j->extra_names;
+    for (size_t i = 0; i < nextra; i++) {
+        size_t n = strlen(o->extra[i].name) + 1;
+        memcpy(p, o->extra[i].name, n);
+        j->extra[i] = (sy_extra_metric){ .name = p, .value = o->extra[i].value };
+        p += n;
+    }
+    j->nextra = nextra;
+    j->snap = s;
+    j->flusher = o->flusher;
+    j->t0 = mono_ms();
+    for (size_t i = 0; i < o->nsinks && i < 64; i++) {
+        if (!o->sinks[i])
+            continue;
+        drop_oldest_for(o, o->sinks[i]);
+        j->s[j->nsinks++] = (job_sink){ .sink = o->sinks[i], .bit = 1ull << i };
+    }
+    j->left = j->nsinks;
+    if (!j->left) {
+        job_free(j);
+        return;
+    }
+    if (o->jobs_tail)
+        o->jobs_tail->next = j;
+    else
+        o->jobs = j;
+    o->jobs_tail = j;
+    pump(o);
 }
 
 /* Samples per write_samples call: as many as a flush batch holds. */
@@ -379,6 +578,7 @@ static void retire(sy_output *o, sy_sink *s)
 /* A reload: reuse what did not change, open what is new, retire the rest. */
 static void process_config(sy_output *o, sy_config *nc)
 {
+    push_out(o);
     const sy_config *oc = o->conf;
     sy_sink **ns = calloc(nc->nsinks ? nc->nsinks : 1, sizeof *ns);
     sy_flusher *nf = sy_flusher_new(&nc->flush);
@@ -480,7 +680,9 @@ sy_output *sy_output_new(const sy_config *c, const char *plugin_dir, char *err, 
     o->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     o->wake_ev = event_new(o->base, o->wake_fd, EV_READ | EV_PERSIST, on_wake, o);
     o->retire_ev = event_new(o->base, -1, 0, retire_check, o);
-    if (o->wake_fd < 0 || !o->wake_ev || !o->retire_ev || event_add(o->wake_ev, NULL) < 0) {
+    o->pump_ev = evtimer_new(o->base, pump_cb, o);
+    if (o->wake_fd < 0 || !o->wake_ev || !o->retire_ev || !o->pump_ev ||
+        event_add(o->wake_ev, NULL) < 0) {
         snprintf(err, errlen, "cannot set up the output loop");
         goto fail;
     }
@@ -519,6 +721,14 @@ static void *run(void *arg)
     sy_output *o = arg;
     while (!o->done)
         event_base_loop(o->base, EVLOOP_NO_EXIT_ON_EMPTY);
+    /* The last flushes go on reaching the sinks a piece at a time for as
+     * long as shutdownTimeout allows; then what is left is pushed out. */
+    uint64_t start = mono_ms_u(), timeout = o->conf->shutdown_timeout_ms;
+    while (o->jobs && mono_ms_u() - start < timeout)
+        if (event_base_loop(o->base, EVLOOP_ONCE) < 0)
+            break;
+    push_out(o);
+    uint64_t spent = mono_ms_u() - start;
     /* Drain every open sink, those retiring after a reload included. */
     size_t n = 0;
     for (retiring *r = o->retiring; r; r = r->next)
@@ -532,7 +742,7 @@ static void *run(void *arg)
             all[n++] = o->sinks[i];
     for (retiring *r = o->retiring; r; r = r->next)
         all[n++] = r->sink;
-    o->drained_ok = sy_sinks_drain(o->base, all, n, o->conf->shutdown_timeout_ms) == 0;
+    o->drained_ok = sy_sinks_drain(o->base, all, n, spent < timeout ? timeout - spent : 0) == 0;
     free(all);
     return NULL;
 }
@@ -635,6 +845,13 @@ void sy_output_free(sy_output *o)
     }
     if (o->retire_ev)
         event_free(o->retire_ev);
+    while (o->jobs) {
+        job *j = o->jobs;
+        o->jobs = j->next;
+        job_free(j);
+    }
+    if (o->pump_ev)
+        event_free(o->pump_ev);
     pending *p = o->head;
     while (p) {
         pending *next = p->next;

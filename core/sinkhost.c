@@ -1074,6 +1074,18 @@ static size_t plugin_pending(sy_sink *s)
     return s->plugin->pending ? s->plugin->pending(s->state) : 0;
 }
 
+size_t sy_sink_held(const sy_sink *s) { return s->held_count; }
+
+void sy_sink_retry_now(sy_sink *s) { service(s); }
+
+void sy_sink_drop(sy_sink *s, size_t n, const char *why)
+{
+    if (!n)
+        return;
+    count_host_drop(s, n);
+    sy_log_limited(&s->drop_rl, SY_WARN, "sink '%s': %zu dropped: %s", s->name, n, why);
+}
+
 size_t sy_sink_pending(sy_sink *s)
 {
     return plugin_pending(s) + s->held_count;

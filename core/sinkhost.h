@@ -110,6 +110,17 @@ void sy_sink_flush(sy_sink *s, int final);
  * holds for retry. */
 size_t sy_sink_pending(sy_sink *s);
 
+/* Metrics or samples the host holds for a retry (the plugin said SY_RETRY
+ * and has not taken them since). */
+size_t sy_sink_held(const sy_sink *s);
+
+/* Offer what is held now rather than at the next retry tick. */
+void sy_sink_retry_now(sy_sink *s);
+
+/* n values the output never offered to the sink (it fell a whole flush
+ * behind, say): counted as dropped and logged at a bounded rate with why. */
+void sy_sink_drop(sy_sink *s, size_t n, const char *why);
+
 /* Calls the plugin's close; held batches are counted as dropped.  Timers
  * and watches the plugin forgot to free are freed here. */
 void sy_sink_close(sy_sink *s);

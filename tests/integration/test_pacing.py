@@ -39,6 +39,7 @@ from lib.netutil import LOOPBACK, free_port, free_port_pair, wait_for_port  # no
 from lib.proc import Process, make_workdir, remove_workdir, wait_until  # noqa: E402
 from lib.resp import RedisServer, query  # noqa: E402
 from lib.results import Results  # noqa: E402
+from lib.sumsink import SumSink  # noqa: E402
 from lib.switchyard import switchyard_binary, to_lua  # noqa: E402
 from lib.tcplisten import LineListener  # noqa: E402
 
@@ -170,6 +171,37 @@ def fast_carbon(res, workdir):
     finally:
         d.proc.stop()
         carbon.close()
+
+
+TIMERS = 50000
+
+
+def timer_flush(res, workdir):
+    """A flush of TIMERS timer keys, one sample each, is about 16 lines a
+    key (800,000 lines): far more than the queue (256 KiB) and the host's
+    retry list (retryMaxMetrics 20,000) hold.  A carbon that reads as fast
+    as it can (tests/bench/sumsink) gets every timer's count, and the sink
+    drops nothing: the output makes each piece of the flush when the sink
+    took the last one (issue 24)."""
+    label = "timer flush"
+    sink = SumSink(workdir)
+    sinks = carbon_sinks(sink.port)
+    sinks["carbon"]["retryMaxMetrics"] = 20000
+    d = Daemon(workdir, "sy-timers", sinks)
+    try:
+        if not res.check("%s: switchyard starts" % label, sink.port and d.start(), d.proc.logs()):
+            return
+        d.send(["pt.k%d:%d|ms" % (i, i % 1000) for i in range(TIMERS)])
+        wait_until(lambda: sink.total("pt", "timers") >= TIMERS, 60, step=0.5)
+        got = sink.total("pt", "timers")
+        res.check("%s: every one of %d timer counts reached carbon (%d lines a flush, retry "
+                  "list 20,000, queue %d KiB)" % (label, TIMERS, TIMERS * 16, QUEUE >> 10),
+                  got == TIMERS, "the timers' counts add up to %d" % got)
+        no_drop(res, label, d, "carbon", "graphite")
+        stop_ok(res, label, d)
+    finally:
+        d.proc.stop()
+        sink.stop()
 
 
 def stuck_carbon(res, workdir):
@@ -371,6 +403,7 @@ def main():
     workdir = make_workdir(TEST_NAME)
     try:
         fast_carbon(res, workdir)
+        timer_flush(res, workdir)
         stuck_carbon(res, workdir)
         repeater_flushed(res, workdir)
         repeater_passthrough(res, workdir)

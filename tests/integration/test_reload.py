@@ -51,7 +51,7 @@ from lib.netutil import LOOPBACK, free_port, wait_for_port  # noqa: E402
 from lib.proc import Process, make_workdir, remove_workdir, wait_until  # noqa: E402
 from lib.results import Results  # noqa: E402
 from lib import sanitizer  # noqa: E402
-from lib.sumsink import sumsink_stats  # noqa: E402
+from lib.sumsink import SumSink, bench_tool  # noqa: E402
 from lib.switchyard import switchyard_binary  # noqa: E402
 from lib.tcplisten import LineListener  # noqa: E402
 
@@ -646,43 +646,7 @@ def scenario_token_auth(res, workdir):
 # 6. many live keys, a steady UDP stream, and a reload (issue 22)
 
 RELOAD_KEYS = int(os.environ.get("SY_RELOAD_KEYS", "200000"))
-BENCH_DIR = os.path.join(REPO_DIR, "build", "bench")
 RULES_LUA = os.path.join(REPO_DIR, "tests", "bench", "rules.lua")
-
-
-def bench_tool(name):
-    path = os.path.join(BENCH_DIR, name)
-    if not os.access(path, os.X_OK):
-        subprocess.run(["make", "-s", "-f", "tests/bench/Makefile"], cwd=REPO_DIR, check=True,
-                       stdout=subprocess.DEVNULL)
-    return path
-
-
-class SumSink:
-    """tests/bench/sumsink: adds up the graphite lines per key prefix."""
-
-    def __init__(self, workdir):
-        self.proc = Process("sumsink", [bench_tool("sumsink"), "--port", "0", "--gap-ms", "200"],
-                            workdir).start()
-        m = wait_until(lambda: re.search(r'"listening":\s*(\d+)', self.stdout()), 10)
-        self.port = int(m.group(1)) if m else None
-
-    def stdout(self):
-        try:
-            with open(self.proc.stdout_path, "rb") as f:
-                return f.read().decode("utf-8", "replace")
-        except OSError:
-            return ""
-
-    def stats(self):
-        return sumsink_stats(self.port)
-
-    def total(self, group):
-        g = self.stats()["groups"].get(group)
-        return int(g["counters"]) if g else 0
-
-    def stop(self):
-        self.proc.stop()
 
 
 def many_keys_config(udp_port, tcp_port, sink_port, rules, variant):
