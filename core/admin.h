@@ -4,7 +4,7 @@
  *
  * Runs on a thread of its own, so a slow or stuck admin client never
  * touches ingest.  Questions about the key table are asked of the engine
- * (sy_engine_query), which answers between two batches.
+ * (sy_engine_walk), which answers a slice at a time between two batches.
  */
 #ifndef SY_ADMIN_H
 #define SY_ADMIN_H
