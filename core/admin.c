@@ -383,10 +383,20 @@ static void pump(conn *c)
         }
         size_t len = evbuffer_get_length(in);
         if (c->eof) {
-            if (len && len <= MAX_COMMAND) {
-                evbuffer_add(in, "\n", 1); /* the last line, without its newline */
-                continue;
+            /* The last line, without its newline (the input buffer takes
+             * no more bytes once reading has ended, so it is taken out). */
+            line = len && len <= MAX_COMMAND ? malloc(len + 1) : NULL;
+            if (line) {
+                evbuffer_remove(in, line, len);
+                line[len] = '\0';
+                if (line[len - 1] == '\r')
+                    line[len - 1] = '\0';
+                int keep = command(c, line);
+                free(line);
+                if (keep)
+                    continue;
             }
+            evbuffer_drain(in, evbuffer_get_length(in));
             finish(c);
             return;
         }
