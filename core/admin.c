@@ -686,6 +686,14 @@ static void http_metrics(struct evhttp_request *req, void *arg)
         metric_head(out, wstats[k].name, "counter", wstats[k].help);
         evbuffer_add_printf(out, "%s %llu\n", wstats[k].name, (unsigned long long)wv[k]);
     }
+    size_t pending = 0, nconn = 0;
+    for (conn *c = a->conns; c; c = c->next, nconn++)
+        pending += evbuffer_get_length(bufferevent_get_output(c->bev));
+    metric_head(out, "switchyard_admin_console_connections", "gauge", "Open console connections.");
+    evbuffer_add_printf(out, "switchyard_admin_console_connections %zu\n", nconn);
+    metric_head(out, "switchyard_admin_console_pending_bytes", "gauge",
+                "Console replies written but not yet taken by the clients' sockets.");
+    evbuffer_add_printf(out, "switchyard_admin_console_pending_bytes %zu\n", pending);
     metric_head(out, "switchyard_lua_memory_bytes", "gauge", "Heap of the routing script.");
     evbuffer_add_printf(out, "switchyard_lua_memory_bytes %llu\n",
                         (unsigned long long)sy_engine_lua_memory(a->d.engine));
