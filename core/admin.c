@@ -689,6 +689,8 @@ static void http_metrics(struct evhttp_request *req, void *arg)
     size_t pending = 0, nconn = 0;
     for (conn *c = a->conns; c; c = c->next, nconn++)
         pending += evbuffer_get_length(bufferevent_get_output(c->bev));
+    metric_head(out, "switchyard_admin_walks_in_progress", "gauge", "Console questions about the keys being answered.");
+    evbuffer_add_printf(out, "switchyard_admin_walks_in_progress %d\n", sy_engine_walks_in_progress(a->d.engine));
     metric_head(out, "switchyard_admin_console_connections", "gauge", "Open console connections.");
     evbuffer_add_printf(out, "switchyard_admin_console_connections %zu\n", nconn);
     metric_head(out, "switchyard_admin_console_pending_bytes", "gauge",

@@ -216,6 +216,7 @@ static void apply_reload(sy_engine *e)
 }
 
 const sy_engine_pauses *sy_engine_get_pauses(const sy_engine *e) { return &e->pauses; }
+int sy_engine_walks_in_progress(const sy_engine *e) { return atomic_load(&e->nwalks); }
 
 /* A pause of the engine's ingest: the longest so far, and the total. */
 static void pause_note(sy_engine *e, int cause, uint64_t us)

@@ -63,6 +63,8 @@ sy_walk *sy_engine_walk(sy_engine *e, int what, int type, char **args, size_t na
 int sy_walk_take(sy_walk *w, sy_buf *out);
 void sy_walk_more(sy_walk *w);
 void sy_walk_cancel(sy_walk *w);
+/* Walks started and not yet let go by both sides. */
+int sy_engine_walks_in_progress(const sy_engine *e);
 
 /* How long the engine left the rings undrained, by cause: the longest
  * single pause and the total, in microseconds (read from any thread). */

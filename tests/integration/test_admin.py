@@ -1095,10 +1095,12 @@ def check_walks(res, workdir, cap):
                   refused.startswith("ERROR: too many") and refused.endswith("END\n\n"), "%r" % refused[:300])
         for s in stalled:
             s.close()
-        ok = wait_until(lambda: ask_once(mport, "keys w.k.199", "END\n\n").endswith("END\n\n")
-                        and (sample(metrics(http_port)[3], "switchyard_admin_walks_refused_total") or 0) >= 1, 20)
-        res.check("the walks of closed clients end: the next is answered; the refusal was counted",
-                  ok, metrics(http_port)[2][-3000:])
+        ended = wait_until(lambda: sample(metrics(http_port)[3], "switchyard_admin_walks_in_progress") == 0, 20)
+        after = ask_once(mport, "keys w.k.199", "END\n\n")
+        res.check("the walks of closed clients end (walks_in_progress 0): the next is answered; "
+                  "the refusal was counted", ended and after.startswith("counters w.k.199") and
+                  (sample(metrics(http_port)[3], "switchyard_admin_walks_refused_total") or 0) >= 1,
+                  "%r\n%s" % (after[:200], metrics(http_port)[2][-3000:]))
 
         stop.set()
         th.join(5)
