@@ -1450,7 +1450,8 @@ static int dump_step(sy_agg *a, sy_agg_walk *w, sy_buf *out, size_t budget)
         if (w->phase == W_LIST) {
             sy_entry *e = walk_take(w);
             if (!e) {
-                qsort(w->ix, w->nix, sizeof *w->ix, by_index);
+                if (w->nix)
+                    qsort(w->ix, w->nix, sizeof *w->ix, by_index);
                 w->phase = W_INDEX;
                 continue;
             }
