@@ -668,6 +668,11 @@ static void http_metrics(struct evhttp_request *req, void *arg)
     for (int k = 0; k < SY_PAUSE_CAUSES; k++)
         evbuffer_add_printf(out, "switchyard_engine_pause_max_seconds{cause=\"%s\"} %.6f\n", causes[k],
                             (double)atomic_load(&ps->max_us[k]) / 1e6);
+    metric_head(out, "switchyard_engine_pause_cpu_max_seconds", "gauge",
+                "Most CPU time the engine spent in one such pause, by cause, since start.");
+    for (int k = 0; k < SY_PAUSE_CAUSES; k++)
+        evbuffer_add_printf(out, "switchyard_engine_pause_cpu_max_seconds{cause=\"%s\"} %.6f\n", causes[k],
+                            (double)atomic_load(&ps->max_cpu_us[k]) / 1e6);
     metric_head(out, "switchyard_engine_pause_seconds_total", "counter",
                 "Time the engine left the rings undrained, by cause.");
     for (int k = 0; k < SY_PAUSE_CAUSES; k++)

@@ -218,12 +218,31 @@ static void apply_reload(sy_engine *e)
 const sy_engine_pauses *sy_engine_get_pauses(const sy_engine *e) { return &e->pauses; }
 int sy_engine_walks_in_progress(const sy_engine *e) { return atomic_load(&e->nwalks); }
 
-/* A pause of the engine's ingest: the longest so far, and the total. */
-static void pause_note(sy_engine *e, int cause, uint64_t us)
+/* The engine thread's own CPU time: a pause's wall time less this is
+ * time the scheduler gave to other threads or processes. */
+static uint64_t cpu_us(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+    return (uint64_t)t.tv_sec * 1000000u + (uint64_t)t.tv_nsec / 1000u;
+}
+
+typedef struct pause_start {
+    uint64_t wall, cpu;
+} pause_start;
+
+static pause_start pause_begin(void) { return (pause_start){ mono_us(), cpu_us() }; }
+
+/* A pause of the engine's ingest: the longest so far (wall and CPU
+ * time), and the total. */
+static void pause_note(sy_engine *e, int cause, pause_start t0)
 {
     sy_engine_pauses *p = &e->pauses;
+    uint64_t us = mono_us() - t0.wall, cpu = cpu_us() - t0.cpu;
     if (us > atomic_load_explicit(&p->max_us[cause], memory_order_relaxed))
         atomic_store_explicit(&p->max_us[cause], us, memory_order_relaxed);
+    if (cpu > atomic_load_explicit(&p->max_cpu_us[cause], memory_order_relaxed))
+        atomic_store_explicit(&p->max_cpu_us[cause], cpu, memory_order_relaxed);
     atomic_store_explicit(&p->total_us[cause], atomic_load_explicit(&p->total_us[cause], memory_order_relaxed) + us,
                           memory_order_relaxed);
     atomic_store_explicit(&p->count[cause], atomic_load_explicit(&p->count[cause], memory_order_relaxed) + 1,
@@ -351,7 +370,8 @@ static int serve_walks(sy_engine *e)
         e->walks = w;
     }
     pthread_mutex_unlock(&e->lock);
-    uint64_t t0 = mono_us(), now = t0;
+    pause_start p0 = pause_begin();
+    uint64_t t0 = p0.wall, now = t0;
     int again = 0, worked = 0;
     for (sy_walk **link = &e->walks; *link;) {
         sy_walk *w = *link;
@@ -403,7 +423,7 @@ static int serve_walks(sy_engine *e)
             link = &w->next;
     }
     if (worked)
-        pause_note(e, SY_PAUSE_ADMIN, mono_us() - t0);
+        pause_note(e, SY_PAUSE_ADMIN, p0);
     if (again)
         atomic_store(&e->walk_signal, 1);
     return again;
@@ -432,18 +452,18 @@ static void *run(void *arg)
         int finishing = atomic_load(&e->finishing);
         int walking = atomic_load_explicit(&e->walk_signal, memory_order_relaxed) ? serve_walks(e) : 0;
         if (atomic_load_explicit(&e->has_pending, memory_order_relaxed)) {
-            uint64_t t0 = mono_us();
+            pause_start t0 = pause_begin();
             apply_reload(e);
-            pause_note(e, SY_PAUSE_RELOAD, mono_us() - t0);
+            pause_note(e, SY_PAUSE_RELOAD, t0);
             next = (wall_ms() / e->interval_ms + 1) * e->interval_ms;
         }
         size_t fed = drain(e, 512);
         uint64_t now = wall_ms();
         ship_raw(e, now, 0);
         if (now >= next) {
-            uint64_t t0 = mono_us();
+            pause_start t0 = pause_begin();
             flush(e, now, 0);
-            pause_note(e, SY_PAUSE_FLUSH, mono_us() - t0);
+            pause_note(e, SY_PAUSE_FLUSH, t0);
             /* Skip missed ticks (e.g. after a suspend) instead of bursting. */
             next = (now / e->interval_ms + 1) * e->interval_ms;
         }

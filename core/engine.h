@@ -67,10 +67,12 @@ void sy_walk_cancel(sy_walk *w);
 int sy_engine_walks_in_progress(const sy_engine *e);
 
 /* How long the engine left the rings undrained, by cause: the longest
- * single pause and the total, in microseconds (read from any thread). */
+ * single pause (wall clock, and the engine's own CPU time in the longest
+ * by CPU) and the total, in microseconds (read from any thread). */
 enum { SY_PAUSE_ADMIN = 0, SY_PAUSE_FLUSH = 1, SY_PAUSE_RELOAD = 2, SY_PAUSE_CAUSES = 3 };
 typedef struct sy_engine_pauses {
     _Atomic uint64_t max_us[SY_PAUSE_CAUSES];
+    _Atomic uint64_t max_cpu_us[SY_PAUSE_CAUSES];
     _Atomic uint64_t total_us[SY_PAUSE_CAUSES];
     _Atomic uint64_t count[SY_PAUSE_CAUSES];
     _Atomic uint64_t walks;         /* admin walks started */
