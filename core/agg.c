@@ -55,7 +55,10 @@ typedef struct sy_entry {
         struct sy_entry *next;
         struct sy_entry *next_dead;
     };
-    struct sy_entry *prev;
+    union {
+        struct sy_entry *prev;
+        uint64_t dead_hash; /* on a flush's dead list: its slot's hash */
+    };
     union {
         double value;
         sy_timer_data *timer;
@@ -230,11 +233,11 @@ static void list_remove(sy_agg *a, sy_entry *e)
 }
 
 /* Backward-shift deletion keeps probe chains intact without tombstones.
- * The entry has left its list already (list_remove). */
-static void slots_remove(sy_agg *a, sy_entry *e)
+ * The entry (of hash h) has left its list already (list_remove). */
+static void slots_remove(sy_agg *a, sy_entry *e, uint64_t h)
 {
     size_t mask = a->cap - 1;
-    size_t i = entry_hash(a, e) & mask;
+    size_t i = h & mask;
     while (a->slots[i].e != e)
         i = (i + 1) & mask;
     size_t j = i;
@@ -257,15 +260,17 @@ static void slots_remove(sy_agg *a, sy_entry *e)
 static void table_remove(sy_agg *a, sy_entry *e)
 {
     list_remove(a, e);
-    slots_remove(a, e);
+    slots_remove(a, e, entry_hash(a, e));
 }
 
-/* A flush deletes e: off its list now (next_dead reuses the link), out of
- * the slots after the flush's walk over them. */
-static void mark_dead(sy_agg *a, sy_snapshot *s, sy_entry *e)
+/* A flush deletes e, found in a slot of hash h: off its list now (the
+ * list's links then note the dead list and the hash), out of the slots
+ * after the flush's walk over them. */
+static void mark_dead(sy_agg *a, sy_snapshot *s, sy_entry *e, uint64_t h)
 {
     list_remove(a, e);
     e->next_dead = s->dead;
+    e->dead_hash = h;
     s->dead = e;
 }
 
@@ -1152,7 +1157,7 @@ sy_snapshot *sy_agg_snapshot(sy_agg *a, int64_t ts)
         if (e->type >= ALIAS) {
             /* A routing cache entry lives while its key is in use. */
             if (!(e->flags & F_TOUCHED) || e->epoch != a->epoch)
-                mark_dead(a, s, e);
+                mark_dead(a, s, e, a->slots[i].hash);
             e->flags &= (uint8_t)~F_TOUCHED;
             continue;
         }
@@ -1185,7 +1190,7 @@ sy_snapshot *sy_agg_snapshot(sy_agg *a, int64_t ts)
                 e->u.timer = NULL;
             }
             if (!(e->flags & (F_TOUCHED | F_KEEP)))
-                mark_dead(a, s, e);
+                mark_dead(a, s, e, a->slots[i].hash);
             e->flags &= (uint8_t)~F_TOUCHED;
             continue;
         }
@@ -1204,13 +1209,13 @@ sy_snapshot *sy_agg_snapshot(sy_agg *a, int64_t ts)
         default: it->value = e->u.set ? e->u.set->n : 0; s->sets++; break;
         }
         if (reset_entry(a, e) || (e->flags & F_RETIRE))
-            mark_dead(a, s, e);
+            mark_dead(a, s, e, a->slots[i].hash);
     }
     /* Entries the admin deleted may still be named by the snapshot in
      * flight on the output thread: they are freed with this one. */
     /* Unlink after the walk: backward shifts would disturb it. */
     for (sy_entry *e = s->dead; e; e = e->next_dead) {
-        slots_remove(a, e);
+        slots_remove(a, e, e->dead_hash);
         if (e == a->e_lag)
             a->e_lag = NULL;
     }
