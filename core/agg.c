@@ -1314,6 +1314,7 @@ void sy_buf_add(sy_buf *b, const char *s, size_t n)
  * deleted before the walk reaches it is not either.
  */
 enum { W_LIST = 0, W_INDEX = 1, W_PROPS = 2, W_DONE = 3 };
+#define WALK_STEP_BYTES (16u << 10)
 
 typedef struct ix_item {
     uint32_t idx;
@@ -1333,7 +1334,7 @@ struct sy_agg_walk {
     sy_entry *next;          /* its next entry; NULL once it is done */
     sy_entry *last[NLISTS];  /* each list's last entry when the walk began */
     ix_item *ix;             /* dump: the array-index keys */
-    size_t nix, cix, pos;
+    size_t nix, cix, pos;    /* heap size, its room, items pushed */
     size_t props;            /* dump: properties written */
     size_t shown, more;      /* keys */
 };
@@ -1410,12 +1411,46 @@ static void dump_prop(void *ctx, size_t i, sy_inspect_prop *p)
     entry_prop(((sy_entry **)ctx)[i], p);
 }
 
-static int by_index(const void *x, const void *y)
+/* The array-index keys wait in a binary min-heap, by index and then in
+ * the order seen: each push and pop costs O(log n), inside a slice, where
+ * sorting them all at once would hold the engine for as long as a client
+ * with many numeric keys likes. */
+static int ix_less(const ix_item *x, const ix_item *y)
 {
-    const ix_item *a = x, *b = y;
-    if (a->idx != b->idx)
-        return a->idx < b->idx ? -1 : 1;
-    return a->pos < b->pos ? -1 : a->pos > b->pos;
+    return x->idx != y->idx ? x->idx < y->idx : x->pos < y->pos;
+}
+
+static void ix_push(ix_item *h, size_t n, ix_item it)
+{
+    size_t i = n;
+    while (i) {
+        size_t up = (i - 1) / 2;
+        if (!ix_less(&it, &h[up]))
+            break;
+        h[i] = h[up];
+        i = up;
+    }
+    h[i] = it;
+}
+
+static ix_item ix_pop(ix_item *h, size_t n)
+{
+    ix_item top = h[0], last = h[--n];
+    size_t i = 0;
+    for (;;) {
+        size_t c = 2 * i + 1;
+        if (c >= n)
+            break;
+        if (c + 1 < n && ix_less(&h[c + 1], &h[c]))
+            c++;
+        if (!ix_less(&h[c], &last))
+            break;
+        h[i] = h[c];
+        i = c;
+    }
+    if (n)
+        h[i] = last;
+    return top;
 }
 
 /* The entry named by an ix_item, if it is still in the table. */
@@ -1451,12 +1486,13 @@ static int dump_step(sy_agg *a, sy_agg_walk *w, sy_buf *out, size_t budget)
         walk_list(a, w, w->type);
     sy_inspect_prop p;
     uint32_t idx;
-    for (size_t k = 0; k < budget; k++) {
+    size_t start = out->len;
+    /* Formatting costs about what it writes (a timer may take 1.5 KB):
+     * a step also ends after WALK_STEP_BYTES. */
+    for (size_t k = 0; k < budget && out->len - start < WALK_STEP_BYTES; k++) {
         if (w->phase == W_LIST) {
             sy_entry *e = walk_take(w);
             if (!e) {
-                if (w->nix)
-                    qsort(w->ix, w->nix, sizeof *w->ix, by_index);
                 w->phase = W_INDEX;
                 continue;
             }
@@ -1472,15 +1508,16 @@ static int dump_step(sy_agg *a, sy_agg_walk *w, sy_buf *out, size_t budget)
                 w->ix = nix;
                 w->cix = ncap;
             }
-            w->ix[w->nix] = (ix_item){ .idx = idx, .pos = (uint32_t)w->nix, .e = e };
+            ix_push(w->ix, w->nix, (ix_item){ .idx = idx, .pos = (uint32_t)w->pos++, .e = e });
             w->nix++;
         } else if (w->phase == W_INDEX) {
-            if (w->pos == w->nix) {
+            if (w->nix == 0) {
                 w->phase = W_PROPS;
                 walk_list(a, w, w->type);
                 continue;
             }
-            const sy_entry *e = ix_find(a, w->type, &w->ix[w->pos++]);
+            ix_item it = ix_pop(w->ix, w->nix--);
+            const sy_entry *e = ix_find(a, w->type, &it);
             if (e) {
                 entry_prop(e, &p);
                 sy_inspect_stream_prop(out, &w->props, &p);

@@ -373,6 +373,15 @@ static int serve_walks(sy_engine *e)
     pause_start p0 = pause_begin();
     uint64_t t0 = p0.wall, now = t0;
     int again = 0, worked = 0;
+    /* Each walk that wants a slice gets an even share of the gap, so that
+     * one large walk does not hold up the others. */
+    size_t nwant = 0;
+    for (sy_walk *w = e->walks; w; w = w->next) {
+        pthread_mutex_lock(&w->lock);
+        nwant += w->want && !w->done && !w->cancelled;
+        pthread_mutex_unlock(&w->lock);
+    }
+    uint64_t share = WALK_GAP_US / (nwant ? nwant : 1);
     for (sy_walk **link = &e->walks; *link;) {
         sy_walk *w = *link;
         pthread_mutex_lock(&w->lock);
@@ -395,7 +404,8 @@ static int serve_walks(sy_engine *e)
         int done = !w->aw;
         if (!w->aw)
             sy_buf_add(&buf, "ERROR: out of memory\n", 21);
-        while (!done && buf.len < WALK_SLICE_BYTES && now - t0 < WALK_GAP_US) {
+        uint64_t t1 = now;
+        while (!done && buf.len < WALK_SLICE_BYTES && now - t1 < share && now - t0 < WALK_GAP_US) {
             done = sy_agg_walk_step(e->agg, w->aw, &buf, WALK_STEP);
             now = mono_us();
         }

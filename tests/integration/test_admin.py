@@ -1152,11 +1152,13 @@ def check_walks(res, workdir, cap):
                  "(%.2f s of walking in all); counters reply %.2f s, delcounters z.k.* %.2f s, "
                  "delcounters w.k.* %.2f s"
                  % ((pause or 0) * 1000, cpu * 1000, slices, busy, dump_s, del_s, delall_s))
-        # a generous bound (the target is 10 ms; the machine is shared): one
-        # pass over the table, as before, took ~0.3 s at 200k keys
-        res.check("the engine never paused long for the walks (longest %.2f ms, %d slices)"
-                  % ((pause or 0) * 1000, slices), pause is not None and pause < 0.1 and slices >= 15,
-                  metrics(http_port)[2][-3000:])
+        # a generous bound on the engine's own CPU time in one pause (the
+        # target is 10 ms; one pass over the table, as before, took ~0.3 s
+        # at 200k keys); wall time is only printed: on a shared machine the
+        # scheduler adds what it likes
+        res.check("the engine never paused long for the walks (most CPU in one pause %.2f ms, "
+                  "%d slices)" % (cpu * 1000, slices),
+                  pause is not None and 0 < cpu < 0.05 and slices >= 15, metrics(http_port)[2][-3000:])
     finally:
         rc = sy.stop()
         res.check("the walks daemon stops cleanly", rc == 0, sy.logs())
