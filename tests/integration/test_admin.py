@@ -40,7 +40,8 @@ the HTTP endpoint (/health, /metrics).
      folder's keys deleted and nothing else, every line sent meanwhile
      counted, the engine's longest admin pause (a generous bound; the
      figure is printed); a client that reads nothing holds its walk with
-     about 1 MiB pending; a 17th walk at once is refused.
+     about 1 MiB pending; a 17th walk at once is refused; a client that
+     reads nothing of its reply for 30 s is closed.
 
 Usage:  /usr/bin/python3 tests/integration/test_admin.py [statsd|http|health|walks ...]   ($SY_BIN)
 """
@@ -1110,11 +1111,13 @@ def check_walks(res, workdir, cap):
         refused = ask_once(mport, "counters", "END\n\n")
         res.check("a 17th walk at once is refused with an ERROR and END",
                   refused.startswith("ERROR: too many") and refused.endswith("END\n\n"), "%r" % refused[:300])
+        stuck = stalled.pop()  # this one never reads: closed after 30 s (checked below)
+        t_stuck = time.monotonic()
         for s in stalled:
             s.close()
-        ended = wait_until(lambda: sample(metrics(http_port)[3], "switchyard_admin_walks_in_progress") == 0, 20)
+        ended = wait_until(lambda: sample(metrics(http_port)[3], "switchyard_admin_walks_in_progress") == 1, 20)
         after = ask_once(mport, "keys w.k.199", "END\n\n")
-        res.check("the walks of closed clients end (walks_in_progress 0): the next is answered; "
+        res.check("the walks of closed clients end (walks_in_progress 1: the stuck one): the next is answered; "
                   "the refusal was counted", ended and after.startswith("counters w.k.199") and
                   (sample(metrics(http_port)[3], "switchyard_admin_walks_refused_total") or 0) >= 1,
                   "%r\n%s" % (after[:200], metrics(http_port)[2][-3000:]))
@@ -1140,6 +1143,27 @@ def check_walks(res, workdir, cap):
                   len(set(re.findall(r"^deleted: (.*)$", reply, re.M))) == WALK_KEYS, reply[-300:])
         samples = metrics(http_port)[3]
         c.close()
+
+        # the client that never reads is closed after 30 s without progress
+        closed = wait_until(lambda: (sample(metrics(http_port)[3], "switchyard_admin_write_timeouts_total")
+                                     or 0) >= 1, 45)
+        waited = time.monotonic() - t_stuck
+        eof = False
+        try:
+            stuck.settimeout(10)
+            while True:
+                chunk = stuck.recv(1 << 20)
+                if not chunk:
+                    eof = True
+                    break
+        except OSError:
+            eof = True  # reset: closed with data unread
+        stuck.close()
+        res.check("a console client that reads nothing of its reply is closed after ~30 s (%.0f s), "
+                  "counted; its walk ends" % waited,
+                  closed and eof and waited >= 25 and
+                  sample(metrics(http_port)[3], "switchyard_admin_walks_in_progress") == 0,
+                  metrics(http_port)[2][-2500:])
         res.check("live.tick, sent during the walks, holds every count (%d)" % sent["tick"],
                   big_counters(final)[0].get("live.tick") == [float(sent["tick"])],
                   "%r; reply of %d bytes ends %r" % (big_counters(final)[0].get("live.tick"), len(final),
