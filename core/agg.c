@@ -17,6 +17,7 @@
 #include "agg.h"
 
 #include <math.h>
+#include <stddef.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -73,6 +74,9 @@ typedef struct sy_entry {
     uint8_t flags;
     char key[];
 } sy_entry;
+
+/* The README's memory per key counts on this (x86-64). */
+_Static_assert(sizeof(void *) != 8 || offsetof(sy_entry, key) == 40, "an entry's header is 40 bytes");
 
 /* One distinct routing decision; keys share them. */
 typedef struct route_info {
