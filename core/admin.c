@@ -36,7 +36,6 @@
 #include "status.h"
 #include "traces.h"
 
-#define QUERY_TIMEOUT_MS 5000
 #define MAX_COMMAND 8192
 #define MAX_PENDING_OUT (4u << 20) /* replies a console client has not read yet */
 /* HTTP: no endpoint takes a body, and a request line or header section
@@ -48,6 +47,24 @@
 #define TRACES_MAX_JOBS 2 /* /traces pages being made at once; more get a 503 */
 
 typedef struct traces_job traces_job;
+/* A walk's reply waits (the engine writes no more of it) while this much
+ * of it is not yet written to the client; it goes on once half is. */
+#define WALK_PENDING_OUT (1u << 20)
+/* A console client that reads nothing of a pending reply for this long
+ * is closed (it would otherwise hold a walk, of SY_WALK_MAX, for ever). */
+#define WRITE_TIMEOUT_S 30
+
+/* One console connection. */
+typedef struct conn {
+    sy_admin *a;
+    struct bufferevent *bev;
+    struct conn *prev, *next; /* every open one, to close them at the end */
+    sy_walk *walk;            /* a reply being streamed; no commands meanwhile */
+    int walk_end;             /* "END" after it (the dumps) */
+    int waiting;              /* the walk waits for the client to read */
+    int eof;                  /* the client has said all it will */
+    int discarding;           /* the rest of an over-long line, up to its newline, is skipped */
+} conn;
 
 struct sy_admin {
     sy_admin_deps d;
@@ -81,13 +98,12 @@ struct sy_admin {
     struct event *jobs_ev;
     atomic_ullong traces_busy; /* /traces refused: TRACES_MAX_JOBS being made */
     atomic_ullong traces_cut;  /* /traces pages cut to their bounds */
+    conn *conns;
+    int walk_fd;            /* eventfd: the engine has written a slice */
+    struct event *walk_ev;
+    _Atomic uint64_t walk_waits;    /* walks held for a slow reader */
+    _Atomic uint64_t write_timeouts; /* console clients closed for not reading */
 };
-
-/* One console connection. */
-typedef struct console_conn {
-    sy_admin *a;
-    int discarding; /* the rest of an over-long line, up to its newline, is skipped */
-} console_conn;
 
 static sy_ratelimit rl_refused = SY_RATELIMIT_INIT(10000, 5);
 
@@ -234,9 +250,39 @@ static int split_args(char *line, char **argv, int max)
 
 static const int type_of[] = { [0] = SY_T_COUNTER, [1] = SY_T_TIMER, [2] = SY_T_GAUGE };
 
-/* One command line; returns 0 to close the connection. */
-static int command(sy_admin *a, struct bufferevent *bev, char *line)
+static sy_ratelimit rl_walks = SY_RATELIMIT_INIT(10000, 2);
+static sy_ratelimit rl_slow = SY_RATELIMIT_INIT(10000, 2);
+
+static void walk_ready(void *arg)
 {
+    sy_admin *a = arg;
+    uint64_t one = 1;
+    ssize_t rc = write(a->walk_fd, &one, sizeof one);
+    (void)rc;
+}
+
+/* A question for the key table: its reply is streamed as the engine
+ * writes it (walk_flow); this connection reads no command meanwhile. */
+static void start_walk(conn *c, int what, int type, char **args, size_t nargs, int end)
+{
+    sy_admin *a = c->a;
+    c->walk = sy_engine_walk(a->d.engine, what, type, args, nargs, walk_ready, a);
+    if (!c->walk) {
+        sy_log_limited(&rl_walks, SY_WARN, "admin: %d questions about the key table in progress: "
+                       "one more refused (switchyard_admin_walks_refused_total)", SY_WALK_MAX);
+        static const char busy[] = "ERROR: too many questions about the keys in progress; try again\nEND\n\n";
+        reply(c->bev, busy, sizeof busy - 1);
+        return;
+    }
+    c->walk_end = end;
+    c->waiting = 0;
+}
+
+/* One command line; returns 0 to close the connection. */
+static int command(conn *c, char *line)
+{
+    sy_admin *a = c->a;
+    struct bufferevent *bev = c->bev;
     char *argv[64];
     int argc = split_args(line, argv, 64);
     sy_buf b = { 0 };
@@ -247,17 +293,11 @@ static int command(sy_admin *a, struct bufferevent *bev, char *line)
     static const char *const dels[] = { "delcounters", "deltimers", "delgauges" };
     for (int t = 0; t < 3; t++) {
         if (strcmp(cmd, dumps[t]) == 0) {
-            if (sy_engine_query(a->d.engine, SY_QUERY_DUMP, type_of[t], NULL, 0, &b, QUERY_TIMEOUT_MS) < 0)
-                sy_buf_printf(&b, "ERROR: the aggregator did not answer\n");
-            sy_buf_printf(&b, "END\n\n");
-            reply_buf(bev, &b);
+            start_walk(c, SY_WALK_DUMP, type_of[t], NULL, 0, 1);
             return 1;
         }
         if (strcmp(cmd, dels[t]) == 0) {
-            if (sy_engine_query(a->d.engine, SY_QUERY_DELETE, type_of[t], argv + 1, (size_t)argc - 1,
-                                &b, QUERY_TIMEOUT_MS) < 0)
-                sy_buf_printf(&b, "ERROR: the aggregator did not answer\nEND\n\n");
-            reply_buf(bev, &b);
+            start_walk(c, SY_WALK_DELETE, type_of[t], argv + 1, (size_t)argc - 1, 0);
             return 1;
         }
     }
@@ -290,9 +330,7 @@ static int command(sy_admin *a, struct bufferevent *bev, char *line)
     } else if (strcmp(cmd, "listeners") == 0) {
         cmd_listeners(a, &b);
     } else if (strcmp(cmd, "keys") == 0) {
-        if (sy_engine_query(a->d.engine, SY_QUERY_KEYS, 0, argv + 1, argc > 1 ? 1 : 0, &b,
-                            QUERY_TIMEOUT_MS) < 0)
-            sy_buf_printf(&b, "ERROR: the aggregator did not answer\nEND\n\n");
+        start_walk(c, SY_WALK_KEYS, 0, argv + 1, argc > 1 ? 1 : 0, 0);
     } else {
         sy_buf_printf(&b, "ERROR\n");
     }
@@ -300,29 +338,37 @@ static int command(sy_admin *a, struct bufferevent *bev, char *line)
     return 1;
 }
 
-static void conn_free(struct bufferevent *bev, console_conn *cc)
+static void conn_free(conn *c)
 {
-    bufferevent_free(bev);
-    free(cc);
+    sy_walk_cancel(c->walk);
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        c->a->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    bufferevent_free(c->bev);
+    free(c);
 }
 
 /* After `quit`: close once what was said has been written. */
 static void close_when_written(struct bufferevent *bev, void *arg)
 {
     if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
-        conn_free(bev, arg);
+        conn_free(arg);
 }
 
 static void on_event(struct bufferevent *bev, short what, void *arg);
 static void on_read(struct bufferevent *bev, void *arg);
+static void pump(conn *c);
 
 /* No more commands on this connection: close it once the replies are out. */
-static void finish(console_conn *cc, struct bufferevent *bev)
+static void finish(conn *c)
 {
-    bufferevent_disable(bev, EV_READ);
-    bufferevent_setwatermark(bev, EV_WRITE, 0, 0);
-    bufferevent_setcb(bev, NULL, close_when_written, on_event, cc);
-    close_when_written(bev, cc);
+    bufferevent_disable(c->bev, EV_READ);
+    bufferevent_setwatermark(c->bev, EV_WRITE, 0, 0);
+    bufferevent_setcb(c->bev, NULL, close_when_written, on_event, c);
+    close_when_written(c->bev, c);
 }
 
 /* The client has read enough of its replies: take commands again. */
@@ -331,31 +377,31 @@ static void on_drained(struct bufferevent *bev, void *arg)
     bufferevent_setwatermark(bev, EV_WRITE, 0, 0);
     bufferevent_setcb(bev, on_read, NULL, on_event, arg);
     bufferevent_enable(bev, EV_READ);
-    on_read(bev, arg); /* lines that were already buffered */
+    pump(arg); /* lines that were already buffered */
 }
 
 /* A line longer than MAX_COMMAND: answered ERROR once and counted.  When
  * its newline has not arrived yet (unfinished), what came is dropped and
  * the rest, up to the newline, is skipped as it arrives, so that its tail
  * is never read as a command of its own. */
-static void line_too_long(console_conn *cc, struct bufferevent *bev, int unfinished)
+static void line_too_long(conn *c, int unfinished)
 {
-    cc->a->console_too_long++;
+    c->a->console_too_long++;
     sy_log_limited(&rl_refused, SY_WARN, "admin console: a command line longer than %d bytes "
                    "refused (ERROR) and skipped to its end", MAX_COMMAND);
-    bufferevent_write(bev, "ERROR\n", 6);
+    bufferevent_write(c->bev, "ERROR\n", 6);
     if (unfinished) {
-        struct evbuffer *in = bufferevent_get_input(bev);
+        struct evbuffer *in = bufferevent_get_input(c->bev);
         evbuffer_drain(in, evbuffer_get_length(in));
-        cc->discarding = 1;
+        c->discarding = 1;
     }
 }
 
 /* Skips what is left of an over-long line; 1 once its newline is found
  * (and dropped), 0 while the line goes on. */
-static int skip_rest(console_conn *cc, struct evbuffer *in)
+static int skip_rest(conn *c, struct evbuffer *in)
 {
-    if (!cc->discarding)
+    if (!c->discarding)
         return 1;
     struct evbuffer_ptr nl = evbuffer_search(in, "\n", 1, NULL);
     if (nl.pos < 0) {
@@ -363,60 +409,160 @@ static int skip_rest(console_conn *cc, struct evbuffer *in)
         return 0;
     }
     evbuffer_drain(in, (size_t)nl.pos + 1);
-    cc->discarding = 0;
+    c->discarding = 0;
     return 1;
 }
 
-/* Answers the complete command lines buffered, while fewer than max_out
- * bytes of replies are pending; 0 once a command ended the session. */
-static int run_lines(console_conn *cc, struct bufferevent *bev, size_t max_out)
+/*
+ * Answers the complete command lines buffered, while fewer than
+ * MAX_PENDING_OUT bytes of replies are pending and no walk streams its
+ * reply; after the client's EOF, a last line without its newline too
+ * (as statsd), and then closes once the replies are out.
+ */
+static void pump(conn *c)
 {
+    struct bufferevent *bev = c->bev;
     struct evbuffer *in = bufferevent_get_input(bev), *out = bufferevent_get_output(bev);
-    char *line;
-    size_t n;
-    if (!skip_rest(cc, in))
-        return 1;
-    while (evbuffer_get_length(out) < max_out && (line = evbuffer_readln(in, &n, EVBUFFER_EOL_CRLF))) {
-        if (n > MAX_COMMAND) { /* arrived whole, in one read */
+    for (;;) {
+        if (c->walk) {
+            /* The walk's end calls this again.  Meanwhile the kernel's
+             * buffers push back on a client that sends more. */
+            bufferevent_disable(bev, EV_READ);
+            return;
+        }
+        if (evbuffer_get_length(out) >= MAX_PENDING_OUT) {
+            /* A client that sends commands without reading the replies
+             * would make them pile up here without bound: stop reading its
+             * commands until half of what is pending has been written. */
+            bufferevent_disable(bev, EV_READ);
+            bufferevent_setwatermark(bev, EV_WRITE, MAX_PENDING_OUT / 2, 0);
+            bufferevent_setcb(bev, on_read, on_drained, on_event, c);
+            return;
+        }
+        if (!skip_rest(c, in))
+            return;
+        size_t n;
+        char *line = evbuffer_readln(in, &n, EVBUFFER_EOL_CRLF);
+        if (line && n > MAX_COMMAND) { /* arrived whole, in one read */
             free(line);
-            line_too_long(cc, bev, 0);
+            line_too_long(c, 0);
             continue;
         }
-        int keep = command(cc->a, bev, line);
-        free(line);
-        if (!keep)
-            return 0;
+        if (line) {
+            int keep = command(c, line);
+            free(line);
+            if (!keep) {
+                finish(c);
+                return;
+            }
+            continue;
+        }
+        size_t len = evbuffer_get_length(in);
+        if (c->eof) {
+            /* The last line, without its newline (the input buffer takes
+             * no more bytes once reading has ended, so it is taken out). */
+            line = len && len <= MAX_COMMAND ? malloc(len + 1) : NULL;
+            if (line) {
+                evbuffer_remove(in, line, len);
+                line[len] = '\0';
+                if (line[len - 1] == '\r')
+                    line[len - 1] = '\0';
+                int keep = command(c, line);
+                free(line);
+                if (keep)
+                    continue;
+            }
+            evbuffer_drain(in, evbuffer_get_length(in));
+            finish(c);
+            return;
+        }
+        if (len > MAX_COMMAND)
+            line_too_long(c, 1);
+        return;
     }
-    return 1;
 }
 
 static void on_read(struct bufferevent *bev, void *arg)
 {
-    console_conn *cc = arg;
-    struct evbuffer *in = bufferevent_get_input(bev), *out = bufferevent_get_output(bev);
-    if (!run_lines(cc, bev, MAX_PENDING_OUT)) {
-        finish(cc, bev);
-        return;
-    }
-    if (evbuffer_get_length(out) >= MAX_PENDING_OUT) {
-        /* A client that sends commands without reading the replies would
-         * make them pile up here without bound: stop reading its commands
-         * (the kernel's buffers then push back on it) until half of what
-         * is pending has been written. */
-        bufferevent_disable(bev, EV_READ);
-        bufferevent_setwatermark(bev, EV_WRITE, MAX_PENDING_OUT / 2, 0);
-        bufferevent_setcb(bev, on_read, on_drained, on_event, cc);
-        return;
-    }
-    if (evbuffer_get_length(in) > MAX_COMMAND)
-        line_too_long(cc, bev, 1);
+    (void)bev;
+    pump(arg);
 }
+
+static void on_walk_drained(struct bufferevent *bev, void *arg);
+
+/* Streams what the engine has written of a walk's reply, and asks for
+ * more while the client keeps up. */
+static void walk_flow(conn *c)
+{
+    sy_buf b = { 0 };
+    int done = sy_walk_take(c->walk, &b);
+    if (b.len)
+        reply(c->bev, b.p, b.len);
+    sy_buf_free(&b);
+    if (done) {
+        c->walk = NULL;
+        if (c->walk_end)
+            reply(c->bev, "END\n\n", 5);
+        if (!c->eof)
+            bufferevent_enable(c->bev, EV_READ);
+        pump(c);
+        return;
+    }
+    if (evbuffer_get_length(bufferevent_get_output(c->bev)) < WALK_PENDING_OUT) {
+        sy_walk_more(c->walk);
+        return;
+    }
+    /* A slow reader: the walk waits (the engine keeps its cursor, nothing
+     * more), until half of what is pending has been written. */
+    c->waiting = 1;
+    atomic_fetch_add_explicit(&c->a->walk_waits, 1, memory_order_relaxed);
+    sy_log_limited(&rl_slow, SY_INFO, "admin: a console client reads its reply slowly; "
+                   "the walk waits with %u bytes pending (switchyard_admin_walk_waits_total)",
+                   WALK_PENDING_OUT);
+    bufferevent_setwatermark(c->bev, EV_WRITE, WALK_PENDING_OUT / 2, 0);
+    bufferevent_setcb(c->bev, on_read, on_walk_drained, on_event, c);
+}
+
+static void on_walk_drained(struct bufferevent *bev, void *arg)
+{
+    conn *c = arg;
+    bufferevent_setwatermark(bev, EV_WRITE, 0, 0);
+    bufferevent_setcb(bev, on_read, NULL, on_event, c);
+    c->waiting = 0;
+    if (c->walk)
+        walk_flow(c);
+}
+
+/* The engine has written a slice of some walk. */
+static void on_walk_ready(evutil_socket_t fd, short what, void *arg)
+{
+    sy_admin *a = arg;
+    uint64_t v;
+    ssize_t rc = read(fd, &v, sizeof v);
+    (void)rc;
+    (void)what;
+    for (conn *c = a->conns, *next; c; c = next) {
+        next = c->next; /* walk_flow may close c */
+        if (c->walk && !c->waiting)
+            walk_flow(c);
+    }
+}
+
+static sy_ratelimit rl_stuck = SY_RATELIMIT_INIT(10000, 2);
 
 static void on_event(struct bufferevent *bev, short what, void *arg)
 {
-    console_conn *cc = arg;
+    conn *c = arg;
+    (void)bev;
+    if (what & BEV_EVENT_TIMEOUT) {
+        atomic_fetch_add_explicit(&c->a->write_timeouts, 1, memory_order_relaxed);
+        sy_log_limited(&rl_stuck, SY_WARN, "admin: a console client read nothing of its reply for "
+                       "%d s: closed (switchyard_admin_write_timeouts_total)", WRITE_TIMEOUT_S);
+        conn_free(c);
+        return;
+    }
     if (what & BEV_EVENT_ERROR) {
-        conn_free(bev, cc);
+        conn_free(c);
         return;
     }
     if (what & BEV_EVENT_EOF) {
@@ -424,25 +570,8 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
          * as statsd, answer what it sent, a last line without its newline
          * included, and close once the replies are out; freeing the
          * connection now would drop what is still queued. */
-        struct evbuffer *in = bufferevent_get_input(bev);
-        int keep = run_lines(cc, bev, SIZE_MAX); /* reading has stopped: the input is bounded */
-        if (keep && !skip_rest(cc, in))
-            keep = 0; /* the end of an over-long line, already answered */
-        size_t len = evbuffer_get_length(in);
-        if (keep && len > MAX_COMMAND) {
-            line_too_long(cc, bev, 1);
-            keep = 0;
-        }
-        char *line = keep && len ? malloc(len + 1) : NULL;
-        if (line) {
-            evbuffer_remove(in, line, len);
-            line[len] = '\0';
-            if (line[len - 1] == '\r')
-                line[len - 1] = '\0';
-            command(cc->a, bev, line);
-            free(line);
-        }
-        finish(cc, bev);
+        c->eof = 1;
+        pump(c);
     }
 }
 
@@ -452,15 +581,24 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
     (void)l;
     (void)sa;
     (void)len;
-    console_conn *cc = calloc(1, sizeof *cc);
-    struct bufferevent *bev = cc ? bufferevent_socket_new(a->base, fd, BEV_OPT_CLOSE_ON_FREE) : NULL;
+    conn *c = calloc(1, sizeof *c);
+    struct bufferevent *bev = c ? bufferevent_socket_new(a->base, fd, BEV_OPT_CLOSE_ON_FREE) : NULL;
     if (!bev) {
-        free(cc);
+        free(c);
         close(fd);
         return;
     }
-    cc->a = a;
-    bufferevent_setcb(bev, on_read, NULL, on_event, cc);
+    c->a = a;
+    c->bev = bev;
+    c->next = a->conns;
+    if (a->conns)
+        a->conns->prev = c;
+    a->conns = c;
+    /* Only runs while a reply waits to be written (libevent's write
+     * timeout): an idle client is not affected. */
+    struct timeval wt = { WRITE_TIMEOUT_S, 0 };
+    bufferevent_set_timeouts(bev, NULL, &wt);
+    bufferevent_setcb(bev, on_read, NULL, on_event, c);
     bufferevent_enable(bev, EV_READ | EV_WRITE);
 }
 
@@ -696,6 +834,46 @@ static void http_metrics(struct evhttp_request *req, void *arg)
         metric_head(out, astats[k].name, astats[k].gauge ? "gauge" : "counter", astats[k].help);
         evbuffer_add_printf(out, "%s %llu\n", astats[k].name, (unsigned long long)av[k]);
     }
+    const sy_engine_pauses *ps = sy_engine_get_pauses(a->d.engine);
+    static const char *const causes[] = { "admin", "flush", "reload" };
+    metric_head(out, "switchyard_engine_pause_max_seconds", "gauge",
+                "Longest time the engine left the rings undrained at once, by cause, since start.");
+    for (int k = 0; k < SY_PAUSE_CAUSES; k++)
+        evbuffer_add_printf(out, "switchyard_engine_pause_max_seconds{cause=\"%s\"} %.6f\n", causes[k],
+                            (double)atomic_load(&ps->max_us[k]) / 1e6);
+    metric_head(out, "switchyard_engine_pause_cpu_max_seconds", "gauge",
+                "Most CPU time the engine spent in one such pause, by cause, since start.");
+    for (int k = 0; k < SY_PAUSE_CAUSES; k++)
+        evbuffer_add_printf(out, "switchyard_engine_pause_cpu_max_seconds{cause=\"%s\"} %.6f\n", causes[k],
+                            (double)atomic_load(&ps->max_cpu_us[k]) / 1e6);
+    metric_head(out, "switchyard_engine_pause_seconds_total", "counter",
+                "Time the engine left the rings undrained, by cause.");
+    for (int k = 0; k < SY_PAUSE_CAUSES; k++)
+        evbuffer_add_printf(out, "switchyard_engine_pause_seconds_total{cause=\"%s\"} %.6f\n", causes[k],
+                            (double)atomic_load(&ps->total_us[k]) / 1e6);
+    static const struct { const char *name, *help; } wstats[] = {
+        { "switchyard_admin_walks_total", "Console questions that walk the key table (dumps, deletes, keys)." },
+        { "switchyard_admin_walks_refused_total", "Such questions refused: too many in progress." },
+        { "switchyard_admin_walk_slices_total", "Slices of their replies the engine wrote between batches." },
+        { "switchyard_admin_walk_waits_total", "Times a walk waited for a console client to read its reply." },
+        { "switchyard_admin_write_timeouts_total", "Console clients closed for reading nothing of a reply." },
+    };
+    uint64_t wv[] = { atomic_load(&ps->walks), atomic_load(&ps->walks_refused), atomic_load(&ps->slices),
+                      atomic_load(&a->walk_waits), atomic_load(&a->write_timeouts) };
+    for (size_t k = 0; k < sizeof wstats / sizeof *wstats; k++) {
+        metric_head(out, wstats[k].name, "counter", wstats[k].help);
+        evbuffer_add_printf(out, "%s %llu\n", wstats[k].name, (unsigned long long)wv[k]);
+    }
+    size_t pending = 0, nconn = 0;
+    for (conn *c = a->conns; c; c = c->next, nconn++)
+        pending += evbuffer_get_length(bufferevent_get_output(c->bev));
+    metric_head(out, "switchyard_admin_walks_in_progress", "gauge", "Console questions about the keys being answered.");
+    evbuffer_add_printf(out, "switchyard_admin_walks_in_progress %d\n", sy_engine_walks_in_progress(a->d.engine));
+    metric_head(out, "switchyard_admin_console_connections", "gauge", "Open console connections.");
+    evbuffer_add_printf(out, "switchyard_admin_console_connections %zu\n", nconn);
+    metric_head(out, "switchyard_admin_console_pending_bytes", "gauge",
+                "Console replies written but not yet taken by the clients' sockets.");
+    evbuffer_add_printf(out, "switchyard_admin_console_pending_bytes %zu\n", pending);
     metric_head(out, "switchyard_lua_memory_bytes", "gauge", "Heap of the routing script.");
     evbuffer_add_printf(out, "switchyard_lua_memory_bytes %llu\n",
                         (unsigned long long)sy_engine_lua_memory(a->d.engine));
@@ -1039,6 +1217,7 @@ sy_admin *sy_admin_start(const sy_admin_deps *deps, char *err, size_t errlen)
     }
     a->d = *deps;
     a->stop_fd = a->jobs_fd = a->cancel_fd = -1;
+    a->walk_fd = -1;
     a->start = now_s();
     atomic_init(&a->health_up, deps->conf->health_up);
     pthread_mutex_init(&a->conf_lock, NULL);
@@ -1056,9 +1235,13 @@ sy_admin *sy_admin_start(const sy_admin_deps *deps, char *err, size_t errlen)
     a->jobs_ev = a->base && a->jobs_fd >= 0
                      ? event_new(a->base, a->jobs_fd, EV_READ | EV_PERSIST, on_jobs_done, a)
                      : NULL;
+    a->walk_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    a->walk_ev = a->base && a->walk_fd >= 0
+                 ? event_new(a->base, a->walk_fd, EV_READ | EV_PERSIST, on_walk_ready, a) : NULL;
     the_admin = a;
-    if (!a->stop_ev || !a->resume_ev || !a->jobs_ev || a->cancel_fd < 0 ||
-        event_add(a->stop_ev, NULL) < 0 || event_add(a->jobs_ev, NULL) < 0) {
+    if (!a->stop_ev || !a->resume_ev || !a->jobs_ev || !a->walk_ev || a->cancel_fd < 0 ||
+        event_add(a->stop_ev, NULL) < 0 || event_add(a->jobs_ev, NULL) < 0 ||
+        event_add(a->walk_ev, NULL) < 0) {
         snprintf(err, errlen, "admin: cannot create an event loop");
         goto fail;
     }
@@ -1147,6 +1330,12 @@ void sy_admin_stop(sy_admin *a)
         traces_job_free(j);
     }
     a->jobs = NULL;
+    while (a->conns)
+        conn_free(a->conns); /* their walks are cancelled: the engine drops them */
+    if (a->walk_ev)
+        event_free(a->walk_ev);
+    if (a->walk_fd >= 0)
+        close(a->walk_fd);
     if (a->stop_fd >= 0)
         close(a->stop_fd);
     if (a->jobs_fd >= 0)

@@ -4,9 +4,9 @@
  *
  * Runs on a thread of its own, so a slow or stuck admin client never
  * touches ingest.  Questions about the key table are asked of the engine
- * (sy_engine_query), which answers between two batches.  /traces pages,
- * which wait on memcached, are made on worker threads (at most two at
- * once), so they never hold the admin loop either.
+ * (sy_engine_walk), which answers a slice at a time between two batches.
+ * /traces pages, which wait on memcached, are made on worker threads (at
+ * most two at once), so they never hold the admin loop either.
  */
 #ifndef SY_ADMIN_H
 #define SY_ADMIN_H

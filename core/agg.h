@@ -171,6 +171,9 @@ typedef struct sy_buf {
 void sy_buf_printf(sy_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void sy_buf_free(sy_buf *b);
 
+/* Appends n bytes. */
+void sy_buf_add(sy_buf *b, const char *s, size_t n);
+
 /* statsd's `counters`, `timers`, `gauges`: the current interval's values,
  * byte for byte as statsd's console prints them (node's util.inspect, see
  * inspect.h; keys in the order statsd first saw them), then a newline. */
@@ -178,7 +181,27 @@ void sy_agg_dump(sy_agg *a, int type, sy_buf *out);
 /* statsd's `delcounters` etc.: each name, or a "folder.*", is deleted;
  * "deleted: NAME" or "metric NAME not found" per request, then END. */
 void sy_agg_delete(sy_agg *a, int type, char **names, size_t n, sy_buf *out);
-/* Key counts per type, or (with a prefix) the keys that start with it. */
-void sy_agg_keys(sy_agg *a, const char *prefix, size_t limit, sy_buf *out);
+/* Key counts per type, or (with a prefix) the first SY_KEYS_LIMIT keys
+ * that start with it and how many more there are. */
+#define SY_KEYS_LIMIT 10000
+void sy_agg_keys(sy_agg *a, const char *prefix, sy_buf *out);
+
+/*
+ * The same three as walks done a few entries at a time, so that the
+ * aggregator's thread can answer between batches of ingest.  A walk
+ * visits each entry present for its whole length exactly once; entries
+ * created after it began are not visited, and entries deleted before it
+ * reaches them are not either (the table may grow or shift meanwhile).
+ * names (what: SY_WALK_DELETE, or SY_WALK_KEYS with the prefix in names[0])
+ * must live as long as the walk.
+ */
+enum { SY_WALK_DUMP = 1, SY_WALK_DELETE = 2, SY_WALK_KEYS = 3 };
+typedef struct sy_agg_walk sy_agg_walk;
+sy_agg_walk *sy_agg_walk_new(sy_agg *a, int what, int type, char **names, size_t n);
+/* Visits up to about `budget` entries, appending the reply's text to out;
+ * 1 once the reply is complete. */
+int sy_agg_walk_step(sy_agg *a, sy_agg_walk *w, sy_buf *out, size_t budget);
+/* Ends a walk, complete or not (before the aggregator is freed). */
+void sy_agg_walk_free(sy_agg *a, sy_agg_walk *w);
 
 #endif

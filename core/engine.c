@@ -51,13 +51,35 @@ typedef struct reload_job {
                                     * descheduled meanwhile */
 } reload_job;
 
-typedef struct query {
+/* Admin walks: per gap between batches, at most WALK_GAP_US of walking
+ * (checked every WALK_STEP entries), and at most WALK_SLICE_BYTES of
+ * reply per walk before the admin thread has taken it. */
+#define WALK_GAP_US 1000
+#define WALK_STEP 128
+#define WALK_SLICE_BYTES (256u << 10)
+
+/*
+ * One admin question that walks the key table, shared by the admin thread
+ * (which asked it and streams the reply) and the engine (which writes the
+ * reply a slice at a time).  Each side holds a reference; the last one to
+ * let go frees it.
+ */
+struct sy_walk {
+    sy_engine *e;
+    struct sy_walk *next;    /* the engine's list (engine thread only) */
+    sy_agg_walk *aw;         /* engine thread only */
     int what, type;
-    char **args;
+    char **args;             /* copies, in one block with the walk */
     size_t nargs;
-    sy_buf *out;
-    int done;
-} query;
+    sy_walk_ready_fn *ready;
+    void *ctx;
+    atomic_int refs;
+    pthread_mutex_t lock;    /* guards the four below */
+    sy_buf slice;            /* written, not yet taken */
+    int want;                /* the admin has room for more */
+    int done;                /* the reply is complete */
+    int cancelled;           /* the admin has gone */
+};
 
 struct sy_engine {
     sy_agg *agg;
@@ -77,9 +99,11 @@ struct sy_engine {
     sy_config *pending; /* a reload waiting to be applied */
     atomic_int has_pending;
     _Atomic uint64_t reloads;
-    pthread_cond_t answered;
-    query *q;              /* an admin question waiting for an answer */
-    atomic_int has_query;
+    sy_walk *walk_inbox;   /* new walks, not yet seen by the engine (lock) */
+    sy_walk *walks;        /* walks in progress (engine thread) */
+    atomic_int walk_signal; /* a walk is new, wants more or was cancelled */
+    atomic_int nwalks;
+    sy_engine_pauses pauses;
     _Atomic uint64_t lua_memory;
     uint64_t raw_shipped_ms;
     reload_job *job;       /* a reload being prepared, or NULL */
@@ -141,7 +165,6 @@ sy_engine *sy_engine_new(sy_config *c, sy_ring **rings, size_t nrings, sy_listen
     if (!e)
         return NULL;
     pthread_mutex_init(&e->lock, NULL);
-    pthread_cond_init(&e->answered, NULL);
     e->agg = sy_agg_new(&c->agg);
     e->linfo = calloc(nlisteners ? nlisteners : 1, sizeof *e->linfo);
     if (!e->agg || !e->linfo) {
@@ -362,56 +385,242 @@ static void take_reload(sy_engine *e)
            sy_agg_key_count(e->agg));
 }
 
-static void answer_query(sy_engine *e)
+const sy_engine_pauses *sy_engine_get_pauses(const sy_engine *e) { return &e->pauses; }
+int sy_engine_walks_in_progress(const sy_engine *e) { return atomic_load(&e->nwalks); }
+
+/* The engine thread's own CPU time: a pause's wall time less this is
+ * time the scheduler gave to other threads or processes. */
+static uint64_t cpu_us(void)
 {
-    pthread_mutex_lock(&e->lock);
-    query *q = e->q;
-    if (q) {
-        switch (q->what) {
-        case SY_QUERY_DUMP: sy_agg_dump(e->agg, q->type, q->out); break;
-        case SY_QUERY_DELETE: sy_agg_delete(e->agg, q->type, q->args, q->nargs, q->out); break;
-        default: sy_agg_keys(e->agg, q->nargs ? q->args[0] : NULL, 10000, q->out); break;
-        }
-        q->done = 1;
-        e->q = NULL;
-    }
-    atomic_store(&e->has_query, 0);
-    pthread_cond_broadcast(&e->answered);
-    pthread_mutex_unlock(&e->lock);
+    struct timespec t;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+    return (uint64_t)t.tv_sec * 1000000u + (uint64_t)t.tv_nsec / 1000u;
 }
 
-int sy_engine_query(sy_engine *e, int what, int type, char **args, size_t nargs, sy_buf *out,
-                    int timeout_ms)
+typedef struct pause_start {
+    uint64_t wall, cpu;
+} pause_start;
+
+static pause_start pause_begin(void) { return (pause_start){ mono_us(), cpu_us() }; }
+
+/* A pause of the engine's ingest: the longest so far (wall and CPU
+ * time), and the total. */
+static void pause_note(sy_engine *e, int cause, pause_start t0)
 {
-    query q = { .what = what, .type = type, .args = args, .nargs = nargs, .out = out };
-    struct timespec until;
-    clock_gettime(CLOCK_REALTIME, &until);
-    until.tv_sec += timeout_ms / 1000;
-    until.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-    if (until.tv_nsec >= 1000000000L) {
-        until.tv_sec++;
-        until.tv_nsec -= 1000000000L;
-    }
-    pthread_mutex_lock(&e->lock);
-    while (e->q) /* one question at a time */
-        if (pthread_cond_timedwait(&e->answered, &e->lock, &until) != 0)
-            break;
-    if (e->q) {
-        pthread_mutex_unlock(&e->lock);
-        return -1;
-    }
-    e->q = &q;
-    atomic_store(&e->has_query, 1);
+    sy_engine_pauses *p = &e->pauses;
+    uint64_t us = mono_us() - t0.wall, cpu = cpu_us() - t0.cpu;
+    if (us > atomic_load_explicit(&p->max_us[cause], memory_order_relaxed))
+        atomic_store_explicit(&p->max_us[cause], us, memory_order_relaxed);
+    if (cpu > atomic_load_explicit(&p->max_cpu_us[cause], memory_order_relaxed))
+        atomic_store_explicit(&p->max_cpu_us[cause], cpu, memory_order_relaxed);
+    atomic_store_explicit(&p->total_us[cause], atomic_load_explicit(&p->total_us[cause], memory_order_relaxed) + us,
+                          memory_order_relaxed);
+    atomic_store_explicit(&p->count[cause], atomic_load_explicit(&p->count[cause], memory_order_relaxed) + 1,
+                          memory_order_relaxed);
+}
+
+static void walk_unref(sy_walk *w)
+{
+    if (atomic_fetch_sub(&w->refs, 1) != 1)
+        return;
+    atomic_fetch_sub(&w->e->nwalks, 1);
+    sy_buf_free(&w->slice);
+    pthread_mutex_destroy(&w->lock);
+    free(w);
+}
+
+static void wake(sy_engine *e)
+{
     uint64_t one = 1;
     ssize_t rc = write(e->notify->fd, &one, sizeof one);
     (void)rc;
-    while (!q.done)
-        if (pthread_cond_timedwait(&e->answered, &e->lock, &until) != 0)
-            break;
-    if (!q.done && e->q == &q)
-        e->q = NULL; /* withdrawn: it lives on this stack */
+}
+
+sy_walk *sy_engine_walk(sy_engine *e, int what, int type, char **args, size_t nargs,
+                        sy_walk_ready_fn *ready, void *ctx)
+{
+    if (atomic_fetch_add(&e->nwalks, 1) >= SY_WALK_MAX) {
+        atomic_fetch_sub(&e->nwalks, 1);
+        atomic_fetch_add(&e->pauses.walks_refused, 1);
+        return NULL;
+    }
+    size_t bytes = sizeof(sy_walk) + nargs * sizeof(char *);
+    for (size_t i = 0; i < nargs; i++)
+        bytes += strlen(args[i]) + 1;
+    sy_walk *w = calloc(1, bytes);
+    if (!w) {
+        atomic_fetch_sub(&e->nwalks, 1);
+        return NULL;
+    }
+    w->e = e;
+    w->what = what;
+    w->type = type;
+    w->args = (char **)(w + 1);
+    char *p = (char *)(w->args + nargs);
+    for (size_t i = 0; i < nargs; i++) {
+        size_t n = strlen(args[i]) + 1;
+        w->args[i] = memcpy(p, args[i], n);
+        p += n;
+    }
+    w->nargs = nargs;
+    w->ready = ready;
+    w->ctx = ctx;
+    w->want = 1;
+    atomic_init(&w->refs, 2);
+    pthread_mutex_init(&w->lock, NULL);
+    atomic_fetch_add(&e->pauses.walks, 1);
+    pthread_mutex_lock(&e->lock);
+    w->next = e->walk_inbox;
+    e->walk_inbox = w;
     pthread_mutex_unlock(&e->lock);
-    return q.done ? 0 : -1;
+    atomic_store(&w->e->walk_signal, 1);
+    wake(e);
+    return w;
+}
+
+int sy_walk_take(sy_walk *w, sy_buf *out)
+{
+    pthread_mutex_lock(&w->lock);
+    if (w->slice.len)
+        sy_buf_add(out, w->slice.p, w->slice.len);
+    w->slice.len = 0;
+    int done = w->done;
+    pthread_mutex_unlock(&w->lock);
+    if (done)
+        walk_unref(w);
+    return done;
+}
+
+void sy_walk_more(sy_walk *w)
+{
+    pthread_mutex_lock(&w->lock);
+    w->want = 1;
+    pthread_mutex_unlock(&w->lock);
+    atomic_store(&w->e->walk_signal, 1);
+    wake(w->e);
+}
+
+void sy_walk_cancel(sy_walk *w)
+{
+    if (!w)
+        return;
+    sy_engine *e = w->e;
+    pthread_mutex_lock(&w->lock);
+    w->cancelled = 1;
+    pthread_mutex_unlock(&w->lock);
+    walk_unref(w);
+    atomic_store(&e->walk_signal, 1);
+    wake(e);
+}
+
+/* The engine lets go of a walk: complete, cancelled, or at the end. */
+static void walk_drop(sy_engine *e, sy_walk **link)
+{
+    sy_walk *w = *link;
+    *link = w->next;
+    sy_agg_walk_free(e->agg, w->aw);
+    walk_unref(w);
+}
+
+/*
+ * Between two batches: a slice of each walk whose reader has room, within
+ * WALK_GAP_US in all.  1 when a walk still wants more (the engine should
+ * come back soon rather than sleep).
+ */
+static int serve_walks(sy_engine *e)
+{
+    if (!atomic_exchange(&e->walk_signal, 0))
+        return 0;
+    pthread_mutex_lock(&e->lock);
+    while (e->walk_inbox) {
+        sy_walk *w = e->walk_inbox;
+        e->walk_inbox = w->next;
+        w->aw = sy_agg_walk_new(e->agg, w->what, w->type, w->args, w->nargs);
+        w->next = e->walks;
+        e->walks = w;
+    }
+    pthread_mutex_unlock(&e->lock);
+    pause_start p0 = pause_begin();
+    uint64_t t0 = p0.wall, now = t0;
+    int again = 0, worked = 0;
+    /* Each walk that wants a slice gets an even share of the gap, so that
+     * one large walk does not hold up the others. */
+    size_t nwant = 0;
+    for (sy_walk *w = e->walks; w; w = w->next) {
+        pthread_mutex_lock(&w->lock);
+        nwant += w->want && !w->done && !w->cancelled;
+        pthread_mutex_unlock(&w->lock);
+    }
+    uint64_t share = WALK_GAP_US / (nwant ? nwant : 1);
+    for (sy_walk **link = &e->walks; *link;) {
+        sy_walk *w = *link;
+        pthread_mutex_lock(&w->lock);
+        int cancelled = w->cancelled, want = w->want && !w->done;
+        pthread_mutex_unlock(&w->lock);
+        if (cancelled) {
+            walk_drop(e, link);
+            continue;
+        }
+        if (!want) {
+            link = &w->next;
+            continue;
+        }
+        if (now - t0 >= WALK_GAP_US) {
+            again = 1; /* the next gap */
+            link = &w->next;
+            continue;
+        }
+        sy_buf buf = { 0 };
+        int done = !w->aw;
+        if (!w->aw)
+            sy_buf_add(&buf, "ERROR: out of memory\n", 21);
+        uint64_t t1 = now;
+        while (!done && buf.len < WALK_SLICE_BYTES && now - t1 < share && now - t0 < WALK_GAP_US) {
+            done = sy_agg_walk_step(e->agg, w->aw, &buf, WALK_STEP);
+            now = mono_us();
+        }
+        worked = 1;
+        pthread_mutex_lock(&w->lock);
+        if (w->slice.len) {
+            sy_buf_add(&w->slice, buf.p, buf.len);
+            sy_buf_free(&buf);
+        } else {
+            sy_buf_free(&w->slice);
+            w->slice = buf;
+        }
+        w->want = 0;
+        w->done = done;
+        /* Under the lock: once cancelled, the admin (ctx) may be gone. */
+        if (w->cancelled)
+            done = 1;
+        else
+            w->ready(w->ctx);
+        pthread_mutex_unlock(&w->lock);
+        atomic_fetch_add_explicit(&e->pauses.slices, 1, memory_order_relaxed);
+        if (done)
+            walk_drop(e, link);
+        else
+            link = &w->next;
+    }
+    if (worked)
+        pause_note(e, SY_PAUSE_ADMIN, p0);
+    if (again)
+        atomic_store(&e->walk_signal, 1);
+    return again;
+}
+
+/* At the end: every walk is let go (the admin has stopped by then). */
+static void drop_walks(sy_engine *e)
+{
+    pthread_mutex_lock(&e->lock);
+    while (e->walk_inbox) {
+        sy_walk *w = e->walk_inbox;
+        e->walk_inbox = w->next;
+        walk_unref(w);
+    }
+    pthread_mutex_unlock(&e->lock);
+    while (e->walks)
+        walk_drop(e, &e->walks);
 }
 
 static void *run(void *arg)
@@ -421,27 +630,35 @@ static void *run(void *arg)
     int busy = 0, napped = 0; /* see the nap below */
     for (;;) {
         int finishing = atomic_load(&e->finishing);
-        if (atomic_load_explicit(&e->has_query, memory_order_relaxed))
-            answer_query(e);
+        int walking = atomic_load_explicit(&e->walk_signal, memory_order_relaxed) ? serve_walks(e) : 0;
         uint32_t interval = e->interval_ms;
-        if (atomic_load_explicit(&e->has_pending, memory_order_relaxed))
+        if (atomic_load_explicit(&e->has_pending, memory_order_relaxed)) {
+            pause_start t0 = pause_begin();
             take_reload(e);
+            pause_note(e, SY_PAUSE_RELOAD, t0);
+        }
         size_t fed = drain(e, 512);
         int throttled = 0;
         if (e->job) {
             e->job->fed += fed;
             throttled = !finishing && job_throttled(e->job);
         }
-        if (e->job && finishing)
-            job_finish(e); /* what is left is decided as the rest drains */
-        else if (e->job && !throttled)
-            job_step(e, fed ? PREDECIDE_BUSY_US : PREDECIDE_IDLE_US);
+        if (e->job && (finishing || !throttled)) {
+            pause_start t0 = pause_begin();
+            if (finishing)
+                job_finish(e); /* what is left is decided as the rest drains */
+            else
+                job_step(e, fed ? PREDECIDE_BUSY_US : PREDECIDE_IDLE_US);
+            pause_note(e, SY_PAUSE_RELOAD, t0);
+        }
         if (e->interval_ms != interval)
             next = (wall_ms() / e->interval_ms + 1) * e->interval_ms;
         uint64_t now = wall_ms();
         ship_raw(e, now, 0);
         if (now >= next) {
+            pause_start t0 = pause_begin();
             flush(e, now, 0);
+            pause_note(e, SY_PAUSE_FLUSH, t0);
             /* Skip missed ticks (e.g. after a suspend) instead of bursting. */
             next = (now / e->interval_ms + 1) * e->interval_ms;
         }
@@ -450,9 +667,10 @@ static void *run(void *arg)
             while (drain(e, SIZE_MAX) > 0)
                 ;
             flush(e, wall_ms(), 1);
+            drop_walks(e);
             return NULL;
         }
-        if (fed || (e->job && !throttled)) {
+        if (fed || walking || (e->job && !throttled)) {
             napped = 0;
             continue;
         }
@@ -479,7 +697,7 @@ static void *run(void *arg)
             continue;
         }
         sy_notify_prepare(e->notify);
-        if (drain(e, 512) > 0) {
+        if (drain(e, 512) > 0 || atomic_load(&e->walk_signal)) {
             sy_notify_cancel(e->notify);
             napped = 0;
             continue;
@@ -531,12 +749,12 @@ void sy_engine_free(sy_engine *e)
 {
     if (!e)
         return;
+    drop_walks(e); /* never started, or finished: nothing else runs */
     sy_agg_free(e->agg);
     sy_router_free(e->router);
     job_free(e->job);
     sy_config_free(e->pending);
     free(e->linfo);
-    pthread_cond_destroy(&e->answered);
     pthread_mutex_destroy(&e->lock);
     free(e);
 }

@@ -44,14 +44,42 @@ const sy_agg_stats *sy_engine_stats(const sy_engine *e);
 /* Reloads applied so far (read from any thread). */
 uint64_t sy_engine_reloads(const sy_engine *e);
 /*
- * Ask the engine about its key table (the admin interface; any thread).
- * The engine answers between two batches; the caller waits up to
- * timeout_ms.  what: SY_QUERY_DUMP (type), SY_QUERY_DELETE (type, names),
- * SY_QUERY_KEYS (args[0] = prefix or NULL).  0, or -1 on timeout.
+ * Admin questions that walk the key table (agg.h's SY_WALK_*): the engine
+ * answers a slice at a time between two batches, so that ingest never
+ * waits long for an admin client.  sy_engine_walk starts one (args are
+ * copied); NULL when SY_WALK_MAX are in progress already.  When a slice
+ * is written, the engine calls ready(ctx) on its own thread (it must only
+ * signal the asker's thread).  The asker then takes it with sy_walk_take
+ * (appended to out; 1 when the reply is complete, and the walk is then
+ * gone), and asks for the next with sy_walk_more when it has room for it:
+ * until then the walk waits, so a slow reader holds no more than a slice.
+ * sy_walk_cancel gives up a walk not yet complete.
  */
-enum { SY_QUERY_DUMP = 1, SY_QUERY_DELETE = 2, SY_QUERY_KEYS = 3 };
-int sy_engine_query(sy_engine *e, int what, int type, char **args, size_t nargs, sy_buf *out,
-                    int timeout_ms);
+#define SY_WALK_MAX 16
+typedef struct sy_walk sy_walk;
+typedef void sy_walk_ready_fn(void *ctx);
+sy_walk *sy_engine_walk(sy_engine *e, int what, int type, char **args, size_t nargs,
+                        sy_walk_ready_fn *ready, void *ctx);
+int sy_walk_take(sy_walk *w, sy_buf *out);
+void sy_walk_more(sy_walk *w);
+void sy_walk_cancel(sy_walk *w);
+/* Walks started and not yet let go by both sides. */
+int sy_engine_walks_in_progress(const sy_engine *e);
+
+/* How long the engine left the rings undrained, by cause: the longest
+ * single pause (wall clock, and the engine's own CPU time in the longest
+ * by CPU) and the total, in microseconds (read from any thread). */
+enum { SY_PAUSE_ADMIN = 0, SY_PAUSE_FLUSH = 1, SY_PAUSE_RELOAD = 2, SY_PAUSE_CAUSES = 3 };
+typedef struct sy_engine_pauses {
+    _Atomic uint64_t max_us[SY_PAUSE_CAUSES];
+    _Atomic uint64_t max_cpu_us[SY_PAUSE_CAUSES];
+    _Atomic uint64_t total_us[SY_PAUSE_CAUSES];
+    _Atomic uint64_t count[SY_PAUSE_CAUSES];
+    _Atomic uint64_t walks;         /* admin walks started */
+    _Atomic uint64_t walks_refused; /* refused: SY_WALK_MAX in progress */
+    _Atomic uint64_t slices;        /* slices written */
+} sy_engine_pauses;
+const sy_engine_pauses *sy_engine_get_pauses(const sy_engine *e);
 
 /* The routing script's heap, as of the last flush (any thread). */
 uint64_t sy_engine_lua_memory(const sy_engine *e);

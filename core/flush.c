@@ -529,12 +529,14 @@ int sy_flusher_next(sy_flusher *f, const sy_snapshot *s, const sy_extra_metric *
         }
         if (c->phase == PH_TAIL) {
             c->res.num_stats = s->counters + s->timers + s->gauges + s->sets;
-            c->res.processing_ms = (double)(c->timer_ns / 1000000);
+            if (!c->fixed) {
+                c->res.processing_ms = (double)(c->timer_ns / 1000000);
+                c->calc_ms = (double)((c->ns + mono_ns() - t0) / 1000000);
+            }
             if (s->internal_sinks & mask) {
                 route_to(f, s->internal_sinks & mask);
                 emit_plain(f, f->numstats_name, (double)c->res.num_stats);
-                emit_stats(f, "graphiteStats.calculationtime",
-                           (double)((c->ns + mono_ns() - t0) / 1000000));
+                emit_stats(f, "graphiteStats.calculationtime", c->calc_ms);
                 emit_stats(f, "processing_time", c->res.processing_ms);
             }
             c->phase = PH_DONE;

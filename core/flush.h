@@ -78,6 +78,11 @@ typedef struct sy_flush_cursor {
     size_t i;              /* item of the snapshot within the phase */
     int64_t ns, timer_ns;  /* time spent producing, in timer statistics */
     sy_flush_result res;   /* so far */
+    /* statsd's calculationtime and processing_time as the tail gave them;
+     * set them (and `fixed`) before the tail so that several sinks of one
+     * flush show the same values, those of the first to get there */
+    double calc_ms;
+    int fixed;
 } sy_flush_cursor;
 
 /* Emits at least min_values values (whole keys; fewer at the end) of what

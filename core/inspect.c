@@ -37,12 +37,17 @@
 
 static void put(sy_buf *out, const char *s, size_t n)
 {
-    sy_buf_printf(out, "%.*s", (int)n, s);
+    sy_buf_add(out, s, n);
 }
 
 static void put_spaces(sy_buf *out, size_t n)
 {
-    sy_buf_printf(out, "%*s", (int)n, "");
+    static const char spaces[] = "                                                                ";
+    while (n) {
+        size_t k = n < sizeof spaces - 1 ? n : sizeof spaces - 1;
+        sy_buf_add(out, spaces, k);
+        n -= k;
+    }
 }
 
 /* The next code point of s[0..n) as the WHATWG UTF-8 decoder (Node's) reads
@@ -310,7 +315,7 @@ static void put_array(sy_buf *out, const double *v, size_t n, size_t indent)
 }
 
 /* A canonical array index ("0", "17"; not "017"): 0 .. 2^32 - 2. */
-static int array_index(const char *k, size_t len, uint32_t *idx)
+int sy_inspect_array_index(const char *k, size_t len, uint32_t *idx)
 {
     if (len == 0 || len > 10 || (k[0] == '0' && len > 1))
         return 0;
@@ -350,7 +355,7 @@ static int js_order(size_t n, sy_inspect_get_fn *get, void *ctx, size_t **order)
     *order = NULL;
     for (size_t i = 0; i < n; i++) {
         get(ctx, i, &p);
-        ni += array_index(p.key, p.key_len, &idx);
+        ni += sy_inspect_array_index(p.key, p.key_len, &idx);
     }
     if (ni == 0)
         return 0;
@@ -363,7 +368,7 @@ static int js_order(size_t n, sy_inspect_get_fn *get, void *ctx, size_t **order)
     }
     for (size_t i = 0, j = 0; i < n; i++) {
         get(ctx, i, &p);
-        if (array_index(p.key, p.key_len, &ix[j].idx))
+        if (sy_inspect_array_index(p.key, p.key_len, &ix[j].idx))
             ix[j++].pos = i;
     }
     qsort(ix, ni, sizeof *ix, by_index);
@@ -371,7 +376,7 @@ static int js_order(size_t n, sy_inspect_get_fn *get, void *ctx, size_t **order)
         (*order)[k++] = ix[i].pos;
     for (size_t i = 0; i < n; i++) {
         get(ctx, i, &p);
-        if (!array_index(p.key, p.key_len, &idx))
+        if (!sy_inspect_array_index(p.key, p.key_len, &idx))
             (*order)[k++] = i;
     }
     free(ix);
@@ -396,7 +401,7 @@ static size_t put_prop(sy_buf *out, const sy_inspect_prop *p)
 
 /* More entries than this never fit on one line (isBelowBreakLength's
  * first test: 3 * n + 11 > breakLength). */
-#define ONE_LINE_MAX 23
+#define ONE_LINE_MAX SY_INSPECT_ONE_LINE_MAX
 
 int sy_inspect_object(sy_buf *out, size_t n, sy_inspect_get_fn *get, void *ctx)
 {
@@ -447,4 +452,16 @@ int sy_inspect_object(sy_buf *out, size_t n, sy_inspect_get_fn *get, void *ctx)
         out->len = w + 2;
     }
     return 0;
+}
+
+void sy_inspect_stream_prop(sy_buf *out, size_t *n, const sy_inspect_prop *p)
+{
+    put(out, *n ? ",\n  " : "{\n  ", 4);
+    put_prop(out, p);
+    ++*n;
+}
+
+void sy_inspect_stream_end(sy_buf *out, size_t n)
+{
+    put(out, n ? "\n}" : "{}", 2);
 }

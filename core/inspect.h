@@ -11,6 +11,7 @@
 #define SY_INSPECT_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "agg.h" /* sy_buf */
 
@@ -59,5 +60,19 @@ enum { SY_ESC_QUOTE = 1, SY_ESC_BYTES = 2 };
 size_t sy_inspect_escape(char *dst, size_t cap, const char *s, size_t len, int flags, size_t *used,
                          size_t *units);
 size_t sy_inspect_escape_buf(sy_buf *out, const char *s, size_t len, int flags);
+
+/* An object of more than this many properties is never on one line. */
+#define SY_INSPECT_ONE_LINE_MAX 23
+
+/* The same text for such an object, written a property at a time by a
+ * caller that orders them itself (array indices first): *n counts the
+ * properties written so far (start at 0); _end closes the object ("{}"
+ * when none was written). */
+void sy_inspect_stream_prop(sy_buf *out, size_t *n, const sy_inspect_prop *p);
+void sy_inspect_stream_end(sy_buf *out, size_t n);
+
+/* 1 when a key is a canonical array index ("0", "17"; not "017"), which
+ * JavaScript lists first; its value in *idx. */
+int sy_inspect_array_index(const char *k, size_t len, uint32_t *idx);
 
 #endif

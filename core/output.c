@@ -57,6 +57,10 @@ typedef struct job {
     job_sink *s;
     size_t nsinks, left;
     double t0;
+    /* the first sink's calculationtime and processing_time, given to the
+     * others so that every sink shows the same flush */
+    int timed;
+    double calc_ms, processing_ms;
 } job;
 
 /* A sink replaced by a reload, drained before it is closed. */
@@ -303,10 +307,25 @@ static void job_free(job *j)
     free(j);
 }
 
+/* Before a sink's next piece: the flush's timings, once a sink has them. */
+static void job_timing(job *j, job_sink *js)
+{
+    if (j->timed && !js->c.fixed) {
+        js->c.fixed = 1;
+        js->c.calc_ms = j->calc_ms;
+        js->c.res.processing_ms = j->processing_ms;
+    }
+}
+
 /* A job's part for one sink is over. */
 static void job_sink_done(sy_output *o, job *j, job_sink *js)
 {
     js->done = 1;
+    if (!j->timed) {
+        j->timed = 1;
+        j->calc_ms = js->c.calc_ms;
+        j->processing_ms = js->c.res.processing_ms;
+    }
     sy_sink_flush(js->sink, 0);
     if (--j->left == 0) {
         o->flush_time_ms = mono_ms() - j->t0;
@@ -358,6 +377,7 @@ static void pump(sy_output *o)
             if (sy_sink_held(js->sink))
                 sy_sink_retry_now(js->sink);
             while (!js->done && sy_sink_held(js->sink) == 0) {
+                job_timing(j, js);
                 if (!sy_flusher_next(j->flusher, j->snap, j->extra, j->nextra, js->bit, &js->c,
                                      PIECE_VALUES, emit_to_sink, js))
                     job_sink_done(o, j, js);
@@ -388,6 +408,7 @@ static void push_out(sy_output *o)
             job_sink *js = &j->s[k];
             if (js->done)
                 continue;
+            job_timing(j, js);
             while (sy_flusher_next(j->flusher, j->snap, j->extra, j->nextra, js->bit, &js->c,
                                    SIZE_MAX, emit_to_sink, js))
                 ;

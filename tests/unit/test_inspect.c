@@ -527,6 +527,227 @@ static void test_escape(void **state)
     sy_buf_free(&q);
 }
 
+/* ------------------------------------------------------------------ */
+/* Sliced walks (the console's questions, answered between batches)   */
+/* ------------------------------------------------------------------ */
+
+typedef struct kv {
+    char key[32];
+    double value;
+} kv;
+
+static void kv_prop(void *ctx, size_t i, sy_inspect_prop *p)
+{
+    const kv *k = &((const kv *)ctx)[i];
+    *p = (sy_inspect_prop){ .key = k->key, .key_len = strlen(k->key), .value = k->value };
+}
+
+/* Runs a walk a few entries at a time; between two steps, between(). */
+static char *walk_sliced(sy_agg *a, int what, int type, char **names, size_t n, size_t budget,
+                         void (*between)(sy_agg *, int), int *steps)
+{
+    sy_buf out = { 0 };
+    sy_agg_walk *w = sy_agg_walk_new(a, what, type, names, n);
+    assert_non_null(w);
+    int k = 0;
+    while (!sy_agg_walk_step(a, w, &out, budget))
+        if (between)
+            between(a, k++);
+    sy_agg_walk_free(a, w);
+    if (steps)
+        *steps = k;
+    sy_buf_add(&out, "", 0);
+    return out.p;
+}
+
+static void counter(sy_agg *a, const char *name, int v)
+{
+    char line[128];
+    int len = snprintf(line, sizeof line, "%s:%d|c", name, v);
+    sy_agg_line(a, line, (size_t)len, NULL);
+}
+
+/* Without changes meanwhile, a walk in slices of any size prints what
+ * util.inspect prints of the object (array indices first). */
+static void test_sliced_same_text(void **state)
+{
+    (void)state;
+    enum { N = 300 };
+    static kv want[N + 3];
+    sy_agg *a = new_agg(0);
+    size_t n = 0;
+    /* statsd's own three come first, with 0 */
+    static const char *const own[] = { "statsd.bad_lines_seen", "statsd.packets_received",
+                                       "statsd.metrics_received" };
+    for (int i = 0; i < 3; i++) {
+        snprintf(want[n].key, sizeof want[n].key, "%s", own[i]);
+        want[n++].value = 0;
+    }
+    for (int i = 0; i < N; i++) {
+        if (i % 5 == 2) /* array indices, in no order */
+            snprintf(want[n].key, sizeof want[n].key, "%d", i * 7919 % 10007);
+        else
+            snprintf(want[n].key, sizeof want[n].key, "k_%d", i);
+        want[n].value = i;
+        counter(a, want[n].key, i);
+        n++;
+    }
+    want[2].value = N; /* metrics_received (lines, not packets, were fed) */
+    sy_buf ref = { 0 };
+    assert_int_equal(sy_inspect_object(&ref, n, kv_prop, want), 0);
+    sy_buf_add(&ref, "\n", 1);
+    static const size_t budgets[] = { 1, 2, 7, 64, SIZE_MAX };
+    for (size_t b = 0; b < sizeof budgets / sizeof *budgets; b++) {
+        char *got = walk_sliced(a, SY_WALK_DUMP, SY_T_COUNTER, NULL, 0, budgets[b], NULL, NULL);
+        assert_string_equal(got, ref.p);
+        free(got);
+    }
+    sy_buf_free(&ref);
+    sy_agg_free(a);
+}
+
+enum { OLD = 3000 };
+static char gone[OLD]; /* old keys deleted during the walk */
+
+static void delete_counter(sy_agg *a, int i)
+{
+    char name[32], *p = name;
+    snprintf(name, sizeof name, "k_%d", i);
+    sy_buf out = { 0 };
+    sy_agg_delete(a, SY_T_COUNTER, &p, 1, &out);
+    sy_buf_free(&out);
+    gone[i] = 1;
+}
+
+/* Between two steps of 3 entries: new keys (the table grows several
+ * times), and deletes of old keys: the one the walk visits next, the one
+ * it would end with, and one elsewhere. */
+static void churn(sy_agg *a, int k)
+{
+    char name[32];
+    for (int j = 0; j < 10; j++) {
+        snprintf(name, sizeof name, "new_%d", k * 10 + j);
+        counter(a, name, 1);
+        snprintf(name, sizeof name, "d_new_%d", k * 10 + j);
+        counter(a, name, 1);
+    }
+    /* 3 of statsd's own, then k_0, k_1, ...: after step k the cursor is
+     * at k_(3k); every 5th step, delete it and the last old key */
+    if (k % 5 == 0 && 3 * k < OLD - 1 - k / 5) {
+        delete_counter(a, 3 * k);
+        delete_counter(a, OLD - 1 - k / 5);
+    }
+    if ((k * 91) % OLD % 7 == 0)
+        delete_counter(a, (k * 91) % OLD);
+}
+
+static int count_of(const char *text, const char *needle)
+{
+    int n = 0;
+    size_t len = strlen(needle);
+    for (const char *p = text; (p = strstr(p, needle)); p += len)
+        n++;
+    return n;
+}
+
+/* Keys present for the whole walk are listed once each with their value;
+ * keys created meanwhile are not; none twice, while the table grows. */
+static void test_sliced_under_churn(void **state)
+{
+    (void)state;
+    sy_agg *a = new_agg(0);
+    char name[64];
+    for (int i = 0; i < OLD; i++) {
+        snprintf(name, sizeof name, "k_%d", i);
+        counter(a, name, i + 1);
+    }
+    int steps;
+    char *got = walk_sliced(a, SY_WALK_DUMP, SY_T_COUNTER, NULL, 0, 3, churn, &steps);
+    assert_true(steps > 500); /* many slices, with ~20 keys added between each */
+    int missing = 0, twice = 0;
+    for (int i = 0; i < OLD; i++) {
+        snprintf(name, sizeof name, "\n  k_%d: %d", i, i + 1);
+        int c = count_of(got, name);
+        if (!gone[i] && c != 1)
+            missing++;
+        if (c > 1)
+            twice++;
+    }
+    assert_int_equal(missing, 0);
+    assert_int_equal(twice, 0);
+    assert_int_equal(count_of(got, "new_"), 0);
+    free(got);
+
+    /* A folder delete in slices deletes exactly the folder's keys that
+     * were there when it began, while more are created in it. */
+    for (int i = 0; i < 2000; i++) {
+        snprintf(name, sizeof name, "d.%d", i);
+        counter(a, name, 1);
+    }
+    char *folder = "d.*";
+    got = walk_sliced(a, SY_WALK_DELETE, SY_T_COUNTER, &folder, 1, 5, churn, &steps);
+    assert_int_equal(count_of(got, "deleted: d."), 2000);
+    assert_int_equal(count_of(got, "deleted: "), 2000);
+    assert_true(strstr(got, "END\n\n") != NULL);
+    free(got);
+    got = walk_sliced(a, SY_WALK_KEYS, 0, &folder, 0, 5, NULL, NULL);
+    char *prefix = "d.";
+    free(got);
+    got = walk_sliced(a, SY_WALK_KEYS, 0, &prefix, 1, 4, NULL, NULL);
+    assert_int_equal(count_of(got, "counters d."), 0);
+    free(got);
+    /* the keys created during the delete are still there */
+    prefix = "d_new_";
+    got = walk_sliced(a, SY_WALK_KEYS, 0, &prefix, 1, 4, NULL, NULL);
+    assert_true(count_of(got, "counters d_new_") > 0);
+    free(got);
+    sy_agg_free(a);
+}
+
+/* Flushes during a walk delete idle gauges (deleteGauges, gaugesMaxTTL 2)
+ * while live ones are updated. */
+static void flush_between(sy_agg *a, int k)
+{
+    if (k % 20 == 0)
+        flush(a);
+    char line[64];
+    for (int i = 0; i < 100; i++) {
+        int len = snprintf(line, sizeof line, "live_%d:%d|g", i, k);
+        sy_agg_line(a, line, (size_t)len, NULL);
+    }
+}
+
+static void test_sliced_with_flushes(void **state)
+{
+    (void)state;
+    sy_agg_opts o = { .flush_interval_ms = 10000, .prefix_stats = "statsd", .gauges_max_ttl = 2,
+                      .delete_gauges = 1 };
+    sy_agg *a = sy_agg_new(&o);
+    char line[64];
+    for (int i = 0; i < 100; i++) {
+        int len = snprintf(line, sizeof line, "live_%d:1|g", i);
+        sy_agg_line(a, line, (size_t)len, NULL);
+    }
+    for (int i = 0; i < 3000; i++) {
+        int len = snprintf(line, sizeof line, "idle_%d:1|g", i);
+        sy_agg_line(a, line, (size_t)len, NULL);
+    }
+    size_t before = sy_agg_key_count(a);
+    int steps;
+    char *got = walk_sliced(a, SY_WALK_DUMP, SY_T_GAUGE, NULL, 0, 2, flush_between, &steps);
+    assert_true(sy_agg_key_count(a) < before - 2000); /* the idle ones went meanwhile */
+    /* every live key, once (its value changes as the walk goes) */
+    for (int i = 0; i < 100; i++) {
+        snprintf(line, sizeof line, "\n  live_%d: ", i);
+        assert_int_equal(count_of(got, line), 1);
+    }
+    assert_true(count_of(got, "idle_") < 3000);
+    assert_true(strncmp(got, "{\n  ", 4) == 0);
+    assert_true(strcmp(got + strlen(got) - 3, "\n}\n") == 0);
+    free(got);
+    sy_agg_free(a);
+}
+
 int main(int argc, char **argv)
 {
     if (argc > 1 && strcmp(argv[1], "--driver") == 0)
@@ -536,6 +757,9 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_odd_keys),
         cmocka_unit_test(test_negative_arrays),
         cmocka_unit_test(test_escape),
+        cmocka_unit_test(test_sliced_same_text),
+        cmocka_unit_test(test_sliced_under_churn),
+        cmocka_unit_test(test_sliced_with_flushes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
