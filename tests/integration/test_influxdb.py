@@ -24,6 +24,8 @@ data model (model_point below).
      port; with a small queue the values beyond it are dropped and counted
      (sent + dropped + queued = given), errors are counted, and delivery
      resumes: flushes after the restart are all in InfluxDB;
+     a flush larger than the queue, with influxd up, is paced and stored
+     whole;
   4. a 4xx (a database that does not exist) is counted as dropped and an
      error, logged, and not retried;
   5. bad settings are refused by --check (the plugin's check entry), and a
@@ -457,6 +459,43 @@ def case_restart(results, workdir):
 
 
 # ---------------------------------------------------------------------------
+# 3b. a flush larger than the queue, with influxd up: paced, nothing lost
+
+
+def case_pacing(results, workdir):
+    label = "pacing"
+    srv = InfluxServer(workdir, "influx-pacing")
+    if not results.check("%s: influxd starts" % label, srv.start(), srv.logs()):
+        return
+    d = None
+    try:
+        srv.create_db("sy")
+        d = Daemon(workdir, label, {"url": srv.url("/write?db=sy"), "maxQueueBytes": 300000,
+                                    "batchBytes": 65536})
+        if not results.check("%s: switchyard starts" % label, d.start(), d.logs()):
+            return
+        n = 8000  # about 360 KB of lines in one flush
+        lines = ["p.g%05d:%d|g" % (i, i) for i in range(n)]
+        send_udp(d.port, ["\n".join(lines[i:i + 50]) for i in range(0, n, 50)])
+        d.wait_flushes(3)
+        flushes = d.flushes()
+        ts = next((t for t, m in flushes if len([k for k in m if k.startswith("stats.gauges.p.")])
+                   == n), None)
+        ans = srv.query('SELECT count(value) FROM /^stats\\.gauges\\.p\\./ WHERE time = %ds'
+                        % (ts or 0), db="sy")
+        stored = sum(s["values"][0][1] for r in ans.get("results", [])
+                     for s in r.get("series", []) or [])
+        results.check("%s: all %d values of one flush stored (the queue holds a fraction)" %
+                      (label, n), ts is not None and stored == n, "stored %r" % stored)
+        results.check("%s: nothing dropped" % label, sink_stat_sum(flushes, "dropped") == 0,
+                      repr(sink_stat_sum(flushes, "dropped")))
+    finally:
+        if d:
+            check_clean_exit(results, label, d)
+        srv.stop()
+
+
+# ---------------------------------------------------------------------------
 # 4. a 4xx
 
 
@@ -687,7 +726,7 @@ def main():
     try:
         only = sys.argv[1:]
         cases = [("values", case_values), ("escaping", case_escaping),
-                 ("restart", case_restart), ("4xx", case_refused), ("check", case_check),
+                 ("restart", case_restart), ("pacing", case_pacing), ("4xx", case_refused), ("check", case_check),
                  ("udp", case_udp), ("samples", case_samples)]
         if os.access(VICTORIA, os.X_OK):
             cases.append(("victoria", case_victoria))
