@@ -37,7 +37,7 @@ class InfluxServer:
     """influxd with HTTP on 127.0.0.1:port; udp_db names the database of a
     UDP listener on udp_port (None: no UDP listener)."""
 
-    def __init__(self, workdir, name, udp_db=None, udp_precision=""):
+    def __init__(self, workdir, name, udp_db=None, udp_precision="", write_timeout=None):
         self.workdir = workdir
         self.name = name
         self.port = free_port("tcp")
@@ -46,7 +46,15 @@ class InfluxServer:
         self.dir = os.path.join(workdir, name)
         os.makedirs(self.dir, exist_ok=True)
         self.config = os.path.join(self.dir, "influxdb.conf")
+        self.udp_db, self.udp_precision = udp_db, udp_precision
+        self.write_config(write_timeout)
+        self.procs = []
+
+    def write_config(self, write_timeout=None):
+        """The config file; write_timeout (e.g. "1ns") makes every write
+        answer HTTP 500 {"error":"timeout"}, a real server error."""
         d = self.dir
+        udp_db, udp_precision = self.udp_db, self.udp_precision
         text = """reporting-enabled = false
 bind-address = "%(lo)s:%(rpc)d"
 [meta]
@@ -58,6 +66,8 @@ bind-address = "%(lo)s:%(rpc)d"
   query-log-enabled = false
   trace-logging-enabled = false
   wal-fsync-delay = "0s"
+[coordinator]
+  write-timeout = "%(wt)s"
 [monitor]
   store-enabled = false
 [subscriber]
@@ -73,7 +83,8 @@ bind-address = "%(lo)s:%(rpc)d"
   pprof-enabled = false
 [logging]
   level = "warn"
-""" % {"lo": LOOPBACK, "rpc": self.rpc_port, "d": d, "port": self.port}
+""" % {"lo": LOOPBACK, "rpc": self.rpc_port, "d": d, "port": self.port,
+       "wt": write_timeout or "10s"}
         if udp_db:
             text += """[[udp]]
   enabled = true
@@ -85,7 +96,6 @@ bind-address = "%(lo)s:%(rpc)d"
 """ % (LOOPBACK, self.udp_port, udp_db, udp_precision)
         with open(self.config, "w") as f:
             f.write(text)
-        self.procs = []
 
     @property
     def proc(self):
@@ -143,6 +153,12 @@ bind-address = "%(lo)s:%(rpc)d"
     def write(self, db, lines, precision="s"):
         return _http("POST", self.url("/write?db=%s&precision=%s" % (db, precision)),
                      lines.encode())
+
+    def restart(self, write_timeout=None):
+        """SIGTERM, then start again on the same ports with a new config."""
+        self.proc.stop()
+        self.write_config(write_timeout)
+        return self.start()
 
     def signal(self, sig):
         os.kill(self.proc.pid, sig)
