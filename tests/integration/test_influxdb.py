@@ -638,8 +638,11 @@ def case_udp(results, workdir):
     d = None
     try:
         srv.create_db("sy")
+        # u2 sends to a port where nothing listens
         d = Daemon(workdir, label, {"url": "udp://%s:%d" % (LOOPBACK, srv.udp_port),
-                                    "maxDatagramBytes": 600})
+                                    "maxDatagramBytes": 600},
+                   extra_sinks={"u2": {"plugin": "influxdb",
+                                       "url": "udp://%s:%d" % (LOOPBACK, free_port("udp"))}})
         if not results.check("%s: switchyard starts" % label, d.start(), d.logs()):
             return
         for _ in range(2):
@@ -656,6 +659,9 @@ def case_udp(results, workdir):
         results.check("%s: sent counted, no errors" % label,
                       sink_stat_sum(flushes, "sent") > 0 and
                       d.metric("switchyard_sink_errors_total") == 0, repr(flushes[-1][1]))
+        results.check("%s: datagrams to a closed port counted as errors, and logged" % label,
+                      (d.metric("switchyard_sink_errors_total", "u2") or 0) > 0 and
+                      "Connection refused" in d.stderr(), d.stderr()[-2000:])
     finally:
         if d:
             check_clean_exit(results, label, d)
