@@ -9,6 +9,8 @@
  */
 #include "httpq.h"
 
+#include "backoff.h"
+
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netdb.h>
@@ -51,24 +53,9 @@ struct httpq {
     uint64_t last_refused_log;
 };
 
-static uint64_t hq_rand(httpq *h)
-{
-    /* xorshift64*: jitter only */
-    h->rng ^= h->rng >> 12;
-    h->rng ^= h->rng << 25;
-    h->rng ^= h->rng >> 27;
-    return h->rng * 2685821657736338717ULL;
-}
-
-/* Doubling from min_ms to max_ms, minus up to a quarter of jitter. */
 static uint64_t hq_backoff(httpq *h)
 {
-    unsigned shift = h->failures ? h->failures - 1 : 0;
-    uint64_t d = h->max_ms;
-    if (shift < 40 && (h->min_ms << shift) >> shift == h->min_ms && (h->min_ms << shift) < h->max_ms)
-        d = h->min_ms << shift;
-    d -= hq_rand(h) % (d / 4 + 1);
-    return d < h->min_ms ? h->min_ms : d;
+    return backoff_delay(h->failures, h->min_ms, h->max_ms, &h->rng);
 }
 
 static void hq_publish(httpq *h)
@@ -294,7 +281,7 @@ httpq *httpq_new(const sy_host_api *api, sy_host *host, const httpq_config *cfg,
     h->batch_bytes = cfg->batch_bytes;
     h->min_ms = cfg->retry_min_ms;
     h->max_ms = cfg->retry_max_ms < cfg->retry_min_ms ? cfg->retry_min_ms : cfg->retry_max_ms;
-    h->rng = (api->monotonic_ms(host) ^ (uint64_t)(uintptr_t)h) | 1;
+    h->rng = backoff_seed(api->monotonic_ms(host), (uint64_t)(uintptr_t)h);
     h->connected = -1;
     snprintf(h->target, sizeof(h->target), "%s", url->target);
     snprintf(h->content_type, sizeof(h->content_type), "%s", cfg->content_type);
