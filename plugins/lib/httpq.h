@@ -48,7 +48,7 @@ typedef struct httpq_config {
     const char *content_type;
     size_t batch_lines, batch_bytes;
     uint64_t retry_min_ms, retry_max_ms;
-    uint64_t timeout_ms;         /* one request, connect included */
+    uint64_t timeout_ms;         /* each step: connect, send, answer */
 } httpq_config;
 
 /* Resolves the host (getaddrinfo: call from init only) and makes the
