@@ -26,7 +26,9 @@ data model (model_point below).
      resumes: flushes after the restart are all in InfluxDB;
      a flush larger than the queue, with influxd up, is paced and stored
      whole; a 500 from influxd (write-timeout 1ns) is retried with backoff
-     until influxd, restarted without it, takes every flush;
+     until influxd, restarted without it, takes every flush; influxd
+     SIGSTOPped: the POSTs time out and are counted, the console keeps
+     flushing, and after SIGCONT every flush arrives;
   4. a 4xx (a database that does not exist) is counted as dropped and an
      error, logged, and not retried;
   5. bad settings are refused by --check (the plugin's check entry), and a
@@ -41,6 +43,7 @@ the daemon, $SY_PLUGIN_DIR its plugins, as tests/run.sh sets them)
 """
 import collections
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -544,6 +547,48 @@ def case_5xx(results, workdir):
 
 
 # ---------------------------------------------------------------------------
+# 3d. a stuck server: connected, never answering
+
+
+def case_stall(results, workdir):
+    label = "stall"
+    srv = InfluxServer(workdir, "influx-stall")
+    if not results.check("%s: influxd starts" % label, srv.start(), srv.logs()):
+        return
+    d = None
+    try:
+        srv.create_db("sy")
+        d = Daemon(workdir, label, {"url": srv.url("/write?db=sy"), "timeoutMs": 500})
+        if not results.check("%s: switchyard starts" % label, d.start(), d.logs()):
+            return
+        d.send("st.g:1|g")
+        d.wait_flushes(1)
+        srv.signal(signal.SIGSTOP)
+        t0 = time.monotonic()
+        for i in range(3):
+            d.send("st.g:%d|g" % (i + 2), "st.c:1|c")
+            d.wait_flushes(1)
+        stalled = d.flushes()
+        timeouts = d.metric("switchyard_sink_errors_total")
+        srv.signal(signal.SIGCONT)
+        results.check("%s: the console kept flushing every second" % label,
+                      time.monotonic() - t0 < 4.5 and
+                      max(b - a for (a, _), (b, _) in zip(stalled, stalled[1:])) == 1,
+                      repr([t for t, _ in stalled]))
+        results.check("%s: the unanswered POSTs timed out and were counted" % label,
+                      timeouts >= 1 and "timed out" in d.stderr(), d.stderr()[-2000:])
+        d.wait_flushes(3)
+        flushes = d.flushes()
+        bad = compare_flushes(InfluxData(srv, "sy"), flushes[1:-1], skip=internal)
+        results.check("%s: after SIGCONT every flush is in InfluxDB (%d)" % (label, len(flushes) - 2),
+                      not bad, "\n".join(map(repr, bad[:10])) + d.logs())
+    finally:
+        if d:
+            check_clean_exit(results, label, d)
+        srv.stop()
+
+
+# ---------------------------------------------------------------------------
 # 4. a 4xx
 
 
@@ -781,6 +826,7 @@ def main():
         only = sys.argv[1:]
         cases = [("values", case_values), ("escaping", case_escaping),
                  ("restart", case_restart), ("pacing", case_pacing), ("5xx", case_5xx),
+                 ("stall", case_stall),
                  ("4xx", case_refused), ("check", case_check),
                  ("udp", case_udp), ("samples", case_samples)]
         if os.access(VICTORIA, os.X_OK):
