@@ -255,7 +255,7 @@ def internal(name):
 # 1. values
 
 
-ROUND = ["it.counter:10|c", "it.counter:5|c|@0.5", "it.gauge:42.5|g", "it.timer:10|ms",
+ROUND = ["mg.a:14|g", "mt.a:15|ms", "it.counter:10|c", "it.counter:5|c|@0.5", "it.gauge:42.5|g", "it.timer:10|ms",
          "it.timer:20|ms", "it.timer:30|ms", "it.timer:45|ms", "it.set:a|s", "it.set:b|s",
          "api.req:1|c|#env:prod,region:eu-west", "api.lat:12|ms|#env:prod",
          "api.lat:18|ms|#env:prod", "api.lat:7|ms|#env:dev"]
@@ -271,8 +271,13 @@ def case_values(results, workdir):
         results.check("%s: databases created" % label,
                       srv.create_db("sy") and srv.create_db("flat"))
         # a second influxdb sink, f, with layout "value" into another database
+        # renames are not sanitised (with keyNameSanitize on, the default):
+        # they put spaces, commas and equals signs into measurements
         d = Daemon(workdir, label, {"url": srv.url("/write?db=sy")}, extra_sinks={
-            "f": {"plugin": "influxdb", "url": srv.url("/write?db=flat"), "layout": "value"}})
+            "f": {"plugin": "influxdb", "url": srv.url("/write?db=flat"), "layout": "value"}},
+            routes_lua='{ route.prefix "mg." :rename "m sp,c=1" :to { "c", "i", "f" }, '
+                       'route.prefix "mt." :rename "mt x,y=2" :to { "c", "i", "f" }, '
+                       'route.default() :to { "c", "i", "f" } }')
         if not results.check("%s: switchyard starts" % label, d.start(), d.logs()):
             return
         for _ in range(3):
@@ -303,6 +308,10 @@ def case_values(results, workdir):
         prod = data.points.get(("stats.timers.api.lat", frozenset({("env", "prod")}), ts), {})
         results.check("%s: one measurement, a series per tag set" % label,
                       dev.get("mean") == 7 and prod.get("mean") == 15, repr((dev, prod)))
+        results.check("%s: measurements with a space, comma and equals sign" % label,
+                      data.get("stats.timers.mt x,y=2", {}, ts, "upper") == 15 and
+                      data.get("stats.gauges.m sp,c=1", {}, ts, "value") == 14,
+                      repr(srv.measurements("sy")))
         sent = sink_stat_sum(flushes, "sent")
         results.check("%s: sent counted, nothing dropped, no errors" % label,
                       sent > 0 and sink_stat_sum(flushes, "dropped") == 0 and
