@@ -22,7 +22,8 @@
  * point of the measurement named by the routed name, at the time the sink
  * received it, with a `metric_type` tag (counter, gauge, timing, set) and
  * the fields value (a set: member, a string), rate (when sampled) and
- * delta=true for a signed gauge.
+ * delta=true for a signed gauge.  With precision u or ns each sample gets
+ * a time of its own, so samples of one series never overwrite each other.
  *
  * What the line protocol cannot carry is adjusted or refused, never sent
  * to fail a whole batch: a tag without a value ("root") gets the value
@@ -103,6 +104,7 @@ typedef struct influx {
     char *key;                   /* its measurement and tags, raw */
     size_t key_len, key_cap;
     int64_t key_ts;
+    int64_t last_sample_ts;      /* u and ns: the last raw sample's time */
 
     /* counts not yet logged */
     uint64_t full_unlogged, bad_unlogged, nan_unlogged, adjusted_unlogged, send_err_unlogged;
@@ -752,7 +754,7 @@ static sy_status influx_write_samples(void *state, const sy_sample_batch *b)
     if (must_wait(s, need))
         return SY_RETRY;
     uint64_t now = s->api->now_ms(s->host);
-    int64_t ts = (int64_t)(now / (uint64_t)s->ms_div) * s->ms_mult;
+    int64_t now_ts = (int64_t)(now / (uint64_t)s->ms_div) * s->ms_mult;
     uint64_t bad = 0, nan = 0;
     static const span f_value = { "value", 5 }, f_member = { "member", 6 },
                       f_rate = { "rate", 4 }, f_delta = { "delta", 5 };
@@ -780,10 +782,18 @@ static sy_status influx_write_samples(void *state, const sy_sample_batch *b)
         }
         memcpy(tagbuf, x->name + base, tl);
         memcpy(tagbuf + tl, type, yl);
+        /* With u and ns every sample gets a time of its own (one unit
+         * after the last when the clock has not moved), so that samples
+         * of one series never overwrite each other. */
+        int64_t ts = now_ts;
+        if (s->ts_mult >= 1000000) {
+            if (ts <= s->last_sample_ts)
+                ts = s->last_sample_ts + 1;
+            s->last_sample_ts = ts;
+        }
         line_end(s); /* every sample is a line of its own */
         int rc = line_begin(s, (span){ x->name, base }, (span){ tagbuf, tl + yl }, ts);
         if (rc == 0) {
-            s->key_len = 0; /* never merged: tagbuf is gone after this */
             if (x->type == SY_SAMPLE_SET)
                 rc = put_string_field(s, f_member, x->text, x->text_len);
             else

@@ -739,7 +739,8 @@ def case_samples(results, workdir):
         if not results.check("%s: switchyard starts" % label, d.start(), d.logs()):
             return
         d.send("req.time:120|ms|@0.5|#trace:9f2c,path:/x", "users:alice|s|#trace:9f2c",
-               "q.depth:-3|g|#trace:9f2c", "hits:2|c|#trace:9f2c")
+               "q.depth:-3|g|#trace:9f2c", "hits:2|c|#trace:9f2c",
+               "same.t:1|ms|#trace:9f2c", "same.t:2|ms|#trace:9f2c", "same.t:3|ms|#trace:9f2c")
         d.wait_flushes(2)
         got = {}
         for m in ("req.time", "users", "q.depth", "hits"):
@@ -752,6 +753,10 @@ def case_samples(results, workdir):
             "q.depth": {"value": -3, "delta": True, "metric_type": "gauge", "trace": "9f2c"},
             "hits": {"value": 2, "metric_type": "counter", "trace": "9f2c"},
         }
+        same = srv.points("raw", "same.t", epoch="ns")
+        results.check("%s: three samples of one series in one batch are three points" % label,
+                      sorted(p.get("value") for p in same) == [1, 2, 3] and
+                      len({p["time"] for p in same}) == 3, repr(same))
         for m, w in want.items():
             g = got.get(m)
             ok = isinstance(g, dict) and all(g.get(k) == v for k, v in w.items())

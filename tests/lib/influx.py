@@ -129,11 +129,11 @@ bind-address = "%(lo)s:%(rpc)d"
         ans = self.query('CREATE DATABASE "%s"' % db)
         return "error" not in ans and not any("error" in r for r in ans.get("results", []))
 
-    def points(self, db, measurement, where=""):
+    def points(self, db, measurement, where="", epoch="s"):
         """Every point of a measurement as a list of dicts (column -> value),
         tags included, with epoch-second times."""
         m = measurement.replace("\\", "\\\\").replace('"', '\\"')
-        ans = self.query('SELECT * FROM "%s" %s' % (m, where), db=db)
+        ans = self.query('SELECT * FROM "%s" %s' % (m, where), db=db, epoch=epoch)
         out = []
         for res in ans.get("results", []):
             for s in res.get("series", []) or []:
