@@ -67,12 +67,20 @@ $(BUILD)/plugins/lib/%.o: plugins/lib/%.c $(wildcard plugins/lib/*.h) plugins/sw
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) -fvisibility=hidden -c $< -o $@
 
-$(BUILD)/plugins/%.so: plugins/%.c $(PLUGLIB_OBJS) plugins/switchyard_sink.h $(wildcard plugins/lib/*.h)
+# The helpers are linked from an archive, so a plugin carries only the ones
+# it uses (and no undefined references of helpers it does not use, such as
+# httpq's to libevent's HTTP client).
+$(BUILD)/plugins/libhelpers.a: $(PLUGLIB_OBJS)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/plugins/%.so: plugins/%.c $(BUILD)/plugins/libhelpers.a plugins/switchyard_sink.h $(wildcard plugins/lib/*.h)
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS) -fvisibility=hidden -shared $(LDFLAGS) -o $@ $< $(PLUGLIB_OBJS) \
-	    $(PLUGIN_LIBS_$*) -lm
+	$(CC) $(CFLAGS) -fvisibility=hidden -shared $(LDFLAGS) -o $@ $< \
+	    $(BUILD)/plugins/libhelpers.a $(PLUGIN_LIBS_$*) -lm
 
 PLUGIN_LIBS_redis := -lhiredis -levent
+PLUGIN_LIBS_influxdb := -levent
 
 # Shared plugin objects are not intermediates: concurrent builds need them.
 .SECONDARY: $(PLUGLIB_OBJS)
@@ -82,9 +90,10 @@ $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libswitchyard-core.a
 	$(CC) $(CFLAGS) -Icore -o $@ $< $(BUILD)/libswitchyard-core.a $(LDFLAGS) $(LIBS) -lcmocka
 
 # Unit tests that compile plugin helper code in.
-$(BUILD)/tests/test_sinkhost: plugins/lib/netq.c plugins/lib/netq.h
+$(BUILD)/tests/test_sinkhost: plugins/lib/netq.c plugins/lib/netq.h plugins/lib/backoff.c plugins/lib/backoff.h
 $(BUILD)/tests/test_carbon_ch: plugins/lib/md5.c plugins/lib/md5.h plugins/lib/chring.c plugins/lib/chring.h
 $(BUILD)/tests/test_repeater_ring: plugins/lib/md5.c plugins/lib/md5.h plugins/lib/shard.c plugins/lib/shard.h
+$(BUILD)/tests/test_lineq: plugins/lib/lineq.c plugins/lib/lineq.h
 
 deps:
 	@./.ci/deps.sh build

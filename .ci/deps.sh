@@ -7,7 +7,8 @@ set -eu
 
 build_pkgs="gcc make pkg-config luajit libluajit-5.1-dev libevent-dev libhiredis-dev"
 test_pkgs="libcmocka-dev lua-busted redis-server memcached graphite-carbon python3-whisper
-           clang libclang-rt-14-dev valgrind luarocks procps chromium podman runc locales lintian"
+           clang libclang-rt-14-dev valgrind luarocks procps chromium podman runc locales lintian
+           influxdb victoria-metrics"
 
 want=$build_pkgs
 [ "${1:-build}" = test ] && want="$build_pkgs $test_pkgs"

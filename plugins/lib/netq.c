@@ -11,6 +11,8 @@
  */
 #include "netq.h"
 
+#include "backoff.h"
+
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netdb.h>
@@ -70,15 +72,6 @@ struct netq {
 
 static void nq_connect(netq *q);
 
-static uint64_t nq_rand(netq *q)
-{
-    /* xorshift64*: jitter only, no need for more */
-    q->rng ^= q->rng >> 12;
-    q->rng ^= q->rng << 25;
-    q->rng ^= q->rng >> 27;
-    return q->rng * 2685821657736338717ULL;
-}
-
 static void nq_publish(netq *q)
 {
     q->api->stat_set(q->host, SY_STAT_QUEUED, (int64_t)q->lines);
@@ -101,16 +94,9 @@ static void nq_update_watch(netq *q)
         nq_set_watch(q, SY_WATCH_READ | (q->bytes > q->wr_off ? SY_WATCH_WRITE : 0));
 }
 
-/* Doubling from reconnect_min_ms up to reconnect_max_ms, minus up to a
- * quarter of random jitter so that many clients do not retry in step. */
 static uint64_t nq_backoff(netq *q)
 {
-    unsigned shift = q->failures ? q->failures - 1 : 0;
-    uint64_t d = q->max_ms;
-    if (shift < 40 && (q->min_ms << shift) >> shift == q->min_ms && (q->min_ms << shift) < q->max_ms)
-        d = q->min_ms << shift;
-    d -= nq_rand(q) % (d / 4 + 1);
-    return d < q->min_ms ? q->min_ms : d;
+    return backoff_delay(q->failures, q->min_ms, q->max_ms, &q->rng);
 }
 
 static void nq_schedule(netq *q, uint64_t delay_ms)
@@ -460,7 +446,7 @@ netq *netq_new(const sy_host_api *api, sy_host *host, const netq_config *cfg,
     if (q->max_ms < q->min_ms)
         q->max_ms = q->min_ms;
     q->connect_timeout_ms = cfg->connect_timeout_ms ? cfg->connect_timeout_ms : 5000;
-    q->rng = (api->monotonic_ms(host) ^ (uint64_t)(uintptr_t)q) | 1;
+    q->rng = backoff_seed(api->monotonic_ms(host), (uint64_t)(uintptr_t)q);
     if (strchr(cfg->host, ':'))
         snprintf(q->label, sizeof(q->label), "[%s]:%d", cfg->host, cfg->port);
     else

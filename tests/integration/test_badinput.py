@@ -1845,6 +1845,11 @@ BAD_SINKS = [
      r"setting 'maxSpans' is 0, it must be between 1 and 1000000"),
     ("traces", {"plugin": "memcache_traces", "prefix": "has space"}, "prefix",
      r"setting 'prefix' must be 1 to 200 bytes"),
+    ("influx", {"plugin": "influxdb", "url": "http://%s:1/write?db=a" % LOOPBACK,
+                "precision": "h"}, "precision",
+     r"setting 'precision' is 'h'; it must be \"s\", \"ms\", \"u\" or \"ns\""),
+    ("influx", {"plugin": "influxdb", "url": "http://%s:1/write" % LOOPBACK}, "url",
+     r"setting 'url': InfluxDB's /write needs the database"),
     ("out", {"plugin": "console", "stream": "stdlog"}, "stream",
      r"setting 'stream' must be \"stdout\" or \"stderr\", not \"stdlog\""),
     ("out", {"plugin": "console", "path": 5}, "path", r"setting 'path' must be a string"),
@@ -1864,6 +1869,8 @@ def good_sinks(port, workdir):
         "shard": {"plugin": "redis", "cluster": True, "nodes": [dest]},
         "fwd": {"plugin": "repeater", "protocol": "tcp", "destinations": [dest]},
         "traces": {"plugin": "memcache_traces", "host": LOOPBACK, "port": port, "maxSpans": 10},
+        "influx": {"plugin": "influxdb", "url": "http://%s/write?db=x" % dest},
+        "influx_udp": {"plugin": "influxdb", "url": "udp://" + dest},
         "out": {"plugin": "console", "path": os.path.join(workdir, "check-out.txt")},
     }
 

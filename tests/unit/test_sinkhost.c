@@ -31,6 +31,7 @@
 #include "log.h"
 #include "sinkhost.h"
 
+#include "lib/backoff.c"
 #include "lib/netq.c" /* plugins/lib, for the mid-line test */
 
 #define TS 1700000000
