@@ -72,6 +72,7 @@ $(BUILD)/plugins/%.so: plugins/%.c $(PLUGLIB_OBJS) plugins/switchyard_sink.h $(w
 	    $(PLUGIN_LIBS_$*) -lm
 
 PLUGIN_LIBS_redis := -lhiredis -levent
+PLUGIN_LIBS_prometheus := -levent
 
 # Shared plugin objects are not intermediates: concurrent builds need them.
 .SECONDARY: $(PLUGLIB_OBJS)
