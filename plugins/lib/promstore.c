@@ -696,6 +696,8 @@ int promstore_add(promstore *s, const sy_sample *x, uint64_t now)
     series *se = s->sh[h & (s->shcap - 1)];
     while (se && !(se->hash == h && se->key_len == klen && memcmp(se->key, key, klen) == 0))
         se = se->hnext;
+    if (se && se->fam->type != type)
+        return drop(s, PROMSTORE_DROP_TYPE_CONFLICT);
     if (!se) {
         uint64_t fh = fnv1a(key, flen);
         family *f = family_find(s, key, flen, fh);
