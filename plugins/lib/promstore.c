@@ -841,7 +841,8 @@ static void visit_summary(promstore *s, series *x, uint64_t now, const promstore
     if (n) {
         size_t k = 0;
         for (int i = 0; i < s->cfg.age_buckets; i++) {
-            memcpy(s->qbuf + k, x->ages[i].v, x->ages[i].n * sizeof(double));
+            if (x->ages[i].n)
+                memcpy(s->qbuf + k, x->ages[i].v, x->ages[i].n * sizeof(double));
             k += x->ages[i].n;
         }
         qsort(s->qbuf, n, sizeof(double), cmp_double);
