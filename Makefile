@@ -74,6 +74,18 @@ $(BUILD)/plugins/%.so: plugins/%.c $(PLUGLIB_OBJS) plugins/switchyard_sink.h $(w
 PLUGIN_LIBS_redis := -lhiredis -levent
 PLUGIN_LIBS_prometheus := -levent
 
+# remote_write: the protobuf schema is compiled by protoc-c at build time.
+PROTO_GEN := $(BUILD)/gen
+$(PROTO_GEN)/remote.pb-c.c $(PROTO_GEN)/remote.pb-c.h: plugins/proto/remote.proto
+	@mkdir -p $(PROTO_GEN)
+	protoc-c --proto_path=plugins/proto --c_out=$(PROTO_GEN) remote.proto
+
+$(PROTO_GEN)/remote.pb-c.o: $(PROTO_GEN)/remote.pb-c.c $(PROTO_GEN)/remote.pb-c.h
+	$(CC) $(CFLAGS) -fvisibility=hidden -c $< -o $@
+
+$(BUILD)/plugins/remote_write.so: $(PROTO_GEN)/remote.pb-c.o
+PLUGIN_LIBS_remote_write := -I$(PROTO_GEN) $(PROTO_GEN)/remote.pb-c.o -lprotobuf-c -lsnappy -levent
+
 # Shared plugin objects are not intermediates: concurrent builds need them.
 .SECONDARY: $(PLUGLIB_OBJS)
 
