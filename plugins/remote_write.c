@@ -180,9 +180,13 @@ static void cut(rw *r)
         size_t plen = prometheus__write_request__get_packed_size(&wr);
         uint8_t *packed = malloc(plen ? plen : 1);
         size_t clen = snappy_max_compressed_length(plen);
-        if (packed && r->q_bytes + clen <= r->max_queue && (b = malloc(sizeof(*b) + clen))) {
+        if (packed && (b = malloc(sizeof(*b) + clen))) {
             prometheus__write_request__pack(&wr, packed);
-            if (snappy_compress((const char *)packed, plen, b->body, &clen) == SNAPPY_OK) {
+            if (snappy_compress((const char *)packed, plen, b->body, &clen) == SNAPPY_OK &&
+                r->q_bytes + clen <= r->max_queue) {
+                batch *small = realloc(b, sizeof(*b) + clen);
+                if (small)
+                    b = small;
                 b->len = clen;
                 b->samples = n;
                 b->next = NULL;

@@ -116,3 +116,34 @@ class PrometheusServer:
             if time.monotonic() >= deadline:
                 return got
             time.sleep(0.25)
+
+
+VICTORIA_METRICS = shutil.which("victoria-metrics") or "/usr/bin/victoria-metrics"
+
+
+class VictoriaMetricsServer(PrometheusServer):
+    """A real single-node VictoriaMetrics (Debian's victoria-metrics) with
+    its data in the test's temp dir; the same query API as Prometheus."""
+
+    def __init__(self, workdir, name="victoria-metrics"):
+        super().__init__(workdir, name)
+
+    def start(self, timeout=30):
+        self.runs += 1
+        argv = [VICTORIA_METRICS, "-storageDataPath=" + self.data,
+                "-httpListenAddr=%s:%d" % (LOOPBACK, self.port),
+                # answer queries with what was just written
+                "-search.latencyOffset=0s", "-search.disableCache"]
+        self.proc = Process("%s-%d" % (self.name, self.runs), argv, self.workdir).start()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self.proc.alive():
+                return False
+            try:
+                status, _, body = http_get(self.port, "/health", timeout=2)
+                if status == 200:
+                    return True
+            except OSError:
+                pass
+            time.sleep(0.2)
+        return False
