@@ -52,6 +52,9 @@ typedef struct prom {
     uint64_t last_log;
     int warned_write;
     uint64_t scrapes;
+    uint64_t refused;          /* requests for another path, or another method */
+    uint64_t refused_logged;
+    uint64_t refused_log_ms;
 } prom;
 
 static const char *const prom_settings[] = {
@@ -166,6 +169,15 @@ static void page_own(prom *p, struct evbuffer *b)
                         "# TYPE " OWN_PREFIX "tag_errors_total counter\n"
                         OWN_PREFIX "tag_errors_total{sink=\"%s\"} %llu\n", sink,
                         (unsigned long long)st->tag_errors);
+    evbuffer_add_printf(b, "# HELP " OWN_PREFIX "scrapes_total Pages served.\n"
+                        "# TYPE " OWN_PREFIX "scrapes_total counter\n"
+                        OWN_PREFIX "scrapes_total{sink=\"%s\"} %llu\n", sink,
+                        (unsigned long long)p->scrapes);
+    evbuffer_add_printf(b, "# HELP " OWN_PREFIX "http_refused_total Requests for another path "
+                        "or with another method than GET or HEAD.\n"
+                        "# TYPE " OWN_PREFIX "http_refused_total counter\n"
+                        OWN_PREFIX "http_refused_total{sink=\"%s\"} %llu\n", sink,
+                        (unsigned long long)p->refused);
     evbuffer_add_printf(b, "# HELP " OWN_PREFIX "series_expired_total Series removed after ttl "
                         "without samples.\n"
                         "# TYPE " OWN_PREFIX "series_expired_total counter\n"
@@ -181,6 +193,18 @@ static void on_request(struct evhttp_request *req, void *arg)
     const char *path = uri ? evhttp_uri_get_path(uri) : NULL;
     struct evkeyvalq *out = evhttp_request_get_output_headers(req);
 
+    if (!path || strcmp(path, p->path) != 0 ||
+        (cmd != EVHTTP_REQ_GET && cmd != EVHTTP_REQ_HEAD)) {
+        /* a client's mistakes: counted, and logged at most every 10 s */
+        uint64_t mono = p->api->monotonic_ms(p->host);
+        p->refused++;
+        if (!p->refused_log_ms || mono - p->refused_log_ms >= LOG_EVERY_MS) {
+            p->api->log(p->host, SY_LOG_WARN, "%llu HTTP requests refused (the page is GET %s)",
+                        (unsigned long long)(p->refused - p->refused_logged), p->path);
+            p->refused_logged = p->refused;
+            p->refused_log_ms = mono;
+        }
+    }
     if (!path || strcmp(path, p->path) != 0) {
         evhttp_add_header(out, "Content-Type", "text/plain; charset=utf-8");
         struct evbuffer *b = evbuffer_new();
@@ -207,8 +231,8 @@ static void on_request(struct evhttp_request *req, void *arg)
     page pg = { p, b };
     promstore_visitor v = { page_family, page_sample };
     promstore_visit(p->store, now, &v, &pg);
-    page_own(p, b);
     p->scrapes++;
+    page_own(p, b);
     evhttp_add_header(out, "Content-Type", "text/plain; version=0.0.4; charset=utf-8");
     evhttp_send_reply(req, HTTP_OK, "OK", b);
     evbuffer_free(b);

@@ -216,6 +216,9 @@ def case_page(res, d):
         st405 = e.code
     res.check("prom: 404 for another path, 405 for DELETE", (st404, st405) == (404, 405),
               "%r" % ((st404, st405),))
+    s = d.samples("prom")
+    res.check("prom: both counted (http_refused_total = 2)",
+              val(s, "switchyard_prometheus_http_refused_total", sink="prom") == 2, repr(s))
 
 
 def case_histogram(res, d):
