@@ -97,6 +97,7 @@ $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libswitchyard-core.a
 $(BUILD)/tests/test_sinkhost: plugins/lib/netq.c plugins/lib/netq.h
 $(BUILD)/tests/test_carbon_ch: plugins/lib/md5.c plugins/lib/md5.h plugins/lib/chring.c plugins/lib/chring.h
 $(BUILD)/tests/test_repeater_ring: plugins/lib/md5.c plugins/lib/md5.h plugins/lib/shard.c plugins/lib/shard.h
+$(BUILD)/tests/test_promstore: plugins/lib/promstore.c plugins/lib/promstore.h
 
 deps:
 	@./.ci/deps.sh build
