@@ -24,7 +24,7 @@
  * switchyard_prometheus_samples_dropped_total{reason=...}), errors the
  * requests that failed (a page that could not be built).
  */
-#include <ctype.h>
+#include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,6 +33,7 @@
 #include <event2/event.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
+#include <event2/listener.h>
 
 #include "switchyard_sink.h"
 #include "lib/promstore.h"
@@ -307,9 +308,26 @@ static int prom_setup(const sy_host_api *api, sy_host *host, void **state, char 
     evhttp_set_allowed_methods(p->http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD | EVHTTP_REQ_POST |
                                EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE);
     evhttp_set_gencb(p->http, on_request, p);
-    if (!evhttp_bind_socket_with_handle(p->http, addr, (uint16_t)port)) {
-        snprintf(err, errlen, "cannot listen on %s (in use, or not an address of this host)",
-                 listen);
+    /* SO_REUSEPORT: a reload that changes this sink's settings opens the
+     * new instance before the old one is closed, on the same port */
+    struct addrinfo hints = { .ai_flags = AI_PASSIVE, .ai_socktype = SOCK_STREAM }, *res = NULL;
+    char portstr[8];
+    snprintf(portstr, sizeof(portstr), "%d", port);
+    int gai = getaddrinfo(addr, portstr, &hints, &res);
+    struct evconnlistener *l = NULL;
+    if (gai == 0 && res)
+        l = evconnlistener_new_bind(base, NULL, NULL,
+                                    LEV_OPT_REUSEABLE | LEV_OPT_REUSEABLE_PORT |
+                                    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC,
+                                    -1, res->ai_addr, (int)res->ai_addrlen);
+    if (res)
+        freeaddrinfo(res);
+    if (!l || !evhttp_bind_listener(p->http, l)) {
+        snprintf(err, errlen, "cannot listen on %s: %s", listen,
+                 gai ? gai_strerror(gai) : l ? "out of memory" : "in use by another user, or "
+                 "not an address of this host");
+        if (l)
+            evconnlistener_free(l); /* not bound: still ours */
         prom_free(p);
         return -1;
     }

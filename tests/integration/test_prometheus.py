@@ -24,12 +24,15 @@ One switchyard runs four sinks, fed through routes:
      through /api/v1/query; stopped, more traffic, restarted on the same
      TSDB: the counter went on from where it was (no reset), and the
      samples scraped before the restart are still there;
-  7. --check refuses bad settings (listen, passthrough) with their names.
+  7. a reload that changes the sink's settings reopens it on the same port
+     (the new instance binds while the old one still listens);
+  8. --check refuses bad settings (listen, passthrough) with their names.
 
 Usage: /usr/bin/python3 tests/integration/test_prometheus.py   ($SY_BIN)
 """
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -86,7 +89,7 @@ class Daemon:
             f.write(self.config())
         self.proc = None
 
-    def config(self):
+    def config(self, prom_extra=""):
         p = self.pages
         return """local route = require "switchyard.route"
 return {
@@ -94,7 +97,7 @@ return {
   flushInterval = 1000,
   httpAddress = "%(lo)s:%(http)d",
   sinks = {
-    prom = { plugin = "prometheus", listen = "%(lo)s:%(prom)d", passthrough = true },
+    prom = { plugin = "prometheus", listen = "%(lo)s:%(prom)d", passthrough = true%(extra)s },
     hist = { plugin = "prometheus", listen = "%(lo)s:%(hist)d", path = "/m",
              buckets = { 0.05, 0.1, 0.5 } },
     short = { plugin = "prometheus", listen = "%(lo)s:%(short)d", ttl = 3, maxSeries = 3 },
@@ -108,7 +111,7 @@ return {
   },
 }
 """ % {"lo": LOOPBACK, "port": self.port, "http": self.http, "prom": p["prom"],
-       "hist": p["hist"], "short": p["short"],
+       "hist": p["hist"], "short": p["short"], "extra": prom_extra,
        "console": to_lua(os.path.join(self.workdir, "console.txt"))}
 
     def start(self):
@@ -303,6 +306,24 @@ def case_prometheus(res, d, workdir):
         prom.stop()
 
 
+def case_reload(res, d):
+    """A reload that changes the sink's settings opens the new instance
+    while the old one still listens (SO_REUSEPORT), then retires the old."""
+    with open(d.config_path, "w") as f:
+        f.write(d.config(", ttl = 600"))
+    os.kill(d.proc.pid, signal.SIGHUP)
+    ok = wait_until(lambda: "reload: sink 'prom' (re)opened" in d.logs(), 10)
+    res.check("reload with a changed prom sink: reopened on the same port", ok, d.logs()[-3000:])
+    d.send(["after.reload:1|c"])
+
+    def fresh():
+        s = d.samples("prom")
+        return val(s, "after_reload_total") == 1 and val(s, "api_req_count_total") is None
+    ok = wait_until(fresh, 10)
+    res.check("after the reload the page is the new instance's (the old one retired)", ok,
+              d.page("prom")[2][:2000] + d.logs()[-2000:])
+
+
 def case_check(res, workdir):
     for label, sink, needle in (
             ("a bad listen", 'plugin = "prometheus", listen = "nope"', "listen"),
@@ -334,6 +355,7 @@ def main():
             case_own_metrics(res, d)
             case_ttl(res, d)
             case_prometheus(res, d, workdir)
+            case_reload(res, d)
         case_check(res, workdir)
     except Exception as e:  # a crash of the harness is a failure, not a skip
         import traceback
