@@ -76,7 +76,7 @@ PLUGIN_LIBS_prometheus := -levent
 
 # remote_write: the protobuf schema is compiled by protoc-c at build time.
 PROTO_GEN := $(BUILD)/gen
-$(PROTO_GEN)/remote.pb-c.c $(PROTO_GEN)/remote.pb-c.h: plugins/proto/remote.proto
+$(PROTO_GEN)/remote.pb-c.c $(PROTO_GEN)/remote.pb-c.h &: plugins/proto/remote.proto
 	@mkdir -p $(PROTO_GEN)
 	protoc-c --proto_path=plugins/proto --c_out=$(PROTO_GEN) remote.proto
 
