@@ -619,6 +619,9 @@ static int rw_setup(const sy_host_api *api, sy_host *host, void **state, char *e
     struct timeval tv = { (time_t)(r->timeout_ms / 1000), (suseconds_t)(r->timeout_ms % 1000) * 1000 };
     evhttp_connection_set_timeout_tv(r->conn, &tv);
     evhttp_connection_set_retries(r->conn, 0);
+    /* what a receiver answers is read whole: bound it */
+    evhttp_connection_set_max_headers_size(r->conn, 16384);
+    evhttp_connection_set_max_body_size(r->conn, 65536);
     api->log(host, SY_LOG_INFO, "remote write to %s (%s:%d), at most %zu samples a request, "
              "queue %zu bytes", r->url, r->addr, r->port, r->max_per_send, r->max_queue);
     publish(r);
