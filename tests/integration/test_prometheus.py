@@ -144,6 +144,8 @@ LINES = (["api.req.count:1|c", "api.req.count:2|c|@0.5",
          ["api.lat:%d|ms" % i for i in range(1, 101)] +
          ["api.lat:10|ms|@0.25|#path:/x",
           "9lives.one-two--three:1|g",
+          'esc.label:1|g|#q:a"b\\c\\n,caf\u00e9:\u00fc',
+          "esc.label:2|g|#q:second",
           "users.uniq:alice|s",
           "neg.c:-1|c",
           "tagged.c:1|c|#novalue,:x,__name__:y,ok:1",
@@ -152,7 +154,7 @@ LINES = (["api.req.count:1|c", "api.req.count:2|c|@0.5",
           "drop.me:1|c",
           "h.lat:20|ms", "h.lat:70|ms", "h.lat:300|ms", "h.lat:900|ms"] +
          ["short.g%d:1|g" % i for i in range(1, 6)])
-PROM_TAKEN = 2 + 1 + 3 + 101 + 1 + 1 + 1 + 4 + 5
+PROM_TAKEN = 2 + 1 + 3 + 101 + 1 + 2 + 1 + 1 + 4 + 5
 PROM_DROPPED = 4  # set, negative counter, bad UTF-8, type conflict
 
 
@@ -184,6 +186,10 @@ def case_page(res, d):
         ("escaping: '.' and '-' become '_', '--' one '_', a leading digit gets '_'",
          val(s, "_9lives_one_two_three"), 1),
         ("bad tags are dropped, the good one kept", val(s, "tagged_c_total", ok="1"), 1),
+        ("a label value with '\"' and '\\' is escaped on the page and reads back; a "
+         "label name's 'é' is one '_', its value kept as sent",
+         val(s, "esc_label", q='a"b\\c\\n', caf_="\u00fc"), 1),
+        ("labels tell series apart", val(s, "esc_label", q="second"), 2),
         ("the counter that came first keeps its name", val(s, "conf_x_total"), 1),
         ("h. samples reach prom too (passthrough = true), as a summary", val(s, "h_lat_count"), 4),
         ("refused: the set", val(s, "switchyard_prometheus_samples_dropped_total", sink="prom", reason="set"), 1),
