@@ -1852,6 +1852,18 @@ BAD_SINKS = [
     ("out", {"plugin": "console", "path": 5}, "path", r"setting 'path' must be a string"),
     ("out", {"plugin": "console", "retryMaxMetric": 10}, "retryMaxMetric",
      r"unknown setting 'retryMaxMetric' for plugin 'console'; did you mean 'retryMaxMetrics'\?"),
+    ("page", {"plugin": "prometheus", "listen": "nope"}, "listen",
+     r"setting 'listen' must be \"HOST:PORT\""),
+    ("page", {"plugin": "prometheus", "buckets": [1, 0.5]}, "buckets",
+     r"setting 'buckets' must be in ascending order"),
+    ("page", {"plugin": "prometheus", "maxSeries": 0}, "maxSeries",
+     r"setting 'maxSeries' must be a whole number from 1 to 100000000"),
+    ("page", {"plugin": "prometheus", "passthrough": "yes"}, "passthrough",
+     r"setting 'passthrough' must be true or false"),
+    ("rw", {"plugin": "remote_write", "url": "https://example.org/api/v1/write"}, "url",
+     r"setting 'url' must be \"http://HOST\[:PORT\]/PATH\""),
+    ("rw", {"plugin": "remote_write", "url": "http://%s:1/w" % LOOPBACK, "retryMinMs": 0},
+     "retryMinMs", r"setting 'retryMinMs' must be a whole number from 1 to 3600000"),
 ]
 
 
@@ -1867,6 +1879,8 @@ def good_sinks(port, workdir):
         "fwd": {"plugin": "repeater", "protocol": "tcp", "destinations": [dest]},
         "traces": {"plugin": "memcache_traces", "host": LOOPBACK, "port": port, "maxSpans": 10},
         "out": {"plugin": "console", "path": os.path.join(workdir, "check-out.txt")},
+        "page": {"plugin": "prometheus", "listen": dest, "buckets": [0.1, 1]},
+        "rw": {"plugin": "remote_write", "url": "http://%s/api/v1/write" % dest},
     }
 
 
