@@ -791,30 +791,6 @@ int promstore_add(promstore *s, const sy_sample *x, uint64_t now)
     return 0;
 }
 
-size_t promstore_expire(promstore *s, uint64_t now)
-{
-    if (!s->cfg.ttl_ms)
-        return 0;
-    size_t n = 0;
-    for (family *f = s->fam_first; f;) {
-        family *nf = f->next;
-        for (series *x = f->first; x;) {
-            series *nx = x->next;
-            int last = nx == NULL;
-            if (now >= x->last_ms && now - x->last_ms >= s->cfg.ttl_ms) {
-                series_remove(s, x); /* may free f with its last series */
-                n++;
-            }
-            if (last)
-                break;
-            x = nx;
-        }
-        f = nf;
-    }
-    s->st.expired += n;
-    return n;
-}
-
 static int cmp_double(const void *a, const void *b)
 {
     double x = *(const double *)a, y = *(const double *)b;
@@ -863,31 +839,68 @@ static void visit_summary(promstore *s, series *x, uint64_t now, const promstore
     v->sample(arg, name, "_count", x->labels, x->nlabels, NULL, x->count);
 }
 
+/* One series' samples, as a page shows them. */
+static void visit_series(promstore *s, family *f, series *x, uint64_t now,
+                         const promstore_visitor *v, void *arg)
+{
+    switch (f->type) {
+    case T_COUNTER:
+    case T_GAUGE:
+        v->sample(arg, f->name, "", x->labels, x->nlabels, NULL, x->value);
+        break;
+    case T_HISTOGRAM: {
+        double cum = 0;
+        for (size_t i = 0; i <= s->cfg.nbuckets; i++) {
+            cum += x->hcounts[i];
+            prom_label e = { "le", s->le[i] };
+            v->sample(arg, f->name, "_bucket", x->labels, x->nlabels, &e, cum);
+        }
+        v->sample(arg, f->name, "_sum", x->labels, x->nlabels, NULL, x->value);
+        v->sample(arg, f->name, "_count", x->labels, x->nlabels, NULL, x->count);
+        break;
+    }
+    default:
+        visit_summary(s, x, now, v, arg);
+        break;
+    }
+}
+
 void promstore_visit(promstore *s, uint64_t now, const promstore_visitor *v, void *arg)
 {
     for (family *f = s->fam_first; f; f = f->next) {
         v->family(arg, f->name, type_names[f->type]);
-        for (series *x = f->first; x; x = x->next) {
-            switch (f->type) {
-            case T_COUNTER:
-            case T_GAUGE:
-                v->sample(arg, f->name, "", x->labels, x->nlabels, NULL, x->value);
-                break;
-            case T_HISTOGRAM: {
-                double cum = 0;
-                for (size_t i = 0; i <= s->cfg.nbuckets; i++) {
-                    cum += x->hcounts[i];
-                    prom_label e = { "le", s->le[i] };
-                    v->sample(arg, f->name, "_bucket", x->labels, x->nlabels, &e, cum);
-                }
-                v->sample(arg, f->name, "_sum", x->labels, x->nlabels, NULL, x->value);
-                v->sample(arg, f->name, "_count", x->labels, x->nlabels, NULL, x->count);
-                break;
-            }
-            default:
-                visit_summary(s, x, now, v, arg);
-                break;
-            }
-        }
+        for (series *x = f->first; x; x = x->next)
+            visit_series(s, f, x, now, v, arg);
     }
+}
+
+size_t promstore_expire_visit(promstore *s, uint64_t now, const promstore_visitor *v, void *arg)
+{
+    if (!s->cfg.ttl_ms)
+        return 0;
+    size_t n = 0;
+    for (family *f = s->fam_first; f;) {
+        family *nf = f->next;
+        for (series *x = f->first; x;) {
+            series *nx = x->next;
+            int last = nx == NULL;
+            if (now >= x->last_ms && now - x->last_ms >= s->cfg.ttl_ms) {
+                if (v)
+                    visit_series(s, f, x, now, v, arg);
+                series_remove(s, x); /* may free f with its last series */
+                n++;
+            }
+            if (last)
+                break;
+            x = nx;
+        }
+        f = nf;
+    }
+    s->st.expired += n;
+    return n;
+}
+
+size_t promstore_expire(promstore *s, uint64_t now)
+{
+    return promstore_expire_visit(s, now, NULL, NULL);
 }

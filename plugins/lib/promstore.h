@@ -127,6 +127,11 @@ typedef struct promstore_visitor {
 /* Every family and sample, as of now_ms (summaries' windows move). */
 void promstore_visit(promstore *s, uint64_t now_ms, const promstore_visitor *v, void *arg);
 
+/* promstore_expire, telling v each removed series' samples (its last
+ * values) first: remote write marks them stale.  v->family is not called. */
+size_t promstore_expire_visit(promstore *s, uint64_t now_ms, const promstore_visitor *v,
+                              void *arg);
+
 /* statsd_exporter's escaping of a metric or label name into out (room for
  * 2 * len + 2 bytes); returns the length. */
 size_t promstore_escape_name(const char *in, size_t len, char *out);

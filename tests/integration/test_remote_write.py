@@ -5,25 +5,30 @@ Debian packages, read back through their query APIs.
 
 One switchyard (flushInterval 1 s) runs:
 
-  prw    remote_write to Prometheus, passthrough = true, a tiny queue
+  prw    remote_write to Prometheus, a tiny queue
          (maxQueueBytes 1200: a few snapshots)
-  vm     remote_write to VictoriaMetrics, passthrough = true
+  vm     remote_write to VictoriaMetrics
   bad    remote_write to a path Prometheus answers 404, fed by a route
-  page   the prometheus sink, passthrough = true, to compare names
+  stale  remote_write to Prometheus with ttl = 4 s, fed by `route.prefix "stale."`
+  page   the prometheus sink, to compare names
+
+(prw, vm and page get the default route's samples by `:passthrough`.)
 
   1. values: counters (cumulative, _total), gauges, summaries in seconds
      (quantile, _sum, _count), tags as labels, read back from both stores;
   2. the same series: what Prometheus stored through remote write is
      exactly the set of series (names and labels) on the prometheus sink's
      page;
-  3. a 4xx is counted (errors, dropped) and never retried: nothing waits in
+  3. ttl: an expired series gets Prometheus's stale marker, and is gone
+     from queries at once;
+  4. a 4xx is counted (errors, dropped) and never retried: nothing waits in
      its queue;
-  4. both receivers stopped mid-stream while the counter keeps growing,
+  5. both receivers stopped mid-stream while the counter keeps growing,
      then restarted on the same data: the sinks retried (errors counted),
      VictoriaMetrics (large queue) got every snapshot with nothing dropped,
      Prometheus (queue of two snapshots) got what its queue held and the
      drops are counted; both end with the right total and empty queues;
-  5. switchyard's /metrics shows each sink's queue, sent, dropped, errors.
+  6. switchyard's /metrics shows each sink's queue, sent, dropped, errors.
 
 Usage: /usr/bin/python3 tests/integration/test_remote_write.py   ($SY_BIN)
 """
@@ -51,7 +56,8 @@ LINES = (["api.req.count:1|c", "api.req.count:2|c|@0.5",
           "req_total:3|c|#env:prod,region:eu",
           "q.depth:5|g", "q.depth:+3|g", "q.depth:-1|g"] +
          ["api.lat:%d|ms" % i for i in range(1, 101)] +
-         ["api.lat:10|ms|@0.25|#path:/x", "9lives.one-two--three:1|g", "bad.x:1|c"])
+         ["api.lat:10|ms|@0.25|#path:/x", "9lives.one-two--three:1|g", "bad.x:1|c",
+          "stale.g:4|g"])
 
 EXPECT = (("api_req_count_total", 5), ("q_depth", 7), ('req_total{env="prod",region="eu"}', 3),
           ('api_lat{quantile="0.9",path=""}', 0.09), ('api_lat_sum{path=""}', 5.05),
@@ -66,7 +72,7 @@ class Daemon:
         self.page_port = free_port()
         self.config_path = os.path.join(workdir, "rw.config.lua")
         vm = ('vm = { plugin = "remote_write", url = "http://localhost:%d/api/v1/write", '
-              'passthrough = true, retryMaxMs = 500 },' % vm_port) if vm_port else ""
+              'retryMaxMs = 500 },' % vm_port) if vm_port else ""
         with open(self.config_path, "w") as f:
             f.write("""local route = require "switchyard.route"
 return {
@@ -75,18 +81,21 @@ return {
   httpAddress = "%(lo)s:%(http)d",
   sinks = {
     prw = { plugin = "remote_write", url = "http://%(lo)s:%(prom)d/api/v1/write",
-            passthrough = true, maxQueueBytes = 1200, retryMaxMs = 500 },
+            maxQueueBytes = 1200, retryMaxMs = 500 },
+    stale = { plugin = "remote_write", url = "http://%(lo)s:%(prom)d/api/v1/write", ttl = 4 },
     %(vm)s
     bad = { plugin = "remote_write", url = "http://%(lo)s:%(prom)d/api/v1/nope" },
-    page = { plugin = "prometheus", listen = "%(lo)s:%(page)d", passthrough = true },
+    page = { plugin = "prometheus", listen = "%(lo)s:%(page)d" },
   },
   routes = {
     route.prefix "bad." :passthrough "bad",
-    route.default() :passthrough "page",
+    route.prefix "stale." :passthrough "stale",
+    route.default() :passthrough(%(all)s),
   },
 }
 """ % {"lo": LOOPBACK, "port": self.port, "http": self.http, "prom": prom_port, "vm": vm,
-                "page": self.page_port})
+                "page": self.page_port,
+                "all": '"page", "prw", "vm"' if vm_port else '"page", "prw"'})
         self.proc = None
 
     def start(self):
@@ -121,11 +130,22 @@ def case_same_series(res, d, prom):
     page = set((n, lab) for n, lab in d.page() if not n.startswith("switchyard_"))
     r = prom.query('{__name__=~".+"}') or []
     stored = set((m["__name__"], frozenset((k, v) for k, v in m.items() if k != "__name__"))
-                 for m, _ in r)
+                 for m, _ in r if not m["__name__"].startswith("stale_"))
     res.check("Prometheus stored exactly the series of the prometheus sink's page (%d)" % len(page),
               page and stored == page,
               "only on the page: %r\nonly in Prometheus: %r" % (sorted(page - stored)[:10],
                                                                  sorted(stored - page)[:10]))
+
+
+def case_stale(res, d, prom):
+    """ttl expiry writes Prometheus's stale marker: the series disappears
+    from queries at once, not after Prometheus's 5 minute lookback."""
+    t0 = time.monotonic()
+    gone = wait_until(lambda: prom.query("stale_g") == [], 10, step=0.2)
+    res.check("stale: after ttl it is marked stale and gone from queries (%.1f s)" %
+              (time.monotonic() - t0), gone, repr(prom.query("stale_g")))
+    r = prom.query("count_over_time(stale_g[5m])")
+    res.check("stale: ... while its samples are still stored", r and r[0][1] >= 1, repr(r))
 
 
 def case_4xx(res, d):
@@ -211,10 +231,13 @@ def main():
         d = Daemon(workdir, prom.port, vm.port if vm else 0)
         if res.check("switchyard starts with remote_write sinks", d.start(), d.logs()):
             d.send(LINES)
+            got = prom.wait_value("stale_g", 4, 10)
+            res.check("stale (ttl 4 s): the gauge reached Prometheus (4)", got == 4, "got %r" % got)
             check_values(res, prom, "Prometheus")
             if vm:
                 check_values(res, vm, "VictoriaMetrics")
             case_same_series(res, d, prom)
+            case_stale(res, d, prom)
             case_4xx(res, d)
             case_restart(res, d, prom, vm)
     except Exception as e:  # a crash of the harness is a failure, not a skip
