@@ -23,7 +23,7 @@
  * graphite sink: a receiver that is taking requests (one succeeded in the
  * last 2 s, or the queue was empty) makes the snapshot wait, which for
  * cumulative series means it is skipped, and the next flush's snapshot
- * carries the same totals (counted as `deferred` in the log, not as
+ * carries the same totals (logged as skipped, not counted as
  * dropped); a receiver that is down or stuck gets what the queue holds and
  * the rest of the snapshot is dropped and counted.  Repeating a request is
  * harmless: receivers keep one value per series and timestamp.

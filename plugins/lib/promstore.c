@@ -294,21 +294,14 @@ promstore *promstore_new(const promstore_config *cfg, const sy_host_api *api)
     return s;
 }
 
-/* The series' own memory; its age buckets go with series_free_ages. */
-static void series_free(series *x)
+static void series_free(const promstore *s, series *x)
 {
+    for (int i = 0; x->ages && i < s->cfg.age_buckets; i++)
+        free(x->ages[i].v);
     free(x->ages);
     free(x->hcounts);
     free(x->labels);
     free(x);
-}
-
-static void series_free_ages(series *x, int nages)
-{
-    if (!x->ages)
-        return;
-    for (int i = 0; i < nages; i++)
-        free(x->ages[i].v);
 }
 
 void promstore_free(promstore *s)
@@ -319,8 +312,7 @@ void promstore_free(promstore *s)
         series *x = s->sh[i];
         while (x) {
             series *nx = x->hnext;
-            series_free_ages(x, s->cfg.age_buckets);
-            series_free(x);
+            series_free(s, x);
             x = nx;
         }
     }
@@ -488,8 +480,7 @@ static void series_remove(promstore *s, series *x)
         x->next->prev = x->prev;
     else
         f->last = x->prev;
-    series_free_ages(x, s->cfg.age_buckets);
-    series_free(x);
+    series_free(s, x);
     s->st.series--;
     if (--f->nseries == 0)
         family_remove(s, f);
@@ -731,20 +722,19 @@ int promstore_add(promstore *s, const sy_sample *x, uint64_t now)
         if (type == T_HISTOGRAM) {
             se->hcounts = calloc(s->cfg.nbuckets + 1, sizeof(*se->hcounts));
             if (!se->hcounts) {
-                series_free(se);
+                series_free(s, se);
                 return drop(s, PROMSTORE_DROP_NO_MEMORY);
             }
         } else if (type == T_SUMMARY) {
             se->ages = calloc((size_t)s->cfg.age_buckets, sizeof(*se->ages));
             if (!se->ages) {
-                series_free(se);
+                series_free(s, se);
                 return drop(s, PROMSTORE_DROP_NO_MEMORY);
             }
             se->cur_start = now;
         }
         if (!f && !(f = family_new(s, key, flen, fh, type))) {
-            series_free_ages(se, s->cfg.age_buckets);
-            series_free(se);
+            series_free(s, se);
             return drop(s, PROMSTORE_DROP_NO_MEMORY);
         }
         se->fam = f;

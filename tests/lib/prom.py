@@ -52,7 +52,16 @@ class PrometheusServer:
 
     def start(self, timeout=30):
         """Start (or restart, on the same port and TSDB) and wait until it
-        is ready.  Returns False when it did not come up."""
+        is ready.  Returns False when it did not come up (after a second
+        try: a restart right after a stop can meet the old process's port
+        or TSDB lock on a loaded machine)."""
+        if self._start_once(timeout):
+            return True
+        self.stop()
+        time.sleep(1)
+        return self._start_once(timeout)
+
+    def _start_once(self, timeout):
         self._write_config()
         self.runs += 1
         argv = [PROMETHEUS, "--config.file=" + self.config, "--storage.tsdb.path=" + self.data,
