@@ -137,7 +137,7 @@ class VictoriaMetricsServer(PrometheusServer):
     def __init__(self, workdir, name="victoria-metrics"):
         super().__init__(workdir, name)
 
-    def start(self, timeout=30):
+    def _start_once(self, timeout):
         self.runs += 1
         argv = [VICTORIA_METRICS, "-storageDataPath=" + self.data,
                 "-httpListenAddr=%s:%d" % (LOOPBACK, self.port),
