@@ -28,11 +28,15 @@ One switchyard (flushInterval 1 s) runs:
      VictoriaMetrics (large queue) got every snapshot with nothing dropped,
      Prometheus (queue of two snapshots) got what its queue held and the
      drops are counted; both end with the right total and empty queues;
-  6. switchyard's /metrics shows each sink's queue, sent, dropped, errors.
+  6. switchyard's /metrics shows each sink's queue, sent, dropped, errors;
+  7. VictoriaMetrics stopped with SIGSTOP (connections accepted, never
+     answered): requests time out and are retried, and after SIGCONT
+     everything arrives with nothing dropped.
 
 Usage: /usr/bin/python3 tests/integration/test_remote_write.py   ($SY_BIN)
 """
 import os
+import signal
 import sys
 import time
 
@@ -72,7 +76,7 @@ class Daemon:
         self.page_port = free_port()
         self.config_path = os.path.join(workdir, "rw.config.lua")
         vm = ('vm = { plugin = "remote_write", url = "http://localhost:%d/api/v1/write", '
-              'retryMaxMs = 500 },' % vm_port) if vm_port else ""
+              'retryMaxMs = 500, timeoutMs = 1000 },' % vm_port) if vm_port else ""
         with open(self.config_path, "w") as f:
             f.write("""local route = require "switchyard.route"
 return {
@@ -208,6 +212,34 @@ def case_restart(res, d, prom, vm):
               o["queued"] == 0, repr(o))
 
 
+def case_stall(res, d, vm):
+    """A receiver that accepts connections and never answers (SIGSTOP):
+    each request times out (timeoutMs 1 s) and is tried again; after
+    SIGCONT everything arrives and nothing was dropped."""
+    total = vm.value("api_req_count_total")
+    before = d.own("vm")
+    os.kill(vm.proc.pid, signal.SIGSTOP)
+    try:
+        for _ in range(3):
+            d.send(["api.req.count:1|c"])
+            total = (total or 0) + 1
+            time.sleep(1)
+        time.sleep(1.5)
+        during = d.own("vm")
+        res.check("stall: requests to a stopped VictoriaMetrics time out and are retried "
+                  "(errors grow), the rest waits in the queue",
+                  during["errors_total"] > before["errors_total"] and during["queued"] > 0,
+                  "%r -> %r" % (before, during))
+    finally:
+        os.kill(vm.proc.pid, signal.SIGCONT)
+    got = vm.wait_value("api_req_count_total", total, 20)
+    ok = wait_until(lambda: d.own("vm")["queued"] == 0, 10)
+    after = d.own("vm")
+    res.check("stall: after SIGCONT the total arrives (%r), the queue drains, nothing dropped" % total,
+              got == total and ok and after["dropped_total"] == before["dropped_total"],
+              "got %r, %r" % (got, after))
+
+
 def main():
     res = Results(TEST_NAME)
     if not res.check("%s is installed" % PROMETHEUS, os.access(PROMETHEUS, os.X_OK),
@@ -240,6 +272,8 @@ def main():
             case_stale(res, d, prom)
             case_4xx(res, d)
             case_restart(res, d, prom, vm)
+            if vm:
+                case_stall(res, d, vm)
     except Exception as e:  # a crash of the harness is a failure, not a skip
         import traceback
         traceback.print_exc()
