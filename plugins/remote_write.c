@@ -445,8 +445,13 @@ static void on_done(struct evhttp_request *req, void *arg)
         r->connected = 1;
     } else if (code == 0 || code == 429 || code >= 500) {
         keep_reply(r, req);
-        if (code == 0)
+        if (code == 0) {
             snprintf(r->last_reply, sizeof(r->last_reply), "no answer (refused, reset or timed out)");
+        } else {
+            char body[sizeof(r->last_reply)];
+            memcpy(body, r->last_reply, sizeof(body));
+            snprintf(r->last_reply, sizeof(r->last_reply), "HTTP %d: %.150s", code, body);
+        }
         r->api->stat_add(r->host, SY_STAT_ERRORS, 1);
         r->api->stat_add(r->host, SY_STAT_RECONNECTS, 1);
         r->connected = 0;
@@ -460,7 +465,10 @@ static void on_done(struct evhttp_request *req, void *arg)
         r->waiting = 1;
         r->api->timer_start(r->retry_timer, d);
         publish(r);
-        log_now(r, 0);
+        /* the first failure after a success is told at once (at most one
+         * a second), the rest at the usual bounded rate */
+        log_now(r, r->failures == 1 &&
+                       r->api->monotonic_ms(r->host) - r->last_log >= 1000);
         return;
     } else {
         keep_reply(r, req);

@@ -31,7 +31,9 @@ One switchyard (flushInterval 1 s) runs:
   6. switchyard's /metrics shows each sink's queue, sent, dropped, errors;
   7. VictoriaMetrics stopped with SIGSTOP (connections accepted, never
      answered): requests time out and are retried, and after SIGCONT
-     everything arrives with nothing dropped.
+     everything arrives with nothing dropped;
+  8. VictoriaMetrics restarted read-only answers 503: retried with backoff,
+     nothing dropped, all of it stored once it is writable again.
 
 Usage: /usr/bin/python3 tests/integration/test_remote_write.py   ($SY_BIN)
 """
@@ -240,6 +242,38 @@ def case_stall(res, d, vm):
               "got %r, %r" % (got, after))
 
 
+def case_503(res, d, vm):
+    """A receiver that answers 503 (VictoriaMetrics in read-only mode: less
+    free disk than -storage.minFreeDiskSpaceBytes): retried with backoff,
+    nothing dropped, everything arrives once it takes writes again."""
+    total = vm.value("api_req_count_total")
+    vm.stop()
+    vm.extra_args = ["-storage.minFreeDiskSpaceBytes=1000000000000000"]
+    if not res.check("VictoriaMetrics restarts read-only", vm.start(), vm.logs()):
+        return
+    before = d.own("vm")
+    for _ in range(3):
+        d.send(["api.req.count:1|c"])
+        total = (total or 0) + 1
+        time.sleep(1)
+    during = d.own("vm")
+    logs = d.logs()
+    res.check("503: retried (errors grow), queued, nothing dropped, logged with the answer",
+              during["errors_total"] > before["errors_total"] and during["queued"] > 0 and
+              during["dropped_total"] == before["dropped_total"] and "read-only" in logs,
+              "%r -> %r\n%s" % (before, during, logs[-1500:]))
+    vm.stop()
+    vm.extra_args = []
+    if not res.check("VictoriaMetrics restarts writable", vm.start(), vm.logs()):
+        return
+    got = vm.wait_value("api_req_count_total", total, 20)
+    ok = wait_until(lambda: d.own("vm")["queued"] == 0, 10)
+    after = d.own("vm")
+    res.check("503: then the total arrives (%r), the queue drains, nothing dropped" % total,
+              got == total and ok and after["dropped_total"] == before["dropped_total"],
+              "got %r, %r" % (got, after))
+
+
 def main():
     res = Results(TEST_NAME)
     if not res.check("%s is installed" % PROMETHEUS, os.access(PROMETHEUS, os.X_OK),
@@ -274,6 +308,7 @@ def main():
             case_restart(res, d, prom, vm)
             if vm:
                 case_stall(res, d, vm)
+                case_503(res, d, vm)
     except Exception as e:  # a crash of the harness is a failure, not a skip
         import traceback
         traceback.print_exc()

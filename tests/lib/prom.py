@@ -136,13 +136,14 @@ class VictoriaMetricsServer(PrometheusServer):
 
     def __init__(self, workdir, name="victoria-metrics"):
         super().__init__(workdir, name)
+        self.extra_args = []
 
     def _start_once(self, timeout):
         self.runs += 1
         argv = [VICTORIA_METRICS, "-storageDataPath=" + self.data,
                 "-httpListenAddr=%s:%d" % (LOOPBACK, self.port),
                 # answer queries with what was just written
-                "-search.latencyOffset=0s", "-search.disableCache"]
+                "-search.latencyOffset=0s", "-search.disableCache"] + self.extra_args
         self.proc = Process("%s-%d" % (self.name, self.runs), argv, self.workdir).start()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
