@@ -149,7 +149,7 @@ int promstore_read_config(const sy_host_api *api, sy_host *host, promstore_confi
         snprintf(err, errlen, "setting 'summaryAgeBuckets' must be a whole number from 1 to 60");
         return -1;
     }
-    if (api->setting_int(host, "summarySamples", 500, &samples) < 0 || samples < 1 ||
+    if (api->setting_int(host, "summarySamples", 100, &samples) < 0 || samples < 1 ||
         samples > 100000) {
         snprintf(err, errlen, "setting 'summarySamples' must be a whole number from 1 to 100000");
         return -1;

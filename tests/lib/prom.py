@@ -95,10 +95,13 @@ class PrometheusServer:
     def query(self, expr):
         """The result of a PromQL query: [(labels dict, float)] for an
         instant vector, [(labels dict, [float...])] for a range."""
-        status, _, body = http_get(self.port, "/api/v1/query?query=" + urllib.parse.quote(expr))
-        if status != 200:
+        try:
+            status, _, body = http_get(self.port, "/api/v1/query?query=" + urllib.parse.quote(expr))
+            if status != 200:
+                return None
+            doc = json.loads(body)
+        except (OSError, ValueError):
             return None
-        doc = json.loads(body)
         if doc.get("status") != "success":
             return None
         if doc["data"]["resultType"] == "matrix":
