@@ -81,6 +81,19 @@ $(BUILD)/plugins/%.so: plugins/%.c $(BUILD)/plugins/libhelpers.a plugins/switchy
 
 PLUGIN_LIBS_redis := -lhiredis -levent
 PLUGIN_LIBS_influxdb := -levent
+PLUGIN_LIBS_prometheus := -levent
+
+# remote_write: the protobuf schema is compiled by protoc-c at build time.
+PROTO_GEN := $(BUILD)/gen
+$(PROTO_GEN)/remote.pb-c.c $(PROTO_GEN)/remote.pb-c.h &: plugins/proto/remote.proto
+	@mkdir -p $(PROTO_GEN)
+	protoc-c --proto_path=plugins/proto --c_out=$(PROTO_GEN) remote.proto
+
+$(PROTO_GEN)/remote.pb-c.o: $(PROTO_GEN)/remote.pb-c.c $(PROTO_GEN)/remote.pb-c.h
+	$(CC) $(CFLAGS) -fvisibility=hidden -c $< -o $@
+
+$(BUILD)/plugins/remote_write.so: $(PROTO_GEN)/remote.pb-c.o
+PLUGIN_LIBS_remote_write := -I$(PROTO_GEN) $(PROTO_GEN)/remote.pb-c.o -lprotobuf-c -lsnappy -levent
 
 # Shared plugin objects are not intermediates: concurrent builds need them.
 .SECONDARY: $(PLUGLIB_OBJS)
@@ -94,6 +107,7 @@ $(BUILD)/tests/test_sinkhost: plugins/lib/netq.c plugins/lib/netq.h plugins/lib/
 $(BUILD)/tests/test_carbon_ch: plugins/lib/md5.c plugins/lib/md5.h plugins/lib/chring.c plugins/lib/chring.h
 $(BUILD)/tests/test_repeater_ring: plugins/lib/md5.c plugins/lib/md5.h plugins/lib/shard.c plugins/lib/shard.h
 $(BUILD)/tests/test_lineq: plugins/lib/lineq.c plugins/lib/lineq.h
+$(BUILD)/tests/test_promstore: plugins/lib/promstore.c plugins/lib/promstore.h
 
 deps:
 	@./.ci/deps.sh build

@@ -821,6 +821,8 @@ static void http_metrics(struct evhttp_request *req, void *arg)
         { "switchyard_route_dropped_total", "Samples a route dropped.", 0 },
         { "switchyard_route_sampled_out_total", "Samples a route's sample() left out.", 0 },
         { "switchyard_passthrough_total", "Raw samples handed to pass-through sinks.", 0 },
+        { "switchyard_passthrough_dropped_total", "Raw samples lost before the pass-through sinks: "
+          "more than a batch holds (1M samples, 64 MiB) arrived before the output took it.", 0 },
         { "switchyard_lua_errors_total", "Routing decisions that failed (default route used).", 0 },
         { "switchyard_route_predecided_total", "Decisions a reload made before it was applied, then used.", 0 },
     };
@@ -828,7 +830,8 @@ static void http_metrics(struct evhttp_request *req, void *arg)
                       atomic_load(&st->bad_lines), atomic_load(&st->keys_too_long),
                       atomic_load(&st->sets_estimated), atomic_load(&st->keys), atomic_load(&st->keys_rejected),
                       atomic_load(&st->routed_drops), atomic_load(&st->sampled_out),
-                      atomic_load(&st->passed_through), atomic_load(&st->route_errors),
+                      atomic_load(&st->passed_through), atomic_load(&st->raw_dropped),
+                      atomic_load(&st->route_errors),
                       atomic_load(&st->predecided) };
     for (size_t k = 0; k < sizeof astats / sizeof *astats; k++) {
         metric_head(out, astats[k].name, astats[k].gauge ? "gauge" : "counter", astats[k].help);

@@ -965,6 +965,8 @@ static sy_entry *resolve(sy_agg *a, int type, const char *key, size_t klen, uint
     return target(a, type, *fname, *flen, al->route, 0);
 }
 
+static sy_ratelimit rl_raw = SY_RATELIMIT_INIT(10000, 1);
+
 static void raw_append(sy_agg *a, const char *name, size_t nlen, const sy_sample *s, uint64_t mask)
 {
     sy_raw_batch *b = a->raw;
@@ -1029,6 +1031,8 @@ static void raw_append(sy_agg *a, const char *name, size_t nlen, const sy_sample
     return;
 drop:
     atomic_fetch_add_explicit(&a->st.raw_dropped, 1, memory_order_relaxed);
+    sy_log_limited(&rl_raw, SY_WARN, "pass-through samples dropped: more arrived than one batch "
+                   "holds before the output took it (switchyard_passthrough_dropped_total)");
 }
 
 sy_raw_batch *sy_agg_take_raw(sy_agg *a)

@@ -264,6 +264,7 @@ static size_t collect_extra(sy_output *o)
         self_add(o, &n, "switchyard.route.dropped", 1, atomic_load(&o->agg->routed_drops));
         self_add(o, &n, "switchyard.route.sampled_out", 1, atomic_load(&o->agg->sampled_out));
         self_add(o, &n, "switchyard.route.passed_through", 1, atomic_load(&o->agg->passed_through));
+        self_add(o, &n, "switchyard.route.passthrough_dropped", 1, atomic_load(&o->agg->raw_dropped));
         self_add(o, &n, "switchyard.route.errors", 1, atomic_load(&o->agg->route_errors));
     }
     /* self[] may have moved while growing: take the names now. */

@@ -142,7 +142,7 @@ static size_t edit_distance(const char *a, const char *b)
  * the key has letters (so "ab" is not a hint for "db"). */
 static const char *closest_key(const sy_sink_plugin *p, const char *key)
 {
-    static const char *const host_keys[] = { "plugin", "retryMaxMetrics", NULL };
+    static const char *const host_keys[] = { "plugin", "retryMaxMetrics", "passthrough", NULL };
     const char *best = NULL;
     size_t best_d = 3, len = strlen(key);
     for (int pass = 0; pass < 2; pass++)
@@ -195,6 +195,15 @@ int sy_sink_check_settings(const sy_sink_plugin *p, const char *instance,
             }
             continue;
         }
+        if (strcmp(st->key, "passthrough") == 0) {
+            /* read by the config: every kept sample reaches this sink raw */
+            if (st->type != SY_SET_BOOL) {
+                snprintf(err, errlen, "sink '%s': setting 'passthrough' must be true or false",
+                         instance);
+                return -1;
+            }
+            continue;
+        }
         if (!p->settings)
             continue;
         int found = 0;
@@ -209,7 +218,7 @@ int sy_sink_check_settings(const sy_sink_plugin *p, const char *instance,
             known_keys(p, known, sizeof(known));
             snprintf(err, errlen,
                      "sink '%s': unknown setting '%s' for plugin '%s'%s%s%s (known: %s%splugin, "
-                     "retryMaxMetrics)",
+                     "retryMaxMetrics, passthrough)",
                      instance, st->key, p->name ? p->name : "?", hint ? "; did you mean '" : "",
                      hint ? hint : "", hint ? "'?" : "", known, known[0] ? ", " : "");
             return -1;

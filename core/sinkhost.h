@@ -25,6 +25,9 @@
  * Settings keys owned by the host (valid for every sink):
  *   plugin           string, the plugin's name
  *   retryMaxMetrics  whole number >= 0, the retry list bound
+ *   passthrough      boolean: every kept sample reaches the sink raw, and no
+ *                    flushed values (read by lua/switchyard/config.lua when
+ *                    it builds the routing decision)
  */
 #ifndef SY_SINKHOST_H
 #define SY_SINKHOST_H

@@ -242,3 +242,39 @@ describe("checks", function()
     assert.are.equal("table", type(c))
   end)
 end)
+
+describe("passthrough = true", function()
+  local function load(lines)
+    local path = os.tmpname()
+    local f = assert(io.open(path, "wb"))
+    f:write(table.concat(lines, "\n"), "\n")
+    f:close()
+    local c, err = config.load(path)
+    os.remove(path)
+    return c, err
+  end
+  local SINKS = '  sinks = { out = { plugin = "console" }, prom = { plugin = "prometheus", passthrough = true } },'
+
+  it("sends every kept sample raw to the sink, and no flushed values, with or without routes", function()
+    local c, err = load({
+      'local route = require "switchyard.route"',
+      "return {", SINKS,
+      '  routes = { route.prefix "d." :drop "debug", route.prefix "a." :to "out" },',
+      '  checks = { { "a.x", to = { "out" }, passthrough = { "prom" } },',
+      '             { "b.x", to = { "out" }, passthrough = { "prom" } },',
+      '             { "d.x", drop = true } },',
+      "}" })
+    assert.is_nil(err)
+    assert.are.equal("table", type(c))
+    c, err = load({ "return {", SINKS,
+      '  checks = { { "z", to = { "out" }, passthrough = { "prom" } } },', "}" })
+    assert.is_nil(err)
+    assert.are.equal("function", type(c.decide))
+  end)
+
+  it("a check expecting otherwise fails", function()
+    local _, err = load({ "return {", SINKS,
+      '  checks = { { "z", to = { "out", "prom" } } },', "}" })
+    assert.is_truthy(err and err:find("goes to {out}, expected {out, prom}", 1, true))
+  end)
+end)

@@ -490,6 +490,33 @@ function M.compile_routing(c, t, out)
     out.decide = wrap_route_fn(t.route, bits)
     out.route_uses_origin = true -- a function may look at anything
   end
+  -- Sinks with passthrough = true get every kept sample raw (as if each
+  -- rule also said :passthrough to them) and no flushed values.
+  local rawbits = {}
+  for name, s in pairs(out.sinks) do
+    if s.passthrough == true then rawbits[#rawbits + 1] = bits[name] end
+  end
+  if #rawbits > 0 then
+    local inner = out.decide
+    if not inner then
+      local agg = {}
+      for name, b in pairs(bits) do
+        if out.sinks[name].passthrough ~= true then agg[name] = b end
+      end
+      inner = route.compile({}, agg)
+      out.route_uses_origin = false
+    end
+    local function has(mask, b) return math.floor(mask / b) % 2 == 1 end
+    out.decide = function(key, mtype, listener, sender)
+      local drop, sinks, raw, newkey, rate = inner(key, mtype, listener, sender)
+      if drop ~= nil then return drop, sinks, raw, newkey, rate end
+      for _, b in ipairs(rawbits) do
+        if has(sinks, b) then sinks = sinks - b end
+        if not has(raw, b) then raw = raw + b end
+      end
+      return nil, sinks, raw, newkey, rate
+    end
+  end
   if t.auth ~= nil then
     local ok, res = pcall(route.compile_auth, t.auth)
     if not ok then c:fail("auth", tostring(res)) end

@@ -1855,6 +1855,18 @@ BAD_SINKS = [
     ("out", {"plugin": "console", "path": 5}, "path", r"setting 'path' must be a string"),
     ("out", {"plugin": "console", "retryMaxMetric": 10}, "retryMaxMetric",
      r"unknown setting 'retryMaxMetric' for plugin 'console'; did you mean 'retryMaxMetrics'\?"),
+    ("page", {"plugin": "prometheus", "listen": "nope"}, "listen",
+     r"setting 'listen' must be \"HOST:PORT\""),
+    ("page", {"plugin": "prometheus", "buckets": [1, 0.5]}, "buckets",
+     r"setting 'buckets' must be in ascending order"),
+    ("page", {"plugin": "prometheus", "maxSeries": 0}, "maxSeries",
+     r"setting 'maxSeries' must be a whole number from 1 to 100000000"),
+    ("page", {"plugin": "prometheus", "passthrough": "yes"}, "passthrough",
+     r"setting 'passthrough' must be true or false"),
+    ("rw", {"plugin": "remote_write", "url": "https://example.org/api/v1/write"}, "url",
+     r"setting 'url' must be \"http://HOST\[:PORT\]/PATH\""),
+    ("rw", {"plugin": "remote_write", "url": "http://%s:1/w" % LOOPBACK, "retryMinMs": 0},
+     "retryMinMs", r"setting 'retryMinMs' must be a whole number from 1 to 3600000"),
 ]
 
 
@@ -1872,19 +1884,22 @@ def good_sinks(port, workdir):
         "influx": {"plugin": "influxdb", "url": "http://%s/write?db=x" % dest},
         "influx_udp": {"plugin": "influxdb", "url": "udp://" + dest},
         "out": {"plugin": "console", "path": os.path.join(workdir, "check-out.txt")},
+        "page": {"plugin": "prometheus", "listen": dest, "buckets": [0.1, 1]},
+        "rw": {"plugin": "remote_write", "url": "http://%s/api/v1/write" % dest},
     }
 
 
-SHORT_RUNS_STDERR = []     # every run_switchyard's stderr, for sanitizer reports
+SHORT_RUNS_STDERR = []     # every run_switchyard's (pid, stderr), for sanitizer reports
 
 
 def run_switchyard(args, timeout=20):
     import subprocess
-    p = subprocess.run([switchyard_binary()] + args, stdout=subprocess.PIPE,
-                       stderr=subprocess.PIPE, cwd=REPO_DIR, timeout=timeout)
-    err = p.stderr.decode("utf-8", "replace")
-    SHORT_RUNS_STDERR.append(err)
-    return p.returncode, p.stdout.decode("utf-8", "replace"), err
+    p = subprocess.Popen([switchyard_binary()] + args, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, cwd=REPO_DIR)
+    out, err = p.communicate(timeout=timeout)
+    err = err.decode("utf-8", "replace")
+    SHORT_RUNS_STDERR.append((p.pid, err))
+    return p.returncode, out.decode("utf-8", "replace"), err
 
 
 def config_with(d, sinks=None, lua_body="", **options):
@@ -1984,9 +1999,11 @@ def scenario_check_config(res, workdir):
                       rc == 1 and re.search(pattern, err) is not None,
                       "exit %r, wanted /%s/\nstdout %s\nstderr %s" % (rc, pattern, out, err))
 
-        reports = [e for e in SHORT_RUNS_STDERR if any(m in e for m in SANITIZER_MARKERS)]
-        res.check("%s: no sanitizer report from %d runs of --check and -c"
-                  % (label, len(SHORT_RUNS_STDERR)), not reports, "\n".join(reports)[:4000])
+        if sanitizer.sanitized(switchyard_binary()):
+            reports = [r for r in (sanitizer.report(pid, err) for pid, err in SHORT_RUNS_STDERR) if r]
+            res.check("%s: no sanitizer report from %d runs of --check and -c (%s)"
+                      % (label, len(SHORT_RUNS_STDERR), sanitizer.where()), not reports,
+                      "\n".join(reports)[:4000])
 
         # 4. a reload (SIGHUP) refuses the same bad settings, and keeps
         # running the old config

@@ -212,8 +212,8 @@ check "control: Section net, Priority optional, a Maintainer, an extended Descri
              test -n '$(field Maintainer)' && test \$(dpkg-deb -f '$deb' Description | wc -l) -gt 2"
 depends=$(field Depends)
 echo "      Depends: $depends"
-check "control: Depends names adduser, libc6, libluajit, libevent and libhiredis" \
-    bash -c "d='$depends'; for p in adduser libc6 libluajit libevent-2.1 libhiredis; do
+check "control: Depends names adduser, libc6, libluajit, libevent, libhiredis, libprotobuf-c and libsnappy" \
+    bash -c "d='$depends'; for p in adduser libc6 libluajit libevent-2.1 libhiredis libprotobuf-c libsnappy; do
                  case \"\$d\" in *\"\$p\"*) ;; *) exit 1;; esac; done"
 # every Depends alternative group is satisfied here (the machine built it)
 unmet=

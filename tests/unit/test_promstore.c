@@ -1,0 +1,166 @@
+/*
+ * test_promstore.c - the series store both Prometheus sinks share
+ * (plugins/lib/promstore.c): statsd_exporter's name escaping, and what
+ * counters, gauges, timers and tags become.
+ *
+ * The unit test rule links only the core library, so the plugin helper is
+ * compiled in here; the host's format_number is the core's sy_fmt_double.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "../../plugins/lib/promstore.c"
+#include "numfmt.h"
+
+static sy_host_api api = { .format_number = sy_fmt_double };
+
+static const char *esc(const char *in)
+{
+    static char out[256];
+    promstore_escape_name(in, strlen(in), out);
+    return out;
+}
+
+static void test_escape(void **st)
+{
+    (void)st;
+    assert_string_equal(esc("api.req.count"), "api_req_count");
+    assert_string_equal(esc("9lives"), "_9lives");
+    assert_string_equal(esc("a-b"), "a_b");
+    assert_string_equal(esc("a--b"), "a_b");
+    assert_string_equal(esc("a---b"), "a_b");
+    assert_string_equal(esc("a.-b"), "a__b");
+    assert_string_equal(esc("caf\xc3\xa9"), "caf_"); /* one character, one '_' */
+    assert_string_equal(esc("ok_Name09"), "ok_Name09");
+}
+
+static sy_sample smp(const char *name, const char *tags, double v, char type)
+{
+    sy_sample s = { .name = name, .name_len = (uint32_t)strlen(name), .text = "", .tags = tags,
+                    .tags_len = (uint32_t)strlen(tags), .value = v, .rate = 1, .type = (uint8_t)type };
+    return s;
+}
+
+typedef struct seen {
+    char text[4096];
+    size_t used;
+} seen;
+
+static void v_family(void *arg, const char *name, const char *type)
+{
+    seen *s = arg;
+    s->used += (size_t)snprintf(s->text + s->used, sizeof(s->text) - s->used, "# %s %s\n", name, type);
+}
+
+static void v_sample(void *arg, const char *name, const char *suffix, const prom_label *l, size_t n,
+                     const prom_label *extra, double value)
+{
+    seen *s = arg;
+    char num[32];
+    s->used += (size_t)snprintf(s->text + s->used, sizeof(s->text) - s->used, "%s%s", name, suffix);
+    for (size_t i = 0; i < n; i++)
+        s->used += (size_t)snprintf(s->text + s->used, sizeof(s->text) - s->used, " %s=%s",
+                                    l[i].name, l[i].value);
+    if (extra)
+        s->used += (size_t)snprintf(s->text + s->used, sizeof(s->text) - s->used, " %s=%s",
+                                    extra->name, extra->value);
+    promstore_format_value(&api, value, num);
+    s->used += (size_t)snprintf(s->text + s->used, sizeof(s->text) - s->used, " %s\n", num);
+}
+
+static const char *show(promstore *p, uint64_t now)
+{
+    static seen s;
+    s.used = 0;
+    s.text[0] = '\0';
+    promstore_visitor v = { v_family, v_sample };
+    promstore_visit(p, now, &v, &s);
+    return s.text;
+}
+
+static promstore_config config(void)
+{
+    promstore_config c = { .max_series = 4, .ttl_ms = 1000, .nquantiles = 2,
+                           .quantiles = { 0.5, 0.9 }, .max_age_ms = 600000, .age_buckets = 5,
+                           .summary_samples = 100 };
+    return c;
+}
+
+static void test_kinds(void **st)
+{
+    (void)st;
+    promstore_config c = config();
+    promstore *p = promstore_new(&c, &api);
+    sy_sample s = smp("hits", "", 2, 'c');
+    s.rate = 0.5;
+    assert_int_equal(promstore_add(p, &s, 0), 0);               /* 4 */
+    s = smp("q;env=x", "zone:b,env:prod,env:dev,novalue", 5, 'g');
+    assert_int_equal(promstore_add(p, &s, 0), 0);
+    s = smp("q;env=x", "env:dev,zone:b", -2, 'g');
+    s.is_delta = 1;
+    assert_int_equal(promstore_add(p, &s, 0), 0);               /* same series: 3 */
+    for (int i = 1; i <= 10; i++) {
+        s = smp("lat", "", i * 100, 't');
+        assert_int_equal(promstore_add(p, &s, 0), 0);
+    }
+    assert_string_equal(show(p, 0),
+                        "# hits_total counter\nhits_total 4\n"
+                        "# q gauge\nq env=dev zone=b 3\n"
+                        "# lat summary\nlat quantile=0.5 0.5\nlat quantile=0.9 0.9\n"
+                        "lat_sum 5.5\nlat_count 10\n");
+    assert_int_equal(promstore_get_stats(p)->tag_errors, 1);
+
+    s = smp("hits_total", "", 1, 'g');                          /* a counter's name */
+    assert_int_equal(promstore_add(p, &s, 0), -1);
+    assert_int_equal(promstore_get_stats(p)->dropped[PROMSTORE_DROP_TYPE_CONFLICT], 1);
+    s = smp("u", "", 1, 's');
+    assert_int_equal(promstore_add(p, &s, 0), -1);
+    s = smp("neg", "", -1, 'c');
+    assert_int_equal(promstore_add(p, &s, 0), -1);
+    s = smp("new1", "", 1, 'g');
+    assert_int_equal(promstore_add(p, &s, 0), 0);               /* the 4th series */
+    s = smp("new2", "", 1, 'g');
+    assert_int_equal(promstore_add(p, &s, 0), -1);              /* the bound */
+    assert_int_equal(promstore_get_stats(p)->dropped[PROMSTORE_DROP_SERIES_LIMIT], 1);
+
+    s = smp("hits", "", 1, 'c');
+    assert_int_equal(promstore_add(p, &s, 900), 0);
+    assert_int_equal(promstore_expire(p, 1500), 3);             /* all but hits */
+    assert_string_equal(show(p, 1500), "# hits_total counter\nhits_total 5\n");
+    promstore_free(p);
+}
+
+static void test_histogram(void **st)
+{
+    (void)st;
+    promstore_config c = config();
+    c.nbuckets = 2;
+    c.buckets[0] = 0.05;
+    c.buckets[1] = 0.1;
+    promstore *p = promstore_new(&c, &api);
+    double v[] = { 20, 70, 300 };
+    for (int i = 0; i < 3; i++) {
+        sy_sample s = smp("h", "le:1", v[i], 't');
+        assert_int_equal(promstore_add(p, &s, 0), 0);
+    }
+    assert_string_equal(show(p, 0), "# h histogram\nh_bucket le=0.05 1\nh_bucket le=0.1 2\n"
+                                    "h_bucket le=+Inf 3\nh_sum 0.39\nh_count 3\n");
+    assert_int_equal(promstore_get_stats(p)->tag_errors, 3); /* le is the histogram's, each time */
+    promstore_free(p);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_escape),
+        cmocka_unit_test(test_kinds),
+        cmocka_unit_test(test_histogram),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
