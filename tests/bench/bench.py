@@ -629,6 +629,11 @@ def measure(server, load_args, duration=None, group="bench"):
         bl = st["watch"].get("stats.counters.statsd.bad_lines_seen.count")
         if bl:
             res["server_bad_lines"] = int(bl[1])
+        # The longest flush computation (wall-clock ms, both daemons report
+        # it): an upper bound of the output thread's CPU for one flush.
+        ct = st["watch"].get("stats.statsd.graphiteStats.calculationtime")
+        if ct and len(ct) > 3:
+            res["flush_calc_ms_max"] = ct[3]
         res["sink_lines"] = st["lines"]
         res["sink_bad_lines"] = st["bad_lines"]
         res["server_reported_dropped"] = int(watch_sum(
@@ -858,6 +863,8 @@ def print_table(sc):
                             "all right" if ga["sink_last_sum"] == ga["sent_last_sum"] and
                             ga["sink_keys"] == ga["sent_keys"] else "sum off by %s"
                             % fmt_int(ga["sent_last_sum"] - ga["sink_last_sum"])))
+        if r.get("flush_calc_ms_max") is not None:
+            extra.append("longest flush computation %d ms" % r["flush_calc_ms_max"])
         if r.get("server_bad_lines"):
             extra.append("its bad_lines_seen %s" % fmt_int(r["server_bad_lines"]))
         vp = r.get("vs_ceiling_poll", {})

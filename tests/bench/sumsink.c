@@ -16,8 +16,9 @@
  *                                   group reports how many names and the
  *                                   sum of their last values
  *   stats.<anything else but counters/timers/gauges/sets>, and the
- *   counters of group "statsd"      are remembered by name (last value and
- *                                   sum): the daemons' own metrics
+ *   counters of group "statsd"      are remembered by name (last value,
+ *                                   sum, count and largest value): the
+ *                                   daemons' own metrics
  *
  * Graphite tags after the name (`name;tag=v`, where switchyard puts the
  * DogStatsD tags) are ignored for the `.count` test and the group.
@@ -70,7 +71,7 @@ typedef struct gauge {
 
 typedef struct watch {
     char name[NAME_MAX_LEN];
-    double last, sum;
+    double last, sum, max;
     uint64_t n;
 } watch;
 
@@ -140,6 +141,8 @@ static void watch_add(const char *name, size_t len, double v)
         if (!strncmp(watches[i].name, name, len) && watches[i].name[len] == '\0') {
             watches[i].last = v;
             watches[i].sum += v;
+            if (v > watches[i].max)
+                watches[i].max = v;
             watches[i].n++;
             return;
         }
@@ -151,7 +154,7 @@ static void watch_add(const char *name, size_t len, double v)
     watch *w = &watches[nwatches++];
     memcpy(w->name, name, len);
     w->name[len] = '\0';
-    w->last = w->sum = v;
+    w->last = w->sum = w->max = v;
     w->n = 1;
 }
 
@@ -326,8 +329,8 @@ static void report(FILE *f)
     for (size_t i = 0; i < nwatches; i++) {
         fprintf(f, "%s", i ? "," : "");
         json_str(f, watches[i].name);
-        fprintf(f, ":[%.17g,%.17g,%llu]", watches[i].last, watches[i].sum,
-                (unsigned long long)watches[i].n);
+        fprintf(f, ":[%.17g,%.17g,%llu,%.17g]", watches[i].last, watches[i].sum,
+                (unsigned long long)watches[i].n, watches[i].max);
     }
     fprintf(f, "},\"watch_overflow\":%llu,\"bursts\":[", (unsigned long long)dropped_watches);
     for (size_t i = 0; i < nbursts; i++)
