@@ -314,6 +314,16 @@ def machine_facts():
     }
 
 
+def nap_constants(path):
+    """NAP_US and NAP_RCVBUF as #defined in a C file (None when missing)."""
+    text = read_file(path)
+    out = {}
+    for name in ("NAP_US", "NAP_RCVBUF"):
+        m = re.search(r"^#define %s (.+?)\s*(/\*.*)?$" % name, text, re.M)
+        out[name] = m.group(1).strip() if m else None
+    return out
+
+
 def snapshot_switchyard(workdir):
     """Copy the switchyard binary and its plugins into the run's temp dir
     (its Lua library is linked), so that every system of every scenario runs
@@ -1250,6 +1260,11 @@ def main():
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, on_signal)
+    # The ceiling copies the reader's nap: the copies must agree.
+    reader_nap = nap_constants(os.path.join(REPO_DIR, "core", "reader.c"))
+    ceiling_nap = nap_constants(os.path.join(BENCH_DIR, "ceiling.c"))
+    ctx.check("the ceiling naps as core/reader.c does", reader_nap == ceiling_nap and
+              None not in reader_nap.values(), "reader.c %s, ceiling.c %s" % (reader_nap, ceiling_nap))
     t0 = time.monotonic()
     try:
         if "statsd" in systems:
