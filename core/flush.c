@@ -265,6 +265,69 @@ static int cmp_double(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
+/* Below this many values qsort is quicker than the radix sort's passes. */
+#define RADIX_MIN 256
+
+/* A double's bits as an unsigned integer in the same order as the number:
+ * a negative one has every bit flipped (larger magnitude, smaller key), a
+ * positive one only its sign bit set.  True for every double but NaN. */
+static uint64_t radix_key(double d)
+{
+    uint64_t b;
+    memcpy(&b, &d, sizeof b);
+    return (b >> 63) ? ~b : b | (1ull << 63);
+}
+
+static double radix_value(uint64_t k)
+{
+    uint64_t b = (k >> 63) ? k & ~(1ull << 63) : ~k;
+    double d;
+    memcpy(&d, &b, sizeof d);
+    return d;
+}
+
+/*
+ * Sort n timer values in numeric order: an LSD radix sort on their bits,
+ * one byte a pass, skipping the bytes every value shares (timer values are
+ * mostly small numbers: their top bytes rarely differ).  keys and tmp are
+ * n each.  The values are never NaN (the parser takes finite decimals
+ * only), so the order is qsort's; the one difference is that -0 comes
+ * before 0 where qsort leaves them as they were, and no flushed figure
+ * tells them apart (both print as 0, and add up alike).
+ */
+__attribute__((noinline)) /* its keys share memory with the caller's doubles */
+static void sort_values(double *v, size_t n, uint64_t *keys, uint64_t *tmp)
+{
+    size_t hist[8][256];
+    memset(hist, 0, sizeof hist);
+    for (size_t i = 0; i < n; i++) {
+        uint64_t k = radix_key(v[i]);
+        keys[i] = k;
+        for (int b = 0; b < 8; b++)
+            hist[b][(k >> (8 * b)) & 0xff]++;
+    }
+    for (int b = 0; b < 8; b++) {
+        size_t *h = hist[b];
+        if (h[(keys[0] >> (8 * b)) & 0xff] == n)
+            continue; /* every key has this byte */
+        size_t at = 0;
+        for (int d = 0; d < 256; d++) {
+            size_t c = h[d];
+            h[d] = at;
+            at += c;
+        }
+        for (size_t i = 0; i < n; i++) {
+            uint64_t k = keys[i];
+            tmp[h[(k >> (8 * b)) & 0xff]++] = k;
+        }
+        uint64_t *t = keys;
+        keys = tmp;
+        tmp = t;
+    }
+    for (size_t i = 0; i < n; i++)
+        v[i] = radix_value(keys[i]);
+}
+
 /* JavaScript's Math.round for the non-negative values used here. */
 static double js_round(double x)
 {
@@ -330,7 +393,6 @@ static void timer_stats(const sy_flush_opts *o, const char *key, sy_timer_data *
     }
     double *v = t->v;
     size_t count = t->n;
-    qsort(v, count, sizeof *v, cmp_double);
     if (sb->cap < count * 2) {
         free(sb->p);
         sb->cap = count * 2 > 1024 ? count * 2 : 1024;
@@ -340,6 +402,13 @@ static void timer_stats(const sy_flush_opts *o, const char *key, sy_timer_data *
             return;
         }
     }
+    /* The scratch buffer is free until the cumulative sums: the radix
+     * sort's keys go there first (malloc'd memory; sort_values is not
+     * inlined, so no access to the keys moves past the sums). */
+    if (count >= RADIX_MIN)
+        sort_values(v, count, (uint64_t *)(void *)sb->p, (uint64_t *)(void *)(sb->p + count));
+    else
+        qsort(v, count, sizeof *v, cmp_double);
     double *cum = sb->p, *cumsq = sb->p + count;
     double min = v[0], max = v[count - 1];
     cum[0] = min;

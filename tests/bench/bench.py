@@ -3,16 +3,32 @@
 a 20-rule routing script, and Etsy statsd 0.9.0, on the same traffic.
 
     tests/bench/run.sh full    (make bench) 3 rounds of 10 s per system and
-                               scenario, and the 1M-key tests: ~10 minutes
-    tests/bench/run.sh short   1 round of 2 s, no 1M-key tests: ~30 s
+                               scenario, every scenario: ~50 minutes
+    tests/bench/run.sh short   1 round of 2 s of the counters, typical-udp20,
+                               typical-tcp and hot-udp20 scenarios (ceiling,
+                               switchyard and statsd only, but for the
+                               counters), newkeys and reload: ~80 s
     tests/bench/run.sh MODE --help      options (--scenarios, --systems, ...)
 
 Scenarios, each system started fresh for each run, on loopback ports chosen
-at run time, 10,000 distinct counter keys:
+at run time.  Throughput, flat out, each over three transports: UDP with 20
+metrics per datagram (-udp20), UDP with 1 (-udp1) and one TCP connection
+(-tcp; the ceiling reads and counts lines):
 
-  udp20    UDP, 20 metrics per datagram, flat out
-  udp1     UDP, 1 metric per datagram, flat out
-  tcp      one TCP connection, flat out (the ceiling reads and counts lines)
+  udp20, udp1, tcp  counters only, 10,000 keys (the first scenarios, kept
+                    for comparison; no suffix)
+  typical-*         statsd-typical: c=60,ms=30,g=5,s=5 over 10,000 keys,
+                    every second timer with |@0.1, a third of the keys
+                    (so of the lines) with three DogStatsD tags
+  timers-*          timers only over 10,000 keys
+  hot-*             timers only over 100 hot keys (tens of thousands of
+                    samples per key and flush)
+  highcard-*        the typical mix over 1,000,000 keys in rotation (full
+                    mode only)
+
+A family name (typical, timers, hot, highcard, counters) stands for its
+three transports.  Others:
+
   newkeys  distinct keys sent once each: the CPU a routing decision costs
   flush1m  switchyard only: 1M idle counter keys, the time to flush them,
            UDP loss of a steady stream across that flush (against the same
@@ -23,7 +39,11 @@ at run time, 10,000 distinct counter keys:
 Systems:
 
   ceiling           tests/bench/ceiling.c: switchyard's receive loop
-                    (recvmmsg) that only counts datagrams and lines
+                    (recvmmsg, and the same 200 us nap instead of a wait
+                    when busy) that only counts datagrams and lines; the
+                    reference of every ratio
+  ceiling-poll      the same waiting in poll() on every empty read, as the
+                    ceiling did before (UDP only: over TCP both are one)
   switchyard        build/switchyard (a copy taken at start), no routing script
   switchyard+rules  the same with tests/bench/rules.lua's 20 rules in front of
                     the default route; no bench key matches any of them, so
@@ -32,13 +52,20 @@ Systems:
   statsd            Etsy statsd 0.9.0 from npm (build/npm), graphite backend
 
 The load comes from tests/bench/loadgen.c, and every server flushes to
-tests/bench/sumsink.c, which adds up the `.count` lines per key group.  What
-a system accepted is what reached that sink, never what the server says it
+tests/bench/sumsink.c, which adds up the `.count` lines per key group:
+counters' values, timers' counts (a timer sent with @0.1 counts 10) and
+sets' distinct members (the generator never repeats a member, so their sum
+over flushes is the set lines that arrived), and keeps each gauge's last
+value (the generator's gauge values grow with each line, so the sum of the
+last values says whether each gauge's last line arrived).  What a system
+accepted is what reached that sink, never what the server says it
 received.  Per system (medians over the rounds):
 
   gen sent/s   the generator's own send rate
   accepted/s   metrics that reached the sink / the generator's send time
-  loss %       1 - reached / sent
+               (sent metrics x the share of the sink's units that arrived:
+               gauges are not counted, they are checked by last value)
+  loss %       1 - units reached / units sent
   CPU s/M      the server's utime+stime (/proc/PID/stat) from just before
                the send until it was idle again, per million accepted;
                per-thread figures are in the JSON (and in the notes)
@@ -100,18 +127,62 @@ RULES_LUA = os.path.join(BENCH_DIR, "rules.lua")
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 SINK_GAP_MS = 200
-SYSTEMS = ["ceiling", "switchyard", "switchyard+rules", "statsd"]
+SYSTEMS = ["ceiling", "ceiling-poll", "switchyard", "switchyard+rules", "statsd"]
+
+# The throughput scenarios: a traffic family over three transports.
+# mix/sampled/tagged are loadgen's --mix/--sampled/--tagged; keys None is
+# the mode's; systems: those run by default (--systems narrows them).
+FAMILIES = {
+    "counters": {"title": "counters only", "mix": "c=1", "sampled": 0, "tagged": 0, "keys": None,
+                 "systems": SYSTEMS},
+    "typical": {"title": "statsd-typical (c=60,ms=30,g=5,s=5, half the timers @0.1, a third tagged)",
+                "mix": "c=60,ms=30,g=5,s=5", "sampled": 2, "tagged": 3, "keys": None,
+                "systems": ["ceiling", "ceiling-poll", "switchyard", "statsd"]},
+    "timers": {"title": "timers only", "mix": "ms=100", "sampled": 0, "tagged": 0, "keys": None,
+               "systems": ["ceiling", "ceiling-poll", "switchyard", "statsd"]},
+    "hot": {"title": "timers only, 100 hot keys", "mix": "ms=100", "sampled": 0, "tagged": 0,
+            "keys": 100, "systems": ["ceiling", "ceiling-poll", "switchyard", "statsd"]},
+    # A flush of 1M keys of this mix is some 5.5M lines (330 MB): the
+    # graphite sink's queue (maxQueueBytes) must hold it, or the flush's
+    # overflow is what gets measured (see flush1m for the default queue).
+    "highcard": {"title": "statsd-typical over 1,000,000 keys in rotation", "mix": "c=60,ms=30,g=5,s=5",
+                 "sampled": 2, "tagged": 3, "keys": 1000000, "max_queue": 1 << 30,
+                 "systems": ["ceiling", "switchyard", "statsd"]},
+}
+TRANSPORTS = {"udp20": ("udp", 20, "UDP, 20 metrics/datagram, flat out"),
+              "udp1": ("udp", 1, "UDP, 1 metric/datagram, flat out"),
+              "tcp": ("tcp", 20, "TCP, one connection, flat out (ceiling: read() and count lines)")}
+
+
+def throughput_names(family):
+    """The scenario names of a family: counters keep the first names."""
+    return [t if family == "counters" else "%s-%s" % (family, t) for t in TRANSPORTS]
+
+
+def parse_throughput(name):
+    """(family, transport) of a throughput scenario name, or None."""
+    for fam in FAMILIES:
+        for t in TRANSPORTS:
+            if name == (t if fam == "counters" else "%s-%s" % (fam, t)):
+                return fam, t
+    return None
 
 MODES = {
     # duration: seconds per run; rounds: runs per system and scenario (the
     # table shows medians); flush_ms: both daemons' flushInterval; million:
     # keys of the flush/memory test (0: skipped); newkeys: keys of the
     # routing-decision test
+    # scenarios: the default list; short_systems: in short mode, the
+    # systems of the families other than counters (time: short mode runs
+    # in make test)
     "short": {"duration": 2.0, "rounds": 1, "flush_ms": 500, "keys": 10000, "million": 0,
-              "newkeys": 50000, "reload_keys": 50000, "reload_rate": 100000, "reload_window": 3.0},
+              "newkeys": 50000, "reload_keys": 50000, "reload_rate": 100000, "reload_window": 3.0,
+              "scenarios": "udp20,udp1,tcp,typical-udp20,typical-tcp,hot-udp20,newkeys,reload"},
     "full": {"duration": 10.0, "rounds": 3, "flush_ms": 2000, "keys": 10000, "million": 1000000,
-             "newkeys": 200000, "reload_keys": 1000000, "reload_rate": 1000000, "reload_window": 12.0},
+             "newkeys": 200000, "reload_keys": 1000000, "reload_rate": 1000000, "reload_window": 12.0,
+             "scenarios": "counters,typical,timers,hot,highcard,newkeys,flush1m,reload"},
 }
+SHORT_MIX_SYSTEMS = ["ceiling", "switchyard", "statsd"]
 
 
 class ComponentError(Exception):
@@ -244,6 +315,16 @@ def machine_facts():
     }
 
 
+def nap_constants(path):
+    """NAP_US and NAP_RCVBUF as #defined in a C file (None when missing)."""
+    text = read_file(path)
+    out = {}
+    for name in ("NAP_US", "NAP_RCVBUF"):
+        m = re.search(r"^#define %s (.+?)\s*(/\*.*)?$" % name, text, re.M)
+        out[name] = m.group(1).strip() if m else None
+    return out
+
+
 def snapshot_switchyard(workdir):
     """Copy the switchyard binary and its plugins into the run's temp dir
     (its Lua library is linked), so that every system of every scenario runs
@@ -312,8 +393,10 @@ class Sink:
 
 
 def group_total(st, group):
+    """What reached the sink in a group: counter values, timer counts and
+    set members."""
     g = st["groups"].get(group)
-    return int(g["counters"] + g["timers"]) if g else 0
+    return int(g["counters"] + g["timers"] + g.get("sets", 0)) if g else 0
 
 
 def watch_sum(st, predicate):
@@ -366,9 +449,10 @@ class Server:
 
     def start(self):
         name = "%s-%s" % (self.tag, self.system.replace("+", "_"))
-        if self.system == "ceiling":
+        if self.system.startswith("ceiling"):
             flag = "--tcp" if self.proto == "tcp" else "--udp"
-            self.proc = self.reg.start(name, [CEILING, flag, "%s:0" % LOOPBACK], self.workdir)
+            argv = [CEILING, flag, "%s:0" % LOOPBACK] + (["--no-nap"] if self.system == "ceiling-poll" else [])
+            self.proc = self.reg.start(name, argv, self.workdir)
             self.port = read_listening(self.proc)
             self.notes["receive_buffer"] = read_file(self.proc.stderr_path).strip()
             return
@@ -519,7 +603,7 @@ def measure(server, load_args, duration=None, group="bench"):
         "threads_cpu_s": thread_deltas(threads0, threads1, pid),
         "notes": dict(server.notes),
     }
-    if server.system == "ceiling":
+    if server.system.startswith("ceiling"):
         server.proc.stop()
         final = [json.loads(line) for line in read_file(server.proc.stdout_path).splitlines()
                  if line.startswith('{"event"')]
@@ -527,12 +611,38 @@ def measure(server, load_args, duration=None, group="bench"):
             raise ComponentError("the ceiling printed no counts:\n%s" % server.proc.logs())
         c = final[-1]
         res["received"] = c["lines"]
+        res["units_expected"] = res["units_received"] = None
         res["received_datagrams"] = c["datagrams"]
         res["self_cpu_s"] = c["cpu_user"] + c["cpu_sys"]
     else:
-        st = wait_flushed(server.sink, group, t_idle, server.flush_ms / 1000.0,
-                          expect=gen["sent_metrics"])
-        res["received"] = group_total(st, group)
+        units = gen.get("sink_units", gen["sent_metrics"])
+        st = wait_flushed(server.sink, group, t_idle, server.flush_ms / 1000.0, expect=units)
+        if gen.get("gauge_keys"):
+            # The gauges' last values come with the flush after the last
+            # line: wait for them too (a flush later at most).
+            deadline = time.monotonic() + 2 * server.flush_ms / 1000.0 + 1
+            while (st["groups"].get(group, {}).get("gauge_last_sum", 0) < gen["gauge_last_sum"]
+                   and time.monotonic() < deadline):
+                time.sleep(0.1)
+                st = server.sink.stats()
+        res["units_expected"] = units
+        res["units_received"] = group_total(st, group)
+        # Metrics delivered: the sent ones times the share of units that
+        # arrived (a sampled timer is 10 units, a gauge none).
+        res["received"] = (gen["sent_metrics"] * res["units_received"] / units if units else 0)
+        g = st["groups"].get(group, {})
+        if gen.get("gauge_keys"):
+            res["gauges"] = {"sent_keys": gen["gauge_keys"], "sent_last_sum": gen["gauge_last_sum"],
+                             "sink_keys": g.get("gauge_keys", 0),
+                             "sink_last_sum": g.get("gauge_last_sum", 0)}
+        bl = st["watch"].get("stats.counters.statsd.bad_lines_seen.count")
+        if bl:
+            res["server_bad_lines"] = int(bl[1])
+        # The longest flush computation (wall-clock ms, both daemons report
+        # it): an upper bound of the output thread's CPU for one flush.
+        ct = st["watch"].get("stats.statsd.graphiteStats.calculationtime")
+        if ct and len(ct) > 3:
+            res["flush_calc_ms_max"] = ct[3]
         res["sink_lines"] = st["lines"]
         res["sink_bad_lines"] = st["bad_lines"]
         res["server_reported_dropped"] = int(watch_sum(
@@ -551,7 +661,10 @@ def measure(server, load_args, duration=None, group="bench"):
     res["accepted_rate"] = res["received"] / secs if secs else 0
     # The same including the time the server needed to catch up afterwards.
     res["processed_rate"] = res["received"] / (secs + res["drain_s"]) if secs else 0
-    res["loss_pct"] = 100.0 * (1 - res["received"] / sent) if sent else None
+    if res["units_expected"]:
+        res["loss_pct"] = 100.0 * (1 - res["units_received"] / res["units_expected"])
+    else:
+        res["loss_pct"] = 100.0 * (1 - res["received"] / sent) if sent else None
     res["cpu_per_million"] = (res["cpu_s"] / (res["received"] / 1e6)
                               if res["received"] and res["cpu_s"] is not None else None)
     return res
@@ -592,13 +705,15 @@ def summarize(rounds):
 
 # ---- scenarios -----------------------------------------------------------------
 
-def throughput_scenario(name, title, proto, per, cfg, ctx, systems):
+def throughput_scenario(name, title, proto, per, cfg, ctx, systems, extra=(), keys=None, max_queue=None):
     """Each system in turn, `rounds` times round-robin (so that a burst of
-    load from elsewhere on the machine hits every system alike); medians."""
+    load from elsewhere on the machine hits every system alike); medians.
+    extra: loadgen options of the traffic (--mix ...)."""
     rounds = cfg["rounds"]
+    keys = keys or cfg["keys"]
     out = {"name": name, "title": title, "proto": proto, "per_datagram": per,
-           "keys": cfg["keys"], "duration_s": cfg["duration"], "flush_ms": cfg["flush_ms"],
-           "rounds": rounds, "gen_threads": cfg["gen_threads"], "systems": {}}
+           "keys": keys, "loadgen_traffic": list(extra), "duration_s": cfg["duration"],
+           "flush_ms": cfg["flush_ms"], "rounds": rounds, "gen_threads": cfg["gen_threads"], "systems": {}}
     print("\n== %s ==" % title)
     sys.stdout.flush()
     runs = {s: [] for s in systems}
@@ -607,12 +722,13 @@ def throughput_scenario(name, title, proto, per, cfg, ctx, systems):
         for system in systems:
             if system in errors:
                 continue
-            server = Server(system, proto, cfg["flush_ms"], ctx.reg, ctx.workdir, "%s-%d" % (name, rnd))
+            server = Server(system, proto, cfg["flush_ms"], ctx.reg, ctx.workdir, "%s-%d" % (name, rnd),
+                            max_queue=max_queue)
             label = "%s/%s" % (name, system)
             try:
                 server.start()
-                load = server.target() + ["--keys", cfg["keys"], "--per", per,
-                                          "--threads", cfg["gen_threads"]]
+                load = server.target() + ["--keys", keys, "--per", per,
+                                          "--threads", cfg["gen_threads"]] + list(extra)
                 r = measure(server, load, cfg["duration"])
             except ComponentError as e:
                 ctx.check(label + " ran", False, str(e))
@@ -633,8 +749,8 @@ def throughput_scenario(name, title, proto, per, cfg, ctx, systems):
             ctx.check(label + " accepted metrics", r["received"] > 0,
                       "nothing reached the sink (sent %d)" % r["sent"])
             if proto == "tcp" and system.startswith("switchyard"):
-                ctx.check(label + " lossless over TCP", r["received"] == r["sent"],
-                          "sent %d, the sink summed %d" % (r["sent"], r["received"]))
+                ctx.check(label + " lossless over TCP", r["units_received"] == r["units_expected"],
+                          "sent %d units, the sink summed %d" % (r["units_expected"], r["units_received"]))
         out["systems"][system] = summarize(runs[system])
     add_ratios(out)
     print_table(out)
@@ -685,12 +801,15 @@ def add_ratios(sc):
         return a / b if a is not None and b else None
 
     ceil = s.get("ceiling") if "error" not in s.get("ceiling", {"error": 1}) else None
+    poll = s.get("ceiling-poll") if "error" not in s.get("ceiling-poll", {"error": 1}) else None
     ref = s.get("statsd") if "error" not in s.get("statsd", {"error": 1}) else None
     for name, r in s.items():
         if "error" in r:
             continue
         r["vs_ceiling"] = {"rate": ratio(r["accepted_rate"], ceil and ceil["accepted_rate"]),
                            "cpu": ratio(r["cpu_per_million"], ceil and ceil["cpu_per_million"])}
+        r["vs_ceiling_poll"] = {"rate": ratio(r["accepted_rate"], poll and poll["accepted_rate"]),
+                                "cpu": ratio(r["cpu_per_million"], poll and poll["cpu_per_million"])}
         r["vs_statsd"] = {"rate": ratio(r["accepted_rate"], ref and ref["accepted_rate"]),
                           "cpu": ratio(r["cpu_per_million"], ref and ref["cpu_per_million"])}
     sy, rules = s.get("switchyard"), s.get("switchyard+rules")
@@ -744,6 +863,23 @@ def print_table(sc):
                          % fmt_int(r["kernel_udp_rcvbuf_errors"]))
         if r.get("server_reported_dropped"):
             extra.append("switchyard's ring dropped %s datagrams" % fmt_int(r["server_reported_dropped"]))
+        if r.get("units_expected") and r["units_received"] != r["units_expected"]:
+            extra.append("the sink summed %s of %s units" % (fmt_int(r["units_received"]),
+                                                             fmt_int(r["units_expected"])))
+        ga = r.get("gauges")
+        if ga:
+            extra.append("gauges: %s of %s keys at the sink, last values %s"
+                         % (fmt_int(ga["sink_keys"]), fmt_int(ga["sent_keys"]),
+                            "all right" if ga["sink_last_sum"] == ga["sent_last_sum"] and
+                            ga["sink_keys"] == ga["sent_keys"] else "sum off by %s"
+                            % fmt_int(ga["sent_last_sum"] - ga["sink_last_sum"])))
+        if r.get("flush_calc_ms_max") is not None:
+            extra.append("longest flush computation %d ms" % r["flush_calc_ms_max"])
+        if r.get("server_bad_lines"):
+            extra.append("its bad_lines_seen %s" % fmt_int(r["server_bad_lines"]))
+        vp = r.get("vs_ceiling_poll", {})
+        if name != "ceiling-poll" and vp.get("rate") is not None:
+            extra.append("vs ceiling-poll: rate %.3f, CPU %.2f" % (vp["rate"], vp["cpu"] or 0))
         if r.get("server_packets_received") is not None:
             extra.append("its own packets_received %s, metrics_received %s"
                          % (fmt_int(r["server_packets_received"]), fmt_int(r.get("server_metrics_received"))))
@@ -1043,8 +1179,11 @@ def main():
     ap.add_argument("--newkeys", type=int, help="keys of the routing-decision test (0: skip it)")
     ap.add_argument("--gen-threads", type=int, default=1,
                     help="generator threads (sockets) in the throughput scenarios (default 1)")
-    ap.add_argument("--scenarios", default="udp20,udp1,tcp,newkeys,flush1m,reload",
-                    help="comma-separated subset of udp20,udp1,tcp,newkeys,flush1m,reload")
+    ap.add_argument("--scenarios",
+                    help="comma-separated scenarios or families: udp20,udp1,tcp (counters), "
+                    "typical-*, timers-*, hot-*, highcard-* (* = udp20, udp1, tcp), a family name "
+                    "(counters, typical, timers, hot, highcard) for its three, newkeys, flush1m, "
+                    "reload (default: the mode's list)")
     ap.add_argument("--reload-keys", type=int, help="live keys of the reload test (0: skip it)")
     ap.add_argument("--reload-rate", type=int, help="metrics/s of the reload test's steady stream")
     ap.add_argument("--systems", default=",".join(SYSTEMS),
@@ -1060,7 +1199,14 @@ def main():
             cfg[k] = getattr(args, k)
     cfg.update({"million_flush_ms": 5000, "million_rate": 2000000, "steady_rate": 1000000,
                 "steady_window": 3.0, "newkeys_rate": 500000})
-    scenarios = [s for s in args.scenarios.split(",") if s]
+    scenarios = []
+    for s in (args.scenarios or cfg["scenarios"]).split(","):
+        names = throughput_names(s) if s in FAMILIES else [s] if s else []
+        for n in names:
+            if n not in ("newkeys", "flush1m", "reload") and not parse_throughput(n):
+                ap.error("unknown scenario %r" % n)
+            if n not in scenarios:
+                scenarios.append(n)
     systems = [s for s in args.systems.split(",") if s]
     for s in systems:
         if s not in SYSTEMS:
@@ -1113,6 +1259,11 @@ def main():
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, on_signal)
+    # The ceiling copies the reader's nap: the copies must agree.
+    reader_nap = nap_constants(os.path.join(REPO_DIR, "core", "reader.c"))
+    ceiling_nap = nap_constants(os.path.join(BENCH_DIR, "ceiling.c"))
+    ctx.check("the ceiling naps as core/reader.c does", reader_nap == ceiling_nap and
+              None not in reader_nap.values(), "reader.c %s, ceiling.c %s" % (reader_nap, ceiling_nap))
     t0 = time.monotonic()
     try:
         if "statsd" in systems:
@@ -1122,18 +1273,27 @@ def main():
                 ctx.check("statsd installed", False, str(e))
                 systems = [s for s in systems if s != "statsd"]
         dur = "%g s per run, %d round(s)" % (cfg["duration"], cfg["rounds"])
-        if "udp20" in scenarios:
-            results["scenarios"]["udp20"] = throughput_scenario(
-                "udp20", "UDP, 20 metrics/datagram, flat out, %s keys, %s"
-                % (fmt_int(cfg["keys"]), dur), "udp", 20, cfg, ctx, systems)
-        if "udp1" in scenarios:
-            results["scenarios"]["udp1"] = throughput_scenario(
-                "udp1", "UDP, 1 metric/datagram, flat out, %s keys, %s"
-                % (fmt_int(cfg["keys"]), dur), "udp", 1, cfg, ctx, systems)
-        if "tcp" in scenarios:
-            results["scenarios"]["tcp"] = throughput_scenario(
-                "tcp", "TCP, one connection, flat out, %s keys, %s (ceiling: read() and count lines)"
-                % (fmt_int(cfg["keys"]), dur), "tcp", 20, cfg, ctx, systems)
+        for name in scenarios:
+            ft = parse_throughput(name)
+            if not ft:
+                continue
+            fam, tr = FAMILIES[ft[0]], ft[1]
+            proto, per, how = TRANSPORTS[tr]
+            keys = fam["keys"] or cfg["keys"]
+            if ft[0] == "highcard" and args.mode == "short" and args.scenarios is None:
+                continue
+            chosen = [s for s in fam["systems"] if s in systems and
+                      (args.mode == "full" or ft[0] == "counters" or s in SHORT_MIX_SYSTEMS or
+                       args.systems != ",".join(SYSTEMS)) and
+                      not (s == "ceiling-poll" and proto == "tcp")]
+            extra = ["--mix", fam["mix"]]
+            if fam["sampled"]:
+                extra += ["--sampled", fam["sampled"]]
+            if fam["tagged"]:
+                extra += ["--tagged", fam["tagged"]]
+            results["scenarios"][name] = throughput_scenario(
+                name, "%s: %s, %s keys, %s" % (fam["title"], how, fmt_int(keys), dur),
+                proto, per, cfg, ctx, chosen, extra, keys, fam.get("max_queue"))
         if "newkeys" in scenarios and cfg["newkeys"] > 0:
             results["scenarios"]["newkeys"] = newkeys_scenario(cfg, ctx, systems)
         if "flush1m" in scenarios and cfg["million"] > 0 and "switchyard" in systems:

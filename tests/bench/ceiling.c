@@ -2,15 +2,19 @@
  * ceiling.c - the receive ceiling: what one thread can take off a socket
  * when it does nothing else.
  *
- *   ceiling --udp 127.0.0.1:PORT [--rcvbuf BYTES] [--idle-timeout S]
+ *   ceiling --udp 127.0.0.1:PORT [--rcvbuf BYTES] [--idle-timeout S] [--no-nap]
  *   ceiling --unixgram PATH      [--rcvbuf BYTES] [--idle-timeout S]
  *   ceiling --tcp 127.0.0.1:PORT [--idle-timeout S]
  *
- * Datagrams are read the way switchyard's reader reads them (recvmmsg with
- * MSG_DONTWAIT, 64 slots of 64 KiB + 1 with sender addresses, poll() only
- * when the socket is empty) and then only counted: datagrams, bytes and
- * lines (newlines, plus one for a datagram whose last line has none).  No
- * ring, no parsing.  TCP connections are read into one buffer and counted
+ * Datagrams are read the way switchyard's reader reads them (core/reader.c
+ * dgram_main: recvmmsg with MSG_DONTWAIT, 64 slots of 64 KiB + 1 with
+ * sender addresses; when the socket is empty, a reader whose last wait
+ * ended within NAP_US naps NAP_US instead of waiting, if its receive buffer
+ * holds at least NAP_RCVBUF; otherwise poll()) and then only counted:
+ * datagrams, bytes and lines (newlines, plus one for a datagram whose last
+ * line has none).  No ring, no parsing.  --no-nap waits in poll() on every
+ * empty read, as the ceiling did before switchyard's reader learnt to nap
+ * (kept to compare).  TCP connections are read into one buffer and counted
  * the same way.  PORT 0 takes a free port.
  *
  * stdout: first {"listening": PORT} once the socket is bound, then one JSON
@@ -41,6 +45,9 @@
 #define DGRAM_MAX (64u << 10)
 #define STREAM_BUF (256u << 10)
 #define MAX_CONNS 64
+/* The same as core/reader.c's (bench.py checks that they agree). */
+#define NAP_US 200
+#define NAP_RCVBUF (4 << 20)
 
 typedef struct counts {
     uint64_t datagrams, lines, bytes, reads, connections;
@@ -167,8 +174,19 @@ static void set_rcvbuf(int fd, int want)
     fprintf(stderr, "ceiling: receive buffer %d bytes (asked for %d)\n", got, want);
 }
 
-static int run_dgram(int fd, double idle_timeout)
+static void sleep_us(long us)
 {
+    struct timespec ts = { .tv_sec = 0, .tv_nsec = us * 1000 };
+    nanosleep(&ts, NULL);
+}
+
+static int run_dgram(int fd, double idle_timeout, bool nap)
+{
+    int rcvbuf = 0;
+    socklen_t rlen = sizeof rcvbuf;
+    bool may_nap = nap && getsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, &rlen) == 0 &&
+                   rcvbuf / 2 >= NAP_RCVBUF;
+    bool busy = false, napped = false;
     static struct mmsghdr msgs[BATCH];
     static struct iovec iov[BATCH];
     static struct sockaddr_storage names[BATCH];
@@ -196,6 +214,7 @@ static int run_dgram(int fd, double idle_timeout)
             C.datagrams += (uint64_t)n;
             C.reads++;
             seen_data();
+            napped = false;
             continue;
         }
         if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
@@ -203,8 +222,16 @@ static int run_dgram(int fd, double idle_timeout)
             free(buf);
             return -1;
         }
+        if (may_nap && busy && !napped) {
+            napped = true;
+            sleep_us(NAP_US);
+            continue;
+        }
         struct pollfd p = { .fd = fd, .events = POLLIN };
-        poll(&p, 1, 100);
+        double waited = now_s();
+        int rc = poll(&p, 1, 100);
+        busy = rc > 0 && now_s() - waited < NAP_US / 1e6;
+        napped = false;
     }
     free(buf);
     return 0;
@@ -263,11 +290,13 @@ int main(int argc, char **argv)
     static const struct option lo[] = {
         { "udp", required_argument, 0, 'u' },  { "tcp", required_argument, 0, 't' },
         { "unixgram", required_argument, 0, 'g' }, { "rcvbuf", required_argument, 0, 'b' },
-        { "idle-timeout", required_argument, 0, 'i' }, { 0, 0, 0, 0 },
+        { "idle-timeout", required_argument, 0, 'i' }, { "no-nap", no_argument, 0, 'n' },
+        { 0, 0, 0, 0 },
     };
     const char *udp = NULL, *tcp = NULL, *ugram = NULL;
     long rcvbuf = 32L << 20;
     double idle = 0;
+    bool nap = true;
     int c;
     while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
         switch (c) {
@@ -276,9 +305,10 @@ int main(int argc, char **argv)
         case 'g': ugram = optarg; break;
         case 'b': rcvbuf = atol(optarg); break;
         case 'i': idle = atof(optarg); break;
+        case 'n': nap = false; break;
         default:
             fprintf(stderr, "usage: ceiling (--udp H:P | --tcp H:P | --unixgram PATH) "
-                            "[--rcvbuf BYTES] [--idle-timeout S]\n");
+                            "[--rcvbuf BYTES] [--idle-timeout S] [--no-nap]\n");
             return 2;
         }
     }
@@ -306,7 +336,7 @@ int main(int argc, char **argv)
         printf("{\"listening\":%d}\n", ntohs(sin.sin_port));
     }
     fflush(stdout);
-    int rc = tcp ? run_stream(fd, idle) : run_dgram(fd, idle);
+    int rc = tcp ? run_stream(fd, idle) : run_dgram(fd, idle, nap && !ugram);
     report(stop_sig ? "stopped" : "idle");
     close(fd);
     if (ugram)

@@ -10,6 +10,10 @@
  *   --key-prefix P    first part of every key (default "bench")
  *   --key-offset O    numbering starts at O (default 0), for disjoint key sets
  *   --mix SPEC        type weights, e.g. c=70,ms=20,g=5,s=5 (default c=1)
+ *   --sampled N       every Nth timer line carries `|@0.1` (default 0: none)
+ *   --tagged N        keys whose number is a multiple of N carry three
+ *                     DogStatsD tags, `|#env:prod,host:hNN,route:/api/vN`
+ *                     (default 0: none); a third of the lines for N = 3
  *   --per N           metrics per datagram (default 1; 0 = as many as fit)
  *   --max-bytes B     datagram payload limit (default 1432)
  *   --rate R          metrics per second, all threads together (token
@@ -25,6 +29,17 @@
  * or send (streams, where a chunk is a run of consecutive datagrams, each
  * line ending in '\n').  Counts are exact: a datagram counts once sendmmsg
  * says it was sent, a stream chunk once send() has taken all of it.
+ *
+ * Gauge values and set members are the only text that changes: a 12-digit
+ * number, VAR_BASE + the line's sequence number over the whole run (times
+ * --threads, plus the thread's index), written into the pool just before a
+ * datagram is sent again.  So every set member is sent once, and the
+ * distinct members a server counts, summed over its flushes, must equal the
+ * set lines sent; and a gauge's last value says which of its lines came
+ * last.  What a sink should add up is printed too: `sink_units` is the sum
+ * of every counter's value (1), every timer's count (1, or 10 with @0.1)
+ * and every set's distinct members; with one thread, `gauge_keys` and
+ * `gauge_last_sum` are the gauges sent and the sum of their last values.
  *
  * The last line on stdout is one JSON object: sent_metrics, sent_datagrams
  * (for streams, writes), sent_bytes, seconds, per-type counts, send errors
@@ -53,6 +68,9 @@
 #define BATCH 64                 /* datagrams per sendmmsg */
 #define CHUNK (64u << 10)        /* stream bytes per send */
 #define MAX_ERRORS_IN_A_ROW 100000
+#define VAR_W 12                 /* digits of a gauge value or set member */
+#define VAR_BASE 100000000000ull /* the smallest 12-digit number */
+#define SAMPLE_RATE_INV 10       /* |@0.1 */
 
 enum { T_C, T_MS, T_G, T_S, NTYPES };
 static const char *const type_code[NTYPES] = { "c", "ms", "g", "s" };
@@ -69,7 +87,17 @@ typedef struct dgram {
     uint32_t first;              /* index of its first metric */
     uint32_t n;                  /* metrics in it */
     uint32_t tc[NTYPES];         /* of which per type */
+    uint32_t sampled;            /* timers with |@0.1 */
+    uint32_t tagged;
+    uint32_t var_first, nvar;    /* its gauge values and set members in P.var */
 } dgram;
+
+/* A gauge value or set member: where its digits are in the pool's text,
+ * and the line's index in the pool. */
+typedef struct var_field {
+    size_t off;
+    uint32_t m;
+} var_field;
 
 typedef struct pool {
     char *text;
@@ -78,12 +106,19 @@ typedef struct pool {
     size_t nd, d_cap;
     uint32_t *line_end;          /* per metric: end of its line (after '\n'), from its datagram's start */
     uint8_t *mtype;
+    uint8_t *mflags;             /* per metric: M_SAMPLED, M_TAGGED */
     size_t nm, m_cap;
+    var_field *var;
+    size_t nvar, var_cap;
 } pool;
+
+#define M_SAMPLED 1
+#define M_TAGGED 2
 
 typedef struct stats {
     uint64_t metrics, datagrams, bytes, errors;
     uint64_t tc[NTYPES];
+    uint64_t sampled, tagged;
 } stats;
 
 typedef struct opts {
@@ -98,11 +133,17 @@ typedef struct opts {
     double duration;
     uint64_t count;
     unsigned threads;
+    unsigned sample_every, tag_every;
 } opts;
 
 typedef struct worker {
     pthread_t tid;
     int fd;
+    unsigned index;
+    char *text;                  /* the pool's text, or its own copy (several threads) */
+    uint64_t *stamp;             /* per datagram: pass + 1 its values are written for */
+    int64_t *sent_pass;          /* per datagram: pass it was last sent in (-1: never) */
+    uint32_t *sent_n;            /* and how many of its metrics then */
     size_t start;                /* first datagram of the pool it sends */
     uint64_t quota;              /* metrics, 0 = no limit */
     bool idle;                   /* --count smaller than --threads: nothing to send */
@@ -186,23 +227,58 @@ static int next_type(uint64_t *given, uint64_t m)
     return best;
 }
 
-/* Format metric m into buf: key m % keys, a value that depends on m. */
-static int format_metric(char *buf, size_t cap, uint64_t m, int type)
+/* The key number of pool metric m. */
+static uint64_t key_of(uint64_t m)
 {
-    uint64_t k = O.key_offset + m % O.keys;
+    return O.key_offset + m % O.keys;
+}
+
+/* Format metric m into buf: key m % keys, a timer value that depends on m,
+ * and for a gauge or set VAR_W digits to be written before each send (their
+ * offset in *var_at, else -1).  Returns the length, or -1 if it does not fit. */
+static int format_metric(char *buf, size_t cap, uint64_t m, int type, bool sampled, int *var_at)
+{
+    uint64_t k = key_of(m);
     unsigned w = digits(O.key_offset + O.keys - 1);
+    size_t n = (size_t)snprintf(buf, cap, "%s.k%0*llu:", O.prefix, (int)w, (unsigned long long)k);
+    *var_at = -1;
+    if (n >= cap)
+        return -1;
     switch (type) {
     case T_C:
-        return snprintf(buf, cap, "%s.k%0*llu:1|c\n", O.prefix, (int)w, (unsigned long long)k);
+        n += (size_t)snprintf(buf + n, cap - n, "1|c");
+        break;
     case T_MS:
-        return snprintf(buf, cap, "%s.k%0*llu:%llu|ms\n", O.prefix, (int)w, (unsigned long long)k,
-                        (unsigned long long)(m * 37 % 1000));
-    case T_G:
-        return snprintf(buf, cap, "%s.k%0*llu:%llu|g\n", O.prefix, (int)w, (unsigned long long)k,
-                        (unsigned long long)(m % 100));
+        n += (size_t)snprintf(buf + n, cap - n, "%llu|ms%s", (unsigned long long)(m * 37 % 1000),
+                              sampled ? "|@0.1" : "");
+        break;
     default:
-        return snprintf(buf, cap, "%s.k%0*llu:u%llu|s\n", O.prefix, (int)w, (unsigned long long)k,
-                        (unsigned long long)(m % 1000));
+        if (type == T_S && n < cap)
+            buf[n++] = 'u';
+        *var_at = (int)n;
+        n += (size_t)snprintf(buf + n, n < cap ? cap - n : 0, "%llu|%s", VAR_BASE, type_code[type]);
+        break;
+    }
+    if (n < cap && O.tag_every && k % O.tag_every == 0)
+        n += (size_t)snprintf(buf + n, cap - n, "|#env:prod,host:h%02llu,route:/api/v%llu",
+                              (unsigned long long)(k / O.tag_every % 100), (unsigned long long)(k % 4 + 1));
+    if (n < cap)
+        n += (size_t)snprintf(buf + n, cap - n, "\n");
+    return n < cap ? (int)n : -1;
+}
+
+/* Write the gauge values and set members of datagram d for pass `pass` of
+ * the pool by thread w into w's text. */
+static void stamp_dgram(char *text, const dgram *d, uint64_t pass, unsigned thread)
+{
+    for (uint32_t j = d->var_first; j < d->var_first + d->nvar; j++) {
+        const var_field *v = &P.var[j];
+        uint64_t x = VAR_BASE + (pass * P.nm + v->m) * O.threads + thread;
+        char *p = text + v->off + VAR_W;
+        for (int i = 0; i < VAR_W; i++) {
+            *--p = (char)('0' + x % 10);
+            x /= 10;
+        }
     }
 }
 
@@ -215,7 +291,7 @@ static int format_metric(char *buf, size_t cap, uint64_t m, int type)
 static void pool_build(void)
 {
     uint64_t given[NTYPES] = { 0 };
-    char line[512];
+    char line[1024];
     uint64_t m = 0;
 
     while (m < O.keys || P.nd < BATCH) {
@@ -227,14 +303,18 @@ static void pool_build(void)
         memset(d, 0, sizeof *d);
         d->off = P.text_len;
         d->first = (uint32_t)P.nm;
+        d->var_first = (uint32_t)P.nvar;
         for (;;) {
             if (O.per && d->n == O.per)
                 break;
             uint64_t saved[NTYPES];
             memcpy(saved, given, sizeof saved);
             int t = next_type(given, m);
-            int len = format_metric(line, sizeof line, m, t);
-            if (len <= 0 || (size_t)len >= sizeof line)
+            bool sampled = t == T_MS && O.sample_every && given[T_MS] % O.sample_every == 0;
+            bool tagged = O.tag_every && key_of(m) % O.tag_every == 0;
+            int var_at;
+            int len = format_metric(line, sizeof line, m, t, sampled, &var_at);
+            if (len <= 0)
                 die("key too long");
             /* The datagram is sent without its last '\n'. */
             if (d->len + (uint32_t)len - 1 > O.max_bytes) {
@@ -251,15 +331,27 @@ static void pool_build(void)
                 P.m_cap = P.m_cap ? P.m_cap * 2 : 4096;
                 P.line_end = xrealloc(P.line_end, P.m_cap * sizeof *P.line_end);
                 P.mtype = xrealloc(P.mtype, P.m_cap);
+                P.mflags = xrealloc(P.mflags, P.m_cap);
+            }
+            if (var_at >= 0) {
+                if (P.nvar == P.var_cap) {
+                    P.var_cap = P.var_cap ? P.var_cap * 2 : 4096;
+                    P.var = xrealloc(P.var, P.var_cap * sizeof *P.var);
+                }
+                P.var[P.nvar++] = (var_field){ .off = P.text_len + (size_t)var_at, .m = (uint32_t)P.nm };
+                d->nvar++;
             }
             memcpy(P.text + P.text_len, line, (size_t)len);
             P.text_len += (size_t)len;
             d->len += (uint32_t)len;
             P.line_end[P.nm] = d->len;
             P.mtype[P.nm] = (uint8_t)t;
+            P.mflags[P.nm] = (uint8_t)((sampled ? M_SAMPLED : 0) | (tagged ? M_TAGGED : 0));
             P.nm++;
             d->n++;
             d->tc[t]++;
+            d->sampled += sampled;
+            d->tagged += tagged;
             m++;
             if (!O.per && m >= O.keys && P.nd + 1 >= BATCH)
                 break; /* filling by bytes: end the pool on a key-cycle boundary */
@@ -335,14 +427,19 @@ static void count_whole(stats *st, const dgram *d)
     st->metrics += d->n;
     for (int t = 0; t < NTYPES; t++)
         st->tc[t] += d->tc[t];
+    st->sampled += d->sampled;
+    st->tagged += d->tagged;
 }
 
 /* The first `n` metrics of d: their byte length (with the last '\n') and
  * their per-type counts. */
 static uint32_t count_prefix(stats *st, const dgram *d, uint32_t n)
 {
-    for (uint32_t i = 0; i < n; i++)
+    for (uint32_t i = 0; i < n; i++) {
         st->tc[P.mtype[d->first + i]]++;
+        st->sampled += P.mflags[d->first + i] & M_SAMPLED ? 1 : 0;
+        st->tagged += P.mflags[d->first + i] & M_TAGGED ? 1 : 0;
+    }
     st->metrics += n;
     return P.line_end[d->first + n - 1];
 }
@@ -375,6 +472,26 @@ static size_t plan_batch(const worker *w, size_t pos, size_t max_dgrams, size_t 
     return k;
 }
 
+/* Datagram `abs` of w's walk (its pool position abs % P.nd, pass
+ * abs / P.nd) is about to be sent: write its values for that pass. */
+static void prepare_dgram(worker *w, uint64_t abs)
+{
+    size_t i = (size_t)(abs % P.nd);
+    uint64_t pass = abs / P.nd;
+    if (P.d[i].nvar && w->stamp[i] != pass + 1) {
+        stamp_dgram(w->text, &P.d[i], pass, w->index);
+        w->stamp[i] = pass + 1;
+    }
+}
+
+/* Datagram `abs` went out with its first n metrics. */
+static void note_sent(worker *w, uint64_t abs, uint32_t n)
+{
+    size_t i = (size_t)(abs % P.nd);
+    w->sent_pass[i] = (int64_t)(abs / P.nd);
+    w->sent_n[i] = n;
+}
+
 /* Token bucket: wait until `n` more metrics are allowed.  Returns false when
  * the duration ran out while waiting. */
 static bool pace(const worker *w, uint64_t sent, uint64_t n, double burst)
@@ -402,7 +519,7 @@ static void send_datagrams(worker *w)
 {
     struct mmsghdr msgs[BATCH];
     struct iovec iov[BATCH];
-    size_t pos = w->start;
+    uint64_t abs = w->start;     /* datagrams walked, from the pool's start */
     unsigned errors_in_a_row = 0;
     double avg = (double)P.nm / (double)P.nd;
     size_t kmax = BATCH;
@@ -420,12 +537,14 @@ static void send_datagrams(worker *w)
     }
     while (!time_up() && !(w->quota && w->st.metrics >= w->quota)) {
         uint32_t cut;
+        size_t pos = (size_t)(abs % P.nd);
         size_t k = plan_batch(w, pos, kmax, SIZE_MAX, false, w->st.metrics, &cut);
         uint64_t batch_metrics = 0;
         for (size_t i = 0; i < k; i++) {
             const dgram *d = &P.d[(pos + i) % P.nd];
             uint32_t n = (i == k - 1 && cut) ? cut : d->n;
-            iov[i].iov_base = P.text + d->off;
+            prepare_dgram(w, abs + i);
+            iov[i].iov_base = w->text + d->off;
             iov[i].iov_len = (n == d->n ? d->len : P.line_end[d->first + n - 1]) - 1;
             batch_metrics += n;
         }
@@ -448,14 +567,16 @@ static void send_datagrams(worker *w)
         errors_in_a_row = 0;
         for (int i = 0; i < sent; i++) {
             const dgram *d = &P.d[(pos + (size_t)i) % P.nd];
-            if ((size_t)i == k - 1 && cut)
+            bool is_cut = (size_t)i == k - 1 && cut;
+            if (is_cut)
                 count_prefix(&w->st, d, cut);
             else
                 count_whole(&w->st, d);
+            note_sent(w, abs + (uint64_t)i, is_cut ? cut : d->n);
             w->st.bytes += iov[i].iov_len;
         }
         w->st.datagrams += (uint64_t)sent;
-        pos = (pos + (size_t)sent) % P.nd;
+        abs += (uint64_t)sent;
     }
 }
 
@@ -480,7 +601,7 @@ static bool write_all(worker *w, const char *buf, size_t len)
 
 static void send_stream(worker *w)
 {
-    size_t pos = w->start;
+    uint64_t abs = w->start;
     double avg = (double)P.nm / (double)P.nd;
     size_t max_bytes = CHUNK;
     if (w->rate > 0) {
@@ -494,29 +615,33 @@ static void send_stream(worker *w)
 
     while (!time_up() && !(w->quota && w->st.metrics >= w->quota)) {
         uint32_t cut;
+        size_t pos = (size_t)(abs % P.nd);
         size_t k = plan_batch(w, pos, SIZE_MAX, max_bytes, true, w->st.metrics, &cut);
         uint64_t chunk_metrics = 0;
         size_t bytes = 0;
         for (size_t i = 0; i < k; i++) {
             const dgram *d = &P.d[pos + i];
             uint32_t n = (i == k - 1 && cut) ? cut : d->n;
+            prepare_dgram(w, abs + i);
             chunk_metrics += n;
             bytes += n == d->n ? d->len : P.line_end[d->first + n - 1];
         }
         if (!pace(w, w->st.metrics, chunk_metrics, burst))
             break;
-        if (!write_all(w, P.text + P.d[pos].off, bytes))
+        if (!write_all(w, w->text + P.d[pos].off, bytes))
             return;
         for (size_t i = 0; i < k; i++) {
             const dgram *d = &P.d[pos + i];
-            if (i == k - 1 && cut)
+            bool is_cut = i == k - 1 && cut;
+            if (is_cut)
                 count_prefix(&w->st, d, cut);
             else
                 count_whole(&w->st, d);
+            note_sent(w, abs + i, is_cut ? cut : d->n);
         }
         w->st.bytes += bytes;
         w->st.datagrams++;
-        pos = (pos + k) % P.nd;
+        abs += k;
     }
     /* A clean end of stream: the receiver sees EOF after the last line. */
     shutdown(w->fd, SHUT_WR);
@@ -536,6 +661,42 @@ static void *worker_main(void *arg)
 }
 
 /* ---- main ------------------------------------------------------------ */
+
+/* With one thread: how many gauge keys were sent, and the sum of each one's
+ * last value (its line with the highest sequence number), for the sink to
+ * compare with the last values it received. */
+static void gauge_last(const worker *w, uint64_t *nkeys, uint64_t *sum)
+{
+    uint64_t *last = calloc(O.keys, sizeof *last);
+    if (!last)
+        die("out of memory");
+    *nkeys = *sum = 0;
+    for (size_t i = 0; i < P.nd; i++) {
+        const dgram *d = &P.d[i];
+        if (!d->tc[T_G] || w->sent_pass[i] < 0)
+            continue;
+        for (uint32_t j = 0; j < d->n; j++) {
+            uint32_t m = d->first + j;
+            if (P.mtype[m] != T_G)
+                continue;
+            /* Metrics past a cut were last sent whole one pass earlier. */
+            int64_t pass = w->sent_pass[i] - (j < w->sent_n[i] ? 0 : 1);
+            if (pass < 0)
+                continue;
+            uint64_t v = VAR_BASE + (uint64_t)pass * P.nm + m;
+            uint64_t k = m % O.keys;
+            if (v > last[k])
+                last[k] = v;
+        }
+    }
+    for (uint64_t k = 0; k < O.keys; k++) {
+        if (last[k]) {
+            (*nkeys)++;
+            *sum += last[k];
+        }
+    }
+    free(last);
+}
 
 static void on_signal(int sig)
 {
@@ -574,7 +735,7 @@ static void usage(void)
             "usage: loadgen (--udp H:P | --tcp H:P | --unix PATH | --unixgram PATH)\n"
             "               [--keys N] [--key-prefix P] [--key-offset O] [--mix c=1,ms=0,g=0,s=0]\n"
             "               [--per N] [--max-bytes B] [--rate R] [--duration S] [--count N]\n"
-            "               [--threads T]\n");
+            "               [--threads T] [--sampled N] [--tagged N]\n");
     exit(2);
 }
 
@@ -588,6 +749,7 @@ int main(int argc, char **argv)
         { "per", required_argument, 0, 'n' },      { "max-bytes", required_argument, 0, 'b' },
         { "rate", required_argument, 0, 'r' },     { "duration", required_argument, 0, 'd' },
         { "count", required_argument, 0, 'c' },    { "threads", required_argument, 0, 'T' },
+        { "sampled", required_argument, 0, 'S' },  { "tagged", required_argument, 0, 'G' },
         { "help", no_argument, 0, 'h' },           { 0, 0, 0, 0 },
     };
     bool have_addr = false;
@@ -617,6 +779,8 @@ int main(int argc, char **argv)
         case 'd': O.duration = atof(optarg); break;
         case 'c': O.count = strtoull(optarg, NULL, 10); break;
         case 'T': O.threads = (unsigned)atoi(optarg); break;
+        case 'S': O.sample_every = (unsigned)atoi(optarg); break;
+        case 'G': O.tag_every = (unsigned)atoi(optarg); break;
         default: usage();
         }
     }
@@ -637,6 +801,19 @@ int main(int argc, char **argv)
         die("out of memory");
     for (unsigned i = 0; i < O.threads; i++) {
         worker *w = &ws[i];
+        w->index = i;
+        w->text = P.text;
+        if (O.threads > 1) {
+            w->text = xrealloc(NULL, P.text_len);
+            memcpy(w->text, P.text, P.text_len);
+        }
+        w->stamp = calloc(P.nd, sizeof *w->stamp);
+        w->sent_pass = malloc(P.nd * sizeof *w->sent_pass);
+        w->sent_n = calloc(P.nd, sizeof *w->sent_n);
+        if (!w->stamp || !w->sent_pass || !w->sent_n)
+            die("out of memory");
+        for (size_t j = 0; j < P.nd; j++)
+            w->sent_pass[j] = -1;
         w->start = P.nd * i / O.threads;
         w->quota = O.count ? O.count / O.threads + (i < O.count % O.threads ? 1 : 0) : 0;
         w->idle = O.count && !w->quota;
@@ -668,6 +845,8 @@ int main(int argc, char **argv)
         tot.errors += ws[i].st.errors;
         for (int t = 0; t < NTYPES; t++)
             tot.tc[t] += ws[i].st.tc[t];
+        tot.sampled += ws[i].st.sampled;
+        tot.tagged += ws[i].st.tagged;
         if (ws[i].err[0] && !err)
             err = ws[i].err;
         close(ws[i].fd);
@@ -684,6 +863,17 @@ int main(int argc, char **argv)
            (unsigned long long)tot.bytes, seconds);
     for (int t = 0; t < NTYPES; t++)
         printf("\"%s\":%llu,", type_json[t], (unsigned long long)tot.tc[t]);
+    /* Every timer line counts 1 at the sink, or SAMPLE_RATE_INV with @0.1;
+     * every set line adds one distinct member. */
+    uint64_t units = tot.tc[T_C] + tot.tc[T_MS] + (SAMPLE_RATE_INV - 1) * tot.sampled + tot.tc[T_S];
+    printf("\"timers_sampled\":%llu,\"tagged\":%llu,\"sink_units\":%llu,",
+           (unsigned long long)tot.sampled, (unsigned long long)tot.tagged, (unsigned long long)units);
+    if (O.threads == 1 && tot.tc[T_G]) {
+        uint64_t nkeys, sum;
+        gauge_last(&ws[0], &nkeys, &sum);
+        printf("\"gauge_keys\":%llu,\"gauge_last_sum\":%llu,", (unsigned long long)nkeys,
+               (unsigned long long)sum);
+    }
     printf("\"send_errors\":%llu,\"rate_target\":%.0f,\"metrics_per_s\":%.1f,"
            "\"cpu_user\":%.6f,\"cpu_sys\":%.6f,\"error\":",
            (unsigned long long)tot.errors, O.rate, seconds > 0 ? (double)tot.metrics / seconds : 0.0,
@@ -698,6 +888,13 @@ int main(int argc, char **argv)
         printf("null}\n");
     }
     fflush(stdout);
+    for (unsigned i = 0; i < O.threads; i++) {
+        if (ws[i].text != P.text)
+            free(ws[i].text);
+        free(ws[i].stamp);
+        free(ws[i].sent_pass);
+        free(ws[i].sent_n);
+    }
     free(ws);
     return err ? 1 : 0;
 }

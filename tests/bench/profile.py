@@ -4,12 +4,14 @@ switchyard under valgrind's callgrind, with the top functions and the
 instructions per metric.
 
     /usr/bin/python3 tests/bench/profile.py [udp20|udp1|tcp] [--metrics N] [--rules]
+                                            [--mix counters|typical|timers|hot|highcard]
 
 callgrind counts user-space instructions only, so its figures do not move
 with the machine's load (this machine's `perf stat -e instructions` is not
 supported); what the kernel does for recvmmsg/read is not in them.  The load
 is paced (valgrind runs the program some 50 times slower and one thread at a
-time), 10,000 keys as in the benchmark; the callgrind output is kept in
+time), with the traffic of one of the benchmark's families (--mix, default
+counters: 10,000 counter keys); the callgrind output is kept in
 build/bench/ for callgrind_annotate or kcachegrind.
 """
 import argparse
@@ -35,6 +37,8 @@ def main():
     ap.add_argument("load", nargs="?", default="udp20", choices=sorted(LOADS))
     ap.add_argument("--metrics", type=int, default=1000000, help="metrics to send (default 1M)")
     ap.add_argument("--rules", action="store_true", help="with the 20-rule routing script")
+    ap.add_argument("--mix", default="counters", choices=sorted(bench.FAMILIES),
+                    help="the traffic of a benchmark family (default counters)")
     ap.add_argument("--top", type=int, default=25)
     args = ap.parse_args()
     proto, per, rate = LOADS[args.load]
@@ -42,8 +46,15 @@ def main():
         args.metrics = 200000
 
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    out_file = os.path.join(bench.TOOLS_DIR, "callgrind-%s%s-%s.out"
-                            % (args.load, "-rules" if args.rules else "", stamp))
+    fam = bench.FAMILIES[args.mix]
+    traffic = ["--keys", fam["keys"] or 10000, "--mix", fam["mix"]]
+    if fam["sampled"]:
+        traffic += ["--sampled", fam["sampled"]]
+    if fam["tagged"]:
+        traffic += ["--tagged", fam["tagged"]]
+    out_file = os.path.join(bench.TOOLS_DIR, "callgrind-%s%s%s-%s.out"
+                            % (args.load, "" if args.mix == "counters" else "-" + args.mix,
+                               "-rules" if args.rules else "", stamp))
     workdir = bench.make_workdir("switchyard-profile-")
     reg = bench.Registry()
     try:
@@ -52,10 +63,10 @@ def main():
         server = bench.Server("switchyard+rules" if args.rules else "switchyard", proto, 2000, reg,
                               workdir, "profile")
         server.start()
-        gen = bench.run_loadgen(server.target() + ["--keys", 10000, "--per", per, "--rate", rate,
-                                                   "--count", args.metrics], args.metrics / rate + 120)
+        gen = bench.run_loadgen(server.target() + traffic + ["--per", per, "--rate", rate,
+                                                            "--count", args.metrics], args.metrics / rate + 120)
         bench.wait_idle(server.pid)
-        st = bench.wait_flushed(server.sink, "bench", time.monotonic(), 2.0, expect=gen["sent_metrics"])
+        st = bench.wait_flushed(server.sink, "bench", time.monotonic(), 2.0, expect=gen["sink_units"])
         received = bench.group_total(st, "bench")
         server.stop()
     except bench.ComponentError as e:
@@ -65,8 +76,8 @@ def main():
         reg.stop_all()
         bench.remove_workdir(workdir)
 
-    print("sent %d metrics (%d datagrams/writes) at %d/s; %d reached the sink"
-          % (gen["sent_metrics"], gen["sent_datagrams"], rate, received))
+    print("sent %d metrics (%d datagrams/writes) at %d/s, %s traffic; the sink summed %d of %d units"
+          % (gen["sent_metrics"], gen["sent_datagrams"], rate, args.mix, received, gen["sink_units"]))
     r = subprocess.run(["callgrind_annotate", out_file], stdout=subprocess.PIPE,
                        stderr=subprocess.DEVNULL, universal_newlines=True)
     ri = subprocess.run(["callgrind_annotate", "--inclusive=yes", out_file], stdout=subprocess.PIPE,

@@ -1,9 +1,9 @@
 #!/bin/bash
 # switchyard's benchmarks (see bench.py for what is measured and how).
 #
-#   tests/bench/run.sh full    what `make bench` runs: 3 rounds of 10 s, 1M-key tests, and
-#                              tests/bench/remote_write.py (~11 min)
-#   tests/bench/run.sh short   1 round of 2 s, no 1M-key tests (~30 s; for make test)
+#   tests/bench/run.sh full    what `make bench` runs: 3 rounds of 10 s, every scenario, and
+#                              tests/bench/remote_write.py (~50 min)
+#   tests/bench/run.sh short   1 round of 2 s, fewer scenarios, no 1M-key tests (~80 s; for make test)
 #   tests/bench/run.sh MODE [bench.py options]   e.g. --scenarios udp20 --duration 5
 #
 # Builds the benchmark tools into build/bench/; switchyard itself must be

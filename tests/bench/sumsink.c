@@ -9,9 +9,19 @@
  *
  *   stats.counters.G.<rest>.count   adds value to group G's "counters"
  *   stats.timers.G.<rest>.count     adds value to group G's "timers"
+ *   stats.sets.G.<rest>.count       adds value to group G's "sets": with
+ *                                   members never repeated across
+ *                                   flushes, the members that arrived
+ *   stats.gauges.G.<rest>           keeps the last value per name; the
+ *                                   group reports how many names and the
+ *                                   sum of their last values
  *   stats.<anything else but counters/timers/gauges/sets>, and the
- *   counters of group "statsd"      are remembered by name (last value and
- *                                   sum): the daemons' own metrics
+ *   counters of group "statsd"      are remembered by name (last value,
+ *                                   sum, count and largest value): the
+ *                                   daemons' own metrics
+ *
+ * Graphite tags after the name (`name;tag=v`, where switchyard puts the
+ * DogStatsD tags) are ignored for the `.count` test and the group.
  *
  * G is the first part of the key, so a load generator's --key-prefix names
  * a group and several streams can be told apart.  Arrivals are grouped into
@@ -47,13 +57,21 @@
 
 typedef struct group {
     char name[64];
-    double counters, timers;
-    uint64_t counter_lines, timer_lines;
+    double counters, timers, sets;
+    uint64_t counter_lines, timer_lines, set_lines, gauge_lines;
 } group;
+
+/* The last value of one gauge, in an open-addressing table by name. */
+typedef struct gauge {
+    char *name;                  /* NULL: free slot */
+    size_t len;
+    group *g;
+    double last;
+} gauge;
 
 typedef struct watch {
     char name[NAME_MAX_LEN];
-    double last, sum;
+    double last, sum, max;
     uint64_t n;
 } watch;
 
@@ -79,6 +97,8 @@ static burst *bursts;
 static size_t nbursts, bursts_cap;
 static uint64_t total_lines, total_bytes, bad_lines, connections, dropped_watches;
 static double gap_s = 0.2;
+static gauge *gauges;
+static size_t ngauges, gauges_cap;
 
 static double mono_s(void)
 {
@@ -121,6 +141,8 @@ static void watch_add(const char *name, size_t len, double v)
         if (!strncmp(watches[i].name, name, len) && watches[i].name[len] == '\0') {
             watches[i].last = v;
             watches[i].sum += v;
+            if (v > watches[i].max)
+                watches[i].max = v;
             watches[i].n++;
             return;
         }
@@ -132,8 +154,56 @@ static void watch_add(const char *name, size_t len, double v)
     watch *w = &watches[nwatches++];
     memcpy(w->name, name, len);
     w->name[len] = '\0';
-    w->last = w->sum = v;
+    w->last = w->sum = w->max = v;
     w->n = 1;
+}
+
+static uint64_t hash_name(const char *p, size_t len)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (size_t i = 0; i < len; i++)
+        h = (h ^ (unsigned char)p[i]) * 1099511628211ull;
+    return h;
+}
+
+static gauge *gauge_slot(gauge *table, size_t cap, const char *name, size_t len)
+{
+    size_t i = (size_t)hash_name(name, len) & (cap - 1);
+    while (table[i].name && (table[i].len != len || memcmp(table[i].name, name, len)))
+        i = (i + 1) & (cap - 1);
+    return &table[i];
+}
+
+/* Remember the last value of gauge `name` (of group g). */
+static void gauge_set(group *g, const char *name, size_t len, double v)
+{
+    if ((ngauges + 1) * 2 > gauges_cap) {
+        size_t cap = gauges_cap ? gauges_cap * 2 : 1024;
+        gauge *t = calloc(cap, sizeof *t);
+        if (!t) {
+            fprintf(stderr, "sumsink: out of memory\n");
+            exit(1);
+        }
+        for (size_t i = 0; i < gauges_cap; i++)
+            if (gauges[i].name)
+                *gauge_slot(t, cap, gauges[i].name, gauges[i].len) = gauges[i];
+        free(gauges);
+        gauges = t;
+        gauges_cap = cap;
+    }
+    gauge *s = gauge_slot(gauges, gauges_cap, name, len);
+    if (!s->name) {
+        s->name = malloc(len);
+        if (!s->name) {
+            fprintf(stderr, "sumsink: out of memory\n");
+            exit(1);
+        }
+        memcpy(s->name, name, len);
+        s->len = len;
+        s->g = g;
+        ngauges++;
+    }
+    s->last = v;
 }
 
 static bool starts(const char *p, size_t len, const char *lit, size_t litlen)
@@ -182,6 +252,11 @@ static void take_line(const char *p, size_t len)
         return;
     }
     group *g;
+    /* Graphite tags after the name do not change what the line counts. */
+    const char *semi = memchr(p, ';', nlen);
+    size_t full_len = nlen;
+    if (semi)
+        nlen = (size_t)(semi - p);
     if (starts(p, nlen, LIT("stats.counters."))) {
         if ((g = count_group(p, nlen, sizeof "stats.counters." - 1))) {
             g->counters += value;
@@ -194,8 +269,20 @@ static void take_line(const char *p, size_t len)
             g->timers += value;
             g->timer_lines++;
         }
-    } else if (!starts(p, nlen, LIT("stats.gauges.")) && !starts(p, nlen, LIT("stats.sets."))) {
-        watch_add(p, nlen, value);
+    } else if (starts(p, nlen, LIT("stats.sets."))) {
+        if ((g = count_group(p, nlen, sizeof "stats.sets." - 1))) {
+            g->sets += value;
+            g->set_lines++;
+        }
+    } else if (starts(p, nlen, LIT("stats.gauges."))) {
+        const char *gname = p + sizeof "stats.gauges." - 1;
+        const char *dot = memchr(gname, '.', nlen - (sizeof "stats.gauges." - 1));
+        if (dot && (g = group_get(gname, (size_t)(dot - gname)))) {
+            g->gauge_lines++;
+            gauge_set(g, p, full_len, value);
+        }
+    } else {
+        watch_add(p, full_len, value);
     }
 }
 
@@ -218,18 +305,32 @@ static void report(FILE *f)
             (unsigned long long)total_lines, (unsigned long long)total_bytes,
             (unsigned long long)bad_lines, (unsigned long long)connections, mono_s(), real_s());
     for (size_t i = 0; i < ngroups; i++) {
+        const group *g = &groups[i];
+        /* Gauge values are whole numbers here (the load generator's); their
+         * sum is exact in 64 bits where a double's would round. */
+        uint64_t gauge_keys = 0, gauge_sum = 0;
+        for (size_t j = 0; j < gauges_cap; j++) {
+            if (gauges[j].name && gauges[j].g == g) {
+                gauge_keys++;
+                gauge_sum += gauges[j].last > 0 ? (uint64_t)gauges[j].last : 0;
+            }
+        }
         fprintf(f, "%s", i ? "," : "");
-        json_str(f, groups[i].name);
-        fprintf(f, ":{\"counters\":%.17g,\"timers\":%.17g,\"counter_lines\":%llu,\"timer_lines\":%llu}",
-                groups[i].counters, groups[i].timers, (unsigned long long)groups[i].counter_lines,
-                (unsigned long long)groups[i].timer_lines);
+        json_str(f, g->name);
+        fprintf(f, ":{\"counters\":%.17g,\"timers\":%.17g,\"sets\":%.17g,\"counter_lines\":%llu,"
+                   "\"timer_lines\":%llu,\"set_lines\":%llu,\"gauge_lines\":%llu,\"gauge_keys\":%llu,"
+                   "\"gauge_last_sum\":%llu}",
+                g->counters, g->timers, g->sets, (unsigned long long)g->counter_lines,
+                (unsigned long long)g->timer_lines, (unsigned long long)g->set_lines,
+                (unsigned long long)g->gauge_lines, (unsigned long long)gauge_keys,
+                (unsigned long long)gauge_sum);
     }
     fprintf(f, "},\"watch\":{");
     for (size_t i = 0; i < nwatches; i++) {
         fprintf(f, "%s", i ? "," : "");
         json_str(f, watches[i].name);
-        fprintf(f, ":[%.17g,%.17g,%llu]", watches[i].last, watches[i].sum,
-                (unsigned long long)watches[i].n);
+        fprintf(f, ":[%.17g,%.17g,%llu,%.17g]", watches[i].last, watches[i].sum,
+                (unsigned long long)watches[i].n, watches[i].max);
     }
     fprintf(f, "},\"watch_overflow\":%llu,\"bursts\":[", (unsigned long long)dropped_watches);
     for (size_t i = 0; i < nbursts; i++)

@@ -105,10 +105,32 @@ BATCH_2 = [
     _dgram("no.type:1", "bad.rate:1|c|@x"),
 ]
 
-# Batch 3: a few keys only; the others go idle.
+# A hot timer: 3,000 float values in random order with repeats, more than
+# the flush's radix sort starts at (256), so sums, percentiles and std
+# depend on that sort matching statsd's numeric one; and a whole-number
+# hot timer with half its lines at @0.1.  At most 1,400 bytes a datagram,
+# about 100 KB in all: within statsd's default UDP receive buffer (208 KiB).
+def _hot_timer_dgrams():
+    x, lines = 12345, []
+    for i in range(3000):
+        x = (x * 1103515245 + 12345) % (1 << 31)
+        lines.append("hot.float.timer:%d.%03d|ms" % (x % 500, x % 1000))
+        if i % 3 == 0:
+            lines.append("hot.int.timer:%d|ms%s" % (x % 1000, "|@0.1" if i % 2 else ""))
+    out, cur = [], []
+    for line in lines:
+        if cur and sum(len(c) + 1 for c in cur) + len(line) > 1400:
+            out.append(_dgram(*cur))
+            cur = []
+        cur.append(line)
+    out.append(_dgram(*cur))
+    return out
+
+
+# Batch 3: a few keys only; the others go idle; the hot timers.
 BATCH_3 = [
     _dgram("app.gauge:1|g", "app.requests:1|c", "api.latency:5|ms", "users:dave|s"),
-]
+] + _hot_timer_dgrams()
 
 # Batches 4 and 5: nothing at all.  Idle counters/timers/sets report 0
 # (or vanish with deleteIdleStats), gauges keep or lose their value.

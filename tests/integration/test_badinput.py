@@ -1302,7 +1302,7 @@ AUTH_HOOK = r'''
       local t, i = {}, 0
       -- big pieces: the memory limit is reached long before luaTimeout,
       -- even under ASan on a busy machine
-      while true do i = i + 1; t[i] = string.rep("h", 256 * 1024) .. i end
+      while true do i = i + 1; t[i] = string.rep("h", 2 * 1024 * 1024) .. i end
     end
     if token == "tbl" then return true, {} end
     if token == "nilret" then return nil end

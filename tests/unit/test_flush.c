@@ -1348,6 +1348,85 @@ PM_TEST(pm_sampled_rates, &PM_rates)
 
 /* Sums are taken over the sorted values, left to right: 1 + 1 + 1e16 is
  * 1e16 + 2, while 1e16 + 1 + 1 (arrival order) would be 1e16. */
+static int cmp_num(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* The flush sorts a timer's values with a radix sort on their bits from
+ * 256 values on: the order must be qsort's numeric order for every kind of
+ * double a sort can meet (negative, -0, subnormal, huge, repeated), at the
+ * sizes around the switch-over and well past it, and the statistics the
+ * same as from values given already sorted. */
+static void pm_radix_sort_is_numeric_order(void **state)
+{
+    (void)state;
+    static const size_t sizes[] = { 255, 256, 257, 1000, 65537 };
+    double pct[] = { 90, -10, 50 };
+    sy_flush_opts o = { .flush_interval_ms = 1000, .pct = pct, .npct = 3 };
+    uint64_t x = 88172645463325252ull;
+    for (size_t si = 0; si < sizeof sizes / sizeof *sizes; si++) {
+        for (int kind = 0; kind < 4; kind++) {
+            size_t n = sizes[si];
+            double *v = malloc(n * sizeof *v), *want = malloc(n * sizeof *v);
+            assert_non_null(v);
+            assert_non_null(want);
+            for (size_t i = 0; i < n; i++) {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                double d;
+                switch (kind) {
+                case 0: /* milliseconds, many repeats: what timers carry */
+                    d = (double)(x % 1000);
+                    break;
+                case 1: /* fractions of both signs, and zeros of both signs */
+                    d = ((double)(x % 2000001) - 1000000.0) / 1024.0;
+                    if (x % 97 == 0)
+                        d = (x & 1) ? -0.0 : 0.0;
+                    break;
+                case 2: { /* any finite bit pattern: subnormals, huge, tiny */
+                    uint64_t b = x;
+                    if (((b >> 52) & 0x7ff) == 0x7ff)
+                        b &= ~(1ull << 62);
+                    memcpy(&d, &b, sizeof d);
+                    break;
+                }
+                default: /* already sorted, descending */
+                    d = (double)(n - i) * 0.5;
+                    break;
+                }
+                v[i] = want[i] = d;
+            }
+            qsort(want, n, sizeof *want, cmp_num);
+            sy_timer_data *t = mk_timer(v, n, (double)n);
+            sy_timer_data *ts = mk_timer(want, n, (double)n);
+            got_list g = { 0 }, gs = { 0 };
+            sy_timer_stats(&o, "a", t, stat_cb, &g);
+            sy_timer_stats(&o, "a", ts, stat_cb, &gs);
+            for (size_t i = 0; i < n; i++)
+                if (!(t->v[i] == want[i]))
+                    fail_msg("size %zu kind %d: value %zu is %.17g, qsort has %.17g", n, kind, i,
+                             t->v[i], want[i]);
+            assert_int_equal(g.n, gs.n);
+            for (size_t i = 0; i < g.n; i++) {
+                assert_string_equal(g.name[i], gs.name[i]);
+                /* zeros of either sign format alike ("0") */
+                if (!same_double(g.value[i], gs.value[i]))
+                    fail_msg("size %zu kind %d: %s is %.17g, from sorted values %.17g", n, kind,
+                             g.name[i], g.value[i], gs.value[i]);
+            }
+            got_free(&g);
+            got_free(&gs);
+            free_timer(t);
+            free_timer(ts);
+            free(v);
+            free(want);
+        }
+    }
+}
+
 static void pm_sums_in_sorted_order(void **state)
 {
     (void)state;
@@ -4021,6 +4100,7 @@ int main(void)
         cmocka_unit_test(pm_histogram_edges),
         cmocka_unit_test(pm_sampled_rates),
         cmocka_unit_test(pm_sums_in_sorted_order),
+        cmocka_unit_test(pm_radix_sort_is_numeric_order),
         cmocka_unit_test(pm_stat_order),
         cmocka_unit_test(pm_negative_threshold_all_values_DELIB),
         cmocka_unit_test(pm_idle_timer_order_STATSD_DIFF),

@@ -212,6 +212,7 @@ static const pcase tag_cases[] = {
      * the ':' go to the sanitiser */
     { L("k:1|c|#a:b:c"), K("k;a=bc"), .kind = SD, .v = { V('c', 1, 1) } },
     { L("k:1|c|#a;b;c:d:e"), K("k;a_b;c=de"), .kind = SD, .v = { V('c', 1, 1) } },
+    { L("k:1|c|#a:b;c:d"), K("k;a=b_cd"), .kind = SD, .v = { V('c', 1, 1) } },
     { L("k:1|c|#a,,b"), K("k;a;;b"), .kind = SD, .v = { V('c', 1, 1) } },
     { L("k:1|c|#a,"), K("k;a;"), .kind = SD, .v = { V('c', 1, 1) } },
     { L("k:1|c|#,"), K("k;;"), .kind = SD, .v = { V('c', 1, 1) } },
