@@ -378,6 +378,7 @@ cport=$(cat "$tmp/carbon.port" 2>/dev/null)
 check "the graphite capture listener is up (port ${cport:-none})" test -n "$cport" || finish
 port=$(free_port)
 dead=$(free_port) # nothing listens there: the other sinks only queue
+page=$(free_port) # the prometheus sink's scrape page
 cat >"$root/etc/switchyard/switchyard.lua" <<EOF
 -- test_image: every plugin the image has; graphite to the test's listener.
 return {
@@ -391,6 +392,9 @@ return {
     redis = { plugin = "redis", host = "127.0.0.1", port = $dead },
     traces = { plugin = "memcache_traces", host = "127.0.0.1", port = $dead },
     next = { plugin = "repeater", host = "127.0.0.1", port = $dead, protocol = "tcp" },
+    influx = { plugin = "influxdb", url = "http://127.0.0.1:$dead/write?db=sy" },
+    page = { plugin = "prometheus", listen = "127.0.0.1:$page" },
+    rw = { plugin = "remote_write", url = "http://127.0.0.1:$dead/api/v1/write" },
   },
 }
 EOF
