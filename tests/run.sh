@@ -46,7 +46,7 @@ py_suites="integration/test_admin.py integration/test_badinput.py integration/te
     integration/test_repeater.py
     integration/test_traces.py diff/test_inspect_diff.py diff/test_statsd_diff.py"
 sh_suites="integration/test_deb.sh integration/test_image.sh integration/test_install.sh integration/test_valgrind.sh"
-long_runs="bench fuzz soak"
+long_runs="bench fuzz soak"  # fuzz and soak in lane 2, bench alone at the end
 
 # selected NAME: whether SY_SUITES (if set) asks for this suite.
 selected() {
@@ -192,26 +192,36 @@ if need "busted/spec" spec/readme_spec.lua; then
     run "busted/spec" busted --lua=luajit -o plainTerminal spec
 fi
 
-# The integration and differential tests run in two lanes at once: lane 0
+# The integration and differential tests run in lanes at once: lane 0
 # against the plain daemon, lane 1 against the ASan+UBSan one, where a
 # memory error or undefined behaviour aborts the daemon and a leak is
-# reported when it exits.  Most of their time is spent waiting for flush
-# intervals and servers, so two lanes take little longer than one.  Each
-# lane draws its ports from its own slice (tests/lib/netutil.py), so the
-# two never race for one.
+# reported when it exits, and lane 2 with the shell tests and the short
+# fuzz and soak runs.  Most of their time is spent waiting for flush
+# intervals and servers, so the lanes take little longer than one.  Each
+# lane draws its ports from its own slice (tests/lib/netutil.py), so they
+# never race for one.  The benchmark's short run comes last, alone.
 lane_plain() {
-    export SY_TEST_LANE=0 SY_TEST_LANES=2
+    export SY_TEST_LANE=0 SY_TEST_LANES=3
     for t in $py_suites; do
         need "$t" "tests/$t" && run "$t" /usr/bin/python3 "tests/$t"
     done
-    # Shell tests: installs, the Debian package, valgrind (plain lane only:
-    # they build or install what they test themselves).
+}
+lane_other() {
+    export SY_TEST_LANE=2 SY_TEST_LANES=3
+    # Shell tests: installs, the Debian package, the image, valgrind
+    # (against the plain build: they build or install what they test).
     for t in $sh_suites; do
         need "$t" "tests/$t" && run "$t" bash "tests/$t"
     done
+    # Short modes of the long runs: they check that every piece works, and
+    # assert no timing (figures come from make bench / soak / fuzz).
+    for t in $long_runs; do
+        [ "$t" = bench ] && continue
+        need "$t/short" "tests/$t/run.sh" && run "$t/short" "tests/$t/run.sh" short
+    done
 }
 lane_san() {
-    export SY_TEST_LANE=1 SY_TEST_LANES=2
+    export SY_TEST_LANE=1 SY_TEST_LANES=3
     export SY_BIN=$PWD/build-san/switchyard SY_PLUGIN_DIR=$PWD/build-san/plugins
     # the aggregator test_inspect_diff.py drives, from the sanitizer build
     export SY_INSPECT_DRIVER=$PWD/build-san/tests/test_inspect
@@ -219,6 +229,8 @@ lane_san() {
         need "asan+ubsan/$t" "tests/$t" && run_san "asan+ubsan/$t" /usr/bin/python3 "tests/$t"
     done
 }
+lane_other &
+other_pid=$!
 if [ "${SY_SAN_TESTS:-}" = none ]; then
     lane_plain
 elif [ ! -x build-san/switchyard ]; then
@@ -233,12 +245,10 @@ else
     lane_plain
     wait "$san_pid"
 fi
+wait "$other_pid"
 
-# Short modes of the long runs: they check that every piece works, and
-# assert no timing (figures come from make bench / soak / fuzz).
-for t in $long_runs; do
-    need "$t/short" "tests/$t/run.sh" && run "$t/short" "tests/$t/run.sh" short
-done
+# The benchmark's short run (no timing asserted): alone, after the lanes.
+need "bench/short" "tests/bench/run.sh" && run "bench/short" "tests/bench/run.sh" short
 
 passed=$(awk '{s+=$1} END {print s+0}' "$results")
 failed=$(awk '{s+=$2} END {print s+0}' "$results")
