@@ -204,6 +204,58 @@ def timer_flush(res, workdir):
         sink.stop()
 
 
+def stuck_and_fast(res, workdir):
+    """Two sinks: a carbon that accepts and never reads, and a fast one
+    (tests/bench/sumsink).  The fast one gets every flush whole, timer
+    after timer, while the stuck one holds its queue full: each sink keeps
+    its own place in the flush, so a slow sink never holds a fast one
+    back (issue 24)."""
+    label = "stuck and fast"
+    ls = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    ls.bind((LOOPBACK, 0))
+    ls.listen(4)
+    sink = SumSink(workdir)
+    sinks = {"fast": {"plugin": "graphite", "host": LOOPBACK, "port": sink.port,
+                      "maxQueueBytes": QUEUE},
+             "stuck": {"plugin": "graphite", "host": LOOPBACK, "port": ls.getsockname()[1],
+                       "maxQueueBytes": QUEUE}}
+    d = Daemon(workdir, "sy-two", sinks)
+    conns = []
+    try:
+        if not res.check("%s: switchyard starts" % label, sink.port and d.start(), d.proc.logs()):
+            return
+        ls.settimeout(5)
+        try:
+            c, _ = ls.accept()
+            c.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            conns.append(c)
+        except OSError:
+            pass
+        rounds, keys = 4, 10000   # 160,000 lines a flush, each flush 1 s
+        for r in range(rounds):
+            d.send(["tf.k%d:%d|ms" % (i, r) for i in range(keys)])
+            time.sleep(1.2)
+        want = keys * rounds
+        wait_until(lambda: sink.total("tf", "timers") >= want, 60, step=0.5)
+        got = sink.total("tf", "timers")
+        res.check("%s: the fast sink got every timer count of %d flushes (%d), while the other "
+                  "never read" % (label, rounds, want), got == want,
+                  "the fast sink's timer counts add up to %d" % got)
+        fast_drop = stat(d, "dropped_total", "fast", "graphite")
+        stuck_drop = stat(d, "dropped_total", "stuck", "graphite")
+        res.check("%s: the fast sink dropped nothing; the stuck one's drops are counted (%r)"
+                  % (label, stuck_drop), fast_drop == 0 and (stuck_drop or 0) > 0,
+                  "fast %r, stuck %r" % (fast_drop, stuck_drop))
+        stop_ok(res, label, d)
+    finally:
+        d.proc.stop()
+        sink.stop()
+        for c in conns:
+            c.close()
+        ls.close()
+
+
 def stuck_carbon(res, workdir):
     # Accepts and never reads: the kernel's buffers fill, then the queue.
     ls = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -404,6 +456,7 @@ def main():
     try:
         fast_carbon(res, workdir)
         timer_flush(res, workdir)
+        stuck_and_fast(res, workdir)
         stuck_carbon(res, workdir)
         repeater_flushed(res, workdir)
         repeater_passthrough(res, workdir)
