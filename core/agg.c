@@ -711,11 +711,17 @@ static uint32_t decide(sy_agg *a, int type, const char *key, size_t klen, sy_rou
         return 0;
     }
     char ak[SY_KEY_MAX + 32];
-    if (a->pre && sy_predecided_get(a->pre, type, ak, alias_key(a, key, klen, ak), r)) {
+    int prepared = a->pre != NULL;
+    if (prepared && sy_predecided_get(a->pre, type, ak, alias_key(a, key, klen, ak), r)) {
         atomic_fetch_add_explicit(&a->st.predecided, 1, memory_order_relaxed);
-    } else if (sy_router_decide(a->router, key, klen, type_names[type], listener_name(a),
-                                sender_str(a), r) < 0) {
-        atomic_fetch_add_explicit(&a->st.route_errors, 1, memory_order_relaxed);
+    } else {
+        /* With a reload's table in use, a miss is a key the reload did not
+         * know: first seen while it was prepared, or idle during it. */
+        if (prepared)
+            atomic_fetch_add_explicit(&a->st.predecide_misses, 1, memory_order_relaxed);
+        if (sy_router_decide(a->router, key, klen, type_names[type], listener_name(a),
+                             sender_str(a), r) < 0)
+            atomic_fetch_add_explicit(&a->st.route_errors, 1, memory_order_relaxed);
     }
     route_info ri = { .sinks = r->sinks, .raw = r->raw, .rate = r->rate, .drop = r->drop != NULL };
     return route_intern(a, &ri);

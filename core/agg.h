@@ -79,6 +79,7 @@ typedef struct sy_agg_stats {
     _Atomic uint64_t raw_dropped;    /* raw samples lost: buffer full */
     _Atomic uint64_t route_errors;   /* decisions that failed (default route used) */
     _Atomic uint64_t predecided;     /* decisions taken from a reload's predecided table */
+    _Atomic uint64_t predecide_misses; /* decided by Lua while such a table was in use */
     _Atomic int64_t last_msg_ms;     /* wall clock of the last line seen */
 } sy_agg_stats;
 

@@ -45,6 +45,7 @@ typedef struct reload_job {
     int uses_origin;         /* the new config's */
     uint64_t started_us, lua_us, decided;
     uint64_t fed;            /* records fed since it began */
+    size_t keys_at_start;    /* live keys when it began */
     uint64_t longest_slice_us;
     uint64_t longest_slice_cpu_us; /* the engine thread's CPU in that slice:
                                     * below the wall time when it was
@@ -287,12 +288,15 @@ static void job_finish(sy_engine *e)
     uint64_t ms = (mono_us() - j->started_us) / 1000;
     atomic_store(&e->reload_last_ms, ms);
     atomic_store(&e->reload_slice_max_us, j->longest_slice_us);
+    size_t now_keys = sy_agg_key_count(e->agg);
     sy_log(SY_INFO, "reload: %llu live keys decided by the new config in %llu ms "
            "(%llu ms of it in Lua, slices of at most %llu us between batches, %llu us of "
-           "CPU in the longest)",
+           "CPU in the longest); about %zu keys first seen meanwhile are decided by it as "
+           "they next arrive (switchyard_route_predecide_misses_total)",
            (unsigned long long)j->decided, (unsigned long long)ms,
            (unsigned long long)(j->lua_us / 1000), (unsigned long long)j->longest_slice_us,
-           (unsigned long long)j->longest_slice_cpu_us);
+           (unsigned long long)j->longest_slice_cpu_us,
+           now_keys > j->keys_at_start ? now_keys - j->keys_at_start : (size_t)0);
     apply_config(e, j->c, j->router, j->pre);
     j->c = NULL;
     j->router = NULL;
@@ -380,6 +384,7 @@ static void take_reload(sy_engine *e)
     j->uses_origin = uses_origin;
     j->cap = sy_agg_table_cap(e->agg);
     j->started_us = mono_us();
+    j->keys_at_start = sy_agg_key_count(e->agg);
     e->job = j;
     sy_log(SY_INFO, "reload: asking the new config about %zu live keys before applying it",
            sy_agg_key_count(e->agg));

@@ -734,6 +734,10 @@ def scenario_many_keys(res, workdir):
             else:
                 d.write_config(many_keys_config(udp_port, d.port, sink.port, True, variant))
                 d.hup()
+                # keys first seen while the reload is prepared: decided by
+                # the old rules now, by the new ones when next seen
+                if d.wait_count(r"reload: asking the new config", 1, 10):
+                    send_lines(d.port, b"".join(b"fresh.k%d:1|c\n" % i for i in range(1000)))
             out, _ = steady.communicate(timeout=60)
             sent = first_sent + json.loads(out.decode().strip().splitlines()[-1])["sent_metrics"]
             applied = d.wait_count(r"reload applied", 1, 60)
@@ -743,6 +747,14 @@ def scenario_many_keys(res, workdir):
                 lab, time.monotonic() - t_hup,
                 "; ".join(line.split("] ", 1)[-1] for line in d.log_lines(r"reload: .*decided"))))
             res.check("%s: the reload is applied" % lab, applied, d.logs())
+            if variant == "same":
+                m = re.search(r"about (\d+) keys first seen meanwhile", d.log())
+                res.check("%s: the log counts the 1,000 keys first seen while it was prepared "
+                          "(%s)" % (lab, m and m.group(1)), m is not None and int(m.group(1)) >= 1000,
+                          d.logs())
+                res.check("%s: ... and each of them reaches the sink once" % lab,
+                          wait_until(lambda: sink.total("fresh") == 1000, 15),
+                          "fresh.* %d" % sink.total("fresh"))
             # every key once more, now under the new rules
             after = subprocess.run([loadgen, "--tcp", "%s:%d" % (LOOPBACK, d.port)] + keys +
                                    ["--count", str(n)], stdout=subprocess.PIPE, timeout=120)
