@@ -525,12 +525,14 @@ def case_down_at_start(results, workdir):
                              daemon.logs()):
             return
         sender = Sender(daemon.port, OUT_GAUGE, OUT_COUNTER).start()
-        daemon.wait_flushes(3)
+        daemon.wait_flushes(3, 30.0)  # generous: an ASan daemon on a loaded machine
         fl = daemon.flushes()
         results.check("%s: switchyard keeps running and flushing" % label,
                       daemon.alive() and len(fl) >= 3 and
                       all(sink_stat(m, "r", "connected") == 0 for _, m in fl),
-                      daemon.logs())
+                      "alive %r, %d flushes, connected %r\n%s"
+                      % (daemon.alive(), len(fl), [sink_stat(m, "r", "connected") for _, m in fl],
+                         daemon.logs()))
         if not results.check("%s: redis-server starts" % label, redis.start(), redis.logs()):
             return
         daemon.wait_flushes(2)
