@@ -57,6 +57,7 @@
 #include <event2/http.h>
 
 #include "switchyard_sink.h"
+#include "lib/settings.h"
 #include "lib/httpq.h"
 #include "lib/lineq.h"
 #include "lib/pace.h"
@@ -113,21 +114,6 @@ typedef struct influx {
 } influx;
 
 /* --- settings --- */
-
-static int int_setting(const sy_host_api *api, sy_host *host, const char *key, int64_t dflt,
-                       int64_t lo, int64_t hi, int64_t *out, char *err, size_t errlen)
-{
-    if (api->setting_int(host, key, dflt, out) < 0) {
-        snprintf(err, errlen, "setting '%s' must be a whole number", key);
-        return -1;
-    }
-    if (*out < lo || *out > hi) {
-        snprintf(err, errlen, "setting '%s' is %lld, it must be between %lld and %lld", key,
-                 (long long)*out, (long long)lo, (long long)hi);
-        return -1;
-    }
-    return 0;
-}
 
 /* "udp://HOST:PORT" */
 static int udp_url_parse(const char *url, http_url *out, char *err, size_t errlen)

@@ -152,6 +152,7 @@
 #include <unistd.h>
 
 #include "switchyard_sink.h"
+#include "lib/settings.h"
 #include "lib/trace_model.h"
 
 #define LOG_EVERY_MS 10000
@@ -918,22 +919,6 @@ static void on_close_timer(void *arg)
 }
 
 /* --- the plugin --- */
-
-/* Reads a whole-number setting and checks its range; -1 with err set. */
-static int int_setting(const sy_host_api *api, sy_host *host, const char *key, int64_t dflt,
-                       int64_t lo, int64_t hi, int64_t *out, char *err, size_t errlen)
-{
-    if (api->setting_int(host, key, dflt, out) < 0) {
-        snprintf(err, errlen, "setting '%s' must be a whole number", key);
-        return -1;
-    }
-    if (*out < lo || *out > hi) {
-        snprintf(err, errlen, "setting '%s' is %lld, it must be between %lld and %lld", key,
-                 (long long)*out, (long long)lo, (long long)hi);
-        return -1;
-    }
-    return 0;
-}
 
 static void mct_close(void *state);
 

@@ -174,6 +174,7 @@
 #include <hiredis/adapters/libevent.h>
 
 #include "switchyard_sink.h"
+#include "lib/settings.h"
 #include "lib/pace.h"
 
 #define BLOCK_METRICS 256      /* metrics per block (one pipelined group) */
@@ -2321,22 +2322,6 @@ static void node_free(node *nd)
 /* ------------------------------------------------------------------ */
 /* The plugin                                                           */
 /* ------------------------------------------------------------------ */
-
-/* Reads a whole-number setting and checks its range; -1 with err set. */
-static int int_setting(const sy_host_api *api, sy_host *host, const char *key, int64_t dflt,
-                       int64_t lo, int64_t hi, int64_t *out, char *err, size_t errlen)
-{
-    if (api->setting_int(host, key, dflt, out) < 0) {
-        snprintf(err, errlen, "setting '%s' must be a whole number", key);
-        return -1;
-    }
-    if (*out < lo || *out > hi) {
-        snprintf(err, errlen, "setting '%s' is %lld, it must be between %lld and %lld", key,
-                 (long long)*out, (long long)lo, (long long)hi);
-        return -1;
-    }
-    return 0;
-}
 
 /* A string setting copied (NULL stays NULL); -1 with err set. */
 static int str_setting(const sy_host_api *api, sy_host *host, const char *key, const char *dflt,

@@ -1,0 +1,17 @@
+/*
+ * settings.h - reading a plugin's settings, shared by the built-in sinks.
+ */
+#ifndef SY_PLUGIN_SETTINGS_H
+#define SY_PLUGIN_SETTINGS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "switchyard_sink.h"
+
+/* Reads a whole-number setting (dflt when absent) and checks it lies in
+ * [lo, hi]; 0, or -1 with a message naming the key in err. */
+int int_setting(const sy_host_api *api, sy_host *host, const char *key, int64_t dflt,
+                int64_t lo, int64_t hi, int64_t *out, char *err, size_t errlen);
+
+#endif
