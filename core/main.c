@@ -338,7 +338,52 @@ typedef struct reloader {
     sy_engine *engine;
     sy_admin *_Atomic admin; /* its `config` reply follows each reload */
     pthread_mutex_t lock; /* one reload at a time */
+    char *fixed[4];       /* what a reload does not change, as started */
 } reloader;
+
+/* The settings a reload leaves as they are (the sockets stay open): the
+ * listeners with their options, the rings, the two admin addresses.  Each
+ * as text, so that a reload that changes one can say so. */
+static const char *const fixed_names[4] = { "listen", "ringSize", "mgmt_address/mgmt_port",
+                                            "httpAddress" };
+
+static char *fixed_setting(const sy_config *c, int what)
+{
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    if (!f)
+        return NULL;
+    if (what == 0) {
+        for (size_t i = 0; i < c->nlisten; i++) {
+            const sy_listen_conf *l = &c->listen[i];
+            fprintf(f, "%s %lld %lld %lld %lld %lld %lld %d\n", l->url, l->receive_buffer, l->threads,
+                    l->max_line, l->max_connections, l->idle_timeout_ms, l->mode, l->auth);
+        }
+    } else if (what == 1) {
+        fprintf(f, "%zu", c->ring_size);
+    } else if (what == 2) {
+        fprintf(f, "%s %d", c->mgmt_address ? c->mgmt_address : "", c->mgmt_port);
+    } else {
+        fprintf(f, "%s", c->http_address ? c->http_address : "");
+    }
+    fclose(f);
+    return text;
+}
+
+/* Say which of them a reloaded config changes: they take effect at the
+ * next restart, and a silent difference would look like a reload that
+ * did not happen. */
+static void warn_fixed(const reloader *r, const sy_config *c)
+{
+    for (int i = 0; i < 4; i++) {
+        char *now = fixed_setting(c, i);
+        if (now && r->fixed[i] && strcmp(now, r->fixed[i]) != 0)
+            sy_log(SY_WARN, "reload: %s changed in %s; it is not changed by a reload and takes "
+                   "effect at the next restart", fixed_names[i], r->file);
+        free(now);
+    }
+}
 
 /* Load and check the file beside the running config; only a config that
  * passes everything replaces it.  1 on success, else 0 and why. */
@@ -356,6 +401,7 @@ static int do_reload(void *ctx, char *why, size_t cap)
     sy_config *c = sy_config_load(r->file, r->lua_dir, err, sizeof err);
     int ok = c && validate(c, r->file, r->plugin_dir, err, sizeof err) == 0;
     if (ok) {
+        warn_fixed(r, c);
         sy_admin_config_changed(atomic_load(&r->admin), c);
         sy_engine_reload(r->engine, c);
         sy_status_reload_result(1, NULL);
@@ -498,6 +544,8 @@ int main(int argc, char **argv)
         sy_log(SY_INFO, "listening on %s", listeners[i].name);
     rl.plugin_dir = c->plugin_dir ? c->plugin_dir : plugin_dir;
     rl.engine = engine;
+    for (int i = 0; i < 4; i++)
+        rl.fixed[i] = fixed_setting(c, i);
     sy_admin_deps ad = { .conf = c, .engine = engine, .output = output, .listeners = listeners,
                          .nlisteners = nopen, .rings = rings, .nrings = nrings,
                          .reload = config_file ? do_reload : NULL, .reload_ctx = &rl };
@@ -550,6 +598,8 @@ out:
     sy_output_free(output);
     sy_notify_destroy(&notify);
     sy_config_free(c);
+    for (int i = 0; i < 4; i++)
+        free(rl.fixed[i]);
     sy_plugin_unload_all();
     return rc;
 }

@@ -1,0 +1,490 @@
+#!/usr/bin/env python3
+"""Integration test: what the README promises about running the daemon.
+
+Each scenario starts the real daemon (build/switchyard or $SY_BIN):
+
+  1. dry_run: the README's routing config, fed the README's --dry-run
+     example, prints exactly the README's output; sampled, tagged and
+     malformed lines are shown as documented.
+  2. log_levels: `logLevel` in the config and `-l` on the command line
+     (which wins) decide what is logged; an unknown level is refused, by
+     --check for the config and at start for -l.
+  3. sigint: SIGINT, like SIGTERM, flushes everything received to the
+     sink and exits 0.
+  4. statsd_shortcuts: statsd's own config keys (port, address,
+     address_ipv6, servers, graphiteHost/graphitePort, backends) ported
+     line by line from statsd config files: every listener they name
+     receives, and both backends get the flush.
+  5. cache_expiry: routing-cache entries of dropped and pass-through-only
+     keys expire after an interval without samples: rounds of 40,000 new
+     dropped keys leave the key table and the RSS flat, while a routed
+     key's count stays exact.
+  6. reload_listeners: a reload that changes `listen` keeps the running
+     listeners (the old port still receives, the new one is not opened)
+     and says so in the log; a reload that leaves them alone says nothing.
+
+Usage:
+  /usr/bin/python3 tests/integration/test_cli.py [SCENARIO ...]
+"""
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import traceback
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from lib import REPO_DIR  # noqa: E402
+from lib import sanitizer  # noqa: E402
+from lib.daemon import Daemon, rss_kib  # noqa: E402
+from lib.netutil import LOOPBACK, free_port, http_get, send_tcp, send_udp, wait_for_port  # noqa: E402
+from lib.proc import make_workdir, remove_workdir, wait_until  # noqa: E402
+from lib.results import Results  # noqa: E402
+from lib.switchyard import switchyard_binary  # noqa: E402
+from lib.tcplisten import LineListener  # noqa: E402
+
+TEST_NAME = "test_cli"
+README = os.path.join(REPO_DIR, "README.md")
+
+
+def finish(res, label, d, sig=signal.SIGTERM):
+    """Stop the daemon with sig, check exit 0 and (sanitized build) no
+    sanitizer report."""
+    if d.alive():
+        d.signal(sig)
+    rc = d.wait_exit(40)
+    if rc is None:
+        rc = d.stop(5)
+    res.check("%s: exits 0" % label, rc == 0, "exit code %r\n%s" % (rc, d.logs()))
+    d.check_sanitizer(res, label)
+    return rc
+
+
+def metric(port, name):
+    """A value from /metrics (None if absent)."""
+    status, _, body = http_get(port, "/metrics")
+    if status != 200:
+        return None
+    m = re.search(r"^%s (\S+)$" % re.escape(name), body, re.M)
+    return float(m.group(1)) if m else None
+
+
+def wait_value(listener, name, want, timeout):
+    """Wait until the sum of `name`'s values at the listener is want."""
+    listener.wait(lambda l: sum(l.values(name)) >= want, timeout)
+    return sum(listener.values(name))
+
+
+# ---------------------------------------------------------------------------
+# 1. --dry-run, against the README
+
+
+def readme_blocks():
+    with open(README, encoding="utf-8") as f:
+        text = f.read()
+    routing = re.search(r"^## Routing\n.*?^```lua\n(.*?)^```", text, re.S | re.M)
+    example = re.search(r"^```\n\$ printf '([^']*)' \| switchyard --dry-run -c routing\.lua\n(.*?)^```",
+                        text, re.S | re.M)
+    return (routing.group(1) if routing else None,
+            (example.group(1).encode().decode("unicode_escape"), example.group(2)) if example else None)
+
+
+def dry_run(args, stdin, timeout=30):
+    p = subprocess.run([switchyard_binary()] + args, input=stdin.encode(), capture_output=True,
+                       timeout=timeout, cwd=REPO_DIR, env=sanitizer_env())
+    return p.returncode, p.stdout.decode("utf-8", "replace"), p.stderr.decode("utf-8", "replace")
+
+
+def sanitizer_env():
+    # A short-lived run under the sanitized binary reports to stderr, where
+    # these checks read it: the log_path files are for the daemons.
+    env = dict(os.environ)
+    for var in ("ASAN_OPTIONS", "UBSAN_OPTIONS"):
+        env[var] = ":".join(o for o in env.get(var, "").split(":") if o and not o.startswith("log_path="))
+    return env
+
+
+def scenario_dry_run(res, workdir):
+    config, example = readme_blocks()
+    if not res.check("dry_run: the README has the routing config and the --dry-run example",
+                     config is not None and example is not None):
+        return
+    path = os.path.join(workdir, "routing.lua")
+    with open(path, "w") as f:
+        f.write(config)
+    stdin, want = example
+    rc, out, err = dry_run(["--dry-run", "-c", path], stdin)
+    res.check("dry_run: the README's example prints exactly what the README shows",
+              rc == 0 and out == want, "rc %d\nwant:\n%s\ngot:\n%s\n%s" % (rc, want, out, err))
+    res.check("dry_run: nothing on stderr", err.strip() == "", err)
+
+    lines = ("api.eu.latency:12|ms\n"
+             "x.y:1|c|#env:dev\n"
+             "not a metric\n"
+             "other.key:5|g\n")
+    rc, out, err = dry_run(["--dry-run", "-c", path], lines)
+    want = ("api.eu.latency:12|ms\n"
+            "  api.eu.latency|ms -> carbon as api.eu.latency, sampled at 0.1\n"
+            "x.y:1|c|#env:dev\n"
+            "  x.y;env=dev|c -> local_console as x.y;env=dev\n"
+            "not a metric\n"
+            "  bad line (counted in bad_lines_seen)\n"
+            "other.key:5|g\n"
+            "  other.key|g -> carbon as other.key\n")
+    res.check("dry_run: a sampled rule, a tag rule, a bad line and the default route, as documented",
+              rc == 0 and out == want, "rc %d\nwant:\n%s\ngot:\n%s\n%s" % (rc, want, out, err))
+
+    bad = os.path.join(workdir, "bad.lua")
+    with open(bad, "w") as f:
+        f.write('return { sinks = { c = { plugin = "console" } }, flushIntervall = 10 }\n')
+    rc, out, err = dry_run(["--dry-run", "-c", bad], "a:1|c\n")
+    res.check("dry_run: a config with an unknown option exits 1 with file, line and key",
+              rc == 1 and "bad.lua:1: flushIntervall: unknown option" in err and out == "",
+              "rc %d\n%s%s" % (rc, out, err))
+
+
+# ---------------------------------------------------------------------------
+# 2. logLevel and -l
+
+
+def small_config(port, extra=""):
+    return """return {
+  listen = { "tcp://%s:%d" },
+  flushInterval = 500,
+  sinks = { out = { plugin = "console" } },
+  %s
+}
+""" % (LOOPBACK, port, extra)
+
+
+def run_level(res, workdir, name, extra, args):
+    """Start with a config and args, stop, return the log (None if it did
+    not start)."""
+    port = free_port("tcp")
+    d = Daemon(name, workdir, args=args)
+    ok = d.start(small_config(port, extra), port=port)
+    if not res.check("log_levels %s: starts" % name, ok, d.logs()):
+        d.stop(5)
+        return None
+    finish(res, "log_levels %s" % name, d)
+    return [line for line in d.log().splitlines() if re.match(r"^\d{4}-\d\d-\d\dT", line)]
+
+
+def levels_of(lines):
+    return {line.split()[1] for line in lines}
+
+
+def scenario_log_levels(res, workdir):
+    lines = run_level(res, workdir, "default", "", [])
+    if lines is not None:
+        res.check("log_levels: by default info lines and no debug lines",
+                  "info" in levels_of(lines) and "debug" not in levels_of(lines), "\n".join(lines))
+    lines = run_level(res, workdir, "debug", 'logLevel = "debug",', [])
+    if lines is not None:
+        res.check("log_levels: logLevel = \"debug\" logs debug lines (the plugin loaded)",
+                  any(" debug loaded sink plugin 'console'" in line for line in lines), "\n".join(lines))
+    lines = run_level(res, workdir, "error", 'logLevel = "error",', [])
+    if lines is not None:
+        res.check("log_levels: logLevel = \"error\" logs nothing on a clean start and stop",
+                  lines == [], "\n".join(lines))
+    lines = run_level(res, workdir, "cmdline", 'logLevel = "error",', ["-l", "debug"])
+    if lines is not None:
+        res.check("log_levels: -l debug wins over logLevel = \"error\"",
+                  "debug" in levels_of(lines) and "info" in levels_of(lines), "\n".join(lines))
+
+    port = free_port("tcp")
+    d = Daemon("badlevel", workdir, args=["-l", "loud"])
+    d.start(small_config(port))
+    rc = d.wait_exit(20)
+    res.check("log_levels: -l loud is refused at start (exit 1, says why)",
+              rc == 1 and "unknown log level 'loud'" in d.log(), "rc %r\n%s" % (rc, d.logs()))
+    path = os.path.join(workdir, "level.lua")
+    with open(path, "w") as f:
+        f.write(small_config(port, 'logLevel = "verbose",'))
+    rc, out, err = dry_run(["--check", path], "")
+    res.check("log_levels: logLevel = \"verbose\" fails --check naming the key and the choices",
+              rc == 1 and re.search(r"level\.lua:\d+: logLevel: must be one of error, warn, info, debug", err),
+              "rc %d\n%s%s" % (rc, out, err))
+
+
+# ---------------------------------------------------------------------------
+# 3. SIGINT
+
+
+def scenario_sigint(res, workdir):
+    carbon = LineListener()
+    port = free_port("tcp")
+    d = Daemon("sigint", workdir)
+    cfg = """return {
+  listen = { "tcp://%s:%d" },
+  flushInterval = 600000,
+  graphite = { legacyNamespace = false },
+  sinks = { carbon = { plugin = "graphite", host = "%s", port = %d } },
+}
+""" % (LOOPBACK, port, LOOPBACK, carbon.port)
+    try:
+        if not res.check("sigint: starts", d.start(cfg, port=port), d.logs()):
+            return
+        payload = "cli.sigint:1|c\n" * 5000 + "cli.sigtimer:7|ms\n" * 300 + "cli.siggauge:42|g\n"
+        send_tcp(port, payload)
+        time.sleep(0.3)
+        res.check("sigint: nothing flushed yet (the interval is 10 minutes)",
+                  not carbon.values("stats.counters.cli.sigint.count"))
+        finish(res, "sigint", d, sig=signal.SIGINT)
+        res.check("sigint: the log says the interrupt stopped it",
+                  d.count(r"Interrupt: stopping; flushing everything received") == 1, d.logs())
+        got = (sum(carbon.values("stats.counters.cli.sigint.count")),
+               sum(carbon.values("stats.timers.cli.sigtimer.count")),
+               carbon.values("stats.gauges.cli.siggauge"))
+        res.check("sigint: every sample received before the signal reached the sink",
+                  got == (5000.0, 300.0, [42.0]), repr(got))
+    finally:
+        d.stop(5)
+        carbon.close()
+
+
+# ---------------------------------------------------------------------------
+# 4. statsd's shortcuts
+
+
+def scenario_statsd_shortcuts(res, workdir):
+    carbon = LineListener()
+    # statsd's exampleConfig.js, line by line; address and the ports chosen
+    # for the test.
+    udp = free_port("udp")
+    d = Daemon("example", workdir)
+    cfg = """-- statsd's exampleConfig.js, ported
+return {
+  graphitePort = %d,
+  graphiteHost = "%s",
+  port = %d,
+  address = "%s",
+  backends = { "./backends/graphite", "./backends/console" },
+  flushInterval = 300,
+}
+""" % (carbon.port, LOOPBACK, udp, LOOPBACK)
+    try:
+        d.start(cfg)
+        ok = wait_until(lambda: d.count(r"listening on udp://127\.0\.0\.1:%d" % udp) == 1, 20)
+        if res.check("statsd_shortcuts: port + address open a UDP listener there", ok, d.logs()):
+            send_udp(udp, ["shortcut.example:3|c", "shortcut.example:4|c"])
+            got = wait_value(carbon, "stats_counts.shortcut.example", 7, 15)
+            res.check("statsd_shortcuts: graphiteHost/graphitePort make a graphite sink (legacy names)",
+                      got == 7, "got %r" % got)
+            res.check("statsd_shortcuts: ./backends/console makes a console sink",
+                      wait_until(lambda: re.search(r"^stats_counts\.shortcut\.example 7 \d+$",
+                                                   d.stdout(), re.M), 10), d.stdout()[-2000:])
+        finish(res, "statsd_shortcuts example", d)
+    finally:
+        d.stop(5)
+
+    # statsd's servers list (UDP, TCP, IPv6) and address_ipv6.
+    u4, t4, u6 = free_port("udp"), free_port("tcp"), free_port("udp")
+    d = Daemon("servers", workdir)
+    cfg = """-- statsd's "servers" form
+return {
+  servers = {
+    { server = "./servers/udp", address = "%s", port = %d },
+    { server = "./servers/tcp", address = "%s", port = %d },
+    { server = "./servers/udp", address_ipv6 = true, port = %d },
+  },
+  graphiteHost = "%s",
+  graphitePort = %d,
+  flushInterval = 300,
+}
+""" % (LOOPBACK, u4, LOOPBACK, t4, u6, LOOPBACK, carbon.port)
+    try:
+        if not res.check("statsd_shortcuts: servers start", d.start(cfg, port=t4), d.logs()):
+            return
+        res.check("statsd_shortcuts: address_ipv6 = true listens on [::]",
+                  d.count(r"listening on udp://\[::\]:%d" % u6) == 1, d.logs())
+        send_udp(u4, ["shortcut.servers:1|c"])
+        send_tcp(t4, "shortcut.servers:10|c\n")
+        try:
+            with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as s:
+                s.sendto(b"shortcut.servers:100|c", ("::1", u6))
+            want = 111
+        except OSError as e:
+            res.note("no IPv6 loopback here (%s): the [::] listener checked by its log line only" % e)
+            want = 11
+        got = wait_value(carbon, "stats_counts.shortcut.servers", want, 15)
+        res.check("statsd_shortcuts: every server in the list receives (udp, tcp, udp over IPv6)",
+                  got == want, "got %r, want %r" % (got, want))
+        finish(res, "statsd_shortcuts servers", d)
+    finally:
+        d.stop(5)
+        carbon.close()
+
+    path = os.path.join(workdir, "repeater.lua")
+    with open(path, "w") as f:
+        f.write('return { port = %d, backends = { "./backends/repeater" } }\n' % udp)
+    rc, out, err = dry_run(["--check", path], "")
+    res.check("statsd_shortcuts: a statsd backend with no switchyard sink fails --check and says so",
+              rc == 1 and "statsd backend './backends/repeater' has no switchyard sink" in err,
+              "rc %d\n%s%s" % (rc, out, err))
+
+
+# ---------------------------------------------------------------------------
+# 5. routing-cache expiry
+
+ROUNDS = int(os.environ.get("SY_CLI_ROUNDS", "5"))
+KEYS_PER_ROUND = 40000
+
+
+def scenario_cache_expiry(res, workdir):
+    carbon = LineListener()
+    port, http = free_port("tcp"), free_port("tcp")
+    d = Daemon("expiry", workdir)
+    cfg = """local route = require "switchyard.route"
+return {
+  listen = { "tcp://%s:%d" },
+  httpAddress = "%s:%d",
+  flushInterval = 250,
+  -- a ring that wraps within a round: a 64 MiB one grows the RSS by the
+  -- bytes received until it has been written through once
+  ringSize = 1048576,
+  graphite = { legacyNamespace = false },
+  sinks = { carbon = { plugin = "graphite", host = "%s", port = %d } },
+  routes = {
+    route.prefix "junk."   :drop "junk",
+    route.default()        :to "carbon",
+  },
+}
+""" % (LOOPBACK, port, LOOPBACK, http, LOOPBACK, carbon.port)
+    try:
+        if not res.check("cache_expiry: starts", d.start(cfg, port=port) and
+                         wait_for_port(http, 20, alive=d.alive), d.logs()):
+            return
+        rss = []
+        keys_after = []
+        for r in range(ROUNDS):
+            payload = "".join("junk.r%d.k%d:1|c\n" % (r, i) for i in range(KEYS_PER_ROUND))
+            send_tcp(port, payload + "cli.kept:1|c\n")
+            peak = metric(http, "switchyard_keys")
+            # Two intervals without samples, and the dropped keys are gone.
+            wait_until(lambda: (metric(http, "switchyard_keys") or 0) <= 5, 15)
+            keys_after.append(metric(http, "switchyard_keys"))
+            rss.append(rss_kib(d.pid))
+            res.note("round %d: keys %s right after, %s later, RSS %d KiB"
+                     % (r + 1, peak, keys_after[-1], rss[-1]))
+        res.check("cache_expiry: after each round of %d dropped keys the table is back to the live keys"
+                  % KEYS_PER_ROUND, all(k is not None and k <= 5 for k in keys_after), repr(keys_after))
+        dropped = metric(http, "switchyard_route_dropped_total")
+        res.check("cache_expiry: every dropped sample is counted",
+                  dropped == ROUNDS * KEYS_PER_ROUND, "switchyard_route_dropped_total %r" % dropped)
+        if sanitizer.sanitized(d.binary):
+            res.skip("cache_expiry: RSS flat across rounds",
+                     "ASan keeps freed memory in its quarantine; the key count above is the check")
+        else:
+            res.check("cache_expiry: RSS flat across rounds (last within 2 MiB of the second)",
+                      rss[-1] <= rss[1] + 2048, "RSS KiB per round %r" % rss)
+        finish(res, "cache_expiry", d)
+        got = sum(carbon.values("stats.counters.cli.kept.count"))
+        res.check("cache_expiry: the routed key's count is exact", got == ROUNDS, "got %r" % got)
+    finally:
+        d.stop(5)
+        carbon.close()
+
+
+# ---------------------------------------------------------------------------
+# 6. listeners across a reload
+
+
+def scenario_reload_listeners(res, workdir):
+    carbon = LineListener()
+    a, b = free_port("tcp"), free_port("tcp")
+    d = Daemon("listeners", workdir)
+
+    def cfg(port, prefix):
+        return """local route = require "switchyard.route"
+return {
+  listen = { "tcp://%s:%d" },
+  flushInterval = 250,
+  graphite = { legacyNamespace = false },
+  sinks = { carbon = { plugin = "graphite", host = "%s", port = %d } },
+  routes = { route.default() :addprefix "%s" :to "carbon" },
+}
+""" % (LOOPBACK, port, LOOPBACK, carbon.port, prefix)
+
+    try:
+        if not res.check("reload_listeners: starts", d.start(cfg(a, "one."), port=a), d.logs()):
+            return
+        d.write_config(cfg(b, "two."))
+        d.hup()
+        applied = d.wait_count(r"reload applied", 1, 20)
+        res.check("reload_listeners: the reload is applied", applied, d.logs())
+        res.check("reload_listeners: the log says listen changed and takes effect at a restart",
+                  d.count(r"warn  reload: listen changed in .*takes effect at the next restart") == 1,
+                  d.logs())
+        send_tcp(a, "cli.where:1|c\n")
+        got = wait_value(carbon, "stats.counters.two.cli.where.count", 1, 15)
+        res.check("reload_listeners: the old port still receives, under the new rules", got == 1,
+                  "got %r\n%s" % (got, "\n".join(t for _, _, t in carbon.lines()[-20:])))
+        refused = False
+        try:
+            socket.create_connection((LOOPBACK, b), timeout=2).close()
+        except ConnectionRefusedError:
+            refused = True
+        except OSError:
+            pass
+        res.check("reload_listeners: the new port is not opened", refused)
+
+        d.write_config(cfg(a, "three."))
+        d.hup()
+        res.check("reload_listeners: a reload back to the running listeners is applied",
+                  d.wait_count(r"reload applied", 2, 20), d.logs())
+        res.check("reload_listeners: ... and does not warn", d.count(r"listen changed") == 1, d.logs())
+        finish(res, "reload_listeners", d)
+    finally:
+        d.stop(5)
+        carbon.close()
+
+
+SCENARIOS = [
+    ("dry_run", scenario_dry_run),
+    ("log_levels", scenario_log_levels),
+    ("sigint", scenario_sigint),
+    ("statsd_shortcuts", scenario_statsd_shortcuts),
+    ("cache_expiry", scenario_cache_expiry),
+    ("reload_listeners", scenario_reload_listeners),
+]
+
+
+def main():
+    wanted = sys.argv[1:]
+    unknown = [w for w in wanted if w not in dict(SCENARIOS)]
+    if unknown:
+        print("unknown scenario(s) %s; choose from %s"
+              % (", ".join(unknown), ", ".join(n for n, _ in SCENARIOS)))
+        return 2
+    res = Results(TEST_NAME)
+    binary = switchyard_binary()
+    print("switchyard binary: %s" % binary)
+    if not res.check("switchyard binary exists", os.access(binary, os.X_OK), binary):
+        return res.finish()
+    workdir = make_workdir("sy-cli-")
+    t_all = time.monotonic()
+    try:
+        for name, fn in SCENARIOS:
+            if wanted and name not in wanted:
+                continue
+            print("== %s" % name)
+            sys.stdout.flush()
+            t0 = time.monotonic()
+            try:
+                fn(res, workdir)
+            except Exception as e:  # a crash of the harness is a failure, not a skip
+                traceback.print_exc()
+                res.check("%s: harness ran without error" % name, False, repr(e))
+            res.note("%s took %.1f s" % (name, time.monotonic() - t0))
+    finally:
+        remove_workdir(workdir)
+    res.note("total %.1f s" % (time.monotonic() - t_all))
+    return res.finish()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,116 @@
+"""One switchyard process run from a config file the test writes.
+
+The pieces most suites need around the daemon under test: write (and
+atomically rewrite) its config, start it and wait for a port, SIGHUP and
+SIGTERM/SIGINT it, read its log, and check a sanitized build left no
+report.  New suites use this rather than growing another copy.
+"""
+import os
+import re
+import signal
+
+from . import REPO_DIR
+from . import sanitizer
+from .netutil import wait_for_port
+from .proc import Process, wait_until
+from .switchyard import switchyard_binary
+
+
+class Daemon:
+    def __init__(self, name, workdir, args=(), env=None):
+        self.name = name
+        self.binary = switchyard_binary()
+        self.config_path = os.path.join(workdir, name + ".config.lua")
+        self.proc = Process(name, [self.binary, "-c", self.config_path] + list(args), workdir,
+                            cwd=REPO_DIR, env=env)
+        self.rc = None
+
+    def write_config(self, text):
+        """Replace the file atomically, so a reload never reads half of it."""
+        tmp = self.config_path + ".tmp"
+        with open(tmp, "w") as f:
+            f.write(text)
+        os.replace(tmp, self.config_path)
+
+    def start(self, text, port=None, timeout=20.0):
+        """Write the config and start; with a port, wait until it accepts
+        TCP connections.  False if the binary is missing or it never did."""
+        if not os.access(self.binary, os.X_OK):
+            return False
+        self.write_config(text)
+        self.proc.start()
+        if port is None:
+            return True
+        return wait_for_port(port, timeout, alive=self.proc.alive)
+
+    @property
+    def pid(self):
+        return self.proc.pid
+
+    def alive(self):
+        return self.proc.alive()
+
+    def signal(self, sig):
+        os.kill(self.proc.pid, sig)
+
+    def hup(self):
+        self.signal(signal.SIGHUP)
+
+    def wait_exit(self, timeout):
+        """The exit code once the process is gone (after a signal the test
+        sent), or None if it is still running after `timeout`."""
+        if not wait_until(lambda: not self.alive(), timeout):
+            return None
+        self.rc = self.proc.popen.returncode
+        return self.rc
+
+    def stop(self, timeout=40.0):
+        """SIGTERM (SIGKILL after `timeout`); the exit code."""
+        if self.rc is None and self.proc.popen is not None:
+            self.rc = self.proc.stop(timeout)
+        return self.rc
+
+    def log(self):
+        try:
+            with open(self.proc.stderr_path, "rb") as f:
+                return f.read().decode("utf-8", "replace")
+        except OSError:
+            return ""
+
+    def stdout(self):
+        try:
+            with open(self.proc.stdout_path, "rb") as f:
+                return f.read().decode("utf-8", "replace")
+        except OSError:
+            return ""
+
+    def log_lines(self, pattern):
+        rx = re.compile(pattern)
+        return [line for line in self.log().splitlines() if rx.search(line)]
+
+    def count(self, pattern):
+        return len(self.log_lines(pattern))
+
+    def wait_count(self, pattern, n, timeout):
+        return wait_until(lambda: self.count(pattern) >= n, timeout)
+
+    def logs(self, limit=6000):
+        return self.proc.logs(limit)
+
+    def check_sanitizer(self, res, label):
+        """No sanitizer report from this daemon (a check only against a
+        sanitized binary: lib/sanitizer.py)."""
+        return sanitizer.check_clean(res, label, self.binary, self.proc.pid, self.log(),
+                                     self.proc.env)
+
+
+def rss_kib(pid):
+    """Resident set size of a process in KiB (0 if it is gone)."""
+    try:
+        with open("/proc/%d/status" % pid) as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
