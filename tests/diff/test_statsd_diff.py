@@ -434,6 +434,27 @@ def check_switchyard_extensions(results, workdir):
         cap.close()
 
 
+def check_harness_detects(results):
+    """The harness's own mutation pass: the same comparison with the daemon
+    under test given other percentiles (MUTATION) must fail, flush by
+    flush, naming the percentile statistics that differ.  A harness that
+    stopped seeing differences would pass everything above; this fails
+    instead.  Once per make test: against the plain binary only (what it
+    checks is the harness, not the daemon)."""
+    from lib import sanitizer
+    if sanitizer.sanitized(switchyard_binary()):
+        return
+    import subprocess
+    p = subprocess.run([sys.executable, os.path.abspath(__file__), "--scenario", "modern", "--mutate"],
+                       capture_output=True, timeout=300)
+    out = p.stdout.decode("utf-8", "replace")
+    fails = re.findall(r"^FAIL  scenario modern: flush \d+ names and values$", out, re.M)
+    results.check("harness: a percentile mutation of the daemon under test is caught (%d flushes "
+                  "differ, mean_99 named)" % len(fails),
+                  p.returncode == 1 and len(fails) >= 3 and "mean_99" in out,
+                  "exit %d\n%s" % (p.returncode, out[-3000:]))
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--against", choices=("switchyard", "statsd"), default="switchyard",
@@ -457,6 +478,8 @@ def main():
                            args.dump)
         if args.against == "switchyard":
             check_switchyard_extensions(results, workdir)
+            if not args.mutate and not args.scenario:
+                check_harness_detects(results)
         else:
             results.skip("switchyard-only checks", "comparing statsd with statsd")
     except Exception as e:  # a crash of the harness is a failure, not a skip
