@@ -114,7 +114,8 @@
  *   destinations      instead of host and port (giving both is an error):
  *                     a list of "HOST:PORT" ("[IPV6]:PORT"), or one such
  *                     string; each listed once
- *   hashing           "ketama" (default) or "jump", with destinations
+ *   hashing           "ketama" (default), "statsd" (statsd proxy's ring) or
+ *                     "jump", with destinations
  *   onDown            "queue" (default) or "rehash", with destinations
  *   downAfterMs       how long a TCP destination (or a UDP one whose
  *                     socket cannot be opened) may stay unconnected
@@ -1249,8 +1250,10 @@ static int repeater_setup(const sy_host_api *api, sy_host *host, void **state,
         method = SHARD_KETAMA;
     } else if (strcmp(hashing, "jump") == 0) {
         method = SHARD_JUMP;
+    } else if (strcmp(hashing, "statsd") == 0) {
+        method = SHARD_STATSD;
     } else {
-        snprintf(err, errlen, "setting 'hashing' must be \"ketama\" or \"jump\", not \"%s\"",
+        snprintf(err, errlen, "setting 'hashing' must be \"ketama\", \"statsd\" or \"jump\", not \"%s\"",
                  hashing);
         goto fail;
     }

@@ -4,6 +4,7 @@
 #include "shard.h"
 
 #include <stdio.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -72,6 +73,17 @@ static int point_cmp(const void *a, const void *b)
     return x->node < y->node ? -1 : x->node > y->node;
 }
 
+/* Position, then the listed order of the nodes: what JavaScript's stable
+ * sort by position gives (points were made node by node; two equal
+ * points of one node are interchangeable). */
+static int point_cmp_stable(const void *a, const void *b)
+{
+    const shard_point *x = a, *y = b;
+    if (x->pos != y->pos)
+        return x->pos < y->pos ? -1 : 1;
+    return x->node < y->node ? -1 : x->node > y->node;
+}
+
 void shard_free(shard *s)
 {
     if (!s)
@@ -86,7 +98,7 @@ void shard_free(shard *s)
 
 shard *shard_new(shard_method method, const char *const *names, size_t n)
 {
-    if (n == 0 || n > SHARD_MAX_NODES || (method != SHARD_KETAMA && method != SHARD_JUMP))
+    if (n == 0 || n > SHARD_MAX_NODES || (method != SHARD_KETAMA && method != SHARD_JUMP && method != SHARD_STATSD))
         return NULL;
     shard *s = calloc(1, sizeof(*s));
     if (!s)
@@ -125,6 +137,35 @@ shard *shard_new(shard_method method, const char *const *names, size_t n)
         sort_names = s->names;
         qsort(s->pts, s->npts, sizeof(*s->pts), point_cmp);
         sort_names = NULL;
+    } else if (method == SHARD_STATSD) {
+        /* hashring's continuum(): weight 100 each, so the share of a node
+         * is 100 / (100 n), times 40 vnodes, times n, floored; evaluated
+         * left to right in doubles, as JavaScript does (1/3 * 40 * 3 is
+         * 39.99999999999999 there too). */
+        double pct = 100.0 / (100.0 * (double)n);
+        size_t per = (size_t)floor(pct * 40.0 * (double)n);
+        s->npts = n * per;
+        s->pts = malloc((s->npts ? s->npts : 1) * sizeof(*s->pts));
+        if (!s->pts)
+            goto fail;
+        size_t k = 0;
+        for (size_t i = 0; i < n; i++) {
+            size_t nlen = strlen(names[i]);
+            char *key = malloc(nlen + 24);
+            if (!key)
+                goto fail;
+            for (size_t d = 0; d < per; d++) {
+                int klen = snprintf(key, nlen + 24, "%s-%zu", names[i], d);
+                unsigned char dig[SY_MD5_DIGEST_LEN];
+                sy_md5(key, (size_t)klen, dig);
+                s->pts[k].pos = le32(dig);
+                s->pts[k].node = (uint32_t)i;
+                k++;
+            }
+            free(key);
+        }
+        /* stable by position: equal positions keep the listed order */
+        qsort(s->pts, s->npts, sizeof(*s->pts), point_cmp_stable);
     }
     return s;
 fail:
@@ -151,13 +192,40 @@ static size_t ketama_index(const shard *s, uint32_t h)
     return lo == s->npts ? 0 : lo;
 }
 
+/* hashring's find(), step for step (its answer differs from the plain
+ * search above only for a key at position 0 or on a run of equal points). */
+static size_t statsd_index(const shard *s, uint32_t h)
+{
+    long size = (long)s->npts, low = 0, high = size;
+    for (;;) {
+        long mid = (low + high) >> 1;
+        if (mid == size)
+            return 0;
+        uint32_t middle = s->pts[mid].pos;
+        uint32_t prev = mid == 0 ? 0 : s->pts[mid - 1].pos;
+        if (h <= middle && h > prev)
+            return (size_t)mid;
+        if (middle < h)
+            low = mid + 1;
+        else
+            high = mid - 1;
+        if (low > high)
+            return 0;
+    }
+}
+
+static size_t ring_index(const shard *s, uint32_t h)
+{
+    return s->method == SHARD_STATSD ? statsd_index(s, h) : ketama_index(s, h);
+}
+
 size_t shard_pick(const shard *s, const char *key, size_t len)
 {
     if (s->n == 1)
         return 0;
     if (s->method == SHARD_JUMP)
         return (size_t)shard_jump(shard_jump_key(key, len), (int32_t)s->n);
-    return s->pts[ketama_index(s, shard_ketama_position(key, len))].node;
+    return s->pts[ring_index(s, shard_ketama_position(key, len))].node;
 }
 
 /* splitmix64: derives the seeds of the re-jumps from the key's own. */
@@ -194,7 +262,7 @@ size_t shard_pick_up(const shard *s, const char *key, size_t len, const unsigned
         }
         return own;
     }
-    size_t at = ketama_index(s, shard_ketama_position(key, len));
+    size_t at = ring_index(s, shard_ketama_position(key, len));
     size_t own = s->pts[at].node;
     *own_out = own;
     if (up[own])

@@ -22,6 +22,23 @@
  *   node it is; when a node is down its keys can go to the next node
  *   round the ring (shard_pick_up), which spreads them over the others.
  *
+ *   This is also the layout of npm's `hashring` package with its default
+ *   options (tests/integration/test_relay_tier.py checks placement
+ *   against it).
+ *
+ * SHARD_STATSD - the ring of statsd's own proxy (proxy.js, which builds
+ *   npm `hashring` with replicas 0, so a tier of switchyards and statsd
+ *   proxies in front of the same aggregators sends each key to the same
+ *   one):
+ *     - one point per digest (bytes 0..3, little-endian) of md5("NAME-i")
+ *       for i below floor(1/n * 40 * n) as JavaScript's doubles compute
+ *       it: 40 points per node, 39 for some node counts (3, 6, 7, ...);
+ *     - points at the same position keep the order the nodes are listed
+ *       in (JavaScript's sort is stable);
+ *     - a key (the name before its ':' in statsd; the routed key here) is
+ *       found with hashring's own binary search: the first point at or
+ *       after its position, wrapping round to the first point.
+ *
  * SHARD_JUMP - Lamping and Veach's jump consistent hash of the first 8
  *   bytes of md5(key) (little-endian): nodes are numbered by their place
  *   in the list; perfectly balanced and exactly minimal movement, but only
@@ -35,7 +52,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-typedef enum shard_method { SHARD_KETAMA = 0, SHARD_JUMP = 1 } shard_method;
+typedef enum shard_method { SHARD_KETAMA = 0, SHARD_JUMP = 1, SHARD_STATSD = 2 } shard_method;
 
 #define SHARD_KETAMA_DIGESTS 40  /* per node; 4 points each */
 #define SHARD_KETAMA_POINTS (SHARD_KETAMA_DIGESTS * 4)

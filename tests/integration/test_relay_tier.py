@@ -41,7 +41,9 @@ Usage: /usr/bin/python3 tests/integration/test_relay_tier.py   ($SY_BIN)
 """
 import bisect
 import hashlib
+import json
 import os
+import subprocess
 import sys
 import time
 
@@ -52,6 +54,7 @@ from lib.capture import GraphiteCapture  # noqa: E402
 from lib.netutil import LOOPBACK, free_port_pair, send_tcp, sleep_until_phase, wait_for_port  # noqa: E402
 from lib.proc import Process, make_workdir, remove_workdir, wait_until  # noqa: E402
 from lib.results import Results  # noqa: E402
+from lib.statsd import NPM_DIR, ensure_statsd  # noqa: E402
 from lib.switchyard import switchyard_binary, to_lua  # noqa: E402
 
 TEST_NAME = "test_relay_tier"
@@ -109,6 +112,20 @@ class Ring:
             if node not in down:
                 return node
         return self.pts[i][1]
+
+
+def hashring_placement(nodes, keys, mode):
+    """Where npm's hashring (statsd's dependency, written elsewhere) puts
+    each key: "default" (libketama's layout) or "statsd" (the ring
+    statsd's proxy.js builds)."""
+    ensure_statsd()
+    env = dict(os.environ, NODE_PATH=os.path.join(NPM_DIR, "node_modules"))
+    p = subprocess.run(["node", os.path.join(REPO_DIR, "tests", "lib", "hashring_ref.js")],
+                       input=json.dumps({"nodes": nodes, "keys": keys, "mode": mode}).encode(),
+                       capture_output=True, env=env, timeout=60)
+    if p.returncode != 0:
+        raise RuntimeError("hashring_ref.js failed: %s" % p.stderr.decode("utf-8", "replace"))
+    return dict(zip(keys, json.loads(p.stdout)))
 
 
 # ---------------------------------------------------------------------
@@ -371,6 +388,26 @@ def phase_all_up(results, label, front, aggs, ring, prefix):
                   "dropped = %r" % front.total("dropped"))
 
 
+def phase_statsd_ring(results, front, aggs, ring):
+    """hashing = "statsd": every key on the aggregator statsd's own proxy
+    would pick (npm hashring as proxy.js builds it), a placement that
+    differs from the ketama ring's for many keys."""
+    label = "statsd ring (TCP)"
+    prefix = "relay.s"
+    batch = Batch(prefix, counters=1000, tagged=0, timers=500, sets=500)
+    names = [a.dest for a in aggs]
+    keys = list(batch.keys)
+    where = hashring_placement(names, keys, "statsd")
+    differ = sum(1 for k in keys if where[k] != ring.pick(k))
+    results.check("%s: the statsd ring places %d of %d keys elsewhere than ketama (the check "
+                  "can tell them apart)" % (label, differ, len(keys)), differ > len(keys) // 4)
+    sleep_until_phase(AGG_INTERVAL, 0.3)
+    front.daemon.send(batch.all_lines())
+    ok = wait_for_keys(aggs, prefix, len(batch.keys), 12)
+    results.check("%s: the batch arrived" % label, ok)
+    check_batch(results, label, aggs, batch, prefix, lambda k: names.index(where[k]))
+
+
 def phase_queue(results, front, aggs, ring):
     label = "queue (TCP)"
     names = [a.dest for a in aggs]
@@ -539,11 +576,20 @@ def run(results, workdir, aggs, fronts):
         a.capture = cap
         aggs.append(a)
     ring = Ring([a.dest for a in aggs])
+    # The ring above is this file's own port of shard.c; check it against
+    # npm's hashring, which nobody here wrote (libketama's layout is its
+    # default), so placement is not checked against the code's own twin.
+    keys = list(Batch("relay.p").keys) + list(Batch("relay.u").keys)
+    ref = hashring_placement([a.dest for a in aggs], keys, "default")
+    wrong = [k for k in keys if ref[k] != ring.pick(k)]
+    results.check("the ketama ring places all %d keys where npm hashring (libketama's layout) does"
+                  % len(keys), not wrong, "%d differ, e.g. %r" % (len(wrong), wrong[:5]))
     fronts["tcp"] = Front(workdir, "F-tcp", aggs, protocol="tcp")
     fronts["udp"] = Front(workdir, "F-udp", aggs, protocol="udp", onDown="rehash")
     fronts["rehash"] = Front(workdir, "F-rehash", aggs, protocol="tcp", onDown="rehash",
                              downAfterMs=300)
     fronts["tiny"] = Front(workdir, "F-tiny", aggs, protocol="tcp", maxQueueBytes=TINY_QUEUE)
+    fronts["statsd"] = Front(workdir, "F-statsd", aggs, protocol="tcp", hashing="statsd")
     for d in aggs + [f.daemon for f in fronts.values()]:
         if not results.check("%s starts" % d.name, d.start(), d.logs()):
             return
@@ -554,6 +600,7 @@ def run(results, workdir, aggs, fronts):
 
     phase_all_up(results, "all up (TCP)", fronts["tcp"], aggs, ring, "relay.p")
     phase_all_up(results, "all up (UDP)", fronts["udp"], aggs, ring, "relay.u")
+    phase_statsd_ring(results, fronts["statsd"], aggs, ring)
     phase_queue(results, fronts["tcp"], aggs, ring)
     phase_tiny(results, fronts["tiny"], aggs, ring)
     phase_rehash_tcp(results, fronts["rehash"], aggs, ring)
