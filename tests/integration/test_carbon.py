@@ -473,6 +473,25 @@ def check_outage(results, carbon, workdir):
         daemon.stop()
 
 
+def check_against_statsd(results):
+    """The harness's own check, once per make test (against the plain
+    binary only: it checks the expectations, not the daemon): the same
+    scenario run against the reference statsd must pass, so the values
+    this file expects are statsd's and not merely switchyard's."""
+    from lib import sanitizer
+    if sanitizer.sanitized(switchyard_binary()):
+        return
+    import subprocess
+    p = subprocess.run([sys.executable, os.path.abspath(__file__), "--against", "statsd"],
+                       capture_output=True, timeout=300)
+    out = p.stdout.decode("utf-8", "replace")
+    m = re.search(r"^test_carbon: (\d+) passed, (\d+) failed", out, re.M)
+    passed = int(m.group(1)) if m else 0
+    results.check("harness: the same expectations hold against the reference statsd (%d checks)"
+                  % passed, p.returncode == 0 and m is not None and passed >= 10 and m.group(2) == "0",
+                  "exit %d\n%s" % (p.returncode, out[-3000:]))
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--against", choices=("switchyard", "statsd"), default="switchyard")
@@ -490,6 +509,7 @@ def main():
         check_daemon(results, carbon, args.against, workdir)
         if args.against == "switchyard":
             check_outage(results, carbon, workdir)
+            check_against_statsd(results)
         else:
             results.skip("outage", "statsd's graphite backend keeps no queue")
     except Exception as e:  # a crash of the harness is a failure, not a skip
