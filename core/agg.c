@@ -1215,6 +1215,14 @@ void sy_agg_line(sy_agg *a, const char *line, size_t len, const sy_origin *origi
     a->e_metrics->u.value += 1;
     stat_bump(&a->st.lines);
     if (klen < 0) {
+        if (klen == SY_PARSE_EVENT) {
+            stat_bump(&a->st.dd_events);
+            return;
+        }
+        if (klen == SY_PARSE_SERVICE_CHECK) {
+            stat_bump(&a->st.dd_service_checks);
+            return;
+        }
         if (klen == SY_PARSE_TOO_LONG)
             key_too_long(a, line, len);
         bad_line(a, line, len);
@@ -1241,6 +1249,13 @@ void sy_agg_line(sy_agg *a, const char *line, size_t len, const sy_origin *origi
         }
         stat_bump(&a->st.samples);
         apply(a, a->key, (size_t)klen, &s);
+    }
+    if (__builtin_expect(it.containers | it.timestamps, 0)) {
+        /* one writer (this thread): a plain store, as stat_bump */
+        atomic_store_explicit(&a->st.dd_containers, atomic_load_explicit(&a->st.dd_containers,
+                              memory_order_relaxed) + it.containers, memory_order_relaxed);
+        atomic_store_explicit(&a->st.dd_timestamps, atomic_load_explicit(&a->st.dd_timestamps,
+                              memory_order_relaxed) + it.timestamps, memory_order_relaxed);
     }
 }
 

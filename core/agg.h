@@ -80,6 +80,9 @@ typedef struct sy_agg_stats {
     _Atomic uint64_t route_errors;   /* decisions that failed (default route used) */
     _Atomic uint64_t predecided;     /* decisions taken from a reload's predecided table */
     _Atomic uint64_t predecide_misses; /* decided by Lua while such a table was in use */
+    /* DogStatsD: events and service checks (recognised, not forwarded),
+     * container IDs and timestamps (skipped; see parse.c) */
+    _Atomic uint64_t dd_events, dd_service_checks, dd_containers, dd_timestamps;
     _Atomic int64_t last_msg_ms;     /* wall clock of the last line seen */
 } sy_agg_stats;
 

@@ -294,6 +294,12 @@ static int dry_run(const char *file, const char *lua_dir)
                    "bad_lines_seen)\n", line, SY_KEY_MAX - 1);
             continue;
         }
+        if (klen == SY_PARSE_EVENT || klen == SY_PARSE_SERVICE_CHECK) {
+            printf("%s\n  DogStatsD %s: counted (switchyard_dogstatsd_%s_total), not forwarded\n", line,
+                   klen == SY_PARSE_EVENT ? "event" : "service check",
+                   klen == SY_PARSE_EVENT ? "events" : "service_checks");
+            continue;
+        }
         if (klen < 0) {
             printf("%s\n  bad line (counted in bad_lines_seen)\n", line);
             continue;

@@ -21,6 +21,22 @@
  *   - bytes that are not valid UTF-8 are kept as they are (statsd turns
  *     each into U+FFFD, so "\xff" and "\xfe" are one set member there).
  *
+ * DogStatsD's extensions (protocol 1.1 to 1.3) are read where statsd
+ * would count a bad line, so no line statsd accepts changes meaning:
+ *
+ *   - several values in one message, "k:1:2:3|ms|@0.5": a value with no
+ *     type takes the type and rate of the next value part that has one
+ *     (statsd: a bad line per typeless value).  "k:1|c:2|g", statsd's own
+ *     form, is unchanged;
+ *   - "|c:ID" (a container) and "|T1700000000" (a timestamp) after the
+ *     type, in any order with "@rate" and "#tags": skipped, and counted by
+ *     the caller.  Never the value's or the type's field, so "k:1|c:2|c"
+ *     stays two counters;
+ *   - events ("_e{5,4}:title|text|...") and service checks
+ *     ("_sc|name|0|..."): recognised, checked for their form, and answered
+ *     with their own codes instead of a key;
+ *   - "|d" (distribution) is a timer, as "|h" is.
+ *
  * Everything else is statsd's rule, quirks included, because dashboards
  * depend on the names it produces: `k:1|c|` is bad (an empty rate field),
  * only the first ';' and ':' of a tag are replaced, an empty set member
@@ -160,6 +176,90 @@ static int tag_append(char *key, int n, const char *t, size_t len, int sanitize,
     return key_append(key, n, tag, len, sanitize, in_space);
 }
 
+static int all_digits(const char *s, size_t len)
+{
+    if (len == 0)
+        return 0;
+    for (size_t i = 0; i < len; i++)
+        if (s[i] < '0' || s[i] > '9')
+            return 0;
+    return 1;
+}
+
+/* A DogStatsD optional field other than rate and tags, [f, f + len):
+ * 'c' for "c:ID", 'T' for "T<digits>", else 0. */
+static int dd_field(const char *f, size_t len)
+{
+    if (len >= 2 && f[0] == 'c' && f[1] == ':')
+        return 'c';
+    if (len >= 2 && f[0] == 'T' && all_digits(f + 1, len - 1))
+        return 'T';
+    return 0;
+}
+
+static void dd_count(sy_line *it, int kind)
+{
+    if (kind == 'c')
+        it->containers++;
+    else if (kind == 'T')
+        it->timestamps++;
+}
+
+/* The tag text [t, tend) ends at the first DogStatsD field after it
+ * ("|#a:b|c:ID|T123": the tags are "a:b"); the fields from there on are
+ * counted.  statsd would keep them in its last tag. */
+static const char *dd_cut_fields(sy_line *it, const char *t, const char *tend)
+{
+    const char *cut = NULL;
+    for (const char *b = memchr(t, '|', (size_t)(tend - t)); b;) {
+        const char *f = b + 1;
+        const char *nb = f < tend ? memchr(f, '|', (size_t)(tend - f)) : NULL;
+        int kind = dd_field(f, (size_t)((nb ? nb : tend) - f));
+        if (kind) {
+            if (!cut)
+                cut = b;
+            dd_count(it, kind);
+        }
+        b = nb;
+    }
+    return cut ? cut : tend;
+}
+
+/* A DogStatsD event "_e{TITLE_LEN,TEXT_LEN}:title|text[|...]" or service
+ * check "_sc|name|status[|...]" (status 0 to 3): its code, -1 when the
+ * line starts like one but is malformed, 0 when it is neither. */
+static int dd_special(const char *line, size_t len)
+{
+    if (len >= 3 && line[1] == 'e' && line[2] == '{') {
+        size_t i = 3, a = 0, b = 0;
+        if (i >= len || line[i] < '0' || line[i] > '9')
+            return 0;
+        while (i < len && line[i] >= '0' && line[i] <= '9' && a < 1u << 24)
+            a = a * 10 + (size_t)(line[i++] - '0');
+        if (i >= len || line[i++] != ',' || i >= len || line[i] < '0' || line[i] > '9')
+            return 0;
+        while (i < len && line[i] >= '0' && line[i] <= '9' && b < 1u << 24)
+            b = b * 10 + (size_t)(line[i++] - '0');
+        if (i + 1 >= len || line[i] != '}' || line[i + 1] != ':')
+            return 0;
+        i += 2;
+        /* the title, a '|', the text, then the end or more fields */
+        if (a == 0 || len - i < a + 1 + b || line[i + a] != '|' ||
+            (len - i > a + 1 + b && line[i + a + 1 + b] != '|'))
+            return 0;
+        return SY_PARSE_EVENT;
+    }
+    if (len >= 4 && line[1] == 's' && line[2] == 'c' && line[3] == '|') {
+        const char *name = line + 4, *end = line + len;
+        const char *bar = memchr(name, '|', (size_t)(end - name));
+        if (!bar || bar == name || bar + 1 >= end || bar[1] < '0' || bar[1] > '3' ||
+            (bar + 2 < end && bar[2] != '|'))
+            return 0;
+        return SY_PARSE_SERVICE_CHECK;
+    }
+    return 0;
+}
+
 int sy_parse_begin(sy_line *it, const char *line, size_t len, char *keybuf, int sanitize)
 {
     if (len && line[len - 1] == '\r')
@@ -171,6 +271,8 @@ int sy_parse_begin(sy_line *it, const char *line, size_t len, char *keybuf, int 
     it->tags = "";
     it->tags_len = 0;
     it->sanitize = sanitize;
+    it->containers = it->timestamps = 0;
+    it->mv_end = NULL;
     if (!tags && sanitize) {
         /* The common line, "name:value|type" with a clean name and no
          * tags: one scan finds the colon and the key is copied as it is,
@@ -191,6 +293,11 @@ int sy_parse_begin(sy_line *it, const char *line, size_t len, char *keybuf, int 
             return (int)kl;
         }
     }
+    if (line[0] == '_') {
+        int dd = dd_special(line, len);
+        if (dd)
+            return dd;
+    }
     const char *body_end = tags ? tags : end;
     const char *colon = memchr(line, ':', (size_t)(body_end - line));
     if (!colon)
@@ -206,6 +313,8 @@ int sy_parse_begin(sy_line *it, const char *line, size_t len, char *keybuf, int 
     const char *tend = tags ? find_tags(t, end) : NULL; /* statsd keeps only the first |# part */
     if (!tend)
         tend = end;
+    if (tags)
+        tend = dd_cut_fields(it, t, tend);
     if (t < tend) { /* statsd: tags only when bits[1].length > 0 */
         it->tags = t;
         it->tags_len = (uint32_t)(tend - t);
@@ -271,39 +380,98 @@ static int parse_rate(const char *s, size_t len, double *rate)
     return 0;
 }
 
+/*
+ * The fields of one value part, from `part` to the next ':' (statsd's
+ * "a:1|c:2|c") or the end: f[0] the value, f[1] the type, f[2] the rate
+ * (statsd's fields[2]; more are ignored), *nf how many there are.
+ * DogStatsD's container and timestamp fields, never the value's or the
+ * type's, are skipped and counted in it; a container's ID may hold no
+ * '|' and runs to the next one.  Sets it->p to the next part (NULL at the
+ * end).  One pass: a part is as short as "42|ms".
+ */
+static void scan_part(sy_line *it, const char *part, const char *f[3], size_t flen[3], int *nf_out)
+{
+    const char *end = it->end, *fs = part, *q = part;
+    int nf = 0, idx = 0; /* fields kept; index of the field at fs */
+    for (;;) {
+        while (q < end && *q != ':' && *q != '|')
+            q++;
+        if (q < end && *q == ':' && idx >= 2 && q - fs == 1 && *fs == 'c') {
+            it->containers++;
+            q = memchr(q, '|', (size_t)(end - q));
+            if (!q) {
+                q = end;
+                break;
+            }
+            fs = ++q;
+            idx++;
+            continue;
+        }
+        size_t len = (size_t)(q - fs);
+        if (idx >= 2 && len >= 2 && *fs == 'T' && all_digits(fs + 1, len - 1))
+            it->timestamps++;
+        else if (nf < 3) {
+            f[nf] = fs;
+            flen[nf] = len;
+            nf++;
+        }
+        if (q >= end || *q == ':')
+            break;
+        fs = ++q;
+        idx++;
+    }
+    it->p = q < end ? q + 1 : NULL;
+    *nf_out = nf;
+}
+
+/* DogStatsD's several values in one message ("k:1:2:3|ms|@0.1"): a value
+ * part with no type takes the type and rate of the next part that has
+ * one.  That part is looked for once and remembered, so a line of many
+ * values costs one pass.  0 when no later part has a type. */
+static int borrow_type(sy_line *it, const char *f[3], size_t flen[3], int *nf)
+{
+    if (!it->p)
+        return 0;
+    if (!it->mv_end || it->p > it->mv_end) {
+        sy_line look = *it; /* its counts are not this value's */
+        it->mv_end = NULL;
+        while (look.p) {
+            const char *g[3];
+            size_t glen[3];
+            int ng;
+            const char *start = look.p;
+            scan_part(&look, start, g, glen, &ng);
+            if (ng >= 2) {
+                it->mv_end = look.p ? look.p - 1 : look.end;
+                it->mv_type = g[1];
+                it->mv_type_len = (uint32_t)glen[1];
+                it->mv_rate = ng == 3 ? g[2] : NULL;
+                it->mv_rate_len = ng == 3 ? (uint32_t)glen[2] : 0;
+                break;
+            }
+        }
+        if (!it->mv_end)
+            return 0;
+    }
+    f[1] = it->mv_type;
+    flen[1] = it->mv_type_len;
+    *nf = 2;
+    if (it->mv_rate) {
+        f[2] = it->mv_rate;
+        flen[2] = it->mv_rate_len;
+        *nf = 3;
+    }
+    return 1;
+}
+
 int sy_parse_value(sy_line *it, sy_sample *out)
 {
-    const char *part = it->p;
-    /* One pass over a part as short as "42|ms" finds where it ends (the
-     * next ':', for "a:1|c:2|c") and the first three '|' (fields =
-     * part.split('|'): value, type, rate; more are ignored), where
-     * separate memchr calls cost more than the scan. */
-    const char *bar[3] = { NULL, NULL, NULL };
-    int nbar = 0;
-    const char *q = part, *end = it->end;
-    for (; q < end; q++) {
-        char ch = *q;
-        if (ch == ':')
-            break;
-        if (ch == '|' && nbar < 3)
-            bar[nbar++] = q;
-    }
-    const char *pend = q;
-    it->p = q < end ? q + 1 : NULL;
-
     const char *f[3];
     size_t flen[3];
-    int nf = 0;
-    const char *p = part;
-    while (nf < 3) {
-        const char *b = nf < nbar ? bar[nf] : NULL;
-        f[nf] = p;
-        flen[nf] = (size_t)((b ? b : pend) - p);
-        nf++;
-        if (!b)
-            break;
-        p = b + 1;
-    }
+    int nf;
+    scan_part(it, it->p, f, flen, &nf);
+    if (nf == 1 && !borrow_type(it, f, flen, &nf))
+        return -1;
     if (nf < 2 || parse_type(f[1], flen[1], &out->type) < 0)
         return -1;
     /* statsd's is_valid_packet looks at the untrimmed type: only exactly

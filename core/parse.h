@@ -25,6 +25,10 @@
 
 /* sy_parse_begin's answer for a key of SY_KEY_MAX bytes or more. */
 #define SY_PARSE_TOO_LONG (-3)
+/* ... for a DogStatsD event ("_e{5,4}:title|text|...") and service check
+ * ("_sc|name|0|..."): well formed, not metrics, never bad lines. */
+#define SY_PARSE_EVENT (-4)
+#define SY_PARSE_SERVICE_CHECK (-5)
 
 typedef struct sy_line {
     const char *p;     /* next value part */
@@ -32,6 +36,15 @@ typedef struct sy_line {
     const char *tags;  /* DogStatsD tags as sent (after "|#"), or "" */
     uint32_t tags_len;
     int sanitize;
+    /* DogStatsD's optional fields seen so far in this line (protocol 1.2
+     * and 1.3): container IDs ("|c:ID") and timestamps ("|T1700000000"),
+     * both skipped (see parse.c) and counted by the caller. */
+    uint32_t containers, timestamps;
+    /* Several values in one message ("k:1:2:3|ms"): the part whose type
+     * the typeless values before it take, found once. */
+    const char *mv_end;
+    const char *mv_type, *mv_rate;
+    uint32_t mv_type_len, mv_rate_len;
 } sy_line;
 
 /*
@@ -39,7 +52,9 @@ typedef struct sy_line {
  * written to keybuf (SY_KEY_MAX bytes, NUL-terminated) and its length
  * returned.  Returns -1 when the line as a whole is malformed (no key, or
  * no value), SY_PARSE_TOO_LONG when the key does not fit SY_KEY_MAX (also a
- * bad line).  An empty line returns -2 and is not a bad line.
+ * bad line), SY_PARSE_EVENT or SY_PARSE_SERVICE_CHECK for a well-formed
+ * DogStatsD event or service check.  An empty line returns -2 and is not a
+ * bad line.
  */
 int sy_parse_begin(sy_line *it, const char *line, size_t len, char *keybuf, int sanitize);
 

@@ -8,7 +8,8 @@
  * and off.  Checked for every line:
  *
  *   - sy_parse_begin answers -2 only for an empty line (a lone CR too), -1,
- *     SY_PARSE_TOO_LONG (for a line of SY_KEY_MAX bytes or more when
+ *     SY_PARSE_EVENT / SY_PARSE_SERVICE_CHECK only for a line starting
+ *     "_e{" / "_sc|", SY_PARSE_TOO_LONG (for a line of SY_KEY_MAX bytes or more when
  *     sanitising), or a key length in [1, SY_KEY_MAX); the key is NUL-terminated there;
  *     with sanitising it holds only [A-Za-z0-9_.;=-] (so no NUL either);
  *   - sy_parse_next ends (at most one value per ':' plus one), answers
@@ -232,6 +233,13 @@ static void check_line(const char *line, size_t len, int sanitize)
     FUZZ_CHECK(eff > 0, "an empty line answered %d, not -2", klen);
     if (klen == -1)
         return;
+    if (klen == SY_PARSE_EVENT || klen == SY_PARSE_SERVICE_CHECK) {
+        FUZZ_CHECK(klen == SY_PARSE_EVENT ? eff >= 8 && memcmp(line, "_e{", 3) == 0
+                                          : eff >= 6 && memcmp(line, "_sc|", 4) == 0,
+                   "answered %d (a DogStatsD %s) for a line that does not start like one", klen,
+                   klen == SY_PARSE_EVENT ? "event" : "service check");
+        return;
+    }
     if (klen == SY_PARSE_TOO_LONG) {
         FUZZ_CHECK(eff >= SY_KEY_MAX, "too long (%d) for a line of %zu bytes", klen, len);
         return;

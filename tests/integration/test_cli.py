@@ -22,6 +22,11 @@ Each scenario starts the real daemon (build/switchyard or $SY_BIN):
   6. reload_listeners: a reload that changes `listen` keeps the running
      listeners (the old port still receives, the new one is not opened)
      and says so in the log; a reload that leaves them alone says nothing.
+  7. dogstatsd: npm hot-shots in its DogStatsD mode sends tagged counters,
+     timings, histograms, distributions, gauges, sets, events and service
+     checks; plus lines with several values, container IDs and
+     timestamps: every value adds up at the sink, events and checks are
+     counted on their own, and nothing is a bad line.
 
 Usage:
   /usr/bin/python3 tests/integration/test_cli.py [SCENARIO ...]
@@ -43,10 +48,12 @@ from lib.daemon import Daemon, rss_kib  # noqa: E402
 from lib.netutil import LOOPBACK, free_port, http_get, send_tcp, send_udp, wait_for_port  # noqa: E402
 from lib.proc import make_workdir, remove_workdir, wait_until  # noqa: E402
 from lib.results import Results  # noqa: E402
+from lib.statsd import ensure_npm  # noqa: E402
 from lib.switchyard import switchyard_binary  # noqa: E402
 from lib.tcplisten import LineListener  # noqa: E402
 
 TEST_NAME = "test_cli"
+HOT_SHOTS_VERSION = "18.0.0"
 README = os.path.join(REPO_DIR, "README.md")
 
 
@@ -443,6 +450,73 @@ return {
         carbon.close()
 
 
+# ---------------------------------------------------------------------------
+# 7. DogStatsD from a real client
+
+HS_N = 200
+
+
+def scenario_dogstatsd(res, workdir):
+    carbon = LineListener()
+    udp, http = free_port("udp"), free_port("tcp")
+    d = Daemon("dogstatsd", workdir)
+    cfg = """return {
+  listen = { "udp://%s:%d" },
+  httpAddress = "%s:%d",
+  flushInterval = 300,
+  graphite = { legacyNamespace = false },
+  sinks = { carbon = { plugin = "graphite", host = "%s", port = %d } },
+}
+""" % (LOOPBACK, udp, LOOPBACK, http, LOOPBACK, carbon.port)
+    try:
+        if not res.check("dogstatsd: starts", d.start(cfg) and wait_for_port(http, 20, alive=d.alive),
+                         d.logs()):
+            return
+        hs = ensure_npm("hot-shots", HOT_SHOTS_VERSION)
+        env = dict(os.environ, NODE_PATH=os.path.dirname(hs))
+        p = subprocess.run(["node", os.path.join(REPO_DIR, "tests", "lib", "hotshots_send.js"), str(udp),
+                            str(HS_N)], capture_output=True, env=env, timeout=60)
+        res.check("dogstatsd: hot-shots %s sent %d of each message" % (HOT_SHOTS_VERSION, HS_N),
+                  p.returncode == 0, p.stderr.decode("utf-8", "replace"))
+        # the extensions hot-shots does not send
+        send_udp(udp, ["dd.multi:1:2:3|ms|@0.5", "dd.ctr:5|c|c:83bd3ea1|T1700000000",
+                       "dd.tagged:1|c|#a:b|c:83bd3ea1", "dd.sets:x:y:x|s"])
+        want = {
+            "stats.counters.hs.count.count;env=prod;route=-api-v1": HS_N,
+            "stats.timers.hs.timer.count": HS_N,
+            "stats.timers.hs.hist.count": HS_N,
+            "stats.timers.hs.dist.count;env=prod": HS_N,
+            "stats.timers.hs.dist.sum;env=prod": 9 * HS_N,
+            "stats.timers.dd.multi.count": 6,
+            "stats.timers.dd.multi.sum": 6,
+            "stats.counters.dd.ctr.count": 5,
+            "stats.counters.dd.tagged.count;a=b": 1,
+        }
+        carbon.wait(lambda l: all(sum(l.values(k)) >= v for k, v in want.items()), 20)
+        got = {k: sum(carbon.values(k)) for k in want}
+        res.check("dogstatsd: every counter, timer, histogram and distribution adds up (and the "
+                  "several-value, container and timestamp lines)", got == want,
+                  "\n".join("%s: got %r, want %r" % (k, got[k], want[k]) for k in want if got[k] != want[k]))
+        res.check("dogstatsd: the gauge and the set", carbon.values("stats.gauges.hs.gauge")[-1:] == [42.0] and
+                  0 < max(carbon.values("stats.sets.hs.set.count") or [0]) <= 5 and
+                  2.0 in carbon.values("stats.sets.dd.sets.count"),
+                  "gauge %r, hs.set %r, dd.sets %r" % (carbon.values("stats.gauges.hs.gauge")[-3:],
+                                                      carbon.values("stats.sets.hs.set.count"),
+                                                      carbon.values("stats.sets.dd.sets.count")))
+        counts = {m: metric(http, "switchyard_" + m) for m in
+                  ("dogstatsd_events_total", "dogstatsd_service_checks_total",
+                   "dogstatsd_container_ids_total", "dogstatsd_timestamps_total", "bad_lines_total")}
+        res.check("dogstatsd: events and service checks counted on their own, container IDs and "
+                  "timestamps counted, no bad line",
+                  counts == {"dogstatsd_events_total": HS_N, "dogstatsd_service_checks_total": HS_N,
+                             "dogstatsd_container_ids_total": 2, "dogstatsd_timestamps_total": 1,
+                             "bad_lines_total": 0}, repr(counts))
+        finish(res, "dogstatsd", d)
+    finally:
+        d.stop(5)
+        carbon.close()
+
+
 SCENARIOS = [
     ("dry_run", scenario_dry_run),
     ("log_levels", scenario_log_levels),
@@ -450,6 +524,7 @@ SCENARIOS = [
     ("statsd_shortcuts", scenario_statsd_shortcuts),
     ("cache_expiry", scenario_cache_expiry),
     ("reload_listeners", scenario_reload_listeners),
+    ("dogstatsd", scenario_dogstatsd),
 ]
 
 

@@ -18,12 +18,29 @@ NPM_DIR = os.path.join(REPO_DIR, "build", "npm")
 STATS_JS = os.path.join(NPM_DIR, "node_modules", "statsd", "stats.js")
 
 
-def _installed_version():
+def _installed_version(name="statsd"):
     try:
-        with open(os.path.join(NPM_DIR, "node_modules", "statsd", "package.json")) as f:
+        with open(os.path.join(NPM_DIR, "node_modules", name, "package.json")) as f:
             return json.load(f).get("version")
     except (OSError, ValueError):
         return None
+
+
+def ensure_npm(name, version):
+    """Install name@version from npm into build/npm (beside statsd) unless
+    it is there; returns its directory.  Raises RuntimeError with npm's
+    output when the install fails."""
+    os.makedirs(NPM_DIR, exist_ok=True)
+    with open(os.path.join(NPM_DIR, ".install.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if _installed_version(name) != version:
+            cmd = ["npm", "install", "--prefix", NPM_DIR, "--no-audit", "--no-fund",
+                   "%s@%s" % (name, version)]
+            r = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=300)
+            if r.returncode != 0 or _installed_version(name) != version:
+                raise RuntimeError("npm install %s@%s failed:\n%s"
+                                   % (name, version, r.stdout.decode("utf-8", "replace")))
+    return os.path.join(NPM_DIR, "node_modules", name)
 
 
 def ensure_statsd():

@@ -206,6 +206,53 @@ static const pcase multi_cases[] = {
     { L("k:x|c:1|c"), K("k"), .kind = SD, .v = { BADV, V('c', 1, 1) } },
 };
 
+/* DogStatsD's extensions (protocol 1.1-1.3), read only where statsd
+ * counts a bad line (parse.c's header). */
+#define DD "DogStatsD: statsd counts a bad line here"
+static const pcase dogstatsd_cases[] = {
+    /* several values in one message share the type and rate after them */
+    { L("k:1:2:3|ms"), K("k"), .kind = DELIB, .why = DD,
+      .v = { V('t', 1, 1), V('t', 2, 1), V('t', 3, 1) } },
+    { L("k:1:2|c|@0.5"), K("k"), .kind = DELIB, .why = DD, .v = { V('c', 1, 0.5), V('c', 2, 0.5) } },
+    { L("k:a:b:a|s"), K("k"), .kind = DELIB, .why = DD,
+      .v = { VS("a", 1), VS("b", 1), VS("a", 1) } },
+    { L("k:1:2|g:3|c"), K("k"), .kind = DELIB, .why = DD,
+      .v = { V('g', 1, 1), V('g', 2, 1), V('c', 3, 1) } },
+    { L("k:1:x:3|ms"), K("k"), .kind = DELIB, .why = DD, .v = { V('t', 1, 1), BADV, V('t', 3, 1) } },
+    { L("k:1:2|ms|#env:prod"), K("k;env=prod"), .kind = DELIB, .why = DD,
+      .v = { V('t', 1, 1), V('t', 2, 1) } },
+    /* a typeless value with nothing typed after it stays bad */
+    { L("k:1"), K("k"), .kind = SD, .v = { BADV } },
+    { L("k:1|c:2"), K("k"), .kind = SD, .v = { V('c', 1, 1), BADV } },
+    /* container IDs and timestamps after the type, in any order */
+    { L("k:1|c|c:83bd3ea1"), K("k"), .kind = DELIB, .why = DD, .v = { V('c', 1, 1) } },
+    { L("k:1|c|T1700000000"), K("k"), .kind = DELIB, .why = DD, .v = { V('c', 1, 1) } },
+    { L("k:1|c|@0.5|c:abc|T1700000000"), K("k"), .kind = DELIB, .why = DD, .v = { V('c', 1, 0.5) } },
+    { L("k:1|c|T1700000000|@0.25"), K("k"), .kind = DELIB, .why = DD, .v = { V('c', 1, 0.25) } },
+    { L("k:1|c|c:abc|@0.25"), K("k"), .kind = DELIB, .why = DD, .v = { V('c', 1, 0.25) } },
+    { L("k:1|c|#a:b|c:abc|T1700000000"), K("k;a=b"), .kind = DELIB, .why = DD, .v = { V('c', 1, 1) } },
+    { L("k:1|c|c:abc|#a:b"), K("k;a=b"), .kind = DELIB, .why = DD, .v = { V('c', 1, 1) } },
+    { L("k:1:2|ms|c:abc"), K("k"), .kind = DELIB, .why = DD, .v = { V('t', 1, 1), V('t', 2, 1) } },
+    /* never the type's field: statsd's "a:1|c:2|c" is two values */
+    { L("k:1|c:2|c"), K("k"), .kind = SD, .v = { V('c', 1, 1), V('c', 2, 1) } },
+    /* "T" needs digits; the rate field stays statsd's */
+    { L("k:1|c|Tx"), K("k"), .kind = SD, .v = { BADV } },
+    { L("k:1|c|T"), K("k"), .kind = SD, .v = { BADV } },
+    /* distributions are timers */
+    { L("k:5|d"), K("k"), .kind = DELIB, .why = "DogStatsD distribution", .v = { V('t', 5, 1) } },
+    /* events and service checks: their own answers, checked for form */
+    { L("_e{5,4}:title|text"), .begin = SY_PARSE_EVENT, .kind = DELIB, .why = DD },
+    { L("_e{5,4}:title|text|d:1700000000|p:low|#a:b"), .begin = SY_PARSE_EVENT, .kind = DELIB, .why = DD },
+    { L("_e{5,0}:title|"), .begin = SY_PARSE_EVENT, .kind = DELIB, .why = DD },
+    { L("_sc|db.up|0"), .begin = SY_PARSE_SERVICE_CHECK, .kind = DELIB, .why = DD },
+    { L("_sc|db.up|2|#env:prod|m:down"), .begin = SY_PARSE_SERVICE_CHECK, .kind = DELIB, .why = DD },
+    /* malformed ones are read as metric lines, as statsd reads them */
+    { L("_e{9,4}:title|text"), K("_e94"), .kind = SD, .v = { BADV } },
+    { L("_e{5,4}:titlextext"), K("_e54"), .kind = SD, .v = { BADV } },
+    { L("_sc|db.up|7"), LINE_BAD, .kind = SD },
+    { L("_sc||0"), LINE_BAD, .kind = SD },
+};
+
 static const pcase tag_cases[] = {
     { L("k:1|c|#env:prod,role:web"), K("k;env=prod;role=web"), .kind = SD, .v = { V('c', 1, 1) } },
     /* only the first ':' (and first ';') of a tag is replaced; the rest of
@@ -435,7 +482,7 @@ static const struct group {
 } groups[] = {
 #define G(a) { #a, a, sizeof(a) / sizeof(a[0]) }
     G(types_cases), G(unknown_type_cases), G(rate_cases), G(multi_cases),
-    G(tag_cases), G(sanitize_cases), G(set_cases), G(gauge_cases),
+    G(dogstatsd_cases), G(tag_cases), G(sanitize_cases), G(set_cases), G(gauge_cases),
     G(timer_cases), G(number_cases), G(line_cases),
 #undef G
 };
@@ -571,6 +618,7 @@ TABLE_TEST(types)
 TABLE_TEST(unknown_type)
 TABLE_TEST(rate)
 TABLE_TEST(multi)
+TABLE_TEST(dogstatsd)
 TABLE_TEST(tag)
 TABLE_TEST(sanitize)
 TABLE_TEST(set)
@@ -729,6 +777,64 @@ static void expect_split(const char *buf, size_t len, size_t n, const char *cons
  * empty packet), which sy_split_lines does not report; since statsd skips
  * empty lines without counting them, nothing observable differs.
  */
+/* The container IDs and timestamps a line held, as its caller counts
+ * them. */
+static void test_dogstatsd_counts(void **state)
+{
+    (void)state;
+    static const struct { const char *line; unsigned containers, timestamps; } rows[] = {
+        { "k:1|c", 0, 0 },
+        { "k:1|c|c:abc", 1, 0 },
+        { "k:1|c|T1700000000", 0, 1 },
+        { "k:1|c|#a:b|c:abc|T1700000000", 1, 1 },
+        { "k:1|c|c:abc|T1:2|c|T2", 1, 2 },
+        { "k:1:2:3|ms|c:abc", 1, 0 },
+        { "k:1|c:2|c", 0, 0 },
+    };
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+        char key[SY_KEY_MAX];
+        sy_line it;
+        sy_sample sm;
+        assert_true(sy_parse_begin(&it, rows[i].line, strlen(rows[i].line), key, 1) > 0);
+        while (sy_parse_next(&it, &sm) != 0)
+            ;
+        if (it.containers != rows[i].containers || it.timestamps != rows[i].timestamps)
+            fail_msg("%s: %u containers, %u timestamps; expected %u, %u", rows[i].line, it.containers,
+                     it.timestamps, rows[i].containers, rows[i].timestamps);
+    }
+}
+
+/* A message of 200,000 values takes one pass: each typeless value finds
+ * the type once (a search per value would take 2e10 steps here). */
+static void test_many_values(void **state)
+{
+    (void)state;
+    enum { N = 200000 };
+    size_t cap = 4 + (size_t)N * 3 + 8;
+    char *line = malloc(cap);
+    assert_non_null(line);
+    size_t n = (size_t)snprintf(line, cap, "k");
+    for (int i = 0; i < N; i++)
+        n += (size_t)snprintf(line + n, cap - n, ":%d", i % 10);
+    n += (size_t)snprintf(line + n, cap - n, "|c");
+    char key[SY_KEY_MAX];
+    sy_line it;
+    sy_sample sm;
+    assert_int_equal(sy_parse_begin(&it, line, n, key, 1), 1);
+    size_t good = 0;
+    double sum = 0;
+    int rc;
+    while ((rc = sy_parse_next(&it, &sm)) != 0) {
+        assert_int_equal(rc, 1);
+        assert_int_equal(sm.type, 'c');
+        good++;
+        sum += sm.value;
+    }
+    assert_int_equal(good, N);
+    assert_true(sum == 4.5 * N);
+    free(line);
+}
+
 static void test_split_lines(void **state)
 {
     (void)state;
@@ -1173,6 +1279,9 @@ int main(void)
         cmocka_unit_test(test_unknown_type),
         cmocka_unit_test(test_rate),
         cmocka_unit_test(test_multi),
+        cmocka_unit_test(test_dogstatsd),
+        cmocka_unit_test(test_dogstatsd_counts),
+        cmocka_unit_test(test_many_values),
         cmocka_unit_test(test_tag),
         cmocka_unit_test(test_sanitize),
         cmocka_unit_test(test_set),
