@@ -305,6 +305,23 @@ function Rule:rename(x)
   return self
 end
 
+-- label("endpoint", "%1"): a tag on the routed key (";endpoint=users",
+-- a Prometheus label at the prometheus and remote_write sinks), its value
+-- a template filled from the rule's captures as rename's is, or a function
+-- of the metric.  A tag the key already has by that name is replaced; an
+-- empty value removes it.  Labels accumulate: :label("a", "%1") :label("b", "%2").
+function Rule:label(name, value)
+  if type(name) ~= "string" or not name:match("^[%a_][%w_]*$") then
+    error("label needs a name of letters, digits and '_', not starting with a digit", 2)
+  end
+  if type(value) ~= "string" and type(value) ~= "function" then
+    error("label needs a value: a template such as \"%1\", or a function(m)", 2)
+  end
+  self.labels = self.labels or {}
+  self.labels[#self.labels + 1] = { name = name, value = value }
+  return self
+end
+
 -- How many captures a Lua pattern has (escapes and sets skipped).
 local function count_captures(pat)
   local n, i = 0, 1
@@ -348,6 +365,46 @@ local function split_key(key)
 end
 M.split_key = split_key
 
+-- A label's value as it can stand in a key: the bytes a sanitised key
+-- keeps, others as '_' (';' and '=' would split the tag, a space the
+-- Graphite line).
+local function label_value(v)
+  return (tostring(v):gsub("[^%w_.%-]", "_"))
+end
+
+-- The key's tag text (";k=v;flag") with the rule's labels set.
+local function set_tag(tagtext, k, v)
+  local out, found = {}, false
+  for part in tagtext:gmatch(";([^;]*)") do
+    if (part:match("^([^=]*)=") or part) == k then
+      if not found and v ~= "" then out[#out + 1] = k .. "=" .. v end
+      found = true
+    else
+      out[#out + 1] = part
+    end
+  end
+  if not found and v ~= "" then out[#out + 1] = k .. "=" .. v end
+  return #out > 0 and ";" .. table.concat(out, ";") or ""
+end
+
+local function with_labels(tagtext, c, m)
+  for _, l in ipairs(c.labels) do
+    local v
+    if type(l.value) == "function" then
+      v = l.value(m)
+      if type(v) ~= "string" and type(v) ~= "number" then
+        error("label '" .. l.name .. "': the function must return a string or a number")
+      end
+    elseif c.pattern then
+      v = c.pattern.rename(m.name, l.value)
+    else
+      v = l.value
+    end
+    tagtext = set_tag(tagtext, l.name, label_value(v))
+  end
+  return tagtext
+end
+
 --[[
 Compile the rules into decide(key, type, listener, sender), which returns
 
@@ -384,18 +441,21 @@ function M.compile(rules, sink_bits, where)
       error(string.format("%s[%d]: a rule needs :to(...), :passthrough(...) or :drop()", where, i), 0)
     end
     uses_origin = uses_origin or r.uses_origin or false
-    if type(r.new_name) == "string" then
+    local function check_template(t, what)
+      if type(t) ~= "string" then return end
       local have = r.pattern and r.pattern.captures or 0
-      for d in r.new_name:gmatch("%%(%d)") do
+      for d in t:gmatch("%%(%d)") do
         if tonumber(d) > have and not (tonumber(d) == 0 and r.pattern) then
-          error(string.format("%s[%d]: rename uses %%%s but the rule's pattern has %d capture%s",
-                              where, i, d, have, have == 1 and "" or "s"), 0)
+          error(string.format("%s[%d]: %s uses %%%s but the rule's pattern has %d capture%s",
+                              where, i, what, d, have, have == 1 and "" or "s"), 0)
         end
       end
     end
+    check_template(r.new_name, "rename")
+    for _, l in ipairs(r.labels or {}) do check_template(l.value, "label '" .. l.name .. "'") end
     local c = { conds = r.conds, pattern = r.pattern, dropped = r.dropped,
                 sinks = mask(r.sinks, i), raw = mask(r.raw, i), rate = r.rate or 1,
-                new_name = r.new_name, name_prefix = r.name_prefix }
+                new_name = r.new_name, name_prefix = r.name_prefix, labels = r.labels }
     if r.is_default then
       if default then error(string.format("%s[%d]: a second route.default()", where, i), 0) end
       default = c
@@ -419,8 +479,10 @@ function M.compile(rules, sink_bits, where)
       end
     end
     if c.name_prefix then name = c.name_prefix .. name end
+    local tagtext = m.tagtext
+    if c.labels then tagtext = with_labels(tagtext, c, m) end
     local key = nil
-    if name ~= m.name then key = name .. m.tagtext end
+    if name ~= m.name or tagtext ~= m.tagtext then key = name .. tagtext end
     return nil, c.sinks, c.raw, key, c.rate
   end
 

@@ -621,8 +621,9 @@ int promstore_add(promstore *s, const sy_sample *x, uint64_t now)
         return drop(s, PROMSTORE_DROP_BAD_UTF8);
 
     /* The key: the family name, then sorted label names and values. */
-    size_t keymax = nlen + 2 * (size_t)x->tags_len + 16 + 4 * PROMSTORE_MAX_LABELS;
-    size_t need = keymax + x->tags_len + 2 * PROMSTORE_MAX_LABELS + 16;
+    size_t ntext = x->name_len - nlen; /* the name's own ";k=v" tags */
+    size_t keymax = nlen + 2 * ((size_t)x->tags_len + ntext) + 16 + 4 * PROMSTORE_MAX_LABELS;
+    size_t need = keymax + x->tags_len + ntext + 2 * PROMSTORE_MAX_LABELS + 16;
     if (reserve_scratch(s, need) != 0)
         return drop(s, PROMSTORE_DROP_NO_MEMORY);
     char *key = s->scratch;
@@ -665,6 +666,36 @@ int promstore_add(promstore *s, const sy_sample *x, uint64_t now)
         }
         names_used += elen + 1;
         tags[ntags] = (tag){ en, elen, colon + 1, (size_t)(stop - colon - 1), ntags };
+        ntags++;
+    }
+    /* Then the routed name's own tags (";k=v", Graphite's form): a label a
+     * route set (route :label) or a tag written in the name.  A name the
+     * DogStatsD tags already gave keeps their value, as sent (the name
+     * holds it sanitised). */
+    for (const char *q = semi, *nend = x->name + x->name_len; q && q < nend;) {
+        const char *t = q + 1;
+        const char *next = memchr(t, ';', (size_t)(nend - t));
+        const char *stop = next ? next : nend;
+        q = next;
+        const char *eq = memchr(t, '=', (size_t)(stop - t));
+        if (!eq || eq == t || eq + 1 == stop)
+            continue;
+        char *en = names + names_used;
+        size_t elen = promstore_escape_name(t, (size_t)(eq - t), en);
+        int have = 0;
+        for (size_t i = 0; i < ntags && !have; i++)
+            have = tags[i].name_len == elen && memcmp(tags[i].name, en, elen) == 0;
+        if (have)
+            continue;
+        if ((elen >= 2 && en[0] == '_' && en[1] == '_') ||
+            (type == T_SUMMARY && elen == 8 && memcmp(en, "quantile", 8) == 0) ||
+            (type == T_HISTOGRAM && elen == 2 && memcmp(en, "le", 2) == 0) ||
+            ntags == PROMSTORE_MAX_LABELS) {
+            s->st.tag_errors++;
+            continue;
+        }
+        names_used += elen + 1;
+        tags[ntags] = (tag){ en, elen, eq + 1, (size_t)(stop - eq - 1), ntags };
         ntags++;
     }
     qsort(tags, ntags, sizeof(tags[0]), tag_cmp);

@@ -136,6 +136,32 @@ static void test_kinds(void **st)
     promstore_free(p);
 }
 
+/* Labels a route set (route :label) reach the page from the routed name's
+ * ";k=v" tags; a DogStatsD tag of the same name keeps its value as sent. */
+static void test_name_labels(void **st)
+{
+    (void)st;
+    promstore_config c = config();
+    promstore *p = promstore_new(&c, &api);
+    sy_sample s = smp("api_latency;endpoint=users;method=get", "", 100, 't');
+    assert_int_equal(promstore_add(p, &s, 0), 0);
+    s = smp("hits;route=-api-v1;job=web", "route:/api/v1", 1, 'c');
+    assert_int_equal(promstore_add(p, &s, 0), 0);
+    s = smp("odd;flag;=x;k=;__x=1", "", 1, 'g');
+    assert_int_equal(promstore_add(p, &s, 0), 0);
+    assert_string_equal(show(p, 0),
+                        "# api_latency summary\n"
+                        "api_latency endpoint=users method=get quantile=0.5 0.1\n"
+                        "api_latency endpoint=users method=get quantile=0.9 0.1\n"
+                        "api_latency_sum endpoint=users method=get 0.1\n"
+                        "api_latency_count endpoint=users method=get 1\n"
+                        "# hits_total counter\nhits_total job=web route=/api/v1 1\n"
+                        "# odd gauge\nodd 1\n");
+    /* a name tag without a value or name is skipped; a reserved name counts */
+    assert_int_equal(promstore_get_stats(p)->tag_errors, 1);
+    promstore_free(p);
+}
+
 static void test_histogram(void **st)
 {
     (void)st;
@@ -161,6 +187,7 @@ int main(void)
         cmocka_unit_test(test_escape),
         cmocka_unit_test(test_kinds),
         cmocka_unit_test(test_histogram),
+        cmocka_unit_test(test_name_labels),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
