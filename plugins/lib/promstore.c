@@ -687,13 +687,14 @@ int promstore_add(promstore *s, const sy_sample *x, uint64_t now)
             have = tags[i].name_len == elen && memcmp(tags[i].name, en, elen) == 0;
         if (have)
             continue;
+        /* A reserved name, or one beyond the bound, is left out without a
+         * count: a tag the client sent was counted above, as a DogStatsD
+         * tag, and its name copy here would count it twice. */
         if ((elen >= 2 && en[0] == '_' && en[1] == '_') ||
             (type == T_SUMMARY && elen == 8 && memcmp(en, "quantile", 8) == 0) ||
             (type == T_HISTOGRAM && elen == 2 && memcmp(en, "le", 2) == 0) ||
-            ntags == PROMSTORE_MAX_LABELS) {
-            s->st.tag_errors++;
+            ntags == PROMSTORE_MAX_LABELS)
             continue;
-        }
         names_used += elen + 1;
         tags[ntags] = (tag){ en, elen, eq + 1, (size_t)(stop - eq - 1), ntags };
         ntags++;

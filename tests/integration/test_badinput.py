@@ -2045,6 +2045,90 @@ def scenario_check_config(res, workdir):
         d.stop()
 
 
+# ---------------------------------------------------------------------------
+# prometheus sink: a client's cardinality flood and abusive tags
+
+PROM_MAX_SERIES = 1000
+PROM_FLOOD = 200000
+
+
+def prom_page(port):
+    try:
+        with urllib.request.urlopen("http://%s:%d/metrics" % (LOOPBACK, port), timeout=10) as r:
+            return r.read().decode("utf-8", "replace")
+    except OSError as e:
+        return "unreachable: %r" % e
+
+
+def page_value(page, name):
+    m = re.search(r"^%s (\S+)$" % re.escape(name), page, re.M)
+    return float(m.group(1)) if m else None
+
+
+def scenario_prometheus_abuse(res, workdir):
+    """A prometheus sink (maxSeries 1000) fed raw samples: 100 tags on one
+    line, a tag value that is not UTF-8, reserved label names, a negative
+    counter and a set, then 200,000 new label values from one client.  The
+    page stops at maxSeries, every refusal is counted by reason, an
+    admitted series keeps counting exactly, and memory stays bounded."""
+    label = "prometheus_abuse"
+    prom = free_port("tcp")
+    d = Daemon(workdir, "sy-promabuse", sinks={
+        "prom": {"plugin": "prometheus", "listen": "%s:%d" % (LOOPBACK, prom),
+                 "maxSeries": PROM_MAX_SERIES, "passthrough": True}})
+    try:
+        if not start(res, label, d) or not res.check("%s: the page is served" % label,
+                                                     wait_for_port(prom, 15, alive=d.alive)):
+            return
+        abuse = (b"pa.kept:1|c\n"
+                 + b"pa.many:1|g|#" + ",".join("t%d:v" % i for i in range(100)).encode() + b"\n"
+                 + b"pa.utf:1|g|#k:\xff\xfe\n"
+                 + b"pa.res:1|g|#__name__:x\n"
+                 + b"pa.q:5|ms|#quantile:0.5\n"
+                 + b"pa.neg:-1|c\n"
+                 + b"pa.set:a|s\n")
+        res.check("%s: abusive lines sent" % label, tcp_send(d.port, abuse))
+        wait_until(lambda: page_value(prom_page(prom), 'switchyard_prometheus_series{sink="prom"}') == 4, 10)
+        rss0 = d.status_kb("VmRSS")
+        flood = b"".join(b"pa.card:1|c|#id:%d\n" % i for i in range(PROM_FLOOD))
+        res.check("%s: %d new label values sent" % (label, PROM_FLOOD), tcp_send(d.port, flood, timeout=120))
+        res.check("%s: the admitted counter sent 10 more" % label, tcp_send(d.port, b"pa.kept:1|c\n" * 10))
+        want_refused = PROM_FLOOD - (PROM_MAX_SERIES - 4)
+        lim = 'switchyard_prometheus_samples_dropped_total{sink="prom",reason="series_limit"}'
+        wait_until(lambda: page_value(prom_page(prom), "pa_kept_total") == 11 and
+                   page_value(prom_page(prom), lim) == want_refused, 30, step=0.3)
+        page = prom_page(prom)
+        rss1 = d.status_kb("VmRSS")
+        got = {k: page_value(page, 'switchyard_prometheus_%s{sink="prom"%s}' % k2)
+               for k, k2 in (("series", ("series", "")), ("tag_errors", ("tag_errors_total", "")),
+                             ("series_limit", ("samples_dropped_total", ',reason="series_limit"')),
+                             ("bad_utf8", ("samples_dropped_total", ',reason="bad_utf8"')),
+                             ("negative", ("samples_dropped_total", ',reason="negative_counter"')),
+                             ("set", ("samples_dropped_total", ',reason="set"')))}
+        want = {"series": PROM_MAX_SERIES, "tag_errors": 36 + 2, "series_limit": want_refused,
+                "bad_utf8": 1, "negative": 1, "set": 1}
+        res.check("%s: the page stops at maxSeries and every refusal is counted by reason" % label,
+                  got == want, "got %r\nwant %r" % (got, want))
+        cards = len(re.findall(r"^pa_card_total\{", page, re.M))
+        res.check("%s: %d of the flood's series on the page" % (label, cards),
+                  cards == PROM_MAX_SERIES - 4, "%d" % cards)
+        many = re.search(r"^pa_many\{([^}]*)\} 1$", page, re.M)
+        res.check("%s: 100 tags on one line: 64 labels kept (the bound), the rest counted" % label,
+                  many is not None and many.group(1).count('="v"') == 64, many.group(0) if many else page[:2000])
+        res.check("%s: the admitted series counts exactly through the flood (11)" % label,
+                  page_value(page, "pa_kept_total") == 11, "%r" % page_value(page, "pa_kept_total"))
+        bound = 64 * 1024 * (3 if d.sanitized() else 1)
+        res.note("RSS %.1f -> %.1f MiB across the flood" % (rss0 / 1024, rss1 / 1024))
+        res.check("%s: memory bounded across the flood (RSS grew %.1f MiB, bound %d MiB)"
+                  % (label, (rss1 - rss0) / 1024, bound // 1024), rss1 - rss0 < bound,
+                  "RSS %d -> %d KiB" % (rss0, rss1))
+        res.check("%s: the sink logged the refusals, rate-limited" % label,
+                  1 <= d.log_count(r"sink 'prom': samples refused: ") <= 20, d.logs())
+        finish(res, label, d)
+    finally:
+        d.stop()
+
+
 SCENARIOS = [
     ("garbage", scenario_garbage),
     ("long_line", scenario_long_line),
@@ -2068,6 +2152,7 @@ SCENARIOS = [
     ("admin_console_lines", scenario_admin_console_lines),
     ("console_escapes", scenario_console_escapes),
     ("check_config", scenario_check_config),
+    ("prometheus_abuse", scenario_prometheus_abuse),
 ]
 
 
