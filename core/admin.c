@@ -8,6 +8,7 @@
  * help, quit; plus reload, sinks, listeners and keys.
  */
 #include "admin.h"
+#include "budget.h"
 
 #include <arpa/inet.h>
 #include <event2/buffer.h>
@@ -837,6 +838,11 @@ static void http_metrics(struct evhttp_request *req, void *arg)
     for (size_t k = 0; k < sizeof astats / sizeof *astats; k++) {
         metric_head(out, astats[k].name, astats[k].gauge ? "gauge" : "counter", astats[k].help);
         evbuffer_add_printf(out, "%s %llu\n", astats[k].name, (unsigned long long)av[k]);
+    }
+    char *budgets = sy_budgets_prometheus(st->budgets);
+    if (budgets) {
+        evbuffer_add(out, budgets, strlen(budgets));
+        free(budgets);
     }
     const sy_engine_pauses *ps = sy_engine_get_pauses(a->d.engine);
     static const char *const causes[] = { "admin", "flush", "reload" };

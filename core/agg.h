@@ -81,6 +81,7 @@ typedef struct sy_agg_stats {
     _Atomic uint64_t predecided;     /* decisions taken from a reload's predecided table */
     _Atomic uint64_t predecide_misses; /* decided by Lua while such a table was in use */
     _Atomic int64_t last_msg_ms;     /* wall clock of the last line seen */
+    struct sy_budgets *budgets;      /* series budgets, for their counts (budget.h) */
 } sy_agg_stats;
 
 /* What the aggregator needs to know of a listener. */
@@ -120,6 +121,10 @@ void sy_agg_set_sample_seed(sy_agg *a, uint64_t seed);
 /* Change the options that a reload may change (flush interval, deletes,
  * limits); the table and its values stay. */
 void sy_agg_set_opts(sy_agg *a, const sy_agg_opts *opts);
+/* Series budgets (budget.h): a config's `limits`, copied; counts carry
+ * over to budgets of the same kind and value. */
+struct sy_limit;
+void sy_agg_set_limits(sy_agg *a, const struct sy_limit *limits, size_t n);
 
 /*
  * Reloads without a pause (predecide.h).  sy_agg_walk_keys calls fn for

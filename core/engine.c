@@ -178,6 +178,7 @@ sy_engine *sy_engine_new(sy_config *c, sy_ring **rings, size_t nrings, sy_listen
         e->linfo[i].name = listeners[i].name;
     e->router = make_router(c);
     apply_routing(e, c);
+    sy_agg_set_limits(e->agg, c->limits, c->nlimits);
     e->rings = rings;
     e->nrings = nrings;
     e->notify = notify;
@@ -259,6 +260,7 @@ static void apply_config(sy_engine *e, sy_config *c, sy_router *router, sy_prede
         sy_agg_use_predecided(e->agg, pre);
     sy_router_free(old);
     sy_agg_set_opts(e->agg, &c->agg);
+    sy_agg_set_limits(e->agg, c->limits, c->nlimits);
     e->interval_ms = c->agg.flush_interval_ms ? c->agg.flush_interval_ms : 10000;
     atomic_fetch_add(&e->reloads, 1);
     sy_log(SY_INFO, "reload applied: %zu sinks, routing %s", c->nsinks,
