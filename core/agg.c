@@ -877,6 +877,49 @@ size_t sy_agg_walk_keys(sy_agg *a, size_t *cursor, size_t max, int next_uses_ori
     return seen;
 }
 
+size_t sy_agg_walk_decisions(sy_agg *a, size_t *cursor, size_t max, sy_decision_fn fn, void *ctx)
+{
+    size_t seen = 0;
+    for (; *cursor < a->cap && seen < max; (*cursor)++) {
+        const sy_entry *e = a->slots[*cursor].e;
+        if (!e)
+            continue;
+        seen++;
+        if (e->flags & (F_KEEP | F_RETIRE))
+            continue;
+        if (e->type < ALIAS && (!(e->flags & F_OWN) || a->uses_origin))
+            continue;
+        const route_info *ri = &a->routes[e->route < a->nroutes ? e->route : 0];
+        sy_key_decision d = { .type = e->type < ALIAS ? e->type : e->type - ALIAS, .key = e->key,
+                              .klen = e->key_len, .lookup = e->key, .lookup_len = e->key_len,
+                              .listener = "", .sender = "", .name = e->key, .name_len = e->key_len,
+                              .sinks = ri->drop ? 0 : ri->sinks, .raw = ri->drop ? 0 : ri->raw,
+                              .rate = ri->rate, .drop = ri->drop,
+                              .current = !a->router || e->epoch == a->epoch };
+        char sender[INET6_ADDRSTRLEN] = "";
+        if (e->type >= ALIAS) {
+            d.name = e->key + e->key_len + 1;
+            d.name_len = e->u.target_len;
+            if (a->uses_origin) {
+                /* key NUL origin_key: the origin rebuilt for the rules */
+                d.klen = e->key_len - 1 - ORIGIN_KEY_LEN;
+                const char *ok = e->key + d.klen + 1;
+                sy_origin o;
+                memset(&o, 0, sizeof o);
+                memcpy(&o.listener, ok, 2);
+                o.family = (uint8_t)ok[2];
+                memcpy(o.addr, ok + 3, 16);
+                if (o.family == AF_INET || o.family == AF_INET6)
+                    inet_ntop(o.family, o.addr, sender, sizeof sender);
+                d.sender = sender;
+                d.listener = o.listener < a->nlisteners ? a->listeners[o.listener].name : "";
+            }
+        }
+        fn(ctx, &d);
+    }
+    return seen;
+}
+
 static sy_entry *alias_new(sy_agg *a, uint64_t h, int type, const char *ak, size_t aklen,
                            const char *target, size_t tlen, uint32_t route)
 {

@@ -143,6 +143,23 @@ size_t sy_agg_walk_keys(sy_agg *a, size_t *cursor, size_t max, int next_uses_ori
                         sy_key_fn fn, void *ctx);
 size_t sy_agg_table_cap(const sy_agg *a);
 int sy_agg_uses_origin(const sy_agg *a);
+/* Shadow reloads (shadow.h): like sy_agg_walk_keys, each live key's
+ * routing entry with the decision cached in it (statsd's own counters
+ * left out).  current is 0 for a decision made before the last reload
+ * and not made again since (the key has not been seen meanwhile). */
+typedef struct sy_key_decision {
+    int type;
+    const char *key, *lookup; /* lookup: what the key's decision is found by */
+    size_t klen, lookup_len;
+    const char *listener, *sender; /* "" without origin rules */
+    const char *name;         /* its final name */
+    size_t name_len;
+    uint64_t sinks, raw;
+    double rate;
+    int drop, current;
+} sy_key_decision;
+typedef void (*sy_decision_fn)(void *ctx, const sy_key_decision *d);
+size_t sy_agg_walk_decisions(sy_agg *a, size_t *cursor, size_t max, sy_decision_fn fn, void *ctx);
 /* After sy_agg_set_routing: take decisions from p (owned from now on) for
  * the next two flush intervals before asking the router. */
 struct sy_predecided;

@@ -13,6 +13,7 @@
 #include "log.h"
 #include "predecide.h"
 #include "router.h"
+#include "shadow.h"
 
 /* Raw samples are shipped at least this often, or when this many wait. */
 #define RAW_SHIP_MS 50
@@ -443,6 +444,8 @@ static void wake(sy_engine *e)
     (void)rc;
 }
 
+void sy_engine_wake(void *e) { wake(e); }
+
 sy_walk *sy_engine_walk(sy_engine *e, int what, int type, char **args, size_t nargs,
                         sy_walk_ready_fn *ready, void *ctx)
 {
@@ -638,6 +641,12 @@ static void *run(void *arg)
     for (;;) {
         int finishing = atomic_load(&e->finishing);
         int walking = atomic_load_explicit(&e->walk_signal, memory_order_relaxed) ? serve_walks(e) : 0;
+        if (sy_shadow_wanted()) {
+            /* a shadow reload's thread waits for a slice of keys */
+            pause_start t0 = pause_begin();
+            sy_shadow_serve(e->agg);
+            pause_note(e, SY_PAUSE_ADMIN, t0);
+        }
         uint32_t interval = e->interval_ms;
         if (atomic_load_explicit(&e->has_pending, memory_order_relaxed)) {
             pause_start t0 = pause_begin();
