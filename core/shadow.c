@@ -34,7 +34,7 @@
 #include "log.h"
 #include "router.h"
 
-#define CHUNK_ITEMS 2048
+#define CHUNK_ITEMS 1024
 #define CHUNK_BYTES (512u << 10)
 #define SERVE_VISIT 8192
 #define MAX_ERRORS 10
@@ -75,7 +75,7 @@ struct sy_shadow_job {
     /* the engine's walk (engine thread only) */
     size_t cursor, cap;
     uint64_t *seen;
-    size_t seen_cap, nseen;
+    size_t seen_cap, nseen, seen_want; /* seen_want: the job's thread sizes it */
     uint64_t engine_us, slice_max_us, slices;
 
     /* results (the job's thread) */
@@ -169,28 +169,39 @@ void sy_shadow_set_running(const sy_config *c)
 
 int sy_shadow_wanted(void) { return atomic_load_explicit(&reg.wanted, memory_order_relaxed); }
 
-/* The set of keys copied: 0 is never a stored hash. */
+/* The set of keys copied: 0 is never a stored hash.  Sized for the whole
+ * table when the walk begins (want), so that it is not rehashed during a
+ * slice unless the table grows a lot meanwhile. */
+static int seen_reserve(sy_shadow_job *j, size_t want)
+{
+    if (want <= j->seen_cap && (j->nseen + 1) * 2 <= j->seen_cap)
+        return 0;
+    size_t ncap = j->seen_cap ? j->seen_cap * 2 : 4096;
+    while (ncap < want)
+        ncap *= 2;
+    uint64_t *ns = calloc(ncap, sizeof *ns);
+    if (!ns)
+        return -1;
+    for (size_t i = 0; i < j->seen_cap; i++) {
+        if (!j->seen[i])
+            continue;
+        size_t k = j->seen[i] & (ncap - 1);
+        while (ns[k])
+            k = (k + 1) & (ncap - 1);
+        ns[k] = j->seen[i];
+    }
+    free(j->seen);
+    j->seen = ns;
+    j->seen_cap = ncap;
+    return 0;
+}
+
 static int seen_add(sy_shadow_job *j, uint64_t h)
 {
     if (!h)
         h = 1;
-    if ((j->nseen + 1) * 2 > j->seen_cap) {
-        size_t ncap = j->seen_cap ? j->seen_cap * 2 : 4096;
-        uint64_t *ns = calloc(ncap, sizeof *ns);
-        if (!ns)
-            return 1; /* compared twice rather than not at all */
-        for (size_t i = 0; i < j->seen_cap; i++) {
-            if (!j->seen[i])
-                continue;
-            size_t k = j->seen[i] & (ncap - 1);
-            while (ns[k])
-                k = (k + 1) & (ncap - 1);
-            ns[k] = j->seen[i];
-        }
-        free(j->seen);
-        j->seen = ns;
-        j->seen_cap = ncap;
-    }
+    if (seen_reserve(j, 0) < 0)
+        return 1; /* compared twice rather than not at all */
     size_t k = h & (j->seen_cap - 1);
     while (j->seen[k]) {
         if (j->seen[k] == h)
@@ -264,12 +275,21 @@ void sy_shadow_serve(sy_agg *a)
         /* new, or the table grew: walk it (again); copied keys are skipped */
         j->cap = sy_agg_table_cap(a);
         j->cursor = 0;
+        size_t need = sy_agg_key_count(a) * 2 + 2;
+        if (need > j->seen_cap || (j->nseen + need / 2) * 2 > j->seen_cap) {
+            /* The set for the whole table is made (and its pages touched)
+             * on the job's thread, not in this slice: an empty chunk. */
+            j->seen_want = need + j->nseen * 2;
+            j->cap = 0; /* back here next time, the set then sized */
+            goto filled;
+        }
     }
     size_t visited = 0;
     while (j->cursor < j->cap && visited < SERVE_VISIT && j->nitems + 8 <= CHUNK_ITEMS &&
            j->used < CHUNK_BYTES)
         visited += sy_agg_walk_decisions(a, &j->cursor, 8, copy_key, j);
     j->walk_done = j->cursor >= j->cap;
+filled:
     j->want = 0;
     j->filled = 1;
     atomic_store(&reg.wanted, 0);
@@ -573,6 +593,14 @@ static void *job_run(void *arg)
         }
         int last = j->walk_done;
         origin_note = uses_origin && !j->table_origin;
+        if (j->seen_want) {
+            /* the engine waits for nothing meanwhile: it fills only when asked */
+            seen_reserve(j, j->seen_want);
+            for (size_t p = 0; j->seen && p < j->seen_cap; p += 512)
+                ((volatile uint64_t *)j->seen)[p] |= 0; /* touch its pages here */
+            j->seen_want = 0;
+            last = 0;
+        }
         /* The chunk is ours until we ask again; the engine does not touch
          * it meanwhile (it fills only when asked). */
         pthread_mutex_unlock(&reg.lock);
