@@ -169,6 +169,14 @@ def scenario_shadow(res, workdir):
                   field(report, "compared") == 46 and field(report, "changed") == 0 and
                   not groups(report) and rc == 0 and not groups(cli), "rc %d\n%s\n%s" % (rc, report, cli))
 
+        # rules that look at senders, over a table that does not know them
+        sender_path = write(workdir, "sender.lua", d.render("", OLD_ROUTES.replace(
+            'route.default()', 'route.sender "127.0.0.1" :to "b",\n    route.default()')))
+        report = console(d, "reload --shadow %s" % sender_path)
+        res.check("%s: new sender rules over a table without senders: said, keys asked with none"
+                  % label, field(report, "compared") == 46 and field(report, "changed") == 0 and
+                  "note: its rules look at senders and the running ones do not" in report, report)
+
         # -- 4. abuse ----------------------------------------------------------
         loop = write(workdir, "loop.lua", "while true do end\n" + d.render("", OLD_ROUTES))
         oom = write(workdir, "oom.lua", 'local t = {} for i = 1, 1e9 do t[i] = string.rep("x", 4096) '
@@ -211,7 +219,7 @@ def scenario_shadow(res, workdir):
         res.check("%s: no file: usage" % label, "usage: reload --shadow FILE" in r, r)
         res.check("%s: refusals counted by result" % label,
                   shadow_metric(d, "failed") == failed0 + 4 and shadow_metric(d, "busy") == 1 and
-                  shadow_metric(d, "ok") == 5, "ok %r failed %r busy %r" % (
+                  shadow_metric(d, "ok") == 6, "ok %r failed %r busy %r" % (
                       shadow_metric(d, "ok"), shadow_metric(d, "failed"), shadow_metric(d, "busy")))
         res.check("%s: each refusal is logged" % label,
                   d.log_count(r"shadow reload of .* refused") >= 5, d.logs())
