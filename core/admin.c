@@ -306,7 +306,7 @@ static int command(conn *c, char *line)
     }
     if (strcmp(cmd, "help") == 0) {
         sy_buf_printf(&b, "Commands: stats, counters, timers, gauges, delcounters, deltimers, delgauges, "
-                          "health, config, quit, reload, reload --shadow FILE, sinks, listeners, keys\n\n");
+                          "health, config, quit, reload, sinks, listeners, keys\n\n");
     } else if (strcmp(cmd, "config") == 0) {
         cmd_config(a, &b);
     } else if (strcmp(cmd, "health") == 0) {
