@@ -376,7 +376,8 @@ char *sy_budgets_prometheus(sy_budgets *b)
         "# TYPE switchyard_budget_keys gauge\n",
         "# HELP switchyard_budget_max_keys A series budget's maxKeys.\n"
         "# TYPE switchyard_budget_max_keys gauge\n",
-        "# HELP switchyard_budget_dropped_total New keys dropped: the budget was full.\n"
+        "# HELP switchyard_budget_dropped_total Samples of new keys dropped: the budget was full "
+        "(a refused key that comes again counts again).\n"
         "# TYPE switchyard_budget_dropped_total counter\n",
     };
     if (!sy_budgets_count(b))
