@@ -43,6 +43,7 @@
 #define MAX_EXAMPLES 3
 #define GROUP_SLOTS 1024 /* > 2 * MAX_GROUPS, a power of two */
 #define LABEL_MAX 1024
+#define SENDERS_PER_KEY 64 /* a key decided per sender: senders evaluated */
 
 typedef struct item {
     int type, drop, current;
@@ -82,8 +83,10 @@ struct sy_shadow_job {
     group *groups[GROUP_SLOTS];
     size_t ngroups;
     group other;
-    uint64_t compared, changed, stale, errors;
+    uint64_t compared, changed, stale, errors, past_senders;
     uint64_t all_sinks;
+    struct kcount { uint64_t h; uint32_t n; } *kc; /* per key: senders compared */
+    size_t kc_cap, kc_n;
 };
 
 static struct {
@@ -394,6 +397,40 @@ static void note_change(sy_shadow_job *j, const char *label, const char *example
 
 static const char *const type_names[] = { "c", "ms", "g", "s" };
 
+/* How many senders of this key were compared before (the job's thread);
+ * UINT32_MAX when out of memory (then it is compared). */
+static uint32_t senders_seen(sy_shadow_job *j, int type, const char *key, size_t klen)
+{
+    uint64_t h = sy_hash(key, klen, 0x452821E638D01377ull) ^ ((uint64_t)(type + 1) * 0x9E3779B97F4A7C15ull);
+    if (!h)
+        h = 1;
+    if ((j->kc_n + 1) * 2 > j->kc_cap) {
+        size_t ncap = j->kc_cap ? j->kc_cap * 2 : 1024;
+        struct kcount *nk = calloc(ncap, sizeof *nk);
+        if (!nk)
+            return UINT32_MAX;
+        for (size_t i = 0; i < j->kc_cap; i++) {
+            if (!j->kc[i].h)
+                continue;
+            size_t k = j->kc[i].h & (ncap - 1);
+            while (nk[k].h)
+                k = (k + 1) & (ncap - 1);
+            nk[k] = j->kc[i];
+        }
+        free(j->kc);
+        j->kc = nk;
+        j->kc_cap = ncap;
+    }
+    size_t k = h & (j->kc_cap - 1);
+    while (j->kc[k].h && j->kc[k].h != h)
+        k = (k + 1) & (j->kc_cap - 1);
+    if (!j->kc[k].h) {
+        j->kc[k].h = h;
+        j->kc_n++;
+    }
+    return j->kc[k].n++;
+}
+
 /* Compare one key's decision in force with the new config's. */
 static void compare(sy_shadow_job *j, const item *it, sy_router *router, char **old_sinks,
                     size_t nold, char **new_sinks, size_t nnew)
@@ -402,6 +439,13 @@ static void compare(sy_shadow_job *j, const item *it, sy_router *router, char **
     if (!it->current) {
         j->stale++;
         return;
+    }
+    if (*(j->arena + it->listener) || *(j->arena + it->sender)) {
+        uint32_t n = senders_seen(j, it->type, key, it->klen);
+        if (n != UINT32_MAX && n >= SENDERS_PER_KEY) {
+            j->past_senders++;
+            return;
+        }
     }
     sy_route r;
     r.renamed = 0;
@@ -515,6 +559,7 @@ static void job_free(sy_shadow_job *j)
     free(j->items);
     free(j->arena);
     free(j->seen);
+    free(j->kc);
     free(j->file);
     free(j);
 }
@@ -640,6 +685,10 @@ static void *job_run(void *arg)
     if (j->stale)
         sy_buf_printf(&j->report, "not compared: %llu keys not seen since the last reload (their "
                       "decision is made again when they come)\n", (unsigned long long)j->stale);
+    if (j->past_senders)
+        sy_buf_printf(&j->report, "not compared: %llu more senders of keys with over %d (each key "
+                      "is asked about for at most %d of its recent senders)\n",
+                      (unsigned long long)j->past_senders, SENDERS_PER_KEY, SENDERS_PER_KEY);
     if (j->errors)
         sy_buf_printf(&j->report, "errors: %llu keys its rules failed on (compared as the "
                       "default route)\n", (unsigned long long)j->errors);

@@ -16,7 +16,10 @@ gauges, 20 same.*, and live.k), then:
       (`switchyard diff` exits 0);
    3. reload: a real reload to the shadowed config afterwards applies:
       apps.db.* arrives, old.* is dropped;
-   4. abuse: a config whose setup loops (refused after 5 s), one that
+   4. senders: rules that decide per sender: a key sent from 70 senders is
+      asked about with 64 of them, the rest counted; only the sender the
+      new rule names changes;
+   5. abuse: a config whose setup loops (refused after 5 s), one that
       allocates without bound (refused at 256 MiB), one whose rules loop
       on every key (refused after 10 failed keys, luaTimeout 50 ms), two
       shadows at once (the second refused as busy), a file outside the
@@ -239,6 +242,39 @@ def scenario_shadow(res, workdir):
         d.stop()
 
 
+def scenario_senders(res, workdir):
+    """Rules that decide per sender: each key is asked about with each of
+    its recent senders, at most 64 of them."""
+    label = "senders"
+    b_path = os.path.join(workdir, "sy-senders.b.txt")
+    old = '  routes = { route.sender "127.0.0.1" :to "c", route.default() :to "c" },\n'
+    d = Daemon(workdir, "sy-senders", {"flushInterval": 500}, mgmt=True, lua_body=old,
+               sinks={"b": {"plugin": "console", "path": b_path}})
+    try:
+        if not start(res, label, d):
+            return
+        for i in range(2, 72):
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
+                u.bind(("127.0.0.%d" % i, 0))
+                u.sendto(b"k.x:1|c", (LOOPBACK, d.port))
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
+            u.bind(("127.0.0.1", 0))
+            u.sendto(b"k.y:1|c", (LOOPBACK, d.port))
+        wait_until(lambda: d.counter("k.x") >= 70 and d.counter("k.y") >= 1, 10, step=0.1)
+        new = write(workdir, "senders.lua", d.render("", old.replace(':to "c", route.default()',
+                                                                   ':to "b", route.default()')))
+        report = console(d, "reload --shadow %s" % new)
+        res.check("%s: 64 of k.x's 70 senders and k.y's one compared, 6 more counted; only the "
+                  "sender the rule names changes" % label,
+                  field(report, "compared") == 65 and field(report, "changed") == 1 and
+                  "not compared: 6 more senders of keys with over 64" in report and
+                  groups(report) == {"sinks: k.* sinks c -> b": 1} and
+                  "e.g. k.y|c from 127.0.0.1 -> k.y to b" in report, report)
+        finish(res, label, d)
+    finally:
+        d.stop()
+
+
 def main():
     res = Results(TEST_NAME)
     binary = switchyard_binary()
@@ -248,6 +284,7 @@ def main():
     t0 = time.monotonic()
     try:
         scenario_shadow(res, workdir)
+        scenario_senders(res, workdir)
     except Exception as e:
         traceback.print_exc()
         res.check("shadow: harness ran without error", False, repr(e))
