@@ -8,6 +8,7 @@
  * help, quit; plus reload, sinks, listeners and keys.
  */
 #include "admin.h"
+#include "budget.h"
 
 #include <arpa/inet.h>
 #include <event2/buffer.h>
@@ -32,6 +33,7 @@
 #include "agg.h"
 #include "log.h"
 #include "numfmt.h"
+#include "shadow.h"
 #include "sinkhost.h"
 #include "status.h"
 #include "traces.h"
@@ -64,6 +66,7 @@ typedef struct conn {
     int waiting;              /* the walk waits for the client to read */
     int eof;                  /* the client has said all it will */
     int discarding;           /* the rest of an over-long line, up to its newline, is skipped */
+    sy_shadow_job *shadow;    /* a shadow reload whose report it waits for */
 } conn;
 
 struct sy_admin {
@@ -316,6 +319,14 @@ static int command(conn *c, char *line)
         cmd_stats(a, &b);
     } else if (strcmp(cmd, "quit") == 0) {
         return 0;
+    } else if (strcmp(cmd, "reload") == 0 && argc > 1 && strcmp(argv[1], "--shadow") == 0) {
+        /* shadow.h: the report comes when ready (on_walk_ready), this
+         * connection reads no command meanwhile */
+        char why[512];
+        if (argc != 3)
+            sy_buf_printf(&b, "shadow: refused: usage: reload --shadow FILE\nEND\n\n");
+        else if (!(c->shadow = sy_shadow_start(argv[2], walk_ready, a, why, sizeof why)))
+            sy_buf_printf(&b, "shadow: refused: %s\nEND\n\n", why);
     } else if (strcmp(cmd, "reload") == 0) {
         char why[2048];
         if (!a->d.reload)
@@ -341,6 +352,7 @@ static int command(conn *c, char *line)
 static void conn_free(conn *c)
 {
     sy_walk_cancel(c->walk);
+    sy_shadow_abandon(c->shadow);
     if (c->prev)
         c->prev->next = c->next;
     else
@@ -424,7 +436,7 @@ static void pump(conn *c)
     struct bufferevent *bev = c->bev;
     struct evbuffer *in = bufferevent_get_input(bev), *out = bufferevent_get_output(bev);
     for (;;) {
-        if (c->walk) {
+        if (c->walk || c->shadow) {
             /* The walk's end calls this again.  Meanwhile the kernel's
              * buffers push back on a client that sends more. */
             bufferevent_disable(bev, EV_READ);
@@ -545,6 +557,16 @@ static void on_walk_ready(evutil_socket_t fd, short what, void *arg)
         next = c->next; /* walk_flow may close c */
         if (c->walk && !c->waiting)
             walk_flow(c);
+        else if (c->shadow) {
+            sy_buf b = { 0 };
+            if (!sy_shadow_take(c->shadow, &b))
+                continue;
+            c->shadow = NULL;
+            reply_buf(c->bev, &b);
+            if (!c->eof)
+                bufferevent_enable(c->bev, EV_READ);
+            pump(c);
+        }
     }
 }
 
@@ -843,6 +865,16 @@ static void http_metrics(struct evhttp_request *req, void *arg)
     for (size_t k = 0; k < sizeof astats / sizeof *astats; k++) {
         metric_head(out, astats[k].name, astats[k].gauge ? "gauge" : "counter", astats[k].help);
         evbuffer_add_printf(out, "%s %llu\n", astats[k].name, (unsigned long long)av[k]);
+    }
+    char *budgets = sy_budgets_prometheus(st->budgets);
+    if (budgets) {
+        evbuffer_add(out, budgets, strlen(budgets));
+        free(budgets);
+    }
+    char *shadows = sy_shadow_prometheus();
+    if (shadows) {
+        evbuffer_add(out, shadows, strlen(shadows));
+        free(shadows);
     }
     const sy_engine_pauses *ps = sy_engine_get_pauses(a->d.engine);
     static const char *const causes[] = { "admin", "flush", "reload" };

@@ -28,6 +28,7 @@
 #include <stdarg.h>
 #include <sys/socket.h>
 
+#include "budget.h"
 #include "hash.h"
 #include "inspect.h"
 #include "log.h"
@@ -54,6 +55,7 @@ typedef struct sy_hset {
 #define F_RETIRE 2     /* rerouted since a reload: flushed once more, then deleted */
 #define F_OWN 4        /* its route is its own key's decision (not only a rename target) */
 #define F_TOUCHED 8    /* seen since the last flush (routing cache entries expire) */
+#define F_BUDGET 16    /* counts against series budgets (budget.h) */
 
 typedef struct sy_entry {
     /* An entry is either in the table, and then on its type's list in the
@@ -145,6 +147,13 @@ struct sy_agg {
     const sy_origin *origin; /* of the record being fed */
     char sender[INET6_ADDRSTRLEN];
     int sender_ready;
+
+    /* series budgets (budget.h) */
+    sy_budgets *budgets;
+    uint64_t charge;         /* admitted for the key being created, not yet attached */
+    int refused;             /* the key being resolved was refused by a budget */
+    const char *tenant;      /* the current line's token namespace */
+    size_t tenant_len;
 };
 
 #define TOK_BUCKETS 4096
@@ -236,6 +245,10 @@ static void list_remove(sy_agg *a, sy_entry *e)
 {
     if (a->walks)
         walks_forget(a, e);
+    if (e->flags & F_BUDGET) {
+        sy_budgets_release(a->budgets, e);
+        e->flags &= (uint8_t)~F_BUDGET;
+    }
     if (e->prev)
         e->prev->next = e->next;
     else
@@ -338,6 +351,48 @@ static void entry_free(sy_entry *e)
     free(e);
 }
 
+/* Series budgets: may the current line create a new key?  On yes, the
+ * charge waits in a->charge for the entry that is created for the key
+ * (budget_attach); what is not attached is given back (budget_settle). */
+static int budget_admit(sy_agg *a, const char *key, size_t klen)
+{
+    a->charge = 0;
+    if (!sy_budgets_count(a->budgets))
+        return 1;
+    const sy_origin *o = a->origin;
+    const char *lname = (o && o->listener < a->nlisteners) ? a->listeners[o->listener].name : "";
+    return sy_budgets_admit(a->budgets, key, klen, a->tenant, a->tenant_len, lname, &a->charge);
+}
+
+static void budget_attach(sy_agg *a, sy_entry *e)
+{
+    if (!a->charge)
+        return;
+    if (e && !(e->flags & F_BUDGET) && sy_budgets_attach(a->budgets, e, a->charge) == 0)
+        e->flags |= F_BUDGET;
+    else if (!e || (e->flags & F_BUDGET))
+        sy_budgets_uncount(a->budgets, a->charge);
+    a->charge = 0;
+}
+
+static void budget_settle(sy_agg *a)
+{
+    if (a->charge)
+        sy_budgets_uncount(a->budgets, a->charge);
+    a->charge = 0;
+}
+
+/* An entry replaced by another for the same key (re-decided after a
+ * reload): its charge moves to the replacement, which is not asked again,
+ * so a budget lowered by the reload evicts nothing. */
+static uint64_t budget_carry(sy_agg *a, sy_entry *e)
+{
+    if (!(e->flags & F_BUDGET))
+        return 0;
+    e->flags &= (uint8_t)~F_BUDGET;
+    return sy_budgets_detach(a->budgets, e);
+}
+
 /* Find or create; NULL when the key limit (or memory) says no.  statsd's
  * own keys (internal) are exempt from the limit. */
 static sy_entry *find_entry(sy_agg *a, uint64_t h, int type, const char *key, size_t len,
@@ -355,7 +410,11 @@ static sy_entry *lookup_in(sy_agg *a, int type, const char *key, size_t len, int
                        a->o.max_keys);
         return NULL;
     }
-    return entry_new(a, h, type, key, len);
+    if (!internal && !budget_admit(a, key, len))
+        return NULL;
+    e = entry_new(a, h, type, key, len);
+    budget_attach(a, e);
+    return e;
 }
 
 static sy_entry *lookup(sy_agg *a, int type, const char *key, size_t len)
@@ -390,7 +449,9 @@ sy_agg *sy_agg_new(const sy_agg_opts *opts)
     a->routes = calloc(16, sizeof *a->routes);
     a->cap_routes = 16;
     a->toks = calloc(TOK_BUCKETS, sizeof *a->toks);
-    if (table_grow(a) < 0 || !a->prefix_stats || !a->routes || !a->toks)
+    a->budgets = sy_budgets_new();
+    a->st.budgets = a->budgets;
+    if (table_grow(a) < 0 || !a->prefix_stats || !a->routes || !a->toks || !a->budgets)
         goto fail;
     a->routes[0] = (route_info){ .sinks = ~0ull, .rate = 1 };
     a->nroutes = 1;
@@ -418,6 +479,7 @@ void sy_agg_free(sy_agg *a)
     free(a->slots);
     free(a->prefix_stats);
     free(a->routes);
+    sy_budgets_free(a->budgets);
     sy_predecided_free(a->pre);
     sy_raw_batch_free(a->raw);
     while (a->deleted) {
@@ -662,6 +724,12 @@ void sy_agg_set_opts(sy_agg *a, const sy_agg_opts *opts)
         a->o.gauges_max_ttl = 1;
 }
 
+void sy_agg_set_limits(sy_agg *a, const sy_limit *limits, size_t n)
+{
+    if (sy_budgets_configure(a->budgets, limits, n) < 0)
+        sy_log(SY_ERR, "out of memory setting the series budgets (limits): the old ones stay");
+}
+
 static const char *sender_str(sy_agg *a)
 {
     if (a->sender_ready)
@@ -809,6 +877,49 @@ size_t sy_agg_walk_keys(sy_agg *a, size_t *cursor, size_t max, int next_uses_ori
     return seen;
 }
 
+size_t sy_agg_walk_decisions(sy_agg *a, size_t *cursor, size_t max, sy_decision_fn fn, void *ctx)
+{
+    size_t seen = 0;
+    for (; *cursor < a->cap && seen < max; (*cursor)++) {
+        const sy_entry *e = a->slots[*cursor].e;
+        if (!e)
+            continue;
+        seen++;
+        if (e->flags & (F_KEEP | F_RETIRE))
+            continue;
+        if (e->type < ALIAS && (!(e->flags & F_OWN) || a->uses_origin))
+            continue;
+        const route_info *ri = &a->routes[e->route < a->nroutes ? e->route : 0];
+        sy_key_decision d = { .type = e->type < ALIAS ? e->type : e->type - ALIAS, .key = e->key,
+                              .klen = e->key_len, .lookup = e->key, .lookup_len = e->key_len,
+                              .listener = "", .sender = "", .name = e->key, .name_len = e->key_len,
+                              .sinks = ri->drop ? 0 : ri->sinks, .raw = ri->drop ? 0 : ri->raw,
+                              .rate = ri->rate, .drop = ri->drop,
+                              .current = !a->router || e->epoch == a->epoch };
+        char sender[INET6_ADDRSTRLEN] = "";
+        if (e->type >= ALIAS) {
+            d.name = e->key + e->key_len + 1;
+            d.name_len = e->u.target_len;
+            if (a->uses_origin) {
+                /* key NUL origin_key: the origin rebuilt for the rules */
+                d.klen = e->key_len - 1 - ORIGIN_KEY_LEN;
+                const char *ok = e->key + d.klen + 1;
+                sy_origin o;
+                memset(&o, 0, sizeof o);
+                memcpy(&o.listener, ok, 2);
+                o.family = (uint8_t)ok[2];
+                memcpy(o.addr, ok + 3, 16);
+                if (o.family == AF_INET || o.family == AF_INET6)
+                    inet_ntop(o.family, o.addr, sender, sizeof sender);
+                d.sender = sender;
+                d.listener = o.listener < a->nlisteners ? a->listeners[o.listener].name : "";
+            }
+        }
+        fn(ctx, &d);
+    }
+    return seen;
+}
+
 static sy_entry *alias_new(sy_agg *a, uint64_t h, int type, const char *ak, size_t aklen,
                            const char *target, size_t tlen, uint32_t route)
 {
@@ -838,6 +949,7 @@ static sy_entry *alias_new(sy_agg *a, uint64_t h, int type, const char *ak, size
     a->slots[i].e = e;
     a->n++;
     list_append(a, e);
+    budget_attach(a, e);
     return e;
 }
 
@@ -893,6 +1005,8 @@ static sy_entry *target(sy_agg *a, int type, const char *key, size_t len, uint32
         t->flags |= F_OWN;
         t->route = idx;
     }
+    if (own)
+        budget_attach(a, t);
     return t;
 }
 
@@ -907,6 +1021,7 @@ static sy_entry *resolve(sy_agg *a, int type, const char *key, size_t klen, uint
     sy_route r;
     int decided = 0;
     uint32_t idx = 0;
+    uint64_t carry = 0; /* the budgets' charge of an entry this key replaces */
     *fname = key;
     *flen = klen;
     if (!a->uses_origin) {
@@ -927,6 +1042,7 @@ static sy_entry *resolve(sy_agg *a, int type, const char *key, size_t klen, uint
                 /* Renamed or sent elsewhere now: flushed once more where it
                  * went before, then deleted. */
                 e->flags |= F_RETIRE;
+                carry = budget_carry(a, e);
                 e = NULL;
             }
         }
@@ -941,11 +1057,21 @@ static sy_entry *resolve(sy_agg *a, int type, const char *key, size_t klen, uint
     uint64_t ah = type_hash(sy_hash(ak, aklen, a->seed), type + ALIAS);
     sy_entry *al = table_find(a, ah, type + ALIAS, ak, aklen);
     if (al && al->epoch != a->epoch) {
+        carry |= budget_carry(a, al);
         table_remove(a, al); /* never in a snapshot: safe to free now */
         entry_free(al);
         al = NULL;
     }
     if (!al) {
+        /* A new key (nothing of it to replace): its budgets are asked
+         * before Lua is, so a refused flood costs no routing calls. */
+        if (!decided && !carry && !budget_admit(a, key, klen)) {
+            a->refused = 1;
+            *route = 0;
+            return NULL;
+        }
+        if (carry)
+            a->charge = carry;
         if (!decided)
             idx = decide(a, type, key, klen, &r);
         if (!a->uses_origin && !r.renamed) {
@@ -1076,6 +1202,11 @@ static void apply(sy_agg *a, const char *key, size_t klen, sy_sample *s)
         const char *fname;
         size_t flen;
         e = resolve(a, type, key, klen, &idx, &fname, &flen);
+        budget_settle(a);
+        if (a->refused) {
+            a->refused = 0;
+            return;
+        }
         const route_info *ri = &a->routes[idx];
         if (ri->drop) {
             atomic_fetch_add_explicit(&a->st.routed_drops, 1, memory_order_relaxed);
@@ -1242,6 +1373,8 @@ void sy_agg_line(sy_agg *a, const char *line, size_t len, const sy_origin *origi
     }
     sy_sample s;
     int rc;
+    a->tenant = ns;
+    a->tenant_len = nslen;
     while ((rc = sy_parse_next(&it, &s)) != 0) {
         if (rc < 0) {
             bad_line(a, line, len);
@@ -1257,6 +1390,7 @@ void sy_agg_line(sy_agg *a, const char *line, size_t len, const sy_origin *origi
         atomic_store_explicit(&a->st.dd_timestamps, atomic_load_explicit(&a->st.dd_timestamps,
                               memory_order_relaxed) + it.timestamps, memory_order_relaxed);
     }
+    a->tenant_len = 0;
 }
 
 void sy_agg_feed(sy_agg *a, const char *buf, size_t len, const sy_origin *origin)

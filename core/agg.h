@@ -84,6 +84,7 @@ typedef struct sy_agg_stats {
      * container IDs and timestamps (skipped; see parse.c) */
     _Atomic uint64_t dd_events, dd_service_checks, dd_containers, dd_timestamps;
     _Atomic int64_t last_msg_ms;     /* wall clock of the last line seen */
+    struct sy_budgets *budgets;      /* series budgets, for their counts (budget.h) */
 } sy_agg_stats;
 
 /* What the aggregator needs to know of a listener. */
@@ -123,6 +124,10 @@ void sy_agg_set_sample_seed(sy_agg *a, uint64_t seed);
 /* Change the options that a reload may change (flush interval, deletes,
  * limits); the table and its values stay. */
 void sy_agg_set_opts(sy_agg *a, const sy_agg_opts *opts);
+/* Series budgets (budget.h): a config's `limits`, copied; counts carry
+ * over to budgets of the same kind and value. */
+struct sy_limit;
+void sy_agg_set_limits(sy_agg *a, const struct sy_limit *limits, size_t n);
 
 /*
  * Reloads without a pause (predecide.h).  sy_agg_walk_keys calls fn for
@@ -141,6 +146,23 @@ size_t sy_agg_walk_keys(sy_agg *a, size_t *cursor, size_t max, int next_uses_ori
                         sy_key_fn fn, void *ctx);
 size_t sy_agg_table_cap(const sy_agg *a);
 int sy_agg_uses_origin(const sy_agg *a);
+/* Shadow reloads (shadow.h): like sy_agg_walk_keys, each live key's
+ * routing entry with the decision cached in it (statsd's own counters
+ * left out).  current is 0 for a decision made before the last reload
+ * and not made again since (the key has not been seen meanwhile). */
+typedef struct sy_key_decision {
+    int type;
+    const char *key, *lookup; /* lookup: what the key's decision is found by */
+    size_t klen, lookup_len;
+    const char *listener, *sender; /* "" without origin rules */
+    const char *name;         /* its final name */
+    size_t name_len;
+    uint64_t sinks, raw;
+    double rate;
+    int drop, current;
+} sy_key_decision;
+typedef void (*sy_decision_fn)(void *ctx, const sy_key_decision *d);
+size_t sy_agg_walk_decisions(sy_agg *a, size_t *cursor, size_t max, sy_decision_fn fn, void *ctx);
 /* After sy_agg_set_routing: take decisions from p (owned from now on) for
  * the next two flush intervals before asking the router. */
 struct sy_predecided;

@@ -127,6 +127,33 @@ static char *bin_name(double b)
     return strdup(out);
 }
 
+/* limits = { { kind = "tenant", value = "t1", maxKeys = N }, ... } as
+ * config.lua leaves them (checked there). */
+static void read_limits(lua_State *L, int t, sy_config *c)
+{
+    lua_getfield(L, t, "limits");
+    size_t n = lua_istable(L, -1) ? lua_objlen(L, -1) : 0;
+    if (n > SY_BUDGET_MAX)
+        n = SY_BUDGET_MAX;
+    c->limits = calloc(n ? n : 1, sizeof *c->limits);
+    for (size_t i = 0; c->limits && i < n; i++) {
+        lua_rawgeti(L, -1, (int)i + 1);
+        char *kind = dup_field(L, -1, "kind");
+        sy_limit *l = &c->limits[c->nlimits];
+        l->kind = !kind ? -1 : !strcmp(kind, "tenant") ? SY_BUDGET_TENANT
+                : !strcmp(kind, "prefix") ? SY_BUDGET_PREFIX : SY_BUDGET_LISTENER;
+        free(kind);
+        l->value = dup_field(L, -1, "value");
+        l->max_keys = (uint64_t)num_field(L, -1, "maxKeys", 0);
+        if (l->kind >= 0 && l->value)
+            c->nlimits++;
+        else
+            free(l->value);
+        lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+}
+
 static void read_config(lua_State *L, int t, sy_config *c)
 {
     lua_getfield(L, t, "listen");
@@ -163,6 +190,7 @@ static void read_config(lua_State *L, int t, sy_config *c)
     a->timer_sample_limit = (uint32_t)num_field(L, t, "timerSampleLimit", 100000);
     a->set_member_limit = (uint32_t)num_field(L, t, "setMemberLimit", 100000);
     a->max_keys = (size_t)num_field(L, t, "maxKeys", 0);
+    read_limits(L, t, c);
     f->flush_counts = bool_field(L, t, "flush_counts");
 
     lua_getfield(L, t, "percentThreshold");
@@ -380,6 +408,9 @@ void sy_config_free(sy_config *c)
     for (size_t i = 0; i < c->nlisten; i++)
         free(c->listen[i].url);
     free(c->listen);
+    for (size_t i = 0; i < c->nlimits; i++)
+        free(c->limits[i].value);
+    free(c->limits);
     for (size_t i = 0; i < c->nsinks; i++) {
         free(c->sinks[i].name);
         free(c->sinks[i].plugin);

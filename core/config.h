@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include "agg.h"
+#include "budget.h"
 #include "flush.h"
 #include "sinkhost.h"
 
@@ -36,6 +37,8 @@ typedef struct sy_config {
     sy_listen_conf *listen;
     size_t nlisten;
     sy_agg_opts agg;
+    sy_limit *limits;      /* series budgets (`limits`) */
+    size_t nlimits;
     sy_flush_opts flush;
     sy_sink_conf *sinks;
     size_t nsinks;

@@ -13,6 +13,7 @@
 #include "log.h"
 #include "predecide.h"
 #include "router.h"
+#include "shadow.h"
 
 /* Raw samples are shipped at least this often, or when this many wait. */
 #define RAW_SHIP_MS 50
@@ -178,6 +179,7 @@ sy_engine *sy_engine_new(sy_config *c, sy_ring **rings, size_t nrings, sy_listen
         e->linfo[i].name = listeners[i].name;
     e->router = make_router(c);
     apply_routing(e, c);
+    sy_agg_set_limits(e->agg, c->limits, c->nlimits);
     e->rings = rings;
     e->nrings = nrings;
     e->notify = notify;
@@ -259,6 +261,7 @@ static void apply_config(sy_engine *e, sy_config *c, sy_router *router, sy_prede
         sy_agg_use_predecided(e->agg, pre);
     sy_router_free(old);
     sy_agg_set_opts(e->agg, &c->agg);
+    sy_agg_set_limits(e->agg, c->limits, c->nlimits);
     e->interval_ms = c->agg.flush_interval_ms ? c->agg.flush_interval_ms : 10000;
     atomic_fetch_add(&e->reloads, 1);
     sy_log(SY_INFO, "reload applied: %zu sinks, routing %s", c->nsinks,
@@ -440,6 +443,8 @@ static void wake(sy_engine *e)
     ssize_t rc = write(e->notify->fd, &one, sizeof one);
     (void)rc;
 }
+
+void sy_engine_wake(void *e) { wake(e); }
 
 sy_walk *sy_engine_walk(sy_engine *e, int what, int type, char **args, size_t nargs,
                         sy_walk_ready_fn *ready, void *ctx)
@@ -636,6 +641,12 @@ static void *run(void *arg)
     for (;;) {
         int finishing = atomic_load(&e->finishing);
         int walking = atomic_load_explicit(&e->walk_signal, memory_order_relaxed) ? serve_walks(e) : 0;
+        if (sy_shadow_wanted()) {
+            /* a shadow reload's thread waits for a slice of keys */
+            pause_start t0 = pause_begin();
+            sy_shadow_serve(e->agg);
+            pause_note(e, SY_PAUSE_ADMIN, t0);
+        }
         uint32_t interval = e->interval_ms;
         if (atomic_load_explicit(&e->has_pending, memory_order_relaxed)) {
             pause_start t0 = pause_begin();

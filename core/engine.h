@@ -39,6 +39,8 @@ void sy_engine_reload(sy_engine *e, sy_config *c);
 /* Call after the readers have stopped: drains the rings, makes the final
  * flush and joins the thread. */
 void sy_engine_finish(sy_engine *e);
+/* Wake the engine from its sleep (an sy_engine *; shadow.h's wake). */
+void sy_engine_wake(void *e);
 void sy_engine_free(sy_engine *e);
 const sy_agg_stats *sy_engine_stats(const sy_engine *e);
 /* Reloads applied so far (read from any thread). */

@@ -32,6 +32,7 @@
 #include "output.h"
 #include "reader.h"
 #include "router.h"
+#include "shadow.h"
 #include "sinkhost.h"
 #include "status.h"
 #include "traces.h"
@@ -62,6 +63,9 @@ static void usage(FILE *f)
             "\n"
             "  switchyard traces [--memcached HOST:PORT] [--prefix P] [--limit N] [show START_MS]\n"
             "                      list recent request traces stored by the memcache_traces sink\n"
+            "  switchyard diff -c NEW.lua [--admin HOST:PORT]\n"
+            "                      what NEW.lua would change in the running daemon's routing\n"
+            "                      (a shadow reload; NEW.lua must be beside its config)\n"
             "  -h, --help          print this help and exit\n");
 }
 
@@ -409,6 +413,7 @@ static int do_reload(void *ctx, char *why, size_t cap)
     if (ok) {
         warn_fixed(r, c);
         sy_admin_config_changed(atomic_load(&r->admin), c);
+        sy_shadow_set_running(c);
         sy_engine_reload(r->engine, c);
         sy_status_reload_result(1, NULL);
     } else {
@@ -421,10 +426,47 @@ static int do_reload(void *ctx, char *why, size_t cap)
     return ok;
 }
 
+/*
+ * A shadow reload's config (shadow.h), loaded and checked as a reload's.
+ * Only a file in the running config's directory: whoever reaches the
+ * console may have the daemon run Lua from it, so not from anywhere.
+ */
+static sy_config *shadow_load(void *ctx, const char *file, char *err, size_t cap)
+{
+    reloader *r = ctx;
+    char want[PATH_MAX], got[PATH_MAX];
+    if (!r->file) {
+        snprintf(err, cap, "running the built-in default config: there is no config directory");
+        return NULL;
+    }
+    if (!realpath(r->file, want) || !realpath(file, got)) {
+        snprintf(err, cap, "%s: %s", file, strerror(errno));
+        return NULL;
+    }
+    char *ws = strrchr(want, '/'), *gs = strrchr(got, '/');
+    struct stat st;
+    if (!ws || !gs || ws - want != gs - got || strncmp(want, got, (size_t)(ws - want)) != 0 ||
+        stat(got, &st) != 0 || !S_ISREG(st.st_mode)) {
+        snprintf(err, cap, "%s: a shadow config must be a file in the running config's directory "
+                 "(%.*s)", file, ws ? (int)(ws - want) : 0, want);
+        return NULL;
+    }
+    pthread_mutex_lock(&r->lock); /* not beside a reload (plugins load) */
+    sy_config *c = sy_config_load(got, r->lua_dir, err, cap);
+    if (c && validate(c, got, r->plugin_dir, err, cap) < 0) {
+        sy_config_free(c);
+        c = NULL;
+    }
+    pthread_mutex_unlock(&r->lock);
+    return c;
+}
+
 int main(int argc, char **argv)
 {
     if (argc > 1 && strcmp(argv[1], "traces") == 0)
         return sy_traces_main(argc - 1, argv + 1);
+    if (argc > 1 && strcmp(argv[1], "diff") == 0)
+        return sy_diff_main(argc - 1, argv + 1);
 
     /*
      * Return flush-sized memory to the system once it has been sent.  A
@@ -561,6 +603,8 @@ int main(int argc, char **argv)
         goto out;
     }
     atomic_store(&rl.admin, admin);
+    sy_shadow_set_running(c);
+    sy_shadow_setup(shadow_load, &rl, sy_engine_wake, engine);
 
     for (;;) {
         int sig;
@@ -582,6 +626,7 @@ int main(int argc, char **argv)
     atomic_store(&rl.admin, NULL);
     sy_admin_stop(admin);
     admin = NULL;
+    sy_shadow_shutdown();
     sy_readers_stop(readers);
     sy_engine_finish(engine);
     if (sy_output_join(output) < 0)
@@ -590,6 +635,7 @@ int main(int argc, char **argv)
     rc = 0;
 out:
     sy_admin_stop(admin);
+    sy_shadow_shutdown();
     if (readers)
         sy_readers_stop(readers);
     if (engine)

@@ -2,6 +2,7 @@
  * output.c - the output loop: snapshots in, named values out to the sinks.
  */
 #include "output.h"
+#include "budget.h"
 
 #include <event2/event.h>
 #include <pthread.h>
@@ -193,6 +194,24 @@ static void self_add(sy_output *o, size_t *n, const char *name, int delta, uint6
     o->order[(*n)++] = (size_t)(m - o->self);
 }
 
+/* Series budgets: switchyard.budget.KIND_VALUE.keys and .dropped. */
+struct budget_self {
+    sy_output *o;
+    size_t *n;
+};
+
+static void budget_self_add(void *ctx, const char *label, const char *kind, uint64_t max_keys,
+                            uint64_t keys, uint64_t dropped)
+{
+    struct budget_self *bs = ctx;
+    char part[256], name[320];
+    name_part(part, sizeof part, label);
+    snprintf(name, sizeof name, "switchyard.budget.%s.keys", part);
+    self_add(bs->o, bs->n, name, 0, keys);
+    snprintf(name, sizeof name, "switchyard.budget.%s.dropped", part);
+    self_add(bs->o, bs->n, name, 1, dropped);
+}
+
 /* statsd's graphiteStats plus switchyard's own metrics (listeners, sinks,
  * keys), all under the stats namespace. */
 static size_t collect_extra(sy_output *o)
@@ -266,6 +285,8 @@ static size_t collect_extra(sy_output *o)
         self_add(o, &n, "switchyard.route.passed_through", 1, atomic_load(&o->agg->passed_through));
         self_add(o, &n, "switchyard.route.passthrough_dropped", 1, atomic_load(&o->agg->raw_dropped));
         self_add(o, &n, "switchyard.route.errors", 1, atomic_load(&o->agg->route_errors));
+        struct budget_self bs = { o, &n };
+        sy_budgets_each(o->agg->budgets, budget_self_add, &bs);
     }
     /* self[] may have moved while growing: take the names now. */
     if (n > o->extra_cap) {

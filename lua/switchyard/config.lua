@@ -28,7 +28,7 @@ local known = {
   gaugesMaxTTL = "number", flush_counts = "boolean", prefixStats = "string",
   keyNameSanitize = "boolean", calculatedTimerMetrics = "list", graphite = "table",
   sinks = "table", pluginPath = "string", timerSampleLimit = "number", setMemberLimit = "number",
-  maxKeys = "number", ringSize = "number", shutdownTimeout = "number",
+  maxKeys = "number", limits = "list", ringSize = "number", shutdownTimeout = "number",
   logLevel = "string",
   routes = "list", route = "function", auth = "any", checks = "list",
   sampleSeed = "number", luaMemoryLimit = "number", luaTimeout = "number",
@@ -45,6 +45,8 @@ local graphite_known = {
   prefixTimer = "string", prefixGauge = "string", prefixSet = "string",
   globalSuffix = "string",
 }
+
+local limit_known = { tenant = "string", prefix = "string", listener = "string", maxKeys = "number" }
 
 local listener_known = {
   url = "string", receiveBuffer = "number", threads = "number",
@@ -336,6 +338,7 @@ function M.normalize(t, file, source)
   c:positive_int("setMemberLimit", out.setMemberLimit, true, 2 ^ 31)
   out.maxKeys = default(t.maxKeys, 0)
   c:positive_int("maxKeys", out.maxKeys, true, 2 ^ 40)
+  out.limits = M.check_limits(c, t.limits, out.listen)
   out.ringSize = default(t.ringSize, 64 * 1024 * 1024)
   c:positive_int("ringSize", out.ringSize, false, 2 ^ 40)
   if out.ringSize < 256 * 1024 then c:fail("ringSize", "must be at least 262144 bytes") end
@@ -375,6 +378,50 @@ function M.normalize(t, file, source)
   c:positive_int("luaTimeout", out.luaTimeout)
 
   M.compile_routing(c, t, out)
+  return out
+end
+
+-- Series budgets: limits = { { tenant = "t1", maxKeys = 10000 },
+-- { prefix = "debug.", maxKeys = 1000 }, { listener = "udp://...", maxKeys = N } }.
+-- Each entry names one tenant (a token's namespace), name prefix or
+-- listener (one of `listen`), and a positive maxKeys.  Returned as
+-- { kind = ..., value = ..., maxKeys = ... } for the core.
+function M.check_limits(c, limits, listen)
+  local out, seen = {}, {}
+  if limits == nil then return out end
+  if #limits > 64 then c:fail("limits", "at most 64 budgets, not " .. #limits) end
+  for i, l in ipairs(limits) do
+    local p = "limits"
+    if type(l) ~= "table" then c:fail(p, "entry " .. i .. " must be { tenant|prefix|listener = \"...\", maxKeys = N }") end
+    c:known(p, l, limit_known)
+    local kind, value
+    for _, k in ipairs({ "tenant", "prefix", "listener" }) do
+      if l[k] ~= nil then
+        if kind then c:fail(p, "entry " .. i .. " names both " .. kind .. " and " .. k .. "; give one") end
+        kind, value = k, l[k]
+      end
+    end
+    if not kind then c:fail(p, "entry " .. i .. " needs one of tenant, prefix or listener") end
+    if value == "" or value:find("%z") or #value > 1024 then
+      c:fail(p .. "." .. kind, "entry " .. i .. ": must be a non-empty string of at most 1024 bytes without NUL")
+    end
+    if l.maxKeys == nil then c:fail(p, "entry " .. i .. " (" .. kind .. " '" .. value .. "') needs maxKeys") end
+    c:positive_int(p .. ".maxKeys", l.maxKeys, false, 2 ^ 40)
+    if kind == "listener" then
+      local found = false
+      for _, li in ipairs(listen) do if li.url == value then found = true end end
+      if not found then
+        local urls = {}
+        for _, li in ipairs(listen) do urls[#urls + 1] = li.url end
+        c:fail(p .. ".listener", "entry " .. i .. ": '" .. value .. "' is not a listener (listen = { "
+               .. table.concat(urls, ", ") .. " })")
+      end
+    end
+    local label = kind .. "=" .. value
+    if seen[label] then c:fail(p, "entry " .. i .. ": a second budget for " .. label) end
+    seen[label] = true
+    out[#out + 1] = { kind = kind, value = value, maxKeys = l.maxKeys }
+  end
   return out
 end
 
