@@ -34,6 +34,8 @@
 #include "numfmt.h"
 #include "sinkhost.h"
 #include "status.h"
+#include "tap.h"
+#include "tapstream.h"
 #include "traces.h"
 
 #define MAX_COMMAND 8192
@@ -64,6 +66,7 @@ typedef struct conn {
     int waiting;              /* the walk waits for the client to read */
     int eof;                  /* the client has said all it will */
     int discarding;           /* the rest of an over-long line, up to its newline, is skipped */
+    sy_tapstream *tap;        /* `tap` streaming; a line stops it */
 } conn;
 
 struct sy_admin {
@@ -278,6 +281,42 @@ static void start_walk(conn *c, int what, int type, char **args, size_t nargs, i
     c->waiting = 0;
 }
 
+static void pump(conn *c);
+
+/* The tap has given its lines: take commands again. */
+static void tap_done(void *arg)
+{
+    conn *c = arg;
+    c->tap = NULL;
+    if (!c->eof)
+        bufferevent_enable(c->bev, EV_READ);
+    pump(c);
+}
+
+/* `tap GLOB [N]`: streams until N lines, a line from the client, or the
+ * end of its input (tapstream.h). */
+static void start_tap(conn *c, int argc, char **argv)
+{
+    char err[256], msg[320];
+    long n = SY_TAP_N_DEFAULT;
+    if (argc > 2) {
+        char *end;
+        n = strtol(argv[2], &end, 10);
+        if (*end)
+            n = -1;
+    }
+    if (argc < 2 || argc > 3) {
+        static const char usage[] = "ERROR: tap GLOB [N]\nEND\n\n";
+        reply(c->bev, usage, sizeof usage - 1);
+        return;
+    }
+    c->tap = sy_tapstream_console(c->a->base, c->bev, argv[1], n, tap_done, c, err, sizeof err);
+    if (!c->tap) {
+        int len = snprintf(msg, sizeof msg, "ERROR: tap: %s\nEND\n\n", err);
+        reply(c->bev, msg, (size_t)len);
+    }
+}
+
 /* One command line; returns 0 to close the connection. */
 static int command(conn *c, char *line)
 {
@@ -303,7 +342,7 @@ static int command(conn *c, char *line)
     }
     if (strcmp(cmd, "help") == 0) {
         sy_buf_printf(&b, "Commands: stats, counters, timers, gauges, delcounters, deltimers, delgauges, "
-                          "health, config, quit, reload, sinks, listeners, keys\n\n");
+                          "health, config, quit, reload, sinks, listeners, keys, tap, top\n\n");
     } else if (strcmp(cmd, "config") == 0) {
         cmd_config(a, &b);
     } else if (strcmp(cmd, "health") == 0) {
@@ -331,6 +370,8 @@ static int command(conn *c, char *line)
         cmd_listeners(a, &b);
     } else if (strcmp(cmd, "keys") == 0) {
         start_walk(c, SY_WALK_KEYS, 0, argv + 1, argc > 1 ? 1 : 0, 0);
+    } else if (strcmp(cmd, "tap") == 0) {
+        start_tap(c, argc, argv);
     } else {
         sy_buf_printf(&b, "ERROR\n");
     }
@@ -341,6 +382,7 @@ static int command(conn *c, char *line)
 static void conn_free(conn *c)
 {
     sy_walk_cancel(c->walk);
+    sy_tapstream_stop(c->tap, 0);
     if (c->prev)
         c->prev->next = c->next;
     else
@@ -360,7 +402,6 @@ static void close_when_written(struct bufferevent *bev, void *arg)
 
 static void on_event(struct bufferevent *bev, short what, void *arg);
 static void on_read(struct bufferevent *bev, void *arg);
-static void pump(conn *c);
 
 /* No more commands on this connection: close it once the replies are out. */
 static void finish(conn *c)
@@ -424,6 +465,20 @@ static void pump(conn *c)
     struct bufferevent *bev = c->bev;
     struct evbuffer *in = bufferevent_get_input(bev), *out = bufferevent_get_output(bev);
     for (;;) {
+        if (c->tap) {
+            /* While a tap streams, a line from the client (or its end)
+             * stops it; nothing else is read meanwhile. */
+            struct evbuffer_ptr nl = evbuffer_search(in, "\n", 1, NULL);
+            if (nl.pos < 0 && !c->eof) {
+                if (evbuffer_get_length(in) > MAX_COMMAND)
+                    evbuffer_drain(in, evbuffer_get_length(in));
+                return;
+            }
+            evbuffer_drain(in, nl.pos >= 0 ? (size_t)nl.pos + 1 : evbuffer_get_length(in));
+            sy_tapstream_stop(c->tap, 1);
+            c->tap = NULL;
+            continue;
+        }
         if (c->walk) {
             /* The walk's end calls this again.  Meanwhile the kernel's
              * buffers push back on a client that sends more. */
@@ -1293,6 +1348,7 @@ sy_admin *sy_admin_start(const sy_admin_deps *deps, char *err, size_t errlen)
         evhttp_set_cb(a->http, "/health", http_health, a);
         evhttp_set_cb(a->http, "/metrics", http_metrics, a);
         evhttp_set_cb(a->http, "/traces", http_traces, a);
+        evhttp_set_cb(a->http, "/tap", sy_tapstream_http, a);
         evhttp_set_gencb(a->http, http_other, a);
         a->http_port = bound_port(evhttp_bound_socket_get_fd(a->http_sock));
         sy_log(SY_INFO, "admin HTTP on %s (port %d): /health /metrics /traces", c->http_address, a->http_port);

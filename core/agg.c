@@ -33,6 +33,7 @@
 #include "log.h"
 #include "parse.h"
 #include "predecide.h"
+#include "tap.h"
 
 /* Sets hold 64-bit hashes of their members: exact for every practical
  * purpose (a collision needs ~4e9 members) at 8 bytes a member.  Past
@@ -75,7 +76,11 @@ typedef struct sy_entry {
         sy_hset *set;
         uint32_t target_len;  /* aliases: the target key follows key[] */
     } u;
-    int32_t ttl;        /* gauges: idle flushes left; -1 = never expires */
+    int16_t ttl;        /* gauges: idle flushes left; -1 = never expires */
+    uint8_t listener;   /* top: the listener it was last seen from */
+    uint8_t tenant;     /* top: the tenant (sy_agg.tenants), 0 = none */
+    uint32_t samples;   /* top: samples and bytes of the interval */
+    uint32_t bytes;
     uint32_t epoch;     /* routing epoch of the decision below */
     uint32_t route;     /* index into sy_agg.routes */
     uint16_t key_len;
@@ -85,13 +90,14 @@ typedef struct sy_entry {
 } sy_entry;
 
 /* The README's memory per key counts on this (x86-64). */
-_Static_assert(sizeof(void *) != 8 || offsetof(sy_entry, key) == 40, "an entry's header is 40 bytes");
+_Static_assert(sizeof(void *) != 8 || offsetof(sy_entry, key) == 48, "an entry's header is 48 bytes");
 
 /* One distinct routing decision; keys share them. */
 typedef struct route_info {
     uint64_t sinks, raw;
     double rate;
     int drop;
+    const char *why;    /* the drop's reason, for the tap (reason_intern) */
 } route_info;
 
 /* A cached token decision (per token and sender). */
@@ -107,6 +113,11 @@ typedef struct slot {
     uint64_t hash;
     sy_entry *e;
 } slot;
+
+/* Tenants told apart by top (index 0 is "no tenant", the last one "any
+ * other"), and drop reasons told apart by the tap (more show "dropped"). */
+#define SY_TENANTS_MAX 64
+#define SY_REASONS_MAX 64
 
 /* One list per entry type (aliases included), in creation order. */
 #define NLISTS (2 * ALIAS)
@@ -142,6 +153,12 @@ struct sy_agg {
     sy_entry *deleted;       /* deleted by the admin: freed with the next snapshot */
     sy_predecided *pre;      /* the applied reload's decisions, made before it */
     int pre_flushes;         /* flushes left before pre is let go */
+    /* Tenants (token namespaces) as top counts them, by index; and the
+     * drop reasons the tap shows, both bounded (see tenant_of). */
+    char *tenants[SY_TENANTS_MAX];
+    uint8_t ntenants, tenant;  /* tenant: of the line being fed */
+    char *reasons[SY_REASONS_MAX];
+    size_t nreasons;
     const sy_origin *origin; /* of the record being fed */
     char sender[INET6_ADDRSTRLEN];
     int sender_ready;
@@ -383,6 +400,8 @@ sy_agg *sy_agg_new(const sy_agg_opts *opts)
     a->o.prefix_stats = a->prefix_stats;
     if (a->o.gauges_max_ttl < 1)
         a->o.gauges_max_ttl = 1;
+    if (a->o.gauges_max_ttl > INT16_MAX)
+        a->o.gauges_max_ttl = INT16_MAX; /* an entry's ttl is 16 bits */
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     a->seed = sy_mix64((uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 32), 0x5851F42D4C957F2Dull);
@@ -418,6 +437,10 @@ void sy_agg_free(sy_agg *a)
     free(a->slots);
     free(a->prefix_stats);
     free(a->routes);
+    for (size_t i = 1; i <= a->ntenants; i++)
+        free(a->tenants[i]);
+    for (size_t i = 0; i < a->nreasons; i++)
+        free(a->reasons[i]);
     sy_predecided_free(a->pre);
     sy_raw_batch_free(a->raw);
     while (a->deleted) {
@@ -660,6 +683,8 @@ void sy_agg_set_opts(sy_agg *a, const sy_agg_opts *opts)
     a->o.prefix_stats = prefix; /* statsd's own counters keep their names */
     if (a->o.gauges_max_ttl < 1)
         a->o.gauges_max_ttl = 1;
+    if (a->o.gauges_max_ttl > INT16_MAX)
+        a->o.gauges_max_ttl = INT16_MAX; /* an entry's ttl is 16 bits */
 }
 
 static const char *sender_str(sy_agg *a)
@@ -684,7 +709,8 @@ static uint32_t route_intern(sy_agg *a, const route_info *ri)
 {
     for (uint32_t i = 0; i < a->nroutes; i++) {
         const route_info *r = &a->routes[i];
-        if (r->sinks == ri->sinks && r->raw == ri->raw && r->rate == ri->rate && r->drop == ri->drop)
+        if (r->sinks == ri->sinks && r->raw == ri->raw && r->rate == ri->rate && r->drop == ri->drop &&
+            r->why == ri->why)
             return i;
     }
     if (a->nroutes == a->cap_routes) {
@@ -699,6 +725,39 @@ static uint32_t route_intern(sy_agg *a, const route_info *ri)
 }
 
 static const char *const type_names[] = { "c", "ms", "g", "s" };
+
+/* A drop reason kept once, so that routes share it; past SY_REASONS_MAX
+ * distinct ones (a script that writes the key into its reason) a drop is
+ * shown with the generic reason and costs no more routes. */
+static const char *reason_intern(sy_agg *a, const char *why)
+{
+    for (size_t i = 0; i < a->nreasons; i++)
+        if (strcmp(a->reasons[i], why) == 0)
+            return a->reasons[i];
+    if (a->nreasons == SY_REASONS_MAX)
+        return "dropped";
+    char *c = strndup(why, 120);
+    if (!c)
+        return "dropped";
+    a->reasons[a->nreasons++] = c;
+    return c;
+}
+
+/* The index of a tenant (a token's namespace) for top: 1.. for the first
+ * SY_TENANTS_MAX - 2 seen, then SY_TENANTS_MAX - 1 for any other. */
+static uint8_t tenant_of(sy_agg *a, const char *ns, size_t n)
+{
+    for (uint8_t i = 1; i <= a->ntenants; i++)
+        if (strlen(a->tenants[i]) == n && memcmp(a->tenants[i], ns, n) == 0)
+            return i;
+    if (a->ntenants >= SY_TENANTS_MAX - 2)
+        return SY_TENANTS_MAX - 1;
+    char *c = strndup(ns, n);
+    if (!c)
+        return SY_TENANTS_MAX - 1;
+    a->tenants[++a->ntenants] = c;
+    return a->ntenants;
+}
 
 static size_t alias_key(sy_agg *a, const char *key, size_t klen, char *out);
 
@@ -723,7 +782,8 @@ static uint32_t decide(sy_agg *a, int type, const char *key, size_t klen, sy_rou
                              sender_str(a), r) < 0)
             atomic_fetch_add_explicit(&a->st.route_errors, 1, memory_order_relaxed);
     }
-    route_info ri = { .sinks = r->sinks, .raw = r->raw, .rate = r->rate, .drop = r->drop != NULL };
+    route_info ri = { .sinks = r->sinks, .raw = r->raw, .rate = r->rate, .drop = r->drop != NULL,
+                      .why = r->drop ? reason_intern(a, r->drop) : NULL };
     return route_intern(a, &ri);
 }
 
@@ -1062,23 +1122,62 @@ void sy_raw_batch_free(sy_raw_batch *b)
     free(b);
 }
 
-/* Apply one parsed sample: route it, then statsd's handlePacket. */
-static void apply(sy_agg *a, const char *key, size_t klen, sy_sample *s)
+/*
+ * Apply one parsed sample: route it, then statsd's handlePacket.  bytes
+ * is the line's size for its first sample (0 for the others), for top.
+ * With t (a tapped line; see sy_agg_line) the decision is told to the
+ * open taps; the hot path calls this with t NULL, which inlining folds
+ * away.
+ */
+static inline __attribute__((always_inline)) void apply(sy_agg *a, const char *key, size_t klen,
+                                                        sy_sample *s, uint32_t bytes, sy_tap_event *t)
 {
     int type = s->type == SY_SAMPLE_COUNTER ? SY_T_COUNTER
              : s->type == SY_SAMPLE_TIMER ? SY_T_TIMER
              : s->type == SY_SAMPLE_GAUGE ? SY_T_GAUGE : SY_T_SET;
     sy_entry *e;
+    if (t) {
+        t->name = key;
+        t->nlen = klen;
+        t->sinks = a->all_sinks;
+        t->raw = 0;
+        t->rate = 1;
+        t->reason = NULL;
+    }
     if (!a->router) {
         e = lookup(a, type, key, klen);
+        if (e) {
+            e->samples++;
+            e->bytes += bytes;
+            e->listener = (uint8_t)(a->origin ? a->origin->listener : 0xff);
+            e->tenant = a->tenant;
+        }
     } else {
         uint32_t idx;
         const char *fname;
         size_t flen;
         e = resolve(a, type, key, klen, &idx, &fname, &flen);
+        if (e) {
+            e->samples++;
+            e->bytes += bytes;
+            e->listener = (uint8_t)(a->origin ? a->origin->listener : 0xff);
+            e->tenant = a->tenant;
+        }
         const route_info *ri = &a->routes[idx];
+        if (t) {
+            t->name = fname;
+            t->nlen = flen;
+            t->sinks = ri->sinks;
+            t->raw = ri->raw;
+            t->rate = ri->rate;
+        }
         if (ri->drop) {
             atomic_fetch_add_explicit(&a->st.routed_drops, 1, memory_order_relaxed);
+            if (t) {
+                t->outcome = SY_TAP_DROPPED;
+                t->reason = ri->why ? ri->why : "dropped";
+                sy_tap_emit(t);
+            }
             return;
         }
         if (ri->rate < 1) {
@@ -1087,14 +1186,27 @@ static void apply(sy_agg *a, const char *key, size_t klen, sy_sample *s)
             double u = (double)(next_rand(a) >> 11) * 0x1.0p-53;
             if (u >= ri->rate) {
                 atomic_fetch_add_explicit(&a->st.sampled_out, 1, memory_order_relaxed);
+                if (t) {
+                    t->outcome = SY_TAP_SAMPLED_OUT;
+                    sy_tap_emit(t);
+                }
                 return;
             }
             s->rate *= ri->rate;
         }
         if (ri->raw)
             raw_append(a, fname, flen, s, ri->raw);
-        if (!ri->sinks)
+        if (!ri->sinks) {
+            if (t) {
+                t->outcome = SY_TAP_ROUTED;
+                sy_tap_emit(t);
+            }
             return;
+        }
+    }
+    if (t) {
+        t->outcome = e ? SY_TAP_ROUTED : SY_TAP_LIMIT;
+        sy_tap_emit(t);
     }
     if (!e)
         return;
@@ -1182,7 +1294,23 @@ static int token_check(sy_agg *a, const char *tok, size_t tlen, char *ns, size_t
     return allowed;
 }
 
-void sy_agg_line(sy_agg *a, const char *line, size_t len, const sy_origin *origin)
+/* A line the tap sees before it has a key: refused by auth, or bad.  The
+ * glob is matched against its name (up to ':'). */
+static void tap_early(sy_agg *a, const char *line, size_t len, int outcome, const char *reason,
+                      const char *ns, size_t nslen)
+{
+    const char *colon = memchr(line, ':', len);
+    sy_tap_event t = { .line = line, .len = len, .key = line,
+                       .klen = colon ? (size_t)(colon - line) : len, .outcome = outcome,
+                       .reason = reason, .rate = 1, .tenant = ns, .tlen = nslen,
+                       .listener = listener_name(a), .sender = sender_str(a) };
+    sy_tap_emit(&t);
+}
+
+/* sy_agg_line's work; `tapping` is a constant at each call, so the hot
+ * path's copy has no trace of the tap. */
+static inline __attribute__((always_inline)) void line_in(sy_agg *a, const char *line, size_t len,
+                                                          const sy_origin *origin, int tapping)
 {
     if (origin != a->origin) {
         a->origin = origin;
@@ -1190,6 +1318,8 @@ void sy_agg_line(sy_agg *a, const char *line, size_t len, const sy_origin *origi
     }
     char ns[256];
     size_t nslen = 0;
+    uint32_t bytes = (uint32_t)len + 1; /* with its newline */
+    a->tenant = 0;
     if (origin && origin->listener < a->nlisteners && a->listeners[origin->listener].auth) {
         if (len && line[len - 1] == '\r')
             len--;
@@ -1203,10 +1333,19 @@ void sy_agg_line(sy_agg *a, const char *line, size_t len, const sy_origin *origi
             atomic_fetch_add_explicit(&li->auth_rejected, 1, memory_order_relaxed);
             sy_log_limited(&rl_auth, SY_WARN, "%s: line with a missing or refused token from %s",
                            li->name, *sender_str(a) ? sender_str(a) : "a local client");
+            if (tapping) {
+                /* never the token itself: what follows it */
+                int tok = dot && dot != line && !(colon && colon < dot);
+                const char *rest = tok ? dot + 1 : line;
+                tap_early(a, rest, len - (size_t)(rest - line), SY_TAP_REFUSED,
+                          tok ? "token refused" : "no token", NULL, 0);
+            }
             return;
         }
         len -= (size_t)(dot + 1 - line);
         line = dot + 1;
+        if (nslen)
+            a->tenant = tenant_of(a, ns, nslen);
     }
     sy_line it;
     int klen = sy_parse_begin(&it, line, len, a->key, a->o.sanitize);
@@ -1218,6 +1357,9 @@ void sy_agg_line(sy_agg *a, const char *line, size_t len, const sy_origin *origi
         if (klen == SY_PARSE_TOO_LONG)
             key_too_long(a, line, len);
         bad_line(a, line, len);
+        if (tapping)
+            tap_early(a, line, len, SY_TAP_BAD, klen == SY_PARSE_TOO_LONG ? "key too long" : "bad line",
+                      ns, nslen);
         return;
     }
     if (nslen) {
@@ -1225,6 +1367,8 @@ void sy_agg_line(sy_agg *a, const char *line, size_t len, const sy_origin *origi
         if ((size_t)klen + nslen + 1 >= SY_KEY_MAX) {
             key_too_long(a, line, len);
             bad_line(a, line, len);
+            if (tapping)
+                tap_early(a, line, len, SY_TAP_BAD, "key too long", ns, nslen);
             return;
         }
         memmove(a->key + nslen + 1, a->key, (size_t)klen + 1);
@@ -1234,14 +1378,37 @@ void sy_agg_line(sy_agg *a, const char *line, size_t len, const sy_origin *origi
     }
     sy_sample s;
     int rc;
+    sy_tap_event t;
+    if (tapping)
+        t = (sy_tap_event){ .line = line, .len = len, .key = a->key, .klen = (size_t)klen,
+                            .tenant = ns, .tlen = nslen, .listener = listener_name(a),
+                            .sender = sender_str(a) };
     while ((rc = sy_parse_next(&it, &s)) != 0) {
         if (rc < 0) {
             bad_line(a, line, len);
+            if (tapping)
+                tap_early(a, line, len, SY_TAP_BAD, "bad sample", ns, nslen);
             continue;
         }
         stat_bump(&a->st.samples);
-        apply(a, a->key, (size_t)klen, &s);
+        apply(a, a->key, (size_t)klen, &s, bytes, tapping ? &t : NULL);
+        bytes = 0;
     }
+}
+
+static __attribute__((noinline)) void line_tapped(sy_agg *a, const char *line, size_t len,
+                                                  const sy_origin *origin)
+{
+    line_in(a, line, len, origin, 1);
+}
+
+void sy_agg_line(sy_agg *a, const char *line, size_t len, const sy_origin *origin)
+{
+    /* The tap's one cost while no tap is open: this load and branch. */
+    if (__builtin_expect(atomic_load_explicit(&sy_tap_on, memory_order_relaxed) != 0, 0))
+        line_tapped(a, line, len, origin);
+    else
+        line_in(a, line, len, origin, 0);
 }
 
 void sy_agg_feed(sy_agg *a, const char *buf, size_t len, const sy_origin *origin)
@@ -1281,6 +1448,8 @@ static void hset_clear(sy_hset *s)
 /* statsd's clear_metrics, decided per entry: 1 when it is to be deleted. */
 static int reset_entry(sy_agg *a, sy_entry *e)
 {
+    e->samples = 0; /* top's counts are per interval */
+    e->bytes = 0;
     switch (e->type) {
     case SY_T_COUNTER:
         e->u.value = 0;
