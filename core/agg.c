@@ -34,6 +34,7 @@
 #include "parse.h"
 #include "predecide.h"
 #include "tap.h"
+#include "top.h"
 
 /* Sets hold 64-bit hashes of their members: exact for every practical
  * purpose (a collision needs ~4e9 members) at 8 bytes a member.  Past
@@ -317,6 +318,7 @@ static sy_entry *entry_new(sy_agg *a, uint64_t h, int type, const char *key, siz
     e->type = (uint8_t)type;
     e->key_len = (uint16_t)len;
     e->ttl = -1;
+    e->listener = 0xff; /* none until a sample comes (top) */
     e->flags = F_OWN;
     memcpy(e->key, key, len);
     e->key[len] = '\0';
@@ -1702,6 +1704,7 @@ struct sy_agg_walk {
     size_t nix, cix, pos;    /* heap size, its room, items pushed */
     size_t props;            /* dump: properties written */
     size_t shown, more;      /* keys */
+    struct sy_top *top;      /* top */
 };
 
 /* An entry leaves its list: no walk may point at it any more. */
@@ -1759,6 +1762,7 @@ void sy_agg_walk_free(sy_agg *a, sy_agg_walk *w)
     if (w->next_walk)
         w->next_walk->prev_walk = w->prev_walk;
     free(w->ix);
+    sy_top_free(w->top);
     free(w);
 }
 
@@ -2032,12 +2036,51 @@ static int keys_step(sy_agg *a, sy_agg_walk *w, sy_buf *out, size_t budget)
     return 0;
 }
 
+/* top.h: every aggregate's interval figures, then the reply. */
+static int top_step(sy_agg *a, sy_agg_walk *w, sy_buf *out, size_t budget)
+{
+    if (!w->top) {
+        size_t n;
+        int by, depth;
+        char err[128];
+        if (sy_top_parse(w->names, w->nnames, &n, &by, &depth, err, sizeof err) == 0 &&
+            !(w->top = sy_top_new(n, by, depth, w->type)))
+            snprintf(err, sizeof err, "out of memory");
+        if (!w->top) {
+            sy_buf_printf(out, "ERROR: top: %s\nEND\n\n", err);
+            return 1;
+        }
+        walk_list(a, w, 0);
+    }
+    for (size_t k = 0; k < budget; k++) {
+        sy_entry *e = walk_take(w);
+        if (e) {
+            sy_top_add(w->top, e->key, e->key_len, e->type, e->samples, e->bytes, e->listener, e->tenant);
+            continue;
+        }
+        if (w->list + 1 < ALIAS) {
+            walk_list(a, w, w->list + 1);
+            continue;
+        }
+        const char *lnames[256] = { 0 }, *tnames[256] = { 0 };
+        for (size_t i = 0; i < a->nlisteners && i < 255; i++)
+            lnames[i] = a->listeners[i].name;
+        for (size_t i = 1; i <= a->ntenants; i++)
+            tnames[i] = a->tenants[i];
+        tnames[SY_TENANTS_MAX - 1] = "(other)";
+        sy_top_finish(w->top, out, lnames, tnames);
+        return 1;
+    }
+    return 0;
+}
+
 int sy_agg_walk_step(sy_agg *a, sy_agg_walk *w, sy_buf *out, size_t budget)
 {
     if (w->phase == W_DONE)
         return 1;
     int done = w->what == SY_WALK_DUMP ? dump_step(a, w, out, budget)
              : w->what == SY_WALK_DELETE ? delete_step(a, w, out, budget)
+             : w->what == SY_WALK_TOP ? top_step(a, w, out, budget)
              : keys_step(a, w, out, budget);
     if (done)
         w->phase = W_DONE;
