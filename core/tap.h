@@ -24,7 +24,7 @@
 #define SY_TAP_RATE 200        /* lines a second per tap; more are skipped */
 #define SY_TAP_QUEUE 256       /* formatted lines waiting per tap */
 #define SY_TAP_LINE 1024       /* bytes of one tapped line (cut beyond) */
-#define SY_TAP_CLIENT_BUF (64u << 10) /* a client with this much unsent skips lines */
+#define SY_TAP_CLIENT_BUF (64u << 10) /* a client with this much unread skips lines */
 #define SY_TAP_SECONDS 600     /* the longest a tap stays open */
 
 /* Taps open: the hot path's one test. */

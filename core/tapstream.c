@@ -11,6 +11,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
 #include <sys/queue.h>
 #include <time.h>
 
@@ -37,11 +39,21 @@ static void stream_free(sy_tapstream *t)
     free(t);
 }
 
-/* Bytes written to the client and not yet taken by it. */
+/* Bytes written for the client and not yet read by it: those still in
+ * our buffer, and those in the kernel's send queue (a socket's send
+ * buffer grows to megabytes, which would hide a reader that has
+ * stopped). */
 static size_t pending(sy_tapstream *t)
 {
     struct bufferevent *bev = t->bev ? t->bev : evhttp_connection_get_bufferevent(t->evcon);
-    return bev ? evbuffer_get_length(bufferevent_get_output(bev)) : 0;
+    if (!bev)
+        return 0;
+    size_t n = evbuffer_get_length(bufferevent_get_output(bev));
+    int queued = 0;
+    evutil_socket_t fd = bufferevent_getfd(bev);
+    if (fd >= 0 && ioctl(fd, SIOCOUTQ, &queued) == 0 && queued > 0)
+        n += (size_t)queued;
+    return n;
 }
 
 static void send_text(sy_tapstream *t, sy_buf *b)
