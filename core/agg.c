@@ -158,6 +158,7 @@ struct sy_agg {
      * drop reasons the tap shows, both bounded (see tenant_of). */
     char *tenants[SY_TENANTS_MAX];
     uint8_t ntenants, tenant;  /* tenant: of the line being fed */
+    uint8_t listener;          /* of the record being fed (0xff: none) */
     char *reasons[SY_REASONS_MAX];
     size_t nreasons;
     const sy_origin *origin; /* of the record being fed */
@@ -318,7 +319,8 @@ static sy_entry *entry_new(sy_agg *a, uint64_t h, int type, const char *key, siz
     e->type = (uint8_t)type;
     e->key_len = (uint16_t)len;
     e->ttl = -1;
-    e->listener = 0xff; /* none until a sample comes (top) */
+    e->listener = a->listener; /* where it was first seen from (top) */
+    e->tenant = a->tenant;
     e->flags = F_OWN;
     memcpy(e->key, key, len);
     e->key[len] = '\0';
@@ -414,6 +416,7 @@ sy_agg *sy_agg_new(const sy_agg_opts *opts)
     if (table_grow(a) < 0 || !a->prefix_stats || !a->routes || !a->toks)
         goto fail;
     a->routes[0] = (route_info){ .sinks = ~0ull, .rate = 1 };
+    a->listener = 0xff;
     a->nroutes = 1;
     a->all_sinks = ~0ull;
     /* statsd creates these three at start, so they are flushed (as 0)
@@ -1151,8 +1154,6 @@ static inline __attribute__((always_inline)) void apply(sy_agg *a, const char *k
         if (e) {
             e->samples++;
             e->bytes += bytes;
-            e->listener = (uint8_t)(a->origin ? a->origin->listener : 0xff);
-            e->tenant = a->tenant;
         }
     } else {
         uint32_t idx;
@@ -1162,8 +1163,6 @@ static inline __attribute__((always_inline)) void apply(sy_agg *a, const char *k
         if (e) {
             e->samples++;
             e->bytes += bytes;
-            e->listener = (uint8_t)(a->origin ? a->origin->listener : 0xff);
-            e->tenant = a->tenant;
         }
         const route_info *ri = &a->routes[idx];
         if (t) {
@@ -1317,6 +1316,7 @@ static inline __attribute__((always_inline)) void line_in(sy_agg *a, const char 
     if (origin != a->origin) {
         a->origin = origin;
         a->sender_ready = 0;
+        a->listener = (uint8_t)(origin ? origin->listener : 0xff);
     }
     char ns[256];
     size_t nslen = 0;
@@ -1421,6 +1421,7 @@ void sy_agg_feed(sy_agg *a, const char *buf, size_t len, const sy_origin *origin
                           memory_order_relaxed);
     a->origin = origin;
     a->sender_ready = 0;
+    a->listener = (uint8_t)(origin ? origin->listener : 0xff);
     a->e_packets->u.value += 1;
     stat_bump(&a->st.packets);
     const char *p = buf, *end = buf + len;
@@ -1478,6 +1479,8 @@ sy_snapshot *sy_agg_snapshot(sy_agg *a, int64_t ts)
         sy_predecided_free(a->pre);
         a->pre = NULL;
     }
+    a->listener = 0xff; /* keys made here come from no listener */
+    a->tenant = 0;
     /* statsd sets its timestamp_lag gauge from the second flush on. */
     if (a->old_ts > 0) {
         if (!a->e_lag) {
