@@ -1478,7 +1478,7 @@ sy_admin *sy_admin_start(const sy_admin_deps *deps, char *err, size_t errlen)
         evhttp_set_cb(a->http, "/top", http_top_cb, a);
         evhttp_set_gencb(a->http, http_other, a);
         a->http_port = bound_port(evhttp_bound_socket_get_fd(a->http_sock));
-        sy_log(SY_INFO, "admin HTTP on %s (port %d): /health /metrics /traces", c->http_address, a->http_port);
+        sy_log(SY_INFO, "admin HTTP on %s (port %d): /health /metrics /traces /tap /top", c->http_address, a->http_port);
     }
     if (pthread_create(&a->thread, NULL, run, a) != 0) {
         snprintf(err, errlen, "admin: cannot start a thread");

@@ -62,7 +62,8 @@ def main():
         for cmd in ("top 10 depth=1", "top 10 by=bytes depth=3"):
             data, first, total = ask(port, cmd)
             m = http_get(http_port, "/metrics")[2]
-            pause = [l for l in m.splitlines() if 'pause_max' in l and 'admin' in l]
+            pause = [l for l in m.splitlines() if not l.startswith("#") and
+                     ("admin" in l and "max" in l or "walk_slices" in l)]
             print("%s at %d keys: %d bytes, all after %.3f s; %s"
                   % (cmd, n, len(data), total, "; ".join(pause)))
             print(data.decode()[:400])
