@@ -1000,6 +1000,9 @@ static void http_metrics(struct evhttp_request *req, void *arg)
                         (unsigned long long)atomic_load(&ts->skipped_queue),
                         (unsigned long long)atomic_load(&ts->skipped_slow),
                         (unsigned long long)atomic_load(&ts->skipped_busy));
+    metric_head(out, "switchyard_top_refused_total", "counter",
+                "top and /top questions refused for their arguments (N, by, depth).");
+    evbuffer_add_printf(out, "switchyard_top_refused_total %llu\n", (unsigned long long)sy_top_refused());
     metric_head(out, "switchyard_lua_memory_bytes", "gauge", "Heap of the routing script.");
     evbuffer_add_printf(out, "switchyard_lua_memory_bytes %llu\n",
                         (unsigned long long)sy_engine_lua_memory(a->d.engine));

@@ -270,6 +270,7 @@ void sy_tap_emit(const sy_tap_event *ev)
 }
 
 static sy_ratelimit rl_refused = SY_RATELIMIT_INIT(10000, 2);
+static sy_ratelimit rl_skipped = SY_RATELIMIT_INIT(10000, 2);
 
 int sy_tap_open(const char *glob, long n, char *err, size_t errlen)
 {
@@ -378,7 +379,13 @@ void sy_tap_close(int id, sy_buf *out)
                       "full queue, %llu for a slow reader\n",
                       (unsigned long long)s->shown, (unsigned long long)s->skipped_rate, SY_TAP_RATE,
                       (unsigned long long)s->skipped_queue, (unsigned long long)s->skipped_slow);
+    uint64_t skipped = s->skipped_rate + s->skipped_queue + s->skipped_slow;
+    uint64_t slow = s->skipped_slow;
     pthread_mutex_unlock(&s->lock);
+    if (skipped)
+        sy_log_limited(&rl_skipped, SY_INFO, "admin: a tap skipped %llu matching lines (%llu for a slow "
+                       "reader; switchyard_tap_skipped_total)", (unsigned long long)skipped,
+                       (unsigned long long)slow);
     atomic_fetch_sub(&sy_tap_on, 1);
     pthread_mutex_unlock(&open_lock);
     sy_glob_free(g);

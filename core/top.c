@@ -7,7 +7,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <stdatomic.h>
+
 #include "hash.h"
+#include "log.h"
 #include "inspect.h"
 
 typedef struct top_key {
@@ -40,6 +43,19 @@ struct sy_top {
 static const char *const by_names[] = { "samples", "bytes", "keys" };
 static const char *const type_names[] = { "c", "ms", "g", "s" };
 
+static _Atomic uint64_t refused;
+static sy_ratelimit rl_refused = SY_RATELIMIT_INIT(10000, 2);
+
+uint64_t sy_top_refused(void) { return atomic_load(&refused); }
+
+static int refuse(char *err, size_t errlen, const char *why)
+{
+    snprintf(err, errlen, "%s", why);
+    atomic_fetch_add(&refused, 1);
+    sy_log_limited(&rl_refused, SY_WARN, "admin: top refused: %s (switchyard_top_refused_total)", why);
+    return -1;
+}
+
 int sy_top_parse(char *const *args, size_t nargs, size_t *n, int *by, int *depth, char *err,
                  size_t errlen)
 {
@@ -54,25 +70,19 @@ int sy_top_parse(char *const *args, size_t nargs, size_t *n, int *by, int *depth
             for (int b = 0; b < 3; b++)
                 if (strcmp(a + 3, by_names[b]) == 0)
                     found = b;
-            if (found < 0) {
-                snprintf(err, errlen, "by=samples, by=bytes or by=keys");
-                return -1;
-            }
+            if (found < 0)
+                return refuse(err, errlen, "by=samples, by=bytes or by=keys");
             *by = found;
         } else if (strncmp(a, "depth=", 6) == 0) {
             long d = strtol(a + 6, &end, 10);
-            if (a[6] == '\0' || *end || d < 1 || d > SY_TOP_DEPTH_MAX) {
-                snprintf(err, errlen, "depth is 1 to %d name components", SY_TOP_DEPTH_MAX);
-                return -1;
-            }
+            if (a[6] == '\0' || *end || d < 1 || d > SY_TOP_DEPTH_MAX)
+                return refuse(err, errlen, "depth is 1 to 8 name components");
             *depth = (int)d;
         } else {
             const char *v = strncmp(a, "n=", 2) == 0 ? a + 2 : a;
             long k = strtol(v, &end, 10);
-            if (*v == '\0' || *end || k < 1 || k > SY_TOP_N_MAX) {
-                snprintf(err, errlen, "N is 1 to %d keys", SY_TOP_N_MAX);
-                return -1;
-            }
+            if (*v == '\0' || *end || k < 1 || k > SY_TOP_N_MAX)
+                return refuse(err, errlen, "N is 1 to 1000 keys");
             *n = (size_t)k;
         }
     }

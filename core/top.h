@@ -19,7 +19,7 @@
 #include "agg.h"
 
 #define SY_TOP_N_DEFAULT 10
-#define SY_TOP_N_MAX 1000
+#define SY_TOP_N_MAX 1000 /* top.c's messages say these numbers */
 #define SY_TOP_DEPTH_DEFAULT 1
 #define SY_TOP_DEPTH_MAX 8
 #define SY_TOP_PREFIXES 10000
@@ -32,6 +32,8 @@ typedef struct sy_top sy_top;
  * that sy_top_args writes); 0, or -1 with why in err. */
 int sy_top_parse(char *const *args, size_t nargs, size_t *n, int *by, int *depth, char *err,
                  size_t errlen);
+/* Arguments refused by sy_top_parse so far (any thread). */
+uint64_t sy_top_refused(void);
 /* The canonical arguments ("N", "by", "K") into three buffers of 16. */
 void sy_top_args(size_t n, int by, int depth, char out[3][16]);
 

@@ -338,11 +338,12 @@ def main():
         res.check("slow reader: its lines are skipped and counted, its pending output bounded (<= 64 KiB + "
                   "one poll's lines)", slow_skips and slow_skips > 0 and pending is not None and
                   pending <= 64 * 1024 + 64 * 1024 + 16 * 1024, mt[-3000:])
-        res.check("/metrics: taps total, rate skips, refusals",
+        res.check("/metrics: taps total, rate skips, tap refusals, top's 6 refusals",
                   metric(mt, "switchyard_taps_total") >= 9 and
                   metric(mt, 'switchyard_tap_skipped_total{reason="rate"}') > 0 and
                   metric(mt, 'switchyard_tap_refused_total{reason="busy"}') >= 2 and
-                  metric(mt, 'switchyard_tap_refused_total{reason="bad"}') >= 6, mt[-3000:])
+                  metric(mt, 'switchyard_tap_refused_total{reason="bad"}') >= 6 and
+                  metric(mt, "switchyard_top_refused_total") == 6, mt[-3000:])
         slow.close()
         fast.close()
         con.close()
