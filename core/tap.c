@@ -21,6 +21,8 @@
 
 struct sy_glob {
     int k;                   /* tokens */
+    size_t nlit;             /* bytes before the first star: a quick test */
+    char lit0[SY_TAP_GLOB_MAX];
     uint64_t lit[256][GW];   /* per byte: states whose next token is that byte */
     uint64_t star[GW];       /* states whose next token is `*` */
     uint64_t star2[GW];      /* ... `**` */
@@ -36,6 +38,9 @@ sy_glob *sy_glob_new(const char *glob, size_t len)
     if (!g)
         return NULL;
     int k = 0;
+    while (g->nlit < len && glob[g->nlit] != '*')
+        g->nlit++;
+    memcpy(g->lit0, glob, g->nlit);
     for (size_t i = 0; i < len;) {
         if (glob[i] != '*') {
             bit_set(g->lit[(unsigned char)glob[i]], k++);
@@ -70,6 +75,10 @@ static void close_stars(const sy_glob *g, uint64_t *d)
 
 int sy_glob_match(const sy_glob *g, const char *s, size_t len)
 {
+    /* Most keys differ from a glob in its first bytes: no need to run
+     * the states for them. */
+    if (len < g->nlit || memcmp(s, g->lit0, g->nlit) != 0)
+        return 0;
     uint64_t d[GW] = { 1 };
     close_stars(g, d);
     for (size_t i = 0; i < len; i++) {
