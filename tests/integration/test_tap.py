@@ -55,7 +55,7 @@ return {
     rep = { plugin = "repeater", host = "127.0.0.1", port = %(rep)d },
   },
   routes = {
-    route.prefix "debug." :drop "debug stays home",
+    route.prefix "debug." :drop "%(why)s",
     route.prefix "t1.debug." :drop "tenant debug",
     route.glob "samp.*" :sample(0.5) :to "carbon",
     route.match "^legacy%%.(.+)$" :rename "apps.%%1" :to "carbon",
@@ -135,7 +135,7 @@ def main():
              "http": free_port(), "carbon": carbon.port, "rep": rep.getsockname()[1]}
     cfg = os.path.join(workdir, "tap.lua")
     with open(cfg, "w") as f:
-        f.write(CONFIG % ports)
+        f.write(CONFIG % dict(ports, why="debug stays home"))
     proc = Process("switchyard", [binary, "-c", cfg], workdir, cwd=REPO_DIR).start()
     udp_l = "udp://127.0.0.1:%d" % ports["udp"]
     auth_l = "tcp://127.0.0.1:%d" % ports["auth"]
@@ -193,6 +193,24 @@ def main():
             r"0 for a slow reader\nEND\n\n$", text, re.M) is not None, text)
         con.send("health\n")
         res.check("tap: the console takes commands again", con.take("\n") == "health: up\n")
+
+        # a reload: the tap shows the new config's decision
+        with open(cfg, "w") as f:
+            f.write(CONFIG % dict(ports, why="debug goes nowhere now"))
+        con.send("reload\n")
+        r = con.take("END\n\n")
+        con.send("tap debug.** 2\n")
+        con.take("\n")
+        send_udp(ports["udp"], "debug.new:2|c\ndebug.x:2|c")
+        text = con.take("END\n\n")
+        got = tap_lines(text)
+        # debug.x was decided before the reload was applied (predecide.h),
+        # and such decisions do not keep the rule's reason
+        res.check("tap after a reload: a new key shows the new rule's reason, a known one is dropped",
+                  len(got) == 2 and
+                  got[0] == 'debug.new:2|c\tdropped reason="debug goes nowhere now" name=debug.new' + tail and
+                  got[1].startswith('debug.x:2|c\tdropped reason="') and "stays home" not in got[1],
+                  r + text)
 
         # ---- 2. glob, N, HTTP ------------------------------------------
         con.send("tap api.* 3\n")
