@@ -5,7 +5,8 @@
  * The console speaks statsd's line protocol and replies, so operator
  * scripts written for statsd keep working: stats, counters, timers,
  * gauges, delcounters, deltimers, delgauges, health [up|down], config,
- * help, quit; plus reload, sinks, listeners and keys.
+ * help, quit; plus reload, sinks, listeners, keys, and the live tap and
+ * top (tapstream.h, top.h; also as HTTP /tap and /top).
  */
 #include "admin.h"
 
