@@ -5,7 +5,8 @@
  * The console speaks statsd's line protocol and replies, so operator
  * scripts written for statsd keep working: stats, counters, timers,
  * gauges, delcounters, deltimers, delgauges, health [up|down], config,
- * help, quit; plus reload, sinks, listeners and keys.
+ * help, quit; plus reload, sinks, listeners, keys, and the live tap and
+ * top (tapstream.h, top.h; also as HTTP /tap and /top).
  */
 #include "admin.h"
 #include "budget.h"
@@ -36,6 +37,9 @@
 #include "shadow.h"
 #include "sinkhost.h"
 #include "status.h"
+#include "tap.h"
+#include "tapstream.h"
+#include "top.h"
 #include "traces.h"
 
 #define MAX_COMMAND 8192
@@ -67,6 +71,7 @@ typedef struct conn {
     int eof;                  /* the client has said all it will */
     int discarding;           /* the rest of an over-long line, up to its newline, is skipped */
     sy_shadow_job *shadow;    /* a shadow reload whose report it waits for */
+    sy_tapstream *tap;        /* `tap` streaming; a line stops it */
 } conn;
 
 struct sy_admin {
@@ -106,7 +111,16 @@ struct sy_admin {
     struct event *walk_ev;
     _Atomic uint64_t walk_waits;    /* walks held for a slow reader */
     _Atomic uint64_t write_timeouts; /* console clients closed for not reading */
+    struct http_top *tops;  /* /top requests whose walk is in progress */
 };
+
+/* A /top request: its walk's reply is the JSON document, sent whole. */
+typedef struct http_top {
+    struct http_top *next;
+    struct evhttp_request *req;
+    sy_walk *walk;
+    sy_buf body;
+} http_top;
 
 static sy_ratelimit rl_refused = SY_RATELIMIT_INIT(10000, 5);
 
@@ -281,6 +295,42 @@ static void start_walk(conn *c, int what, int type, char **args, size_t nargs, i
     c->waiting = 0;
 }
 
+static void pump(conn *c);
+
+/* The tap has given its lines: take commands again. */
+static void tap_done(void *arg)
+{
+    conn *c = arg;
+    c->tap = NULL;
+    if (!c->eof)
+        bufferevent_enable(c->bev, EV_READ);
+    pump(c);
+}
+
+/* `tap GLOB [N]`: streams until N lines, a line from the client, or the
+ * end of its input (tapstream.h). */
+static void start_tap(conn *c, int argc, char **argv)
+{
+    char err[256], msg[320];
+    long n = SY_TAP_N_DEFAULT;
+    if (argc > 2) {
+        char *end;
+        n = strtol(argv[2], &end, 10);
+        if (*end)
+            n = -1;
+    }
+    if (argc < 2 || argc > 3) {
+        static const char usage[] = "ERROR: tap GLOB [N]\nEND\n\n";
+        reply(c->bev, usage, sizeof usage - 1);
+        return;
+    }
+    c->tap = sy_tapstream_console(c->a->base, c->bev, argv[1], n, tap_done, c, err, sizeof err);
+    if (!c->tap) {
+        int len = snprintf(msg, sizeof msg, "ERROR: tap: %s\nEND\n\n", err);
+        reply(c->bev, msg, (size_t)len);
+    }
+}
+
 /* One command line; returns 0 to close the connection. */
 static int command(conn *c, char *line)
 {
@@ -306,7 +356,7 @@ static int command(conn *c, char *line)
     }
     if (strcmp(cmd, "help") == 0) {
         sy_buf_printf(&b, "Commands: stats, counters, timers, gauges, delcounters, deltimers, delgauges, "
-                          "health, config, quit, reload, sinks, listeners, keys\n\n");
+                          "health, config, quit, reload, sinks, listeners, keys, tap, top\n\n");
     } else if (strcmp(cmd, "config") == 0) {
         cmd_config(a, &b);
     } else if (strcmp(cmd, "health") == 0) {
@@ -342,6 +392,19 @@ static int command(conn *c, char *line)
         cmd_listeners(a, &b);
     } else if (strcmp(cmd, "keys") == 0) {
         start_walk(c, SY_WALK_KEYS, 0, argv + 1, argc > 1 ? 1 : 0, 0);
+    } else if (strcmp(cmd, "tap") == 0) {
+        start_tap(c, argc, argv);
+    } else if (strcmp(cmd, "top") == 0) {
+        size_t n;
+        int by, depth;
+        char err[128], args[3][16];
+        if (sy_top_parse(argv + 1, (size_t)argc - 1, &n, &by, &depth, err, sizeof err) < 0) {
+            sy_buf_printf(&b, "ERROR: top [N] [by=samples|bytes|keys] [depth=K]: %s\nEND\n\n", err);
+        } else {
+            sy_top_args(n, by, depth, args);
+            char *targs[3] = { args[0], args[1], args[2] };
+            start_walk(c, SY_WALK_TOP, 0, targs, 3, 0);
+        }
     } else {
         sy_buf_printf(&b, "ERROR\n");
     }
@@ -353,6 +416,7 @@ static void conn_free(conn *c)
 {
     sy_walk_cancel(c->walk);
     sy_shadow_abandon(c->shadow);
+    sy_tapstream_stop(c->tap, 0);
     if (c->prev)
         c->prev->next = c->next;
     else
@@ -372,7 +436,6 @@ static void close_when_written(struct bufferevent *bev, void *arg)
 
 static void on_event(struct bufferevent *bev, short what, void *arg);
 static void on_read(struct bufferevent *bev, void *arg);
-static void pump(conn *c);
 
 /* No more commands on this connection: close it once the replies are out. */
 static void finish(conn *c)
@@ -436,6 +499,20 @@ static void pump(conn *c)
     struct bufferevent *bev = c->bev;
     struct evbuffer *in = bufferevent_get_input(bev), *out = bufferevent_get_output(bev);
     for (;;) {
+        if (c->tap) {
+            /* While a tap streams, a line from the client (or its end)
+             * stops it; nothing else is read meanwhile. */
+            struct evbuffer_ptr nl = evbuffer_search(in, "\n", 1, NULL);
+            if (nl.pos < 0 && !c->eof) {
+                if (evbuffer_get_length(in) > MAX_COMMAND)
+                    evbuffer_drain(in, evbuffer_get_length(in));
+                return;
+            }
+            evbuffer_drain(in, nl.pos >= 0 ? (size_t)nl.pos + 1 : evbuffer_get_length(in));
+            sy_tapstream_stop(c->tap, 1);
+            c->tap = NULL;
+            continue;
+        }
         if (c->walk || c->shadow) {
             /* The walk's end calls this again.  Meanwhile the kernel's
              * buffers push back on a client that sends more. */
@@ -567,6 +644,28 @@ static void on_walk_ready(evutil_socket_t fd, short what, void *arg)
                 bufferevent_enable(c->bev, EV_READ);
             pump(c);
         }
+    }
+    for (http_top **link = &a->tops; *link;) {
+        http_top *t = *link;
+        if (!sy_walk_take(t->walk, &t->body)) {
+            sy_walk_more(t->walk); /* top's reply comes at the end: no backlog */
+            link = &t->next;
+            continue;
+        }
+        *link = t->next;
+        struct evbuffer *out = evbuffer_new();
+        if (out) {
+            evbuffer_add(out, t->body.p, t->body.len);
+            int err = t->body.len > 5 && memcmp(t->body.p, "ERROR", 5) == 0;
+            evhttp_add_header(evhttp_request_get_output_headers(t->req), "Content-Type",
+                              err ? "text/plain" : "application/json");
+            evhttp_send_reply(t->req, err ? 400 : 200, err ? "Bad Request" : "OK", out);
+            evbuffer_free(out);
+        } else {
+            evhttp_send_error(t->req, 500, NULL);
+        }
+        sy_buf_free(&t->body);
+        free(t);
     }
 }
 
@@ -916,6 +1015,33 @@ static void http_metrics(struct evhttp_request *req, void *arg)
     metric_head(out, "switchyard_admin_console_pending_bytes", "gauge",
                 "Console replies written but not yet taken by the clients' sockets.");
     evbuffer_add_printf(out, "switchyard_admin_console_pending_bytes %zu\n", pending);
+    const sy_tap_stats *ts = sy_tap_get_stats();
+    metric_head(out, "switchyard_taps_open", "gauge", "Live taps open (console `tap`, HTTP /tap).");
+    evbuffer_add_printf(out, "switchyard_taps_open %d\n", atomic_load(&sy_tap_on));
+    metric_head(out, "switchyard_taps_total", "counter", "Live taps opened.");
+    evbuffer_add_printf(out, "switchyard_taps_total %llu\n", (unsigned long long)atomic_load(&ts->opened));
+    metric_head(out, "switchyard_tap_refused_total", "counter",
+                "Taps refused: too many open (busy), or a bad glob or N (bad).");
+    evbuffer_add_printf(out, "switchyard_tap_refused_total{reason=\"busy\"} %llu\n"
+                        "switchyard_tap_refused_total{reason=\"bad\"} %llu\n",
+                        (unsigned long long)atomic_load(&ts->refused_busy),
+                        (unsigned long long)atomic_load(&ts->refused_bad));
+    metric_head(out, "switchyard_tap_lines_total", "counter", "Tapped lines written to clients.");
+    evbuffer_add_printf(out, "switchyard_tap_lines_total %llu\n", (unsigned long long)atomic_load(&ts->lines));
+    metric_head(out, "switchyard_tap_skipped_total", "counter",
+                "Matching lines a tap skipped: over its rate, its queue full, its client slow, "
+                "or its queue being read at that instant.");
+    evbuffer_add_printf(out, "switchyard_tap_skipped_total{reason=\"rate\"} %llu\n"
+                        "switchyard_tap_skipped_total{reason=\"queue\"} %llu\n"
+                        "switchyard_tap_skipped_total{reason=\"slow_client\"} %llu\n"
+                        "switchyard_tap_skipped_total{reason=\"busy\"} %llu\n",
+                        (unsigned long long)atomic_load(&ts->skipped_rate),
+                        (unsigned long long)atomic_load(&ts->skipped_queue),
+                        (unsigned long long)atomic_load(&ts->skipped_slow),
+                        (unsigned long long)atomic_load(&ts->skipped_busy));
+    metric_head(out, "switchyard_top_refused_total", "counter",
+                "top and /top questions refused for their arguments (N, by, depth).");
+    evbuffer_add_printf(out, "switchyard_top_refused_total %llu\n", (unsigned long long)sy_top_refused());
     metric_head(out, "switchyard_lua_memory_bytes", "gauge", "Heap of the routing script.");
     evbuffer_add_printf(out, "switchyard_lua_memory_bytes %llu\n",
                         (unsigned long long)sy_engine_lua_memory(a->d.engine));
@@ -1121,6 +1247,65 @@ static void http_traces(struct evhttp_request *req, void *arg)
         return;
     }
     a->njobs++;
+}
+
+static sy_ratelimit rl_top = SY_RATELIMIT_INIT(10000, 2);
+
+/* GET /top?n=N&by=samples|bytes|keys&depth=K: top.h's figures as JSON,
+ * made by a walk of the key table in slices (as the console's dumps). */
+static void http_top_cb(struct evhttp_request *req, void *arg)
+{
+    sy_admin *a = arg;
+    if (evhttp_request_get_command(req) != EVHTTP_REQ_GET) {
+        if (!http_method_ok(req))
+            return;
+        /* HEAD: the walk is not worth making for no body */
+        struct evbuffer *none = evbuffer_new();
+        evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", "application/json");
+        http_reply(req, 200, "OK", none);
+        evbuffer_free(none);
+        return;
+    }
+    const char *query = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(req));
+    struct evkeyvalq q;
+    TAILQ_INIT(&q);
+    if (query)
+        evhttp_parse_query_str(query, &q);
+    char words[3][80], *argv[3], err[128];
+    size_t argc = 0;
+    static const char *const keys[] = { "n", "by", "depth" };
+    for (int i = 0; i < 3; i++) {
+        const char *v = evhttp_find_header(&q, keys[i]);
+        if (v) {
+            snprintf(words[argc], sizeof words[argc], "%s=%s", keys[i], v);
+            argv[argc] = words[argc];
+            argc++;
+        }
+    }
+    evhttp_clear_headers(&q);
+    size_t n;
+    int by, depth;
+    if (sy_top_parse(argv, argc, &n, &by, &depth, err, sizeof err) < 0) {
+        reply_text(req, 400, err);
+        return;
+    }
+    char args[3][16];
+    sy_top_args(n, by, depth, args);
+    char *targs[3] = { args[0], args[1], args[2] };
+    http_top *t = calloc(1, sizeof *t);
+    if (t)
+        t->walk = sy_engine_walk(a->d.engine, SY_WALK_TOP, 1, targs, 3, walk_ready, a);
+    if (!t || !t->walk) {
+        free(t);
+        sy_log_limited(&rl_top, SY_WARN, "admin: /top refused (503): %d questions about the key "
+                       "table in progress (switchyard_admin_walks_refused_total)", SY_WALK_MAX);
+        evhttp_add_header(evhttp_request_get_output_headers(req), "Retry-After", "1");
+        reply_text(req, 503, "busy: too many questions about the keys in progress; try again");
+        return;
+    }
+    t->req = req;
+    t->next = a->tops;
+    a->tops = t;
 }
 
 static void http_other(struct evhttp_request *req, void *arg)
@@ -1331,9 +1516,11 @@ sy_admin *sy_admin_start(const sy_admin_deps *deps, char *err, size_t errlen)
         evhttp_set_cb(a->http, "/health", http_health, a);
         evhttp_set_cb(a->http, "/metrics", http_metrics, a);
         evhttp_set_cb(a->http, "/traces", http_traces, a);
+        evhttp_set_cb(a->http, "/tap", sy_tapstream_http, a);
+        evhttp_set_cb(a->http, "/top", http_top_cb, a);
         evhttp_set_gencb(a->http, http_other, a);
         a->http_port = bound_port(evhttp_bound_socket_get_fd(a->http_sock));
-        sy_log(SY_INFO, "admin HTTP on %s (port %d): /health /metrics /traces", c->http_address, a->http_port);
+        sy_log(SY_INFO, "admin HTTP on %s (port %d): /health /metrics /traces /tap /top", c->http_address, a->http_port);
     }
     if (pthread_create(&a->thread, NULL, run, a) != 0) {
         snprintf(err, errlen, "admin: cannot start a thread");
@@ -1374,6 +1561,13 @@ void sy_admin_stop(sy_admin *a)
     a->jobs = NULL;
     while (a->conns)
         conn_free(a->conns); /* their walks are cancelled: the engine drops them */
+    while (a->tops) {
+        http_top *t = a->tops; /* its request goes with evhttp_free below */
+        a->tops = t->next;
+        sy_walk_cancel(t->walk);
+        sy_buf_free(&t->body);
+        free(t);
+    }
     if (a->walk_ev)
         event_free(a->walk_ev);
     if (a->walk_fd >= 0)

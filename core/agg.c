@@ -34,6 +34,8 @@
 #include "log.h"
 #include "parse.h"
 #include "predecide.h"
+#include "tap.h"
+#include "top.h"
 
 /* Sets hold 64-bit hashes of their members: exact for every practical
  * purpose (a collision needs ~4e9 members) at 8 bytes a member.  Past
@@ -77,7 +79,11 @@ typedef struct sy_entry {
         sy_hset *set;
         uint32_t target_len;  /* aliases: the target key follows key[] */
     } u;
-    int32_t ttl;        /* gauges: idle flushes left; -1 = never expires */
+    int16_t ttl;        /* gauges: idle flushes left; -1 = never expires */
+    uint8_t listener;   /* top: the listener it was last seen from */
+    uint8_t tenant;     /* top: the tenant (sy_agg.tenants), 0 = none */
+    uint32_t samples;   /* top: samples and bytes of the interval */
+    uint32_t bytes;
     uint32_t epoch;     /* routing epoch of the decision below */
     uint32_t route;     /* index into sy_agg.routes */
     uint16_t key_len;
@@ -87,13 +93,14 @@ typedef struct sy_entry {
 } sy_entry;
 
 /* The README's memory per key counts on this (x86-64). */
-_Static_assert(sizeof(void *) != 8 || offsetof(sy_entry, key) == 40, "an entry's header is 40 bytes");
+_Static_assert(sizeof(void *) != 8 || offsetof(sy_entry, key) == 48, "an entry's header is 48 bytes");
 
 /* One distinct routing decision; keys share them. */
 typedef struct route_info {
     uint64_t sinks, raw;
     double rate;
     int drop;
+    const char *why;    /* the drop's reason, for the tap (reason_intern) */
 } route_info;
 
 /* A cached token decision (per token and sender). */
@@ -109,6 +116,11 @@ typedef struct slot {
     uint64_t hash;
     sy_entry *e;
 } slot;
+
+/* Tenants told apart by top (index 0 is "no tenant", the last one "any
+ * other"), and drop reasons told apart by the tap (more show "dropped"). */
+#define SY_TENANTS_MAX 64
+#define SY_REASONS_MAX 64
 
 /* One list per entry type (aliases included), in creation order. */
 #define NLISTS (2 * ALIAS)
@@ -144,6 +156,13 @@ struct sy_agg {
     sy_entry *deleted;       /* deleted by the admin: freed with the next snapshot */
     sy_predecided *pre;      /* the applied reload's decisions, made before it */
     int pre_flushes;         /* flushes left before pre is let go */
+    /* Tenants (token namespaces) as top counts them, by index; and the
+     * drop reasons the tap shows, both bounded (see tenant_of). */
+    char *tenants[SY_TENANTS_MAX];
+    uint8_t ntenants, tenant;  /* tenant: of the line being fed */
+    uint8_t listener;          /* of the record being fed (0xff: none) */
+    char *reasons[SY_REASONS_MAX];
+    size_t nreasons;
     const sy_origin *origin; /* of the record being fed */
     char sender[INET6_ADDRSTRLEN];
     int sender_ready;
@@ -152,7 +171,7 @@ struct sy_agg {
     sy_budgets *budgets;
     uint64_t charge;         /* admitted for the key being created, not yet attached */
     int refused;             /* the key being resolved was refused by a budget */
-    const char *tenant;      /* the current line's token namespace */
+    const char *tenant_ns;   /* the current line's token namespace (budgets) */
     size_t tenant_len;
 };
 
@@ -313,6 +332,8 @@ static sy_entry *entry_new(sy_agg *a, uint64_t h, int type, const char *key, siz
     e->type = (uint8_t)type;
     e->key_len = (uint16_t)len;
     e->ttl = -1;
+    e->listener = a->listener; /* where it was first seen from (top) */
+    e->tenant = a->tenant;
     e->flags = F_OWN;
     memcpy(e->key, key, len);
     e->key[len] = '\0';
@@ -361,7 +382,7 @@ static int budget_admit(sy_agg *a, const char *key, size_t klen)
         return 1;
     const sy_origin *o = a->origin;
     const char *lname = (o && o->listener < a->nlisteners) ? a->listeners[o->listener].name : "";
-    return sy_budgets_admit(a->budgets, key, klen, a->tenant, a->tenant_len, lname, &a->charge);
+    return sy_budgets_admit(a->budgets, key, klen, a->tenant_ns, a->tenant_len, lname, &a->charge);
 }
 
 static void budget_attach(sy_agg *a, sy_entry *e)
@@ -442,6 +463,8 @@ sy_agg *sy_agg_new(const sy_agg_opts *opts)
     a->o.prefix_stats = a->prefix_stats;
     if (a->o.gauges_max_ttl < 1)
         a->o.gauges_max_ttl = 1;
+    if (a->o.gauges_max_ttl > INT16_MAX)
+        a->o.gauges_max_ttl = INT16_MAX; /* an entry's ttl is 16 bits */
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     a->seed = sy_mix64((uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 32), 0x5851F42D4C957F2Dull);
@@ -454,6 +477,7 @@ sy_agg *sy_agg_new(const sy_agg_opts *opts)
     if (table_grow(a) < 0 || !a->prefix_stats || !a->routes || !a->toks || !a->budgets)
         goto fail;
     a->routes[0] = (route_info){ .sinks = ~0ull, .rate = 1 };
+    a->listener = 0xff;
     a->nroutes = 1;
     a->all_sinks = ~0ull;
     /* statsd creates these three at start, so they are flushed (as 0)
@@ -480,6 +504,10 @@ void sy_agg_free(sy_agg *a)
     free(a->prefix_stats);
     free(a->routes);
     sy_budgets_free(a->budgets);
+    for (size_t i = 1; i <= a->ntenants; i++)
+        free(a->tenants[i]);
+    for (size_t i = 0; i < a->nreasons; i++)
+        free(a->reasons[i]);
     sy_predecided_free(a->pre);
     sy_raw_batch_free(a->raw);
     while (a->deleted) {
@@ -722,6 +750,8 @@ void sy_agg_set_opts(sy_agg *a, const sy_agg_opts *opts)
     a->o.prefix_stats = prefix; /* statsd's own counters keep their names */
     if (a->o.gauges_max_ttl < 1)
         a->o.gauges_max_ttl = 1;
+    if (a->o.gauges_max_ttl > INT16_MAX)
+        a->o.gauges_max_ttl = INT16_MAX; /* an entry's ttl is 16 bits */
 }
 
 void sy_agg_set_limits(sy_agg *a, const sy_limit *limits, size_t n)
@@ -752,7 +782,8 @@ static uint32_t route_intern(sy_agg *a, const route_info *ri)
 {
     for (uint32_t i = 0; i < a->nroutes; i++) {
         const route_info *r = &a->routes[i];
-        if (r->sinks == ri->sinks && r->raw == ri->raw && r->rate == ri->rate && r->drop == ri->drop)
+        if (r->sinks == ri->sinks && r->raw == ri->raw && r->rate == ri->rate && r->drop == ri->drop &&
+            r->why == ri->why)
             return i;
     }
     if (a->nroutes == a->cap_routes) {
@@ -767,6 +798,39 @@ static uint32_t route_intern(sy_agg *a, const route_info *ri)
 }
 
 static const char *const type_names[] = { "c", "ms", "g", "s" };
+
+/* A drop reason kept once, so that routes share it; past SY_REASONS_MAX
+ * distinct ones (a script that writes the key into its reason) a drop is
+ * shown with the generic reason and costs no more routes. */
+static const char *reason_intern(sy_agg *a, const char *why)
+{
+    for (size_t i = 0; i < a->nreasons; i++)
+        if (strcmp(a->reasons[i], why) == 0)
+            return a->reasons[i];
+    if (a->nreasons == SY_REASONS_MAX)
+        return "dropped";
+    char *c = strndup(why, 120);
+    if (!c)
+        return "dropped";
+    a->reasons[a->nreasons++] = c;
+    return c;
+}
+
+/* The index of a tenant (a token's namespace) for top: 1.. for the first
+ * SY_TENANTS_MAX - 2 seen, then SY_TENANTS_MAX - 1 for any other. */
+static uint8_t tenant_of(sy_agg *a, const char *ns, size_t n)
+{
+    for (uint8_t i = 1; i <= a->ntenants; i++)
+        if (strlen(a->tenants[i]) == n && memcmp(a->tenants[i], ns, n) == 0)
+            return i;
+    if (a->ntenants >= SY_TENANTS_MAX - 2)
+        return SY_TENANTS_MAX - 1;
+    char *c = strndup(ns, n);
+    if (!c)
+        return SY_TENANTS_MAX - 1;
+    a->tenants[++a->ntenants] = c;
+    return a->ntenants;
+}
 
 static size_t alias_key(sy_agg *a, const char *key, size_t klen, char *out);
 
@@ -791,7 +855,8 @@ static uint32_t decide(sy_agg *a, int type, const char *key, size_t klen, sy_rou
                              sender_str(a), r) < 0)
             atomic_fetch_add_explicit(&a->st.route_errors, 1, memory_order_relaxed);
     }
-    route_info ri = { .sinks = r->sinks, .raw = r->raw, .rate = r->rate, .drop = r->drop != NULL };
+    route_info ri = { .sinks = r->sinks, .raw = r->raw, .rate = r->rate, .drop = r->drop != NULL,
+                      .why = r->drop ? reason_intern(a, r->drop) : NULL };
     return route_intern(a, &ri);
 }
 
@@ -1188,15 +1253,34 @@ void sy_raw_batch_free(sy_raw_batch *b)
     free(b);
 }
 
-/* Apply one parsed sample: route it, then statsd's handlePacket. */
-static void apply(sy_agg *a, const char *key, size_t klen, sy_sample *s)
+/*
+ * Apply one parsed sample: route it, then statsd's handlePacket.  bytes
+ * is the line's size for its first sample (0 for the others), for top.
+ * With t (a tapped line; see sy_agg_line) the decision is told to the
+ * open taps; the hot path calls this with t NULL, which inlining folds
+ * away.
+ */
+static inline __attribute__((always_inline)) void apply(sy_agg *a, const char *key, size_t klen,
+                                                        sy_sample *s, uint32_t bytes, sy_tap_event *t)
 {
     int type = s->type == SY_SAMPLE_COUNTER ? SY_T_COUNTER
              : s->type == SY_SAMPLE_TIMER ? SY_T_TIMER
              : s->type == SY_SAMPLE_GAUGE ? SY_T_GAUGE : SY_T_SET;
     sy_entry *e;
+    if (t) {
+        t->name = key;
+        t->nlen = klen;
+        t->sinks = a->all_sinks;
+        t->raw = 0;
+        t->rate = 1;
+        t->reason = NULL;
+    }
     if (!a->router) {
         e = lookup(a, type, key, klen);
+        if (e) {
+            e->samples++;
+            e->bytes += bytes;
+        }
     } else {
         uint32_t idx;
         const char *fname;
@@ -1205,11 +1289,31 @@ static void apply(sy_agg *a, const char *key, size_t klen, sy_sample *s)
         budget_settle(a);
         if (a->refused) {
             a->refused = 0;
+            if (t) {
+                t->outcome = SY_TAP_BUDGET;
+                sy_tap_emit(t);
+            }
             return;
         }
+        if (e) {
+            e->samples++;
+            e->bytes += bytes;
+        }
         const route_info *ri = &a->routes[idx];
+        if (t) {
+            t->name = fname;
+            t->nlen = flen;
+            t->sinks = ri->sinks;
+            t->raw = ri->raw;
+            t->rate = ri->rate;
+        }
         if (ri->drop) {
             atomic_fetch_add_explicit(&a->st.routed_drops, 1, memory_order_relaxed);
+            if (t) {
+                t->outcome = SY_TAP_DROPPED;
+                t->reason = ri->why ? ri->why : "dropped";
+                sy_tap_emit(t);
+            }
             return;
         }
         if (ri->rate < 1) {
@@ -1218,14 +1322,27 @@ static void apply(sy_agg *a, const char *key, size_t klen, sy_sample *s)
             double u = (double)(next_rand(a) >> 11) * 0x1.0p-53;
             if (u >= ri->rate) {
                 atomic_fetch_add_explicit(&a->st.sampled_out, 1, memory_order_relaxed);
+                if (t) {
+                    t->outcome = SY_TAP_SAMPLED_OUT;
+                    sy_tap_emit(t);
+                }
                 return;
             }
             s->rate *= ri->rate;
         }
         if (ri->raw)
             raw_append(a, fname, flen, s, ri->raw);
-        if (!ri->sinks)
+        if (!ri->sinks) {
+            if (t) {
+                t->outcome = SY_TAP_ROUTED;
+                sy_tap_emit(t);
+            }
             return;
+        }
+    }
+    if (t) {
+        t->outcome = e ? SY_TAP_ROUTED : SY_TAP_LIMIT;
+        sy_tap_emit(t);
     }
     if (!e)
         return;
@@ -1313,14 +1430,33 @@ static int token_check(sy_agg *a, const char *tok, size_t tlen, char *ns, size_t
     return allowed;
 }
 
-void sy_agg_line(sy_agg *a, const char *line, size_t len, const sy_origin *origin)
+/* A line the tap sees before it has a key: refused by auth, or bad.  The
+ * glob is matched against its name (up to ':'). */
+static void tap_early(sy_agg *a, const char *line, size_t len, int outcome, const char *reason,
+                      const char *ns, size_t nslen)
+{
+    const char *colon = memchr(line, ':', len);
+    sy_tap_event t = { .line = line, .len = len, .key = line,
+                       .klen = colon ? (size_t)(colon - line) : len, .outcome = outcome,
+                       .reason = reason, .rate = 1, .tenant = ns, .tlen = nslen,
+                       .listener = listener_name(a), .sender = sender_str(a) };
+    sy_tap_emit(&t);
+}
+
+/* sy_agg_line's work; `tapping` is a constant at each call, so the hot
+ * path's copy has no trace of the tap. */
+static inline __attribute__((always_inline)) void line_in(sy_agg *a, const char *line, size_t len,
+                                                          const sy_origin *origin, int tapping)
 {
     if (origin != a->origin) {
         a->origin = origin;
         a->sender_ready = 0;
+        a->listener = (uint8_t)(origin ? origin->listener : 0xff);
     }
     char ns[256];
     size_t nslen = 0;
+    uint32_t bytes = (uint32_t)len + 1; /* with its newline */
+    a->tenant = 0;
     if (origin && origin->listener < a->nlisteners && a->listeners[origin->listener].auth) {
         if (len && line[len - 1] == '\r')
             len--;
@@ -1334,10 +1470,19 @@ void sy_agg_line(sy_agg *a, const char *line, size_t len, const sy_origin *origi
             atomic_fetch_add_explicit(&li->auth_rejected, 1, memory_order_relaxed);
             sy_log_limited(&rl_auth, SY_WARN, "%s: line with a missing or refused token from %s",
                            li->name, *sender_str(a) ? sender_str(a) : "a local client");
+            if (tapping) {
+                /* never the token itself: what follows it */
+                int tok = dot && dot != line && !(colon && colon < dot);
+                const char *rest = tok ? dot + 1 : line;
+                tap_early(a, rest, len - (size_t)(rest - line), SY_TAP_REFUSED,
+                          tok ? "token refused" : "no token", NULL, 0);
+            }
             return;
         }
         len -= (size_t)(dot + 1 - line);
         line = dot + 1;
+        if (nslen)
+            a->tenant = tenant_of(a, ns, nslen);
     }
     sy_line it;
     int klen = sy_parse_begin(&it, line, len, a->key, a->o.sanitize);
@@ -1357,6 +1502,9 @@ void sy_agg_line(sy_agg *a, const char *line, size_t len, const sy_origin *origi
         if (klen == SY_PARSE_TOO_LONG)
             key_too_long(a, line, len);
         bad_line(a, line, len);
+        if (tapping)
+            tap_early(a, line, len, SY_TAP_BAD, klen == SY_PARSE_TOO_LONG ? "key too long" : "bad line",
+                      ns, nslen);
         return;
     }
     if (nslen) {
@@ -1364,6 +1512,8 @@ void sy_agg_line(sy_agg *a, const char *line, size_t len, const sy_origin *origi
         if ((size_t)klen + nslen + 1 >= SY_KEY_MAX) {
             key_too_long(a, line, len);
             bad_line(a, line, len);
+            if (tapping)
+                tap_early(a, line, len, SY_TAP_BAD, "key too long", ns, nslen);
             return;
         }
         memmove(a->key + nslen + 1, a->key, (size_t)klen + 1);
@@ -1373,15 +1523,23 @@ void sy_agg_line(sy_agg *a, const char *line, size_t len, const sy_origin *origi
     }
     sy_sample s;
     int rc;
-    a->tenant = ns;
+    a->tenant_ns = ns;
     a->tenant_len = nslen;
+    sy_tap_event t;
+    if (tapping)
+        t = (sy_tap_event){ .line = line, .len = len, .key = a->key, .klen = (size_t)klen,
+                            .tenant = ns, .tlen = nslen, .listener = listener_name(a),
+                            .sender = sender_str(a) };
     while ((rc = sy_parse_next(&it, &s)) != 0) {
         if (rc < 0) {
             bad_line(a, line, len);
+            if (tapping)
+                tap_early(a, line, len, SY_TAP_BAD, "bad sample", ns, nslen);
             continue;
         }
         stat_bump(&a->st.samples);
-        apply(a, a->key, (size_t)klen, &s);
+        apply(a, a->key, (size_t)klen, &s, bytes, tapping ? &t : NULL);
+        bytes = 0;
     }
     if (__builtin_expect(it.containers | it.timestamps, 0)) {
         /* one writer (this thread): a plain store, as stat_bump */
@@ -1393,6 +1551,21 @@ void sy_agg_line(sy_agg *a, const char *line, size_t len, const sy_origin *origi
     a->tenant_len = 0;
 }
 
+static __attribute__((noinline)) void line_tapped(sy_agg *a, const char *line, size_t len,
+                                                  const sy_origin *origin)
+{
+    line_in(a, line, len, origin, 1);
+}
+
+void sy_agg_line(sy_agg *a, const char *line, size_t len, const sy_origin *origin)
+{
+    /* The tap's one cost while no tap is open: this load and branch. */
+    if (__builtin_expect(atomic_load_explicit(&sy_tap_on, memory_order_relaxed) != 0, 0))
+        line_tapped(a, line, len, origin);
+    else
+        line_in(a, line, len, origin, 0);
+}
+
 void sy_agg_feed(sy_agg *a, const char *buf, size_t len, const sy_origin *origin)
 {
     struct timespec now;
@@ -1401,6 +1574,7 @@ void sy_agg_feed(sy_agg *a, const char *buf, size_t len, const sy_origin *origin
                           memory_order_relaxed);
     a->origin = origin;
     a->sender_ready = 0;
+    a->listener = (uint8_t)(origin ? origin->listener : 0xff);
     a->e_packets->u.value += 1;
     stat_bump(&a->st.packets);
     const char *p = buf, *end = buf + len;
@@ -1430,6 +1604,8 @@ static void hset_clear(sy_hset *s)
 /* statsd's clear_metrics, decided per entry: 1 when it is to be deleted. */
 static int reset_entry(sy_agg *a, sy_entry *e)
 {
+    e->samples = 0; /* top's counts are per interval */
+    e->bytes = 0;
     switch (e->type) {
     case SY_T_COUNTER:
         e->u.value = 0;
@@ -1456,6 +1632,8 @@ sy_snapshot *sy_agg_snapshot(sy_agg *a, int64_t ts)
         sy_predecided_free(a->pre);
         a->pre = NULL;
     }
+    a->listener = 0xff; /* keys made here come from no listener */
+    a->tenant = 0;
     /* statsd sets its timestamp_lag gauge from the second flush on. */
     if (a->old_ts > 0) {
         if (!a->e_lag) {
@@ -1682,6 +1860,7 @@ struct sy_agg_walk {
     size_t nix, cix, pos;    /* heap size, its room, items pushed */
     size_t props;            /* dump: properties written */
     size_t shown, more;      /* keys */
+    struct sy_top *top;      /* top */
 };
 
 /* An entry leaves its list: no walk may point at it any more. */
@@ -1739,6 +1918,7 @@ void sy_agg_walk_free(sy_agg *a, sy_agg_walk *w)
     if (w->next_walk)
         w->next_walk->prev_walk = w->prev_walk;
     free(w->ix);
+    sy_top_free(w->top);
     free(w);
 }
 
@@ -2012,12 +2192,51 @@ static int keys_step(sy_agg *a, sy_agg_walk *w, sy_buf *out, size_t budget)
     return 0;
 }
 
+/* top.h: every aggregate's interval figures, then the reply. */
+static int top_step(sy_agg *a, sy_agg_walk *w, sy_buf *out, size_t budget)
+{
+    if (!w->top) {
+        size_t n;
+        int by, depth;
+        char err[128];
+        if (sy_top_parse(w->names, w->nnames, &n, &by, &depth, err, sizeof err) == 0 &&
+            !(w->top = sy_top_new(n, by, depth, w->type)))
+            snprintf(err, sizeof err, "out of memory");
+        if (!w->top) {
+            sy_buf_printf(out, "ERROR: top: %s\nEND\n\n", err);
+            return 1;
+        }
+        walk_list(a, w, 0);
+    }
+    for (size_t k = 0; k < budget; k++) {
+        sy_entry *e = walk_take(w);
+        if (e) {
+            sy_top_add(w->top, e->key, e->key_len, e->type, e->samples, e->bytes, e->listener, e->tenant);
+            continue;
+        }
+        if (w->list + 1 < ALIAS) {
+            walk_list(a, w, w->list + 1);
+            continue;
+        }
+        const char *lnames[256] = { 0 }, *tnames[256] = { 0 };
+        for (size_t i = 0; i < a->nlisteners && i < 255; i++)
+            lnames[i] = a->listeners[i].name;
+        for (size_t i = 1; i <= a->ntenants; i++)
+            tnames[i] = a->tenants[i];
+        tnames[SY_TENANTS_MAX - 1] = "(other)";
+        sy_top_finish(w->top, out, lnames, tnames);
+        return 1;
+    }
+    return 0;
+}
+
 int sy_agg_walk_step(sy_agg *a, sy_agg_walk *w, sy_buf *out, size_t budget)
 {
     if (w->phase == W_DONE)
         return 1;
     int done = w->what == SY_WALK_DUMP ? dump_step(a, w, out, budget)
              : w->what == SY_WALK_DELETE ? delete_step(a, w, out, budget)
+             : w->what == SY_WALK_TOP ? top_step(a, w, out, budget)
              : keys_step(a, w, out, budget);
     if (done)
         w->phase = W_DONE;

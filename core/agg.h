@@ -222,6 +222,9 @@ void sy_agg_keys(sy_agg *a, const char *prefix, sy_buf *out);
  * must live as long as the walk.
  */
 enum { SY_WALK_DUMP = 1, SY_WALK_DELETE = 2, SY_WALK_KEYS = 3 };
+/* top.h's figures: names are "N", "by=...", "depth=K"; type is 1 for
+ * JSON, 0 for the console's text. */
+#define SY_WALK_TOP 4
 typedef struct sy_agg_walk sy_agg_walk;
 sy_agg_walk *sy_agg_walk_new(sy_agg *a, int what, int type, char **names, size_t n);
 /* Visits up to about `budget` entries, appending the reply's text to out;

@@ -14,6 +14,7 @@
 #include "predecide.h"
 #include "router.h"
 #include "shadow.h"
+#include "tap.h"
 
 /* Raw samples are shipped at least this often, or when this many wait. */
 #define RAW_SHIP_MS 50
@@ -158,6 +159,7 @@ static void apply_routing(sy_engine *e, sy_config *c)
                        e->nlisteners);
     if (c->has_sample_seed)
         sy_agg_set_sample_seed(e->agg, c->sample_seed);
+    sy_tap_set_sinks(c);
 }
 
 sy_engine *sy_engine_new(sy_config *c, sy_ring **rings, size_t nrings, sy_listener *listeners,

@@ -5,7 +5,11 @@ first byte and to its end.  Before replies were written in slices, the
 first byte came only after the engine had walked the whole table (with
 ingest stopped meanwhile); now it comes after the first slice.
 
-Usage:  SY_BIN=build/switchyard python3 tests/bench/admin_walks.py [N]
+`top` (issue 20) the same way: `top 10 depth=1` and `top 10 by=bytes
+depth=3` (a million distinct prefixes, cut to 10,000), each with the
+engine's longest admin slice from /metrics, taken before any other walk.
+
+Usage:  SY_BIN=build/switchyard python3 tests/bench/admin_walks.py [N] [top]
 (the engine's pauses themselves: `SY_WALK_KEYS=N python3
 tests/integration/test_admin.py walks`, from /metrics)."""
 import os
@@ -16,7 +20,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from lib.capture import GraphiteCapture  # noqa: E402
-from lib.netutil import LOOPBACK, free_port  # noqa: E402
+from lib.netutil import LOOPBACK, free_port, http_get  # noqa: E402
 from lib.proc import make_workdir, remove_workdir, wait_until  # noqa: E402
 from lib.switchyard import SwitchyardServer  # noqa: E402
 
@@ -40,7 +44,9 @@ def ask(port, cmd, end=b"END\n\n"):
 def main():
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 1000000
     cap, workdir = GraphiteCapture(), make_workdir("sy-walks-bench-")
-    opts = {"flushInterval": 3600000, "mgmt_port": free_port()}
+    only_top = "top" in sys.argv[2:]
+    opts = {"flushInterval": 3600000, "mgmt_port": free_port(),
+            "httpAddress": "%s:%d" % (LOOPBACK, free_port())}
     sy = SwitchyardServer("sy-walks-bench", opts, cap.port, workdir)
     try:
         if not sy.start():
@@ -52,6 +58,17 @@ def main():
                 s.sendall("".join("w.k.%d:%d|c\n" % (i, i + 1)
                                   for i in range(start, min(n, start + 50000))).encode())
         wait_until(lambda: b"counters: %d\n" % (n + 3) in ask(port, "keys")[0], 120, step=0.2)
+        http_port = int(opts["httpAddress"].rsplit(":", 1)[1])
+        for cmd in ("top 10 depth=1", "top 10 by=bytes depth=3"):
+            data, first, total = ask(port, cmd)
+            m = http_get(http_port, "/metrics")[2]
+            pause = [l for l in m.splitlines() if not l.startswith("#") and
+                     ("admin" in l and "max" in l or "walk_slices" in l)]
+            print("%s at %d keys: %d bytes, all after %.3f s; %s"
+                  % (cmd, n, len(data), total, "; ".join(pause)))
+            print(data.decode()[:400])
+        if only_top:
+            return 0
         for cmd in ("counters", "delcounters w.k.*"):
             data, first, total = ask(port, cmd)
             print("%s at %d keys: %d bytes, first byte after %.3f s, all after %.3f s"

@@ -67,6 +67,9 @@ log_path files tests/run.sh has it write (lib/sanitizer.py).
       and skipped to its newline (its tail is never run as a command);
   18. console_escapes: keyNameSanitize off: `keys`, `delcounters` and the
       console sink show CR, TAB and terminal escapes escaped as `counters`.
+  18b. tap_abuse: 40 taps asked at once (4 open, the rest refused and
+      counted), globs of 8000 bytes and 1 MiB refused, the costliest
+      256-byte glob against 8 KB keys: every line still counted.
   19. check_config: `switchyard --check` refuses what start-up refuses:
       a bad setting of each built-in sink (graphite, redis, repeater,
       memcache_traces, console), named with its sink, key and line, and
@@ -1683,6 +1686,69 @@ def scenario_admin_console_lines(res, workdir):
         d.stop()
 
 
+def scenario_tap_abuse(res, workdir):
+    """Live tap abuse: 40 clients asking for a tap at once get 4 taps and
+    36 refusals (counted); globs of 8000 bytes and of 1 MiB are refused;
+    4 taps with the costliest 256-byte glob (`*a` 128 times) while keys of
+    8000 bytes arrive: every line is still counted (the glob is matched
+    in time linear in the key), the taps show nothing, and the daemon
+    keeps flushing."""
+    label = "tap_abuse"
+    d = Daemon(workdir, "sy-tapabuse", mgmt=True)
+    socks = []
+    try:
+        if not start(res, label, d):
+            return
+        for i in range(40):
+            s = socket.create_connection((LOOPBACK, d.mgmt_port), timeout=5)
+            s.sendall(b"tap **\n")
+            socks.append(s)
+        answers = [console_ask(s, b"", 1) for s in socks]
+        ok = sum(a.startswith(b"tap: **") for a in answers)
+        refused = sum(a.startswith(b"ERROR: tap: 4 taps are open already") for a in answers)
+        res.check("%s: 40 taps asked at once: 4 open, 36 refused" % label, ok == 4 and refused == 36,
+                  "%r" % answers[:6])
+        n = d.metric('switchyard_tap_refused_total{reason="busy"}')
+        res.check("%s: /metrics counts the 36 refusals" % label, n == 36, "%r" % n)
+        for s in socks:
+            s.close()
+        socks = []
+        wait_until(lambda: d.metric("switchyard_taps_open") == 0, 5)
+        res.check("%s: their places are freed when the clients go" % label,
+                  d.metric("switchyard_taps_open") == 0, "%r" % d.metric("switchyard_taps_open"))
+        with socket.create_connection((LOOPBACK, d.mgmt_port), timeout=5) as s:
+            got = console_ask(s, b"tap " + b"g" * 8000 + b"\n", 2)
+            res.check("%s: an 8000-byte glob is refused" % label,
+                      got.startswith(b"ERROR: tap: a glob of 1 to 256 bytes"), "%r" % got[:200])
+        st = http_raw(d.http_port, b"GET /tap?glob=" + b"g" * (1 << 20) + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+        res.check("%s: GET /tap with a 1 MiB glob: 400" % label, st[0] == 400, "%r" % (st[:1],))
+        hostile = b"*a" * 128
+        for i in range(4):
+            s = socket.create_connection((LOOPBACK, d.mgmt_port), timeout=5)
+            got = console_ask(s, b"tap " + hostile + b" 100000\n", 1)
+            socks.append(s)
+        res.check("%s: 4 taps with a 256-byte glob of 128 stars" % label,
+                  d.metric("switchyard_taps_open") == 4, "%r" % got[:100])
+        before = d.metric("switchyard_lines_total") or 0
+        key = b"a" * 7990 + b"b"
+        t0 = time.monotonic()
+        tcp_send(d.port, b"".join(key + b"%d:1|c\n" % i for i in range(2000)))
+        done = wait_until(lambda: (d.metric("switchyard_lines_total") or 0) >= before + 2000, 60)
+        took = time.monotonic() - t0
+        res.note("%s: 2000 keys of 8 KB against 4 hostile globs: counted in %.2f s" % (label, took))
+        res.check("%s: every line counted while the taps match (%.2f s)" % (label, took), done,
+                  "%r of 2000" % ((d.metric("switchyard_lines_total") or 0) - before))
+        res.check("%s: none of them matched" % label, (d.metric("switchyard_tap_lines_total") or 0) == 0)
+        for s in socks:
+            s.close()
+        socks = []
+        finish(res, label, d)
+    finally:
+        for s in socks:
+            s.close()
+        d.stop()
+
+
 def sees_eof(s, timeout=3.0):
     """True if the peer closed the connection (EOF or reset) within timeout."""
     s.settimeout(timeout)
@@ -2150,6 +2216,7 @@ SCENARIOS = [
     ("route_patterns", scenario_route_patterns),
     ("admin_http_limits", scenario_admin_http_limits),
     ("admin_console_lines", scenario_admin_console_lines),
+    ("tap_abuse", scenario_tap_abuse),
     ("console_escapes", scenario_console_escapes),
     ("check_config", scenario_check_config),
     ("prometheus_abuse", scenario_prometheus_abuse),
