@@ -918,8 +918,8 @@ static void http_metrics(struct evhttp_request *req, void *arg)
                                             "Metrics delivered by a sink.", "Metrics a sink gave up on.",
                                             "Write or protocol errors of a sink.", "Reconnection attempts of a sink.",
                                             "1 when a sink is connected.",
-                                            "Items a sink kept with a client's value corrected to a bound "
-                                            "(memcache_traces: trace starts clamped)." };
+                                            ("Items a sink kept with a client's value corrected to a bound "
+                                             "(memcache_traces: trace starts clamped).") };
     static const char *const sinknames[] = { "switchyard_sink_queued", "switchyard_sink_queued_bytes",
                                              "switchyard_sink_sent_total", "switchyard_sink_dropped_total",
                                              "switchyard_sink_errors_total", "switchyard_sink_reconnects_total",

@@ -20,8 +20,11 @@
  */
 #include "shadow.h"
 
-/* Report lines are cut to their buffers on purpose. */
+/* Report lines are cut to their buffers on purpose (gcc's warning; clang
+ * has no such group). */
+#if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic ignored "-Wformat-truncation"
+#endif
 
 #include <pthread.h>
 #include <stdatomic.h>
