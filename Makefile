@@ -26,11 +26,11 @@ SANFLAGS ?=
 WARN    := -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter
 CFLAGS  := $(OPT) -g -std=gnu11 -ffp-contract=off -pthread -fPIC $(WARN) $(SANFLAGS) \
            -D_GNU_SOURCE -DSY_VERSION='"$(VERSION)"' \
-           -DSY_PREFIX='"$(PREFIX)"' $(PKG_CFLAGS) -Iplugins $(EXTRA_CFLAGS)
+           -DSY_PREFIX='"$(PREFIX)"' $(PKG_CFLAGS) -Icore -Iplugins $(EXTRA_CFLAGS)
 LDFLAGS := -pthread $(SANFLAGS) $(EXTRA_LDFLAGS)
 LIBS    := $(PKG_LIBS) -ldl -lm
 
-CORE_SRCS := $(filter-out core/main.c,$(wildcard core/*.c))
+CORE_SRCS := $(filter-out core/main.c,$(wildcard core/*.c core/*/*.c core/*/*/*.c))
 CORE_OBJS := $(CORE_SRCS:core/%.c=$(BUILD)/core/%.o)
 MAIN_OBJ  := $(BUILD)/core/main.o
 
@@ -46,7 +46,7 @@ UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 .PHONY: all run test unit san deps deps-test clean install bench soak fuzz check-tests
 all: $(BUILD)/switchyard $(BUILD)/libswitchyard.so $(PLUGIN_SOS)
 
-$(BUILD)/core/%.o: core/%.c $(wildcard core/*.h) plugins/switchyard_sink.h
+$(BUILD)/core/%.o: core/%.c $(wildcard core/*.h core/*/*.h core/*/*/*.h) plugins/switchyard_sink.h
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) -c $< -o $@
 
@@ -100,7 +100,7 @@ PLUGIN_LIBS_remote_write := -I$(PROTO_GEN) $(PROTO_GEN)/remote.pb-c.o -lprotobuf
 
 $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libswitchyard-core.a
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS) -Icore -o $@ $< $(BUILD)/libswitchyard-core.a $(LDFLAGS) $(LIBS) -lcmocka
+	$(CC) $(CFLAGS) -o $@ $< $(BUILD)/libswitchyard-core.a $(LDFLAGS) $(LIBS) -lcmocka
 
 # Unit tests that compile plugin helper code in.
 $(BUILD)/tests/test_sinkhost: plugins/lib/netq.c plugins/lib/netq.h plugins/lib/backoff.c plugins/lib/backoff.h

@@ -11,9 +11,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "agg.h"
-#include "flush.h"
-#include "sinkhost.h"
+#include "engine/agg.h"
+#include "output/flush.h"
+#include "output/sinkhost.h"
 
 typedef struct sy_listen_conf {
     char *url;

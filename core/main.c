@@ -24,17 +24,17 @@
 
 #include <lua.h>
 
-#include "admin.h"
+#include "admin/admin.h"
 #include "config.h"
-#include "engine.h"
-#include "listener.h"
-#include "log.h"
-#include "output.h"
-#include "reader.h"
-#include "router.h"
-#include "sinkhost.h"
-#include "status.h"
-#include "traces.h"
+#include "engine/engine.h"
+#include "ingest/listener.h"
+#include "util/log.h"
+#include "output/output.h"
+#include "ingest/reader.h"
+#include "engine/router.h"
+#include "output/sinkhost.h"
+#include "admin/status.h"
+#include "tools/traces/traces.h"
 
 #ifndef SY_VERSION
 #define SY_VERSION "0.0.0"

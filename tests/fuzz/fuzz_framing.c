@@ -33,11 +33,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "agg.h"
-#include "framing.h"
+#include "engine/agg.h"
+#include "ingest/framing.h"
 #include "fuzz_common.h"
-#include "log.h"
-#include "parse.h"
+#include "util/log.h"
+#include "ingest/parse.h"
 
 #define HEADER 18
 

@@ -38,8 +38,8 @@
 #include <string.h>
 
 #include "fuzz_common.h"
-#include "numfmt.h"
-#include "parse.h"
+#include "util/numfmt.h"
+#include "ingest/parse.h"
 
 static int kept_byte(unsigned char c)
 {

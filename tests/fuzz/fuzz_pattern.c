@@ -33,7 +33,7 @@
 #include <lualib.h>
 
 #include "fuzz_common.h"
-#include "lpattern.h"
+#include "engine/lpattern.h"
 
 #define CHECKS 64
 

@@ -59,9 +59,9 @@
 
 #include <cmocka.h>
 
-#include "agg.h"
-#include "flush.h"
-#include "log.h"
+#include "engine/agg.h"
+#include "output/flush.h"
+#include "util/log.h"
 
 /* ------------------------------------------------------------------ */
 /* Shared helpers                                                      */

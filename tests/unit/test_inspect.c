@@ -31,8 +31,8 @@
 
 #include <cmocka.h>
 
-#include "agg.h"
-#include "inspect.h"
+#include "engine/agg.h"
+#include "admin/inspect.h"
 
 static sy_agg *new_agg(int delete_idle)
 {

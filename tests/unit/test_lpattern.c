@@ -38,8 +38,8 @@
 #include <lua.h>
 #include <lualib.h>
 
-#include "lpattern.h"
-#include "router.h"
+#include "engine/lpattern.h"
+#include "engine/router.h"
 
 static uint64_t now_ns(void)
 {

@@ -44,7 +44,7 @@
 
 #include <cmocka.h>
 
-#include "parse.h"
+#include "ingest/parse.h"
 
 enum { SD, DELIB, UNDOC, BUG };
 static const char *const kind_name[] = { "SD", "DELIB", "UNDOC", "BUG" };

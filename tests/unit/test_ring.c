@@ -29,8 +29,8 @@
 
 #include <cmocka.h>
 
-#include "notify.h"
-#include "ring.h"
+#include "ingest/notify.h"
+#include "ingest/ring.h"
 
 static double now_s(void)
 {

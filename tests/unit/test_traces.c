@@ -27,9 +27,9 @@
 
 #include <event2/event.h>
 
-#include "numfmt.h"
-#include "sinkhost.h"
-#include "traces.h"
+#include "util/numfmt.h"
+#include "output/sinkhost.h"
+#include "tools/traces/traces.h"
 
 #include "lib/trace_model.c" /* plugins/lib */
 

@@ -1,0 +1,1902 @@
+/*
+ * agg.c - the key table and statsd's aggregation rules.
+ *
+ * Keys live in one open-addressing table (linear probing, backward-shift
+ * deletion) of (hash, entry) pairs.  An entry is one allocation: its
+ * header and its key bytes; it is created the first time a (type, key)
+ * pair is seen, never per sample.  statsd keeps counters, timers, gauges
+ * and sets in separate maps, so the type is part of the identity.
+ *
+ * Routing lives in the same table.  An aggregate entry remembers the
+ * decision made for its key (an index into a small table of distinct
+ * decisions, and the epoch it was made in), so a known key costs one
+ * lookup.  Keys that a rule renames, and every key when the rules look at
+ * the sender, get an alias entry in a separate namespace (type + ALIAS)
+ * that names the aggregate its samples go to.
+ */
+#include "engine/agg.h"
+
+#include <math.h>
+#include <stddef.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <arpa/inet.h>
+#include <stdarg.h>
+#include <sys/socket.h>
+
+#include "engine/hash.h"
+#include "admin/inspect.h"
+#include "util/log.h"
+#include "ingest/parse.h"
+#include "engine/predecide.h"
+
+/* Sets hold 64-bit hashes of their members: exact for every practical
+ * purpose (a collision needs ~4e9 members) at 8 bytes a member.  Past
+ * setMemberLimit members in one interval the hashes are folded into a
+ * HyperLogLog sketch (HLL_M one-byte registers, 16 KiB) and the count is
+ * estimated from there on, so that a client cannot grow one set without
+ * bound; statsd itself keeps every member and prints the exact count. */
+#define HLL_P 14
+#define HLL_M (1u << HLL_P)
+
+typedef struct sy_hset {
+    uint64_t *slots;
+    uint8_t *hll;             /* past the limit: the sketch, slots freed */
+    uint32_t n, cap;
+} sy_hset;
+
+#define ALIAS 4        /* alias entries use type + ALIAS */
+#define F_KEEP 1       /* never deleted, only reset (statsd's own counters) */
+#define F_RETIRE 2     /* rerouted since a reload: flushed once more, then deleted */
+#define F_OWN 4        /* its route is its own key's decision (not only a rename target) */
+#define F_TOUCHED 8    /* seen since the last flush (routing cache entries expire) */
+
+typedef struct sy_entry {
+    /* An entry is either in the table, and then on its type's list in the
+     * order entries were created (statsd's key order, which the admin
+     * walks follow), or on a list of dead entries waiting to be freed;
+     * never both, so the two share their space.  The hash is not kept: a
+     * removal computes it again, so the list costs no memory. */
+    union {
+        struct sy_entry *next;
+        struct sy_entry *next_dead;
+    };
+    union {
+        struct sy_entry *prev;
+        uint64_t dead_hash; /* on a flush's dead list: its slot's hash */
+    };
+    union {
+        double value;
+        sy_timer_data *timer;
+        sy_hset *set;
+        uint32_t target_len;  /* aliases: the target key follows key[] */
+    } u;
+    int32_t ttl;        /* gauges: idle flushes left; -1 = never expires */
+    uint32_t epoch;     /* routing epoch of the decision below */
+    uint32_t route;     /* index into sy_agg.routes */
+    uint16_t key_len;
+    uint8_t type;
+    uint8_t flags;
+    char key[];
+} sy_entry;
+
+/* The README's memory per key counts on this (x86-64). */
+_Static_assert(sizeof(void *) != 8 || offsetof(sy_entry, key) == 40, "an entry's header is 40 bytes");
+
+/* One distinct routing decision; keys share them. */
+typedef struct route_info {
+    uint64_t sinks, raw;
+    double rate;
+    int drop;
+} route_info;
+
+/* A cached token decision (per token and sender). */
+typedef struct tok_entry {
+    struct tok_entry *next;
+    uint64_t hash;
+    int allowed;
+    uint16_t len, nslen;
+    char data[];  /* key bytes, then the namespace */
+} tok_entry;
+
+typedef struct slot {
+    uint64_t hash;
+    sy_entry *e;
+} slot;
+
+/* One list per entry type (aliases included), in creation order. */
+#define NLISTS (2 * ALIAS)
+
+struct sy_agg {
+    sy_agg_opts o;
+    char *prefix_stats;
+    slot *slots;
+    size_t cap, n;      /* cap is a power of two */
+    sy_entry *head[NLISTS], *tail[NLISTS];
+    size_t count[NLISTS];
+    struct sy_agg_walk *walks; /* admin walks in progress (their cursors) */
+    uint64_t seed;
+    uint64_t rng;
+    int64_t old_ts;
+    sy_entry *e_packets, *e_metrics, *e_bad;
+    sy_entry *e_lag;
+    sy_agg_stats st;
+    char key[SY_KEY_MAX + 64];
+
+    /* routing */
+    sy_router *router;       /* NULL: every key takes the default route */
+    uint64_t all_sinks;
+    int uses_origin;
+    sy_listen_info *listeners;
+    size_t nlisteners;
+    uint32_t epoch;
+    route_info *routes;
+    uint32_t nroutes, cap_routes;
+    sy_raw_batch *raw;
+    tok_entry **toks;        /* token cache: chained hash, TOK_BUCKETS */
+    size_t ntoks;
+    sy_entry *deleted;       /* deleted by the admin: freed with the next snapshot */
+    sy_predecided *pre;      /* the applied reload's decisions, made before it */
+    int pre_flushes;         /* flushes left before pre is let go */
+    const sy_origin *origin; /* of the record being fed */
+    char sender[INET6_ADDRSTRLEN];
+    int sender_ready;
+};
+
+#define TOK_BUCKETS 4096
+#define TOK_MAX 100000
+#define RAW_MAX_SAMPLES (1u << 20)
+#define RAW_MAX_BYTES (64u << 20)
+
+/* The counters in a->st have one writer, the engine thread that owns the
+ * aggregator; other threads only read them.  So the ones bumped for every
+ * line and sample take a relaxed load and store, not a locked
+ * read-modify-write (about 20 cycles each on this class of x86). */
+static inline void stat_bump(_Atomic uint64_t *c)
+{
+    atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + 1, memory_order_relaxed);
+}
+
+static sy_ratelimit rl_bad = SY_RATELIMIT_INIT(10000, 5);
+static sy_ratelimit rl_keys = SY_RATELIMIT_INIT(10000, 2);
+
+static inline uint64_t type_hash(uint64_t h, int type)
+{
+    return h ^ ((uint64_t)(type + 1) * 0x9E3779B97F4A7C15ull);
+}
+
+static uint64_t next_rand(sy_agg *a)
+{
+    /* xorshift64*: the reservoir needs speed, not cryptography. */
+    a->rng ^= a->rng >> 12;
+    a->rng ^= a->rng << 25;
+    a->rng ^= a->rng >> 27;
+    return a->rng * 0x2545F4914F6CDD1Dull;
+}
+
+static int table_grow(sy_agg *a)
+{
+    size_t ncap = a->cap ? a->cap * 2 : 1024;
+    slot *ns = calloc(ncap, sizeof *ns);
+    if (!ns)
+        return -1;
+    for (size_t i = 0; i < a->cap; i++) {
+        if (!a->slots[i].e)
+            continue;
+        size_t j = a->slots[i].hash & (ncap - 1);
+        while (ns[j].e)
+            j = (j + 1) & (ncap - 1);
+        ns[j] = a->slots[i];
+    }
+    free(a->slots);
+    a->slots = ns;
+    a->cap = ncap;
+    return 0;
+}
+
+static sy_entry *table_find(sy_agg *a, uint64_t h, int type, const char *key, size_t len)
+{
+    if (!a->cap)
+        return NULL;
+    size_t mask = a->cap - 1;
+    for (size_t i = h & mask;; i = (i + 1) & mask) {
+        sy_entry *e = a->slots[i].e;
+        if (!e)
+            return NULL;
+        if (a->slots[i].hash == h && e->type == type && e->key_len == len &&
+            memcmp(e->key, key, len) == 0)
+            return e;
+    }
+}
+
+static inline uint64_t entry_hash(const sy_agg *a, const sy_entry *e)
+{
+    return type_hash(sy_hash(e->key, e->key_len, a->seed), e->type);
+}
+
+static void list_append(sy_agg *a, sy_entry *e)
+{
+    e->next = NULL;
+    e->prev = a->tail[e->type];
+    if (e->prev)
+        e->prev->next = e;
+    else
+        a->head[e->type] = e;
+    a->tail[e->type] = e;
+    a->count[e->type]++;
+}
+
+static void walks_forget(sy_agg *a, sy_entry *e);
+
+static void list_remove(sy_agg *a, sy_entry *e)
+{
+    if (a->walks)
+        walks_forget(a, e);
+    if (e->prev)
+        e->prev->next = e->next;
+    else
+        a->head[e->type] = e->next;
+    if (e->next)
+        e->next->prev = e->prev;
+    else
+        a->tail[e->type] = e->prev;
+    a->count[e->type]--;
+}
+
+/* Backward-shift deletion keeps probe chains intact without tombstones.
+ * The entry (of hash h) has left its list already (list_remove). */
+static void slots_remove(sy_agg *a, sy_entry *e, uint64_t h)
+{
+    size_t mask = a->cap - 1;
+    size_t i = h & mask;
+    while (a->slots[i].e != e)
+        i = (i + 1) & mask;
+    size_t j = i;
+    for (;;) {
+        j = (j + 1) & mask;
+        if (!a->slots[j].e)
+            break;
+        size_t home = a->slots[j].hash & mask;
+        /* Move j back to i unless its home lies cyclically in (i, j]. */
+        if ((i <= j) ? (home <= i || home > j) : (home <= i && home > j)) {
+            a->slots[i] = a->slots[j];
+            i = j;
+        }
+    }
+    a->slots[i].e = NULL;
+    a->slots[i].hash = 0;
+    a->n--;
+}
+
+static void table_remove(sy_agg *a, sy_entry *e)
+{
+    list_remove(a, e);
+    slots_remove(a, e, entry_hash(a, e));
+}
+
+/* A flush deletes e, found in a slot of hash h: off its list now (the
+ * list's links then note the dead list and the hash), out of the slots
+ * after the flush's walk over them. */
+static void mark_dead(sy_agg *a, sy_snapshot *s, sy_entry *e, uint64_t h)
+{
+    list_remove(a, e);
+    e->next_dead = s->dead;
+    e->dead_hash = h;
+    s->dead = e;
+}
+
+static sy_entry *entry_new(sy_agg *a, uint64_t h, int type, const char *key, size_t len)
+{
+    if ((a->n + 1) * 10 > a->cap * 7 && table_grow(a) < 0)
+        return NULL;
+    sy_entry *e = malloc(sizeof *e + len + 1);
+    if (!e)
+        return NULL;
+    memset(e, 0, sizeof *e);
+    e->type = (uint8_t)type;
+    e->key_len = (uint16_t)len;
+    e->ttl = -1;
+    e->flags = F_OWN;
+    memcpy(e->key, key, len);
+    e->key[len] = '\0';
+    /* statsd's deleteCounters spares any counter whose name contains one of
+     * its own counters' names (a substring test, so user keys too). */
+    if (type == SY_T_COUNTER &&
+        (strstr(e->key, "packets_received") || strstr(e->key, "metrics_received") ||
+         strstr(e->key, "bad_lines_seen")))
+        e->flags |= F_KEEP;
+    size_t mask = a->cap - 1;
+    size_t i = h & mask;
+    while (a->slots[i].e)
+        i = (i + 1) & mask;
+    a->slots[i].hash = h;
+    a->slots[i].e = e;
+    a->n++;
+    list_append(a, e);
+    atomic_store_explicit(&a->st.keys, a->n, memory_order_relaxed);
+    return e;
+}
+
+static void entry_free(sy_entry *e)
+{
+    if (e->type >= ALIAS) {
+        free(e);
+        return;
+    }
+    if (e->type == SY_T_TIMER && e->u.timer) {
+        free(e->u.timer->v);
+        free(e->u.timer);
+    } else if (e->type == SY_T_SET && e->u.set) {
+        free(e->u.set->slots);
+        free(e->u.set->hll);
+        free(e->u.set);
+    }
+    free(e);
+}
+
+/* Find or create; NULL when the key limit (or memory) says no.  statsd's
+ * own keys (internal) are exempt from the limit. */
+static sy_entry *find_entry(sy_agg *a, uint64_t h, int type, const char *key, size_t len,
+                            int own, uint64_t sinks);
+
+static sy_entry *lookup_in(sy_agg *a, int type, const char *key, size_t len, int internal)
+{
+    uint64_t h = type_hash(sy_hash(key, len, a->seed), type);
+    sy_entry *e = find_entry(a, h, type, key, len, 1, 0);
+    if (e)
+        return e;
+    if (!internal && a->o.max_keys && a->n >= a->o.max_keys) {
+        atomic_fetch_add_explicit(&a->st.keys_rejected, 1, memory_order_relaxed);
+        sy_log_limited(&rl_keys, SY_WARN, "key limit (%zu) reached: new keys are dropped",
+                       a->o.max_keys);
+        return NULL;
+    }
+    return entry_new(a, h, type, key, len);
+}
+
+static sy_entry *lookup(sy_agg *a, int type, const char *key, size_t len)
+{
+    return lookup_in(a, type, key, len, 0);
+}
+
+static sy_entry *internal_counter(sy_agg *a, const char *suffix)
+{
+    char name[SY_KEY_MAX];
+    int n = snprintf(name, sizeof name, "%s.%s", a->prefix_stats, suffix);
+    sy_entry *e = lookup_in(a, SY_T_COUNTER, name, (size_t)n, 1);
+    if (e)
+        e->flags |= F_KEEP;
+    return e;
+}
+
+sy_agg *sy_agg_new(const sy_agg_opts *opts)
+{
+    sy_agg *a = calloc(1, sizeof *a);
+    if (!a)
+        return NULL;
+    a->o = *opts;
+    a->prefix_stats = strdup(opts->prefix_stats ? opts->prefix_stats : "statsd");
+    a->o.prefix_stats = a->prefix_stats;
+    if (a->o.gauges_max_ttl < 1)
+        a->o.gauges_max_ttl = 1;
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    a->seed = sy_mix64((uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 32), 0x5851F42D4C957F2Dull);
+    a->rng = a->seed | 1;
+    a->routes = calloc(16, sizeof *a->routes);
+    a->cap_routes = 16;
+    a->toks = calloc(TOK_BUCKETS, sizeof *a->toks);
+    if (table_grow(a) < 0 || !a->prefix_stats || !a->routes || !a->toks)
+        goto fail;
+    a->routes[0] = (route_info){ .sinks = ~0ull, .rate = 1 };
+    a->nroutes = 1;
+    a->all_sinks = ~0ull;
+    /* statsd creates these three at start, so they are flushed (as 0)
+     * even before any traffic. */
+    a->e_bad = internal_counter(a, "bad_lines_seen");
+    a->e_packets = internal_counter(a, "packets_received");
+    a->e_metrics = internal_counter(a, "metrics_received");
+    if (!a->e_bad || !a->e_packets || !a->e_metrics)
+        goto fail;
+    return a;
+fail:
+    sy_agg_free(a);
+    return NULL;
+}
+
+void sy_agg_free(sy_agg *a)
+{
+    if (!a)
+        return;
+    for (size_t i = 0; i < a->cap; i++)
+        if (a->slots[i].e)
+            entry_free(a->slots[i].e);
+    free(a->slots);
+    free(a->prefix_stats);
+    free(a->routes);
+    sy_predecided_free(a->pre);
+    sy_raw_batch_free(a->raw);
+    while (a->deleted) {
+        sy_entry *e = a->deleted;
+        a->deleted = e->next_dead;
+        entry_free(e);
+    }
+    if (a->toks) {
+        for (size_t i = 0; i < TOK_BUCKETS; i++) {
+            tok_entry *t = a->toks[i];
+            while (t) {
+                tok_entry *next = t->next;
+                free(t);
+                t = next;
+            }
+        }
+        free(a->toks);
+    }
+    free(a);
+}
+
+const sy_agg_stats *sy_agg_get_stats(const sy_agg *a) { return &a->st; }
+size_t sy_agg_key_count(const sy_agg *a) { return a->n; }
+
+static void bad_line(sy_agg *a, const char *line, size_t len)
+{
+    a->e_bad->u.value += 1;
+    atomic_fetch_add_explicit(&a->st.bad_lines, 1, memory_order_relaxed);
+    sy_log_limited(&rl_bad, SY_WARN, "bad line (counted in bad_lines_seen): %.*s", (int)(len > 200 ? 200 : len), line);
+}
+
+/* HyperLogLog (Flajolet et al. 2007): the first HLL_P bits of the hash
+ * pick a register, which keeps the longest run of leading zeros (plus one)
+ * seen in the rest. */
+static void hll_add(uint8_t *reg, uint64_t h)
+{
+    uint32_t i = (uint32_t)(h >> (64 - HLL_P));
+    uint64_t rest = (h << HLL_P) | (1ull << (HLL_P - 1)); /* never all zero */
+    uint8_t rank = (uint8_t)(__builtin_clzll(rest) + 1);
+    if (rank > reg[i])
+        reg[i] = rank;
+}
+
+/* The raw estimate with the small-range correction (linear counting while
+ * registers are still empty); 64-bit hashes need no large-range one.
+ * Standard error about 1.04 / sqrt(HLL_M), 0.8%. */
+static double hll_count(const uint8_t *reg)
+{
+    double sum = 0;
+    uint32_t zeros = 0;
+    for (uint32_t i = 0; i < HLL_M; i++) {
+        sum += ldexp(1.0, -reg[i]);
+        zeros += reg[i] == 0;
+    }
+    double m = HLL_M, est = 0.7213 / (1 + 1.079 / m) * m * m / sum;
+    if (est <= 2.5 * m && zeros)
+        est = m * log(m / zeros);
+    return est;
+}
+
+/* A set's count for the flush: exact, or estimated past the limit (never
+ * below the members counted exactly before it). */
+static double hset_count(const sy_hset *s)
+{
+    if (!s->hll)
+        return s->n;
+    double est = round(hll_count(s->hll));
+    return est > s->n ? est : s->n;
+}
+
+static sy_ratelimit rl_sets = SY_RATELIMIT_INIT(10000, 3);
+
+/* The set reached setMemberLimit: fold its members into a sketch. */
+static void hset_to_hll(sy_agg *a, sy_entry *e, sy_hset *s)
+{
+    s->hll = calloc(HLL_M, 1);
+    if (!s->hll)
+        return; /* stays exact, and grows: memory is short anyway */
+    for (uint32_t i = 0; i < s->cap; i++)
+        if (s->slots[i])
+            hll_add(s->hll, s->slots[i]);
+    free(s->slots);
+    s->slots = NULL;
+    s->cap = 0;
+    atomic_fetch_add_explicit(&a->st.sets_estimated, 1, memory_order_relaxed);
+    sy_log_limited(&rl_sets, SY_WARN,
+                   "set '%.*s' has more than %u members this interval (setMemberLimit): its count "
+                   "is estimated (HyperLogLog, about 0.8%% error) until the next flush",
+                   (int)(e->key_len > 200 ? 200 : e->key_len), e->key, a->o.set_member_limit);
+}
+
+static sy_ratelimit rl_long = SY_RATELIMIT_INIT(10000, 3);
+
+/* Counted on its own, beside bad_lines_seen, since statsd accepts any key
+ * length: an operator should see why these lines were refused. */
+static void key_too_long(sy_agg *a, const char *line, size_t len)
+{
+    atomic_fetch_add_explicit(&a->st.keys_too_long, 1, memory_order_relaxed);
+    sy_log_limited(&rl_long, SY_WARN,
+                   "line refused: its key is longer than %d bytes, tags included (counted in "
+                   "bad_lines_seen and switchyard_keys_too_long_total): %.*s...",
+                   SY_KEY_MAX - 1, (int)(len > 120 ? 120 : len), line);
+}
+
+static void set_insert(sy_agg *a, sy_entry *e, const char *text, size_t len)
+{
+    sy_hset *s = e->u.set;
+    if (!s) {
+        s = e->u.set = calloc(1, sizeof *s);
+        if (!s)
+            return;
+    }
+    uint64_t h = sy_hash(text, len, a->seed ^ 0x5e75e75e75e75e7ull);
+    if (!h)
+        h = 1;
+    if (s->hll) {
+        hll_add(s->hll, h);
+        return;
+    }
+    if (a->o.set_member_limit && s->n >= a->o.set_member_limit) {
+        /* full: a member already counted changes nothing; a new one
+         * makes the count an estimate */
+        for (uint32_t j = (uint32_t)h & (s->cap - 1); s->slots[j]; j = (j + 1) & (s->cap - 1))
+            if (s->slots[j] == h)
+                return;
+        hset_to_hll(a, e, s);
+        if (s->hll) {
+            hll_add(s->hll, h);
+            return;
+        }
+    }
+    if ((s->n + 1) * 4 > s->cap * 3) {
+        uint32_t ncap = s->cap ? s->cap * 2 : 8;
+        uint64_t *ns = calloc(ncap, sizeof *ns);
+        if (!ns)
+            return;
+        for (uint32_t i = 0; i < s->cap; i++) {
+            if (!s->slots[i])
+                continue;
+            uint32_t j = (uint32_t)s->slots[i] & (ncap - 1);
+            while (ns[j])
+                j = (j + 1) & (ncap - 1);
+            ns[j] = s->slots[i];
+        }
+        free(s->slots);
+        s->slots = ns;
+        s->cap = ncap;
+    }
+    uint32_t j = (uint32_t)h & (s->cap - 1);
+    while (s->slots[j]) {
+        if (s->slots[j] == h)
+            return;
+        j = (j + 1) & (s->cap - 1);
+    }
+    s->slots[j] = h;
+    s->n++;
+}
+
+static void timer_add(sy_agg *a, sy_entry *e, double v, double rate)
+{
+    sy_timer_data *t = e->u.timer;
+    if (!t) {
+        t = e->u.timer = calloc(1, sizeof *t);
+        if (!t)
+            return;
+    }
+    if (t->seen == 0) {
+        t->min = t->max = v;
+    } else {
+        if (v < t->min)
+            t->min = v;
+        if (v > t->max)
+            t->max = v;
+    }
+    t->seen++;
+    t->count += 1 / rate;
+    t->sum += v;
+    t->sumsq += v * v;
+    uint32_t limit = a->o.timer_sample_limit;
+    if (limit && t->n >= limit) {
+        /* Reservoir sampling keeps a uniform sample of the interval. */
+        uint64_t j = next_rand(a) % t->seen;
+        if (j < limit)
+            t->v[j] = v;
+        atomic_fetch_add_explicit(&a->st.timer_samples_dropped, 1, memory_order_relaxed);
+        return;
+    }
+    if (t->n == t->cap) {
+        uint32_t ncap = t->cap ? t->cap * 2 : 16;
+        if (limit && ncap > limit)
+            ncap = limit;
+        double *nv = realloc(t->v, ncap * sizeof *nv);
+        if (!nv)
+            return;
+        t->v = nv;
+        t->cap = ncap;
+    }
+    t->v[t->n++] = v;
+}
+
+/* ---- routing ------------------------------------------------------ */
+
+static void tokens_clear(sy_agg *a)
+{
+    for (size_t i = 0; i < TOK_BUCKETS; i++) {
+        tok_entry *t = a->toks[i];
+        while (t) {
+            tok_entry *next = t->next;
+            free(t);
+            t = next;
+        }
+        a->toks[i] = NULL;
+    }
+    a->ntoks = 0;
+}
+
+void sy_agg_set_routing(sy_agg *a, sy_router *router, uint64_t all_sinks, int uses_origin,
+                        sy_listen_info *listeners, size_t nlisteners)
+{
+    a->router = sy_router_has_decide(router) || sy_router_has_auth(router) ? router : NULL;
+    a->all_sinks = all_sinks;
+    a->uses_origin = uses_origin && sy_router_has_decide(router);
+    a->listeners = listeners;
+    a->nlisteners = nlisteners;
+    a->epoch++;
+    a->routes[0] = (route_info){ .sinks = all_sinks, .rate = 1 };
+    a->nroutes = 1;
+    tokens_clear(a);
+}
+
+void sy_agg_set_sample_seed(sy_agg *a, uint64_t seed)
+{
+    a->rng = seed ? seed : 0x9E3779B97F4A7C15ull;
+}
+
+void sy_agg_set_opts(sy_agg *a, const sy_agg_opts *opts)
+{
+    char *prefix = a->prefix_stats;
+    a->o = *opts;
+    a->o.prefix_stats = prefix; /* statsd's own counters keep their names */
+    if (a->o.gauges_max_ttl < 1)
+        a->o.gauges_max_ttl = 1;
+}
+
+static const char *sender_str(sy_agg *a)
+{
+    if (a->sender_ready)
+        return a->sender;
+    a->sender[0] = '\0';
+    const sy_origin *o = a->origin;
+    if (o && (o->family == AF_INET || o->family == AF_INET6))
+        inet_ntop(o->family, o->addr, a->sender, sizeof a->sender);
+    a->sender_ready = 1;
+    return a->sender;
+}
+
+static const char *listener_name(sy_agg *a)
+{
+    const sy_origin *o = a->origin;
+    return (o && o->listener < a->nlisteners) ? a->listeners[o->listener].name : "";
+}
+
+static uint32_t route_intern(sy_agg *a, const route_info *ri)
+{
+    for (uint32_t i = 0; i < a->nroutes; i++) {
+        const route_info *r = &a->routes[i];
+        if (r->sinks == ri->sinks && r->raw == ri->raw && r->rate == ri->rate && r->drop == ri->drop)
+            return i;
+    }
+    if (a->nroutes == a->cap_routes) {
+        route_info *nr = realloc(a->routes, a->cap_routes * 2 * sizeof *nr);
+        if (!nr)
+            return 0; /* the default route */
+        a->routes = nr;
+        a->cap_routes *= 2;
+    }
+    a->routes[a->nroutes] = *ri;
+    return a->nroutes++;
+}
+
+static const char *const type_names[] = { "c", "ms", "g", "s" };
+
+static size_t alias_key(sy_agg *a, const char *key, size_t klen, char *out);
+
+/* Ask the script, once; an error takes the default route.  After a reload
+ * the decision made before it was applied is taken instead (predecide.h). */
+static uint32_t decide(sy_agg *a, int type, const char *key, size_t klen, sy_route *r)
+{
+    if (!a->router) {
+        r->renamed = 0;
+        return 0;
+    }
+    char ak[SY_KEY_MAX + 32];
+    int prepared = a->pre != NULL;
+    if (prepared && sy_predecided_get(a->pre, type, ak, alias_key(a, key, klen, ak), r)) {
+        atomic_fetch_add_explicit(&a->st.predecided, 1, memory_order_relaxed);
+    } else {
+        /* With a reload's table in use, a miss is a key the reload did not
+         * know: first seen while it was prepared, or idle during it. */
+        if (prepared)
+            atomic_fetch_add_explicit(&a->st.predecide_misses, 1, memory_order_relaxed);
+        if (sy_router_decide(a->router, key, klen, type_names[type], listener_name(a),
+                             sender_str(a), r) < 0)
+            atomic_fetch_add_explicit(&a->st.route_errors, 1, memory_order_relaxed);
+    }
+    route_info ri = { .sinks = r->sinks, .raw = r->raw, .rate = r->rate, .drop = r->drop != NULL };
+    return route_intern(a, &ri);
+}
+
+/* Everything about a record's origin that a rule or an auth hook may look
+ * at: the listener, the address family and the address (19 bytes).  The
+ * family is part of it because an IPv4 address is stored in the first 4 of
+ * the 16 address bytes, which alone would equal the IPv6 address
+ * AABB:CCDD::. */
+#define ORIGIN_KEY_LEN 19
+
+static size_t origin_key(const sy_origin *o, char *out)
+{
+    static const uint8_t none[16];
+    uint16_t l = o ? o->listener : 0xffff;
+    memcpy(out, &l, 2);
+    out[2] = (char)(o ? o->family : 0);
+    memcpy(out + 3, o ? o->addr : none, 16);
+    return ORIGIN_KEY_LEN;
+}
+
+/* The alias namespace's key: the key, and with sender-dependent rules the
+ * origin (above) after a NUL.  All such keys of one length share the
+ * key's length, so a key holding a NUL (unsanitised) cannot pass for
+ * another key's origin. */
+static size_t alias_key(sy_agg *a, const char *key, size_t klen, char *out)
+{
+    memcpy(out, key, klen);
+    if (!a->uses_origin)
+        return klen;
+    out[klen] = '\0';
+    return klen + 1 + origin_key(a->origin, out + klen + 1);
+}
+
+void sy_agg_use_predecided(sy_agg *a, sy_predecided *p)
+{
+    sy_predecided_free(a->pre);
+    a->pre = p;
+    a->pre_flushes = 2;
+}
+
+int sy_agg_uses_origin(const sy_agg *a) { return a->uses_origin; }
+size_t sy_agg_table_cap(const sy_agg *a) { return a->cap; }
+
+size_t sy_agg_walk_keys(sy_agg *a, size_t *cursor, size_t max, int next_uses_origin,
+                        sy_key_fn fn, void *ctx)
+{
+    size_t seen = 0;
+    for (; *cursor < a->cap && seen < max; (*cursor)++) {
+        const sy_entry *e = a->slots[*cursor].e;
+        if (!e)
+            continue;
+        seen++;
+        if (e->type < ALIAS) {
+            /* a key's own decision lives here only without origin rules */
+            if ((e->flags & F_OWN) && !next_uses_origin)
+                fn(ctx, e->type, e->key, e->key_len, e->key, e->key_len, "", "");
+            continue;
+        }
+        int type = e->type - ALIAS;
+        if (!a->uses_origin) {
+            if (!next_uses_origin)
+                fn(ctx, type, e->key, e->key_len, e->key, e->key_len, "", "");
+            continue;
+        }
+        /* key NUL origin_key: the origin rebuilt for the rules */
+        size_t klen = e->key_len - 1 - ORIGIN_KEY_LEN;
+        if (!next_uses_origin) {
+            fn(ctx, type, e->key, klen, e->key, klen, "", "");
+            continue;
+        }
+        const char *ok = e->key + klen + 1;
+        sy_origin o;
+        memset(&o, 0, sizeof o);
+        memcpy(&o.listener, ok, 2);
+        o.family = (uint8_t)ok[2];
+        memcpy(o.addr, ok + 3, 16);
+        char sender[INET6_ADDRSTRLEN] = "";
+        if (o.family == AF_INET || o.family == AF_INET6)
+            inet_ntop(o.family, o.addr, sender, sizeof sender);
+        const char *lname = o.listener < a->nlisteners ? a->listeners[o.listener].name : "";
+        fn(ctx, type, e->key, klen, e->key, e->key_len, lname, sender);
+    }
+    return seen;
+}
+
+static sy_entry *alias_new(sy_agg *a, uint64_t h, int type, const char *ak, size_t aklen,
+                           const char *target, size_t tlen, uint32_t route)
+{
+    if (a->o.max_keys && a->n >= a->o.max_keys) {
+        atomic_fetch_add_explicit(&a->st.keys_rejected, 1, memory_order_relaxed);
+        return NULL;
+    }
+    if ((a->n + 1) * 10 > a->cap * 7 && table_grow(a) < 0)
+        return NULL;
+    sy_entry *e = malloc(sizeof *e + aklen + 1 + tlen + 1);
+    if (!e)
+        return NULL;
+    memset(e, 0, sizeof *e);
+    e->type = (uint8_t)(type + ALIAS);
+    e->key_len = (uint16_t)aklen;
+    e->u.target_len = (uint32_t)tlen;
+    e->epoch = a->epoch;
+    e->route = route;
+    memcpy(e->key, ak, aklen);
+    e->key[aklen] = '\0';
+    memcpy(e->key + aklen + 1, target, tlen);
+    e->key[aklen + 1 + tlen] = '\0';
+    size_t mask = a->cap - 1, i = h & mask;
+    while (a->slots[i].e)
+        i = (i + 1) & mask;
+    a->slots[i].hash = h;
+    a->slots[i].e = e;
+    a->n++;
+    list_append(a, e);
+    return e;
+}
+
+static uint64_t route_sinks(const sy_agg *a, uint32_t idx)
+{
+    const route_info *ri = &a->routes[idx < a->nroutes ? idx : 0];
+    return ri->drop ? 0 : ri->sinks;
+}
+
+/* An aggregate's identity is (type, name, sinks): samples that reach a name
+ * by different routes merge when they go to the same sinks, and stay apart
+ * when they do not (one key routed per sender to different sinks). */
+static sy_entry *find_entry(sy_agg *a, uint64_t h, int type, const char *key, size_t len,
+                            int own, uint64_t sinks)
+{
+    size_t mask = a->cap - 1;
+    for (size_t i = h & mask;; i = (i + 1) & mask) {
+        sy_entry *e = a->slots[i].e;
+        if (!e)
+            return NULL;
+        if (a->slots[i].hash != h || e->type != type || e->key_len != len ||
+            memcmp(e->key, key, len) != 0 || (e->flags & F_RETIRE))
+            continue;
+        if (own ? (e->flags & F_OWN) != 0 : route_sinks(a, e->route) == sinks)
+            return e;
+    }
+}
+
+/* The aggregate for (type, name) going to the sinks of decision idx. */
+static sy_entry *target(sy_agg *a, int type, const char *key, size_t len, uint32_t idx, int own)
+{
+    uint64_t h = type_hash(sy_hash(key, len, a->seed), type);
+    uint64_t sinks = route_sinks(a, idx);
+    sy_entry *t = find_entry(a, h, type, key, len, 0, sinks);
+    if (!t) {
+        if (a->o.max_keys && a->n >= a->o.max_keys) {
+            atomic_fetch_add_explicit(&a->st.keys_rejected, 1, memory_order_relaxed);
+            sy_log_limited(&rl_keys, SY_WARN, "key limit (%zu) reached: new keys are dropped",
+                           a->o.max_keys);
+            return NULL;
+        }
+        t = entry_new(a, h, type, key, len);
+        if (!t)
+            return NULL;
+        t->flags &= (uint8_t)~F_OWN;
+        t->route = idx;
+        t->epoch = a->epoch;
+    } else if (t->epoch != a->epoch) {
+        t->route = idx; /* same sinks; the newest decision's rate and raw */
+        t->epoch = a->epoch;
+    }
+    if (own && !(t->flags & F_OWN)) {
+        t->flags |= F_OWN;
+        t->route = idx;
+    }
+    return t;
+}
+
+/*
+ * Where a sample of (type, key) goes: the aggregate entry (NULL when it is
+ * not aggregated or the key limit refused it), the decision, and the final
+ * name.  One lookup for a known key that is not renamed.
+ */
+static sy_entry *resolve(sy_agg *a, int type, const char *key, size_t klen, uint32_t *route,
+                         const char **fname, size_t *flen)
+{
+    sy_route r;
+    int decided = 0;
+    uint32_t idx = 0;
+    *fname = key;
+    *flen = klen;
+    if (!a->uses_origin) {
+        uint64_t h = type_hash(sy_hash(key, klen, a->seed), type);
+        sy_entry *e = find_entry(a, h, type, key, klen, 1, 0);
+        if (e && e->epoch != a->epoch) {
+            idx = decide(a, type, key, klen, &r);
+            decided = 1;
+            if (r.renamed && (e->flags & F_KEEP))
+                r.renamed = 0; /* statsd's own counters keep their names */
+            if (!r.renamed && route_sinks(a, idx) == route_sinks(a, e->route)) {
+                e->route = idx;
+                e->epoch = a->epoch;
+            } else if (e->flags & F_KEEP) {
+                e->route = idx; /* never retired: it is held by pointer */
+                e->epoch = a->epoch;
+            } else {
+                /* Renamed or sent elsewhere now: flushed once more where it
+                 * went before, then deleted. */
+                e->flags |= F_RETIRE;
+                e = NULL;
+            }
+        }
+        if (e) {
+            e->flags |= F_TOUCHED;
+            *route = e->route;
+            return route_sinks(a, e->route) ? e : NULL;
+        }
+    }
+    char ak[SY_KEY_MAX + 32];
+    size_t aklen = alias_key(a, key, klen, ak);
+    uint64_t ah = type_hash(sy_hash(ak, aklen, a->seed), type + ALIAS);
+    sy_entry *al = table_find(a, ah, type + ALIAS, ak, aklen);
+    if (al && al->epoch != a->epoch) {
+        table_remove(a, al); /* never in a snapshot: safe to free now */
+        entry_free(al);
+        al = NULL;
+    }
+    if (!al) {
+        if (!decided)
+            idx = decide(a, type, key, klen, &r);
+        if (!a->uses_origin && !r.renamed) {
+            sy_entry *e = target(a, type, key, klen, idx, 1);
+            if (e)
+                e->flags |= F_TOUCHED;
+            *route = idx;
+            return route_sinks(a, idx) ? e : NULL;
+        }
+        al = alias_new(a, ah, type, ak, aklen, r.renamed ? r.key : key,
+                       r.renamed ? r.key_len : klen, idx);
+        if (!al) {
+            *route = idx;
+            return NULL;
+        }
+    }
+    al->flags |= F_TOUCHED;
+    *route = al->route;
+    *fname = al->key + al->key_len + 1;
+    *flen = al->u.target_len;
+    if (!route_sinks(a, al->route))
+        return NULL;
+    return target(a, type, *fname, *flen, al->route, 0);
+}
+
+static sy_ratelimit rl_raw = SY_RATELIMIT_INIT(10000, 1);
+
+static void raw_append(sy_agg *a, const char *name, size_t nlen, const sy_sample *s, uint64_t mask)
+{
+    sy_raw_batch *b = a->raw;
+    if (!b) {
+        b = a->raw = calloc(1, sizeof *b);
+        if (!b)
+            goto drop;
+    }
+    size_t need = nlen + s->text_len + s->tags_len + 3;
+    if (b->n >= RAW_MAX_SAMPLES || b->used + need > RAW_MAX_BYTES)
+        goto drop;
+    if (b->n == b->cap) {
+        size_t ncap = b->cap ? b->cap * 2 : 256;
+        sy_sample *ns = realloc(b->samples, ncap * sizeof *ns);
+        if (!ns)
+            goto drop;
+        b->samples = ns;
+        uint64_t *nm = realloc(b->masks, ncap * sizeof *nm);
+        if (!nm)
+            goto drop;
+        b->masks = nm;
+        b->cap = ncap;
+    }
+    if (b->used + need > b->arena_cap) {
+        /* Grow by moving: pointers into the arena are fixed up below. */
+        size_t ncap = b->arena_cap ? b->arena_cap * 2 : 64 * 1024;
+        while (ncap < b->used + need)
+            ncap *= 2;
+        char *na = malloc(ncap);
+        if (!na)
+            goto drop;
+        if (b->used)
+            memcpy(na, b->arena, b->used);
+        for (size_t i = 0; i < b->n; i++) {
+            b->samples[i].name = na + (b->samples[i].name - b->arena);
+            b->samples[i].text = na + (b->samples[i].text - b->arena);
+            b->samples[i].tags = na + (b->samples[i].tags - b->arena);
+        }
+        free(b->arena);
+        b->arena = na;
+        b->arena_cap = ncap;
+    }
+    sy_sample *o = &b->samples[b->n];
+    *o = *s;
+    char *p = b->arena + b->used;
+    o->name = p;
+    o->name_len = (uint32_t)nlen;
+    memcpy(p, name, nlen);
+    p[nlen] = '\0';
+    p += nlen + 1;
+    o->text = p;
+    memcpy(p, s->text, s->text_len);
+    p[s->text_len] = '\0';
+    p += s->text_len + 1;
+    o->tags = p;
+    memcpy(p, s->tags, s->tags_len);
+    p[s->tags_len] = '\0';
+    p += s->tags_len + 1;
+    b->used = (size_t)(p - b->arena);
+    b->masks[b->n++] = mask;
+    atomic_fetch_add_explicit(&a->st.passed_through, 1, memory_order_relaxed);
+    return;
+drop:
+    atomic_fetch_add_explicit(&a->st.raw_dropped, 1, memory_order_relaxed);
+    sy_log_limited(&rl_raw, SY_WARN, "pass-through samples dropped: more arrived than one batch "
+                   "holds before the output took it (switchyard_passthrough_dropped_total)");
+}
+
+sy_raw_batch *sy_agg_take_raw(sy_agg *a)
+{
+    sy_raw_batch *b = a->raw;
+    if (!b || b->n == 0)
+        return NULL;
+    a->raw = NULL;
+    return b;
+}
+
+size_t sy_agg_raw_pending(const sy_agg *a) { return a->raw ? a->raw->n : 0; }
+
+void sy_raw_batch_free(sy_raw_batch *b)
+{
+    if (!b)
+        return;
+    free(b->samples);
+    free(b->masks);
+    free(b->arena);
+    free(b);
+}
+
+/* Apply one parsed sample: route it, then statsd's handlePacket. */
+static void apply(sy_agg *a, const char *key, size_t klen, sy_sample *s)
+{
+    int type = s->type == SY_SAMPLE_COUNTER ? SY_T_COUNTER
+             : s->type == SY_SAMPLE_TIMER ? SY_T_TIMER
+             : s->type == SY_SAMPLE_GAUGE ? SY_T_GAUGE : SY_T_SET;
+    sy_entry *e;
+    if (!a->router) {
+        e = lookup(a, type, key, klen);
+    } else {
+        uint32_t idx;
+        const char *fname;
+        size_t flen;
+        e = resolve(a, type, key, klen, &idx, &fname, &flen);
+        const route_info *ri = &a->routes[idx];
+        if (ri->drop) {
+            atomic_fetch_add_explicit(&a->st.routed_drops, 1, memory_order_relaxed);
+            return;
+        }
+        if (ri->rate < 1) {
+            /* Keep a fraction p and scale what is kept by 1/p, as statsd
+             * does for @rate, so totals stay unbiased. */
+            double u = (double)(next_rand(a) >> 11) * 0x1.0p-53;
+            if (u >= ri->rate) {
+                atomic_fetch_add_explicit(&a->st.sampled_out, 1, memory_order_relaxed);
+                return;
+            }
+            s->rate *= ri->rate;
+        }
+        if (ri->raw)
+            raw_append(a, fname, flen, s, ri->raw);
+        if (!ri->sinks)
+            return;
+    }
+    if (!e)
+        return;
+    switch (type) {
+    case SY_T_COUNTER:
+        /* statsd: value * (1 / rate); at rate 1 that is value exactly. */
+        e->u.value += s->rate == 1 ? s->value : s->value * (1 / s->rate);
+        break;
+    case SY_T_TIMER:
+        timer_add(a, e, s->value, s->rate);
+        break;
+    case SY_T_GAUGE:
+        if (a->o.delete_gauges)
+            e->ttl = a->o.gauges_max_ttl;
+        /* statsd: `if (gauges[key] && /^[-+]/)` - a delta adds to a gauge
+         * whose value is truthy; on one that is missing, 0, -0 or NaN it
+         * sets it ("-0" gives -0, which 0 + -0 would not). */
+        if (s->is_delta && e->u.value != 0 && !isnan(e->u.value))
+            e->u.value += s->value;
+        else
+            e->u.value = s->value;
+        break;
+    default:
+        set_insert(a, e, s->text, s->text_len);
+        break;
+    }
+}
+
+static sy_ratelimit rl_auth = SY_RATELIMIT_INIT(10000, 3);
+
+/* statsgod's scheme: "TOKEN.metric:1|c".  Answers are cached per token and
+ * everything the auth hook is given (listener, address family, sender
+ * address: origin_key), so that a decision made on one listener or family
+ * is never reused on another; the cache is emptied at reload and when it grows past TOK_MAX
+ * (a client spraying tokens costs Lua calls, never memory). */
+static int token_check(sy_agg *a, const char *tok, size_t tlen, char *ns, size_t *nslen)
+{
+    char k[256 + 1 + ORIGIN_KEY_LEN];
+    if (tlen > 256)
+        return 0;
+    memcpy(k, tok, tlen);
+    k[tlen] = '\0';
+    size_t klen = tlen + 1 + origin_key(a->origin, k + tlen + 1);
+    uint64_t h = sy_hash(k, klen, a->seed ^ 0x70c3e70c3e70c3eull);
+    for (tok_entry *t = a->toks[h % TOK_BUCKETS]; t; t = t->next) {
+        if (t->hash == h && t->len == klen && memcmp(t->data, k, klen) == 0) {
+            memcpy(ns, t->data + t->len, t->nslen);
+            *nslen = t->nslen;
+            return t->allowed;
+        }
+    }
+    char nsbuf[SY_KEY_MAX], raw[256];
+    size_t n = 0;
+    int rc = sy_router_authorize(a->router, tok, tlen, sender_str(a), listener_name(a), raw,
+                                 sizeof raw, &n);
+    if (rc < 0)
+        atomic_fetch_add_explicit(&a->st.route_errors, 1, memory_order_relaxed);
+    int allowed = rc == 1;
+    if (allowed && n) {
+        /* The namespace becomes part of the key: sanitised like it. */
+        int sn = sy_sanitize(nsbuf, raw, n, a->o.sanitize);
+        if (sn <= 0 || sn > 255) {
+            allowed = 0;
+            n = 0;
+        } else {
+            n = (size_t)sn;
+        }
+    }
+    if (a->ntoks >= TOK_MAX)
+        tokens_clear(a);
+    tok_entry *t = malloc(sizeof *t + klen + n);
+    if (t) {
+        t->hash = h;
+        t->allowed = allowed;
+        t->len = (uint16_t)klen;
+        t->nslen = (uint16_t)n;
+        memcpy(t->data, k, klen);
+        memcpy(t->data + klen, nsbuf, n);
+        t->next = a->toks[h % TOK_BUCKETS];
+        a->toks[h % TOK_BUCKETS] = t;
+        a->ntoks++;
+    }
+    memcpy(ns, nsbuf, n);
+    *nslen = n;
+    return allowed;
+}
+
+void sy_agg_line(sy_agg *a, const char *line, size_t len, const sy_origin *origin)
+{
+    if (origin != a->origin) {
+        a->origin = origin;
+        a->sender_ready = 0;
+    }
+    char ns[256];
+    size_t nslen = 0;
+    if (origin && origin->listener < a->nlisteners && a->listeners[origin->listener].auth) {
+        if (len && line[len - 1] == '\r')
+            len--;
+        if (len == 0)
+            return;
+        const char *dot = memchr(line, '.', len);
+        const char *colon = memchr(line, ':', len);
+        if (!dot || dot == line || (colon && colon < dot) ||
+            !token_check(a, line, (size_t)(dot - line), ns, &nslen)) {
+            sy_listen_info *li = &a->listeners[origin->listener];
+            atomic_fetch_add_explicit(&li->auth_rejected, 1, memory_order_relaxed);
+            sy_log_limited(&rl_auth, SY_WARN, "%s: line with a missing or refused token from %s",
+                           li->name, *sender_str(a) ? sender_str(a) : "a local client");
+            return;
+        }
+        len -= (size_t)(dot + 1 - line);
+        line = dot + 1;
+    }
+    sy_line it;
+    int klen = sy_parse_begin(&it, line, len, a->key, a->o.sanitize);
+    if (klen == -2)
+        return;
+    a->e_metrics->u.value += 1;
+    stat_bump(&a->st.lines);
+    if (klen < 0) {
+        if (klen == SY_PARSE_TOO_LONG)
+            key_too_long(a, line, len);
+        bad_line(a, line, len);
+        return;
+    }
+    if (nslen) {
+        /* The token's namespace goes in front: "tenant1.api.req". */
+        if ((size_t)klen + nslen + 1 >= SY_KEY_MAX) {
+            key_too_long(a, line, len);
+            bad_line(a, line, len);
+            return;
+        }
+        memmove(a->key + nslen + 1, a->key, (size_t)klen + 1);
+        memcpy(a->key, ns, nslen);
+        a->key[nslen] = '.';
+        klen += (int)nslen + 1;
+    }
+    sy_sample s;
+    int rc;
+    while ((rc = sy_parse_next(&it, &s)) != 0) {
+        if (rc < 0) {
+            bad_line(a, line, len);
+            continue;
+        }
+        stat_bump(&a->st.samples);
+        apply(a, a->key, (size_t)klen, &s);
+    }
+}
+
+void sy_agg_feed(sy_agg *a, const char *buf, size_t len, const sy_origin *origin)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME_COARSE, &now);
+    atomic_store_explicit(&a->st.last_msg_ms, (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000,
+                          memory_order_relaxed);
+    a->origin = origin;
+    a->sender_ready = 0;
+    a->e_packets->u.value += 1;
+    stat_bump(&a->st.packets);
+    const char *p = buf, *end = buf + len;
+    while (p < end) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        const char *stop = nl ? nl : end;
+        if (stop > p)
+            sy_agg_line(a, p, (size_t)(stop - p), origin);
+        p = stop + 1;
+    }
+}
+
+static void hset_clear(sy_hset *s)
+{
+    free(s->hll);
+    s->hll = NULL;
+    if (s->cap > 64) {
+        free(s->slots);
+        s->slots = NULL;
+        s->cap = 0;
+    } else if (s->slots) {
+        memset(s->slots, 0, s->cap * sizeof *s->slots);
+    }
+    s->n = 0;
+}
+
+/* statsd's clear_metrics, decided per entry: 1 when it is to be deleted. */
+static int reset_entry(sy_agg *a, sy_entry *e)
+{
+    switch (e->type) {
+    case SY_T_COUNTER:
+        e->u.value = 0;
+        return a->o.delete_counters && !(e->flags & F_KEEP);
+    case SY_T_TIMER:
+        e->u.timer = NULL; /* moved into the snapshot */
+        return a->o.delete_timers;
+    case SY_T_GAUGE:
+        if (a->o.delete_gauges && e->ttl >= 0)
+            return --e->ttl < 1;
+        return 0;
+    default:
+        if (e->u.set)
+            hset_clear(e->u.set);
+        return a->o.delete_sets;
+    }
+}
+
+sy_snapshot *sy_agg_snapshot(sy_agg *a, int64_t ts)
+{
+    /* A reload's decisions serve the keys seen in the next two intervals;
+     * a key that comes back later is asked about as a new one. */
+    if (a->pre && --a->pre_flushes <= 0) {
+        sy_predecided_free(a->pre);
+        a->pre = NULL;
+    }
+    /* statsd sets its timestamp_lag gauge from the second flush on. */
+    if (a->old_ts > 0) {
+        if (!a->e_lag) {
+            char name[SY_KEY_MAX];
+            int n = snprintf(name, sizeof name, "%s.timestamp_lag", a->prefix_stats);
+            a->e_lag = lookup_in(a, SY_T_GAUGE, name, (size_t)n, 1);
+        }
+        if (a->e_lag) {
+            a->e_lag->u.value = (double)(ts - a->old_ts) - a->o.flush_interval_ms / 1000.0;
+            a->e_lag->ttl = -1;
+            a->e_lag->flags |= F_KEEP;
+        }
+    }
+    a->old_ts = ts;
+
+    sy_snapshot *s = calloc(1, sizeof *s);
+    if (!s)
+        return NULL;
+    s->items = malloc((a->n ? a->n : 1) * sizeof *s->items);
+    if (!s->items) {
+        free(s);
+        return NULL;
+    }
+    s->ts = ts;
+    s->flush_interval_ms = a->o.flush_interval_ms;
+
+    /* statsd's own values (numStats, processing_time, ...) take the route
+     * of their namespace. */
+    s->internal_sinks = a->all_sinks;
+    if (a->router) {
+        char name[SY_KEY_MAX];
+        int n = snprintf(name, sizeof name, "%s.numStats", a->prefix_stats);
+        sy_route r;
+        a->origin = NULL;
+        a->sender_ready = 0;
+        uint32_t idx = decide(a, SY_T_COUNTER, name, (size_t)n, &r);
+        s->internal_sinks = a->routes[idx].drop ? 0 : a->routes[idx].sinks;
+    }
+
+    for (size_t i = 0; i < a->cap; i++) {
+        sy_entry *e = a->slots[i].e;
+        if (!e)
+            continue;
+        if (e->type >= ALIAS) {
+            /* A routing cache entry lives while its key is in use. */
+            if (!(e->flags & F_TOUCHED) || e->epoch != a->epoch)
+                mark_dead(a, s, e, a->slots[i].hash);
+            e->flags &= (uint8_t)~F_TOUCHED;
+            continue;
+        }
+        uint64_t sinks = a->all_sinks;
+        if (!a->router && !(e->flags & (F_OWN | F_KEEP)))
+            e->flags |= F_RETIRE; /* a rename target left by removed routing */
+        if (a->router) {
+            if (e->epoch != a->epoch && !(e->flags & F_RETIRE)) {
+                /* Not seen since a reload: decide now, by its name alone. */
+                sy_route r;
+                a->origin = NULL;
+                a->sender_ready = 0;
+                uint32_t idx = decide(a, e->type, e->key, e->key_len, &r);
+                if (r.renamed && !(e->flags & F_KEEP))
+                    e->flags |= F_RETIRE;
+                else {
+                    e->route = idx; /* flushed where its name goes now */
+                    e->epoch = a->epoch;
+                }
+            }
+            const route_info *ri = &a->routes[e->route < a->nroutes ? e->route : 0];
+            sinks = ri->drop ? 0 : ri->sinks;
+        }
+        if (sinks == 0 && !(e->flags & F_RETIRE)) {
+            /* Dropped or pass-through only: a routing cache entry, which
+             * expires after an interval without samples. */
+            if (e->type == SY_T_TIMER && e->u.timer) {
+                free(e->u.timer->v);
+                free(e->u.timer);
+                e->u.timer = NULL;
+            }
+            if (!(e->flags & (F_TOUCHED | F_KEEP)))
+                mark_dead(a, s, e, a->slots[i].hash);
+            e->flags &= (uint8_t)~F_TOUCHED;
+            continue;
+        }
+        e->flags &= (uint8_t)~F_TOUCHED;
+        sy_snap_item *it = &s->items[s->n++];
+        it->sinks = sinks;
+        it->key = e->key;
+        it->key_len = e->key_len;
+        it->type = e->type;
+        it->timer = NULL;
+        it->value = 0;
+        switch (e->type) {
+        case SY_T_COUNTER: it->value = e->u.value; s->counters++; break;
+        case SY_T_GAUGE: it->value = e->u.value; s->gauges++; break;
+        case SY_T_TIMER: it->timer = e->u.timer; s->timers++; break;
+        default: it->value = e->u.set ? hset_count(e->u.set) : 0; s->sets++; break;
+        }
+        if (reset_entry(a, e) || (e->flags & F_RETIRE))
+            mark_dead(a, s, e, a->slots[i].hash);
+    }
+    /* Entries the admin deleted may still be named by the snapshot in
+     * flight on the output thread: they are freed with this one. */
+    /* Unlink after the walk: backward shifts would disturb it. */
+    for (sy_entry *e = s->dead; e; e = e->next_dead) {
+        slots_remove(a, e, e->dead_hash);
+        if (e == a->e_lag)
+            a->e_lag = NULL;
+    }
+    while (a->deleted) {
+        sy_entry *e = a->deleted;
+        a->deleted = e->next_dead;
+        e->next_dead = s->dead;
+        s->dead = e;
+    }
+    atomic_store_explicit(&a->st.keys, a->n, memory_order_relaxed);
+    return s;
+}
+
+void sy_snapshot_free(sy_snapshot *s)
+{
+    if (!s)
+        return;
+    for (size_t i = 0; i < s->n; i++) {
+        sy_timer_data *t = s->items[i].timer;
+        if (t) {
+            free(t->v);
+            free(t);
+        }
+    }
+    sy_entry *e = s->dead;
+    while (e) {
+        sy_entry *next = e->next_dead;
+        entry_free(e);
+        e = next;
+    }
+    free(s->items);
+    free(s);
+}
+
+/* ---- admin ---------------------------------------------------------- */
+
+void sy_buf_printf(sy_buf *b, const char *fmt, ...)
+{
+    va_list ap;
+    for (;;) {
+        size_t room = b->cap - b->len;
+        va_start(ap, fmt);
+        int n = vsnprintf(b->p ? b->p + b->len : NULL, b->p ? room : 0, fmt, ap);
+        va_end(ap);
+        if (n < 0)
+            return;
+        if (b->p && (size_t)n < room) {
+            b->len += (size_t)n;
+            return;
+        }
+        size_t ncap = b->cap ? b->cap * 2 : 4096;
+        while (ncap < b->len + (size_t)n + 1)
+            ncap *= 2;
+        char *np = realloc(b->p, ncap);
+        if (!np)
+            return;
+        b->p = np;
+        b->cap = ncap;
+    }
+}
+
+void sy_buf_free(sy_buf *b)
+{
+    free(b->p);
+    b->p = NULL;
+    b->len = b->cap = 0;
+}
+
+/* Appends n bytes (a memcpy: the dumps write many small pieces). */
+void sy_buf_add(sy_buf *b, const char *s, size_t n)
+{
+    if (b->cap - b->len <= n) {
+        size_t ncap = b->cap ? b->cap * 2 : 4096;
+        while (ncap <= b->len + n)
+            ncap *= 2;
+        char *np = realloc(b->p, ncap);
+        if (!np)
+            return;
+        b->p = np;
+        b->cap = ncap;
+    }
+    memcpy(b->p + b->len, s, n);
+    b->len += n;
+    b->p[b->len] = '\0';
+}
+
+/*
+ * Admin walks.  A question that reads the whole table (a dump, a folder
+ * delete, `keys PREFIX`) is answered a few entries at a time, between the
+ * engine's batches, so that it never holds ingest for long.  It follows
+ * the type lists, whose order does not change when the table grows or
+ * shifts: a walk notes each list's last entry when it starts and goes from
+ * the head to there; a list removal moves any cursor or end mark that
+ * named the entry (walks_forget).  So an entry present for the whole walk
+ * is visited exactly once; one created during it is not visited, and one
+ * deleted before the walk reaches it is not either.
+ */
+enum { W_LIST = 0, W_INDEX = 1, W_PROPS = 2, W_DONE = 3 };
+#define WALK_STEP_BYTES (16u << 10)
+
+typedef struct ix_item {
+    uint32_t idx;
+    uint32_t pos;      /* order seen, for equal indices (routing copies) */
+    const sy_entry *e; /* compared, never read: it may be gone by then */
+} ix_item;
+
+struct sy_agg_walk {
+    struct sy_agg_walk *next_walk, *prev_walk;
+    int what, type;
+    char **names;
+    size_t nnames;
+    size_t req;              /* delete: the request being done */
+    int found;
+    int phase;
+    int list;                /* the list being walked; -1 before the first */
+    sy_entry *next;          /* its next entry; NULL once it is done */
+    sy_entry *last[NLISTS];  /* each list's last entry when the walk began */
+    ix_item *ix;             /* dump: the array-index keys */
+    size_t nix, cix, pos;    /* heap size, its room, items pushed */
+    size_t props;            /* dump: properties written */
+    size_t shown, more;      /* keys */
+};
+
+/* An entry leaves its list: no walk may point at it any more. */
+static void walks_forget(sy_agg *a, sy_entry *e)
+{
+    for (sy_agg_walk *w = a->walks; w; w = w->next_walk) {
+        if (w->list == e->type && w->next == e)
+            w->next = w->last[e->type] == e ? NULL : e->next;
+        if (w->last[e->type] == e)
+            w->last[e->type] = e->prev; /* NULL: nothing left to walk there */
+    }
+}
+
+/* Starts walking list l (from its head to the end noted at the start). */
+static void walk_list(sy_agg *a, sy_agg_walk *w, int l)
+{
+    w->list = l;
+    w->next = w->last[l] ? a->head[l] : NULL;
+}
+
+static sy_entry *walk_take(sy_agg_walk *w)
+{
+    sy_entry *e = w->next;
+    if (e)
+        w->next = e == w->last[w->list] ? NULL : e->next;
+    return e;
+}
+
+sy_agg_walk *sy_agg_walk_new(sy_agg *a, int what, int type, char **names, size_t n)
+{
+    sy_agg_walk *w = calloc(1, sizeof *w);
+    if (!w)
+        return NULL;
+    w->what = what;
+    w->type = type;
+    w->list = -1;
+    w->names = names;
+    w->nnames = n;
+    memcpy(w->last, a->tail, sizeof w->last);
+    w->next_walk = a->walks;
+    if (a->walks)
+        a->walks->prev_walk = w;
+    a->walks = w;
+    return w;
+}
+
+void sy_agg_walk_free(sy_agg *a, sy_agg_walk *w)
+{
+    if (!w)
+        return;
+    if (w->prev_walk)
+        w->prev_walk->next_walk = w->next_walk;
+    else
+        a->walks = w->next_walk;
+    if (w->next_walk)
+        w->next_walk->prev_walk = w->prev_walk;
+    free(w->ix);
+    free(w);
+}
+
+static void entry_prop(const sy_entry *e, sy_inspect_prop *p)
+{
+    const sy_timer_data *t = e->type == SY_T_TIMER ? e->u.timer : NULL;
+    *p = (sy_inspect_prop){ .key = e->key, .key_len = e->key_len,
+                            .is_array = e->type == SY_T_TIMER,
+                            .value = e->type == SY_T_TIMER ? 0 : e->u.value,
+                            .v = t ? t->v : NULL, .n = t ? t->n : 0 };
+}
+
+static void dump_prop(void *ctx, size_t i, sy_inspect_prop *p)
+{
+    entry_prop(((sy_entry **)ctx)[i], p);
+}
+
+/* The array-index keys wait in a binary min-heap, by index and then in
+ * the order seen: each push and pop costs O(log n), inside a slice, where
+ * sorting them all at once would hold the engine for as long as a client
+ * with many numeric keys likes. */
+static int ix_less(const ix_item *x, const ix_item *y)
+{
+    return x->idx != y->idx ? x->idx < y->idx : x->pos < y->pos;
+}
+
+static void ix_push(ix_item *h, size_t n, ix_item it)
+{
+    size_t i = n;
+    while (i) {
+        size_t up = (i - 1) / 2;
+        if (!ix_less(&it, &h[up]))
+            break;
+        h[i] = h[up];
+        i = up;
+    }
+    h[i] = it;
+}
+
+static ix_item ix_pop(ix_item *h, size_t n)
+{
+    ix_item top = h[0], last = h[--n];
+    size_t i = 0;
+    for (;;) {
+        size_t c = 2 * i + 1;
+        if (c >= n)
+            break;
+        if (c + 1 < n && ix_less(&h[c + 1], &h[c]))
+            c++;
+        if (!ix_less(&h[c], &last))
+            break;
+        h[i] = h[c];
+        i = c;
+    }
+    if (n)
+        h[i] = last;
+    return top;
+}
+
+/* The entry named by an ix_item, if it is still in the table. */
+static const sy_entry *ix_find(sy_agg *a, int type, const ix_item *it)
+{
+    char name[16];
+    int len = snprintf(name, sizeof name, "%u", it->idx);
+    uint64_t h = type_hash(sy_hash(name, (size_t)len, a->seed), type);
+    size_t mask = a->cap - 1;
+    for (size_t i = h & mask; a->slots[i].e; i = (i + 1) & mask)
+        if (a->slots[i].e == it->e)
+            return it->e;
+    return NULL;
+}
+
+/* A dump: small objects at once (their layout depends on all of them);
+ * larger ones, which are never on one line, as JavaScript orders them:
+ * the array-index keys, gathered first and sorted, then the others. */
+static int dump_step(sy_agg *a, sy_agg_walk *w, sy_buf *out, size_t budget)
+{
+    if (w->list < 0 && a->count[w->type] <= SY_INSPECT_ONE_LINE_MAX) {
+        sy_entry *es[SY_INSPECT_ONE_LINE_MAX];
+        size_t n = 0;
+        for (sy_entry *e = a->head[w->type]; e && n < SY_INSPECT_ONE_LINE_MAX; e = e->next)
+            es[n++] = e;
+        if (sy_inspect_object(out, n, dump_prop, es) < 0)
+            sy_buf_add(out, "ERROR: out of memory\n", 21);
+        else
+            sy_buf_add(out, "\n", 1);
+        return 1;
+    }
+    if (w->list < 0)
+        walk_list(a, w, w->type);
+    sy_inspect_prop p;
+    uint32_t idx;
+    size_t start = out->len;
+    /* Formatting costs about what it writes (a timer may take 1.5 KB):
+     * a step also ends after WALK_STEP_BYTES. */
+    for (size_t k = 0; k < budget && out->len - start < WALK_STEP_BYTES; k++) {
+        if (w->phase == W_LIST) {
+            sy_entry *e = walk_take(w);
+            if (!e) {
+                w->phase = W_INDEX;
+                continue;
+            }
+            if (!sy_inspect_array_index(e->key, e->key_len, &idx))
+                continue;
+            if (w->nix == w->cix) {
+                size_t ncap = w->cix ? w->cix * 2 : 64;
+                ix_item *nix = realloc(w->ix, ncap * sizeof *nix);
+                if (!nix) {
+                    sy_buf_add(out, "ERROR: out of memory\n", 21);
+                    return 1;
+                }
+                w->ix = nix;
+                w->cix = ncap;
+            }
+            ix_push(w->ix, w->nix, (ix_item){ .idx = idx, .pos = (uint32_t)w->pos++, .e = e });
+            w->nix++;
+        } else if (w->phase == W_INDEX) {
+            if (w->nix == 0) {
+                w->phase = W_PROPS;
+                walk_list(a, w, w->type);
+                continue;
+            }
+            ix_item it = ix_pop(w->ix, w->nix--);
+            const sy_entry *e = ix_find(a, w->type, &it);
+            if (e) {
+                entry_prop(e, &p);
+                sy_inspect_stream_prop(out, &w->props, &p);
+            }
+        } else {
+            sy_entry *e = walk_take(w);
+            if (!e) {
+                sy_inspect_stream_end(out, w->props);
+                sy_buf_add(out, "\n", 1);
+                return 1;
+            }
+            if (sy_inspect_array_index(e->key, e->key_len, &idx))
+                continue;
+            entry_prop(e, &p);
+            sy_inspect_stream_prop(out, &w->props, &p);
+        }
+    }
+    return 0;
+}
+
+static void admin_delete_entry(sy_agg *a, sy_entry *e)
+{
+    table_remove(a, e);
+    if (e == a->e_lag)
+        a->e_lag = NULL;
+    e->next_dead = a->deleted;
+    a->deleted = e;
+    atomic_store_explicit(&a->st.keys, a->n, memory_order_relaxed);
+}
+
+static void delete_one(sy_agg *a, sy_entry *e, sy_buf *out)
+{
+    /* escaped as `counters` shows it: a raw CR could fake a reply */
+    sy_buf_printf(out, "deleted: ");
+    sy_inspect_escape_buf(out, e->key, e->key_len, SY_ESC_BYTES);
+    sy_buf_printf(out, "\n");
+    admin_delete_entry(a, e);
+}
+
+/* statsd's delete: each request in turn; a plain name is looked up, a
+ * "folder.*" walks the type's list. */
+static int delete_step(sy_agg *a, sy_agg_walk *w, sy_buf *out, size_t budget)
+{
+    size_t k = 0;
+    while (k < budget) {
+        if (w->req == w->nnames) {
+            sy_buf_add(out, "END\n\n", 5);
+            return 1;
+        }
+        const char *req = w->names[w->req];
+        size_t rl = strlen(req);
+        int folder = rl >= 2 && strcmp(req + rl - 2, ".*") == 0;
+        size_t plen = folder ? rl - 1 : rl; /* "a.*" matches names starting "a." */
+        if (!folder) {
+            /* Every entry of that name (routing may keep one per sink
+             * set): they share a probe chain. */
+            uint64_t h = type_hash(sy_hash(req, rl, a->seed), w->type);
+            size_t mask = a->cap - 1;
+            sy_entry *e;
+            do {
+                e = NULL;
+                for (size_t i = h & mask; a->slots[i].e; i = (i + 1) & mask) {
+                    sy_entry *c = a->slots[i].e;
+                    if (a->slots[i].hash == h && c->type == w->type && !(c->flags & F_KEEP) &&
+                        c->key_len == rl && memcmp(c->key, req, rl) == 0) {
+                        e = c;
+                        break;
+                    }
+                }
+                if (e) {
+                    delete_one(a, e, out);
+                    w->found = 1;
+                }
+                k++;
+            } while (e);
+        } else {
+            if (w->list < 0)
+                walk_list(a, w, w->type);
+            sy_entry *e;
+            while (k < budget && (e = walk_take(w))) {
+                k++;
+                if (e->flags & F_KEEP)
+                    continue;
+                if ((e->key_len == rl && memcmp(e->key, req, rl) == 0) ||
+                    (e->key_len >= plen && memcmp(e->key, req, plen) == 0)) {
+                    delete_one(a, e, out);
+                    w->found = 1;
+                }
+            }
+            if (w->next)
+                return 0; /* more of this folder next time */
+        }
+        if (!w->found)
+            sy_buf_printf(out, "metric %s not found\n", req);
+        w->req++;
+        w->found = 0;
+        w->list = -1;
+    }
+    return 0;
+}
+
+static const char *const type_names_long[] = { "counters", "timers", "gauges", "sets" };
+
+/* `keys`: counts, kept as entries come and go; `keys PREFIX`: a walk of
+ * the four lists. */
+static int keys_step(sy_agg *a, sy_agg_walk *w, sy_buf *out, size_t budget)
+{
+    const char *prefix = w->nnames ? w->names[0] : NULL;
+    if (!prefix || !*prefix) {
+        size_t aliases = 0;
+        for (int t = ALIAS; t < NLISTS; t++)
+            aliases += a->count[t];
+        for (int t = 0; t < 4; t++)
+            sy_buf_printf(out, "%s: %zu\n", type_names_long[t], a->count[t]);
+        sy_buf_printf(out, "route_aliases: %zu\ntotal: %zu\n", aliases, a->n);
+        if (a->o.max_keys)
+            sy_buf_printf(out, "limit: %zu\n", a->o.max_keys);
+        sy_buf_add(out, "END\n\n", 5);
+        return 1;
+    }
+    size_t pl = strlen(prefix);
+    if (w->list < 0)
+        walk_list(a, w, 0);
+    for (size_t k = 0; k < budget; k++) {
+        sy_entry *e = walk_take(w);
+        if (!e) {
+            if (w->list + 1 < ALIAS) {
+                walk_list(a, w, w->list + 1);
+                continue;
+            }
+            if (w->more)
+                sy_buf_printf(out, "(%zu more)\n", w->more);
+            sy_buf_add(out, "END\n\n", 5);
+            return 1;
+        }
+        if (e->key_len < pl || memcmp(e->key, prefix, pl) != 0)
+            continue;
+        if (w->shown < SY_KEYS_LIMIT) {
+            sy_buf_printf(out, "%s ", type_names_long[e->type]);
+            sy_inspect_escape_buf(out, e->key, e->key_len, SY_ESC_BYTES); /* as `counters` does */
+            sy_buf_printf(out, "\n");
+            w->shown++;
+        } else {
+            w->more++;
+        }
+    }
+    return 0;
+}
+
+int sy_agg_walk_step(sy_agg *a, sy_agg_walk *w, sy_buf *out, size_t budget)
+{
+    if (w->phase == W_DONE)
+        return 1;
+    int done = w->what == SY_WALK_DUMP ? dump_step(a, w, out, budget)
+             : w->what == SY_WALK_DELETE ? delete_step(a, w, out, budget)
+             : keys_step(a, w, out, budget);
+    if (done)
+        w->phase = W_DONE;
+    return done;
+}
+
+/* The whole walk at once (tests, and tools that own the aggregator). */
+static void walk_all(sy_agg *a, int what, int type, char **names, size_t n, sy_buf *out)
+{
+    sy_agg_walk *w = sy_agg_walk_new(a, what, type, names, n);
+    if (!w) {
+        sy_buf_add(out, "ERROR: out of memory\n", 21);
+        return;
+    }
+    while (!sy_agg_walk_step(a, w, out, SIZE_MAX))
+        ;
+    sy_agg_walk_free(a, w);
+}
+
+void sy_agg_dump(sy_agg *a, int type, sy_buf *out) { walk_all(a, SY_WALK_DUMP, type, NULL, 0, out); }
+
+void sy_agg_delete(sy_agg *a, int type, char **names, size_t n, sy_buf *out)
+{
+    walk_all(a, SY_WALK_DELETE, type, names, n, out);
+}
+
+void sy_agg_keys(sy_agg *a, const char *prefix, sy_buf *out)
+{
+    char *p = (char *)prefix;
+    walk_all(a, SY_WALK_KEYS, 0, &p, prefix ? 1 : 0, out);
+}
