@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "output/sinkhost.h"
 #include "util/log.h"
 #include "engine/lpattern.h"
 #include "util/numfmt.h"

@@ -13,7 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "engine/agg.h" /* sy_buf */
+#include "util/buf.h"
 
 /* One property: a key (any bytes, read as UTF-8) and a number, or an
  * array of numbers when is_array. */

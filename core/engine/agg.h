@@ -13,10 +13,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "ingest/ring.h"
 #include "engine/router.h"
-
-enum sy_mtype { SY_T_COUNTER = 0, SY_T_TIMER = 1, SY_T_GAUGE = 2, SY_T_SET = 3 };
+#include "engine/snapshot.h"
+#include "ingest/ring.h"
+#include "util/buf.h"
 
 typedef struct sy_agg_opts {
     int sanitize;              /* keyNameSanitize */
@@ -31,36 +31,6 @@ typedef struct sy_agg_opts {
     uint32_t set_member_limit; /* members counted exactly per set per interval; 0 = all */
     size_t max_keys;           /* 0 = no limit */
 } sy_agg_opts;
-
-/* The samples of one timer for one interval.  Percentiles come from `v`
- * (every sample, or a uniform reservoir once `seen` exceeds the limit);
- * count, sum, sum of squares, lower and upper are exact either way. */
-typedef struct sy_timer_data {
-    double *v;
-    uint32_t n, cap;
-    uint64_t seen;
-    double count; /* sum of 1/rate: what statsd reports as count */
-    double sum, sumsq, min, max;
-} sy_timer_data;
-
-typedef struct sy_snap_item {
-    const char *key;  /* valid until the snapshot is freed */
-    uint32_t key_len;
-    uint8_t type;     /* enum sy_mtype */
-    uint64_t sinks;   /* which sinks get its values */
-    double value;     /* counter total, gauge value or set size */
-    sy_timer_data *timer; /* owned by the snapshot; NULL for an idle timer */
-} sy_snap_item;
-
-typedef struct sy_snapshot {
-    sy_snap_item *items;
-    size_t n;
-    int64_t ts;              /* flush time, seconds */
-    uint32_t flush_interval_ms;
-    size_t counters, timers, gauges, sets; /* statsd's numStats parts */
-    uint64_t internal_sinks; /* where numStats, processing_time etc. go */
-    struct sy_entry *dead;   /* entries deleted at this flush, freed with it */
-} sy_snapshot;
 
 /* What the aggregator saw; read by other threads, hence atomics. */
 typedef struct sy_agg_stats {
@@ -89,17 +59,6 @@ typedef struct sy_listen_info {
     int auth;           /* lines start with a token */
     _Atomic uint64_t auth_rejected;
 } sy_listen_info;
-
-/* Raw samples for pass-through sinks, copied out of the read buffers. */
-typedef struct sy_raw_batch {
-    sy_sample *samples;
-    uint64_t *masks;    /* per sample: the sinks that get it */
-    size_t n, cap;
-    char *arena;        /* names, values and tags */
-    size_t used, arena_cap;
-} sy_raw_batch;
-
-void sy_raw_batch_free(sy_raw_batch *b);
 
 typedef struct sy_agg sy_agg;
 
@@ -157,23 +116,13 @@ void sy_agg_line(sy_agg *a, const char *line, size_t len, const sy_origin *origi
 
 /* Take the interval's values and reset as statsd does after a flush. */
 sy_snapshot *sy_agg_snapshot(sy_agg *a, int64_t ts);
-void sy_snapshot_free(sy_snapshot *s);
 
 size_t sy_agg_key_count(const sy_agg *a);
 
 /*
- * For the admin interface (called on the aggregator's thread).  A growing
- * text buffer; the functions append to it.
+ * For the admin interface (called on the aggregator's thread); the replies
+ * are appended to a growing buffer (util/buf.h).
  */
-typedef struct sy_buf {
-    char *p;
-    size_t len, cap;
-} sy_buf;
-void sy_buf_printf(sy_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-void sy_buf_free(sy_buf *b);
-
-/* Appends n bytes. */
-void sy_buf_add(sy_buf *b, const char *s, size_t n);
 
 /* statsd's `counters`, `timers`, `gauges`: the current interval's values,
  * byte for byte as statsd's console prints them (node's util.inspect, see

@@ -13,7 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "engine/agg.h"
+#include "engine/snapshot.h"
 #include <switchyard_sink.h>
 
 typedef struct sy_histogram {

@@ -12,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "engine/agg.h"
 #include "output/flush.h"
 #include "util/log.h"
 #include "output/sinkhost.h"

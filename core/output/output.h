@@ -11,8 +11,8 @@
 
 #include <stddef.h>
 
-#include "engine/agg.h"
 #include "config.h"
+#include "engine/snapshot.h"
 #include "ingest/listener.h"
 #include "ingest/ring.h"
 
@@ -20,10 +20,13 @@ typedef struct sy_output sy_output;
 
 /* Loads the plugins and opens every sink of the config. */
 sy_output *sy_output_new(const sy_config *c, const char *plugin_dir, char *err, size_t errlen);
-/* Where switchyard's own metrics come from (read-only, any time). */
+/* Where switchyard's own metrics come from (read-only, any time): the
+ * engine's counters (engine/agg.h). */
+struct sy_listen_info;
+struct sy_agg_stats;
 void sy_output_set_sources(sy_output *o, sy_listener *listeners, size_t nlisteners,
-                           sy_listen_info *linfo, sy_ring **rings, size_t nrings,
-                           const sy_agg_stats *agg);
+                           struct sy_listen_info *linfo, sy_ring **rings, size_t nrings,
+                           const struct sy_agg_stats *agg);
 int sy_output_start(sy_output *o);
 /* Hand over a snapshot (ownership passes).  `final` marks the last one:
  * after it the loop drains the sinks (bounded by shutdownTimeout) and the
