@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "util/log.h"
+#include "util/clock.h"
 #include "engine/predecide.h"
 #include "engine/router.h"
 
@@ -111,13 +112,6 @@ struct sy_engine {
     _Atomic uint64_t reload_last_ms;     /* SIGHUP to applied, last reload */
     _Atomic uint64_t reload_slice_max_us; /* its longest slice */
 };
-
-static uint64_t mono_us(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (uint64_t)t.tv_sec * 1000000u + (uint64_t)t.tv_nsec / 1000u;
-}
 
 static uint64_t thread_cpu_us(void)
 {
@@ -285,7 +279,7 @@ static void job_finish(sy_engine *e)
 {
     reload_job *j = e->job;
     e->job = NULL;
-    uint64_t ms = (mono_us() - j->started_us) / 1000;
+    uint64_t ms = (sy_mono_us() - j->started_us) / 1000;
     atomic_store(&e->reload_last_ms, ms);
     atomic_store(&e->reload_slice_max_us, j->longest_slice_us);
     size_t now_keys = sy_agg_key_count(e->agg);
@@ -308,7 +302,7 @@ static void job_finish(sy_engine *e)
  * PREDECIDE_SHARE). */
 static int job_throttled(const reload_job *j)
 {
-    uint64_t elapsed = mono_us() - j->started_us;
+    uint64_t elapsed = sy_mono_us() - j->started_us;
     if (j->fed * 1000000u <= (uint64_t)PREDECIDE_QUIET_RPS * elapsed)
         return 0; /* quiet: nothing to take CPU from */
     return j->lua_us * PREDECIDE_SHARE > elapsed;
@@ -319,7 +313,7 @@ static int job_throttled(const reload_job *j)
 static void job_step(sy_engine *e, uint64_t budget_us)
 {
     reload_job *j = e->job;
-    uint64_t t0 = mono_us(), now = t0, cpu0 = thread_cpu_us();
+    uint64_t t0 = sy_mono_us(), now = t0, cpu0 = thread_cpu_us();
     while (now - t0 < budget_us) {
         if (sy_agg_table_cap(e->agg) != j->cap) {
             /* the table grew: walk it again (known keys are skipped) */
@@ -329,7 +323,7 @@ static void job_step(sy_engine *e, uint64_t budget_us)
         if (j->cursor >= j->cap)
             break;
         sy_agg_walk_keys(e->agg, &j->cursor, 16, j->uses_origin, job_key, j);
-        now = mono_us();
+        now = sy_mono_us();
     }
     j->lua_us += now - t0;
     if (now - t0 > j->longest_slice_us) {
@@ -383,7 +377,7 @@ static void take_reload(sy_engine *e)
     j->pre = pre;
     j->uses_origin = uses_origin;
     j->cap = sy_agg_table_cap(e->agg);
-    j->started_us = mono_us();
+    j->started_us = sy_mono_us();
     j->keys_at_start = sy_agg_key_count(e->agg);
     e->job = j;
     sy_log(SY_INFO, "reload: asking the new config about %zu live keys before applying it",
@@ -406,14 +400,14 @@ typedef struct pause_start {
     uint64_t wall, cpu;
 } pause_start;
 
-static pause_start pause_begin(void) { return (pause_start){ mono_us(), cpu_us() }; }
+static pause_start pause_begin(void) { return (pause_start){ sy_mono_us(), cpu_us() }; }
 
 /* A pause of the engine's ingest: the longest so far (wall and CPU
  * time), and the total. */
 static void pause_note(sy_engine *e, int cause, pause_start t0)
 {
     sy_engine_pauses *p = &e->pauses;
-    uint64_t us = mono_us() - t0.wall, cpu = cpu_us() - t0.cpu;
+    uint64_t us = sy_mono_us() - t0.wall, cpu = cpu_us() - t0.cpu;
     if (us > atomic_load_explicit(&p->max_us[cause], memory_order_relaxed))
         atomic_store_explicit(&p->max_us[cause], us, memory_order_relaxed);
     if (cpu > atomic_load_explicit(&p->max_cpu_us[cause], memory_order_relaxed))
@@ -582,7 +576,7 @@ static int serve_walks(sy_engine *e)
         uint64_t t1 = now;
         while (!done && buf.len < WALK_SLICE_BYTES && now - t1 < share && now - t0 < WALK_GAP_US) {
             done = sy_agg_walk_step(e->agg, w->aw, &buf, WALK_STEP);
-            now = mono_us();
+            now = sy_mono_us();
         }
         worked = 1;
         pthread_mutex_lock(&w->lock);
@@ -707,9 +701,9 @@ static void *run(void *arg)
             napped = 0;
             continue;
         }
-        uint64_t slept = mono_us();
+        uint64_t slept = sy_mono_us();
         sy_notify_wait(e->notify, wait);
-        busy = mono_us() - slept < NAP_MS * 1000u;
+        busy = sy_mono_us() - slept < NAP_MS * 1000u;
         napped = 0;
     }
 }

@@ -20,6 +20,7 @@
 #include <time.h>
 
 #include "util/log.h"
+#include "util/clock.h"
 
 struct sy_router {
     lua_State *L;
@@ -39,18 +40,11 @@ static __thread size_t heap_limit_kb;
 static __thread int bound_hit; /* 1 timeout, 2 memory */
 static __thread uint32_t bound_ms;
 
-static uint64_t mono_ns(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
-}
-
 /* Which bound the call in progress has passed (sets bound_hit): 0 none,
  * 1 the deadline, 2 the memory limit. */
 static int bound_passed(lua_State *L)
 {
-    if (deadline_ns && mono_ns() > deadline_ns)
+    if (deadline_ns && sy_mono_ns() > deadline_ns)
         return bound_hit = 1;
     if (heap_limit_kb && (size_t)lua_gc(L, LUA_GCCOUNT, 0) > heap_limit_kb) {
         lua_gc(L, LUA_GCCOLLECT, 0);
@@ -192,7 +186,7 @@ int sy_lua_bounded_call(lua_State *L, int nargs, int nresults, uint32_t timeout_
     int base = lua_gettop(L) - nargs;
     lua_pushcfunction(L, traceback);
     lua_insert(L, base);
-    deadline_ns = timeout_ms ? mono_ns() + (uint64_t)timeout_ms * 1000000u : 0;
+    deadline_ns = timeout_ms ? sy_mono_ns() + (uint64_t)timeout_ms * 1000000u : 0;
     bound_ms = timeout_ms;
     heap_limit_kb = memory_limit / 1024;
     bound_hit = 0;

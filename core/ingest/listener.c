@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "util/log.h"
+#include "util/fail.h"
 
 #define LISTEN_BACKLOG 4096
 
@@ -34,20 +35,6 @@ static const struct {
     { "unix", SY_LISTEN_UNIX },
     { "unixgram", SY_LISTEN_UNIXGRAM },
 };
-
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (err && errlen) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return -1;
-}
 
 const char *sy_listener_kind_name(sy_listen_kind kind)
 {
@@ -76,18 +63,18 @@ static int parse_hostport(sy_listener *l, const char *s, char *err, size_t errle
         host = s + 1;
         host_end = strchr(host, ']');
         if (!host_end)
-            return fail(err, errlen, "%s: missing ']' after the IPv6 address", l->name);
+            return sy_fail(err, errlen, "%s: missing ']' after the IPv6 address", l->name);
         if (host_end[1] != ':')
-            return fail(err, errlen, "%s: expected ':PORT' after ']'", l->name);
+            return sy_fail(err, errlen, "%s: expected ':PORT' after ']'", l->name);
         port = host_end + 2;
         if (host_end == host)
-            return fail(err, errlen, "%s: empty IPv6 address", l->name);
+            return sy_fail(err, errlen, "%s: empty IPv6 address", l->name);
     } else {
         const char *colon = strrchr(s, ':');
         if (!colon)
-            return fail(err, errlen, "%s: missing ':PORT'", l->name);
+            return sy_fail(err, errlen, "%s: missing ':PORT'", l->name);
         if (memchr(s, ':', (size_t)(colon - s)))
-            return fail(err, errlen, "%s: an IPv6 address must be in brackets, e.g. udp://[::1]:8125",
+            return sy_fail(err, errlen, "%s: an IPv6 address must be in brackets, e.g. udp://[::1]:8125",
                         l->name);
         host = s;
         host_end = colon;
@@ -96,11 +83,11 @@ static int parse_hostport(sy_listener *l, const char *s, char *err, size_t errle
 
     size_t hlen = (size_t)(host_end - host);
     if (hlen >= sizeof l->host)
-        return fail(err, errlen, "%s: host name too long", l->name);
+        return sy_fail(err, errlen, "%s: host name too long", l->name);
     for (size_t i = 0; i < hlen; i++) {
         unsigned char c = (unsigned char)host[i];
         if (c <= ' ' || c >= 0x7f || c == '/' || c == '[' || c == ']' || c == '@' || c == '?')
-            return fail(err, errlen, "%s: bad character in host name", l->name);
+            return sy_fail(err, errlen, "%s: bad character in host name", l->name);
     }
     memcpy(l->host, host, hlen);
     l->host[hlen] = '\0';
@@ -115,19 +102,19 @@ static int parse_hostport(sy_listener *l, const char *s, char *err, size_t errle
         if (zone)
             *zone = '\0';
         if (inet_pton(AF_INET6, tmp, &a6) != 1)
-            return fail(err, errlen, "%s: '%s' is not an IPv6 address", l->name, l->host);
+            return sy_fail(err, errlen, "%s: '%s' is not an IPv6 address", l->name, l->host);
     }
 
     if (!*port)
-        return fail(err, errlen, "%s: missing port", l->name);
+        return sy_fail(err, errlen, "%s: missing port", l->name);
     unsigned long v = 0;
     for (const char *p = port; *p; p++) {
         if (*p < '0' || *p > '9' || p - port >= 5)
-            return fail(err, errlen, "%s: bad port '%s'", l->name, port);
+            return sy_fail(err, errlen, "%s: bad port '%s'", l->name, port);
         v = v * 10 + (unsigned long)(*p - '0');
     }
     if (v > 65535)
-        return fail(err, errlen, "%s: port %lu out of range", l->name, v);
+        return sy_fail(err, errlen, "%s: port %lu out of range", l->name, v);
     l->port = (uint16_t)v;
     return 0;
 }
@@ -145,14 +132,14 @@ int sy_listener_parse(const char *url, sy_listener *out, char *err, size_t errle
     out->mode = SY_LISTENER_DEFAULT_MODE;
 
     if (!url || !*url)
-        return fail(err, errlen, "empty listen URL");
+        return sy_fail(err, errlen, "empty listen URL");
     if (strlen(url) >= sizeof out->name)
-        return fail(err, errlen, "listen URL too long (%zu bytes)", strlen(url));
+        return sy_fail(err, errlen, "listen URL too long (%zu bytes)", strlen(url));
     strcpy(out->name, url);
 
     const char *sep = strstr(url, "://");
     if (!sep)
-        return fail(err, errlen, "%s: expected SCHEME://ADDRESS (udp, tcp, unix or unixgram)", url);
+        return sy_fail(err, errlen, "%s: expected SCHEME://ADDRESS (udp, tcp, unix or unixgram)", url);
     size_t slen = (size_t)(sep - url);
     const char *rest = sep + 3;
     for (size_t i = 0; i < sizeof schemes / sizeof schemes[0]; i++) {
@@ -162,14 +149,14 @@ int sy_listener_parse(const char *url, sy_listener *out, char *err, size_t errle
         if (out->kind == SY_LISTEN_UDP || out->kind == SY_LISTEN_TCP)
             return parse_hostport(out, rest, err, errlen);
         if (!*rest)
-            return fail(err, errlen, "%s: missing socket path (unix:///path/to.sock)", url);
+            return sy_fail(err, errlen, "%s: missing socket path (unix:///path/to.sock)", url);
         if (strlen(rest) >= sizeof out->path)
-            return fail(err, errlen, "%s: socket path longer than %zu bytes", url,
+            return sy_fail(err, errlen, "%s: socket path longer than %zu bytes", url,
                         sizeof out->path - 1);
         strcpy(out->path, rest);
         return 0;
     }
-    return fail(err, errlen, "%s: unknown scheme '%.*s' (udp, tcp, unix or unixgram)", url,
+    return sy_fail(err, errlen, "%s: unknown scheme '%.*s' (udp, tcp, unix or unixgram)", url,
                 (int)slen, url);
 }
 
@@ -240,7 +227,7 @@ static int bind_inet(sy_listener *l, const struct sockaddr *sa, socklen_t salen,
     format_addr(sa, addr, sizeof addr);
     int fd = socket(sa->sa_family, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) {
-        fail(err, errlen, "%s: socket: %s", l->name, strerror(errno));
+        sy_fail(err, errlen, "%s: socket: %s", l->name, strerror(errno));
         return -1;
     }
     if (sa->sa_family == AF_INET6 && dualstack)
@@ -248,17 +235,17 @@ static int bind_inet(sy_listener *l, const struct sockaddr *sa, socklen_t salen,
     if (type == SOCK_STREAM)
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
     if (l->threads > 1 && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0) {
-        fail(err, errlen, "%s: SO_REUSEPORT: %s", l->name, strerror(errno));
+        sy_fail(err, errlen, "%s: SO_REUSEPORT: %s", l->name, strerror(errno));
         goto fail;
     }
     if (type == SOCK_DGRAM)
         set_rcvbuf(l, fd, first);
     if (bind(fd, sa, salen) != 0) {
-        fail(err, errlen, "%s: bind %s: %s", l->name, addr, strerror(errno));
+        sy_fail(err, errlen, "%s: bind %s: %s", l->name, addr, strerror(errno));
         goto fail;
     }
     if (type == SOCK_STREAM && listen(fd, LISTEN_BACKLOG) != 0) {
-        fail(err, errlen, "%s: listen %s: %s", l->name, addr, strerror(errno));
+        sy_fail(err, errlen, "%s: listen %s: %s", l->name, addr, strerror(errno));
         goto fail;
     }
     return fd;
@@ -307,7 +294,7 @@ static int open_inet(sy_listener *l, char *err, size_t errlen)
         snprintf(port, sizeof port, "%u", l->port);
         int rc = getaddrinfo(l->host, port, &hints, &res);
         if (rc != 0)
-            return fail(err, errlen, "%s: cannot resolve '%s': %s", l->name, l->host,
+            return sy_fail(err, errlen, "%s: cannot resolve '%s': %s", l->name, l->host,
                         rc == EAI_SYSTEM ? strerror(errno) : gai_strerror(rc));
         for (struct addrinfo *ai = res; ai && fd < 0; ai = ai->ai_next)
             fd = bind_inet(l, ai->ai_addr, ai->ai_addrlen, false, true, err, errlen);
@@ -318,7 +305,7 @@ static int open_inet(sy_listener *l, char *err, size_t errlen)
     l->fds[l->nfds++] = fd;
 
     if (getsockname(fd, (struct sockaddr *)&bound, &boundlen) != 0) {
-        fail(err, errlen, "%s: getsockname: %s", l->name, strerror(errno));
+        sy_fail(err, errlen, "%s: getsockname: %s", l->name, strerror(errno));
         goto fail;
     }
     l->bound_port = ntohs(bound.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&bound)->sin6_port
@@ -372,42 +359,42 @@ static int open_unix(sy_listener *l, char *err, size_t errlen)
     strcpy(sun.sun_path, l->path);
     if (lstat(l->path, &st) == 0) {
         if (!S_ISSOCK(st.st_mode))
-            return fail(err, errlen, "%s: %s exists and is not a socket; not replacing it",
+            return sy_fail(err, errlen, "%s: %s exists and is not a socket; not replacing it",
                         l->name, l->path);
         if (unix_alive(&sun, type))
-            return fail(err, errlen, "%s: %s is in use by another process", l->name, l->path);
+            return sy_fail(err, errlen, "%s: %s is in use by another process", l->name, l->path);
         if (unlink(l->path) != 0 && errno != ENOENT)
-            return fail(err, errlen, "%s: cannot remove stale socket %s: %s", l->name, l->path,
+            return sy_fail(err, errlen, "%s: cannot remove stale socket %s: %s", l->name, l->path,
                         strerror(errno));
         sy_log(SY_INFO, "%s: replaced stale socket file %s", l->name, l->path);
     } else if (errno != ENOENT) {
-        return fail(err, errlen, "%s: %s: %s", l->name, l->path, strerror(errno));
+        return sy_fail(err, errlen, "%s: %s: %s", l->name, l->path, strerror(errno));
     }
 
     fd = socket(AF_UNIX, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0)
-        return fail(err, errlen, "%s: socket: %s", l->name, strerror(errno));
+        return sy_fail(err, errlen, "%s: socket: %s", l->name, strerror(errno));
     if (fchmod(fd, l->mode & 07777) != 0)
         sy_log(SY_DEBUG, "%s: fchmod on socket: %s", l->name, strerror(errno));
     if (type == SOCK_DGRAM)
         set_rcvbuf(l, fd, true);
     if (bind(fd, (struct sockaddr *)&sun, sizeof sun) != 0) {
-        fail(err, errlen, "%s: bind %s: %s", l->name, l->path, strerror(errno));
+        sy_fail(err, errlen, "%s: bind %s: %s", l->name, l->path, strerror(errno));
         goto fail;
     }
     if (lstat(l->path, &st) != 0) {
-        fail(err, errlen, "%s: %s vanished after bind: %s", l->name, l->path, strerror(errno));
+        sy_fail(err, errlen, "%s: %s vanished after bind: %s", l->name, l->path, strerror(errno));
         goto fail_unlink;
     }
     l->path_owned = true;
     l->path_dev = st.st_dev;
     l->path_ino = st.st_ino;
     if (chmod(l->path, l->mode & 07777) != 0) {
-        fail(err, errlen, "%s: chmod %o %s: %s", l->name, l->mode, l->path, strerror(errno));
+        sy_fail(err, errlen, "%s: chmod %o %s: %s", l->name, l->mode, l->path, strerror(errno));
         goto fail_unlink;
     }
     if (type == SOCK_STREAM && listen(fd, LISTEN_BACKLOG) != 0) {
-        fail(err, errlen, "%s: listen: %s", l->name, strerror(errno));
+        sy_fail(err, errlen, "%s: listen: %s", l->name, strerror(errno));
         goto fail_unlink;
     }
     l->fds[l->nfds++] = fd;
@@ -424,16 +411,16 @@ fail:
 int sy_listener_check(const sy_listener *l, char *err, size_t errlen)
 {
     if (l->threads > SY_LISTENER_MAX_THREADS)
-        return fail(err, errlen, "%s: threads = %u, at most %d", l->name, l->threads,
+        return sy_fail(err, errlen, "%s: threads = %u, at most %d", l->name, l->threads,
                     SY_LISTENER_MAX_THREADS);
     if (l->threads > 1 && l->kind != SY_LISTEN_UDP)
-        return fail(err, errlen, "%s: threads > 1 needs SO_REUSEPORT and works for udp only",
+        return sy_fail(err, errlen, "%s: threads > 1 needs SO_REUSEPORT and works for udp only",
                     l->name);
     if (sy_listener_is_stream(l)) {
         if (l->max_line == 0)
-            return fail(err, errlen, "%s: max_line must be at least 1", l->name);
+            return sy_fail(err, errlen, "%s: max_line must be at least 1", l->name);
         if (l->max_connections == 0)
-            return fail(err, errlen, "%s: max_connections must be at least 1", l->name);
+            return sy_fail(err, errlen, "%s: max_connections must be at least 1", l->name);
     }
     return 0;
 }
@@ -441,7 +428,7 @@ int sy_listener_check(const sy_listener *l, char *err, size_t errlen)
 int sy_listener_open(sy_listener *l, char *err, size_t errlen)
 {
     if (l->nfds > 0)
-        return fail(err, errlen, "%s: already open", l->name);
+        return sy_fail(err, errlen, "%s: already open", l->name);
     if (l->threads == 0)
         l->threads = 1;
     if (sy_listener_check(l, err, errlen) < 0)

@@ -38,6 +38,8 @@
 
 #include "ingest/framing.h"
 #include "util/log.h"
+#include "util/clock.h"
+#include "util/fail.h"
 
 #define DGRAM_BATCH 64
 #define DGRAM_MAX (64u << 10)       /* the largest datagram accepted */
@@ -94,32 +96,6 @@ struct sy_readers {
 static inline void count(_Atomic uint64_t *c, uint64_t v)
 {
     atomic_fetch_add_explicit(c, v, memory_order_relaxed);
-}
-
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (err && errlen) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return -1;
-}
-
-static uint64_t now_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
-}
-
-static uint64_t now_ms(void)
-{
-    return now_us() / 1000u;
 }
 
 static void sleep_us(long us)
@@ -268,9 +244,9 @@ static void *dgram_main(void *arg)
             dgram_batch(r, n, is_unix);
             if (!draining && atomic_load_explicit(&rs->stopping, memory_order_relaxed)) {
                 draining = true;
-                deadline = now_ms() + DRAIN_MS;
+                deadline = sy_mono_ms() + DRAIN_MS;
             }
-            if (draining && now_ms() > deadline)
+            if (draining && sy_mono_ms() > deadline)
                 break;
             continue;
         }
@@ -290,13 +266,13 @@ static void *dgram_main(void *arg)
         }
         struct pollfd p[2] = { { .fd = r->fd, .events = POLLIN }, { .fd = rs->stop_fd, .events = POLLIN } };
         /* After an error, wait a little instead of spinning on it. */
-        uint64_t waited = now_us();
+        uint64_t waited = sy_mono_us();
         int rc = poll(p, 2, failed ? 10 : -1);
-        busy = !failed && now_us() - waited < NAP_US;
+        busy = !failed && sy_mono_us() - waited < NAP_US;
         napped = false;
         if (rc > 0 && (p[1].revents & POLLIN) && !draining) {
             draining = true;
-            deadline = now_ms() + DRAIN_MS;
+            deadline = sy_mono_ms() + DRAIN_MS;
         }
     }
     return NULL;
@@ -336,22 +312,13 @@ struct conn {
     conn *prev, *next;
     conn *pnext;                        /* paused FIFO */
     conn *newer, *older;                /* the listener's list, by last read */
-    uint64_t last_read_ms;              /* coarse_ms() */
+    uint64_t last_read_ms;              /* sy_mono_coarse_ms() */
     bool paused;                        /* waiting for ring room */
     bool eof;                           /* the peer closed its side */
     sy_frame f;                         /* lines in buf (framing.h) */
     sy_origin origin;
     char buf[];                         /* sl->cap bytes */
 };
-
-/* Coarse monotonic milliseconds: a vDSO read, cheap enough for every
- * stream read, and immune to wall-clock steps. */
-static uint64_t coarse_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
 
 static void lru_unlink(conn *c)
 {
@@ -371,7 +338,7 @@ static void lru_unlink(conn *c)
 static void lru_touch(conn *c)
 {
     stream_listener *sl = c->sl;
-    c->last_read_ms = coarse_ms();
+    c->last_read_ms = sy_mono_coarse_ms();
     if (sl->recent == c)
         return;
     if (c->newer || c->older)
@@ -557,7 +524,7 @@ static void accept_backoff(stream_ctx *ctx)
 static int evict_idlest(stream_listener *sl)
 {
     sy_listener *l = sl->l;
-    uint64_t now = coarse_ms();
+    uint64_t now = sy_mono_coarse_ms();
     for (conn *c = sl->stale; c; c = c->newer) {
         if (now - c->last_read_ms < EVICT_MIN_IDLE_MS)
             return 0; /* the rest were read more recently still */
@@ -659,11 +626,11 @@ static void conn_drain(conn *c, uint64_t deadline)
         while (c->f.pending || (c->eof && sy_frame_last(&c->f, &n))) {
             if ((c->f.pending ? conn_flush(c) : conn_push_final(c)) == 0)
                 continue;
-            if (now_ms() >= deadline)
+            if (sy_mono_ms() >= deadline)
                 goto out;
             sleep_us(RETRY_US);
         }
-        if (c->eof || now_ms() >= deadline)
+        if (c->eof || sy_mono_ms() >= deadline)
             goto out;
         size_t room;
         char *to = sy_frame_space(&c->f, &room);
@@ -702,7 +669,7 @@ static void stream_shutdown(stream_ctx *ctx)
     evtimer_del(ctx->accept_resume_ev);
     ctx->paused_head = ctx->paused_tail = NULL;
 
-    uint64_t deadline = now_ms() + DRAIN_MS;
+    uint64_t deadline = sy_mono_ms() + DRAIN_MS;
     while (ctx->conns) {
         conn_drain(ctx->conns, deadline);
         nconn++;
@@ -784,7 +751,7 @@ static stream_ctx *stream_ctx_new(sy_readers *rs, sy_listener *ls, size_t n, sy_
         goto nomem;
     return ctx;
 nomem:
-    fail(err, errlen, "stream readers: cannot set up the event loop");
+    sy_fail(err, errlen, "stream readers: cannot set up the event loop");
     stream_ctx_free(ctx);
     return NULL;
 }
@@ -800,12 +767,12 @@ sy_readers *sy_readers_start(sy_listener *listeners, size_t n, size_t ring_capac
     sigset_t all, old;
 
     if (n > (size_t)UINT16_MAX + 1) {
-        fail(err, errlen, "too many listeners (%zu)", n);
+        sy_fail(err, errlen, "too many listeners (%zu)", n);
         return NULL;
     }
     for (size_t i = 0; i < n; i++) {
         if (listeners[i].nfds <= 0) {
-            fail(err, errlen, "%s: not open", listeners[i].name);
+            sy_fail(err, errlen, "%s: not open", listeners[i].name);
             return NULL;
         }
         if (sy_listener_is_stream(&listeners[i]))
@@ -868,7 +835,7 @@ sy_readers *sy_readers_start(sy_listener *listeners, size_t n, size_t ring_capac
         int rc = pthread_create(&r->tid, NULL, r->stream ? stream_main : dgram_main, r);
         if (rc != 0) {
             pthread_sigmask(SIG_SETMASK, &old, NULL);
-            fail(err, errlen, "cannot start a reader thread: %s", strerror(rc));
+            sy_fail(err, errlen, "cannot start a reader thread: %s", strerror(rc));
             goto fail;
         }
         r->started = true;
@@ -883,7 +850,7 @@ sy_readers *sy_readers_start(sy_listener *listeners, size_t n, size_t ring_capac
     return rs;
 
 nomem:
-    fail(err, errlen, "readers: out of memory");
+    sy_fail(err, errlen, "readers: out of memory");
 fail:
     sy_readers_free(rs);
     return NULL;

@@ -8,6 +8,7 @@
  * reads cumulativeValues[-1] and emits NaN; switchyard emits the sum.
  */
 #include "output/flush.h"
+#include "util/clock.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -49,13 +50,6 @@ struct sy_flusher {
     int64_t ts;
     sy_flush_result *res;
 };
-
-static int64_t mono_ns(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
-}
 
 /* Join non-empty parts with '.', and end with '.' when anything was
  * joined: statsd's namespace.concat(...).join('.'). */
@@ -552,10 +546,10 @@ static void emit_item(sy_flusher *f, const sy_snap_item *it, sy_flush_cursor *c)
         }
         break;
     case SY_T_TIMER: {
-        int64_t t0 = mono_ns();
+        int64_t t0 = (int64_t)sy_mono_ns();
         struct timer_ctx tc = { f, it };
         timer_stats(o, it->key, it->timer, timer_out, &tc, &f->scratch);
-        c->timer_ns += mono_ns() - t0;
+        c->timer_ns += (int64_t)sy_mono_ns() - t0;
         break;
     }
     case SY_T_GAUGE:
@@ -573,7 +567,7 @@ int sy_flusher_next(sy_flusher *f, const sy_snapshot *s, const sy_extra_metric *
                     size_t nextra, uint64_t mask, sy_flush_cursor *c, size_t min_values,
                     sy_flush_emit_fn emit, void *ctx)
 {
-    int64_t t0 = mono_ns();
+    int64_t t0 = (int64_t)sy_mono_ns();
     f->emit = emit;
     f->ctx = ctx;
     f->ts = s->ts;
@@ -600,7 +594,7 @@ int sy_flusher_next(sy_flusher *f, const sy_snapshot *s, const sy_extra_metric *
             c->res.num_stats = s->counters + s->timers + s->gauges + s->sets;
             if (!c->fixed) {
                 c->res.processing_ms = (double)(c->timer_ns / 1000000);
-                c->calc_ms = (double)((c->ns + mono_ns() - t0) / 1000000);
+                c->calc_ms = (double)((c->ns + (int64_t)sy_mono_ns() - t0) / 1000000);
             }
             if (s->internal_sinks & mask) {
                 route_to(f, s->internal_sinks & mask);
@@ -625,7 +619,7 @@ int sy_flusher_next(sy_flusher *f, const sy_snapshot *s, const sy_extra_metric *
         }
     }
     batch_flush(f);
-    c->ns += mono_ns() - t0;
+    c->ns += (int64_t)sy_mono_ns() - t0;
     return c->phase != PH_DONE;
 }
 

@@ -15,6 +15,7 @@
 #include "engine/agg.h"
 #include "output/flush.h"
 #include "util/log.h"
+#include "util/clock.h"
 #include "output/sinkhost.h"
 #include "admin/status.h"
 
@@ -123,13 +124,6 @@ struct sy_output {
     job *jobs, *jobs_tail;  /* flushes being sent, oldest first */
     struct event *pump_ev;
 };
-
-static double mono_ms(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec * 1000.0 + (double)t.tv_nsec / 1e6;
-}
 
 /* Graphite-safe name part: "udp://127.0.0.1:8125" -> "udp_127_0_0_1_8125". */
 static void name_part(char *dst, size_t cap, const char *src)
@@ -330,7 +324,7 @@ static void job_sink_done(sy_output *o, job *j, job_sink *js)
     }
     sy_sink_flush(js->sink, 0);
     if (--j->left == 0) {
-        o->flush_time_ms = mono_ms() - j->t0;
+        o->flush_time_ms = sy_mono_ms_f() - j->t0;
         size_t bytes = 0;
         for (size_t k = 0; k < j->nsinks; k++)
             if (j->s[k].c.res.bytes > bytes)
@@ -477,7 +471,7 @@ static void process(sy_output *o, sy_snapshot *s)
     j->nextra = nextra;
     j->snap = s;
     j->flusher = o->flusher;
-    j->t0 = mono_ms();
+    j->t0 = sy_mono_ms_f();
     for (size_t i = 0; i < o->nsinks && i < 64; i++) {
         if (!o->sinks[i])
             continue;
@@ -556,13 +550,11 @@ static int sink_conf_equal(const sy_sink_conf *a, const sy_sink_conf *b)
     return 1;
 }
 
-static uint64_t mono_ms_u(void) { return (uint64_t)mono_ms(); }
-
 static void retire_check(evutil_socket_t fd, short what, void *arg)
 {
     sy_output *o = arg;
     retiring **pp = &o->retiring;
-    uint64_t now = mono_ms_u();
+    uint64_t now = sy_mono_ms();
     while (*pp) {
         retiring *r = *pp;
         if (sy_sink_pending(r->sink) == 0 || now >= r->deadline_ms) {
@@ -591,7 +583,7 @@ static void retire(sy_output *o, sy_sink *s)
     }
     sy_sink_flush(s, 1);
     r->sink = s;
-    r->deadline_ms = mono_ms_u() + o->conf->shutdown_timeout_ms;
+    r->deadline_ms = sy_mono_ms() + o->conf->shutdown_timeout_ms;
     r->next = o->retiring;
     o->retiring = r;
     struct timeval tv = { 0, 100000 };
@@ -746,12 +738,12 @@ static void *run(void *arg)
         event_base_loop(o->base, EVLOOP_NO_EXIT_ON_EMPTY);
     /* The last flushes go on reaching the sinks a piece at a time for as
      * long as shutdownTimeout allows; then what is left is pushed out. */
-    uint64_t start = mono_ms_u(), timeout = o->conf->shutdown_timeout_ms;
-    while (o->jobs && mono_ms_u() - start < timeout)
+    uint64_t start = sy_mono_ms(), timeout = o->conf->shutdown_timeout_ms;
+    while (o->jobs && sy_mono_ms() - start < timeout)
         if (event_base_loop(o->base, EVLOOP_ONCE) < 0)
             break;
     push_out(o);
-    uint64_t spent = mono_ms_u() - start;
+    uint64_t spent = sy_mono_ms() - start;
     /* Drain every open sink, those retiring after a reload included. */
     size_t n = 0;
     for (retiring *r = o->retiring; r; r = r->next)

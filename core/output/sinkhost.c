@@ -22,6 +22,7 @@
 #include <event2/event.h>
 
 #include "admin/inspect.h"
+#include "util/clock.h"
 #include "util/log.h"
 #include "util/numfmt.h"
 
@@ -503,13 +504,6 @@ struct sy_sink {
     char last_msg[1024]; /* the plugin's last warning or error */
 };
 
-static uint64_t clock_ms(clockid_t id)
-{
-    struct timespec ts;
-    clock_gettime(id, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
 static struct timeval ms_tv(uint64_t ms)
 {
     struct timeval tv = { .tv_sec = (time_t)(ms / 1000), .tv_usec = (suseconds_t)(ms % 1000) * 1000 };
@@ -777,12 +771,12 @@ static struct event_base *host_event_base(sy_host *h)
 
 static uint64_t host_now_ms(sy_host *h)
 {
-    return clock_ms(CLOCK_REALTIME);
+    return sy_wall_ms();
 }
 
 static uint64_t host_monotonic_ms(sy_host *h)
 {
-    return clock_ms(CLOCK_MONOTONIC);
+    return sy_mono_ms();
 }
 
 static void host_stat_add(sy_host *h, int stat, int64_t delta)
@@ -1305,7 +1299,7 @@ static void drain_tick(evutil_socket_t fd, short what, void *arg)
 int sy_sinks_drain(struct event_base *base, sy_sink **sinks, size_t n, uint64_t timeout_ms)
 {
     drain_ctx c = { .sinks = sinks, .n = n };
-    uint64_t start = clock_ms(CLOCK_MONOTONIC);
+    uint64_t start = sy_mono_ms();
     uint64_t deadline = start + timeout_ms;
 
     for (size_t i = 0; i < n; i++)
@@ -1317,7 +1311,7 @@ int sy_sinks_drain(struct event_base *base, sy_sink **sinks, size_t n, uint64_t 
         if (tick) {
             struct timeval tv = ms_tv(DRAIN_CHECK_MS);
             event_add(tick, &tv);
-            while (!all_drained(&c) && clock_ms(CLOCK_MONOTONIC) < deadline)
+            while (!all_drained(&c) && sy_mono_ms() < deadline)
                 if (event_base_loop(base, EVLOOP_ONCE) < 0)
                     break;
             event_free(tick);
@@ -1336,7 +1330,7 @@ int sy_sinks_drain(struct event_base *base, sy_sink **sinks, size_t n, uint64_t 
                "sink '%s': still %zu pending in the plugin and %zu held for retry after %llu ms; "
                "they are lost",
                s->name, plugin_pending(s), s->held_count,
-               (unsigned long long)(clock_ms(CLOCK_MONOTONIC) - start));
+               (unsigned long long)(sy_mono_ms() - start));
         if (!s->final_done) {
             /* the plugin still gets its one final flush */
             s->flush_owed = 0;

@@ -12,6 +12,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "util/clock.h"
+
 int sy_log_level = SY_INFO;
 
 static const char *const level_names[] = { "error", "warn", "info", "debug" };
@@ -56,13 +58,6 @@ void sy_log(int level, const char *fmt, ...)
     va_end(ap);
 }
 
-static uint64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
 /* A fixed window: cheap, lock-free, and good enough to keep a flood out of
  * the log.  Races at a window boundary may let a message or two extra
  * through, never a flood. */
@@ -70,7 +65,7 @@ void sy_log_limited(sy_ratelimit *rl, int level, const char *fmt, ...)
 {
     if (level > sy_log_level)
         return;
-    uint64_t now = now_ms();
+    uint64_t now = sy_mono_ms();
     uint64_t start = atomic_load(&rl->window_start);
     if (now - start >= rl->period_ms &&
         atomic_compare_exchange_strong(&rl->window_start, &start, now)) {

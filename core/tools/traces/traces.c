@@ -42,6 +42,7 @@
 #include <event2/keyvalq_struct.h>
 
 #include "util/numfmt.h"
+#include "util/clock.h"
 
 #define SLOTS 1000
 #define SLOT_MS 100
@@ -580,20 +581,13 @@ typedef struct mc {
     char err[512];
 } mc;
 
-static uint64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 /* How long the next wait may take: the per-operation timeout, cut to what
  * is left of the deadline; 0 when the deadline has passed. */
 static int mc_wait_ms(const mc *m)
 {
     if (!m->deadline)
         return m->timeout_ms;
-    uint64_t now = mono_ms();
+    uint64_t now = sy_mono_ms();
     if (now >= m->deadline)
         return 0;
     uint64_t left = m->deadline - now;
@@ -697,7 +691,7 @@ static int mc_open(mc *m, const char *addr, int timeout_ms, int total_ms, size_t
     m->off = m->len = 0;
     m->err[0] = '\0';
     m->timeout_ms = timeout_ms;
-    m->deadline = total_ms > 0 ? mono_ms() + (uint64_t)total_ms : 0;
+    m->deadline = total_ms > 0 ? sy_mono_ms() + (uint64_t)total_ms : 0;
     m->max_value = max_value;
     m->budget = SIZE_MAX;
     if (split_addr(addr, host, sizeof(host), port, sizeof(port)) < 0) {
