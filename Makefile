@@ -36,8 +36,13 @@ CFLAGS  := $(OPT) -g -std=gnu11 -ffp-contract=off -pthread -fPIC $(WARN) $(SANFL
 LDFLAGS := -pthread $(SANFLAGS) $(EXTRA_LDFLAGS)
 LIBS    := $(PKG_LIBS) -ldl -lm
 
-CORE_SRCS := $(filter-out core/main.c,$(wildcard core/*.c core/*/*.c core/*/*/*.c))
+# The core library: every core/*.c and core/STAGE/*.c but main.c.  The
+# command-line tools in core/tools/NAME/ (`switchyard traces`) are linked
+# into the binary only, not into libswitchyard.so.
+CORE_SRCS := $(filter-out core/main.c,$(wildcard core/*.c core/*/*.c))
 CORE_OBJS := $(CORE_SRCS:core/%.c=$(BUILD)/core/%.o)
+TOOL_SRCS := $(wildcard core/tools/*/*.c)
+TOOL_OBJS := $(TOOL_SRCS:core/%.c=$(BUILD)/core/%.o)
 MAIN_OBJ  := $(BUILD)/core/main.o
 
 # Every plugins/NAME.c is a sink plugin; plugins/lib/*.c is shared helper code
@@ -69,7 +74,11 @@ $(BUILD)/libswitchyard-core.a: $(CORE_OBJS)
 $(BUILD)/libswitchyard.so: $(CORE_OBJS)
 	$(CC) -shared $(LDFLAGS) -o $@ $^ $(LIBS)
 
-$(BUILD)/switchyard: $(MAIN_OBJ) $(BUILD)/libswitchyard-core.a
+$(BUILD)/libswitchyard-tools.a: $(TOOL_OBJS)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/switchyard: $(MAIN_OBJ) $(BUILD)/libswitchyard-tools.a $(BUILD)/libswitchyard-core.a
 	$(CC) $(LDFLAGS) -rdynamic -o $@ $^ $(LIBS)
 	@ln -sfn $(CURDIR)/lua $(BUILD)/lua
 
@@ -109,11 +118,12 @@ PLUGIN_LIBS_remote_write := -I$(PROTO_GEN) $(PROTO_GEN)/remote.pb-c.o -lprotobuf
 .SECONDARY: $(PLUGLIB_OBJS)
 
 # (Unit tests that compile plugin helper code in find it in their .d.)
-$(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libswitchyard-core.a
+$(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libswitchyard-tools.a $(BUILD)/libswitchyard-core.a
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS) $(DEPFLAGS) -o $@ $< $(BUILD)/libswitchyard-core.a $(LDFLAGS) $(LIBS) -lcmocka
+	$(CC) $(CFLAGS) $(DEPFLAGS) -o $@ $< $(BUILD)/libswitchyard-tools.a $(BUILD)/libswitchyard-core.a \
+	    $(LDFLAGS) $(LIBS) -lcmocka
 
--include $(CORE_OBJS:=.d) $(MAIN_OBJ).d $(PLUGLIB_OBJS:=.d) $(PLUGIN_SOS:=.d) $(UNIT_BINS:=.d)
+-include $(CORE_OBJS:=.d) $(TOOL_OBJS:=.d) $(MAIN_OBJ).d $(PLUGLIB_OBJS:=.d) $(PLUGIN_SOS:=.d) $(UNIT_BINS:=.d)
 
 deps:
 	@./.ci/deps.sh build
@@ -159,7 +169,7 @@ install: all
 	@mkdir -p $(BUILD)/install
 	$(CC) $(CFLAGS) -c core/main.c -o $(BUILD)/install/main.o
 	$(CC) $(LDFLAGS) -rdynamic -o $(BUILD)/install/switchyard $(BUILD)/install/main.o \
-	    $(BUILD)/libswitchyard-core.a $(LIBS)
+	    $(BUILD)/libswitchyard-tools.a $(BUILD)/libswitchyard-core.a $(LIBS)
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/switchyard/plugins \
 	    $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig \
 	    $(DESTDIR)$(PREFIX)/share/switchyard/lua/switchyard

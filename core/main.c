@@ -500,7 +500,8 @@ int main(int argc, char **argv)
     rl.engine = engine;
     sy_admin_deps ad = { .conf = c, .engine = engine, .output = output, .listeners = listeners,
                          .nlisteners = nopen, .rings = rings, .nrings = nrings,
-                         .reload = config_file ? do_reload : NULL, .reload_ctx = &rl };
+                         .reload = config_file ? do_reload : NULL, .reload_ctx = &rl,
+                         .traces_page = sy_traces_http };
     admin = sy_admin_start(&ad, err, sizeof err);
     if (!admin) {
         sy_log(SY_ERR, "%s", err);

@@ -34,7 +34,6 @@
 #include "util/numfmt.h"
 #include "output/sinkhost.h"
 #include "admin/status.h"
-#include "tools/traces/traces.h"
 
 #define MAX_COMMAND 8192
 #define MAX_PENDING_OUT (4u << 20) /* replies a console client has not read yet */
@@ -971,7 +970,7 @@ static void *traces_work(void *arg)
 {
     traces_job *j = arg;
     sy_admin *a = j->a;
-    j->code = sy_traces_http(j->memcached, j->prefix, j->uri, a->cancel_fd, j->out, &j->headers,
+    j->code = a->d.traces_page(j->memcached, j->prefix, j->uri, a->cancel_fd, j->out, &j->headers,
                              &j->cut);
     pthread_mutex_lock(&a->jobs_lock);
     j->done = 1;
@@ -1033,12 +1032,16 @@ static void reply_text(struct evhttp_request *req, int code, const char *text)
         evbuffer_free(out);
 }
 
-/* /traces: the dashboard over the memcached traces (core/traces.c). */
+/* /traces: the dashboard over the memcached traces (tools/traces/). */
 static void http_traces(struct evhttp_request *req, void *arg)
 {
     sy_admin *a = arg;
     if (!http_method_ok(req))
         return;
+    if (!a->d.traces_page) {
+        reply_text(req, 404, "no /traces in this build");
+        return;
+    }
     if (a->njobs >= TRACES_MAX_JOBS) {
         atomic_fetch_add(&a->traces_busy, 1);
         sy_log_limited(&rl_traces_busy, SY_WARN, "admin: /traces refused (503): %d pages are "

@@ -23,6 +23,12 @@ typedef struct sy_admin sy_admin;
 /* Reload the config; 1 on success, else 0 with the reason in why. */
 typedef int (*sy_admin_reload_fn)(void *ctx, char *why, size_t cap);
 
+struct evbuffer;
+struct evkeyvalq;
+typedef int (*sy_admin_traces_fn)(const char *memcached, const char *prefix, const char *uri,
+                                  int cancel_fd, struct evbuffer *out, struct evkeyvalq *headers,
+                                  int *cut);
+
 typedef struct sy_admin_deps {
     const sy_config *conf;       /* the config at start (admin addresses; `config` until a reload) */
     sy_engine *engine;
@@ -33,6 +39,10 @@ typedef struct sy_admin_deps {
     size_t nrings;
     sy_admin_reload_fn reload;
     void *reload_ctx;
+    /* Makes a /traces page: the trace tool's sy_traces_http
+     * (tools/traces/traces.h), which the daemon links and the core library
+     * does not; NULL: /traces answers 404. */
+    sy_admin_traces_fn traces_page;
 } sy_admin_deps;
 
 /* Opens the configured admin sockets (none configured: returns an admin

@@ -1,7 +1,7 @@
 /*
- * trace_model.c - slot keys, JSON text, tag parsing and trace grouping for
- * the memcache_traces sink.  See trace_model.h for the calls and
- * plugins/memcache_traces.c for the semantics.
+ * trace_model.c - JSON text, tag parsing and trace grouping for the
+ * memcache_traces sink (slots and keys: trace_format.h).  See trace_model.h
+ * for the calls and plugins/memcache_traces.c for the semantics.
  *
  * Open traces live in a chained hash table keyed by trace id and in one of
  * two FIFO lists: `open` (no root yet, in order of the first span, so the
@@ -26,30 +26,14 @@
 #define TEXT_MIN 256
 #define SPANS_MIN 8
 
-/* --- slots and keys --- */
-
-unsigned tm_slot(uint64_t start_ms)
-{
-    return (unsigned)(((start_ms / TM_SLOT_MS) % TM_SLOTS) * TM_SLOT_MS);
-}
+/* --- keys --- */
 
 int tm_key(char *buf, size_t cap, const char *prefix, uint64_t start_ms, const char *kind)
 {
-    int n = snprintf(buf, cap, "%s:%06u:%s", prefix, tm_slot(start_ms), kind);
+    int n = snprintf(buf, cap, TM_KEY_FMT, prefix, tm_slot(start_ms), kind);
     if (n < 0 || (size_t)n >= cap || n > TM_KEY_MAX)
         return -1;
     return n;
-}
-
-int tm_prefix_ok(const char *prefix)
-{
-    size_t n = strlen(prefix);
-    if (n == 0 || n > 200)
-        return 0;
-    for (size_t i = 0; i < n; i++)
-        if ((unsigned char)prefix[i] <= ' ' || prefix[i] == 0x7f)
-            return 0;
-    return 1;
 }
 
 /* --- buffers --- */

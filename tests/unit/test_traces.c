@@ -102,16 +102,6 @@ static void test_slot(void **st)
     assert_false(tm_prefix_ok("a b"));
     assert_false(tm_prefix_ok("a\nb"));
     assert_false(tm_prefix_ok(prefix)); /* over 200 */
-
-    /* the reader computes slots on its own: the two must agree */
-    uint64_t x = 88172645463325252ULL;
-    for (int i = 0; i < 100000; i++) {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        uint64_t ms = i < 50000 ? (uint64_t)i * 7 : x % 4000000000000ULL;
-        assert_int_equal(tm_slot(ms), sy_traces_slot(ms));
-    }
 }
 
 /* ------------------------------------------------------------------ */

@@ -41,23 +41,18 @@
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 
-#include "util/numfmt.h"
+#include "lib/trace_format.h" /* plugins/lib: the keys and slots the sink writes */
 #include "util/clock.h"
+#include "util/numfmt.h"
 
-#define SLOTS 1000
-#define SLOT_MS 100
 #define DEFAULT_ADDR "127.0.0.1:11211"
-#define DEFAULT_PREFIX "switchyard:traces"
+#define DEFAULT_PREFIX TM_DEFAULT_PREFIX
 #define DEFAULT_LIMIT 20
 #define TIMEOUT_MS 5000
 #define MAX_DEPTH 64
 #define MAX_VALUE (64u << 20) /* larger values are skipped, not parsed */
 #define MAX_LINE 4096
 
-unsigned sy_traces_slot(uint64_t start_ms)
-{
-    return (unsigned)(((start_ms / SLOT_MS) % SLOTS) * SLOT_MS);
-}
 
 /* ------------------------------------------------------------------ */
 /* JSON                                                                 */
@@ -549,8 +544,8 @@ int sy_trace_rec_parse(const char *json, size_t len, sy_trace_rec *out, char *er
         jp_fail(&j, "no \"version\"");
         goto fail;
     }
-    if (out->version != 1) {
-        snprintf(err, errlen, "version %d, this reader knows version 1", out->version);
+    if (out->version != TM_VERSION) {
+        snprintf(err, errlen, "version %d, this reader knows version %d", out->version, TM_VERSION);
         sy_trace_rec_free(out);
         return -1;
     }
@@ -1126,10 +1121,12 @@ typedef struct listing {
 static int key_slot(const listing *l, const char *key)
 {
     size_t n = strlen(key);
-    if (n != l->prefix_len + 12 || memcmp(key, l->prefix, l->prefix_len) != 0)
+    if (n != l->prefix_len + 2 + TM_SLOT_DIGITS + strlen(TM_PART) ||
+        memcmp(key, l->prefix, l->prefix_len) != 0)
         return -1;
     const char *p = key + l->prefix_len;
-    if (p[0] != ':' || strcmp(p + 7, ":part") != 0 || strspn(p + 1, "0123456789") < 6)
+    if (p[0] != ':' || strcmp(p + 1 + TM_SLOT_DIGITS, ":" TM_PART) != 0 ||
+        strspn(p + 1, "0123456789") < TM_SLOT_DIGITS)
         return -1;
     return atoi(p + 1);
 }
@@ -1150,10 +1147,10 @@ static int on_part(void *ctx, const char *key, const char *data, size_t len)
         snprintf(l->last_reason, sizeof(l->last_reason), "%s: %s", key, err);
         return 0;
     }
-    if ((int)sy_traces_slot(r->start) != slot) {
+    if ((int)tm_slot(r->start) != slot) {
         snprintf(l->last_reason, sizeof(l->last_reason),
                  "%s: start %llu belongs to slot %06u", key, (unsigned long long)r->start,
-                 sy_traces_slot(r->start));
+                 tm_slot(r->start));
         sy_trace_rec_free(r);
         l->n--;
         l->ignored++;
@@ -1185,7 +1182,7 @@ static int list_fetch(listing *l, const char *addr, int timeout_ms, int total_ms
                       size_t max_value, size_t max_total, int cancel_fd, char *err,
                       size_t errlen)
 {
-    size_t cap = SLOTS * (l->prefix_len + 14) + 8;
+    size_t cap = TM_SLOTS * (l->prefix_len + 4 + TM_SLOT_DIGITS + strlen(TM_PART)) + 8;
     char *cmd = malloc(cap);
     mc m = { .fd = -1, .cancel_fd = cancel_fd };
     int rc = -1;
@@ -1196,8 +1193,8 @@ static int list_fetch(listing *l, const char *addr, int timeout_ms, int total_ms
     size_t n = 0;
     memcpy(cmd, "get", 3);
     n = 3;
-    for (unsigned s = 0; s < SLOTS; s++)
-        n += (size_t)snprintf(cmd + n, cap - n, " %s:%06u:part", l->prefix, s * SLOT_MS);
+    for (unsigned s = 0; s < TM_SLOTS; s++)
+        n += (size_t)snprintf(cmd + n, cap - n, " " TM_KEY_FMT, l->prefix, s * TM_SLOT_MS, TM_PART);
     memcpy(cmd + n, "\r\n", 2);
     n += 2;
 
@@ -1338,9 +1335,9 @@ static int full_fetch(const char *addr, const char *prefix, uint64_t start, int 
     fetched f = { 0 };
     size_t skipped = 0;
     int rc = FULL_ERROR;
-    unsigned slot = sy_traces_slot(start);
+    unsigned slot = tm_slot(start);
     memset(out, 0, sizeof(*out));
-    snprintf(cmd, sizeof(cmd), "get %s:%06u:full\r\n", prefix, slot);
+    snprintf(cmd, sizeof(cmd), "get " TM_KEY_FMT "\r\n", prefix, slot, TM_FULL);
     if (mc_open(&m, addr, timeout_ms, total_ms, max_value) < 0 ||
         mc_write(&m, cmd, strlen(cmd)) < 0 || mc_values(&m, on_full, &f, &skipped) < 0) {
         snprintf(why, whylen, "%s", m.err[0] ? m.err : "out of memory");
@@ -1784,7 +1781,7 @@ static int http_list(struct evbuffer *o, struct evkeyvalq *headers, const char *
                            "<th class=\"num\">Duration (ms)</th><th class=\"num\">Spans</th>"
                            "</tr></thead><tbody>\n");
     size_t begun = evbuffer_get_length(o), i;
-    for (i = 0; i < shown && !table_full(o, begun, i, SLOTS); i++) {
+    for (i = 0; i < shown && !table_full(o, begun, i, TM_SLOTS); i++) {
         const sy_trace_rec *r = &l.recs[i];
         char when[80];
         fmt_time(r->start, when, sizeof(when));
@@ -1805,7 +1802,7 @@ static int http_list(struct evbuffer *o, struct evkeyvalq *headers, const char *
     }
     evbuffer_add_printf(o, "</tbody></table>\n");
     if (i < shown) {
-        cut_note(o, "traces", i, shown, "traces", "the newest", SLOTS);
+        cut_note(o, "traces", i, shown, "traces", "the newest", TM_SLOTS);
         *cut = 1;
     } else if (shown < l.n) {
         evbuffer_add_printf(o, "<p class=\"note\"><a href=\"/traces?limit=0\">show all %zu</a></p>\n",
@@ -2074,13 +2071,12 @@ static const char *opt_value(int argc, char **argv, int *i, const char *name, in
  * NULL. */
 static const char *prefix_problem(const char *prefix)
 {
+    if (tm_prefix_ok(prefix))
+        return NULL;
     size_t plen = strlen(prefix);
-    if (plen == 0 || plen > 200 || strpbrk(prefix, " \t\r\n"))
+    if (plen == 0 || plen > TM_PREFIX_MAX || strpbrk(prefix, " \t\r\n"))
         return "must be 1 to 200 bytes without spaces";
-    for (size_t i = 0; i < plen; i++)
-        if ((unsigned char)prefix[i] < 0x20 || prefix[i] == 0x7f)
-            return "has a control character";
-    return NULL;
+    return "has a control character";
 }
 
 static int whole(const char *s, unsigned long long max, unsigned long long *out)

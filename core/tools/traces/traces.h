@@ -62,9 +62,8 @@ struct evkeyvalq;
 int sy_traces_http(const char *memcached, const char *prefix, const char *uri, int cancel_fd,
                    struct evbuffer *out, struct evkeyvalq *headers, int *cut);
 
-/* The slot of a start time, ((ms / 100) % 1000) * 100 (the sink's
- * tm_slot: the two must agree). */
-unsigned sy_traces_slot(uint64_t start_ms);
+/* The slot of a start time, and the keys: plugins/lib/trace_format.h,
+ * which the sink writes by. */
 
 /* A decoded record, part or full.  Strings are NUL-terminated UTF-8 as
  * decoded from JSON (they may hold any byte but NUL; print them with
