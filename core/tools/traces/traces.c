@@ -15,1093 +15,36 @@
  * HTML: the listing with links to `?show=START_MS`, and one trace's spans
  * as a timeline of bars placed by offset and duration.
  *
- * Everything read from memcached is untrusted: the JSON decoder is a small
- * bounded recursive-descent parser for this format (depth-limited, never
- * reads past the buffer), values are read by their announced length with
- * a cap, and strings are printed with control characters and invalid
+ * Everything read from memcached is untrusted: the JSON decoder
+ * (record.c) is bounded, values are read by their announced length with a
+ * cap (mc.c), and strings are printed with control characters and invalid
  * UTF-8 replaced, so a record cannot drive the terminal; on the page they
  * are HTML-escaped as well, and the page runs no script.
  */
 #include "tools/traces/traces.h"
 
-#include <errno.h>
-#include <fcntl.h>
-#include <netdb.h>
-#include <poll.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/queue.h>
-#include <sys/socket.h>
 #include <time.h>
-#include <unistd.h>
 
 #include <event2/buffer.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 
 #include "lib/trace_format.h" /* plugins/lib: the keys and slots the sink writes */
-#include "util/clock.h"
+#include "tools/traces/mc.h"
+#include "tools/traces/record.h"
+#include "tools/traces/text.h"
 #include "util/numfmt.h"
 
 #define DEFAULT_ADDR "127.0.0.1:11211"
 #define DEFAULT_PREFIX TM_DEFAULT_PREFIX
 #define DEFAULT_LIMIT 20
 #define TIMEOUT_MS 5000
-#define MAX_DEPTH 64
 #define MAX_VALUE (64u << 20) /* larger values are skipped, not parsed */
-#define MAX_LINE 4096
-
-
-/* ------------------------------------------------------------------ */
-/* JSON                                                                 */
-/* ------------------------------------------------------------------ */
-
-typedef struct jp {
-    const char *p, *end;
-    int depth;
-    const char *err;
-} jp;
-
-static int jp_fail(jp *j, const char *why)
-{
-    if (!j->err)
-        j->err = why;
-    return -1;
-}
-
-static void jp_ws(jp *j)
-{
-    while (j->p < j->end && (*j->p == ' ' || *j->p == '\t' || *j->p == '\n' || *j->p == '\r'))
-        j->p++;
-}
-
-static int jp_peek(jp *j)
-{
-    jp_ws(j);
-    return j->p < j->end ? (unsigned char)*j->p : -1;
-}
-
-static int jp_eat(jp *j, char c)
-{
-    if (jp_peek(j) != (unsigned char)c)
-        return 0;
-    j->p++;
-    return 1;
-}
-
-static int hex4(const char *p, unsigned *out)
-{
-    unsigned v = 0;
-    for (int i = 0; i < 4; i++) {
-        char c = p[i];
-        v <<= 4;
-        if (c >= '0' && c <= '9')
-            v |= (unsigned)(c - '0');
-        else if (c >= 'a' && c <= 'f')
-            v |= (unsigned)(c - 'a' + 10);
-        else if (c >= 'A' && c <= 'F')
-            v |= (unsigned)(c - 'A' + 10);
-        else
-            return -1;
-    }
-    *out = v;
-    return 0;
-}
-
-static size_t put_utf8(char *o, unsigned cp)
-{
-    if (cp < 0x80) {
-        o[0] = (char)cp;
-        return 1;
-    }
-    if (cp < 0x800) {
-        o[0] = (char)(0xC0 | (cp >> 6));
-        o[1] = (char)(0x80 | (cp & 0x3F));
-        return 2;
-    }
-    if (cp < 0x10000) {
-        o[0] = (char)(0xE0 | (cp >> 12));
-        o[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
-        o[2] = (char)(0x80 | (cp & 0x3F));
-        return 3;
-    }
-    o[0] = (char)(0xF0 | (cp >> 18));
-    o[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
-    o[2] = (char)(0x80 | ((cp >> 6) & 0x3F));
-    o[3] = (char)(0x80 | (cp & 0x3F));
-    return 4;
-}
-
-/* A string; decoded into a malloc'd NUL-terminated copy when out is not
- * NULL.  The decoded text is never longer than the escaped one, so one
- * allocation of the input's length suffices.  \u0000 becomes U+FFFD (the
- * copy is a C string) and so does a lone surrogate. */
-static int jp_string(jp *j, char **out)
-{
-    if (!jp_eat(j, '"'))
-        return jp_fail(j, "a string was expected");
-    const char *s = j->p;
-    const char *q = s;
-    while (q < j->end && *q != '"') {
-        if (*q == '\\')
-            q++;
-        q++;
-    }
-    if (q >= j->end)
-        return jp_fail(j, "unterminated string");
-    char *o = NULL, *w = NULL;
-    if (out) {
-        o = w = malloc((size_t)(q - s) + 1);
-        if (!o)
-            return jp_fail(j, "out of memory");
-    }
-    const char *p = s;
-    while (p < q) {
-        char c = *p++;
-        if (c != '\\') {
-            if (w)
-                *w++ = c;
-            continue;
-        }
-        char e = *p++; /* p <= q: the scan above paired every backslash */
-        char one;
-        switch (e) {
-        case '"': one = '"'; break;
-        case '\\': one = '\\'; break;
-        case '/': one = '/'; break;
-        case 'b': one = '\b'; break;
-        case 'f': one = '\f'; break;
-        case 'n': one = '\n'; break;
-        case 'r': one = '\r'; break;
-        case 't': one = '\t'; break;
-        case 'u': {
-            unsigned cp, lo;
-            if (q - p < 4 || hex4(p, &cp) < 0)
-                goto bad;
-            p += 4;
-            if (cp >= 0xD800 && cp <= 0xDBFF && q - p >= 6 && p[0] == '\\' && p[1] == 'u' &&
-                hex4(p + 2, &lo) == 0 && lo >= 0xDC00 && lo <= 0xDFFF) {
-                cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
-                p += 6;
-            } else if ((cp >= 0xD800 && cp <= 0xDFFF) || cp == 0) {
-                cp = 0xFFFD;
-            }
-            if (w)
-                w += put_utf8(w, cp);
-            continue;
-        }
-        default:
-            goto bad;
-        }
-        if (w)
-            *w++ = one;
-    }
-    j->p = q + 1;
-    if (out) {
-        *w = '\0';
-        *out = o;
-    }
-    return 0;
-bad:
-    free(o);
-    return jp_fail(j, "bad escape in a string");
-}
-
-static int jp_number(jp *j, double *out)
-{
-    jp_ws(j);
-    const char *s = j->p;
-    while (j->p < j->end && j->p - s < 64 &&
-           ((*j->p >= '0' && *j->p <= '9') || *j->p == '-' || *j->p == '+' || *j->p == '.' ||
-            *j->p == 'e' || *j->p == 'E'))
-        j->p++;
-    double v;
-    if (j->p == s || sy_parse_double(s, (size_t)(j->p - s), &v) < 0)
-        return jp_fail(j, "a number was expected");
-    *out = v;
-    return 0;
-}
-
-static int jp_word(jp *j, const char *w)
-{
-    size_t n = strlen(w);
-    jp_ws(j);
-    if ((size_t)(j->end - j->p) < n || memcmp(j->p, w, n) != 0)
-        return 0;
-    j->p += n;
-    return 1;
-}
-
-/* 1 for true, 0 for false, -1 otherwise. */
-static int jp_bool(jp *j)
-{
-    if (jp_word(j, "true"))
-        return 1;
-    if (jp_word(j, "false"))
-        return 0;
-    return jp_fail(j, "true or false was expected");
-}
-
-static int jp_skip(jp *j);
-
-/* Iterates an object's members: call with *first = 1; returns 1 with the
- * key (malloc'd) when there is a member, its value next in the input; 0 at
- * the end; -1 on an error. */
-static int jp_member(jp *j, int *first, char **key)
-{
-    if (*first) {
-        if (!jp_eat(j, '{'))
-            return jp_fail(j, "an object was expected");
-        if (++j->depth > MAX_DEPTH)
-            return jp_fail(j, "nested too deeply");
-        *first = 0;
-        if (jp_eat(j, '}')) {
-            j->depth--;
-            return 0;
-        }
-    } else {
-        if (jp_eat(j, '}')) {
-            j->depth--;
-            return 0;
-        }
-        if (!jp_eat(j, ','))
-            return jp_fail(j, "',' or '}' was expected");
-    }
-    if (jp_string(j, key) < 0)
-        return -1;
-    if (!jp_eat(j, ':')) {
-        free(*key);
-        *key = NULL;
-        return jp_fail(j, "':' was expected");
-    }
-    return 1;
-}
-
-/* The same for an array's elements: 1 when an element is next. */
-static int jp_element(jp *j, int *first)
-{
-    if (*first) {
-        if (!jp_eat(j, '['))
-            return jp_fail(j, "an array was expected");
-        if (++j->depth > MAX_DEPTH)
-            return jp_fail(j, "nested too deeply");
-        *first = 0;
-        if (jp_eat(j, ']')) {
-            j->depth--;
-            return 0;
-        }
-        return 1;
-    }
-    if (jp_eat(j, ']')) {
-        j->depth--;
-        return 0;
-    }
-    if (!jp_eat(j, ','))
-        return jp_fail(j, "',' or ']' was expected");
-    return 1;
-}
-
-static int jp_skip(jp *j)
-{
-    int c = jp_peek(j), first = 1, r;
-    double d;
-    char *key;
-    switch (c) {
-    case '"':
-        return jp_string(j, NULL);
-    case '{':
-        while ((r = jp_member(j, &first, &key)) == 1) {
-            free(key);
-            if (jp_skip(j) < 0)
-                return -1;
-        }
-        return r;
-    case '[':
-        while ((r = jp_element(j, &first)) == 1)
-            if (jp_skip(j) < 0)
-                return -1;
-        return r;
-    case 't':
-    case 'f':
-        return jp_bool(j) < 0 ? -1 : 0;
-    case 'n':
-        return jp_word(j, "null") ? 0 : jp_fail(j, "a value was expected");
-    default:
-        return jp_number(j, &d);
-    }
-}
-
-/* A string or null into *out (replacing what was there). */
-static int jp_opt_string(jp *j, char **out)
-{
-    if (jp_word(j, "null")) {
-        free(*out);
-        *out = NULL;
-        return 0;
-    }
-    char *s;
-    if (jp_string(j, &s) < 0)
-        return -1;
-    free(*out);
-    *out = s;
-    return 0;
-}
-
-/* Appends one zeroed element to *arr (n elements of size sz): capacity 4,
- * then doubling, so it reallocates when n is 0 or a power of two >= 4.
- * NULL when memory runs out (or past 2^28 elements). */
-static void *grow(void **arr, size_t *n, size_t sz)
-{
-    size_t k = *n;
-    if (k >= ((size_t)1 << 28))
-        return NULL;
-    if (k == 0 || (k >= 4 && (k & (k - 1)) == 0)) {
-        void *p = realloc(*arr, (k ? k * 2 : 4) * sz);
-        if (!p)
-            return NULL;
-        *arr = p;
-    }
-    char *e = (char *)*arr + k * sz;
-    memset(e, 0, sz);
-    *n = k + 1;
-    return e;
-}
-
-static int parse_stat(jp *j, sy_trace_stat *st)
-{
-    int first = 1, r;
-    char *key;
-    while ((r = jp_member(j, &first, &key)) == 1) {
-        int rc;
-        if (!strcmp(key, "name"))
-            rc = jp_opt_string(j, &st->name);
-        else if (!strcmp(key, "count"))
-            rc = jp_number(j, &st->count);
-        else if (!strcmp(key, "total"))
-            rc = jp_number(j, &st->total);
-        else
-            rc = jp_skip(j);
-        free(key);
-        if (rc < 0)
-            return -1;
-    }
-    return r;
-}
-
-static int parse_span(jp *j, sy_trace_span *sp)
-{
-    int first = 1, r;
-    char *key;
-    while ((r = jp_member(j, &first, &key)) == 1) {
-        int rc = 0;
-        if (!strcmp(key, "name")) {
-            rc = jp_opt_string(j, &sp->name);
-        } else if (!strcmp(key, "off")) {
-            rc = jp_number(j, &sp->off);
-        } else if (!strcmp(key, "dur")) {
-            rc = jp_number(j, &sp->dur);
-        } else if (!strcmp(key, "root")) {
-            int b = jp_bool(j);
-            rc = b < 0 ? -1 : 0;
-            sp->root = b > 0;
-        } else if (!strcmp(key, "tags")) {
-            int f2 = 1, r2;
-            while ((r2 = jp_element(j, &f2)) == 1) {
-                char **slot = grow((void **)&sp->tags, &sp->ntags, sizeof(char *));
-                if (!slot) {
-                    rc = jp_fail(j, "out of memory");
-                    break;
-                }
-                if (jp_string(j, slot) < 0) {
-                    sp->ntags--;
-                    rc = -1;
-                    break;
-                }
-            }
-            if (r2 < 0)
-                rc = -1;
-        } else {
-            rc = jp_skip(j);
-        }
-        free(key);
-        if (rc < 0)
-            return -1;
-    }
-    return r;
-}
-
-void sy_trace_rec_free(sy_trace_rec *r)
-{
-    if (!r)
-        return;
-    free(r->trace);
-    free(r->method);
-    free(r->path);
-    free(r->status);
-    free(r->closed);
-    for (size_t i = 0; i < r->nstats; i++)
-        free(r->stats[i].name);
-    free(r->stats);
-    for (size_t i = 0; i < r->nspans; i++) {
-        free(r->spans[i].name);
-        for (size_t k = 0; k < r->spans[i].ntags; k++)
-            free(r->spans[i].tags[k]);
-        free(r->spans[i].tags);
-    }
-    free(r->spans);
-    memset(r, 0, sizeof(*r));
-}
-
-static int parse_record(jp *j, sy_trace_rec *out, int *have_version, int *have_start)
-{
-    int first = 1, r;
-    char *key;
-    while ((r = jp_member(j, &first, &key)) == 1) {
-        int rc = 0;
-        double d;
-        if (!strcmp(key, "version")) {
-            rc = jp_number(j, &d);
-            if (rc == 0 && (d != (int)d || d < 0))
-                rc = jp_fail(j, "\"version\" is not a whole number");
-            out->version = (int)d;
-            *have_version = 1;
-        } else if (!strcmp(key, "start")) {
-            rc = jp_number(j, &d);
-            if (rc == 0 && !(d >= 0 && d <= 9007199254740992.0 && d == (double)(uint64_t)d))
-                rc = jp_fail(j, "\"start\" is not a whole number of ms");
-            if (rc == 0)
-                out->start = (uint64_t)d;
-            *have_start = 1;
-        } else if (!strcmp(key, "duration")) {
-            rc = jp_number(j, &out->duration);
-        } else if (!strcmp(key, "span_count")) {
-            rc = jp_number(j, &out->span_count);
-        } else if (!strcmp(key, "spans_dropped")) {
-            rc = jp_number(j, &out->spans_dropped);
-        } else if (!strcmp(key, "trace")) {
-            rc = jp_opt_string(j, &out->trace);
-        } else if (!strcmp(key, "method")) {
-            rc = jp_opt_string(j, &out->method);
-        } else if (!strcmp(key, "path")) {
-            rc = jp_opt_string(j, &out->path);
-        } else if (!strcmp(key, "status")) {
-            rc = jp_opt_string(j, &out->status);
-        } else if (!strcmp(key, "closed")) {
-            rc = jp_opt_string(j, &out->closed);
-        } else if (!strcmp(key, "root") || !strcmp(key, "stats_truncated")) {
-            int b = jp_bool(j);
-            rc = b < 0 ? -1 : 0;
-            if (key[0] == 'r')
-                out->root = b > 0;
-            else
-                out->stats_truncated = b > 0;
-        } else if (!strcmp(key, "stats") && !out->stats) {
-            int f2 = 1, r2;
-            while ((r2 = jp_element(j, &f2)) == 1) {
-                sy_trace_stat *st = grow((void **)&out->stats, &out->nstats, sizeof(*st));
-                if (!st || parse_stat(j, st) < 0) {
-                    rc = st ? -1 : jp_fail(j, "out of memory");
-                    break;
-                }
-            }
-            if (r2 < 0)
-                rc = -1;
-        } else if (!strcmp(key, "spans") && !out->spans) {
-            int f2 = 1, r2;
-            while ((r2 = jp_element(j, &f2)) == 1) {
-                sy_trace_span *sp = grow((void **)&out->spans, &out->nspans, sizeof(*sp));
-                if (!sp || parse_span(j, sp) < 0) {
-                    rc = sp ? -1 : jp_fail(j, "out of memory");
-                    break;
-                }
-            }
-            if (r2 < 0)
-                rc = -1;
-        } else {
-            rc = jp_skip(j);
-        }
-        free(key);
-        if (rc < 0)
-            return -1;
-    }
-    return r;
-}
-
-int sy_trace_rec_parse(const char *json, size_t len, sy_trace_rec *out, char *err, size_t errlen)
-{
-    jp j = { .p = json, .end = json + len };
-    int have_version = 0, have_start = 0;
-    memset(out, 0, sizeof(*out));
-    if (parse_record(&j, out, &have_version, &have_start) < 0)
-        goto fail;
-    if (jp_peek(&j) != -1) {
-        jp_fail(&j, "data after the record");
-        goto fail;
-    }
-    if (!have_version) {
-        jp_fail(&j, "no \"version\"");
-        goto fail;
-    }
-    if (out->version != TM_VERSION) {
-        snprintf(err, errlen, "version %d, this reader knows version %d", out->version, TM_VERSION);
-        sy_trace_rec_free(out);
-        return -1;
-    }
-    if (!have_start) {
-        jp_fail(&j, "no \"start\"");
-        goto fail;
-    }
-    return 0;
-fail:
-    snprintf(err, errlen, "%s at byte %zu", j.err ? j.err : "not JSON", (size_t)(j.p - json));
-    sy_trace_rec_free(out);
-    return -1;
-}
-
-/* ------------------------------------------------------------------ */
-/* memcached, blocking                                                  */
-/* ------------------------------------------------------------------ */
-
-typedef struct mc {
-    int fd;
-    int cancel_fd;      /* readable: give up now (the admin is stopping); -1: none */
-    int timeout_ms;     /* each connect, send and read */
-    uint64_t deadline;  /* CLOCK_MONOTONIC ms for the whole exchange; 0: none */
-    size_t max_value;   /* larger values are skipped, not parsed */
-    size_t budget;      /* bytes of values still to parse (SIZE_MAX: no limit) */
-    char buf[65536];
-    size_t off, len;
-    char err[512];
-} mc;
-
-/* How long the next wait may take: the per-operation timeout, cut to what
- * is left of the deadline; 0 when the deadline has passed. */
-static int mc_wait_ms(const mc *m)
-{
-    if (!m->deadline)
-        return m->timeout_ms;
-    uint64_t now = sy_mono_ms();
-    if (now >= m->deadline)
-        return 0;
-    uint64_t left = m->deadline - now;
-    return left < (uint64_t)m->timeout_ms ? (int)left : m->timeout_ms;
-}
-
-/* Waits until fd is ready for `events`: 1 ready, 0 timed out, -1 error
- * (ECANCELED when m->cancel_fd became readable: a page being made on a
- * worker thread must not hold up the admin's shutdown for its timeout). */
-static int mc_poll(const mc *m, int fd, short events)
-{
-    struct pollfd pfd[2] = { { .fd = fd, .events = events },
-                             { .fd = m->cancel_fd, .events = POLLIN } };
-    nfds_t n = m->cancel_fd >= 0 ? 2 : 1;
-    for (;;) {
-        int ms = mc_wait_ms(m);
-        if (ms <= 0)
-            return 0;
-        int r = poll(pfd, n, ms);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r > 0 && n == 2 && pfd[1].revents) {
-            errno = ECANCELED;
-            return -1;
-        }
-        return r;
-    }
-}
-
-/* HOST:PORT, [V6]:PORT, HOST or [V6] (port 11211). */
-static int split_addr(const char *a, char *host, size_t hcap, char *port, size_t pcap)
-{
-    const char *colon;
-    size_t hlen;
-    if (a[0] == '[') {
-        const char *close = strchr(a, ']');
-        if (!close)
-            return -1;
-        hlen = (size_t)(close - a - 1);
-        if (hlen >= hcap)
-            return -1;
-        memcpy(host, a + 1, hlen);
-        host[hlen] = '\0';
-        colon = close[1] == ':' ? close + 1 : NULL;
-        if (!colon && close[1])
-            return -1;
-    } else {
-        colon = strrchr(a, ':');
-        if (colon && strchr(a, ':') != colon)
-            return -1; /* a bare IPv6 address needs brackets */
-        hlen = colon ? (size_t)(colon - a) : strlen(a);
-        if (hlen == 0 || hlen >= hcap)
-            return -1;
-        memcpy(host, a, hlen);
-        host[hlen] = '\0';
-    }
-    const char *p = colon ? colon + 1 : "11211";
-    size_t plen = strlen(p);
-    if (plen == 0 || plen >= pcap || strspn(p, "0123456789") != plen || atoi(p) < 1 ||
-        atoi(p) > 65535)
-        return -1;
-    memcpy(port, p, plen + 1);
-    return 0;
-}
-
-static int connect_timeout(const mc *m, int fd, const struct sockaddr *sa, socklen_t len)
-{
-    int fl = fcntl(fd, F_GETFL);
-    if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
-        return -1;
-    if (connect(fd, sa, len) < 0) {
-        if (errno != EINPROGRESS)
-            return -1;
-        int r = mc_poll(m, fd, POLLOUT);
-        if (r == 0) {
-            errno = ETIMEDOUT;
-            return -1;
-        }
-        int e = 0;
-        socklen_t el = sizeof(e);
-        if (r < 0 || getsockopt(fd, SOL_SOCKET, SO_ERROR, &e, &el) < 0)
-            return -1;
-        if (e) {
-            errno = e;
-            return -1;
-        }
-    }
-    if (fcntl(fd, F_SETFL, fl) < 0)
-        return -1;
-    struct timeval tv = { .tv_sec = m->timeout_ms / 1000, .tv_usec = (m->timeout_ms % 1000) * 1000 };
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-    return 0;
-}
-
-/* timeout_ms for each step, total_ms for the whole exchange (0: none). */
-static int mc_open(mc *m, const char *addr, int timeout_ms, int total_ms, size_t max_value)
-{
-    char host[256], port[16];
-    m->fd = -1;
-    m->off = m->len = 0;
-    m->err[0] = '\0';
-    m->timeout_ms = timeout_ms;
-    m->deadline = total_ms > 0 ? sy_mono_ms() + (uint64_t)total_ms : 0;
-    m->max_value = max_value;
-    m->budget = SIZE_MAX;
-    if (split_addr(addr, host, sizeof(host), port, sizeof(port)) < 0) {
-        snprintf(m->err, sizeof(m->err), "'%s' is not HOST:PORT", addr);
-        return -1;
-    }
-    struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM };
-    struct addrinfo *res = NULL;
-    int rc = getaddrinfo(host, port, &hints, &res);
-    if (rc != 0) {
-        snprintf(m->err, sizeof(m->err), "cannot resolve '%s': %s", host, gai_strerror(rc));
-        return -1;
-    }
-    int e = 0;
-    for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
-        int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol);
-        if (fd < 0) {
-            e = errno;
-            continue;
-        }
-        if (connect_timeout(m, fd, ai->ai_addr, ai->ai_addrlen) == 0) {
-            m->fd = fd;
-            break;
-        }
-        e = errno;
-        close(fd);
-    }
-    freeaddrinfo(res);
-    if (m->fd < 0) {
-        snprintf(m->err, sizeof(m->err), "cannot connect to memcached at %s: %s", addr,
-                 strerror(e));
-        return -1;
-    }
-    return 0;
-}
-
-static void mc_close(mc *m)
-{
-    if (m->fd >= 0)
-        close(m->fd);
-    m->fd = -1;
-}
-
-static int mc_write(mc *m, const char *p, size_t n)
-{
-    while (n) {
-        int ready = mc_poll(m, m->fd, POLLOUT);
-        if (ready <= 0) {
-            snprintf(m->err, sizeof(m->err), "cannot send to memcached: %s",
-                     ready == 0 ? "timed out" : strerror(errno));
-            return -1;
-        }
-        ssize_t w = send(m->fd, p, n, MSG_NOSIGNAL);
-        if (w < 0) {
-            if (errno == EINTR)
-                continue;
-            snprintf(m->err, sizeof(m->err), "cannot send to memcached: %s",
-                     errno == EAGAIN ? "timed out" : strerror(errno));
-            return -1;
-        }
-        p += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
-
-static int mc_fill(mc *m)
-{
-    if (m->off) {
-        memmove(m->buf, m->buf + m->off, m->len - m->off);
-        m->len -= m->off;
-        m->off = 0;
-    }
-    for (;;) {
-        int ready = mc_poll(m, m->fd, POLLIN);
-        if (ready <= 0) {
-            snprintf(m->err, sizeof(m->err), "cannot read from memcached: %s",
-                     ready == 0 ? "timed out" : strerror(errno));
-            return -1;
-        }
-        ssize_t r = recv(m->fd, m->buf + m->len, sizeof(m->buf) - m->len, 0);
-        if (r > 0) {
-            m->len += (size_t)r;
-            return 0;
-        }
-        if (r < 0 && errno == EINTR)
-            continue;
-        snprintf(m->err, sizeof(m->err), "cannot read from memcached: %s",
-                 r == 0 ? "connection closed" : errno == EAGAIN ? "timed out" : strerror(errno));
-        return -1;
-    }
-}
-
-/* One reply line, without its CRLF, NUL-terminated in place. */
-static int mc_line(mc *m, char **line, size_t *len)
-{
-    for (;;) {
-        char *s = m->buf + m->off;
-        char *nl = memchr(s, '\n', m->len - m->off);
-        if (nl) {
-            size_t n = (size_t)(nl - s);
-            if (n && s[n - 1] == '\r')
-                n--;
-            s[n] = '\0';
-            *line = s;
-            *len = n;
-            m->off = (size_t)(nl - m->buf) + 1;
-            return 0;
-        }
-        if (m->len - m->off >= MAX_LINE) {
-            snprintf(m->err, sizeof(m->err), "memcached sent a line longer than %d bytes",
-                     MAX_LINE);
-            return -1;
-        }
-        if (mc_fill(m) < 0)
-            return -1;
-    }
-}
-
-/* n bytes into dst (NULL: discard them). */
-static int mc_read(mc *m, char *dst, size_t n)
-{
-    while (n) {
-        if (m->off == m->len && mc_fill(m) < 0)
-            return -1;
-        size_t k = m->len - m->off < n ? m->len - m->off : n;
-        if (dst) {
-            memcpy(dst, m->buf + m->off, k);
-            dst += k;
-        }
-        m->off += k;
-        n -= k;
-    }
-    return 0;
-}
-
-typedef int (*value_fn)(void *ctx, const char *key, const char *data, size_t len);
-
-/* Reads the answer to a get: each VALUE goes to fn (values over
- * m->max_value, or over what is left of m->budget, are skipped and counted
- * in *skipped), until END. */
-static int mc_values(mc *m, value_fn fn, void *ctx, size_t *skipped)
-{
-    char *line;
-    for (;;) {
-        size_t len;
-        if (mc_line(m, &line, &len) < 0)
-            return -1;
-        if (!strcmp(line, "END"))
-            return 0;
-        char key[256];
-        unsigned long long flags, bytes;
-        char *p = line;
-        if (strncmp(p, "VALUE ", 6) != 0) {
-            snprintf(m->err, sizeof(m->err), "memcached answered \"%.200s\"", line);
-            return -1;
-        }
-        p += 6;
-        size_t klen = strcspn(p, " ");
-        if (klen == 0 || klen >= sizeof(key) || p[klen] != ' ')
-            goto bad;
-        memcpy(key, p, klen);
-        key[klen] = '\0';
-        p += klen + 1;
-        char *e;
-        errno = 0;
-        if (*p < '0' || *p > '9') /* strtoull would take a sign or spaces */
-            goto bad;
-        flags = strtoull(p, &e, 10);
-        if (*e != ' ' || errno)
-            goto bad;
-        p = e + 1;
-        if (*p < '0' || *p > '9')
-            goto bad;
-        bytes = strtoull(p, &e, 10);
-        if ((*e != '\0' && *e != ' ') || errno)
-            goto bad;
-        (void)flags;
-        if (bytes > m->max_value || bytes > m->budget) {
-            if (mc_read(m, NULL, (size_t)bytes) < 0)
-                return -1;
-            (*skipped)++;
-        } else {
-            char *data = malloc((size_t)bytes + 1);
-            if (!data) {
-                snprintf(m->err, sizeof(m->err), "out of memory");
-                return -1;
-            }
-            if (mc_read(m, data, (size_t)bytes) < 0) {
-                free(data);
-                return -1;
-            }
-            data[bytes] = '\0';
-            if (m->budget != SIZE_MAX)
-                m->budget -= (size_t)bytes;
-            int rc = fn(ctx, key, data, (size_t)bytes);
-            free(data);
-            if (rc < 0)
-                return -1;
-        }
-        char crlf[2];
-        if (mc_read(m, crlf, 2) < 0)
-            return -1;
-        if (crlf[0] != '\r' || crlf[1] != '\n') {
-            snprintf(m->err, sizeof(m->err), "a value from memcached is not followed by CRLF");
-            return -1;
-        }
-    }
-bad:
-    snprintf(m->err, sizeof(m->err), "cannot read memcached's reply \"%.200s\"", line);
-    return -1;
-}
-
-/* ------------------------------------------------------------------ */
-/* printing                                                             */
-/* ------------------------------------------------------------------ */
-
-/* The length of a valid UTF-8 sequence at s (first byte >= 0x80) that is
- * not a C1 control, or 0. */
-static size_t utf8_printable(const unsigned char *s, size_t n)
-{
-    unsigned char c = s[0], lo = 0x80, hi = 0xBF;
-    size_t len;
-    if (c >= 0xC2 && c <= 0xDF)
-        len = 2;
-    else if (c >= 0xE0 && c <= 0xEF) {
-        len = 3;
-        lo = c == 0xE0 ? 0xA0 : 0x80;
-        hi = c == 0xED ? 0x9F : 0xBF;
-    } else if (c >= 0xF0 && c <= 0xF4) {
-        len = 4;
-        lo = c == 0xF0 ? 0x90 : 0x80;
-        hi = c == 0xF4 ? 0x8F : 0xBF;
-    } else
-        return 0;
-    if (n < len || s[1] < lo || s[1] > hi)
-        return 0;
-    for (size_t i = 2; i < len; i++)
-        if (s[i] < 0x80 || s[i] > 0xBF)
-            return 0;
-    if (c == 0xC2 && s[1] < 0xA0)
-        return 0; /* U+0080..U+009F */
-    return len;
-}
-
-/* The next printable character of s[i..n): its byte length, with *subst
- * set when it is shown as '?' (a control character or invalid UTF-8). */
-static size_t next_char(const unsigned char *s, size_t n, size_t i, int *subst)
-{
-    if (s[i] < 0x80) {
-        *subst = s[i] < 0x20 || s[i] == 0x7f;
-        return 1;
-    }
-    size_t l = utf8_printable(s + i, n - i);
-    *subst = l == 0;
-    return l ? l : 1;
-}
-
-/* Code point ranges, inclusive, sorted. */
-typedef struct cp_range {
-    unsigned lo, hi;
-} cp_range;
-
-/* Characters a terminal draws two columns wide: Unicode's East Asian Wide
- * and Fullwidth blocks (Hangul, CJK, kana, Yi, fullwidth forms) and the
- * emoji blocks drawn as pictures.  Not the whole EastAsianWidth table: a
- * scattering of single symbols is left out, so a rare symbol may still
- * shift a column, but CJK and Hangul text lines up. */
-static const cp_range WIDE[] = {
-    { 0x1100, 0x115F },    { 0x231A, 0x231B },    { 0x2329, 0x232A },    { 0x23E9, 0x23EC },
-    { 0x23F0, 0x23F0 },    { 0x23F3, 0x23F3 },    { 0x25FD, 0x25FE },    { 0x2614, 0x2615 },
-    { 0x2648, 0x2653 },    { 0x267F, 0x267F },    { 0x2693, 0x2693 },    { 0x26A1, 0x26A1 },
-    { 0x26AA, 0x26AB },    { 0x26BD, 0x26BE },    { 0x26C4, 0x26C5 },    { 0x26CE, 0x26CE },
-    { 0x26D4, 0x26D4 },    { 0x26EA, 0x26EA },    { 0x26F2, 0x26F3 },    { 0x26F5, 0x26F5 },
-    { 0x26FA, 0x26FA },    { 0x26FD, 0x26FD },    { 0x2705, 0x2705 },    { 0x270A, 0x270B },
-    { 0x2728, 0x2728 },    { 0x274C, 0x274C },    { 0x274E, 0x274E },    { 0x2753, 0x2755 },
-    { 0x2757, 0x2757 },    { 0x2795, 0x2797 },    { 0x27B0, 0x27B0 },    { 0x27BF, 0x27BF },
-    { 0x2B1B, 0x2B1C },    { 0x2B50, 0x2B50 },    { 0x2B55, 0x2B55 },    { 0x2E80, 0x303E },
-    { 0x3041, 0x33FF },    { 0x3400, 0x4DBF },    { 0x4E00, 0x9FFF },    { 0xA000, 0xA4CF },
-    { 0xA960, 0xA97F },    { 0xAC00, 0xD7A3 },    { 0xF900, 0xFAFF },    { 0xFE10, 0xFE19 },
-    { 0xFE30, 0xFE6F },    { 0xFF00, 0xFF60 },    { 0xFFE0, 0xFFE6 },    { 0x16FE0, 0x16FE4 },
-    { 0x17000, 0x18D08 },  { 0x1AFF0, 0x1AFFE },  { 0x1B000, 0x1B2FF },  { 0x1F004, 0x1F004 },
-    { 0x1F0CF, 0x1F0CF },  { 0x1F18E, 0x1F18E },  { 0x1F191, 0x1F19A },  { 0x1F200, 0x1F2FF },
-    { 0x1F300, 0x1F320 },  { 0x1F32D, 0x1F335 },  { 0x1F337, 0x1F37C },  { 0x1F37E, 0x1F393 },
-    { 0x1F3A0, 0x1F3CA },  { 0x1F3CF, 0x1F3D3 },  { 0x1F3E0, 0x1F3F0 },  { 0x1F3F4, 0x1F3F4 },
-    { 0x1F3F8, 0x1F43E },  { 0x1F440, 0x1F440 },  { 0x1F442, 0x1F4FC },  { 0x1F4FF, 0x1F53D },
-    { 0x1F54B, 0x1F54E },  { 0x1F550, 0x1F567 },  { 0x1F57A, 0x1F57A },  { 0x1F595, 0x1F596 },
-    { 0x1F5A4, 0x1F5A4 },  { 0x1F5FB, 0x1F64F },  { 0x1F680, 0x1F6C5 },  { 0x1F6CC, 0x1F6CC },
-    { 0x1F6D0, 0x1F6D2 },  { 0x1F6D5, 0x1F6D7 },  { 0x1F6EB, 0x1F6EC },  { 0x1F6F4, 0x1F6FC },
-    { 0x1F7E0, 0x1F7EB },  { 0x1F90C, 0x1F93A },  { 0x1F93C, 0x1F945 },  { 0x1F947, 0x1F9FF },
-    { 0x1FA70, 0x1FAFF },  { 0x20000, 0x2FFFD },  { 0x30000, 0x3FFFD },
-};
-
-/* Characters drawn on the previous one (combining marks of the general
- * blocks, Hangul vowels and finals that join a syllable) or not at all
- * (zero-width space and joiners, variation selectors, the byte order
- * mark): zero columns. */
-static const cp_range ZERO[] = {
-    { 0x0300, 0x036F }, { 0x0483, 0x0489 }, { 0x0591, 0x05BD }, { 0x0610, 0x061A },
-    { 0x064B, 0x065F }, { 0x0E31, 0x0E31 }, { 0x0E34, 0x0E3A }, { 0x0E47, 0x0E4E },
-    { 0x1160, 0x11FF }, { 0x1AB0, 0x1AFF }, { 0x1DC0, 0x1DFF }, { 0x200B, 0x200F },
-    { 0x2060, 0x2064 }, { 0x20D0, 0x20FF }, { 0x302A, 0x302D }, { 0x3099, 0x309A },
-    { 0xD7B0, 0xD7FF }, { 0xFE00, 0xFE0F }, { 0xFE20, 0xFE2F }, { 0xFEFF, 0xFEFF },
-    { 0xE0100, 0xE01EF },
-};
-
-static int in_ranges(unsigned cp, const cp_range *r, size_t n)
-{
-    size_t lo = 0, hi = n;
-    while (lo < hi) {
-        size_t mid = (lo + hi) / 2;
-        if (cp < r[mid].lo)
-            hi = mid;
-        else if (cp > r[mid].hi)
-            lo = mid + 1;
-        else
-            return 1;
-    }
-    return 0;
-}
-
-/* The terminal columns of the character of l bytes at s, as next_char
- * found it (a substitute '?' takes one). */
-static int char_cols(const unsigned char *s, size_t l, int subst)
-{
-    if (subst || l == 1)
-        return 1;
-    unsigned cp = s[0] & (0xFF >> (l + 1));
-    for (size_t k = 1; k < l; k++)
-        cp = (cp << 6) | (s[k] & 0x3F);
-    /* the zero-width ranges reach into a wide one (U+302A..U+302D): look
-     * them up first */
-    if (in_ranges(cp, ZERO, sizeof(ZERO) / sizeof(*ZERO)))
-        return 0;
-    return in_ranges(cp, WIDE, sizeof(WIDE) / sizeof(*WIDE)) ? 2 : 1;
-}
-
-/* The columns client text takes on a terminal, as put_text prints it. */
-static int text_width(const char *str)
-{
-    const unsigned char *s = (const unsigned char *)(str ? str : "-");
-    size_t n = strlen((const char *)s);
-    int w = 0, subst;
-    for (size_t i = 0; i < n;) {
-        size_t l = next_char(s, n, i, &subst);
-        w += char_cols(s + i, l, subst);
-        i += l;
-    }
-    return w;
-}
-
-/* Prints client text safely: control characters and invalid UTF-8 become
- * '?'.  Pads with spaces to `width` terminal columns (0: no padding); cuts
- * at `max` columns, ending in "..." (0: no limit).  Columns, not bytes or
- * characters: a CJK character takes two, a combining accent none, so that
- * the columns after it line up.  NULL prints "-". */
-static void put_text(FILE *f, const char *str, int width, int max)
-{
-    const unsigned char *s = (const unsigned char *)(str ? str : "-");
-    size_t n = strlen((const char *)s), i;
-    int cols = 0, subst, total = text_width(str);
-    int keep = max && total > max ? (max > 3 ? max - 3 : 0) : total;
-    for (i = 0; i < n;) {
-        size_t l = next_char(s, n, i, &subst);
-        int c = char_cols(s + i, l, subst);
-        if (cols + c > keep)
-            break; /* a wide character that does not fit is left out whole */
-        if (subst)
-            fputc('?', f);
-        else
-            fwrite(s + i, 1, l, f);
-        cols += c;
-        i += l;
-    }
-    if (keep < total) {
-        fputs("...", f);
-        cols += 3;
-    }
-    for (; cols < width; cols++)
-        fputc(' ', f);
-}
-
-/* ms with at most three decimals, without the C library's locale. */
-static void fmt_ms(double v, char *out, size_t cap)
-{
-    if (!(v == v) || v > 9e15 || v < -9e15) {
-        snprintf(out, cap, "?");
-        return;
-    }
-    long long t = (long long)(v * 1000 + (v < 0 ? -0.5 : 0.5));
-    const char *sign = t < 0 ? "-" : "";
-    unsigned long long a = t < 0 ? (unsigned long long)-t : (unsigned long long)t;
-    unsigned long long ip = a / 1000, fp = a % 1000;
-    if (!fp) {
-        snprintf(out, cap, "%s%llu", sign, ip);
-        return;
-    }
-    char frac[4];
-    snprintf(frac, sizeof(frac), "%03llu", fp);
-    for (int i = 2; i > 0 && frac[i] == '0'; i--)
-        frac[i] = '\0';
-    snprintf(out, cap, "%s%llu.%s", sign, ip, frac);
-}
-
-static void fmt_time(uint64_t ms, char *out, size_t cap)
-{
-    time_t s = (time_t)(ms / 1000);
-    struct tm tm;
-    if (!gmtime_r(&s, &tm)) {
-        snprintf(out, cap, "?");
-        return;
-    }
-    snprintf(out, cap, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
-             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(ms % 1000));
-}
 
 /* ------------------------------------------------------------------ */
 /* list: fetching and totals, shared by the CLI and the /traces page    */
@@ -1138,7 +81,7 @@ static int on_part(void *ctx, const char *key, const char *data, size_t len)
     int slot = key_slot(l, key);
     if (slot < 0)
         return 0; /* not one of ours: memcached would not send it */
-    sy_trace_rec *r = grow((void **)&l->recs, &l->n, sizeof(*r));
+    sy_trace_rec *r = sy_traces_grow((void **)&l->recs, &l->n, sizeof(*r));
     if (!r)
         return -1;
     if (sy_trace_rec_parse(data, len, r, err, sizeof(err)) < 0) {
@@ -1376,7 +319,7 @@ static int name_col(const total *t, size_t n, int min)
 {
     int w = min;
     for (size_t i = 0; i < n; i++) {
-        int tw = text_width(t[i].name);
+        int tw = sy_text_width(t[i].name);
         if (tw > w)
             w = tw;
     }
@@ -1394,15 +337,15 @@ static void print_list(const listing *l, const char *addr, long limit)
     for (size_t i = 0; i < shown; i++) {
         const sy_trace_rec *r = &l->recs[i];
         char when[80], dur[32];
-        fmt_time(r->start, when, sizeof(when));
-        fmt_ms(r->duration, dur, sizeof(dur));
+        sy_text_time(r->start, when, sizeof(when));
+        sy_text_ms(r->duration, dur, sizeof(dur));
         printf("%-24s  %-13llu  %7s ms  %5.0f  ", when, (unsigned long long)r->start, dur,
                r->span_count);
-        put_text(stdout, r->status, 6, 6);
+        sy_text_put(stdout, r->status, 6, 6);
         fputs("  ", stdout);
-        put_text(stdout, r->method, 7, 7);
+        sy_text_put(stdout, r->method, 7, 7);
         fputs("  ", stdout);
-        put_text(stdout, r->path, 0, 120);
+        sy_text_put(stdout, r->path, 0, 120);
         fputc('\n', stdout);
     }
 
@@ -1417,9 +360,9 @@ static void print_list(const listing *l, const char *addr, long limit)
     printf("%-*s  %7s  %12s  %10s\n", w, "PATH", "COUNT", "TOTAL_MS", "MEAN_MS");
     for (size_t i = 0; i < t.np; i++) {
         char tot[32], mean[32];
-        fmt_ms(t.paths[i].total, tot, sizeof(tot));
-        fmt_ms(t.paths[i].count ? t.paths[i].total / t.paths[i].count : 0, mean, sizeof(mean));
-        put_text(stdout, t.paths[i].name, w, w);
+        sy_text_ms(t.paths[i].total, tot, sizeof(tot));
+        sy_text_ms(t.paths[i].count ? t.paths[i].total / t.paths[i].count : 0, mean, sizeof(mean));
+        sy_text_put(stdout, t.paths[i].name, w, w);
         printf("  %7.0f  %12s  %10s\n", t.paths[i].count, tot, mean);
     }
     w = name_col(t.names, t.nn, 9);
@@ -1427,8 +370,8 @@ static void print_list(const listing *l, const char *addr, long limit)
     printf("%-*s  %7s  %12s\n", w, "SPAN NAME", "COUNT", "TOTAL_MS");
     for (size_t i = 0; i < t.nn; i++) {
         char tot[32];
-        fmt_ms(t.names[i].total, tot, sizeof(tot));
-        put_text(stdout, t.names[i].name, w, w);
+        sy_text_ms(t.names[i].total, tot, sizeof(tot));
+        sy_text_put(stdout, t.names[i].name, w, w);
         printf("  %7.0f  %12s\n", t.names[i].count, tot);
     }
     totals_free(&t);
@@ -1459,25 +402,25 @@ static int do_list(const char *addr, const char *prefix, long limit)
 static void print_trace(const sy_trace_rec *r)
 {
     char when[80], dur[32];
-    fmt_time(r->start, when, sizeof(when));
-    fmt_ms(r->duration, dur, sizeof(dur));
+    sy_text_time(r->start, when, sizeof(when));
+    sy_text_ms(r->duration, dur, sizeof(dur));
     fputs("trace     ", stdout);
-    put_text(stdout, r->trace, 0, 0);
+    sy_text_put(stdout, r->trace, 0, 0);
     printf("\nstart     %s (%llu)\n", when, (unsigned long long)r->start);
     fputs("request   ", stdout);
-    put_text(stdout, r->method, 0, 0);
+    sy_text_put(stdout, r->method, 0, 0);
     fputc(' ', stdout);
-    put_text(stdout, r->path, 0, 0);
+    sy_text_put(stdout, r->path, 0, 0);
     fputs("  status ", stdout);
-    put_text(stdout, r->status, 0, 0);
+    sy_text_put(stdout, r->status, 0, 0);
     printf("\nduration  %s ms%s\n", dur, r->root ? "" : " (no root span: the extent of the spans)");
     fputs("closed    ", stdout);
-    put_text(stdout, r->closed, 0, 0);
+    sy_text_put(stdout, r->closed, 0, 0);
     printf("\nspans     %zu stored, %.0f dropped\n\n", r->nspans, r->spans_dropped);
 
     int w = 4;
     for (size_t i = 0; i < r->nspans; i++) {
-        int tw = text_width(r->spans[i].name);
+        int tw = sy_text_width(r->spans[i].name);
         if (tw > w)
             w = tw;
     }
@@ -1487,22 +430,22 @@ static void print_trace(const sy_trace_rec *r)
     for (size_t i = 0; i < r->nspans; i++) {
         const sy_trace_span *s = &r->spans[i];
         char off[32], d[32];
-        fmt_ms(s->off, off, sizeof(off));
-        fmt_ms(s->dur, d, sizeof(d));
+        sy_text_ms(s->off, off, sizeof(off));
+        sy_text_ms(s->dur, d, sizeof(d));
         printf("%10s  %10s  ", off, d);
         if (!s->root && !s->ntags) {
-            put_text(stdout, s->name, 0, w);
+            sy_text_put(stdout, s->name, 0, w);
             fputc('\n', stdout);
             continue;
         }
-        put_text(stdout, s->name, w, w);
+        sy_text_put(stdout, s->name, w, w);
         fputs("  ", stdout);
         if (s->root)
             fputs(s->ntags ? "root," : "root", stdout);
         for (size_t k = 0; k < s->ntags; k++) {
             if (k)
                 fputc(',', stdout);
-            put_text(stdout, s->tags[k], 0, 0);
+            sy_text_put(stdout, s->tags[k], 0, 0);
         }
         fputc('\n', stdout);
     }
@@ -1561,10 +504,10 @@ static void h_text(struct evbuffer *o, const char *str, size_t max)
     size_t n = strlen(str), i, nchars = 0, chars = 0;
     int subst;
     for (i = 0; i < n; nchars++)
-        i += next_char(s, n, i, &subst);
+        i += sy_text_next_char(s, n, i, &subst);
     size_t keep = max && nchars > max ? max - 1 : nchars;
     for (i = 0; i < n && chars < keep; chars++) {
-        size_t l = next_char(s, n, i, &subst);
+        size_t l = sy_text_next_char(s, n, i, &subst);
         if (subst)
             evbuffer_add(o, "?", 1);
         else if (s[i] == '&')
@@ -1606,7 +549,7 @@ static void fmt_pct(double v, char *out, size_t cap)
 static void h_ms(struct evbuffer *o, double v)
 {
     char b[32];
-    fmt_ms(v, b, sizeof(b));
+    sy_text_ms(v, b, sizeof(b));
     evbuffer_add_printf(o, "%s", b);
 }
 
@@ -1784,7 +727,7 @@ static int http_list(struct evbuffer *o, struct evkeyvalq *headers, const char *
     for (i = 0; i < shown && !table_full(o, begun, i, TM_SLOTS); i++) {
         const sy_trace_rec *r = &l.recs[i];
         char when[80];
-        fmt_time(r->start, when, sizeof(when));
+        sy_text_time(r->start, when, sizeof(when));
         evbuffer_add_printf(o, "<tr data-start=\"%llu\"><td class=\"start\">"
                                "<a href=\"/traces?show=%llu\">%s</a></td><td class=\"method\">",
                             (unsigned long long)r->start, (unsigned long long)r->start, when);
@@ -1857,7 +800,7 @@ static int http_show(struct evbuffer *o, struct evkeyvalq *headers, const char *
             scale = end;
     }
     char when[80];
-    fmt_time(r.start, when, sizeof(when));
+    sy_text_time(r.start, when, sizeof(when));
     page_begin(o, headers, "Trace", r.path);
     evbuffer_add_printf(o, "<p><a href=\"/traces\">&larr; all traces</a></p>\n<h1 id=\"request\">"
                            "<span class=\"method\">");
