@@ -69,7 +69,7 @@ static void bound_hook(lua_State *L, lua_Debug *ar)
 
 /*
  * The hook never runs inside one C call, so the pattern functions
- * (core/lpattern.c) ask this instead, every few thousand steps of a
+ * (core/engine/lpattern.c) ask this instead, every few thousand steps of a
  * match: the same deadline and heap limit, so luaTimeout (and a config's
  * setup limit) stops a backtracking pattern too, and the error is counted
  * like the hook's.

@@ -791,7 +791,7 @@ static void host_stat_set(sy_host *h, int stat, int64_t value)
         atomic_store_explicit(&h->sink->stats[stat], value, memory_order_relaxed);
 }
 
-/* The console's escaping (core/inspect.c), for sinks people read. */
+/* The console's escaping (core/admin/inspect.c), for sinks people read. */
 static size_t host_escape_text(const char *s, size_t len, char *buf, size_t cap, size_t *used)
 {
     if (cap < SY_INSPECT_ESCAPE_MAX_CHAR) {

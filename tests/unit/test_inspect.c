@@ -1,5 +1,5 @@
 /*
- * test_inspect.c - the admin dumps (sy_agg_dump, core/inspect.c) against
+ * test_inspect.c - the admin dumps (sy_agg_dump, core/admin/inspect.c) against
  * Node 20's util.inspect, which statsd's console prints.
  *
  * Each case is statsd traffic (lines, flushes, admin deletes) fed to an

@@ -1,5 +1,5 @@
 /*
- * test_parse.c - the StatsD line parser (core/parse.c) against Etsy statsd
+ * test_parse.c - the StatsD line parser (core/ingest/parse.c) against Etsy statsd
  * 0.9 (stats.js handlePacket, lib/helpers.js is_valid_packet,
  * sanitizeKeyName).
  *

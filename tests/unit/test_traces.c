@@ -1,7 +1,7 @@
 /*
  * test_traces.c - appstats-style traces: the sink's model (slot keys, JSON
  * escaping, tag parsing, grouping, bounds, records), the reader's record
- * decoder (core/traces.c), and the memcache_traces plugin itself, loaded
+ * decoder (core/tools/traces/traces.c), and the memcache_traces plugin itself, loaded
  * through the plugin host and talking to a fake memcached in this process
  * (so the order of commands and replies can be controlled exactly).
  *

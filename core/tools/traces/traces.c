@@ -473,7 +473,7 @@ static int do_show(const char *addr, const char *prefix, uint64_t start)
 /* the /traces page                                                     */
 /* ------------------------------------------------------------------ */
 
-/* A page is made on a worker thread (core/admin.c), so the admin loop
+/* A page is made on a worker thread (core/admin/admin.c), so the admin loop
  * never waits for it; a reader still wants an answer soon, so memcached
  * gets a short leash: each step 2 s, the whole exchange 5 s, and values
  * of at most 4 MiB each and 64 MiB in all (memcached's items are 1 MiB

@@ -57,7 +57,7 @@ struct evkeyvalq;
  * *cut (may be NULL) is set to 1 when something was.
  *
  * Blocking, bounded to 2 s per connect, send or read and 5 s in all:
- * call it off the admin loop (core/admin.c runs it on a worker thread).
+ * call it off the admin loop (core/admin/admin.c runs it on a worker thread).
  * cancel_fd, when not -1, is polled with memcached's socket: once it is
  * readable the fetch gives up at once (a 503 page), so a stopping admin
  * need not wait out the timeout.  Uses no global state: several pages
