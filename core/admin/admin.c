@@ -8,6 +8,7 @@
  * help, quit; plus reload, sinks, listeners and keys.
  */
 #include "admin/admin.h"
+#include "admin/admin_internal.h"
 
 #include <arpa/inet.h>
 #include <event2/buffer.h>
@@ -34,75 +35,6 @@
 #include "util/numfmt.h"
 #include "output/sinkhost.h"
 #include "admin/status.h"
-
-#define MAX_COMMAND 8192
-#define MAX_PENDING_OUT (4u << 20) /* replies a console client has not read yet */
-/* HTTP: no endpoint takes a body, and a request line or header section
- * longer than this is no admin client's.  Without these limits libevent
- * buffers a body of any Content-Length, and rescans an ever longer header
- * line on every read. */
-#define HTTP_MAX_HEADERS 8192
-#define HTTP_MAX_BODY 0
-#define TRACES_MAX_JOBS 2 /* /traces pages being made at once; more get a 503 */
-
-typedef struct traces_job traces_job;
-/* A walk's reply waits (the engine writes no more of it) while this much
- * of it is not yet written to the client; it goes on once half is. */
-#define WALK_PENDING_OUT (1u << 20)
-/* A console client that reads nothing of a pending reply for this long
- * is closed (it would otherwise hold a walk, of SY_WALK_MAX, for ever). */
-#define WRITE_TIMEOUT_S 30
-
-/* One console connection. */
-typedef struct conn {
-    sy_admin *a;
-    struct bufferevent *bev;
-    struct conn *prev, *next; /* every open one, to close them at the end */
-    sy_walk *walk;            /* a reply being streamed; no commands meanwhile */
-    int walk_end;             /* "END" after it (the dumps) */
-    int waiting;              /* the walk waits for the client to read */
-    int eof;                  /* the client has said all it will */
-    int discarding;           /* the rest of an over-long line, up to its newline, is skipped */
-} conn;
-
-struct sy_admin {
-    sy_admin_deps d;
-    struct event_base *base;
-    struct evconnlistener *mgmt;
-    struct evhttp *http;
-    struct evhttp_bound_socket *http_sock;
-    struct event *stop_ev;
-    int stop_fd;            /* eventfd: another thread asks the loop to end */
-    struct event *resume_ev;
-    pthread_t thread;
-    int started;
-    int mgmt_port, http_port;
-    atomic_int health_up;
-    time_t start;
-    pthread_mutex_t conf_lock;
-    sy_buf conf_text; /* the `config` reply for the config running now */
-    /* Refusals, for /metrics; only the admin thread touches them. */
-    uint64_t console_too_long;       /* console lines over MAX_COMMAND */
-    uint64_t http_refused[101];      /* HTTP refusals: 400..499 by code, then 501 (refused_slot) */
-
-    /* /traces pages are made on worker threads (see http_traces): `jobs`
-     * is every page begun and not yet answered, linked and unlinked on
-     * the loop only; a worker sets its job's `done` under jobs_lock and
-     * then writes jobs_fd, which wakes the loop to answer it. */
-    pthread_mutex_t jobs_lock;
-    traces_job *jobs;
-    size_t njobs;
-    int jobs_fd;             /* eventfd: a page is ready */
-    int cancel_fd;           /* eventfd: written at stop, pages give up */
-    struct event *jobs_ev;
-    atomic_ullong traces_busy; /* /traces refused: TRACES_MAX_JOBS being made */
-    atomic_ullong traces_cut;  /* /traces pages cut to their bounds */
-    conn *conns;
-    int walk_fd;            /* eventfd: the engine has written a slice */
-    struct event *walk_ev;
-    _Atomic uint64_t walk_waits;    /* walks held for a slow reader */
-    _Atomic uint64_t write_timeouts; /* console clients closed for not reading */
-};
 
 static sy_ratelimit rl_refused = SY_RATELIMIT_INIT(10000, 5);
 
@@ -621,7 +553,7 @@ static void http_reply(struct evhttp_request *req, int code, const char *reason,
  * with an Allow header (a body never gets this far: HTTP_MAX_BODY makes
  * libevent answer 413 first).  0 when refused (and answered).
  */
-static int http_method_ok(struct evhttp_request *req)
+int sy_admin_http_method_ok(struct evhttp_request *req)
 {
     enum evhttp_cmd_type m = evhttp_request_get_command(req);
     if (m == EVHTTP_REQ_GET || m == EVHTTP_REQ_HEAD)
@@ -692,7 +624,7 @@ static struct bufferevent *http_new_bev(struct event_base *base, void *arg)
 static void http_health(struct evhttp_request *req, void *arg)
 {
     sy_admin *a = arg;
-    if (!http_method_ok(req))
+    if (!sy_admin_http_method_ok(req))
         return;
     struct evbuffer *out = evbuffer_new();
     int up = atomic_load(&a->health_up);
@@ -745,7 +677,7 @@ static void sink_metric(void *ctx, const char *name, const char *plugin, const s
 static void http_metrics(struct evhttp_request *req, void *arg)
 {
     sy_admin *a = arg;
-    if (!http_method_ok(req))
+    if (!sy_admin_http_method_ok(req))
         return;
     struct evbuffer *out = evbuffer_new();
     const sy_agg_stats *st = sy_engine_stats(a->d.engine);
@@ -922,172 +854,6 @@ static void http_metrics(struct evhttp_request *req, void *arg)
     evbuffer_free(out);
 }
 
-/* ---- /traces, on worker threads ------------------------------------- */
-
-/*
- * A /traces page waits on memcached (up to 5 s when it is slow or stopped)
- * and may read 64 MiB of client-written records, so it is never made on
- * the admin loop: that would hold /health, /metrics and the console for as
- * long.  The loop starts a thread for the page (at most TRACES_MAX_JOBS at
- * once; beyond that a 503 with Retry-After, counted) and goes on serving;
- * the thread renders into a buffer and header list of its own, and the
- * loop sends them when woken through jobs_fd.  A client that hung up in
- * the meantime is handled by libevent: it keeps the request until the
- * reply, then frees it.
- */
-struct traces_job {
-    traces_job *next;
-    sy_admin *a;
-    struct evhttp_request *req; /* touched on the loop only */
-    char *uri, *memcached, *prefix;
-    struct evbuffer *out;
-    struct evkeyvalq headers;
-    int code, cut, done;
-    pthread_t thread;
-};
-
-static sy_ratelimit rl_traces_busy = SY_RATELIMIT_INIT(10000, 1);
-static sy_ratelimit rl_traces_cut = SY_RATELIMIT_INIT(10000, 1);
-
-static const char *reason_of(int code)
-{
-    return code == 200 ? "OK" : code == 400 ? "Bad Request" : code == 404 ? "Not Found"
-           : code == 503 ? "Service Unavailable" : "Internal Server Error";
-}
-
-static void traces_job_free(traces_job *j)
-{
-    if (j->out)
-        evbuffer_free(j->out);
-    evhttp_clear_headers(&j->headers);
-    free(j->uri);
-    free(j->memcached);
-    free(j->prefix);
-    free(j);
-}
-
-static void *traces_work(void *arg)
-{
-    traces_job *j = arg;
-    sy_admin *a = j->a;
-    j->code = a->d.traces_page(j->memcached, j->prefix, j->uri, a->cancel_fd, j->out, &j->headers,
-                             &j->cut);
-    pthread_mutex_lock(&a->jobs_lock);
-    j->done = 1;
-    pthread_mutex_unlock(&a->jobs_lock);
-    uint64_t one = 1;
-    ssize_t rc = write(a->jobs_fd, &one, sizeof one);
-    (void)rc;
-    return NULL;
-}
-
-/* jobs_fd: answer the pages that are ready. */
-static void on_jobs_done(evutil_socket_t fd, short what, void *arg)
-{
-    sy_admin *a = arg;
-    uint64_t v;
-    ssize_t rc = read(fd, &v, sizeof v);
-    (void)rc;
-    (void)what;
-    traces_job *ready = NULL;
-    pthread_mutex_lock(&a->jobs_lock);
-    for (traces_job **pp = &a->jobs; *pp;) {
-        traces_job *j = *pp;
-        if (j->done) {
-            *pp = j->next;
-            j->next = ready;
-            ready = j;
-        } else {
-            pp = &j->next;
-        }
-    }
-    pthread_mutex_unlock(&a->jobs_lock);
-    while (ready) {
-        traces_job *j = ready;
-        ready = j->next;
-        pthread_join(j->thread, NULL); /* it has finished, or is returning */
-        a->njobs--;
-        if (j->cut) {
-            atomic_fetch_add(&a->traces_cut, 1);
-            sy_log_limited(&rl_traces_cut, SY_INFO, "admin: a /traces page was cut to its "
-                           "bounds (200 rows per totals table, 1000 spans, 1 MiB per table); "
-                           "the page says what was left out");
-        }
-        struct evkeyvalq *h = evhttp_request_get_output_headers(j->req);
-        for (struct evkeyval *kv = TAILQ_FIRST(&j->headers); kv; kv = TAILQ_NEXT(kv, next))
-            evhttp_add_header(h, kv->key, kv->value);
-        evhttp_send_reply(j->req, j->code, reason_of(j->code), j->out);
-        traces_job_free(j);
-    }
-}
-
-static void reply_text(struct evhttp_request *req, int code, const char *text)
-{
-    struct evbuffer *out = evbuffer_new();
-    if (out)
-        evbuffer_add_printf(out, "%s\n", text);
-    evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", "text/plain");
-    evhttp_send_reply(req, code, reason_of(code), out);
-    if (out)
-        evbuffer_free(out);
-}
-
-/* /traces: the dashboard over the memcached traces (tools/traces/). */
-static void http_traces(struct evhttp_request *req, void *arg)
-{
-    sy_admin *a = arg;
-    if (!http_method_ok(req))
-        return;
-    if (!a->d.traces_page) {
-        reply_text(req, 404, "no /traces in this build");
-        return;
-    }
-    if (a->njobs >= TRACES_MAX_JOBS) {
-        atomic_fetch_add(&a->traces_busy, 1);
-        sy_log_limited(&rl_traces_busy, SY_WARN, "admin: /traces refused (503): %d pages are "
-                       "being made already", TRACES_MAX_JOBS);
-        evhttp_add_header(evhttp_request_get_output_headers(req), "Retry-After", "1");
-        reply_text(req, 503, "busy: other /traces pages are being made; try again in a moment");
-        return;
-    }
-    const char *uri = evhttp_request_get_uri(req);
-    const sy_config *c = a->d.conf;
-    traces_job *j = calloc(1, sizeof *j);
-    if (j) {
-        TAILQ_INIT(&j->headers);
-        j->a = a;
-        j->req = req;
-        j->uri = strdup(uri ? uri : "/traces");
-        j->memcached = c->traces_memcached ? strdup(c->traces_memcached) : NULL;
-        j->prefix = c->traces_prefix ? strdup(c->traces_prefix) : NULL;
-        j->out = evbuffer_new();
-    }
-    if (!j || !j->uri || !j->out || (c->traces_memcached && !j->memcached) ||
-        (c->traces_prefix && !j->prefix)) {
-        if (j)
-            traces_job_free(j);
-        reply_text(req, 500, "out of memory");
-        return;
-    }
-    /* Linked before the thread starts, so that its `done` is always
-     * found; nothing else looks at it until jobs_fd says so. */
-    pthread_mutex_lock(&a->jobs_lock);
-    j->next = a->jobs;
-    a->jobs = j;
-    int rc = pthread_create(&j->thread, NULL, traces_work, j);
-    if (rc != 0)
-        a->jobs = j->next;
-    pthread_mutex_unlock(&a->jobs_lock);
-    if (rc != 0) {
-        sy_log_limited(&rl_traces_busy, SY_WARN, "admin: cannot start a thread for /traces: %s",
-                       strerror(rc));
-        traces_job_free(j);
-        reply_text(req, 503, "cannot start a thread for the page; try again in a moment");
-        return;
-    }
-    a->njobs++;
-}
-
 static void http_other(struct evhttp_request *req, void *arg)
 {
     (void)arg;
@@ -1240,7 +1006,7 @@ sy_admin *sy_admin_start(const sy_admin_deps *deps, char *err, size_t errlen)
     a->jobs_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     a->cancel_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     a->jobs_ev = a->base && a->jobs_fd >= 0
-                     ? event_new(a->base, a->jobs_fd, EV_READ | EV_PERSIST, on_jobs_done, a)
+                     ? event_new(a->base, a->jobs_fd, EV_READ | EV_PERSIST, sy_admin_on_jobs_done, a)
                      : NULL;
     a->walk_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     a->walk_ev = a->base && a->walk_fd >= 0
@@ -1286,7 +1052,7 @@ sy_admin *sy_admin_start(const sy_admin_deps *deps, char *err, size_t errlen)
         evconnlistener_set_error_cb(evhttp_bound_socket_get_listener(a->http_sock), on_accept_error);
         evhttp_set_max_headers_size(a->http, HTTP_MAX_HEADERS);
         evhttp_set_max_body_size(a->http, HTTP_MAX_BODY);
-        /* Every method libevent knows reaches http_method_ok, which
+        /* Every method libevent knows reaches sy_admin_http_method_ok, which
          * answers 405 with an Allow header (libevent's own refusal of a
          * method is a bare 501 or 405). */
         evhttp_set_allowed_methods(a->http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD | EVHTTP_REQ_POST |
@@ -1295,7 +1061,7 @@ sy_admin *sy_admin_start(const sy_admin_deps *deps, char *err, size_t errlen)
         evhttp_set_bevcb(a->http, http_new_bev, NULL);
         evhttp_set_cb(a->http, "/health", http_health, a);
         evhttp_set_cb(a->http, "/metrics", http_metrics, a);
-        evhttp_set_cb(a->http, "/traces", http_traces, a);
+        evhttp_set_cb(a->http, "/traces", sy_admin_http_traces, a);
         evhttp_set_gencb(a->http, http_other, a);
         a->http_port = bound_port(evhttp_bound_socket_get_fd(a->http_sock));
         sy_log(SY_INFO, "admin HTTP on %s (port %d): /health /metrics /traces", c->http_address, a->http_port);
@@ -1334,7 +1100,7 @@ void sy_admin_stop(sy_admin *a)
     for (traces_job *j = a->jobs, *next; j; j = next) {
         next = j->next;
         pthread_join(j->thread, NULL);
-        traces_job_free(j);
+        sy_admin_traces_job_free(j);
     }
     a->jobs = NULL;
     while (a->conns)
