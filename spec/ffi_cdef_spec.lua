@@ -8,10 +8,7 @@
 -- must be the ones sy_test_stat (core/testing.c) knows.
 
 local function read(path)
-  local f = assert(io.open(path, "rb"))
-  local s = f:read("*a")
-  f:close()
-  return s
+  return (assert(io.open(path, "rb")):read("*a"))
 end
 
 -- One declaration as a canonical string: comments gone, whitespace
