@@ -50,4 +50,38 @@ static inline int tm_prefix_ok(const char *prefix)
     return 1;
 }
 
+/* Records hold UTF-8: the writer escapes what is not, the reader shows it
+ * as '?'.  The length of the valid UTF-8 sequence starting at s[0] (a
+ * byte >= 0x80), or 0 when it is not one.  The ranges are those of RFC
+ * 3629 §4, so overlong forms, surrogates and code points past U+10FFFF are
+ * refused. */
+static inline size_t tm_utf8_len(const unsigned char *s, size_t n)
+{
+    unsigned char c = s[0];
+    size_t len;
+    unsigned char lo = 0x80, hi = 0xBF;
+    if (c >= 0xC2 && c <= 0xDF)
+        len = 2;
+    else if (c >= 0xE0 && c <= 0xEF) {
+        len = 3;
+        if (c == 0xE0)
+            lo = 0xA0;
+        else if (c == 0xED)
+            hi = 0x9F;
+    } else if (c >= 0xF0 && c <= 0xF4) {
+        len = 4;
+        if (c == 0xF0)
+            lo = 0x90;
+        else if (c == 0xF4)
+            hi = 0x8F;
+    } else
+        return 0;
+    if (n < len || s[1] < lo || s[1] > hi)
+        return 0;
+    for (size_t i = 2; i < len; i++)
+        if (s[i] < 0x80 || s[i] > 0xBF)
+            return 0;
+    return len;
+}
+
 #endif

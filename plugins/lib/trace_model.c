@@ -107,38 +107,6 @@ static void buf_num(tm_buf *b, double v, tm_fmt_fn fmt)
 
 /* --- JSON strings --- */
 
-/* The length of the valid UTF-8 sequence starting at s[0] (a byte >=
- * 0x80), or 0 when it is not one.  The ranges are those of RFC 3629 §4, so
- * overlong forms, surrogates and code points past U+10FFFF are refused. */
-static size_t utf8_len(const unsigned char *s, size_t n)
-{
-    unsigned char c = s[0];
-    size_t len;
-    unsigned char lo = 0x80, hi = 0xBF;
-    if (c >= 0xC2 && c <= 0xDF)
-        len = 2;
-    else if (c >= 0xE0 && c <= 0xEF) {
-        len = 3;
-        if (c == 0xE0)
-            lo = 0xA0;
-        else if (c == 0xED)
-            hi = 0x9F;
-    } else if (c >= 0xF0 && c <= 0xF4) {
-        len = 4;
-        if (c == 0xF0)
-            lo = 0x90;
-        else if (c == 0xF4)
-            hi = 0x8F;
-    } else
-        return 0;
-    if (n < len || s[1] < lo || s[1] > hi)
-        return 0;
-    for (size_t i = 2; i < len; i++)
-        if (s[i] < 0x80 || s[i] > 0xBF)
-            return 0;
-    return len;
-}
-
 void tm_json_str(tm_buf *b, const char *str, size_t n)
 {
     static const char hex[] = "0123456789abcdef";
@@ -150,7 +118,7 @@ void tm_json_str(tm_buf *b, const char *str, size_t n)
         char esc[8];
         size_t elen = 0;
         if (c >= 0x80) {
-            size_t l = utf8_len(s + i, n - i);
+            size_t l = tm_utf8_len(s + i, n - i);
             if (l) {
                 i += l;
                 continue;

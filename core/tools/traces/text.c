@@ -9,6 +9,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "lib/trace_format.h" /* plugins/lib: tm_utf8_len */
+
 /* ------------------------------------------------------------------ */
 /* text for a terminal                                                 */
 /* ------------------------------------------------------------------ */
@@ -17,26 +19,8 @@
  * not a C1 control, or 0. */
 static size_t utf8_printable(const unsigned char *s, size_t n)
 {
-    unsigned char c = s[0], lo = 0x80, hi = 0xBF;
-    size_t len;
-    if (c >= 0xC2 && c <= 0xDF)
-        len = 2;
-    else if (c >= 0xE0 && c <= 0xEF) {
-        len = 3;
-        lo = c == 0xE0 ? 0xA0 : 0x80;
-        hi = c == 0xED ? 0x9F : 0xBF;
-    } else if (c >= 0xF0 && c <= 0xF4) {
-        len = 4;
-        lo = c == 0xF0 ? 0x90 : 0x80;
-        hi = c == 0xF4 ? 0x8F : 0xBF;
-    } else
-        return 0;
-    if (n < len || s[1] < lo || s[1] > hi)
-        return 0;
-    for (size_t i = 2; i < len; i++)
-        if (s[i] < 0x80 || s[i] > 0xBF)
-            return 0;
-    if (c == 0xC2 && s[1] < 0xA0)
+    size_t len = tm_utf8_len(s, n);
+    if (len == 2 && s[0] == 0xC2 && s[1] < 0xA0)
         return 0; /* U+0080..U+009F */
     return len;
 }
