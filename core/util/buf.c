@@ -8,6 +8,23 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Room for n more bytes and the NUL after them: 0, or -1 when memory ran
+ * out (the buffer is then as it was). */
+static int reserve(sy_buf *b, size_t n)
+{
+    if (b->p && b->cap - b->len > n)
+        return 0;
+    size_t ncap = b->cap ? b->cap * 2 : 4096;
+    while (ncap <= b->len + n)
+        ncap *= 2;
+    char *np = realloc(b->p, ncap);
+    if (!np)
+        return -1;
+    b->p = np;
+    b->cap = ncap;
+    return 0;
+}
+
 void sy_buf_printf(sy_buf *b, const char *fmt, ...)
 {
     va_list ap;
@@ -22,14 +39,8 @@ void sy_buf_printf(sy_buf *b, const char *fmt, ...)
             b->len += (size_t)n;
             return;
         }
-        size_t ncap = b->cap ? b->cap * 2 : 4096;
-        while (ncap < b->len + (size_t)n + 1)
-            ncap *= 2;
-        char *np = realloc(b->p, ncap);
-        if (!np)
+        if (reserve(b, (size_t)n) < 0)
             return;
-        b->p = np;
-        b->cap = ncap;
     }
 }
 
@@ -43,16 +54,8 @@ void sy_buf_free(sy_buf *b)
 /* Appends n bytes (a memcpy: the dumps write many small pieces). */
 void sy_buf_add(sy_buf *b, const char *s, size_t n)
 {
-    if (b->cap - b->len <= n) {
-        size_t ncap = b->cap ? b->cap * 2 : 4096;
-        while (ncap <= b->len + n)
-            ncap *= 2;
-        char *np = realloc(b->p, ncap);
-        if (!np)
-            return;
-        b->p = np;
-        b->cap = ncap;
-    }
+    if (reserve(b, n) < 0)
+        return;
     memcpy(b->p + b->len, s, n);
     b->len += n;
     b->p[b->len] = '\0';
