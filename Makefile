@@ -1,11 +1,17 @@
 # switchyard - build, run, test, install.
 #
-#   make            build build/switchyard and build/plugins/*.so
+#   make (all)      build build/switchyard, build/libswitchyard.so, build/plugins/*.so
 #   make run        install missing packages, build, run the default config
-#   make test       install missing packages, run every test
+#   make unit       build and run the cmocka unit tests (build/tests/)
+#   make test       install missing packages, run every test (tests/run.sh)
 #   make san        the same build with ASan+UBSan, in build-san/
+#   make deps       install the packages the build needs (.ci/deps.sh build)
+#   make deps-test  install the packages and servers the tests need
 #   make bench | soak | fuzz      long runs (see README)
-#   make install | deb | image    install, Debian package, container image
+#   make install | uninstall      under PREFIX (DESTDIR stages)
+#   make deb        a Debian package, build/switchyard_VERSION-1_ARCH.deb
+#   make image | image-save       a container image (podman), or its OCI archive
+#   make clean      remove every build directory
 #
 # BUILD=dir puts the whole build elsewhere (several builds can coexist).
 
@@ -26,12 +32,17 @@ SANFLAGS ?=
 WARN    := -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter
 CFLAGS  := $(OPT) -g -std=gnu11 -ffp-contract=off -pthread -fPIC $(WARN) $(SANFLAGS) \
            -D_GNU_SOURCE -DSY_VERSION='"$(VERSION)"' \
-           -DSY_PREFIX='"$(PREFIX)"' $(PKG_CFLAGS) -Iplugins $(EXTRA_CFLAGS)
+           -DSY_PREFIX='"$(PREFIX)"' $(PKG_CFLAGS) -Icore -Iplugins $(EXTRA_CFLAGS)
 LDFLAGS := -pthread $(SANFLAGS) $(EXTRA_LDFLAGS)
 LIBS    := $(PKG_LIBS) -ldl -lm
 
-CORE_SRCS := $(filter-out core/main.c,$(wildcard core/*.c))
+# The core library: every core/*.c and core/STAGE/*.c but main.c.  The
+# command-line tools in core/tools/NAME/ (`switchyard traces`) are linked
+# into the binary only, not into libswitchyard.so.
+CORE_SRCS := $(filter-out core/main.c,$(wildcard core/*.c core/*/*.c))
 CORE_OBJS := $(CORE_SRCS:core/%.c=$(BUILD)/core/%.o)
+TOOL_SRCS := $(wildcard core/tools/*/*.c)
+TOOL_OBJS := $(TOOL_SRCS:core/%.c=$(BUILD)/core/%.o)
 MAIN_OBJ  := $(BUILD)/core/main.o
 
 # Every plugins/NAME.c is a sink plugin; plugins/lib/*.c is shared helper code
@@ -43,12 +54,16 @@ PLUGLIB_OBJS := $(patsubst plugins/lib/%.c,$(BUILD)/plugins/lib/%.o,$(wildcard p
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 
-.PHONY: all run test unit san deps deps-test clean install bench soak fuzz check-tests
+.PHONY: all run test unit san deps deps-test clean install bench soak fuzz
 all: $(BUILD)/switchyard $(BUILD)/libswitchyard.so $(PLUGIN_SOS)
 
-$(BUILD)/core/%.o: core/%.c $(wildcard core/*.h) plugins/switchyard_sink.h
+# Each compile writes the headers (and included .c files) it read into
+# TARGET.d, so a header change rebuilds only what includes it.
+DEPFLAGS = -MMD -MP -MT $@ -MF $@.d
+
+$(BUILD)/core/%.o: core/%.c
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS) -c $< -o $@
+	$(CC) $(CFLAGS) $(DEPFLAGS) -c $< -o $@
 
 $(BUILD)/libswitchyard-core.a: $(CORE_OBJS)
 	@rm -f $@
@@ -59,13 +74,17 @@ $(BUILD)/libswitchyard-core.a: $(CORE_OBJS)
 $(BUILD)/libswitchyard.so: $(CORE_OBJS)
 	$(CC) -shared $(LDFLAGS) -o $@ $^ $(LIBS)
 
-$(BUILD)/switchyard: $(MAIN_OBJ) $(BUILD)/libswitchyard-core.a
+$(BUILD)/libswitchyard-tools.a: $(TOOL_OBJS)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/switchyard: $(MAIN_OBJ) $(BUILD)/libswitchyard-tools.a $(BUILD)/libswitchyard-core.a
 	$(CC) $(LDFLAGS) -rdynamic -o $@ $^ $(LIBS)
 	@ln -sfn $(CURDIR)/lua $(BUILD)/lua
 
-$(BUILD)/plugins/lib/%.o: plugins/lib/%.c $(wildcard plugins/lib/*.h) plugins/switchyard_sink.h
+$(BUILD)/plugins/lib/%.o: plugins/lib/%.c
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS) -fvisibility=hidden -c $< -o $@
+	$(CC) $(CFLAGS) $(DEPFLAGS) -fvisibility=hidden -c $< -o $@
 
 # The helpers are linked from an archive, so a plugin carries only the ones
 # it uses (and no undefined references of helpers it does not use, such as
@@ -74,9 +93,9 @@ $(BUILD)/plugins/libhelpers.a: $(PLUGLIB_OBJS)
 	@rm -f $@
 	ar rcs $@ $^
 
-$(BUILD)/plugins/%.so: plugins/%.c $(BUILD)/plugins/libhelpers.a plugins/switchyard_sink.h $(wildcard plugins/lib/*.h)
+$(BUILD)/plugins/%.so: plugins/%.c $(BUILD)/plugins/libhelpers.a
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS) -fvisibility=hidden -shared $(LDFLAGS) -o $@ $< \
+	$(CC) $(CFLAGS) $(DEPFLAGS) -fvisibility=hidden -shared $(LDFLAGS) -o $@ $< \
 	    $(BUILD)/plugins/libhelpers.a $(PLUGIN_LIBS_$*) -lm
 
 PLUGIN_LIBS_redis := -lhiredis -levent
@@ -98,16 +117,13 @@ PLUGIN_LIBS_remote_write := -I$(PROTO_GEN) $(PROTO_GEN)/remote.pb-c.o -lprotobuf
 # Shared plugin objects are not intermediates: concurrent builds need them.
 .SECONDARY: $(PLUGLIB_OBJS)
 
-$(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libswitchyard-core.a
+# (Unit tests that compile plugin helper code in find it in their .d.)
+$(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libswitchyard-tools.a $(BUILD)/libswitchyard-core.a
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS) -Icore -o $@ $< $(BUILD)/libswitchyard-core.a $(LDFLAGS) $(LIBS) -lcmocka
+	$(CC) $(CFLAGS) $(DEPFLAGS) -o $@ $< $(BUILD)/libswitchyard-tools.a $(BUILD)/libswitchyard-core.a \
+	    $(LDFLAGS) $(LIBS) -lcmocka
 
-# Unit tests that compile plugin helper code in.
-$(BUILD)/tests/test_sinkhost: plugins/lib/netq.c plugins/lib/netq.h plugins/lib/backoff.c plugins/lib/backoff.h
-$(BUILD)/tests/test_carbon_ch: plugins/lib/md5.c plugins/lib/md5.h plugins/lib/chring.c plugins/lib/chring.h
-$(BUILD)/tests/test_repeater_ring: plugins/lib/md5.c plugins/lib/md5.h plugins/lib/shard.c plugins/lib/shard.h
-$(BUILD)/tests/test_lineq: plugins/lib/lineq.c plugins/lib/lineq.h
-$(BUILD)/tests/test_promstore: plugins/lib/promstore.c plugins/lib/promstore.h
+-include $(CORE_OBJS:=.d) $(TOOL_OBJS:=.d) $(MAIN_OBJ).d $(PLUGLIB_OBJS:=.d) $(PLUGIN_SOS:=.d) $(UNIT_BINS:=.d)
 
 deps:
 	@./.ci/deps.sh build
@@ -153,7 +169,7 @@ install: all
 	@mkdir -p $(BUILD)/install
 	$(CC) $(CFLAGS) -c core/main.c -o $(BUILD)/install/main.o
 	$(CC) $(LDFLAGS) -rdynamic -o $(BUILD)/install/switchyard $(BUILD)/install/main.o \
-	    $(BUILD)/libswitchyard-core.a $(LIBS)
+	    $(BUILD)/libswitchyard-tools.a $(BUILD)/libswitchyard-core.a $(LIBS)
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/switchyard/plugins \
 	    $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig \
 	    $(DESTDIR)$(PREFIX)/share/switchyard/lua/switchyard
@@ -204,13 +220,10 @@ uninstall:
 # built in a tree of its own, $(BUILD)/deb/build: a release build for
 # PREFIX=/usr with Debian's hardening flags, incremental after the first
 # time and rebuilt from scratch when its flags change.  It is staged with
-# `make install DESTDIR=$(BUILD)/deb/root PREFIX=/usr`, stripped, the man
-# page and changelog compressed, LICENSE made the copyright file; Depends
-# is computed from the ELF files (core/dist/deb/depends.sh: dpkg-shlibdeps,
-# else ldd + dpkg -S); the maintainer scripts are core/dist/deb/postinst,
-# prerm and postrm (no ldconfig: libswitchyard.so, the only library, has no
-# SONAME and /usr/lib is on ld.so's built-in path); switchyard-sink.pc moves
-# to /usr/lib/<multiarch>/pkgconfig, where cross pkg-config looks too.
+# `make install DESTDIR=$(BUILD)/deb/root PREFIX=/usr`, and
+# core/dist/deb/build.sh makes the package from there (stripping, the
+# copyright and changelog files, Depends computed from the ELF files, the
+# maintainer scripts: see its top).
 # Install it with `apt-get install ./build/switchyard_*.deb`;
 # tests/integration/test_deb.sh installs, runs, removes and purges it.
 DEB_VERSION    := $(VERSION)-1
@@ -244,36 +257,9 @@ deb:
 	$(release_tree)
 	rm -rf $(DEB_ROOT) $(DEB_DIR)/debian $(DEB_FILE)
 	$(MAKE) --no-print-directory $(DEB_MAKEVARS) DESTDIR=$(abspath $(DEB_ROOT)) install
-	find $(DEB_ROOT) -name '*.so' -type f -exec $(STRIP) --remove-section=.comment \
-	    --remove-section=.note --strip-unneeded {} +
-	$(STRIP) --remove-section=.comment --remove-section=.note $(DEB_ROOT)/usr/bin/switchyard
-	gzip -9nf $(DEB_ROOT)/usr/share/man/man8/switchyard.8
-	rm -f $(DEB_ROOT)/usr/share/doc/switchyard/LICENSE
-	@# where pkg-config looks for this architecture, cross-compilers included
-	if [ -n "$(DEB_MULTIARCH)" ]; then \
-	    install -d $(DEB_ROOT)/usr/lib/$(DEB_MULTIARCH)/pkgconfig && \
-	    mv $(DEB_ROOT)/usr/lib/pkgconfig/switchyard-sink.pc $(DEB_ROOT)/usr/lib/$(DEB_MULTIARCH)/pkgconfig/ && \
-	    rmdir $(DEB_ROOT)/usr/lib/pkgconfig; fi
-	install -D -m 644 core/dist/deb/lintian-overrides $(DEB_ROOT)/usr/share/lintian/overrides/switchyard
-	{ cat core/dist/deb/copyright.in; sed -e '1,/^Copyright/d' -e '/./,$$!d' LICENSE | \
-	    sed -e 's/^$$/./' -e 's/^/ /'; } >$(DEB_ROOT)/usr/share/doc/switchyard/copyright
-	sed -e 's#@VERSION@#$(DEB_VERSION)#' -e 's#@MAINTAINER@#$(DEB_MAINTAINER)#' \
-	    -e "s#@DATE@#$$(LC_ALL=C date -R $${SOURCE_DATE_EPOCH:+-d @$$SOURCE_DATE_EPOCH})#" \
-	    core/dist/deb/changelog.in | gzip -9n >$(DEB_ROOT)/usr/share/doc/switchyard/changelog.Debian.gz
-	chmod 644 $(DEB_ROOT)/usr/share/doc/switchyard/copyright \
-	    $(DEB_ROOT)/usr/share/doc/switchyard/changelog.Debian.gz
-	install -d -m 755 $(DEB_ROOT)/DEBIAN
-	install -m 755 core/dist/deb/postinst core/dist/deb/prerm core/dist/deb/postrm $(DEB_ROOT)/DEBIAN/
-	cd $(DEB_ROOT) && find etc -type f -printf '/%p\n' | LC_ALL=C sort >DEBIAN/conffiles
-	cd $(DEB_ROOT) && find . -path ./DEBIAN -prune -o -path ./etc -prune -o -type f -printf '%P\0' | \
-	    LC_ALL=C sort -z | xargs -0 md5sum >DEBIAN/md5sums
-	deps=$$(core/dist/deb/depends.sh $(DEB_DIR) $(DEB_ROOT)) && \
-	size=$$(du -sk --exclude=DEBIAN $(DEB_ROOT) | cut -f1) && \
-	sed -e 's#@VERSION@#$(DEB_VERSION)#' -e 's#@ARCH@#$(DEB_ARCH)#' \
-	    -e 's#@MAINTAINER@#$(DEB_MAINTAINER)#' -e "s#@INSTALLED_SIZE@#$$size#" \
-	    -e "s#@DEPENDS@#adduser, $$deps#" core/dist/deb/control.in >$(DEB_ROOT)/DEBIAN/control
-	chmod 644 $(DEB_ROOT)/DEBIAN/control $(DEB_ROOT)/DEBIAN/conffiles $(DEB_ROOT)/DEBIAN/md5sums
-	dpkg-deb --root-owner-group --build $(DEB_ROOT) $(DEB_FILE)
+	DEB_VERSION='$(DEB_VERSION)' DEB_ARCH='$(DEB_ARCH)' DEB_MULTIARCH='$(DEB_MULTIARCH)' \
+	    DEB_MAINTAINER='$(DEB_MAINTAINER)' STRIP='$(STRIP)' \
+	    core/dist/deb/build.sh $(DEB_DIR) $(DEB_ROOT) $(DEB_FILE)
 
 # image: the container image $(IMAGE), FROM scratch, built with podman
 # from core/dist/image/Containerfile.  Its binaries are the Debian

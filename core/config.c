@@ -12,10 +12,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "log.h"
-#include "lpattern.h"
-#include "numfmt.h"
-#include "router.h"
+#include "output/sinkhost.h"
+#include "util/log.h"
+#include "engine/lpattern.h"
+#include "util/numfmt.h"
+#include "engine/router.h"
 
 /* A config's own code (the chunk and its setup) gets this long. */
 #define SETUP_TIMEOUT_MS 5000

@@ -11,10 +11,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "agg.h"
-#include "budget.h"
-#include "flush.h"
-#include "sinkhost.h"
+#include "engine/agg.h"    /* sy_agg_opts, held by value */
+#include "output/flush.h"   /* sy_flush_opts, held by value */
+
+struct sy_setting;
+#include "engine/budget.h"
 
 typedef struct sy_listen_conf {
     char *url;
@@ -26,7 +27,7 @@ typedef struct sy_listen_conf {
 typedef struct sy_sink_conf {
     char *name;
     char *plugin;
-    sy_setting *settings; /* every key of the sink's table, `plugin` included */
+    struct sy_setting *settings; /* every key of the sink's table, `plugin` included */
     size_t nsettings;
     int line;             /* where the sink is written in the file (0: unknown) */
     int *setting_lines;   /* per setting */

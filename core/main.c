@@ -24,18 +24,18 @@
 
 #include <lua.h>
 
-#include "admin.h"
+#include "admin/admin.h"
 #include "config.h"
-#include "engine.h"
-#include "listener.h"
-#include "log.h"
-#include "output.h"
-#include "reader.h"
-#include "router.h"
-#include "shadow.h"
-#include "sinkhost.h"
-#include "status.h"
-#include "traces.h"
+#include "engine/engine.h"
+#include "ingest/listener.h"
+#include "util/log.h"
+#include "output/output.h"
+#include "ingest/reader.h"
+#include "engine/router.h"
+#include "output/sinkhost.h"
+#include "admin/status.h"
+#include "tools/traces/traces.h"
+#include "engine/shadow.h"
 
 #ifndef SY_VERSION
 #define SY_VERSION "0.0.0"
@@ -596,7 +596,8 @@ int main(int argc, char **argv)
         rl.fixed[i] = fixed_setting(c, i);
     sy_admin_deps ad = { .conf = c, .engine = engine, .output = output, .listeners = listeners,
                          .nlisteners = nopen, .rings = rings, .nrings = nrings,
-                         .reload = config_file ? do_reload : NULL, .reload_ctx = &rl };
+                         .reload = config_file ? do_reload : NULL, .reload_ctx = &rl,
+                         .traces_page = sy_traces_http };
     admin = sy_admin_start(&ad, err, sizeof err);
     if (!admin) {
         sy_log(SY_ERR, "%s", err);

@@ -9,10 +9,10 @@
 #include <string.h>
 #include <sys/socket.h>
 
-#include "agg.h"
+#include "engine/agg.h"
 #include "config.h"
-#include "flush.h"
-#include "router.h"
+#include "output/flush.h"
+#include "engine/router.h"
 
 typedef struct rec {
     int sink;

@@ -5,7 +5,7 @@
 -- by the instruction hook.
 --
 -- Through switchyard.testing, i.e. the core in build/libswitchyard.so, whose
--- config loader creates the state with that allocator (core/router.c).
+-- config loader creates the state with that allocator (core/engine/router.c).
 -- The witness is this process's peak RSS: a 1 GiB string made and then
 -- refused would raise it by 1 GiB.
 

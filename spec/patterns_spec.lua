@@ -1,4 +1,4 @@
--- Lua patterns in routing rules are bounded by luaTimeout (core/lpattern.c
+-- Lua patterns in routing rules are bounded by luaTimeout (core/engine/lpattern.c
 -- replaces string.find/match/gmatch/gsub in the config's Lua state): a
 -- backtracking pattern against a hostile key from a client fails like any
 -- slow rule, the key takes the default route, and routing goes on.

@@ -1,7 +1,7 @@
 /*
- * trace_model.c - slot keys, JSON text, tag parsing and trace grouping for
- * the memcache_traces sink.  See trace_model.h for the calls and
- * plugins/memcache_traces.c for the semantics.
+ * trace_model.c - JSON text, tag parsing and trace grouping for the
+ * memcache_traces sink (slots and keys: trace_format.h).  See trace_model.h
+ * for the calls and plugins/memcache_traces.c for the semantics.
  *
  * Open traces live in a chained hash table keyed by trace id and in one of
  * two FIFO lists: `open` (no root yet, in order of the first span, so the
@@ -26,30 +26,14 @@
 #define TEXT_MIN 256
 #define SPANS_MIN 8
 
-/* --- slots and keys --- */
-
-unsigned tm_slot(uint64_t start_ms)
-{
-    return (unsigned)(((start_ms / TM_SLOT_MS) % TM_SLOTS) * TM_SLOT_MS);
-}
+/* --- keys --- */
 
 int tm_key(char *buf, size_t cap, const char *prefix, uint64_t start_ms, const char *kind)
 {
-    int n = snprintf(buf, cap, "%s:%06u:%s", prefix, tm_slot(start_ms), kind);
+    int n = snprintf(buf, cap, TM_KEY_FMT, prefix, tm_slot(start_ms), kind);
     if (n < 0 || (size_t)n >= cap || n > TM_KEY_MAX)
         return -1;
     return n;
-}
-
-int tm_prefix_ok(const char *prefix)
-{
-    size_t n = strlen(prefix);
-    if (n == 0 || n > 200)
-        return 0;
-    for (size_t i = 0; i < n; i++)
-        if ((unsigned char)prefix[i] <= ' ' || prefix[i] == 0x7f)
-            return 0;
-    return 1;
 }
 
 /* --- buffers --- */
@@ -123,38 +107,6 @@ static void buf_num(tm_buf *b, double v, tm_fmt_fn fmt)
 
 /* --- JSON strings --- */
 
-/* The length of the valid UTF-8 sequence starting at s[0] (a byte >=
- * 0x80), or 0 when it is not one.  The ranges are those of RFC 3629 §4, so
- * overlong forms, surrogates and code points past U+10FFFF are refused. */
-static size_t utf8_len(const unsigned char *s, size_t n)
-{
-    unsigned char c = s[0];
-    size_t len;
-    unsigned char lo = 0x80, hi = 0xBF;
-    if (c >= 0xC2 && c <= 0xDF)
-        len = 2;
-    else if (c >= 0xE0 && c <= 0xEF) {
-        len = 3;
-        if (c == 0xE0)
-            lo = 0xA0;
-        else if (c == 0xED)
-            hi = 0x9F;
-    } else if (c >= 0xF0 && c <= 0xF4) {
-        len = 4;
-        if (c == 0xF0)
-            lo = 0x90;
-        else if (c == 0xF4)
-            hi = 0x8F;
-    } else
-        return 0;
-    if (n < len || s[1] < lo || s[1] > hi)
-        return 0;
-    for (size_t i = 2; i < len; i++)
-        if (s[i] < 0x80 || s[i] > 0xBF)
-            return 0;
-    return len;
-}
-
 void tm_json_str(tm_buf *b, const char *str, size_t n)
 {
     static const char hex[] = "0123456789abcdef";
@@ -166,7 +118,7 @@ void tm_json_str(tm_buf *b, const char *str, size_t n)
         char esc[8];
         size_t elen = 0;
         if (c >= 0x80) {
-            size_t l = utf8_len(s + i, n - i);
+            size_t l = tm_utf8_len(s + i, n - i);
             if (l) {
                 i += l;
                 continue;

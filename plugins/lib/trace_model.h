@@ -14,23 +14,16 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define TM_SLOTS 1000      /* appstats' KEY_MODULUS */
-#define TM_SLOT_MS 100     /* appstats' KEY_DISTANCE: one slot per 100 ms */
-#define TM_KEY_MAX 250     /* memcached's longest key */
+/* Slots, the key format, the record version: tm_slot, tm_prefix_ok. */
+#include "trace_format.h"
+
 #define TM_ID_MAX 200      /* longest trace id kept; a longer one is a bad span */
 #define TM_FIELD_MAX 1024  /* method, path and status are cut to this many bytes */
-#define TM_VERSION 1       /* the "version" of both records */
 
-/* appstats' slot: ((ms / 100) % 1000) * 100, so 0 .. 99900. */
-unsigned tm_slot(uint64_t start_ms);
-
-/* "<prefix>:NNNNNN:<kind>" into buf (NUL-terminated); its length, or -1
- * when it does not fit in cap or exceeds memcached's 250 bytes. */
+/* "<prefix>:NNNNNN:<kind>" (TM_KEY_FMT) into buf (NUL-terminated); its
+ * length, or -1 when it does not fit in cap or exceeds memcached's 250
+ * bytes. */
 int tm_key(char *buf, size_t cap, const char *prefix, uint64_t start_ms, const char *kind);
-
-/* A prefix memcached accepts in a key: 1..200 bytes, no space or control
- * byte.  1 when fine. */
-int tm_prefix_ok(const char *prefix);
 
 /* A growable byte buffer.  On allocation failure `oom` is set and later
  * appends do nothing, so a builder checks once at the end. */

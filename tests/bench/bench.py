@@ -1260,9 +1260,9 @@ def main():
 
     signal.signal(signal.SIGTERM, on_signal)
     # The ceiling copies the reader's nap: the copies must agree.
-    reader_nap = nap_constants(os.path.join(REPO_DIR, "core", "reader.c"))
+    reader_nap = nap_constants(os.path.join(REPO_DIR, "core", "ingest", "reader.c"))
     ceiling_nap = nap_constants(os.path.join(BENCH_DIR, "ceiling.c"))
-    ctx.check("the ceiling naps as core/reader.c does", reader_nap == ceiling_nap and
+    ctx.check("the ceiling naps as core/ingest/reader.c does", reader_nap == ceiling_nap and
               None not in reader_nap.values(), "reader.c %s, ceiling.c %s" % (reader_nap, ceiling_nap))
     t0 = time.monotonic()
     try:

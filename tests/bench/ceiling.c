@@ -6,7 +6,7 @@
  *   ceiling --unixgram PATH      [--rcvbuf BYTES] [--idle-timeout S]
  *   ceiling --tcp 127.0.0.1:PORT [--idle-timeout S]
  *
- * Datagrams are read the way switchyard's reader reads them (core/reader.c
+ * Datagrams are read the way switchyard's reader reads them (core/ingest/reader.c
  * dgram_main: recvmmsg with MSG_DONTWAIT, 64 slots of 64 KiB + 1 with
  * sender addresses; when the socket is empty, a reader whose last wait
  * ended within NAP_US naps NAP_US instead of waiting, if its receive buffer
@@ -45,7 +45,7 @@
 #define DGRAM_MAX (64u << 10)
 #define STREAM_BUF (256u << 10)
 #define MAX_CONNS 64
-/* The same as core/reader.c's (bench.py checks that they agree). */
+/* The same as core/ingest/reader.c's (bench.py checks that they agree). */
 #define NAP_US 200
 #define NAP_RCVBUF (4 << 20)
 

@@ -30,12 +30,12 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "agg.h"
+#include "engine/agg.h"
 #include "config.h"
-#include "flush.h"
+#include "output/flush.h"
 #include "fuzz_common.h"
-#include "log.h"
-#include "router.h"
+#include "util/log.h"
+#include "engine/router.h"
 
 #define ROUTER_TIMEOUT_MS 100
 #define ROUTER_MEMORY (64u << 20)

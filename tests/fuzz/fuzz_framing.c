@@ -1,12 +1,12 @@
 /*
  * fuzz_framing.c - stream framing, end to end through sy_agg_feed.
  *
- * A stream connection (core/reader.c) reads into a buffer of max_line + 1
+ * A stream connection (core/ingest/reader.c) reads into a buffer of max_line + 1
  * bytes; after each read the complete lines at its front go to the ring as
  * one record, the partial last line waits for the next read, a line that
  * fills the whole buffer without a newline is counted and skipped up to the
  * next newline, and at EOF the last line goes too, newline or not.  Those
- * steps are core/framing.c's; this harness drives them as reader.c does
+ * steps are core/ingest/framing.c's; this harness drives them as reader.c does
  * (conn_take/conn_flush/conn_push_final) with read sizes the fuzzer
  * chooses, and feeds each record, in its own exactly-sized heap block, to
  * sy_agg_feed as the engine does.
@@ -33,11 +33,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "agg.h"
-#include "framing.h"
+#include "engine/agg.h"
+#include "ingest/framing.h"
 #include "fuzz_common.h"
-#include "log.h"
-#include "parse.h"
+#include "util/log.h"
+#include "ingest/parse.h"
 
 #define HEADER 18
 

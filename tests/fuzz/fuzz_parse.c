@@ -1,6 +1,6 @@
 /*
- * fuzz_parse.c - the line parser (core/parse.c) and the number reader it
- * uses (core/numfmt.c).
+ * fuzz_parse.c - the line parser (core/ingest/parse.c) and the number reader it
+ * uses (core/util/numfmt.c).
  *
  * The input is split at '\n' as a packet is (sy_split_lines must agree
  * with a plain count), and each line, in its own exactly-sized heap block,
@@ -39,8 +39,8 @@
 #include <string.h>
 
 #include "fuzz_common.h"
-#include "numfmt.h"
-#include "parse.h"
+#include "util/numfmt.h"
+#include "ingest/parse.h"
 
 static int kept_byte(unsigned char c)
 {

@@ -1,5 +1,5 @@
 /*
- * fuzz_pattern.c - core/lpattern.c against LuaJIT's own pattern functions.
+ * fuzz_pattern.c - core/engine/lpattern.c against LuaJIT's own pattern functions.
  *
  * switchyard's matcher runs on keys that clients choose (route.match, and
  * any pattern a route function uses), so it must be memory-safe on any
@@ -33,7 +33,7 @@
 #include <lualib.h>
 
 #include "fuzz_common.h"
-#include "lpattern.h"
+#include "engine/lpattern.h"
 
 #define CHECKS 64
 

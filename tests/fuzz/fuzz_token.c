@@ -35,7 +35,7 @@
 #include <string.h>
 
 #include "fuzz_common.h"
-#include "log.h"
+#include "util/log.h"
 #include "testing.h"
 
 #define FLUSH_EVERY 64

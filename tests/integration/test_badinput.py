@@ -624,7 +624,7 @@ def scenario_key_limits(res, workdir):
 # 3. the largest datagrams
 
 UDP_MAX = 65507           # IPv4: 65535 - 20 (IP) - 8 (UDP)
-DGRAM_MAX = 65536         # switchyard's limit (core/reader.c)
+DGRAM_MAX = 65536         # switchyard's limit (core/ingest/reader.c)
 
 
 def filled_datagram(key, size):
@@ -1096,7 +1096,7 @@ def scenario_idle_connections(res, workdir):
                  if "partial" in line]
         res.check("%s: ... and it is counted where an operator can see it (management console "
                   "`listeners` or /metrics)" % label, bool(shown),
-                  "the listener counts it in partial_discarded (core/reader.c conn_close), but "
+                  "the listener counts it in partial_discarded (core/ingest/reader.c conn_close), but "
                   "neither `listeners`, /metrics nor the self-metrics report that counter: "
                   "the lost half line leaves no trace")
         eofs = 0
@@ -1186,7 +1186,7 @@ def scenario_fd_exhaustion(res, workdir):
             sample = f.read(400).decode("utf-8", "replace")
         res.check("%s: an admin client arriving meanwhile does not make the daemon spin "
                   "(< 0.5 s CPU in 2 s)" % label, cpu < 0.5,
-                  "%.2f s of CPU in 2 s: the admin loop's listeners (core/admin.c: "
+                  "%.2f s of CPU in 2 s: the admin loop's listeners (core/admin/admin.c: "
                   "evconnlistener_new_bind, evhttp_bind_socket_with_handle) have no accept "
                   "error callback, so libevent retries accept() in a busy loop on EMFILE" % cpu)
         res.check("%s: ... nor flood its log (< 10 KB in 2 s)" % label, grown < 10000,
@@ -1371,13 +1371,13 @@ def scenario_auth_hooks(res, workdir):
         res.check("%s: a line whose namespace (300 bytes) does not fit is not accepted outside "
                   "its namespace" % label, not d.names("stats.counters.escaped"),
                   "flushed as %r: the namespace was dropped and the line accepted un-namespaced "
-                  "(core/router.c sy_router_authorize ignores a namespace of 255+ bytes)"
+                  "(core/engine/router.c sy_router_authorize ignores a namespace of 255+ bytes)"
                   % sorted(d.names("stats.counters.escaped")))
         spaced = sorted(n for n in d.names("stats.") if re.search(r"\s", n))
         res.check("%s: with keyNameSanitize on, no flushed name holds whitespace, even with a "
                   "namespace taken from the client's token" % label, not spaced,
                   "%r: the namespace is put in front of the sanitised key unsanitised "
-                  "(core/agg.c sy_agg_line)" % spaced)
+                  "(core/engine/agg.c sy_agg_line)" % spaced)
         errs = d.metric("switchyard_lua_errors_total")
         flushed = d.self_total("route.errors")
         # Answers are cached per token and sender, a failed call as a

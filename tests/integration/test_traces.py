@@ -23,7 +23,7 @@ loopback port, then
 
 The reader runs as `switchyard traces`; while core/main.c does not route
 that subcommand yet, a small driver calling sy_traces_main() is linked
-against build/libswitchyard-core.a in the temp dir instead (said in the
+against build/libswitchyard-tools.a and -core.a in the temp dir instead (said in the
 output).
 
 Usage:  /usr/bin/python3 tests/integration/test_traces.py [PART...]   ($SY_BIN)
@@ -148,7 +148,7 @@ def all_parts(mc, prefix):
 # the reader
 
 DRIVER_C = """\
-#include "traces.h"
+#include "tools/traces/traces.h"
 int main(int argc, char **argv) { return sy_traces_main(argc - 1, argv + 1); }
 """
 
@@ -163,7 +163,7 @@ def reader_command(workdir, results):
             return [binary, "traces"]
     except OSError:
         pass
-    lib = os.path.join(REPO_DIR, "build", "libswitchyard-core.a")
+    lib = [os.path.join(REPO_DIR, "build", a) for a in ("libswitchyard-tools.a", "libswitchyard-core.a")]
     src = os.path.join(workdir, "traces_driver.c")
     exe = os.path.join(workdir, "traces_driver")
     with open(src, "w") as f:
@@ -171,7 +171,7 @@ def reader_command(workdir, results):
     libs = subprocess.run(["pkg-config", "--libs", "luajit", "libevent", "libevent_pthreads"],
                           stdout=subprocess.PIPE, universal_newlines=True).stdout.split()
     cmd = ["cc", "-o", exe, src, "-I" + os.path.join(REPO_DIR, "core"),
-           "-I" + os.path.join(REPO_DIR, "plugins"), lib] + libs + ["-ldl", "-lm", "-pthread"]
+           "-I" + os.path.join(REPO_DIR, "plugins")] + lib + libs + ["-ldl", "-lm", "-pthread"]
     r = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     if not results.check("a reader is available (switchyard traces, or a driver linked "
                          "against libswitchyard-core.a)", r.returncode == 0,

@@ -1,4 +1,4 @@
--- lpattern_diff.lua - core/lpattern.c against LuaJIT's own pattern functions.
+-- lpattern_diff.lua - core/engine/lpattern.c against LuaJIT's own pattern functions.
 --
 -- Run by tests/unit/test_lpattern.c in a state where string.find, match,
 -- gmatch and gsub have been replaced by sy_lpattern_install (as the config

@@ -1,6 +1,6 @@
 /*
- * test_budget.c - series budgets (core/budget.c) on their own and in the
- * aggregator (core/agg.c).
+ * test_budget.c - series budgets (core/engine/budget.c) on their own and in the
+ * aggregator (core/engine/agg.c).
  *
  * On their own: admission until full and refusal (counted), every budget
  * that applies is charged, detach/attach moves a charge without counting
@@ -23,8 +23,8 @@
 
 #include <cmocka.h>
 
-#include "agg.h"
-#include "budget.h"
+#include "engine/agg.h"
+#include "engine/budget.h"
 
 typedef struct seen {
     char label[64];

@@ -1,6 +1,6 @@
 /*
  * test_flush.c - statsd's process_metrics and graphite naming, against
- * core/flush.c (sy_timer_stats, sy_flusher_run) and core/agg.c (the key
+ * core/output/flush.c (sy_timer_stats, sy_flusher_run) and core/engine/agg.c (the key
  * table, statsd's clear/delete rules, its own counters).
  *
  * Where every expectation comes from:
@@ -59,9 +59,9 @@
 
 #include <cmocka.h>
 
-#include "agg.h"
-#include "flush.h"
-#include "log.h"
+#include "engine/agg.h"
+#include "output/flush.h"
+#include "util/log.h"
 
 /* ------------------------------------------------------------------ */
 /* Shared helpers                                                      */

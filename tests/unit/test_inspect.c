@@ -1,5 +1,5 @@
 /*
- * test_inspect.c - the admin dumps (sy_agg_dump, core/inspect.c) against
+ * test_inspect.c - the admin dumps (sy_agg_dump, core/admin/inspect.c) against
  * Node 20's util.inspect, which statsd's console prints.
  *
  * Each case is statsd traffic (lines, flushes, admin deletes) fed to an
@@ -31,8 +31,8 @@
 
 #include <cmocka.h>
 
-#include "agg.h"
-#include "inspect.h"
+#include "engine/agg.h"
+#include "admin/inspect.h"
 
 static sy_agg *new_agg(int delete_idle)
 {

@@ -1,5 +1,5 @@
 /*
- * test_lpattern.c - core/lpattern.c: LuaJIT's semantics, and the bound.
+ * test_lpattern.c - core/engine/lpattern.c: LuaJIT's semantics, and the bound.
  *
  * A C test rather than a busted spec because busted's LuaJIT cannot reach
  * the routing state, while here the bounded functions are installed with
@@ -38,8 +38,8 @@
 #include <lua.h>
 #include <lualib.h>
 
-#include "lpattern.h"
-#include "router.h"
+#include "engine/lpattern.h"
+#include "engine/router.h"
 
 static uint64_t now_ns(void)
 {

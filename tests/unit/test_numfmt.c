@@ -20,7 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "numfmt.h"
+#include "util/numfmt.h"
 
 /* xorshift64*: deterministic, good enough to spread bit patterns */
 typedef struct {

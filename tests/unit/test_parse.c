@@ -1,5 +1,5 @@
 /*
- * test_parse.c - the StatsD line parser (core/parse.c) against Etsy statsd
+ * test_parse.c - the StatsD line parser (core/ingest/parse.c) against Etsy statsd
  * 0.9 (stats.js handlePacket, lib/helpers.js is_valid_packet,
  * sanitizeKeyName).
  *
@@ -44,7 +44,7 @@
 
 #include <cmocka.h>
 
-#include "parse.h"
+#include "ingest/parse.h"
 
 enum { SD, DELIB, UNDOC, BUG };
 static const char *const kind_name[] = { "SD", "DELIB", "UNDOC", "BUG" };

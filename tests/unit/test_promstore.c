@@ -16,7 +16,7 @@
 #include <cmocka.h>
 
 #include "../../plugins/lib/promstore.c"
-#include "numfmt.h"
+#include "util/numfmt.h"
 
 static sy_host_api api = { .format_number = sy_fmt_double };
 

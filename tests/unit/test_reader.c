@@ -27,10 +27,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "listener.h"
-#include "log.h"
-#include "reader.h"
-#include "ring.h"
+#include "ingest/listener.h"
+#include "util/log.h"
+#include "ingest/reader.h"
+#include "ingest/ring.h"
 
 #define WAIT_MS 5000
 

@@ -1,6 +1,6 @@
 /*
- * test_ring.c - the SPSC record ring (core/ring.c) and the consumer
- * wake-ups (core/notify.c).
+ * test_ring.c - the SPSC record ring (core/ingest/ring.c) and the consumer
+ * wake-ups (core/ingest/notify.c).
  *
  * Single-threaded: order and origins, peek/release, empty and full rings,
  * the largest record, capacity rounding, reserve/commit, and many laps of
@@ -29,8 +29,8 @@
 
 #include <cmocka.h>
 
-#include "notify.h"
-#include "ring.h"
+#include "ingest/notify.h"
+#include "ingest/ring.h"
 
 static double now_s(void)
 {

@@ -28,8 +28,8 @@
 
 #include <event2/event.h>
 
-#include "log.h"
-#include "sinkhost.h"
+#include "util/log.h"
+#include "output/sinkhost.h"
 
 #include "lib/backoff.c"
 #include "lib/netq.c" /* plugins/lib, for the mid-line test */

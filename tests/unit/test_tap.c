@@ -1,5 +1,5 @@
 /*
- * test_tap.c - the live tap's pieces (core/tap.c): its glob matcher and
+ * test_tap.c - the live tap's pieces (core/admin/tap.c): its glob matcher and
  * its per-tap queue, with the test thread as the engine and the admin.
  *
  * The glob matcher is bit-parallel and must answer as a backtracking
@@ -20,8 +20,8 @@
 
 #include <cmocka.h>
 
-#include "agg.h"
-#include "tap.h"
+#include "engine/agg.h"
+#include "admin/tap.h"
 
 /* The reference: straightforward backtracking over the same rules. */
 static int ref_match(const char *g, size_t gl, const char *s, size_t sl)

@@ -1,0 +1,1629 @@
+/*
+ * agg.c - the key table and statsd's aggregation rules.
+ *
+ * Keys live in one open-addressing table (linear probing, backward-shift
+ * deletion) of (hash, entry) pairs.  An entry is one allocation: its
+ * header and its key bytes; it is created the first time a (type, key)
+ * pair is seen, never per sample.  statsd keeps counters, timers, gauges
+ * and sets in separate maps, so the type is part of the identity.
+ *
+ * Routing lives in the same table.  An aggregate entry remembers the
+ * decision made for its key (an index into a small table of distinct
+ * decisions, and the epoch it was made in), so a known key costs one
+ * lookup.  Keys that a rule renames, and every key when the rules look at
+ * the sender, get an alias entry in a separate namespace (type + ALIAS)
+ * that names the aggregate its samples go to.
+ */
+#include "engine/agg.h"
+#include "engine/agg_internal.h"
+
+#include <math.h>
+#include <stddef.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <arpa/inet.h>
+#include <stdarg.h>
+#include <sys/socket.h>
+
+#include "engine/hash.h"
+#include "util/log.h"
+#include "ingest/parse.h"
+#include "engine/predecide.h"
+#include "admin/tap.h"
+#include "admin/top.h"
+
+#define TOK_BUCKETS 4096
+#define TOK_MAX 100000
+#define RAW_MAX_SAMPLES (1u << 20)
+#define RAW_MAX_BYTES (64u << 20)
+
+/* The counters in a->st have one writer, the engine thread that owns the
+ * aggregator; other threads only read them.  So the ones bumped for every
+ * line and sample take a relaxed load and store, not a locked
+ * read-modify-write (about 20 cycles each on this class of x86). */
+static inline void stat_bump(_Atomic uint64_t *c)
+{
+    atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + 1, memory_order_relaxed);
+}
+
+static sy_ratelimit rl_bad = SY_RATELIMIT_INIT(10000, 5);
+static sy_ratelimit rl_keys = SY_RATELIMIT_INIT(10000, 2);
+
+static uint64_t next_rand(sy_agg *a)
+{
+    /* xorshift64*: the reservoir needs speed, not cryptography. */
+    a->rng ^= a->rng >> 12;
+    a->rng ^= a->rng << 25;
+    a->rng ^= a->rng >> 27;
+    return a->rng * 0x2545F4914F6CDD1Dull;
+}
+
+static int table_grow(sy_agg *a)
+{
+    size_t ncap = a->cap ? a->cap * 2 : 1024;
+    slot *ns = calloc(ncap, sizeof *ns);
+    if (!ns)
+        return -1;
+    for (size_t i = 0; i < a->cap; i++) {
+        if (!a->slots[i].e)
+            continue;
+        size_t j = a->slots[i].hash & (ncap - 1);
+        while (ns[j].e)
+            j = (j + 1) & (ncap - 1);
+        ns[j] = a->slots[i];
+    }
+    free(a->slots);
+    a->slots = ns;
+    a->cap = ncap;
+    return 0;
+}
+
+static sy_entry *table_find(sy_agg *a, uint64_t h, int type, const char *key, size_t len)
+{
+    if (!a->cap)
+        return NULL;
+    size_t mask = a->cap - 1;
+    for (size_t i = h & mask;; i = (i + 1) & mask) {
+        sy_entry *e = a->slots[i].e;
+        if (!e)
+            return NULL;
+        if (a->slots[i].hash == h && e->type == type && e->key_len == len &&
+            memcmp(e->key, key, len) == 0)
+            return e;
+    }
+}
+
+static inline uint64_t entry_hash(const sy_agg *a, const sy_entry *e)
+{
+    return type_hash(sy_hash(e->key, e->key_len, a->seed), e->type);
+}
+
+static void list_append(sy_agg *a, sy_entry *e)
+{
+    e->next = NULL;
+    e->prev = a->tail[e->type];
+    if (e->prev)
+        e->prev->next = e;
+    else
+        a->head[e->type] = e;
+    a->tail[e->type] = e;
+    a->count[e->type]++;
+}
+
+
+static void list_remove(sy_agg *a, sy_entry *e)
+{
+    if (a->walks)
+        sy_agg_walks_forget(a, e);
+    if (e->flags & F_BUDGET) {
+        sy_budgets_release(a->budgets, e);
+        e->flags &= (uint8_t)~F_BUDGET;
+    }
+    if (e->prev)
+        e->prev->next = e->next;
+    else
+        a->head[e->type] = e->next;
+    if (e->next)
+        e->next->prev = e->prev;
+    else
+        a->tail[e->type] = e->prev;
+    a->count[e->type]--;
+}
+
+/* Backward-shift deletion keeps probe chains intact without tombstones.
+ * The entry (of hash h) has left its list already (list_remove). */
+static void slots_remove(sy_agg *a, sy_entry *e, uint64_t h)
+{
+    size_t mask = a->cap - 1;
+    size_t i = h & mask;
+    while (a->slots[i].e != e)
+        i = (i + 1) & mask;
+    size_t j = i;
+    for (;;) {
+        j = (j + 1) & mask;
+        if (!a->slots[j].e)
+            break;
+        size_t home = a->slots[j].hash & mask;
+        /* Move j back to i unless its home lies cyclically in (i, j]. */
+        if ((i <= j) ? (home <= i || home > j) : (home <= i && home > j)) {
+            a->slots[i] = a->slots[j];
+            i = j;
+        }
+    }
+    a->slots[i].e = NULL;
+    a->slots[i].hash = 0;
+    a->n--;
+}
+
+void sy_agg_table_remove(sy_agg *a, sy_entry *e)
+{
+    list_remove(a, e);
+    slots_remove(a, e, entry_hash(a, e));
+}
+
+/* A flush deletes e, found in a slot of hash h: off its list now (the
+ * list's links then note the dead list and the hash), out of the slots
+ * after the flush's walk over them. */
+static void mark_dead(sy_agg *a, sy_snapshot *s, sy_entry *e, uint64_t h)
+{
+    list_remove(a, e);
+    e->next_dead = s->dead;
+    e->dead_hash = h;
+    s->dead = e;
+}
+
+static sy_entry *entry_new(sy_agg *a, uint64_t h, int type, const char *key, size_t len)
+{
+    if ((a->n + 1) * 10 > a->cap * 7 && table_grow(a) < 0)
+        return NULL;
+    sy_entry *e = malloc(sizeof *e + len + 1);
+    if (!e)
+        return NULL;
+    memset(e, 0, sizeof *e);
+    e->type = (uint8_t)type;
+    e->key_len = (uint16_t)len;
+    e->ttl = -1;
+    e->listener = a->listener; /* where it was first seen from (top) */
+    e->tenant = a->tenant;
+    e->flags = F_OWN;
+    memcpy(e->key, key, len);
+    e->key[len] = '\0';
+    /* statsd's deleteCounters spares any counter whose name contains one of
+     * its own counters' names (a substring test, so user keys too). */
+    if (type == SY_T_COUNTER &&
+        (strstr(e->key, "packets_received") || strstr(e->key, "metrics_received") ||
+         strstr(e->key, "bad_lines_seen")))
+        e->flags |= F_KEEP;
+    size_t mask = a->cap - 1;
+    size_t i = h & mask;
+    while (a->slots[i].e)
+        i = (i + 1) & mask;
+    a->slots[i].hash = h;
+    a->slots[i].e = e;
+    a->n++;
+    list_append(a, e);
+    atomic_store_explicit(&a->st.keys, a->n, memory_order_relaxed);
+    return e;
+}
+
+static void entry_free(sy_entry *e)
+{
+    if (e->type >= ALIAS) {
+        free(e);
+        return;
+    }
+    if (e->type == SY_T_TIMER && e->u.timer) {
+        free(e->u.timer->v);
+        free(e->u.timer);
+    } else if (e->type == SY_T_SET && e->u.set) {
+        free(e->u.set->slots);
+        free(e->u.set->hll);
+        free(e->u.set);
+    }
+    free(e);
+}
+
+/* Series budgets: may the current line create a new key?  On yes, the
+ * charge waits in a->charge for the entry that is created for the key
+ * (budget_attach); what is not attached is given back (budget_settle). */
+static int budget_admit(sy_agg *a, const char *key, size_t klen)
+{
+    a->charge = 0;
+    if (!sy_budgets_count(a->budgets))
+        return 1;
+    const sy_origin *o = a->origin;
+    const char *lname = (o && o->listener < a->nlisteners) ? a->listeners[o->listener].name : "";
+    return sy_budgets_admit(a->budgets, key, klen, a->tenant_ns, a->tenant_len, lname, &a->charge);
+}
+
+static void budget_attach(sy_agg *a, sy_entry *e)
+{
+    if (!a->charge)
+        return;
+    if (e && !(e->flags & F_BUDGET) && sy_budgets_attach(a->budgets, e, a->charge) == 0)
+        e->flags |= F_BUDGET;
+    else if (!e || (e->flags & F_BUDGET))
+        sy_budgets_uncount(a->budgets, a->charge);
+    a->charge = 0;
+}
+
+static void budget_settle(sy_agg *a)
+{
+    if (a->charge)
+        sy_budgets_uncount(a->budgets, a->charge);
+    a->charge = 0;
+}
+
+/* An entry replaced by another for the same key (re-decided after a
+ * reload): its charge moves to the replacement, which is not asked again,
+ * so a budget lowered by the reload evicts nothing. */
+static uint64_t budget_carry(sy_agg *a, sy_entry *e)
+{
+    if (!(e->flags & F_BUDGET))
+        return 0;
+    e->flags &= (uint8_t)~F_BUDGET;
+    return sy_budgets_detach(a->budgets, e);
+}
+
+/* Find or create; NULL when the key limit (or memory) says no.  statsd's
+ * own keys (internal) are exempt from the limit. */
+static sy_entry *find_entry(sy_agg *a, uint64_t h, int type, const char *key, size_t len,
+                            int own, uint64_t sinks);
+
+static sy_entry *lookup_in(sy_agg *a, int type, const char *key, size_t len, int internal)
+{
+    uint64_t h = type_hash(sy_hash(key, len, a->seed), type);
+    sy_entry *e = find_entry(a, h, type, key, len, 1, 0);
+    if (e)
+        return e;
+    if (!internal && a->o.max_keys && a->n >= a->o.max_keys) {
+        atomic_fetch_add_explicit(&a->st.keys_rejected, 1, memory_order_relaxed);
+        sy_log_limited(&rl_keys, SY_WARN, "key limit (%zu) reached: new keys are dropped",
+                       a->o.max_keys);
+        return NULL;
+    }
+    if (!internal && !budget_admit(a, key, len))
+        return NULL;
+    e = entry_new(a, h, type, key, len);
+    budget_attach(a, e);
+    return e;
+}
+
+static sy_entry *lookup(sy_agg *a, int type, const char *key, size_t len)
+{
+    return lookup_in(a, type, key, len, 0);
+}
+
+static sy_entry *internal_counter(sy_agg *a, const char *suffix)
+{
+    char name[SY_KEY_MAX];
+    int n = snprintf(name, sizeof name, "%s.%s", a->prefix_stats, suffix);
+    sy_entry *e = lookup_in(a, SY_T_COUNTER, name, (size_t)n, 1);
+    if (e)
+        e->flags |= F_KEEP;
+    return e;
+}
+
+sy_agg *sy_agg_new(const sy_agg_opts *opts)
+{
+    sy_agg *a = calloc(1, sizeof *a);
+    if (!a)
+        return NULL;
+    a->o = *opts;
+    a->prefix_stats = strdup(opts->prefix_stats ? opts->prefix_stats : "statsd");
+    a->o.prefix_stats = a->prefix_stats;
+    if (a->o.gauges_max_ttl < 1)
+        a->o.gauges_max_ttl = 1;
+    if (a->o.gauges_max_ttl > INT16_MAX)
+        a->o.gauges_max_ttl = INT16_MAX; /* an entry's ttl is 16 bits */
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    a->seed = sy_mix64((uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 32), 0x5851F42D4C957F2Dull);
+    a->rng = a->seed | 1;
+    a->routes = calloc(16, sizeof *a->routes);
+    a->cap_routes = 16;
+    a->toks = calloc(TOK_BUCKETS, sizeof *a->toks);
+    a->budgets = sy_budgets_new();
+    a->st.budgets = a->budgets;
+    if (table_grow(a) < 0 || !a->prefix_stats || !a->routes || !a->toks || !a->budgets)
+        goto fail;
+    a->routes[0] = (route_info){ .sinks = ~0ull, .rate = 1 };
+    a->listener = 0xff;
+    a->nroutes = 1;
+    a->all_sinks = ~0ull;
+    /* statsd creates these three at start, so they are flushed (as 0)
+     * even before any traffic. */
+    a->e_bad = internal_counter(a, "bad_lines_seen");
+    a->e_packets = internal_counter(a, "packets_received");
+    a->e_metrics = internal_counter(a, "metrics_received");
+    if (!a->e_bad || !a->e_packets || !a->e_metrics)
+        goto fail;
+    return a;
+fail:
+    sy_agg_free(a);
+    return NULL;
+}
+
+void sy_agg_free(sy_agg *a)
+{
+    if (!a)
+        return;
+    for (size_t i = 0; i < a->cap; i++)
+        if (a->slots[i].e)
+            entry_free(a->slots[i].e);
+    free(a->slots);
+    free(a->prefix_stats);
+    free(a->routes);
+    sy_budgets_free(a->budgets);
+    for (size_t i = 1; i <= a->ntenants; i++)
+        free(a->tenants[i]);
+    for (size_t i = 0; i < a->nreasons; i++)
+        free(a->reasons[i]);
+    sy_predecided_free(a->pre);
+    sy_raw_batch_free(a->raw);
+    while (a->deleted) {
+        sy_entry *e = a->deleted;
+        a->deleted = e->next_dead;
+        entry_free(e);
+    }
+    if (a->toks) {
+        for (size_t i = 0; i < TOK_BUCKETS; i++) {
+            tok_entry *t = a->toks[i];
+            while (t) {
+                tok_entry *next = t->next;
+                free(t);
+                t = next;
+            }
+        }
+        free(a->toks);
+    }
+    free(a);
+}
+
+const sy_agg_stats *sy_agg_get_stats(const sy_agg *a) { return &a->st; }
+size_t sy_agg_key_count(const sy_agg *a) { return a->n; }
+
+static void bad_line(sy_agg *a, const char *line, size_t len)
+{
+    a->e_bad->u.value += 1;
+    atomic_fetch_add_explicit(&a->st.bad_lines, 1, memory_order_relaxed);
+    sy_log_limited(&rl_bad, SY_WARN, "bad line (counted in bad_lines_seen): %.*s", (int)(len > 200 ? 200 : len), line);
+}
+
+/* HyperLogLog (Flajolet et al. 2007): the first HLL_P bits of the hash
+ * pick a register, which keeps the longest run of leading zeros (plus one)
+ * seen in the rest. */
+static void hll_add(uint8_t *reg, uint64_t h)
+{
+    uint32_t i = (uint32_t)(h >> (64 - HLL_P));
+    uint64_t rest = (h << HLL_P) | (1ull << (HLL_P - 1)); /* never all zero */
+    uint8_t rank = (uint8_t)(__builtin_clzll(rest) + 1);
+    if (rank > reg[i])
+        reg[i] = rank;
+}
+
+/* The raw estimate with the small-range correction (linear counting while
+ * registers are still empty); 64-bit hashes need no large-range one.
+ * Standard error about 1.04 / sqrt(HLL_M), 0.8%. */
+static double hll_count(const uint8_t *reg)
+{
+    double sum = 0;
+    uint32_t zeros = 0;
+    for (uint32_t i = 0; i < HLL_M; i++) {
+        sum += ldexp(1.0, -reg[i]);
+        zeros += reg[i] == 0;
+    }
+    double m = HLL_M, est = 0.7213 / (1 + 1.079 / m) * m * m / sum;
+    if (est <= 2.5 * m && zeros)
+        est = m * log(m / zeros);
+    return est;
+}
+
+/* A set's count for the flush: exact, or estimated past the limit (never
+ * below the members counted exactly before it). */
+static double hset_count(const sy_hset *s)
+{
+    if (!s->hll)
+        return s->n;
+    double est = round(hll_count(s->hll));
+    return est > s->n ? est : s->n;
+}
+
+static sy_ratelimit rl_sets = SY_RATELIMIT_INIT(10000, 3);
+
+/* The set reached setMemberLimit: fold its members into a sketch. */
+static void hset_to_hll(sy_agg *a, sy_entry *e, sy_hset *s)
+{
+    s->hll = calloc(HLL_M, 1);
+    if (!s->hll)
+        return; /* stays exact, and grows: memory is short anyway */
+    for (uint32_t i = 0; i < s->cap; i++)
+        if (s->slots[i])
+            hll_add(s->hll, s->slots[i]);
+    free(s->slots);
+    s->slots = NULL;
+    s->cap = 0;
+    atomic_fetch_add_explicit(&a->st.sets_estimated, 1, memory_order_relaxed);
+    sy_log_limited(&rl_sets, SY_WARN,
+                   "set '%.*s' has more than %u members this interval (setMemberLimit): its count "
+                   "is estimated (HyperLogLog, about 0.8%% error) until the next flush",
+                   (int)(e->key_len > 200 ? 200 : e->key_len), e->key, a->o.set_member_limit);
+}
+
+static sy_ratelimit rl_long = SY_RATELIMIT_INIT(10000, 3);
+
+/* Counted on its own, beside bad_lines_seen, since statsd accepts any key
+ * length: an operator should see why these lines were refused. */
+static void key_too_long(sy_agg *a, const char *line, size_t len)
+{
+    atomic_fetch_add_explicit(&a->st.keys_too_long, 1, memory_order_relaxed);
+    sy_log_limited(&rl_long, SY_WARN,
+                   "line refused: its key is longer than %d bytes, tags included (counted in "
+                   "bad_lines_seen and switchyard_keys_too_long_total): %.*s...",
+                   SY_KEY_MAX - 1, (int)(len > 120 ? 120 : len), line);
+}
+
+static void set_insert(sy_agg *a, sy_entry *e, const char *text, size_t len)
+{
+    sy_hset *s = e->u.set;
+    if (!s) {
+        s = e->u.set = calloc(1, sizeof *s);
+        if (!s)
+            return;
+    }
+    uint64_t h = sy_hash(text, len, a->seed ^ 0x5e75e75e75e75e7ull);
+    if (!h)
+        h = 1;
+    if (s->hll) {
+        hll_add(s->hll, h);
+        return;
+    }
+    if (a->o.set_member_limit && s->n >= a->o.set_member_limit) {
+        /* full: a member already counted changes nothing; a new one
+         * makes the count an estimate */
+        for (uint32_t j = (uint32_t)h & (s->cap - 1); s->slots[j]; j = (j + 1) & (s->cap - 1))
+            if (s->slots[j] == h)
+                return;
+        hset_to_hll(a, e, s);
+        if (s->hll) {
+            hll_add(s->hll, h);
+            return;
+        }
+    }
+    if ((s->n + 1) * 4 > s->cap * 3) {
+        uint32_t ncap = s->cap ? s->cap * 2 : 8;
+        uint64_t *ns = calloc(ncap, sizeof *ns);
+        if (!ns)
+            return;
+        for (uint32_t i = 0; i < s->cap; i++) {
+            if (!s->slots[i])
+                continue;
+            uint32_t j = (uint32_t)s->slots[i] & (ncap - 1);
+            while (ns[j])
+                j = (j + 1) & (ncap - 1);
+            ns[j] = s->slots[i];
+        }
+        free(s->slots);
+        s->slots = ns;
+        s->cap = ncap;
+    }
+    uint32_t j = (uint32_t)h & (s->cap - 1);
+    while (s->slots[j]) {
+        if (s->slots[j] == h)
+            return;
+        j = (j + 1) & (s->cap - 1);
+    }
+    s->slots[j] = h;
+    s->n++;
+}
+
+static void timer_add(sy_agg *a, sy_entry *e, double v, double rate)
+{
+    sy_timer_data *t = e->u.timer;
+    if (!t) {
+        t = e->u.timer = calloc(1, sizeof *t);
+        if (!t)
+            return;
+    }
+    if (t->seen == 0) {
+        t->min = t->max = v;
+    } else {
+        if (v < t->min)
+            t->min = v;
+        if (v > t->max)
+            t->max = v;
+    }
+    t->seen++;
+    t->count += 1 / rate;
+    t->sum += v;
+    t->sumsq += v * v;
+    uint32_t limit = a->o.timer_sample_limit;
+    if (limit && t->n >= limit) {
+        /* Reservoir sampling keeps a uniform sample of the interval. */
+        uint64_t j = next_rand(a) % t->seen;
+        if (j < limit)
+            t->v[j] = v;
+        atomic_fetch_add_explicit(&a->st.timer_samples_dropped, 1, memory_order_relaxed);
+        return;
+    }
+    if (t->n == t->cap) {
+        uint32_t ncap = t->cap ? t->cap * 2 : 16;
+        if (limit && ncap > limit)
+            ncap = limit;
+        double *nv = realloc(t->v, ncap * sizeof *nv);
+        if (!nv)
+            return;
+        t->v = nv;
+        t->cap = ncap;
+    }
+    t->v[t->n++] = v;
+}
+
+/* ---- routing ------------------------------------------------------ */
+
+static void tokens_clear(sy_agg *a)
+{
+    for (size_t i = 0; i < TOK_BUCKETS; i++) {
+        tok_entry *t = a->toks[i];
+        while (t) {
+            tok_entry *next = t->next;
+            free(t);
+            t = next;
+        }
+        a->toks[i] = NULL;
+    }
+    a->ntoks = 0;
+}
+
+void sy_agg_set_routing(sy_agg *a, sy_router *router, uint64_t all_sinks, int uses_origin,
+                        sy_listen_info *listeners, size_t nlisteners)
+{
+    a->router = sy_router_has_decide(router) || sy_router_has_auth(router) ? router : NULL;
+    a->all_sinks = all_sinks;
+    a->uses_origin = uses_origin && sy_router_has_decide(router);
+    a->listeners = listeners;
+    a->nlisteners = nlisteners;
+    a->epoch++;
+    a->routes[0] = (route_info){ .sinks = all_sinks, .rate = 1 };
+    a->nroutes = 1;
+    tokens_clear(a);
+}
+
+void sy_agg_set_sample_seed(sy_agg *a, uint64_t seed)
+{
+    a->rng = seed ? seed : 0x9E3779B97F4A7C15ull;
+}
+
+void sy_agg_set_opts(sy_agg *a, const sy_agg_opts *opts)
+{
+    char *prefix = a->prefix_stats;
+    a->o = *opts;
+    a->o.prefix_stats = prefix; /* statsd's own counters keep their names */
+    if (a->o.gauges_max_ttl < 1)
+        a->o.gauges_max_ttl = 1;
+    if (a->o.gauges_max_ttl > INT16_MAX)
+        a->o.gauges_max_ttl = INT16_MAX; /* an entry's ttl is 16 bits */
+}
+
+void sy_agg_set_limits(sy_agg *a, const sy_limit *limits, size_t n)
+{
+    if (sy_budgets_configure(a->budgets, limits, n) < 0)
+        sy_log(SY_ERR, "out of memory setting the series budgets (limits): the old ones stay");
+}
+
+static const char *sender_str(sy_agg *a)
+{
+    if (a->sender_ready)
+        return a->sender;
+    a->sender[0] = '\0';
+    const sy_origin *o = a->origin;
+    if (o && (o->family == AF_INET || o->family == AF_INET6))
+        inet_ntop(o->family, o->addr, a->sender, sizeof a->sender);
+    a->sender_ready = 1;
+    return a->sender;
+}
+
+static const char *listener_name(sy_agg *a)
+{
+    const sy_origin *o = a->origin;
+    return (o && o->listener < a->nlisteners) ? a->listeners[o->listener].name : "";
+}
+
+static uint32_t route_intern(sy_agg *a, const route_info *ri)
+{
+    for (uint32_t i = 0; i < a->nroutes; i++) {
+        const route_info *r = &a->routes[i];
+        if (r->sinks == ri->sinks && r->raw == ri->raw && r->rate == ri->rate && r->drop == ri->drop &&
+            r->why == ri->why)
+            return i;
+    }
+    if (a->nroutes == a->cap_routes) {
+        route_info *nr = realloc(a->routes, a->cap_routes * 2 * sizeof *nr);
+        if (!nr)
+            return 0; /* the default route */
+        a->routes = nr;
+        a->cap_routes *= 2;
+    }
+    a->routes[a->nroutes] = *ri;
+    return a->nroutes++;
+}
+
+static const char *const type_names[] = { "c", "ms", "g", "s" };
+
+/* A drop reason kept once, so that routes share it; past SY_REASONS_MAX
+ * distinct ones (a script that writes the key into its reason) a drop is
+ * shown with the generic reason and costs no more routes. */
+static const char *reason_intern(sy_agg *a, const char *why)
+{
+    for (size_t i = 0; i < a->nreasons; i++)
+        if (strcmp(a->reasons[i], why) == 0)
+            return a->reasons[i];
+    if (a->nreasons == SY_REASONS_MAX)
+        return "dropped";
+    char *c = strndup(why, 120);
+    if (!c)
+        return "dropped";
+    a->reasons[a->nreasons++] = c;
+    return c;
+}
+
+/* The index of a tenant (a token's namespace) for top: 1.. for the first
+ * SY_TENANTS_MAX - 2 seen, then SY_TENANTS_MAX - 1 for any other. */
+static uint8_t tenant_of(sy_agg *a, const char *ns, size_t n)
+{
+    for (uint8_t i = 1; i <= a->ntenants; i++)
+        if (strlen(a->tenants[i]) == n && memcmp(a->tenants[i], ns, n) == 0)
+            return i;
+    if (a->ntenants >= SY_TENANTS_MAX - 2)
+        return SY_TENANTS_MAX - 1;
+    char *c = strndup(ns, n);
+    if (!c)
+        return SY_TENANTS_MAX - 1;
+    a->tenants[++a->ntenants] = c;
+    return a->ntenants;
+}
+
+static size_t alias_key(sy_agg *a, const char *key, size_t klen, char *out);
+
+/* Ask the script, once; an error takes the default route.  After a reload
+ * the decision made before it was applied is taken instead (predecide.h). */
+static uint32_t decide(sy_agg *a, int type, const char *key, size_t klen, sy_route *r)
+{
+    if (!a->router) {
+        r->renamed = 0;
+        return 0;
+    }
+    char ak[SY_KEY_MAX + 32];
+    int prepared = a->pre != NULL;
+    if (prepared && sy_predecided_get(a->pre, type, ak, alias_key(a, key, klen, ak), r)) {
+        atomic_fetch_add_explicit(&a->st.predecided, 1, memory_order_relaxed);
+    } else {
+        /* With a reload's table in use, a miss is a key the reload did not
+         * know: first seen while it was prepared, or idle during it. */
+        if (prepared)
+            atomic_fetch_add_explicit(&a->st.predecide_misses, 1, memory_order_relaxed);
+        if (sy_router_decide(a->router, key, klen, type_names[type], listener_name(a),
+                             sender_str(a), r) < 0)
+            atomic_fetch_add_explicit(&a->st.route_errors, 1, memory_order_relaxed);
+    }
+    route_info ri = { .sinks = r->sinks, .raw = r->raw, .rate = r->rate, .drop = r->drop != NULL,
+                      .why = r->drop ? reason_intern(a, r->drop) : NULL };
+    return route_intern(a, &ri);
+}
+
+/* Everything about a record's origin that a rule or an auth hook may look
+ * at: the listener, the address family and the address (19 bytes).  The
+ * family is part of it because an IPv4 address is stored in the first 4 of
+ * the 16 address bytes, which alone would equal the IPv6 address
+ * AABB:CCDD::. */
+#define ORIGIN_KEY_LEN 19
+
+static size_t origin_key(const sy_origin *o, char *out)
+{
+    static const uint8_t none[16];
+    uint16_t l = o ? o->listener : 0xffff;
+    memcpy(out, &l, 2);
+    out[2] = (char)(o ? o->family : 0);
+    memcpy(out + 3, o ? o->addr : none, 16);
+    return ORIGIN_KEY_LEN;
+}
+
+/* The alias namespace's key: the key, and with sender-dependent rules the
+ * origin (above) after a NUL.  All such keys of one length share the
+ * key's length, so a key holding a NUL (unsanitised) cannot pass for
+ * another key's origin. */
+static size_t alias_key(sy_agg *a, const char *key, size_t klen, char *out)
+{
+    memcpy(out, key, klen);
+    if (!a->uses_origin)
+        return klen;
+    out[klen] = '\0';
+    return klen + 1 + origin_key(a->origin, out + klen + 1);
+}
+
+void sy_agg_use_predecided(sy_agg *a, sy_predecided *p)
+{
+    sy_predecided_free(a->pre);
+    a->pre = p;
+    a->pre_flushes = 2;
+}
+
+int sy_agg_uses_origin(const sy_agg *a) { return a->uses_origin; }
+size_t sy_agg_table_cap(const sy_agg *a) { return a->cap; }
+
+size_t sy_agg_walk_keys(sy_agg *a, size_t *cursor, size_t max, int next_uses_origin,
+                        sy_key_fn fn, void *ctx)
+{
+    size_t seen = 0;
+    for (; *cursor < a->cap && seen < max; (*cursor)++) {
+        const sy_entry *e = a->slots[*cursor].e;
+        if (!e)
+            continue;
+        seen++;
+        if (e->type < ALIAS) {
+            /* a key's own decision lives here only without origin rules */
+            if ((e->flags & F_OWN) && !next_uses_origin)
+                fn(ctx, e->type, e->key, e->key_len, e->key, e->key_len, "", "");
+            continue;
+        }
+        int type = e->type - ALIAS;
+        if (!a->uses_origin) {
+            if (!next_uses_origin)
+                fn(ctx, type, e->key, e->key_len, e->key, e->key_len, "", "");
+            continue;
+        }
+        /* key NUL origin_key: the origin rebuilt for the rules */
+        size_t klen = e->key_len - 1 - ORIGIN_KEY_LEN;
+        if (!next_uses_origin) {
+            fn(ctx, type, e->key, klen, e->key, klen, "", "");
+            continue;
+        }
+        const char *ok = e->key + klen + 1;
+        sy_origin o;
+        memset(&o, 0, sizeof o);
+        memcpy(&o.listener, ok, 2);
+        o.family = (uint8_t)ok[2];
+        memcpy(o.addr, ok + 3, 16);
+        char sender[INET6_ADDRSTRLEN] = "";
+        if (o.family == AF_INET || o.family == AF_INET6)
+            inet_ntop(o.family, o.addr, sender, sizeof sender);
+        const char *lname = o.listener < a->nlisteners ? a->listeners[o.listener].name : "";
+        fn(ctx, type, e->key, klen, e->key, e->key_len, lname, sender);
+    }
+    return seen;
+}
+
+size_t sy_agg_walk_decisions(sy_agg *a, size_t *cursor, size_t max, sy_decision_fn fn, void *ctx)
+{
+    size_t seen = 0;
+    for (; *cursor < a->cap && seen < max; (*cursor)++) {
+        const sy_entry *e = a->slots[*cursor].e;
+        if (!e)
+            continue;
+        seen++;
+        if (e->flags & (F_KEEP | F_RETIRE))
+            continue;
+        if (e->type < ALIAS && (!(e->flags & F_OWN) || a->uses_origin))
+            continue;
+        const route_info *ri = &a->routes[e->route < a->nroutes ? e->route : 0];
+        sy_key_decision d = { .type = e->type < ALIAS ? e->type : e->type - ALIAS, .key = e->key,
+                              .klen = e->key_len, .lookup = e->key, .lookup_len = e->key_len,
+                              .listener = "", .sender = "", .name = e->key, .name_len = e->key_len,
+                              .sinks = ri->drop ? 0 : ri->sinks, .raw = ri->drop ? 0 : ri->raw,
+                              .rate = ri->rate, .drop = ri->drop,
+                              .current = !a->router || e->epoch == a->epoch };
+        char sender[INET6_ADDRSTRLEN] = "";
+        if (e->type >= ALIAS) {
+            d.name = e->key + e->key_len + 1;
+            d.name_len = e->u.target_len;
+            if (a->uses_origin) {
+                /* key NUL origin_key: the origin rebuilt for the rules */
+                d.klen = e->key_len - 1 - ORIGIN_KEY_LEN;
+                const char *ok = e->key + d.klen + 1;
+                sy_origin o;
+                memset(&o, 0, sizeof o);
+                memcpy(&o.listener, ok, 2);
+                o.family = (uint8_t)ok[2];
+                memcpy(o.addr, ok + 3, 16);
+                if (o.family == AF_INET || o.family == AF_INET6)
+                    inet_ntop(o.family, o.addr, sender, sizeof sender);
+                d.sender = sender;
+                d.listener = o.listener < a->nlisteners ? a->listeners[o.listener].name : "";
+            }
+        }
+        fn(ctx, &d);
+    }
+    return seen;
+}
+
+static sy_entry *alias_new(sy_agg *a, uint64_t h, int type, const char *ak, size_t aklen,
+                           const char *target, size_t tlen, uint32_t route)
+{
+    if (a->o.max_keys && a->n >= a->o.max_keys) {
+        atomic_fetch_add_explicit(&a->st.keys_rejected, 1, memory_order_relaxed);
+        return NULL;
+    }
+    if ((a->n + 1) * 10 > a->cap * 7 && table_grow(a) < 0)
+        return NULL;
+    sy_entry *e = malloc(sizeof *e + aklen + 1 + tlen + 1);
+    if (!e)
+        return NULL;
+    memset(e, 0, sizeof *e);
+    e->type = (uint8_t)(type + ALIAS);
+    e->key_len = (uint16_t)aklen;
+    e->u.target_len = (uint32_t)tlen;
+    e->epoch = a->epoch;
+    e->route = route;
+    memcpy(e->key, ak, aklen);
+    e->key[aklen] = '\0';
+    memcpy(e->key + aklen + 1, target, tlen);
+    e->key[aklen + 1 + tlen] = '\0';
+    size_t mask = a->cap - 1, i = h & mask;
+    while (a->slots[i].e)
+        i = (i + 1) & mask;
+    a->slots[i].hash = h;
+    a->slots[i].e = e;
+    a->n++;
+    list_append(a, e);
+    budget_attach(a, e);
+    return e;
+}
+
+static uint64_t route_sinks(const sy_agg *a, uint32_t idx)
+{
+    const route_info *ri = &a->routes[idx < a->nroutes ? idx : 0];
+    return ri->drop ? 0 : ri->sinks;
+}
+
+/* An aggregate's identity is (type, name, sinks): samples that reach a name
+ * by different routes merge when they go to the same sinks, and stay apart
+ * when they do not (one key routed per sender to different sinks). */
+static sy_entry *find_entry(sy_agg *a, uint64_t h, int type, const char *key, size_t len,
+                            int own, uint64_t sinks)
+{
+    size_t mask = a->cap - 1;
+    for (size_t i = h & mask;; i = (i + 1) & mask) {
+        sy_entry *e = a->slots[i].e;
+        if (!e)
+            return NULL;
+        if (a->slots[i].hash != h || e->type != type || e->key_len != len ||
+            memcmp(e->key, key, len) != 0 || (e->flags & F_RETIRE))
+            continue;
+        if (own ? (e->flags & F_OWN) != 0 : route_sinks(a, e->route) == sinks)
+            return e;
+    }
+}
+
+/* The aggregate for (type, name) going to the sinks of decision idx. */
+static sy_entry *target(sy_agg *a, int type, const char *key, size_t len, uint32_t idx, int own)
+{
+    uint64_t h = type_hash(sy_hash(key, len, a->seed), type);
+    uint64_t sinks = route_sinks(a, idx);
+    sy_entry *t = find_entry(a, h, type, key, len, 0, sinks);
+    if (!t) {
+        if (a->o.max_keys && a->n >= a->o.max_keys) {
+            atomic_fetch_add_explicit(&a->st.keys_rejected, 1, memory_order_relaxed);
+            sy_log_limited(&rl_keys, SY_WARN, "key limit (%zu) reached: new keys are dropped",
+                           a->o.max_keys);
+            return NULL;
+        }
+        t = entry_new(a, h, type, key, len);
+        if (!t)
+            return NULL;
+        t->flags &= (uint8_t)~F_OWN;
+        t->route = idx;
+        t->epoch = a->epoch;
+    } else if (t->epoch != a->epoch) {
+        t->route = idx; /* same sinks; the newest decision's rate and raw */
+        t->epoch = a->epoch;
+    }
+    if (own && !(t->flags & F_OWN)) {
+        t->flags |= F_OWN;
+        t->route = idx;
+    }
+    if (own)
+        budget_attach(a, t);
+    return t;
+}
+
+/*
+ * Where a sample of (type, key) goes: the aggregate entry (NULL when it is
+ * not aggregated or the key limit refused it), the decision, and the final
+ * name.  One lookup for a known key that is not renamed.
+ */
+static sy_entry *resolve(sy_agg *a, int type, const char *key, size_t klen, uint32_t *route,
+                         const char **fname, size_t *flen)
+{
+    sy_route r;
+    int decided = 0;
+    uint32_t idx = 0;
+    uint64_t carry = 0; /* the budgets' charge of an entry this key replaces */
+    *fname = key;
+    *flen = klen;
+    if (!a->uses_origin) {
+        uint64_t h = type_hash(sy_hash(key, klen, a->seed), type);
+        sy_entry *e = find_entry(a, h, type, key, klen, 1, 0);
+        if (e && e->epoch != a->epoch) {
+            idx = decide(a, type, key, klen, &r);
+            decided = 1;
+            if (r.renamed && (e->flags & F_KEEP))
+                r.renamed = 0; /* statsd's own counters keep their names */
+            if (!r.renamed && route_sinks(a, idx) == route_sinks(a, e->route)) {
+                e->route = idx;
+                e->epoch = a->epoch;
+            } else if (e->flags & F_KEEP) {
+                e->route = idx; /* never retired: it is held by pointer */
+                e->epoch = a->epoch;
+            } else {
+                /* Renamed or sent elsewhere now: flushed once more where it
+                 * went before, then deleted. */
+                e->flags |= F_RETIRE;
+                carry = budget_carry(a, e);
+                e = NULL;
+            }
+        }
+        if (e) {
+            e->flags |= F_TOUCHED;
+            *route = e->route;
+            return route_sinks(a, e->route) ? e : NULL;
+        }
+    }
+    char ak[SY_KEY_MAX + 32];
+    size_t aklen = alias_key(a, key, klen, ak);
+    uint64_t ah = type_hash(sy_hash(ak, aklen, a->seed), type + ALIAS);
+    sy_entry *al = table_find(a, ah, type + ALIAS, ak, aklen);
+    if (al && al->epoch != a->epoch) {
+        carry |= budget_carry(a, al);
+        sy_agg_table_remove(a, al); /* never in a snapshot: safe to free now */
+        entry_free(al);
+        al = NULL;
+    }
+    if (!al) {
+        /* A new key (nothing of it to replace): its budgets are asked
+         * before Lua is, so a refused flood costs no routing calls. */
+        if (!decided && !carry && !budget_admit(a, key, klen)) {
+            a->refused = 1;
+            *route = 0;
+            return NULL;
+        }
+        if (carry)
+            a->charge = carry;
+        if (!decided)
+            idx = decide(a, type, key, klen, &r);
+        if (!a->uses_origin && !r.renamed) {
+            sy_entry *e = target(a, type, key, klen, idx, 1);
+            if (e)
+                e->flags |= F_TOUCHED;
+            *route = idx;
+            return route_sinks(a, idx) ? e : NULL;
+        }
+        al = alias_new(a, ah, type, ak, aklen, r.renamed ? r.key : key,
+                       r.renamed ? r.key_len : klen, idx);
+        if (!al) {
+            *route = idx;
+            return NULL;
+        }
+    }
+    al->flags |= F_TOUCHED;
+    *route = al->route;
+    *fname = al->key + al->key_len + 1;
+    *flen = al->u.target_len;
+    if (!route_sinks(a, al->route))
+        return NULL;
+    return target(a, type, *fname, *flen, al->route, 0);
+}
+
+static sy_ratelimit rl_raw = SY_RATELIMIT_INIT(10000, 1);
+
+static void raw_append(sy_agg *a, const char *name, size_t nlen, const sy_sample *s, uint64_t mask)
+{
+    sy_raw_batch *b = a->raw;
+    if (!b) {
+        b = a->raw = calloc(1, sizeof *b);
+        if (!b)
+            goto drop;
+    }
+    size_t need = nlen + s->text_len + s->tags_len + 3;
+    if (b->n >= RAW_MAX_SAMPLES || b->used + need > RAW_MAX_BYTES)
+        goto drop;
+    if (b->n == b->cap) {
+        size_t ncap = b->cap ? b->cap * 2 : 256;
+        sy_sample *ns = realloc(b->samples, ncap * sizeof *ns);
+        if (!ns)
+            goto drop;
+        b->samples = ns;
+        uint64_t *nm = realloc(b->masks, ncap * sizeof *nm);
+        if (!nm)
+            goto drop;
+        b->masks = nm;
+        b->cap = ncap;
+    }
+    if (b->used + need > b->arena_cap) {
+        /* Grow by moving: pointers into the arena are fixed up below. */
+        size_t ncap = b->arena_cap ? b->arena_cap * 2 : 64 * 1024;
+        while (ncap < b->used + need)
+            ncap *= 2;
+        char *na = malloc(ncap);
+        if (!na)
+            goto drop;
+        if (b->used)
+            memcpy(na, b->arena, b->used);
+        for (size_t i = 0; i < b->n; i++) {
+            b->samples[i].name = na + (b->samples[i].name - b->arena);
+            b->samples[i].text = na + (b->samples[i].text - b->arena);
+            b->samples[i].tags = na + (b->samples[i].tags - b->arena);
+        }
+        free(b->arena);
+        b->arena = na;
+        b->arena_cap = ncap;
+    }
+    sy_sample *o = &b->samples[b->n];
+    *o = *s;
+    char *p = b->arena + b->used;
+    o->name = p;
+    o->name_len = (uint32_t)nlen;
+    memcpy(p, name, nlen);
+    p[nlen] = '\0';
+    p += nlen + 1;
+    o->text = p;
+    memcpy(p, s->text, s->text_len);
+    p[s->text_len] = '\0';
+    p += s->text_len + 1;
+    o->tags = p;
+    memcpy(p, s->tags, s->tags_len);
+    p[s->tags_len] = '\0';
+    p += s->tags_len + 1;
+    b->used = (size_t)(p - b->arena);
+    b->masks[b->n++] = mask;
+    atomic_fetch_add_explicit(&a->st.passed_through, 1, memory_order_relaxed);
+    return;
+drop:
+    atomic_fetch_add_explicit(&a->st.raw_dropped, 1, memory_order_relaxed);
+    sy_log_limited(&rl_raw, SY_WARN, "pass-through samples dropped: more arrived than one batch "
+                   "holds before the output took it (switchyard_passthrough_dropped_total)");
+}
+
+sy_raw_batch *sy_agg_take_raw(sy_agg *a)
+{
+    sy_raw_batch *b = a->raw;
+    if (!b || b->n == 0)
+        return NULL;
+    a->raw = NULL;
+    return b;
+}
+
+size_t sy_agg_raw_pending(const sy_agg *a) { return a->raw ? a->raw->n : 0; }
+
+void sy_raw_batch_free(sy_raw_batch *b)
+{
+    if (!b)
+        return;
+    free(b->samples);
+    free(b->masks);
+    free(b->arena);
+    free(b);
+}
+
+/*
+ * Apply one parsed sample: route it, then statsd's handlePacket.  bytes
+ * is the line's size for its first sample (0 for the others), for top.
+ * With t (a tapped line; see sy_agg_line) the decision is told to the
+ * open taps; the hot path calls this with t NULL, which inlining folds
+ * away.
+ */
+static inline __attribute__((always_inline)) void apply(sy_agg *a, const char *key, size_t klen,
+                                                        sy_sample *s, uint32_t bytes, sy_tap_event *t)
+{
+    int type = s->type == SY_SAMPLE_COUNTER ? SY_T_COUNTER
+             : s->type == SY_SAMPLE_TIMER ? SY_T_TIMER
+             : s->type == SY_SAMPLE_GAUGE ? SY_T_GAUGE : SY_T_SET;
+    sy_entry *e;
+    if (t) {
+        t->name = key;
+        t->nlen = klen;
+        t->sinks = a->all_sinks;
+        t->raw = 0;
+        t->rate = 1;
+        t->reason = NULL;
+    }
+    if (!a->router) {
+        e = lookup(a, type, key, klen);
+        if (e) {
+            e->samples++;
+            e->bytes += bytes;
+        }
+    } else {
+        uint32_t idx;
+        const char *fname;
+        size_t flen;
+        e = resolve(a, type, key, klen, &idx, &fname, &flen);
+        budget_settle(a);
+        if (a->refused) {
+            a->refused = 0;
+            if (t) {
+                t->outcome = SY_TAP_BUDGET;
+                sy_tap_emit(t);
+            }
+            return;
+        }
+        if (e) {
+            e->samples++;
+            e->bytes += bytes;
+        }
+        const route_info *ri = &a->routes[idx];
+        if (t) {
+            t->name = fname;
+            t->nlen = flen;
+            t->sinks = ri->sinks;
+            t->raw = ri->raw;
+            t->rate = ri->rate;
+        }
+        if (ri->drop) {
+            atomic_fetch_add_explicit(&a->st.routed_drops, 1, memory_order_relaxed);
+            if (t) {
+                t->outcome = SY_TAP_DROPPED;
+                t->reason = ri->why ? ri->why : "dropped";
+                sy_tap_emit(t);
+            }
+            return;
+        }
+        if (ri->rate < 1) {
+            /* Keep a fraction p and scale what is kept by 1/p, as statsd
+             * does for @rate, so totals stay unbiased. */
+            double u = (double)(next_rand(a) >> 11) * 0x1.0p-53;
+            if (u >= ri->rate) {
+                atomic_fetch_add_explicit(&a->st.sampled_out, 1, memory_order_relaxed);
+                if (t) {
+                    t->outcome = SY_TAP_SAMPLED_OUT;
+                    sy_tap_emit(t);
+                }
+                return;
+            }
+            s->rate *= ri->rate;
+        }
+        if (ri->raw)
+            raw_append(a, fname, flen, s, ri->raw);
+        if (!ri->sinks) {
+            if (t) {
+                t->outcome = SY_TAP_ROUTED;
+                sy_tap_emit(t);
+            }
+            return;
+        }
+    }
+    if (t) {
+        t->outcome = e ? SY_TAP_ROUTED : SY_TAP_LIMIT;
+        sy_tap_emit(t);
+    }
+    if (!e)
+        return;
+    switch (type) {
+    case SY_T_COUNTER:
+        /* statsd: value * (1 / rate); at rate 1 that is value exactly. */
+        e->u.value += s->rate == 1 ? s->value : s->value * (1 / s->rate);
+        break;
+    case SY_T_TIMER:
+        timer_add(a, e, s->value, s->rate);
+        break;
+    case SY_T_GAUGE:
+        if (a->o.delete_gauges)
+            e->ttl = a->o.gauges_max_ttl;
+        /* statsd: `if (gauges[key] && /^[-+]/)` - a delta adds to a gauge
+         * whose value is truthy; on one that is missing, 0, -0 or NaN it
+         * sets it ("-0" gives -0, which 0 + -0 would not). */
+        if (s->is_delta && e->u.value != 0 && !isnan(e->u.value))
+            e->u.value += s->value;
+        else
+            e->u.value = s->value;
+        break;
+    default:
+        set_insert(a, e, s->text, s->text_len);
+        break;
+    }
+}
+
+static sy_ratelimit rl_auth = SY_RATELIMIT_INIT(10000, 3);
+
+/* statsgod's scheme: "TOKEN.metric:1|c".  Answers are cached per token and
+ * everything the auth hook is given (listener, address family, sender
+ * address: origin_key), so that a decision made on one listener or family
+ * is never reused on another; the cache is emptied at reload and when it grows past TOK_MAX
+ * (a client spraying tokens costs Lua calls, never memory). */
+static int token_check(sy_agg *a, const char *tok, size_t tlen, char *ns, size_t *nslen)
+{
+    char k[256 + 1 + ORIGIN_KEY_LEN];
+    if (tlen > 256)
+        return 0;
+    memcpy(k, tok, tlen);
+    k[tlen] = '\0';
+    size_t klen = tlen + 1 + origin_key(a->origin, k + tlen + 1);
+    uint64_t h = sy_hash(k, klen, a->seed ^ 0x70c3e70c3e70c3eull);
+    for (tok_entry *t = a->toks[h % TOK_BUCKETS]; t; t = t->next) {
+        if (t->hash == h && t->len == klen && memcmp(t->data, k, klen) == 0) {
+            memcpy(ns, t->data + t->len, t->nslen);
+            *nslen = t->nslen;
+            return t->allowed;
+        }
+    }
+    char nsbuf[SY_KEY_MAX], raw[256];
+    size_t n = 0;
+    int rc = sy_router_authorize(a->router, tok, tlen, sender_str(a), listener_name(a), raw,
+                                 sizeof raw, &n);
+    if (rc < 0)
+        atomic_fetch_add_explicit(&a->st.route_errors, 1, memory_order_relaxed);
+    int allowed = rc == 1;
+    if (allowed && n) {
+        /* The namespace becomes part of the key: sanitised like it. */
+        int sn = sy_sanitize(nsbuf, raw, n, a->o.sanitize);
+        if (sn <= 0 || sn > 255) {
+            allowed = 0;
+            n = 0;
+        } else {
+            n = (size_t)sn;
+        }
+    }
+    if (a->ntoks >= TOK_MAX)
+        tokens_clear(a);
+    tok_entry *t = malloc(sizeof *t + klen + n);
+    if (t) {
+        t->hash = h;
+        t->allowed = allowed;
+        t->len = (uint16_t)klen;
+        t->nslen = (uint16_t)n;
+        memcpy(t->data, k, klen);
+        memcpy(t->data + klen, nsbuf, n);
+        t->next = a->toks[h % TOK_BUCKETS];
+        a->toks[h % TOK_BUCKETS] = t;
+        a->ntoks++;
+    }
+    memcpy(ns, nsbuf, n);
+    *nslen = n;
+    return allowed;
+}
+
+/* A line the tap sees before it has a key: refused by auth, or bad.  The
+ * glob is matched against its name (up to ':'). */
+static void tap_early(sy_agg *a, const char *line, size_t len, int outcome, const char *reason,
+                      const char *ns, size_t nslen)
+{
+    const char *colon = memchr(line, ':', len);
+    sy_tap_event t = { .line = line, .len = len, .key = line,
+                       .klen = colon ? (size_t)(colon - line) : len, .outcome = outcome,
+                       .reason = reason, .rate = 1, .tenant = ns, .tlen = nslen,
+                       .listener = listener_name(a), .sender = sender_str(a) };
+    sy_tap_emit(&t);
+}
+
+/* sy_agg_line's work; `tapping` is a constant at each call, so the hot
+ * path's copy has no trace of the tap. */
+static inline __attribute__((always_inline)) void line_in(sy_agg *a, const char *line, size_t len,
+                                                          const sy_origin *origin, int tapping)
+{
+    if (origin != a->origin) {
+        a->origin = origin;
+        a->sender_ready = 0;
+        a->listener = (uint8_t)(origin ? origin->listener : 0xff);
+    }
+    char ns[256];
+    size_t nslen = 0;
+    uint32_t bytes = (uint32_t)len + 1; /* with its newline */
+    a->tenant = 0;
+    if (origin && origin->listener < a->nlisteners && a->listeners[origin->listener].auth) {
+        if (len && line[len - 1] == '\r')
+            len--;
+        if (len == 0)
+            return;
+        const char *dot = memchr(line, '.', len);
+        const char *colon = memchr(line, ':', len);
+        if (!dot || dot == line || (colon && colon < dot) ||
+            !token_check(a, line, (size_t)(dot - line), ns, &nslen)) {
+            sy_listen_info *li = &a->listeners[origin->listener];
+            atomic_fetch_add_explicit(&li->auth_rejected, 1, memory_order_relaxed);
+            sy_log_limited(&rl_auth, SY_WARN, "%s: line with a missing or refused token from %s",
+                           li->name, *sender_str(a) ? sender_str(a) : "a local client");
+            if (tapping) {
+                /* never the token itself: what follows it */
+                int tok = dot && dot != line && !(colon && colon < dot);
+                const char *rest = tok ? dot + 1 : line;
+                tap_early(a, rest, len - (size_t)(rest - line), SY_TAP_REFUSED,
+                          tok ? "token refused" : "no token", NULL, 0);
+            }
+            return;
+        }
+        len -= (size_t)(dot + 1 - line);
+        line = dot + 1;
+        if (nslen)
+            a->tenant = tenant_of(a, ns, nslen);
+    }
+    sy_line it;
+    int klen = sy_parse_begin(&it, line, len, a->key, a->o.sanitize);
+    if (klen == -2)
+        return;
+    a->e_metrics->u.value += 1;
+    stat_bump(&a->st.lines);
+    if (klen < 0) {
+        if (klen == SY_PARSE_EVENT) {
+            stat_bump(&a->st.dd_events);
+            return;
+        }
+        if (klen == SY_PARSE_SERVICE_CHECK) {
+            stat_bump(&a->st.dd_service_checks);
+            return;
+        }
+        if (klen == SY_PARSE_TOO_LONG)
+            key_too_long(a, line, len);
+        bad_line(a, line, len);
+        if (tapping)
+            tap_early(a, line, len, SY_TAP_BAD, klen == SY_PARSE_TOO_LONG ? "key too long" : "bad line",
+                      ns, nslen);
+        return;
+    }
+    if (nslen) {
+        /* The token's namespace goes in front: "tenant1.api.req". */
+        if ((size_t)klen + nslen + 1 >= SY_KEY_MAX) {
+            key_too_long(a, line, len);
+            bad_line(a, line, len);
+            if (tapping)
+                tap_early(a, line, len, SY_TAP_BAD, "key too long", ns, nslen);
+            return;
+        }
+        memmove(a->key + nslen + 1, a->key, (size_t)klen + 1);
+        memcpy(a->key, ns, nslen);
+        a->key[nslen] = '.';
+        klen += (int)nslen + 1;
+    }
+    sy_sample s;
+    int rc;
+    a->tenant_ns = ns;
+    a->tenant_len = nslen;
+    sy_tap_event t;
+    if (tapping)
+        t = (sy_tap_event){ .line = line, .len = len, .key = a->key, .klen = (size_t)klen,
+                            .tenant = ns, .tlen = nslen, .listener = listener_name(a),
+                            .sender = sender_str(a) };
+    while ((rc = sy_parse_next(&it, &s)) != 0) {
+        if (rc < 0) {
+            bad_line(a, line, len);
+            if (tapping)
+                tap_early(a, line, len, SY_TAP_BAD, "bad sample", ns, nslen);
+            continue;
+        }
+        stat_bump(&a->st.samples);
+        apply(a, a->key, (size_t)klen, &s, bytes, tapping ? &t : NULL);
+        bytes = 0;
+    }
+    if (__builtin_expect(it.containers | it.timestamps, 0)) {
+        /* one writer (this thread): a plain store, as stat_bump */
+        atomic_store_explicit(&a->st.dd_containers, atomic_load_explicit(&a->st.dd_containers,
+                              memory_order_relaxed) + it.containers, memory_order_relaxed);
+        atomic_store_explicit(&a->st.dd_timestamps, atomic_load_explicit(&a->st.dd_timestamps,
+                              memory_order_relaxed) + it.timestamps, memory_order_relaxed);
+    }
+    a->tenant_len = 0;
+}
+
+static __attribute__((noinline)) void line_tapped(sy_agg *a, const char *line, size_t len,
+                                                  const sy_origin *origin)
+{
+    line_in(a, line, len, origin, 1);
+}
+
+void sy_agg_line(sy_agg *a, const char *line, size_t len, const sy_origin *origin)
+{
+    /* The tap's one cost while no tap is open: this load and branch. */
+    if (__builtin_expect(atomic_load_explicit(&sy_tap_on, memory_order_relaxed) != 0, 0))
+        line_tapped(a, line, len, origin);
+    else
+        line_in(a, line, len, origin, 0);
+}
+
+void sy_agg_feed(sy_agg *a, const char *buf, size_t len, const sy_origin *origin)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME_COARSE, &now);
+    atomic_store_explicit(&a->st.last_msg_ms, (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000,
+                          memory_order_relaxed);
+    a->origin = origin;
+    a->sender_ready = 0;
+    a->listener = (uint8_t)(origin ? origin->listener : 0xff);
+    a->e_packets->u.value += 1;
+    stat_bump(&a->st.packets);
+    const char *p = buf, *end = buf + len;
+    while (p < end) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        const char *stop = nl ? nl : end;
+        if (stop > p)
+            sy_agg_line(a, p, (size_t)(stop - p), origin);
+        p = stop + 1;
+    }
+}
+
+static void hset_clear(sy_hset *s)
+{
+    free(s->hll);
+    s->hll = NULL;
+    if (s->cap > 64) {
+        free(s->slots);
+        s->slots = NULL;
+        s->cap = 0;
+    } else if (s->slots) {
+        memset(s->slots, 0, s->cap * sizeof *s->slots);
+    }
+    s->n = 0;
+}
+
+/* statsd's clear_metrics, decided per entry: 1 when it is to be deleted. */
+static int reset_entry(sy_agg *a, sy_entry *e)
+{
+    e->samples = 0; /* top's counts are per interval */
+    e->bytes = 0;
+    switch (e->type) {
+    case SY_T_COUNTER:
+        e->u.value = 0;
+        return a->o.delete_counters && !(e->flags & F_KEEP);
+    case SY_T_TIMER:
+        e->u.timer = NULL; /* moved into the snapshot */
+        return a->o.delete_timers;
+    case SY_T_GAUGE:
+        if (a->o.delete_gauges && e->ttl >= 0)
+            return --e->ttl < 1;
+        return 0;
+    default:
+        if (e->u.set)
+            hset_clear(e->u.set);
+        return a->o.delete_sets;
+    }
+}
+
+sy_snapshot *sy_agg_snapshot(sy_agg *a, int64_t ts)
+{
+    /* A reload's decisions serve the keys seen in the next two intervals;
+     * a key that comes back later is asked about as a new one. */
+    if (a->pre && --a->pre_flushes <= 0) {
+        sy_predecided_free(a->pre);
+        a->pre = NULL;
+    }
+    a->listener = 0xff; /* keys made here come from no listener */
+    a->tenant = 0;
+    /* statsd sets its timestamp_lag gauge from the second flush on. */
+    if (a->old_ts > 0) {
+        if (!a->e_lag) {
+            char name[SY_KEY_MAX];
+            int n = snprintf(name, sizeof name, "%s.timestamp_lag", a->prefix_stats);
+            a->e_lag = lookup_in(a, SY_T_GAUGE, name, (size_t)n, 1);
+        }
+        if (a->e_lag) {
+            a->e_lag->u.value = (double)(ts - a->old_ts) - a->o.flush_interval_ms / 1000.0;
+            a->e_lag->ttl = -1;
+            a->e_lag->flags |= F_KEEP;
+        }
+    }
+    a->old_ts = ts;
+
+    sy_snapshot *s = calloc(1, sizeof *s);
+    if (!s)
+        return NULL;
+    s->items = malloc((a->n ? a->n : 1) * sizeof *s->items);
+    if (!s->items) {
+        free(s);
+        return NULL;
+    }
+    s->ts = ts;
+    s->flush_interval_ms = a->o.flush_interval_ms;
+
+    /* statsd's own values (numStats, processing_time, ...) take the route
+     * of their namespace. */
+    s->internal_sinks = a->all_sinks;
+    if (a->router) {
+        char name[SY_KEY_MAX];
+        int n = snprintf(name, sizeof name, "%s.numStats", a->prefix_stats);
+        sy_route r;
+        a->origin = NULL;
+        a->sender_ready = 0;
+        uint32_t idx = decide(a, SY_T_COUNTER, name, (size_t)n, &r);
+        s->internal_sinks = a->routes[idx].drop ? 0 : a->routes[idx].sinks;
+    }
+
+    for (size_t i = 0; i < a->cap; i++) {
+        sy_entry *e = a->slots[i].e;
+        if (!e)
+            continue;
+        if (e->type >= ALIAS) {
+            /* A routing cache entry lives while its key is in use. */
+            if (!(e->flags & F_TOUCHED) || e->epoch != a->epoch)
+                mark_dead(a, s, e, a->slots[i].hash);
+            e->flags &= (uint8_t)~F_TOUCHED;
+            continue;
+        }
+        uint64_t sinks = a->all_sinks;
+        if (!a->router && !(e->flags & (F_OWN | F_KEEP)))
+            e->flags |= F_RETIRE; /* a rename target left by removed routing */
+        if (a->router) {
+            if (e->epoch != a->epoch && !(e->flags & F_RETIRE)) {
+                /* Not seen since a reload: decide now, by its name alone. */
+                sy_route r;
+                a->origin = NULL;
+                a->sender_ready = 0;
+                uint32_t idx = decide(a, e->type, e->key, e->key_len, &r);
+                if (r.renamed && !(e->flags & F_KEEP))
+                    e->flags |= F_RETIRE;
+                else {
+                    e->route = idx; /* flushed where its name goes now */
+                    e->epoch = a->epoch;
+                }
+            }
+            const route_info *ri = &a->routes[e->route < a->nroutes ? e->route : 0];
+            sinks = ri->drop ? 0 : ri->sinks;
+        }
+        if (sinks == 0 && !(e->flags & F_RETIRE)) {
+            /* Dropped or pass-through only: a routing cache entry, which
+             * expires after an interval without samples. */
+            if (e->type == SY_T_TIMER && e->u.timer) {
+                free(e->u.timer->v);
+                free(e->u.timer);
+                e->u.timer = NULL;
+            }
+            if (!(e->flags & (F_TOUCHED | F_KEEP)))
+                mark_dead(a, s, e, a->slots[i].hash);
+            e->flags &= (uint8_t)~F_TOUCHED;
+            continue;
+        }
+        e->flags &= (uint8_t)~F_TOUCHED;
+        sy_snap_item *it = &s->items[s->n++];
+        it->sinks = sinks;
+        it->key = e->key;
+        it->key_len = e->key_len;
+        it->type = e->type;
+        it->timer = NULL;
+        it->value = 0;
+        switch (e->type) {
+        case SY_T_COUNTER: it->value = e->u.value; s->counters++; break;
+        case SY_T_GAUGE: it->value = e->u.value; s->gauges++; break;
+        case SY_T_TIMER: it->timer = e->u.timer; s->timers++; break;
+        default: it->value = e->u.set ? hset_count(e->u.set) : 0; s->sets++; break;
+        }
+        if (reset_entry(a, e) || (e->flags & F_RETIRE))
+            mark_dead(a, s, e, a->slots[i].hash);
+    }
+    /* Entries the admin deleted may still be named by the snapshot in
+     * flight on the output thread: they are freed with this one. */
+    /* Unlink after the walk: backward shifts would disturb it. */
+    for (sy_entry *e = s->dead; e; e = e->next_dead) {
+        slots_remove(a, e, e->dead_hash);
+        if (e == a->e_lag)
+            a->e_lag = NULL;
+    }
+    while (a->deleted) {
+        sy_entry *e = a->deleted;
+        a->deleted = e->next_dead;
+        e->next_dead = s->dead;
+        s->dead = e;
+    }
+    atomic_store_explicit(&a->st.keys, a->n, memory_order_relaxed);
+    return s;
+}
+
+void sy_snapshot_free(sy_snapshot *s)
+{
+    if (!s)
+        return;
+    for (size_t i = 0; i < s->n; i++) {
+        sy_timer_data *t = s->items[i].timer;
+        if (t) {
+            free(t->v);
+            free(t);
+        }
+    }
+    sy_entry *e = s->dead;
+    while (e) {
+        sy_entry *next = e->next_dead;
+        entry_free(e);
+        e = next;
+    }
+    free(s->items);
+    free(s);
+}
