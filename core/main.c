@@ -35,6 +35,7 @@
 #include "sinkhost.h"
 #include "status.h"
 #include "traces.h"
+#include "spool.h"
 
 #ifndef SY_VERSION
 #define SY_VERSION "0.0.0"
@@ -373,6 +374,8 @@ int main(int argc, char **argv)
 {
     if (argc > 1 && strcmp(argv[1], "traces") == 0)
         return sy_traces_main(argc - 1, argv + 1);
+    if (argc > 1 && strcmp(argv[1], "spool") == 0)
+        return sy_spool_tool(argc - 1, argv + 1);
 
     /*
      * Return flush-sized memory to the system once it has been sent.  A

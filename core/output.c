@@ -292,6 +292,13 @@ static void emit_to_sink(void *ctx, const sy_metric_batch *b, uint64_t sinks)
     sy_sink_write(((job_sink *)ctx)->sink, b);
 }
 
+/* A sink with a disk spool keeps what the output would otherwise drop or
+ * push at it all at once: it goes to the spool, replayed in order later. */
+static void emit_spill(void *ctx, const sy_metric_batch *b, uint64_t sinks)
+{
+    sy_sink_spill(((job_sink *)ctx)->sink, b);
+}
+
 static void emit_count(void *ctx, const sy_metric_batch *b, uint64_t sinks)
 {
     *(size_t *)ctx += b->count;
@@ -411,7 +418,8 @@ static void push_out(sy_output *o)
                 continue;
             job_timing(j, js);
             while (sy_flusher_next(j->flusher, j->snap, j->extra, j->nextra, js->bit, &js->c,
-                                   SIZE_MAX, emit_to_sink, js))
+                                   SIZE_MAX,
+                                   sy_sink_spooled(js->sink) ? emit_spill : emit_to_sink, js))
                 ;
             job_sink_done(o, j, js);
         }
@@ -431,6 +439,15 @@ static void drop_oldest_for(sy_output *o, sy_sink *sink)
             if (js->sink != sink || js->done)
                 continue;
             size_t n = 0;
+            if (sy_sink_spooled(sink)) {
+                job_timing(j, js);
+                while (sy_flusher_next(j->flusher, j->snap, j->extra, j->nextra, js->bit,
+                                       &js->c, PIECE_VALUES, emit_spill, js))
+                    ;
+                job_sink_done(o, j, js);
+                behind--;
+                continue;
+            }
             while (sy_flusher_next(j->flusher, j->snap, j->extra, j->nextra, js->bit, &js->c,
                                    SIZE_MAX, emit_count, &n))
                 ;

@@ -24,6 +24,7 @@
 #include "inspect.h"
 #include "log.h"
 #include "numfmt.h"
+#include "spool.h"
 
 #define RETRY_INTERVAL_MS 100
 #define RETRY_MAX_DEFAULT 1000000
@@ -204,6 +205,8 @@ int sy_sink_check_settings(const sy_sink_plugin *p, const char *instance,
             }
             continue;
         }
+        if (sy_spool_key(st->key))
+            continue; /* the host's too: checked below */
         if (!p->settings)
             continue;
         int found = 0;
@@ -224,7 +227,7 @@ int sy_sink_check_settings(const sy_sink_plugin *p, const char *instance,
             return -1;
         }
     }
-    return 0;
+    return sy_spool_keys_check(instance, s, n, err, errlen);
 }
 
 /* ------------------------------------------------------------------ */
@@ -497,6 +500,10 @@ struct sy_sink {
     sy_watch *watches;
 
     int checking;        /* a settings check (sy_sink_check): nothing may start */
+
+    sy_spool *spool;     /* spool.* settings: see "the disk spool" below */
+    struct event *replay_ev;
+    int connected_seen;  /* the plugin reports SY_STAT_CONNECTED */
 
     sy_ratelimit err_rl;
     sy_ratelimit drop_rl;
@@ -793,6 +800,8 @@ static void host_stat_add(sy_host *h, int stat, int64_t delta)
 
 static void host_stat_set(sy_host *h, int stat, int64_t value)
 {
+    if (stat == SY_STAT_CONNECTED)
+        h->sink->connected_seen = 1;
     if (stat >= 0 && stat < SY_STAT_COUNT)
         atomic_store_explicit(&h->sink->stats[stat], value, memory_order_relaxed);
 }
@@ -969,9 +978,15 @@ static void hold(sy_sink *s, int is_samples, const void *batch)
     }
 }
 
+static int spool_route(sy_sink *s);
+static void spill_held(sy_sink *s);
+static void spool_put(sy_sink *s, const sy_metric_batch *b);
+
 /* Offers held batches oldest first until the plugin says SY_RETRY again. */
 static void offer_held(sy_sink *s)
 {
+    if (spool_route(s))
+        spill_held(s);
     while (s->held_head) {
         held *h = s->held_head;
         sy_status r = offer(s, h->is_samples, &h->b);
@@ -1032,6 +1047,11 @@ static void write_any(sy_sink *s, int is_samples, const void *batch)
 {
     if (!batch || batch_count(is_samples, batch) == 0)
         return;
+    if (!is_samples && spool_route(s)) {
+        spill_held(s);
+        spool_put(s, batch);
+        return;
+    }
     if (s->held_head)
         offer_held(s);
     if (s->held_head) {
@@ -1127,6 +1147,20 @@ void sy_sink_stats_get(const sy_sink *s, sy_sink_stats *o)
     o->write_errors = LD(m->write_errors);
     o->retry_held = LD(m->retry_held);
 #undef LD
+    o->spool = s->spool != NULL;
+    o->spool_bytes = o->spool_records = o->spool_oldest_ts = 0;
+    o->spool_spooled = o->spool_replayed = o->spool_dropped = o->spool_corrupt = 0;
+    if (s->spool) {
+        sy_spool_stats ss;
+        sy_spool_stats_get(s->spool, &ss);
+        o->spool_bytes = ss.bytes;
+        o->spool_records = ss.records;
+        o->spool_oldest_ts = ss.oldest_ts;
+        o->spool_spooled = ss.spooled;
+        o->spool_replayed = ss.replayed;
+        o->spool_dropped = ss.dropped;
+        o->spool_corrupt = ss.corrupt;
+    }
 }
 
 /* Frees everything but the plugin state; used by close and by a failed
@@ -1152,9 +1186,133 @@ static void sink_free(sy_sink *s)
     }
     if (s->retry_ev)
         event_free(s->retry_ev);
+    if (s->replay_ev)
+        event_free(s->replay_ev);
+    sy_spool_close(s->spool);
     sy_settings_free(s->settings, s->nsettings);
     free(s->name);
     free(s);
+}
+
+/* ------------------------------------------------------------------ */
+/* The disk spool (spool.h)                                             */
+/* ------------------------------------------------------------------ */
+
+/*
+ * A sink with `spool = { dir = ... }` keeps in the spool what it cannot
+ * deliver: batches written while the plugin reports itself disconnected
+ * (SY_STAT_CONNECTED 0), held batches once that happens, and whatever the
+ * output spills (a flush the sink fell behind on, what is left at
+ * shutdown).  Once the spool holds anything, newer batches are appended
+ * behind it, so order is kept.  Replay runs every REPLAY_MS: when the
+ * plugin has nothing pending it commits what was handed out before (the
+ * position file moves, replayed segments go), then hands out at most
+ * REPLAY_VALUES values, stopping at the first SY_RETRY.  Live flushes meet
+ * the disk, not the plugin, meanwhile, so replay never holds them back,
+ * and the bound per turn keeps the output loop free for other sinks.
+ */
+#define REPLAY_MS 10
+#define REPLAY_VALUES 16384
+
+static int spool_route(sy_sink *s)
+{
+    if (!s->spool)
+        return 0;
+    if (sy_spool_has_records(s->spool))
+        return 1;
+    return s->connected_seen &&
+           atomic_load_explicit(&s->stats[SY_STAT_CONNECTED], memory_order_relaxed) == 0;
+}
+
+static void spool_put(sy_sink *s, const sy_metric_batch *b)
+{
+    size_t dropped = 0;
+    sy_spool_append(s->spool, b, &dropped);
+    if (dropped)
+        count_host_drop(s, dropped);
+}
+
+/* Held metric batches go to the spool, oldest first; samples stay held. */
+static void spill_held(sy_sink *s)
+{
+    if (!s->spool)
+        return;
+    held **pp = &s->held_head, *last = NULL;
+    while (*pp) {
+        held *h = *pp;
+        if (h->is_samples) {
+            last = h;
+            pp = &h->next;
+            continue;
+        }
+        spool_put(s, &h->b.m);
+        *pp = h->next;
+        s->held_count -= h->count;
+        free(h);
+    }
+    s->held_tail = last;
+    atomic_store_explicit(&s->retry_held, (int64_t)s->held_count, memory_order_relaxed);
+}
+
+static void replay_cb(evutil_socket_t fd, short what, void *arg)
+{
+    sy_sink *s = arg;
+    sy_spool_tick(s->spool, clock_ms(CLOCK_MONOTONIC));
+    if (s->final_requested || s->held_head || plugin_pending(s) != 0)
+        return;
+    /* nothing pending: what was handed out has left the plugin */
+    sy_spool_commit(s->spool);
+    if (s->connected_seen &&
+        atomic_load_explicit(&s->stats[SY_STAT_CONNECTED], memory_order_relaxed) == 0)
+        return;
+    size_t values = 0;
+    sy_metric_batch b;
+    while (values < REPLAY_VALUES && sy_spool_peek(s->spool, &b)) {
+        sy_status r = offer(s, 0, &b);
+        if (r == SY_RETRY)
+            break;
+        if (r != SY_OK && r != SY_SKIP)
+            write_failed(s, "write (replay)", b.count);
+        values += b.count;
+        sy_spool_advance(s->spool);
+    }
+}
+
+static int spool_start(sy_sink *s, char *err, size_t errlen)
+{
+    sy_spool_opts so;
+    int rc = sy_spool_opts_read(s->name, s->settings, s->nsettings, &so, err, errlen);
+    if (rc != 0)
+        return rc < 0 ? -1 : 0;
+    char serr[512];
+    s->spool = sy_spool_open(s->name, &so, serr, sizeof serr);
+    if (!s->spool) {
+        snprintf(err, errlen, "sink '%s': %s", s->name, serr);
+        return -1;
+    }
+    s->replay_ev = event_new(s->base, -1, EV_PERSIST, replay_cb, s);
+    struct timeval tv = ms_tv(REPLAY_MS);
+    if (!s->replay_ev || event_add(s->replay_ev, &tv) < 0) {
+        snprintf(err, errlen, "sink '%s': out of memory", s->name);
+        return -1;
+    }
+    return 0;
+}
+
+int sy_sink_spooled(const sy_sink *s)
+{
+    return s->spool != NULL;
+}
+
+void sy_sink_spill(sy_sink *s, const sy_metric_batch *b)
+{
+    if (!s->spool) {
+        sy_sink_write(s, b);
+        return;
+    }
+    spill_held(s);
+    if (b && b->count)
+        spool_put(s, b);
 }
 
 /* The plugin's check entry, or NULL when it has none or was built before
@@ -1177,6 +1335,9 @@ int sy_sink_check(const sy_sink_plugin *p, const char *instance, const sy_settin
         return -1;
     }
     if (sy_sink_check_settings(p, instance, settings, n, err, errlen) != 0)
+        return -1;
+    sy_spool_opts so;
+    if (sy_spool_opts_read(instance, settings, n, &so, err, errlen) < 0)
         return -1;
     int (*check)(const sy_host_api *, sy_host *, char *, size_t) = plugin_check(p);
     if (!check)
@@ -1244,6 +1405,10 @@ sy_sink *sy_sink_open(struct event_base *base, const char *instance, const sy_si
         s->retry_max = rm->num > (double)SIZE_MAX / 2 ? SIZE_MAX / 2 : (size_t)rm->num;
     if (!(s->retry_ev = evtimer_new(base, retry_cb, s)))
         goto oom;
+    if (spool_start(s, err, errlen) < 0) {
+        sink_free(s);
+        return NULL;
+    }
 
     perr[0] = '\0';
     if (p->init(&host_api, &s->host, &s->state, perr, sizeof(perr)) != 0) {
@@ -1267,6 +1432,7 @@ void sy_sink_close(sy_sink *s)
 {
     if (!s)
         return;
+    spill_held(s);
     if (s->held_count) {
         sy_log(SY_WARN, "sink '%s': closing with %zu held for retry; they are dropped",
                s->name, s->held_count);
@@ -1329,6 +1495,8 @@ int sy_sinks_drain(struct event_base *base, sy_sink **sinks, size_t n, uint64_t 
     int rc = 0;
     for (size_t i = 0; i < n; i++) {
         sy_sink *s = sinks[i];
+        if (s)
+            spill_held(s);
         if (!s || sink_drained(s))
             continue;
         rc = -1;
