@@ -244,6 +244,20 @@ static size_t collect_extra(sy_output *o)
         self_add(o, &n, name, 0, (uint64_t)st.connected);
         snprintf(name, sizeof name, "switchyard.sink.%s.adjusted", part);
         self_add(o, &n, name, 1, (uint64_t)st.adjusted);
+        if (st.spool) {
+            snprintf(name, sizeof name, "switchyard.sink.%s.spool.bytes", part);
+            self_add(o, &n, name, 0, (uint64_t)st.spool_bytes);
+            snprintf(name, sizeof name, "switchyard.sink.%s.spool.records", part);
+            self_add(o, &n, name, 0, (uint64_t)st.spool_records);
+            snprintf(name, sizeof name, "switchyard.sink.%s.spool.spooled", part);
+            self_add(o, &n, name, 1, (uint64_t)st.spool_spooled);
+            snprintf(name, sizeof name, "switchyard.sink.%s.spool.replayed", part);
+            self_add(o, &n, name, 1, (uint64_t)st.spool_replayed);
+            snprintf(name, sizeof name, "switchyard.sink.%s.spool.dropped", part);
+            self_add(o, &n, name, 1, (uint64_t)st.spool_dropped);
+            snprintf(name, sizeof name, "switchyard.sink.%s.spool.corrupt", part);
+            self_add(o, &n, name, 1, (uint64_t)st.spool_corrupt);
+        }
     }
     /* Ring fullness: the fullest ring says how close ingest is to loss. */
     uint64_t used = 0, worst = 0;

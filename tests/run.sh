@@ -43,7 +43,7 @@ py_suites="integration/test_admin.py integration/test_badinput.py integration/te
     integration/test_influxdb.py integration/test_pacing.py integration/test_prometheus.py
     integration/test_redis.py integration/test_redis_cluster.py
     integration/test_relay_tier.py integration/test_reload.py integration/test_remote_write.py
-    integration/test_repeater.py
+    integration/test_repeater.py integration/test_spool.py
     integration/test_traces.py diff/test_inspect_diff.py diff/test_statsd_diff.py"
 sh_suites="integration/test_deb.sh integration/test_image.sh integration/test_install.sh integration/test_valgrind.sh"
 long_runs="bench fuzz soak"  # fuzz and soak in lane 2, bench alone at the end
