@@ -504,6 +504,8 @@ struct sy_sink {
     sy_spool *spool;     /* spool.* settings: see "the disk spool" below */
     struct event *replay_ev;
     int connected_seen;  /* the plugin reports SY_STAT_CONNECTED */
+    int64_t sent_seen;   /* SY_STAT_SENT when last looked at */
+    uint64_t moved_ms;   /* when the plugin's queue last moved */
 
     sy_ratelimit err_rl;
     sy_ratelimit drop_rl;
@@ -1201,7 +1203,10 @@ static void sink_free(sy_sink *s)
 /*
  * A sink with `spool = { dir = ... }` keeps in the spool what it cannot
  * deliver: batches written while the plugin reports itself disconnected
- * (SY_STAT_CONNECTED 0), held batches once that happens, and whatever the
+ * (SY_STAT_CONNECTED 0) or stuck (a queue that has not moved for
+ * SPOOL_STALL_MS: connected to a server that does not read; sooner than
+ * plugins/lib/pace.h's PACE_STALL_MS, after which a paced plugin would
+ * drop what its queue cannot take), held batches once that happens, and whatever the
  * output spills (a flush the sink fell behind on, what is left at
  * shutdown).  Once the spool holds anything, newer batches are appended
  * behind it, so order is kept.  Replay runs every REPLAY_MS: when the
@@ -1213,6 +1218,21 @@ static void sink_free(sy_sink *s)
  */
 #define REPLAY_MS 10
 #define REPLAY_VALUES 16384
+#define SPOOL_STALL_MS 1000
+
+/* A queue that holds something and sent nothing for SPOOL_STALL_MS. */
+static int spool_stalled(sy_sink *s)
+{
+    int64_t sent = atomic_load_explicit(&s->stats[SY_STAT_SENT], memory_order_relaxed);
+    int64_t queued = atomic_load_explicit(&s->stats[SY_STAT_QUEUED], memory_order_relaxed);
+    uint64_t now = clock_ms(CLOCK_MONOTONIC);
+    if (sent != s->sent_seen || queued == 0 || !s->moved_ms) {
+        s->sent_seen = sent;
+        s->moved_ms = now;
+        return 0;
+    }
+    return now - s->moved_ms >= SPOOL_STALL_MS;
+}
 
 static int spool_route(sy_sink *s)
 {
@@ -1220,8 +1240,10 @@ static int spool_route(sy_sink *s)
         return 0;
     if (sy_spool_has_records(s->spool))
         return 1;
-    return s->connected_seen &&
-           atomic_load_explicit(&s->stats[SY_STAT_CONNECTED], memory_order_relaxed) == 0;
+    if (s->connected_seen &&
+        atomic_load_explicit(&s->stats[SY_STAT_CONNECTED], memory_order_relaxed) == 0)
+        return 1;
+    return spool_stalled(s);
 }
 
 static void spool_put(sy_sink *s, const sy_metric_batch *b)
@@ -1258,6 +1280,7 @@ static void replay_cb(evutil_socket_t fd, short what, void *arg)
 {
     sy_sink *s = arg;
     sy_spool_tick(s->spool, clock_ms(CLOCK_MONOTONIC));
+    spool_stalled(s); /* keeps the stall clock current between writes */
     if (s->final_requested || s->held_head || plugin_pending(s) != 0)
         return;
     /* nothing pending: what was handed out has left the plugin */

@@ -9,7 +9,9 @@ flushing every 50 ms, against a real carbon-cache:
      of Graphite lines, five times the memory queue).  After carbon comes
      back, every seq key is read back from its whisper file with its value,
      nothing was dropped, and the spool is empty again (its segments
-     deleted);
+     deleted); then carbon-cache stopped with SIGSTOP (connected, reading
+     nothing) for 60 flushes of 1,500 keys: spooled instead of dropped at
+     the queue, every value read back after SIGCONT;
   2. restart: the same outage, the daemon killed with SIGKILL half way,
      one record of the spool damaged on purpose, the daemon started again
      with carbon up: every value `switchyard spool cat` showed in the spool
@@ -207,10 +209,47 @@ def outage(res, workdir):
                   "replayed %r spooled %r" % (d.spool("replayed_total"), d.spool("spooled_total")))
         segs = [f for f in os.listdir(os.path.join(spool_dir, "carbon")) if f.endswith(".seg")]
         res.check("outage: no segment left on disk", not segs, repr(segs))
+        stuck(res, d, carbon)
     finally:
         if d.proc:
             d.stop_clean(res, "outage")
         carbon.stop()
+
+
+def stuck(res, d, carbon):
+    """carbon-cache stopped with SIGSTOP: connected, but reading nothing.
+    The sink's queue stops moving; the host spools instead of letting the
+    plugin drop what its queue cannot take."""
+    spooled0 = d.spool("spooled_total") or 0
+    os.kill(carbon.pid, signal.SIGSTOP)
+    try:
+        pad = ["spool.pad.k%d:1|c" % k for k in range(1500)]
+        for i in range(200, 260):
+            d.send(["spool.seq.%d:%d|c" % (i, i + 1)] + pad)
+            time.sleep(0.05)
+        wait_until(lambda: (d.spool("spooled_total") or 0) > spooled0, 10)
+        res.check("stuck: with carbon-cache stopped (SIGSTOP), flushes went to the spool "
+                  "(%r values) and the sink stayed connected (%r)"
+                  % ((d.spool("spooled_total") or 0) - spooled0, d.sink("connected")),
+                  (d.spool("spooled_total") or 0) > spooled0 and d.sink("connected") == 1)
+    finally:
+        os.kill(carbon.pid, signal.SIGCONT)
+    emptied = wait_until(lambda: d.spool("records") == 0 and d.sink("queued") == 0, 60)
+    res.check("stuck: once carbon-cache reads again the spool is replayed", emptied,
+              "records %r queued %r" % (d.spool("records"), d.sink("queued")))
+    want = set(range(200, 260))
+    got = set()
+    deadline = time.time() + 40
+    while time.time() < deadline and got != want:
+        got |= seq_arrived(carbon, want - got)
+        if got != want:
+            time.sleep(0.5)
+    missing = sorted(want - got)
+    res.check("stuck: every one of 60 flushes' seq values read back from whisper", not missing,
+              "%d missing, e.g. %r" % (len(missing), missing[:5]))
+    res.check("stuck: nothing dropped (sink %r, spool %r)"
+              % (d.sink("dropped_total"), d.spool("dropped_total")),
+              d.sink("dropped_total") == 0 and d.spool("dropped_total") == 0)
 
 
 def record_offsets(path):
