@@ -249,6 +249,9 @@ static size_t collect_extra(sy_output *o)
             self_add(o, &n, name, 0, (uint64_t)st.spool_bytes);
             snprintf(name, sizeof name, "switchyard.sink.%s.spool.records", part);
             self_add(o, &n, name, 0, (uint64_t)st.spool_records);
+            int64_t age = st.spool_oldest_ts ? (int64_t)time(NULL) - st.spool_oldest_ts : 0;
+            snprintf(name, sizeof name, "switchyard.sink.%s.spool.oldest_age_seconds", part);
+            self_add(o, &n, name, 0, (uint64_t)(age > 0 ? age : 0));
             snprintf(name, sizeof name, "switchyard.sink.%s.spool.spooled", part);
             self_add(o, &n, name, 1, (uint64_t)st.spool_spooled);
             snprintf(name, sizeof name, "switchyard.sink.%s.spool.replayed", part);
