@@ -492,7 +492,8 @@ static int list_segments(sy_spool *sp)
         sp->seg[sp->nseg++] = (segment){ .seq = seq, .bytes = (uint64_t)stt.st_size };
     }
     closedir(d);
-    qsort(sp->seg, sp->nseg, sizeof *sp->seg, seg_cmp);
+    if (sp->nseg > 1)
+        qsort(sp->seg, sp->nseg, sizeof *sp->seg, seg_cmp);
     return 0;
 }
 
@@ -594,8 +595,10 @@ sy_spool *sy_spool_open(const char *sink, const sy_spool_opts *o, char *err, siz
         unlink(name);
         first++;
     }
-    memmove(sp->seg, sp->seg + first, (sp->nseg - first) * sizeof *sp->seg);
-    sp->nseg -= first;
+    if (first) {
+        memmove(sp->seg, sp->seg + first, (sp->nseg - first) * sizeof *sp->seg);
+        sp->nseg -= first;
+    }
     if (sp->nseg && sp->seg[0].seq == pseq && poff <= sp->seg[0].bytes)
         sp->c_off = poff;
     else
