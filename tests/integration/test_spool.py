@@ -22,7 +22,9 @@ flushing every 50 ms, against a real carbon-cache:
      also in switchyard_sink_dropped_total), the spool stays within its
      bound, the first flush is what dropNewest keeps and dropOldest gives
      up, and ingest is unaffected: every line sent was parsed;
-  4. check: bad spool settings are refused by --check with the key named.
+  4. redis: the redis sink through an outage of redis-server: every
+     counter in Redis exactly once with its value;
+  5. check: bad spool settings are refused by --check with the key named.
 
 Usage:  /usr/bin/python3 tests/integration/test_spool.py     ($SY_BIN)
 """
@@ -40,6 +42,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from lib.carbon import CarbonCache  # noqa: E402
 from lib.netutil import LOOPBACK, free_port, free_port_pair, wait_for_port  # noqa: E402
 from lib.proc import Process, make_workdir, remove_workdir, wait_until  # noqa: E402
+from lib.resp import RedisServer, query  # noqa: E402
 from lib.results import Results  # noqa: E402
 from lib.sanitizer import check_clean  # noqa: E402
 from lib.switchyard import switchyard_binary, to_lua  # noqa: E402
@@ -52,8 +55,9 @@ QUEUE = 1 << 20
 
 
 class Daemon:
-    def __init__(self, workdir, name, carbon_port, spool):
+    def __init__(self, workdir, name, carbon_port, spool, sink=None):
         self.port = free_port_pair()
+        self.plugin = sink["plugin"] if sink else "graphite"
         self.http = free_port("tcp")
         self.name = name
         self.workdir = workdir
@@ -63,10 +67,11 @@ class Daemon:
             "deleteCounters": True,
             "httpAddress": "%s:%d" % (LOOPBACK, self.http),
             "shutdownTimeout": 2000,
-            "sinks": {"carbon": {"plugin": "graphite", "host": LOOPBACK, "port": carbon_port,
-                                 "maxQueueBytes": QUEUE, "reconnectMinMs": 50,
-                                 "reconnectMaxMs": 300, "spool": spool}},
+            "sinks": {"carbon": sink or {"plugin": "graphite", "host": LOOPBACK,
+                                         "port": carbon_port, "maxQueueBytes": QUEUE,
+                                         "reconnectMinMs": 50, "reconnectMaxMs": 300}},
         }
+        cfg["sinks"]["carbon"]["spool"] = spool
         self.path = os.path.join(workdir, name + ".lua")
         with open(self.path, "w") as f:
             f.write("return " + to_lua(cfg) + "\n")
@@ -107,10 +112,10 @@ class Daemon:
         return None
 
     def spool(self, what):
-        return self.metric('switchyard_spool_%s{sink="carbon",plugin="graphite"}' % what)
+        return self.metric('switchyard_spool_%s{sink="carbon",plugin="%s"}' % (what, self.plugin))
 
     def sink(self, what):
-        return self.metric('switchyard_sink_%s{sink="carbon",plugin="graphite"}' % what)
+        return self.metric('switchyard_sink_%s{sink="carbon",plugin="%s"}' % (what, self.plugin))
 
     def stop_clean(self, res, label):
         rc = self.proc.stop(15)
@@ -156,10 +161,7 @@ def seq_arrived(carbon, indices):
 
 
 def outage(res, workdir):
-    carbon = CarbonCache(os.path.join(workdir, "carbon1"))
-    if not res.check("outage: carbon-cache starts", carbon.start(), carbon.logs()):
-        return
-    carbon.stop()
+    carbon = CarbonCache(os.path.join(workdir, "carbon1"))  # down until started below
     spool_dir = os.path.join(workdir, "spool1")
     d = Daemon(workdir, "outage", carbon.line_port,
                {"dir": spool_dir, "maxBytes": "64MiB", "fsync": "interval",
@@ -178,7 +180,7 @@ def outage(res, workdir):
                   d.proc.logs())
         res.check("outage: the spool's oldest flush has an age",
                   (d.spool("oldest_age_seconds") or 0) >= 0 and (d.spool("records") or 0) > 0)
-        if not res.check("outage: carbon-cache comes back", carbon.start(), carbon.logs()):
+        if not res.check("outage: carbon-cache starts", carbon.start(), carbon.logs()):
             return
         emptied = wait_until(lambda: d.spool("records") == 0 and d.spool("bytes") == 0 and
                              d.sink("queued") == 0, 60)
@@ -252,6 +254,59 @@ def stuck(res, d, carbon):
               d.sink("dropped_total") == 0 and d.spool("dropped_total") == 0)
 
 
+def redis_outage(res, workdir):
+    """The redis sink through the same outage: redis-server down for 60
+    flushes, then started; every seq counter is in Redis exactly once with
+    its value (a replayed batch is written under its flush time, so nothing
+    doubles)."""
+    redis = RedisServer(workdir, "redis-out")
+    sink = {"plugin": "redis", "host": LOOPBACK, "port": redis.port, "prefix": "p:",
+            "maxQueueMetrics": 5000, "reconnectMinMs": 50, "reconnectMaxMs": 300}
+    d = Daemon(workdir, "redis_outage", 0, {"dir": os.path.join(workdir, "spool_redis"),
+                                            "maxBytes": "64MiB", "fsync": "never"}, sink)
+    try:
+        if not res.check("redis: switchyard starts with redis-server down", d.start(),
+                         d.proc.logs()):
+            return
+        wait_until(lambda: d.sink("connected") == 0, 10)
+        pad = ["spool.pad.k%d:1|c" % k for k in range(PAD)]
+        for i in range(60):
+            d.send(["red.seq.%d:%d|c" % (i, i + 1)] + pad)
+            time.sleep(0.05)
+        wait_until(lambda: (d.spool("spooled_total") or 0) >= 60 * 2 * PAD, 10)
+        res.check("redis: 60 flushes spooled while redis-server was down (%r values)"
+                  % d.spool("spooled_total"), (d.spool("spooled_total") or 0) >= 60 * 2 * PAD)
+        if not res.check("redis: redis-server starts", redis.start(), redis.logs()):
+            return
+        res.check("redis: the spool was replayed",
+                  wait_until(lambda: d.spool("records") == 0 and d.sink("queued") == 0, 60),
+                  "records %r queued %r" % (d.spool("records"), d.sink("queued")))
+        names = ["stats_counts.red.seq.%d" % i for i in range(60)]
+        wait_until(lambda: all(query(redis.port, "HEXISTS", "p:latest", n) == 1
+                               for n in names[-3:]), 20, step=0.3)
+        c = redis.client()
+        try:
+            series = c.pipeline([("ZRANGE", "p:ts:" + n, 0, -1) for n in names])
+            latest = c.pipeline([("HGET", "p:latest", n) for n in names])
+        finally:
+            c.close()
+        bad = []
+        for i, (pts, last) in enumerate(zip(series, latest)):
+            pts = [p.decode() if isinstance(p, bytes) else p for p in (pts or [])]
+            last = last.decode() if isinstance(last, bytes) else last
+            if len(pts) != 1 or not pts[0].endswith(":%d" % (i + 1)) or last != str(i + 1):
+                bad.append((names[i], pts, last))
+        res.check("redis: each of 60 seq counters in Redis exactly once with its value",
+                  not bad, "%d wrong, e.g. %r" % (len(bad), bad[:3]))
+        res.check("redis: nothing dropped (sink %r, spool %r)"
+                  % (d.sink("dropped_total"), d.spool("dropped_total")),
+                  d.sink("dropped_total") == 0 and d.spool("dropped_total") == 0)
+    finally:
+        if d.proc:
+            d.stop_clean(res, "redis")
+        redis.stop()
+
+
 def record_offsets(path):
     """(offset, length, names) of each record of a segment file."""
     out = []
@@ -275,10 +330,7 @@ def record_offsets(path):
 
 
 def restart(res, workdir):
-    carbon = CarbonCache(os.path.join(workdir, "carbon2"))
-    if not res.check("restart: carbon-cache starts", carbon.start(), carbon.logs()):
-        return
-    carbon.stop()
+    carbon = CarbonCache(os.path.join(workdir, "carbon2"))  # down until started below
     spool_dir = os.path.join(workdir, "spool2")
     d = Daemon(workdir, "restart", carbon.line_port,
                {"dir": spool_dir, "maxBytes": "64MiB", "fsync": "never"})
@@ -321,7 +373,7 @@ def restart(res, workdir):
                             timeout=60).stdout.decode()
         res.check("restart: `switchyard spool ls` lists the segment and its damage",
                   segs[0] in ls and "DAMAGED" in ls, ls)
-        if not res.check("restart: carbon-cache comes back", carbon.start(), carbon.logs()):
+        if not res.check("restart: carbon-cache starts", carbon.start(), carbon.logs()):
             return
         if not res.check("restart: switchyard starts again on the spool", d.start(), d.proc.logs()):
             return
@@ -428,10 +480,10 @@ def main():
     res = Results(TEST_NAME)
     workdir = make_workdir(TEST_NAME)
     try:
-        check(res, workdir)
-        full(res, workdir)
-        outage(res, workdir)
-        restart(res, workdir)
+        for case in (check, full, outage, restart, redis_outage):
+            t0 = time.time()
+            case(res, workdir)
+            res.note("%s: %.1f s" % (case.__name__, time.time() - t0))
     finally:
         remove_workdir(workdir)
     return res.finish()
