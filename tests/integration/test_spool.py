@@ -22,8 +22,9 @@ flushing every 50 ms, against a real carbon-cache:
      also in switchyard_sink_dropped_total), the spool stays within its
      bound, the first flush is what dropNewest keeps and dropOldest gives
      up, and ingest is unaffected: every line sent was parsed;
-  4. redis: the redis sink through an outage of redis-server: every
-     counter in Redis exactly once with its value;
+  4. redis: the redis sink through an outage of redis-server, with a
+     SIGTERM and a restart in it (the last values sent just before the
+     SIGTERM): every counter in Redis exactly once with its value;
   5. check: bad spool settings are refused by --check with the key named.
 
 Usage:  /usr/bin/python3 tests/integration/test_spool.py     ($SY_BIN)
@@ -276,12 +277,19 @@ def redis_outage(res, workdir):
         wait_until(lambda: (d.spool("spooled_total") or 0) >= 60 * 2 * PAD, 10)
         res.check("redis: 60 flushes spooled while redis-server was down (%r values)"
                   % d.spool("spooled_total"), (d.spool("spooled_total") or 0) >= 60 * 2 * PAD)
+        # the last values, then SIGTERM at once: the final flush is spooled too
+        d.send(["red.seq.60:61|c"])
+        time.sleep(0.01)
+        rc = d.stop_clean(res, "redis first run")
+        res.check("redis: SIGTERM during the outage exits 0 (%r)" % rc, rc == 0, d.proc.logs())
+        if not res.check("redis: switchyard starts again on its spool", d.start(), d.proc.logs()):
+            return
         if not res.check("redis: redis-server starts", redis.start(), redis.logs()):
             return
         res.check("redis: the spool was replayed",
                   wait_until(lambda: d.spool("records") == 0 and d.sink("queued") == 0, 60),
                   "records %r queued %r" % (d.spool("records"), d.sink("queued")))
-        names = ["stats_counts.red.seq.%d" % i for i in range(60)]
+        names = ["stats_counts.red.seq.%d" % i for i in range(61)]
         wait_until(lambda: all(query(redis.port, "HEXISTS", "p:latest", n) == 1
                                for n in names[-3:]), 20, step=0.3)
         c = redis.client()
@@ -296,7 +304,8 @@ def redis_outage(res, workdir):
             last = last.decode() if isinstance(last, bytes) else last
             if len(pts) != 1 or not pts[0].endswith(":%d" % (i + 1)) or last != str(i + 1):
                 bad.append((names[i], pts, last))
-        res.check("redis: each of 60 seq counters in Redis exactly once with its value",
+        res.check("redis: each of 61 seq counters (the last sent just before SIGTERM) in Redis "
+                  "exactly once with its value",
                   not bad, "%d wrong, e.g. %r" % (len(bad), bad[:3]))
         res.check("redis: nothing dropped (sink %r, spool %r)"
                   % (d.sink("dropped_total"), d.spool("dropped_total")),
