@@ -60,6 +60,7 @@ class Daemon:
         self.port = free_port_pair()
         self.plugin = sink["plugin"] if sink else "graphite"
         self.http = free_port("tcp")
+        self.mgmt = free_port("tcp")
         self.name = name
         self.workdir = workdir
         cfg = {
@@ -67,6 +68,8 @@ class Daemon:
             "flushInterval": 50,
             "deleteCounters": True,
             "httpAddress": "%s:%d" % (LOOPBACK, self.http),
+            "mgmt_address": LOOPBACK,
+            "mgmt_port": self.mgmt,
             "shutdownTimeout": 2000,
             "sinks": {"carbon": sink or {"plugin": "graphite", "host": LOOPBACK,
                                          "port": carbon_port, "maxQueueBytes": QUEUE,
@@ -111,6 +114,18 @@ class Daemon:
             if line.startswith(name + " ") or line.startswith(name + "{"):
                 return float(line.split()[-1])
         return None
+
+    def console(self, command):
+        sock = socket.create_connection((LOOPBACK, self.mgmt), timeout=10)
+        sock.sendall((command + "\nquit\n").encode())
+        out = b""
+        while True:
+            data = sock.recv(65536)
+            if not data:
+                break
+            out += data
+        sock.close()
+        return out.decode(errors="replace")
 
     def spool(self, what):
         return self.metric('switchyard_spool_%s{sink="carbon",plugin="%s"}' % (what, self.plugin))
@@ -181,6 +196,9 @@ def outage(res, workdir):
                   d.proc.logs())
         res.check("outage: the spool's oldest flush has an age",
                   (d.spool("oldest_age_seconds") or 0) >= 0 and (d.spool("records") or 0) > 0)
+        text = d.console("sinks")
+        res.check("outage: the console's `sinks` shows the spool",
+                  "carbon spool bytes=" in text and "records=" in text, text)
         if not res.check("outage: carbon-cache starts", carbon.start(), carbon.logs()):
             return
         emptied = wait_until(lambda: d.spool("records") == 0 and d.spool("bytes") == 0 and
@@ -357,6 +375,10 @@ def restart(res, workdir):
             parts = line.split()
             if len(parts) == 3 and parts[0].startswith("stats_counts.spool.seq."):
                 spooled.add(int(parts[0].rsplit(".", 1)[1]))
+        res.check("restart: the self-metrics carry the spool's figures "
+                  "(statsd.switchyard.sink.carbon.spool.*, spooled with the flushes)",
+                  "statsd.switchyard.sink.carbon.spool.records " in text and
+                  "statsd.switchyard.sink.carbon.spool.spooled " in text, text[-3000:])
         res.check("restart: `switchyard spool cat` shows the seq values spooled before the "
                   "SIGKILL (%d of 60)" % len(spooled), rc == 0 and len(spooled) >= 30,
                   "rc %d: %s\n%s" % (rc, err, text[:2000]))
