@@ -10,7 +10,7 @@ flushing every 50 ms, against a real carbon-cache:
      back, every seq key is read back from its whisper file with its value,
      nothing was dropped, and the spool is empty again (its segments
      deleted); then carbon-cache stopped with SIGSTOP (connected, reading
-     nothing) for 60 flushes of 1,500 keys: spooled instead of dropped at
+     nothing) for 40 flushes of 1,500 keys: spooled instead of dropped at
      the queue, every value read back after SIGCONT;
   2. restart: the same outage, the daemon killed with SIGKILL half way,
      one record of the spool damaged on purpose, the daemon started again
@@ -25,7 +25,9 @@ flushing every 50 ms, against a real carbon-cache:
   4. redis: the redis sink through an outage of redis-server, with a
      SIGTERM and a restart in it (the last values sent just before the
      SIGTERM): every counter in Redis exactly once with its value;
-  5. check: bad spool settings are refused by --check with the key named.
+  5. repeater: the repeater's TCP path to a second switchyard that is
+     down for 40 flushes: every value reaches it once it starts;
+  6. check: bad spool settings are refused by --check with the key named.
 
 Usage:  /usr/bin/python3 tests/integration/test_spool.py     ($SY_BIN)
 """
@@ -245,7 +247,7 @@ def stuck(res, d, carbon):
     os.kill(carbon.pid, signal.SIGSTOP)
     try:
         pad = ["spool.pad.k%d:1|c" % k for k in range(1500)]
-        for i in range(200, 260):
+        for i in range(200, 240):
             d.send(["spool.seq.%d:%d|c" % (i, i + 1)] + pad)
             time.sleep(0.05)
         wait_until(lambda: (d.spool("spooled_total") or 0) > spooled0, 10)
@@ -258,7 +260,7 @@ def stuck(res, d, carbon):
     emptied = wait_until(lambda: d.spool("records") == 0 and d.sink("queued") == 0, 60)
     res.check("stuck: once carbon-cache reads again the spool is replayed", emptied,
               "records %r queued %r" % (d.spool("records"), d.sink("queued")))
-    want = set(range(200, 260))
+    want = set(range(200, 240))
     got = set()
     deadline = time.time() + 40
     while time.time() < deadline and got != want:
@@ -266,7 +268,7 @@ def stuck(res, d, carbon):
         if got != want:
             time.sleep(0.5)
     missing = sorted(want - got)
-    res.check("stuck: every one of 60 flushes' seq values read back from whisper", not missing,
+    res.check("stuck: every one of 40 flushes' seq values read back from whisper", not missing,
               "%d missing, e.g. %r" % (len(missing), missing[:5]))
     res.check("stuck: nothing dropped (sink %r, spool %r)"
               % (d.sink("dropped_total"), d.spool("dropped_total")),
@@ -332,6 +334,65 @@ def redis_outage(res, workdir):
         if d.proc:
             d.stop_clean(res, "redis")
         redis.stop()
+
+
+def repeater_outage(res, workdir):
+    """The repeater's TCP path (flushed values as gauges) to a second
+    switchyard that is down for 40 flushes, then started: every seq value
+    reaches it."""
+    hop_port = free_port_pair()
+    sink = {"plugin": "repeater", "host": LOOPBACK, "port": hop_port, "protocol": "tcp",
+            "flushed": "all", "maxQueueBytes": 256 << 10, "reconnectMinMs": 50,
+            "reconnectMaxMs": 300}
+    d = Daemon(workdir, "repeater_outage", 0, {"dir": os.path.join(workdir, "spool_rep"),
+                                               "maxBytes": "64MiB", "fsync": "never"}, sink)
+    hop_cfg = os.path.join(workdir, "hop.lua")
+    with open(hop_cfg, "w") as f:
+        f.write("return " + to_lua({"listen": ["tcp://%s:%d" % (LOOPBACK, hop_port)],
+                                    "flushInterval": 100, "deleteGauges": True,
+                                    "sinks": {"out": {"plugin": "console"}}}) + "\n")
+    hop = Process("hop", [switchyard_binary(), "-c", hop_cfg], workdir)
+    try:
+        if not res.check("repeater: switchyard starts with its next hop down", d.start(),
+                         d.proc.logs()):
+            return
+        wait_until(lambda: d.sink("connected") == 0, 10)
+        pad = ["spool.pad.k%d:1|c" % k for k in range(PAD)]
+        for i in range(40):
+            d.send(["rep.seq.%d:%d|c" % (i, i + 1)] + pad)
+            time.sleep(0.05)
+        wait_until(lambda: (d.spool("spooled_total") or 0) >= 40 * 2 * PAD, 10)
+        res.check("repeater: 40 flushes spooled while the next hop was down (%r values)"
+                  % d.spool("spooled_total"), (d.spool("spooled_total") or 0) >= 40 * 2 * PAD)
+        hop.start()
+        if not res.check("repeater: the next hop starts", wait_for_port(hop_port, 10,
+                                                                       alive=hop.alive)):
+            return
+
+        def arrived():
+            got = {}
+            try:
+                with open(hop.stdout_path) as f:
+                    for line in f:
+                        parts = line.split()
+                        if len(parts) == 3 and ".stats_counts.rep.seq." in parts[0]:
+                            got.setdefault(int(parts[0].rsplit(".", 1)[1]), set()).add(parts[1])
+            except OSError:
+                pass
+            return got
+        wait_until(lambda: len(arrived()) >= 40, 30, step=0.3)
+        got = arrived()
+        bad = [(i, got.get(i)) for i in range(40) if got.get(i) != {str(i + 1)}]
+        res.check("repeater: every one of 40 flushes' seq values reached the next hop with its "
+                  "value", not bad, "%d wrong, e.g. %r" % (len(bad), bad[:3]))
+        res.check("repeater: the spool was replayed, nothing dropped (sink %r, spool %r)"
+                  % (d.sink("dropped_total"), d.spool("dropped_total")),
+                  wait_until(lambda: d.spool("records") == 0, 20) and
+                  d.sink("dropped_total") == 0 and d.spool("dropped_total") == 0)
+    finally:
+        if d.proc:
+            d.stop_clean(res, "repeater")
+        hop.stop()
 
 
 def record_offsets(path):
@@ -511,7 +572,7 @@ def main():
     res = Results(TEST_NAME)
     workdir = make_workdir(TEST_NAME)
     try:
-        for case in (check, full, outage, restart, redis_outage):
+        for case in (check, full, outage, restart, redis_outage, repeater_outage):
             t0 = time.time()
             case(res, workdir)
             res.note("%s: %.1f s" % (case.__name__, time.time() - t0))
