@@ -203,8 +203,11 @@ def outage(res, workdir):
                   "carbon spool bytes=" in text and "records=" in text, text)
         if not res.check("outage: carbon-cache starts", carbon.start(), carbon.logs()):
             return
+        t0 = time.time()
         emptied = wait_until(lambda: d.spool("records") == 0 and d.spool("bytes") == 0 and
                              d.sink("queued") == 0, 60)
+        res.note("replayed %d values in %.1f s (polled every 50 ms, from carbon's port opening)"
+                 % (d.spool("replayed_total") or 0, time.time() - t0))
         res.check("outage: the spool was replayed and its segments deleted",
                   emptied, "records %r bytes %r queued %r\n%s" %
                   (d.spool("records"), d.spool("bytes"), d.sink("queued"), d.proc.logs()))
