@@ -207,6 +207,11 @@ int sy_sink_check_settings(const sy_sink_plugin *p, const char *instance,
         }
         if (sy_spool_key(st->key))
             continue; /* the host's too: checked below */
+        if (strcmp(st->key, "spool") == 0) {
+            snprintf(err, errlen, "sink '%s': setting 'spool' must be a table, e.g. spool = "
+                     "{ dir = \"/var/lib/switchyard/spool\", maxBytes = \"4GiB\" }", instance);
+            return -1;
+        }
         if (!p->settings)
             continue;
         int found = 0;

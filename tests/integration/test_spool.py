@@ -559,6 +559,13 @@ def check(res, workdir):
         out = r.stdout.decode()
         res.check("check: spool.%s = %s refused by --check, naming %s" % (key, value, named),
                   r.returncode != 0 and named in out, out)
+    path = os.path.join(workdir, "bad_string.lua")
+    with open(path, "w") as f:
+        f.write('return { sinks = { carbon = { plugin = "graphite", spool = "/tmp" } } }\n')
+    r = subprocess.run([switchyard_binary(), "--check", path], stdout=subprocess.PIPE,
+                       stderr=subprocess.STDOUT, timeout=30)
+    res.check("check: spool = \"/tmp\" refused by --check: it must be a table",
+              r.returncode != 0 and "must be a table" in r.stdout.decode(), r.stdout.decode())
     path = os.path.join(workdir, "good.lua")
     with open(path, "w") as f:
         f.write('return { sinks = { carbon = { plugin = "graphite", spool = { dir = "%s", '
