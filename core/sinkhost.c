@@ -1327,6 +1327,25 @@ static int spool_start(sy_sink *s, char *err, size_t errlen)
     return 0;
 }
 
+static void keep_cb(void *ctx, const sy_metric_batch *b)
+{
+    spool_put(ctx, b);
+}
+
+/* Shutdown, time is up: what the plugin's own queue still holds goes to
+ * the spool when the plugin can hand it back (ABI 1.2 take_back). */
+static void spool_take_back(sy_sink *s)
+{
+    const sy_sink_plugin *p = s->plugin;
+    if (!s->spool || p->struct_size < offsetof(sy_sink_plugin, take_back) + sizeof(p->take_back) ||
+        !p->take_back || plugin_pending(s) == 0)
+        return;
+    size_t n = p->take_back(s->state, keep_cb, s);
+    if (n)
+        sy_log(SY_INFO, "sink '%s': %zu values its queue still held at shutdown went to the "
+               "spool", s->name, n);
+}
+
 int sy_sink_spooled(const sy_sink *s)
 {
     return s->spool != NULL;
@@ -1523,8 +1542,10 @@ int sy_sinks_drain(struct event_base *base, sy_sink **sinks, size_t n, uint64_t 
     int rc = 0;
     for (size_t i = 0; i < n; i++) {
         sy_sink *s = sinks[i];
-        if (s)
+        if (s) {
             spill_held(s);
+            spool_take_back(s);
+        }
         if (!s || sink_drained(s))
             continue;
         rc = -1;

@@ -11,7 +11,9 @@ flushing every 50 ms, against a real carbon-cache:
      nothing was dropped, and the spool is empty again (its segments
      deleted); then carbon-cache stopped with SIGSTOP (connected, reading
      nothing) for 40 flushes of 1,500 keys: spooled instead of dropped at
-     the queue, every value read back after SIGCONT;
+     the queue; SIGTERM while it is still stopped hands the graphite
+     queue to the spool; after a restart and SIGCONT every value is read
+     back;
   2. restart: the same outage, the daemon killed with SIGKILL half way,
      one record of the spool damaged on purpose, the daemon started again
      with carbon up: every value `switchyard spool cat` showed in the spool
@@ -245,7 +247,10 @@ def outage(res, workdir):
 def stuck(res, d, carbon):
     """carbon-cache stopped with SIGSTOP: connected, but reading nothing.
     The sink's queue stops moving; the host spools instead of letting the
-    plugin drop what its queue cannot take."""
+    plugin drop what its queue cannot take.  Then SIGTERM while carbon is
+    still stopped: what the graphite queue holds when shutdownTimeout runs
+    out is handed back to the spool (take_back), and the next start
+    delivers it."""
     spooled0 = d.spool("spooled_total") or 0
     os.kill(carbon.pid, signal.SIGSTOP)
     try:
@@ -258,6 +263,17 @@ def stuck(res, d, carbon):
                   "(%r values) and the sink stayed connected (%r)"
                   % ((d.spool("spooled_total") or 0) - spooled0, d.sink("connected")),
                   (d.spool("spooled_total") or 0) > spooled0 and d.sink("connected") == 1)
+        queued = d.sink("queued") or 0
+        res.check("stuck: nothing dropped while stuck (sink %r, spool %r), %d lines in the "
+                  "graphite queue" % (d.sink("dropped_total"), d.spool("dropped_total"), queued),
+                  d.sink("dropped_total") == 0 and d.spool("dropped_total") == 0 and queued > 0)
+        rc = d.stop_clean(res, "stuck")
+        logs = d.proc.logs(200000)
+        res.check("stuck: SIGTERM with carbon still stopped exits 0 and hands the graphite "
+                  "queue to the spool (%r)" % rc,
+                  rc == 0 and "still held at shutdown went to the spool" in logs, logs[-3000:])
+        if not res.check("stuck: switchyard starts again", d.start(), d.proc.logs()):
+            return
     finally:
         os.kill(carbon.pid, signal.SIGCONT)
     emptied = wait_until(lambda: d.spool("records") == 0 and d.sink("queued") == 0, 60)
@@ -273,7 +289,7 @@ def stuck(res, d, carbon):
     missing = sorted(want - got)
     res.check("stuck: every one of 40 flushes' seq values read back from whisper", not missing,
               "%d missing, e.g. %r" % (len(missing), missing[:5]))
-    res.check("stuck: nothing dropped (sink %r, spool %r)"
+    res.check("stuck: nothing dropped after the restart (sink %r, spool %r)"
               % (d.sink("dropped_total"), d.spool("dropped_total")),
               d.sink("dropped_total") == 0 and d.spool("dropped_total") == 0)
 
