@@ -16,6 +16,8 @@
  *   write_samples   for pass-through routes, with borrowed raw samples
  *   flush   after the last batch of a flush (final = 1 once, at shutdown)
  *   pending polled after the final flush until it returns 0 or time is up
+ *   take_back  (optional, ABI 1.2) time is up and the sink has a disk
+ *           spool: what is still queued is handed back to be spooled
  *   close   once
  *
  * Threading rules:
