@@ -33,9 +33,9 @@
 #include "reader.h"
 #include "router.h"
 #include "sinkhost.h"
+#include "spool.h"
 #include "status.h"
 #include "traces.h"
-#include "spool.h"
 
 #ifndef SY_VERSION
 #define SY_VERSION "0.0.0"
