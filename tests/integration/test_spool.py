@@ -10,7 +10,7 @@ flushing every 50 ms, against a real carbon-cache:
      back, every seq key is read back from its whisper file with its value,
      nothing was dropped, and the spool is empty again (its segments
      deleted); then carbon-cache stopped with SIGSTOP (connected, reading
-     nothing) for 40 flushes of 1,500 keys: spooled instead of dropped at
+     nothing) for 40 flushes of 400 keys with 200-byte names: spooled instead of dropped at
      the queue; SIGTERM while it is still stopped hands the graphite
      queue to the spool; after a restart and SIGCONT every value is read
      back;
@@ -74,7 +74,7 @@ class Daemon:
             "httpAddress": "%s:%d" % (LOOPBACK, self.http),
             "mgmt_address": LOOPBACK,
             "mgmt_port": self.mgmt,
-            "shutdownTimeout": 2000,
+            "shutdownTimeout": 1000,
             "sinks": {"carbon": sink or {"plugin": "graphite", "host": LOOPBACK,
                                          "port": carbon_port, "maxQueueBytes": QUEUE,
                                          "reconnectMinMs": 50, "reconnectMaxMs": 300}},
@@ -254,7 +254,8 @@ def stuck(res, d, carbon):
     spooled0 = d.spool("spooled_total") or 0
     os.kill(carbon.pid, signal.SIGSTOP)
     try:
-        pad = ["spool.pad.k%d:1|c" % k for k in range(1500)]
+        # volume with few whisper files (each is 43 KB to create and delete)
+        pad = ["spool.padlong.k%d%s:1|c" % (k, "x" * 200) for k in range(400)]
         for i in range(200, 240):
             d.send(["spool.seq.%d:%d|c" % (i, i + 1)] + pad)
             time.sleep(0.05)
@@ -451,10 +452,15 @@ def restart(res, workdir):
         d.proc.popen.wait(10)
         rc, text, err = spool_cat(spool_dir)
         spooled = set()
+        order = []
         for line in text.splitlines():
             parts = line.split()
             if len(parts) == 3 and parts[0].startswith("stats_counts.spool.seq."):
                 spooled.add(int(parts[0].rsplit(".", 1)[1]))
+                order.append((int(parts[2]), int(parts[0].rsplit(".", 1)[1])))
+        res.check("restart: the spool holds the flushes in order (flush times and seq values "
+                  "never go back)", order == sorted(order) and
+                  [i for _, i in order] == sorted(i for _, i in order), repr(order[:20]))
         res.check("restart: the self-metrics carry the spool's figures "
                   "(statsd.switchyard.sink.carbon.spool.*, spooled with the flushes)",
                   "statsd.switchyard.sink.carbon.spool.records " in text and
@@ -595,6 +601,7 @@ def check(res, workdir):
 
 
 def main():
+    t_start = time.time()
     res = Results(TEST_NAME)
     workdir = make_workdir(TEST_NAME)
     try:
@@ -603,7 +610,9 @@ def main():
             case(res, workdir)
             res.note("%s: %.1f s" % (case.__name__, time.time() - t0))
     finally:
+        t0 = time.time()
         remove_workdir(workdir)
+        res.note("cleanup: %.1f s; all: %.1f s" % (time.time() - t0, time.time() - t_start))
     return res.finish()
 
 
