@@ -143,7 +143,8 @@ static size_t edit_distance(const char *a, const char *b)
  * the key has letters (so "ab" is not a hint for "db"). */
 static const char *closest_key(const sy_sink_plugin *p, const char *key)
 {
-    static const char *const host_keys[] = { "plugin", "retryMaxMetrics", "passthrough", NULL };
+    static const char *const host_keys[] = { "plugin", "retryMaxMetrics", "passthrough", "spool",
+                                             NULL };
     const char *best = NULL;
     size_t best_d = 3, len = strlen(key);
     for (int pass = 0; pass < 2; pass++)
@@ -226,7 +227,7 @@ int sy_sink_check_settings(const sy_sink_plugin *p, const char *instance,
             known_keys(p, known, sizeof(known));
             snprintf(err, errlen,
                      "sink '%s': unknown setting '%s' for plugin '%s'%s%s%s (known: %s%splugin, "
-                     "retryMaxMetrics, passthrough)",
+                     "retryMaxMetrics, passthrough, spool)",
                      instance, st->key, p->name ? p->name : "?", hint ? "; did you mean '" : "",
                      hint ? hint : "", hint ? "'?" : "", known, known[0] ? ", " : "");
             return -1;
