@@ -36,6 +36,7 @@
 #include "admin/status.h"
 #include "tools/traces/traces.h"
 #include "engine/shadow.h"
+#include "output/spool.h"
 
 #ifndef SY_VERSION
 #define SY_VERSION "0.0.0"
@@ -467,6 +468,8 @@ int main(int argc, char **argv)
         return sy_traces_main(argc - 1, argv + 1);
     if (argc > 1 && strcmp(argv[1], "diff") == 0)
         return sy_diff_main(argc - 1, argv + 1);
+    if (argc > 1 && strcmp(argv[1], "spool") == 0)
+        return sy_spool_tool(argc - 1, argv + 1);
 
     /*
      * Return flush-sized memory to the system once it has been sent.  A

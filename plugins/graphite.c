@@ -688,6 +688,80 @@ static size_t graphite_pending(void *state)
     return n;
 }
 
+/* take_back: the queued lines ("NAME VALUE TS") turned back into values,
+ * in batches of one flush time. */
+#define TB_VALUES 2048
+#define TB_NAMES (256 * 1024)
+
+typedef struct take_ctx {
+    void (*keep)(void *ctx, const sy_metric_batch *b);
+    void *ctx;
+    sy_metric m[TB_VALUES];
+    size_t n, used, total;
+    int64_t ts;
+    char names[TB_NAMES];
+} take_ctx;
+
+static void take_flush(take_ctx *t)
+{
+    if (t->n) {
+        sy_metric_batch b = { .metrics = t->m, .count = t->n, .timestamp = t->ts };
+        t->keep(t->ctx, &b);
+        t->total += t->n;
+    }
+    t->n = t->used = 0;
+}
+
+static void take_line(void *ctx, const char *line, size_t len)
+{
+    take_ctx *t = ctx;
+    const char *sp2 = memrchr(line, ' ', len);
+    const char *sp1 = sp2 ? memrchr(line, ' ', (size_t)(sp2 - line)) : NULL;
+    if (!sp1 || sp1 == line || (size_t)(sp1 - line) + 1 > TB_NAMES)
+        return; /* not a line this sink wrote */
+    char num[64], tsb[32];
+    size_t nl = (size_t)(sp2 - sp1 - 1), tl = len - (size_t)(sp2 - line) - 1;
+    if (nl >= sizeof num || tl >= sizeof tsb)
+        return;
+    memcpy(num, sp1 + 1, nl);
+    num[nl] = '\0';
+    memcpy(tsb, sp2 + 1, tl);
+    tsb[tl] = '\0';
+    int64_t ts = strtoll(tsb, NULL, 10);
+    size_t name_len = (size_t)(sp1 - line);
+    if (t->n == TB_VALUES || t->used + name_len + 1 > TB_NAMES || (t->n && ts != t->ts))
+        take_flush(t);
+    t->ts = ts;
+    char *name = t->names + t->used;
+    memcpy(name, line, name_len);
+    name[name_len] = '\0';
+    t->used += name_len + 1;
+    /* written by format_number: digits, '.', 'e', signs, or NaN/Infinity,
+     * which strtod reads in the C locale the daemon runs in */
+    t->m[t->n++] = (sy_metric){ .name = name, .name_len = (uint32_t)name_len,
+                                .kind = SY_KIND_INTERNAL, .value = strtod(num, NULL) };
+}
+
+static size_t graphite_take_back(void *state, void (*keep)(void *ctx, const sy_metric_batch *b),
+                                 void *ctx)
+{
+    graphite *g = state;
+    take_ctx *t = malloc(sizeof *t);
+    if (!t)
+        return 0;
+    t->keep = keep;
+    t->ctx = ctx;
+    t->n = t->used = t->total = 0;
+    t->ts = 0;
+    for (int i = 0; i < g->nd; i++) {
+        netq_take(g->d[i].q, take_line, t);
+        take_flush(t);
+    }
+    size_t total = t->total;
+    free(t);
+    return total;
+}
+
 static void graphite_close(void *state)
 {
     graphite *g = state;
@@ -711,4 +785,5 @@ SY_SINK_EXPORT = {
     .flush = graphite_flush,
     .pending = graphite_pending,
     .close = graphite_close,
+    .take_back = graphite_take_back,
 };

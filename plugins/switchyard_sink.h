@@ -16,6 +16,8 @@
  *   write_samples   for pass-through routes, with borrowed raw samples
  *   flush   after the last batch of a flush (final = 1 once, at shutdown)
  *   pending polled after the final flush until it returns 0 or time is up
+ *   take_back  (optional, ABI 1.2) time is up and the sink has a disk
+ *           spool: what is still queued is handed back to be spooled
  *   close   once
  *
  * Threading rules:
@@ -54,7 +56,8 @@ extern "C" {
 #endif
 
 #define SY_SINK_ABI_MAJOR 1
-#define SY_SINK_ABI_MINOR 1 /* 1: SY_STAT_ADJUSTED, the host's escape_text */
+#define SY_SINK_ABI_MINOR 2 /* 1: SY_STAT_ADJUSTED, the host's escape_text;
+                             * 2: take_back */
 
 /* The name of the one symbol a plugin exports. */
 #define SY_SINK_SYMBOL "switchyard_sink"
@@ -248,6 +251,18 @@ typedef struct sy_sink_plugin {
      * shows only warnings and errors.  0, or non-zero with the reason in
      * err (the host prefixes the sink's name). */
     int (*check)(const sy_host_api *api, sy_host *host, char *err, size_t errlen);
+
+    /* ABI 1.2; may be NULL (read only when struct_size covers it).  At
+     * shutdown, when shutdownTimeout ran out with values still queued, a
+     * host that can keep them (a sink with a disk spool) asks for them
+     * back: the plugin passes what it has not delivered to keep(), oldest
+     * first, in batches it owns (borrowed by keep for the call; names
+     * NUL-terminated), forgets them, and returns how many values it
+     * handed back.  A plugin whose queue no longer knows a value's kind
+     * gives SY_KIND_INTERNAL.  Called at most once, after the final
+     * flush; close follows. */
+    size_t (*take_back)(void *state, void (*keep)(void *ctx, const sy_metric_batch *b),
+                        void *ctx);
 } sy_sink_plugin;
 
 /* Fill the three leading members; use as the first initialiser:

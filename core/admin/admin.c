@@ -105,6 +105,13 @@ static void sink_table_line(void *ctx, const char *name, const char *plugin, con
                   (long long)(st->dropped + st->metrics_dropped_by_host),
                   (long long)(st->errors + st->write_errors), (long long)st->reconnects,
                   (long long)st->retry_held, (long long)st->adjusted);
+    if (st->spool)
+        sy_buf_printf(ctx, "%s spool bytes=%lld records=%lld oldest_flush=%lld spooled=%lld "
+                      "replayed=%lld dropped=%lld corrupt=%lld\n", name,
+                      (long long)st->spool_bytes, (long long)st->spool_records,
+                      (long long)st->spool_oldest_ts, (long long)st->spool_spooled,
+                      (long long)st->spool_replayed, (long long)st->spool_dropped,
+                      (long long)st->spool_corrupt);
 }
 
 static void cmd_listeners(sy_admin *a, sy_buf *b)
@@ -791,6 +798,28 @@ static void sink_metric(void *ctx, const char *name, const char *plugin, const s
     evbuffer_add_printf(c->out, "\"} %lld\n", v[c->which]);
 }
 
+/* The disk spool of each sink that has one (spool.h). */
+static void spool_metric(void *ctx, const char *name, const char *plugin, const sy_sink_stats *st)
+{
+    struct sink_metrics_ctx *c = ctx;
+    static const char *const names[] = { "switchyard_spool_bytes", "switchyard_spool_records",
+                                         "switchyard_spool_oldest_age_seconds",
+                                         "switchyard_spool_spooled_total",
+                                         "switchyard_spool_replayed_total",
+                                         "switchyard_spool_dropped_total",
+                                         "switchyard_spool_corrupt_total" };
+    if (!st->spool)
+        return;
+    long long age = st->spool_oldest_ts ? (long long)now_s() - st->spool_oldest_ts : 0;
+    long long v[] = { st->spool_bytes, st->spool_records, age < 0 ? 0 : age, st->spool_spooled,
+                      st->spool_replayed, st->spool_dropped, st->spool_corrupt };
+    evbuffer_add_printf(c->out, "%s{sink=\"", names[c->which]);
+    label(c->out, name);
+    evbuffer_add_printf(c->out, "\",plugin=\"");
+    label(c->out, plugin);
+    evbuffer_add_printf(c->out, "\"} %lld\n", v[c->which]);
+}
+
 /* /metrics in the Prometheus text exposition format (version 0.0.4). */
 static void http_metrics(struct evhttp_request *req, void *arg)
 {
@@ -856,6 +885,23 @@ static void http_metrics(struct evhttp_request *req, void *arg)
         metric_head(out, sinknames[k], (k == 0 || k == 1 || k == 6) ? "gauge" : "counter", sinkhelp[k]);
         struct sink_metrics_ctx c = { out, k };
         sy_output_report_sinks(a->d.output, sink_metric, &c);
+    }
+    static const struct { const char *name, *type, *help; } spoolm[] = {
+        { "switchyard_spool_bytes", "gauge", "Bytes of a sink's disk spool on disk." },
+        { "switchyard_spool_records", "gauge", "Batches in a sink's disk spool not yet replayed." },
+        { "switchyard_spool_oldest_age_seconds", "gauge",
+          "Age of the oldest flush waiting in a sink's disk spool (0: none)." },
+        { "switchyard_spool_spooled_total", "counter", "Values written to a sink's disk spool." },
+        { "switchyard_spool_replayed_total", "counter", "Values replayed from a sink's disk spool." },
+        { "switchyard_spool_dropped_total", "counter",
+          "Values a full disk spool gave up (whenFull; also in switchyard_sink_dropped_total)." },
+        { "switchyard_spool_corrupt_total", "counter",
+          "Damaged stretches of a disk spool skipped on replay." },
+    };
+    for (int k = 0; k < 7; k++) {
+        metric_head(out, spoolm[k].name, spoolm[k].type, spoolm[k].help);
+        struct sink_metrics_ctx c = { out, k };
+        sy_output_report_sinks(a->d.output, spool_metric, &c);
     }
 
     static const struct { const char *name, *help; int gauge; } astats[] = {

@@ -258,6 +258,23 @@ static size_t collect_extra(sy_output *o)
         self_add(o, &n, name, 0, (uint64_t)st.connected);
         snprintf(name, sizeof name, "switchyard.sink.%s.adjusted", part);
         self_add(o, &n, name, 1, (uint64_t)st.adjusted);
+        if (st.spool) {
+            snprintf(name, sizeof name, "switchyard.sink.%s.spool.bytes", part);
+            self_add(o, &n, name, 0, (uint64_t)st.spool_bytes);
+            snprintf(name, sizeof name, "switchyard.sink.%s.spool.records", part);
+            self_add(o, &n, name, 0, (uint64_t)st.spool_records);
+            int64_t age = st.spool_oldest_ts ? (int64_t)time(NULL) - st.spool_oldest_ts : 0;
+            snprintf(name, sizeof name, "switchyard.sink.%s.spool.oldest_age_seconds", part);
+            self_add(o, &n, name, 0, (uint64_t)(age > 0 ? age : 0));
+            snprintf(name, sizeof name, "switchyard.sink.%s.spool.spooled", part);
+            self_add(o, &n, name, 1, (uint64_t)st.spool_spooled);
+            snprintf(name, sizeof name, "switchyard.sink.%s.spool.replayed", part);
+            self_add(o, &n, name, 1, (uint64_t)st.spool_replayed);
+            snprintf(name, sizeof name, "switchyard.sink.%s.spool.dropped", part);
+            self_add(o, &n, name, 1, (uint64_t)st.spool_dropped);
+            snprintf(name, sizeof name, "switchyard.sink.%s.spool.corrupt", part);
+            self_add(o, &n, name, 1, (uint64_t)st.spool_corrupt);
+        }
     }
     /* Ring fullness: the fullest ring says how close ingest is to loss. */
     uint64_t used = 0, worst = 0;
@@ -306,6 +323,13 @@ static int by_sinks(const void *x, const void *y)
 static void emit_to_sink(void *ctx, const sy_metric_batch *b, uint64_t sinks)
 {
     sy_sink_write(((job_sink *)ctx)->sink, b);
+}
+
+/* A sink with a disk spool keeps what the output would otherwise drop or
+ * push at it all at once: it goes to the spool, replayed in order later. */
+static void emit_spill(void *ctx, const sy_metric_batch *b, uint64_t sinks)
+{
+    sy_sink_spill(((job_sink *)ctx)->sink, b);
 }
 
 static void emit_count(void *ctx, const sy_metric_batch *b, uint64_t sinks)
@@ -427,7 +451,8 @@ static void push_out(sy_output *o)
                 continue;
             job_timing(j, js);
             while (sy_flusher_next(j->flusher, j->snap, j->extra, j->nextra, js->bit, &js->c,
-                                   SIZE_MAX, emit_to_sink, js))
+                                   SIZE_MAX,
+                                   sy_sink_spooled(js->sink) ? emit_spill : emit_to_sink, js))
                 ;
             job_sink_done(o, j, js);
         }
@@ -447,6 +472,15 @@ static void drop_oldest_for(sy_output *o, sy_sink *sink)
             if (js->sink != sink || js->done)
                 continue;
             size_t n = 0;
+            if (sy_sink_spooled(sink)) {
+                job_timing(j, js);
+                while (sy_flusher_next(j->flusher, j->snap, j->extra, j->nextra, js->bit,
+                                       &js->c, PIECE_VALUES, emit_spill, js))
+                    ;
+                job_sink_done(o, j, js);
+                behind--;
+                continue;
+            }
             while (sy_flusher_next(j->flusher, j->snap, j->extra, j->nextra, js->bit, &js->c,
                                    SIZE_MAX, emit_count, &n))
                 ;

@@ -23,6 +23,7 @@
 #include "util/edit.h"
 #include "util/log.h"
 #include "util/numfmt.h"
+#include "output/spool.h"
 
 #define RETRY_INTERVAL_MS 100
 #define RETRY_MAX_DEFAULT 1000000
@@ -114,7 +115,8 @@ static int is_whole(double v)
  * the key has letters (so "ab" is not a hint for "db"). */
 static const char *closest_key(const sy_sink_plugin *p, const char *key)
 {
-    static const char *const host_keys[] = { "plugin", "retryMaxMetrics", "passthrough", NULL };
+    static const char *const host_keys[] = { "plugin", "retryMaxMetrics", "passthrough", "spool",
+                                             NULL };
     const char *best = NULL;
     size_t best_d = 3, len = strlen(key);
     for (int pass = 0; pass < 2; pass++)
@@ -176,6 +178,13 @@ int sy_sink_check_settings(const sy_sink_plugin *p, const char *instance,
             }
             continue;
         }
+        if (sy_spool_key(st->key))
+            continue; /* the host's too: checked below */
+        if (strcmp(st->key, "spool") == 0) {
+            snprintf(err, errlen, "sink '%s': setting 'spool' must be a table, e.g. spool = "
+                     "{ dir = \"/var/lib/switchyard/spool\", maxBytes = \"4GiB\" }", instance);
+            return -1;
+        }
         if (!p->settings)
             continue;
         int found = 0;
@@ -190,13 +199,13 @@ int sy_sink_check_settings(const sy_sink_plugin *p, const char *instance,
             known_keys(p, known, sizeof(known));
             snprintf(err, errlen,
                      "sink '%s': unknown setting '%s' for plugin '%s'%s%s%s (known: %s%splugin, "
-                     "retryMaxMetrics, passthrough)",
+                     "retryMaxMetrics, passthrough, spool)",
                      instance, st->key, p->name ? p->name : "?", hint ? "; did you mean '" : "",
                      hint ? hint : "", hint ? "'?" : "", known, known[0] ? ", " : "");
             return -1;
         }
     }
-    return 0;
+    return sy_spool_keys_check(instance, s, n, err, errlen);
 }
 
 /* ------------------------------------------------------------------ */
@@ -266,6 +275,12 @@ struct sy_sink {
     sy_watch *watches;
 
     int checking;        /* a settings check (sy_sink_check): nothing may start */
+
+    sy_spool *spool;     /* spool.* settings: see "the disk spool" below */
+    struct event *replay_ev;
+    int connected_seen;  /* the plugin reports SY_STAT_CONNECTED */
+    int64_t sent_seen;   /* SY_STAT_SENT when last looked at */
+    uint64_t moved_ms;   /* when the plugin's queue last moved */
 
     sy_ratelimit err_rl;
     sy_ratelimit drop_rl;
@@ -555,6 +570,8 @@ static void host_stat_add(sy_host *h, int stat, int64_t delta)
 
 static void host_stat_set(sy_host *h, int stat, int64_t value)
 {
+    if (stat == SY_STAT_CONNECTED)
+        h->sink->connected_seen = 1;
     if (stat >= 0 && stat < SY_STAT_COUNT)
         atomic_store_explicit(&h->sink->stats[stat], value, memory_order_relaxed);
 }
@@ -731,9 +748,15 @@ static void hold(sy_sink *s, int is_samples, const void *batch)
     }
 }
 
+static int spool_route(sy_sink *s);
+static void spill_held(sy_sink *s);
+static void spool_put(sy_sink *s, const sy_metric_batch *b);
+
 /* Offers held batches oldest first until the plugin says SY_RETRY again. */
 static void offer_held(sy_sink *s)
 {
+    if (spool_route(s))
+        spill_held(s);
     while (s->held_head) {
         held *h = s->held_head;
         sy_status r = offer(s, h->is_samples, &h->b);
@@ -794,6 +817,11 @@ static void write_any(sy_sink *s, int is_samples, const void *batch)
 {
     if (!batch || batch_count(is_samples, batch) == 0)
         return;
+    if (!is_samples && spool_route(s)) {
+        spill_held(s);
+        spool_put(s, batch);
+        return;
+    }
     if (s->held_head)
         offer_held(s);
     if (s->held_head) {
@@ -889,6 +917,20 @@ void sy_sink_stats_get(const sy_sink *s, sy_sink_stats *o)
     o->write_errors = LD(m->write_errors);
     o->retry_held = LD(m->retry_held);
 #undef LD
+    o->spool = s->spool != NULL;
+    o->spool_bytes = o->spool_records = o->spool_oldest_ts = 0;
+    o->spool_spooled = o->spool_replayed = o->spool_dropped = o->spool_corrupt = 0;
+    if (s->spool) {
+        sy_spool_stats ss;
+        sy_spool_stats_get(s->spool, &ss);
+        o->spool_bytes = ss.bytes;
+        o->spool_records = ss.records;
+        o->spool_oldest_ts = ss.oldest_ts;
+        o->spool_spooled = ss.spooled;
+        o->spool_replayed = ss.replayed;
+        o->spool_dropped = ss.dropped;
+        o->spool_corrupt = ss.corrupt;
+    }
 }
 
 /* Frees everything but the plugin state; used by close and by a failed
@@ -914,9 +956,173 @@ static void sink_free(sy_sink *s)
     }
     if (s->retry_ev)
         event_free(s->retry_ev);
+    if (s->replay_ev)
+        event_free(s->replay_ev);
+    sy_spool_close(s->spool);
     sy_settings_free(s->settings, s->nsettings);
     free(s->name);
     free(s);
+}
+
+/* ------------------------------------------------------------------ */
+/* The disk spool (spool.h)                                             */
+/* ------------------------------------------------------------------ */
+
+/*
+ * A sink with `spool = { dir = ... }` keeps in the spool what it cannot
+ * deliver: batches written while the plugin reports itself disconnected
+ * (SY_STAT_CONNECTED 0) or stuck (a queue that has not moved for
+ * SPOOL_STALL_MS: connected to a server that does not read; sooner than
+ * plugins/lib/pace.h's PACE_STALL_MS, after which a paced plugin would
+ * drop what its queue cannot take), held batches once that happens, and whatever the
+ * output spills (a flush the sink fell behind on, what is left at
+ * shutdown).  Once the spool holds anything, newer batches are appended
+ * behind it, so order is kept.  Replay runs every REPLAY_MS: when the
+ * plugin has nothing pending it commits what was handed out before (the
+ * position file moves, replayed segments go), then hands out at most
+ * REPLAY_VALUES values, stopping at the first SY_RETRY.  Live flushes meet
+ * the disk, not the plugin, meanwhile, so replay never holds them back,
+ * and the bound per turn keeps the output loop free for other sinks.
+ */
+#define REPLAY_MS 10
+#define REPLAY_VALUES 16384
+#define SPOOL_STALL_MS 1000
+
+/* A queue that holds something and sent nothing for SPOOL_STALL_MS. */
+static int spool_stalled(sy_sink *s)
+{
+    int64_t sent = atomic_load_explicit(&s->stats[SY_STAT_SENT], memory_order_relaxed);
+    int64_t queued = atomic_load_explicit(&s->stats[SY_STAT_QUEUED], memory_order_relaxed);
+    uint64_t now = sy_mono_ms();
+    if (sent != s->sent_seen || queued == 0 || !s->moved_ms) {
+        s->sent_seen = sent;
+        s->moved_ms = now;
+        return 0;
+    }
+    return now - s->moved_ms >= SPOOL_STALL_MS;
+}
+
+static int spool_route(sy_sink *s)
+{
+    if (!s->spool)
+        return 0;
+    if (sy_spool_has_records(s->spool))
+        return 1;
+    if (s->connected_seen &&
+        atomic_load_explicit(&s->stats[SY_STAT_CONNECTED], memory_order_relaxed) == 0)
+        return 1;
+    return spool_stalled(s);
+}
+
+static void spool_put(sy_sink *s, const sy_metric_batch *b)
+{
+    size_t dropped = 0;
+    sy_spool_append(s->spool, b, &dropped);
+    if (dropped)
+        count_host_drop(s, dropped);
+}
+
+/* Held metric batches go to the spool, oldest first; samples stay held. */
+static void spill_held(sy_sink *s)
+{
+    if (!s->spool)
+        return;
+    held **pp = &s->held_head, *last = NULL;
+    while (*pp) {
+        held *h = *pp;
+        if (h->is_samples) {
+            last = h;
+            pp = &h->next;
+            continue;
+        }
+        spool_put(s, &h->b.m);
+        *pp = h->next;
+        s->held_count -= h->count;
+        free(h);
+    }
+    s->held_tail = last;
+    atomic_store_explicit(&s->retry_held, (int64_t)s->held_count, memory_order_relaxed);
+}
+
+static void replay_cb(evutil_socket_t fd, short what, void *arg)
+{
+    sy_sink *s = arg;
+    sy_spool_tick(s->spool, sy_mono_ms());
+    spool_stalled(s); /* keeps the stall clock current between writes */
+    if (s->final_requested || s->held_head || plugin_pending(s) != 0)
+        return;
+    /* nothing pending: what was handed out has left the plugin */
+    sy_spool_commit(s->spool);
+    if (s->connected_seen &&
+        atomic_load_explicit(&s->stats[SY_STAT_CONNECTED], memory_order_relaxed) == 0)
+        return;
+    size_t values = 0;
+    sy_metric_batch b;
+    while (values < REPLAY_VALUES && sy_spool_peek(s->spool, &b)) {
+        sy_status r = offer(s, 0, &b);
+        if (r == SY_RETRY)
+            break;
+        if (r != SY_OK && r != SY_SKIP)
+            write_failed(s, "write (replay)", b.count);
+        values += b.count;
+        sy_spool_advance(s->spool);
+    }
+}
+
+static int spool_start(sy_sink *s, char *err, size_t errlen)
+{
+    sy_spool_opts so;
+    int rc = sy_spool_opts_read(s->name, s->settings, s->nsettings, &so, err, errlen);
+    if (rc != 0)
+        return rc < 0 ? -1 : 0;
+    char serr[512];
+    s->spool = sy_spool_open(s->name, &so, serr, sizeof serr);
+    if (!s->spool) {
+        snprintf(err, errlen, "sink '%s': %s", s->name, serr);
+        return -1;
+    }
+    s->replay_ev = event_new(s->base, -1, EV_PERSIST, replay_cb, s);
+    struct timeval tv = ms_tv(REPLAY_MS);
+    if (!s->replay_ev || event_add(s->replay_ev, &tv) < 0) {
+        snprintf(err, errlen, "sink '%s': out of memory", s->name);
+        return -1;
+    }
+    return 0;
+}
+
+static void keep_cb(void *ctx, const sy_metric_batch *b)
+{
+    spool_put(ctx, b);
+}
+
+/* Shutdown, time is up: what the plugin's own queue still holds goes to
+ * the spool when the plugin can hand it back (ABI 1.2 take_back). */
+static void spool_take_back(sy_sink *s)
+{
+    const sy_sink_plugin *p = s->plugin;
+    if (!s->spool || p->struct_size < offsetof(sy_sink_plugin, take_back) + sizeof(p->take_back) ||
+        !p->take_back || plugin_pending(s) == 0)
+        return;
+    size_t n = p->take_back(s->state, keep_cb, s);
+    if (n)
+        sy_log(SY_INFO, "sink '%s': %zu values its queue still held at shutdown went to the "
+               "spool", s->name, n);
+}
+
+int sy_sink_spooled(const sy_sink *s)
+{
+    return s->spool != NULL;
+}
+
+void sy_sink_spill(sy_sink *s, const sy_metric_batch *b)
+{
+    if (!s->spool) {
+        sy_sink_write(s, b);
+        return;
+    }
+    spill_held(s);
+    if (b && b->count)
+        spool_put(s, b);
 }
 
 /* The plugin's check entry, or NULL when it has none or was built before
@@ -939,6 +1145,9 @@ int sy_sink_check(const sy_sink_plugin *p, const char *instance, const sy_settin
         return -1;
     }
     if (sy_sink_check_settings(p, instance, settings, n, err, errlen) != 0)
+        return -1;
+    sy_spool_opts so;
+    if (sy_spool_opts_read(instance, settings, n, &so, err, errlen) < 0)
         return -1;
     int (*check)(const sy_host_api *, sy_host *, char *, size_t) = plugin_check(p);
     if (!check)
@@ -1006,6 +1215,10 @@ sy_sink *sy_sink_open(struct event_base *base, const char *instance, const sy_si
         s->retry_max = rm->num > (double)SIZE_MAX / 2 ? SIZE_MAX / 2 : (size_t)rm->num;
     if (!(s->retry_ev = evtimer_new(base, retry_cb, s)))
         goto oom;
+    if (spool_start(s, err, errlen) < 0) {
+        sink_free(s);
+        return NULL;
+    }
 
     perr[0] = '\0';
     if (p->init(&host_api, &s->host, &s->state, perr, sizeof(perr)) != 0) {
@@ -1029,6 +1242,7 @@ void sy_sink_close(sy_sink *s)
 {
     if (!s)
         return;
+    spill_held(s);
     if (s->held_count) {
         sy_log(SY_WARN, "sink '%s': closing with %zu held for retry; they are dropped",
                s->name, s->held_count);
@@ -1091,6 +1305,10 @@ int sy_sinks_drain(struct event_base *base, sy_sink **sinks, size_t n, uint64_t 
     int rc = 0;
     for (size_t i = 0; i < n; i++) {
         sy_sink *s = sinks[i];
+        if (s) {
+            spill_held(s);
+            spool_take_back(s);
+        }
         if (!s || sink_drained(s))
             continue;
         rc = -1;

@@ -25,6 +25,8 @@
  * Settings keys owned by the host (valid for every sink):
  *   plugin           string, the plugin's name
  *   retryMaxMetrics  whole number >= 0, the retry list bound
+ *   spool.*          the disk spool (spool.h): dir, maxBytes, segmentBytes,
+ *                    fsync, fsyncInterval, whenFull
  *   passthrough      boolean: every kept sample reaches the sink raw, and no
  *                    flushed values (read by lua/switchyard/config.lua when
  *                    it builds the routing decision)
@@ -124,6 +126,14 @@ void sy_sink_retry_now(sy_sink *s);
  * behind, say): counted as dropped and logged at a bounded rate with why. */
 void sy_sink_drop(sy_sink *s, size_t n, const char *why);
 
+/* Whether the sink has a disk spool (`spool = { dir = ... }`). */
+int sy_sink_spooled(const sy_sink *s);
+
+/* Appends a batch to the sink's spool behind what the host holds (which
+ * goes first), for the output's leftovers: a flush the sink fell behind
+ * on, what is left at shutdown.  Without a spool: sy_sink_write. */
+void sy_sink_spill(sy_sink *s, const sy_metric_batch *batch);
+
 /* Calls the plugin's close; held batches are counted as dropped.  Timers
  * and watches the plugin forgot to free are freed here. */
 void sy_sink_close(sy_sink *s);
@@ -140,6 +150,10 @@ typedef struct sy_sink_stats {
     int64_t metrics_dropped_by_host; /* SY_ERROR batches, retry list full, close */
     int64_t write_errors;            /* SY_ERROR answers (write, write_samples, flush) */
     int64_t retry_held;              /* gauge: metrics in the retry list now */
+    /* the disk spool (spool.h), when the sink has one */
+    int spool;
+    int64_t spool_bytes, spool_records, spool_oldest_ts; /* gauges */
+    int64_t spool_spooled, spool_replayed, spool_dropped, spool_corrupt; /* counters (values) */
 } sy_sink_stats;
 
 void sy_sink_stats_get(const sy_sink *s, sy_sink_stats *out);

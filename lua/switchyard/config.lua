@@ -308,7 +308,18 @@ function M.normalize(t, file, source)
     for k, v in pairs(s) do
       if type(k) ~= "string" then c:fail(p, "setting names must be strings") end
       local tv = type(v)
-      if tv == "table" then
+      if k == "spool" and tv == "table" then
+        -- the host's disk spool: its keys become "spool.<key>" settings
+        for sk, sv in pairs(v) do
+          local st = type(sv)
+          if type(sk) ~= "string" or (st ~= "string" and st ~= "number" and st ~= "boolean") then
+            c:fail(p .. ".spool", "must be a table of named strings and numbers, e.g. "
+              .. "spool = { dir = \"/var/lib/switchyard/spool\", maxBytes = \"4GiB\" }")
+          end
+          settings["spool." .. sk] = sv
+        end
+        v = nil
+      elseif tv == "table" then
         for _, e in ipairs(v) do
           if type(e) ~= "string" and type(e) ~= "number" then
             c:fail(p .. "." .. k, "lists may hold only strings and numbers")
@@ -317,7 +328,7 @@ function M.normalize(t, file, source)
       elseif tv ~= "string" and tv ~= "number" and tv ~= "boolean" then
         c:fail(p .. "." .. k, "must be a string, number, boolean or list")
       end
-      settings[k] = v
+      if v ~= nil then settings[k] = v end
     end
     out.sinks[name] = settings
     -- where each key is written, so errors found later (a missing plugin,

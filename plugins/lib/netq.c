@@ -233,6 +233,26 @@ static void nq_written(netq *q, size_t w)
     }
 }
 
+size_t netq_take(netq *q, void (*fn)(void *ctx, const char *line, size_t len), void *ctx)
+{
+    size_t n = 0;
+    for (chunk *c = q->head; c; c = c->next) {
+        const char *p = c->data + c->start, *e = c->data + c->end;
+        while (p < e) {
+            const char *nl = memchr(p, '\n', (size_t)(e - p));
+            const char *end = nl ? nl : e;
+            fn(ctx, p, (size_t)(end - p));
+            n++;
+            p = nl ? nl + 1 : e;
+        }
+    }
+    nq_drop_front(q, q->bytes);
+    q->wr_off = 0;
+    q->lines = 0;
+    nq_publish(q);
+    return n;
+}
+
 static void nq_send(netq *q)
 {
     while (q->state == NQ_CONNECTED && q->bytes > q->wr_off) {

@@ -58,6 +58,11 @@ int netq_append(netq *q, const void *data, size_t len);
  * loop to write when connected. */
 void netq_kick(netq *q);
 
+/* Shutdown only: hands every queued line (without its '\n'; the one
+ * being written too, as the receiver discards a cut line) to fn, oldest
+ * first, then empties the queue.  Returns the number of lines. */
+size_t netq_take(netq *q, void (*fn)(void *ctx, const char *line, size_t len), void *ctx);
+
 size_t netq_lines(const netq *q);  /* lines not yet completely written */
 size_t netq_bytes(const netq *q);
 size_t netq_max_bytes(const netq *q);

@@ -1,0 +1,1150 @@
+/*
+ * spool.c - a sink's disk spool; see spool.h for the format and the rules.
+ */
+#include "output/spool.h"
+
+#include <ctype.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "admin/inspect.h"
+#include "util/log.h"
+#include "util/numfmt.h"
+
+#define MAGIC 0x50535953u          /* "SYSP" read as little-endian bytes */
+#define HDR 12                     /* magic, length, crc */
+#define MAX_PAYLOAD (256u << 20)   /* a sanity bound for resync */
+#define VALUE_FIXED 13             /* kind, double, name length */
+#define POS_LEN 42                 /* "%020llu %020llu\n" */
+
+/* ------------------------------------------------------------------ */
+/* CRC32C (Castagnoli), reflected, table driven                         */
+/* ------------------------------------------------------------------ */
+
+static uint32_t crc_table[256];
+static pthread_once_t crc_once = PTHREAD_ONCE_INIT;
+
+static void crc_init(void)
+{
+    for (uint32_t i = 0; i < 256; i++) {
+        uint32_t c = i;
+        for (int k = 0; k < 8; k++)
+            c = (c & 1) ? (c >> 1) ^ 0x82F63B78u : c >> 1;
+        crc_table[i] = c;
+    }
+}
+
+uint32_t sy_crc32c(uint32_t crc, const void *data, size_t len)
+{
+    pthread_once(&crc_once, crc_init);
+    const unsigned char *p = data;
+    crc = ~crc;
+    while (len--)
+        crc = crc_table[(crc ^ *p++) & 0xff] ^ (crc >> 8);
+    return ~crc;
+}
+
+/* ------------------------------------------------------------------ */
+/* Settings                                                             */
+/* ------------------------------------------------------------------ */
+
+int sy_spool_key(const char *key)
+{
+    return key && strncmp(key, "spool.", 6) == 0;
+}
+
+int sy_spool_parse_size(const char *text, uint64_t *out)
+{
+    const char *p = text;
+    while (isspace((unsigned char)*p))
+        p++;
+    if (!isdigit((unsigned char)*p))
+        return -1;
+    uint64_t v = 0;
+    while (isdigit((unsigned char)*p)) {
+        if (v > (UINT64_MAX - 9) / 10)
+            return -1;
+        v = v * 10 + (uint64_t)(*p++ - '0');
+    }
+    while (isspace((unsigned char)*p))
+        p++;
+    static const struct { const char *u; uint64_t m; } units[] = {
+        { "", 1 }, { "B", 1 }, { "KiB", 1ull << 10 }, { "MiB", 1ull << 20 },
+        { "GiB", 1ull << 30 }, { "TiB", 1ull << 40 }, { "KB", 1000 }, { "kB", 1000 },
+        { "MB", 1000000 }, { "GB", 1000000000 }, { "TB", 1000000000000ull },
+    };
+    for (size_t i = 0; i < sizeof units / sizeof units[0]; i++)
+        if (strcmp(p, units[i].u) == 0) {
+            if (v > UINT64_MAX / units[i].m)
+                return -1;
+            *out = v * units[i].m;
+            return 0;
+        }
+    return -1;
+}
+
+static int size_setting(const char *sink, const sy_setting *st, uint64_t *out, char *err,
+                        size_t errlen)
+{
+    if (st->type == SY_SET_NUMBER && st->num >= 0 && st->num < 1.8e19 &&
+        st->num == (double)(uint64_t)st->num) {
+        *out = (uint64_t)st->num;
+        return 0;
+    }
+    if (st->type == SY_SET_STRING && sy_spool_parse_size(st->str, out) == 0)
+        return 0;
+    snprintf(err, errlen, "sink '%s': setting '%s' must be a size: a whole number of bytes "
+             "or a string such as \"4GiB\", \"512MiB\", \"10MB\"", sink, st->key);
+    return -1;
+}
+
+static int opts_read(const char *sink, const sy_setting *s, size_t n, sy_spool_opts *o,
+                     char *err, size_t errlen, int whole);
+
+int sy_spool_opts_read(const char *sink, const sy_setting *s, size_t n, sy_spool_opts *o,
+                       char *err, size_t errlen)
+{
+    return opts_read(sink, s, n, o, err, errlen, 1);
+}
+
+int sy_spool_keys_check(const char *sink, const sy_setting *s, size_t n, char *err,
+                        size_t errlen)
+{
+    sy_spool_opts o;
+    return opts_read(sink, s, n, &o, err, errlen, 0) < 0 ? -1 : 0;
+}
+
+static int opts_read(const char *sink, const sy_setting *s, size_t n, sy_spool_opts *o,
+                     char *err, size_t errlen, int whole)
+{
+    int any = 0, have_dir = 0, have_seg = 0;
+    memset(o, 0, sizeof *o);
+    o->max_bytes = 4ull << 30;
+    o->segment_bytes = 64ull << 20;
+    o->fsync = SY_FSYNC_INTERVAL;
+    o->fsync_interval_ms = 1000;
+    for (size_t i = 0; i < n; i++) {
+        const sy_setting *st = &s[i];
+        if (!sy_spool_key(st->key))
+            continue;
+        any = 1;
+        const char *k = st->key + 6;
+        if (strcmp(k, "dir") == 0) {
+            if (st->type != SY_SET_STRING || !st->str[0] || strlen(st->str) >= sizeof o->dir - 130) {
+                snprintf(err, errlen, "sink '%s': setting 'spool.dir' must be a directory path "
+                         "(a non-empty string shorter than 380 bytes)", sink);
+                return -1;
+            }
+            snprintf(o->dir, sizeof o->dir, "%s", st->str);
+            have_dir = 1;
+        } else if (strcmp(k, "maxBytes") == 0) {
+            if (size_setting(sink, st, &o->max_bytes, err, errlen) < 0)
+                return -1;
+        } else if (strcmp(k, "segmentBytes") == 0) {
+            if (size_setting(sink, st, &o->segment_bytes, err, errlen) < 0)
+                return -1;
+            have_seg = 1;
+        } else if (strcmp(k, "fsync") == 0) {
+            if (st->type == SY_SET_STRING && strcmp(st->str, "never") == 0)
+                o->fsync = SY_FSYNC_NEVER;
+            else if (st->type == SY_SET_STRING && strcmp(st->str, "interval") == 0)
+                o->fsync = SY_FSYNC_INTERVAL;
+            else if (st->type == SY_SET_STRING && strcmp(st->str, "always") == 0)
+                o->fsync = SY_FSYNC_ALWAYS;
+            else {
+                snprintf(err, errlen, "sink '%s': setting 'spool.fsync' must be \"never\", "
+                         "\"interval\" or \"always\"", sink);
+                return -1;
+            }
+        } else if (strcmp(k, "fsyncInterval") == 0) {
+            if (st->type != SY_SET_NUMBER || st->num < 1 || st->num > 3600000 ||
+                st->num != (double)(uint64_t)st->num) {
+                snprintf(err, errlen, "sink '%s': setting 'spool.fsyncInterval' must be a whole "
+                         "number of milliseconds from 1 to 3600000", sink);
+                return -1;
+            }
+            o->fsync_interval_ms = (uint64_t)st->num;
+        } else if (strcmp(k, "whenFull") == 0) {
+            if (st->type == SY_SET_STRING && strcmp(st->str, "dropOldest") == 0)
+                o->drop_newest = 0;
+            else if (st->type == SY_SET_STRING && strcmp(st->str, "dropNewest") == 0)
+                o->drop_newest = 1;
+            else {
+                snprintf(err, errlen, "sink '%s': setting 'spool.whenFull' must be "
+                         "\"dropOldest\" or \"dropNewest\"", sink);
+                return -1;
+            }
+        } else {
+            snprintf(err, errlen, "sink '%s': unknown setting '%s' (the spool knows dir, "
+                     "maxBytes, segmentBytes, fsync, fsyncInterval, whenFull)", sink, st->key);
+            return -1;
+        }
+    }
+    if (!any)
+        return 1;
+    if (!whole)
+        return 0;
+    if (!have_dir) {
+        snprintf(err, errlen, "sink '%s': a spool needs 'dir' (spool = { dir = \"...\" })", sink);
+        return -1;
+    }
+    if (!have_seg && o->segment_bytes > o->max_bytes / 4)
+        o->segment_bytes = o->max_bytes / 4;
+    if (o->segment_bytes < (64u << 10)) {
+        snprintf(err, errlen, "sink '%s': the spool's segmentBytes must be at least 64KiB "
+                 "(and maxBytes at least twice that)", sink);
+        return -1;
+    }
+    if (o->max_bytes < 2 * o->segment_bytes) {
+        snprintf(err, errlen, "sink '%s': the spool's maxBytes must be at least twice its "
+                 "segmentBytes", sink);
+        return -1;
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Segments                                                             */
+/* ------------------------------------------------------------------ */
+
+typedef struct segment {
+    uint64_t seq;
+    uint64_t bytes;     /* file size */
+    uint64_t records;   /* counted from where this process started reading it */
+    uint64_t values;
+} segment;
+
+struct sy_spool {
+    struct sy_spool *next; /* open spools, so that a reload's new instance
+                            * shares the retiring one's (same path) */
+    int refs;
+    char path[1024];
+    sy_spool_opts o;
+    int lock_fd, pos_fd;
+    segment *seg;
+    size_t nseg, capseg;
+    int wfd;               /* the last segment, for appending; -1 none */
+    int rfd;               /* the segment being read; -1 none */
+    uint64_t rfd_seq;
+    uint64_t next_seq;
+    /* committed: the position file; handed: the next record to hand out.
+     * Both are in segments still on disk (the committed one is seg[0]). */
+    uint64_t c_seq, c_off;
+    uint64_t h_seq, h_off;
+    uint64_t h_rec, h_vals; /* records and values advanced within h_seq */
+    /* the peeked record */
+    int peeked;
+    uint64_t peek_len;     /* bytes of the record, header included */
+    unsigned char *buf;
+    size_t bufcap;
+    sy_metric *vals;
+    size_t valcap;
+    unsigned char *wbuf;
+    size_t wbufcap;
+    int dirty;             /* written since the last fsync */
+    uint64_t last_sync_ms;
+    sy_ratelimit rl;
+
+    _Atomic int64_t st_bytes, st_records, st_oldest, st_replayed, st_spooled, st_dropped,
+        st_corrupt;
+};
+
+static void seg_name(const sy_spool *sp, uint64_t seq, char *out, size_t cap)
+{
+    snprintf(out, cap, "%s/%020" PRIu64 ".seg", sp->path, seq);
+}
+
+static uint64_t total_bytes(const sy_spool *sp)
+{
+    uint64_t t = 0;
+    for (size_t i = 0; i < sp->nseg; i++)
+        t += sp->seg[i].bytes;
+    return t;
+}
+
+static int64_t records_left(const sy_spool *sp)
+{
+    int64_t n = 0;
+    for (size_t i = 0; i < sp->nseg; i++) {
+        if (sp->seg[i].seq < sp->h_seq)
+            continue;
+        n += (int64_t)sp->seg[i].records;
+        if (sp->seg[i].seq == sp->h_seq)
+            n -= (int64_t)sp->h_rec;
+    }
+    return n < 0 ? 0 : n;
+}
+
+static segment *seg_find(sy_spool *sp, uint64_t seq)
+{
+    for (size_t i = 0; i < sp->nseg; i++)
+        if (sp->seg[i].seq == seq)
+            return &sp->seg[i];
+    return NULL;
+}
+
+static int rd_at(int fd, void *buf, size_t len, uint64_t off)
+{
+    size_t got = 0;
+    while (got < len) {
+        ssize_t r = pread(fd, (char *)buf + got, len - got, (off_t)(off + got));
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            return -1;
+        got += (size_t)r;
+    }
+    return 0;
+}
+
+static uint32_t get32(const unsigned char *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static uint64_t get64(const unsigned char *p)
+{
+    return (uint64_t)get32(p) | (uint64_t)get32(p + 4) << 32;
+}
+
+static void put32(unsigned char *p, uint32_t v)
+{
+    p[0] = (unsigned char)v;
+    p[1] = (unsigned char)(v >> 8);
+    p[2] = (unsigned char)(v >> 16);
+    p[3] = (unsigned char)(v >> 24);
+}
+
+static void put64(unsigned char *p, uint64_t v)
+{
+    put32(p, (uint32_t)v);
+    put32(p + 4, (uint32_t)(v >> 32));
+}
+
+static int grow(unsigned char **buf, size_t *cap, size_t need)
+{
+    if (need <= *cap)
+        return 0;
+    size_t n = *cap ? *cap : 4096;
+    while (n < need)
+        n *= 2;
+    unsigned char *b = realloc(*buf, n);
+    if (!b)
+        return -1;
+    *buf = b;
+    *cap = n;
+    return 0;
+}
+
+/* Whether the payload holds exactly the `count` values it announces. */
+static int payload_check(const unsigned char *p, uint64_t len, int64_t *ts, uint32_t *count)
+{
+    if (len < 12)
+        return -1;
+    *ts = (int64_t)get64(p);
+    *count = get32(p + 8);
+    uint64_t off = 12;
+    for (uint32_t i = 0; i < *count; i++) {
+        if (len - off < VALUE_FIXED)
+            return -1;
+        uint32_t nl = get32(p + off + 9);
+        off += VALUE_FIXED;
+        if (len - off < nl)
+            return -1;
+        off += nl;
+    }
+    return off == len ? 0 : -1;
+}
+
+/* A valid record at `off` of fd (file size `size`): its total length, or 0. */
+static uint64_t record_at(sy_spool *sp, int fd, uint64_t off, uint64_t size, int64_t *ts,
+                          uint32_t *count)
+{
+    unsigned char h[HDR];
+    if (size - off < HDR || rd_at(fd, h, HDR, off) < 0 || get32(h) != MAGIC)
+        return 0;
+    uint64_t len = get32(h + 4);
+    if (len > MAX_PAYLOAD || size - off - HDR < len)
+        return 0;
+    if (grow(&sp->buf, &sp->bufcap, (size_t)len + 1) < 0 || rd_at(fd, sp->buf, len, off + HDR) < 0)
+        return 0;
+    if (sy_crc32c(0, sp->buf, len) != get32(h + 8))
+        return 0;
+    if (payload_check(sp->buf, len, ts, count) < 0)
+        return 0;
+    return HDR + len;
+}
+
+/* The next offset after `off` where a valid record starts, or `size`. */
+static uint64_t resync(sy_spool *sp, int fd, uint64_t off, uint64_t size)
+{
+    unsigned char chunk[65536];
+    uint64_t pos = off + 1;
+    while (pos + HDR <= size) {
+        size_t want = size - pos < sizeof chunk ? (size_t)(size - pos) : sizeof chunk;
+        if (rd_at(fd, chunk, want, pos) < 0)
+            return size;
+        for (size_t i = 0; i + 4 <= want; i++) {
+            if (get32(chunk + i) != MAGIC)
+                continue;
+            int64_t ts;
+            uint32_t cnt;
+            if (record_at(sp, fd, pos + i, size, &ts, &cnt))
+                return pos + i;
+        }
+        pos += want > 3 ? want - 3 : 1;
+    }
+    return size;
+}
+
+/* Counts the valid records of a segment from `off` (skipping damage). */
+static void seg_count(sy_spool *sp, int fd, segment *g, uint64_t off)
+{
+    g->records = g->values = 0;
+    while (off < g->bytes) {
+        int64_t ts;
+        uint32_t cnt;
+        uint64_t len = record_at(sp, fd, off, g->bytes, &ts, &cnt);
+        if (!len) {
+            off = resync(sp, fd, off, g->bytes);
+            continue;
+        }
+        g->records++;
+        g->values += cnt;
+        off += len;
+    }
+}
+
+static void stats_update(sy_spool *sp);
+
+static void write_position(sy_spool *sp)
+{
+    char line[POS_LEN + 1];
+    snprintf(line, sizeof line, "%020" PRIu64 " %020" PRIu64 "\n", sp->c_seq, sp->c_off);
+    if (pwrite(sp->pos_fd, line, POS_LEN, 0) != POS_LEN)
+        sy_log_limited(&sp->rl, SY_ERR, "spool %s: cannot write its position: %s", sp->path,
+                       strerror(errno));
+    if (sp->o.fsync == SY_FSYNC_ALWAYS)
+        fdatasync(sp->pos_fd);
+}
+
+static int seg_cmp(const void *a, const void *b)
+{
+    uint64_t x = ((const segment *)a)->seq, y = ((const segment *)b)->seq;
+    return (x > y) - (x < y);
+}
+
+static int mkdirs(const char *path)
+{
+    char tmp[1024];
+    snprintf(tmp, sizeof tmp, "%s", path);
+    for (char *p = tmp + 1; *p; p++)
+        if (*p == '/') {
+            *p = '\0';
+            if (mkdir(tmp, 0750) < 0 && errno != EEXIST)
+                return -1;
+            *p = '/';
+        }
+    return mkdir(tmp, 0750) < 0 && errno != EEXIST ? -1 : 0;
+}
+
+/* Reads the directory's segments into sp->seg, sorted. */
+static int list_segments(sy_spool *sp)
+{
+    DIR *d = opendir(sp->path);
+    if (!d)
+        return -1;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        size_t l = strlen(e->d_name);
+        if (l != 24 || strcmp(e->d_name + 20, ".seg") != 0)
+            continue;
+        char *end;
+        uint64_t seq = strtoull(e->d_name, &end, 10);
+        if (end != e->d_name + 20)
+            continue;
+        if (sp->nseg == sp->capseg) {
+            size_t nc = sp->capseg ? sp->capseg * 2 : 16;
+            segment *ns = realloc(sp->seg, nc * sizeof *ns);
+            if (!ns) {
+                closedir(d);
+                return -1;
+            }
+            sp->seg = ns;
+            sp->capseg = nc;
+        }
+        char name[1100];
+        struct stat stt;
+        seg_name(sp, seq, name, sizeof name);
+        if (stat(name, &stt) < 0)
+            continue;
+        sp->seg[sp->nseg++] = (segment){ .seq = seq, .bytes = (uint64_t)stt.st_size };
+    }
+    closedir(d);
+    if (sp->nseg > 1)
+        qsort(sp->seg, sp->nseg, sizeof *sp->seg, seg_cmp);
+    return 0;
+}
+
+static sy_spool *spool_new(const char *path)
+{
+    sy_spool *sp = calloc(1, sizeof *sp);
+    if (!sp)
+        return NULL;
+    snprintf(sp->path, sizeof sp->path, "%s", path);
+    sp->lock_fd = sp->pos_fd = sp->wfd = sp->rfd = -1;
+    sp->rl.period_ms = 10000;
+    sp->rl.burst = 5;
+    return sp;
+}
+
+static void spool_free(sy_spool *sp)
+{
+    if (sp->wfd >= 0)
+        close(sp->wfd);
+    if (sp->rfd >= 0)
+        close(sp->rfd);
+    if (sp->pos_fd >= 0)
+        close(sp->pos_fd);
+    if (sp->lock_fd >= 0)
+        close(sp->lock_fd);
+    free(sp->seg);
+    free(sp->buf);
+    free(sp->vals);
+    free(sp->wbuf);
+    free(sp);
+}
+
+/* Opens segment `seq` for reading (cached). */
+static int read_fd(sy_spool *sp, uint64_t seq)
+{
+    if (sp->rfd >= 0 && sp->rfd_seq == seq)
+        return sp->rfd;
+    if (sp->rfd >= 0)
+        close(sp->rfd);
+    char name[1100];
+    seg_name(sp, seq, name, sizeof name);
+    sp->rfd = open(name, O_RDONLY | O_CLOEXEC);
+    sp->rfd_seq = seq;
+    return sp->rfd;
+}
+
+static sy_spool *open_spools; /* output thread only */
+
+sy_spool *sy_spool_open(const char *sink, const sy_spool_opts *o, char *err, size_t errlen)
+{
+    char path[1024];
+    snprintf(path, sizeof path, "%s/%s", o->dir, sink);
+    for (sy_spool *it = open_spools; it; it = it->next)
+        if (strcmp(it->path, path) == 0) {
+            if (memcmp(&it->o, o, sizeof *o) != 0)
+                sy_log(SY_WARN, "spool %s: already open; its new settings apply at the next "
+                       "start", path);
+            it->refs++;
+            return it;
+        }
+    sy_spool *sp = spool_new(path);
+    if (!sp) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    sp->o = *o;
+    if (mkdirs(path) < 0) {
+        snprintf(err, errlen, "cannot create the spool directory %s: %s", path, strerror(errno));
+        goto fail;
+    }
+    char name[1100];
+    snprintf(name, sizeof name, "%s/lock", path);
+    sp->lock_fd = open(name, O_RDWR | O_CREAT | O_CLOEXEC, 0640);
+    if (sp->lock_fd < 0 || flock(sp->lock_fd, LOCK_EX | LOCK_NB) < 0) {
+        snprintf(err, errlen, "cannot lock the spool %s (%s): is another switchyard using it?",
+                 path, strerror(errno));
+        goto fail;
+    }
+    snprintf(name, sizeof name, "%s/position", path);
+    sp->pos_fd = open(name, O_RDWR | O_CREAT | O_CLOEXEC, 0640);
+    if (sp->pos_fd < 0) {
+        snprintf(err, errlen, "cannot open %s: %s", name, strerror(errno));
+        goto fail;
+    }
+    char line[POS_LEN + 1] = { 0 };
+    ssize_t got = pread(sp->pos_fd, line, POS_LEN, 0);
+    uint64_t pseq = 0, poff = 0;
+    if (got > 0 && sscanf(line, "%" SCNu64 " %" SCNu64, &pseq, &poff) != 2)
+        pseq = poff = 0;
+    if (list_segments(sp) < 0) {
+        snprintf(err, errlen, "cannot read the spool directory %s: %s", path, strerror(errno));
+        goto fail;
+    }
+    /* segments before the position were replayed (deleting them was cut
+     * short): delete them now */
+    size_t first = 0;
+    while (first < sp->nseg && sp->seg[first].seq < pseq) {
+        seg_name(sp, sp->seg[first].seq, name, sizeof name);
+        unlink(name);
+        first++;
+    }
+    if (first) {
+        memmove(sp->seg, sp->seg + first, (sp->nseg - first) * sizeof *sp->seg);
+        sp->nseg -= first;
+    }
+    if (sp->nseg && sp->seg[0].seq == pseq && poff <= sp->seg[0].bytes)
+        sp->c_off = poff;
+    else
+        sp->c_off = 0;
+    sp->c_seq = sp->nseg ? sp->seg[0].seq : pseq + 1;
+    sp->next_seq = sp->nseg ? sp->seg[sp->nseg - 1].seq + 1 : pseq + 1;
+    for (size_t i = 0; i < sp->nseg; i++) {
+        int fd = read_fd(sp, sp->seg[i].seq);
+        if (fd >= 0)
+            seg_count(sp, fd, &sp->seg[i], i == 0 ? sp->c_off : 0);
+    }
+    sp->h_seq = sp->c_seq;
+    sp->h_off = sp->c_off;
+    stats_update(sp);
+    sp->refs = 1;
+    sp->next = open_spools;
+    open_spools = sp;
+    if (sp->nseg)
+        sy_log(SY_INFO, "spool %s: %" PRId64 " records (%" PRIu64 " bytes) to replay", path,
+               records_left(sp), total_bytes(sp));
+    return sp;
+fail:
+    spool_free(sp);
+    return NULL;
+}
+
+void sy_spool_close(sy_spool *sp)
+{
+    if (!sp || --sp->refs > 0)
+        return;
+    for (sy_spool **pp = &open_spools; *pp; pp = &(*pp)->next)
+        if (*pp == sp) {
+            *pp = sp->next;
+            break;
+        }
+    if (sp->dirty && sp->wfd >= 0)
+        fdatasync(sp->wfd);
+    if (sp->pos_fd >= 0)
+        fdatasync(sp->pos_fd);
+    spool_free(sp);
+}
+
+/* The flush time of the next record to hand out, without checking it. */
+static int64_t head_ts(sy_spool *sp)
+{
+    uint64_t seq = sp->h_seq, off = sp->h_off;
+    for (size_t i = 0; i < sp->nseg; i++) {
+        segment *g = &sp->seg[i];
+        if (g->seq < seq)
+            continue;
+        if (g->seq > seq)
+            off = 0;
+        if (off + HDR + 8 <= g->bytes) {
+            unsigned char b[HDR + 8];
+            int fd = read_fd(sp, g->seq);
+            if (fd >= 0 && rd_at(fd, b, sizeof b, off) == 0 && get32(b) == MAGIC)
+                return (int64_t)get64(b + HDR);
+            return 0;
+        }
+    }
+    return 0;
+}
+
+static void stats_update(sy_spool *sp)
+{
+    atomic_store(&sp->st_bytes, (int64_t)total_bytes(sp));
+    atomic_store(&sp->st_records, records_left(sp));
+    atomic_store(&sp->st_oldest, head_ts(sp));
+}
+
+static void seg_delete(sy_spool *sp, size_t i)
+{
+    char name[1100];
+    if (sp->rfd >= 0 && sp->rfd_seq == sp->seg[i].seq) {
+        close(sp->rfd);
+        sp->rfd = -1;
+    }
+    if (i == sp->nseg - 1 && sp->wfd >= 0) {
+        close(sp->wfd);
+        sp->wfd = -1;
+    }
+    seg_name(sp, sp->seg[i].seq, name, sizeof name);
+    if (unlink(name) < 0 && errno != ENOENT)
+        sy_log_limited(&sp->rl, SY_ERR, "spool %s: cannot delete %s: %s", sp->path, name,
+                       strerror(errno));
+    memmove(sp->seg + i, sp->seg + i + 1, (sp->nseg - i - 1) * sizeof *sp->seg);
+    sp->nseg--;
+}
+
+/* Starts a new segment for appending. */
+static int rotate(sy_spool *sp)
+{
+    if (sp->wfd >= 0) {
+        if (sp->dirty && sp->o.fsync != SY_FSYNC_NEVER)
+            fdatasync(sp->wfd);
+        close(sp->wfd);
+        sp->wfd = -1;
+    }
+    if (sp->nseg == sp->capseg) {
+        size_t nc = sp->capseg ? sp->capseg * 2 : 16;
+        segment *ns = realloc(sp->seg, nc * sizeof *ns);
+        if (!ns)
+            return -1;
+        sp->seg = ns;
+        sp->capseg = nc;
+    }
+    char name[1100];
+    uint64_t seq = sp->next_seq++;
+    seg_name(sp, seq, name, sizeof name);
+    sp->wfd = open(name, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+    if (sp->wfd < 0) {
+        sy_log_limited(&sp->rl, SY_ERR, "spool %s: cannot create %s: %s", sp->path, name,
+                       strerror(errno));
+        return -1;
+    }
+    sp->seg[sp->nseg++] = (segment){ .seq = seq };
+    if (sp->nseg == 1) {
+        /* an empty spool: replay starts here */
+        sp->c_seq = sp->h_seq = seq;
+        sp->c_off = sp->h_off = 0;
+        sp->h_rec = sp->h_vals = 0;
+        write_position(sp);
+    }
+    return 0;
+}
+
+/* whenFull = dropOldest: the oldest segment goes, whatever replay had
+ * handed out of it (it is in the plugin already). */
+static void drop_head(sy_spool *sp)
+{
+    segment *g = &sp->seg[0];
+    uint64_t vals = g->values, recs = g->records;
+    if (sp->h_seq == g->seq) {
+        vals = vals > sp->h_vals ? vals - sp->h_vals : 0;
+        recs = recs > sp->h_rec ? recs - sp->h_rec : 0;
+    } else if (sp->h_seq > g->seq) {
+        vals = recs = 0;
+    }
+    atomic_fetch_add(&sp->st_dropped, (int64_t)vals);
+    sy_log_limited(&sp->rl, SY_WARN, "spool %s full (maxBytes %" PRIu64 "): the oldest segment, "
+                   "%" PRIu64 " records of %" PRIu64 " values, is dropped (whenFull = dropOldest)",
+                   sp->path, sp->o.max_bytes, recs, vals);
+    seg_delete(sp, 0);
+    uint64_t next = sp->nseg ? sp->seg[0].seq : sp->next_seq;
+    if (sp->h_seq < next) {
+        sp->h_seq = next;
+        sp->h_off = sp->h_rec = sp->h_vals = 0;
+        sp->peeked = 0;
+    }
+    if (sp->c_seq < next) {
+        sp->c_seq = next;
+        sp->c_off = 0;
+        write_position(sp);
+    }
+}
+
+int sy_spool_append(sy_spool *sp, const sy_metric_batch *b, size_t *dropped)
+{
+    *dropped = 0;
+    uint64_t len = 12;
+    for (size_t i = 0; i < b->count; i++)
+        len += VALUE_FIXED + b->metrics[i].name_len;
+    uint64_t need = HDR + len;
+    if (len > MAX_PAYLOAD || need > sp->o.max_bytes) {
+        *dropped = b->count;
+        atomic_fetch_add(&sp->st_dropped, (int64_t)b->count);
+        sy_log_limited(&sp->rl, SY_WARN, "spool %s: a batch of %zu values is larger than "
+                       "the spool; dropped", sp->path, b->count);
+        return -1;
+    }
+    if (total_bytes(sp) + need > sp->o.max_bytes) {
+        if (sp->o.drop_newest) {
+            *dropped = b->count;
+            atomic_fetch_add(&sp->st_dropped, (int64_t)b->count);
+            sy_log_limited(&sp->rl, SY_WARN, "spool %s full (maxBytes %" PRIu64 "): newest "
+                           "values dropped (whenFull = dropNewest)", sp->path, sp->o.max_bytes);
+            return -1;
+        }
+        int64_t before = atomic_load(&sp->st_dropped);
+        while (total_bytes(sp) + need > sp->o.max_bytes) {
+            if (sp->nseg <= 1 && rotate(sp) < 0)
+                return -1;
+            drop_head(sp);
+        }
+        *dropped = (size_t)(atomic_load(&sp->st_dropped) - before);
+    }
+    if (sp->wfd < 0 || sp->seg[sp->nseg - 1].bytes >= sp->o.segment_bytes) {
+        if (rotate(sp) < 0) {
+            *dropped += b->count;
+            atomic_fetch_add(&sp->st_dropped, (int64_t)b->count);
+            return -1;
+        }
+    }
+    if (grow(&sp->wbuf, &sp->wbufcap, (size_t)need) < 0) {
+        *dropped += b->count;
+        atomic_fetch_add(&sp->st_dropped, (int64_t)b->count);
+        return -1;
+    }
+    unsigned char *p = sp->wbuf + HDR;
+    put64(p, (uint64_t)b->timestamp);
+    put32(p + 8, (uint32_t)b->count);
+    p += 12;
+    for (size_t i = 0; i < b->count; i++) {
+        const sy_metric *m = &b->metrics[i];
+        uint64_t bits;
+        memcpy(&bits, &m->value, 8);
+        p[0] = m->kind;
+        put64(p + 1, bits);
+        put32(p + 9, m->name_len);
+        memcpy(p + VALUE_FIXED, m->name, m->name_len);
+        p += VALUE_FIXED + m->name_len;
+    }
+    put32(sp->wbuf, MAGIC);
+    put32(sp->wbuf + 4, (uint32_t)len);
+    put32(sp->wbuf + 8, sy_crc32c(0, sp->wbuf + HDR, len));
+    segment *g = &sp->seg[sp->nseg - 1];
+    size_t off = 0;
+    while (off < need) {
+        ssize_t w = write(sp->wfd, sp->wbuf + off, (size_t)need - off);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0) {
+            /* a torn tail is skipped as corrupt by the reader; count the
+             * batch as lost here */
+            sy_log_limited(&sp->rl, SY_ERR, "spool %s: write failed (%s): %zu values dropped",
+                           sp->path, strerror(errno), b->count);
+            g->bytes += off;
+            *dropped += b->count;
+            atomic_fetch_add(&sp->st_dropped, (int64_t)b->count);
+            /* start a new segment next time rather than append after garbage */
+            close(sp->wfd);
+            sp->wfd = -1;
+            stats_update(sp);
+            return -1;
+        }
+        off += (size_t)w;
+    }
+    g->bytes += need;
+    g->records++;
+    g->values += b->count;
+    sp->dirty = 1;
+    if (sp->o.fsync == SY_FSYNC_ALWAYS) {
+        fdatasync(sp->wfd);
+        sp->dirty = 0;
+    }
+    atomic_fetch_add(&sp->st_spooled, (int64_t)b->count);
+    atomic_store(&sp->st_bytes, (int64_t)total_bytes(sp));
+    atomic_fetch_add(&sp->st_records, 1);
+    if (atomic_load(&sp->st_oldest) == 0)
+        atomic_store(&sp->st_oldest, b->timestamp);
+    return 0;
+}
+
+int sy_spool_has_records(const sy_spool *sp)
+{
+    if (!sp->nseg)
+        return 0;
+    const segment *last = &sp->seg[sp->nseg - 1];
+    return sp->h_seq < last->seq || sp->h_off < last->bytes;
+}
+
+int sy_spool_peek(sy_spool *sp, sy_metric_batch *b)
+{
+    while (sp->nseg) {
+        segment *g = seg_find(sp, sp->h_seq);
+        if (!g) {
+            /* (only after damage) go to the first segment after it */
+            size_t i = 0;
+            while (i < sp->nseg && sp->seg[i].seq < sp->h_seq)
+                i++;
+            if (i == sp->nseg)
+                return 0;
+            sp->h_seq = sp->seg[i].seq;
+            sp->h_off = sp->h_rec = sp->h_vals = 0;
+            continue;
+        }
+        if (sp->h_off >= g->bytes) {
+            if (g == &sp->seg[sp->nseg - 1])
+                return 0;
+            sp->h_seq = g[1].seq;
+            sp->h_off = sp->h_rec = sp->h_vals = 0;
+            continue;
+        }
+        int fd = read_fd(sp, g->seq);
+        int64_t ts;
+        uint32_t count;
+        uint64_t len = fd >= 0 ? record_at(sp, fd, sp->h_off, g->bytes, &ts, &count) : 0;
+        if (!len) {
+            uint64_t to = fd >= 0 ? resync(sp, fd, sp->h_off, g->bytes) : g->bytes;
+            atomic_fetch_add(&sp->st_corrupt, 1);
+            sy_log_limited(&sp->rl, SY_WARN, "spool %s: a damaged stretch of %" PRIu64
+                           " bytes in segment %" PRIu64 " at offset %" PRIu64 " is skipped",
+                           sp->path, to - sp->h_off, g->seq, sp->h_off);
+            sp->h_off = to;
+            continue;
+        }
+        if (count > sp->valcap) {
+            sy_metric *nv = realloc(sp->vals, count * sizeof *nv);
+            if (!nv)
+                return 0;
+            sp->vals = nv;
+            sp->valcap = count;
+        }
+        /* the plugin gets NUL-terminated names: every value is decoded
+         * first, then each name's terminator overwrites the byte after it
+         * (the next value's kind, already read) */
+        unsigned char *p = sp->buf + 12;
+        for (uint32_t i = 0; i < count; i++) {
+            sy_metric *m = &sp->vals[i];
+            uint64_t bits = get64(p + 1);
+            m->kind = p[0];
+            memcpy(&m->value, &bits, 8);
+            m->name_len = get32(p + 9);
+            m->name = (const char *)p + VALUE_FIXED;
+            p += VALUE_FIXED + m->name_len;
+        }
+        /* sp->buf has one spare byte after the payload */
+        for (uint32_t i = 0; i < count; i++)
+            ((char *)sp->vals[i].name)[sp->vals[i].name_len] = '\0';
+        b->metrics = sp->vals;
+        b->count = count;
+        b->timestamp = ts;
+        sp->peeked = 1;
+        sp->peek_len = len;
+        return 1;
+    }
+    return 0;
+}
+
+void sy_spool_advance(sy_spool *sp)
+{
+    if (!sp->peeked)
+        return;
+    sp->peeked = 0;
+    sp->h_off += sp->peek_len;
+    sp->h_rec++;
+    /* count before the buffer is reused: the record's values */
+    uint32_t count = get32(sp->buf + 8);
+    sp->h_vals += count;
+    atomic_fetch_add(&sp->st_replayed, (int64_t)count);
+    atomic_store(&sp->st_records, records_left(sp));
+    atomic_store(&sp->st_oldest, head_ts(sp));
+}
+
+void sy_spool_commit(sy_spool *sp)
+{
+    if (sp->c_seq == sp->h_seq && sp->c_off == sp->h_off)
+        return;
+    /* segments wholly before the handed position are done */
+    while (sp->nseg && sp->seg[0].seq < sp->h_seq)
+        seg_delete(sp, 0);
+    sp->c_seq = sp->h_seq;
+    sp->c_off = sp->h_off;
+    /* everything replayed: the last segment goes too, and the next append
+     * starts a new one */
+    if (sp->nseg == 1 && sp->seg[0].seq == sp->c_seq && sp->c_off >= sp->seg[0].bytes) {
+        sp->c_seq = sp->h_seq = sp->next_seq;
+        sp->c_off = sp->h_off = sp->h_rec = sp->h_vals = 0;
+        write_position(sp);
+        seg_delete(sp, 0);
+    } else {
+        write_position(sp);
+    }
+    stats_update(sp);
+}
+
+void sy_spool_tick(sy_spool *sp, uint64_t now_ms)
+{
+    if (sp->o.fsync != SY_FSYNC_INTERVAL || now_ms - sp->last_sync_ms < sp->o.fsync_interval_ms)
+        return;
+    sp->last_sync_ms = now_ms;
+    if (sp->dirty && sp->wfd >= 0)
+        fdatasync(sp->wfd);
+    fdatasync(sp->pos_fd);
+    sp->dirty = 0;
+}
+
+void sy_spool_stats_get(const sy_spool *sp, sy_spool_stats *out)
+{
+    sy_spool *m = (sy_spool *)sp;
+    out->bytes = atomic_load(&m->st_bytes);
+    out->records = atomic_load(&m->st_records);
+    out->oldest_ts = atomic_load(&m->st_oldest);
+    out->replayed = atomic_load(&m->st_replayed);
+    out->spooled = atomic_load(&m->st_spooled);
+    out->dropped = atomic_load(&m->st_dropped);
+    out->corrupt = atomic_load(&m->st_corrupt);
+}
+
+/* ------------------------------------------------------------------ */
+/* switchyard spool ls|cat DIR                                          */
+/* ------------------------------------------------------------------ */
+
+static void fmt_time(int64_t ts, char *out, size_t cap)
+{
+    time_t t = (time_t)ts;
+    struct tm tm;
+    if (!ts || !gmtime_r(&t, &tm))
+        snprintf(out, cap, "-");
+    else
+        strftime(out, cap, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+/* Names may hold any byte: print them as the console does. */
+static void print_name(FILE *f, const char *s, size_t len)
+{
+    char buf[256];
+    while (len) {
+        size_t used = 0;
+        size_t w = sy_inspect_escape(buf, sizeof buf, s, len, SY_ESC_BYTES, &used, NULL);
+        fwrite(buf, 1, w, f);
+        if (!used)
+            break;
+        s += used;
+        len -= used;
+    }
+}
+
+/* One spool directory (a sink's): ls or cat it.  Returns 1 when it held
+ * damage, 0 when clean, -1 when it cannot be read. */
+static int tool_one(const char *path, int cat)
+{
+    sy_spool *sp = spool_new(path);
+    if (!sp)
+        return -1;
+    if (list_segments(sp) < 0) {
+        fprintf(stderr, "switchyard spool: cannot read %s: %s\n", path, strerror(errno));
+        spool_free(sp);
+        return -1;
+    }
+    char name[1100], line[POS_LEN + 1] = { 0 };
+    uint64_t pseq = 0, poff = 0;
+    snprintf(name, sizeof name, "%s/position", path);
+    int pfd = open(name, O_RDONLY | O_CLOEXEC);
+    if (pfd >= 0) {
+        if (pread(pfd, line, POS_LEN, 0) > 0 &&
+            sscanf(line, "%" SCNu64 " %" SCNu64, &pseq, &poff) != 2)
+            pseq = poff = 0;
+        close(pfd);
+    }
+    int damaged = 0;
+    if (!cat)
+        printf("%s: %zu segments, replay resumes at segment %" PRIu64 " offset %" PRIu64 "\n",
+               path, sp->nseg, pseq, poff);
+    uint64_t trec = 0, tval = 0, tbytes = 0;
+    for (size_t i = 0; i < sp->nseg; i++) {
+        segment *g = &sp->seg[i];
+        int fd = read_fd(sp, g->seq);
+        uint64_t off = g->seq == pseq ? poff : 0, recs = 0, vals = 0, bad = 0;
+        int64_t oldest = 0, newest = 0;
+        if (g->seq < pseq)
+            off = g->bytes; /* replayed, not yet deleted */
+        while (fd >= 0 && off < g->bytes) {
+            int64_t ts;
+            uint32_t count;
+            uint64_t len = record_at(sp, fd, off, g->bytes, &ts, &count);
+            if (!len) {
+                uint64_t to = resync(sp, fd, off, g->bytes);
+                bad++;
+                if (cat)
+                    printf("# corrupt: %" PRIu64 " bytes skipped in segment %" PRIu64
+                           " at offset %" PRIu64 "\n", to - off, g->seq, off);
+                off = to;
+                continue;
+            }
+            recs++;
+            vals += count;
+            if (!oldest || ts < oldest)
+                oldest = ts;
+            if (ts > newest)
+                newest = ts;
+            if (cat) {
+                const unsigned char *p = sp->buf + 12;
+                for (uint32_t k = 0; k < count; k++) {
+                    uint64_t bits = get64(p + 1);
+                    double v;
+                    char num[32];
+                    memcpy(&v, &bits, 8);
+                    uint32_t nl = get32(p + 9);
+                    print_name(stdout, (const char *)p + VALUE_FIXED, nl);
+                    sy_fmt_double(v, num);
+                    printf(" %s %" PRId64 "\n", num, ts);
+                    p += VALUE_FIXED + nl;
+                }
+            }
+            off += len;
+        }
+        damaged |= bad > 0;
+        trec += recs;
+        tval += vals;
+        tbytes += g->bytes;
+        if (!cat) {
+            char a[32], b[32];
+            fmt_time(oldest, a, sizeof a);
+            fmt_time(newest, b, sizeof b);
+            printf("  %020" PRIu64 ".seg  %10" PRIu64 " bytes  %8" PRIu64 " records  %10" PRIu64
+                   " values  %s .. %s%s", g->seq, g->bytes, recs, vals, a, b,
+                   bad ? "" : "\n");
+            if (bad)
+                printf("  %" PRIu64 " DAMAGED stretches\n", bad);
+        }
+    }
+    if (!cat)
+        printf("  total: %" PRIu64 " records, %" PRIu64 " values to replay, %" PRIu64
+               " bytes on disk\n", trec, tval, tbytes);
+    spool_free(sp);
+    return damaged;
+}
+
+int sy_spool_tool(int argc, char **argv)
+{
+    /* argv: "spool", "ls"|"cat", DIR */
+    if (argc != 3 || (strcmp(argv[1], "ls") != 0 && strcmp(argv[1], "cat") != 0)) {
+        fprintf(stderr, "usage: switchyard spool ls|cat DIR\n"
+                        "  DIR is a sink's spool (spool.dir/<sink>) or spool.dir itself\n");
+        return 2;
+    }
+    int cat = strcmp(argv[1], "cat") == 0;
+    const char *dir = argv[2];
+    DIR *d = opendir(dir);
+    if (!d) {
+        fprintf(stderr, "switchyard spool: cannot open %s: %s\n", dir, strerror(errno));
+        return 1;
+    }
+    /* a sink's directory holds a position file; spool.dir holds sinks' */
+    char name[1100];
+    struct stat st;
+    snprintf(name, sizeof name, "%s/position", dir);
+    int rc = 0;
+    if (stat(name, &st) == 0) {
+        int r = tool_one(dir, cat);
+        rc = r < 0 ? 1 : r;
+    } else {
+        struct dirent *e;
+        while ((e = readdir(d))) {
+            if (e->d_name[0] == '.')
+                continue;
+            snprintf(name, sizeof name, "%s/%s/position", dir, e->d_name);
+            if (stat(name, &st) != 0)
+                continue;
+            snprintf(name, sizeof name, "%s/%s", dir, e->d_name);
+            int r = tool_one(name, cat);
+            if (r != 0)
+                rc = 1;
+        }
+    }
+    closedir(d);
+    return rc;
+}

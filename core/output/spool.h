@@ -1,0 +1,109 @@
+/*
+ * spool.h - a sink's disk spool: flush batches kept in append-only segment
+ * files while the sink cannot take them, replayed in order later.
+ *
+ * Layout of a spool directory (one per sink: <spool.dir>/<sink name>/):
+ *
+ *   00000000000000000001.seg   segments, appended to, rotated at
+ *   00000000000000000002.seg   segmentBytes, deleted once replayed
+ *   position                   "SEQ OFFSET\n": where replay resumes
+ *   lock                       flock()ed while a daemon has it open
+ *
+ * A record is one batch as the sink host handed it to the plugin:
+ *
+ *   u32 magic "SYSP", u32 payload length, u32 CRC32C of the payload,
+ *   payload: i64 flush time, u32 count, then per value
+ *            u8 kind, f64 value (little-endian IEEE), u32 name length, name
+ *
+ * Reading hands records out one at a time (sy_spool_peek / _advance); the
+ * position file moves only at sy_spool_commit, which the host calls once
+ * the plugin has nothing pending, so what a crash interrupts is replayed
+ * again: delivery is at least once.  A record whose header, length or CRC
+ * is wrong is skipped up to the next valid record (counted as corrupt).
+ *
+ * Everything runs on the output thread except sy_spool_stats, which any
+ * thread may call.
+ */
+#ifndef SY_SPOOL_H
+#define SY_SPOOL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "output/sinkhost.h"
+#include "switchyard_sink.h"
+
+enum sy_spool_fsync { SY_FSYNC_NEVER = 0, SY_FSYNC_INTERVAL = 1, SY_FSYNC_ALWAYS = 2 };
+
+typedef struct sy_spool_opts {
+    char dir[512];            /* the spool.dir setting (the sink's name is added) */
+    uint64_t max_bytes;       /* on disk, every segment counted */
+    uint64_t segment_bytes;
+    int fsync;                /* enum sy_spool_fsync */
+    uint64_t fsync_interval_ms;
+    int drop_newest;          /* whenFull = "dropNewest" (default dropOldest) */
+} sy_spool_opts;
+
+/* Reads the host-owned `spool.*` settings of a sink.  1 when the sink has
+ * none (no spool), 0 with *o filled, -1 with a message naming the sink and
+ * key.  `spool.dir` is required once any spool key is given.  Sizes are
+ * numbers of bytes or strings with a unit ("4GiB", "512 KiB", "10MB"). */
+int sy_spool_opts_read(const char *sink, const sy_setting *s, size_t n, sy_spool_opts *o,
+                       char *err, size_t errlen);
+/* Only each key's own value, for a check of one setting at a time. */
+int sy_spool_keys_check(const char *sink, const sy_setting *s, size_t n, char *err,
+                        size_t errlen);
+
+/* Whether a key belongs to the spool ("spool.maxBytes"). */
+int sy_spool_key(const char *key);
+
+/* "4GiB" -> 4294967296; -1 when the text is not a size. */
+int sy_spool_parse_size(const char *text, uint64_t *out);
+
+typedef struct sy_spool sy_spool;
+
+/* Opens (creating) <o->dir>/<sink>/, takes its lock, finds its segments
+ * and where replay resumes.  NULL with a message on failure. */
+sy_spool *sy_spool_open(const char *sink, const sy_spool_opts *o, char *err, size_t errlen);
+void sy_spool_close(sy_spool *sp);
+
+/* Appends one batch.  When the spool is full, whenFull decides: the oldest
+ * segments are deleted, or this batch is refused; *dropped gets the values
+ * given up either way (counted in the spool's dropped total too).
+ * 0 appended, -1 not (full, or a write error, logged at a bounded rate). */
+int sy_spool_append(sy_spool *sp, const sy_metric_batch *b, size_t *dropped);
+
+/* 1 while records wait for replay (handed out or not). */
+int sy_spool_has_records(const sy_spool *sp);
+
+/* The next record not yet handed out, decoded into *b (valid until the
+ * next call).  1 when there is one, 0 when none; corrupt records on the
+ * way are skipped and counted. */
+int sy_spool_peek(sy_spool *sp, sy_metric_batch *b);
+/* The peeked record was handed to the plugin (or given up on). */
+void sy_spool_advance(sy_spool *sp);
+/* Everything handed out so far is delivered: move the position file and
+ * delete the segments replay has passed. */
+void sy_spool_commit(sy_spool *sp);
+/* fsync = "interval": sync what is due.  Cheap; call often. */
+void sy_spool_tick(sy_spool *sp, uint64_t now_ms);
+
+typedef struct sy_spool_stats {
+    int64_t bytes;         /* on disk now */
+    int64_t records;       /* not yet handed to the plugin */
+    int64_t oldest_ts;     /* flush time of the next record; 0 when none */
+    int64_t replayed;      /* values handed to the plugin from the spool */
+    int64_t spooled;       /* values written to the spool */
+    int64_t dropped;       /* values given up because the spool was full */
+    int64_t corrupt;       /* damaged stretches skipped */
+} sy_spool_stats;
+
+void sy_spool_stats_get(const sy_spool *sp, sy_spool_stats *out);
+
+uint32_t sy_crc32c(uint32_t crc, const void *data, size_t len);
+
+/* `switchyard spool ls|cat DIR`: lists or prints a spool directory (a
+ * sink's, or the spool.dir holding several) without changing it. */
+int sy_spool_tool(int argc, char **argv);
+
+#endif

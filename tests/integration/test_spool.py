@@ -1,0 +1,620 @@
+#!/usr/bin/env python3
+"""Integration test: a sink's disk spool rides out a carbon outage.
+
+A graphite sink with a 1 MiB memory queue and `spool = { dir = ... }`,
+flushing every 50 ms, against a real carbon-cache:
+
+  1. outage: carbon-cache down for 200 flushes, each with its own
+     counter key (spool.seq.N = N+1) beside 300 padding keys (about 5 MB
+     of Graphite lines, five times the memory queue).  After carbon comes
+     back, every seq key is read back from its whisper file with its value,
+     nothing was dropped, and the spool is empty again (its segments
+     deleted); then carbon-cache stopped with SIGSTOP (connected, reading
+     nothing) for 40 flushes of 400 keys with 200-byte names: spooled instead of dropped at
+     the queue; SIGTERM while it is still stopped hands the graphite
+     queue to the spool; after a restart and SIGCONT every value is read
+     back;
+  2. restart: the same outage, the daemon killed with SIGKILL half way,
+     one record of the spool damaged on purpose, the daemon started again
+     with carbon up: every value `switchyard spool cat` showed in the spool
+     at the kill arrives except those of the damaged record, and the
+     damage is counted (switchyard_spool_corrupt_total);
+  3. full: two spools of 256 KiB with carbon down, whenFull = dropOldest
+     and dropNewest: drops are counted (switchyard_spool_dropped_total,
+     also in switchyard_sink_dropped_total), the spool stays within its
+     bound, the first flush is what dropNewest keeps and dropOldest gives
+     up, and ingest is unaffected: every line sent was parsed;
+  4. redis: the redis sink through an outage of redis-server, with a
+     SIGTERM and a restart in it (the last values sent just before the
+     SIGTERM): every counter in Redis exactly once with its value;
+  5. repeater: the repeater's TCP path to a second switchyard that is
+     down for 40 flushes: every value reaches it once it starts;
+  6. check: bad spool settings are refused by --check with the key named.
+
+Usage:  /usr/bin/python3 tests/integration/test_spool.py     ($SY_BIN)
+"""
+import os
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import time
+import urllib.request
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from lib.carbon import CarbonCache  # noqa: E402
+from lib.netutil import LOOPBACK, free_port, free_port_pair, wait_for_port  # noqa: E402
+from lib.proc import Process, make_workdir, remove_workdir, wait_until  # noqa: E402
+from lib.resp import RedisServer, query  # noqa: E402
+from lib.results import Results  # noqa: E402
+from lib.sanitizer import check_clean  # noqa: E402
+from lib.switchyard import switchyard_binary, to_lua  # noqa: E402
+
+import whisper  # noqa: E402  (Debian's python3-whisper, which carbon uses)
+
+TEST_NAME = "test_spool"
+PAD = 300
+QUEUE = 1 << 20
+
+
+class Daemon:
+    def __init__(self, workdir, name, carbon_port, spool, sink=None):
+        self.port = free_port_pair()
+        self.plugin = sink["plugin"] if sink else "graphite"
+        self.http = free_port("tcp")
+        self.mgmt = free_port("tcp")
+        self.name = name
+        self.workdir = workdir
+        cfg = {
+            "listen": ["udp://%s:%d" % (LOOPBACK, self.port)],
+            "flushInterval": 50,
+            "deleteCounters": True,
+            "httpAddress": "%s:%d" % (LOOPBACK, self.http),
+            "mgmt_address": LOOPBACK,
+            "mgmt_port": self.mgmt,
+            "shutdownTimeout": 1000,
+            "sinks": {"carbon": sink or {"plugin": "graphite", "host": LOOPBACK,
+                                         "port": carbon_port, "maxQueueBytes": QUEUE,
+                                         "reconnectMinMs": 50, "reconnectMaxMs": 300}},
+        }
+        cfg["sinks"]["carbon"]["spool"] = spool
+        self.path = os.path.join(workdir, name + ".lua")
+        with open(self.path, "w") as f:
+            f.write("return " + to_lua(cfg) + "\n")
+        self.runs = 0
+        self.proc = None
+
+    def start(self):
+        self.runs += 1
+        self.proc = Process("%s.%d" % (self.name, self.runs),
+                            [switchyard_binary(), "-c", self.path], self.workdir).start()
+        return wait_for_port(self.http, 15, alive=self.proc.alive)
+
+    def send(self, lines):
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        chunk = []
+        size = 0
+        for line in lines:
+            if size + len(line) + 1 > 1400:
+                sock.sendto("\n".join(chunk).encode(), (LOOPBACK, self.port))
+                chunk, size = [], 0
+            chunk.append(line)
+            size += len(line) + 1
+        if chunk:
+            sock.sendto("\n".join(chunk).encode(), (LOOPBACK, self.port))
+        sock.close()
+
+    def metrics(self):
+        try:
+            return urllib.request.urlopen("http://%s:%d/metrics" % (LOOPBACK, self.http),
+                                          timeout=5).read().decode()
+        except OSError:
+            return ""
+
+    def metric(self, name, body=None):
+        for line in (body if body is not None else self.metrics()).splitlines():
+            if line.startswith(name + " ") or line.startswith(name + "{"):
+                return float(line.split()[-1])
+        return None
+
+    def console(self, command):
+        sock = socket.create_connection((LOOPBACK, self.mgmt), timeout=10)
+        sock.sendall((command + "\nquit\n").encode())
+        out = b""
+        while True:
+            data = sock.recv(65536)
+            if not data:
+                break
+            out += data
+        sock.close()
+        return out.decode(errors="replace")
+
+    def spool(self, what):
+        return self.metric('switchyard_spool_%s{sink="carbon",plugin="%s"}' % (what, self.plugin))
+
+    def sink(self, what):
+        return self.metric('switchyard_sink_%s{sink="carbon",plugin="%s"}' % (what, self.plugin))
+
+    def stop_clean(self, res, label):
+        rc = self.proc.stop(15)
+        check_clean(res, label, switchyard_binary(), self.proc.pid, self.proc.logs(100000))
+        return rc
+
+
+def spool_cat(directory):
+    r = subprocess.run([switchyard_binary(), "spool", "cat", directory], stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE, timeout=60)
+    return r.returncode, r.stdout.decode(errors="replace"), r.stderr.decode(errors="replace")
+
+
+def outage_traffic(d, steps, first=0):
+    """Step i sends spool.seq.i = i+1 and the padding keys, one step a
+    flush interval."""
+    pad = ["spool.pad.k%d:1|c" % k for k in range(PAD)]
+    for i in range(first, first + steps):
+        d.send(["spool.seq.%d:%d|c" % (i, i + 1)] + pad)
+        time.sleep(0.05)
+
+
+def whisper_value(carbon, metric):
+    path = carbon.wsp_path(metric)
+    if not os.path.exists(path):
+        return None
+    try:
+        (start, end, step), values = whisper.fetch(path, time.time() - 600, time.time() + 5)
+    except Exception:  # a file carbon is still creating
+        return None
+    got = [v for v in values if v is not None]
+    return got
+
+
+def seq_arrived(carbon, indices):
+    """indices -> those whose whisper file holds exactly [i+1]."""
+    ok = set()
+    for i in indices:
+        got = whisper_value(carbon, "stats_counts.spool.seq.%d" % i)
+        if got == [float(i + 1)]:
+            ok.add(i)
+    return ok
+
+
+def outage(res, workdir):
+    carbon = CarbonCache(os.path.join(workdir, "carbon1"))  # down until started below
+    spool_dir = os.path.join(workdir, "spool1")
+    d = Daemon(workdir, "outage", carbon.line_port,
+               {"dir": spool_dir, "maxBytes": "64MiB", "fsync": "interval",
+                "fsyncInterval": 200})
+    try:
+        if not res.check("outage: switchyard starts", d.start(), d.proc.logs()):
+            return
+        wait_until(lambda: d.sink("connected") == 0, 10)
+        outage_traffic(d, 200)
+        wait_until(lambda: (d.spool("spooled_total") or 0) >= 200 * 2 * PAD, 20)
+        spooled = d.spool("spooled_total") or 0
+        res.check("outage: 200 flushes went to the spool while carbon was down "
+                  "(%d values, %d bytes, %d records)" % (spooled, d.spool("bytes") or 0,
+                                                         d.spool("records") or 0),
+                  spooled >= 200 * 2 * PAD and (d.spool("bytes") or 0) > QUEUE,
+                  d.proc.logs())
+        res.check("outage: the spool's oldest flush has an age",
+                  (d.spool("oldest_age_seconds") or 0) >= 0 and (d.spool("records") or 0) > 0)
+        text = d.console("sinks")
+        res.check("outage: the console's `sinks` shows the spool",
+                  "carbon spool bytes=" in text and "records=" in text, text)
+        if not res.check("outage: carbon-cache starts", carbon.start(), carbon.logs()):
+            return
+        t0 = time.time()
+        emptied = wait_until(lambda: d.spool("records") == 0 and d.spool("bytes") == 0 and
+                             d.sink("queued") == 0, 60)
+        res.note("replayed %d values in %.1f s (polled every 50 ms, from carbon's port opening)"
+                 % (d.spool("replayed_total") or 0, time.time() - t0))
+        res.check("outage: the spool was replayed and its segments deleted",
+                  emptied, "records %r bytes %r queued %r\n%s" %
+                  (d.spool("records"), d.spool("bytes"), d.sink("queued"), d.proc.logs()))
+        want = set(range(200))
+        got = set()
+        deadline = time.time() + 40
+        while time.time() < deadline and got != want:
+            got |= seq_arrived(carbon, want - got)
+            if got != want:
+                time.sleep(0.5)
+        missing = sorted(want - got)
+        res.check("outage: every one of 200 flushes' seq values read back from whisper "
+                  "with its value", not missing,
+                  "%d missing, e.g. %r: %r" % (len(missing), missing[:5],
+                                               [whisper_value(carbon, "stats_counts.spool.seq.%d" % i)
+                                                for i in missing[:3]]))
+        body = d.metrics()
+        res.check("outage: nothing dropped (sink %r, spool %r), nothing corrupt (%r)"
+                  % (d.sink("dropped_total"), d.spool("dropped_total"), d.spool("corrupt_total")),
+                  d.metric('switchyard_sink_dropped_total{sink="carbon",plugin="graphite"}', body) == 0
+                  and d.metric('switchyard_spool_dropped_total{sink="carbon",plugin="graphite"}', body) == 0
+                  and d.metric('switchyard_spool_corrupt_total{sink="carbon",plugin="graphite"}', body) == 0)
+        res.check("outage: replayed_total counts every spooled value",
+                  d.spool("replayed_total") == d.spool("spooled_total"),
+                  "replayed %r spooled %r" % (d.spool("replayed_total"), d.spool("spooled_total")))
+        segs = [f for f in os.listdir(os.path.join(spool_dir, "carbon")) if f.endswith(".seg")]
+        res.check("outage: no segment left on disk", not segs, repr(segs))
+        stuck(res, d, carbon)
+    finally:
+        if d.proc:
+            d.stop_clean(res, "outage")
+        carbon.stop()
+
+
+def stuck(res, d, carbon):
+    """carbon-cache stopped with SIGSTOP: connected, but reading nothing.
+    The sink's queue stops moving; the host spools instead of letting the
+    plugin drop what its queue cannot take.  Then SIGTERM while carbon is
+    still stopped: what the graphite queue holds when shutdownTimeout runs
+    out is handed back to the spool (take_back), and the next start
+    delivers it."""
+    spooled0 = d.spool("spooled_total") or 0
+    os.kill(carbon.pid, signal.SIGSTOP)
+    try:
+        # volume with few whisper files (each is 43 KB to create and delete)
+        pad = ["spool.padlong.k%d%s:1|c" % (k, "x" * 200) for k in range(400)]
+        for i in range(200, 240):
+            d.send(["spool.seq.%d:%d|c" % (i, i + 1)] + pad)
+            time.sleep(0.05)
+        wait_until(lambda: (d.spool("spooled_total") or 0) > spooled0, 10)
+        res.check("stuck: with carbon-cache stopped (SIGSTOP), flushes went to the spool "
+                  "(%r values) and the sink stayed connected (%r)"
+                  % ((d.spool("spooled_total") or 0) - spooled0, d.sink("connected")),
+                  (d.spool("spooled_total") or 0) > spooled0 and d.sink("connected") == 1)
+        queued = d.sink("queued") or 0
+        res.check("stuck: nothing dropped while stuck (sink %r, spool %r), %d lines in the "
+                  "graphite queue" % (d.sink("dropped_total"), d.spool("dropped_total"), queued),
+                  d.sink("dropped_total") == 0 and d.spool("dropped_total") == 0 and queued > 0)
+        rc = d.stop_clean(res, "stuck")
+        logs = d.proc.logs(200000)
+        res.check("stuck: SIGTERM with carbon still stopped exits 0 and hands the graphite "
+                  "queue to the spool (%r)" % rc,
+                  rc == 0 and "still held at shutdown went to the spool" in logs, logs[-3000:])
+        if not res.check("stuck: switchyard starts again", d.start(), d.proc.logs()):
+            return
+    finally:
+        os.kill(carbon.pid, signal.SIGCONT)
+    emptied = wait_until(lambda: d.spool("records") == 0 and d.sink("queued") == 0, 60)
+    res.check("stuck: once carbon-cache reads again the spool is replayed", emptied,
+              "records %r queued %r" % (d.spool("records"), d.sink("queued")))
+    want = set(range(200, 240))
+    got = set()
+    deadline = time.time() + 40
+    while time.time() < deadline and got != want:
+        got |= seq_arrived(carbon, want - got)
+        if got != want:
+            time.sleep(0.5)
+    missing = sorted(want - got)
+    res.check("stuck: every one of 40 flushes' seq values read back from whisper", not missing,
+              "%d missing, e.g. %r" % (len(missing), missing[:5]))
+    res.check("stuck: nothing dropped after the restart (sink %r, spool %r)"
+              % (d.sink("dropped_total"), d.spool("dropped_total")),
+              d.sink("dropped_total") == 0 and d.spool("dropped_total") == 0)
+
+
+def redis_outage(res, workdir):
+    """The redis sink through the same outage: redis-server down for 60
+    flushes, then started; every seq counter is in Redis exactly once with
+    its value (a replayed batch is written under its flush time, so nothing
+    doubles)."""
+    redis = RedisServer(workdir, "redis-out")
+    sink = {"plugin": "redis", "host": LOOPBACK, "port": redis.port, "prefix": "p:",
+            "maxQueueMetrics": 5000, "reconnectMinMs": 50, "reconnectMaxMs": 300}
+    d = Daemon(workdir, "redis_outage", 0, {"dir": os.path.join(workdir, "spool_redis"),
+                                            "maxBytes": "64MiB", "fsync": "never"}, sink)
+    try:
+        if not res.check("redis: switchyard starts with redis-server down", d.start(),
+                         d.proc.logs()):
+            return
+        wait_until(lambda: d.sink("connected") == 0, 10)
+        pad = ["spool.pad.k%d:1|c" % k for k in range(PAD)]
+        for i in range(60):
+            d.send(["red.seq.%d:%d|c" % (i, i + 1)] + pad)
+            time.sleep(0.05)
+        wait_until(lambda: (d.spool("spooled_total") or 0) >= 60 * 2 * PAD, 10)
+        res.check("redis: 60 flushes spooled while redis-server was down (%r values)"
+                  % d.spool("spooled_total"), (d.spool("spooled_total") or 0) >= 60 * 2 * PAD)
+        # the last values, then SIGTERM at once: the final flush is spooled too
+        d.send(["red.seq.60:61|c"])
+        time.sleep(0.01)
+        rc = d.stop_clean(res, "redis first run")
+        res.check("redis: SIGTERM during the outage exits 0 (%r)" % rc, rc == 0, d.proc.logs())
+        if not res.check("redis: switchyard starts again on its spool", d.start(), d.proc.logs()):
+            return
+        if not res.check("redis: redis-server starts", redis.start(), redis.logs()):
+            return
+        res.check("redis: the spool was replayed",
+                  wait_until(lambda: d.spool("records") == 0 and d.sink("queued") == 0, 60),
+                  "records %r queued %r" % (d.spool("records"), d.sink("queued")))
+        names = ["stats_counts.red.seq.%d" % i for i in range(61)]
+        wait_until(lambda: all(query(redis.port, "HEXISTS", "p:latest", n) == 1
+                               for n in names[-3:]), 20, step=0.3)
+        c = redis.client()
+        try:
+            series = c.pipeline([("ZRANGE", "p:ts:" + n, 0, -1) for n in names])
+            latest = c.pipeline([("HGET", "p:latest", n) for n in names])
+        finally:
+            c.close()
+        bad = []
+        for i, (pts, last) in enumerate(zip(series, latest)):
+            pts = [p.decode() if isinstance(p, bytes) else p for p in (pts or [])]
+            last = last.decode() if isinstance(last, bytes) else last
+            if len(pts) != 1 or not pts[0].endswith(":%d" % (i + 1)) or last != str(i + 1):
+                bad.append((names[i], pts, last))
+        res.check("redis: each of 61 seq counters (the last sent just before SIGTERM) in Redis "
+                  "exactly once with its value",
+                  not bad, "%d wrong, e.g. %r" % (len(bad), bad[:3]))
+        res.check("redis: nothing dropped (sink %r, spool %r)"
+                  % (d.sink("dropped_total"), d.spool("dropped_total")),
+                  d.sink("dropped_total") == 0 and d.spool("dropped_total") == 0)
+    finally:
+        if d.proc:
+            d.stop_clean(res, "redis")
+        redis.stop()
+
+
+def repeater_outage(res, workdir):
+    """The repeater's TCP path (flushed values as gauges) to a second
+    switchyard that is down for 40 flushes, then started: every seq value
+    reaches it."""
+    hop_port = free_port_pair()
+    sink = {"plugin": "repeater", "host": LOOPBACK, "port": hop_port, "protocol": "tcp",
+            "flushed": "all", "maxQueueBytes": 256 << 10, "reconnectMinMs": 50,
+            "reconnectMaxMs": 300}
+    d = Daemon(workdir, "repeater_outage", 0, {"dir": os.path.join(workdir, "spool_rep"),
+                                               "maxBytes": "64MiB", "fsync": "never"}, sink)
+    hop_cfg = os.path.join(workdir, "hop.lua")
+    with open(hop_cfg, "w") as f:
+        f.write("return " + to_lua({"listen": ["tcp://%s:%d" % (LOOPBACK, hop_port)],
+                                    "flushInterval": 100, "deleteGauges": True,
+                                    "sinks": {"out": {"plugin": "console"}}}) + "\n")
+    hop = Process("hop", [switchyard_binary(), "-c", hop_cfg], workdir)
+    try:
+        if not res.check("repeater: switchyard starts with its next hop down", d.start(),
+                         d.proc.logs()):
+            return
+        wait_until(lambda: d.sink("connected") == 0, 10)
+        pad = ["spool.pad.k%d:1|c" % k for k in range(PAD)]
+        for i in range(40):
+            d.send(["rep.seq.%d:%d|c" % (i, i + 1)] + pad)
+            time.sleep(0.05)
+        wait_until(lambda: (d.spool("spooled_total") or 0) >= 40 * 2 * PAD, 10)
+        res.check("repeater: 40 flushes spooled while the next hop was down (%r values)"
+                  % d.spool("spooled_total"), (d.spool("spooled_total") or 0) >= 40 * 2 * PAD)
+        hop.start()
+        if not res.check("repeater: the next hop starts", wait_for_port(hop_port, 10,
+                                                                       alive=hop.alive)):
+            return
+
+        def arrived():
+            got = {}
+            try:
+                with open(hop.stdout_path) as f:
+                    for line in f:
+                        parts = line.split()
+                        if len(parts) == 3 and ".stats_counts.rep.seq." in parts[0]:
+                            got.setdefault(int(parts[0].rsplit(".", 1)[1]), set()).add(parts[1])
+            except OSError:
+                pass
+            return got
+        wait_until(lambda: len(arrived()) >= 40, 30, step=0.3)
+        got = arrived()
+        bad = [(i, got.get(i)) for i in range(40) if got.get(i) != {str(i + 1)}]
+        res.check("repeater: every one of 40 flushes' seq values reached the next hop with its "
+                  "value", not bad, "%d wrong, e.g. %r" % (len(bad), bad[:3]))
+        res.check("repeater: the spool was replayed, nothing dropped (sink %r, spool %r)"
+                  % (d.sink("dropped_total"), d.spool("dropped_total")),
+                  wait_until(lambda: d.spool("records") == 0, 20) and
+                  d.sink("dropped_total") == 0 and d.spool("dropped_total") == 0)
+    finally:
+        if d.proc:
+            d.stop_clean(res, "repeater")
+        hop.stop()
+
+
+def record_offsets(path):
+    """(offset, length, names) of each record of a segment file."""
+    out = []
+    with open(path, "rb") as f:
+        data = f.read()
+    off = 0
+    while off + 12 <= len(data):
+        magic, length, _crc = struct.unpack_from("<III", data, off)
+        if magic != 0x50535953:
+            break
+        payload = data[off + 12:off + 12 + length]
+        _ts, count = struct.unpack_from("<qI", payload, 0)
+        p, names = 12, []
+        for _ in range(count):
+            nl = struct.unpack_from("<I", payload, p + 9)[0]
+            names.append(payload[p + 13:p + 13 + nl].decode())
+            p += 13 + nl
+        out.append((off, 12 + length, names))
+        off += 12 + length
+    return out
+
+
+def restart(res, workdir):
+    carbon = CarbonCache(os.path.join(workdir, "carbon2"))  # down until started below
+    spool_dir = os.path.join(workdir, "spool2")
+    d = Daemon(workdir, "restart", carbon.line_port,
+               {"dir": spool_dir, "maxBytes": "64MiB", "fsync": "never"})
+    try:
+        if not res.check("restart: switchyard starts", d.start(), d.proc.logs()):
+            return
+        wait_until(lambda: d.sink("connected") == 0, 10)
+        outage_traffic(d, 60)
+        wait_until(lambda: (d.spool("records") or 0) >= 40, 10)
+        os.kill(d.proc.pid, signal.SIGKILL)
+        d.proc.popen.wait(10)
+        rc, text, err = spool_cat(spool_dir)
+        spooled = set()
+        order = []
+        for line in text.splitlines():
+            parts = line.split()
+            if len(parts) == 3 and parts[0].startswith("stats_counts.spool.seq."):
+                spooled.add(int(parts[0].rsplit(".", 1)[1]))
+                order.append((int(parts[2]), int(parts[0].rsplit(".", 1)[1])))
+        res.check("restart: the spool holds the flushes in order (flush times and seq values "
+                  "never go back)", order == sorted(order) and
+                  [i for _, i in order] == sorted(i for _, i in order), repr(order[:20]))
+        res.check("restart: the self-metrics carry the spool's figures "
+                  "(statsd.switchyard.sink.carbon.spool.*, spooled with the flushes)",
+                  "statsd.switchyard.sink.carbon.spool.records " in text and
+                  "statsd.switchyard.sink.carbon.spool.spooled " in text, text[-3000:])
+        res.check("restart: `switchyard spool cat` shows the seq values spooled before the "
+                  "SIGKILL (%d of 60)" % len(spooled), rc == 0 and len(spooled) >= 30,
+                  "rc %d: %s\n%s" % (rc, err, text[:2000]))
+        segdir = os.path.join(spool_dir, "carbon")
+        segs = sorted(f for f in os.listdir(segdir) if f.endswith(".seg"))
+        recs = record_offsets(os.path.join(segdir, segs[0])) if segs else []
+        # damage a record in the middle that holds a seq value
+        victims = [r for r in recs[len(recs) // 3:] if any(n.startswith("stats_counts.spool.seq.")
+                                                         for n in r[2])]
+        if not res.check("restart: a record to damage", bool(victims), repr(len(recs))):
+            return
+        off, length, names = victims[0]
+        lost = {int(n.rsplit(".", 1)[1]) for n in names if n.startswith("stats_counts.spool.seq.")}
+        with open(os.path.join(segdir, segs[0]), "r+b") as f:
+            f.seek(off + length // 2)
+            b = f.read(8)
+            f.seek(off + length // 2)
+            f.write(bytes(x ^ 0x5A for x in b))
+        rc, text, err = spool_cat(spool_dir)
+        res.check("restart: `switchyard spool cat` flags the damaged record and exits 1",
+                  rc == 1 and "# corrupt:" in text, "rc %d" % rc)
+        ls = subprocess.run([switchyard_binary(), "spool", "ls", spool_dir], stdout=subprocess.PIPE,
+                            timeout=60).stdout.decode()
+        res.check("restart: `switchyard spool ls` lists the segment and its damage",
+                  segs[0] in ls and "DAMAGED" in ls, ls)
+        if not res.check("restart: carbon-cache starts", carbon.start(), carbon.logs()):
+            return
+        if not res.check("restart: switchyard starts again on the spool", d.start(), d.proc.logs()):
+            return
+        want = spooled - lost
+        got = set()
+        deadline = time.time() + 40
+        while time.time() < deadline and got != want:
+            got |= seq_arrived(carbon, want - got)
+            if got != want:
+                time.sleep(0.5)
+        missing = sorted(want - got)
+        res.check("restart: every seq value spooled before the kill arrived but the %d of the "
+                  "damaged record (%d values)" % (len(lost), len(want)), not missing,
+                  "%d missing, e.g. %r\n%s" % (len(missing), missing[:5], d.proc.logs()))
+        wait_until(lambda: (d.spool("corrupt_total") or 0) >= 1, 10)
+        res.check("restart: the damaged record was skipped and counted "
+                  "(switchyard_spool_corrupt_total = %r)" % d.spool("corrupt_total"),
+                  d.spool("corrupt_total") == 1)
+        res.check("restart: the damaged record's values did not arrive",
+                  not seq_arrived(carbon, lost))
+    finally:
+        if d.proc:
+            d.stop_clean(res, "restart")
+        carbon.stop()
+
+
+def full(res, workdir):
+    dead = free_port("tcp")  # nothing listens: carbon is down throughout
+    ds = {}
+    for policy in ("dropOldest", "dropNewest"):
+        ds[policy] = Daemon(workdir, "full_" + policy, dead,
+                            {"dir": os.path.join(workdir, "spool_" + policy),
+                             "maxBytes": "256KiB", "segmentBytes": "64KiB",
+                             "whenFull": policy, "fsync": "never"})
+    try:
+        for policy, d in ds.items():
+            if not res.check("full %s: switchyard starts" % policy, d.start(), d.proc.logs()):
+                return
+            wait_until(lambda: d.sink("connected") == 0, 10)
+        pad = ["full.pad.k%d:1|c" % k for k in range(1000)]
+        sent = 0
+        for i in range(30):
+            for d in ds.values():
+                d.send(["full.seq.%d:1|c" % i] + pad)
+            sent += 1 + len(pad)
+            time.sleep(0.05)
+        for policy, d in ds.items():
+            wait_until(lambda: d.metric("switchyard_lines_total") == sent, 10)
+            body = d.metrics()
+            dropped = d.metric('switchyard_spool_dropped_total{sink="carbon",plugin="graphite"}', body)
+            sink_dropped = d.metric('switchyard_sink_dropped_total{sink="carbon",plugin="graphite"}', body)
+            size = d.metric('switchyard_spool_bytes{sink="carbon",plugin="graphite"}', body)
+            res.check("full %s: drops counted (spool %r, sink %r) and the spool within 256 KiB (%r)"
+                      % (policy, dropped, sink_dropped, size),
+                      dropped and dropped > 0 and sink_dropped >= dropped and size <= 256 * 1024)
+            res.check("full %s: ingest unaffected: every line parsed (%r of %d), no datagram "
+                      "dropped" % (policy, d.metric("switchyard_lines_total", body), sent),
+                      d.metric("switchyard_lines_total", body) == sent and
+                      d.metric("switchyard_listener_dropped_total", body) == 0)
+            rc, text, err = spool_cat(os.path.join(workdir, "spool_" + policy))
+            has_first = "stats_counts.full.seq.0 " in text
+            has_last = "stats_counts.full.seq.29 " in text
+            if policy == "dropOldest":
+                res.check("full dropOldest: the first flush was given up, the last kept",
+                          not has_first and has_last, "first %r last %r" % (has_first, has_last))
+            else:
+                res.check("full dropNewest: the first flush was kept, the last given up",
+                          has_first and not has_last, "first %r last %r" % (has_first, has_last))
+    finally:
+        for policy, d in ds.items():
+            if d.proc:
+                d.stop_clean(res, "full " + policy)
+
+
+def check(res, workdir):
+    bad = [("maxBytes", '"4 parsecs"', "spool.maxBytes"),
+           ("fsync", '"sometimes"', "spool.fsync"),
+           ("whenFull", '"block"', "spool.whenFull"),
+           ("segmentBytes", '"1KiB"', "segmentBytes"),
+           ("colour", '"red"', "spool.colour")]
+    for key, value, named in bad:
+        path = os.path.join(workdir, "bad_%s.lua" % key)
+        with open(path, "w") as f:
+            f.write('return { sinks = { carbon = { plugin = "graphite", spool = { dir = "%s", '
+                    '%s = %s } } } }\n' % (os.path.join(workdir, "nospool"), key, value))
+        r = subprocess.run([switchyard_binary(), "--check", path], stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, timeout=30)
+        out = r.stdout.decode()
+        res.check("check: spool.%s = %s refused by --check, naming %s" % (key, value, named),
+                  r.returncode != 0 and named in out, out)
+    path = os.path.join(workdir, "bad_string.lua")
+    with open(path, "w") as f:
+        f.write('return { sinks = { carbon = { plugin = "graphite", spool = "/tmp" } } }\n')
+    r = subprocess.run([switchyard_binary(), "--check", path], stdout=subprocess.PIPE,
+                       stderr=subprocess.STDOUT, timeout=30)
+    res.check("check: spool = \"/tmp\" refused by --check: it must be a table",
+              r.returncode != 0 and "must be a table" in r.stdout.decode(), r.stdout.decode())
+    path = os.path.join(workdir, "good.lua")
+    with open(path, "w") as f:
+        f.write('return { sinks = { carbon = { plugin = "graphite", spool = { dir = "%s", '
+                'maxBytes = "4GiB", fsync = "always", whenFull = "dropNewest" } } } }\n'
+                % os.path.join(workdir, "nospool"))
+    r = subprocess.run([switchyard_binary(), "--check", path], stdout=subprocess.PIPE,
+                       stderr=subprocess.STDOUT, timeout=30)
+    res.check("check: a valid spool passes --check and creates nothing",
+              r.returncode == 0 and not os.path.exists(os.path.join(workdir, "nospool")),
+              r.stdout.decode())
+
+
+def main():
+    t_start = time.time()
+    res = Results(TEST_NAME)
+    workdir = make_workdir(TEST_NAME)
+    try:
+        for case in (check, full, outage, restart, redis_outage, repeater_outage):
+            t0 = time.time()
+            case(res, workdir)
+            res.note("%s: %.1f s" % (case.__name__, time.time() - t0))
+    finally:
+        t0 = time.time()
+        remove_workdir(workdir)
+        res.note("cleanup: %.1f s; all: %.1f s" % (time.time() - t0, time.time() - t_start))
+    return res.finish()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
