@@ -47,6 +47,20 @@ py_suites="integration/test_admin.py integration/test_badinput.py integration/te
     integration/test_traces.py diff/test_inspect_diff.py diff/test_statsd_diff.py"
 sh_suites="integration/test_deb.sh integration/test_image.sh integration/test_install.sh integration/test_valgrind.sh"
 long_runs="bench fuzz soak"  # fuzz and soak in lane 2, bench alone at the end
+# Lane 2 (below) runs the shell tests and the short fuzz and soak runs,
+# which leave it room: it also takes these Python suites, plain and under
+# ASan+UBSan, so that the three lanes end at about the same time.
+lane2_plain="integration/test_faults.py integration/test_influxdb.py integration/test_redis_cluster.py
+    integration/test_relay_tier.py"
+lane2_san="integration/test_admin.py integration/test_pacing.py integration/test_redis.py
+    integration/test_repeater.py integration/test_reload.py"
+
+# in_list WORD LIST...: whether WORD is one of LIST.
+in_list() {
+    local w=$1; shift
+    for x in "$@"; do [ "$x" = "$w" ] && return 0; done
+    return 1
+}
 
 # selected NAME: whether SY_SUITES (if set) asks for this suite.
 selected() {
@@ -175,6 +189,12 @@ for f in tests/unit/test_*.c tests/integration/test_* tests/diff/test_*; do
     esac
 done
 
+# Lane 2's Python suites are py_suites' own: a name only there would run
+# in one lane only, or not at all.
+for t in $lane2_plain $lane2_san; do
+    in_list "$t" $py_suites || { selected "lane2/$t" && fail_suite "lane2/$t" "in lane2_plain or lane2_san but not in py_suites"; }
+done
+
 # SY_BIN: the daemon the integration tests run.  SY_PLUGIN_DIR: where the
 # C unit tests load plugins from (the daemon itself finds its plugins next
 # to its binary, or through SWITCHYARD_PLUGIN_DIR).
@@ -195,16 +215,35 @@ fi
 # The integration and differential tests run in lanes at once: lane 0
 # against the plain daemon, lane 1 against the ASan+UBSan one, where a
 # memory error or undefined behaviour aborts the daemon and a leak is
-# reported when it exits, and lane 2 with the shell tests and the short
-# fuzz and soak runs.  Most of their time is spent waiting for flush
+# reported when it exits, and lane 2 with the shell tests, the short
+# fuzz and soak runs, and the Python suites in lane2_plain and lane2_san.  Most of their time is spent waiting for flush
 # intervals and servers, so the lanes take little longer than one.  Each
 # lane draws its ports from its own slice (tests/lib/netutil.py), so they
 # never race for one.  The benchmark's short run comes last, alone.
-lane_plain() {
-    export SY_TEST_LANE=0 SY_TEST_LANES=3
-    for t in $py_suites; do
+# san_lane_runs: whether the ASan+UBSan integration suites run at all.
+san_lane_runs() {
+    [ "${SY_SAN_TESTS:-}" != none ] && [ -x build-san/switchyard ]
+}
+plain_suites() { # SUITE...: against the plain daemon
+    for t in "$@"; do
         need "$t" "tests/$t" && run "$t" /usr/bin/python3 "tests/$t"
     done
+}
+san_suites() { # SUITE...: against the ASan+UBSan daemon
+    (
+        export SY_BIN=$PWD/build-san/switchyard SY_PLUGIN_DIR=$PWD/build-san/plugins
+        # the aggregator test_inspect_diff.py drives, from the sanitizer build
+        export SY_INSPECT_DRIVER=$PWD/build-san/tests/test_inspect
+        for t in "$@"; do
+            need "asan+ubsan/$t" "tests/$t" && run_san "asan+ubsan/$t" /usr/bin/python3 "tests/$t"
+        done
+    )
+}
+lane_plain() {
+    export SY_TEST_LANE=0 SY_TEST_LANES=3
+    local mine=""
+    for t in $py_suites; do in_list "$t" $lane2_plain || mine+=" $t"; done
+    plain_suites $mine
 }
 lane_other() {
     export SY_TEST_LANE=2 SY_TEST_LANES=3
@@ -219,15 +258,14 @@ lane_other() {
         [ "$t" = bench ] && continue
         need "$t/short" "tests/$t/run.sh" && run "$t/short" "tests/$t/run.sh" short
     done
+    plain_suites $lane2_plain
+    san_lane_runs && san_suites $lane2_san
 }
 lane_san() {
     export SY_TEST_LANE=1 SY_TEST_LANES=3
-    export SY_BIN=$PWD/build-san/switchyard SY_PLUGIN_DIR=$PWD/build-san/plugins
-    # the aggregator test_inspect_diff.py drives, from the sanitizer build
-    export SY_INSPECT_DRIVER=$PWD/build-san/tests/test_inspect
-    for t in $py_suites; do
-        need "asan+ubsan/$t" "tests/$t" && run_san "asan+ubsan/$t" /usr/bin/python3 "tests/$t"
-    done
+    local mine=""
+    for t in $py_suites; do in_list "$t" $lane2_san || mine+=" $t"; done
+    san_suites $mine
 }
 lane_other &
 other_pid=$!
