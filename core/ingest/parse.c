@@ -160,38 +160,20 @@ static int key_append(char *key, int n, const char *src, size_t len, int sanitiz
 }
 
 /* One tag as statsd rewrites it: the first ';' becomes '_', then the first
- * ':' becomes '='.  Written in place, around the (at most two) replaced
- * bytes, rather than through a copy of the tag: both replacements are
- * bytes the sanitiser keeps. */
+ * ':' becomes '='. */
 static int tag_append(char *key, int n, const char *t, size_t len, int sanitize, int *in_space)
 {
-    if (len >= SY_KEY_MAX)
+    char tag[SY_KEY_MAX];
+    if (len >= sizeof tag)
         return -1; /* could never fit the key anyway */
-    const char *semi = memchr(t, ';', len);
-    const char *colon = memchr(t, ':', len);
-    const char *cut[2];
-    char with[2];
-    int nc = 0;
-    if (semi && colon && colon < semi) {
-        cut[0] = colon, with[0] = '=';
-        cut[1] = semi, with[1] = '_';
-        nc = 2;
-    } else {
-        if (semi)
-            cut[nc] = semi, with[nc++] = '_';
-        if (colon)
-            cut[nc] = colon, with[nc++] = '=';
-    }
-    const char *p = t;
-    for (int i = 0; i < nc; i++) {
-        n = key_append(key, n, p, (size_t)(cut[i] - p), sanitize, in_space);
-        if (n < 0 || n >= SY_KEY_MAX - 1)
-            return -1;
-        key[n++] = with[i];
-        *in_space = 0;
-        p = cut[i] + 1;
-    }
-    return key_append(key, n, p, (size_t)(t + len - p), sanitize, in_space);
+    memcpy(tag, t, len);
+    char *semi = memchr(tag, ';', len);
+    if (semi)
+        *semi = '_';
+    char *colon = memchr(tag, ':', len);
+    if (colon)
+        *colon = '=';
+    return key_append(key, n, tag, len, sanitize, in_space);
 }
 
 static int all_digits(const char *s, size_t len)
