@@ -13,7 +13,13 @@
  * state needs no lock, and no callback blocks.  A page is built in memory
  * (an evbuffer) and handed to evhttp, which writes it as the socket
  * allows.  Bounds: headers of 8 KiB, no request body, a 10 s timeout per
- * connection; the page is bounded by maxSeries.
+ * connection; the page is bounded by maxSeries, and at most maxScrapes
+ * pages are being written at once (default 4): a scraper that does not
+ * read holds its page until the timeout, so without that bound a hundred
+ * of them held a hundred copies of a 10 MB page (1 GB).  Beyond it a
+ * scrape is answered 503 with Retry-After, counted
+ * (switchyard_prometheus_scrapes_refused_total) and logged at most every
+ * 10 s.
  *
  * Settings: listen ("127.0.0.1:9102"), path ("/metrics"), and the store's
  * (promstore.h): ttl, maxSeries, buckets, quantiles, summaryMaxAge,
@@ -30,6 +36,7 @@
 #include <string.h>
 
 #include <event2/buffer.h>
+#include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
@@ -40,6 +47,7 @@
 
 #define LOG_EVERY_MS 10000
 #define OWN_PREFIX "switchyard_prometheus_"
+#define MAX_CONNS 1024 /* scraper connections tracked at once; more get a 503 */
 
 typedef struct prom {
     const sy_host_api *api;
@@ -56,10 +64,17 @@ typedef struct prom {
     uint64_t refused;          /* requests for another path, or another method */
     uint64_t refused_logged;
     uint64_t refused_log_ms;
+    /* connections that asked for the page, to bound the pages unsent */
+    struct evhttp_connection *conns[MAX_CONNS];
+    size_t nconns;
+    int64_t max_scrapes;
+    uint64_t busy;             /* scrapes refused: maxScrapes pages being written */
+    uint64_t busy_logged;
+    uint64_t busy_log_ms;
 } prom;
 
 static const char *const prom_settings[] = {
-    "listen", "path", PROMSTORE_SETTINGS, NULL
+    "listen", "path", "maxScrapes", PROMSTORE_SETTINGS, NULL
 };
 
 /* "HOST:PORT", "[V6]:PORT" or ":PORT" (every address). */
@@ -174,6 +189,11 @@ static void page_own(prom *p, struct evbuffer *b)
                         "# TYPE " OWN_PREFIX "scrapes_total counter\n"
                         OWN_PREFIX "scrapes_total{sink=\"%s\"} %llu\n", sink,
                         (unsigned long long)p->scrapes);
+    evbuffer_add_printf(b, "# HELP " OWN_PREFIX "scrapes_refused_total Scrapes answered 503: "
+                        "maxScrapes pages were being written to scrapers that had not read them.\n"
+                        "# TYPE " OWN_PREFIX "scrapes_refused_total counter\n"
+                        OWN_PREFIX "scrapes_refused_total{sink=\"%s\"} %llu\n", sink,
+                        (unsigned long long)p->busy);
     evbuffer_add_printf(b, "# HELP " OWN_PREFIX "http_refused_total Requests for another path "
                         "or with another method than GET or HEAD.\n"
                         "# TYPE " OWN_PREFIX "http_refused_total counter\n"
@@ -184,6 +204,56 @@ static void page_own(prom *p, struct evbuffer *b)
                         "# TYPE " OWN_PREFIX "series_expired_total counter\n"
                         OWN_PREFIX "series_expired_total{sink=\"%s\"} %llu\n", sink,
                         (unsigned long long)st->expired);
+}
+
+static void conn_closed(struct evhttp_connection *c, void *arg)
+{
+    prom *p = arg;
+    for (size_t i = 0; i < p->nconns; i++)
+        if (p->conns[i] == c) {
+            p->conns[i] = p->conns[--p->nconns];
+            return;
+        }
+}
+
+/* Pages still being written: connections with reply bytes not yet sent. */
+static size_t writing(const prom *p)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < p->nconns; i++) {
+        struct bufferevent *bev = evhttp_connection_get_bufferevent(p->conns[i]);
+        n += bev && evbuffer_get_length(bufferevent_get_output(bev)) > 0;
+    }
+    return n;
+}
+
+/* Whether this scrape may have a page: fewer than maxScrapes being written
+ * (and its connection tracked); else a 503, counted and logged. */
+static int admit_scrape(prom *p, struct evhttp_request *req)
+{
+    struct evhttp_connection *c = evhttp_request_get_connection(req);
+    int known = 0;
+    for (size_t i = 0; i < p->nconns && !known; i++)
+        known = p->conns[i] == c;
+    if ((int64_t)writing(p) < p->max_scrapes && (known || p->nconns < MAX_CONNS)) {
+        if (!known && c) {
+            p->conns[p->nconns++] = c;
+            evhttp_connection_set_closecb(c, conn_closed, p);
+        }
+        return 1;
+    }
+    p->busy++;
+    uint64_t mono = p->api->monotonic_ms(p->host);
+    if (!p->busy_log_ms || mono - p->busy_log_ms >= LOG_EVERY_MS) {
+        p->api->log(p->host, SY_LOG_WARN, "%llu scrapes refused (503): %lld pages are being "
+                    "written to scrapers that have not read them (maxScrapes)",
+                    (unsigned long long)(p->busy - p->busy_logged), (long long)p->max_scrapes);
+        p->busy_logged = p->busy;
+        p->busy_log_ms = mono;
+    }
+    evhttp_add_header(evhttp_request_get_output_headers(req), "Retry-After", "1");
+    evhttp_send_error(req, 503, "Service Unavailable: too many scrapes in progress");
+    return 0;
 }
 
 static void on_request(struct evhttp_request *req, void *arg)
@@ -221,6 +291,8 @@ static void on_request(struct evhttp_request *req, void *arg)
         evhttp_send_error(req, 405, "Method Not Allowed");
         return;
     }
+    if (!admit_scrape(p, req))
+        return;
     uint64_t now = p->api->now_ms(p->host);
     promstore_expire(p->store, now);
     struct evbuffer *b = evbuffer_new();
@@ -282,6 +354,12 @@ static int prom_setup(const sy_host_api *api, sy_host *host, void **state, char 
         }
     if (promstore_read_config(api, host, &cfg, err, errlen) != 0)
         return -1;
+    int64_t max_scrapes;
+    if (api->setting_int(host, "maxScrapes", 4, &max_scrapes) < 0 || max_scrapes < 1 ||
+        max_scrapes > 64) {
+        snprintf(err, errlen, "setting 'maxScrapes' must be a whole number from 1 to 64");
+        return -1;
+    }
     cfg.reserved_prefix = OWN_PREFIX;
     if (!state)
         return 0;
@@ -293,6 +371,7 @@ static int prom_setup(const sy_host_api *api, sy_host *host, void **state, char 
     }
     p->api = api;
     p->host = host;
+    p->max_scrapes = max_scrapes;
     snprintf(p->path, sizeof(p->path), "%s", path);
     snprintf(p->listen, sizeof(p->listen), "%s", listen);
     p->store = promstore_new(&cfg, api);

@@ -2195,6 +2195,66 @@ def scenario_prometheus_abuse(res, workdir):
         d.stop()
 
 
+def scenario_prometheus_scrapers(res, workdir):
+    """Forty scrapers ask for a 10 MB page and never read it: at most
+    maxScrapes (4) pages are written at once, the rest answered 503 and
+    counted, memory stays bounded (a hundred such scrapers held 1 GB
+    before the bound), and a scraper that reads gets the page."""
+    label = "prometheus_scrapers"
+    prom = free_port("tcp")
+    d = Daemon(workdir, "sy-promscrape", sinks={
+        "prom": {"plugin": "prometheus", "listen": "%s:%d" % (LOOPBACK, prom), "passthrough": True}})
+    scrapers = []
+    try:
+        if not start(res, label, d) or not res.check("%s: the page is served" % label,
+                                                     wait_for_port(prom, 15, alive=d.alive)):
+            return
+        n = 50000
+        payload = b"".join(b"ps.series_%d_with_a_longer_name:%d|c|#env:prod,host:h%d\n" % (i, i, i % 50)
+                           for i in range(n))
+        res.check("%s: %d series sent" % (label, n), tcp_send(d.port, payload, timeout=120))
+        wait_until(lambda: page_value(prom_page(prom), 'switchyard_prometheus_series{sink="prom"}') == n,
+                   30, step=0.5)
+        size = len(prom_page(prom))
+        rss0 = d.status_kb("VmRSS")
+        for _ in range(40):
+            c = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            c.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            c.connect((LOOPBACK, prom))
+            c.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+            scrapers.append(c)
+            time.sleep(0.02)
+        time.sleep(1.5)
+        rss1 = d.status_kb("VmRSS")
+        for c in scrapers:
+            c.close()
+        scrapers = []
+        page = ""
+        for _ in range(50):  # the closed scrapers' pages are let go as their connections close
+            page = prom_page(prom)
+            if page.startswith("#") or "ps_series_1_with" in page:
+                break
+            time.sleep(0.2)
+        refused = page_value(page, 'switchyard_prometheus_scrapes_refused_total{sink="prom"}')
+        res.note("page %.1f MB; RSS %.1f -> %.1f MiB with 40 scrapers that do not read"
+                 % (size / 1e6, rss0 / 1024, rss1 / 1024))
+        res.check("%s: at most 4 pages written at once, the other scrapes refused and counted (%r)"
+                  % (label, refused), refused is not None and refused >= 36, "%r" % refused)
+        bound = 96 * 1024 * (3 if d.sanitized() else 1)
+        res.check("%s: memory bounded with 40 scrapers that never read (RSS grew %.1f MiB)"
+                  % (label, (rss1 - rss0) / 1024), rss1 - rss0 < bound, "RSS %d -> %d KiB" % (rss0, rss1))
+        res.check("%s: a scraper that reads gets the whole page afterwards" % label,
+                  page_value(page, "ps_series_49999_with_a_longer_name_total{env=\"prod\",host=\"h49\"}") == 49999,
+                  page[:300])
+        res.check("%s: the refusals are logged, rate-limited" % label,
+                  1 <= d.log_count(r"scrapes refused \(503\)") <= 5, d.logs())
+        finish(res, label, d)
+    finally:
+        for c in scrapers:
+            c.close()
+        d.stop()
+
+
 SCENARIOS = [
     ("garbage", scenario_garbage),
     ("long_line", scenario_long_line),
@@ -2220,6 +2280,7 @@ SCENARIOS = [
     ("console_escapes", scenario_console_escapes),
     ("check_config", scenario_check_config),
     ("prometheus_abuse", scenario_prometheus_abuse),
+    ("prometheus_scrapers", scenario_prometheus_scrapers),
 ]
 
 
