@@ -465,23 +465,14 @@ static int build_ring(graphite *g, char *err, size_t errlen)
 static int graphite_setup(const sy_host_api *api, sy_host *host, void **state,
                           char *err, size_t errlen)
 {
-    int64_t maxq, rmin, rmax, cto;
+    int64_t maxq;
+    reconnect_settings rs;
 
-    if (api->abi_major != SY_SINK_ABI_MAJOR ||
-        api->struct_size < offsetof(sy_host_api, format_number) + sizeof(void *)) {
-        snprintf(err, errlen, "the host's API is too old for this plugin");
+    if (SY_SINK_CHECK_API(api, format_number, err, errlen) != 0)
         return -1;
-    }
     if (int_setting(api, host, "maxQueueBytes", 64 << 20, 1024, INT64_MAX, &maxq, err, errlen) ||
-        int_setting(api, host, "reconnectMinMs", 100, 1, 3600000, &rmin, err, errlen) ||
-        int_setting(api, host, "reconnectMaxMs", 30000, 1, 3600000, &rmax, err, errlen) ||
-        int_setting(api, host, "connectTimeoutMs", 5000, 1, 3600000, &cto, err, errlen))
+        reconnect_settings_read(api, host, &rs, err, errlen))
         return -1;
-    if (rmax < rmin) {
-        snprintf(err, errlen, "reconnectMaxMs (%lld) is below reconnectMinMs (%lld)",
-                 (long long)rmax, (long long)rmin);
-        return -1;
-    }
 
     graphite *g = calloc(1, sizeof(*g));
     if (!g) {
@@ -505,9 +496,9 @@ static int graphite_setup(const sy_host_api *api, sy_host *host, void **state,
             .host = d->server,
             .port = d->port,
             .max_bytes = (size_t)maxq,
-            .reconnect_min_ms = (uint64_t)rmin,
-            .reconnect_max_ms = (uint64_t)rmax,
-            .connect_timeout_ms = (uint64_t)cto,
+            .reconnect_min_ms = rs.min_ms,
+            .reconnect_max_ms = rs.max_ms,
+            .connect_timeout_ms = rs.connect_timeout_ms,
         };
         char qerr[400];
         d->q = netq_new(&d->papi, (sy_host *)(void *)d, &cfg, qerr, sizeof(qerr));

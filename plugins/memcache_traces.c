@@ -139,11 +139,8 @@
  *   reconnectMinMs, reconnectMaxMs, connectTimeoutMs  (100, 30000, 5000)
  *   replyTimeoutMs    no reply: reconnect    (default 10000)
  */
-#include <arpa/inet.h>
 #include <errno.h>
 #include <math.h>
-#include <netdb.h>
-#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -152,11 +149,12 @@
 #include <unistd.h>
 
 #include "switchyard_sink.h"
+#include "lib/backoff.h"
+#include "lib/net.h"
 #include "lib/settings.h"
 #include "lib/trace_model.h"
 
 #define LOG_EVERY_MS 10000
-#define MAX_ADDRS 16
 #define MAX_IOV 64
 #define WINDOW_BYTES (256 * 1024) /* written ahead of the replies */
 #define IN_SIZE 4096              /* longest reply line kept */
@@ -176,12 +174,6 @@ typedef struct rec {
 typedef struct rlist {
     rec *head, *tail;
 } rlist;
-
-typedef struct mc_addr {
-    struct sockaddr_storage ss;
-    socklen_t len;
-    char text[INET6_ADDRSTRLEN + 8];
-} mc_addr;
 
 enum { MC_WAITING, MC_CONNECTING, MC_CONNECTED };
 
@@ -211,7 +203,7 @@ typedef struct mct {
 
     /* memcached connection */
     char label[300];
-    mc_addr addrs[MAX_ADDRS];
+    net_addr addrs[NET_MAX_ADDRS];
     size_t naddrs, cur;
     int state, fd;
     sy_watch *watch;
@@ -355,14 +347,6 @@ static void rec_free_done(mct *m, rec *r)
 
 /* --- the memcached connection --- */
 
-static uint64_t mc_rand(mct *m)
-{
-    m->rng ^= m->rng >> 12; /* xorshift64*: jitter only */
-    m->rng ^= m->rng << 25;
-    m->rng ^= m->rng >> 27;
-    return m->rng * 2685821657736338717ULL;
-}
-
 static void mc_set_watch(mct *m, int events)
 {
     if (m->watch && events != m->watch_events) {
@@ -377,16 +361,9 @@ static void mc_update_watch(mct *m)
         mc_set_watch(m, SY_WATCH_READ | (m->cursor ? SY_WATCH_WRITE : 0));
 }
 
-/* Doubling from reconnectMinMs up to reconnectMaxMs, minus up to a
- * quarter of jitter so that many clients do not retry in step. */
 static uint64_t mc_backoff(mct *m)
 {
-    unsigned shift = m->failures ? m->failures - 1 : 0;
-    uint64_t d = m->max_ms;
-    if (shift < 40 && (m->min_ms << shift) >> shift == m->min_ms && (m->min_ms << shift) < m->max_ms)
-        d = m->min_ms << shift;
-    d -= mc_rand(m) % (d / 4 + 1);
-    return d < m->min_ms ? m->min_ms : d;
+    return backoff_delay(m->failures, m->min_ms, m->max_ms, &m->rng);
 }
 
 static void mc_schedule(mct *m, uint64_t delay_ms)
@@ -429,7 +406,7 @@ static void mc_close_fd(mct *m)
 
 static void mc_connect_failed(mct *m, int err)
 {
-    const mc_addr *a = &m->addrs[m->cur];
+    const net_addr *a = &m->addrs[m->cur];
     mc_close_fd(m);
     m->api->stat_add(m->host, SY_STAT_ERRORS, 1);
     m->outage_attempts++;
@@ -450,7 +427,7 @@ static void mc_connect_failed(mct *m, int err)
 /* why: NULL when the peer closed the connection. */
 static void mc_lost(mct *m, const char *why)
 {
-    const mc_addr *a = &m->addrs[m->cur];
+    const net_addr *a = &m->addrs[m->cur];
     uint64_t lived = m->api->monotonic_ms(m->host) - m->connected_at;
     mc_close_fd(m);
     m->api->stat_add(m->host, SY_STAT_ERRORS, 1);
@@ -657,7 +634,7 @@ static void mc_read(mct *m)
 
 static void mc_connected(mct *m)
 {
-    const mc_addr *a = &m->addrs[m->cur];
+    const net_addr *a = &m->addrs[m->cur];
     m->state = MC_CONNECTED;
     m->api->timer_stop(m->conn_timer);
     m->api->stat_set(m->host, SY_STAT_CONNECTED, 1);
@@ -683,10 +660,7 @@ static void mc_on_fd(int fd, int events, void *arg)
 {
     mct *m = arg;
     if (m->state == MC_CONNECTING) {
-        int err = 0;
-        socklen_t len = sizeof(err);
-        if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0)
-            err = errno;
+        int err = net_connect_result(fd);
         if (err)
             mc_connect_failed(m, err);
         else
@@ -730,68 +704,25 @@ static void mc_on_timer(void *arg)
 
 static void mc_connect(mct *m)
 {
-    const mc_addr *a = &m->addrs[m->cur];
-    int fd = socket(a->ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0) {
+    const net_addr *a = &m->addrs[m->cur];
+    int rc = net_connect(a, SOCK_STREAM, &m->fd);
+    if (rc < 0) {
         mc_connect_failed(m, errno);
         return;
     }
-    int one = 1;
-    setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
-    m->fd = fd;
-    m->watch = m->api->watch_new(m->host, fd, mc_on_fd, m);
+    m->watch = m->api->watch_new(m->host, m->fd, mc_on_fd, m);
     m->watch_events = 0;
     if (!m->watch) {
         mc_connect_failed(m, ENOMEM);
         return;
     }
     m->state = MC_CONNECTING;
-    if (connect(fd, (const struct sockaddr *)&a->ss, a->len) == 0) {
+    if (rc == 1) {
         mc_connected(m);
-        return;
-    }
-    if (errno != EINPROGRESS) {
-        mc_connect_failed(m, errno);
         return;
     }
     mc_set_watch(m, SY_WATCH_WRITE);
     m->api->timer_start(m->conn_timer, m->connect_timeout_ms);
-}
-
-static int mc_resolve(mct *m, const char *host, int port, char *err, size_t errlen)
-{
-    struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM };
-    struct addrinfo *res = NULL;
-    char service[16];
-    snprintf(service, sizeof(service), "%d", port);
-    int rc = getaddrinfo(host, service, &hints, &res);
-    if (rc != 0) {
-        snprintf(err, errlen, "cannot resolve '%s': %s", host,
-                 rc == EAI_SYSTEM ? strerror(errno) : gai_strerror(rc));
-        return -1;
-    }
-    for (struct addrinfo *ai = res; ai && m->naddrs < MAX_ADDRS; ai = ai->ai_next) {
-        if ((ai->ai_family != AF_INET && ai->ai_family != AF_INET6) ||
-            ai->ai_addrlen > sizeof(m->addrs[0].ss))
-            continue;
-        mc_addr *a = &m->addrs[m->naddrs++];
-        memcpy(&a->ss, ai->ai_addr, ai->ai_addrlen);
-        a->len = ai->ai_addrlen;
-        char ip[INET6_ADDRSTRLEN] = "?";
-        if (ai->ai_family == AF_INET) {
-            inet_ntop(AF_INET, &((struct sockaddr_in *)ai->ai_addr)->sin_addr, ip, sizeof(ip));
-            snprintf(a->text, sizeof(a->text), "%s:%d", ip, port);
-        } else {
-            inet_ntop(AF_INET6, &((struct sockaddr_in6 *)ai->ai_addr)->sin6_addr, ip, sizeof(ip));
-            snprintf(a->text, sizeof(a->text), "[%s]:%d", ip, port);
-        }
-    }
-    freeaddrinfo(res);
-    if (m->naddrs == 0) {
-        snprintf(err, errlen, "'%s' has no IPv4 or IPv6 address", host);
-        return -1;
-    }
-    return 0;
 }
 
 /* --- traces to records --- */
@@ -931,13 +862,11 @@ static int mct_setup(const sy_host_api *api, sy_host *host, void **state, char *
     const char *addr, *prefix;
     int64_t port, expire, timeout, root_wait, max_trace, max_spans, max_open, max_bytes, max_item,
         max_queue;
-    int64_t rmin, rmax, cto, rto;
+    int64_t rto;
+    reconnect_settings rs;
 
-    if (api->abi_major != SY_SINK_ABI_MAJOR ||
-        api->struct_size < offsetof(sy_host_api, format_number) + sizeof(void *)) {
-        snprintf(err, errlen, "the host's API is too old for this plugin");
+    if (SY_SINK_CHECK_API(api, format_number, err, errlen) != 0)
         return -1;
-    }
     if (api->setting_string(host, "host", "127.0.0.1", &addr) < 0) {
         snprintf(err, errlen, "setting 'host' must be a string");
         return -1;
@@ -965,16 +894,9 @@ static int mct_setup(const sy_host_api *api, sy_host *host, void **state, char *
         int_setting(api, host, "maxBytes", 64 << 20, 4096, INT64_MAX, &max_bytes, err, errlen) ||
         int_setting(api, host, "maxItemBytes", 1000000, 1024, 1 << 30, &max_item, err, errlen) ||
         int_setting(api, host, "maxQueueBytes", 64 << 20, 1024, INT64_MAX, &max_queue, err, errlen) ||
-        int_setting(api, host, "reconnectMinMs", 100, 1, 3600000, &rmin, err, errlen) ||
-        int_setting(api, host, "reconnectMaxMs", 30000, 1, 3600000, &rmax, err, errlen) ||
-        int_setting(api, host, "connectTimeoutMs", 5000, 1, 3600000, &cto, err, errlen) ||
+        reconnect_settings_read(api, host, &rs, err, errlen) ||
         int_setting(api, host, "replyTimeoutMs", 10000, 1, 3600000, &rto, err, errlen))
         return -1;
-    if (rmax < rmin) {
-        snprintf(err, errlen, "reconnectMaxMs (%lld) is below reconnectMinMs (%lld)",
-                 (long long)rmax, (long long)rmin);
-        return -1;
-    }
     if (root_wait > timeout) {
         snprintf(err, errlen, "rootWaitMs (%lld) is above timeoutMs (%lld)",
                  (long long)root_wait, (long long)timeout);
@@ -995,15 +917,12 @@ static int mct_setup(const sy_host_api *api, sy_host *host, void **state, char *
     m->expire = expire;
     m->max_item = (size_t)max_item;
     m->max_queue = (size_t)max_queue;
-    m->min_ms = (uint64_t)rmin;
-    m->max_ms = (uint64_t)rmax;
-    m->connect_timeout_ms = (uint64_t)cto;
+    m->min_ms = rs.min_ms;
+    m->max_ms = rs.max_ms;
+    m->connect_timeout_ms = rs.connect_timeout_ms;
     m->reply_timeout_ms = (uint64_t)rto;
-    m->rng = (api->monotonic_ms(host) ^ (uint64_t)(uintptr_t)m) | 1;
-    if (strchr(addr, ':'))
-        snprintf(m->label, sizeof(m->label), "[%s]:%d", addr, (int)port);
-    else
-        snprintf(m->label, sizeof(m->label), "%s:%d", addr, (int)port);
+    m->rng = backoff_seed(api->monotonic_ms(host), (uint64_t)(uintptr_t)m);
+    net_label(m->label, sizeof(m->label), addr, (int)port);
 
     tm_limits lim = {
         .max_spans = (uint32_t)max_spans,
@@ -1017,8 +936,11 @@ static int mct_setup(const sy_host_api *api, sy_host *host, void **state, char *
         snprintf(err, errlen, "out of memory");
         goto fail;
     }
-    if (mc_resolve(m, addr, (int)port, err, errlen) < 0)
+    int naddrs = net_resolve(addr, (int)port, SOCK_STREAM, m->addrs, NET_MAX_ADDRS, NULL, 0, err,
+                             errlen);
+    if (naddrs < 0)
         goto fail;
+    m->naddrs = (size_t)naddrs;
     m->conn_timer = api->timer_new(host, mc_on_timer, m);
     m->close_timer = api->timer_new(host, on_close_timer, m);
     if (!m->conn_timer || !m->close_timer) {

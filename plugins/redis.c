@@ -2473,15 +2473,13 @@ static int cluster_init(redis_sink *r, const char *addr, int port, char *err, si
 static int redis_setup(const sy_host_api *api, sy_host *host, void **state, char *err,
                        size_t errlen)
 {
-    int64_t port, db, retention, maxlen, maxpend, maxq, stall, cto, rmin, rmax;
+    int64_t port, db, retention, maxlen, maxpend, maxq, stall;
+    reconnect_settings rs;
     redis_sink *r;
     char *addr = NULL;
 
-    if (api->abi_major != SY_SINK_ABI_MAJOR ||
-        api->struct_size < offsetof(sy_host_api, format_number) + sizeof(void *)) {
-        snprintf(err, errlen, "the host's API is too old for this plugin");
+    if (SY_SINK_CHECK_API(api, format_number, err, errlen) != 0)
         return -1;
-    }
     if (!(r = calloc(1, sizeof *r))) {
         snprintf(err, errlen, "out of memory");
         return -1;
@@ -2519,15 +2517,8 @@ static int redis_setup(const sy_host_api *api, sy_host *host, void **state, char
         int_setting(api, host, "maxQueueMetrics", 1000000, 0, INT64_MAX / 2, &maxq, err,
                     errlen) ||
         int_setting(api, host, "stallTimeoutMs", 10000, 1, 86400000, &stall, err, errlen) ||
-        int_setting(api, host, "connectTimeoutMs", 5000, 1, 3600000, &cto, err, errlen) ||
-        int_setting(api, host, "reconnectMinMs", 100, 1, 3600000, &rmin, err, errlen) ||
-        int_setting(api, host, "reconnectMaxMs", 30000, 1, 3600000, &rmax, err, errlen))
+        reconnect_settings_read(api, host, &rs, err, errlen))
         goto fail;
-    if (rmax < rmin) {
-        snprintf(err, errlen, "reconnectMaxMs (%lld) is below reconnectMinMs (%lld)",
-                 (long long)rmax, (long long)rmin);
-        goto fail;
-    }
     r->database = db;
     r->prefix_len = strlen(r->prefix);
     r->retention = retention;
@@ -2535,9 +2526,9 @@ static int redis_setup(const sy_host_api *api, sy_host *host, void **state, char
     r->max_pending = (size_t)maxpend;
     r->max_queue = (size_t)maxq;
     r->stall_ms = (uint64_t)stall;
-    r->connect_timeout_ms = (uint64_t)cto;
-    r->reconnect_min_ms = (uint64_t)rmin;
-    r->reconnect_max_ms = (uint64_t)rmax;
+    r->connect_timeout_ms = rs.connect_timeout_ms;
+    r->reconnect_min_ms = rs.min_ms;
+    r->reconnect_max_ms = rs.max_ms;
 
     if (r->cluster) {
         if (cluster_init(r, addr, (int)port, err, errlen) < 0)

@@ -130,11 +130,8 @@
  *
  * Addresses are resolved once, at start.
  */
-#include <arpa/inet.h>
 #include <errno.h>
 #include <math.h>
-#include <netdb.h>
-#include <netinet/in.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -144,6 +141,8 @@
 #include <unistd.h>
 
 #include "switchyard_sink.h"
+#include "lib/backoff.h"
+#include "lib/net.h"
 #include "lib/settings.h"
 #include "lib/netq.h"
 #include "lib/pace.h"
@@ -151,7 +150,6 @@
 
 #define LOG_EVERY_MS 10000
 #define CHUNK_SIZE (64 * 1024)
-#define MAX_ADDRS 16
 #define DGRAMS_PER_CALL 64   /* datagrams handed to one sendmmsg */
 #define CALLS_PER_EVENT 64   /* sendmmsg calls before yielding to the loop */
 #define UDP_MAX_PAYLOAD 65507
@@ -169,12 +167,6 @@ typedef struct chunk {
     size_t size, start, end;
     char data[];
 } chunk;
-
-typedef struct rp_addr {
-    struct sockaddr_storage ss;
-    socklen_t len;
-    char text[INET6_ADDRSTRLEN + 8];
-} rp_addr;
 
 typedef struct repeater repeater;
 
@@ -196,7 +188,7 @@ typedef struct rdest {
     netq *tq;                 /* TCP */
 
     /* UDP */
-    rp_addr addrs[MAX_ADDRS];
+    net_addr addrs[NET_MAX_ADDRS];
     size_t naddrs, cur;
     int fd;
     sy_watch *watch;
@@ -522,21 +514,10 @@ static void ud_close(rdest *d)
     d->api->stat_set(d->host, SY_STAT_CONNECTED, 0);
 }
 
-/* Doubling from reconnectMinMs to reconnectMaxMs, minus up to a quarter
- * of jitter (the same schedule as netq). */
+/* The same schedule as netq's reconnects. */
 static uint64_t ud_backoff(rdest *d)
 {
-    uint64_t min_ms = d->r->min_ms, max_ms = d->r->max_ms;
-    unsigned shift = d->failures ? d->failures - 1 : 0;
-    uint64_t t = max_ms;
-    if (shift < 40 && (min_ms << shift) >> shift == min_ms && (min_ms << shift) < max_ms)
-        t = min_ms << shift;
-    /* xorshift64*: jitter only */
-    d->rng ^= d->rng >> 12;
-    d->rng ^= d->rng << 25;
-    d->rng ^= d->rng >> 27;
-    t -= (d->rng * 2685821657736338717ULL) % (t / 4 + 1);
-    return t < min_ms ? min_ms : t;
+    return backoff_delay(d->failures, d->r->min_ms, d->r->max_ms, &d->rng);
 }
 
 /* A persistent error: close, and open again (the next address) later. */
@@ -650,16 +631,9 @@ static void ud_on_timer(void *arg)
  * ignore it), and the queue waits until no error answers it. */
 static void ud_open(rdest *d)
 {
-    const rp_addr *a = &d->addrs[d->cur];
-    int fd = socket(a->ss.ss_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0) {
-        ud_failed(d, "cannot open a socket for", errno);
-        return;
-    }
-    if (connect(fd, (const struct sockaddr *)&a->ss, a->len) != 0) {
-        int e = errno;
-        close(fd);
-        ud_failed(d, "cannot address", e);
+    int fd;
+    if (net_connect(&d->addrs[d->cur], SOCK_DGRAM, &fd) < 0) {
+        ud_failed(d, "cannot open a socket to", errno);
         return;
     }
     d->fd = fd;
@@ -784,42 +758,6 @@ static void ud_send(rdest *d)
     ud_publish(d);
     if (d->refused_unlogged || d->r->bad_unlogged)
         rp_log(d->r, 0);
-}
-
-static int ud_resolve(rdest *d, const char *host, int port, char *err, size_t errlen)
-{
-    struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_DGRAM };
-    struct addrinfo *res = NULL;
-    char service[16];
-    snprintf(service, sizeof(service), "%d", port);
-    int rc = getaddrinfo(host, service, &hints, &res);
-    if (rc != 0) {
-        snprintf(err, errlen, "cannot resolve '%s': %s", host,
-                 rc == EAI_SYSTEM ? strerror(errno) : gai_strerror(rc));
-        return -1;
-    }
-    for (struct addrinfo *ai = res; ai && d->naddrs < MAX_ADDRS; ai = ai->ai_next) {
-        if ((ai->ai_family != AF_INET && ai->ai_family != AF_INET6) ||
-            ai->ai_addrlen > sizeof(d->addrs[0].ss))
-            continue;
-        rp_addr *a = &d->addrs[d->naddrs++];
-        memcpy(&a->ss, ai->ai_addr, ai->ai_addrlen);
-        a->len = ai->ai_addrlen;
-        char ip[INET6_ADDRSTRLEN] = "?";
-        if (ai->ai_family == AF_INET) {
-            inet_ntop(AF_INET, &((struct sockaddr_in *)ai->ai_addr)->sin_addr, ip, sizeof(ip));
-            snprintf(a->text, sizeof(a->text), "%s:%d", ip, port);
-        } else {
-            inet_ntop(AF_INET6, &((struct sockaddr_in6 *)ai->ai_addr)->sin6_addr, ip, sizeof(ip));
-            snprintf(a->text, sizeof(a->text), "[%s]:%d", ip, port);
-        }
-    }
-    freeaddrinfo(res);
-    if (d->naddrs == 0) {
-        snprintf(err, errlen, "'%s' has no IPv4 or IPv6 address", host);
-        return -1;
-    }
-    return 0;
 }
 
 /* ------------------------------------------------------------------ */
@@ -1184,15 +1122,13 @@ static int repeater_setup(const sy_host_api *api, sy_host *host, void **state,
                           char *err, size_t errlen)
 {
     const char *proto, *flushed, *hashing, *on_down;
-    int64_t maxq, maxd, rmin, rmax, cto, down_after;
+    int64_t maxq, maxd, down_after;
+    reconnect_settings rs;
     char **names = NULL;
     int n = 0;
 
-    if (api->abi_major != SY_SINK_ABI_MAJOR ||
-        api->struct_size < offsetof(sy_host_api, format_number) + sizeof(void *)) {
-        snprintf(err, errlen, "the host's API is too old for this plugin");
+    if (SY_SINK_CHECK_API(api, format_number, err, errlen) != 0)
         return -1;
-    }
     if (string_setting(api, host, "protocol", "udp", &proto, err, errlen) ||
         string_setting(api, host, "flushed", "none", &flushed, err, errlen) ||
         string_setting(api, host, "hashing", "ketama", &hashing, err, errlen) ||
@@ -1200,16 +1136,9 @@ static int repeater_setup(const sy_host_api *api, sy_host *host, void **state,
         return -1;
     if (int_setting(api, host, "maxQueueBytes", 16 << 20, 1024, INT64_MAX, &maxq, err, errlen) ||
         int_setting(api, host, "maxDatagramBytes", 1432, 64, UDP_MAX_PAYLOAD, &maxd, err, errlen) ||
-        int_setting(api, host, "reconnectMinMs", 100, 1, 3600000, &rmin, err, errlen) ||
-        int_setting(api, host, "reconnectMaxMs", 30000, 1, 3600000, &rmax, err, errlen) ||
-        int_setting(api, host, "connectTimeoutMs", 5000, 1, 3600000, &cto, err, errlen) ||
+        reconnect_settings_read(api, host, &rs, err, errlen) ||
         int_setting(api, host, "downAfterMs", 5000, 0, 86400000, &down_after, err, errlen))
         return -1;
-    if (rmax < rmin) {
-        snprintf(err, errlen, "reconnectMaxMs (%lld) is below reconnectMinMs (%lld)",
-                 (long long)rmax, (long long)rmin);
-        return -1;
-    }
 
     repeater *r = calloc(1, sizeof(*r));
     if (!r) {
@@ -1220,8 +1149,8 @@ static int repeater_setup(const sy_host_api *api, sy_host *host, void **state,
     r->host = host;
     r->max_bytes = (size_t)maxq;
     r->max_dgram = (size_t)maxd;
-    r->min_ms = (uint64_t)rmin;
-    r->max_ms = (uint64_t)rmax;
+    r->min_ms = rs.min_ms;
+    r->max_ms = rs.max_ms;
     r->down_after_ms = (uint64_t)down_after;
     px_init(r);
 
@@ -1307,7 +1236,7 @@ static int repeater_setup(const sy_host_api *api, sy_host *host, void **state,
         d->index = (size_t)i;
         d->fd = -1;
         d->unconnected_since = now;
-        d->rng = (now ^ (uint64_t)(uintptr_t)d) | 1;
+        d->rng = backoff_seed(now, (uint64_t)(uintptr_t)d);
         snprintf(d->label, sizeof(d->label), "%s", names[i]);
         if (parse_destination(names[i], addr, sizeof(addr), &port, err, errlen) != 0)
             goto fail;
@@ -1317,16 +1246,19 @@ static int repeater_setup(const sy_host_api *api, sy_host *host, void **state,
                 .host = addr,
                 .port = port,
                 .max_bytes = (size_t)maxq,
-                .reconnect_min_ms = (uint64_t)rmin,
-                .reconnect_max_ms = (uint64_t)rmax,
-                .connect_timeout_ms = (uint64_t)cto,
+                .reconnect_min_ms = rs.min_ms,
+                .reconnect_max_ms = rs.max_ms,
+                .connect_timeout_ms = rs.connect_timeout_ms,
             };
             d->tq = netq_new(&r->papi, d->host, &cfg, err, errlen);
             if (!d->tq)
                 goto fail_dests;
         } else {
-            if (ud_resolve(d, addr, port, err, errlen) != 0)
+            int na = net_resolve(addr, port, SOCK_DGRAM, d->addrs, NET_MAX_ADDRS, NULL, 0, err,
+                                 errlen);
+            if (na < 0)
                 goto fail_dests;
+            d->naddrs = (size_t)na;
             d->timer = d->api->timer_new(d->host, ud_on_timer, d);
             if (!d->timer) {
                 snprintf(err, errlen, "cannot create a timer");

@@ -12,11 +12,9 @@
 #include "netq.h"
 
 #include "backoff.h"
+#include "net.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
-#include <netdb.h>
-#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,7 +24,6 @@
 
 #define CHUNK_SIZE (64 * 1024)
 #define MAX_IOV 64
-#define MAX_ADDRS 16
 #define STABLE_MS 2000 /* a connection that lived this long resets the backoff */
 #define READS_PER_EVENT 16
 
@@ -36,19 +33,13 @@ typedef struct chunk {
     char data[];
 } chunk;
 
-typedef struct nq_addr {
-    struct sockaddr_storage ss;
-    socklen_t len;
-    char text[INET6_ADDRSTRLEN + 8];
-} nq_addr;
-
 enum { NQ_WAITING, NQ_CONNECTING, NQ_CONNECTED };
 
 struct netq {
     const sy_host_api *api;
     sy_host *host;
     char label[300]; /* host:port as configured */
-    nq_addr addrs[MAX_ADDRS];
+    net_addr addrs[NET_MAX_ADDRS];
     size_t naddrs, cur;
 
     int state;
@@ -125,7 +116,7 @@ static void nq_close_fd(netq *q)
 
 /* "carbon:2003 (10.0.0.5:2003)", or just "10.0.0.5:2003" when the
  * configured name is the address. */
-static const char *nq_where(const netq *q, const nq_addr *a, char *buf, size_t len)
+static const char *nq_where(const netq *q, const net_addr *a, char *buf, size_t len)
 {
     if (strcmp(q->label, a->text) == 0)
         return q->label;
@@ -135,7 +126,7 @@ static const char *nq_where(const netq *q, const nq_addr *a, char *buf, size_t l
 
 static void nq_connect_failed(netq *q, int err)
 {
-    const nq_addr *a = &q->addrs[q->cur];
+    const net_addr *a = &q->addrs[q->cur];
     nq_close_fd(q);
     q->api->stat_add(q->host, SY_STAT_ERRORS, 1);
     q->outage_attempts++;
@@ -158,7 +149,7 @@ static void nq_connect_failed(netq *q, int err)
 /* err 0: the peer closed the connection. */
 static void nq_lost(netq *q, int err)
 {
-    const nq_addr *a = &q->addrs[q->cur];
+    const net_addr *a = &q->addrs[q->cur];
     int partial = q->wr_off > 0;
     uint64_t lived = q->api->monotonic_ms(q->host) - q->connected_at;
     nq_close_fd(q);
@@ -272,7 +263,7 @@ static void nq_send(netq *q)
 
 static void nq_connected(netq *q)
 {
-    const nq_addr *a = &q->addrs[q->cur];
+    const net_addr *a = &q->addrs[q->cur];
     q->state = NQ_CONNECTED;
     q->api->timer_stop(q->timer);
     q->api->stat_set(q->host, SY_STAT_CONNECTED, 1);
@@ -317,10 +308,7 @@ static void nq_on_fd(int fd, int events, void *arg)
 {
     netq *q = arg;
     if (q->state == NQ_CONNECTING) {
-        int err = 0;
-        socklen_t len = sizeof(err);
-        if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0)
-            err = errno;
+        int err = net_connect_result(fd);
         if (err)
             nq_connect_failed(q, err);
         else
@@ -355,78 +343,25 @@ static void nq_on_timer(void *arg)
 
 static void nq_connect(netq *q)
 {
-    const nq_addr *a = &q->addrs[q->cur];
-    int fd = socket(a->ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0) {
+    const net_addr *a = &q->addrs[q->cur];
+    int rc = net_connect(a, SOCK_STREAM, &q->fd);
+    if (rc < 0) {
         nq_connect_failed(q, errno);
         return;
     }
-    int one = 1;
-    setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
-    q->fd = fd;
-    q->watch = q->api->watch_new(q->host, fd, nq_on_fd, q);
+    q->watch = q->api->watch_new(q->host, q->fd, nq_on_fd, q);
     q->watch_events = 0;
     if (!q->watch) {
         nq_connect_failed(q, ENOMEM);
         return;
     }
     q->state = NQ_CONNECTING;
-    if (connect(fd, (const struct sockaddr *)&a->ss, a->len) == 0) {
+    if (rc == 1) {
         nq_connected(q);
-        return;
-    }
-    if (errno != EINPROGRESS) {
-        nq_connect_failed(q, errno);
         return;
     }
     nq_set_watch(q, SY_WATCH_WRITE);
     q->api->timer_start(q->timer, q->connect_timeout_ms);
-}
-
-static int nq_resolve(netq *q, const char *host, int port, char *err, size_t errlen)
-{
-    struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM };
-    struct addrinfo *res = NULL;
-    char service[16];
-    snprintf(service, sizeof(service), "%d", port);
-    int rc = getaddrinfo(host, service, &hints, &res);
-    if (rc != 0) {
-        snprintf(err, errlen, "cannot resolve '%s': %s", host,
-                 rc == EAI_SYSTEM ? strerror(errno) : gai_strerror(rc));
-        return -1;
-    }
-    char list[512];
-    size_t off = 0;
-    list[0] = '\0';
-    for (struct addrinfo *ai = res; ai && q->naddrs < MAX_ADDRS; ai = ai->ai_next) {
-        if ((ai->ai_family != AF_INET && ai->ai_family != AF_INET6) ||
-            ai->ai_addrlen > sizeof(q->addrs[0].ss))
-            continue;
-        nq_addr *a = &q->addrs[q->naddrs++];
-        memcpy(&a->ss, ai->ai_addr, ai->ai_addrlen);
-        a->len = ai->ai_addrlen;
-        char ip[INET6_ADDRSTRLEN] = "?";
-        if (ai->ai_family == AF_INET) {
-            inet_ntop(AF_INET, &((struct sockaddr_in *)ai->ai_addr)->sin_addr, ip, sizeof(ip));
-            snprintf(a->text, sizeof(a->text), "%s:%d", ip, port);
-        } else {
-            inet_ntop(AF_INET6, &((struct sockaddr_in6 *)ai->ai_addr)->sin6_addr, ip, sizeof(ip));
-            snprintf(a->text, sizeof(a->text), "[%s]:%d", ip, port);
-        }
-        if (off < sizeof(list)) {
-            int w = snprintf(list + off, sizeof(list) - off, "%s%s", off ? ", " : "", a->text);
-            if (w > 0)
-                off += (size_t)w;
-        }
-    }
-    freeaddrinfo(res);
-    if (q->naddrs == 0) {
-        snprintf(err, errlen, "'%s' has no IPv4 or IPv6 address", host);
-        return -1;
-    }
-    q->api->log(q->host, strcmp(q->label, list) == 0 ? SY_LOG_DEBUG : SY_LOG_INFO,
-                "%s resolves to %s", q->label, list);
-    return 0;
 }
 
 netq *netq_new(const sy_host_api *api, sy_host *host, const netq_config *cfg,
@@ -447,13 +382,16 @@ netq *netq_new(const sy_host_api *api, sy_host *host, const netq_config *cfg,
         q->max_ms = q->min_ms;
     q->connect_timeout_ms = cfg->connect_timeout_ms ? cfg->connect_timeout_ms : 5000;
     q->rng = backoff_seed(api->monotonic_ms(host), (uint64_t)(uintptr_t)q);
-    if (strchr(cfg->host, ':'))
-        snprintf(q->label, sizeof(q->label), "[%s]:%d", cfg->host, cfg->port);
-    else
-        snprintf(q->label, sizeof(q->label), "%s:%d", cfg->host, cfg->port);
+    net_label(q->label, sizeof(q->label), cfg->host, cfg->port);
 
-    if (nq_resolve(q, cfg->host, cfg->port, err, errlen) != 0)
+    char list[512];
+    int n = net_resolve(cfg->host, cfg->port, SOCK_STREAM, q->addrs, NET_MAX_ADDRS, list,
+                        sizeof(list), err, errlen);
+    if (n < 0)
         goto fail;
+    q->naddrs = (size_t)n;
+    api->log(host, strcmp(q->label, list) == 0 ? SY_LOG_DEBUG : SY_LOG_INFO, "%s resolves to %s",
+             q->label, list);
     q->timer = api->timer_new(host, nq_on_timer, q);
     if (!q->timer) {
         snprintf(err, errlen, "cannot create a timer");

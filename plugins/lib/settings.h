@@ -14,4 +14,16 @@
 int int_setting(const sy_host_api *api, sy_host *host, const char *key, int64_t dflt,
                 int64_t lo, int64_t hi, int64_t *out, char *err, size_t errlen);
 
+/* The reconnect settings every client with a connection to keep shares:
+ * reconnectMinMs (default 100), reconnectMaxMs (30000) and
+ * connectTimeoutMs (5000), each from 1 ms to an hour, and
+ * reconnectMaxMs not below reconnectMinMs. */
+typedef struct reconnect_settings {
+    uint64_t min_ms, max_ms, connect_timeout_ms;
+} reconnect_settings;
+
+/* 0, or -1 with a message naming the key in err. */
+int reconnect_settings_read(const sy_host_api *api, sy_host *host, reconnect_settings *out,
+                            char *err, size_t errlen);
+
 #endif

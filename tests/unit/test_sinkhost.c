@@ -32,6 +32,7 @@
 #include "sinkhost.h"
 
 #include "lib/backoff.c"
+#include "lib/net.c"
 #include "lib/netq.c" /* plugins/lib, for the mid-line test */
 
 #define TS 1700000000
