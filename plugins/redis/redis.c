@@ -68,14 +68,17 @@
  * How it runs: hiredis's async API on the host's output loop (libevent
  * adapter); nothing blocks.  A name that is not a numeric address is
  * resolved by a short-lived thread (getaddrinfo blocks).  Metrics are cut
- * into blocks of up to BLOCK_METRICS metrics of one flush; a block's
- * commands are pipelined, and the block is done when every reply is in.
- * At most `maxPending` metrics are awaiting replies; the rest, and
- * everything written while disconnected, waits in a queue of at most
+ * into blocks of up to BLOCK_METRICS metrics of one flush, and a block into
+ * operations (below); their commands are pipelined, and the block is done
+ * when every reply is in.  One server is written to as a cluster of one
+ * node with one group: the same operations, queues and replies, with the
+ * one-server keys, and no redirects (an error reply is an error).  At most
+ * `maxPending` metrics are awaiting replies; the rest, and everything
+ * written while disconnected, waits in a queue of at most
  * `maxQueueMetrics` metrics (older data first; new data beyond the bound
  * is dropped and counted while Redis is down or not answering; while it
  * answers, a batch that does not fit waits instead: see must_wait).  A
- * broken connection puts its unanswered blocks back at the head of the
+ * broken connection puts its unanswered commands back at the head of the
  * queue, and a new connection replays the queue before anything newer.
  *
  * In cluster mode: the slot map comes from CLUSTER SLOTS, asked of a seed
@@ -174,11 +177,11 @@
 #include <hiredis/adapters/libevent.h>
 
 #include "switchyard_sink.h"
-#include "lib/settings.h"
+#include "lib/backoff.h"
 #include "lib/pace.h"
+#include "lib/settings.h"
 
 #define BLOCK_METRICS 256      /* metrics per block (one pipelined group) */
-#define BLOCK_GLOBAL_CMDS 3    /* HSET latest, HSET latest_ts, SADD names */
 #define LOG_EVERY_MS 10000
 #define MAX_ADDRS 8
 #define NUM_LEN 32             /* format_number's buffer */
@@ -197,17 +200,13 @@ typedef struct block {
     struct block *next;
     int64_t ts;
     uint32_t count;
-    uint32_t issued;      /* commands written on the connection */
-    uint32_t replies;     /* replies (real or NULL) received */
-    uint8_t lost;         /* the connection broke before every reply came */
-    uint8_t all_failed;   /* a command covering every metric failed */
     size_t size;          /* bytes allocated, for SY_STAT_QUEUED_BYTES */
     double *values;
     uint32_t *name_off;
     uint32_t *name_len;
     uint8_t *bad;         /* per metric: one of its commands failed */
     char *names;
-    /* cluster mode, once dispatched */
+    /* once dispatched */
     op *ops;              /* series ops [0, count), then group ops */
     uint32_t *order;      /* metric indexes grouped by group */
     uint32_t nops;
@@ -216,9 +215,10 @@ typedef struct block {
     struct block *lprev, *lnext; /* the list of dispatched blocks */
 } block;
 
-/* Cluster mode: the commands of one metric's series, or of one group's
- * index entries for the metrics of one block in that group.  All its keys
- * are in one slot. */
+/* The commands of one metric's series, or of one group's index entries
+ * for the metrics of one block in that group.  All its keys are in one
+ * slot.  One server is a cluster of one node with one group: a block is
+ * one group op and a series op per metric, all for that node. */
 enum op_kind { OP_SERIES, OP_GROUP };
 /* command bits: series */
 #define C_ZADD 0
@@ -235,6 +235,9 @@ struct op {
     block *blk;
     uint32_t index;           /* series: the metric; group: start in order[] */
     uint32_t len;             /* metrics covered: 1, or the group's count */
+    uint32_t cost;            /* metrics' worth against maxPending and the
+                                 node's queue: len (one server: a group op
+                                 costs 0, so a block costs its metrics) */
     uint32_t group;
     uint32_t issued, replies; /* commands written / replies in, this send */
     node *ask_node;           /* -ASK target seen in this send */
@@ -310,11 +313,12 @@ struct node {
     size_t requeued;          /* metrics put back since the last connect */
     pace pace;                /* whether a batch waits for its queue */
 
-    /* cluster: operations waiting for this node, oldest first */
+    /* operations waiting for this node, oldest first */
     op *qhead, *qtail;
     op *requeue_at;           /* put the next op sent back after this one */
     size_t queued;            /* metrics' worth in the queue */
     size_t outstanding;       /* metrics' worth awaiting replies */
+    int pumping;              /* node_pump is running: do not enter it again */
 
     limiter conn_log;         /* connect and handshake failures */
     limiter lost_log;         /* connections lost or stalled */
@@ -347,15 +351,14 @@ struct redis_sink {
     node *single;             /* the node without cluster */
     uint64_t rng;
 
-    /* one server: blocks.  cluster: blocks waiting for the first map. */
-    block *qhead, *qtail;     /* waiting to be sent, oldest first */
-    block *requeue_at;        /* put the next block lost back after this one */
+    /* blocks not cut into ops yet: one server, those its node has no room
+     * for; cluster, those waiting for the first map */
+    block *qhead, *qtail;     /* oldest first */
     size_t queued;            /* metrics in the queue */
     size_t queued_bytes;
-    size_t outstanding;       /* metrics in blocks awaiting replies (cluster:
-                                 in dispatched blocks not finished) */
+    size_t outstanding;       /* metrics in dispatched blocks not finished */
 
-    /* cluster */
+    /* cluster (gstamp and gidx also for one server, with one group) */
     node **slots;             /* the slot map: the master of each slot */
     node **newslots;          /* scratch for a reload */
     uint16_t *gslot;          /* the slot of each group's keys */
@@ -403,8 +406,6 @@ static const char *const redis_settings[] = {
 };
 
 static void start_connect(node *nd);
-static int node_can_send(node *nd, size_t n);
-static void pump(redis_sink *r);
 static void node_pump(node *nd);
 static void pump_all(redis_sink *r);
 static void request_reload(redis_sink *r);
@@ -458,16 +459,6 @@ static void update_queue_stats(redis_sink *r)
 {
     r->api->stat_set(r->host, SY_STAT_QUEUED, (int64_t)(r->queued + r->cq_metrics));
     r->api->stat_set(r->host, SY_STAT_QUEUED_BYTES, (int64_t)(r->queued_bytes + r->cq_bytes));
-}
-
-/* xorshift64, for the reconnect jitter. */
-static uint64_t next_rand(redis_sink *r)
-{
-    uint64_t x = r->rng;
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    return r->rng = x;
 }
 
 /* The key "<prefix><mid><name><tail>" in the scratch buffer; NULL when out
@@ -594,30 +585,6 @@ static void queue_append(redis_sink *r, block *blk)
     r->queued_bytes += blk->size;
 }
 
-/* Puts a block whose connection broke back at the head of the queue,
- * behind the blocks of the same connection put back before it, so the
- * replay keeps the original order. */
-static void queue_requeue(redis_sink *r, block *blk)
-{
-    blk->issued = blk->replies = 0;
-    blk->lost = blk->all_failed = 0;
-    memset(blk->bad, 0, blk->count);
-    if (r->requeue_at) {
-        blk->next = r->requeue_at->next;
-        r->requeue_at->next = blk;
-        if (r->qtail == r->requeue_at)
-            r->qtail = blk;
-    } else {
-        blk->next = r->qhead;
-        r->qhead = blk;
-        if (!r->qtail)
-            r->qtail = blk;
-    }
-    r->requeue_at = blk;
-    r->queued += blk->count;
-    r->queued_bytes += blk->size;
-}
-
 static block *queue_pop(redis_sink *r)
 {
     block *blk = r->qhead;
@@ -632,18 +599,8 @@ static block *queue_pop(redis_sink *r)
     return blk;
 }
 
-static void queue_push_front(redis_sink *r, block *blk)
-{
-    blk->next = r->qhead;
-    r->qhead = blk;
-    if (!r->qtail)
-        r->qtail = blk;
-    r->queued += blk->count;
-    r->queued_bytes += blk->size;
-}
-
 /* ------------------------------------------------------------------ */
-/* One server: replies                                                  */
+/* Operations and their queues                                          */
 /* ------------------------------------------------------------------ */
 
 static void note_error_reply(redis_sink *r, const redisReply *rep)
@@ -653,233 +610,25 @@ static void note_error_reply(redis_sink *r, const redisReply *rep)
             rep->str ? rep->str : "(no text)");
 }
 
-/* Every reply of a block is in: count it, or queue it again when its
- * connection broke. */
-static void block_done(redis_sink *r, block *blk)
-{
-    r->outstanding -= blk->count;
-    if (blk->lost) {
-        r->single->requeued += blk->count;
-        queue_requeue(r, blk);
-        update_queue_stats(r);
-        return;
-    }
-    size_t failed = 0;
-    if (blk->all_failed)
-        failed = blk->count;
-    else
-        for (uint32_t i = 0; i < blk->count; i++)
-            failed += blk->bad[i];
-    if (blk->count > failed)
-        r->api->stat_add(r->host, SY_STAT_SENT, (int64_t)(blk->count - failed));
-    r->single->attempts = 0; /* the server takes data: the next failure starts the backoff anew */
-    if (failed)
-        r->api->stat_add(r->host, SY_STAT_DROPPED, (int64_t)failed);
-    free(blk);
-}
-
-/* The reply to one command of a block.  Replies come in the order the
- * commands were written, so the reply's position says which metric it
- * belongs to.  A NULL reply means the connection is gone (hiredis calls
- * every outstanding callback that way before it frees the context). */
-static void on_block_reply(redisAsyncContext *ac, void *reply, void *privdata)
-{
-    node *nd = ac->data;
-    redis_sink *r = nd->r;
-    block *blk = privdata;
-    redisReply *rep = reply;
-    uint32_t k = blk->replies++;
-
-    if (nd->cmds_out)
-        nd->cmds_out--;
-    if (!rep) {
-        blk->lost = 1;
-    } else {
-        nd->last_progress = now_ms(r);
-        if (rep->type == REDIS_REPLY_ERROR) {
-            note_error_reply(r, rep);
-            if (k < BLOCK_GLOBAL_CMDS)
-                blk->all_failed = 1;
-            else
-                blk->bad[(k - BLOCK_GLOBAL_CMDS) / (3u + (r->stream ? 1u : 0u))] = 1;
-        }
-    }
-    if (blk->replies == blk->issued) {
-        block_done(r, blk);
-        if (rep && ac == nd->ac && nd->state == ST_READY)
-            pump(r);
-    }
-}
-
-/* ------------------------------------------------------------------ */
-/* One server: writing a block                                          */
-/* ------------------------------------------------------------------ */
-
-/* One command of a block; -1 when hiredis refused it (the connection is
- * going away). */
-static int issue(redis_sink *r, block *blk, int argc)
-{
-    node *nd = r->single;
-    if (redisAsyncCommandArgv(nd->ac, on_block_reply, blk, argc, r->argv, r->argvlen) !=
-        REDIS_OK)
-        return -1;
-    if (nd->cmds_out++ == 0)
-        nd->last_progress = now_ms(r);
-    blk->issued++;
-    return 0;
-}
-
 static void set_arg(redis_sink *r, int i, const char *s, size_t len)
 {
     r->argv[i] = s;
     r->argvlen[i] = len;
 }
 
-/* Writes a block's commands (see the schema at the top).  0 when every
- * command went out; -1 when none did (the block is untouched and the
- * caller keeps it).  When only some went out, the block is marked lost so
- * that it is queued again once the replies (NULL ones) are in. */
-static int block_send(redis_sink *r, block *blk)
+/* A metric's series key: KEYts:NAME, or KEYts:{NAME} in a cluster. */
+static const char *series_key(redis_sink *r, const block *blk, uint32_t i, size_t *len)
 {
-    char ts[24], cutoff[24], ttl[24], maxlen[24], member[24 + 1 + NUM_LEN];
-    size_t tslen = (size_t)snprintf(ts, sizeof ts, "%lld", (long long)blk->ts);
-    size_t cutlen = (size_t)snprintf(cutoff, sizeof cutoff, "%lld",
-                                     (long long)(blk->ts - r->retention));
-    size_t ttllen = (size_t)snprintf(ttl, sizeof ttl, "%lld", (long long)(2 * r->retention));
-    size_t mllen = (size_t)snprintf(maxlen, sizeof maxlen, "%lld", (long long)r->stream_maxlen);
-    size_t numlen[BLOCK_METRICS];
-    size_t klen;
-    const char *key;
-    uint32_t n = blk->count, i;
-
-    blk->issued = blk->replies = 0;
-    for (i = 0; i < n; i++)
-        numlen[i] = r->api->format_number(blk->values[i], r->nums[i]);
-
-    /* HSET latest NAME VALUE ... */
-    key = make_key(r, "latest", "", 0, "", &klen);
-    if (!key)
-        return -1;
-    set_arg(r, 0, "HSET", 4);
-    set_arg(r, 1, key, klen);
-    for (i = 0; i < n; i++) {
-        set_arg(r, 2 + 2 * (int)i, blk->names + blk->name_off[i], blk->name_len[i]);
-        set_arg(r, 3 + 2 * (int)i, r->nums[i], numlen[i]);
-    }
-    if (issue(r, blk, 2 + 2 * (int)n) < 0)
-        return -1;
-
-    /* HSET latest_ts NAME TS ... */
-    key = make_key(r, "latest_ts", "", 0, "", &klen);
-    if (!key)
-        goto partial;
-    set_arg(r, 1, key, klen);
-    for (i = 0; i < n; i++)
-        set_arg(r, 3 + 2 * (int)i, ts, tslen);
-    if (issue(r, blk, 2 + 2 * (int)n) < 0)
-        goto partial;
-
-    /* SADD names NAME ... */
-    key = make_key(r, "names", "", 0, "", &klen);
-    if (!key)
-        goto partial;
-    set_arg(r, 0, "SADD", 4);
-    set_arg(r, 1, key, klen);
-    for (i = 0; i < n; i++)
-        set_arg(r, 2 + (int)i, blk->names + blk->name_off[i], blk->name_len[i]);
-    if (issue(r, blk, 2 + (int)n) < 0)
-        goto partial;
-
-    for (i = 0; i < n; i++) {
-        const char *name = blk->names + blk->name_off[i];
-        key = make_key(r, "ts:", name, blk->name_len[i], "", &klen);
-        if (!key)
-            goto partial;
-        memcpy(member, ts, tslen);
-        member[tslen] = ':';
-        memcpy(member + tslen + 1, r->nums[i], numlen[i]);
-
-        set_arg(r, 0, "ZADD", 4);
-        set_arg(r, 1, key, klen);
-        set_arg(r, 2, ts, tslen);
-        set_arg(r, 3, member, tslen + 1 + numlen[i]);
-        if (issue(r, blk, 4) < 0)
-            goto partial;
-
-        set_arg(r, 0, "ZREMRANGEBYSCORE", 16);
-        set_arg(r, 2, "-inf", 4);
-        set_arg(r, 3, cutoff, cutlen);
-        if (issue(r, blk, 4) < 0)
-            goto partial;
-
-        set_arg(r, 0, "EXPIRE", 6);
-        set_arg(r, 2, ttl, ttllen);
-        if (issue(r, blk, 3) < 0)
-            goto partial;
-
-        if (r->stream) {
-            key = make_key(r, "stream", "", 0, "", &klen);
-            if (!key)
-                goto partial;
-            set_arg(r, 0, "XADD", 4);
-            set_arg(r, 1, key, klen);
-            set_arg(r, 2, "MAXLEN", 6);
-            set_arg(r, 3, "~", 1);
-            set_arg(r, 4, maxlen, mllen);
-            set_arg(r, 5, "*", 1);
-            set_arg(r, 6, "name", 4);
-            set_arg(r, 7, name, blk->name_len[i]);
-            set_arg(r, 8, "value", 5);
-            set_arg(r, 9, r->nums[i], numlen[i]);
-            set_arg(r, 10, "ts", 2);
-            set_arg(r, 11, ts, tslen);
-            if (issue(r, blk, 12) < 0)
-                goto partial;
-        }
-    }
-    r->outstanding += n;
-    return 0;
-
-partial:
-    /* some callbacks hold the block: it completes (lost) through them */
-    blk->lost = 1;
-    r->outstanding += n;
-    r->single->drop_requested = 1;
-    r->api->timer_start(r->single->timer, 0);
-    return 0;
+    const char *name = blk->names + blk->name_off[i];
+    return r->cluster ? make_key(r, "ts:{", name, blk->name_len[i], "}", len)
+                      : make_key(r, "ts:", name, blk->name_len[i], "", len);
 }
 
-/* Room on the connection for n more metrics.  A block larger than the
- * whole bound still goes out alone, so a small maxPending cannot wedge. */
-static int can_send(redis_sink *r, size_t n)
+/* An index key: KEYlatest, ..., or KEYlatest:{G}, ... in a cluster. */
+static const char *index_key(redis_sink *r, const char *what, uint32_t g, size_t *len)
 {
-    node *nd = r->single;
-    return nd->state == ST_READY && !nd->drop_requested &&
-           (r->outstanding + n <= r->max_pending || r->outstanding == 0);
+    return r->cluster ? group_key(r, what, g, len) : make_key(r, what, "", 0, "", len);
 }
-
-/* Sends queued blocks, oldest first, while the connection has room. */
-static void pump(redis_sink *r)
-{
-    if (r->cluster) {
-        pump_all(r);
-        return;
-    }
-    while (r->qhead && can_send(r, r->qhead->count)) {
-        block *blk = queue_pop(r);
-        if (block_send(r, blk) < 0) {
-            queue_push_front(r, blk);
-            r->single->drop_requested = 1;
-            r->api->timer_start(r->single->timer, 0);
-            break;
-        }
-    }
-    update_queue_stats(r);
-}
-
-/* ------------------------------------------------------------------ */
-/* Cluster: operations and their queues                                 */
-/* ------------------------------------------------------------------ */
 
 static uint8_t op_all_bits(const redis_sink *r, int kind)
 {
@@ -935,6 +684,8 @@ static void block_finish(redis_sink *r, block *blk)
         r->api->stat_add(r->host, SY_STAT_SENT, (int64_t)(blk->count - failed));
         r->retry_attempts = 0;
     }
+    if (!r->cluster)
+        r->single->attempts = 0; /* the server takes data: the next failure starts the backoff anew */
     if (failed)
         r->api->stat_add(r->host, SY_STAT_DROPPED, (int64_t)failed);
     block_free(blk);
@@ -997,7 +748,7 @@ static void nq_append(node *nd, op *o)
     else
         nd->qhead = o;
     nd->qtail = o;
-    nd->queued += o->len;
+    nd->queued += o->cost;
     op_q_enter(nd->r, o);
     node_wake(nd);
 }
@@ -1018,7 +769,7 @@ static void nq_requeue(node *nd, op *o)
             nd->qtail = o;
     }
     nd->requeue_at = o;
-    nd->queued += o->len;
+    nd->queued += o->cost;
     op_q_enter(nd->r, o);
     node_wake(nd);
 }
@@ -1034,7 +785,7 @@ static op *nq_pop(node *nd)
     if (nd->requeue_at == o)
         nd->requeue_at = NULL;
     o->next = NULL;
-    nd->queued -= o->len;
+    nd->queued -= o->cost;
     op_q_leave(nd->r, o);
     return o;
 }
@@ -1045,7 +796,7 @@ static void nq_push_front(node *nd, op *o)
     nd->qhead = o;
     if (!nd->qtail)
         nd->qtail = o;
-    nd->queued += o->len;
+    nd->queued += o->cost;
     op_q_enter(nd->r, o);
 }
 
@@ -1087,11 +838,17 @@ static void limbo_add(redis_sink *r, op *o, int retry)
     arm_limbo(r, retry);
 }
 
+/* The node an op goes to: the master of its slot, or the one server. */
+static node *op_target(redis_sink *r, const op *o)
+{
+    return r->cluster ? r->slots[o->slot] : r->single;
+}
+
 /* An op that was sent before goes to the master of its slot, ahead of
  * newer ops there. */
 static void route_again(redis_sink *r, op *o)
 {
-    node *t = r->slots[o->slot];
+    node *t = op_target(r, o);
     if (!t) {
         limbo_add(r, o, 0);
         request_reload(r);
@@ -1101,17 +858,20 @@ static void route_again(redis_sink *r, op *o)
     node_pump(t);
 }
 
-/* A new op: to the master of its slot, unless that one's queue is full. */
+static int node_can_send(node *nd, size_t n);
+
+/* A new op: to the master of its slot, unless that one's queue is full
+ * (one server: its blocks were bounded before they were cut into ops). */
 static void route_new(redis_sink *r, op *o)
 {
-    node *t = r->slots[o->slot];
+    node *t = op_target(r, o);
     if (!t) {
         limbo_add(r, o, 0);
         request_reload(r);
         return;
     }
-    int direct = !t->qhead && node_can_send(t, o->len);
-    if (!direct && t->queued + o->len > r->max_queue) {
+    int direct = !t->qhead && node_can_send(t, o->cost);
+    if (!direct && r->cluster && t->queued + o->cost > r->max_queue) {
         op_drop(r, o, t->peer[0] ? t->peer : t->addr, t->queued);
         return;
     }
@@ -1180,13 +940,12 @@ static int op_send(node *nd, op *o)
 
     if (o->kind == OP_SERIES) {
         uint32_t i = o->index;
-        const char *name = blk->names + blk->name_off[i];
         size_t cutlen = (size_t)snprintf(cutoff, sizeof cutoff, "%lld",
                                          (long long)(blk->ts - r->retention));
         size_t ttllen = (size_t)snprintf(ttl, sizeof ttl, "%lld",
                                          (long long)(2 * r->retention));
         numlen[0] = r->api->format_number(blk->values[i], r->nums[0]);
-        key = make_key(r, "ts:{", name, blk->name_len[i], "}", &klen);
+        key = series_key(r, blk, i, &klen);
         if (!key)
             goto fail;
         memcpy(member, ts, tslen);
@@ -1222,7 +981,7 @@ static int op_send(node *nd, op *o)
         for (j = 0; j < n; j++)
             numlen[j] = r->api->format_number(blk->values[mem[j]], r->nums[j]);
         if (bits & (1u << C_HLATEST)) {
-            if (!(key = group_key(r, "latest", o->group, &klen)))
+            if (!(key = index_key(r, "latest", o->group, &klen)))
                 goto fail;
             set_arg(r, 0, "HSET", 4);
             set_arg(r, 1, key, klen);
@@ -1236,7 +995,7 @@ static int op_send(node *nd, op *o)
             done |= 1u << C_HLATEST;
         }
         if (bits & (1u << C_HTS)) {
-            if (!(key = group_key(r, "latest_ts", o->group, &klen)))
+            if (!(key = index_key(r, "latest_ts", o->group, &klen)))
                 goto fail;
             set_arg(r, 0, "HSET", 4);
             set_arg(r, 1, key, klen);
@@ -1250,7 +1009,7 @@ static int op_send(node *nd, op *o)
             done |= 1u << C_HTS;
         }
         if (bits & (1u << C_SADD)) {
-            if (!(key = group_key(r, "names", o->group, &klen)))
+            if (!(key = index_key(r, "names", o->group, &klen)))
                 goto fail;
             set_arg(r, 0, "SADD", 4);
             set_arg(r, 1, key, klen);
@@ -1264,7 +1023,7 @@ static int op_send(node *nd, op *o)
         if (bits & (1u << C_XADD)) {
             size_t mllen = (size_t)snprintf(maxlen, sizeof maxlen, "%lld",
                                             (long long)r->stream_maxlen);
-            if (!(key = group_key(r, "stream", o->group, &klen)))
+            if (!(key = index_key(r, "stream", o->group, &klen)))
                 goto fail;
             set_arg(r, 0, "XADD", 4);
             set_arg(r, 1, key, klen);
@@ -1285,7 +1044,7 @@ static int op_send(node *nd, op *o)
             done |= 1u << C_XADD;
         }
     }
-    nd->outstanding += o->len;
+    nd->outstanding += o->cost;
     return 0;
 
 fail:
@@ -1301,7 +1060,7 @@ fail:
         o->ask_node = nd;
         nd->refs++;
     }
-    nd->outstanding += o->len;
+    nd->outstanding += o->cost;
     nd->drop_requested = 1;
     r->api->timer_start(nd->timer, 0);
     return 0;
@@ -1314,26 +1073,39 @@ static int node_can_send(node *nd, size_t n)
            (nd->outstanding + n <= r->max_pending || nd->outstanding == 0);
 }
 
-/* Sends a node's queued ops, oldest first, while its connection has room. */
+/* Sends a node's queued ops, oldest first, while its connection has room;
+ * one server: then cuts the sink's queued blocks into ops for it, as room
+ * allows.  Ops routed meanwhile (by dispatch_block) only join the queue:
+ * this loop sends them, so the pump never recurses. */
 static void node_pump(node *nd)
 {
     redis_sink *r = nd->r;
-    while (nd->qhead && node_can_send(nd, nd->qhead->len)) {
-        op *o = nq_pop(nd);
-        if (op_send(nd, o) < 0) {
-            nq_push_front(nd, o);
-            nd->drop_requested = 1;
-            r->api->timer_start(nd->timer, 0);
-            break;
+    if (nd->pumping)
+        return;
+    nd->pumping = 1;
+    for (;;) {
+        while (nd->qhead && node_can_send(nd, nd->qhead->cost)) {
+            op *o = nq_pop(nd);
+            if (op_send(nd, o) < 0) {
+                nq_push_front(nd, o);
+                nd->drop_requested = 1;
+                r->api->timer_start(nd->timer, 0);
+                break;
+            }
         }
+        if (r->cluster || nd->qhead || !r->qhead || !node_can_send(nd, r->qhead->count))
+            break;
+        dispatch_block(r, queue_pop(r));
     }
+    nd->pumping = 0;
     update_queue_stats(r);
 }
 
+/* Sends what waits, on every node. */
 static void pump_all(redis_sink *r)
 {
     for (node *nd = r->nodes; nd; nd = nd->next)
-        if (nd->qhead)
+        if (nd->qhead || (!r->cluster && r->qhead))
             node_pump(nd);
     update_queue_stats(r);
 }
@@ -1397,7 +1169,9 @@ static void op_error(node *nd, op *o, int c, uint32_t sub, const redisReply *rep
     const char *s = rep->str ? rep->str : "";
     int ask = starts(s, "ASK ");
 
-    if ((ask || starts(s, "MOVED ")) && o->hops < MAX_REDIRECTS) {
+    if (!r->cluster) {
+        /* one server: -MOVED and the rest are plain error replies */
+    } else if ((ask || starts(s, "MOVED ")) && o->hops < MAX_REDIRECTS) {
         char *end, host[INET6_ADDRSTRLEN + 64];
         int port;
         unsigned long slot = strtoul(s + (ask ? 4 : 6), &end, 10);
@@ -1505,16 +1279,17 @@ static void on_op_reply(redisAsyncContext *ac, void *reply, void *privdata)
     }
     if (o->replies < o->issued)
         return;
-    nd->outstanding -= o->len;
+    nd->outstanding -= o->cost;
     if (o->lost)
-        nd->requeued += o->len;
+        nd->requeued += o->cost;
     op_settle(r, o);
     if (rep && ac == nd->ac && nd->state == ST_READY)
         node_pump(nd);
     update_queue_stats(r);
 }
 
-/* Cuts a block into ops and sends each to its master (see the schema). */
+/* Cuts a block into ops and sends each to its master (see the schema);
+ * one server: one group, and every op to it. */
 static void dispatch_block(redis_sink *r, block *blk)
 {
     uint32_t n = blk->count, i, k, ng = 0;
@@ -1527,12 +1302,14 @@ static void dispatch_block(redis_sink *r, block *blk)
         r->stamp = 1;
     }
     for (i = 0; i < n; i++) {
-        size_t klen;
-        const char *key = make_key(r, "ts:{", blk->names + blk->name_off[i], blk->name_len[i],
-                                   "}", &klen);
-        if (!key)
-            goto oom;
-        slot[i] = key_slot(r, key, klen);
+        slot[i] = 0;
+        if (r->cluster) {
+            size_t klen;
+            const char *key = series_key(r, blk, i, &klen);
+            if (!key)
+                goto oom;
+            slot[i] = key_slot(r, key, klen);
+        }
         uint32_t g = grp[i] = slot[i] % r->groups;
         if (r->gstamp[g] != r->stamp) {
             r->gstamp[g] = r->stamp;
@@ -1560,7 +1337,7 @@ static void dispatch_block(redis_sink *r, block *blk)
         o->kind = OP_SERIES;
         o->slot = slot[i];
         o->index = i;
-        o->len = 1;
+        o->len = o->cost = 1;
         o->want = op_all_bits(r, OP_SERIES);
     }
     for (k = 0; k < ng; k++) {
@@ -1568,9 +1345,10 @@ static void dispatch_block(redis_sink *r, block *blk)
         o->blk = blk;
         o->kind = OP_GROUP;
         o->group = gnum[k];
-        o->slot = r->gslot[gnum[k]];
+        o->slot = r->cluster ? r->gslot[gnum[k]] : 0;
         o->index = start[k];
         o->len = gcount[k];
+        o->cost = r->cluster ? o->len : 0;
         o->want = op_all_bits(r, OP_GROUP);
     }
     blk->nops = blk->ops_left = n + ng;
@@ -1582,10 +1360,12 @@ static void dispatch_block(redis_sink *r, block *blk)
     r->live = blk;
     r->outstanding += n;
     /* ops only finish here when dropped; the block is freed with its last
-     * op, so nothing of it is touched after the last route_new */
+     * op, so nothing of it is touched after the last route_new.  The
+     * groups' ops go first: a server gets a block's index commands, then
+     * its series. */
     uint32_t nops = n + ng;
     for (k = 0; k < nops; k++)
-        route_new(r, &ops[k]);
+        route_new(r, &ops[(k + n) % nops]);
     return;
 oom:
     r->api->stat_add(r->host, SY_STAT_DROPPED, (int64_t)n);
@@ -1657,7 +1437,7 @@ static void reroute_all(redis_sink *r)
             } else {
                 if (o == cursor)
                     newcursor = prev;
-                nd->queued -= o->len;
+                nd->queued -= o->cost;
                 op_q_leave(r, o);
                 *mtail = o;
                 mtail = &o->next;
@@ -1871,19 +1651,6 @@ static void on_map_timer(void *arg)
 /* The connection                                                       */
 /* ------------------------------------------------------------------ */
 
-static uint64_t backoff_ms(redis_sink *r, unsigned attempts)
-{
-    uint64_t d = r->reconnect_min_ms;
-    for (unsigned i = 0; i < attempts && d < r->reconnect_max_ms; i++)
-        d *= 2;
-    if (d > r->reconnect_max_ms)
-        d = r->reconnect_max_ms;
-    /* full delay at most, half at least: many switchyards restarting
-     * together do not reconnect in lockstep */
-    uint64_t half = d / 2;
-    return half + (half ? next_rand(r) % (d - half + 1) : 0);
-}
-
 static void schedule_reconnect(node *nd)
 {
     redis_sink *r = nd->r;
@@ -1899,8 +1666,8 @@ static void schedule_reconnect(node *nd)
         r->api->timer_stop(nd->timer);
         return;
     }
-    uint64_t d = backoff_ms(r, nd->attempts);
     nd->attempts++;
+    uint64_t d = backoff_delay(nd->attempts, r->reconnect_min_ms, r->reconnect_max_ms, &r->rng);
     r->api->timer_start(nd->timer, d);
 }
 
@@ -1950,7 +1717,7 @@ static void connection_failed(node *nd, const char *why, int was_ready)
         r->api->stat_add(r->host, SY_STAT_ERRORS, 1);
         snprintf(msg, sizeof msg, "connection to %s lost", nd->peer);
         snprintf(text, sizeof text, "%s; %zu unanswered metrics to be written again, "
-                 "%zu queued in all", why, nd->requeued, r->cluster ? nd->queued : r->queued);
+                 "%zu queued in all", why, nd->requeued, nd->queued + (r->cluster ? 0 : r->queued));
         nd->said_down |= limited(r, &nd->lost_log, SY_LOG_WARN, msg, text);
     } else {
         char msg[300];
@@ -1967,8 +1734,6 @@ static void become_ready(node *nd)
     redis_sink *r = nd->r;
     nd->state = ST_READY;
     nd->requeue_at = NULL;
-    if (!r->cluster)
-        r->requeue_at = NULL;
     nd->requeued = 0;
     update_connected(r);
     /* the first connection, and the first after a logged failure: the
@@ -1979,20 +1744,16 @@ static void become_ready(node *nd)
                         "queued for it", nd->peer, nd->queued);
         else
             r->api->log(r->host, SY_LOG_INFO, "connected to %s, database %lld; %zu metrics "
-                        "queued", nd->peer, (long long)r->database, r->queued);
+                        "queued", nd->peer, (long long)r->database, r->queued + nd->queued);
     }
     nd->said_down = 0;
     nd->ever_ready = 1;
     nd->last_progress = now_ms(r);
     uint64_t period = r->stall_ms / 4;
     r->api->timer_start(nd->timer, period < 50 ? 50 : period > 1000 ? 1000 : period);
-    if (r->cluster) {
-        if (!r->map_ready)
-            request_reload(r);
-        node_pump(nd);
-    } else {
-        pump(r);
-    }
+    if (r->cluster && !r->map_ready)
+        request_reload(r);
+    node_pump(nd);
 }
 
 /* Replies to AUTH, SELECT and PING.  Any error fails the handshake. */
@@ -2534,6 +2295,7 @@ static int redis_setup(const sy_host_api *api, sy_host *host, void **state, char
         if (cluster_init(r, addr, (int)port, err, errlen) < 0)
             goto fail;
     } else {
+        r->groups = 1; /* one server: one group */
         const char *v;
         if (api->setting_list_len(host, "nodes") >= 0 ||
             api->setting_string(host, "nodes", NULL, &v) <= 0) {
@@ -2549,13 +2311,15 @@ static int redis_setup(const sy_host_api *api, sy_host *host, void **state, char
     r->argv = calloc(2 + 2 * BLOCK_METRICS, sizeof *r->argv);
     r->argvlen = calloc(2 + 2 * BLOCK_METRICS, sizeof *r->argvlen);
     r->nums = calloc(BLOCK_METRICS, sizeof *r->nums);
-    if (!r->argv || !r->argvlen || !r->nums) {
+    if (!r->cluster) {
+        r->gstamp = calloc(1, sizeof *r->gstamp);
+        r->gidx = calloc(1, sizeof *r->gidx);
+    }
+    if (!r->argv || !r->argvlen || !r->nums || !r->gstamp || !r->gidx) {
         snprintf(err, errlen, "out of memory");
         goto fail;
     }
-    r->rng = api->monotonic_ms(host) ^ ((uint64_t)(uintptr_t)r << 16) ^ 0x9e3779b97f4a7c15ull;
-    if (!r->rng)
-        r->rng = 1;
+    r->rng = backoff_seed(api->monotonic_ms(host), (uint64_t)(uintptr_t)r);
     r->drop_log.show_count = 1;
     r->redir_log.show_count = 1;
     api->stat_set(host, SY_STAT_CONNECTED, 0);
@@ -2606,7 +2370,7 @@ static int must_wait(redis_sink *r, size_t n)
 {
     uint64_t now = now_ms(r);
     if (!r->cluster)
-        return node_must_wait(r->single, now, r->queued, n);
+        return node_must_wait(r->single, now, r->queued + r->single->queued, n);
     if (!r->map_ready)
         return 0;
     int wait = 0;
@@ -2616,16 +2380,28 @@ static int must_wait(redis_sink *r, size_t n)
     return wait;
 }
 
-static sy_status cluster_write(redis_sink *r, const sy_metric_batch *b)
+/*
+ * Cuts the batch into blocks.  A block goes straight to the nodes (cut into
+ * ops, each bounded by its node's queue) when a cluster has its map, or
+ * when the one server has room; otherwise it waits in the sink's queue,
+ * which keeps at most maxQueueMetrics metrics (the one server's queued ops
+ * count too); the rest of the batch is dropped.
+ */
+static sy_status redis_write(void *state, const sy_metric_batch *b)
 {
+    redis_sink *r = state;
+    node *one = r->cluster ? NULL : r->single;
     size_t i = 0, oom = 0;
     size_t per_block = r->max_pending < BLOCK_METRICS ? r->max_pending : BLOCK_METRICS;
 
+    if (must_wait(r, b->count))
+        return SY_RETRY;
     while (i < b->count) {
         size_t n = b->count - i < per_block ? b->count - i : per_block;
-        if (!r->map_ready) {
-            /* no map yet: wait in the sink's queue, bounded */
-            size_t room = r->max_queue > r->queued ? r->max_queue - r->queued : 0;
+        int direct = one ? !r->qhead && !one->qhead && node_can_send(one, n) : r->map_ready;
+        if (!direct) {
+            size_t queued = r->queued + (one ? one->queued : 0);
+            size_t room = r->max_queue > queued ? r->max_queue - queued : 0;
             if (room == 0)
                 break;
             if (n > room)
@@ -2637,7 +2413,7 @@ static sy_status cluster_write(redis_sink *r, const sy_metric_batch *b)
             break;
         }
         i += n;
-        if (r->map_ready)
+        if (direct)
             dispatch_block(r, blk);
         else
             queue_append(r, blk);
@@ -2646,64 +2422,24 @@ static sy_status cluster_write(redis_sink *r, const sy_metric_batch *b)
     if (dropped) {
         r->api->stat_add(r->host, SY_STAT_DROPPED, (int64_t)dropped);
         char text[160];
-        snprintf(text, sizeof text, "%zu queued before the slot map is known "
-                 "(maxQueueMetrics %zu)%s", r->queued, r->max_queue, oom ? ", out of memory" : "");
+        if (one)
+            snprintf(text, sizeof text, "%zu queued (maxQueueMetrics %zu), %zu awaiting replies%s",
+                     r->queued + one->queued, r->max_queue, one->outstanding,
+                     oom ? ", out of memory" : "");
+        else
+            snprintf(text, sizeof text, "%zu queued before the slot map is known "
+                     "(maxQueueMetrics %zu)%s", r->queued, r->max_queue,
+                     oom ? ", out of memory" : "");
         limited_n(r, &r->drop_log, SY_LOG_WARN, "metrics dropped", text, dropped);
     }
     pump_all(r);
     return SY_OK;
 }
 
-static sy_status redis_write(void *state, const sy_metric_batch *b)
-{
-    redis_sink *r = state;
-    size_t i = 0, oom = 0;
-    size_t per_block = r->max_pending < BLOCK_METRICS ? r->max_pending : BLOCK_METRICS;
-
-    if (must_wait(r, b->count))
-        return SY_RETRY;
-    if (r->cluster)
-        return cluster_write(r, b);
-    while (i < b->count) {
-        size_t n = b->count - i < per_block ? b->count - i : per_block;
-        int direct = !r->qhead && can_send(r, n);
-        if (!direct) {
-            size_t room = r->max_queue > r->queued ? r->max_queue - r->queued : 0;
-            if (room == 0)
-                break;
-            if (n > room)
-                n = room;
-        }
-        block *blk = block_new(b, i, n);
-        if (!blk) {
-            oom = b->count - i;
-            break;
-        }
-        i += n;
-        if (direct && block_send(r, blk) == 0)
-            continue;
-        queue_append(r, blk);
-        if (direct) { /* hiredis refused: the connection is going away */
-            r->single->drop_requested = 1;
-            r->api->timer_start(r->single->timer, 0);
-        }
-    }
-    size_t dropped = b->count - i;
-    if (dropped) {
-        r->api->stat_add(r->host, SY_STAT_DROPPED, (int64_t)dropped);
-        char text[160];
-        snprintf(text, sizeof text, "%zu queued (maxQueueMetrics %zu), %zu awaiting replies%s",
-                 r->queued, r->max_queue, r->outstanding, oom ? ", out of memory" : "");
-        limited_n(r, &r->drop_log, SY_LOG_WARN, "metrics dropped", text, dropped);
-    }
-    update_queue_stats(r);
-    return SY_OK;
-}
-
 static sy_status redis_flush(void *state, int final)
 {
     redis_sink *r = state;
-    pump(r);
+    pump_all(r);
     if (r->cluster) {
         update_connected(r);
         limited_flush(r, &r->redir_log, SY_LOG_INFO, "following cluster redirects");
@@ -2739,7 +2475,7 @@ static void redis_close(void *state)
             redisAsyncFree(ac);
         }
     }
-    size_t left = r->queued + (r->cluster ? r->outstanding : 0);
+    size_t left = r->queued + r->outstanding;
     if (left) {
         r->api->stat_add(r->host, SY_STAT_DROPPED, (int64_t)left);
         if (r->cluster)
