@@ -12,6 +12,7 @@
 #include "netq.h"
 
 #include "backoff.h"
+#include "chunkq.h"
 #include "net.h"
 
 #include <errno.h>
@@ -22,16 +23,9 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
-#define CHUNK_SIZE (64 * 1024)
 #define MAX_IOV 64
 #define STABLE_MS 2000 /* a connection that lived this long resets the backoff */
 #define READS_PER_EVENT 16
-
-typedef struct chunk {
-    struct chunk *next;
-    size_t size, start, end;
-    char data[];
-} chunk;
 
 enum { NQ_WAITING, NQ_CONNECTING, NQ_CONNECTED };
 
@@ -55,8 +49,8 @@ struct netq {
     uint64_t connected_at;
     uint64_t rng;
 
-    chunk *head, *tail, *spare;
-    size_t bytes, lines, max_bytes;
+    chunkq cq;               /* the lines, whole */
+    size_t lines, max_bytes;
     size_t wr_off;
     uint64_t sent_lines; /* whole lines written, ever */
 };
@@ -66,7 +60,7 @@ static void nq_connect(netq *q);
 static void nq_publish(netq *q)
 {
     q->api->stat_set(q->host, SY_STAT_QUEUED, (int64_t)q->lines);
-    q->api->stat_set(q->host, SY_STAT_QUEUED_BYTES, (int64_t)q->bytes);
+    q->api->stat_set(q->host, SY_STAT_QUEUED_BYTES, (int64_t)q->cq.bytes);
 }
 
 static void nq_set_watch(netq *q, int events)
@@ -82,7 +76,7 @@ static void nq_set_watch(netq *q, int events)
 static void nq_update_watch(netq *q)
 {
     if (q->state == NQ_CONNECTED)
-        nq_set_watch(q, SY_WATCH_READ | (q->bytes > q->wr_off ? SY_WATCH_WRITE : 0));
+        nq_set_watch(q, SY_WATCH_READ | (q->cq.bytes > q->wr_off ? SY_WATCH_WRITE : 0));
 }
 
 static uint64_t nq_backoff(netq *q)
@@ -166,36 +160,12 @@ static void nq_lost(netq *q, int err)
     nq_schedule(q, nq_backoff(q));
 }
 
-/* Releases n bytes from the front of the queue (whole lines). */
-static void nq_drop_front(netq *q, size_t n)
-{
-    q->bytes -= n;
-    while (n && q->head) {
-        chunk *c = q->head;
-        size_t avail = c->end - c->start;
-        if (n < avail) {
-            c->start += n;
-            return;
-        }
-        n -= avail;
-        if (c == q->tail) {
-            c->start = c->end = 0;
-            return;
-        }
-        q->head = c->next;
-        if (!q->spare && c->size == CHUNK_SIZE)
-            q->spare = c;
-        else
-            free(c);
-    }
-}
-
 /* Accounts for w more bytes written after wr_off: every '\n' among them
  * completes a line, which is released and counted as sent. */
 static void nq_written(netq *q, size_t w)
 {
     size_t skip = q->wr_off, left = w, pos = 0, cut = 0, lines = 0;
-    for (chunk *c = q->head; c && left; c = c->next) {
+    for (chunkq_chunk *c = q->cq.head; c && left; c = c->next) {
         size_t avail = c->end - c->start;
         if (skip >= avail) {
             skip -= avail;
@@ -216,7 +186,7 @@ static void nq_written(netq *q, size_t w)
     }
     q->wr_off += w;
     if (cut) {
-        nq_drop_front(q, cut);
+        chunkq_drop_front(&q->cq, cut);
         q->wr_off -= cut;
         q->lines -= lines;
         q->sent_lines += lines;
@@ -226,11 +196,11 @@ static void nq_written(netq *q, size_t w)
 
 static void nq_send(netq *q)
 {
-    while (q->state == NQ_CONNECTED && q->bytes > q->wr_off) {
+    while (q->state == NQ_CONNECTED && q->cq.bytes > q->wr_off) {
         struct iovec iov[MAX_IOV];
         int n = 0;
         size_t skip = q->wr_off, total = 0;
-        for (chunk *c = q->head; c && n < MAX_IOV; c = c->next) {
+        for (chunkq_chunk *c = q->cq.head; c && n < MAX_IOV; c = c->next) {
             size_t avail = c->end - c->start;
             if (skip >= avail) {
                 skip -= avail;
@@ -412,54 +382,26 @@ void netq_free(netq *q)
         return;
     nq_close_fd(q);
     q->api->timer_free(q->timer);
-    while (q->head) {
-        chunk *c = q->head;
-        q->head = c->next;
-        free(c);
-    }
-    free(q->spare);
+    chunkq_clear(&q->cq);
     free(q);
 }
 
 char *netq_reserve(netq *q, size_t len)
 {
-    if (len > q->max_bytes || q->bytes > q->max_bytes - len)
+    if (len > q->max_bytes || q->cq.bytes > q->max_bytes - len)
         return NULL;
-    chunk *t = q->tail;
-    if (t && t->size - t->end >= len)
-        return t->data + t->end;
-    chunk *c;
-    if (q->spare && q->spare->size >= len) {
-        c = q->spare;
-        q->spare = NULL;
-    } else {
-        size_t size = len > CHUNK_SIZE ? len : CHUNK_SIZE;
-        c = malloc(sizeof(*c) + size);
-        if (!c)
-            return NULL;
-        c->size = size;
-    }
-    c->next = NULL;
-    c->start = c->end = 0;
-    if (t)
-        t->next = c;
-    else
-        q->head = c;
-    q->tail = c;
-    return c->data;
+    return chunkq_reserve(&q->cq, len);
 }
 
 void netq_commit(netq *q, size_t len)
 {
-    chunk *t = q->tail;
-    const char *p = t->data + t->end, *e = p + len;
+    const char *p = q->cq.tail->data + q->cq.tail->end, *e = p + len;
     size_t n = 0;
     while ((p = memchr(p, '\n', (size_t)(e - p)))) {
         n++;
         p++;
     }
-    t->end += len;
-    q->bytes += len;
+    chunkq_commit(&q->cq, len);
     q->lines += n;
 }
 
@@ -496,7 +438,7 @@ uint64_t netq_sent(const netq *q)
 
 size_t netq_bytes(const netq *q)
 {
-    return q->bytes;
+    return q->cq.bytes;
 }
 
 int netq_connected(const netq *q)

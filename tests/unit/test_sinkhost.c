@@ -33,6 +33,7 @@
 
 #include "lib/backoff.c"
 #include "lib/net.c"
+#include "lib/chunkq.c"
 #include "lib/netq.c" /* plugins/lib, for the mid-line test */
 
 #define TS 1700000000
@@ -1316,7 +1317,7 @@ static void test_netq_queue(void **unused)
     sy_sink *sink = sy_sink_open(base, "probe", &netq_probe, NULL, 0, err, sizeof(err));
     assert_non_null(sink);
     netq *q = probe_q;
-    q->max_bytes = 3 * CHUNK_SIZE + 100;
+    q->max_bytes = 3 * CHUNKQ_SIZE + 100;
 
     /* lines of 1000 bytes: a chunk holds 65, never a line across chunks */
     char line[1000];
@@ -1325,10 +1326,10 @@ static void test_netq_queue(void **unused)
     size_t ok = 0;
     while (netq_append(q, line, sizeof(line)) == 0)
         ok++;
-    assert_int_equal(ok, (3 * CHUNK_SIZE + 100) / 1000);
+    assert_int_equal(ok, (3 * CHUNKQ_SIZE + 100) / 1000);
     assert_int_equal(netq_lines(q), ok);
     assert_int_equal(netq_bytes(q), ok * 1000);
-    for (chunk *c = q->head; c; c = c->next)
+    for (chunkq_chunk *c = q->cq.head; c; c = c->next)
         assert_true((c->end - c->start) % 1000 == 0);
 
     /* a big line gets its own chunk */
