@@ -132,11 +132,7 @@ static int udp_url_parse(const char *url, http_url *out, char *err, size_t errle
                  "listener's database and precision are set in its own config)", url);
         goto out;
     }
-    size_t hl = strlen(host);
-    if (host[0] == '[' && hl > 2 && host[hl - 1] == ']')
-        snprintf(out->host, sizeof(out->host), "%.*s", (int)(hl - 2), host + 1);
-    else
-        snprintf(out->host, sizeof(out->host), "%s", host);
+    net_unbracket(out->host, sizeof(out->host), host);
     out->port = port;
     rc = 0;
 out:

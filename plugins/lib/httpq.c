@@ -235,11 +235,7 @@ int http_url_parse(const char *url, http_url *out, char *err, size_t errlen)
         goto out;
     }
     /* libevent keeps IPv6 brackets in the host */
-    size_t hl = strlen(host);
-    if (host[0] == '[' && hl > 2 && host[hl - 1] == ']')
-        snprintf(out->host, sizeof(out->host), "%.*s", (int)(hl - 2), host + 1);
-    else
-        snprintf(out->host, sizeof(out->host), "%s", host);
+    net_unbracket(out->host, sizeof(out->host), host);
     out->port = evhttp_uri_get_port(u);
     if (out->port < 0)
         out->port = 80;

@@ -13,6 +13,15 @@ void net_label(char *buf, size_t len, const char *host, int port)
     snprintf(buf, len, strchr(host, ':') ? "[%s]:%d" : "%s:%d", host, port);
 }
 
+void net_unbracket(char *buf, size_t len, const char *host)
+{
+    size_t hl = strlen(host);
+    if (host[0] == '[' && hl > 2 && host[hl - 1] == ']')
+        snprintf(buf, len, "%.*s", (int)(hl - 2), host + 1);
+    else
+        snprintf(buf, len, "%s", host);
+}
+
 int net_resolve(const char *host, int port, int socktype, net_addr *out, size_t max,
                 char *list, size_t listlen, char *err, size_t errlen)
 {

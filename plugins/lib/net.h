@@ -27,6 +27,10 @@ typedef struct net_addr {
 /* "host:port", or "[host]:port" when host is an IPv6 address. */
 void net_label(char *buf, size_t len, const char *host, int port);
 
+/* host without the brackets of "[v6 address]" (as URLs write it); it is
+ * cut to len - 1 bytes. */
+void net_unbracket(char *buf, size_t len, const char *host);
+
 /* Resolves host and port (getaddrinfo, which blocks: call it from init)
  * to at most max IPv4 and IPv6 addresses for socktype (SOCK_STREAM or
  * SOCK_DGRAM), in getaddrinfo's order.  The count (at least 1), or -1 with

@@ -37,6 +37,14 @@ static void test_net_label(void **unused)
     assert_string_equal(buf, "carbon:2003");
     net_label(buf, sizeof buf, "::1", 2003);
     assert_string_equal(buf, "[::1]:2003");
+    net_unbracket(buf, sizeof buf, "[::1]");
+    assert_string_equal(buf, "::1");
+    net_unbracket(buf, sizeof buf, "influx.example");
+    assert_string_equal(buf, "influx.example");
+    net_unbracket(buf, sizeof buf, "[]"); /* nothing inside: kept */
+    assert_string_equal(buf, "[]");
+    net_unbracket(buf, 4, "[abcdef]");
+    assert_string_equal(buf, "abc");
 }
 
 static void test_net_resolve(void **unused)
