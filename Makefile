@@ -118,7 +118,8 @@ $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libswitchyard-core.a
 
 # Unit tests that compile plugin helper code in.
 $(BUILD)/tests/test_sinkhost: plugins/lib/netq.c plugins/lib/netq.h plugins/lib/backoff.c plugins/lib/backoff.h \
-    plugins/lib/net.c plugins/lib/net.h plugins/lib/chunkq.c plugins/lib/chunkq.h
+    plugins/lib/net.c plugins/lib/net.h plugins/lib/chunkq.c plugins/lib/chunkq.h \
+    plugins/lib/netconn.c plugins/lib/netconn.h
 $(BUILD)/tests/test_carbon_ch: plugins/lib/md5.c plugins/lib/md5.h plugins/lib/chring.c plugins/lib/chring.h
 $(BUILD)/tests/test_repeater_ring: plugins/lib/md5.c plugins/lib/md5.h plugins/lib/shard.c plugins/lib/shard.h
 $(BUILD)/tests/test_lineq: plugins/lib/lineq.c plugins/lib/lineq.h

@@ -34,6 +34,7 @@
 #include "lib/backoff.c"
 #include "lib/net.c"
 #include "lib/chunkq.c"
+#include "lib/netconn.c"
 #include "lib/netq.c" /* plugins/lib, for the mid-line test */
 
 #define TS 1700000000
@@ -1235,7 +1236,7 @@ static const sy_sink_plugin netq_probe = {
 
 static int probe_partial(void *arg)
 {
-    return probe_q->state == NQ_CONNECTED && probe_q->wr_off > 0;
+    return netconn_connected(probe_q->conn) && probe_q->wr_off > 0;
 }
 
 static void test_netq_midline(void **unused)
@@ -1252,7 +1253,7 @@ static void test_netq_midline(void **unused)
     /* fill the socket until the kernel takes part of a line; a small
      * fixed send buffer keeps the kernel from taking everything */
     int sndbuf = 16384;
-    setsockopt(probe_q->fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf));
+    setsockopt(netconn_fd(probe_q->conn), SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf));
     const int total = 20000;
     char line[64];
     s.paused = 1;
@@ -1364,7 +1365,7 @@ static void test_netq_queue(void **unused)
 
 static int probe_connecting(void *arg)
 {
-    return probe_q->state == NQ_CONNECTING;
+    return probe_q->conn->state == NC_CONNECTING;
 }
 
 static int sink_has_error(void *arg)
@@ -1398,7 +1399,7 @@ static void test_netq_connect_timeout(void **unused)
     assert_true(pump(base, NULL, probe_connecting, NULL, 1000));
     uint64_t t0 = mono_ms();
     pump(base, NULL, NULL, NULL, 60);
-    assert_int_equal(probe_q->state, NQ_CONNECTING); /* still waiting */
+    assert_int_equal(probe_q->conn->state, NC_CONNECTING); /* still waiting */
     assert_int_equal(stats_of(sink).errors, 0);
     assert_true(pump(base, NULL, sink_has_error, sink, 2000));
     uint64_t waited = mono_ms() - t0;
