@@ -131,86 +131,18 @@ static int same_node(const dest *a, const dest *b)
     return strcmp(a->instance, b->instance) == 0;
 }
 
-/* Fills g->d from `destinations` (a list, or one string) or host/port. */
-static int read_destinations(graphite *g, char *err, size_t errlen)
+/* g->d from the destinations' texts: HOST:PORT[:INSTANCE], distinct nodes. */
+static int fill_destinations(graphite *g, char **texts, int n, char *err, size_t errlen)
 {
-    const sy_host_api *api = g->api;
-    sy_host *host = g->host;
-    const char *addr, *one = NULL;
-    int64_t port;
-    int rh, rp;
-
-    if ((rh = api->setting_string(host, "host", "127.0.0.1", &addr)) < 0) {
-        snprintf(err, errlen, "setting 'host' must be a string");
-        return -1;
-    }
-    if ((rp = api->setting_int(host, "port", 2003, &port)) < 0) { /* 1 when absent */
-        snprintf(err, errlen, "setting 'port' must be a whole number");
-        return -1;
-    }
-    if (port < 1 || port > 65535) {
-        snprintf(err, errlen, "setting 'port' is %lld, it must be between 1 and 65535",
-                 (long long)port);
-        return -1;
-    }
-
-    int n = api->setting_list_len(host, "destinations");
-    if (n < 0) {
-        int rs = api->setting_string(host, "destinations", NULL, &one);
-        if (rs < 0) {
-            snprintf(err, errlen, "setting 'destinations' must be a list of "
-                     "\"HOST:PORT\" or \"HOST:PORT:INSTANCE\" strings");
-            return -1;
-        }
-        n = rs == 0 ? 1 : -1;
-    }
-    if (n >= 0 && (rh == 0 || rp == 0)) {
-        snprintf(err, errlen, "give either 'destinations' or 'host'/'port', not both");
-        return -1;
-    }
-    if (n == 0) {
-        snprintf(err, errlen, "setting 'destinations' is an empty list");
-        return -1;
-    }
-    if (n > MAX_DESTINATIONS) {
-        snprintf(err, errlen, "setting 'destinations' has %d entries, at most %d are allowed",
-                 n, MAX_DESTINATIONS);
-        return -1;
-    }
-
-    g->d = calloc(n < 0 ? 1 : (size_t)n, sizeof(*g->d));
+    g->d = calloc((size_t)n, sizeof(*g->d));
     if (!g->d) {
         snprintf(err, errlen, "out of memory");
         return -1;
     }
-    if (n < 0) {
-        if (!*addr) {
-            snprintf(err, errlen, "setting 'host' is empty");
-            return -1;
-        }
-        g->nd = 1;
-        dest *d = &g->d[0];
-        d->g = g;
-        d->port = (int)port;
-        d->server = strdup(addr);
-        if (!d->server) {
-            snprintf(err, errlen, "out of memory");
-            return -1;
-        }
-        snprintf(d->label, sizeof(d->label), strchr(addr, ':') ? "[%s]:%d" : "%s:%d", addr,
-                 d->port);
-        return 0;
-    }
-
     for (int i = 0; i < n; i++) {
-        const char *text = one ? one : api->setting_list_string(host, "destinations", i);
+        const char *text = texts[i];
         char perr[400];
         chring_dest cd;
-        if (!text) {
-            snprintf(err, errlen, "destinations[%d] must be a \"HOST:PORT[:INSTANCE]\" string",
-                     i + 1);
-            return -1;
-        }
         if (chring_parse_dest(text, &cd, perr, sizeof(perr)) != 0) {
             snprintf(err, errlen, "destinations[%d]: %s", i + 1, perr);
             return -1;
@@ -242,6 +174,19 @@ static int read_destinations(graphite *g, char *err, size_t errlen)
             }
     }
     return 0;
+}
+
+/* Fills g->d from `destinations` (a list, or one string) or host/port. */
+static int read_destinations(graphite *g, char *err, size_t errlen)
+{
+    char **texts;
+    int n = destinations_read(g->api, g->host, 2003, MAX_DESTINATIONS,
+                              "\"HOST:PORT\" or \"HOST:PORT:INSTANCE\"", &texts, err, errlen);
+    if (n < 0)
+        return -1;
+    int rc = fill_destinations(g, texts, n, err, errlen);
+    destinations_free(texts, n);
+    return rc;
 }
 
 static int build_ring(graphite *g, char *err, size_t errlen)

@@ -391,107 +391,6 @@ static void repeater_free(repeater *r)
     free(r);
 }
 
-/* The destinations, as "HOST:PORT" texts: from `destinations`, or from
- * host and port.  Returns the count (texts in *out, strdup'ed), -1 with
- * err set. */
-static int read_destinations(const sy_host_api *api, sy_host *host, char ***out,
-                             char *err, size_t errlen)
-{
-    const char *addr, *one = NULL;
-    int64_t port;
-    int has_host, has_port, n;
-
-    has_host = api->setting_string(host, "host", "127.0.0.1", &addr);
-    if (has_host < 0) {
-        snprintf(err, errlen, "setting 'host' must be a string");
-        return -1;
-    }
-    has_port = api->setting_int(host, "port", 8125, &port);
-    if (has_port < 0) {
-        snprintf(err, errlen, "setting 'port' must be a whole number");
-        return -1;
-    }
-    if (port < 1 || port > 65535) {
-        snprintf(err, errlen, "setting 'port' is %lld, it must be between 1 and 65535",
-                 (long long)port);
-        return -1;
-    }
-    n = api->setting_list_len(host, "destinations");
-    if (n < 0) {
-        int rc = api->setting_string(host, "destinations", NULL, &one);
-        if (rc < 0) {
-            snprintf(err, errlen, "setting 'destinations' must be a list of \"HOST:PORT\" "
-                     "strings, or one such string");
-            return -1;
-        }
-        n = rc == 0 ? 1 : 0;
-    }
-    if (n > 0 || one) {
-        if (has_host == 0 || has_port == 0) {
-            snprintf(err, errlen, "setting 'destinations' and setting '%s' are both given: "
-                     "use host and port for one destination, or destinations",
-                     has_host == 0 ? "host" : "port");
-            return -1;
-        }
-    } else if (n == 0 && api->setting_list_len(host, "destinations") == 0) {
-        snprintf(err, errlen, "setting 'destinations' is an empty list");
-        return -1;
-    }
-    if (n > MAX_DESTINATIONS) {
-        snprintf(err, errlen, "setting 'destinations' lists %d destinations, at most %d "
-                 "are allowed", n, MAX_DESTINATIONS);
-        return -1;
-    }
-    if (n == 0) {
-        if (!*addr) {
-            snprintf(err, errlen, "setting 'host' is empty");
-            return -1;
-        }
-        n = 1;
-    }
-    char **list = calloc((size_t)n, sizeof(*list));
-    if (!list) {
-        snprintf(err, errlen, "out of memory");
-        return -1;
-    }
-    for (int i = 0; i < n; i++) {
-        char buf[300];
-        const char *t;
-        if (one) {
-            t = one;
-        } else if (api->setting_list_len(host, "destinations") > 0) {
-            t = api->setting_list_string(host, "destinations", i);
-            if (!t) {
-                snprintf(err, errlen, "setting 'destinations': entry %d is not a string", i + 1);
-                goto fail;
-            }
-        } else {
-            if (strchr(addr, ':'))
-                snprintf(buf, sizeof(buf), "[%s]:%d", addr, (int)port);
-            else
-                snprintf(buf, sizeof(buf), "%s:%d", addr, (int)port);
-            t = buf;
-        }
-        if (!(list[i] = strdup(t))) {
-            snprintf(err, errlen, "out of memory");
-            goto fail;
-        }
-        for (int j = 0; j < i; j++)
-            if (strcmp(list[j], list[i]) == 0) {
-                snprintf(err, errlen, "setting 'destinations' lists '%s' twice", list[i]);
-                i++;
-                n = i;
-                goto fail;
-            }
-    }
-    *out = list;
-    return n;
-fail:
-    for (int i = 0; i < n; i++)
-        free(list[i]);
-    free(list);
-    return -1;
-}
 
 /* init, and with state NULL the check: every setting and destination is
  * judged the same way, and the check stops before any address is looked
@@ -571,7 +470,8 @@ static int repeater_setup(const sy_host_api *api, sy_host *host, void **state,
         goto fail;
     }
 
-    n = read_destinations(api, host, &names, err, errlen);
+    n = destinations_read(api, host, 8125, MAX_DESTINATIONS, "\"HOST:PORT\"", &names, err,
+                          errlen);
     if (n < 0)
         goto fail;
     r->d = calloc((size_t)n, sizeof(*r->d));

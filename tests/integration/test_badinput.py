@@ -1876,6 +1876,17 @@ BAD_SINKS = [
                         ("fwd", {"plugin": "repeater", "protocol": "tcp"}),
                         ("traces", {"plugin": "memcache_traces"})]
 ] + [
+    # the destinations both sinks with several read the same way
+    (name, dict(table, host=LOOPBACK, destinations=["%s:1%s" % (LOOPBACK, inst)]),
+     "destinations", r"setting 'destinations' and setting 'host' are both given")
+    for name, table, inst in [("carbon", {"plugin": "graphite"}, ":a"),
+                              ("fwd", {"plugin": "repeater"}, "")]
+] + [
+    (name, dict(table, destinations=["%s:1%s" % (LOOPBACK, inst)] * 2), "destinations",
+     r"setting 'destinations' lists '%s:1%s' twice" % (re.escape(LOOPBACK), inst))
+    for name, table, inst in [("carbon", {"plugin": "graphite"}, ":a"),
+                              ("fwd", {"plugin": "repeater"}, "")]
+] + [
     (name, dict(table, connectTimeoutMs=0), "connectTimeoutMs",
      r"setting 'connectTimeoutMs' is 0, it must be between 1 and 3600000")
     for name, table in [("carbon", {"plugin": "graphite", "host": LOOPBACK}),
