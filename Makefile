@@ -45,10 +45,13 @@ TOOL_SRCS := $(wildcard core/tools/*/*.c)
 TOOL_OBJS := $(TOOL_SRCS:core/%.c=$(BUILD)/core/%.o)
 MAIN_OBJ  := $(BUILD)/core/main.o
 
-# Every plugins/NAME.c is a sink plugin; plugins/lib/*.c is shared helper code
-# compiled into each of them (not part of the ABI).
-PLUGIN_SRCS := $(wildcard plugins/*.c)
-PLUGIN_SOS  := $(PLUGIN_SRCS:plugins/%.c=$(BUILD)/plugins/%.so)
+# A sink plugin is one file, plugins/NAME.c, or a folder, plugins/NAME/,
+# whose *.c are linked together into NAME.so (lib/, examples/ and proto/
+# are not plugins); plugins/lib/*.c is shared helper code linked into each
+# of them (not part of the ABI).
+PLUGIN_DIRS := $(filter-out lib examples proto,$(patsubst plugins/%/,%,$(wildcard plugins/*/)))
+PLUGIN_SOS  := $(patsubst plugins/%.c,$(BUILD)/plugins/%.so,$(wildcard plugins/*.c)) \
+               $(PLUGIN_DIRS:%=$(BUILD)/plugins/%.so)
 PLUGLIB_OBJS := $(patsubst plugins/lib/%.c,$(BUILD)/plugins/lib/%.o,$(wildcard plugins/lib/*.c))
 
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
@@ -93,10 +96,21 @@ $(BUILD)/plugins/libhelpers.a: $(PLUGLIB_OBJS)
 	@rm -f $@
 	ar rcs $@ $^
 
-$(BUILD)/plugins/%.so: plugins/%.c $(BUILD)/plugins/libhelpers.a
+PLUGIN_DEPS := $(BUILD)/plugins/libhelpers.a plugins/switchyard_sink.h $(wildcard plugins/lib/*.h)
+
+$(BUILD)/plugins/%.so: plugins/%.c $(PLUGIN_DEPS)
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) $(DEPFLAGS) -fvisibility=hidden -shared $(LDFLAGS) -o $@ $< \
 	    $(BUILD)/plugins/libhelpers.a $(PLUGIN_LIBS_$*) -lm
+
+# plugins/NAME/: every .c of the folder in one compile and link.
+define folder_plugin
+$$(BUILD)/plugins/$(1).so: $$(wildcard plugins/$(1)/*.c plugins/$(1)/*.h) $$(PLUGIN_DEPS)
+	@mkdir -p $$(@D)
+	$$(CC) $$(CFLAGS) -fvisibility=hidden -shared $$(LDFLAGS) -o $$@ $$(wildcard plugins/$(1)/*.c) \
+	    $$(BUILD)/plugins/libhelpers.a $$(PLUGIN_LIBS_$(1)) -lm
+endef
+$(foreach p,$(PLUGIN_DIRS),$(eval $(call folder_plugin,$(p))))
 
 PLUGIN_LIBS_redis := -lhiredis -levent
 PLUGIN_LIBS_influxdb := -levent

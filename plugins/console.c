@@ -49,11 +49,8 @@ static int console_setup(const sy_host_api *api, sy_host *host, void **state,
     int fd = -1, std = -1;
     console *c = NULL;
 
-    if (api->abi_major != SY_SINK_ABI_MAJOR ||
-        api->struct_size < offsetof(sy_host_api, escape_text) + sizeof(void *)) {
-        snprintf(err, errlen, "the host's API is too old for this plugin");
+    if (SY_SINK_CHECK_API(api, escape_text, err, errlen) != 0)
         return -1;
-    }
     if (api->setting_string(host, "stream", "stdout", &stream) < 0) {
         snprintf(err, errlen, "setting 'stream' must be a string");
         return -1;

@@ -274,6 +274,38 @@ typedef struct sy_sink_plugin {
 #define SY_SINK_EXPORT \
     __attribute__((visibility("default"))) const sy_sink_plugin switchyard_sink
 
+/*
+ * The check every init (and check) starts with: the host must speak this
+ * major version and its API must reach `newest`, the newest sy_host_api
+ * member the plugin calls (format_number for a 1.0 host, escape_text for
+ * 1.1).  0, or -1 with a message in err:
+ *
+ *   if (SY_SINK_CHECK_API(api, format_number, err, errlen) != 0)
+ *       return -1;
+ *
+ * A header-only helper: it adds nothing to the ABI (no member, no symbol),
+ * so the ABI version is unchanged by it.
+ */
+#define SY_SINK_API_END(member) \
+    (offsetof(sy_host_api, member) + sizeof(((const sy_host_api *)0)->member))
+#define SY_SINK_CHECK_API(api, newest, err, errlen) \
+    sy_sink_check_api((api), SY_SINK_API_END(newest), (err), (errlen))
+
+static inline int sy_sink_check_api(const sy_host_api *api, size_t needed, char *err,
+                                    size_t errlen)
+{
+    static const char msg[] = "the host's API is too old for this plugin";
+    size_t i = 0;
+    if (api->abi_major == SY_SINK_ABI_MAJOR && api->struct_size >= needed)
+        return 0;
+    if (errlen == 0)
+        return -1;
+    for (; i + 1 < errlen && msg[i]; i++)
+        err[i] = msg[i];
+    err[i] = '\0';
+    return -1;
+}
+
 #ifdef __cplusplus
 }
 #endif

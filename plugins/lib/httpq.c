@@ -10,10 +10,9 @@
 #include "httpq.h"
 
 #include "backoff.h"
+#include "net.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
-#include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -236,11 +235,7 @@ int http_url_parse(const char *url, http_url *out, char *err, size_t errlen)
         goto out;
     }
     /* libevent keeps IPv6 brackets in the host */
-    size_t hl = strlen(host);
-    if (host[0] == '[' && hl > 2 && host[hl - 1] == ']')
-        snprintf(out->host, sizeof(out->host), "%.*s", (int)(hl - 2), host + 1);
-    else
-        snprintf(out->host, sizeof(out->host), "%s", host);
+    net_unbracket(out->host, sizeof(out->host), host);
     out->port = evhttp_uri_get_port(u);
     if (out->port < 0)
         out->port = 80;
@@ -285,33 +280,20 @@ httpq *httpq_new(const sy_host_api *api, sy_host *host, const httpq_config *cfg,
     h->connected = -1;
     snprintf(h->target, sizeof(h->target), "%s", url->target);
     snprintf(h->content_type, sizeof(h->content_type), "%s", cfg->content_type);
-    int v6 = strchr(url->host, ':') != NULL;
-    snprintf(h->host_header, sizeof(h->host_header), v6 ? "[%s]:%d" : "%s:%d", url->host,
-             url->port);
+    net_label(h->host_header, sizeof(h->host_header), url->host, url->port);
     snprintf(h->label, sizeof(h->label), "http://%s", h->host_header);
 
     /* Resolved once here, so that libevent never looks a name up (it
      * would block the loop); the first address is used. */
-    struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM };
-    struct addrinfo *res = NULL;
-    char service[16], ip[INET6_ADDRSTRLEN];
-    snprintf(service, sizeof(service), "%d", url->port);
-    int rc = getaddrinfo(url->host, service, &hints, &res);
-    if (rc != 0) {
-        snprintf(err, errlen, "cannot resolve '%s': %s", url->host,
-                 rc == EAI_SYSTEM ? strerror(errno) : gai_strerror(rc));
+    net_addr addr;
+    if (net_resolve(url->host, url->port, SOCK_STREAM, &addr, 1, NULL, 0, err, errlen) < 0) {
         free(h);
         return NULL;
     }
-    const void *addr = res->ai_family == AF_INET
-        ? (const void *)&((struct sockaddr_in *)res->ai_addr)->sin_addr
-        : (const void *)&((struct sockaddr_in6 *)res->ai_addr)->sin6_addr;
-    inet_ntop(res->ai_family, addr, ip, sizeof(ip));
-    freeaddrinfo(res);
-    if (strcmp(ip, url->host) != 0)
-        api->log(host, SY_LOG_INFO, "%s resolves to %s", url->host, ip);
+    if (strcmp(addr.ip, url->host) != 0)
+        api->log(host, SY_LOG_INFO, "%s resolves to %s", url->host, addr.ip);
 
-    h->conn = evhttp_connection_base_new(base, NULL, ip, (unsigned short)url->port);
+    h->conn = evhttp_connection_base_new(base, NULL, addr.ip, (unsigned short)url->port);
     h->timer = api->timer_new(host, hq_on_timer, h);
     if (!h->conn || !h->timer) {
         snprintf(err, errlen, "cannot create the HTTP connection");

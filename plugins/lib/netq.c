@@ -11,12 +11,10 @@
  */
 #include "netq.h"
 
-#include "backoff.h"
+#include "chunkq.h"
+#include "netconn.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
-#include <netdb.h>
-#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,179 +22,38 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
-#define CHUNK_SIZE (64 * 1024)
 #define MAX_IOV 64
-#define MAX_ADDRS 16
-#define STABLE_MS 2000 /* a connection that lived this long resets the backoff */
 #define READS_PER_EVENT 16
-
-typedef struct chunk {
-    struct chunk *next;
-    size_t size, start, end;
-    char data[];
-} chunk;
-
-typedef struct nq_addr {
-    struct sockaddr_storage ss;
-    socklen_t len;
-    char text[INET6_ADDRSTRLEN + 8];
-} nq_addr;
-
-enum { NQ_WAITING, NQ_CONNECTING, NQ_CONNECTED };
 
 struct netq {
     const sy_host_api *api;
     sy_host *host;
-    char label[300]; /* host:port as configured */
-    nq_addr addrs[MAX_ADDRS];
-    size_t naddrs, cur;
+    netconn *conn;
 
-    int state;
-    int fd;
-    sy_watch *watch;
-    int watch_events;
-    sy_timer *timer; /* backoff while waiting, timeout while connecting */
-    uint64_t min_ms, max_ms, connect_timeout_ms;
-    unsigned failures;       /* consecutive, for the backoff */
-    unsigned outage_attempts; /* failed attempts since the last connection */
-    int outage;              /* a failure was logged since the last connection */
-    int attempted;
-    uint64_t connected_at;
-    uint64_t rng;
-
-    chunk *head, *tail, *spare;
-    size_t bytes, lines, max_bytes;
+    chunkq cq;               /* the lines, whole */
+    size_t lines, max_bytes;
     size_t wr_off;
     uint64_t sent_lines; /* whole lines written, ever */
 };
 
-static void nq_connect(netq *q);
-
 static void nq_publish(netq *q)
 {
     q->api->stat_set(q->host, SY_STAT_QUEUED, (int64_t)q->lines);
-    q->api->stat_set(q->host, SY_STAT_QUEUED_BYTES, (int64_t)q->bytes);
-}
-
-static void nq_set_watch(netq *q, int events)
-{
-    if (q->watch && events != q->watch_events) {
-        q->api->watch_set(q->watch, events);
-        q->watch_events = events;
-    }
+    q->api->stat_set(q->host, SY_STAT_QUEUED_BYTES, (int64_t)q->cq.bytes);
 }
 
 /* While connected: always read (to notice the peer closing), write only
  * while something is unsent. */
 static void nq_update_watch(netq *q)
 {
-    if (q->state == NQ_CONNECTED)
-        nq_set_watch(q, SY_WATCH_READ | (q->bytes > q->wr_off ? SY_WATCH_WRITE : 0));
-}
-
-static uint64_t nq_backoff(netq *q)
-{
-    return backoff_delay(q->failures, q->min_ms, q->max_ms, &q->rng);
-}
-
-static void nq_schedule(netq *q, uint64_t delay_ms)
-{
-    q->state = NQ_WAITING;
-    q->api->timer_start(q->timer, delay_ms);
-}
-
-static void nq_close_fd(netq *q)
-{
-    if (q->watch) {
-        q->api->watch_free(q->watch);
-        q->watch = NULL;
-    }
-    q->watch_events = 0;
-    if (q->fd >= 0) {
-        close(q->fd);
-        q->fd = -1;
-    }
-    q->api->timer_stop(q->timer);
-    if (q->state == NQ_CONNECTED)
-        q->api->stat_set(q->host, SY_STAT_CONNECTED, 0);
-    /* the partly written head line goes again, whole, on the next connection */
-    q->wr_off = 0;
-}
-
-/* "carbon:2003 (10.0.0.5:2003)", or just "10.0.0.5:2003" when the
- * configured name is the address. */
-static const char *nq_where(const netq *q, const nq_addr *a, char *buf, size_t len)
-{
-    if (strcmp(q->label, a->text) == 0)
-        return q->label;
-    snprintf(buf, len, "%s (%s)", q->label, a->text);
-    return buf;
-}
-
-static void nq_connect_failed(netq *q, int err)
-{
-    const nq_addr *a = &q->addrs[q->cur];
-    nq_close_fd(q);
-    q->api->stat_add(q->host, SY_STAT_ERRORS, 1);
-    q->outage_attempts++;
-    char where[400];
-    q->api->log(q->host, q->outage ? SY_LOG_DEBUG : SY_LOG_WARN,
-                "cannot connect to %s: %s; retrying with backoff up to %llu ms, "
-                "queueing up to %zu bytes meanwhile",
-                nq_where(q, a, where, sizeof(where)), strerror(err),
-                (unsigned long long)q->max_ms, q->max_bytes);
-    q->outage = 1;
-    q->cur = (q->cur + 1) % q->naddrs;
-    if (q->cur == 0) {
-        q->failures++;
-        nq_schedule(q, nq_backoff(q));
-    } else {
-        nq_schedule(q, 0); /* the next address at once */
-    }
+    netconn_want(q->conn, SY_WATCH_READ | (q->cq.bytes > q->wr_off ? SY_WATCH_WRITE : 0));
 }
 
 /* err 0: the peer closed the connection. */
 static void nq_lost(netq *q, int err)
 {
-    const nq_addr *a = &q->addrs[q->cur];
-    int partial = q->wr_off > 0;
-    uint64_t lived = q->api->monotonic_ms(q->host) - q->connected_at;
-    nq_close_fd(q);
-    q->api->stat_add(q->host, SY_STAT_ERRORS, 1);
-    char where[400];
-    q->api->log(q->host, SY_LOG_WARN, "connection to %s lost: %s%s; reconnecting",
-                nq_where(q, a, where, sizeof(where)), err ? strerror(err) : "closed by the peer",
-                partial ? " (the line being written will be sent again whole)" : "");
-    q->outage = 1;
-    q->outage_attempts = 0;
-    if (lived >= STABLE_MS)
-        q->failures = 0;
-    q->failures++;
-    nq_schedule(q, nq_backoff(q));
-}
-
-/* Releases n bytes from the front of the queue (whole lines). */
-static void nq_drop_front(netq *q, size_t n)
-{
-    q->bytes -= n;
-    while (n && q->head) {
-        chunk *c = q->head;
-        size_t avail = c->end - c->start;
-        if (n < avail) {
-            c->start += n;
-            return;
-        }
-        n -= avail;
-        if (c == q->tail) {
-            c->start = c->end = 0;
-            return;
-        }
-        q->head = c->next;
-        if (!q->spare && c->size == CHUNK_SIZE)
-            q->spare = c;
-        else
-            free(c);
-    }
+    netconn_lost(q->conn, err ? strerror(err) : NULL,
+                 q->wr_off > 0 ? " (the line being written will be sent again whole)" : NULL);
 }
 
 /* Accounts for w more bytes written after wr_off: every '\n' among them
@@ -204,7 +61,7 @@ static void nq_drop_front(netq *q, size_t n)
 static void nq_written(netq *q, size_t w)
 {
     size_t skip = q->wr_off, left = w, pos = 0, cut = 0, lines = 0;
-    for (chunk *c = q->head; c && left; c = c->next) {
+    for (chunkq_chunk *c = q->cq.head; c && left; c = c->next) {
         size_t avail = c->end - c->start;
         if (skip >= avail) {
             skip -= avail;
@@ -225,7 +82,7 @@ static void nq_written(netq *q, size_t w)
     }
     q->wr_off += w;
     if (cut) {
-        nq_drop_front(q, cut);
+        chunkq_drop_front(&q->cq, cut);
         q->wr_off -= cut;
         q->lines -= lines;
         q->sent_lines += lines;
@@ -236,7 +93,7 @@ static void nq_written(netq *q, size_t w)
 size_t netq_take(netq *q, void (*fn)(void *ctx, const char *line, size_t len), void *ctx)
 {
     size_t n = 0;
-    for (chunk *c = q->head; c; c = c->next) {
+    for (chunkq_chunk *c = q->cq.head; c; c = c->next) {
         const char *p = c->data + c->start, *e = c->data + c->end;
         while (p < e) {
             const char *nl = memchr(p, '\n', (size_t)(e - p));
@@ -246,7 +103,7 @@ size_t netq_take(netq *q, void (*fn)(void *ctx, const char *line, size_t len), v
             p = nl ? nl + 1 : e;
         }
     }
-    nq_drop_front(q, q->bytes);
+    chunkq_drop_front(&q->cq, q->cq.bytes);
     q->wr_off = 0;
     q->lines = 0;
     nq_publish(q);
@@ -255,11 +112,11 @@ size_t netq_take(netq *q, void (*fn)(void *ctx, const char *line, size_t len), v
 
 static void nq_send(netq *q)
 {
-    while (q->state == NQ_CONNECTED && q->bytes > q->wr_off) {
+    while (netconn_connected(q->conn) && q->cq.bytes > q->wr_off) {
         struct iovec iov[MAX_IOV];
         int n = 0;
         size_t skip = q->wr_off, total = 0;
-        for (chunk *c = q->head; c && n < MAX_IOV; c = c->next) {
+        for (chunkq_chunk *c = q->cq.head; c && n < MAX_IOV; c = c->next) {
             size_t avail = c->end - c->start;
             if (skip >= avail) {
                 skip -= avail;
@@ -272,7 +129,7 @@ static void nq_send(netq *q)
             skip = 0;
         }
         struct msghdr msg = { .msg_iov = iov, .msg_iovlen = (size_t)n };
-        ssize_t w = sendmsg(q->fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+        ssize_t w = sendmsg(netconn_fd(q->conn), &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
         if (w < 0) {
             if (errno == EINTR)
                 continue;
@@ -290,35 +147,13 @@ static void nq_send(netq *q)
     nq_publish(q);
 }
 
-static void nq_connected(netq *q)
-{
-    const nq_addr *a = &q->addrs[q->cur];
-    q->state = NQ_CONNECTED;
-    q->api->timer_stop(q->timer);
-    q->api->stat_set(q->host, SY_STAT_CONNECTED, 1);
-    q->connected_at = q->api->monotonic_ms(q->host);
-    char where[400];
-    if (q->outage_attempts)
-        q->api->log(q->host, SY_LOG_INFO, "connected to %s after %u failed attempts, "
-                    "%zu lines queued", nq_where(q, a, where, sizeof(where)),
-                    q->outage_attempts, q->lines);
-    else if (q->outage)
-        q->api->log(q->host, SY_LOG_INFO, "reconnected to %s, %zu lines queued",
-                    nq_where(q, a, where, sizeof(where)), q->lines);
-    else
-        q->api->log(q->host, SY_LOG_INFO, "connected to %s", nq_where(q, a, where, sizeof(where)));
-    q->outage = 0;
-    q->outage_attempts = 0;
-    nq_send(q);
-}
-
 /* The carbon protocol has nothing to say back: anything read is ignored,
  * and end-of-file or an error means the connection is gone. */
 static void nq_read(netq *q)
 {
     char buf[4096];
     for (int i = 0; i < READS_PER_EVENT; i++) {
-        ssize_t r = recv(q->fd, buf, sizeof(buf), MSG_DONTWAIT);
+        ssize_t r = recv(netconn_fd(q->conn), buf, sizeof(buf), MSG_DONTWAIT);
         if (r > 0)
             continue;
         if (r == 0) {
@@ -333,25 +168,25 @@ static void nq_read(netq *q)
     }
 }
 
-static void nq_on_fd(int fd, int events, void *arg)
+/* The connection's events (lib/netconn). */
+static void nq_on_connected(void *arg)
+{
+    nq_send(arg);
+}
+
+/* The line being written goes again, whole, on the next connection. */
+static void nq_on_closed(void *arg)
 {
     netq *q = arg;
-    if (q->state == NQ_CONNECTING) {
-        int err = 0;
-        socklen_t len = sizeof(err);
-        if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0)
-            err = errno;
-        if (err)
-            nq_connect_failed(q, err);
-        else
-            nq_connected(q);
-        return;
-    }
-    if (q->state != NQ_CONNECTED)
-        return;
+    q->wr_off = 0;
+}
+
+static void nq_on_events(void *arg, int events)
+{
+    netq *q = arg;
     if (events & SY_WATCH_READ) {
         nq_read(q);
-        if (q->state != NQ_CONNECTED)
+        if (!netconn_connected(q->conn))
             return;
     }
     if (events & SY_WATCH_WRITE)
@@ -360,94 +195,21 @@ static void nq_on_fd(int fd, int events, void *arg)
 
 static void nq_on_timer(void *arg)
 {
-    netq *q = arg;
-    if (q->state == NQ_CONNECTING) {
-        nq_connect_failed(q, ETIMEDOUT);
-        return;
-    }
-    if (q->state == NQ_WAITING) {
-        if (q->attempted)
-            q->api->stat_add(q->host, SY_STAT_RECONNECTS, 1);
-        q->attempted = 1;
-        nq_connect(q);
-    }
+    (void)arg; /* netq sets no timer of its own while connected */
 }
 
-static void nq_connect(netq *q)
+static size_t nq_queued(void *arg)
 {
-    const nq_addr *a = &q->addrs[q->cur];
-    int fd = socket(a->ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0) {
-        nq_connect_failed(q, errno);
-        return;
-    }
-    int one = 1;
-    setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
-    q->fd = fd;
-    q->watch = q->api->watch_new(q->host, fd, nq_on_fd, q);
-    q->watch_events = 0;
-    if (!q->watch) {
-        nq_connect_failed(q, ENOMEM);
-        return;
-    }
-    q->state = NQ_CONNECTING;
-    if (connect(fd, (const struct sockaddr *)&a->ss, a->len) == 0) {
-        nq_connected(q);
-        return;
-    }
-    if (errno != EINPROGRESS) {
-        nq_connect_failed(q, errno);
-        return;
-    }
-    nq_set_watch(q, SY_WATCH_WRITE);
-    q->api->timer_start(q->timer, q->connect_timeout_ms);
+    return ((netq *)arg)->lines;
 }
 
-static int nq_resolve(netq *q, const char *host, int port, char *err, size_t errlen)
-{
-    struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM };
-    struct addrinfo *res = NULL;
-    char service[16];
-    snprintf(service, sizeof(service), "%d", port);
-    int rc = getaddrinfo(host, service, &hints, &res);
-    if (rc != 0) {
-        snprintf(err, errlen, "cannot resolve '%s': %s", host,
-                 rc == EAI_SYSTEM ? strerror(errno) : gai_strerror(rc));
-        return -1;
-    }
-    char list[512];
-    size_t off = 0;
-    list[0] = '\0';
-    for (struct addrinfo *ai = res; ai && q->naddrs < MAX_ADDRS; ai = ai->ai_next) {
-        if ((ai->ai_family != AF_INET && ai->ai_family != AF_INET6) ||
-            ai->ai_addrlen > sizeof(q->addrs[0].ss))
-            continue;
-        nq_addr *a = &q->addrs[q->naddrs++];
-        memcpy(&a->ss, ai->ai_addr, ai->ai_addrlen);
-        a->len = ai->ai_addrlen;
-        char ip[INET6_ADDRSTRLEN] = "?";
-        if (ai->ai_family == AF_INET) {
-            inet_ntop(AF_INET, &((struct sockaddr_in *)ai->ai_addr)->sin_addr, ip, sizeof(ip));
-            snprintf(a->text, sizeof(a->text), "%s:%d", ip, port);
-        } else {
-            inet_ntop(AF_INET6, &((struct sockaddr_in6 *)ai->ai_addr)->sin6_addr, ip, sizeof(ip));
-            snprintf(a->text, sizeof(a->text), "[%s]:%d", ip, port);
-        }
-        if (off < sizeof(list)) {
-            int w = snprintf(list + off, sizeof(list) - off, "%s%s", off ? ", " : "", a->text);
-            if (w > 0)
-                off += (size_t)w;
-        }
-    }
-    freeaddrinfo(res);
-    if (q->naddrs == 0) {
-        snprintf(err, errlen, "'%s' has no IPv4 or IPv6 address", host);
-        return -1;
-    }
-    q->api->log(q->host, strcmp(q->label, list) == 0 ? SY_LOG_DEBUG : SY_LOG_INFO,
-                "%s resolves to %s", q->label, list);
-    return 0;
-}
+static const netconn_handler nq_handler = {
+    .connected = nq_on_connected,
+    .closed = nq_on_closed,
+    .events = nq_on_events,
+    .timer = nq_on_timer,
+    .queued = nq_queued,
+};
 
 netq *netq_new(const sy_host_api *api, sy_host *host, const netq_config *cfg,
                char *err, size_t errlen)
@@ -459,89 +221,53 @@ netq *netq_new(const sy_host_api *api, sy_host *host, const netq_config *cfg,
     }
     q->api = api;
     q->host = host;
-    q->fd = -1;
     q->max_bytes = cfg->max_bytes;
-    q->min_ms = cfg->reconnect_min_ms ? cfg->reconnect_min_ms : 100;
-    q->max_ms = cfg->reconnect_max_ms ? cfg->reconnect_max_ms : 30000;
-    if (q->max_ms < q->min_ms)
-        q->max_ms = q->min_ms;
-    q->connect_timeout_ms = cfg->connect_timeout_ms ? cfg->connect_timeout_ms : 5000;
-    q->rng = backoff_seed(api->monotonic_ms(host), (uint64_t)(uintptr_t)q);
-    if (strchr(cfg->host, ':'))
-        snprintf(q->label, sizeof(q->label), "[%s]:%d", cfg->host, cfg->port);
-    else
-        snprintf(q->label, sizeof(q->label), "%s:%d", cfg->host, cfg->port);
-
-    if (nq_resolve(q, cfg->host, cfg->port, err, errlen) != 0)
-        goto fail;
-    q->timer = api->timer_new(host, nq_on_timer, q);
-    if (!q->timer) {
-        snprintf(err, errlen, "cannot create a timer");
-        goto fail;
+    char bound[64];
+    snprintf(bound, sizeof(bound), "%zu bytes", q->max_bytes);
+    netconn_config nc = {
+        .host = cfg->host,
+        .port = cfg->port,
+        .reconnect_min_ms = cfg->reconnect_min_ms,
+        .reconnect_max_ms = cfg->reconnect_max_ms,
+        .connect_timeout_ms = cfg->connect_timeout_ms,
+        .service = "",
+        .noun = "lines",
+        .bound = bound,
+    };
+    q->conn = netconn_new(api, host, &nc, &nq_handler, q, err, errlen);
+    if (!q->conn) {
+        free(q);
+        return NULL;
     }
-    api->stat_set(host, SY_STAT_CONNECTED, 0);
     nq_publish(q);
-    nq_schedule(q, 0); /* connect from the loop, not from init */
     return q;
-fail:
-    free(q);
-    return NULL;
 }
 
 void netq_free(netq *q)
 {
     if (!q)
         return;
-    nq_close_fd(q);
-    q->api->timer_free(q->timer);
-    while (q->head) {
-        chunk *c = q->head;
-        q->head = c->next;
-        free(c);
-    }
-    free(q->spare);
+    netconn_free(q->conn);
+    chunkq_clear(&q->cq);
     free(q);
 }
 
 char *netq_reserve(netq *q, size_t len)
 {
-    if (len > q->max_bytes || q->bytes > q->max_bytes - len)
+    if (len > q->max_bytes || q->cq.bytes > q->max_bytes - len)
         return NULL;
-    chunk *t = q->tail;
-    if (t && t->size - t->end >= len)
-        return t->data + t->end;
-    chunk *c;
-    if (q->spare && q->spare->size >= len) {
-        c = q->spare;
-        q->spare = NULL;
-    } else {
-        size_t size = len > CHUNK_SIZE ? len : CHUNK_SIZE;
-        c = malloc(sizeof(*c) + size);
-        if (!c)
-            return NULL;
-        c->size = size;
-    }
-    c->next = NULL;
-    c->start = c->end = 0;
-    if (t)
-        t->next = c;
-    else
-        q->head = c;
-    q->tail = c;
-    return c->data;
+    return chunkq_reserve(&q->cq, len);
 }
 
 void netq_commit(netq *q, size_t len)
 {
-    chunk *t = q->tail;
-    const char *p = t->data + t->end, *e = p + len;
+    const char *p = q->cq.tail->data + q->cq.tail->end, *e = p + len;
     size_t n = 0;
     while ((p = memchr(p, '\n', (size_t)(e - p)))) {
         n++;
         p++;
     }
-    t->end += len;
-    q->bytes += len;
+    chunkq_commit(&q->cq, len);
     q->lines += n;
 }
 
@@ -578,10 +304,10 @@ uint64_t netq_sent(const netq *q)
 
 size_t netq_bytes(const netq *q)
 {
-    return q->bytes;
+    return q->cq.bytes;
 }
 
 int netq_connected(const netq *q)
 {
-    return q->state == NQ_CONNECTED;
+    return netconn_connected(q->conn);
 }

@@ -1942,6 +1942,30 @@ BAD_SINKS = [
      r"setting 'url' must be \"http://HOST\[:PORT\]/PATH\""),
     ("rw", {"plugin": "remote_write", "url": "http://%s:1/w" % LOOPBACK, "retryMinMs": 0},
      "retryMinMs", r"setting 'retryMinMs' must be a whole number from 1 to 3600000"),
+] + [
+    # the reconnect settings every sink with a connection reads the same way
+    (name, dict(table, reconnectMinMs=100, reconnectMaxMs=50), "reconnectMaxMs",
+     r"setting 'reconnectMaxMs' is 50, it must not be below reconnectMinMs \(100\)")
+    for name, table in [("carbon", {"plugin": "graphite", "host": LOOPBACK}),
+                        ("store", {"plugin": "redis"}),
+                        ("fwd", {"plugin": "repeater", "protocol": "tcp"}),
+                        ("traces", {"plugin": "memcache_traces"})]
+] + [
+    # the destinations both sinks with several read the same way
+    (name, dict(table, host=LOOPBACK, destinations=["%s:1%s" % (LOOPBACK, inst)]),
+     "destinations", r"setting 'destinations' and setting 'host' are both given")
+    for name, table, inst in [("carbon", {"plugin": "graphite"}, ":a"),
+                              ("fwd", {"plugin": "repeater"}, "")]
+] + [
+    (name, dict(table, destinations=["%s:1%s" % (LOOPBACK, inst)] * 2), "destinations",
+     r"setting 'destinations' lists '%s:1%s' twice" % (re.escape(LOOPBACK), inst))
+    for name, table, inst in [("carbon", {"plugin": "graphite"}, ":a"),
+                              ("fwd", {"plugin": "repeater"}, "")]
+] + [
+    (name, dict(table, connectTimeoutMs=0), "connectTimeoutMs",
+     r"setting 'connectTimeoutMs' is 0, it must be between 1 and 3600000")
+    for name, table in [("carbon", {"plugin": "graphite", "host": LOOPBACK}),
+                        ("fwd", {"plugin": "repeater", "protocol": "udp"})]
 ]
 
 

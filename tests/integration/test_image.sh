@@ -10,7 +10,7 @@
 #      OCI labels for version (the Makefile's), revision and source; the
 #      layer is unpacked into a root directory;
 #   3. every file in it has a reason to be there: the daemon; one plugin per
-#      plugins/*.c; the Lua modules a config requires, as in lua/switchyard;
+#      plugins/*.c and plugins/*/; the Lua modules a config requires, as in lua/switchyard;
 #      the default config (core/dist/image/switchyard.lua); /etc/passwd and
 #      /etc/group naming 65532; and the shared libraries, which must be
 #      exactly those the ELF files need (their DT_NEEDED entries, followed
@@ -224,9 +224,12 @@ def want(path, why, same_as=None):
     reason[path] = why
 
 want("/usr/bin/switchyard", "the daemon")
-plugins = sorted(f[:-2] for f in os.listdir(repo + "/plugins") if f.endswith(".c"))
+# a plugin is plugins/NAME.c or a folder plugins/NAME/ (not lib, examples, proto)
+plugins = sorted([f[:-2] for f in os.listdir(repo + "/plugins") if f.endswith(".c")] +
+                 [f for f in os.listdir(repo + "/plugins") if os.path.isdir(repo + "/plugins/" + f)
+                  and f not in ("lib", "examples", "proto")])
 for p in plugins:
-    want("/usr/lib/switchyard/plugins/%s.so" % p, "sink plugin (plugins/%s.c)" % p)
+    want("/usr/lib/switchyard/plugins/%s.so" % p, "sink plugin (plugins/%s)" % p)
 for m in sorted(os.listdir(repo + "/lua/switchyard")):
     if m.endswith(".lua") and m != "testing.lua":  # testing.lua: specs, needs libswitchyard.so
         want("/usr/share/switchyard/lua/switchyard/" + m, "Lua module switchyard." + m[:-4],

@@ -220,7 +220,7 @@ def parse_list(out):
 # 1 + 2: memcached and the reader on hand-written records
 
 def record(start, trace, duration, method, path, status, spans, closed="root"):
-    """The full and part records the sink writes (plugins/memcache_traces.c)."""
+    """The full and part records the sink writes (plugins/memcache_traces/)."""
     head = {"version": 1, "trace": trace, "start": start, "duration": duration,
             "method": method, "path": path, "status": status, "root": True, "closed": closed}
     full = dict(head)

@@ -32,6 +32,9 @@
 #include "output/sinkhost.h"
 
 #include "lib/backoff.c"
+#include "lib/net.c"
+#include "lib/chunkq.c"
+#include "lib/netconn.c"
 #include "lib/netq.c" /* plugins/lib, for the mid-line test */
 
 #define TS 1700000000
@@ -1233,7 +1236,7 @@ static const sy_sink_plugin netq_probe = {
 
 static int probe_partial(void *arg)
 {
-    return probe_q->state == NQ_CONNECTED && probe_q->wr_off > 0;
+    return netconn_connected(probe_q->conn) && probe_q->wr_off > 0;
 }
 
 static void test_netq_midline(void **unused)
@@ -1250,7 +1253,7 @@ static void test_netq_midline(void **unused)
     /* fill the socket until the kernel takes part of a line; a small
      * fixed send buffer keeps the kernel from taking everything */
     int sndbuf = 16384;
-    setsockopt(probe_q->fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf));
+    setsockopt(netconn_fd(probe_q->conn), SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf));
     const int total = 20000;
     char line[64];
     s.paused = 1;
@@ -1315,7 +1318,7 @@ static void test_netq_queue(void **unused)
     sy_sink *sink = sy_sink_open(base, "probe", &netq_probe, NULL, 0, err, sizeof(err));
     assert_non_null(sink);
     netq *q = probe_q;
-    q->max_bytes = 3 * CHUNK_SIZE + 100;
+    q->max_bytes = 3 * CHUNKQ_SIZE + 100;
 
     /* lines of 1000 bytes: a chunk holds 65, never a line across chunks */
     char line[1000];
@@ -1324,10 +1327,10 @@ static void test_netq_queue(void **unused)
     size_t ok = 0;
     while (netq_append(q, line, sizeof(line)) == 0)
         ok++;
-    assert_int_equal(ok, (3 * CHUNK_SIZE + 100) / 1000);
+    assert_int_equal(ok, (3 * CHUNKQ_SIZE + 100) / 1000);
     assert_int_equal(netq_lines(q), ok);
     assert_int_equal(netq_bytes(q), ok * 1000);
-    for (chunk *c = q->head; c; c = c->next)
+    for (chunkq_chunk *c = q->cq.head; c; c = c->next)
         assert_true((c->end - c->start) % 1000 == 0);
 
     /* a big line gets its own chunk */
@@ -1362,7 +1365,7 @@ static void test_netq_queue(void **unused)
 
 static int probe_connecting(void *arg)
 {
-    return probe_q->state == NQ_CONNECTING;
+    return probe_q->conn->state == NC_CONNECTING;
 }
 
 static int sink_has_error(void *arg)
@@ -1396,7 +1399,7 @@ static void test_netq_connect_timeout(void **unused)
     assert_true(pump(base, NULL, probe_connecting, NULL, 1000));
     uint64_t t0 = mono_ms();
     pump(base, NULL, NULL, NULL, 60);
-    assert_int_equal(probe_q->state, NQ_CONNECTING); /* still waiting */
+    assert_int_equal(probe_q->conn->state, NC_CONNECTING); /* still waiting */
     assert_int_equal(stats_of(sink).errors, 0);
     assert_true(pump(base, NULL, sink_has_error, sink, 2000));
     uint64_t waited = mono_ms() - t0;

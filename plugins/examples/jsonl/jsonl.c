@@ -43,11 +43,8 @@ static int jsonl_settings_read(const sy_host_api *api, sy_host *host, const char
 {
     /* The host passes its own API; a plugin built against a newer minor
      * version must not call members the host does not have. */
-    if (api->abi_major != SY_SINK_ABI_MAJOR ||
-        api->struct_size < offsetof(sy_host_api, format_number) + sizeof(void *)) {
-        snprintf(err, errlen, "the host's API is too old for this plugin");
+    if (SY_SINK_CHECK_API(api, format_number, err, errlen) != 0)
         return -1;
-    }
     if (api->setting_string(host, "path", NULL, path) < 0) {
         snprintf(err, errlen, "setting 'path' must be a string");
         return -1;

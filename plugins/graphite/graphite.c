@@ -47,7 +47,6 @@
  * reconnects are sums, queued and queued bytes are totals, and connected
  * is 1 only while every destination is connected.
  */
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -55,6 +54,7 @@
 #include "switchyard_sink.h"
 #include "lib/settings.h"
 #include "lib/chring.h"
+#include "lib/hostproxy.h"
 #include "lib/netq.h"
 #include "lib/pace.h"
 
@@ -63,21 +63,18 @@
 
 struct graphite;
 
-/* One carbon.  Its netq gets a copy of the host API in which every call
- * that takes a host is redirected through this struct (passed to netq as
- * its "host"), so that the gauges netq publishes (queued lines and bytes,
- * connected) can be combined across destinations instead of each queue
- * overwriting the others'. */
+/* One carbon.  Its netq talks to the host through the sink's hostproxy
+ * (lib/hostproxy), with `part` as its host, so that the gauges netq
+ * publishes (queued lines and bytes, connected) are combined across
+ * destinations instead of each queue overwriting the others'. */
 typedef struct dest {
     struct graphite *g;
-    sy_host_api papi;
+    hostproxy_part part;
     netq *q;
     char *server;             /* as written: part of the ring key */
     char *instance;           /* NULL: none (Python's None) */
     int port;
     char label[600];          /* the destination as written, for logs */
-    int64_t queued, queued_bytes;
-    int connected;
     int full;                 /* refused a line during the current batch */
     pace pace;                /* whether a batch waits for this queue */
     uint64_t drops_unlogged;
@@ -86,6 +83,7 @@ typedef struct dest {
 typedef struct graphite {
     const sy_host_api *api;
     sy_host *host;
+    hostproxy hp;             /* connected: 1 only while every carbon is */
     dest *d;
     int nd;
     chring *ring;             /* NULL with one destination */
@@ -98,163 +96,6 @@ static const char *const graphite_settings[] = {
     "maxQueueBytes", "reconnectMinMs", "reconnectMaxMs", "connectTimeoutMs",
     NULL
 };
-
-/* --- the host API as each destination's netq sees it --- */
-
-static dest *px(sy_host *h)
-{
-    return (dest *)(void *)h;
-}
-
-static void px_log(sy_host *h, int level, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void px_log(sy_host *h, int level, const char *fmt, ...)
-{
-    graphite *g = px(h)->g;
-    char buf[1024];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(buf, sizeof(buf), fmt, ap);
-    va_end(ap);
-    g->api->log(g->host, level, "%s", buf);
-}
-
-static const char *px_instance_name(sy_host *h)
-{
-    graphite *g = px(h)->g;
-    return g->api->instance_name(g->host);
-}
-
-static int px_setting_string(sy_host *h, const char *key, const char *dflt, const char **out)
-{
-    graphite *g = px(h)->g;
-    return g->api->setting_string(g->host, key, dflt, out);
-}
-
-static int px_setting_int(sy_host *h, const char *key, int64_t dflt, int64_t *out)
-{
-    graphite *g = px(h)->g;
-    return g->api->setting_int(g->host, key, dflt, out);
-}
-
-static int px_setting_number(sy_host *h, const char *key, double dflt, double *out)
-{
-    graphite *g = px(h)->g;
-    return g->api->setting_number(g->host, key, dflt, out);
-}
-
-static int px_setting_bool(sy_host *h, const char *key, int dflt, int *out)
-{
-    graphite *g = px(h)->g;
-    return g->api->setting_bool(g->host, key, dflt, out);
-}
-
-static int px_setting_list_len(sy_host *h, const char *key)
-{
-    graphite *g = px(h)->g;
-    return g->api->setting_list_len(g->host, key);
-}
-
-static const char *px_setting_list_string(sy_host *h, const char *key, int i)
-{
-    graphite *g = px(h)->g;
-    return g->api->setting_list_string(g->host, key, i);
-}
-
-static sy_timer *px_timer_new(sy_host *h, void (*cb)(void *arg), void *arg)
-{
-    graphite *g = px(h)->g;
-    return g->api->timer_new(g->host, cb, arg);
-}
-
-static sy_watch *px_watch_new(sy_host *h, int fd, void (*cb)(int fd, int events, void *arg),
-                              void *arg)
-{
-    graphite *g = px(h)->g;
-    return g->api->watch_new(g->host, fd, cb, arg);
-}
-
-static struct event_base *px_event_base(sy_host *h)
-{
-    graphite *g = px(h)->g;
-    return g->api->event_base(g->host);
-}
-
-static uint64_t px_now_ms(sy_host *h)
-{
-    graphite *g = px(h)->g;
-    return g->api->now_ms(g->host);
-}
-
-static uint64_t px_monotonic_ms(sy_host *h)
-{
-    graphite *g = px(h)->g;
-    return g->api->monotonic_ms(g->host);
-}
-
-static void px_stat_add(sy_host *h, int stat, int64_t delta)
-{
-    graphite *g = px(h)->g;
-    g->api->stat_add(g->host, stat, delta);
-}
-
-/* Gauges: each destination's value is kept, the sink shows the total
- * (connected: 1 only when all are). */
-static void px_stat_set(sy_host *h, int stat, int64_t value)
-{
-    dest *d = px(h);
-    graphite *g = d->g;
-    int64_t total = 0;
-    switch (stat) {
-    case SY_STAT_QUEUED:
-        d->queued = value;
-        for (int i = 0; i < g->nd; i++)
-            total += g->d[i].queued;
-        break;
-    case SY_STAT_QUEUED_BYTES:
-        d->queued_bytes = value;
-        for (int i = 0; i < g->nd; i++)
-            total += g->d[i].queued_bytes;
-        break;
-    case SY_STAT_CONNECTED:
-        d->connected = value != 0;
-        total = 1;
-        for (int i = 0; i < g->nd; i++)
-            if (!g->d[i].connected)
-                total = 0;
-        break;
-    default:
-        total = value;
-        break;
-    }
-    g->api->stat_set(g->host, stat, total);
-}
-
-static void px_init(dest *d, const sy_host_api *api)
-{
-    /* timer_start/stop/free, watch_set/free and format_number take no host
-     * and are used as they are; init checked that the host has them all */
-    size_t n = api->struct_size < sizeof(d->papi) ? api->struct_size : sizeof(d->papi);
-    memset(&d->papi, 0, sizeof(d->papi));
-    memcpy(&d->papi, api, n);
-    d->papi.struct_size = n;
-    d->papi.log = px_log;
-    d->papi.instance_name = px_instance_name;
-    d->papi.setting_string = px_setting_string;
-    d->papi.setting_int = px_setting_int;
-    d->papi.setting_number = px_setting_number;
-    d->papi.setting_bool = px_setting_bool;
-    d->papi.setting_list_len = px_setting_list_len;
-    d->papi.setting_list_string = px_setting_list_string;
-    d->papi.timer_new = px_timer_new;
-    d->papi.watch_new = px_watch_new;
-    d->papi.event_base = px_event_base;
-    d->papi.now_ms = px_now_ms;
-    d->papi.monotonic_ms = px_monotonic_ms;
-    d->papi.stat_add = px_stat_add;
-    d->papi.stat_set = px_stat_set;
-}
 
 /* --- settings --- */
 
@@ -290,86 +131,18 @@ static int same_node(const dest *a, const dest *b)
     return strcmp(a->instance, b->instance) == 0;
 }
 
-/* Fills g->d from `destinations` (a list, or one string) or host/port. */
-static int read_destinations(graphite *g, char *err, size_t errlen)
+/* g->d from the destinations' texts: HOST:PORT[:INSTANCE], distinct nodes. */
+static int fill_destinations(graphite *g, char **texts, int n, char *err, size_t errlen)
 {
-    const sy_host_api *api = g->api;
-    sy_host *host = g->host;
-    const char *addr, *one = NULL;
-    int64_t port;
-    int rh, rp;
-
-    if ((rh = api->setting_string(host, "host", "127.0.0.1", &addr)) < 0) {
-        snprintf(err, errlen, "setting 'host' must be a string");
-        return -1;
-    }
-    if ((rp = api->setting_int(host, "port", 2003, &port)) < 0) { /* 1 when absent */
-        snprintf(err, errlen, "setting 'port' must be a whole number");
-        return -1;
-    }
-    if (port < 1 || port > 65535) {
-        snprintf(err, errlen, "setting 'port' is %lld, it must be between 1 and 65535",
-                 (long long)port);
-        return -1;
-    }
-
-    int n = api->setting_list_len(host, "destinations");
-    if (n < 0) {
-        int rs = api->setting_string(host, "destinations", NULL, &one);
-        if (rs < 0) {
-            snprintf(err, errlen, "setting 'destinations' must be a list of "
-                     "\"HOST:PORT\" or \"HOST:PORT:INSTANCE\" strings");
-            return -1;
-        }
-        n = rs == 0 ? 1 : -1;
-    }
-    if (n >= 0 && (rh == 0 || rp == 0)) {
-        snprintf(err, errlen, "give either 'destinations' or 'host'/'port', not both");
-        return -1;
-    }
-    if (n == 0) {
-        snprintf(err, errlen, "setting 'destinations' is an empty list");
-        return -1;
-    }
-    if (n > MAX_DESTINATIONS) {
-        snprintf(err, errlen, "setting 'destinations' has %d entries, at most %d are allowed",
-                 n, MAX_DESTINATIONS);
-        return -1;
-    }
-
-    g->d = calloc(n < 0 ? 1 : (size_t)n, sizeof(*g->d));
+    g->d = calloc((size_t)n, sizeof(*g->d));
     if (!g->d) {
         snprintf(err, errlen, "out of memory");
         return -1;
     }
-    if (n < 0) {
-        if (!*addr) {
-            snprintf(err, errlen, "setting 'host' is empty");
-            return -1;
-        }
-        g->nd = 1;
-        dest *d = &g->d[0];
-        d->g = g;
-        d->port = (int)port;
-        d->server = strdup(addr);
-        if (!d->server) {
-            snprintf(err, errlen, "out of memory");
-            return -1;
-        }
-        snprintf(d->label, sizeof(d->label), strchr(addr, ':') ? "[%s]:%d" : "%s:%d", addr,
-                 d->port);
-        return 0;
-    }
-
     for (int i = 0; i < n; i++) {
-        const char *text = one ? one : api->setting_list_string(host, "destinations", i);
+        const char *text = texts[i];
         char perr[400];
         chring_dest cd;
-        if (!text) {
-            snprintf(err, errlen, "destinations[%d] must be a \"HOST:PORT[:INSTANCE]\" string",
-                     i + 1);
-            return -1;
-        }
         if (chring_parse_dest(text, &cd, perr, sizeof(perr)) != 0) {
             snprintf(err, errlen, "destinations[%d]: %s", i + 1, perr);
             return -1;
@@ -401,6 +174,19 @@ static int read_destinations(graphite *g, char *err, size_t errlen)
             }
     }
     return 0;
+}
+
+/* Fills g->d from `destinations` (a list, or one string) or host/port. */
+static int read_destinations(graphite *g, char *err, size_t errlen)
+{
+    char **texts;
+    int n = destinations_read(g->api, g->host, 2003, MAX_DESTINATIONS,
+                              "\"HOST:PORT\" or \"HOST:PORT:INSTANCE\"", &texts, err, errlen);
+    if (n < 0)
+        return -1;
+    int rc = fill_destinations(g, texts, n, err, errlen);
+    destinations_free(texts, n);
+    return rc;
 }
 
 static int build_ring(graphite *g, char *err, size_t errlen)
@@ -465,23 +251,14 @@ static int build_ring(graphite *g, char *err, size_t errlen)
 static int graphite_setup(const sy_host_api *api, sy_host *host, void **state,
                           char *err, size_t errlen)
 {
-    int64_t maxq, rmin, rmax, cto;
+    int64_t maxq;
+    reconnect_settings rs;
 
-    if (api->abi_major != SY_SINK_ABI_MAJOR ||
-        api->struct_size < offsetof(sy_host_api, format_number) + sizeof(void *)) {
-        snprintf(err, errlen, "the host's API is too old for this plugin");
+    if (SY_SINK_CHECK_API(api, format_number, err, errlen) != 0)
         return -1;
-    }
     if (int_setting(api, host, "maxQueueBytes", 64 << 20, 1024, INT64_MAX, &maxq, err, errlen) ||
-        int_setting(api, host, "reconnectMinMs", 100, 1, 3600000, &rmin, err, errlen) ||
-        int_setting(api, host, "reconnectMaxMs", 30000, 1, 3600000, &rmax, err, errlen) ||
-        int_setting(api, host, "connectTimeoutMs", 5000, 1, 3600000, &cto, err, errlen))
+        reconnect_settings_read(api, host, &rs, err, errlen))
         return -1;
-    if (rmax < rmin) {
-        snprintf(err, errlen, "reconnectMaxMs (%lld) is below reconnectMinMs (%lld)",
-                 (long long)rmax, (long long)rmin);
-        return -1;
-    }
 
     graphite *g = calloc(1, sizeof(*g));
     if (!g) {
@@ -498,19 +275,21 @@ static int graphite_setup(const sy_host_api *api, sy_host *host, void **state,
         graphite_free(g);
         return 0;
     }
+    hostproxy_init(&g->hp, api, host, 1);
+    for (int i = 0; i < g->nd; i++)
+        hostproxy_part_init(&g->hp, &g->d[i].part);
     for (int i = 0; i < g->nd; i++) {
         dest *d = &g->d[i];
-        px_init(d, api);
         netq_config cfg = {
             .host = d->server,
             .port = d->port,
             .max_bytes = (size_t)maxq,
-            .reconnect_min_ms = (uint64_t)rmin,
-            .reconnect_max_ms = (uint64_t)rmax,
-            .connect_timeout_ms = (uint64_t)cto,
+            .reconnect_min_ms = rs.min_ms,
+            .reconnect_max_ms = rs.max_ms,
+            .connect_timeout_ms = rs.connect_timeout_ms,
         };
         char qerr[400];
-        d->q = netq_new(&d->papi, (sy_host *)(void *)d, &cfg, qerr, sizeof(qerr));
+        d->q = netq_new(&g->hp.api, hostproxy_host(&d->part), &cfg, qerr, sizeof(qerr));
         if (!d->q) {
             if (g->nd > 1)
                 snprintf(err, errlen, "%s: %s", d->label, qerr);

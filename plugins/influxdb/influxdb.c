@@ -44,10 +44,8 @@
  * down or stuck gets what the queue holds, and the rest is dropped and
  * counted.
  */
-#include <arpa/inet.h>
 #include <errno.h>
 #include <math.h>
-#include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -57,6 +55,7 @@
 #include <event2/http.h>
 
 #include "switchyard_sink.h"
+#include "lib/net.h"
 #include "lib/settings.h"
 #include "lib/httpq.h"
 #include "lib/lineq.h"
@@ -133,11 +132,7 @@ static int udp_url_parse(const char *url, http_url *out, char *err, size_t errle
                  "listener's database and precision are set in its own config)", url);
         goto out;
     }
-    size_t hl = strlen(host);
-    if (host[0] == '[' && hl > 2 && host[hl - 1] == ']')
-        snprintf(out->host, sizeof(out->host), "%.*s", (int)(hl - 2), host + 1);
-    else
-        snprintf(out->host, sizeof(out->host), "%s", host);
+    net_unbracket(out->host, sizeof(out->host), host);
     out->port = port;
     rc = 0;
 out:
@@ -173,23 +168,13 @@ static void influx_free(influx *s)
 
 static int udp_open(influx *s, const http_url *u, char *err, size_t errlen)
 {
-    struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_DGRAM };
-    struct addrinfo *res = NULL;
-    char service[16];
-    snprintf(service, sizeof(service), "%d", u->port);
-    int rc = getaddrinfo(u->host, service, &hints, &res);
-    if (rc != 0) {
-        snprintf(err, errlen, "cannot resolve '%s': %s", u->host,
-                 rc == EAI_SYSTEM ? strerror(errno) : gai_strerror(rc));
+    net_addr addr;
+    if (net_resolve(u->host, u->port, SOCK_DGRAM, &addr, 1, NULL, 0, err, errlen) < 0)
         return -1;
-    }
-    s->fd = socket(res->ai_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (s->fd < 0 || connect(s->fd, res->ai_addr, res->ai_addrlen) != 0) {
+    if (net_connect(&addr, SOCK_DGRAM, &s->fd) < 0) {
         snprintf(err, errlen, "cannot open a UDP socket to %s: %s", s->dest, strerror(errno));
-        freeaddrinfo(res);
         return -1;
     }
-    freeaddrinfo(res);
     return 0;
 }
 
@@ -205,11 +190,8 @@ static int influx_setup(const sy_host_api *api, sy_host *host, void **state, cha
     http_url u;
     int udp = 0, lay;
 
-    if (api->abi_major != SY_SINK_ABI_MAJOR ||
-        api->struct_size < offsetof(sy_host_api, format_number) + sizeof(void *)) {
-        snprintf(err, errlen, "the host's API is too old for this plugin");
+    if (SY_SINK_CHECK_API(api, format_number, err, errlen) != 0)
         return -1;
-    }
     if (api->setting_string(host, "url", NULL, &url) < 0 || !url || !*url) {
         snprintf(err, errlen, "setting 'url' is required: \"http://HOST:PORT/write?db=NAME\" "
                  "or \"udp://HOST:PORT\"");

@@ -139,11 +139,8 @@
  *   reconnectMinMs, reconnectMaxMs, connectTimeoutMs  (100, 30000, 5000)
  *   replyTimeoutMs    no reply: reconnect    (default 10000)
  */
-#include <arpa/inet.h>
 #include <errno.h>
 #include <math.h>
-#include <netdb.h>
-#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -152,15 +149,14 @@
 #include <unistd.h>
 
 #include "switchyard_sink.h"
+#include "lib/netconn.h"
 #include "lib/settings.h"
 #include "lib/trace_model.h"
 
 #define LOG_EVERY_MS 10000
-#define MAX_ADDRS 16
 #define MAX_IOV 64
 #define WINDOW_BYTES (256 * 1024) /* written ahead of the replies */
 #define IN_SIZE 4096              /* longest reply line kept */
-#define STABLE_MS 2000            /* a connection this old resets the backoff */
 #define READS_PER_EVENT 16
 #define MAX_EXPIRE 2592000        /* 30 days: memcached's relative limit */
 
@@ -177,13 +173,6 @@ typedef struct rlist {
     rec *head, *tail;
 } rlist;
 
-typedef struct mc_addr {
-    struct sockaddr_storage ss;
-    socklen_t len;
-    char text[INET6_ADDRSTRLEN + 8];
-} mc_addr;
-
-enum { MC_WAITING, MC_CONNECTING, MC_CONNECTED };
 
 /* Why spans were dropped, for the periodic log line. */
 enum { D_BAD, D_LATE, D_SPANS, D_MEMORY, D_QUEUE, D_TOO_LARGE, D_REFUSED, D_COUNT };
@@ -209,18 +198,10 @@ typedef struct mct {
     uint64_t close_at;           /* monotonic ms the timer is set for, 0 = off */
     tm_buf full, part;           /* scratch for building records */
 
-    /* memcached connection */
-    char label[300];
-    mc_addr addrs[MAX_ADDRS];
-    size_t naddrs, cur;
-    int state, fd;
-    sy_watch *watch;
-    int watch_events;
-    sy_timer *conn_timer;        /* backoff, connect timeout, reply timeout */
-    uint64_t min_ms, max_ms, connect_timeout_ms, reply_timeout_ms;
-    unsigned failures, outage_attempts;
-    int outage, attempted;
-    uint64_t connected_at, rng;
+    /* memcached connection (lib/netconn; its timer is the reply timeout
+     * while connected) */
+    netconn *conn;
+    uint64_t reply_timeout_ms;
 
     /* Finished traces: each is in exactly one list.  inflight is in the
      * order the commands were (or will be) written; `cursor` is its first
@@ -247,7 +228,6 @@ static const char *const mct_settings[] = {
     "reconnectMaxMs", "connectTimeoutMs", "replyTimeoutMs", NULL
 };
 
-static void mc_connect(mct *m);
 static void mc_send(mct *m);
 
 /* --- record lists --- */
@@ -355,44 +335,9 @@ static void rec_free_done(mct *m, rec *r)
 
 /* --- the memcached connection --- */
 
-static uint64_t mc_rand(mct *m)
-{
-    m->rng ^= m->rng >> 12; /* xorshift64*: jitter only */
-    m->rng ^= m->rng << 25;
-    m->rng ^= m->rng >> 27;
-    return m->rng * 2685821657736338717ULL;
-}
-
-static void mc_set_watch(mct *m, int events)
-{
-    if (m->watch && events != m->watch_events) {
-        m->api->watch_set(m->watch, events);
-        m->watch_events = events;
-    }
-}
-
 static void mc_update_watch(mct *m)
 {
-    if (m->state == MC_CONNECTED)
-        mc_set_watch(m, SY_WATCH_READ | (m->cursor ? SY_WATCH_WRITE : 0));
-}
-
-/* Doubling from reconnectMinMs up to reconnectMaxMs, minus up to a
- * quarter of jitter so that many clients do not retry in step. */
-static uint64_t mc_backoff(mct *m)
-{
-    unsigned shift = m->failures ? m->failures - 1 : 0;
-    uint64_t d = m->max_ms;
-    if (shift < 40 && (m->min_ms << shift) >> shift == m->min_ms && (m->min_ms << shift) < m->max_ms)
-        d = m->min_ms << shift;
-    d -= mc_rand(m) % (d / 4 + 1);
-    return d < m->min_ms ? m->min_ms : d;
-}
-
-static void mc_schedule(mct *m, uint64_t delay_ms)
-{
-    m->state = MC_WAITING;
-    m->api->timer_start(m->conn_timer, delay_ms);
+    netconn_want(m->conn, SY_WATCH_READ | (m->cursor ? SY_WATCH_WRITE : 0));
 }
 
 /* Everything not confirmed goes back to the front of `unsent`, full record
@@ -410,60 +355,10 @@ static void mc_requeue(mct *m)
     m->in_len = 0;
 }
 
-static void mc_close_fd(mct *m)
-{
-    if (m->watch) {
-        m->api->watch_free(m->watch);
-        m->watch = NULL;
-    }
-    m->watch_events = 0;
-    if (m->fd >= 0) {
-        close(m->fd);
-        m->fd = -1;
-    }
-    m->api->timer_stop(m->conn_timer);
-    if (m->state == MC_CONNECTED)
-        m->api->stat_set(m->host, SY_STAT_CONNECTED, 0);
-    mc_requeue(m);
-}
-
-static void mc_connect_failed(mct *m, int err)
-{
-    const mc_addr *a = &m->addrs[m->cur];
-    mc_close_fd(m);
-    m->api->stat_add(m->host, SY_STAT_ERRORS, 1);
-    m->outage_attempts++;
-    m->api->log(m->host, m->outage ? SY_LOG_DEBUG : SY_LOG_WARN,
-                "cannot connect to memcached at %s (%s): %s; retrying with backoff up to "
-                "%llu ms, queueing up to %zu bytes of traces meanwhile",
-                m->label, a->text, strerror(err), (unsigned long long)m->max_ms, m->max_queue);
-    m->outage = 1;
-    m->cur = (m->cur + 1) % m->naddrs;
-    if (m->cur == 0) {
-        m->failures++;
-        mc_schedule(m, mc_backoff(m));
-    } else {
-        mc_schedule(m, 0); /* the next address at once */
-    }
-}
-
 /* why: NULL when the peer closed the connection. */
 static void mc_lost(mct *m, const char *why)
 {
-    const mc_addr *a = &m->addrs[m->cur];
-    uint64_t lived = m->api->monotonic_ms(m->host) - m->connected_at;
-    mc_close_fd(m);
-    m->api->stat_add(m->host, SY_STAT_ERRORS, 1);
-    m->api->log(m->host, SY_LOG_WARN,
-                "connection to memcached at %s (%s) lost: %s; reconnecting, "
-                "unconfirmed traces will be written again",
-                m->label, a->text, why ? why : "closed by the peer");
-    m->outage = 1;
-    m->outage_attempts = 0;
-    if (lived >= STABLE_MS)
-        m->failures = 0;
-    m->failures++;
-    mc_schedule(m, mc_backoff(m));
+    netconn_lost(m->conn, why, "; unconfirmed traces will be written again");
     publish(m);
 }
 
@@ -488,13 +383,13 @@ static void mc_schedule_writes(mct *m)
         }
         m->unwritten += len;
         if (was_idle)
-            m->api->timer_start(m->conn_timer, m->reply_timeout_ms);
+            netconn_timer_start(m->conn, m->reply_timeout_ms);
     }
 }
 
 static void mc_send(mct *m)
 {
-    if (m->state != MC_CONNECTED)
+    if (!netconn_connected(m->conn))
         return;
     mc_schedule_writes(m);
     while (m->cursor) {
@@ -511,7 +406,7 @@ static void mc_send(mct *m)
             off = 0;
         }
         struct msghdr msg = { .msg_iov = iov, .msg_iovlen = (size_t)n };
-        ssize_t w = sendmsg(m->fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+        ssize_t w = sendmsg(netconn_fd(m->conn), &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
         if (w < 0) {
             if (errno == EINTR)
                 continue;
@@ -611,7 +506,8 @@ static int mc_reply(mct *m, const char *line, size_t len)
 static void mc_read(mct *m)
 {
     for (int i = 0; i < READS_PER_EVENT; i++) {
-        ssize_t r = recv(m->fd, m->in + m->in_len, sizeof(m->in) - m->in_len, MSG_DONTWAIT);
+        ssize_t r = recv(netconn_fd(m->conn), m->in + m->in_len, sizeof(m->in) - m->in_len,
+                         MSG_DONTWAIT);
         if (r == 0) {
             mc_lost(m, NULL);
             return;
@@ -647,152 +543,66 @@ static void mc_read(mct *m)
         if (got) {
             /* progress: the reply timeout starts again, or stops */
             if (m->inflight.head)
-                m->api->timer_start(m->conn_timer, m->reply_timeout_ms);
+                netconn_timer_start(m->conn, m->reply_timeout_ms);
             else
-                m->api->timer_stop(m->conn_timer);
+                netconn_timer_stop(m->conn);
             publish(m);
         }
     }
 }
 
-static void mc_connected(mct *m)
+/* The connection's events (lib/netconn). */
+static void mc_on_connected(void *arg)
 {
-    const mc_addr *a = &m->addrs[m->cur];
-    m->state = MC_CONNECTED;
-    m->api->timer_stop(m->conn_timer);
-    m->api->stat_set(m->host, SY_STAT_CONNECTED, 1);
-    m->connected_at = m->api->monotonic_ms(m->host);
-    size_t queued = 0;
-    for (rec *r = m->unsent.head; r; r = r->next)
-        queued++;
-    if (m->outage_attempts)
-        m->api->log(m->host, SY_LOG_INFO, "connected to memcached at %s (%s) after %u failed "
-                    "attempts, %zu traces queued", m->label, a->text, m->outage_attempts, queued);
-    else if (m->outage)
-        m->api->log(m->host, SY_LOG_INFO, "reconnected to memcached at %s (%s), %zu traces queued",
-                    m->label, a->text, queued);
-    else
-        m->api->log(m->host, SY_LOG_INFO, "connected to memcached at %s (%s)", m->label, a->text);
-    m->outage = 0;
-    m->outage_attempts = 0;
-    mc_set_watch(m, SY_WATCH_READ);
+    mct *m = arg;
+    netconn_want(m->conn, SY_WATCH_READ);
     mc_send(m);
 }
 
-static void mc_on_fd(int fd, int events, void *arg)
+static void mc_on_closed(void *arg)
+{
+    mc_requeue(arg);
+}
+
+static void mc_on_events(void *arg, int events)
 {
     mct *m = arg;
-    if (m->state == MC_CONNECTING) {
-        int err = 0;
-        socklen_t len = sizeof(err);
-        if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0)
-            err = errno;
-        if (err)
-            mc_connect_failed(m, err);
-        else
-            mc_connected(m);
-        return;
-    }
-    if (m->state != MC_CONNECTED)
-        return;
     if (events & SY_WATCH_READ) {
         mc_read(m);
-        if (m->state != MC_CONNECTED)
+        if (!netconn_connected(m->conn))
             return;
     }
     /* replies may have made parts ready: write whenever connected */
     mc_send(m);
 }
 
+/* The reply timeout. */
 static void mc_on_timer(void *arg)
 {
     mct *m = arg;
-    switch (m->state) {
-    case MC_CONNECTING:
-        mc_connect_failed(m, ETIMEDOUT);
-        break;
-    case MC_WAITING:
-        if (m->attempted)
-            m->api->stat_add(m->host, SY_STAT_RECONNECTS, 1);
-        m->attempted = 1;
-        mc_connect(m);
-        break;
-    case MC_CONNECTED:
-        if (m->inflight.head) {
-            char why[64];
-            snprintf(why, sizeof(why), "no reply for %llu ms",
-                     (unsigned long long)m->reply_timeout_ms);
-            mc_lost(m, why);
-        }
-        break;
+    if (m->inflight.head) {
+        char why[64];
+        snprintf(why, sizeof(why), "no reply for %llu ms", (unsigned long long)m->reply_timeout_ms);
+        mc_lost(m, why);
     }
 }
 
-static void mc_connect(mct *m)
+static size_t mc_queued(void *arg)
 {
-    const mc_addr *a = &m->addrs[m->cur];
-    int fd = socket(a->ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0) {
-        mc_connect_failed(m, errno);
-        return;
-    }
-    int one = 1;
-    setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
-    m->fd = fd;
-    m->watch = m->api->watch_new(m->host, fd, mc_on_fd, m);
-    m->watch_events = 0;
-    if (!m->watch) {
-        mc_connect_failed(m, ENOMEM);
-        return;
-    }
-    m->state = MC_CONNECTING;
-    if (connect(fd, (const struct sockaddr *)&a->ss, a->len) == 0) {
-        mc_connected(m);
-        return;
-    }
-    if (errno != EINPROGRESS) {
-        mc_connect_failed(m, errno);
-        return;
-    }
-    mc_set_watch(m, SY_WATCH_WRITE);
-    m->api->timer_start(m->conn_timer, m->connect_timeout_ms);
+    mct *m = arg;
+    size_t queued = 0;
+    for (rec *r = m->unsent.head; r; r = r->next)
+        queued++;
+    return queued;
 }
 
-static int mc_resolve(mct *m, const char *host, int port, char *err, size_t errlen)
-{
-    struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM };
-    struct addrinfo *res = NULL;
-    char service[16];
-    snprintf(service, sizeof(service), "%d", port);
-    int rc = getaddrinfo(host, service, &hints, &res);
-    if (rc != 0) {
-        snprintf(err, errlen, "cannot resolve '%s': %s", host,
-                 rc == EAI_SYSTEM ? strerror(errno) : gai_strerror(rc));
-        return -1;
-    }
-    for (struct addrinfo *ai = res; ai && m->naddrs < MAX_ADDRS; ai = ai->ai_next) {
-        if ((ai->ai_family != AF_INET && ai->ai_family != AF_INET6) ||
-            ai->ai_addrlen > sizeof(m->addrs[0].ss))
-            continue;
-        mc_addr *a = &m->addrs[m->naddrs++];
-        memcpy(&a->ss, ai->ai_addr, ai->ai_addrlen);
-        a->len = ai->ai_addrlen;
-        char ip[INET6_ADDRSTRLEN] = "?";
-        if (ai->ai_family == AF_INET) {
-            inet_ntop(AF_INET, &((struct sockaddr_in *)ai->ai_addr)->sin_addr, ip, sizeof(ip));
-            snprintf(a->text, sizeof(a->text), "%s:%d", ip, port);
-        } else {
-            inet_ntop(AF_INET6, &((struct sockaddr_in6 *)ai->ai_addr)->sin6_addr, ip, sizeof(ip));
-            snprintf(a->text, sizeof(a->text), "[%s]:%d", ip, port);
-        }
-    }
-    freeaddrinfo(res);
-    if (m->naddrs == 0) {
-        snprintf(err, errlen, "'%s' has no IPv4 or IPv6 address", host);
-        return -1;
-    }
-    return 0;
-}
+static const netconn_handler mc_handler = {
+    .connected = mc_on_connected,
+    .closed = mc_on_closed,
+    .events = mc_on_events,
+    .timer = mc_on_timer,
+    .queued = mc_queued,
+};
 
 /* --- traces to records --- */
 
@@ -931,13 +741,11 @@ static int mct_setup(const sy_host_api *api, sy_host *host, void **state, char *
     const char *addr, *prefix;
     int64_t port, expire, timeout, root_wait, max_trace, max_spans, max_open, max_bytes, max_item,
         max_queue;
-    int64_t rmin, rmax, cto, rto;
+    int64_t rto;
+    reconnect_settings rs;
 
-    if (api->abi_major != SY_SINK_ABI_MAJOR ||
-        api->struct_size < offsetof(sy_host_api, format_number) + sizeof(void *)) {
-        snprintf(err, errlen, "the host's API is too old for this plugin");
+    if (SY_SINK_CHECK_API(api, format_number, err, errlen) != 0)
         return -1;
-    }
     if (api->setting_string(host, "host", "127.0.0.1", &addr) < 0) {
         snprintf(err, errlen, "setting 'host' must be a string");
         return -1;
@@ -965,16 +773,9 @@ static int mct_setup(const sy_host_api *api, sy_host *host, void **state, char *
         int_setting(api, host, "maxBytes", 64 << 20, 4096, INT64_MAX, &max_bytes, err, errlen) ||
         int_setting(api, host, "maxItemBytes", 1000000, 1024, 1 << 30, &max_item, err, errlen) ||
         int_setting(api, host, "maxQueueBytes", 64 << 20, 1024, INT64_MAX, &max_queue, err, errlen) ||
-        int_setting(api, host, "reconnectMinMs", 100, 1, 3600000, &rmin, err, errlen) ||
-        int_setting(api, host, "reconnectMaxMs", 30000, 1, 3600000, &rmax, err, errlen) ||
-        int_setting(api, host, "connectTimeoutMs", 5000, 1, 3600000, &cto, err, errlen) ||
+        reconnect_settings_read(api, host, &rs, err, errlen) ||
         int_setting(api, host, "replyTimeoutMs", 10000, 1, 3600000, &rto, err, errlen))
         return -1;
-    if (rmax < rmin) {
-        snprintf(err, errlen, "reconnectMaxMs (%lld) is below reconnectMinMs (%lld)",
-                 (long long)rmax, (long long)rmin);
-        return -1;
-    }
     if (root_wait > timeout) {
         snprintf(err, errlen, "rootWaitMs (%lld) is above timeoutMs (%lld)",
                  (long long)root_wait, (long long)timeout);
@@ -990,20 +791,11 @@ static int mct_setup(const sy_host_api *api, sy_host *host, void **state, char *
     }
     m->api = api;
     m->host = host;
-    m->fd = -1;
     snprintf(m->prefix, sizeof(m->prefix), "%s", prefix);
     m->expire = expire;
     m->max_item = (size_t)max_item;
     m->max_queue = (size_t)max_queue;
-    m->min_ms = (uint64_t)rmin;
-    m->max_ms = (uint64_t)rmax;
-    m->connect_timeout_ms = (uint64_t)cto;
     m->reply_timeout_ms = (uint64_t)rto;
-    m->rng = (api->monotonic_ms(host) ^ (uint64_t)(uintptr_t)m) | 1;
-    if (strchr(addr, ':'))
-        snprintf(m->label, sizeof(m->label), "[%s]:%d", addr, (int)port);
-    else
-        snprintf(m->label, sizeof(m->label), "%s:%d", addr, (int)port);
 
     tm_limits lim = {
         .max_spans = (uint32_t)max_spans,
@@ -1017,17 +809,27 @@ static int mct_setup(const sy_host_api *api, sy_host *host, void **state, char *
         snprintf(err, errlen, "out of memory");
         goto fail;
     }
-    if (mc_resolve(m, addr, (int)port, err, errlen) < 0)
-        goto fail;
-    m->conn_timer = api->timer_new(host, mc_on_timer, m);
     m->close_timer = api->timer_new(host, on_close_timer, m);
-    if (!m->conn_timer || !m->close_timer) {
+    if (!m->close_timer) {
         snprintf(err, errlen, "cannot create a timer");
         goto fail;
     }
-    api->stat_set(host, SY_STAT_CONNECTED, 0);
+    char bound[64];
+    snprintf(bound, sizeof(bound), "%zu bytes of traces", m->max_queue);
+    netconn_config nc = {
+        .host = addr,
+        .port = (int)port,
+        .reconnect_min_ms = rs.min_ms,
+        .reconnect_max_ms = rs.max_ms,
+        .connect_timeout_ms = rs.connect_timeout_ms,
+        .service = "memcached at ",
+        .noun = "traces",
+        .bound = bound,
+    };
+    /* resolves, and connects from the loop, not from init */
+    if (!(m->conn = netconn_new(api, host, &nc, &mc_handler, m, err, errlen)))
+        goto fail;
     publish(m);
-    mc_schedule(m, 0); /* connect from the loop, not from init */
     *state = m;
     return 0;
 fail:
@@ -1120,12 +922,7 @@ static void mct_close(void *state)
         }
     }
     log_counts(m, 1);
-    if (m->watch)
-        m->api->watch_free(m->watch);
-    if (m->fd >= 0)
-        close(m->fd);
-    if (m->conn_timer)
-        m->api->timer_free(m->conn_timer);
+    netconn_free(m->conn);
     if (m->close_timer)
         m->api->timer_free(m->close_timer);
     free_list(&m->unsent);

@@ -331,11 +331,8 @@ static int prom_setup(const sy_host_api *api, sy_host *host, void **state, char 
     int port;
     promstore_config cfg;
 
-    if (api->abi_major != SY_SINK_ABI_MAJOR ||
-        api->struct_size < offsetof(sy_host_api, format_number) + sizeof(void *)) {
-        snprintf(err, errlen, "the host's API is too old for this plugin");
+    if (SY_SINK_CHECK_API(api, format_number, err, errlen) != 0)
         return -1;
-    }
     if (api->setting_string(host, "listen", "127.0.0.1:9102", &listen) < 0 ||
         parse_listen(listen, addr, sizeof(addr), &port) != 0) {
         snprintf(err, errlen, "setting 'listen' must be \"HOST:PORT\" (\"[ADDR]:PORT\" for IPv6)");

@@ -31,7 +31,6 @@
  * The HTTP client is libevent's evhttp on the host's event base; the
  * receiver's name is resolved once, in init.
  */
-#include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,6 +44,7 @@
 
 #include "remote.pb-c.h"
 #include "switchyard_sink.h"
+#include "lib/net.h"
 #include "lib/pace.h"
 #include "lib/promstore.h"
 
@@ -548,11 +548,8 @@ static int rw_setup(const sy_host_api *api, sy_host *host, void **state, char *e
     int64_t per_send, maxq, rmin, rmax, tmo;
     promstore_config cfg;
 
-    if (api->abi_major != SY_SINK_ABI_MAJOR ||
-        api->struct_size < offsetof(sy_host_api, format_number) + sizeof(void *)) {
-        snprintf(err, errlen, "the host's API is too old for this plugin");
+    if (SY_SINK_CHECK_API(api, format_number, err, errlen) != 0)
         return -1;
-    }
     if (api->setting_string(host, "url", NULL, &url) < 0 || !url || !*url) {
         snprintf(err, errlen, "setting 'url' is required: \"http://HOST:PORT/api/v1/write\"");
         return -1;
@@ -614,19 +611,13 @@ static int rw_setup(const sy_host_api *api, sy_host *host, void **state, char *e
     r->timeout_ms = (uint64_t)tmo;
 
     /* init may block: resolve the receiver once, here */
-    struct addrinfo hints = { .ai_socktype = SOCK_STREAM }, *res = NULL;
-    int gai = getaddrinfo(uhost, NULL, &hints, &res);
-    if (gai != 0 || !res ||
-        getnameinfo(res->ai_addr, res->ai_addrlen, r->addr, sizeof(r->addr), NULL, 0,
-                    NI_NUMERICHOST) != 0) {
-        snprintf(err, errlen, "cannot resolve '%s': %s", uhost, gai ? gai_strerror(gai) : "no address");
-        if (res)
-            freeaddrinfo(res);
+    net_addr na;
+    if (net_resolve(uhost, r->port, SOCK_STREAM, &na, 1, NULL, 0, err, errlen) < 0) {
         evhttp_uri_free(u);
         rw_free(r);
         return -1;
     }
-    freeaddrinfo(res);
+    snprintf(r->addr, sizeof(r->addr), "%s", na.ip);
     evhttp_uri_free(u);
 
     r->ts = calloc(r->max_per_send, sizeof(*r->ts));

@@ -131,697 +131,13 @@
  *
  * Addresses are resolved once, at start.
  */
-#include <arpa/inet.h>
-#include <errno.h>
-#include <math.h>
-#include <netdb.h>
-#include <netinet/in.h>
-#include <stdarg.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/socket.h>
-#include <sys/uio.h>
-#include <unistd.h>
-
-#include "switchyard_sink.h"
-#include "lib/settings.h"
-#include "lib/netq.h"
-#include "lib/pace.h"
-#include "lib/shard.h"
-
-#define LOG_EVERY_MS 10000
-#define CHUNK_SIZE (64 * 1024)
-#define MAX_ADDRS 16
-#define DGRAMS_PER_CALL 64   /* datagrams handed to one sendmmsg */
-#define CALLS_PER_EVENT 64   /* sendmmsg calls before yielding to the loop */
-#define UDP_MAX_PAYLOAD 65507
-#define PROBE_WAIT_MS 100    /* how long a UDP probe waits for an ICMP error */
-#define MAX_DESTINATIONS 1024
-
-enum { PROTO_UDP, PROTO_TCP };
-enum { FLUSHED_NONE, FLUSHED_GAUGES, FLUSHED_ALL };
-enum { ONDOWN_QUEUE, ONDOWN_REHASH };
-
-/* The UDP queue: a list of chunks holding whole '\n'-terminated lines; a
- * line never spans two chunks, so a datagram is one contiguous run. */
-typedef struct chunk {
-    struct chunk *next;
-    size_t size, start, end;
-    char data[];
-} chunk;
-
-typedef struct rp_addr {
-    struct sockaddr_storage ss;
-    socklen_t len;
-    char text[INET6_ADDRSTRLEN + 8];
-} rp_addr;
-
-typedef struct repeater repeater;
-
-/*
- * One destination.  Its code (netq, or the UDP sender below) talks to the
- * host through repeater.papi, a copy of the host's API whose functions
- * take the destination itself as the sy_host: they pass everything on to
- * the real host, except that the gauges (QUEUED, QUEUED_BYTES, CONNECTED)
- * are kept per destination and the host is given their sums.  So netq
- * needs no change to serve one of several destinations.
- */
-typedef struct rdest {
-    repeater *r;
-    const sy_host_api *api;   /* &r->papi */
-    sy_host *host;            /* this destination, as the proxy's sy_host */
-    size_t index;
-    char label[300];          /* host:port as configured */
-
-    netq *tq;                 /* TCP */
-
-    /* UDP */
-    rp_addr addrs[MAX_ADDRS];
-    size_t naddrs, cur;
-    int fd;
-    sy_watch *watch;
-    int watch_events;
-    sy_timer *timer;          /* reopen after an error; a probe's wait */
-    unsigned failures;
-    int attempted;
-    int icmp_down;            /* an ICMP error came back; not yet probed clean */
-    int probing;              /* a probe is out, the timer waits for its answer */
-    uint64_t rng;
-    chunk *head, *tail, *spare;
-    size_t bytes, lines;
-
-    /* the gauges as this destination's code last set them */
-    int64_t connected, queued, queued_bytes;
-    uint64_t unconnected_since; /* monotonic ms */
-    int down;                 /* as last judged by rp_judge */
-    int full;                 /* its queue refused a line in the current batch */
-    uint64_t sent_lines;      /* UDP: lines sent since it was made */
-    pace pace;                /* whether a batch waits for its queue */
-
-    uint64_t drops_unlogged, refused_unlogged, rehashed_unlogged;
-    uint64_t rehashed_total;  /* since it was last marked down */
-} rdest;
-
-struct repeater {
-    const sy_host_api *api;
-    sy_host *host;
-    sy_host_api papi;         /* the per-destination proxy, see rdest */
-    int proto;
-    int flushed;
-    int on_down;
-    uint64_t down_after_ms;
-
-    rdest *d;
-    size_t nd;
-    shard *ring;              /* NULL with one destination */
-    unsigned char *up;        /* nd flags, by rp_judge */
-    size_t ndown;
-
-    uint64_t min_ms, max_ms;
-    size_t max_dgram, max_bytes;
-
-    /* sums of the destinations' gauges */
-    int64_t connected, queued, queued_bytes;
-
-    /* drops and errors are logged at a bounded rate */
-    uint64_t last_log;        /* monotonic ms, 0 = never */
-    uint64_t bad_unlogged;
-};
+#include "repeater.h"
 
 static const char *const repeater_settings[] = {
     "host", "port", "destinations", "hashing", "onDown", "downAfterMs", "protocol",
     "maxQueueBytes", "maxDatagramBytes", "reconnectMinMs", "reconnectMaxMs",
     "connectTimeoutMs", "flushed", NULL
 };
-
-/* ------------------------------------------------------------------ */
-/* The per-destination proxy of the host's API                         */
-/* ------------------------------------------------------------------ */
-
-#define PX(h) ((rdest *)(void *)(h))
-
-__attribute__((format(printf, 3, 4)))
-static void px_log(sy_host *h, int level, const char *fmt, ...)
-{
-    rdest *d = PX(h);
-    char buf[1024];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(buf, sizeof(buf), fmt, ap);
-    va_end(ap);
-    d->r->api->log(d->r->host, level, "%s", buf);
-}
-
-static const char *px_instance_name(sy_host *h)
-{
-    return PX(h)->r->api->instance_name(PX(h)->r->host);
-}
-
-static int px_setting_string(sy_host *h, const char *key, const char *dflt, const char **out)
-{
-    return PX(h)->r->api->setting_string(PX(h)->r->host, key, dflt, out);
-}
-
-static int px_setting_int(sy_host *h, const char *key, int64_t dflt, int64_t *out)
-{
-    return PX(h)->r->api->setting_int(PX(h)->r->host, key, dflt, out);
-}
-
-static int px_setting_number(sy_host *h, const char *key, double dflt, double *out)
-{
-    return PX(h)->r->api->setting_number(PX(h)->r->host, key, dflt, out);
-}
-
-static int px_setting_bool(sy_host *h, const char *key, int dflt, int *out)
-{
-    return PX(h)->r->api->setting_bool(PX(h)->r->host, key, dflt, out);
-}
-
-static int px_setting_list_len(sy_host *h, const char *key)
-{
-    return PX(h)->r->api->setting_list_len(PX(h)->r->host, key);
-}
-
-static const char *px_setting_list_string(sy_host *h, const char *key, int i)
-{
-    return PX(h)->r->api->setting_list_string(PX(h)->r->host, key, i);
-}
-
-static sy_timer *px_timer_new(sy_host *h, void (*cb)(void *arg), void *arg)
-{
-    return PX(h)->r->api->timer_new(PX(h)->r->host, cb, arg);
-}
-
-static sy_watch *px_watch_new(sy_host *h, int fd, void (*cb)(int fd, int events, void *arg),
-                              void *arg)
-{
-    return PX(h)->r->api->watch_new(PX(h)->r->host, fd, cb, arg);
-}
-
-static struct event_base *px_event_base(sy_host *h)
-{
-    return PX(h)->r->api->event_base(PX(h)->r->host);
-}
-
-static uint64_t px_now_ms(sy_host *h)
-{
-    return PX(h)->r->api->now_ms(PX(h)->r->host);
-}
-
-static uint64_t px_monotonic_ms(sy_host *h)
-{
-    return PX(h)->r->api->monotonic_ms(PX(h)->r->host);
-}
-
-static void px_stat_add(sy_host *h, int stat, int64_t delta)
-{
-    PX(h)->r->api->stat_add(PX(h)->r->host, stat, delta);
-}
-
-static void px_stat_set(sy_host *h, int stat, int64_t value)
-{
-    rdest *d = PX(h);
-    repeater *r = d->r;
-    switch (stat) {
-    case SY_STAT_CONNECTED:
-        value = value ? 1 : 0;
-        if (d->connected && !value)
-            d->unconnected_since = r->api->monotonic_ms(r->host);
-        r->connected += value - d->connected;
-        d->connected = value;
-        r->api->stat_set(r->host, stat, r->connected);
-        break;
-    case SY_STAT_QUEUED:
-        r->queued += value - d->queued;
-        d->queued = value;
-        r->api->stat_set(r->host, stat, r->queued);
-        break;
-    case SY_STAT_QUEUED_BYTES:
-        r->queued_bytes += value - d->queued_bytes;
-        d->queued_bytes = value;
-        r->api->stat_set(r->host, stat, r->queued_bytes);
-        break;
-    default:
-        r->api->stat_set(r->host, stat, value);
-    }
-}
-
-static void px_init(repeater *r)
-{
-    size_t n = r->api->struct_size < sizeof(r->papi) ? r->api->struct_size : sizeof(r->papi);
-    memcpy(&r->papi, r->api, n);
-    r->papi.struct_size = n;
-    r->papi.log = px_log;
-    r->papi.instance_name = px_instance_name;
-    r->papi.setting_string = px_setting_string;
-    r->papi.setting_int = px_setting_int;
-    r->papi.setting_number = px_setting_number;
-    r->papi.setting_bool = px_setting_bool;
-    r->papi.setting_list_len = px_setting_list_len;
-    r->papi.setting_list_string = px_setting_list_string;
-    r->papi.timer_new = px_timer_new;
-    r->papi.watch_new = px_watch_new;
-    r->papi.event_base = px_event_base;
-    r->papi.now_ms = px_now_ms;
-    r->papi.monotonic_ms = px_monotonic_ms;
-    r->papi.stat_add = px_stat_add;
-    r->papi.stat_set = px_stat_set;
-}
-
-/* ------------------------------------------------------------------ */
-/* The UDP queue                                                       */
-/* ------------------------------------------------------------------ */
-
-static char *uq_reserve(rdest *d, size_t len)
-{
-    size_t max = d->r->max_bytes;
-    if (len > max || d->bytes > max - len)
-        return NULL;
-    chunk *t = d->tail;
-    if (t && t->size - t->end >= len)
-        return t->data + t->end;
-    chunk *c;
-    if (d->spare && d->spare->size >= len) {
-        c = d->spare;
-        d->spare = NULL;
-    } else {
-        size_t size = len > CHUNK_SIZE ? len : CHUNK_SIZE;
-        c = malloc(sizeof(*c) + size);
-        if (!c)
-            return NULL;
-        c->size = size;
-    }
-    c->next = NULL;
-    c->start = c->end = 0;
-    if (t)
-        t->next = c;
-    else
-        d->head = c;
-    d->tail = c;
-    return c->data;
-}
-
-/* One line at a time (the caller wrote exactly one). */
-static void uq_commit_line(rdest *d, size_t len)
-{
-    d->tail->end += len;
-    d->bytes += len;
-    d->lines++;
-}
-
-/* Releases n bytes (whole lines) from the front. */
-static void uq_drop_front(rdest *d, size_t n)
-{
-    d->bytes -= n;
-    while (n && d->head) {
-        chunk *c = d->head;
-        size_t avail = c->end - c->start;
-        if (n < avail) {
-            c->start += n;
-            return;
-        }
-        n -= avail;
-        if (c == d->tail) {
-            c->start = c->end = 0;
-            return;
-        }
-        d->head = c->next;
-        if (!d->spare && c->size == CHUNK_SIZE)
-            d->spare = c;
-        else
-            free(c);
-    }
-}
-
-static void uq_free(rdest *d)
-{
-    while (d->head) {
-        chunk *c = d->head;
-        d->head = c->next;
-        free(c);
-    }
-    d->tail = NULL;
-    free(d->spare);
-    d->spare = NULL;
-    d->bytes = d->lines = 0;
-}
-
-/* ------------------------------------------------------------------ */
-/* The UDP socket                                                      */
-/* ------------------------------------------------------------------ */
-
-static void ud_send(rdest *d);
-static void ud_open(rdest *d);
-static void rp_log(repeater *r, int force);
-
-/* "statsd:8125 (10.0.0.5:8125)", or just "10.0.0.5:8125" when the
- * configured name is the address. */
-static const char *ud_where(const rdest *d, char *buf, size_t len)
-{
-    const char *addr = d->addrs[d->cur].text;
-    if (strcmp(d->label, addr) == 0)
-        return d->label;
-    snprintf(buf, len, "%s (%s)", d->label, addr);
-    return buf;
-}
-
-static void ud_publish(rdest *d)
-{
-    d->api->stat_set(d->host, SY_STAT_QUEUED, (int64_t)d->lines);
-    d->api->stat_set(d->host, SY_STAT_QUEUED_BYTES, (int64_t)d->bytes);
-}
-
-static void ud_set_watch(rdest *d, int events)
-{
-    if (d->watch && events != d->watch_events) {
-        d->api->watch_set(d->watch, events);
-        d->watch_events = events;
-    }
-}
-
-/* Always read: an ICMP error answering a datagram (or the probe) makes the
- * socket readable, so it is noticed even when nothing more is sent.  Write
- * while something is queued, unless an ICMP error stopped us. */
-static void ud_update_watch(rdest *d)
-{
-    ud_set_watch(d, SY_WATCH_READ | (d->bytes && !d->icmp_down ? SY_WATCH_WRITE : 0));
-}
-
-static void ud_close(rdest *d)
-{
-    if (d->watch) {
-        d->api->watch_free(d->watch);
-        d->watch = NULL;
-    }
-    d->watch_events = 0;
-    d->probing = 0;
-    if (d->fd >= 0) {
-        close(d->fd);
-        d->fd = -1;
-    }
-    d->api->stat_set(d->host, SY_STAT_CONNECTED, 0);
-}
-
-/* Doubling from reconnectMinMs to reconnectMaxMs, minus up to a quarter
- * of jitter (the same schedule as netq). */
-static uint64_t ud_backoff(rdest *d)
-{
-    uint64_t min_ms = d->r->min_ms, max_ms = d->r->max_ms;
-    unsigned shift = d->failures ? d->failures - 1 : 0;
-    uint64_t t = max_ms;
-    if (shift < 40 && (min_ms << shift) >> shift == min_ms && (min_ms << shift) < max_ms)
-        t = min_ms << shift;
-    /* xorshift64*: jitter only */
-    d->rng ^= d->rng >> 12;
-    d->rng ^= d->rng << 25;
-    d->rng ^= d->rng >> 27;
-    t -= (d->rng * 2685821657736338717ULL) % (t / 4 + 1);
-    return t < min_ms ? min_ms : t;
-}
-
-/* A persistent error: close, and open again (the next address) later. */
-static void ud_failed(rdest *d, const char *what, int err)
-{
-    ud_close(d);
-    d->api->stat_add(d->host, SY_STAT_ERRORS, 1);
-    d->failures++;
-    uint64_t delay = ud_backoff(d);
-    char where[400];
-    d->api->log(d->host, d->failures > 1 ? SY_LOG_DEBUG : SY_LOG_WARN,
-                "%s %s: %s; trying again in %llu ms, queueing up to %zu bytes meanwhile",
-                what, ud_where(d, where, sizeof(where)), strerror(err),
-                (unsigned long long)delay, d->r->max_bytes);
-    d->cur = (d->cur + 1) % d->naddrs;
-    d->api->timer_start(d->timer, delay);
-}
-
-static int is_icmp_error(int e)
-{
-    return e == ECONNREFUSED || e == EHOSTUNREACH || e == ENETUNREACH || e == EHOSTDOWN;
-}
-
-/* Marks the destination as answered with ICMP errors: nothing more is
- * sent to it until a probe comes back clean. */
-static void ud_refused(rdest *d, int err)
-{
-    d->icmp_down = 1;
-    d->refused_unlogged++;
-    ud_failed(d, "ICMP error from", err);
-}
-
-#define READS_PER_EVENT 16
-
-/* Readable: nothing is expected back (what comes is ignored), so this is
- * an error, an ICMP one most likely. */
-static void ud_read(rdest *d)
-{
-    char buf[512];
-    for (int i = 0; i < READS_PER_EVENT; i++) {
-        if (recv(d->fd, buf, sizeof(buf), MSG_DONTWAIT) >= 0)
-            continue;
-        int e = errno;
-        if (e == EINTR)
-            continue;
-        if (e == EAGAIN || e == EWOULDBLOCK)
-            return;
-        if (is_icmp_error(e))
-            ud_refused(d, e);
-        else
-            ud_failed(d, "error on the socket for", e);
-        return;
-    }
-}
-
-static void ud_on_fd(int fd, int events, void *arg)
-{
-    rdest *d = arg;
-    if (events & SY_WATCH_READ) {
-        ud_read(d);
-        if (d->fd < 0)
-            return;
-    }
-    if (events & SY_WATCH_WRITE)
-        ud_send(d);
-}
-
-/* The probe's wait is over: an ICMP error answering it is pending on the
- * socket by now (on a network slower than PROBE_WAIT_MS it may come
- * later; then the next send finds it). */
-static void ud_probe_done(rdest *d)
-{
-    int err = 0;
-    socklen_t len = sizeof(err);
-    d->probing = 0;
-    if (getsockopt(d->fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0)
-        err = errno;
-    if (err) {
-        if (is_icmp_error(err))
-            ud_refused(d, err);
-        else
-            ud_failed(d, "probe of", err);
-        return;
-    }
-    char where[400];
-    d->icmp_down = 0;
-    d->failures = 0;
-    d->api->stat_set(d->host, SY_STAT_CONNECTED, 1);
-    d->api->log(d->host, SY_LOG_INFO, "%s answers again (no ICMP error), %zu lines queued",
-                ud_where(d, where, sizeof(where)), d->lines);
-    ud_send(d);
-}
-
-static void ud_on_timer(void *arg)
-{
-    rdest *d = arg;
-    if (d->probing) {
-        ud_probe_done(d);
-        return;
-    }
-    if (d->fd >= 0)
-        return;
-    if (d->attempted)
-        d->api->stat_add(d->host, SY_STAT_RECONNECTS, 1);
-    d->attempted = 1;
-    ud_open(d);
-}
-
-/* socket + connect: for UDP both return at once.  After an ICMP error the
- * socket first sends a probe, an empty datagram (statsd and switchyard
- * ignore it), and the queue waits until no error answers it. */
-static void ud_open(rdest *d)
-{
-    const rp_addr *a = &d->addrs[d->cur];
-    int fd = socket(a->ss.ss_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0) {
-        ud_failed(d, "cannot open a socket for", errno);
-        return;
-    }
-    if (connect(fd, (const struct sockaddr *)&a->ss, a->len) != 0) {
-        int e = errno;
-        close(fd);
-        ud_failed(d, "cannot address", e);
-        return;
-    }
-    d->fd = fd;
-    d->watch = d->api->watch_new(d->host, fd, ud_on_fd, d);
-    d->watch_events = 0;
-    if (!d->watch) {
-        ud_failed(d, "cannot watch the socket for", ENOMEM);
-        return;
-    }
-    char where[400];
-    if (d->icmp_down) {
-        if (send(fd, "", 0, MSG_DONTWAIT | MSG_NOSIGNAL) < 0 && errno != EAGAIN &&
-            errno != EWOULDBLOCK) {
-            int e = errno;
-            if (is_icmp_error(e))
-                ud_refused(d, e);
-            else
-                ud_failed(d, "cannot probe", e);
-            return;
-        }
-        d->probing = 1;
-        d->api->log(d->host, SY_LOG_DEBUG, "probing %s", ud_where(d, where, sizeof(where)));
-        d->api->timer_start(d->timer, PROBE_WAIT_MS);
-        ud_update_watch(d); /* an ICMP error fails the probe at once */
-        return;
-    }
-    d->api->stat_set(d->host, SY_STAT_CONNECTED, 1);
-    d->api->log(d->host, SY_LOG_INFO, "sending datagrams to %s", ud_where(d, where, sizeof(where)));
-    ud_send(d);
-}
-
-/* The next datagram from the front of the queue, starting at byte `off`
- * of chunk `c`: as many whole lines as fit in max_dgram (at least one).
- * The datagram leaves out the last line's '\n'. */
-static size_t ud_pack(const rdest *d, const chunk *c, size_t off, size_t *lines)
-{
-    const char *base = c->data + off;
-    size_t avail = c->end - off, used = 0, max_dgram = d->r->max_dgram;
-    *lines = 0;
-    while (used < avail) {
-        const char *nl = memchr(base + used, '\n', avail - used);
-        size_t ll = (size_t)(nl - (base + used)) + 1; /* lines always end in '\n' */
-        if (*lines && used + ll - 1 > max_dgram)
-            break;
-        used += ll;
-        (*lines)++;
-    }
-    return used;
-}
-
-/*
- * Sends from the front of the queue until it is empty, the socket is full
- * (EAGAIN: wait for writable), or CALLS_PER_EVENT calls were made (then
- * the write watch brings us back after other events had their turn).
- */
-static void ud_send(rdest *d)
-{
-    int calls = 0;
-    while (d->fd >= 0 && !d->icmp_down && d->bytes && calls < CALLS_PER_EVENT) {
-        struct mmsghdr msgs[DGRAMS_PER_CALL];
-        struct iovec iov[DGRAMS_PER_CALL];
-        size_t dbytes[DGRAMS_PER_CALL], dlines[DGRAMS_PER_CALL];
-        unsigned n = 0;
-        const chunk *c = d->head;
-        size_t off = c ? c->start : 0;
-        while (c && n < DGRAMS_PER_CALL) {
-            if (off >= c->end) {
-                c = c->next;
-                off = c ? c->start : 0;
-                continue;
-            }
-            size_t used = ud_pack(d, c, off, &dlines[n]);
-            iov[n].iov_base = (char *)c->data + off;
-            iov[n].iov_len = used - 1;
-            dbytes[n] = used;
-            memset(&msgs[n], 0, sizeof(msgs[n]));
-            msgs[n].msg_hdr.msg_iov = &iov[n];
-            msgs[n].msg_hdr.msg_iovlen = 1;
-            off += used;
-            n++;
-        }
-        calls++;
-        int sent = sendmmsg(d->fd, msgs, n, MSG_DONTWAIT | MSG_NOSIGNAL);
-        if (sent < 0) {
-            int e = errno;
-            if (e == EINTR)
-                continue;
-            if (e == EAGAIN || e == EWOULDBLOCK)
-                break;
-            if (e == EMSGSIZE) {
-                /* this datagram can never go: drop its lines */
-                d->api->stat_add(d->host, SY_STAT_ERRORS, 1);
-                d->api->stat_add(d->host, SY_STAT_DROPPED, (int64_t)dlines[0]);
-                d->r->bad_unlogged += dlines[0];
-                uq_drop_front(d, dbytes[0]);
-                d->lines -= dlines[0];
-                continue;
-            }
-            /* Most likely the ICMP answer to an earlier datagram: this one
-             * was not sent; keep it queued until a probe is answered. */
-            if (is_icmp_error(e))
-                ud_refused(d, e);
-            else
-                ud_failed(d, "cannot send to", e);
-            break;
-        }
-        d->failures = 0;
-        size_t b = 0, l = 0;
-        for (int i = 0; i < sent; i++) {
-            b += dbytes[i];
-            l += dlines[i];
-        }
-        uq_drop_front(d, b);
-        d->lines -= l;
-        d->sent_lines += l;
-        d->api->stat_add(d->host, SY_STAT_SENT, (int64_t)l);
-        if ((unsigned)sent < n)
-            break; /* the socket buffer is full, or an error cut the batch:
-                      the write watch brings us back */
-    }
-    ud_update_watch(d);
-    ud_publish(d);
-    if (d->refused_unlogged || d->r->bad_unlogged)
-        rp_log(d->r, 0);
-}
-
-static int ud_resolve(rdest *d, const char *host, int port, char *err, size_t errlen)
-{
-    struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_DGRAM };
-    struct addrinfo *res = NULL;
-    char service[16];
-    snprintf(service, sizeof(service), "%d", port);
-    int rc = getaddrinfo(host, service, &hints, &res);
-    if (rc != 0) {
-        snprintf(err, errlen, "cannot resolve '%s': %s", host,
-                 rc == EAI_SYSTEM ? strerror(errno) : gai_strerror(rc));
-        return -1;
-    }
-    for (struct addrinfo *ai = res; ai && d->naddrs < MAX_ADDRS; ai = ai->ai_next) {
-        if ((ai->ai_family != AF_INET && ai->ai_family != AF_INET6) ||
-            ai->ai_addrlen > sizeof(d->addrs[0].ss))
-            continue;
-        rp_addr *a = &d->addrs[d->naddrs++];
-        memcpy(&a->ss, ai->ai_addr, ai->ai_addrlen);
-        a->len = ai->ai_addrlen;
-        char ip[INET6_ADDRSTRLEN] = "?";
-        if (ai->ai_family == AF_INET) {
-            inet_ntop(AF_INET, &((struct sockaddr_in *)ai->ai_addr)->sin_addr, ip, sizeof(ip));
-            snprintf(a->text, sizeof(a->text), "%s:%d", ip, port);
-        } else {
-            inet_ntop(AF_INET6, &((struct sockaddr_in6 *)ai->ai_addr)->sin6_addr, ip, sizeof(ip));
-            snprintf(a->text, sizeof(a->text), "[%s]:%d", ip, port);
-        }
-    }
-    freeaddrinfo(res);
-    if (d->naddrs == 0) {
-        snprintf(err, errlen, "'%s' has no IPv4 or IPv6 address", host);
-        return -1;
-    }
-    return 0;
-}
 
 /* ------------------------------------------------------------------ */
 /* Destinations                                                        */
@@ -838,9 +154,9 @@ static void rp_judge(repeater *r)
     size_t ndown = 0;
     for (size_t i = 0; i < r->nd; i++) {
         rdest *d = &r->d[i];
-        int connected = r->proto == PROTO_TCP ? netq_connected(d->tq) : d->connected != 0;
+        int connected = r->proto == PROTO_TCP ? netq_connected(d->tq) : d->part.connected != 0;
         int down = (r->proto == PROTO_UDP && d->icmp_down) ||
-                   (!connected && now - d->unconnected_since >= r->down_after_ms);
+                   (!connected && now - d->part.unconnected_since >= r->down_after_ms);
         if (down && !d->down) {
             d->rehashed_total = 0;
             r->api->log(r->host, SY_LOG_WARN,
@@ -891,7 +207,7 @@ static rdest *rp_pick(repeater *r, const char *key, size_t len, rdest **from)
 /* Drops, refusals, bad names and rehashed samples are logged at most
  * every LOG_EVERY_MS, with the count since the last message: a dead
  * destination must not flood the log. */
-static void rp_log(repeater *r, int force)
+void rp_log(repeater *r, int force)
 {
     uint64_t now = r->api->monotonic_ms(r->host);
     if (!force && r->last_log && now - r->last_log < LOG_EVERY_MS)
@@ -899,7 +215,7 @@ static void rp_log(repeater *r, int force)
     for (size_t i = 0; i < r->nd; i++) {
         rdest *d = &r->d[i];
         char where[400];
-        size_t qbytes = r->proto == PROTO_TCP ? netq_bytes(d->tq) : d->bytes;
+        size_t qbytes = r->proto == PROTO_TCP ? netq_bytes(d->tq) : d->cq.bytes;
         if (d->drops_unlogged && r->nd == 1)
             r->api->log(r->host, SY_LOG_WARN, "queue full (%zu bytes): %llu lines dropped",
                         qbytes, (unsigned long long)d->drops_unlogged);
@@ -973,8 +289,8 @@ static int rp_must_wait(repeater *r, size_t need)
             wait |= pace_wait(&d->pace, now, netq_connected(d->tq), netq_sent(d->tq),
                               netq_bytes(d->tq), r->max_bytes, need);
         else
-            wait |= pace_wait(&d->pace, now, d->connected != 0 && !d->icmp_down,
-                              d->sent_lines, d->bytes, r->max_bytes, need);
+            wait |= pace_wait(&d->pace, now, d->part.connected != 0 && !d->icmp_down,
+                              d->sent_lines, d->cq.bytes, r->max_bytes, need);
     }
     return wait;
 }
@@ -1076,107 +392,6 @@ static void repeater_free(repeater *r)
     free(r);
 }
 
-/* The destinations, as "HOST:PORT" texts: from `destinations`, or from
- * host and port.  Returns the count (texts in *out, strdup'ed), -1 with
- * err set. */
-static int read_destinations(const sy_host_api *api, sy_host *host, char ***out,
-                             char *err, size_t errlen)
-{
-    const char *addr, *one = NULL;
-    int64_t port;
-    int has_host, has_port, n;
-
-    has_host = api->setting_string(host, "host", "127.0.0.1", &addr);
-    if (has_host < 0) {
-        snprintf(err, errlen, "setting 'host' must be a string");
-        return -1;
-    }
-    has_port = api->setting_int(host, "port", 8125, &port);
-    if (has_port < 0) {
-        snprintf(err, errlen, "setting 'port' must be a whole number");
-        return -1;
-    }
-    if (port < 1 || port > 65535) {
-        snprintf(err, errlen, "setting 'port' is %lld, it must be between 1 and 65535",
-                 (long long)port);
-        return -1;
-    }
-    n = api->setting_list_len(host, "destinations");
-    if (n < 0) {
-        int rc = api->setting_string(host, "destinations", NULL, &one);
-        if (rc < 0) {
-            snprintf(err, errlen, "setting 'destinations' must be a list of \"HOST:PORT\" "
-                     "strings, or one such string");
-            return -1;
-        }
-        n = rc == 0 ? 1 : 0;
-    }
-    if (n > 0 || one) {
-        if (has_host == 0 || has_port == 0) {
-            snprintf(err, errlen, "setting 'destinations' and setting '%s' are both given: "
-                     "use host and port for one destination, or destinations",
-                     has_host == 0 ? "host" : "port");
-            return -1;
-        }
-    } else if (n == 0 && api->setting_list_len(host, "destinations") == 0) {
-        snprintf(err, errlen, "setting 'destinations' is an empty list");
-        return -1;
-    }
-    if (n > MAX_DESTINATIONS) {
-        snprintf(err, errlen, "setting 'destinations' lists %d destinations, at most %d "
-                 "are allowed", n, MAX_DESTINATIONS);
-        return -1;
-    }
-    if (n == 0) {
-        if (!*addr) {
-            snprintf(err, errlen, "setting 'host' is empty");
-            return -1;
-        }
-        n = 1;
-    }
-    char **list = calloc((size_t)n, sizeof(*list));
-    if (!list) {
-        snprintf(err, errlen, "out of memory");
-        return -1;
-    }
-    for (int i = 0; i < n; i++) {
-        char buf[300];
-        const char *t;
-        if (one) {
-            t = one;
-        } else if (api->setting_list_len(host, "destinations") > 0) {
-            t = api->setting_list_string(host, "destinations", i);
-            if (!t) {
-                snprintf(err, errlen, "setting 'destinations': entry %d is not a string", i + 1);
-                goto fail;
-            }
-        } else {
-            if (strchr(addr, ':'))
-                snprintf(buf, sizeof(buf), "[%s]:%d", addr, (int)port);
-            else
-                snprintf(buf, sizeof(buf), "%s:%d", addr, (int)port);
-            t = buf;
-        }
-        if (!(list[i] = strdup(t))) {
-            snprintf(err, errlen, "out of memory");
-            goto fail;
-        }
-        for (int j = 0; j < i; j++)
-            if (strcmp(list[j], list[i]) == 0) {
-                snprintf(err, errlen, "setting 'destinations' lists '%s' twice", list[i]);
-                i++;
-                n = i;
-                goto fail;
-            }
-    }
-    *out = list;
-    return n;
-fail:
-    for (int i = 0; i < n; i++)
-        free(list[i]);
-    free(list);
-    return -1;
-}
 
 /* init, and with state NULL the check: every setting and destination is
  * judged the same way, and the check stops before any address is looked
@@ -1185,15 +400,13 @@ static int repeater_setup(const sy_host_api *api, sy_host *host, void **state,
                           char *err, size_t errlen)
 {
     const char *proto, *flushed, *hashing, *on_down;
-    int64_t maxq, maxd, rmin, rmax, cto, down_after;
+    int64_t maxq, maxd, down_after;
+    reconnect_settings rs;
     char **names = NULL;
     int n = 0;
 
-    if (api->abi_major != SY_SINK_ABI_MAJOR ||
-        api->struct_size < offsetof(sy_host_api, format_number) + sizeof(void *)) {
-        snprintf(err, errlen, "the host's API is too old for this plugin");
+    if (SY_SINK_CHECK_API(api, format_number, err, errlen) != 0)
         return -1;
-    }
     if (string_setting(api, host, "protocol", "udp", &proto, err, errlen) ||
         string_setting(api, host, "flushed", "none", &flushed, err, errlen) ||
         string_setting(api, host, "hashing", "ketama", &hashing, err, errlen) ||
@@ -1201,16 +414,9 @@ static int repeater_setup(const sy_host_api *api, sy_host *host, void **state,
         return -1;
     if (int_setting(api, host, "maxQueueBytes", 16 << 20, 1024, INT64_MAX, &maxq, err, errlen) ||
         int_setting(api, host, "maxDatagramBytes", 1432, 64, UDP_MAX_PAYLOAD, &maxd, err, errlen) ||
-        int_setting(api, host, "reconnectMinMs", 100, 1, 3600000, &rmin, err, errlen) ||
-        int_setting(api, host, "reconnectMaxMs", 30000, 1, 3600000, &rmax, err, errlen) ||
-        int_setting(api, host, "connectTimeoutMs", 5000, 1, 3600000, &cto, err, errlen) ||
+        reconnect_settings_read(api, host, &rs, err, errlen) ||
         int_setting(api, host, "downAfterMs", 5000, 0, 86400000, &down_after, err, errlen))
         return -1;
-    if (rmax < rmin) {
-        snprintf(err, errlen, "reconnectMaxMs (%lld) is below reconnectMinMs (%lld)",
-                 (long long)rmax, (long long)rmin);
-        return -1;
-    }
 
     repeater *r = calloc(1, sizeof(*r));
     if (!r) {
@@ -1221,10 +427,10 @@ static int repeater_setup(const sy_host_api *api, sy_host *host, void **state,
     r->host = host;
     r->max_bytes = (size_t)maxq;
     r->max_dgram = (size_t)maxd;
-    r->min_ms = (uint64_t)rmin;
-    r->max_ms = (uint64_t)rmax;
+    r->min_ms = rs.min_ms;
+    r->max_ms = rs.max_ms;
     r->down_after_ms = (uint64_t)down_after;
-    px_init(r);
+    hostproxy_init(&r->hp, api, host, 0);
 
     if (strcmp(proto, "udp") == 0) {
         r->proto = PROTO_UDP;
@@ -1267,7 +473,8 @@ static int repeater_setup(const sy_host_api *api, sy_host *host, void **state,
         goto fail;
     }
 
-    n = read_destinations(api, host, &names, err, errlen);
+    n = destinations_read(api, host, 8125, MAX_DESTINATIONS, "\"HOST:PORT\"", &names, err,
+                          errlen);
     if (n < 0)
         goto fail;
     r->d = calloc((size_t)n, sizeof(*r->d));
@@ -1305,12 +512,12 @@ static int repeater_setup(const sy_host_api *api, sy_host *host, void **state,
         char addr[300];
         int port;
         d->r = r;
-        d->api = &r->papi;
-        d->host = (sy_host *)(void *)d;
+        d->api = &r->hp.api;
+        hostproxy_part_init(&r->hp, &d->part);
+        d->host = hostproxy_host(&d->part);
         d->index = (size_t)i;
         d->fd = -1;
-        d->unconnected_since = now;
-        d->rng = (now ^ (uint64_t)(uintptr_t)d) | 1;
+        d->rng = backoff_seed(now, (uint64_t)(uintptr_t)d);
         snprintf(d->label, sizeof(d->label), "%s", names[i]);
         if (parse_destination(names[i], addr, sizeof(addr), &port, err, errlen) != 0)
             goto fail;
@@ -1320,16 +527,19 @@ static int repeater_setup(const sy_host_api *api, sy_host *host, void **state,
                 .host = addr,
                 .port = port,
                 .max_bytes = (size_t)maxq,
-                .reconnect_min_ms = (uint64_t)rmin,
-                .reconnect_max_ms = (uint64_t)rmax,
-                .connect_timeout_ms = (uint64_t)cto,
+                .reconnect_min_ms = rs.min_ms,
+                .reconnect_max_ms = rs.max_ms,
+                .connect_timeout_ms = rs.connect_timeout_ms,
             };
-            d->tq = netq_new(&r->papi, d->host, &cfg, err, errlen);
+            d->tq = netq_new(&r->hp.api, d->host, &cfg, err, errlen);
             if (!d->tq)
                 goto fail_dests;
         } else {
-            if (ud_resolve(d, addr, port, err, errlen) != 0)
+            int na = net_resolve(addr, port, SOCK_DGRAM, d->addrs, NET_MAX_ADDRS, NULL, 0, err,
+                                 errlen);
+            if (na < 0)
                 goto fail_dests;
+            d->naddrs = (size_t)na;
             d->timer = d->api->timer_new(d->host, ud_on_timer, d);
             if (!d->timer) {
                 snprintf(err, errlen, "cannot create a timer");
@@ -1541,7 +751,7 @@ static int append_gauge(rdest *d, const sy_metric *m)
     int neg = num[0] == '-';
     /* both lines or neither: a lone "0" would set the gauge to 0 */
     if (neg) {
-        size_t queued = d->r->proto == PROTO_TCP ? netq_bytes(d->tq) : d->bytes;
+        size_t queued = d->r->proto == PROTO_TCP ? netq_bytes(d->tq) : d->cq.bytes;
         if (queued + 2 * (size_t)m->name_len + vlen + 9 > d->r->max_bytes) {
             d->full = 1;
             return -1;
