@@ -34,6 +34,7 @@ sys.path.insert(0, os.path.dirname(HERE))
 sys.path.insert(0, HERE)
 
 from lib.proc import make_workdir, remove_workdir, wait_until  # noqa: E402
+from lib import scenarios  # noqa: E402
 from lib.results import Results  # noqa: E402
 from lib.switchyard import switchyard_binary  # noqa: E402
 from test_badinput import Daemon, finish, start, tcp_send, udp_send  # noqa: E402
@@ -219,30 +220,7 @@ SCENARIOS = [("budgets", scenario_budgets), ("check", scenario_check)]
 
 
 def main():
-    wanted = sys.argv[1:]
-    res = Results(TEST_NAME)
-    binary = switchyard_binary()
-    if not res.check("switchyard binary exists", os.access(binary, os.X_OK), binary):
-        return res.finish()
-    workdir = make_workdir("sy-budgets-")
-    t_all = time.monotonic()
-    try:
-        for name, fn in SCENARIOS:
-            if wanted and name not in wanted:
-                continue
-            print("== %s" % name)
-            sys.stdout.flush()
-            t0 = time.monotonic()
-            try:
-                fn(res, workdir)
-            except Exception as e:
-                traceback.print_exc()
-                res.check("%s: harness ran without error" % name, False, repr(e))
-            res.note("%s took %.1f s" % (name, time.monotonic() - t0))
-    finally:
-        remove_workdir(workdir)
-    res.note("total %.1f s" % (time.monotonic() - t_all))
-    return res.finish()
+    return scenarios.run(TEST_NAME, SCENARIOS, "sy-budgets-")
 
 
 if __name__ == "__main__":

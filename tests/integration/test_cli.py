@@ -47,6 +47,7 @@ from lib import sanitizer  # noqa: E402
 from lib.daemon import Daemon, rss_kib  # noqa: E402
 from lib.netutil import LOOPBACK, free_port, http_get, send_tcp, send_udp, wait_for_port  # noqa: E402
 from lib.proc import make_workdir, remove_workdir, wait_until  # noqa: E402
+from lib import scenarios  # noqa: E402
 from lib.results import Results  # noqa: E402
 from lib.statsd import ensure_npm  # noqa: E402
 from lib.switchyard import switchyard_binary  # noqa: E402
@@ -529,36 +530,7 @@ SCENARIOS = [
 
 
 def main():
-    wanted = sys.argv[1:]
-    unknown = [w for w in wanted if w not in dict(SCENARIOS)]
-    if unknown:
-        print("unknown scenario(s) %s; choose from %s"
-              % (", ".join(unknown), ", ".join(n for n, _ in SCENARIOS)))
-        return 2
-    res = Results(TEST_NAME)
-    binary = switchyard_binary()
-    print("switchyard binary: %s" % binary)
-    if not res.check("switchyard binary exists", os.access(binary, os.X_OK), binary):
-        return res.finish()
-    workdir = make_workdir("sy-cli-")
-    t_all = time.monotonic()
-    try:
-        for name, fn in SCENARIOS:
-            if wanted and name not in wanted:
-                continue
-            print("== %s" % name)
-            sys.stdout.flush()
-            t0 = time.monotonic()
-            try:
-                fn(res, workdir)
-            except Exception as e:  # a crash of the harness is a failure, not a skip
-                traceback.print_exc()
-                res.check("%s: harness ran without error" % name, False, repr(e))
-            res.note("%s took %.1f s" % (name, time.monotonic() - t0))
-    finally:
-        remove_workdir(workdir)
-    res.note("total %.1f s" % (time.monotonic() - t_all))
-    return res.finish()
+    return scenarios.run(TEST_NAME, SCENARIOS, "sy-cli-")
 
 
 if __name__ == "__main__":
