@@ -820,6 +820,12 @@ static void spool_metric(void *ctx, const char *name, const char *plugin, const 
     evbuffer_add_printf(c->out, "\"} %lld\n", v[c->which]);
 }
 
+static void spool_count(void *ctx, const char *name, const char *plugin, const sy_sink_stats *st)
+{
+    (void)name, (void)plugin;
+    *(size_t *)ctx += st->spool != 0;
+}
+
 /* /metrics in the Prometheus text exposition format (version 0.0.4). */
 static void http_metrics(struct evhttp_request *req, void *arg)
 {
@@ -898,7 +904,10 @@ static void http_metrics(struct evhttp_request *req, void *arg)
         { "switchyard_spool_corrupt_total", "counter",
           "Damaged stretches of a disk spool skipped on replay." },
     };
-    for (int k = 0; k < 7; k++) {
+    /* only when a sink has a spool: a family without samples is not one */
+    size_t nspools = 0;
+    sy_output_report_sinks(a->d.output, spool_count, &nspools);
+    for (int k = 0; k < 7 && nspools; k++) {
         metric_head(out, spoolm[k].name, spoolm[k].type, spoolm[k].help);
         struct sink_metrics_ctx c = { out, k };
         sy_output_report_sinks(a->d.output, spool_metric, &c);
