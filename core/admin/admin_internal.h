@@ -118,6 +118,14 @@ void sy_admin_http_traces(struct evhttp_request *req, void *arg);
 void sy_admin_on_jobs_done(evutil_socket_t fd, short what, void *arg);
 void sy_admin_traces_job_free(traces_job *j);
 
+/* evhttp_send_reply, with HEAD answered as GET without the body. */
+void sy_admin_http_reply(struct evhttp_request *req, int code, const char *reason,
+                         struct evbuffer *body);
+/* The slot of http_refused for an HTTP status, or -1 if not a refusal. */
+int sy_admin_refused_slot(int code);
+/* GET /metrics (metrics.c). */
+void sy_admin_http_metrics(struct evhttp_request *req, void *arg);
+
 /* A plain-text reply with the code's reason phrase (traces_page.c). */
 void sy_admin_reply_text(struct evhttp_request *req, int code, const char *text);
 
