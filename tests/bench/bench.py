@@ -35,6 +35,13 @@ three transports.  Others:
            stream across a flush of an empty table), memory per key; once
            with a sink queue that holds the whole flush, once with the
            default config
+  spool_outage  switchyard only, full mode only: 1M counter keys and the
+           same steady stream, a graphite sink with a 1 MiB queue and a
+           disk spool, twice: the sink up all along, then the sink down
+           (not listening) while the 1M-key flush goes to the spool and up
+           again for the replay; the stream's loss in both, spool bytes
+           per value, the time to write the flush to the spool, the
+           replay's time, every value at the sink, nothing dropped
 
 Systems:
 
@@ -180,7 +187,7 @@ MODES = {
               "scenarios": "udp20,udp1,tcp,typical-udp20,typical-tcp,hot-udp20,newkeys,reload"},
     "full": {"duration": 10.0, "rounds": 3, "flush_ms": 2000, "keys": 10000, "million": 1000000,
              "newkeys": 200000, "reload_keys": 1000000, "reload_rate": 1000000, "reload_window": 12.0,
-             "scenarios": "counters,typical,timers,hot,highcard,newkeys,flush1m,reload"},
+             "scenarios": "counters,typical,timers,hot,highcard,newkeys,flush1m,reload,spool_outage"},
 }
 SHORT_MIX_SYSTEMS = ["ceiling", "switchyard", "statsd"]
 
@@ -1149,6 +1156,291 @@ def print_million(m):
     sys.stdout.flush()
 
 
+# ---- the disk spool under an outage ---------------------------------------------
+
+def prom_values(port):
+    """{series: value} of switchyard's /metrics (series with their labels)."""
+    try:
+        with socket.create_connection((LOOPBACK, port), timeout=10) as s:
+            s.sendall(b"GET /metrics HTTP/1.0\r\nHost: bench\r\n\r\n")
+            data = b""
+            while True:
+                chunk = s.recv(1 << 16)
+                if not chunk:
+                    break
+                data += chunk
+    except OSError:
+        return {}
+    out = {}
+    for line in data.decode("utf-8", "replace").split("\r\n\r\n", 1)[-1].splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            try:
+                out[name] = float(value)
+            except ValueError:
+                pass
+    return out
+
+
+def prom_sum(values, family, **labels):
+    """The sum of a family's series whose labels include `labels`."""
+    total = 0.0
+    for series, v in values.items():
+        if series == family or series.startswith(family + "{"):
+            if all('%s="%s"' % (k, x) in series for k, x in labels.items()):
+                total += v
+    return total
+
+
+class SinkAt:
+    """A sumsink by its port (for wait_flushed)."""
+
+    def __init__(self, port):
+        self.port = port
+
+    def stats(self):
+        return sumsink_stats(self.port)
+
+
+def dir_bytes(path):
+    total = 0
+    for root, _dirs, files in os.walk(path):
+        for f in files:
+            try:
+                total += os.path.getsize(os.path.join(root, f))
+            except OSError:
+                pass
+    return total
+
+
+def spool_run(name, cfg, ctx, outage):
+    """One run of spool_outage: the sink down (outage) or up from the start."""
+    nkeys = cfg["million"]
+    flush_ms = cfg["million_flush_ms"]
+    flush_s = flush_ms / 1000.0
+    rate = cfg["steady_rate"]
+    lead, window = 1.0, cfg["spool_window"]
+    res = {"outage": outage}
+    carbon_port = free_port("tcp")
+    http_port = free_port("tcp")
+    udp_port = free_port_pair()
+    spool_dir = os.path.join(ctx.workdir, name + "-spool")
+    sink_proc = None
+
+    def start_sink():
+        p = ctx.reg.start(name + "-sink", [SUMSINK, "--port", carbon_port, "--gap-ms", SINK_GAP_MS],
+                          ctx.workdir)
+        read_listening(p)
+        return p
+
+    if not outage:
+        sink_proc = start_sink()
+    path = os.path.join(ctx.workdir, name + ".lua")
+    with open(path, "w") as f:
+        f.write("-- written by tests/bench/bench.py\nreturn {\n"
+                "  listen = { \"udp://%s:%d\", \"tcp://%s:%d\" },\n"
+                "  httpAddress = \"%s:%d\",\n"
+                "  flushInterval = %d,\n  flush_counts = true,\n  deleteCounters = true,\n"
+                "  graphite = { legacyNamespace = false, globalPrefix = \"stats\" },\n"
+                "  sinks = { carbon = { plugin = \"graphite\", host = \"%s\", port = %d,\n"
+                "                       maxQueueBytes = %d, reconnectMinMs = 100, reconnectMaxMs = 500,\n"
+                "                       spool = { dir = \"%s\", maxBytes = \"4GiB\" } } },\n}\n"
+                % (LOOPBACK, udp_port, LOOPBACK, udp_port, LOOPBACK, http_port, flush_ms,
+                   LOOPBACK, carbon_port, cfg["spool_queue"], spool_dir))
+    proc = ctx.reg.start(name, [Server.binary, "-c", path], ctx.workdir, cwd=REPO_DIR)
+    try:
+        if not wait_for_port(http_port, 15, alive=proc.alive):
+            raise ComponentError("%s did not start:\n%s" % (name, proc.logs()))
+        target = ["--udp", "%s:%d" % (LOOPBACK, udp_port)]
+        # the keys, sent right after a tick so that the next flush holds them all
+        tick1 = sleep_until_tick(flush_s, -0.05, min_wait=0.5)
+        load = run_loadgen(target + ["--keys", nkeys, "--count", nkeys, "--per", 20,
+                                     "--rate", cfg["million_rate"], "--key-prefix", "million"], 120)
+        t_loaded = time.time()
+        tick2 = sleep_until_tick(flush_s, lead, min_wait=0.0)
+        if abs(tick2 - (tick1 + flush_s)) > 0.01:
+            raise ComponentError("sending %d keys took too long (%.1f s) to fit in one flush interval"
+                                 % (nkeys, t_loaded - tick1))
+        m0 = prom_values(http_port)
+        k0 = udp_kernel_errors()
+        gen = subprocess.Popen([LOADGEN] + [str(a) for a in target + [
+            "--keys", 1000, "--per", 20, "--rate", rate, "--key-prefix", "steady",
+            "--duration", lead + window]], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        # the spool's growth, from its files (no request to switchyard meanwhile)
+        # (growth counts until shortly before the next flush, which adds the
+        # steady keys' values behind it)
+        grew, last = None, dir_bytes(spool_dir)
+        while gen.poll() is None:
+            time.sleep(0.02)
+            b = dir_bytes(spool_dir)
+            if b != last and tick2 <= time.time() < tick2 + flush_s - 0.1:
+                grew, last = time.time(), b
+        stdout, stderr = gen.communicate()
+        t_stream_end = time.monotonic()
+        try:
+            steady = json.loads(stdout.decode().strip().splitlines()[-1])
+        except (IndexError, ValueError):
+            raise ComponentError("loadgen printed no result: %s" % stderr.decode("utf-8", "replace"))
+        k1 = udp_kernel_errors()
+        wait_idle(proc.pid)
+        # the spool has stopped growing (or never started: sink up)
+        deadline = time.monotonic() + 60
+        stable = time.monotonic()
+        while time.monotonic() < deadline and time.monotonic() - stable < 0.5:
+            time.sleep(0.05)
+            b = dir_bytes(spool_dir)
+            if b != last:
+                if time.time() < tick2 + flush_s - 0.1:
+                    grew = time.time()
+                last, stable = b, time.monotonic()
+        m1 = prom_values(http_port)
+        spool_m1 = {k: prom_sum(m1, "switchyard_spool_" + k, sink="carbon")
+                    for k in ("bytes", "records", "spooled_total", "dropped_total")}
+        res.update({
+            "load": load, "steady": steady,
+            "steady_sent_datagrams": steady["sent_datagrams"],
+            # the TCP listener receives nothing meanwhile
+            "steady_counted_datagrams": int(prom_sum(m1, "switchyard_listener_received_total")
+                                            - prom_sum(m0, "switchyard_listener_received_total")),
+            "listener_dropped": int(prom_sum(m1, "switchyard_listener_dropped_total")
+                                    - prom_sum(m0, "switchyard_listener_dropped_total")),
+            "kernel_udp_rcvbuf_errors": k1[0] - k0[0],
+            "spooled_values": int(spool_m1["spooled_total"]
+                                  - prom_sum(m0, "switchyard_spool_spooled_total", sink="carbon")),
+            "spooled_bytes": int(spool_m1["bytes"] - prom_sum(m0, "switchyard_spool_bytes", sink="carbon")),
+            "spool_records": int(spool_m1["records"]),
+            "spool_write_s": (grew - tick2) if (outage and grew) else None,
+        })
+        if outage:
+            # the sink comes back
+            t_up = time.monotonic()
+            sink_proc = start_sink()
+            t_conn = t_empty = None
+            deadline = time.monotonic() + 300
+            while time.monotonic() < deadline:
+                m = prom_values(http_port)
+                if t_conn is None and prom_sum(m, "switchyard_sink_connected", sink="carbon") >= 1:
+                    t_conn = time.monotonic()
+                if (prom_sum(m, "switchyard_spool_records", sink="carbon") == 0 and
+                        prom_sum(m, "switchyard_sink_queued", sink="carbon") == 0 and
+                        prom_sum(m, "switchyard_spool_replayed_total", sink="carbon")
+                        >= prom_sum(m, "switchyard_spool_spooled_total", sink="carbon")):
+                    t_empty = time.monotonic()
+                    break
+                time.sleep(0.05)
+            res["connected_after_s"] = (t_conn - t_up) if t_conn else None
+            res["replay_s"] = (t_empty - t_up) if t_empty else None
+            res["replay_after_connect_s"] = (t_empty - t_conn) if t_empty and t_conn else None
+        # everything flushed: the totals at the sink
+        expect = load["sent_metrics"]
+        deadline = time.monotonic() + 30
+        st = sumsink_stats(carbon_port)
+        while group_total(st, "million") < expect and time.monotonic() < deadline:
+            time.sleep(0.2)
+            st = sumsink_stats(carbon_port)
+        # and the flush after the stream's end (the sink's clock is ours)
+        time.sleep(max(0.0, tick2 + flush_s + 0.5 - time.time()))
+        st = wait_flushed(SinkAt(carbon_port), "steady", t_stream_end, flush_s,
+                          expect=steady["sent_metrics"])
+        m2 = prom_values(http_port)
+        if not proc.alive():
+            raise ComponentError("switchyard died:\n%s" % proc.logs())
+        burst = flush_burst(st, tick2)
+        res.update({
+            "million_received": group_total(st, "million"),
+            "steady_received": group_total(st, "steady"),
+            "spool_dropped": int(prom_sum(m2, "switchyard_spool_dropped_total", sink="carbon")),
+            "spool_corrupt": int(prom_sum(m2, "switchyard_spool_corrupt_total", sink="carbon")),
+            "sink_dropped": int(prom_sum(m2, "switchyard_sink_dropped_total", sink="carbon")),
+            "spool_replayed": int(prom_sum(m2, "switchyard_spool_replayed_total", sink="carbon")),
+            "spool_spooled_total": int(prom_sum(m2, "switchyard_spool_spooled_total", sink="carbon")),
+            "sink_flush_s": (burst[3] - tick2) if (burst and not outage) else None,
+        })
+    finally:
+        proc.stop(timeout=15)
+        if sink_proc:
+            sink_proc.stop()
+    return res
+
+
+def spool_scenario(cfg, ctx):
+    """spool_outage: 1M live counter keys and a steady UDP stream, as
+    flush1m, with a graphite sink behind a 1 MiB queue and a disk spool.
+    Twice: the sink up all along (the control), then the sink down (not
+    listening) while the 1M-key flush goes to the spool, and up again
+    once it is written, for the replay.  Reported: the stream's loss in
+    both (datagrams sent against counted, ring drops, the sink's totals),
+    the spool's bytes per value, the time to write the flush to the spool
+    (against the time to send it to the live sink), the replay's time once
+    the sink is back, and whether every value arrived with none dropped.
+    deleteCounters is on, so that the idle keys' later flushes (zeros) do
+    not add to the replay."""
+    name = "spool_outage"
+    title = ("disk spool under an outage: %s counter keys, steady %s metrics/s over UDP (20/datagram), "
+             "graphite sink with maxQueueBytes %d KiB and a spool; flushInterval %d ms"
+             % (fmt_int(cfg["million"]), fmt_int(cfg["steady_rate"]), cfg["spool_queue"] >> 10,
+                cfg["million_flush_ms"]))
+    print("\n== %s ==" % title)
+    sys.stdout.flush()
+    out = {"name": name, "title": title, "keys": cfg["million"], "flush_ms": cfg["million_flush_ms"],
+           "queue_bytes": cfg["spool_queue"], "steady_rate": cfg["steady_rate"],
+           "steady_window_s": 1.0 + cfg["spool_window"], "runs": {}}
+    for label, outage in (("sink up", False), ("sink down", True)):
+        try:
+            r = spool_run("%s-%s" % (name, "down" if outage else "up"), cfg, ctx, outage)
+        except ComponentError as e:
+            ctx.check("%s/%s ran" % (name, label), False, str(e))
+            out["runs"][label] = {"error": str(e)}
+            continue
+        out["runs"][label] = r
+        sent = r["steady"]["sent_metrics"]
+        r["steady_loss_pct"] = 100.0 * (1 - r["steady_received"] / sent) if sent else None
+        ctx.check("%s/%s: every key's value reached the sink" % (name, label),
+                  r["million_received"] == r["load"]["sent_metrics"],
+                  "sent %d, the sink summed %d" % (r["load"]["sent_metrics"], r["million_received"]))
+        ctx.check("%s/%s: nothing dropped" % (name, label),
+                  r["spool_dropped"] == 0 and r["sink_dropped"] == 0 and r["spool_corrupt"] == 0,
+                  "spool dropped %d, corrupt %d, sink dropped %d"
+                  % (r["spool_dropped"], r["spool_corrupt"], r["sink_dropped"]))
+        if outage:
+            ctx.check("%s/%s: the flush went to the spool" % (name, label),
+                      r["spooled_values"] >= 2 * r["load"]["sent_metrics"],
+                      "%d values spooled" % r["spooled_values"])
+            ctx.check("%s/%s: the spool was replayed" % (name, label), r.get("replay_s") is not None,
+                      "replayed %d of %d" % (r["spool_replayed"], r["spool_spooled_total"]))
+        print("  %s: keys sent %s, reached the sink %s" % (label, fmt_int(r["load"]["sent_metrics"]),
+                                                           fmt_int(r["million_received"])))
+        print("    steady stream: %s datagrams sent, %s counted by the listener, ring drops %s, kernel "
+              "rcvbuf drops %s; %s metrics sent, %s reached the sink: loss %s %%"
+              % (fmt_int(r["steady_sent_datagrams"]), fmt_int(r["steady_counted_datagrams"]),
+                 fmt_int(r["listener_dropped"]), fmt_int(r["kernel_udp_rcvbuf_errors"]), fmt_int(sent),
+                 fmt_int(r["steady_received"]), fmt(r["steady_loss_pct"], "{:.4f}")))
+        if outage:
+            print("    spooled %s values in %s bytes (%s bytes a value), %s records; the flush written "
+                  "to the spool %s s after its tick"
+                  % (fmt_int(r["spooled_values"]), fmt_int(r["spooled_bytes"]),
+                     fmt(r["spooled_bytes"] / r["spooled_values"] if r["spooled_values"] else None,
+                         "{:.1f}"), fmt_int(r["spool_records"]), fmt(r["spool_write_s"], "{:.2f}")))
+            print("    sink back: connected after %s s, spool replayed and the queue empty after %s s "
+                  "(%s s after connecting); replayed %s of %s spooled values"
+                  % (fmt(r.get("connected_after_s"), "{:.2f}"), fmt(r.get("replay_s"), "{:.2f}"),
+                     fmt(r.get("replay_after_connect_s"), "{:.2f}"), fmt_int(r["spool_replayed"]),
+                     fmt_int(r["spool_spooled_total"])))
+        else:
+            print("    the flush reached the live sink %s s after its tick; spooled %s values"
+                  % (fmt(r["sink_flush_s"], "{:.2f}"), fmt_int(r["spooled_values"])))
+        print("    dropped: spool %s, corrupt %s, sink %s"
+              % (fmt_int(r["spool_dropped"]), fmt_int(r["spool_corrupt"]), fmt_int(r["sink_dropped"])))
+        sys.stdout.flush()
+    up, down = out["runs"].get("sink up", {}), out["runs"].get("sink down", {})
+    if up.get("steady_loss_pct") is not None and down.get("steady_loss_pct") is not None:
+        print("  steady-stream loss, sink down against sink up: %s %% against %s %%; ring drops %s "
+              "against %s" % (fmt(down["steady_loss_pct"], "{:.4f}"), fmt(up["steady_loss_pct"], "{:.4f}"),
+                              fmt_int(down["listener_dropped"]), fmt_int(up["listener_dropped"])))
+    sys.stdout.flush()
+    return out
+
+
 # ---- main ------------------------------------------------------------------------
 
 class Context:
@@ -1183,7 +1475,7 @@ def main():
                     help="comma-separated scenarios or families: udp20,udp1,tcp (counters), "
                     "typical-*, timers-*, hot-*, highcard-* (* = udp20, udp1, tcp), a family name "
                     "(counters, typical, timers, hot, highcard) for its three, newkeys, flush1m, "
-                    "reload (default: the mode's list)")
+                    "reload, spool_outage (default: the mode's list)")
     ap.add_argument("--reload-keys", type=int, help="live keys of the reload test (0: skip it)")
     ap.add_argument("--reload-rate", type=int, help="metrics/s of the reload test's steady stream")
     ap.add_argument("--systems", default=",".join(SYSTEMS),
@@ -1198,12 +1490,15 @@ def main():
         if getattr(args, k) is not None:
             cfg[k] = getattr(args, k)
     cfg.update({"million_flush_ms": 5000, "million_rate": 2000000, "steady_rate": 1000000,
-                "steady_window": 3.0, "newkeys_rate": 500000})
+                "steady_window": 3.0, "newkeys_rate": 500000,
+                # spool_outage: the sink's queue, and the steady stream's
+                # seconds after the tick (it starts 1 s before)
+                "spool_queue": 1 << 20, "spool_window": 4.0})
     scenarios = []
     for s in (args.scenarios or cfg["scenarios"]).split(","):
         names = throughput_names(s) if s in FAMILIES else [s] if s else []
         for n in names:
-            if n not in ("newkeys", "flush1m", "reload") and not parse_throughput(n):
+            if n not in ("newkeys", "flush1m", "reload", "spool_outage") and not parse_throughput(n):
                 ap.error("unknown scenario %r" % n)
             if n not in scenarios:
                 scenarios.append(n)
@@ -1305,6 +1600,8 @@ def main():
                     "flush1m_default_queue", cfg, ctx)
         if "reload" in scenarios and cfg["reload_keys"] > 0 and "switchyard" in systems:
             results["scenarios"]["reload"] = reload_scenario(cfg, ctx)
+        if "spool_outage" in scenarios and cfg["million"] > 0 and "switchyard" in systems:
+            results["scenarios"]["spool_outage"] = spool_scenario(cfg, ctx)
     except KeyboardInterrupt:
         ctx.check("bench finished", False, "interrupted")
     finally:
