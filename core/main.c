@@ -220,6 +220,11 @@ static int validate(const sy_config *c, const char *file, const char *plugin_def
                 return -1;
             }
         }
+        if (i < 64 && ((c->agg.dd_sinks >> i) & 1) && !sy_sink_plugin_takes_lines(p)) {
+            snprintf(err, errlen, "%s: dogstatsdEvents: sink '%s' cannot take DogStatsD events: "
+                     "its plugin '%s' has no write_lines (ABI 1.3)", file, sc->name, sc->plugin);
+            return -1;
+        }
         if (sy_sink_check(p, sc->name, sc->settings, sc->nsettings, why, sizeof why) < 0) {
             int k = setting_named_in(sc, why);
             if (k >= 0)
