@@ -305,9 +305,15 @@ static int dry_run(const char *file, const char *lua_dir)
             continue;
         }
         if (klen == SY_PARSE_EVENT || klen == SY_PARSE_SERVICE_CHECK) {
-            printf("%s\n  DogStatsD %s: counted (switchyard_dogstatsd_%s_total), not forwarded\n", line,
+            printf("%s\n  DogStatsD %s: counted (switchyard_dogstatsd_%s_total), ", line,
                    klen == SY_PARSE_EVENT ? "event" : "service check",
                    klen == SY_PARSE_EVENT ? "events" : "service_checks");
+            if (c->agg.dd_sinks) {
+                mask_names(c, c->agg.dd_sinks, names, sizeof names);
+                printf("forwarded as received to %s (dogstatsdEvents)\n", names);
+            } else {
+                printf("not forwarded (no dogstatsdEvents sinks)\n");
+            }
             continue;
         }
         if (klen < 0) {
