@@ -1104,6 +1104,8 @@ static sy_ratelimit rl_dd = SY_RATELIMIT_INIT(10000, 1);
 static void dd_forward(sy_agg *a, const char *line, size_t len, int event)
 {
     const char *what = event ? "event" : "service check";
+    if (len && line[len - 1] == '\r')
+        len--; /* a CRLF line's terminator, not its text */
     if (len > SY_DD_LINE_MAX) {
         atomic_fetch_add_explicit(&a->st.dd_dropped, 1, memory_order_relaxed);
         sy_log_limited(&rl_dd, SY_WARN, "DogStatsD %s of %zu bytes not forwarded: more than %u "
