@@ -27,8 +27,8 @@ Each scenario starts the real daemon (build/switchyard or $SY_BIN):
      checks; plus lines with several values, container IDs and
      timestamps: every value adds up at the sink, events and checks are
      counted on their own, and nothing is a bad line.  Events and checks
-     also reach a repeater sink named in dogstatsdEvents (two TCP
-     destinations) byte for byte, hashed by title / check name; --check
+     also reach two repeater sinks named in dogstatsdEvents (one over
+     UDP; one with two TCP destinations) byte for byte, hashed by title / check name; --check
      refuses dogstatsdEvents naming no sink or a graphite sink.
 
 Usage:
@@ -509,6 +509,10 @@ def dd_refusals(res, workdir):
 def scenario_dogstatsd(res, workdir):
     carbon = LineListener()
     tier = [LineListener(), LineListener()]
+    edge = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)  # a repeater over UDP
+    edge.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+    edge.bind((LOOPBACK, 0))
+    edge.settimeout(0.2)
     udp, http = free_port("udp"), free_port("tcp")
     d = Daemon("dogstatsd", workdir)
     cfg = """return {
@@ -516,12 +520,14 @@ def scenario_dogstatsd(res, workdir):
   httpAddress = "%s:%d",
   flushInterval = 300,
   graphite = { legacyNamespace = false },
-  dogstatsdEvents = { "tier" },
+  dogstatsdEvents = { "tier", "edge" },
   sinks = { carbon = { plugin = "graphite", host = "%s", port = %d },
+            edge = { plugin = "repeater", host = "%s", port = %d },
             tier = { plugin = "repeater", protocol = "tcp", flushed = "none",
                      destinations = { "%s:%d", "%s:%d" } } },
 }
-""" % (LOOPBACK, udp, LOOPBACK, http, LOOPBACK, carbon.port, LOOPBACK, tier[0].port,
+""" % (LOOPBACK, udp, LOOPBACK, http, LOOPBACK, carbon.port, LOOPBACK, edge.getsockname()[1],
+       LOOPBACK, tier[0].port,
        LOOPBACK, tier[1].port)
     try:
         dd_refusals(res, workdir)
@@ -584,23 +590,34 @@ def scenario_dogstatsd(res, workdir):
         res.check("dogstatsd: the tier's destinations each get whole titles and check names "
                   "(and both get some)", not (split[0] & split[1]) and all(split),
                   "dest 0 %r, dest 1 %r" % (sorted(split[0]), sorted(split[1])))
+        got_udp, deadline = [], time.monotonic() + 10
+        while len(got_udp) < len(want_dd) and time.monotonic() < deadline:
+            try:
+                got_udp += edge.recv(65536).decode("utf-8", "replace").split("\n")
+            except socket.timeout:
+                pass
+        res.check("dogstatsd: ... and the UDP repeater, packed in datagrams", sorted(got_udp) == want_dd,
+                  "%d lines, missing %r" % (len(got_udp), sorted(set(want_dd) - set(got_udp))[:5]))
         fwd = {m: metric(http, "switchyard_" + m) for m in
                ("dogstatsd_events_total", "dogstatsd_service_checks_total",
                 "dogstatsd_forwarded_total", "dogstatsd_dropped_total")}
         n_ev = HS_N + DD_EXTRA_EVENTS
         fwd["sent"] = metric(http, 'switchyard_sink_sent_total{sink="tier",plugin="repeater"}')
         fwd["sink_dropped"] = metric(http, 'switchyard_sink_dropped_total{sink="tier",plugin="repeater"}')
+        fwd["edge_sent"] = metric(http, 'switchyard_sink_sent_total{sink="edge",plugin="repeater"}')
         res.check("dogstatsd: forwarded, sent and dropped counters are exact",
                   fwd == {"dogstatsd_events_total": n_ev,
                           "dogstatsd_service_checks_total": len(want_dd) - n_ev,
                           "dogstatsd_forwarded_total": len(want_dd), "dogstatsd_dropped_total": 0,
-                          "sent": len(want_dd), "sink_dropped": 0}, repr(fwd))
+                          "sent": len(want_dd), "sink_dropped": 0, "edge_sent": len(want_dd)},
+                  repr(fwd))
         finish(res, "dogstatsd", d)
     finally:
         d.stop(5)
         carbon.close()
         for t in tier:
             t.close()
+        edge.close()
 
 
 SCENARIOS = [
