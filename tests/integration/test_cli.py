@@ -506,6 +506,47 @@ def dd_refusals(res, workdir):
                   rc != 0 and "dogstatsdEvents" in err and want in err, "rc %r: %s" % (rc, err))
 
 
+def dd_token(res, workdir):
+    """On an auth listener an event or check goes on without its token (and
+    its CRLF); one with a refused token does not go at all."""
+    out = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    out.bind((LOOPBACK, 0))
+    out.settimeout(0.2)
+    udp, http = free_port("udp"), free_port("tcp")
+    d = Daemon("dogstatsd-token", workdir)
+    cfg = """return {
+  listen = { { url = "udp://%s:%d", auth = true } },
+  httpAddress = "%s:%d",
+  auth = { tokens = { s3cret = "tenant1" } },
+  dogstatsdEvents = { "e" },
+  sinks = { e = { plugin = "repeater", host = "%s", port = %d } },
+}
+""" % (LOOPBACK, udp, LOOPBACK, http, LOOPBACK, out.getsockname()[1])
+    try:
+        if not res.check("dogstatsd: starts with an auth listener",
+                         d.start(cfg) and wait_for_port(http, 20, alive=d.alive), d.logs()):
+            return
+        send_udp(udp, ["s3cret._e{2,2}:ab|cd\nbad._sc|x|0\ns3cret._sc|x|0|m:hi\r\nx._e{1,1}:a|b"])
+        got, deadline = [], time.monotonic() + 10
+        while len(got) < 2 and time.monotonic() < deadline:
+            try:
+                got += out.recv(65536).split(b"\n")
+            except socket.timeout:
+                pass
+        time.sleep(0.3)  # anything more would come with these
+        try:
+            got += out.recv(65536).split(b"\n")
+        except socket.timeout:
+            pass
+        res.check("dogstatsd: behind a token, events and checks go on without it; refused ones not",
+                  got == [b"_e{2,2}:ab|cd", b"_sc|x|0|m:hi"] and
+                  metric(http, "switchyard_dogstatsd_forwarded_total") == 2, repr(got))
+        finish(res, "dogstatsd token", d)
+    finally:
+        d.stop(5)
+        out.close()
+
+
 def scenario_dogstatsd(res, workdir):
     carbon = LineListener()
     tier = [LineListener(), LineListener()]
@@ -531,6 +572,7 @@ def scenario_dogstatsd(res, workdir):
        LOOPBACK, tier[1].port)
     try:
         dd_refusals(res, workdir)
+        dd_token(res, workdir)
         if not res.check("dogstatsd: starts", d.start(cfg) and wait_for_port(http, 20, alive=d.alive),
                          d.logs()):
             return
