@@ -265,6 +265,18 @@ static void read_config(lua_State *L, int t, sy_config *c)
     }
     lua_pop(L, 3);
 
+    /* dogstatsdEvents: names (checked by config.lua) to a mask of sinks */
+    lua_getfield(L, t, "dogstatsdEvents");
+    for (int i = 1; lua_istable(L, -1) && i <= (int)lua_objlen(L, -1); i++) {
+        lua_rawgeti(L, -1, i);
+        const char *n = lua_tostring(L, -1);
+        for (size_t k = 0; n && k < c->nsinks && k < 64; k++)
+            if (strcmp(c->sinks[k].name, n) == 0)
+                c->agg.dd_sinks |= 1ull << k;
+        lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+
     c->mgmt_address = dup_field(L, t, "mgmt_address");
     c->mgmt_port = (int)num_field(L, t, "mgmt_port", 0);
     c->http_address = dup_field(L, t, "httpAddress");

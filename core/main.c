@@ -220,6 +220,11 @@ static int validate(const sy_config *c, const char *file, const char *plugin_def
                 return -1;
             }
         }
+        if (i < 64 && ((c->agg.dd_sinks >> i) & 1) && !sy_sink_plugin_takes_lines(p)) {
+            snprintf(err, errlen, "%s: dogstatsdEvents: sink '%s' cannot take DogStatsD events: "
+                     "its plugin '%s' has no write_lines (ABI 1.3)", file, sc->name, sc->plugin);
+            return -1;
+        }
         if (sy_sink_check(p, sc->name, sc->settings, sc->nsettings, why, sizeof why) < 0) {
             int k = setting_named_in(sc, why);
             if (k >= 0)
@@ -300,9 +305,15 @@ static int dry_run(const char *file, const char *lua_dir)
             continue;
         }
         if (klen == SY_PARSE_EVENT || klen == SY_PARSE_SERVICE_CHECK) {
-            printf("%s\n  DogStatsD %s: counted (switchyard_dogstatsd_%s_total), not forwarded\n", line,
+            printf("%s\n  DogStatsD %s: counted (switchyard_dogstatsd_%s_total), ", line,
                    klen == SY_PARSE_EVENT ? "event" : "service check",
                    klen == SY_PARSE_EVENT ? "events" : "service_checks");
+            if (c->agg.dd_sinks) {
+                mask_names(c, c->agg.dd_sinks, names, sizeof names);
+                printf("forwarded as received to %s (dogstatsdEvents)\n", names);
+            } else {
+                printf("not forwarded (no dogstatsdEvents sinks)\n");
+            }
             continue;
         }
         if (klen < 0) {

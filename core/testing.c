@@ -170,7 +170,9 @@ int sy_test_flush(sy_test *t, int64_t now_s)
         sy_raw_batch *b = t->pending_raw[k];
         for (size_t i = 0; i < b->n; i++) {
             for (size_t s = 0; s < t->c->nsinks && s < 64; s++) {
-                if (!((b->masks[i] >> s) & 1))
+                /* DogStatsD events and service checks (dogstatsdEvents)
+                 * are not routing's business: not reported */
+                if (!((b->masks[i] >> s) & 1) || b->samples[i].type == SY_RAW_DD_LINE)
                     continue;
                 if (t->nraw == t->capraw) {
                     size_t ncap = t->capraw ? t->capraw * 2 : 64;

@@ -18,6 +18,8 @@
  *   pending polled after the final flush until it returns 0 or time is up
  *   take_back  (optional, ABI 1.2) time is up and the sink has a disk
  *           spool: what is still queued is handed back to be spooled
+ *   write_lines (optional, ABI 1.3) raw DogStatsD lines (events and
+ *           service checks) for a sink named in `dogstatsdEvents`
  *   close   once
  *
  * Threading rules:
@@ -56,8 +58,8 @@ extern "C" {
 #endif
 
 #define SY_SINK_ABI_MAJOR 1
-#define SY_SINK_ABI_MINOR 2 /* 1: SY_STAT_ADJUSTED, the host's escape_text;
-                             * 2: take_back */
+#define SY_SINK_ABI_MINOR 3 /* 1: SY_STAT_ADJUSTED, the host's escape_text;
+                             * 2: take_back; 3: write_lines */
 
 /* The name of the one symbol a plugin exports. */
 #define SY_SINK_SYMBOL "switchyard_sink"
@@ -263,6 +265,18 @@ typedef struct sy_sink_plugin {
      * flush; close follows. */
     size_t (*take_back)(void *state, void (*keep)(void *ctx, const sy_metric_batch *b),
                         void *ctx);
+
+    /* ABI 1.3; may be NULL (read only when struct_size covers it).  Raw
+     * DogStatsD lines the core does not aggregate (events `_e{...}` and
+     * service checks `_sc|...`), to forward as they are: lines[i] is
+     * lens[i] bytes exactly as the client sent it (a listener's token
+     * removed), without its newline and not NUL-terminated; borrowed for
+     * the call.  Called only for sinks named in the config's
+     * `dogstatsdEvents`, which --check refuses for a plugin without it.
+     * SY_OK or SY_SKIP: taken; SY_RETRY and SY_ERROR: the host holds no
+     * copy and counts the n lines as dropped. */
+    sy_status (*write_lines)(void *state, const char *const *lines, const uint32_t *lens,
+                             size_t n);
 } sy_sink_plugin;
 
 /* Fill the three leading members; use as the first initialiser:

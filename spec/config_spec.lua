@@ -208,6 +208,31 @@ describe("config errors", function()
   end)
 end)
 
+describe("dogstatsdEvents", function()
+  it("naming no sink is an error that names it", function()
+    assert.are.equal("F:3: dogstatsdEvents: entry 2: no sink named 'tier'", load_error {
+      "return {",
+      SINK,
+      '  dogstatsdEvents = { "out", "tier" },',
+      "}",
+    })
+  end)
+
+  it("must be a list", function()
+    assert.matches("F:3: dogstatsdEvents: must be a list", load_error {
+      "return {",
+      SINK,
+      '  dogstatsdEvents = "out",',
+      "}",
+    })
+  end)
+
+  it("defaults to none: events are counted only", function()
+    local c = testing.load_source('return { sinks = { out = { plugin = "console" } } }').config
+    assert.are.same({}, c.dogstatsdEvents)
+  end)
+end)
+
 describe("config defaults", function()
   it("follow statsd's exampleConfig.js", function()
     local c = testing.load_source('return { sinks = { out = { plugin = "console" } } }').config

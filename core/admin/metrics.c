@@ -198,8 +198,10 @@ void sy_admin_http_metrics(struct evhttp_request *req, void *arg)
         { "switchyard_lua_errors_total", "Routing decisions that failed (default route used).", 0 },
         { "switchyard_route_predecided_total", "Decisions a reload made before it was applied, then used.", 0 },
         { "switchyard_route_predecide_misses_total", "Keys a reload had not decided beforehand (first seen while it was prepared), decided by Lua after it.", 0 },
-        { "switchyard_dogstatsd_events_total", "DogStatsD events (_e{...}) received: counted, not forwarded.", 0 },
-        { "switchyard_dogstatsd_service_checks_total", "DogStatsD service checks (_sc|...) received: counted, not forwarded.", 0 },
+        { "switchyard_dogstatsd_events_total", "DogStatsD events (_e{...}) received (forwarded to the dogstatsdEvents sinks, if any).", 0 },
+        { "switchyard_dogstatsd_service_checks_total", "DogStatsD service checks (_sc|...) received (forwarded to the dogstatsdEvents sinks, if any).", 0 },
+        { "switchyard_dogstatsd_forwarded_total", "DogStatsD events and service checks handed to the dogstatsdEvents sinks.", 0 },
+        { "switchyard_dogstatsd_dropped_total", "DogStatsD events and service checks not forwarded: longer than 65536 bytes, or more than a raw batch holds arrived before the output took it.", 0 },
         { "switchyard_dogstatsd_container_ids_total", "DogStatsD container IDs (|c:ID) skipped.", 0 },
         { "switchyard_dogstatsd_timestamps_total", "DogStatsD timestamps (|T...) skipped: samples are aggregated into the current interval.", 0 },
     };
@@ -211,6 +213,7 @@ void sy_admin_http_metrics(struct evhttp_request *req, void *arg)
                       atomic_load(&st->route_errors),
                       atomic_load(&st->predecided), atomic_load(&st->predecide_misses),
                       atomic_load(&st->dd_events), atomic_load(&st->dd_service_checks),
+                      atomic_load(&st->dd_forwarded), atomic_load(&st->dd_dropped),
                       atomic_load(&st->dd_containers), atomic_load(&st->dd_timestamps) };
     for (size_t k = 0; k < sizeof astats / sizeof *astats; k++) {
         metric_head(out, astats[k].name, astats[k].gauge ? "gauge" : "counter", astats[k].help);

@@ -1019,26 +1019,28 @@ static sy_entry *resolve(sy_agg *a, int type, const char *key, size_t klen, uint
 
 static sy_ratelimit rl_raw = SY_RATELIMIT_INIT(10000, 1);
 
-static void raw_append(sy_agg *a, const char *name, size_t nlen, const sy_sample *s, uint64_t mask)
+/* Copy one raw sample into the batch the output takes next: 0, or -1 when
+ * it does not fit (RAW_MAX_*) or memory ran out. */
+static int raw_store(sy_agg *a, const char *name, size_t nlen, const sy_sample *s, uint64_t mask)
 {
     sy_raw_batch *b = a->raw;
     if (!b) {
         b = a->raw = calloc(1, sizeof *b);
         if (!b)
-            goto drop;
+            return -1;
     }
     size_t need = nlen + s->text_len + s->tags_len + 3;
     if (b->n >= RAW_MAX_SAMPLES || b->used + need > RAW_MAX_BYTES)
-        goto drop;
+        return -1;
     if (b->n == b->cap) {
         size_t ncap = b->cap ? b->cap * 2 : 256;
         sy_sample *ns = realloc(b->samples, ncap * sizeof *ns);
         if (!ns)
-            goto drop;
+            return -1;
         b->samples = ns;
         uint64_t *nm = realloc(b->masks, ncap * sizeof *nm);
         if (!nm)
-            goto drop;
+            return -1;
         b->masks = nm;
         b->cap = ncap;
     }
@@ -1049,7 +1051,7 @@ static void raw_append(sy_agg *a, const char *name, size_t nlen, const sy_sample
             ncap *= 2;
         char *na = malloc(ncap);
         if (!na)
-            goto drop;
+            return -1;
         if (b->used)
             memcpy(na, b->arena, b->used);
         for (size_t i = 0; i < b->n; i++) {
@@ -1079,12 +1081,46 @@ static void raw_append(sy_agg *a, const char *name, size_t nlen, const sy_sample
     p += s->tags_len + 1;
     b->used = (size_t)(p - b->arena);
     b->masks[b->n++] = mask;
-    atomic_fetch_add_explicit(&a->st.passed_through, 1, memory_order_relaxed);
-    return;
-drop:
+    return 0;
+}
+
+static void raw_append(sy_agg *a, const char *name, size_t nlen, const sy_sample *s, uint64_t mask)
+{
+    if (raw_store(a, name, nlen, s, mask) == 0) {
+        atomic_fetch_add_explicit(&a->st.passed_through, 1, memory_order_relaxed);
+        return;
+    }
     atomic_fetch_add_explicit(&a->st.raw_dropped, 1, memory_order_relaxed);
     sy_log_limited(&rl_raw, SY_WARN, "pass-through samples dropped: more arrived than one batch "
                    "holds before the output took it (switchyard_passthrough_dropped_total)");
+}
+
+static sy_ratelimit rl_dd = SY_RATELIMIT_INIT(10000, 1);
+
+/* A DogStatsD event or service check, for the dogstatsdEvents sinks: the
+ * line as received (token removed) rides the raw batch as a sample of type
+ * SY_RAW_DD_LINE, whose text is the line.  Lines longer than SY_DD_LINE_MAX,
+ * or that the batch cannot hold, are counted and logged. */
+static void dd_forward(sy_agg *a, const char *line, size_t len, int event)
+{
+    const char *what = event ? "event" : "service check";
+    if (len && line[len - 1] == '\r')
+        len--; /* a CRLF line's terminator, not its text */
+    if (len > SY_DD_LINE_MAX) {
+        atomic_fetch_add_explicit(&a->st.dd_dropped, 1, memory_order_relaxed);
+        sy_log_limited(&rl_dd, SY_WARN, "DogStatsD %s of %zu bytes not forwarded: more than %u "
+                       "(switchyard_dogstatsd_dropped_total)", what, len, (unsigned)SY_DD_LINE_MAX);
+        return;
+    }
+    sy_sample s = { .text = line, .text_len = (uint32_t)len, .tags = "", .rate = 1,
+                    .type = SY_RAW_DD_LINE };
+    if (raw_store(a, "", 0, &s, a->o.dd_sinks) == 0) {
+        atomic_fetch_add_explicit(&a->st.dd_forwarded, 1, memory_order_relaxed);
+        return;
+    }
+    atomic_fetch_add_explicit(&a->st.dd_dropped, 1, memory_order_relaxed);
+    sy_log_limited(&rl_dd, SY_WARN, "DogStatsD %s not forwarded: more raw lines arrived than one "
+                   "batch holds before the output took them (switchyard_dogstatsd_dropped_total)", what);
 }
 
 sy_raw_batch *sy_agg_take_raw(sy_agg *a)
@@ -1346,12 +1382,10 @@ static inline __attribute__((always_inline)) void line_in(sy_agg *a, const char 
     a->e_metrics->u.value += 1;
     stat_bump(&a->st.lines);
     if (klen < 0) {
-        if (klen == SY_PARSE_EVENT) {
-            stat_bump(&a->st.dd_events);
-            return;
-        }
-        if (klen == SY_PARSE_SERVICE_CHECK) {
-            stat_bump(&a->st.dd_service_checks);
+        if (klen == SY_PARSE_EVENT || klen == SY_PARSE_SERVICE_CHECK) {
+            stat_bump(klen == SY_PARSE_EVENT ? &a->st.dd_events : &a->st.dd_service_checks);
+            if (a->o.dd_sinks)
+                dd_forward(a, line, len, klen == SY_PARSE_EVENT);
             return;
         }
         if (klen == SY_PARSE_TOO_LONG)

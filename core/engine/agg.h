@@ -30,6 +30,8 @@ typedef struct sy_agg_opts {
     uint32_t timer_sample_limit; /* samples kept per timer per interval; 0 = all */
     uint32_t set_member_limit; /* members counted exactly per set per interval; 0 = all */
     size_t max_keys;           /* 0 = no limit */
+    uint64_t dd_sinks;         /* dogstatsdEvents: sinks that get events and
+                                * service checks as received; 0 = counted only */
 } sy_agg_opts;
 
 /* What the aggregator saw; read by other threads, hence atomics. */
@@ -50,9 +52,12 @@ typedef struct sy_agg_stats {
     _Atomic uint64_t route_errors;   /* decisions that failed (default route used) */
     _Atomic uint64_t predecided;     /* decisions taken from a reload's predecided table */
     _Atomic uint64_t predecide_misses; /* decided by Lua while such a table was in use */
-    /* DogStatsD: events and service checks (recognised, not forwarded),
+    /* DogStatsD: events and service checks (recognised; forwarded to the
+     * dogstatsdEvents sinks through the raw batch, see dd_dropped),
      * container IDs and timestamps (skipped; see parse.c) */
     _Atomic uint64_t dd_events, dd_service_checks, dd_containers, dd_timestamps;
+    _Atomic uint64_t dd_forwarded;   /* events/service checks handed to sinks */
+    _Atomic uint64_t dd_dropped;     /* ... lost: too long, or the raw batch full */
     _Atomic int64_t last_msg_ms;     /* wall clock of the last line seen */
     struct sy_budgets *budgets;      /* series budgets, for their counts (budget.h) */
 } sy_agg_stats;

@@ -55,6 +55,12 @@ typedef struct sy_raw_batch {
     size_t used, arena_cap;
 } sy_raw_batch;
 
+/* A raw sample of this type (never a wire type) is a DogStatsD event or
+ * service check line for the dogstatsdEvents sinks: `text` is the line as
+ * received, token removed; the output hands it to write_lines. */
+#define SY_RAW_DD_LINE 'E'
+#define SY_DD_LINE_MAX 65536u
+
 void sy_raw_batch_free(sy_raw_batch *b);
 
 #endif

@@ -553,13 +553,28 @@ static void process(sy_output *o, sy_snapshot *s)
 static void process_raw(sy_output *o, sy_raw_batch *b)
 {
     sy_sample *tmp = malloc(b->n * sizeof *tmp);
-    for (size_t i = 0; tmp && i < o->nsinks && i < 64; i++) {
+    const char **lines = malloc(b->n * sizeof *lines);
+    uint32_t *lens = malloc(b->n * sizeof *lens);
+    if (!tmp || !lines || !lens)
+        sy_log(SY_ERR, "out of memory handing %zu pass-through samples to the sinks", b->n);
+    for (size_t i = 0; tmp && lines && lens && i < o->nsinks && i < 64; i++) {
         if (!o->sinks[i])
             continue;
-        size_t n = 0;
-        for (size_t k = 0; k < b->n; k++)
-            if ((b->masks[k] >> i) & 1)
+        size_t n = 0, nl = 0;
+        for (size_t k = 0; k < b->n; k++) {
+            if (!((b->masks[k] >> i) & 1))
+                continue;
+            if (b->samples[k].type == SY_RAW_DD_LINE) {
+                /* DogStatsD events and service checks: never samples */
+                lines[nl] = b->samples[k].text;
+                lens[nl++] = b->samples[k].text_len;
+            } else {
                 tmp[n++] = b->samples[k];
+            }
+        }
+        for (size_t k = 0; k < nl; k += RAW_BATCH_MAX)
+            sy_sink_write_lines(o->sinks[i], lines + k, lens + k,
+                                nl - k < RAW_BATCH_MAX ? nl - k : RAW_BATCH_MAX);
         /* in batches no larger than a flush's, so that a sink can hold
          * one back (SY_RETRY) for a queue smaller than a burst */
         for (size_t k = 0; k < n; k += RAW_BATCH_MAX) {
@@ -569,6 +584,8 @@ static void process_raw(sy_output *o, sy_raw_batch *b)
         }
     }
     free(tmp);
+    free(lines);
+    free(lens);
     sy_raw_batch_free(b);
 }
 

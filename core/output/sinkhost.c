@@ -947,6 +947,36 @@ void sy_sink_spill(sy_sink *s, const sy_metric_batch *b)
         spool_put(s, b);
 }
 
+/* The plugin's write_lines entry, or NULL when it has none or was built
+ * before ABI 1.3. */
+static sy_status (*plugin_write_lines(const sy_sink_plugin *p))(void *, const char *const *,
+                                                                 const uint32_t *, size_t)
+{
+    if (p->struct_size < offsetof(sy_sink_plugin, write_lines) + sizeof(p->write_lines))
+        return NULL;
+    return p->write_lines;
+}
+
+int sy_sink_plugin_takes_lines(const sy_sink_plugin *p) { return plugin_write_lines(p) != NULL; }
+
+void sy_sink_write_lines(sy_sink *s, const char *const *lines, const uint32_t *lens, size_t n)
+{
+    sy_status (*wl)(void *, const char *const *, const uint32_t *, size_t) =
+        plugin_write_lines(s->plugin);
+    if (!n)
+        return;
+    if (!wl) {
+        /* validate() refuses this config; a plugin swapped on disk since */
+        sy_sink_drop(s, n, "DogStatsD lines for a plugin without write_lines");
+        return;
+    }
+    sy_status r = wl(s->state, lines, lens, n);
+    if (r == SY_RETRY)
+        sy_sink_drop(s, n, "DogStatsD lines: the sink's queue is full (write_lines)");
+    else if (r != SY_OK && r != SY_SKIP)
+        write_failed(s, "write_lines", n);
+}
+
 /* The plugin's check entry, or NULL when it has none or was built before
  * ABI 1.1 (its descriptor ends before the member: never read past it). */
 static int (*plugin_check(const sy_sink_plugin *p))(const sy_host_api *, sy_host *, char *, size_t)

@@ -105,6 +105,11 @@ sy_sink *sy_sink_open(struct event_base *base, const char *instance,
 /* Offer a borrowed batch; the host copies it if it has to keep it. */
 void sy_sink_write(sy_sink *s, const sy_metric_batch *batch);
 void sy_sink_write_samples(sy_sink *s, const sy_sample_batch *batch);
+/* DogStatsD event and service check lines (ABI 1.3 write_lines); lines the
+ * plugin does not take are counted as dropped, none is held for retry. */
+void sy_sink_write_lines(sy_sink *s, const char *const *lines, const uint32_t *lens, size_t n);
+/* 1 when the plugin has write_lines (and was built for ABI 1.3 or later). */
+int sy_sink_plugin_takes_lines(const sy_sink_plugin *p);
 
 /* After the last batch of a flush.  final = 1 once, at shutdown: the
  * plugin sees flush(final = 1) exactly once, after the held batches were

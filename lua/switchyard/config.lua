@@ -33,7 +33,7 @@ local known = {
   routes = "list", route = "function", auth = "any", checks = "list",
   sampleSeed = "number", luaMemoryLimit = "number", luaTimeout = "number",
   mgmt_address = "string", mgmt_port = "number", httpAddress = "string", healthStatus = "string",
-  traces = "table",
+  traces = "table", dogstatsdEvents = "list",
   -- statsd's own names, translated below
   graphiteHost = "string", graphitePort = "number", port = "number",
   address = "string", address_ipv6 = "boolean", servers = "list",
@@ -382,6 +382,16 @@ function M.normalize(t, file, source)
   if t.traces ~= nil then
     if type(t.traces.memcached) ~= "string" then c:fail("traces.memcached", "must be HOST:PORT") end
     out.traces = { memcached = t.traces.memcached, prefix = t.traces.prefix }
+  end
+  -- DogStatsD events and service checks: counted always, and forwarded
+  -- as received to the sinks named here (their plugin must take raw lines,
+  -- which the core checks when it loads the plugins).
+  out.dogstatsdEvents = {}
+  for i, name in ipairs(t.dogstatsdEvents or {}) do
+    if type(name) ~= "string" or out.sinks[name] == nil then
+      c:fail("dogstatsdEvents", "entry " .. i .. ": no sink named '" .. tostring(name) .. "'")
+    end
+    out.dogstatsdEvents[i] = name
   end
   out.luaMemoryLimit = default(t.luaMemoryLimit, 64 * 1024 * 1024)
   c:positive_int("luaMemoryLimit", out.luaMemoryLimit, false, 2 ^ 40)

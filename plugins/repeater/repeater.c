@@ -742,6 +742,79 @@ static sy_status repeater_write_samples(void *state, const sy_sample_batch *b)
     return SY_OK;
 }
 
+/*
+ * What a DogStatsD line is hashed by: an event's title ("_e{5,4}:title|
+ * text", the title's length as given), a service check's name ("_sc|name|
+ * 0"), else the whole line.  So one event title or one check always goes
+ * to the same destination, in order, and a downstream agent sees a check's
+ * status changes as they happened.
+ */
+static const char *dd_key(const char *s, size_t len, size_t *klen)
+{
+    *klen = len;
+    if (len > 4 && memcmp(s, "_sc|", 4) == 0) {
+        const char *end = memchr(s + 4, '|', len - 4);
+        *klen = end ? (size_t)(end - (s + 4)) : len - 4;
+        return s + 4;
+    }
+    if (len > 3 && memcmp(s, "_e{", 3) == 0) {
+        size_t i = 3, t = 0;
+        while (i < len && s[i] >= '0' && s[i] <= '9' && t < len)
+            t = t * 10 + (size_t)(s[i++] - '0');
+        const char *colon = memchr(s, ':', len);
+        if (colon && colon > s + i && t <= len - (size_t)(colon + 1 - s)) {
+            *klen = t;
+            return colon + 1;
+        }
+    }
+    return s;
+}
+
+/* ABI 1.3: DogStatsD events and service checks, forwarded verbatim, one
+ * line each; a queue that is full drops the line (counted), it does not
+ * make the host hold the batch. */
+static sy_status repeater_write_lines(void *state, const char *const *lines, const uint32_t *lens,
+                                     size_t n)
+{
+    repeater *r = state;
+    size_t bad = 0, dropped = 0;
+    rp_judge(r);
+    for (size_t i = 0; i < n; i++) {
+        const char *s = lines[i];
+        size_t len = lens[i];
+        /* a line break would split it; over UDP it must fit a datagram (a
+         * line longer than maxDatagram goes alone, as for samples) */
+        if (len == 0 || memchr(s, '\n', len) ||
+            (r->proto == PROTO_UDP && len > UDP_MAX_PAYLOAD)) {
+            bad++;
+            continue;
+        }
+        rdest *from, *d = &r->d[0];
+        if (r->nd > 1) {
+            size_t klen;
+            const char *key = dd_key(s, len, &klen);
+            d = rp_pick(r, key, klen, &from);
+        }
+        char *p = rp_reserve(d, len + 1);
+        if (!p) {
+            dropped++;
+            d->drops_unlogged++;
+            continue;
+        }
+        memcpy(p, s, len);
+        p[len] = '\n';
+        rp_commit(d, len + 1);
+    }
+    if (dropped || bad) {
+        r->api->stat_add(r->host, SY_STAT_DROPPED, (int64_t)(dropped + bad));
+        r->bad_unlogged += bad;
+    }
+    if (rp_unlogged(r))
+        rp_log(r, 0);
+    rp_kick(r);
+    return SY_OK;
+}
+
 /* One flushed value as gauge lines: "NAME:V|g", or "NAME:0|g" and
  * "NAME:-V|g" for a negative V.  0, or -1 when the queue is full. */
 static int append_gauge(rdest *d, const sy_metric *m)
@@ -856,7 +929,7 @@ static void repeater_close(void *state)
 SY_SINK_EXPORT = {
     SY_SINK_HEADER,
     .name = "repeater",
-    .version = "1.1",
+    .version = "1.2",
     .description = "forwards raw samples (and optionally flushed values) as StatsD lines "
                    "over UDP or TCP, to one destination or spread over several by "
                    "consistent hashing, with bounded queues and reconnects",
@@ -868,4 +941,5 @@ SY_SINK_EXPORT = {
     .flush = repeater_flush,
     .pending = repeater_pending,
     .close = repeater_close,
+    .write_lines = repeater_write_lines,
 };

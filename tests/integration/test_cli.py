@@ -26,7 +26,10 @@ Each scenario starts the real daemon (build/switchyard or $SY_BIN):
      timings, histograms, distributions, gauges, sets, events and service
      checks; plus lines with several values, container IDs and
      timestamps: every value adds up at the sink, events and checks are
-     counted on their own, and nothing is a bad line.
+     counted on their own, and nothing is a bad line.  Events and checks
+     also reach two repeater sinks named in dogstatsdEvents (one over
+     UDP; one with two TCP destinations) byte for byte, hashed by title / check name; --check
+     refuses dogstatsdEvents naming no sink or a graphite sink.
 
 Usage:
   /usr/bin/python3 tests/integration/test_cli.py [SCENARIO ...]
@@ -457,8 +460,100 @@ return {
 HS_N = 200
 
 
+# Events and service checks not from hot-shots: several titles and names
+# (so both destinations of the tier get some), UTF-8, an empty text.
+DD_EXTRA = (["_e{%d,3}:ttl%d|txt|#k:v" % (len("ttl%d" % i), i) for i in range(12)] +
+            ["_sc|chk.%d|%d|m:ok" % (i, i % 4) for i in range(12)] +
+            ["_e{7,0}:d\u00e9ploy|", "_sc|caf\u00e9|2|h:web-1|#a:b|m:d\u00e9j\u00e0"])
+
+DD_EXTRA_EVENTS = sum(1 for t in DD_EXTRA if t.startswith("_e"))
+
+
+def dd_expected():
+    """Every event and service check line the scenario sends, as sent."""
+    lines = []
+    for i in range(HS_N):
+        text = "version %d rolled out" % i
+        lines.append("_e{6,%d}:deploy|%s|t:info|#env:prod" % (len(text), text))
+        lines.append("_sc|db.up|0|#env:prod|m:fine")
+    return sorted(lines + DD_EXTRA)
+
+
+def dd_key(line):
+    """What the repeater hashes a line by: the event title, the check name."""
+    if line.startswith("_sc|"):
+        return line.split("|")[1].encode()
+    head, rest = line.split(":", 1)
+    return rest.encode()[:int(head[3:].split(",")[0])]  # the length is in bytes
+
+
+def dd_refusals(res, workdir):
+    """--check: dogstatsdEvents naming no sink, or a sink whose plugin
+    cannot take raw lines."""
+    base = """return {
+  dogstatsdEvents = { "%s" },
+  sinks = { carbon = { plugin = "graphite", host = "127.0.0.1", port = 2003 } },
+}
+"""
+    for name, want in (("nosuch", "no sink named 'nosuch'"),
+                       ("carbon", "sink 'carbon' cannot take DogStatsD events: its plugin "
+                                  "'graphite' has no write_lines")):
+        path = os.path.join(workdir, "dd-%s.lua" % name)
+        with open(path, "w") as f:
+            f.write(base % name)
+        rc, out, err = dry_run(["--check", path], "")
+        res.check("dogstatsd: --check refuses dogstatsdEvents = { \"%s\" }, saying why" % name,
+                  rc != 0 and "dogstatsdEvents" in err and want in err, "rc %r: %s" % (rc, err))
+
+
+def dd_token(res, workdir):
+    """On an auth listener an event or check goes on without its token (and
+    its CRLF); one with a refused token does not go at all."""
+    out = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    out.bind((LOOPBACK, 0))
+    out.settimeout(0.2)
+    udp, http = free_port("udp"), free_port("tcp")
+    d = Daemon("dogstatsd-token", workdir)
+    cfg = """return {
+  listen = { { url = "udp://%s:%d", auth = true } },
+  httpAddress = "%s:%d",
+  auth = { tokens = { s3cret = "tenant1" } },
+  dogstatsdEvents = { "e" },
+  sinks = { e = { plugin = "repeater", host = "%s", port = %d } },
+}
+""" % (LOOPBACK, udp, LOOPBACK, http, LOOPBACK, out.getsockname()[1])
+    try:
+        if not res.check("dogstatsd: starts with an auth listener",
+                         d.start(cfg) and wait_for_port(http, 20, alive=d.alive), d.logs()):
+            return
+        send_udp(udp, ["s3cret._e{2,2}:ab|cd\nbad._sc|x|0\ns3cret._sc|x|0|m:hi\r\nx._e{1,1}:a|b"])
+        got, deadline = [], time.monotonic() + 10
+        while len(got) < 2 and time.monotonic() < deadline:
+            try:
+                got += out.recv(65536).split(b"\n")
+            except socket.timeout:
+                pass
+        time.sleep(0.3)  # anything more would come with these
+        try:
+            got += out.recv(65536).split(b"\n")
+        except socket.timeout:
+            pass
+        res.check("dogstatsd: behind a token, events and checks go on without it; refused ones not",
+                  got == [b"_e{2,2}:ab|cd", b"_sc|x|0|m:hi"] and
+                  metric(http, "switchyard_dogstatsd_forwarded_total") == 2, repr(got))
+        finish(res, "dogstatsd token", d)
+    finally:
+        d.stop(5)
+        out.close()
+
+
 def scenario_dogstatsd(res, workdir):
     carbon = LineListener()
+    tier = [LineListener(), LineListener()]
+    edge = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)  # a repeater over UDP
+    edge.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+    edge.bind((LOOPBACK, 0))
+    edge.settimeout(0.2)
     udp, http = free_port("udp"), free_port("tcp")
     d = Daemon("dogstatsd", workdir)
     cfg = """return {
@@ -466,10 +561,18 @@ def scenario_dogstatsd(res, workdir):
   httpAddress = "%s:%d",
   flushInterval = 300,
   graphite = { legacyNamespace = false },
-  sinks = { carbon = { plugin = "graphite", host = "%s", port = %d } },
+  dogstatsdEvents = { "tier", "edge" },
+  sinks = { carbon = { plugin = "graphite", host = "%s", port = %d },
+            edge = { plugin = "repeater", host = "%s", port = %d },
+            tier = { plugin = "repeater", protocol = "tcp", flushed = "none",
+                     destinations = { "%s:%d", "%s:%d" } } },
 }
-""" % (LOOPBACK, udp, LOOPBACK, http, LOOPBACK, carbon.port)
+""" % (LOOPBACK, udp, LOOPBACK, http, LOOPBACK, carbon.port, LOOPBACK, edge.getsockname()[1],
+       LOOPBACK, tier[0].port,
+       LOOPBACK, tier[1].port)
     try:
+        dd_refusals(res, workdir)
+        dd_token(res, workdir)
         if not res.check("dogstatsd: starts", d.start(cfg) and wait_for_port(http, 20, alive=d.alive),
                          d.logs()):
             return
@@ -482,6 +585,8 @@ def scenario_dogstatsd(res, workdir):
         # the extensions hot-shots does not send
         send_udp(udp, ["dd.multi:1:2:3|ms|@0.5", "dd.ctr:5|c|c:83bd3ea1|T1700000000",
                        "dd.tagged:1|c|#a:b|c:83bd3ea1", "dd.sets:x:y:x|s"])
+        for k in range(0, len(DD_EXTRA), 8):
+            send_udp(udp, ["\n".join(DD_EXTRA[k:k + 8])])  # several lines a datagram
         want = {
             "stats.counters.hs.count.count;env=prod;route=-api-v1": HS_N,
             "stats.timers.hs.timer.count": HS_N,
@@ -509,13 +614,52 @@ def scenario_dogstatsd(res, workdir):
                    "dogstatsd_container_ids_total", "dogstatsd_timestamps_total", "bad_lines_total")}
         res.check("dogstatsd: events and service checks counted on their own, container IDs and "
                   "timestamps counted, no bad line",
-                  counts == {"dogstatsd_events_total": HS_N, "dogstatsd_service_checks_total": HS_N,
+                  counts == {"dogstatsd_events_total": HS_N + DD_EXTRA_EVENTS,
+                             "dogstatsd_service_checks_total": HS_N + len(DD_EXTRA) - DD_EXTRA_EVENTS,
                              "dogstatsd_container_ids_total": 2, "dogstatsd_timestamps_total": 1,
                              "bad_lines_total": 0}, repr(counts))
+        # events and service checks reach the tier byte for byte, each
+        # title or check name on one destination only
+        want_dd = dd_expected()
+        tier[0].wait(lambda _: len(tier[0].lines()) + len(tier[1].lines()) >= len(want_dd), 10)
+        per = [[t for _, _, t in l.lines()] for l in tier]
+        got_dd = sorted(per[0] + per[1])
+        res.check("dogstatsd: every event and service check reaches the repeater tier as sent "
+                  "(%d lines)" % len(want_dd), got_dd == want_dd,
+                  "missing %r, extra %r" % (sorted(set(want_dd) - set(got_dd))[:5],
+                                            sorted(set(got_dd) - set(want_dd))[:5]))
+        split = [set(dd_key(t) for t in lines) for lines in per]
+        res.check("dogstatsd: the tier's destinations each get whole titles and check names "
+                  "(and both get some)", not (split[0] & split[1]) and all(split),
+                  "dest 0 %r, dest 1 %r" % (sorted(split[0]), sorted(split[1])))
+        got_udp, deadline = [], time.monotonic() + 10
+        while len(got_udp) < len(want_dd) and time.monotonic() < deadline:
+            try:
+                got_udp += edge.recv(65536).decode("utf-8", "replace").split("\n")
+            except socket.timeout:
+                pass
+        res.check("dogstatsd: ... and the UDP repeater, packed in datagrams", sorted(got_udp) == want_dd,
+                  "%d lines, missing %r" % (len(got_udp), sorted(set(want_dd) - set(got_udp))[:5]))
+        fwd = {m: metric(http, "switchyard_" + m) for m in
+               ("dogstatsd_events_total", "dogstatsd_service_checks_total",
+                "dogstatsd_forwarded_total", "dogstatsd_dropped_total")}
+        n_ev = HS_N + DD_EXTRA_EVENTS
+        fwd["sent"] = metric(http, 'switchyard_sink_sent_total{sink="tier",plugin="repeater"}')
+        fwd["sink_dropped"] = metric(http, 'switchyard_sink_dropped_total{sink="tier",plugin="repeater"}')
+        fwd["edge_sent"] = metric(http, 'switchyard_sink_sent_total{sink="edge",plugin="repeater"}')
+        res.check("dogstatsd: forwarded, sent and dropped counters are exact",
+                  fwd == {"dogstatsd_events_total": n_ev,
+                          "dogstatsd_service_checks_total": len(want_dd) - n_ev,
+                          "dogstatsd_forwarded_total": len(want_dd), "dogstatsd_dropped_total": 0,
+                          "sent": len(want_dd), "sink_dropped": 0, "edge_sent": len(want_dd)},
+                  repr(fwd))
         finish(res, "dogstatsd", d)
     finally:
         d.stop(5)
         carbon.close()
+        for t in tier:
+            t.close()
+        edge.close()
 
 
 SCENARIOS = [

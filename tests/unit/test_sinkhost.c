@@ -499,6 +499,15 @@ static void test_sink_check(void **unused)
     assert_string_equal(err, "sink 'carbon': setting 'port' must be a whole number, not a string");
     sy_setting gok[] = { set_str("plugin", "graphite"), set_num("port", 2003) };
     assert_int_equal(sy_sink_check(g, "carbon", gok, 2, err, sizeof(err)), 0);
+
+    /* ABI 1.3 write_lines: read only when struct_size covers it */
+    assert_int_equal(sy_sink_plugin_takes_lines(g), 0);
+    const sy_sink_plugin *rp = sy_plugin_load(plugin_dir(), "repeater", err, sizeof(err));
+    assert_non_null(rp);
+    assert_int_equal(sy_sink_plugin_takes_lines(rp), 1);
+    p = *rp;
+    p.struct_size = (uint32_t)(offsetof(sy_sink_plugin, take_back) + sizeof(p.take_back));
+    assert_int_equal(sy_sink_plugin_takes_lines(&p), 0); /* a 1.2 plugin */
 }
 
 static void test_settings_free(void **unused)
