@@ -242,8 +242,8 @@ def scenario_sigint(res, workdir):
         payload = "cli.sigint:1|c\n" * 5000 + "cli.sigtimer:7|ms\n" * 300 + "cli.siggauge:42|g\n"
         send_tcp(port, payload)
         time.sleep(0.3)
-        res.check("sigint: nothing flushed yet (the interval is 10 minutes)",
-                  not carbon.values("stats.counters.cli.sigint.count"))
+        # (flushes fall on wall-clock multiples of the interval, so one may
+        # come before the signal; the sums below hold either way)
         finish(res, "sigint", d, sig=signal.SIGINT)
         res.check("sigint: the log says the interrupt stopped it",
                   d.count(r"Interrupt: stopping; flushing everything received") == 1, d.logs())
@@ -376,7 +376,7 @@ return {
             send_tcp(port, payload + "cli.kept:1|c\n")
             peak = metric(http, "switchyard_keys")
             # Two intervals without samples, and the dropped keys are gone.
-            wait_until(lambda: (metric(http, "switchyard_keys") or 0) <= 5, 15)
+            wait_until(lambda: (metric(http, "switchyard_keys") or 0) <= 5, 40)
             keys_after.append(metric(http, "switchyard_keys"))
             rss.append(rss_kib(d.pid))
             res.note("round %d: keys %s right after, %s later, RSS %d KiB"
@@ -390,8 +390,9 @@ return {
             res.skip("cache_expiry: RSS flat across rounds",
                      "ASan keeps freed memory in its quarantine; the key count above is the check")
         else:
-            res.check("cache_expiry: RSS flat across rounds (last within 2 MiB of the second)",
-                      rss[-1] <= rss[1] + 2048, "RSS KiB per round %r" % rss)
+            # without expiry three rounds of 40,000 keys add about 12 MiB
+            res.check("cache_expiry: RSS flat across rounds (last within 4 MiB of the second)",
+                      rss[-1] <= rss[1] + 4096, "RSS KiB per round %r" % rss)
         finish(res, "cache_expiry", d)
         got = sum(carbon.values("stats.counters.cli.kept.count"))
         res.check("cache_expiry: the routed key's count is exact", got == ROUNDS, "got %r" % got)
