@@ -47,6 +47,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from lib import REPO_DIR  # noqa: E402
 from lib.capture import GraphiteCapture  # noqa: E402
+from lib.daemon import Daemon as SharedDaemon  # noqa: E402
 from lib.netutil import LOOPBACK, free_port, wait_for_port  # noqa: E402
 from lib.proc import Process, make_workdir, remove_workdir, wait_until  # noqa: E402
 from lib import scenarios  # noqa: E402
@@ -90,68 +91,16 @@ return {
        "sink_extra": sink_extra, "body": body}
 
 
-class Daemon:
-    """One switchyard process with a config file this test rewrites."""
+class Daemon(SharedDaemon):
+    """One switchyard process with a config file this test rewrites, on a
+    TCP port of its own (tests/lib/daemon.py does the rest)."""
 
     def __init__(self, name, workdir):
-        self.name = name
-        self.binary = switchyard_binary()
+        super().__init__(name, workdir)
         self.port = free_port("tcp")
-        self.config_path = os.path.join(workdir, name + ".config.lua")
-        self.proc = Process(name, [self.binary, "-c", self.config_path], workdir, cwd=REPO_DIR)
-        self.rc = None
-
-    def write_config(self, text):
-        """Replace the file atomically, so a reload never reads half of it."""
-        tmp = self.config_path + ".tmp"
-        with open(tmp, "w") as f:
-            f.write(text)
-        os.replace(tmp, self.config_path)
 
     def start(self, text, timeout=15.0):
-        if not os.access(self.binary, os.X_OK):
-            return False
-        self.write_config(text)
-        self.proc.start()
-        return wait_for_port(self.port, timeout, alive=self.proc.alive)
-
-    def alive(self):
-        return self.proc.alive()
-
-    def hup(self):
-        os.kill(self.proc.pid, signal.SIGHUP)
-
-    def stop(self, timeout=40.0):
-        """SIGTERM (SIGKILL after `timeout`); the exit code."""
-        if self.rc is None and self.proc.popen is not None:
-            self.rc = self.proc.stop(timeout)
-        return self.rc
-
-    def log(self):
-        try:
-            with open(self.proc.stderr_path, "rb") as f:
-                return f.read().decode("utf-8", "replace")
-        except OSError:
-            return ""
-
-    def log_lines(self, pattern):
-        rx = re.compile(pattern)
-        return [line for line in self.log().splitlines() if rx.search(line)]
-
-    def count(self, pattern):
-        return len(self.log_lines(pattern))
-
-    def wait_count(self, pattern, n, timeout):
-        return wait_until(lambda: self.count(pattern) >= n, timeout)
-
-    def logs(self, limit=6000):
-        return self.proc.logs(limit)
-
-    def check_sanitizer(self, res, label):
-        """No sanitizer report from this daemon (a check only against a
-        sanitized binary: lib/sanitizer.py)."""
-        return sanitizer.check_clean(res, label, self.binary, self.proc.pid, self.log(),
-                                     self.proc.env)
+        return super().start(text, port=self.port, timeout=timeout)
 
 
 def send_lines(port, payload, timeout=15.0):
