@@ -124,7 +124,7 @@ static char *bin_name(double b)
     char *dot = strchr(num, '.');
     if (dot)
         *dot = '_';
-    snprintf(out, sizeof out, "bin_%s", num);
+    snprintf(out, sizeof out, "histogram.bin_%s", num);
     return strdup(out);
 }
 

@@ -419,7 +419,6 @@ static void timer_stats(const sy_flush_opts *o, const char *key, sy_timer_data *
                         sy_timer_stat_fn out, void *ctx, scratch_buf *sb)
 {
     double fi = o->flush_interval_ms / 1000.0;
-    char name[160];
 #define OUT(stat, val) do { if (timer_stat_wanted(o, stat)) out(ctx, stat, val); } while (0)
     if (!t || t->n == 0) {
         double c = t ? t->count : 0;
@@ -540,8 +539,7 @@ static void timer_stats(const sy_flush_opts *o, const char *key, sy_timer_data *
             double freq = 0;
             for (; i < count && (isinf(h->bins[b]) || v[i] < h->bins[b]); i++)
                 freq += 1;
-            snprintf(name, sizeof name, "histogram.%s", h->bin_names[b]);
-            out(ctx, name, freq);
+            out(ctx, h->bin_names[b], freq);
         }
     }
 #undef OUT

@@ -20,7 +20,7 @@ typedef struct sy_histogram {
     char *metric;      /* substring of the timer's key; first match wins */
     size_t nbins;
     double *bins;      /* upper bounds, exclusive; INFINITY for "inf" */
-    char **bin_names;  /* "bin_50", "bin_0_5", "bin_inf" */
+    char **bin_names;  /* the statistics' names: "histogram.bin_50", "histogram.bin_0_5", "histogram.bin_inf" */
 } sy_histogram;
 
 typedef struct sy_flush_opts {

@@ -242,11 +242,11 @@ typedef struct pm_vec {
 /* The histogram configs of the vectors, with statsd's bin names
  * ('bin_' + bin.toString().replace('.', '_')). */
 static double h1_abcd[] = { 1, 5, INFINITY };
-static char *h1_abcd_n[] = { "bin_1", "bin_5", "bin_inf" };
+static char *h1_abcd_n[] = { "histogram.bin_1", "histogram.bin_5", "histogram.bin_inf" };
 static double h1_abc[] = { 1, 2.21, INFINITY };
-static char *h1_abc_n[] = { "bin_1", "bin_2_21", "bin_inf" };
+static char *h1_abc_n[] = { "histogram.bin_1", "histogram.bin_2_21", "histogram.bin_inf" };
 static double h1_a[] = { 1, 2 };
-static char *h1_a_n[] = { "bin_1", "bin_2" };
+static char *h1_a_n[] = { "histogram.bin_1", "histogram.bin_2" };
 static sy_histogram H1[] = {
     { "foo", 0, NULL, NULL },
     { "abcd", 3, h1_abcd, h1_abcd_n },
@@ -254,12 +254,12 @@ static sy_histogram H1[] = {
     { "a", 2, h1_a, h1_a_n },
 };
 static double h2_a[] = { 0.5, 2.5, INFINITY };
-static char *h2_a_n[] = { "bin_0_5", "bin_2_5", "bin_inf" };
+static char *h2_a_n[] = { "histogram.bin_0_5", "histogram.bin_2_5", "histogram.bin_inf" };
 static sy_histogram H2[] = { { "a", 3, h2_a, h2_a_n } };
 static double h3_x[] = { 0 };
-static char *h3_x_n[] = { "bin_0" };
+static char *h3_x_n[] = { "histogram.bin_0" };
 static double h3_a[] = { 0.5, 1, 2.5, 1000 };
-static char *h3_a_n[] = { "bin_0_5", "bin_1", "bin_2_5", "bin_1000" };
+static char *h3_a_n[] = { "histogram.bin_0_5", "histogram.bin_1", "histogram.bin_2_5", "histogram.bin_1000" };
 static sy_histogram H3[] = { { "x", 1, h3_x, h3_x_n }, { "a", 4, h3_a, h3_a_n } };
 static sy_histogram H4[] = { { "a", 2, h1_a, h1_a_n } };
 
@@ -3272,7 +3272,7 @@ static void e2e_tags_at_the_end(void **state)
     rig r;
     int bad = 0;
     static double bins[] = { 10 };
-    static char *names[] = { "bin_10" };
+    static char *names[] = { "histogram.bin_10" };
     static sy_histogram h[] = { { "env=prod", 1, bins, names } };
     rig_init(&r);
     r.fo.legacy = 0;
@@ -3486,7 +3486,7 @@ static void e2e_calculated_timer_metrics(void **state)
     (void)state;
     static char *calc[] = { "count_ps", "count", "count_percent", "mean_percent", "histogram" };
     static double bins[] = { 1000 };
-    static char *names[] = { "bin_1000" };
+    static char *names[] = { "histogram.bin_1000" };
     static sy_histogram h[] = { { "a_test_value", 1, bins, names } };
     rig r;
     rig_init(&r);
