@@ -137,7 +137,11 @@ $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libswitchyard-tools.a $(BUILD)/libswit
 	$(CC) $(CFLAGS) $(DEPFLAGS) -o $@ $< $(BUILD)/libswitchyard-tools.a $(BUILD)/libswitchyard-core.a \
 	    $(LDFLAGS) $(LIBS) -lcmocka
 
--include $(CORE_OBJS:=.d) $(TOOL_OBJS:=.d) $(MAIN_OBJ).d $(PLUGLIB_OBJS:=.d) $(PLUGIN_SOS:=.d) $(UNIT_BINS:=.d)
+# Only the single-file plugins write a .d (a folder plugin depends on its
+# whole folder): a stale one left by a plugin that moved into a folder
+# would name a source that is gone.
+-include $(CORE_OBJS:=.d) $(TOOL_OBJS:=.d) $(MAIN_OBJ).d $(PLUGLIB_OBJS:=.d) \
+    $(patsubst plugins/%.c,$(BUILD)/plugins/%.so.d,$(wildcard plugins/*.c)) $(UNIT_BINS:=.d)
 
 deps:
 	@./.ci/deps.sh build
