@@ -36,7 +36,6 @@
 #include "admin/tap.h"
 #include "admin/top.h"
 
-#define TOK_BUCKETS 4096
 #define TOK_MAX 100000
 #define RAW_MAX_SAMPLES (1u << 20)
 #define RAW_MAX_BYTES (64u << 20)
@@ -298,92 +297,6 @@ static sy_entry *lookup(sy_agg *a, int type, const char *key, size_t len)
     return lookup_in(a, type, key, len, 0);
 }
 
-static sy_entry *internal_counter(sy_agg *a, const char *suffix)
-{
-    char name[SY_KEY_MAX];
-    int n = snprintf(name, sizeof name, "%s.%s", a->prefix_stats, suffix);
-    sy_entry *e = lookup_in(a, SY_T_COUNTER, name, (size_t)n, 1);
-    if (e)
-        e->flags |= F_KEEP;
-    return e;
-}
-
-sy_agg *sy_agg_new(const sy_agg_opts *opts)
-{
-    sy_agg *a = calloc(1, sizeof *a);
-    if (!a)
-        return NULL;
-    a->o = *opts;
-    a->prefix_stats = strdup(opts->prefix_stats ? opts->prefix_stats : "statsd");
-    a->o.prefix_stats = a->prefix_stats;
-    if (a->o.gauges_max_ttl < 1)
-        a->o.gauges_max_ttl = 1;
-    if (a->o.gauges_max_ttl > INT16_MAX)
-        a->o.gauges_max_ttl = INT16_MAX; /* an entry's ttl is 16 bits */
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    a->seed = sy_mix64((uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 32), 0x5851F42D4C957F2Dull);
-    a->rng = a->seed | 1;
-    a->routes = calloc(16, sizeof *a->routes);
-    a->cap_routes = 16;
-    a->toks = calloc(TOK_BUCKETS, sizeof *a->toks);
-    a->budgets = sy_budgets_new();
-    a->st.budgets = a->budgets;
-    if (table_grow(a) < 0 || !a->prefix_stats || !a->routes || !a->toks || !a->budgets)
-        goto fail;
-    a->routes[0] = (route_info){ .sinks = ~0ull, .rate = 1 };
-    a->listener = 0xff;
-    a->nroutes = 1;
-    a->all_sinks = ~0ull;
-    /* statsd creates these three at start, so they are flushed (as 0)
-     * even before any traffic. */
-    a->e_bad = internal_counter(a, "bad_lines_seen");
-    a->e_packets = internal_counter(a, "packets_received");
-    a->e_metrics = internal_counter(a, "metrics_received");
-    if (!a->e_bad || !a->e_packets || !a->e_metrics)
-        goto fail;
-    return a;
-fail:
-    sy_agg_free(a);
-    return NULL;
-}
-
-void sy_agg_free(sy_agg *a)
-{
-    if (!a)
-        return;
-    for (size_t i = 0; i < a->cap; i++)
-        if (a->slots[i].e)
-            entry_free(a->slots[i].e);
-    free(a->slots);
-    free(a->prefix_stats);
-    free(a->routes);
-    sy_budgets_free(a->budgets);
-    for (size_t i = 1; i <= a->ntenants; i++)
-        free(a->tenants[i]);
-    for (size_t i = 0; i < a->nreasons; i++)
-        free(a->reasons[i]);
-    sy_predecided_free(a->pre);
-    sy_raw_batch_free(a->raw);
-    while (a->deleted) {
-        sy_entry *e = a->deleted;
-        a->deleted = e->next_dead;
-        entry_free(e);
-    }
-    if (a->toks) {
-        for (size_t i = 0; i < TOK_BUCKETS; i++) {
-            tok_entry *t = a->toks[i];
-            while (t) {
-                tok_entry *next = t->next;
-                free(t);
-                t = next;
-            }
-        }
-        free(a->toks);
-    }
-    free(a);
-}
-
 const sy_agg_stats *sy_agg_get_stats(const sy_agg *a) { return &a->st; }
 size_t sy_agg_key_count(const sy_agg *a) { return a->n; }
 
@@ -565,56 +478,6 @@ static void timer_add(sy_agg *a, sy_entry *e, double v, double rate)
 
 /* ---- routing ------------------------------------------------------ */
 
-static void tokens_clear(sy_agg *a)
-{
-    for (size_t i = 0; i < TOK_BUCKETS; i++) {
-        tok_entry *t = a->toks[i];
-        while (t) {
-            tok_entry *next = t->next;
-            free(t);
-            t = next;
-        }
-        a->toks[i] = NULL;
-    }
-    a->ntoks = 0;
-}
-
-void sy_agg_set_routing(sy_agg *a, sy_router *router, uint64_t all_sinks, int uses_origin,
-                        sy_listen_info *listeners, size_t nlisteners)
-{
-    a->router = sy_router_has_decide(router) || sy_router_has_auth(router) ? router : NULL;
-    a->all_sinks = all_sinks;
-    a->uses_origin = uses_origin && sy_router_has_decide(router);
-    a->listeners = listeners;
-    a->nlisteners = nlisteners;
-    a->epoch++;
-    a->routes[0] = (route_info){ .sinks = all_sinks, .rate = 1 };
-    a->nroutes = 1;
-    tokens_clear(a);
-}
-
-void sy_agg_set_sample_seed(sy_agg *a, uint64_t seed)
-{
-    a->rng = seed ? seed : 0x9E3779B97F4A7C15ull;
-}
-
-void sy_agg_set_opts(sy_agg *a, const sy_agg_opts *opts)
-{
-    char *prefix = a->prefix_stats;
-    a->o = *opts;
-    a->o.prefix_stats = prefix; /* statsd's own counters keep their names */
-    if (a->o.gauges_max_ttl < 1)
-        a->o.gauges_max_ttl = 1;
-    if (a->o.gauges_max_ttl > INT16_MAX)
-        a->o.gauges_max_ttl = INT16_MAX; /* an entry's ttl is 16 bits */
-}
-
-void sy_agg_set_limits(sy_agg *a, const sy_limit *limits, size_t n)
-{
-    if (sy_budgets_configure(a->budgets, limits, n) < 0)
-        sy_log(SY_ERR, "out of memory setting the series budgets (limits): the old ones stay");
-}
-
 static const char *sender_str(sy_agg *a)
 {
     if (a->sender_ready)
@@ -715,12 +578,6 @@ static uint32_t decide(sy_agg *a, int type, const char *key, size_t klen, sy_rou
     return route_intern(a, &ri);
 }
 
-/* Everything about a record's origin that a rule or an auth hook may look
- * at: the listener, the address family and the address (19 bytes).  The
- * family is part of it because an IPv4 address is stored in the first 4 of
- * the 16 address bytes, which alone would equal the IPv6 address
- * AABB:CCDD::. */
-#define ORIGIN_KEY_LEN 19
 
 static size_t origin_key(const sy_origin *o, char *out)
 {
@@ -754,91 +611,6 @@ void sy_agg_use_predecided(sy_agg *a, sy_predecided *p)
 
 int sy_agg_uses_origin(const sy_agg *a) { return a->uses_origin; }
 size_t sy_agg_table_cap(const sy_agg *a) { return a->cap; }
-
-size_t sy_agg_walk_keys(sy_agg *a, size_t *cursor, size_t max, int next_uses_origin,
-                        sy_key_fn fn, void *ctx)
-{
-    size_t seen = 0;
-    for (; *cursor < a->cap && seen < max; (*cursor)++) {
-        const sy_entry *e = a->slots[*cursor].e;
-        if (!e)
-            continue;
-        seen++;
-        if (e->type < ALIAS) {
-            /* a key's own decision lives here only without origin rules */
-            if ((e->flags & F_OWN) && !next_uses_origin)
-                fn(ctx, e->type, e->key, e->key_len, e->key, e->key_len, "", "");
-            continue;
-        }
-        int type = e->type - ALIAS;
-        if (!a->uses_origin) {
-            if (!next_uses_origin)
-                fn(ctx, type, e->key, e->key_len, e->key, e->key_len, "", "");
-            continue;
-        }
-        /* key NUL origin_key: the origin rebuilt for the rules */
-        size_t klen = e->key_len - 1 - ORIGIN_KEY_LEN;
-        if (!next_uses_origin) {
-            fn(ctx, type, e->key, klen, e->key, klen, "", "");
-            continue;
-        }
-        const char *ok = e->key + klen + 1;
-        sy_origin o;
-        memset(&o, 0, sizeof o);
-        memcpy(&o.listener, ok, 2);
-        o.family = (uint8_t)ok[2];
-        memcpy(o.addr, ok + 3, 16);
-        char sender[INET6_ADDRSTRLEN] = "";
-        if (o.family == AF_INET || o.family == AF_INET6)
-            inet_ntop(o.family, o.addr, sender, sizeof sender);
-        const char *lname = o.listener < a->nlisteners ? a->listeners[o.listener].name : "";
-        fn(ctx, type, e->key, klen, e->key, e->key_len, lname, sender);
-    }
-    return seen;
-}
-
-size_t sy_agg_walk_decisions(sy_agg *a, size_t *cursor, size_t max, sy_decision_fn fn, void *ctx)
-{
-    size_t seen = 0;
-    for (; *cursor < a->cap && seen < max; (*cursor)++) {
-        const sy_entry *e = a->slots[*cursor].e;
-        if (!e)
-            continue;
-        seen++;
-        if (e->flags & (F_KEEP | F_RETIRE))
-            continue;
-        if (e->type < ALIAS && (!(e->flags & F_OWN) || a->uses_origin))
-            continue;
-        const route_info *ri = &a->routes[e->route < a->nroutes ? e->route : 0];
-        sy_key_decision d = { .type = e->type < ALIAS ? e->type : e->type - ALIAS, .key = e->key,
-                              .klen = e->key_len, .lookup = e->key, .lookup_len = e->key_len,
-                              .listener = "", .sender = "", .name = e->key, .name_len = e->key_len,
-                              .sinks = ri->drop ? 0 : ri->sinks, .raw = ri->drop ? 0 : ri->raw,
-                              .rate = ri->rate, .drop = ri->drop,
-                              .current = !a->router || e->epoch == a->epoch };
-        char sender[INET6_ADDRSTRLEN] = "";
-        if (e->type >= ALIAS) {
-            d.name = e->key + e->key_len + 1;
-            d.name_len = e->u.target_len;
-            if (a->uses_origin) {
-                /* key NUL origin_key: the origin rebuilt for the rules */
-                d.klen = e->key_len - 1 - ORIGIN_KEY_LEN;
-                const char *ok = e->key + d.klen + 1;
-                sy_origin o;
-                memset(&o, 0, sizeof o);
-                memcpy(&o.listener, ok, 2);
-                o.family = (uint8_t)ok[2];
-                memcpy(o.addr, ok + 3, 16);
-                if (o.family == AF_INET || o.family == AF_INET6)
-                    inet_ntop(o.family, o.addr, sender, sizeof sender);
-                d.sender = sender;
-                d.listener = o.listener < a->nlisteners ? a->listeners[o.listener].name : "";
-            }
-        }
-        fn(ctx, &d);
-    }
-    return seen;
-}
 
 static sy_entry *alias_new(sy_agg *a, uint64_t h, int type, const char *ak, size_t aklen,
                            const char *target, size_t tlen, uint32_t route)
@@ -1303,7 +1075,7 @@ static int token_check(sy_agg *a, const char *tok, size_t tlen, char *ns, size_t
         }
     }
     if (a->ntoks >= TOK_MAX)
-        tokens_clear(a);
+        sy_agg_tokens_clear(a);
     tok_entry *t = malloc(sizeof *t + klen + n);
     if (t) {
         t->hash = h;
@@ -1476,188 +1248,20 @@ void sy_agg_feed(sy_agg *a, const char *buf, size_t len, const sy_origin *origin
     }
 }
 
-static void hset_clear(sy_hset *s)
+/* ---- for agg_snapshot.c (agg_internal.h) --------------------------- */
+/* Out-of-line doors to the table's own helpers, so that the per-sample
+ * path keeps its static (inlined) copies. */
+
+void sy_agg_mark_dead(sy_agg *a, sy_snapshot *s, sy_entry *e, uint64_t h) { mark_dead(a, s, e, h); }
+uint32_t sy_agg_decide(sy_agg *a, int type, const char *key, size_t klen, sy_route *r)
 {
-    free(s->hll);
-    s->hll = NULL;
-    if (s->cap > 64) {
-        free(s->slots);
-        s->slots = NULL;
-        s->cap = 0;
-    } else if (s->slots) {
-        memset(s->slots, 0, s->cap * sizeof *s->slots);
-    }
-    s->n = 0;
+    return decide(a, type, key, klen, r);
 }
-
-/* statsd's clear_metrics, decided per entry: 1 when it is to be deleted. */
-static int reset_entry(sy_agg *a, sy_entry *e)
+sy_entry *sy_agg_lookup_internal(sy_agg *a, int type, const char *key, size_t len)
 {
-    e->samples = 0; /* top's counts are per interval */
-    e->bytes = 0;
-    switch (e->type) {
-    case SY_T_COUNTER:
-        e->u.value = 0;
-        return a->o.delete_counters && !(e->flags & F_KEEP);
-    case SY_T_TIMER:
-        e->u.timer = NULL; /* moved into the snapshot */
-        return a->o.delete_timers;
-    case SY_T_GAUGE:
-        if (a->o.delete_gauges && e->ttl >= 0)
-            return --e->ttl < 1;
-        return 0;
-    default:
-        if (e->u.set)
-            hset_clear(e->u.set);
-        return a->o.delete_sets;
-    }
+    return lookup_in(a, type, key, len, 1);
 }
-
-sy_snapshot *sy_agg_snapshot(sy_agg *a, int64_t ts)
-{
-    /* A reload's decisions serve the keys seen in the next two intervals;
-     * a key that comes back later is asked about as a new one. */
-    if (a->pre && --a->pre_flushes <= 0) {
-        sy_predecided_free(a->pre);
-        a->pre = NULL;
-    }
-    a->listener = 0xff; /* keys made here come from no listener */
-    a->tenant = 0;
-    /* statsd sets its timestamp_lag gauge from the second flush on. */
-    if (a->old_ts > 0) {
-        if (!a->e_lag) {
-            char name[SY_KEY_MAX];
-            int n = snprintf(name, sizeof name, "%s.timestamp_lag", a->prefix_stats);
-            a->e_lag = lookup_in(a, SY_T_GAUGE, name, (size_t)n, 1);
-        }
-        if (a->e_lag) {
-            a->e_lag->u.value = (double)(ts - a->old_ts) - a->o.flush_interval_ms / 1000.0;
-            a->e_lag->ttl = -1;
-            a->e_lag->flags |= F_KEEP;
-        }
-    }
-    a->old_ts = ts;
-
-    sy_snapshot *s = calloc(1, sizeof *s);
-    if (!s)
-        return NULL;
-    s->items = malloc((a->n ? a->n : 1) * sizeof *s->items);
-    if (!s->items) {
-        free(s);
-        return NULL;
-    }
-    s->ts = ts;
-    s->flush_interval_ms = a->o.flush_interval_ms;
-
-    /* statsd's own values (numStats, processing_time, ...) take the route
-     * of their namespace. */
-    s->internal_sinks = a->all_sinks;
-    if (a->router) {
-        char name[SY_KEY_MAX];
-        int n = snprintf(name, sizeof name, "%s.numStats", a->prefix_stats);
-        sy_route r;
-        a->origin = NULL;
-        a->sender_ready = 0;
-        uint32_t idx = decide(a, SY_T_COUNTER, name, (size_t)n, &r);
-        s->internal_sinks = a->routes[idx].drop ? 0 : a->routes[idx].sinks;
-    }
-
-    for (size_t i = 0; i < a->cap; i++) {
-        sy_entry *e = a->slots[i].e;
-        if (!e)
-            continue;
-        if (e->type >= ALIAS) {
-            /* A routing cache entry lives while its key is in use. */
-            if (!(e->flags & F_TOUCHED) || e->epoch != a->epoch)
-                mark_dead(a, s, e, a->slots[i].hash);
-            e->flags &= (uint8_t)~F_TOUCHED;
-            continue;
-        }
-        uint64_t sinks = a->all_sinks;
-        if (!a->router && !(e->flags & (F_OWN | F_KEEP)))
-            e->flags |= F_RETIRE; /* a rename target left by removed routing */
-        if (a->router) {
-            if (e->epoch != a->epoch && !(e->flags & F_RETIRE)) {
-                /* Not seen since a reload: decide now, by its name alone. */
-                sy_route r;
-                a->origin = NULL;
-                a->sender_ready = 0;
-                uint32_t idx = decide(a, e->type, e->key, e->key_len, &r);
-                if (r.renamed && !(e->flags & F_KEEP))
-                    e->flags |= F_RETIRE;
-                else {
-                    e->route = idx; /* flushed where its name goes now */
-                    e->epoch = a->epoch;
-                }
-            }
-            const route_info *ri = &a->routes[e->route < a->nroutes ? e->route : 0];
-            sinks = ri->drop ? 0 : ri->sinks;
-        }
-        if (sinks == 0 && !(e->flags & F_RETIRE)) {
-            /* Dropped or pass-through only: a routing cache entry, which
-             * expires after an interval without samples. */
-            if (e->type == SY_T_TIMER && e->u.timer) {
-                free(e->u.timer->v);
-                free(e->u.timer);
-                e->u.timer = NULL;
-            }
-            if (!(e->flags & (F_TOUCHED | F_KEEP)))
-                mark_dead(a, s, e, a->slots[i].hash);
-            e->flags &= (uint8_t)~F_TOUCHED;
-            continue;
-        }
-        e->flags &= (uint8_t)~F_TOUCHED;
-        sy_snap_item *it = &s->items[s->n++];
-        it->sinks = sinks;
-        it->key = e->key;
-        it->key_len = e->key_len;
-        it->type = e->type;
-        it->timer = NULL;
-        it->value = 0;
-        switch (e->type) {
-        case SY_T_COUNTER: it->value = e->u.value; s->counters++; break;
-        case SY_T_GAUGE: it->value = e->u.value; s->gauges++; break;
-        case SY_T_TIMER: it->timer = e->u.timer; s->timers++; break;
-        default: it->value = e->u.set ? hset_count(e->u.set) : 0; s->sets++; break;
-        }
-        if (reset_entry(a, e) || (e->flags & F_RETIRE))
-            mark_dead(a, s, e, a->slots[i].hash);
-    }
-    /* Entries the admin deleted may still be named by the snapshot in
-     * flight on the output thread: they are freed with this one. */
-    /* Unlink after the walk: backward shifts would disturb it. */
-    for (sy_entry *e = s->dead; e; e = e->next_dead) {
-        slots_remove(a, e, e->dead_hash);
-        if (e == a->e_lag)
-            a->e_lag = NULL;
-    }
-    while (a->deleted) {
-        sy_entry *e = a->deleted;
-        a->deleted = e->next_dead;
-        e->next_dead = s->dead;
-        s->dead = e;
-    }
-    atomic_store_explicit(&a->st.keys, a->n, memory_order_relaxed);
-    return s;
-}
-
-void sy_snapshot_free(sy_snapshot *s)
-{
-    if (!s)
-        return;
-    for (size_t i = 0; i < s->n; i++) {
-        sy_timer_data *t = s->items[i].timer;
-        if (t) {
-            free(t->v);
-            free(t);
-        }
-    }
-    sy_entry *e = s->dead;
-    while (e) {
-        sy_entry *next = e->next_dead;
-        entry_free(e);
-        e = next;
-    }
-    free(s->items);
-    free(s);
-}
+void sy_agg_slots_remove(sy_agg *a, sy_entry *e, uint64_t h) { slots_remove(a, e, h); }
+double sy_agg_hset_count(const sy_hset *s) { return hset_count(s); }
+void sy_agg_entry_free(sy_entry *e) { entry_free(e); }
+int sy_agg_table_grow(sy_agg *a) { return table_grow(a); }

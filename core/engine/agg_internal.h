@@ -82,6 +82,7 @@ typedef struct route_info {
 } route_info;
 
 /* A cached token decision (per token and sender). */
+#define TOK_BUCKETS 4096 /* the token cache's hash buckets */
 typedef struct tok_entry {
     struct tok_entry *next;
     uint64_t hash;
@@ -162,5 +163,24 @@ static inline uint64_t type_hash(uint64_t h, int type)
 void sy_agg_table_remove(sy_agg *a, sy_entry *e);
 /* An entry leaves its list: no walk may point at it any more (agg_walk.c). */
 void sy_agg_walks_forget(sy_agg *a, sy_entry *e);
+
+
+/* Everything about a record's origin that a rule or an auth hook may look
+ * at: the listener, the address family and the address (19 bytes).  The
+ * family is part of it because an IPv4 address is stored in the first 4 of
+ * the 16 address bytes, which alone would equal the IPv6 address
+ * AABB:CCDD::. */
+#define ORIGIN_KEY_LEN 19
+
+/* agg.c's own helpers, for agg_snapshot.c. */
+void sy_agg_mark_dead(sy_agg *a, sy_snapshot *s, sy_entry *e, uint64_t h);
+uint32_t sy_agg_decide(sy_agg *a, int type, const char *key, size_t klen, sy_route *r);
+sy_entry *sy_agg_lookup_internal(sy_agg *a, int type, const char *key, size_t len);
+void sy_agg_slots_remove(sy_agg *a, sy_entry *e, uint64_t h);
+double sy_agg_hset_count(const sy_hset *s);
+void sy_agg_entry_free(sy_entry *e);
+int sy_agg_table_grow(sy_agg *a);
+/* Empties the token cache (agg_setup.c). */
+void sy_agg_tokens_clear(sy_agg *a);
 
 #endif

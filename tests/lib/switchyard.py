@@ -92,6 +92,18 @@ class SwitchyardServer:
         if not wait_for_port(self.tcp_port, timeout, alive=self.proc.alive):
             self.start_error = "switchyard did not start listening on tcp %d" % self.tcp_port
             return False
+        # The admin's ports open after the listeners (its thread starts
+        # last): a test that asks right away must not find them closed.
+        admin = []
+        if self.options.get("mgmt_port"):
+            admin.append(int(self.options["mgmt_port"]))
+        http = self.options.get("httpAddress")
+        if http and not http.endswith(":0"):
+            admin.append(int(http.rsplit(":", 1)[1]))
+        for port in admin:
+            if not wait_for_port(port, timeout, alive=self.proc.alive):
+                self.start_error = "switchyard did not open its admin port %d" % port
+                return False
         return True
 
     def alive(self):
