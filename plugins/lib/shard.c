@@ -96,6 +96,35 @@ void shard_free(shard *s)
     free(s);
 }
 
+/* The ring's points, unsorted: for each node, `digests` md5 digests of
+ * "NAME-i", each giving `per` points (bytes 4j..4j+3, little-endian). */
+static int make_points(shard *s, size_t digests, int per)
+{
+    s->npts = s->n * digests * (size_t)per;
+    s->pts = malloc((s->npts ? s->npts : 1) * sizeof(*s->pts));
+    if (!s->pts)
+        return -1;
+    size_t k = 0;
+    for (size_t i = 0; i < s->n; i++) {
+        size_t nlen = strlen(s->names[i]);
+        char *key = malloc(nlen + 24);
+        if (!key)
+            return -1;
+        for (size_t d = 0; d < digests; d++) {
+            int klen = snprintf(key, nlen + 24, "%s-%zu", s->names[i], d);
+            unsigned char dig[SY_MD5_DIGEST_LEN];
+            sy_md5(key, (size_t)klen, dig);
+            for (int j = 0; j < per; j++) {
+                s->pts[k].pos = le32(dig + 4 * j);
+                s->pts[k].node = (uint32_t)i;
+                k++;
+            }
+        }
+        free(key);
+    }
+    return 0;
+}
+
 shard *shard_new(shard_method method, const char *const *names, size_t n)
 {
     if (n == 0 || n > SHARD_MAX_NODES || (method != SHARD_KETAMA && method != SHARD_JUMP && method != SHARD_STATSD))
@@ -112,28 +141,9 @@ shard *shard_new(shard_method method, const char *const *names, size_t n)
         if (!(s->names[i] = strdup(names[i])))
             goto fail;
     if (method == SHARD_KETAMA) {
-        s->npts = n * SHARD_KETAMA_POINTS;
-        s->pts = malloc(s->npts * sizeof(*s->pts));
-        if (!s->pts)
+        /* libketama: 40 digests a node, each giving 4 points */
+        if (make_points(s, SHARD_KETAMA_DIGESTS, 4) < 0)
             goto fail;
-        size_t k = 0;
-        for (size_t i = 0; i < n; i++) {
-            size_t nlen = strlen(names[i]);
-            char *key = malloc(nlen + 16);
-            if (!key)
-                goto fail;
-            for (int d = 0; d < SHARD_KETAMA_DIGESTS; d++) {
-                int klen = snprintf(key, nlen + 16, "%s-%d", names[i], d);
-                unsigned char dig[SY_MD5_DIGEST_LEN];
-                sy_md5(key, (size_t)klen, dig);
-                for (int j = 0; j < 4; j++) {
-                    s->pts[k].pos = le32(dig + 4 * j);
-                    s->pts[k].node = (uint32_t)i;
-                    k++;
-                }
-            }
-            free(key);
-        }
         sort_names = s->names;
         qsort(s->pts, s->npts, sizeof(*s->pts), point_cmp);
         sort_names = NULL;
@@ -141,29 +151,11 @@ shard *shard_new(shard_method method, const char *const *names, size_t n)
         /* hashring's continuum(): weight 100 each, so the share of a node
          * is 100 / (100 n), times 40 vnodes, times n, floored; evaluated
          * left to right in doubles, as JavaScript does (1/3 * 40 * 3 is
-         * 39.99999999999999 there too). */
+         * 39.99999999999999 there too).  One point per digest (replicas
+         * 0 is taken as 1). */
         double pct = 100.0 / (100.0 * (double)n);
-        size_t per = (size_t)floor(pct * 40.0 * (double)n);
-        s->npts = n * per;
-        s->pts = malloc((s->npts ? s->npts : 1) * sizeof(*s->pts));
-        if (!s->pts)
+        if (make_points(s, (size_t)floor(pct * 40.0 * (double)n), 1) < 0)
             goto fail;
-        size_t k = 0;
-        for (size_t i = 0; i < n; i++) {
-            size_t nlen = strlen(names[i]);
-            char *key = malloc(nlen + 24);
-            if (!key)
-                goto fail;
-            for (size_t d = 0; d < per; d++) {
-                int klen = snprintf(key, nlen + 24, "%s-%zu", names[i], d);
-                unsigned char dig[SY_MD5_DIGEST_LEN];
-                sy_md5(key, (size_t)klen, dig);
-                s->pts[k].pos = le32(dig);
-                s->pts[k].node = (uint32_t)i;
-                k++;
-            }
-            free(key);
-        }
         /* stable by position: equal positions keep the listed order */
         qsort(s->pts, s->npts, sizeof(*s->pts), point_cmp_stable);
     }
