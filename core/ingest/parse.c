@@ -408,7 +408,7 @@ static void scan_part(sy_line *it, const char *part, const char *f[3], size_t fl
             continue;
         }
         size_t len = (size_t)(q - fs);
-        if (idx >= 2 && len >= 2 && *fs == 'T' && all_digits(fs + 1, len - 1))
+        if (idx >= 2 && dd_field(fs, len) == 'T') /* never 'c': no ':' in a field here */
             it->timestamps++;
         else if (nf < 3) {
             f[nf] = fs;

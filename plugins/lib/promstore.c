@@ -585,6 +585,15 @@ static int drop(promstore *s, int reason)
     return -1;
 }
 
+/* A label name Prometheus keeps for itself (__*), or that the type's own
+ * series use (quantile on a summary, le on a histogram). */
+static int reserved_label(const char *en, size_t elen, int type)
+{
+    return (elen >= 2 && en[0] == '_' && en[1] == '_') ||
+           (type == T_SUMMARY && elen == 8 && memcmp(en, "quantile", 8) == 0) ||
+           (type == T_HISTOGRAM && elen == 2 && memcmp(en, "le", 2) == 0);
+}
+
 int promstore_add(promstore *s, const sy_sample *x, uint64_t now)
 {
     const char *semi = memchr(x->name, ';', x->name_len);
@@ -657,10 +666,7 @@ int promstore_add(promstore *s, const sy_sample *x, uint64_t now)
         }
         char *en = names + names_used;
         size_t elen = promstore_escape_name(t, (size_t)(colon - t), en);
-        if ((elen >= 2 && en[0] == '_' && en[1] == '_') ||
-            (type == T_SUMMARY && elen == 8 && memcmp(en, "quantile", 8) == 0) ||
-            (type == T_HISTOGRAM && elen == 2 && memcmp(en, "le", 2) == 0) ||
-            ntags == PROMSTORE_MAX_LABELS) {
+        if (reserved_label(en, elen, type) || ntags == PROMSTORE_MAX_LABELS) {
             s->st.tag_errors++;
             continue;
         }
@@ -690,10 +696,7 @@ int promstore_add(promstore *s, const sy_sample *x, uint64_t now)
         /* A reserved name, or one beyond the bound, is left out without a
          * count: a tag the client sent was counted above, as a DogStatsD
          * tag, and its name copy here would count it twice. */
-        if ((elen >= 2 && en[0] == '_' && en[1] == '_') ||
-            (type == T_SUMMARY && elen == 8 && memcmp(en, "quantile", 8) == 0) ||
-            (type == T_HISTOGRAM && elen == 2 && memcmp(en, "le", 2) == 0) ||
-            ntags == PROMSTORE_MAX_LABELS)
+        if (reserved_label(en, elen, type) || ntags == PROMSTORE_MAX_LABELS)
             continue;
         names_used += elen + 1;
         tags[ntags] = (tag){ en, elen, eq + 1, (size_t)(stop - eq - 1), ntags };

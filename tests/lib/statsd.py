@@ -47,17 +47,7 @@ def ensure_statsd():
     """Install statsd@0.9.0 into build/npm unless it is already there.
     Returns the path of stats.js; raises RuntimeError with npm's output when
     the install fails."""
-    os.makedirs(NPM_DIR, exist_ok=True)
-    with open(os.path.join(NPM_DIR, ".install.lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if _installed_version() != STATSD_VERSION:
-            cmd = ["npm", "install", "--prefix", NPM_DIR, "--no-audit", "--no-fund",
-                   "statsd@" + STATSD_VERSION]
-            r = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                               timeout=300)
-            if r.returncode != 0 or _installed_version() != STATSD_VERSION:
-                raise RuntimeError("npm install statsd@%s failed:\n%s"
-                                   % (STATSD_VERSION, r.stdout.decode("utf-8", "replace")))
+    ensure_npm("statsd", STATSD_VERSION)
     return STATS_JS
 
 
