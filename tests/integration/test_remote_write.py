@@ -256,6 +256,9 @@ def case_503(res, d, vm):
         d.send(["api.req.count:1|c"])
         total = (total or 0) + 1
         time.sleep(1)
+    # the sink may still be in the backoff of the outage before: wait for
+    # its first retry to meet the read-only server (and be logged)
+    wait_until(lambda: "read-only" in d.logs(), 20)
     during = d.own("vm")
     logs = d.logs()
     res.check("503: retried (errors grow), queued, nothing dropped, logged with the answer",
