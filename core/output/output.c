@@ -47,6 +47,7 @@ typedef struct job_sink {
     uint64_t bit;          /* its bit in the snapshot's masks */
     sy_flush_cursor c;
     int done;
+    int skipped;           /* the rest was counted, not made: no timings */
 } job_sink;
 
 typedef struct job {
@@ -332,11 +333,6 @@ static void emit_spill(void *ctx, const sy_metric_batch *b, uint64_t sinks)
     sy_sink_spill(((job_sink *)ctx)->sink, b);
 }
 
-static void emit_count(void *ctx, const sy_metric_batch *b, uint64_t sinks)
-{
-    *(size_t *)ctx += b->count;
-}
-
 static void job_free(job *j)
 {
     if (!j)
@@ -362,7 +358,7 @@ static void job_timing(job *j, job_sink *js)
 static void job_sink_done(sy_output *o, job *j, job_sink *js)
 {
     js->done = 1;
-    if (!j->timed) {
+    if (!j->timed && !js->skipped) {
         j->timed = 1;
         j->calc_ms = js->c.calc_ms;
         j->processing_ms = js->c.res.processing_ms;
@@ -377,6 +373,21 @@ static void job_sink_done(sy_output *o, job *j, job_sink *js)
         o->flush_length = bytes;
         o->last_flush = j->snap->ts;
     }
+}
+
+/*
+ * The rest of a flush for one sink, counted as dropped without being made
+ * (sy_flusher_skip: no names, no timer statistics).  For a sink whose
+ * destination is down or stuck, making lines it can only drop would cost
+ * the output thread as much as a healthy sink's flush, and at a million
+ * lines a flush that made a fast sibling fall behind.
+ */
+static void skip_rest(sy_output *o, job *j, job_sink *js, const char *why)
+{
+    size_t n = sy_flusher_skip(j->flusher, j->snap, j->nextra, js->bit, &js->c);
+    js->skipped = 1;
+    sy_sink_drop(js->sink, n, why);
+    job_sink_done(o, j, js);
 }
 
 /* Whether an older job still has values for this sink (order is kept). */
@@ -419,9 +430,14 @@ static void pump(sy_output *o)
                 sy_sink_retry_now(js->sink);
             while (!js->done && sy_sink_held(js->sink) == 0) {
                 job_timing(j, js);
+                int64_t dropped = sy_sink_dropped(js->sink);
                 if (!sy_flusher_next(j->flusher, j->snap, j->extra, j->nextra, js->bit, &js->c,
                                      PIECE_VALUES, emit_to_sink, js))
                     job_sink_done(o, j, js);
+                else if (sy_sink_dropped(js->sink) > dropped && !sy_sink_spooled(js->sink) &&
+                         sy_sink_down(js->sink))
+                    skip_rest(o, j, js, "the sink is down or stuck and dropped what it was "
+                                        "given: the rest of the flush is not made");
             }
         }
     }
@@ -449,6 +465,11 @@ static void push_out(sy_output *o)
             job_sink *js = &j->s[k];
             if (js->done)
                 continue;
+            if (!sy_sink_spooled(js->sink) && sy_sink_down(js->sink)) {
+                skip_rest(o, j, js, "the sink is down or stuck: what is left of a flush at "
+                                    "shutdown or reload is not made");
+                continue;
+            }
             job_timing(j, js);
             while (sy_flusher_next(j->flusher, j->snap, j->extra, j->nextra, js->bit, &js->c,
                                    SIZE_MAX,
@@ -471,7 +492,6 @@ static void drop_oldest_for(sy_output *o, sy_sink *sink)
             job_sink *js = &j->s[k];
             if (js->sink != sink || js->done)
                 continue;
-            size_t n = 0;
             if (sy_sink_spooled(sink)) {
                 job_timing(j, js);
                 while (sy_flusher_next(j->flusher, j->snap, j->extra, j->nextra, js->bit,
@@ -481,12 +501,8 @@ static void drop_oldest_for(sy_output *o, sy_sink *sink)
                 behind--;
                 continue;
             }
-            while (sy_flusher_next(j->flusher, j->snap, j->extra, j->nextra, js->bit, &js->c,
-                                   SIZE_MAX, emit_count, &n))
-                ;
-            sy_sink_drop(sink, n, "the sink was still taking a flush when newer ones were due: "
-                                  "the oldest is dropped whole");
-            job_sink_done(o, j, js);
+            skip_rest(o, j, js, "the sink was still taking a flush when newer ones were due: "
+                                "the oldest is dropped whole");
             behind--;
         }
 }

@@ -131,6 +131,15 @@ void sy_sink_retry_now(sy_sink *s);
  * behind, say): counted as dropped and logged at a bounded rate with why. */
 void sy_sink_drop(sy_sink *s, size_t n, const char *why);
 
+/* Whether the destination cannot take anything now: the plugin reports
+ * itself disconnected (SY_STAT_CONNECTED 0), or its queue holds values
+ * and has sent nothing for a second (stuck).  Also moves the clock that
+ * tells (call it on the output thread). */
+int sy_sink_down(sy_sink *s);
+
+/* Values dropped so far, the plugin's count and the host's together. */
+int64_t sy_sink_dropped(const sy_sink *s);
+
 /* Whether the sink has a disk spool (`spool = { dir = ... }`). */
 int sy_sink_spooled(const sy_sink *s);
 
