@@ -933,11 +933,8 @@ static void spool_take_back(sy_sink *s)
                "spool", s->name, n);
 }
 
-int sy_sink_down(sy_sink *s)
+int sy_sink_stuck(sy_sink *s)
 {
-    if (s->connected_seen &&
-        atomic_load_explicit(&s->stats[SY_STAT_CONNECTED], memory_order_relaxed) == 0)
-        return 1;
     return spool_stalled(s);
 }
 

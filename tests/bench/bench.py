@@ -1144,8 +1144,9 @@ def live_scenario(cfg, ctx):
         return out
     finally:
         server.stop()
-        out["log_drop_lines"] = [line for line in read_file(server.proc.stderr_path).splitlines()
-                                 if "drop" in line.lower()][:8] if server.proc else []
+        log = read_file(server.proc.stderr_path).splitlines() if server.proc else []
+        out["log_drop_lines"] = [line for line in log if "drop" in line.lower()][:8]
+        out["log_tail"] = log[-12:]
     ctx.check("live5m: SIGTERM exits within shutdownTimeout + 10 s (%.1f s)" % out["sigterm_exit_s"],
               out["exited"] and out["sigterm_exit_s"] < timeout_ms / 1000.0 + 10)
     print("  load: %s keys sent in %.1f s, all in the table after %.1f s"
