@@ -213,8 +213,7 @@ STUCK_SINKS = int(os.environ.get("SY_PACING_STUCK_SINKS", "3"))
 def stuck_and_fast(res, workdir):
     """A fast sink (tests/bench/sumsink) beside STUCK_SINKS carbons that
     accept and never read.  Each second a flush of STUCK_KEYS timer keys
-    (16 lines each: 480,000 lines a flush at 30,000 keys; the bench's
-    stuckfast scenario runs 50,000), STUCK_ROUNDS
+    (14 lines each: 420,000 lines a flush at 30,000 keys), STUCK_ROUNDS
     times.  The fast one gets every flush whole while the stuck ones hold
     their queues full: each sink keeps its own place in the flush, and once
     a stuck sink drops what it is given the output stops making its lines
@@ -264,7 +263,7 @@ def stuck_and_fast(res, workdir):
         got = sink.total("tf", "timers")
         res.check("%s: the fast sink got every timer count of %d flushes of %d timer keys "
                   "(%d lines a flush), while %d others never read"
-                  % (label, rounds, keys, keys * 16, STUCK_SINKS), got == want,
+                  % (label, rounds, keys, keys * 14, STUCK_SINKS), got == want,
                   "the fast sink's timer counts add up to %d of %d" % (got, want))
         fast_drop = stat(d, "dropped_total", "fast", "graphite")
         stuck_drop = [stat(d, "dropped_total", "stuck%d" % i, "graphite")
