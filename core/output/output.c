@@ -39,7 +39,7 @@ typedef struct pending {
  * counted as dropped and logged: memory stays bounded by a few snapshots.
  */
 #define PIECE_VALUES 2048  /* values made per piece */
-#define PUMP_MS 5          /* how often a sink that held a piece back is looked at */
+#define PUMP_MS 1          /* how often a sink that held a piece back is looked at */
 #define MAX_BEHIND 2       /* unfinished flushes a sink may have */
 
 typedef struct job_sink {
