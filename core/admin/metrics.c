@@ -320,11 +320,13 @@ void sy_admin_http_metrics(struct evhttp_request *req, void *arg)
     evbuffer_add_printf(out, "switchyard_admin_console_lines_too_long_total %llu\n",
                         (unsigned long long)a->console_too_long);
     metric_head(out, "switchyard_admin_http_refused_total", "counter",
-                "Admin HTTP requests refused, by status: 400 malformed or request line or headers "
-                "over 8192 bytes, 404 no such path, 405 or 501 not GET or HEAD, 413 a body.");
+                "Admin HTTP requests refused, by status: 400 malformed, 404 no such path, 405 or "
+                "501 not GET or HEAD, 413 a body, 414 a request line over 8192 bytes, 431 a "
+                "header section over 8192 bytes.");
     for (int code = 400; code <= 501; code++) {
         int slot = sy_admin_refused_slot(code);
-        if (slot >= 0 && (code == 400 || code == 404 || code == 405 || code == 413 || code == 501 ||
+        if (slot >= 0 && (code == 400 || code == 404 || code == 405 || code == 413 || code == 414 ||
+                          code == 431 || code == 501 ||
                           a->http_refused[slot]))
             evbuffer_add_printf(out, "switchyard_admin_http_refused_total{code=\"%d\"} %llu\n",
                                 code, (unsigned long long)a->http_refused[slot]);

@@ -60,7 +60,7 @@ log_path files tests/run.sh has it write (lib/sanitizer.py).
       connection for a newcomer instead of refusing it until idleTimeout;
       a sending connection is never chosen; counted (evicted) and logged;
   16. admin_http_limits: POSTs announcing 2 GiB, a 48 MiB header line, a
-      20 KiB request line, other methods: refused (413, 400, 405, 501) at
+      20 KiB request line, other methods: refused (413, 431, 414, 405, 501) at
       once, memory and CPU flat, counted by status in /metrics, logged at a
       bounded rate; /health still answers at once;
   17. admin_console_lines: a console line over 8 KiB is answered ERROR once
@@ -1502,6 +1502,24 @@ def scenario_route_patterns(res, workdir):
 # 15. the admin interface under hostile clients
 
 
+def http_read_all(port, data, timeout=10.0):
+    """Send data on a new connection and read until the daemon closes it."""
+    s = socket.create_connection((LOOPBACK, port), timeout=timeout)
+    out = b""
+    try:
+        s.sendall(data)
+        while True:
+            b = s.recv(65536)
+            if not b:
+                break
+            out += b
+    except OSError:
+        pass
+    finally:
+        s.close()
+    return out
+
+
 def http_raw(port, head, body_bytes=0, timeout=10.0):
     """Send `head` (request line and headers, or part of them) over a new
     connection, read the status line if one comes, then try to send
@@ -1543,15 +1561,16 @@ def http_raw(port, head, body_bytes=0, timeout=10.0):
 def http_refused(d):
     m = d.http_metrics()
     return {code: m.get('switchyard_admin_http_refused_total{code="%d"}' % code)
-            for code in (400, 404, 405, 413, 501)}
+            for code in (400, 404, 405, 413, 414, 431, 501)}
 
 
 def scenario_admin_http_limits(res, workdir):
     """The HTTP admin takes no body and bounded headers: three POSTs of
     /metrics announcing 2 GiB and sending what they can get 413 at once
-    and the daemon's memory stays put; a 48 MiB header line and a 20 KiB
-    request line are refused (libevent 2.1 answers 400) after a few KiB,
-    without burning CPU; methods other than GET and HEAD get 405 (with
+    and the daemon's memory stays put; a 48 MiB header line (431), 2000
+    header lines (431) and a 20 KiB request line (414) are refused after
+    8 KiB, without burning CPU, and a pipelined request before an
+    over-long one is answered first; methods other than GET and HEAD get 405 (with
     Allow) or 501; every refusal is counted in /metrics by status and
     logged at a bounded rate, and /health answers at once afterwards."""
     label = "admin_http_limits"
@@ -1585,13 +1604,20 @@ def scenario_admin_http_limits(res, workdir):
         st, sent, reply = http_raw(port, b"GET /health HTTP/1.1\r\nHost: x\r\nX-Big: ",
                                    body_bytes=48 << 20)
         res.note("48 MiB header line: status %r after %d bytes" % (st, sent))
-        res.check("%s: a 48 MiB header line is refused (400, libevent 2.1's answer) before "
-                  "16 MiB of it were taken" % label, st == 400 and sent < 16 << 20,
+        res.check("%s: a 48 MiB header line is refused (431) before 16 MiB of it were taken"
+                  % label, st == 431 and sent < 16 << 20,
                   "status %r, %d bytes taken, %r" % (st, sent, reply))
         st, _, reply = http_raw(port, b"GET /" + b"a" * 20000 + b" HTTP/1.1\r\nHost: x\r\n\r\n")
-        res.check("%s: a 20 KiB request line is refused (400)" % label, st == 400, "%r" % reply)
+        res.check("%s: a 20 KiB request line is refused (414)" % label, st == 414, "%r" % reply)
         st, _, reply = http_raw(port, b"GET /health HTTP/1.0\r\n" + b"X-A: b\r\n" * 2000 + b"\r\n")
-        res.check("%s: 2000 header lines (16 KiB) are refused (400)" % label, st == 400, "%r" % reply)
+        res.check("%s: 2000 header lines (16 KiB) are refused (431)" % label, st == 431, "%r" % reply)
+        st, _, reply = http_raw(port, b"GET /health HTTP/1.0\r\n" + b"X-A: b\r\n" * 900 + b"\r\n")
+        res.check("%s: 900 header lines (7.2 KiB) are answered (200)" % label, st == 200, "%r" % reply)
+        reply = http_read_all(port, b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n"
+                              b"GET /health HTTP/1.1\r\nHost: x\r\nX-Big: " + b"y" * 9000 + b"\r\n\r\n")
+        res.check("%s: a request pipelined before an over-long one is answered (200), then 431"
+                  % label, reply.startswith(b"HTTP/1.1 200 ") and
+                  b"\r\n\r\nup\nHTTP/1.1 431 " in reply, "%r" % reply)
         time.sleep(0.5)
         rss1, cpu1 = d.status_kb("VmRSS"), cpu_seconds(d.pid)
         res.note("VmRSS %s -> %s KiB, %.2f s of CPU for all of it" % (rss0, rss1, cpu1 - cpu0))
@@ -1622,7 +1648,7 @@ def scenario_admin_http_limits(res, workdir):
         res.check("%s: afterwards /health answers at once (%.3f s)" % (label, took),
                   st == 200 and reply.endswith(b"up\n") and took < 1.0, "%r" % reply)
         got = http_refused(d)
-        want = {400: 3, 404: 1, 405: 2, 413: 4, 501: 1}
+        want = {400: 0, 404: 1, 405: 2, 413: 4, 414: 1, 431: 3, 501: 1}
         res.check("%s: /metrics counts each refusal by status "
                   "(switchyard_admin_http_refused_total)" % label,
                   all(got.get(k) == v for k, v in want.items()), "got %r, want %r" % (got, want))
