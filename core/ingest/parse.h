@@ -30,6 +30,10 @@
 #define SY_PARSE_EVENT (-4)
 #define SY_PARSE_SERVICE_CHECK (-5)
 
+/* sy_line.ts for a timestamp too long to be a time (more than 12 digits):
+ * outside any window. */
+#define SY_PARSE_TS_BAD INT64_MAX
+
 typedef struct sy_line {
     const char *p;     /* next value part */
     const char *end;   /* end of the value parts (the tags start after) */
@@ -38,8 +42,12 @@ typedef struct sy_line {
     int sanitize;
     /* DogStatsD's optional fields seen so far in this line (protocol 1.2
      * and 1.3): container IDs ("|c:ID") and timestamps ("|T1700000000"),
-     * both skipped (see parse.c) and counted by the caller. */
+     * counted by the caller.  A container is skipped; `ts` is the last
+     * timestamp read so far (seconds; SY_PARSE_TS_BAD for more than 12
+     * digits), valid only once `timestamps` is non-zero: it is the time of
+     * the value that found it and of the line's values after it. */
     uint32_t containers, timestamps;
+    int64_t ts;
     /* Several values in one message ("k:1:2:3|ms"): the part whose type
      * the typeless values before it take, found once. */
     const char *mv_end;
