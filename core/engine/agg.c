@@ -1121,13 +1121,15 @@ static sy_ratelimit rl_ts = SY_RATELIMIT_INIT(10000, 1);
  * where receivers refuse a whole request for one of them. */
 static __attribute__((noinline)) int64_t ts_window(sy_agg *a, int64_t ts)
 {
+    if (ts == 0)
+        return 0;
     int64_t now = (int64_t)(sy_wall_ms() / 1000);
     if (ts != SY_PARSE_TS_BAD && ts >= now - (int64_t)a->o.ts_max_age_s &&
         ts <= now + (int64_t)a->o.ts_max_ahead_s)
         return ts * 1000;
     atomic_fetch_add_explicit(&a->st.dd_ts_outside, 1, memory_order_relaxed);
     if (ts == SY_PARSE_TS_BAD)
-        sy_log_limited(&rl_ts, SY_WARN, "DogStatsD timestamp of more than 12 digits ignored, "
+        sy_log_limited(&rl_ts, SY_WARN, "DogStatsD timestamp that is no time (0, or more than 12 digits) ignored, "
                        "the sample takes its arrival time (switchyard_dogstatsd_timestamps_outside_total)");
     else
         sy_log_limited(&rl_ts, SY_WARN, "DogStatsD timestamp %lld is %lld s from now, outside "
@@ -1230,13 +1232,13 @@ static inline __attribute__((always_inline)) void line_in(sy_agg *a, const char 
             continue;
         }
         stat_bump(&a->st.samples);
-        if (__builtin_expect(it.timestamps != 0, 0))
-            a->cur_ts_ms = ts_window(a, it.ts);
+        if (__builtin_expect(sy_parse_may_have_time(&it), 0))
+            a->cur_ts_ms = ts_window(a, sy_parse_time(&it));
         apply(a, a->key, (size_t)klen, &s, bytes, tapping ? &t : NULL);
         bytes = 0;
     }
     if (__builtin_expect(it.containers | it.timestamps, 0)) {
-        a->cur_ts_ms = 0;
+        a->cur_ts_ms = 0; /* set only on lines with a "T" field */
         /* one writer (this thread): a plain store, as stat_bump */
         atomic_store_explicit(&a->st.dd_containers, atomic_load_explicit(&a->st.dd_containers,
                               memory_order_relaxed) + it.containers, memory_order_relaxed);

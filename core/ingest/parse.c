@@ -198,7 +198,8 @@ static int dd_field(const char *f, size_t len)
 }
 
 /* The seconds of a timestamp field's digits (all digits, len > 0): at
- * most 12 are read, more make it SY_PARSE_TS_BAD. */
+ * most 12 are read; more, or 0 (which sy_parse_time keeps for "none"),
+ * make it SY_PARSE_TS_BAD. */
 static int64_t dd_seconds(const char *d, size_t len)
 {
     if (len > 12)
@@ -206,7 +207,7 @@ static int64_t dd_seconds(const char *d, size_t len)
     int64_t v = 0;
     for (size_t i = 0; i < len; i++)
         v = v * 10 + (d[i] - '0');
-    return v;
+    return v ? v : SY_PARSE_TS_BAD;
 }
 
 static void dd_count(sy_line *it, int kind, const char *f, size_t len)
@@ -458,6 +459,9 @@ static int borrow_type(sy_line *it, const char *f[3], size_t flen[3], int *nf)
             scan_part(&look, start, g, glen, &ng);
             if (ng >= 2) {
                 it->mv_end = look.p ? look.p - 1 : look.end;
+                /* only the typed part can hold a "T" field: the others are
+                 * bare values */
+                it->mv_ts = look.timestamps > it->timestamps ? look.ts : 0;
                 it->mv_type = g[1];
                 it->mv_type_len = (uint32_t)glen[1];
                 it->mv_rate = ng == 3 ? g[2] : NULL;
@@ -562,6 +566,14 @@ int sy_parse_value(sy_line *it, sy_sample *out)
             return -1;
         return 1;
     }
+}
+
+int64_t sy_parse_time(const sy_line *it)
+{
+    /* a value that borrowed its type: its typed part is still ahead */
+    if (it->mv_end && it->p && it->p <= it->mv_end && it->mv_ts)
+        return it->mv_ts;
+    return it->timestamps ? it->ts : 0;
 }
 
 int sy_sanitize(char *dst, const char *src, size_t len, int sanitize)
