@@ -929,7 +929,8 @@ void promstore_visit(promstore *s, uint64_t now, const promstore_visitor *v, voi
     for (family *f = s->fam_first; f; f = f->next) {
         v->family(arg, f->name, type_names[f->type]);
         for (series *x = f->first; x; x = x->next)
-            visit_series(s, f, x, now, v, arg, 0);
+            if (!(v->unsent_only && x->ts_ms && x->ts_ms <= x->out_ms))
+                visit_series(s, f, x, now, v, arg, 0);
     }
 }
 

@@ -140,6 +140,10 @@ typedef struct promstore_visitor {
     /* 1: what is visited is shown or sent, so each series remembers the
      * time it went out with (see promstore_add_at); 0: a look only */
     int emits;
+    /* 1: leave out series stamped with a client's time that already went
+     * out at that time, unchanged since (remote write sends such a point
+     * once; a receiver such as VictoriaMetrics would store every copy) */
+    int unsent_only;
 } promstore_visitor;
 
 /* Every family and sample, as of now_ms (summaries' windows move).  A

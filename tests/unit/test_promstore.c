@@ -85,7 +85,7 @@ static const char *show_as(promstore *p, uint64_t now, int emits)
     static seen s;
     s.used = 0;
     s.text[0] = '\0';
-    promstore_visitor v = { v_family, v_sample, emits };
+    promstore_visitor v = { v_family, v_sample, emits, 0 };
     promstore_visit(p, now, &v, &s);
     return s.text;
 }
@@ -136,6 +136,17 @@ static void test_timestamps(void **st)
     assert_string_equal(show_as(p, 620000, 1), "# q gauge\nq 5 @650001\n# hits_total counter\nhits_total 6\n");
     assert_string_equal(show_as(p, 630000, 1), "# q gauge\nq 5 @650002\n# hits_total counter\nhits_total 6\n");
     assert_string_equal(show_as(p, 700000, 1), "# q gauge\nq 5\n# hits_total counter\nhits_total 6\n");
+    /* remote write sends a point at a client's time once */
+    assert_int_equal(promstore_add_at(p, &g, 700000, 800000), 0);
+    static seen once;
+    promstore_visitor v = { v_family, v_sample, 1, 1 };
+    for (int i = 0; i < 2; i++) {
+        once.used = 0;
+        once.text[0] = '\0';
+        promstore_visit(p, 710000 + (uint64_t)i, &v, &once);
+        assert_string_equal(once.text, i == 0 ? "# q gauge\nq 5 @800000\n# hits_total counter\nhits_total 6\n"
+                                              : "# q gauge\n# hits_total counter\nhits_total 6\n");
+    }
     promstore_free(p);
 }
 
