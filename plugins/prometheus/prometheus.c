@@ -259,8 +259,18 @@ static int admit_scrape(prom *p, struct evhttp_request *req)
         p->busy_logged = p->busy;
         p->busy_log_ms = mono;
     }
-    evhttp_add_header(evhttp_request_get_output_headers(req), "Retry-After", "1");
-    evhttp_send_error(req, 503, "Service Unavailable: too many scrapes in progress");
+    /* not evhttp_send_error: libevent 2.1 drops the headers added before
+     * it, Retry-After with them (test_faults caught it) */
+    struct evkeyvalq *hdr = evhttp_request_get_output_headers(req);
+    evhttp_add_header(hdr, "Retry-After", "1");
+    evhttp_add_header(hdr, "Content-Type", "text/plain; charset=utf-8");
+    evhttp_add_header(hdr, "Connection", "close");
+    struct evbuffer *b = evbuffer_new();
+    if (b)
+        evbuffer_add_printf(b, "too many scrapes in progress (maxScrapes)\n");
+    evhttp_send_reply(req, 503, "Service Unavailable", b);
+    if (b)
+        evbuffer_free(b);
     return 0;
 }
 
