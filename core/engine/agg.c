@@ -30,6 +30,7 @@
 #include <sys/socket.h>
 
 #include "engine/hash.h"
+#include "util/clock.h"
 #include "util/log.h"
 #include "ingest/parse.h"
 #include "engine/predecide.h"
@@ -814,6 +815,10 @@ static int raw_store(sy_agg *a, const char *name, size_t nlen, const sy_sample *
         if (!nm)
             return -1;
         b->masks = nm;
+        int64_t *nt = realloc(b->ts_ms, ncap * sizeof *nt);
+        if (!nt)
+            return -1;
+        b->ts_ms = nt;
         b->cap = ncap;
     }
     if (b->used + need > b->arena_cap) {
@@ -852,6 +857,7 @@ static int raw_store(sy_agg *a, const char *name, size_t nlen, const sy_sample *
     p[s->tags_len] = '\0';
     p += s->tags_len + 1;
     b->used = (size_t)(p - b->arena);
+    b->ts_ms[b->n] = a->cur_ts_ms;
     b->masks[b->n++] = mask;
     return 0;
 }
@@ -912,6 +918,7 @@ void sy_raw_batch_free(sy_raw_batch *b)
         return;
     free(b->samples);
     free(b->masks);
+    free(b->ts_ms);
     free(b->arena);
     free(b);
 }
@@ -1106,6 +1113,32 @@ static void tap_early(sy_agg *a, const char *line, size_t len, int outcome, cons
     sy_tap_emit(&t);
 }
 
+static sy_ratelimit rl_ts = SY_RATELIMIT_INIT(10000, 1);
+
+/* A DogStatsD timestamp (seconds) as the sample's time in ms for the
+ * pass-through sinks, or 0 (its arrival) when it is outside the window
+ * the config allows: a client's clock must not place points years away,
+ * where receivers refuse a whole request for one of them. */
+static __attribute__((noinline)) int64_t ts_window(sy_agg *a, int64_t ts)
+{
+    if (ts == 0)
+        return 0;
+    int64_t now = (int64_t)(sy_wall_ms() / 1000);
+    if (ts != SY_PARSE_TS_BAD && ts >= now - (int64_t)a->o.ts_max_age_s &&
+        ts <= now + (int64_t)a->o.ts_max_ahead_s)
+        return ts * 1000;
+    atomic_fetch_add_explicit(&a->st.dd_ts_outside, 1, memory_order_relaxed);
+    if (ts == SY_PARSE_TS_BAD)
+        sy_log_limited(&rl_ts, SY_WARN, "DogStatsD timestamp that is no time (0, or more than 12 digits) ignored, "
+                       "the sample takes its arrival time (switchyard_dogstatsd_timestamps_outside_total)");
+    else
+        sy_log_limited(&rl_ts, SY_WARN, "DogStatsD timestamp %lld is %lld s from now, outside "
+                       "[-%u, +%u] (dogstatsdTimestampMaxAge/MaxAhead): ignored, the sample takes "
+                       "its arrival time (switchyard_dogstatsd_timestamps_outside_total)",
+                       (long long)ts, (long long)(ts - now), a->o.ts_max_age_s, a->o.ts_max_ahead_s);
+    return 0;
+}
+
 /* sy_agg_line's work; `tapping` is a constant at each call, so the hot
  * path's copy has no trace of the tap. */
 static inline __attribute__((always_inline)) void line_in(sy_agg *a, const char *line, size_t len,
@@ -1199,10 +1232,13 @@ static inline __attribute__((always_inline)) void line_in(sy_agg *a, const char 
             continue;
         }
         stat_bump(&a->st.samples);
+        if (__builtin_expect(sy_parse_may_have_time(&it), 0))
+            a->cur_ts_ms = ts_window(a, sy_parse_time(&it));
         apply(a, a->key, (size_t)klen, &s, bytes, tapping ? &t : NULL);
         bytes = 0;
     }
     if (__builtin_expect(it.containers | it.timestamps, 0)) {
+        a->cur_ts_ms = 0; /* set only on lines with a "T" field */
         /* one writer (this thread): a plain store, as stat_bump */
         atomic_store_explicit(&a->st.dd_containers, atomic_load_explicit(&a->st.dd_containers,
                               memory_order_relaxed) + it.containers, memory_order_relaxed);

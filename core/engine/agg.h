@@ -32,6 +32,10 @@ typedef struct sy_agg_opts {
     size_t max_keys;           /* 0 = no limit */
     uint64_t dd_sinks;         /* dogstatsdEvents: sinks that get events and
                                 * service checks as received; 0 = counted only */
+    /* DogStatsD timestamps (|T) kept for pass-through sinks within
+     * [now - ts_max_age_s, now + ts_max_ahead_s]; outside, counted in
+     * dd_ts_outside and the sample takes its arrival time */
+    uint32_t ts_max_age_s, ts_max_ahead_s;
 } sy_agg_opts;
 
 /* What the aggregator saw; read by other threads, hence atomics. */
@@ -54,8 +58,10 @@ typedef struct sy_agg_stats {
     _Atomic uint64_t predecide_misses; /* decided by Lua while such a table was in use */
     /* DogStatsD: events and service checks (recognised; forwarded to the
      * dogstatsdEvents sinks through the raw batch, see dd_dropped),
-     * container IDs and timestamps (skipped; see parse.c) */
+     * container IDs (skipped) and timestamps (kept for pass-through
+     * samples; see parse.c) */
     _Atomic uint64_t dd_events, dd_service_checks, dd_containers, dd_timestamps;
+    _Atomic uint64_t dd_ts_outside;  /* timestamps outside the window (ignored) */
     _Atomic uint64_t dd_forwarded;   /* events/service checks handed to sinks */
     _Atomic uint64_t dd_dropped;     /* ... lost: too long, or the raw batch full */
     _Atomic int64_t last_msg_ms;     /* wall clock of the last line seen */

@@ -130,6 +130,7 @@ struct sy_agg {
     route_info *routes;
     uint32_t nroutes, cap_routes;
     sy_raw_batch *raw;
+    int64_t cur_ts_ms;       /* the client's time of the sample being applied, or 0 */
     tok_entry **toks;        /* token cache: chained hash, TOK_BUCKETS */
     size_t ntoks;
     sy_entry *deleted;       /* deleted by the admin: freed with the next snapshot */

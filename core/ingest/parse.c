@@ -29,8 +29,8 @@
  *     (statsd: a bad line per typeless value).  "k:1|c:2|g", statsd's own
  *     form, is unchanged;
  *   - "|c:ID" (a container) and "|T1700000000" (a timestamp) after the
- *     type, in any order with "@rate" and "#tags": skipped, and counted by
- *     the caller.  Never the value's or the type's field, so "k:1|c:2|c"
+ *     type, in any order with "@rate" and "#tags": counted by the caller;
+ *     a container is skipped, a timestamp handed out in sy_line.ts.  Never the value's or the type's field, so "k:1|c:2|c"
  *     stays two counters;
  *   - events ("_e{5,4}:title|text|...") and service checks
  *     ("_sc|name|0|..."): recognised, checked for their form, and answered
@@ -197,12 +197,27 @@ static int dd_field(const char *f, size_t len)
     return 0;
 }
 
-static void dd_count(sy_line *it, int kind)
+/* The seconds of a timestamp field's digits (all digits, len > 0): at
+ * most 12 are read; more, or 0 (which sy_parse_time keeps for "none"),
+ * make it SY_PARSE_TS_BAD. */
+static int64_t dd_seconds(const char *d, size_t len)
 {
-    if (kind == 'c')
+    if (len > 12)
+        return SY_PARSE_TS_BAD;
+    int64_t v = 0;
+    for (size_t i = 0; i < len; i++)
+        v = v * 10 + (d[i] - '0');
+    return v ? v : SY_PARSE_TS_BAD;
+}
+
+static void dd_count(sy_line *it, int kind, const char *f, size_t len)
+{
+    if (kind == 'c') {
         it->containers++;
-    else if (kind == 'T')
+    } else if (kind == 'T') {
         it->timestamps++;
+        it->ts = dd_seconds(f + 1, len - 1);
+    }
 }
 
 /* The tag text [t, tend) ends at the first DogStatsD field after it
@@ -214,11 +229,12 @@ static const char *dd_cut_fields(sy_line *it, const char *t, const char *tend)
     for (const char *b = memchr(t, '|', (size_t)(tend - t)); b;) {
         const char *f = b + 1;
         const char *nb = f < tend ? memchr(f, '|', (size_t)(tend - f)) : NULL;
-        int kind = dd_field(f, (size_t)((nb ? nb : tend) - f));
+        size_t flen = (size_t)((nb ? nb : tend) - f);
+        int kind = dd_field(f, flen);
         if (kind) {
             if (!cut)
                 cut = b;
-            dd_count(it, kind);
+            dd_count(it, kind, f, flen);
         }
         b = nb;
     }
@@ -409,7 +425,7 @@ static void scan_part(sy_line *it, const char *part, const char *f[3], size_t fl
         }
         size_t len = (size_t)(q - fs);
         if (idx >= 2 && dd_field(fs, len) == 'T') /* never 'c': no ':' in a field here */
-            it->timestamps++;
+            dd_count(it, 'T', fs, len);
         else if (nf < 3) {
             f[nf] = fs;
             flen[nf] = len;
@@ -443,6 +459,9 @@ static int borrow_type(sy_line *it, const char *f[3], size_t flen[3], int *nf)
             scan_part(&look, start, g, glen, &ng);
             if (ng >= 2) {
                 it->mv_end = look.p ? look.p - 1 : look.end;
+                /* only the typed part can hold a "T" field: the others are
+                 * bare values */
+                it->mv_ts = look.timestamps > it->timestamps ? look.ts : 0;
                 it->mv_type = g[1];
                 it->mv_type_len = (uint32_t)glen[1];
                 it->mv_rate = ng == 3 ? g[2] : NULL;
@@ -547,6 +566,14 @@ int sy_parse_value(sy_line *it, sy_sample *out)
             return -1;
         return 1;
     }
+}
+
+int64_t sy_parse_time(const sy_line *it)
+{
+    /* a value that borrowed its type: its typed part is still ahead */
+    if (it->mv_end && it->p && it->p <= it->mv_end && it->mv_ts)
+        return it->mv_ts;
+    return it->timestamps ? it->ts : 0;
 }
 
 int sy_sanitize(char *dst, const char *src, size_t len, int sanitize)

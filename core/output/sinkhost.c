@@ -478,7 +478,10 @@ static int add_size(size_t *acc, size_t v)
 static held *held_copy(int is_samples, const void *batch, size_t keep)
 {
     size_t size = sizeof(held), elem = is_samples ? sizeof(sy_sample) : sizeof(sy_metric);
+    const int64_t *ts = is_samples ? ((const sy_sample_batch *)batch)->timestamps_ms : NULL;
     size_t arr;
+    if (ts)
+        elem += sizeof(int64_t); /* the samples' times follow the samples */
     if (__builtin_mul_overflow(keep, elem, &arr) || add_size(&size, arr))
         return NULL;
     for (size_t i = 0; i < keep; i++) {
@@ -522,6 +525,12 @@ static held *held_copy(int is_samples, const void *batch, size_t keep)
         }
         h->b.s.samples = out;
         h->b.s.count = keep;
+        h->b.s.timestamps_ms = NULL;
+        if (ts) {
+            int64_t *tcopy = (int64_t *)(out + keep);
+            memcpy(tcopy, ts, keep * sizeof(int64_t));
+            h->b.s.timestamps_ms = tcopy;
+        }
     } else {
         const sy_metric_batch *b = batch;
         sy_metric *out = (sy_metric *)(h + 1);
@@ -666,9 +675,21 @@ void sy_sink_write(sy_sink *s, const sy_metric_batch *batch)
     write_any(s, 0, batch);
 }
 
+/* Whether the plugin asked for the clients' sample times (ABI 1.4). */
+static int plugin_takes_timestamps(const sy_sink_plugin *p)
+{
+    return p->struct_size >= offsetof(sy_sink_plugin, features) + sizeof(p->features) &&
+           (p->features & SY_SINK_FEATURE_TIMESTAMPS);
+}
+
+int sy_sink_plugin_takes_timestamps(const sy_sink_plugin *p) { return plugin_takes_timestamps(p); }
+
 void sy_sink_write_samples(sy_sink *s, const sy_sample_batch *batch)
 {
-    write_any(s, 1, batch);
+    sy_sample_batch b = *batch;
+    if (!plugin_takes_timestamps(s->plugin))
+        b.timestamps_ms = NULL; /* statsd-exact sinks, and plugins built before 1.4 */
+    write_any(s, 1, &b);
 }
 
 void sy_sink_flush(sy_sink *s, int final)

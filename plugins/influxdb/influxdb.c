@@ -724,6 +724,7 @@ static sy_status influx_write_samples(void *state, const sy_sample_batch *b)
     uint64_t now = s->api->now_ms(s->host);
     int64_t now_ts = (int64_t)(now / (uint64_t)s->ms_div) * s->ms_mult;
     uint64_t bad = 0, nan = 0;
+    const int64_t *cts = sy_host_has_timestamps(s->api) ? b->timestamps_ms : NULL;
     static const span f_value = { "value", 5 }, f_member = { "member", 6 },
                       f_rate = { "rate", 4 }, f_delta = { "delta", 5 };
     for (size_t i = 0; i < b->count; i++) {
@@ -754,7 +755,11 @@ static sy_status influx_write_samples(void *state, const sy_sample_batch *b)
          * after the last when the clock has not moved), so that samples
          * of one series never overwrite each other. */
         int64_t ts = now_ts;
-        if (s->ts_mult >= 1000000) {
+        if (cts && cts[i] > 0) {
+            /* the client's DogStatsD time: the point is stored at it, and
+             * a second sample of the series at that time replaces it */
+            ts = cts[i] / s->ms_div * s->ms_mult;
+        } else if (s->ts_mult >= 1000000) {
             if (ts <= s->last_sample_ts)
                 ts = s->last_sample_ts + 1;
             s->last_sample_ts = ts;
@@ -838,4 +843,5 @@ SY_SINK_EXPORT = {
     .flush = influx_flush,
     .pending = influx_pending,
     .close = influx_close,
+    .features = SY_SINK_FEATURE_TIMESTAMPS,
 };

@@ -804,6 +804,45 @@ static void test_dogstatsd_counts(void **state)
     }
 }
 
+/* The DogStatsD time each value of a line gets (sy_parse_time): its own
+ * part's "T" field, the typed part's for values that borrow its type, the
+ * tags' part's for the whole line; 0 without one. */
+static void test_dogstatsd_times(void **state)
+{
+    (void)state;
+    static const struct { const char *line; int n; int64_t ts[4]; } rows[] = {
+        { "k:1|c", 1, { 0 } },
+        { "k:1|c|T1700000000", 1, { 1700000000 } },
+        { "k:1|c|@0.5|c:abc|T1700000001", 1, { 1700000001 } },
+        { "k:1|c|#a:b|T1700000002", 1, { 1700000002 } },
+        { "k:1|c|#a:b|c:x|T1700000003", 1, { 1700000003 } },
+        { "k:1:2:3|ms|T1700000004", 3, { 1700000004, 1700000004, 1700000004 } },
+        { "k:1:2|ms|#a:b|T1700000005", 2, { 1700000005, 1700000005 } },
+        { "k:1|c:2|c|T6", 2, { 0, 6 } },
+        { "k:1|c|T5:2|c|T6", 2, { 5, 6 } },
+        { "k:1|c:2|g", 2, { 0, 0 } },
+        { "k:1|c|T0", 1, { SY_PARSE_TS_BAD } },
+        { "k:1|c|T1234567890123", 1, { SY_PARSE_TS_BAD } },
+        { "k:1|c|T999999999999", 1, { 999999999999 } },
+    };
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+        char key[SY_KEY_MAX];
+        sy_line it;
+        sy_sample sm;
+        int n = 0, rc;
+        assert_true(sy_parse_begin(&it, rows[i].line, strlen(rows[i].line), key, 1) > 0);
+        while ((rc = sy_parse_next(&it, &sm)) != 0) {
+            assert_int_equal(rc, 1);
+            int64_t ts = sy_parse_may_have_time(&it) ? sy_parse_time(&it) : 0;
+            if (n >= rows[i].n || ts != rows[i].ts[n])
+                fail_msg("%s: value %d has time %lld", rows[i].line, n, (long long)ts);
+            n++;
+        }
+        if (n != rows[i].n)
+            fail_msg("%s: %d values", rows[i].line, n);
+    }
+}
+
 /* A message of 200,000 values takes one pass: each typeless value finds
  * the type once (a search per value would take 2e10 steps here). */
 static void test_many_values(void **state)
@@ -1281,6 +1320,7 @@ int main(void)
         cmocka_unit_test(test_multi),
         cmocka_unit_test(test_dogstatsd),
         cmocka_unit_test(test_dogstatsd_counts),
+        cmocka_unit_test(test_dogstatsd_times),
         cmocka_unit_test(test_many_values),
         cmocka_unit_test(test_tag),
         cmocka_unit_test(test_sanitize),
