@@ -71,6 +71,13 @@ typedef struct sy_listen_info {
 
 typedef struct sy_agg sy_agg;
 
+/* top (top.h): the interval's samples and bytes per listener (index 0xff:
+ * none) and per tenant (0: none), charged as they arrive. */
+typedef struct sy_top_arrivals {
+    uint64_t lsamples[256], lbytes[256];
+    uint64_t tsamples[256], tbytes[256];
+} sy_top_arrivals;
+
 sy_agg *sy_agg_new(const sy_agg_opts *opts);
 void sy_agg_free(sy_agg *a);
 

@@ -147,6 +147,9 @@ sy_snapshot *sy_agg_snapshot(sy_agg *a, int64_t ts)
         sy_predecided_free(a->pre);
         a->pre = NULL;
     }
+    /* top's arrivals are per interval, as the keys' counts */
+    sy_agg_top_charge(a);
+    memset(&a->arrivals, 0, sizeof a->arrivals);
     a->listener = 0xff; /* keys made here come from no listener */
     a->tenant = 0;
     /* statsd sets its timestamp_lag gauge from the second flush on. */
