@@ -1143,11 +1143,11 @@ static inline __attribute__((always_inline)) void line_in(sy_agg *a, const char 
     if (origin != a->origin) {
         a->origin = origin;
         a->sender_ready = 0;
+        top_attribute(a, (uint8_t)(origin ? origin->listener : 0xff), 0);
     }
     char ns[256];
     size_t nslen = 0;
     uint32_t bytes = (uint32_t)len + 1; /* with its newline */
-    top_attribute(a, (uint8_t)(origin ? origin->listener : 0xff), 0);
     if (origin && origin->listener < a->nlisteners && a->listeners[origin->listener].auth) {
         if (len && line[len - 1] == '\r')
             len--;
@@ -1172,8 +1172,8 @@ static inline __attribute__((always_inline)) void line_in(sy_agg *a, const char 
         }
         len -= (size_t)(dot + 1 - line);
         line = dot + 1;
-        if (nslen)
-            top_attribute(a, a->listener, tenant_of(a, ns, nslen));
+        /* the tenant, line by line (a record's lines start with none) */
+        top_attribute(a, a->listener, nslen ? tenant_of(a, ns, nslen) : 0);
     }
     sy_line it;
     int klen = sy_parse_begin(&it, line, len, a->key, a->o.sanitize);
@@ -1263,7 +1263,7 @@ void sy_agg_feed(sy_agg *a, const char *buf, size_t len, const sy_origin *origin
                           memory_order_relaxed);
     a->origin = origin;
     a->sender_ready = 0;
-    top_attribute(a, (uint8_t)(origin ? origin->listener : 0xff), a->tenant);
+    top_attribute(a, (uint8_t)(origin ? origin->listener : 0xff), 0);
     a->e_packets->u.value += 1;
     stat_bump(&a->st.packets);
     const char *p = buf, *end = buf + len;

@@ -146,8 +146,10 @@ struct sy_agg {
     /* top's samples and bytes per listener and tenant as they arrive (a
      * key's own are under those it was first seen from): the interval's
      * running totals, charged to the listener and tenant in force when
-     * either changes (top_attribute), not per sample. */
-    uint64_t top_samples, top_bytes, top_mark_samples, top_mark_bytes;
+     * either changes (top_attribute), not per sample.  (The two running
+     * totals are kept apart: side by side, gcc adds them as one vector,
+     * 7 instructions a sample instead of 2.) */
+    uint64_t top_samples, top_mark_samples, top_bytes, top_mark_bytes;
     sy_top_arrivals arrivals;
     const sy_origin *origin; /* of the record being fed */
     char sender[INET6_ADDRSTRLEN];
