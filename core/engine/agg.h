@@ -134,6 +134,22 @@ typedef struct sy_key_decision {
 } sy_key_decision;
 typedef void (*sy_decision_fn)(void *ctx, const sy_key_decision *d);
 size_t sy_agg_walk_decisions(sy_agg *a, size_t *cursor, size_t max, sy_decision_fn fn, void *ctx);
+/* The token cache (tokens answered by the running config's auth, each
+ * with the listener and sender it was asked for; cleared at each reload):
+ * walked a bucket at a time from *cursor, at most about max tokens;
+ * returns the buckets and tokens seen.  The walk is over when
+ * sy_agg_tokens_walked says so. */
+typedef struct sy_token_decision {
+    const char *token;
+    size_t tlen;
+    const char *listener, *sender;
+    const char *ns;             /* the namespace it was given */
+    size_t nslen;
+    int allowed;
+} sy_token_decision;
+typedef void (*sy_token_fn)(void *ctx, const sy_token_decision *d);
+size_t sy_agg_walk_tokens(sy_agg *a, size_t *cursor, size_t max, sy_token_fn fn, void *ctx);
+int sy_agg_tokens_walked(size_t cursor);
 /* After sy_agg_set_routing: take decisions from p (owned from now on) for
  * the next two flush intervals before asking the router. */
 struct sy_predecided;

@@ -19,7 +19,12 @@ gauges, 20 same.*, and live.k), then:
    4. senders: rules that decide per sender: a key sent from 70 senders is
       asked about with 64 of them, the rest counted; only the sender the
       new rule names changes;
-   5. the five reports (console and `switchyard diff`) are counted as ok
+   5. tenants: with tokens k1 -> t1, k2 -> t2, k3 -> t3 in use, a config
+      that maps k1 to t9 and drops k2: the shadow asks the new auth about
+      each token answered since the last reload (with its listener and
+      sender) and reports t1 -> t9 and t2 -> (refused), never the tokens;
+      switchyard diff exits 1; the running auth: no change, exit 0;
+   6. the five reports (console and `switchyard diff`) are counted as ok
       in switchyard_shadow_reloads_total, none as failed.
 
 Abuse (files outside the config's directory, configs that loop, run out
@@ -232,6 +237,47 @@ def scenario_senders(res, workdir):
         d.stop()
 
 
+def scenario_tenants(res, workdir):
+    """Tokens: the shadow asks the new config's auth about every token the
+    running one has answered since the last reload (with the listener and
+    sender it was asked for) and reports the tenants that would change,
+    never the tokens."""
+    label = "tenants"
+    auth = '  auth = { tokens = { k1 = "t1", k2 = "t2", k3 = "t3" } },\n'
+    d = Daemon(workdir, "sy-tenants", {"flushInterval": 500}, mgmt=True, tcp_opts={"auth": True},
+               lua_body=auth + OLD_ROUTES)
+    try:
+        if not start(res, label, d):
+            return
+        tcp_send(d.port, b"k1.a.x:1|c\nk2.b.y:1|c\nk3.c.z:1|c\nk1.a.w:1|c\n")
+        wait_until(lambda: d.counter("t3.c.z") >= 1 and d.counter("t1.a.w") >= 1, 10, step=0.1)
+        new = write(workdir, "tenants.lua", d.render("", auth.replace('k1 = "t1", k2 = "t2", ', 'k1 = "t9", ')
+                                                   + OLD_ROUTES))
+        same = write(workdir, "tenants-same.lua", d.render("", auth + OLD_ROUTES))
+        report = console(d, "reload --shadow %s" % new)
+        rc, cli = diff_cli(d, new)
+        res.note("report:\n" + report)
+        res.check("%s: 3 tokens compared, 2 would change tenant, in 2 groups; no key changes" % label,
+                  re.search(r"^tokens: 3 compared \(.*\), 2 would change tenant in 2 groups$", report, re.M)
+                  is not None and field(report, "changed") == 0 and
+                  re.search(r"^changed: 0 in 0 groups$", report, re.M) is not None, report)
+        res.check("%s: the groups: t1 -> t9 and t2 -> (refused), with the sender and listener" % label,
+                  groups(report) == {"tenant: t1 -> t9": 1, "tenant: t2 -> (refused)": 1} and
+                  "  e.g. a token from 127.0.0.1 on %s: t1 -> t9" % d.tcp_url in report, report)
+        res.check("%s: the tokens themselves are never shown" % label,
+                  not re.search(r"\bk[123]\b", report) and not re.search(r"\bk[123]\b", cli), report)
+        res.check("%s: switchyard diff exits 1 when only tenants would change" % label,
+                  rc == 1 and groups(cli) == groups(report), "rc %d\n%s" % (rc, cli))
+        report = console(d, "reload --shadow %s" % same)
+        rc, cli = diff_cli(d, same)
+        res.check("%s: the running auth: 3 tokens compared, none would change; diff exits 0" % label,
+                  re.search(r"^tokens: 3 compared \(.*\), 0 would change tenant in 0 groups$", report, re.M)
+                  is not None and not groups(report) and rc == 0, "rc %d\n%s" % (rc, report))
+        finish(res, label, d)
+    finally:
+        d.stop()
+
+
 def main():
     res = Results(TEST_NAME)
     binary = switchyard_binary()
@@ -242,6 +288,7 @@ def main():
     try:
         scenario_shadow(res, workdir)
         scenario_senders(res, workdir)
+        scenario_tenants(res, workdir)
     except Exception as e:
         traceback.print_exc()
         res.check("shadow: harness ran without error", False, repr(e))
