@@ -1867,11 +1867,11 @@ def scenario_shadow_abuse(res, workdir):
         refused("rules that loop on every key (luaTimeout 50 ms; 10 keys end it)",
                 write("rloop.lua", d.render("", "  luaTimeout = 50,\n  route = function(m) while true do end "
                                                 "end,\n")),
-                r"its rules failed on 10 keys \(10 timed out after luaTimeout = 50 ms",
+                r"its rules failed on 10 keys or tokens \(10 timed out after luaTimeout = 50 ms",
                 r"shadow reload of .*rloop\.lua refused: its rules failed on 10 keys")
         refused("rules that fail on every key (10 keys end it)",
                 write("rfail.lua", d.render("", '  route = function(m) error("no rule for " .. m.name) end,\n')),
-                r"its rules failed on 10 keys \(0 timed out",
+                r"its rules failed on 10 keys or tokens \(0 timed out",
                 r"shadow reload of .*rfail\.lua refused: its rules failed on 10 keys")
 
         # -- one at a time ------------------------------------------------------
