@@ -74,7 +74,8 @@ log_path files tests/run.sh has it write (lib/sanitizer.py).
       directory (or a link to one, a directory, a missing file), a config
       that does not compile, a setup that loops (5 s) or allocates without
       bound (256 MiB), rules that loop (luaTimeout) or fail on every key
-      (10 keys end it), a second shadow at once (busy): each refused with
+      (10 keys end it), an auth that loops on every token, a second shadow
+      at once (busy): each refused with
       why, counted by result and logged; a 600-group diff kept to 256
       groups of 3 examples; a counter sent throughout arrives exact.
   19. check_config: `switchyard --check` refuses what start-up refuses:
@@ -1785,11 +1786,14 @@ def scenario_shadow_abuse(res, workdir):
     throughout arrives exact).  A file outside the config's directory, and
     a link in it to such a file; a config that does not compile; a setup
     that loops (5 s) or allocates without bound (256 MiB); rules that loop
-    (luaTimeout) or fail on every key (10 keys end it); a second shadow
+    (luaTimeout) or fail on every key (10 keys end it), an auth that loops
+    on every token the running one answered (10 end it); a second shadow
     while one runs (busy); a diff of 600 keys in 600 groups (the report
     keeps 256 groups of at most 3 examples, the rest counted in one)."""
     label = "shadow_abuse"
-    d = Daemon(workdir, "sy-shadowabuse", {"flushInterval": 500}, mgmt=True, lua_body=SHADOW_ROUTES)
+    auth = '  auth = { tokens = { k1 = "t1" } },\n'
+    d = Daemon(workdir, "sy-shadowabuse", {"flushInterval": 500}, mgmt=True, tcp_opts={"auth": True},
+               lua_body=auth + SHADOW_ROUTES)
     cfg_dir = os.path.dirname(d.config_path)
 
     def write(name, text):
@@ -1821,7 +1825,7 @@ def scenario_shadow_abuse(res, workdir):
     def sender():
         with socket.create_connection((LOOPBACK, d.port)) as s:
             while not stop.is_set():
-                s.sendall(b"live.k:1|c\n")
+                s.sendall(b"k1.live.k:1|c\n")
                 sent[0] += 1
                 time.sleep(0.005)
 
@@ -1829,8 +1833,11 @@ def scenario_shadow_abuse(res, workdir):
     try:
         if not start(res, label, d):
             return
-        tcp_send(d.port, b"".join(b"p%d.x:1|c\n" % i for i in range(600)))
+        udp_send(d.port, [b"".join(b"p%d.x:1|c\n" % i for i in range(k, k + 50)) for k in range(0, 600, 50)])
         wait_until(lambda: d.counter("p599.x") >= 1, 10, step=0.1)
+        # twelve tokens the running auth refused (answers are cached: the
+        # shadow asks the new auth about each)
+        tcp_send(d.port, b"".join(b"x%d.a:1|c\n" % i for i in range(12)))
         t = threading.Thread(target=sender)
         t.start()
 
@@ -1874,6 +1881,12 @@ def scenario_shadow_abuse(res, workdir):
                 r"its rules failed on 10 keys or tokens \(0 timed out",
                 r"shadow reload of .*rfail\.lua refused: its rules failed on 10 keys")
 
+        refused("an auth that loops on every token (luaTimeout 50 ms; 10 tokens end it)",
+                write("aloop.lua", d.render("", "  luaTimeout = 50,\n  auth = function(t) while true do end "
+                                                "end,\n" + SHADOW_ROUTES)),
+                r"its rules failed on 10 keys or tokens \(10 timed out after luaTimeout = 50 ms",
+                r"shadow reload of .*aloop\.lua refused: its rules failed on 10 keys")
+
         # -- one at a time ------------------------------------------------------
         slow = write("slow.lua", "local t0 = os.clock() while os.clock() - t0 < 1.5 do end\n" +
                      d.render("", SHADOW_ROUTES))
@@ -1893,7 +1906,7 @@ def scenario_shadow_abuse(res, workdir):
 
         # -- a huge diff: 600 keys, each its own group ----------------------------
         ok0 = count("ok")
-        many = write("many.lua", d.render("", SHADOW_ROUTES.replace(
+        many = write("many.lua", d.render("", auth + SHADOW_ROUTES.replace(
             "route.default()", 'route.match "^(p%d+)%.x$" :rename "%1y.x" :to "c",\n    route.default()')))
         r = shadow_console(d, "reload --shadow %s" % many)
         groups = re.findall(r"^group: (.*): (\d+)$", r, re.M)
@@ -1914,9 +1927,9 @@ def scenario_shadow_abuse(res, workdir):
         stop.set()
         t.join()
         d.wait_flushes(2, 10)
-        res.check("%s: live.k sent %d times throughout arrives exact" % (label, sent[0]),
-                  wait_until(lambda: d.counter("live.k") == sent[0], 10, step=0.2),
-                  "live.k %r of %d" % (d.counter("live.k"), sent[0]))
+        res.check("%s: t1.live.k sent %d times throughout arrives exact" % (label, sent[0]),
+                  wait_until(lambda: d.counter("t1.live.k") == sent[0], 10, step=0.2),
+                  "t1.live.k %r of %d" % (d.counter("t1.live.k"), sent[0]))
         finish(res, label, d)
     finally:
         stop.set()
