@@ -923,6 +923,31 @@ void sy_raw_batch_free(sy_raw_batch *b)
     free(b);
 }
 
+/* top: the samples and bytes since the last charge go to the listener
+ * and tenant in force (they changed since, or top or a flush wants the
+ * figures). */
+void sy_agg_top_charge(sy_agg *a)
+{
+    uint64_t n = a->top_samples - a->top_mark_samples, b = a->top_bytes - a->top_mark_bytes;
+    a->arrivals.lsamples[a->listener] += n;
+    a->arrivals.lbytes[a->listener] += b;
+    a->arrivals.tsamples[a->tenant] += n;
+    a->arrivals.tbytes[a->tenant] += b;
+    a->top_mark_samples = a->top_samples;
+    a->top_mark_bytes = a->top_bytes;
+}
+
+/* The listener and tenant of what is fed next: a change (per record, or
+ * per line with tokens) charges what came before. */
+static inline void top_attribute(sy_agg *a, uint8_t listener, uint8_t tenant)
+{
+    if (__builtin_expect(listener != a->listener || tenant != a->tenant, 0)) {
+        sy_agg_top_charge(a);
+        a->listener = listener;
+        a->tenant = tenant;
+    }
+}
+
 /*
  * Apply one parsed sample: route it, then statsd's handlePacket.  bytes
  * is the line's size for its first sample (0 for the others), for top.
@@ -950,6 +975,8 @@ static inline __attribute__((always_inline)) void apply(sy_agg *a, const char *k
         if (e) {
             e->samples++;
             e->bytes += bytes;
+            a->top_samples++;
+            a->top_bytes += bytes;
         }
     } else {
         uint32_t idx;
@@ -968,6 +995,8 @@ static inline __attribute__((always_inline)) void apply(sy_agg *a, const char *k
         if (e) {
             e->samples++;
             e->bytes += bytes;
+            a->top_samples++;
+            a->top_bytes += bytes;
         }
         const route_info *ri = &a->routes[idx];
         if (t) {
@@ -1147,12 +1176,11 @@ static inline __attribute__((always_inline)) void line_in(sy_agg *a, const char 
     if (origin != a->origin) {
         a->origin = origin;
         a->sender_ready = 0;
-        a->listener = (uint8_t)(origin ? origin->listener : 0xff);
+        top_attribute(a, (uint8_t)(origin ? origin->listener : 0xff), 0);
     }
     char ns[256];
     size_t nslen = 0;
     uint32_t bytes = (uint32_t)len + 1; /* with its newline */
-    a->tenant = 0;
     if (origin && origin->listener < a->nlisteners && a->listeners[origin->listener].auth) {
         if (len && line[len - 1] == '\r')
             len--;
@@ -1177,8 +1205,8 @@ static inline __attribute__((always_inline)) void line_in(sy_agg *a, const char 
         }
         len -= (size_t)(dot + 1 - line);
         line = dot + 1;
-        if (nslen)
-            a->tenant = tenant_of(a, ns, nslen);
+        /* the tenant, line by line (a record's lines start with none) */
+        top_attribute(a, a->listener, nslen ? tenant_of(a, ns, nslen) : 0);
     }
     sy_line it;
     int klen = sy_parse_begin(&it, line, len, a->key, a->o.sanitize);
@@ -1271,7 +1299,7 @@ void sy_agg_feed(sy_agg *a, const char *buf, size_t len, const sy_origin *origin
                           memory_order_relaxed);
     a->origin = origin;
     a->sender_ready = 0;
-    a->listener = (uint8_t)(origin ? origin->listener : 0xff);
+    top_attribute(a, (uint8_t)(origin ? origin->listener : 0xff), 0);
     a->e_packets->u.value += 1;
     stat_bump(&a->st.packets);
     const char *p = buf, *end = buf + len;

@@ -77,6 +77,13 @@ typedef struct sy_listen_info {
 
 typedef struct sy_agg sy_agg;
 
+/* top (top.h): the interval's samples and bytes per listener (index 0xff:
+ * none) and per tenant (0: none), charged as they arrive. */
+typedef struct sy_top_arrivals {
+    uint64_t lsamples[256], lbytes[256];
+    uint64_t tsamples[256], tbytes[256];
+} sy_top_arrivals;
+
 sy_agg *sy_agg_new(const sy_agg_opts *opts);
 void sy_agg_free(sy_agg *a);
 
@@ -133,6 +140,22 @@ typedef struct sy_key_decision {
 } sy_key_decision;
 typedef void (*sy_decision_fn)(void *ctx, const sy_key_decision *d);
 size_t sy_agg_walk_decisions(sy_agg *a, size_t *cursor, size_t max, sy_decision_fn fn, void *ctx);
+/* The token cache (tokens answered by the running config's auth, each
+ * with the listener and sender it was asked for; cleared at each reload):
+ * walked a bucket at a time from *cursor, at most about max tokens;
+ * returns the buckets and tokens seen.  The walk is over when
+ * sy_agg_tokens_walked says so. */
+typedef struct sy_token_decision {
+    const char *token;
+    size_t tlen;
+    const char *listener, *sender;
+    const char *ns;             /* the namespace it was given */
+    size_t nslen;
+    int allowed;
+} sy_token_decision;
+typedef void (*sy_token_fn)(void *ctx, const sy_token_decision *d);
+size_t sy_agg_walk_tokens(sy_agg *a, size_t *cursor, size_t max, sy_token_fn fn, void *ctx);
+int sy_agg_tokens_walked(size_t cursor);
 /* After sy_agg_set_routing: take decisions from p (owned from now on) for
  * the next two flush intervals before asking the router. */
 struct sy_predecided;

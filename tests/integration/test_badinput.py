@@ -70,6 +70,14 @@ log_path files tests/run.sh has it write (lib/sanitizer.py).
   18b. tap_abuse: 40 taps asked at once (4 open, the rest refused and
       counted), globs of 8000 bytes and 1 MiB refused, the costliest
       256-byte glob against 8 KB keys: every line still counted.
+  18c. shadow_abuse: `reload --shadow` of a file outside the config's
+      directory (or a link to one, a directory, a missing file), a config
+      that does not compile, a setup that loops (5 s) or allocates without
+      bound (256 MiB), rules that loop (luaTimeout) or fail on every key
+      (10 keys end it), an auth that loops on every token, a second shadow
+      at once (busy): each refused with
+      why, counted by result and logged; a 600-group diff kept to 256
+      groups of 3 examples; a counter sent throughout arrives exact.
   19. check_config: `switchyard --check` refuses what start-up refuses:
       a bad setting of each built-in sink (graphite, redis, repeater,
       memcache_traces, console), named with its sink, key and line, and
@@ -1776,6 +1784,186 @@ def scenario_tap_abuse(res, workdir):
         d.stop()
 
 
+def shadow_console(d, cmd, timeout=30.0):
+    """One console command; its reply up to END."""
+    with socket.create_connection((LOOPBACK, d.mgmt_port), timeout=timeout) as s:
+        s.sendall(cmd.encode() + b"\n")
+        data = b""
+        deadline = time.monotonic() + timeout
+        while b"END\n" not in data and time.monotonic() < deadline:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    return data.decode("utf-8", "replace")
+
+
+SHADOW_ROUTES = '''  routes = {
+    route.prefix "debug." :drop "no debug",
+    route.default() :to "c",
+  },
+'''
+
+
+def scenario_shadow_abuse(res, workdir):
+    """Shadow reload abuse (`reload --shadow FILE`): each refusal is
+    answered with its reason, counted in switchyard_shadow_reloads_total
+    by result and logged, and the daemon keeps routing (a counter sent
+    throughout arrives exact).  A file outside the config's directory, and
+    a link in it to such a file; a config that does not compile; a setup
+    that loops (5 s) or allocates without bound (256 MiB); rules that loop
+    (luaTimeout) or fail on every key (10 keys end it), an auth that loops
+    on every token the running one answered (10 end it); a second shadow
+    while one runs (busy); a diff of 600 keys in 600 groups (the report
+    keeps 256 groups of at most 3 examples, the rest counted in one)."""
+    label = "shadow_abuse"
+    auth = '  auth = { tokens = { k1 = "t1" } },\n'
+    d = Daemon(workdir, "sy-shadowabuse", {"flushInterval": 500}, mgmt=True, tcp_opts={"auth": True},
+               lua_body=auth + SHADOW_ROUTES)
+    cfg_dir = os.path.dirname(d.config_path)
+
+    def write(name, text):
+        path = os.path.join(cfg_dir, name)
+        with open(path, "w") as f:
+            f.write(text)
+        return path
+
+    def count(result):
+        return d.metric('switchyard_shadow_reloads_total{result="%s"}' % result) or 0
+
+    def refused(what, path, want_reply, want_log, result="failed", cmd=None):
+        """Asks for a shadow of path; checks the reply, the counter of
+        result and a new log line."""
+        n0, logs0 = count(result), d.log_count(want_log)
+        t0 = time.monotonic()
+        r = shadow_console(d, cmd or "reload --shadow %s" % path)
+        took = time.monotonic() - t0
+        res.check("%s: %s: refused, with why (%.1f s)" % (label, what, took),
+                  r.startswith("shadow: refused: ") and re.search(want_reply, r) is not None, r[:500])
+        res.check("%s: %s: counted (result=%s)" % (label, what, result), count(result) == n0 + 1,
+                  "%r -> %r" % (n0, count(result)))
+        res.check("%s: %s: logged" % (label, what), wait_until(lambda: d.log_count(want_log) > logs0, 5),
+                  d.logs())
+
+    stop = threading.Event()
+    sent = [0]
+
+    def sender():
+        with socket.create_connection((LOOPBACK, d.port)) as s:
+            while not stop.is_set():
+                s.sendall(b"k1.live.k:1|c\n")
+                sent[0] += 1
+                time.sleep(0.005)
+
+    t = None
+    try:
+        if not start(res, label, d):
+            return
+        udp_send(d.port, [b"".join(b"p%d.x:1|c\n" % i for i in range(k, k + 50)) for k in range(0, 600, 50)])
+        wait_until(lambda: d.counter("p599.x") >= 1, 10, step=0.1)
+        # twelve tokens the running auth refused (answers are cached: the
+        # shadow asks the new auth about each)
+        tcp_send(d.port, b"".join(b"x%d.a:1|c\n" % i for i in range(12)))
+        t = threading.Thread(target=sender)
+        t.start()
+
+        # -- where FILE may be ------------------------------------------------
+        refused("a file outside the config's directory", "/etc/hostname",
+                r"/etc/hostname: a shadow config must be a file in the running config's directory",
+                r"warn .*shadow reload of /etc/hostname refused: .*must be a file in the running config's "
+                r"directory.*switchyard_shadow_reloads_total")
+        os.makedirs(os.path.join(cfg_dir, "elsewhere"), exist_ok=True)
+        outside = os.path.join(cfg_dir, "elsewhere", "outside.lua")
+        with open(outside, "w") as f:
+            f.write(d.render("", SHADOW_ROUTES))
+        link = os.path.join(cfg_dir, "link.lua")
+        os.symlink(outside, link)
+        refused("a link in the directory to a file outside it", link,
+                r"must be a file in the running config's directory",
+                r"shadow reload of %s refused: .*must be a file" % re.escape(link))
+        refused("a directory", cfg_dir + "/.", r"must be a file in the running config's directory",
+                r"shadow reload of %s/\. refused" % re.escape(cfg_dir))
+        refused("a file that does not exist", os.path.join(cfg_dir, "nope.lua"),
+                r"nope\.lua: No such file", r"shadow reload of .*nope\.lua refused: .*No such file")
+
+        # -- configs that fail to load ----------------------------------------
+        refused("a config that does not compile", write("syntax.lua", "return { routes = \n"),
+                r"syntax\.lua", r"shadow reload of .*syntax\.lua refused")
+        refused("a setup that loops (5 s)", write("loop.lua", "while true do end\n" + d.render("", SHADOW_ROUTES)),
+                r"ran too long \(over 5000 ms\)", r"shadow reload of .*loop\.lua refused: .*ran too long")
+        refused("a setup that allocates without bound (256 MiB)",
+                write("oom.lua", 'local t = {} for i = 1, 1e9 do t[i] = string.rep("x", 4096) .. i end\n' +
+                      d.render("", SHADOW_ROUTES)),
+                r"used too much memory", r"shadow reload of .*oom\.lua refused: .*too much memory")
+
+        # -- rules that are slow or fail ----------------------------------------
+        refused("rules that loop on every key (luaTimeout 50 ms; 10 keys end it)",
+                write("rloop.lua", d.render("", "  luaTimeout = 50,\n  route = function(m) while true do end "
+                                                "end,\n")),
+                r"its rules failed on 10 keys or tokens \(10 timed out after luaTimeout = 50 ms",
+                r"shadow reload of .*rloop\.lua refused: its rules failed on 10 keys")
+        refused("rules that fail on every key (10 keys end it)",
+                write("rfail.lua", d.render("", '  route = function(m) error("no rule for " .. m.name) end,\n')),
+                r"its rules failed on 10 keys or tokens \(0 timed out",
+                r"shadow reload of .*rfail\.lua refused: its rules failed on 10 keys")
+
+        refused("an auth that loops on every token (luaTimeout 50 ms; 10 tokens end it)",
+                write("aloop.lua", d.render("", "  luaTimeout = 50,\n  auth = function(t) while true do end "
+                                                "end,\n" + SHADOW_ROUTES)),
+                r"its rules failed on 10 keys or tokens \(10 timed out after luaTimeout = 50 ms",
+                r"shadow reload of .*aloop\.lua refused: its rules failed on 10 keys")
+
+        # -- one at a time ------------------------------------------------------
+        slow = write("slow.lua", "local t0 = os.clock() while os.clock() - t0 < 1.5 do end\n" +
+                     d.render("", SHADOW_ROUTES))
+        first = {}
+
+        def slow_one():
+            first["r"] = shadow_console(d, "reload --shadow %s" % slow)
+
+        th = threading.Thread(target=slow_one)
+        th.start()
+        time.sleep(0.4)
+        refused("a second shadow while one runs", slow, r"another shadow reload is in progress",
+                r"shadow reload of .*slow\.lua refused: another is in progress", result="busy")
+        th.join()
+        res.check("%s: the first of the two reports" % label,
+                  re.search(r"^compared: \d+ keys$", first.get("r", ""), re.M) is not None, repr(first))
+
+        # -- a huge diff: 600 keys, each its own group ----------------------------
+        ok0 = count("ok")
+        many = write("many.lua", d.render("", auth + SHADOW_ROUTES.replace(
+            "route.default()", 'route.match "^(p%d+)%.x$" :rename "%1y.x" :to "c",\n    route.default()')))
+        r = shadow_console(d, "reload --shadow %s" % many)
+        groups = re.findall(r"^group: (.*): (\d+)$", r, re.M)
+        examples = re.findall(r"^  e\.g\. ", r, re.M)
+        other = [int(n) for g, n in groups if g == "(other changes, past 256 groups)"]
+        res.note("%s: 600 renames: %d group lines, %d examples, %d bytes of report" % (
+            label, len(groups), len(examples), len(r)))
+        res.check("%s: 600 keys in 600 groups: 256 groups kept, the other 344 keys counted in one" % label,
+                  re.search(r"^changed: 600 in 257 groups$", r, re.M) is not None and len(groups) == 257 and
+                  other == [344] and sum(int(n) for _, n in groups) == 600, r[:800])
+        res.check("%s: at most 3 examples a group (%d in all)" % (label, len(examples)),
+                  len(examples) <= 3 * 257, "%d" % len(examples))
+        res.check("%s: the huge diff counted as ok and logged" % label,
+                  count("ok") == ok0 + 1 and d.log_count(r"shadow reload of .*many\.lua: \d+ keys compared, "
+                                                         r"600 would change") == 1, d.logs())
+
+        # -- the daemon kept routing throughout ----------------------------------
+        stop.set()
+        t.join()
+        d.wait_flushes(2, 10)
+        res.check("%s: t1.live.k sent %d times throughout arrives exact" % (label, sent[0]),
+                  wait_until(lambda: d.counter("t1.live.k") == sent[0], 10, step=0.2),
+                  "t1.live.k %r of %d" % (d.counter("t1.live.k"), sent[0]))
+        finish(res, label, d)
+    finally:
+        stop.set()
+        if t is not None:
+            t.join()
+        d.stop()
+
+
 def sees_eof(s, timeout=3.0):
     """True if the peer closed the connection (EOF or reset) within timeout."""
     s.settimeout(timeout)
@@ -2328,6 +2516,7 @@ SCENARIOS = [
     ("admin_http_limits", scenario_admin_http_limits),
     ("admin_console_lines", scenario_admin_console_lines),
     ("tap_abuse", scenario_tap_abuse),
+    ("shadow_abuse", scenario_shadow_abuse),
     ("console_escapes", scenario_console_escapes),
     ("check_config", scenario_check_config),
     ("prometheus_abuse", scenario_prometheus_abuse),
