@@ -200,6 +200,11 @@ def main():
             f.write(CONFIG % dict(ports, why="debug goes nowhere now"))
         con.send("reload\n")
         r = con.take("END\n\n")
+        # 'reload: ok' says the config loaded; the engine applies it once it
+        # has asked it about every live key (its log line says so): lines
+        # sent before then are still routed by the old rules
+        wait_until(lambda: "live keys decided by the new config" in
+                   open(proc.stderr_path, errors="replace").read(), 10)
         con.send("tap debug.** 2\n")
         con.take("\n")
         send_udp(ports["udp"], "debug.new:2|c\ndebug.x:2|c")
