@@ -45,6 +45,7 @@ import urllib.request
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from lib.carbon import CarbonCache  # noqa: E402
+from lib.influx import INFLUXD, InfluxServer  # noqa: E402
 from lib.netutil import LOOPBACK, free_port, free_port_pair, wait_for_port  # noqa: E402
 from lib.proc import Process, make_workdir, remove_workdir, wait_until  # noqa: E402
 from lib.resp import RedisServer, query  # noqa: E402
@@ -415,6 +416,203 @@ def repeater_outage(res, workdir):
         hop.stop()
 
 
+def stuck_term(res, d, label, server_stop, server_cont, prefix, steps, pad, cont_first=True):
+    """The take_back path of one sink: the server connected, then stopped
+    (SIGSTOP: it reads nothing), `steps` flushes each with its own key
+    PREFIX.seq.i = i+1 and the padding; SIGTERM while the server is still
+    stopped, so that when shutdownTimeout runs out the plugin's own queue
+    holds flushes (the host spools the later ones after its 1 s stall
+    check); then the server goes on and switchyard starts again on its
+    spool.  True when the spool was replayed."""
+    if not res.check("%s: switchyard starts with the server up" % label, d.start(),
+                     d.proc.logs()):
+        return False
+    d.send(["%s.warm:1|c" % prefix])  # an HTTP sink is connected after its first answer
+    if not res.check("%s: the sink connects" % label,
+                     wait_until(lambda: d.sink("connected") == 1, 15), d.proc.logs()):
+        return False
+    server_stop()
+    try:
+        for i in range(steps):
+            d.send(["%s.seq.%d:%d|c" % (prefix, i, i + 1)] + pad)
+            time.sleep(0.05)
+        wait_until(lambda: (d.sink("queued") or 0) > 0, 5)
+        queued = d.sink("queued") or 0
+        res.check("%s: with the server stopped the plugin's queue holds %d values" % (label, queued),
+                  queued > 0)
+        rc = d.stop_clean(res, label)
+        logs = d.proc.logs(200000)
+        res.check("%s: SIGTERM with the server still stopped exits 0 and hands the plugin's "
+                  "queue to the spool (%r)" % (label, rc),
+                  rc == 0 and "still held at shutdown went to the spool" in logs,
+                  "\n".join(l for l in logs.splitlines() if "spool" in l or "lost" in l)[-3000:])
+    finally:
+        server_cont()
+    if not res.check("%s: switchyard starts again on its spool" % label, d.start(),
+                     d.proc.logs()):
+        return False
+    return res.check("%s: the spool was replayed" % label,
+                     wait_until(lambda: d.spool("records") == 0 and d.sink("queued") == 0, 60),
+                     "records %r queued %r\n%s" % (d.spool("records"), d.sink("queued"),
+                                                   d.proc.logs()))
+
+
+def redis_stuck(res, workdir):
+    """take_back of the redis sink: redis-server stopped with SIGSTOP
+    (maxPending 200, so most of each flush waits in the sink's queue, not
+    in the socket), SIGTERM, restart: every seq counter in Redis exactly
+    once with its value, none doubled."""
+    redis = RedisServer(workdir, "redis-stuck")
+    if not res.check("redis stuck: redis-server starts", redis.start(), redis.logs()):
+        return
+    sink = {"plugin": "redis", "host": LOOPBACK, "port": redis.port, "prefix": "q:",
+            "maxPending": 200, "stallTimeoutMs": 120000, "reconnectMinMs": 50,
+            "reconnectMaxMs": 300}
+    d = Daemon(workdir, "redis_stuck", 0, {"dir": os.path.join(workdir, "spool_rstuck"),
+                                           "maxBytes": "64MiB", "fsync": "never"}, sink)
+    steps = 40
+    pad = ["spool.pad.k%d:1|c" % k for k in range(PAD)]
+    try:
+        if not stuck_term(res, d, "redis stuck", lambda: redis.signal(signal.SIGSTOP),
+                          lambda: redis.signal(signal.SIGCONT), "rs", steps, pad):
+            return
+        names = ["stats_counts.rs.seq.%d" % i for i in range(steps)]
+
+        def read():
+            c = redis.client()
+            try:
+                return (c.pipeline([("ZRANGE", "q:ts:" + n, 0, -1) for n in names]),
+                        c.pipeline([("HGET", "q:latest", n) for n in names]))
+            finally:
+                c.close()
+
+        def wrong():
+            series, latest = read()
+            bad = []
+            for i, (pts, last) in enumerate(zip(series, latest)):
+                pts = [p.decode() if isinstance(p, bytes) else p for p in (pts or [])]
+                last = last.decode() if isinstance(last, bytes) else last
+                if len(pts) != 1 or not pts[0].endswith(":%d" % (i + 1)) or last != str(i + 1):
+                    bad.append((names[i], pts, last))
+            return bad
+        wait_until(lambda: not wrong(), 20, step=0.5)
+        bad = wrong()
+        res.check("redis stuck: each of %d seq counters in Redis exactly once with its value "
+                  "(total %d)" % (steps, steps * (steps + 1) // 2),
+                  not bad, "%d wrong, e.g. %r" % (len(bad), bad[:3]))
+        res.check("redis stuck: nothing dropped after the restart (sink %r, spool %r)"
+                  % (d.sink("dropped_total"), d.spool("dropped_total")),
+                  d.sink("dropped_total") == 0 and d.spool("dropped_total") == 0)
+    finally:
+        if d.proc:
+            d.stop_clean(res, "redis stuck")
+        redis.stop()
+
+
+def repeater_stuck(res, workdir):
+    """take_back of the repeater (TCP): the next hop, a second switchyard,
+    stopped with SIGSTOP; flushes of 1,000 keys with 200-byte names (more
+    than the socket buffers hold); SIGTERM, SIGCONT, restart: every seq
+    value reaches the next hop."""
+    hop_port = free_port_pair()
+    sink = {"plugin": "repeater", "host": LOOPBACK, "port": hop_port, "protocol": "tcp",
+            "flushed": "all", "maxQueueBytes": 1 << 20, "reconnectMinMs": 50,
+            "reconnectMaxMs": 300}
+    d = Daemon(workdir, "repeater_stuck", 0, {"dir": os.path.join(workdir, "spool_rstk"),
+                                              "maxBytes": "256MiB", "fsync": "never"}, sink)
+    hop_cfg = os.path.join(workdir, "hop_stuck.lua")
+    with open(hop_cfg, "w") as f:
+        f.write("return " + to_lua({"listen": ["tcp://%s:%d" % (LOOPBACK, hop_port)],
+                                    "flushInterval": 100, "deleteGauges": True,
+                                    "sinks": {"out": {"plugin": "console"}}}) + "\n")
+    hop = Process("hop_stuck", [switchyard_binary(), "-c", hop_cfg], workdir)
+    steps = 40
+    pad = ["spool.padlong.k%d%s:1|c" % (k, "x" * 200) for k in range(1000)]
+    try:
+        hop.start()
+        if not res.check("repeater stuck: the next hop starts",
+                         wait_for_port(hop_port, 10, alive=hop.alive)):
+            return
+
+        def arrived():
+            got = {}
+            try:
+                with open(hop.stdout_path) as f:
+                    for line in f:
+                        parts = line.split()
+                        if len(parts) == 3 and ".stats_counts.rt.seq." in parts[0]:
+                            got.setdefault(int(parts[0].rsplit(".", 1)[1]), set()).add(parts[1])
+            except OSError:
+                pass
+            return got
+        if not stuck_term(res, d, "repeater stuck", lambda: os.kill(hop.pid, signal.SIGSTOP),
+                          lambda: os.kill(hop.pid, signal.SIGCONT), "rt", steps, pad):
+            return
+        wait_until(lambda: len(arrived()) >= steps, 30, step=0.3)
+        got = arrived()
+        bad = [(i, got.get(i)) for i in range(steps) if got.get(i) != {str(i + 1)}]
+        res.check("repeater stuck: every one of %d flushes' seq values reached the next hop "
+                  "with its value" % steps, not bad, "%d wrong, e.g. %r" % (len(bad), bad[:3]))
+        res.check("repeater stuck: nothing dropped after the restart (sink %r, spool %r)"
+                  % (d.sink("dropped_total"), d.spool("dropped_total")),
+                  d.sink("dropped_total") == 0 and d.spool("dropped_total") == 0)
+    finally:
+        if d.proc:
+            d.stop_clean(res, "repeater stuck")
+        try:
+            os.kill(hop.pid, signal.SIGCONT)
+        except (ProcessLookupError, TypeError):
+            pass
+        hop.stop()
+
+
+def influx_stuck(res, workdir):
+    """take_back of the influxdb sink: influxd stopped with SIGSTOP (one
+    POST of 200 lines in flight, the rest in the sink's queue), SIGTERM,
+    SIGCONT, restart: every seq value is in InfluxDB once, at its flush's
+    time."""
+    if not os.path.exists(INFLUXD):
+        res.check("influx stuck: influxd installed (.ci/deps.sh test installs influxdb)", False,
+                  INFLUXD)
+        return
+    srv = InfluxServer(workdir, "influx-stuck")
+    if not res.check("influx stuck: influxd starts", srv.start(), srv.logs()):
+        return
+    d = None
+    steps = 40
+    pad = ["spool.pad.k%d:1|c" % k for k in range(PAD)]
+    try:
+        srv.create_db("sy")
+        sink = {"plugin": "influxdb", "url": srv.url("/write?db=sy"), "batchLines": 200,
+                "retryMinMs": 50, "retryMaxMs": 300}
+        d = Daemon(workdir, "influx_stuck", 0, {"dir": os.path.join(workdir, "spool_istk"),
+                                                "maxBytes": "64MiB", "fsync": "never"}, sink)
+        if not stuck_term(res, d, "influx stuck", lambda: srv.signal(signal.SIGSTOP),
+                          lambda: srv.signal(signal.SIGCONT), "is", steps, pad):
+            return
+
+        def points():
+            ans = srv.query('SELECT "value" FROM /^stats_counts\\.is\\.seq\\./ GROUP BY *',
+                            db="sy")
+            got = {}
+            for r in ans.get("results", []):
+                for s in r.get("series", []) or []:
+                    got[int(s["name"].rsplit(".", 1)[1])] = [row[1] for row in s["values"]]
+            return got
+        wait_until(lambda: len(points()) >= steps, 30, step=0.5)
+        got = points()
+        bad = [(i, got.get(i)) for i in range(steps) if got.get(i) != [i + 1]]
+        res.check("influx stuck: every one of %d flushes' seq values in InfluxDB once with its "
+                  "value" % steps, not bad, "%d wrong, e.g. %r" % (len(bad), bad[:3]))
+        res.check("influx stuck: nothing dropped after the restart (sink %r, spool %r)"
+                  % (d.sink("dropped_total"), d.spool("dropped_total")),
+                  d.sink("dropped_total") == 0 and d.spool("dropped_total") == 0)
+    finally:
+        if d and d.proc:
+            d.stop_clean(res, "influx stuck")
+        srv.stop()
+
+
 def record_offsets(path):
     """(offset, length, names) of each record of a segment file."""
     out = []
@@ -617,7 +815,11 @@ def main():
     res = Results(TEST_NAME)
     workdir = make_workdir(TEST_NAME)
     try:
-        for case in (check, full, outage, restart, redis_outage, repeater_outage):
+        only = os.environ.get("SPOOL_CASES", "").split(",")
+        for case in (check, full, outage, restart, redis_outage, repeater_outage, redis_stuck,
+                     repeater_stuck, influx_stuck):
+            if only != [""] and case.__name__ not in only:
+                continue
             t0 = time.time()
             case(res, workdir)
             res.note("%s: %.1f s" % (case.__name__, time.time() - t0))
