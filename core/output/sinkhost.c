@@ -99,6 +99,7 @@ struct sy_sink {
     int checking;        /* a settings check (sy_sink_check): nothing may start */
 
     sy_spool *spool;     /* spool.* settings: see "the disk spool" below */
+    int spool_always;    /* spool.mode = "always": write-through */
     struct event *replay_ev;
     int connected_seen;  /* the plugin reports SY_STAT_CONNECTED */
     int64_t sent_seen;   /* SY_STAT_SENT when last looked at */
@@ -808,6 +809,9 @@ static void sink_free(sy_sink *s)
  */
 #define REPLAY_MS 10
 #define REPLAY_VALUES 16384
+/* mode = "always": every flush comes through replay, so a turn may hand
+ * out more (a 1M-value flush in about 8 turns); see the README's figures */
+#define REPLAY_VALUES_ALWAYS 131072
 #define SPOOL_STALL_MS 1000
 
 /* A queue that holds something and sent nothing for SPOOL_STALL_MS. */
@@ -828,7 +832,7 @@ static int spool_route(sy_sink *s)
 {
     if (!s->spool)
         return 0;
-    if (sy_spool_has_records(s->spool))
+    if (s->spool_always || sy_spool_has_records(s->spool))
         return 1;
     if (s->connected_seen &&
         atomic_load_explicit(&s->stats[SY_STAT_CONNECTED], memory_order_relaxed) == 0)
@@ -878,9 +882,9 @@ static void replay_cb(evutil_socket_t fd, short what, void *arg)
     if (s->connected_seen &&
         atomic_load_explicit(&s->stats[SY_STAT_CONNECTED], memory_order_relaxed) == 0)
         return;
-    size_t values = 0;
+    size_t values = 0, max = s->spool_always ? REPLAY_VALUES_ALWAYS : REPLAY_VALUES;
     sy_metric_batch b;
-    while (values < REPLAY_VALUES && sy_spool_peek(s->spool, &b)) {
+    while (values < max && sy_spool_peek(s->spool, &b)) {
         sy_status r = offer(s, 0, &b);
         if (r == SY_RETRY)
             break;
@@ -903,6 +907,7 @@ static int spool_start(sy_sink *s, char *err, size_t errlen)
         snprintf(err, errlen, "sink '%s': %s", s->name, serr);
         return -1;
     }
+    s->spool_always = so.always;
     s->replay_ev = event_new(s->base, -1, EV_PERSIST, replay_cb, s);
     struct timeval tv = ms_tv(REPLAY_MS);
     if (!s->replay_ev || event_add(s->replay_ev, &tv) < 0) {
@@ -922,7 +927,9 @@ static void keep_cb(void *ctx, const sy_metric_batch *b)
 static void spool_take_back(sy_sink *s)
 {
     const sy_sink_plugin *p = s->plugin;
-    if (!s->spool || p->struct_size < offsetof(sy_sink_plugin, take_back) + sizeof(p->take_back) ||
+    /* write-through: what the plugin holds came from the spool and is
+     * still there (the position moves only once it was delivered) */
+    if (!s->spool || s->spool_always || p->struct_size < offsetof(sy_sink_plugin, take_back) + sizeof(p->take_back) ||
         !p->take_back || plugin_pending(s) == 0)
         return;
     size_t n = p->take_back(s->state, keep_cb, s);
@@ -1112,17 +1119,33 @@ typedef struct drain_ctx {
     size_t n;
 } drain_ctx;
 
+/* A write-through sink (spool.mode = "always") whose spool still holds
+ * what a connected plugin can take: replay goes on at shutdown before its
+ * final flush (a plugin takes nothing after that). */
+static int spool_draining(sy_sink *s)
+{
+    return s->spool_always && !s->final_requested && sy_spool_has_records(s->spool) &&
+           !(s->connected_seen &&
+             atomic_load_explicit(&s->stats[SY_STAT_CONNECTED], memory_order_relaxed) == 0);
+}
+
 static int sink_drained(sy_sink *s)
 {
+    if (s->spool_always && !s->final_requested) {
+        if (spool_draining(s))
+            return 0;
+        sy_sink_flush(s, 1);
+    }
     return !s->held_head && !s->flush_owed && plugin_pending(s) == 0;
 }
 
 static int all_drained(const drain_ctx *c)
 {
+    int done = 1;
     for (size_t i = 0; i < c->n; i++)
         if (c->sinks[i] && !sink_drained(c->sinks[i]))
-            return 0;
-    return 1;
+            done = 0;
+    return done;
 }
 
 /* Only there so that EVLOOP_ONCE returns often enough to check. */
@@ -1137,7 +1160,7 @@ int sy_sinks_drain(struct event_base *base, sy_sink **sinks, size_t n, uint64_t 
     uint64_t deadline = start + timeout_ms;
 
     for (size_t i = 0; i < n; i++)
-        if (sinks[i])
+        if (sinks[i] && !spool_draining(sinks[i]))
             sy_sink_flush(sinks[i], 1);
 
     if (!all_drained(&c)) {
@@ -1158,11 +1181,20 @@ int sy_sinks_drain(struct event_base *base, sy_sink **sinks, size_t n, uint64_t 
     for (size_t i = 0; i < n; i++) {
         sy_sink *s = sinks[i];
         if (s) {
+            if (s->spool_always && !s->final_requested)
+                sy_sink_flush(s, 1); /* time ran out while replaying */
             spill_held(s);
             spool_take_back(s);
         }
         if (!s || sink_drained(s))
             continue;
+        if (s->spool_always && !s->held_count) {
+            /* nothing lost: the spool's position has not passed them */
+            sy_log(SY_INFO, "sink '%s': %zu values taken from the spool were not yet "
+                   "delivered after %llu ms; they stay in the spool for the next start",
+                   s->name, plugin_pending(s), (unsigned long long)(sy_mono_ms() - start));
+            continue;
+        }
         rc = -1;
         sy_log(SY_WARN,
                "sink '%s': still %zu pending in the plugin and %zu held for retry after %llu ms; "

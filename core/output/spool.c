@@ -185,9 +185,20 @@ static int opts_read(const char *sink, const sy_setting *s, size_t n, sy_spool_o
                          "\"dropOldest\" or \"dropNewest\"", sink);
                 return -1;
             }
+        } else if (strcmp(k, "mode") == 0) {
+            if (st->type == SY_SET_STRING && strcmp(st->str, "fallback") == 0)
+                o->always = 0;
+            else if (st->type == SY_SET_STRING && strcmp(st->str, "always") == 0)
+                o->always = 1;
+            else {
+                snprintf(err, errlen, "sink '%s': setting 'spool.mode' must be \"fallback\" "
+                         "or \"always\"", sink);
+                return -1;
+            }
         } else {
             snprintf(err, errlen, "sink '%s': unknown setting '%s' (the spool knows dir, "
-                     "maxBytes, segmentBytes, fsync, fsyncInterval, whenFull)", sink, st->key);
+                     "maxBytes, segmentBytes, fsync, fsyncInterval, whenFull, mode)", sink,
+                     st->key);
             return -1;
         }
     }

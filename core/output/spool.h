@@ -42,6 +42,8 @@ typedef struct sy_spool_opts {
     int fsync;                /* enum sy_spool_fsync */
     uint64_t fsync_interval_ms;
     int drop_newest;          /* whenFull = "dropNewest" (default dropOldest) */
+    int always;               /* mode = "always": every batch goes through the
+                                 spool (write-through); default "fallback" */
 } sy_spool_opts;
 
 /* Reads the host-owned `spool.*` settings of a sink.  1 when the sink has

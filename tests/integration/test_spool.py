@@ -613,6 +613,67 @@ def influx_stuck(res, workdir):
         srv.stop()
 
 
+def write_through(res, workdir):
+    """spool.mode = "always": every flush goes to the spool first and reaches
+    the graphite sink only through replay.  With a healthy carbon-cache,
+    60 flushes of 400 keys with 200-byte names (about 11 MB of lines), then
+    SIGKILL right after the last send; started again: every seq value
+    flushed before the kill (those sent three flush intervals before it)
+    read back from whisper (at least once: carbon overwrites a repeated
+    timestamp)."""
+    carbon = CarbonCache(os.path.join(workdir, "carbon_wt"))
+    spool_dir = os.path.join(workdir, "spool_wt")
+    d = Daemon(workdir, "write_through", carbon.line_port,
+               {"dir": spool_dir, "maxBytes": "256MiB", "fsync": "never", "mode": "always"})
+    steps = 60
+    try:
+        if not res.check("write-through: carbon-cache starts", carbon.start(), carbon.logs()):
+            return
+        if not res.check("write-through: switchyard starts", d.start(), d.proc.logs()):
+            return
+        pad = ["spool.wtpad.k%d%s:1|c" % (k, "x" * 200) for k in range(400)]
+        for i in range(steps):
+            d.send(["spool.wt.%d:%d|c" % (i, i + 1)] + pad)
+            time.sleep(0.05)
+        # mid-stream: the kill comes right after the last send
+        records = d.spool("records")
+        queued = d.sink("queued")
+        spooled = d.spool("spooled_total")
+        os.kill(d.proc.pid, signal.SIGKILL)
+        d.proc.popen.wait(10)
+        res.note("write-through: at the SIGKILL %r records waited in the spool and %r lines in "
+                 "the graphite queue" % (records, queued))
+        res.check("write-through: every flush went to the spool (%r values)" % spooled,
+                  (spooled or 0) >= (steps - 3) * 2 * 400)
+        if not res.check("write-through: switchyard starts again", d.start(), d.proc.logs()):
+            return
+        res.check("write-through: the spool was replayed after the restart",
+                  wait_until(lambda: d.spool("records") == 0 and d.sink("queued") == 0, 90),
+                  "records %r queued %r" % (d.spool("records"), d.sink("queued")))
+        # a step sent three flush intervals before the kill was flushed:
+        # accepted, so it must arrive
+        want = set(range(steps - 3))
+        got = set()
+        deadline = time.time() + 60
+        while time.time() < deadline and got != want:
+            for i in want - got:
+                if whisper_value(carbon, "stats_counts.spool.wt.%d" % i) == [float(i + 1)]:
+                    got.add(i)
+            if got != want:
+                time.sleep(0.5)
+        missing = sorted(want - got)
+        res.check("write-through: every one of %d seq values (flushed before the kill) read "
+                  "back from whisper after the SIGKILL" % len(want), not missing,
+                  "%d missing, e.g. %r" % (len(missing), missing[:5]))
+        res.check("write-through: nothing dropped (sink %r, spool %r)"
+                  % (d.sink("dropped_total"), d.spool("dropped_total")),
+                  d.sink("dropped_total") == 0 and d.spool("dropped_total") == 0)
+    finally:
+        if d.proc and d.proc.alive():
+            d.stop_clean(res, "write-through")
+        carbon.stop()
+
+
 def record_offsets(path):
     """(offset, length, names) of each record of a segment file."""
     out = []
@@ -817,7 +878,7 @@ def main():
     try:
         only = os.environ.get("SPOOL_CASES", "").split(",")
         for case in (check, full, outage, restart, redis_outage, repeater_outage, redis_stuck,
-                     repeater_stuck, influx_stuck):
+                     repeater_stuck, influx_stuck, write_through):
             if only != [""] and case.__name__ not in only:
                 continue
             t0 = time.time()
