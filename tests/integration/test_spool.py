@@ -29,7 +29,21 @@ flushing every 50 ms, against a real carbon-cache:
      SIGTERM): every counter in Redis exactly once with its value;
   5. repeater: the repeater's TCP path to a second switchyard that is
      down for 40 flushes: every value reaches it once it starts;
-  6. check: bad spool settings are refused by --check with the key named.
+  6. check: bad spool settings are refused by --check with the key named;
+  7. take_back (redis_stuck, repeater_stuck, influx_stuck): the server
+     connected, then stopped with SIGSTOP for 40 flushes, SIGTERM while it
+     is still stopped: what the plugin's own queue holds at
+     shutdownTimeout goes to the spool; after SIGCONT and a restart every
+     seq value arrives once (redis: each counter exactly once with its
+     value);
+  8. write_through: spool.mode = "always" with a healthy carbon-cache,
+     SIGKILL right after 60 large flushes, restart: every value flushed
+     before the kill read back from whisper;
+  9. stall_only: a 64 MiB graphite queue that never fills, carbon-cache
+     stopped: only the host's 1 s stall check can route flushes to the
+     spool, and it does; every value arrives after SIGCONT.
+
+SPOOL_CASES=name,name (the functions' names) runs only those cases.
 
 Usage:  /usr/bin/python3 tests/integration/test_spool.py     ($SY_BIN)
 """
@@ -674,6 +688,80 @@ def write_through(res, workdir):
         carbon.stop()
 
 
+def stall_only(res, workdir):
+    """The 1 s stall check on its own: a 64 MiB graphite queue that never
+    fills and flushes it takes at once (so neither the queue bound, pacing
+    nor a flush falling behind can route anything to the spool), carbon-
+    cache stopped with SIGSTOP.  Filler flushes until the socket buffers
+    are full and the queue holds lines, then 40 flushes of one seq key
+    each: with the sink still connected, the host routes them to the spool
+    once the queue has not moved for 1 s; after SIGCONT every seq value is
+    read back from whisper."""
+    carbon = CarbonCache(os.path.join(workdir, "carbon_stall"))
+    spool_dir = os.path.join(workdir, "spool_stall")
+    d = Daemon(workdir, "stall_only", carbon.line_port,
+               {"dir": spool_dir, "maxBytes": "256MiB", "fsync": "never"},
+               {"plugin": "graphite", "host": LOOPBACK, "port": carbon.line_port,
+                "maxQueueBytes": 64 << 20, "reconnectMinMs": 50, "reconnectMaxMs": 300})
+    steps = 40
+    stopped = False
+    try:
+        if not res.check("stall: carbon-cache starts", carbon.start(), carbon.logs()):
+            return
+        if not res.check("stall: switchyard starts", d.start(), d.proc.logs()):
+            return
+        if not res.check("stall: the sink connects",
+                         wait_until(lambda: d.sink("connected") == 1, 15), d.proc.logs()):
+            return
+        os.kill(carbon.pid, signal.SIGSTOP)
+        stopped = True
+        filler = ["spool.stallpad.k%d%s:1|c" % (k, "x" * 200) for k in range(400)]
+        for _ in range(200):  # at most 37 MB: fills any socket buffer
+            d.send(filler)
+            time.sleep(0.05)
+            if (d.sink("queued") or 0) > 2000:
+                break
+        queued = d.sink("queued") or 0
+        res.check("stall: the socket buffers are full, the graphite queue holds %d lines "
+                  "(of a 64 MiB bound)" % queued, queued > 0)
+        spooled0 = d.spool("spooled_total") or 0
+        for i in range(steps):
+            d.send(["spool.stall.%d:%d|c" % (i, i + 1)])
+            time.sleep(0.05)
+        wait_until(lambda: (d.spool("spooled_total") or 0) > spooled0, 5)
+        spooled = (d.spool("spooled_total") or 0) - spooled0
+        res.check("stall: with carbon-cache stopped and the sink connected (%r), the small "
+                  "flushes went to the spool (%r values) after the queue stood still for 1 s"
+                  % (d.sink("connected"), spooled),
+                  spooled > 0 and d.sink("connected") == 1)
+        res.check("stall: nothing dropped (sink %r, spool %r)"
+                  % (d.sink("dropped_total"), d.spool("dropped_total")),
+                  d.sink("dropped_total") == 0 and d.spool("dropped_total") == 0)
+        os.kill(carbon.pid, signal.SIGCONT)
+        stopped = False
+        res.check("stall: after SIGCONT the queue drains and the spool is replayed",
+                  wait_until(lambda: d.spool("records") == 0 and d.sink("queued") == 0, 90),
+                  "records %r queued %r" % (d.spool("records"), d.sink("queued")))
+        want = set(range(steps))
+        got = set()
+        deadline = time.time() + 60
+        while time.time() < deadline and got != want:
+            for i in want - got:
+                if whisper_value(carbon, "stats_counts.spool.stall.%d" % i) == [float(i + 1)]:
+                    got.add(i)
+            if got != want:
+                time.sleep(0.5)
+        missing = sorted(want - got)
+        res.check("stall: every one of %d flushes' seq values read back from whisper" % steps,
+                  not missing, "%d missing, e.g. %r" % (len(missing), missing[:5]))
+    finally:
+        if stopped:
+            os.kill(carbon.pid, signal.SIGCONT)
+        if d.proc:
+            d.stop_clean(res, "stall")
+        carbon.stop()
+
+
 def record_offsets(path):
     """(offset, length, names) of each record of a segment file."""
     out = []
@@ -878,7 +966,7 @@ def main():
     try:
         only = os.environ.get("SPOOL_CASES", "").split(",")
         for case in (check, full, outage, restart, redis_outage, repeater_outage, redis_stuck,
-                     repeater_stuck, influx_stuck, write_through):
+                     repeater_stuck, influx_stuck, write_through, stall_only):
             if only != [""] and case.__name__ not in only:
                 continue
             t0 = time.time()
