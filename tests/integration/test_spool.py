@@ -929,6 +929,7 @@ def check(res, workdir):
            ("fsync", '"sometimes"', "spool.fsync"),
            ("whenFull", '"block"', "spool.whenFull"),
            ("segmentBytes", '"1KiB"', "segmentBytes"),
+           ("mode", '"sometimes"', "spool.mode"),
            ("colour", '"red"', "spool.colour")]
     for key, value, named in bad:
         path = os.path.join(workdir, "bad_%s.lua" % key)
@@ -950,7 +951,8 @@ def check(res, workdir):
     path = os.path.join(workdir, "good.lua")
     with open(path, "w") as f:
         f.write('return { sinks = { carbon = { plugin = "graphite", spool = { dir = "%s", '
-                'maxBytes = "4GiB", fsync = "always", whenFull = "dropNewest" } } } }\n'
+                'maxBytes = "4GiB", fsync = "always", whenFull = "dropNewest", '
+                'mode = "always" } } } }\n'
                 % os.path.join(workdir, "nospool"))
     r = subprocess.run([switchyard_binary(), "--check", path], stdout=subprocess.PIPE,
                        stderr=subprocess.STDOUT, timeout=30)
