@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "admin/inspect.h"
+#include "util/clock.h"
 #include "util/log.h"
 #include "util/numfmt.h"
 
@@ -27,6 +28,7 @@
 #define MAX_PAYLOAD (256u << 20)   /* a sanity bound for resync */
 #define VALUE_FIXED 13             /* kind, double, name length */
 #define POS_LEN 42                 /* "%020llu %020llu\n" */
+#define SCAN_STEP_BYTES (4u << 20) /* counted a tick at start-up (1 GiB: 256 ticks) */
 
 /* ------------------------------------------------------------------ */
 /* CRC32C (Castagnoli), reflected, table driven                         */
@@ -234,6 +236,8 @@ typedef struct segment {
     uint64_t bytes;     /* file size */
     uint64_t records;   /* counted from where this process started reading it */
     uint64_t values;
+    uint64_t scan_end;  /* found at start-up: records and values are counted
+                           up to here in the background; 0 once done */
 } segment;
 
 struct sy_spool {
@@ -265,6 +269,16 @@ struct sy_spool {
     size_t wbufcap;
     int dirty;             /* written since the last fsync */
     uint64_t last_sync_ms;
+    /* counting what was on disk at start-up, a step per tick (see
+     * scan_step): the segment and offset reached, with a reader and a
+     * record buffer of its own */
+    int scanning;
+    uint64_t scan_seq, scan_off;
+    int scan_fd;
+    uint64_t scan_fd_seq;
+    unsigned char *sbuf;
+    size_t sbufcap;
+    uint64_t scan_start_ms;
     sy_ratelimit rl;
 
     _Atomic int64_t st_bytes, st_records, st_oldest, st_replayed, st_spooled, st_dropped,
@@ -288,8 +302,8 @@ static int64_t records_left(const sy_spool *sp)
 {
     int64_t n = 0;
     for (size_t i = 0; i < sp->nseg; i++) {
-        if (sp->seg[i].seq < sp->h_seq)
-            continue;
+        if (sp->seg[i].seq < sp->h_seq || sp->seg[i].scan_end)
+            continue; /* passed, or not counted yet */
         n += (int64_t)sp->seg[i].records;
         if (sp->seg[i].seq == sp->h_seq)
             n -= (int64_t)sp->h_rec;
@@ -419,24 +433,6 @@ static uint64_t resync(sy_spool *sp, int fd, uint64_t off, uint64_t size)
     return size;
 }
 
-/* Counts the valid records of a segment from `off` (skipping damage). */
-static void seg_count(sy_spool *sp, int fd, segment *g, uint64_t off)
-{
-    g->records = g->values = 0;
-    while (off < g->bytes) {
-        int64_t ts;
-        uint32_t cnt;
-        uint64_t len = record_at(sp, fd, off, g->bytes, &ts, &cnt);
-        if (!len) {
-            off = resync(sp, fd, off, g->bytes);
-            continue;
-        }
-        g->records++;
-        g->values += cnt;
-        off += len;
-    }
-}
-
 static void stats_update(sy_spool *sp);
 
 static void write_position(sy_spool *sp)
@@ -514,7 +510,7 @@ static sy_spool *spool_new(const char *path)
     if (!sp)
         return NULL;
     snprintf(sp->path, sizeof sp->path, "%s", path);
-    sp->lock_fd = sp->pos_fd = sp->wfd = sp->rfd = -1;
+    sp->lock_fd = sp->pos_fd = sp->wfd = sp->rfd = sp->scan_fd = -1;
     sp->rl.period_ms = 10000;
     sp->rl.burst = 5;
     return sp;
@@ -526,12 +522,15 @@ static void spool_free(sy_spool *sp)
         close(sp->wfd);
     if (sp->rfd >= 0)
         close(sp->rfd);
+    if (sp->scan_fd >= 0)
+        close(sp->scan_fd);
     if (sp->pos_fd >= 0)
         close(sp->pos_fd);
     if (sp->lock_fd >= 0)
         close(sp->lock_fd);
     free(sp->seg);
     free(sp->buf);
+    free(sp->sbuf);
     free(sp->vals);
     free(sp->wbuf);
     free(sp);
@@ -616,10 +615,17 @@ sy_spool *sy_spool_open(const char *sink, const sy_spool_opts *o, char *err, siz
         sp->c_off = 0;
     sp->c_seq = sp->nseg ? sp->seg[0].seq : pseq + 1;
     sp->next_seq = sp->nseg ? sp->seg[sp->nseg - 1].seq + 1 : pseq + 1;
+    /* records and values are counted later, a step per tick: replay needs
+     * only the bytes, and a large spool must not hold up the start */
     for (size_t i = 0; i < sp->nseg; i++) {
-        int fd = read_fd(sp, sp->seg[i].seq);
-        if (fd >= 0)
-            seg_count(sp, fd, &sp->seg[i], i == 0 ? sp->c_off : 0);
+        sp->seg[i].records = sp->seg[i].values = 0;
+        sp->seg[i].scan_end = sp->seg[i].bytes;
+    }
+    if (sp->nseg) {
+        sp->scanning = 1;
+        sp->scan_seq = sp->seg[0].seq;
+        sp->scan_off = sp->c_off;
+        sp->scan_start_ms = sy_mono_ms();
     }
     sp->h_seq = sp->c_seq;
     sp->h_off = sp->c_off;
@@ -628,8 +634,8 @@ sy_spool *sy_spool_open(const char *sink, const sy_spool_opts *o, char *err, siz
     sp->next = open_spools;
     open_spools = sp;
     if (sp->nseg)
-        sy_log(SY_INFO, "spool %s: %" PRId64 " records (%" PRIu64 " bytes) to replay", path,
-               records_left(sp), total_bytes(sp));
+        sy_log(SY_INFO, "spool %s: %zu segments (%" PRIu64 " bytes) to replay; their records "
+               "are counted in the background", path, sp->nseg, total_bytes(sp));
     return sp;
 fail:
     spool_free(sp);
@@ -736,10 +742,14 @@ static int rotate(sy_spool *sp)
     return 0;
 }
 
+static void scan_step(sy_spool *sp, uint64_t budget);
+
 /* whenFull = dropOldest: the oldest segment goes, whatever replay had
  * handed out of it (it is in the plugin already). */
 static void drop_head(sy_spool *sp)
 {
+    while (sp->scanning && sp->seg[0].scan_end)
+        scan_step(sp, SCAN_STEP_BYTES); /* its values, for the count */
     segment *g = &sp->seg[0];
     uint64_t vals = g->values, recs = g->records;
     if (sp->h_seq == g->seq) {
@@ -976,8 +986,76 @@ void sy_spool_commit(sy_spool *sp)
     stats_update(sp);
 }
 
+/*
+ * Counts the records and values of what was on disk at start-up, about
+ * `budget` bytes at a time, oldest segment first; replay does not wait for
+ * it (it reads records as they come), only the records gauge and the
+ * values a dropOldest reports do.  A segment deleted meanwhile is skipped.
+ * It reads with its own descriptor and buffer, so a record replay has
+ * peeked stays as it was.
+ */
+static void scan_step(sy_spool *sp, uint64_t budget)
+{
+    unsigned char *keep_buf = sp->buf;
+    size_t keep_cap = sp->bufcap;
+    sp->buf = sp->sbuf;
+    sp->bufcap = sp->sbufcap;
+    while (sp->scanning && budget) {
+        segment *g = NULL;
+        for (size_t i = 0; i < sp->nseg && !g; i++)
+            if (sp->seg[i].seq >= sp->scan_seq && sp->seg[i].scan_end)
+                g = &sp->seg[i];
+        if (!g) {
+            sp->scanning = 0;
+            sy_log(SY_INFO, "spool %s: %" PRId64 " records to replay (counted in %llu ms)",
+                   sp->path, records_left(sp),
+                   (unsigned long long)(sy_mono_ms() - sp->scan_start_ms));
+            break;
+        }
+        if (g->seq != sp->scan_seq) {
+            sp->scan_seq = g->seq;
+            sp->scan_off = 0;
+        }
+        if (sp->scan_fd < 0 || sp->scan_fd_seq != g->seq) {
+            char name[1100];
+            if (sp->scan_fd >= 0)
+                close(sp->scan_fd);
+            seg_name(sp, g->seq, name, sizeof name);
+            sp->scan_fd = open(name, O_RDONLY | O_CLOEXEC);
+            sp->scan_fd_seq = g->seq;
+        }
+        if (sp->scan_fd < 0 || sp->scan_off >= g->scan_end) {
+            g->scan_end = 0;
+            continue;
+        }
+        int64_t ts;
+        uint32_t cnt;
+        uint64_t len = record_at(sp, sp->scan_fd, sp->scan_off, g->scan_end, &ts, &cnt);
+        if (!len) {
+            len = resync(sp, sp->scan_fd, sp->scan_off, g->scan_end) - sp->scan_off;
+        } else {
+            g->records++;
+            g->values += cnt;
+        }
+        sp->scan_off += len;
+        budget -= len < budget ? len : budget;
+    }
+    sp->sbuf = sp->buf;
+    sp->sbufcap = sp->bufcap;
+    sp->buf = keep_buf;
+    sp->bufcap = keep_cap;
+    atomic_store(&sp->st_records, records_left(sp));
+}
+
+int sy_spool_counting(const sy_spool *sp)
+{
+    return sp->scanning;
+}
+
 void sy_spool_tick(sy_spool *sp, uint64_t now_ms)
 {
+    if (sp->scanning)
+        scan_step(sp, SCAN_STEP_BYTES);
     if (sp->o.fsync != SY_FSYNC_INTERVAL || now_ms - sp->last_sync_ms < sp->o.fsync_interval_ms)
         return;
     sp->last_sync_ms = now_ms;

@@ -87,8 +87,12 @@ void sy_spool_advance(sy_spool *sp);
 /* Everything handed out so far is delivered: move the position file and
  * delete the segments replay has passed. */
 void sy_spool_commit(sy_spool *sp);
-/* fsync = "interval": sync what is due.  Cheap; call often. */
+/* fsync = "interval": sync what is due; and while what was on disk at
+ * start-up is being counted, count the next 4 MiB of it.  Call often. */
 void sy_spool_tick(sy_spool *sp, uint64_t now_ms);
+/* 1 while that count runs: until then the records gauge counts only the
+ * segments done (replay does not wait for it). */
+int sy_spool_counting(const sy_spool *sp);
 
 typedef struct sy_spool_stats {
     int64_t bytes;         /* on disk now */
