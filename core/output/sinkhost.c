@@ -574,6 +574,7 @@ static void hold(sy_sink *s, int is_samples, const void *batch)
 static int spool_route(sy_sink *s);
 static void spill_held(sy_sink *s);
 static void spool_put(sy_sink *s, const sy_metric_batch *b);
+static void spool_put_samples(sy_sink *s, const sy_sample_batch *b);
 
 /* Offers held batches oldest first until the plugin says SY_RETRY again. */
 static void offer_held(sy_sink *s)
@@ -640,9 +641,12 @@ static void write_any(sy_sink *s, int is_samples, const void *batch)
 {
     if (!batch || batch_count(is_samples, batch) == 0)
         return;
-    if (!is_samples && spool_route(s)) {
+    if (spool_route(s)) {
         spill_held(s);
-        spool_put(s, batch);
+        if (is_samples)
+            spool_put_samples(s, batch);
+        else
+            spool_put(s, batch);
         return;
     }
     if (s->held_head)
@@ -848,25 +852,33 @@ static void spool_put(sy_sink *s, const sy_metric_batch *b)
         count_host_drop(s, dropped);
 }
 
-/* Held metric batches go to the spool, oldest first; samples stay held. */
+/* Raw samples (pass-through) as a record of their own, stamped with the
+ * time they were spooled. */
+static void spool_put_samples(sy_sink *s, const sy_sample_batch *b)
+{
+    size_t dropped = 0;
+    sy_spool_append_samples(s->spool, b, (int64_t)(sy_wall_ms() / 1000), &dropped);
+    if (dropped)
+        count_host_drop(s, dropped);
+}
+
+/* Held batches go to the spool, oldest first, samples and metrics alike
+ * (in their order). */
 static void spill_held(sy_sink *s)
 {
     if (!s->spool)
         return;
-    held **pp = &s->held_head, *last = NULL;
-    while (*pp) {
-        held *h = *pp;
-        if (h->is_samples) {
-            last = h;
-            pp = &h->next;
-            continue;
-        }
-        spool_put(s, &h->b.m);
-        *pp = h->next;
+    while (s->held_head) {
+        held *h = s->held_head;
+        if (h->is_samples)
+            spool_put_samples(s, &h->b.s);
+        else
+            spool_put(s, &h->b.m);
+        s->held_head = h->next;
         s->held_count -= h->count;
         free(h);
     }
-    s->held_tail = last;
+    s->held_tail = NULL;
     atomic_store_explicit(&s->retry_held, (int64_t)s->held_count, memory_order_relaxed);
 }
 
@@ -884,13 +896,17 @@ static void replay_cb(evutil_socket_t fd, short what, void *arg)
         return;
     size_t values = 0, max = s->spool_always ? REPLAY_VALUES_ALWAYS : REPLAY_VALUES;
     sy_metric_batch b;
-    while (values < max && sy_spool_peek(s->spool, &b)) {
-        sy_status r = offer(s, 0, &b);
+    sy_sample_batch sb;
+    int kind;
+    while (values < max && (kind = sy_spool_peek_any(s->spool, &b, &sb)) != 0) {
+        int is_samples = kind == 2;
+        size_t n = is_samples ? sb.count : b.count;
+        sy_status r = offer(s, is_samples, is_samples ? (const void *)&sb : (const void *)&b);
         if (r == SY_RETRY)
             break;
         if (r != SY_OK && r != SY_SKIP)
-            write_failed(s, "write (replay)", b.count);
-        values += b.count;
+            write_failed(s, is_samples ? "write_samples (replay)" : "write (replay)", n);
+        values += n;
         sy_spool_advance(s->spool);
     }
 }

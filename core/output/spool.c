@@ -27,6 +27,8 @@
 #define HDR 12                     /* magic, length, crc */
 #define MAX_PAYLOAD (256u << 20)   /* a sanity bound for resync */
 #define VALUE_FIXED 13             /* kind, double, name length */
+#define SAMPLE_FIXED 30            /* type, delta, value, rate, three lengths */
+#define SAMPLES_FLAG 0x80000000u   /* in a record's count: raw samples */
 #define POS_LEN 42                 /* "%020llu %020llu\n" */
 #define SCAN_STEP_BYTES (4u << 20) /* counted a tick at start-up (1 GiB: 256 ticks) */
 
@@ -265,6 +267,8 @@ struct sy_spool {
     size_t bufcap;
     sy_metric *vals;
     size_t valcap;
+    sy_sample *smp;        /* a peeked record of raw samples */
+    size_t smpcap;
     unsigned char *wbuf;
     size_t wbufcap;
     int dirty;             /* written since the last fsync */
@@ -372,7 +376,8 @@ static int grow(unsigned char **buf, size_t *cap, size_t need)
     return 0;
 }
 
-/* Whether the payload holds exactly the `count` values it announces. */
+/* Whether the payload holds exactly the `count` values it announces (a
+ * record of raw samples has SAMPLES_FLAG set in its count). */
 static int payload_check(const unsigned char *p, uint64_t len, int64_t *ts, uint32_t *count)
 {
     if (len < 12)
@@ -380,7 +385,19 @@ static int payload_check(const unsigned char *p, uint64_t len, int64_t *ts, uint
     *ts = (int64_t)get64(p);
     *count = get32(p + 8);
     uint64_t off = 12;
-    for (uint32_t i = 0; i < *count; i++) {
+    uint32_t n = *count & ~SAMPLES_FLAG;
+    for (uint32_t i = 0; i < n; i++) {
+        if (*count & SAMPLES_FLAG) {
+            if (len - off < SAMPLE_FIXED)
+                return -1;
+            uint64_t var = (uint64_t)get32(p + off + 18) + get32(p + off + 22) +
+                           get32(p + off + 26);
+            off += SAMPLE_FIXED;
+            if (len - off < var)
+                return -1;
+            off += var;
+            continue;
+        }
         if (len - off < VALUE_FIXED)
             return -1;
         uint32_t nl = get32(p + off + 9);
@@ -532,6 +549,7 @@ static void spool_free(sy_spool *sp)
     free(sp->buf);
     free(sp->sbuf);
     free(sp->vals);
+    free(sp->smp);
     free(sp->wbuf);
     free(sp);
 }
@@ -776,24 +794,24 @@ static void drop_head(sy_spool *sp)
     }
 }
 
-int sy_spool_append(sy_spool *sp, const sy_metric_batch *b, size_t *dropped)
+/* Room for one record of `len` payload bytes holding `count` values:
+ * makes space per whenFull and picks the segment.  0, or -1 with the
+ * values counted as dropped (*dropped). */
+static int record_room(sy_spool *sp, uint64_t len, size_t count, size_t *dropped)
 {
     *dropped = 0;
-    uint64_t len = 12;
-    for (size_t i = 0; i < b->count; i++)
-        len += VALUE_FIXED + b->metrics[i].name_len;
     uint64_t need = HDR + len;
     if (len > MAX_PAYLOAD || need > sp->o.max_bytes) {
-        *dropped = b->count;
-        atomic_fetch_add(&sp->st_dropped, (int64_t)b->count);
+        *dropped = count;
+        atomic_fetch_add(&sp->st_dropped, (int64_t)count);
         sy_log_limited(&sp->rl, SY_WARN, "spool %s: a batch of %zu values is larger than "
-                       "the spool; dropped", sp->path, b->count);
+                       "the spool; dropped", sp->path, count);
         return -1;
     }
     if (total_bytes(sp) + need > sp->o.max_bytes) {
         if (sp->o.drop_newest) {
-            *dropped = b->count;
-            atomic_fetch_add(&sp->st_dropped, (int64_t)b->count);
+            *dropped = count;
+            atomic_fetch_add(&sp->st_dropped, (int64_t)count);
             sy_log_limited(&sp->rl, SY_WARN, "spool %s full (maxBytes %" PRIu64 "): newest "
                            "values dropped (whenFull = dropNewest)", sp->path, sp->o.max_bytes);
             return -1;
@@ -808,16 +826,72 @@ int sy_spool_append(sy_spool *sp, const sy_metric_batch *b, size_t *dropped)
     }
     if (sp->wfd < 0 || sp->seg[sp->nseg - 1].bytes >= sp->o.segment_bytes) {
         if (rotate(sp) < 0) {
-            *dropped += b->count;
-            atomic_fetch_add(&sp->st_dropped, (int64_t)b->count);
+            *dropped += count;
+            atomic_fetch_add(&sp->st_dropped, (int64_t)count);
             return -1;
         }
     }
     if (grow(&sp->wbuf, &sp->wbufcap, (size_t)need) < 0) {
-        *dropped += b->count;
-        atomic_fetch_add(&sp->st_dropped, (int64_t)b->count);
+        *dropped += count;
+        atomic_fetch_add(&sp->st_dropped, (int64_t)count);
         return -1;
     }
+    return 0;
+}
+
+/* Writes the record whose payload (`len` bytes, `count` values) is in
+ * sp->wbuf after the header. */
+static int record_write(sy_spool *sp, uint64_t len, size_t count, int64_t ts, size_t *dropped)
+{
+    uint64_t need = HDR + len;
+    put32(sp->wbuf, MAGIC);
+    put32(sp->wbuf + 4, (uint32_t)len);
+    put32(sp->wbuf + 8, sy_crc32c(0, sp->wbuf + HDR, len));
+    segment *g = &sp->seg[sp->nseg - 1];
+    size_t off = 0;
+    while (off < need) {
+        ssize_t w = write(sp->wfd, sp->wbuf + off, (size_t)need - off);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0) {
+            /* a torn tail is skipped as corrupt by the reader; count the
+             * batch as lost here */
+            sy_log_limited(&sp->rl, SY_ERR, "spool %s: write failed (%s): %zu values dropped",
+                           sp->path, strerror(errno), count);
+            g->bytes += off;
+            *dropped += count;
+            atomic_fetch_add(&sp->st_dropped, (int64_t)count);
+            /* start a new segment next time rather than append after garbage */
+            close(sp->wfd);
+            sp->wfd = -1;
+            stats_update(sp);
+            return -1;
+        }
+        off += (size_t)w;
+    }
+    g->bytes += need;
+    g->records++;
+    g->values += count;
+    sp->dirty = 1;
+    if (sp->o.fsync == SY_FSYNC_ALWAYS) {
+        fdatasync(sp->wfd);
+        sp->dirty = 0;
+    }
+    atomic_fetch_add(&sp->st_spooled, (int64_t)count);
+    atomic_store(&sp->st_bytes, (int64_t)total_bytes(sp));
+    atomic_fetch_add(&sp->st_records, 1);
+    if (atomic_load(&sp->st_oldest) == 0)
+        atomic_store(&sp->st_oldest, ts);
+    return 0;
+}
+
+int sy_spool_append(sy_spool *sp, const sy_metric_batch *b, size_t *dropped)
+{
+    uint64_t len = 12;
+    for (size_t i = 0; i < b->count; i++)
+        len += VALUE_FIXED + b->metrics[i].name_len;
+    if (record_room(sp, len, b->count, dropped) < 0)
+        return -1;
     unsigned char *p = sp->wbuf + HDR;
     put64(p, (uint64_t)b->timestamp);
     put32(p + 8, (uint32_t)b->count);
@@ -832,45 +906,48 @@ int sy_spool_append(sy_spool *sp, const sy_metric_batch *b, size_t *dropped)
         memcpy(p + VALUE_FIXED, m->name, m->name_len);
         p += VALUE_FIXED + m->name_len;
     }
-    put32(sp->wbuf, MAGIC);
-    put32(sp->wbuf + 4, (uint32_t)len);
-    put32(sp->wbuf + 8, sy_crc32c(0, sp->wbuf + HDR, len));
-    segment *g = &sp->seg[sp->nseg - 1];
-    size_t off = 0;
-    while (off < need) {
-        ssize_t w = write(sp->wfd, sp->wbuf + off, (size_t)need - off);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0) {
-            /* a torn tail is skipped as corrupt by the reader; count the
-             * batch as lost here */
-            sy_log_limited(&sp->rl, SY_ERR, "spool %s: write failed (%s): %zu values dropped",
-                           sp->path, strerror(errno), b->count);
-            g->bytes += off;
-            *dropped += b->count;
-            atomic_fetch_add(&sp->st_dropped, (int64_t)b->count);
-            /* start a new segment next time rather than append after garbage */
-            close(sp->wfd);
-            sp->wfd = -1;
-            stats_update(sp);
-            return -1;
-        }
-        off += (size_t)w;
+    return record_write(sp, len, b->count, b->timestamp, dropped);
+}
+
+int sy_spool_append_samples(sy_spool *sp, const sy_sample_batch *b, int64_t now_s,
+                            size_t *dropped)
+{
+    uint64_t len = 12;
+    for (size_t i = 0; i < b->count; i++)
+        len += SAMPLE_FIXED + (uint64_t)b->samples[i].name_len + b->samples[i].text_len +
+               b->samples[i].tags_len;
+    if (b->count >= SAMPLES_FLAG) {
+        *dropped = b->count;
+        atomic_fetch_add(&sp->st_dropped, (int64_t)b->count);
+        return -1;
     }
-    g->bytes += need;
-    g->records++;
-    g->values += b->count;
-    sp->dirty = 1;
-    if (sp->o.fsync == SY_FSYNC_ALWAYS) {
-        fdatasync(sp->wfd);
-        sp->dirty = 0;
+    if (record_room(sp, len, b->count, dropped) < 0)
+        return -1;
+    unsigned char *p = sp->wbuf + HDR;
+    put64(p, (uint64_t)now_s);
+    put32(p + 8, (uint32_t)b->count | SAMPLES_FLAG);
+    p += 12;
+    for (size_t i = 0; i < b->count; i++) {
+        const sy_sample *x = &b->samples[i];
+        uint64_t bits;
+        p[0] = x->type;
+        p[1] = x->is_delta;
+        memcpy(&bits, &x->value, 8);
+        put64(p + 2, bits);
+        memcpy(&bits, &x->rate, 8);
+        put64(p + 10, bits);
+        put32(p + 18, x->name_len);
+        put32(p + 22, x->text_len);
+        put32(p + 26, x->tags_len);
+        p += SAMPLE_FIXED;
+        memcpy(p, x->name, x->name_len);
+        p += x->name_len;
+        memcpy(p, x->text, x->text_len);
+        p += x->text_len;
+        memcpy(p, x->tags, x->tags_len);
+        p += x->tags_len;
     }
-    atomic_fetch_add(&sp->st_spooled, (int64_t)b->count);
-    atomic_store(&sp->st_bytes, (int64_t)total_bytes(sp));
-    atomic_fetch_add(&sp->st_records, 1);
-    if (atomic_load(&sp->st_oldest) == 0)
-        atomic_store(&sp->st_oldest, b->timestamp);
-    return 0;
+    return record_write(sp, len, b->count, now_s, dropped);
 }
 
 int sy_spool_has_records(const sy_spool *sp)
@@ -881,7 +958,47 @@ int sy_spool_has_records(const sy_spool *sp)
     return sp->h_seq < last->seq || sp->h_off < last->bytes;
 }
 
+/* Decodes the raw samples of the record in sp->buf into sp->smp. */
+static int decode_samples(sy_spool *sp, uint32_t count, sy_sample_batch *sb)
+{
+    if (count > sp->smpcap) {
+        sy_sample *n = realloc(sp->smp, count * sizeof *n);
+        if (!n)
+            return -1;
+        sp->smp = n;
+        sp->smpcap = count;
+    }
+    const unsigned char *p = sp->buf + 12;
+    for (uint32_t i = 0; i < count; i++) {
+        sy_sample *x = &sp->smp[i];
+        uint64_t bits;
+        x->type = p[0];
+        x->is_delta = p[1];
+        bits = get64(p + 2);
+        memcpy(&x->value, &bits, 8);
+        bits = get64(p + 10);
+        memcpy(&x->rate, &bits, 8);
+        x->name_len = get32(p + 18);
+        x->text_len = get32(p + 22);
+        x->tags_len = get32(p + 26);
+        p += SAMPLE_FIXED;
+        x->name = (const char *)p;
+        x->text = x->name + x->name_len;
+        x->tags = x->text + x->text_len;
+        p += (size_t)x->name_len + x->text_len + x->tags_len;
+    }
+    sb->samples = sp->smp;
+    sb->count = count;
+    return 0;
+}
+
 int sy_spool_peek(sy_spool *sp, sy_metric_batch *b)
+{
+    sy_sample_batch sb;
+    return sy_spool_peek_any(sp, b, &sb);
+}
+
+int sy_spool_peek_any(sy_spool *sp, sy_metric_batch *b, sy_sample_batch *sb)
 {
     while (sp->nseg) {
         segment *g = seg_find(sp, sp->h_seq);
@@ -915,6 +1032,13 @@ int sy_spool_peek(sy_spool *sp, sy_metric_batch *b)
                            sp->path, to - sp->h_off, g->seq, sp->h_off);
             sp->h_off = to;
             continue;
+        }
+        if (count & SAMPLES_FLAG) {
+            if (decode_samples(sp, count & ~SAMPLES_FLAG, sb) < 0)
+                return 0;
+            sp->peeked = 1;
+            sp->peek_len = len;
+            return 2;
         }
         if (count > sp->valcap) {
             sy_metric *nv = realloc(sp->vals, count * sizeof *nv);
@@ -957,7 +1081,7 @@ void sy_spool_advance(sy_spool *sp)
     sp->h_off += sp->peek_len;
     sp->h_rec++;
     /* count before the buffer is reused: the record's values */
-    uint32_t count = get32(sp->buf + 8);
+    uint32_t count = get32(sp->buf + 8) & ~SAMPLES_FLAG;
     sp->h_vals += count;
     atomic_fetch_add(&sp->st_replayed, (int64_t)count);
     atomic_store(&sp->st_records, records_left(sp));
@@ -1035,7 +1159,7 @@ static void scan_step(sy_spool *sp, uint64_t budget)
             len = resync(sp, sp->scan_fd, sp->scan_off, g->scan_end) - sp->scan_off;
         } else {
             g->records++;
-            g->values += cnt;
+            g->values += cnt & ~SAMPLES_FLAG;
         }
         sp->scan_off += len;
         budget -= len < budget ? len : budget;
@@ -1106,6 +1230,36 @@ static void print_name(FILE *f, const char *s, size_t len)
     }
 }
 
+/* A raw sample as the StatsD line it came as (NAME:TEXT|TYPE[|@RATE]
+ * [|#TAGS]), escaped as names are, then "# sample TS". */
+static void print_sample(const unsigned char *p, int64_t ts)
+{
+    uint32_t nl = get32(p + 18), tl = get32(p + 22), gl = get32(p + 26);
+    const char *name = (const char *)p + SAMPLE_FIXED;
+    uint64_t bits = get64(p + 10);
+    double rate;
+    memcpy(&rate, &bits, 8);
+    print_name(stdout, name, nl);
+    putchar(':');
+    print_name(stdout, name + nl, tl);
+    switch (p[0]) {
+    case SY_SAMPLE_COUNTER: fputs("|c", stdout); break;
+    case SY_SAMPLE_GAUGE: fputs("|g", stdout); break;
+    case SY_SAMPLE_TIMER: fputs("|ms", stdout); break;
+    default: fputs("|s", stdout); break;
+    }
+    if (rate != 1.0) {
+        char num[32];
+        sy_fmt_double(rate, num);
+        printf("|@%s", num);
+    }
+    if (gl) {
+        fputs("|#", stdout);
+        print_name(stdout, name + nl + tl, gl);
+    }
+    printf(" # sample %" PRId64 "\n", ts);
+}
+
 /* One spool directory (a sink's): ls or cat it.  Returns 1 when it held
  * damage, 0 when clean, -1 when it cannot be read. */
 static int tool_one(const char *path, int cat)
@@ -1154,12 +1308,18 @@ static int tool_one(const char *path, int cat)
                 continue;
             }
             recs++;
-            vals += count;
+            vals += count & ~SAMPLES_FLAG;
             if (!oldest || ts < oldest)
                 oldest = ts;
             if (ts > newest)
                 newest = ts;
-            if (cat) {
+            if (cat && (count & SAMPLES_FLAG)) {
+                const unsigned char *p = sp->buf + 12;
+                for (uint32_t k = 0; k < (count & ~SAMPLES_FLAG); k++) {
+                    print_sample(p, ts);
+                    p += SAMPLE_FIXED + get32(p + 18) + get32(p + 22) + get32(p + 26);
+                }
+            } else if (cat) {
                 const unsigned char *p = sp->buf + 12;
                 for (uint32_t k = 0; k < count; k++) {
                     uint64_t bits = get64(p + 1);

@@ -43,6 +43,10 @@ flushing every 50 ms, against a real carbon-cache:
      stopped: only the host's 1 s stall check can route flushes to the
      spool, and it does; every value arrives after SIGCONT.
 
+  10. repeater_samples: raw pass-through samples are spooled too: the
+     repeater's next hop down, a SIGTERM and restart of switchyard in the
+     outage, then the hop starts: a counter's total arrives exactly.
+
 SPOOL_CASES=name,name (the functions' names) runs only those cases.
 
 Usage:  /usr/bin/python3 tests/integration/test_spool.py     ($SY_BIN)
@@ -762,6 +766,84 @@ def stall_only(res, workdir):
         carbon.stop()
 
 
+def repeater_samples(res, workdir):
+    """Raw samples (pass-through) spooled: a repeater over TCP with
+    passthrough = true, its next hop down; 40 steps of a counter and a
+    seq key each; SIGTERM and a restart of switchyard during the outage;
+    then the next hop starts: the counter's total and every seq value
+    reach it (before, raw samples waited in the repeater's memory queue
+    and were lost at the restart)."""
+    hop_port = free_port_pair()
+    sink = {"plugin": "repeater", "host": LOOPBACK, "port": hop_port, "protocol": "tcp",
+            "passthrough": True, "reconnectMinMs": 50, "reconnectMaxMs": 300}
+    d = Daemon(workdir, "repeater_samples", 0, {"dir": os.path.join(workdir, "spool_rsmp"),
+                                                "maxBytes": "64MiB", "fsync": "never"}, sink)
+    hop_cfg = os.path.join(workdir, "hop_samples.lua")
+    with open(hop_cfg, "w") as f:
+        f.write("return " + to_lua({"listen": ["tcp://%s:%d" % (LOOPBACK, hop_port)],
+                                    "flushInterval": 100, "deleteCounters": True,
+                                    "sinks": {"out": {"plugin": "console"}}}) + "\n")
+    hop = Process("hop_samples", [switchyard_binary(), "-c", hop_cfg], workdir)
+    steps = 40
+    try:
+        if not res.check("samples: switchyard starts with its next hop down", d.start(),
+                         d.proc.logs()):
+            return
+        wait_until(lambda: d.sink("connected") == 0, 10)
+        for i in range(steps):
+            d.send(["rps.c:1|c", "rps.seq.%d:%d|c" % (i, i + 1)])
+            time.sleep(0.05)
+        wait_until(lambda: (d.spool("spooled_total") or 0) >= 2 * steps, 10)
+        res.check("samples: the raw samples went to the spool (%r values spooled)"
+                  % d.spool("spooled_total"), (d.spool("spooled_total") or 0) >= 2 * steps)
+        rc = d.stop_clean(res, "samples first run")
+        res.check("samples: SIGTERM during the outage exits 0 (%r)" % rc, rc == 0, d.proc.logs())
+        rc, text, err = spool_cat(os.path.join(workdir, "spool_rsmp"))
+        lines = [l for l in text.splitlines() if l.startswith("rps.") and "|c # sample " in l]
+        res.check("samples: `switchyard spool cat` shows the spooled samples as StatsD lines "
+                  "(%d, e.g. %r)" % (len(lines), lines[:1]),
+                  rc == 0 and len(lines) >= 2 * steps and "rps.seq.0:1|c # sample " in text,
+                  text[:1000] + err)
+        if not res.check("samples: switchyard starts again on its spool", d.start(),
+                         d.proc.logs()):
+            return
+        hop.start()
+        if not res.check("samples: the next hop starts", wait_for_port(hop_port, 10,
+                                                                      alive=hop.alive)):
+            return
+
+        def arrived():
+            total, seqs = 0.0, {}
+            try:
+                with open(hop.stdout_path) as f:
+                    for line in f:
+                        parts = line.split()
+                        if len(parts) != 3:
+                            continue
+                        if parts[0] == "stats_counts.rps.c":
+                            total += float(parts[1])
+                        elif parts[0].startswith("stats_counts.rps.seq."):
+                            i = int(parts[0].rsplit(".", 1)[1])
+                            seqs[i] = seqs.get(i, 0.0) + float(parts[1])
+            except OSError:
+                pass
+            return total, seqs
+        wait_until(lambda: arrived()[0] >= steps and len(arrived()[1]) >= steps, 30, step=0.3)
+        total, seqs = arrived()
+        bad = [(i, seqs.get(i)) for i in range(steps) if seqs.get(i) != float(i + 1)]
+        res.check("samples: the counter's total reached the next hop exactly (%r of %d) and "
+                  "every seq value once" % (total, steps), total == steps and not bad,
+                  "%d seq wrong, e.g. %r" % (len(bad), bad[:3]))
+        res.check("samples: the spool was replayed, nothing dropped (sink %r, spool %r)"
+                  % (d.sink("dropped_total"), d.spool("dropped_total")),
+                  wait_until(lambda: d.spool("records") == 0, 20) and
+                  d.sink("dropped_total") == 0 and d.spool("dropped_total") == 0)
+    finally:
+        if d.proc:
+            d.stop_clean(res, "repeater samples")
+        hop.stop()
+
+
 def record_offsets(path):
     """(offset, length, names) of each record of a segment file."""
     out = []
@@ -968,7 +1050,8 @@ def main():
     try:
         only = os.environ.get("SPOOL_CASES", "").split(",")
         for case in (check, full, outage, restart, redis_outage, repeater_outage, redis_stuck,
-                     repeater_stuck, influx_stuck, write_through, stall_only):
+                     repeater_stuck, influx_stuck, write_through, stall_only,
+                     repeater_samples):
             if only != [""] and case.__name__ not in only:
                 continue
             t0 = time.time()
