@@ -45,7 +45,8 @@ flushing every 50 ms, against a real carbon-cache:
 
   10. repeater_samples: raw pass-through samples are spooled too: the
      repeater's next hop down, a SIGTERM and restart of switchyard in the
-     outage, then the hop starts: a counter's total arrives exactly.
+     outage, then the hop starts: a counter's total arrives exactly;
+     remote_write_samples: the same for remote_write and VictoriaMetrics.
 
 SPOOL_CASES=name,name (the functions' names) runs only those cases.
 
@@ -64,6 +65,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from lib.carbon import CarbonCache  # noqa: E402
 from lib.influx import INFLUXD, InfluxServer  # noqa: E402
+from lib.prom import VICTORIA_METRICS, VictoriaMetricsServer  # noqa: E402
 from lib.netutil import LOOPBACK, free_port, free_port_pair, wait_for_port  # noqa: E402
 from lib.proc import Process, make_workdir, remove_workdir, wait_until  # noqa: E402
 from lib.resp import RedisServer, query  # noqa: E402
@@ -844,6 +846,56 @@ def repeater_samples(res, workdir):
         hop.stop()
 
 
+def remote_write_samples(res, workdir):
+    """remote_write with a spool, VictoriaMetrics down: the raw samples it
+    is fed wait in the spool (its own state would be lost at a restart);
+    SIGTERM and a restart of switchyard in the outage; VictoriaMetrics
+    starts: the counter's total is there."""
+    if not os.path.exists(VICTORIA_METRICS):
+        res.check("remote_write: victoria-metrics installed", False, VICTORIA_METRICS)
+        return
+    vm = VictoriaMetricsServer(workdir, "vm-spool")
+    sink = {"plugin": "remote_write", "url": "http://%s:%d/api/v1/write" % (LOOPBACK, vm.port),
+            "passthrough": True, "retryMinMs": 50, "retryMaxMs": 300, "timeoutMs": 1000}
+    d = Daemon(workdir, "rw_samples", 0, {"dir": os.path.join(workdir, "spool_rw"),
+                                          "maxBytes": "64MiB", "fsync": "never"}, sink)
+    steps = 30
+    try:
+        if not res.check("remote_write: switchyard starts with VictoriaMetrics down", d.start(),
+                         d.proc.logs()):
+            return
+        # an HTTP sink learns the receiver is down by sending: what it was
+        # given before its first failed request is in its own state
+        d.send(["rwsp.warm:1|c"])
+        if not res.check("remote_write: the sink's first request failed",
+                         wait_until(lambda: (d.sink("errors_total") or 0) > 0, 10),
+                         d.proc.logs()):
+            return
+        for i in range(steps):
+            d.send(["rwsp.req:1|c"])
+            time.sleep(0.05)
+        res.check("remote_write: the raw samples went to the spool (%r values spooled)"
+                  % d.spool("spooled_total"),
+                  wait_until(lambda: (d.spool("spooled_total") or 0) >= steps, 10))
+        rc = d.stop_clean(res, "remote_write first run")
+        res.check("remote_write: SIGTERM during the outage exits 0 (%r)" % rc, rc == 0,
+                  d.proc.logs())
+        if not res.check("remote_write: switchyard starts again on its spool", d.start(),
+                         d.proc.logs()):
+            return
+        if not res.check("remote_write: VictoriaMetrics starts", vm.start(), vm.logs()):
+            return
+        got = vm.wait_value("rwsp_req_total", steps, 30)
+        res.check("remote_write: VictoriaMetrics has the counter's total (%r of %d)"
+                  % (got, steps), got == steps, d.proc.logs()[-3000:])
+        res.check("remote_write: the spool was replayed",
+                  wait_until(lambda: d.spool("records") == 0, 20), repr(d.spool("records")))
+    finally:
+        if d.proc:
+            d.stop_clean(res, "remote_write samples")
+        vm.stop()
+
+
 def record_offsets(path):
     """(offset, length, names) of each record of a segment file."""
     out = []
@@ -1051,7 +1103,7 @@ def main():
         only = os.environ.get("SPOOL_CASES", "").split(",")
         for case in (check, full, outage, restart, redis_outage, repeater_outage, redis_stuck,
                      repeater_stuck, influx_stuck, write_through, stall_only,
-                     repeater_samples):
+                     repeater_samples, remote_write_samples):
             if only != [""] and case.__name__ not in only:
                 continue
             t0 = time.time()
