@@ -33,10 +33,12 @@
 #define SCAN_STEP_BYTES (4u << 20) /* counted a tick at start-up (1 GiB: 256 ticks) */
 
 /* ------------------------------------------------------------------ */
-/* CRC32C (Castagnoli), reflected, table driven                         */
+/* CRC32C (Castagnoli), reflected: the SSE4.2 crc32 instruction where the
+ * CPU has it (8 bytes an instruction), else a table a byte at a time    */
 /* ------------------------------------------------------------------ */
 
 static uint32_t crc_table[256];
+static int crc_hw;
 static pthread_once_t crc_once = PTHREAD_ONCE_INIT;
 
 static void crc_init(void)
@@ -47,9 +49,31 @@ static void crc_init(void)
             c = (c & 1) ? (c >> 1) ^ 0x82F63B78u : c >> 1;
         crc_table[i] = c;
     }
+#if defined(__x86_64__)
+    crc_hw = __builtin_cpu_supports("sse4.2");
+#endif
 }
 
-uint32_t sy_crc32c(uint32_t crc, const void *data, size_t len)
+#if defined(__x86_64__)
+/* The instruction works on the register as is: the caller inverts. */
+__attribute__((target("sse4.2"))) static uint32_t crc32c_hw(uint32_t crc, const unsigned char *p,
+                                                             size_t len)
+{
+    uint64_t c = crc;
+    for (; len >= 8; p += 8, len -= 8) {
+        uint64_t v;
+        memcpy(&v, p, 8);
+        c = __builtin_ia32_crc32di(c, v);
+    }
+    uint32_t c32 = (uint32_t)c;
+    while (len--)
+        c32 = __builtin_ia32_crc32qi(c32, *p++);
+    return c32;
+}
+#endif
+
+/* The table alone, for the unit test's comparison of the two. */
+uint32_t sy_crc32c_table(uint32_t crc, const void *data, size_t len)
 {
     pthread_once(&crc_once, crc_init);
     const unsigned char *p = data;
@@ -57,6 +81,16 @@ uint32_t sy_crc32c(uint32_t crc, const void *data, size_t len)
     while (len--)
         crc = crc_table[(crc ^ *p++) & 0xff] ^ (crc >> 8);
     return ~crc;
+}
+
+uint32_t sy_crc32c(uint32_t crc, const void *data, size_t len)
+{
+    pthread_once(&crc_once, crc_init);
+#if defined(__x86_64__)
+    if (crc_hw)
+        return ~crc32c_hw(~crc, data, len);
+#endif
+    return sy_crc32c_table(crc, data, len);
 }
 
 /* ------------------------------------------------------------------ */

@@ -119,6 +119,7 @@ typedef struct sy_spool_stats {
 void sy_spool_stats_get(const sy_spool *sp, sy_spool_stats *out);
 
 uint32_t sy_crc32c(uint32_t crc, const void *data, size_t len);
+uint32_t sy_crc32c_table(uint32_t crc, const void *data, size_t len); /* no SSE4.2 */
 
 /* `switchyard spool ls|cat DIR`: lists or prints a spool directory (a
  * sink's, or the spool.dir holding several) without changing it. */
