@@ -76,7 +76,10 @@ typedef struct rw {
     unsigned failures;
     uint64_t sent_requests; /* for pace: grows when a request succeeds */
     pace pace;
-    int connected;
+    int connected;      /* -1 until the first answer or failure: not
+                           published till then (a sink host with a disk
+                           spool sends nothing to a plugin that says it is
+                           disconnected, and this one learns it by sending) */
 
     batch *head, *tail;
     size_t q_bytes, q_samples;
@@ -115,7 +118,8 @@ static void publish(rw *r)
 {
     r->api->stat_set(r->host, SY_STAT_QUEUED, (int64_t)r->q_samples);
     r->api->stat_set(r->host, SY_STAT_QUEUED_BYTES, (int64_t)r->q_bytes);
-    r->api->stat_set(r->host, SY_STAT_CONNECTED, r->connected);
+    if (r->connected >= 0)
+        r->api->stat_set(r->host, SY_STAT_CONNECTED, r->connected);
 }
 
 static void pop(rw *r)
@@ -349,7 +353,7 @@ static void snapshot(rw *r)
     if (!c.n && !r->nts)
         return;
     /* about 10 bytes a sample compressed, at least: pace on that guess */
-    if (!r->nts && pace_wait(&r->pace, r->api->monotonic_ms(r->host), r->connected,
+    if (!r->nts && pace_wait(&r->pace, r->api->monotonic_ms(r->host), r->connected > 0,
                              r->sent_requests, r->q_bytes, r->max_queue, c.n * 10)) {
         r->un_deferred += c.n;
         return;
@@ -602,6 +606,7 @@ static int rw_setup(const sy_host_api *api, sy_host *host, void **state, char *e
     }
     r->api = api;
     r->host = host;
+    r->connected = -1;
     snprintf(r->url, sizeof(r->url), "%s", url);
     r->port = evhttp_uri_get_port(u) > 0 ? evhttp_uri_get_port(u) : 80;
     if (evhttp_uri_get_port(u) > 0)
