@@ -29,6 +29,8 @@
 #define VALUE_FIXED 13             /* kind, double, name length */
 #define SAMPLE_FIXED 30            /* type, delta, value, rate, three lengths */
 #define SAMPLES_FLAG 0x80000000u   /* in a record's count: raw samples */
+#define TIMES_FLAG 0x40000000u     /* ... followed by each one's client time, ms */
+#define COUNT_MASK 0x3fffffffu     /* the count itself */
 #define POS_LEN 42                 /* "%020llu %020llu\n" */
 #define SCAN_STEP_BYTES (4u << 20) /* counted a tick at start-up (1 GiB: 256 ticks) */
 
@@ -302,6 +304,7 @@ struct sy_spool {
     sy_metric *vals;
     size_t valcap;
     sy_sample *smp;        /* a peeked record of raw samples */
+    int64_t *smp_ts;       /* ... and their clients' times, when it has them */
     size_t smpcap;
     unsigned char *wbuf;
     size_t wbufcap;
@@ -419,7 +422,7 @@ static int payload_check(const unsigned char *p, uint64_t len, int64_t *ts, uint
     *ts = (int64_t)get64(p);
     *count = get32(p + 8);
     uint64_t off = 12;
-    uint32_t n = *count & ~SAMPLES_FLAG;
+    uint32_t n = *count & COUNT_MASK;
     for (uint32_t i = 0; i < n; i++) {
         if (*count & SAMPLES_FLAG) {
             if (len - off < SAMPLE_FIXED)
@@ -439,6 +442,11 @@ static int payload_check(const unsigned char *p, uint64_t len, int64_t *ts, uint
         if (len - off < nl)
             return -1;
         off += nl;
+    }
+    if ((*count & SAMPLES_FLAG) && (*count & TIMES_FLAG)) {
+        if (len - off != (uint64_t)n * 8)
+            return -1;
+        off += (uint64_t)n * 8;
     }
     return off == len ? 0 : -1;
 }
@@ -584,6 +592,7 @@ static void spool_free(sy_spool *sp)
     free(sp->sbuf);
     free(sp->vals);
     free(sp->smp);
+    free(sp->smp_ts);
     free(sp->wbuf);
     free(sp);
 }
@@ -950,7 +959,9 @@ int sy_spool_append_samples(sy_spool *sp, const sy_sample_batch *b, int64_t now_
     for (size_t i = 0; i < b->count; i++)
         len += SAMPLE_FIXED + (uint64_t)b->samples[i].name_len + b->samples[i].text_len +
                b->samples[i].tags_len;
-    if (b->count >= SAMPLES_FLAG) {
+    if (b->timestamps_ms)
+        len += (uint64_t)b->count * 8;
+    if (b->count > COUNT_MASK) {
         *dropped = b->count;
         atomic_fetch_add(&sp->st_dropped, (int64_t)b->count);
         return -1;
@@ -959,7 +970,7 @@ int sy_spool_append_samples(sy_spool *sp, const sy_sample_batch *b, int64_t now_
         return -1;
     unsigned char *p = sp->wbuf + HDR;
     put64(p, (uint64_t)now_s);
-    put32(p + 8, (uint32_t)b->count | SAMPLES_FLAG);
+    put32(p + 8, (uint32_t)b->count | SAMPLES_FLAG | (b->timestamps_ms ? TIMES_FLAG : 0));
     p += 12;
     for (size_t i = 0; i < b->count; i++) {
         const sy_sample *x = &b->samples[i];
@@ -981,6 +992,9 @@ int sy_spool_append_samples(sy_spool *sp, const sy_sample_batch *b, int64_t now_
         memcpy(p, x->tags, x->tags_len);
         p += x->tags_len;
     }
+    if (b->timestamps_ms)
+        for (size_t i = 0; i < b->count; i++, p += 8)
+            put64(p, (uint64_t)b->timestamps_ms[i]);
     return record_write(sp, len, b->count, now_s, dropped);
 }
 
@@ -993,13 +1007,18 @@ int sy_spool_has_records(const sy_spool *sp)
 }
 
 /* Decodes the raw samples of the record in sp->buf into sp->smp. */
-static int decode_samples(sy_spool *sp, uint32_t count, sy_sample_batch *sb)
+static int decode_samples(sy_spool *sp, uint32_t flags_count, sy_sample_batch *sb)
 {
+    uint32_t count = flags_count & COUNT_MASK;
     if (count > sp->smpcap) {
         sy_sample *n = realloc(sp->smp, count * sizeof *n);
         if (!n)
             return -1;
         sp->smp = n;
+        int64_t *t = realloc(sp->smp_ts, count * sizeof *t);
+        if (!t)
+            return -1;
+        sp->smp_ts = t;
         sp->smpcap = count;
     }
     const unsigned char *p = sp->buf + 12;
@@ -1020,6 +1039,12 @@ static int decode_samples(sy_spool *sp, uint32_t count, sy_sample_batch *sb)
         x->text = x->name + x->name_len;
         x->tags = x->text + x->text_len;
         p += (size_t)x->name_len + x->text_len + x->tags_len;
+    }
+    memset(sb, 0, sizeof *sb);
+    if (flags_count & TIMES_FLAG) {
+        for (uint32_t i = 0; i < count; i++, p += 8)
+            sp->smp_ts[i] = (int64_t)get64(p);
+        sb->timestamps_ms = sp->smp_ts;
     }
     sb->samples = sp->smp;
     sb->count = count;
@@ -1068,7 +1093,7 @@ int sy_spool_peek_any(sy_spool *sp, sy_metric_batch *b, sy_sample_batch *sb)
             continue;
         }
         if (count & SAMPLES_FLAG) {
-            if (decode_samples(sp, count & ~SAMPLES_FLAG, sb) < 0)
+            if (decode_samples(sp, count, sb) < 0)
                 return 0;
             sp->peeked = 1;
             sp->peek_len = len;
@@ -1115,7 +1140,7 @@ void sy_spool_advance(sy_spool *sp)
     sp->h_off += sp->peek_len;
     sp->h_rec++;
     /* count before the buffer is reused: the record's values */
-    uint32_t count = get32(sp->buf + 8) & ~SAMPLES_FLAG;
+    uint32_t count = get32(sp->buf + 8) & COUNT_MASK;
     sp->h_vals += count;
     atomic_fetch_add(&sp->st_replayed, (int64_t)count);
     atomic_store(&sp->st_records, records_left(sp));
@@ -1193,7 +1218,7 @@ static void scan_step(sy_spool *sp, uint64_t budget)
             len = resync(sp, sp->scan_fd, sp->scan_off, g->scan_end) - sp->scan_off;
         } else {
             g->records++;
-            g->values += cnt & ~SAMPLES_FLAG;
+            g->values += cnt & COUNT_MASK;
         }
         sp->scan_off += len;
         budget -= len < budget ? len : budget;
@@ -1342,14 +1367,14 @@ static int tool_one(const char *path, int cat)
                 continue;
             }
             recs++;
-            vals += count & ~SAMPLES_FLAG;
+            vals += count & COUNT_MASK;
             if (!oldest || ts < oldest)
                 oldest = ts;
             if (ts > newest)
                 newest = ts;
             if (cat && (count & SAMPLES_FLAG)) {
                 const unsigned char *p = sp->buf + 12;
-                for (uint32_t k = 0; k < (count & ~SAMPLES_FLAG); k++) {
+                for (uint32_t k = 0; k < (count & COUNT_MASK); k++) {
                     print_sample(p, ts);
                     p += SAMPLE_FIXED + get32(p + 18) + get32(p + 22) + get32(p + 26);
                 }

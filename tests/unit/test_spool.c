@@ -374,6 +374,10 @@ static void test_samples(void **state)
     };
     sy_sample_batch sb = { .samples = x, .count = 3 };
     assert_int_equal(sy_spool_append_samples(sp, &sb, 1700000100, &dropped), 0);
+    /* the same with the clients' times (DogStatsD |T, ABI 1.4) */
+    const int64_t times[3] = { 1700000000123, -1, INT64_MAX };
+    sy_sample_batch st_b = { .samples = x, .count = 3, .timestamps_ms = times };
+    assert_int_equal(sy_spool_append_samples(sp, &st_b, 1700000101, &dropped), 0);
     append_batch(sp, 4, &dropped);
     sy_spool_close(sp);
 
@@ -383,7 +387,7 @@ static void test_samples(void **state)
         sy_spool_tick(sp, 0);
     sy_spool_stats st;
     sy_spool_stats_get(sp, &st);
-    assert_int_equal(st.records, 3);
+    assert_int_equal(st.records, 4);
     sy_metric_batch b;
     sy_sample_batch got;
     assert_int_equal(sy_spool_peek_any(sp, &b, &got), 1);
@@ -404,13 +408,23 @@ static void test_samples(void **state)
         assert_int_equal(g->type, w->type);
         assert_int_equal(g->is_delta, w->is_delta);
     }
+    assert_null(got.timestamps_ms);
+    sy_spool_advance(sp);
+    assert_int_equal(sy_spool_peek_any(sp, &b, &got), 2);
+    assert_int_equal(got.count, 3);
+    assert_non_null(got.timestamps_ms);
+    for (size_t i = 0; i < 3; i++) {
+        assert_true(got.timestamps_ms[i] == times[i]);
+        assert_memory_equal(got.samples[i].name, x[i].name, x[i].name_len);
+        assert_true(got.samples[i].value == x[i].value);
+    }
     sy_spool_advance(sp);
     assert_int_equal(sy_spool_peek_any(sp, &b, &got), 1);
     assert_true(check_batch(&b, 4));
     sy_spool_advance(sp);
     assert_int_equal(sy_spool_peek_any(sp, &b, &got), 0);
     sy_spool_stats_get(sp, &st);
-    assert_int_equal(st.replayed, 4 + 3 + 5);
+    assert_int_equal(st.replayed, 4 + 3 + 3 + 5);
     sy_spool_close(sp);
 }
 
