@@ -181,6 +181,14 @@ static int tag_append(char *key, int n, const char *t, size_t len, int sanitize,
     return key_append(key, n, tag, len, sanitize, in_space);
 }
 
+/* What sanitize_into does with a byte its keep table does not keep. */
+enum { BC_DROP, BC_SPACE, BC_UTF8, BC_SLASH, BC_COMMA, BC_SEMI, BC_COLON };
+static const unsigned char byte_class[256] = {
+    [' '] = BC_SPACE, ['\t'] = BC_SPACE, ['\n'] = BC_SPACE, ['\r'] = BC_SPACE, ['\v'] = BC_SPACE,
+    ['\f'] = BC_SPACE, ['/'] = BC_SLASH, [','] = BC_COMMA, [';'] = BC_SEMI, [':'] = BC_COLON,
+    [0xC2 ... 0xFF] = BC_UTF8, /* may start a UTF-8 whitespace character */
+};
+
 /* Whether the eight bytes at s are all kept as they are. */
 static inline int kept8(const unsigned char *s)
 {
@@ -222,29 +230,43 @@ static inline __attribute__((always_inline)) char *sanitize_into(char *out, cons
             s++;
             continue;
         }
-        size_t u = c >= 0xC2 ? sy_utf8_space(s, (size_t)(e - s)) : 0;
-        if (u || js_space(c)) {
+        size_t u = 1;
+        switch (byte_class[c]) {
+        case BC_UTF8:
+            u = sy_utf8_space(s, (size_t)(e - s));
+            if (!u) {
+                s++; /* vanishes */
+                continue;
+            }
+            __attribute__((fallthrough)); /* a whitespace character of u bytes */
+        case BC_SPACE:
             if (s != space_end)
                 *out++ = '_';
-            s += u ? u : 1;
+            s += u;
             space_end = s;
             continue;
-        }
-        s++;
-        if (tags && c == ',') {
-            *out++ = ';';
-            semi = colon = 0;
-        } else if (tags && c == ';') {
+        case BC_SLASH:
+            *out++ = '-';
+            break;
+        case BC_COMMA:
+            if (tags) {
+                *out++ = ';';
+                semi = colon = 0;
+            }
+            break;
+        case BC_SEMI: /* in a tag only: keep_byte keeps it in a name */
             *out++ = semi ? ';' : '_';
             semi = 1;
-        } else if (tags && c == ':') {
-            if (!colon)
+            break;
+        case BC_COLON:
+            if (tags && !colon)
                 *out++ = '=';
             colon = 1;
-        } else if (c == '/') {
-            *out++ = '-';
+            break;
+        default: /* vanishes */
+            break;
         }
-        /* anything else vanishes */
+        s++;
     }
     return out;
 }
