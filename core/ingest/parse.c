@@ -458,6 +458,15 @@ static inline int parse_number(const char *s, size_t len, double *out)
 
 static int parse_type(const char *s, size_t len, uint8_t *type)
 {
+    /* the usual "c" and "ms" first, before any trimming */
+    if (len == 1 && s[0] == 'c') {
+        *type = SY_SAMPLE_COUNTER;
+        return 0;
+    }
+    if (len == 2 && s[0] == 'm' && s[1] == 's') {
+        *type = SY_SAMPLE_TIMER;
+        return 0;
+    }
     while (len && js_space((unsigned char)*s))
         s++, len--;
     while (len && js_space((unsigned char)s[len - 1]))
@@ -487,7 +496,11 @@ static int parse_rate(const char *s, size_t len, double *rate)
     size_t run = 1;
     while (run < len && ((s[run] >= '0' && s[run] <= '9') || s[run] == '.'))
         run++;
-    if (run == 1 || parse_number(s + 1, run - 1, rate) < 0 || !(*rate > 0))
+    if (run == len) /* "@0.1": the run is the whole text, already read */
+        *rate = whole;
+    else if (run == 1 || parse_number(s + 1, run - 1, rate) < 0)
+        return -1;
+    if (!(*rate > 0))
         return -1;
     return 0;
 }
