@@ -683,6 +683,10 @@ def measure(server, load_args, duration=None, group="bench"):
         res["sink_bad_lines"] = st["bad_lines"]
         res["server_reported_dropped"] = int(watch_sum(
             st, lambda k: ".switchyard.listener." in k and k.endswith(".dropped")))
+        # values a sink's queue dropped (a 1M-key flush is some 330 MB):
+        # lost on the output side, not at ingest
+        res["server_sink_dropped"] = int(watch_sum(
+            st, lambda k: ".switchyard.sink." in k and k.endswith(".dropped")))
         pr = st["watch"].get("stats.counters.statsd.packets_received.count")
         if pr:
             res["server_packets_received"] = int(pr[1])
@@ -924,6 +928,8 @@ def print_table(sc):
                          % (r["gen_cpu_s"], r["gen_cpu_s"] / (r["sent"] / 1e6)))
         if r.get("drain_s"):
             extra.append("%s/s including the %.1f s drain" % (fmt_int(r["processed_rate"]), r["drain_s"]))
+        if r.get("server_sink_dropped"):
+            extra.append("its graphite sink's queue dropped %s values" % fmt_int(r["server_sink_dropped"]))
         if r.get("late_units"):
             extra.append("%s units arrived after it looked idle (%.1f s later)"
                          % (fmt_int(r["late_units"]), r.get("settle_s", 0)))
