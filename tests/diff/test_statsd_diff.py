@@ -142,7 +142,7 @@ class Subject:
         self.server = server
         self.capture = capture
         self.error = None
-        self.send_delays = []   # seconds from flush k-1 arriving to batch k sent
+        self.send_delays = []   # seconds from flush k-1 arriving to batch k's first send
         self.send_times = []    # seconds batch k took to send (paced by the receiver)
 
     def flushes(self, count):
@@ -169,7 +169,7 @@ def _drive(subject, batches, interval_s):
         started = cap.wait_for_flushes(k, timeout=0)
         sending = time.monotonic()
         send_udp_paced(subject.server.udp_port, batch)
-        subject.send_delays.append(time.monotonic() - started)
+        subject.send_delays.append(sending - started)
         subject.send_times.append(time.monotonic() - sending)
         if cap.wait_for_flushes(k + 1, timeout=2 * interval_s + 5) is None:
             subject.error = "flush %d never arrived" % (k + 1)
@@ -330,7 +330,9 @@ def check_scenario(results, name, options, against, mutate, workdir, dump_dir=No
     ref_flushes, sut_flushes = ref.flushes(nflush), sut.flushes(nflush)
     interval_s = options["flushInterval"] / 1000.0
 
-    # Harness: the reference saw batch k in flush k, sent in good time.
+    # Harness: the reference saw batch k in flush k (its packets_received:
+    # a paced batch that statsd was still reading at its flush would split),
+    # and each driver started sending in good time.
     pk_name = counter_rate_name(options, options.get("prefixStats", "statsd") + ".packets_received")
     harness = []
     for k in range(1, nflush):
@@ -339,7 +341,7 @@ def check_scenario(results, name, options, against, mutate, workdir, dump_dir=No
         if got != [want]:
             harness.append("reference flush %d: %s = %s, expected [%r]" % (k, pk_name, got, want))
     for s in (ref, sut):
-        late = [d for d in s.send_delays if d > interval_s * 0.8]
+        late = [d for d in s.send_delays if d > interval_s / 2]
         if late:
             harness.append("%s: batches sent late after the flush: %s s"
                            % (s.label, ", ".join("%.3f" % d for d in late)))
