@@ -453,6 +453,8 @@ int sy_parse_begin(sy_line *it, const char *line, size_t len, char *keybuf, int 
  * plain decimal, see numfmt.h). */
 static inline int parse_number(const char *s, size_t len, double *out)
 {
+    if (sy_parse_short_int(s, len, out)) /* the usual value, without a call */
+        return 0;
     return len ? sy_parse_double(s, len, out) : -1;
 }
 
