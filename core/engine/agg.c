@@ -271,8 +271,8 @@ static uint64_t budget_carry(sy_agg *a, sy_entry *e)
 
 /* Find or create; NULL when the key limit (or memory) says no.  statsd's
  * own keys (internal) are exempt from the limit. */
-static sy_entry *find_entry(sy_agg *a, uint64_t h, int type, const char *key, size_t len,
-                            int own, uint64_t sinks);
+static inline sy_entry *find_entry(sy_agg *a, uint64_t h, int type, const char *key, size_t len,
+                                   int own, uint64_t sinks);
 
 static sy_entry *lookup_in(sy_agg *a, int type, const char *key, size_t len, int internal)
 {
@@ -655,8 +655,9 @@ static uint64_t route_sinks(const sy_agg *a, uint32_t idx)
 /* An aggregate's identity is (type, name, sinks): samples that reach a name
  * by different routes merge when they go to the same sinks, and stay apart
  * when they do not (one key routed per sender to different sinks). */
-static sy_entry *find_entry(sy_agg *a, uint64_t h, int type, const char *key, size_t len,
-                            int own, uint64_t sinks)
+static inline __attribute__((always_inline)) sy_entry *find_entry(sy_agg *a, uint64_t h, int type,
+                                                                   const char *key, size_t len,
+                                                                   int own, uint64_t sinks)
 {
     size_t mask = a->cap - 1;
     for (size_t i = h & mask;; i = (i + 1) & mask) {
