@@ -53,8 +53,8 @@ typedef struct job_sink {
 typedef struct job {
     struct job *next;
     sy_snapshot *snap;
-    sy_flusher *flusher;   /* the output's when it was made: a reload sends
-                            * what is left of every job out first */
+    sy_flusher *flusher;   /* the output's when it was made (a reload keeps
+                            * it, in old_flushers, while the job needs it) */
     sy_extra_metric *extra;
     size_t nextra;
     char *extra_names;
@@ -66,6 +66,13 @@ typedef struct job {
     int timed;
     double calc_ms, processing_ms;
 } job;
+
+/* The flusher of a config a reload replaced, kept while a job made before
+ * the reload still makes lines with it. */
+typedef struct old_flusher {
+    struct old_flusher *next;
+    sy_flusher *f;
+} old_flusher;
 
 /* A sink replaced by a reload, drained before it is closed. */
 typedef struct retiring {
@@ -94,6 +101,7 @@ struct sy_output {
     sy_sink **sinks;
     size_t nsinks;
     sy_flusher *flusher;
+    old_flusher *old_flushers;
     char plugin_dir[1024];
     pthread_t thread;
     int started;
@@ -400,6 +408,25 @@ static int sink_busy_before(const sy_output *o, const job *upto, const sy_sink *
     return 0;
 }
 
+/* Frees the replaced flushers no job uses any more. */
+static void old_flushers_reap(sy_output *o)
+{
+    old_flusher **pp = &o->old_flushers;
+    while (*pp) {
+        old_flusher *of = *pp;
+        int used = 0;
+        for (const job *j = o->jobs; j && !used; j = j->next)
+            used = j->flusher == of->f;
+        if (used) {
+            pp = &of->next;
+            continue;
+        }
+        *pp = of->next;
+        sy_flusher_free(of->f);
+        free(of);
+    }
+}
+
 static void jobs_reap(sy_output *o)
 {
     job **pp = &o->jobs, *prev = NULL;
@@ -415,6 +442,8 @@ static void jobs_reap(sy_output *o)
             pp = &j->next;
         }
     }
+    if (o->old_flushers)
+        old_flushers_reap(o);
 }
 
 /* Give each sink the next pieces of its oldest unfinished flush while it
@@ -453,37 +482,59 @@ static void pump_cb(evutil_socket_t fd, short what, void *arg)
     pump(arg);
 }
 
-/* Whatever is left of every flush goes to its sinks now, as it did before
+/* What is left of one sink's flush goes to it now, as it did before
  * flushes were paced (the host holds what a sink refuses, within
- * retryMaxMetrics, and counts the rest as dropped): before a reload
- * changes the sinks and the flusher, and at shutdown once shutdownTimeout
- * is out.  At shutdown (final) a sink without a spool has no time left to
- * send anything: the rest is counted, not made, so that the exit is not
- * held up making lines that cannot leave (at 5M keys, three flushes of
- * 10M lines took seconds); a spooled sink's rest goes to its spool. */
+ * retryMaxMetrics, and counts the rest as dropped).  At shutdown (final) a
+ * sink without a spool has no time left to send anything: the rest is
+ * counted, not made, so that the exit is not held up making lines that
+ * cannot leave (at 5M keys, three flushes of 10M lines took seconds); a
+ * spooled sink's rest goes to its spool. */
+static void push_one(sy_output *o, job *j, job_sink *js, int final)
+{
+    if (!sy_sink_spooled(js->sink) && final) {
+        skip_rest(o, j, js, "shutdownTimeout passed before the sink took the whole "
+                            "flush: the rest is not made");
+        return;
+    }
+    if (!sy_sink_spooled(js->sink) && sy_sink_stuck(js->sink)) {
+        skip_rest(o, j, js, "the sink is down or stuck: what is left of a flush for a "
+                            "sink a reload closes is not made");
+        return;
+    }
+    job_timing(j, js);
+    while (sy_flusher_next(j->flusher, j->snap, j->extra, j->nextra, js->bit, &js->c, SIZE_MAX,
+                           sy_sink_spooled(js->sink) ? emit_spill : emit_to_sink, js))
+        ;
+    job_sink_done(o, j, js);
+}
+
+/* Every unfinished flush's rest, to every sink, at shutdown once
+ * shutdownTimeout is out. */
 static void push_out(sy_output *o, int final)
+{
+    for (job *j = o->jobs; j; j = j->next)
+        for (size_t k = 0; k < j->nsinks; k++)
+            if (!j->s[k].done)
+                push_one(o, j, &j->s[k], final);
+    jobs_reap(o);
+}
+
+/* A reload: the sinks it closes get the rest of their unfinished flushes
+ * now (they are then drained and closed); the sinks it keeps (the same
+ * plugin and settings: the same connection and queue) go on taking theirs
+ * a piece at a time, made with the flusher of the config they were taken
+ * under, so a reload in the middle of a large flush loses nothing a
+ * healthy sink would have taken. */
+static void push_out_closing(sy_output *o, sy_sink *const *kept, size_t nkept)
 {
     for (job *j = o->jobs; j; j = j->next)
         for (size_t k = 0; k < j->nsinks; k++) {
             job_sink *js = &j->s[k];
-            if (js->done)
-                continue;
-            if (!sy_sink_spooled(js->sink) && final) {
-                skip_rest(o, j, js, "shutdownTimeout passed before the sink took the whole "
-                                    "flush: the rest is not made");
-                continue;
-            }
-            if (!sy_sink_spooled(js->sink) && sy_sink_stuck(js->sink)) {
-                skip_rest(o, j, js, "the sink is down or stuck: what is left of a flush at "
-                                    "a reload is not made");
-                continue;
-            }
-            job_timing(j, js);
-            while (sy_flusher_next(j->flusher, j->snap, j->extra, j->nextra, js->bit, &js->c,
-                                   SIZE_MAX,
-                                   sy_sink_spooled(js->sink) ? emit_spill : emit_to_sink, js))
-                ;
-            job_sink_done(o, j, js);
+            int keep = 0;
+            for (size_t i = 0; i < nkept && !keep; i++)
+                keep = kept[i] == js->sink;
+            if (!js->done && !keep)
+                push_one(o, j, js, 0);
         }
     jobs_reap(o);
 }
@@ -695,7 +746,6 @@ static void retire(sy_output *o, sy_sink *s)
 /* A reload: reuse what did not change, open what is new, retire the rest. */
 static void process_config(sy_output *o, sy_config *nc)
 {
-    push_out(o, 0);
     const sy_config *oc = o->conf;
     sy_sink **ns = calloc(nc->nsinks ? nc->nsinks : 1, sizeof *ns);
     sy_flusher *nf = sy_flusher_new(&nc->flush);
@@ -727,6 +777,7 @@ static void process_config(sy_output *o, sy_config *nc)
         else
             sy_log(SY_INFO, "reload: sink '%s' (re)opened", sc->name);
     }
+    push_out_closing(o, ns, nc->nsinks);
     pthread_mutex_lock(&o->sinks_lock);
     for (size_t j = 0; j < o->nsinks; j++)
         if (o->sinks[j])
@@ -735,7 +786,16 @@ static void process_config(sy_output *o, sy_config *nc)
     o->sinks = ns;
     o->nsinks = nc->nsinks;
     pthread_mutex_unlock(&o->sinks_lock);
-    sy_flusher_free(o->flusher);
+    old_flusher *of = malloc(sizeof *of);
+    if (of) {
+        of->f = o->flusher;
+        of->next = o->old_flushers;
+        o->old_flushers = of;
+        old_flushers_reap(o); /* at once when no job needs it */
+    } else {
+        push_out(o, 0); /* out of memory: the old way, every rest at once */
+        sy_flusher_free(o->flusher);
+    }
     o->flusher = nf;
     o->conf = nc;
     sy_config_free(o->owned_conf);
@@ -967,6 +1027,7 @@ void sy_output_free(sy_output *o)
         o->jobs = j->next;
         job_free(j);
     }
+    old_flushers_reap(o);
     if (o->pump_ev)
         event_free(o->pump_ev);
     pending *p = o->head;

@@ -205,6 +205,51 @@ def timer_flush(res, workdir):
         sink.stop()
 
 
+def reload_mid_flush(res, workdir):
+    """A reload (SIGHUP, the same config) while a sink it keeps is still
+    taking a flush of TIMERS timer keys (the sink stopped with SIGSTOP, its
+    queue full): the sink goes on taking the flush a piece at a time after
+    the reload, and every timer's count arrives once it reads again.
+    Before, a reload handed the rest of every flush to the sinks at once,
+    and what the queue (256 KiB) and the retry list (retryMaxMetrics
+    20,000) could not hold was dropped: about 780,000 of 800,000 lines."""
+    label = "reload mid-flush"
+    sink = SumSink(workdir, "sumsink-reload")
+    sinks = carbon_sinks(sink.port)
+    sinks["carbon"]["retryMaxMetrics"] = 20000
+    d = Daemon(workdir, "sy-reload-flush", sinks)
+    stopped = False
+    try:
+        if not res.check("%s: switchyard starts" % label, sink.port and d.start(), d.proc.logs()):
+            return
+        wait_until(lambda: stat(d, "connected", "carbon", "graphite") == 1, 10)
+        os.kill(sink.proc.pid, signal.SIGSTOP)
+        stopped = True
+        d.send(["pr.k%d:%d|ms" % (i, i % 1000) for i in range(TIMERS)])
+        taking = wait_until(lambda: (stat(d, "queued", "carbon", "graphite") or 0) > 0, 15, step=0.1)
+        res.check("%s: the flush is being taken, the sink stopped with its queue full (%r lines)"
+                  % (label, stat(d, "queued", "carbon", "graphite")), bool(taking), d.proc.logs())
+        os.kill(d.proc.pid, signal.SIGHUP)
+        applied = wait_until(lambda: "reload applied" in d.proc.logs(), 15, step=0.1)
+        res.check("%s: the reload is applied while the sink is stopped" % label, bool(applied),
+                  d.proc.logs())
+        time.sleep(0.5)
+        os.kill(sink.proc.pid, signal.SIGCONT)
+        stopped = False
+        wait_until(lambda: sink.total("pr", "timers") >= TIMERS, 60, step=0.5)
+        got = sink.total("pr", "timers")
+        res.check("%s: every one of %d timer counts reached carbon after the reload (%d lines a "
+                  "flush, retry list 20,000, queue %d KiB)" % (label, TIMERS, TIMERS * 14, QUEUE >> 10),
+                  got == TIMERS, "the timers' counts add up to %d" % got)
+        no_drop(res, label, d, "carbon", "graphite")
+        stop_ok(res, label, d)
+    finally:
+        if stopped:
+            os.kill(sink.proc.pid, signal.SIGCONT)
+        d.proc.stop()
+        sink.stop()
+
+
 STUCK_KEYS = int(os.environ.get("SY_PACING_STUCK_KEYS", "40000"))
 STUCK_ROUNDS = 8
 STUCK_SINKS = int(os.environ.get("SY_PACING_STUCK_SINKS", "3"))
@@ -491,6 +536,7 @@ def main():
     try:
         fast_carbon(res, workdir)
         timer_flush(res, workdir)
+        reload_mid_flush(res, workdir)
         stuck_and_fast(res, workdir)
         stuck_carbon(res, workdir)
         repeater_flushed(res, workdir)
