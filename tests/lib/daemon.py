@@ -2,9 +2,11 @@
 
 The pieces most suites need around the daemon under test: write (and
 atomically rewrite) its config, start it and wait for a port, SIGHUP and
-SIGTERM/SIGINT it, read its log, and check a sanitized build left no
-report.  New suites use this rather than growing another copy.
+SIGTERM/SIGINT it, read its log, read the flushes of a console sink, and
+check that it exits 0 and that a sanitized build left no report.  New
+suites use this rather than growing another copy.
 """
+import collections
 import os
 import re
 import signal
@@ -21,6 +23,8 @@ class Daemon:
         self.name = name
         self.binary = switchyard_binary()
         self.config_path = os.path.join(workdir, name + ".config.lua")
+        # where a config may point a console sink (flushes() reads it)
+        self.console_path = os.path.join(workdir, name + ".console.txt")
         self.proc = Process(name, [self.binary, "-c", self.config_path] + list(args), workdir,
                             cwd=REPO_DIR, env=env)
         self.rc = None
@@ -97,11 +101,62 @@ class Daemon:
     def logs(self, limit=6000):
         return self.proc.logs(limit)
 
+    def flushes(self):
+        """The console sink's file as an ordered list of (ts, {name: value
+        text}), one entry per flush timestamp."""
+        return console_flushes(self.console_path)
+
+    def wait_flushes(self, n, timeout=10.0):
+        """Wait until the console file has at least n more flushes than now."""
+        have = len(self.flushes())
+        return wait_until(lambda: len(self.flushes()) >= have + n, timeout)
+
+    def finish(self, res, label):
+        """Stop it (SIGTERM), check it exits 0 and, for a sanitized build,
+        that it left no sanitizer report."""
+        rc = self.stop()
+        res.check("%s: switchyard exits 0 on SIGTERM" % label, rc == 0,
+                  "exit code %r\n%s" % (rc, self.logs()))
+        self.check_sanitizer(res, label)
+
     def check_sanitizer(self, res, label):
         """No sanitizer report from this daemon (a check only against a
         sanitized binary: lib/sanitizer.py)."""
         return sanitizer.check_clean(res, label, self.binary, self.proc.pid, self.log(),
                                      self.proc.env)
+
+
+def console_flushes(path):
+    """A console sink's file ("name value ts" lines; a name may hold
+    spaces) as an ordered list of (ts, {name: value text})."""
+    by_ts = collections.OrderedDict()
+    try:
+        with open(path, "rb") as f:
+            for raw in f:
+                line = raw.decode("utf-8", "surrogateescape").rstrip("\n")
+                name, _, ts = line.rpartition(" ")
+                name, _, value = name.rpartition(" ")
+                if not name or not ts.isdigit():
+                    continue
+                by_ts.setdefault(int(ts), {})[name] = value
+    except OSError:
+        pass
+    return list(by_ts.items())
+
+
+def sink_stat(metrics, sink, stat):
+    """switchyard's own value for a sink in one flush (`metrics` as
+    console_flushes gives it), as a number; None if it is not there."""
+    suffix = ".switchyard.sink.%s.%s" % (sink, stat)
+    for name, value in metrics.items():
+        if name.endswith(suffix):
+            return float(value)
+    return None
+
+
+def sink_stat_sum(flushes, sink, stat):
+    """sink_stat summed over flushes."""
+    return sum(sink_stat(m, sink, stat) or 0 for _, m in flushes)
 
 
 def rss_kib(pid):
