@@ -39,10 +39,10 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from lib import REPO_DIR  # noqa: E402
 from lib.capture import GraphiteCapture  # noqa: E402
-from lib.netutil import LOOPBACK, free_port_pair, send_tcp, sleep_until_phase, wait_for_port  # noqa: E402
-from lib.proc import Process, make_workdir, remove_workdir, wait_until  # noqa: E402
+from lib.daemon import Daemon as SharedDaemon  # noqa: E402
+from lib.netutil import LOOPBACK, free_port_pair, send_tcp, sleep_until_phase  # noqa: E402
+from lib.proc import make_workdir, remove_workdir, wait_until  # noqa: E402
 from lib.results import Results  # noqa: E402
 from lib.switchyard import switchyard_binary, to_lua  # noqa: E402
 
@@ -103,22 +103,18 @@ EXPECTED_TAGGED = [
 ]
 
 
-class Daemon:
+class Daemon(SharedDaemon):
     """One switchyard with a config written here: listeners, sinks, and
-    optionally routes (Lua source, since rules are Lua values)."""
+    optionally routes (Lua source, since rules are Lua values);
+    tests/lib/daemon.py does the rest."""
 
     def __init__(self, name, workdir, options, sinks, routes=None, host=LOOPBACK):
-        self.name = name
-        self.workdir = workdir
+        super().__init__(name, workdir)
         self.options = options
         self.sinks = sinks
         self.routes = routes
         self.host = host
         self.port = free_port_pair() if host == LOOPBACK else _free_port6()
-        self.config_path = os.path.join(workdir, name + ".config.lua")
-        self.proc = None
-        self.start_error = None
-        self.starts = 0
 
     def config(self):
         h = "[%s]" % self.host if ":" in self.host else self.host
@@ -133,31 +129,11 @@ class Daemon:
         return text + "return cfg\n"
 
     def start(self, timeout=10.0):
-        binary = switchyard_binary()
-        if not os.access(binary, os.X_OK):
-            self.start_error = "switchyard binary %s is missing" % binary
-            return False
-        with open(self.config_path, "w") as f:
-            f.write(self.config())
-        self.starts += 1
-        self.proc = Process("%s-%d" % (self.name, self.starts), [binary, "-c", self.config_path],
-                            self.workdir, cwd=REPO_DIR).start()
-        if not wait_for_port(self.port, timeout, host=self.host, alive=self.proc.alive):
-            self.start_error = "did not start listening on tcp %s:%d" % (self.host, self.port)
-            return False
-        return True
+        return super().start(self.config(), port=self.port, timeout=timeout, host=self.host)
 
     def send(self, lines):
         """All lines over one TCP connection (no loss on the way in)."""
         send_tcp(self.port, "\n".join(lines) + "\n", host=self.host)
-
-    def stop(self):
-        return self.proc.stop() if self.proc else None
-
-    def logs(self):
-        if self.proc is None:
-            return "(%s never started: %s)" % (self.name, self.start_error)
-        return self.proc.logs()
 
 
 def _free_port6():

@@ -13,7 +13,7 @@ import signal
 
 from . import REPO_DIR
 from . import sanitizer
-from .netutil import wait_for_port
+from .netutil import LOOPBACK, wait_for_port
 from .proc import Process, wait_until
 from .switchyard import switchyard_binary
 
@@ -25,9 +25,13 @@ class Daemon:
         self.config_path = os.path.join(workdir, name + ".config.lua")
         # where a config may point a console sink (flushes() reads it)
         self.console_path = os.path.join(workdir, name + ".console.txt")
-        self.proc = Process(name, [self.binary, "-c", self.config_path] + list(args), workdir,
-                            cwd=REPO_DIR, env=env)
+        self.argv = [self.binary, "-c", self.config_path] + list(args)
+        self.workdir = workdir
+        self.env = env
+        self.proc = Process(name, self.argv, workdir, cwd=REPO_DIR, env=env)
         self.rc = None
+        self.starts = 0
+        self.start_error = None
 
     def write_config(self, text):
         """Replace the file atomically, so a reload never reads half of it."""
@@ -36,16 +40,29 @@ class Daemon:
             f.write(text)
         os.replace(tmp, self.config_path)
 
-    def start(self, text, port=None, timeout=20.0):
+    def start(self, text, port=None, timeout=20.0, host=LOOPBACK):
         """Write the config and start; with a port, wait until it accepts
-        TCP connections.  False if the binary is missing or it never did."""
+        TCP connections on host.  False (start_error says why) if the
+        binary is missing or it never did.  Starting again after a stop
+        runs a new process whose output goes to NAME-N.stdout/.stderr, so
+        the earlier run's log stays for a post-mortem."""
+        self.start_error = None
         if not os.access(self.binary, os.X_OK):
+            self.start_error = "switchyard binary %s is missing" % self.binary
             return False
         self.write_config(text)
+        self.starts += 1
+        if self.starts > 1:
+            self.proc = Process("%s-%d" % (self.name, self.starts), self.argv, self.workdir,
+                                cwd=REPO_DIR, env=self.env)
+        self.rc = None
         self.proc.start()
         if port is None:
             return True
-        return wait_for_port(port, timeout, alive=self.proc.alive)
+        if not wait_for_port(port, timeout, host=host, alive=self.proc.alive):
+            self.start_error = "did not start listening on tcp %s:%d" % (host, port)
+            return False
+        return True
 
     @property
     def pid(self):
@@ -99,6 +116,8 @@ class Daemon:
         return wait_until(lambda: self.count(pattern) >= n, timeout)
 
     def logs(self, limit=6000):
+        if self.start_error:
+            return "(%s: %s)\n%s" % (self.name, self.start_error, self.proc.logs(limit))
         return self.proc.logs(limit)
 
     def flushes(self):
