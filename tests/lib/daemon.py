@@ -13,9 +13,9 @@ import signal
 
 from . import REPO_DIR
 from . import sanitizer
-from .netutil import LOOPBACK, wait_for_port
+from .netutil import LOOPBACK, free_port_pair, send_tcp, wait_for_port
 from .proc import Process, wait_until
-from .switchyard import switchyard_binary
+from .switchyard import switchyard_binary, to_lua
 
 
 class Daemon:
@@ -143,6 +143,45 @@ class Daemon:
         sanitized binary: lib/sanitizer.py)."""
         return sanitizer.check_clean(res, label, self.binary, self.proc.pid, self.log(),
                                      self.proc.env)
+
+
+class ConfigDaemon(Daemon):
+    """A daemon whose config is built here: UDP and TCP listeners on one
+    port of `host` (127.0.0.1, or ::1 with a port free there), the
+    top-level `options`, the `sinks`, and `routes` (Lua source, since rules
+    are Lua values), if any."""
+
+    def __init__(self, name, workdir, options, sinks, routes=None, host=LOOPBACK, port=None):
+        super().__init__(name, workdir)
+        self.options = options
+        self.sinks = sinks
+        self.routes = routes
+        self.host = host
+        self.port = port or free_port_pair()
+
+    @property
+    def dest(self):
+        """host:port, as a repeater's destinations name it."""
+        h = "[%s]" % self.host if ":" in self.host else self.host
+        return "%s:%d" % (h, self.port)
+
+    def config(self):
+        cfg = {"listen": ["udp://" + self.dest, "tcp://" + self.dest]}
+        cfg.update(self.options)
+        cfg["sinks"] = self.sinks
+        text = "-- written by tests/lib/daemon.py\n"
+        text += 'local route = require "switchyard.route"\n'
+        text += "local cfg = " + to_lua(cfg) + "\n"
+        if self.routes:
+            text += "cfg.routes = " + self.routes + "\n"
+        return text + "return cfg\n"
+
+    def start(self, timeout=10.0):
+        return super().start(self.config(), port=self.port, timeout=timeout, host=self.host)
+
+    def send(self, lines):
+        """All lines over one TCP connection (no loss on the way in)."""
+        send_tcp(self.port, "\n".join(lines) + "\n", host=self.host)
 
 
 def console_flushes(path):
