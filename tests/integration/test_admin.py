@@ -60,7 +60,8 @@ from lib.proc import make_workdir, remove_workdir, wait_until  # noqa: E402
 from lib.results import Results  # noqa: E402
 from lib.statsd import StatsdServer  # noqa: E402
 from lib import sanitizer  # noqa: E402
-from lib.switchyard import SwitchyardServer, switchyard_binary, to_lua  # noqa: E402
+from lib.daemon import SwitchyardServer  # noqa: E402
+from lib.switchyard import switchyard_binary  # noqa: E402
 
 TEST_NAME = "test_admin"
 LONG_FLUSH = 3600000          # the comparison daemons never flush during the test
@@ -753,18 +754,8 @@ def check_http(res, workdir, cap):
 def start_with_unix(sy, sockpath):
     """SwitchyardServer.start with a Unix stream listener added (its path
     has a quote and a backslash, for the label escaping)."""
-    from lib import switchyard as swmod
-    orig = swmod.switchyard_config
-
-    def with_unix(options, udp_port, tcp_port, graphite_port):
-        text = orig(options, udp_port, tcp_port, graphite_port)
-        return text.replace('"tcp://%s:%d"' % (LOOPBACK, tcp_port),
-                            '"tcp://%s:%d", %s' % (LOOPBACK, tcp_port, to_lua("unix://" + sockpath)), 1)
-    swmod.switchyard_config = with_unix
-    try:
-        return sy.start()
-    finally:
-        swmod.switchyard_config = orig
+    sy.listen.append("unix://" + sockpath)
+    return sy.start()
 
 
 def flush_values(cap, name):

@@ -59,7 +59,8 @@ from lib.netutil import (LOOPBACK, free_port, send_udp, sleep_until_phase,  # no
 from lib.proc import Process, make_workdir, remove_workdir, wait_until  # noqa: E402
 from lib.results import Results  # noqa: E402
 from lib.statsd import StatsdServer  # noqa: E402
-from lib.switchyard import SwitchyardServer, switchyard_binary, switchyard_config  # noqa: E402
+from lib.daemon import SwitchyardServer  # noqa: E402
+from lib.switchyard import switchyard_binary, switchyard_config  # noqa: E402
 
 try:  # Debian's python3-whisper: a fast read for the outage's timing
     import whisper  # noqa: E402

@@ -15,13 +15,13 @@ from . import REPO_DIR
 from . import sanitizer
 from .netutil import LOOPBACK, free_port_pair, send_tcp, wait_for_port
 from .proc import Process, wait_until
-from .switchyard import switchyard_binary, to_lua
+from .switchyard import switchyard_binary, switchyard_config, to_lua
 
 
 class Daemon:
-    def __init__(self, name, workdir, args=(), env=None):
+    def __init__(self, name, workdir, args=(), env=None, binary=None):
         self.name = name
-        self.binary = switchyard_binary()
+        self.binary = binary or switchyard_binary()
         self.config_path = os.path.join(workdir, name + ".config.lua")
         # where a config may point a console sink (flushes() reads it)
         self.console_path = os.path.join(workdir, name + ".console.txt")
@@ -182,6 +182,48 @@ class ConfigDaemon(Daemon):
     def send(self, lines):
         """All lines over one TCP connection (no loss on the way in)."""
         send_tcp(self.port, "\n".join(lines) + "\n", host=self.host)
+
+
+class SwitchyardServer(Daemon):
+    """switchyard as the differential and carbon tests run it: UDP and TCP
+    on one port, the scenario's statsd options, and one graphite sink
+    `carbon` at graphite_port (plus sink_settings), with the interface of
+    lib/statsd.py's StatsdServer, so a test drives both alike.  `listen`
+    adds listeners (e.g. a unix:// path)."""
+
+    kind = "switchyard"
+
+    def __init__(self, name, options, graphite_port, workdir, binary=None, sink_settings=None,
+                 listen=()):
+        super().__init__(name, workdir, binary=binary)
+        self.options = options
+        self.graphite_port = graphite_port
+        self.sink_settings = sink_settings
+        self.listen = list(listen)
+        self.udp_port = self.tcp_port = free_port_pair()
+
+    def config(self):
+        return switchyard_config(self.options, self.udp_port, self.tcp_port, self.graphite_port,
+                                 self.sink_settings, self.listen)
+
+    def start(self, timeout=10.0):
+        """Start and wait for the TCP listener and the admin ports the
+        options name (they open after the listeners: a test that asks right
+        away must not find them closed).  False, with start_error set, when
+        the binary is missing or it does not come up."""
+        if not super().start(self.config(), port=self.tcp_port, timeout=timeout):
+            return False
+        admin = []
+        if self.options.get("mgmt_port"):
+            admin.append(int(self.options["mgmt_port"]))
+        http = self.options.get("httpAddress")
+        if http and not http.endswith(":0"):
+            admin.append(int(http.rsplit(":", 1)[1]))
+        for port in admin:
+            if not wait_for_port(port, timeout, alive=self.proc.alive):
+                self.start_error = "switchyard did not open its admin port %d" % port
+                return False
+        return True
 
 
 def console_flushes(path):
