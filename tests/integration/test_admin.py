@@ -59,7 +59,6 @@ from lib.netutil import LOOPBACK, free_port, http_get, send_tcp, send_udp, wait_
 from lib.proc import make_workdir, remove_workdir, wait_until  # noqa: E402
 from lib.results import Results  # noqa: E402
 from lib.statsd import StatsdServer  # noqa: E402
-from lib import sanitizer  # noqa: E402
 from lib.daemon import SwitchyardServer  # noqa: E402
 from lib.switchyard import switchyard_binary  # noqa: E402
 
@@ -493,7 +492,7 @@ def compare_with_statsd(res, workdir, cap):
         st.stop()
         rc = sy.stop()
         res.check("the console daemon stops cleanly", rc == 0, sy.logs())
-        check_sanitizers(res, sy)
+        sy.check_sanitizer(res, sy.name)
 
 
 def check_own_commands(res, sy, port):
@@ -748,7 +747,7 @@ def check_http(res, workdir, cap):
     finally:
         rc = sy.stop()
         res.check("the HTTP daemon stops cleanly", rc == 0, sy.logs())
-        check_sanitizers(res, sy)
+        sy.check_sanitizer(res, sy.name)
 
 
 def start_with_unix(sy, sockpath):
@@ -1183,14 +1182,7 @@ def check_walks(res, workdir, cap):
     finally:
         rc = sy.stop()
         res.check("the walks daemon stops cleanly", rc == 0, sy.logs())
-        check_sanitizers(res, sy)
-
-
-def check_sanitizers(res, sy):
-    """No sanitizer report from a stopped daemon (sanitized build only)."""
-    if sy.proc:
-        sanitizer.check_clean(res, sy.name, sy.proc.argv[0], sy.proc.pid, sy.proc.logs(200000),
-                              sy.proc.env)
+        sy.check_sanitizer(res, sy.name)
 
 
 def main():
