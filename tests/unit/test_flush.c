@@ -1110,92 +1110,62 @@ static int run_scenario(const char *name)
     return bad;
 }
 
+/* One test per statsd test: its scenario files, each run end to end. */
+#define SCEN_TEST(fn, ...)                                            \
+    static void fn(void **state)                                      \
+    {                                                                 \
+        (void)state;                                                  \
+        const char *const files_[] = { __VA_ARGS__ };                 \
+        int bad_ = 0;                                                 \
+        for (size_t i_ = 0; i_ < sizeof files_ / sizeof *files_; i_++) \
+            bad_ += run_scenario(files_[i_]);                         \
+        assert_int_equal(bad_, 0);                                    \
+    }
+
 /* ---- graphite_tests.js / graphite_legacy_tests.js ---------------- */
 
 /* Legacy namespace (statsd's default): stats.X and stats_counts.X,
  * stats.timers.X.*, stats.gauges.X, stats.sets.X.count, statsd.numStats,
  * stats.statsd.*; a fresh server flushes its three counters (numStats 3),
- * and statsd.timestamp_lag joins from the second flush on. */
-static void e2e_legacy_namespace(void **state)
-{
-    (void)state;
-    int bad = run_scenario("legacy");
-    bad += run_scenario("fresh");
-    /* the legacy namespace ignores globalPrefix and the type prefixes */
-    bad += run_scenario("legacy_ignores_prefixes");
-    assert_int_equal(bad, 0);
-}
+ * and statsd.timestamp_lag joins from the second flush on; the legacy
+ * namespace ignores globalPrefix and the type prefixes. */
+SCEN_TEST(e2e_legacy_namespace, "legacy", "fresh", "legacy_ignores_prefixes")
 
 /* graphite.legacyNamespace = false: stats.counters.X.rate/.count, tags
  * after the stat, stats.statsd.numStats. */
-static void e2e_new_namespace(void **state)
-{
-    (void)state;
-    assert_int_equal(run_scenario("new") + run_scenario("fresh_new"), 0);
-}
+SCEN_TEST(e2e_new_namespace, "new", "fresh_new")
 
 /* globalPrefix and the four type prefixes, set, and set to "" (an empty
  * part is left out of the name, not joined as ".."). */
-static void e2e_custom_prefixes(void **state)
-{
-    (void)state;
-    assert_int_equal(run_scenario("custom") + run_scenario("empty") + run_scenario("emptygp"), 0);
-}
+SCEN_TEST(e2e_custom_prefixes, "custom", "empty", "emptygp")
 
 /* graphite_tests_statssuffix.js: globalSuffix ends the name, before the
  * ;tags, in both namespaces (statsd.numStats.sfx in the legacy one). */
-static void e2e_global_suffix(void **state)
-{
-    (void)state;
-    assert_int_equal(run_scenario("suffix_new") + run_scenario("suffix_legacy"), 0);
-}
+SCEN_TEST(e2e_global_suffix, "suffix_new", "suffix_legacy")
 
 /* flush_counts = false: only the rates (stats.X / .rate). */
-static void e2e_flush_counts_false(void **state)
-{
-    (void)state;
-    assert_int_equal(run_scenario("nocounts_legacy") + run_scenario("nocounts_new"), 0);
-}
+SCEN_TEST(e2e_flush_counts_false, "nocounts_legacy", "nocounts_new")
 
 /* graphite_tests_statsprefix.js and graphite_legacy_tests_statsprefix.js:
  * prefixStats renames statsd's counters, numStats, processing_time and
  * timestamp_lag; a bad line counts in <prefix>.bad_lines_seen.  In the
  * legacy namespace an empty prefixStats gives statsd's "..". */
-static void e2e_prefix_stats(void **state)
-{
-    (void)state;
-    int bad = run_scenario("prefix_new");
-    bad += run_scenario("prefix_legacy");
-    bad += run_scenario("prefix_empty_legacy");
-    assert_int_equal(bad, 0);
-}
+SCEN_TEST(e2e_prefix_stats, "prefix_new", "prefix_legacy", "prefix_empty_legacy")
 
 /* prefixStats = "" in the new namespace: statsd's
  * format(globalNamespace, prefixStats, 'numStats') joins
  * ["stats", "", "numStats"] with dots: "stats..numStats",
  * "stats..graphiteStats.calculationtime", "stats..processing_time". */
-static void e2e_prefix_stats_empty_new_STATSD_DIFF(void **state)
-{
-    (void)state;
-    assert_int_equal(run_scenario("prefix_empty_new"), 0);
-}
+SCEN_TEST(e2e_prefix_stats_empty_new_STATSD_DIFF, "prefix_empty_new")
 
 /* Tags (graphite ;k=v and DogStatsD |#k:v) stay at the very end, after
  * the stat name and the suffix, for every type; histogram configs match
  * the key with its tags, as statsd's key.indexOf(metric) does. */
-static void e2e_tags_at_the_end(void **state)
-{
-    (void)state;
-    assert_int_equal(run_scenario("tags_all") + run_scenario("tags_legacy"), 0);
-}
+SCEN_TEST(e2e_tags_at_the_end, "tags_all", "tags_legacy")
 
 /* keyNameSanitize = false: keys are kept as sent, and the graphite backend
  * sanitises the name part (not the tags) when it formats the line. */
-static void e2e_key_name_sanitize_false(void **state)
-{
-    (void)state;
-    assert_int_equal(run_scenario("nosan_legacy") + run_scenario("nosan_new"), 0);
-}
+SCEN_TEST(e2e_key_name_sanitize_false, "nosan_legacy", "nosan_new")
 
 /* keyNameSanitize = false, graphite's sk(): key.replace(/\s+/g, '_') runs
  * on the UTF-8-decoded string, and JavaScript's \s includes U+00A0,
@@ -1203,11 +1173,7 @@ static void e2e_key_name_sanitize_false(void **state)
  * backend): a<U+00A0>b -> a_b, c<U+2028>d -> c_d, e<U+FEFF>f -> e_f,
  * g<U+3000>h -> g_h, "k <U+00A0> l" -> k_l, "m\t<U+00A0>n;t=u v" ->
  * m_n;t=u v, and i<0x1F>j -> ij (not \s). */
-static void e2e_sanitize_false_unicode_space_STATSD_DIFF(void **state)
-{
-    (void)state;
-    assert_int_equal(run_scenario("nosan_unicode_space"), 0);
-}
+SCEN_TEST(e2e_sanitize_false_unicode_space_STATSD_DIFF, "nosan_unicode_space")
 
 /* ---- graphite_delete_counters_tests.js and statsd's clear_metrics ---- */
 
@@ -1216,48 +1182,25 @@ static void e2e_sanitize_false_unicode_space_STATSD_DIFF(void **state)
  * bad_lines_seen (a substring test: user keys too); timers and sets
  * deleted; a gauge set once ("+1" on a missing gauge sets it) flushed
  * exactly twice; numStats follows. */
-static void e2e_delete_idle_stats(void **state)
-{
-    (void)state;
-    assert_int_equal(run_scenario("delete_idle"), 0);
-}
+SCEN_TEST(e2e_delete_idle_stats, "delete_idle")
 
 /* deleteGauges: with gaugesMaxTTL 1 a gauge is flushed once; a delta on a
  * deleted gauge sets it; with TTL 2 each update restarts the TTL; statsd
  * forces gaugesMaxTTL to 1 unless it is an integer above 1 (delete_ttl0). */
-static void e2e_delete_gauges_ttl(void **state)
-{
-    (void)state;
-    int bad = run_scenario("delete_ttl1");
-    bad += run_scenario("ttl2_refresh");
-    bad += run_scenario("delete_ttl0");
-    assert_int_equal(bad, 0);
-}
+SCEN_TEST(e2e_delete_gauges_ttl, "delete_ttl1", "ttl2_refresh", "delete_ttl0")
 
 /* deleteCounters + deleteSets alone: idle timers still flush count and
  * count_ps (0), gauges persist. */
-static void e2e_delete_counters_and_sets(void **state)
-{
-    (void)state;
-    assert_int_equal(run_scenario("del_cs"), 0);
-}
+SCEN_TEST(e2e_delete_counters_and_sets, "del_cs")
 
 /* deleteTimers alone: a timer is gone the flush after it was idle. */
-static void e2e_delete_timers(void **state)
-{
-    (void)state;
-    assert_int_equal(run_scenario("del_timers"), 0);
-}
+SCEN_TEST(e2e_delete_timers, "del_timers")
 
 /* Nothing deleted: counters reset to 0 and still flushed, idle timers
  * flush count and count_ps only, idle sets count 0, gauges persist; gauge
  * deltas apply to the current value (and a delta on a 0 gauge sets it, the
  * same number); sample rates scale counters and timer counts. */
-static void e2e_keep_idle_and_gauge_deltas(void **state)
-{
-    (void)state;
-    assert_int_equal(run_scenario("keep_idle"), 0);
-}
+SCEN_TEST(e2e_keep_idle_and_gauge_deltas, "keep_idle")
 
 /* statsd's three counters exist from the start and count: packets (each
  * sy_agg_feed call, empty ones too), metrics (each non-empty line) and bad
@@ -1318,19 +1261,11 @@ static void e2e_crlf_blank_line_DELIB(void **state)
 
 /* graphite_tests_filters.js: calculatedTimerMetrics ['count_ps', 'count',
  * 'count_percent', 'mean_percent', 'histogram']. */
-static void e2e_calculated_timer_metrics(void **state)
-{
-    (void)state;
-    assert_int_equal(run_scenario("filters"), 0);
-}
+SCEN_TEST(e2e_calculated_timer_metrics, "filters")
 
 /* process_metrics_tests' histogram config end to end, with thresholds 90,
  * -20 and 99.9 (names count_top20, count_99_9). */
-static void e2e_histograms_and_thresholds(void **state)
-{
-    (void)state;
-    assert_int_equal(run_scenario("hist"), 0);
-}
+SCEN_TEST(e2e_histograms_and_thresholds, "hist")
 
 /* Every file of data/flush/graphite, the ones no test above names
  * included. */
