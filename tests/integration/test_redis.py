@@ -196,13 +196,7 @@ def case_values(results, workdir):
             return
         sleep_until_phase(1.0, 0.3)
         daemon.send(ROUND)
-
-        def flushed():
-            for ts, m in daemon.flushes():
-                if m.get("stats.gauges.it.gauge") == "42":
-                    return ts
-            return None
-        ts = wait_until(flushed, 5.0)
+        ts = daemon.wait_flush_with("stats.gauges.it.gauge", "42")
         if not results.check("%s: the flush reached the console sink" % label, ts is not None,
                              daemon.logs()):
             return

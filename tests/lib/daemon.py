@@ -130,6 +130,16 @@ class Daemon:
         have = len(self.flushes())
         return wait_until(lambda: len(self.flushes()) >= have + n, timeout)
 
+    def wait_flush_with(self, name, value, timeout=5.0):
+        """The timestamp of the first console flush in which `name` has the
+        value text `value`, waiting up to `timeout`; None if none came."""
+        def flushed():
+            for ts, m in self.flushes():
+                if m.get(name) == value:
+                    return ts
+            return None
+        return wait_until(flushed, timeout)
+
     def finish(self, res, label):
         """Stop it (SIGTERM), check it exits 0 and, for a sanitized build,
         that it left no sanitizer report."""
