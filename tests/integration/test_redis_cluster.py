@@ -476,13 +476,7 @@ def case_values(results, cluster, daemon):
     lines, want = first_round()
     sleep_until_phase(1.0, 0.3)
     daemon.send(lines)
-
-    def flushed():
-        for ts, m in daemon.flushes():
-            if m.get("stats.gauges.cl.g.00") == "1":
-                return ts
-        return None
-    ts = wait_until(flushed, 5.0)
+    ts = daemon.wait_flush_with("stats.gauges.cl.g.00", "1")
     if not results.check("%s: the flush reached the console sink" % label, ts is not None,
                          daemon.logs()):
         return
