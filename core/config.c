@@ -191,6 +191,8 @@ static void read_config(lua_State *L, int t, sy_config *c)
     a->timer_sample_limit = (uint32_t)num_field(L, t, "timerSampleLimit", 100000);
     a->set_member_limit = (uint32_t)num_field(L, t, "setMemberLimit", 100000);
     a->max_keys = (size_t)num_field(L, t, "maxKeys", 0);
+    a->ts_max_age_s = (uint32_t)num_field(L, t, "dogstatsdTimestampMaxAge", 600);
+    a->ts_max_ahead_s = (uint32_t)num_field(L, t, "dogstatsdTimestampMaxAhead", 60);
     read_limits(L, t, c);
     f->flush_counts = bool_field(L, t, "flush_counts");
 

@@ -20,6 +20,8 @@
  *           spool: what is still queued is handed back to be spooled
  *   write_lines (optional, ABI 1.3) raw DogStatsD lines (events and
  *           service checks) for a sink named in `dogstatsdEvents`
+ *   features (ABI 1.4) SY_SINK_FEATURE_TIMESTAMPS: write_samples gets
+ *           the clients' DogStatsD timestamps beside the samples
  *   close   once
  *
  * Threading rules:
@@ -58,8 +60,9 @@ extern "C" {
 #endif
 
 #define SY_SINK_ABI_MAJOR 1
-#define SY_SINK_ABI_MINOR 3 /* 1: SY_STAT_ADJUSTED, the host's escape_text;
-                             * 2: take_back; 3: write_lines */
+#define SY_SINK_ABI_MINOR 4 /* 1: SY_STAT_ADJUSTED, the host's escape_text;
+                             * 2: take_back; 3: write_lines;
+                             * 4: features, sy_sample_batch.timestamps_ms */
 
 /* The name of the one symbol a plugin exports. */
 #define SY_SINK_SYMBOL "switchyard_sink"
@@ -128,7 +131,17 @@ typedef struct sy_sample {
 typedef struct sy_sample_batch {
     const sy_sample *samples;
     size_t count;
+    /* ABI 1.4.  NULL, or per sample the time the client gave it (a
+     * DogStatsD "|T1700000000" field, inside the host's window) in ms
+     * since the epoch, 0 for a sample without one (its time is its
+     * arrival).  The host fills it only for a plugin whose `features`
+     * has SY_SINK_FEATURE_TIMESTAMPS, and only a host of ABI 1.4 or later
+     * has the member: read it only when sy_host_has_timestamps(api). */
+    const int64_t *timestamps_ms;
 } sy_sample_batch;
+
+/* Whether the host's sy_sample_batch has timestamps_ms (ABI 1.4). */
+#define sy_host_has_timestamps(api) ((api)->abi_major == 1 && (api)->abi_minor >= 4)
 
 /* Well-known per-instance statistics, reported by the admin interface and
  * sent as switchyard's own metrics. */
@@ -277,7 +290,15 @@ typedef struct sy_sink_plugin {
      * copy and counts the n lines as dropped. */
     sy_status (*write_lines)(void *state, const char *const *lines, const uint32_t *lens,
                              size_t n);
+
+    /* ABI 1.4 (read only when struct_size covers it): a mask of
+     * SY_SINK_FEATURE_*.  SY_SINK_FEATURE_TIMESTAMPS: write_samples wants
+     * the clients' sample times (sy_sample_batch.timestamps_ms); a plugin
+     * without it gets NULL there, as statsd-exact sinks should. */
+    uint32_t features;
 } sy_sink_plugin;
+
+#define SY_SINK_FEATURE_TIMESTAMPS 1u
 
 /* Fill the three leading members; use as the first initialiser:
  *   SY_SINK_EXPORT = { SY_SINK_HEADER, .name = "jsonl", ... };  */

@@ -698,51 +698,64 @@ int sy_admin_refused_slot(int code)
     return code >= 400 && code <= 499 ? code - 400 : code == 501 ? 100 : -1;
 }
 
-/*
- * Watches what an HTTP connection writes, to count its refusals (4xx, and
- * 501 for a method libevent does not know): libevent answers the requests
- * it refuses itself without calling back (libevent 2.1: 413 for a body
- * over HTTP_MAX_BODY, 400 for a request line or header section over
- * HTTP_MAX_HEADERS or malformed), so the status line it writes is the one
- * place where they all show.  Every answer starts with its status line,
- * written by one add.
- */
-static void http_watch_out(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
+/* Counts a refusal by status, and logs it at a bounded rate (a wrong
+ * path is not worth a line). */
+static void http_count_refusal(int fd, int code)
 {
-    struct bufferevent *bev = arg;
     sy_admin *a = the_admin;
-    char line[13];
-    struct evbuffer_ptr at;
-    if (!a || info->n_added < sizeof line || evbuffer_ptr_set(buf, &at, info->orig_size, EVBUFFER_PTR_SET) < 0 ||
-        evbuffer_copyout_from(buf, &at, line, sizeof line) != (ev_ssize_t)sizeof line ||
-        memcmp(line, "HTTP/1.", 7) != 0 || line[12] != ' ')
-        return;
-    int code = (line[9] - '0') * 100 + (line[10] - '0') * 10 + (line[11] - '0');
     int slot = sy_admin_refused_slot(code);
-    if (slot < 0)
+    if (!a || slot < 0)
         return;
     a->http_refused[slot]++;
     if (code == 404)
-        return; /* a wrong path is not worth a log line */
+        return;
     char who[INET6_ADDRSTRLEN + 8] = "?";
     struct sockaddr_storage ss;
     socklen_t len = sizeof ss;
-    if (getpeername(bufferevent_getfd(bev), (struct sockaddr *)&ss, &len) == 0)
+    if (fd >= 0 && getpeername(fd, (struct sockaddr *)&ss, &len) == 0)
         getnameinfo((struct sockaddr *)&ss, len, who, sizeof who, NULL, 0, NI_NUMERICHOST);
     const char *why = code == 413 ? " (a body: no endpoint takes one)"
-                      : code == 400 ? " (malformed, or its request line or headers over the limit)"
+                      : code == 414 ? " (its request line is over the limit)"
+                      : code == 431 ? " (its header section is over the limit)"
+                      : code == 400 ? " (malformed)"
                       : code == 405 || code == 501 ? " (GET and HEAD only)" : "";
     sy_log_limited(&rl_refused, SY_WARN, "admin HTTP: refused a request from %s with %d%s; the "
                    "request line and the headers may have %d bytes each", who, code, why,
                    HTTP_MAX_HEADERS);
 }
 
-/* evhttp's connections, each with the watch above on its output. */
+/*
+ * Watches what an HTTP connection writes, to count its refusals (4xx, and
+ * 501 for a method libevent does not know): libevent answers the requests
+ * it refuses itself without calling back (libevent 2.1: 413 for a body
+ * over HTTP_MAX_BODY, 400 for a malformed request), so the status line it
+ * writes is the one place where they all show.  Every answer starts with
+ * its status line, written by one add.
+ */
+static void http_watch_out(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
+{
+    struct bufferevent *bev = arg;
+    char line[13];
+    struct evbuffer_ptr at;
+    if (info->n_added < sizeof line || evbuffer_ptr_set(buf, &at, info->orig_size, EVBUFFER_PTR_SET) < 0 ||
+        evbuffer_copyout_from(buf, &at, line, sizeof line) != (ev_ssize_t)sizeof line ||
+        memcmp(line, "HTTP/1.", 7) != 0 || line[12] != ' ')
+        return;
+    int code = (line[9] - '0') * 100 + (line[10] - '0') * 10 + (line[11] - '0');
+    http_count_refusal(bufferevent_getfd(bev), code);
+}
+
+/* evhttp's connections: the head guard watches each one's input (httphead.c:
+ * 414 and 431 for an over-long request line or header section), and its
+ * output is watched for the refusals evhttp writes itself. */
 static struct bufferevent *http_new_bev(struct event_base *base, void *arg)
 {
+    (void)arg;
     struct bufferevent *bev = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
-    if (bev)
+    if (bev) {
+        sy_admin_head_guard(bev, http_count_refusal);
         evbuffer_add_cb(bufferevent_get_output(bev), http_watch_out, bev);
+    }
     return bev;
 }
 
@@ -1014,7 +1027,7 @@ sy_admin *sy_admin_start(const sy_admin_deps *deps, char *err, size_t errlen)
             goto fail;
         }
         evconnlistener_set_error_cb(evhttp_bound_socket_get_listener(a->http_sock), on_accept_error);
-        evhttp_set_max_headers_size(a->http, HTTP_MAX_HEADERS);
+        evhttp_set_max_headers_size(a->http, HTTP_EVHTTP_HEADERS);
         evhttp_set_max_body_size(a->http, HTTP_MAX_BODY);
         /* Every method libevent knows reaches sy_admin_http_method_ok, which
          * answers 405 with an Allow header (libevent's own refusal of a
@@ -1092,6 +1105,7 @@ void sy_admin_stop(sy_admin *a)
         evconnlistener_free(a->mgmt);
     if (a->http)
         evhttp_free(a->http);
+    sy_admin_head_guard_free();
     if (a->stop_ev)
         event_free(a->stop_ev);
     if (a->resume_ev)

@@ -19,6 +19,7 @@
 #include "util/buf.h"
 
 struct evhttp_request;
+struct bufferevent;
 struct sy_shadow_job;
 struct sy_tapstream;
 struct http_top;
@@ -32,6 +33,9 @@ struct evhttp_request;
  * buffers a body of any Content-Length, and rescans an ever longer header
  * line on every read. */
 #define HTTP_MAX_HEADERS 8192
+/* evhttp's own limit, above the head guard's (httphead.c), which answers
+ * 414/431 first: evhttp's bare 400 is left for malformed requests. */
+#define HTTP_EVHTTP_HEADERS (2 * HTTP_MAX_HEADERS)
 #define HTTP_MAX_BODY 0
 #define TRACES_MAX_JOBS 2 /* /traces pages being made at once; more get a 503 */
 
@@ -123,6 +127,12 @@ void sy_admin_http_reply(struct evhttp_request *req, int code, const char *reaso
                          struct evbuffer *body);
 /* The slot of http_refused for an HTTP status, or -1 if not a refusal. */
 int sy_admin_refused_slot(int code);
+/* Watches an evhttp connection's input: a request line over
+ * HTTP_MAX_HEADERS is answered 414 and a header section over it 431, and
+ * the connection closed; refused(fd, code) counts it (httphead.c).  The
+ * admin thread only; _free at its end. */
+void sy_admin_head_guard(struct bufferevent *bev, void (*refused)(int fd, int code));
+void sy_admin_head_guard_free(void);
 /* GET /metrics (metrics.c). */
 void sy_admin_http_metrics(struct evhttp_request *req, void *arg);
 

@@ -203,7 +203,8 @@ void sy_admin_http_metrics(struct evhttp_request *req, void *arg)
         { "switchyard_dogstatsd_forwarded_total", "DogStatsD events and service checks handed to the dogstatsdEvents sinks.", 0 },
         { "switchyard_dogstatsd_dropped_total", "DogStatsD events and service checks not forwarded: longer than 65536 bytes, or more than a raw batch holds arrived before the output took it.", 0 },
         { "switchyard_dogstatsd_container_ids_total", "DogStatsD container IDs (|c:ID) skipped.", 0 },
-        { "switchyard_dogstatsd_timestamps_total", "DogStatsD timestamps (|T...) skipped: samples are aggregated into the current interval.", 0 },
+        { "switchyard_dogstatsd_timestamps_total", "DogStatsD timestamps (|T...) read: statsd aggregation puts the sample in the current interval; pass-through sinks that take timestamps get it.", 0 },
+        { "switchyard_dogstatsd_timestamps_outside_total", "DogStatsD timestamps outside [now - dogstatsdTimestampMaxAge, now + dogstatsdTimestampMaxAhead]: ignored, the sample takes its arrival time.", 0 },
     };
     uint64_t av[] = { atomic_load(&st->packets), atomic_load(&st->lines), atomic_load(&st->samples),
                       atomic_load(&st->bad_lines), atomic_load(&st->keys_too_long),
@@ -214,7 +215,8 @@ void sy_admin_http_metrics(struct evhttp_request *req, void *arg)
                       atomic_load(&st->predecided), atomic_load(&st->predecide_misses),
                       atomic_load(&st->dd_events), atomic_load(&st->dd_service_checks),
                       atomic_load(&st->dd_forwarded), atomic_load(&st->dd_dropped),
-                      atomic_load(&st->dd_containers), atomic_load(&st->dd_timestamps) };
+                      atomic_load(&st->dd_containers), atomic_load(&st->dd_timestamps),
+                      atomic_load(&st->dd_ts_outside) };
     for (size_t k = 0; k < sizeof astats / sizeof *astats; k++) {
         metric_head(out, astats[k].name, astats[k].gauge ? "gauge" : "counter", astats[k].help);
         evbuffer_add_printf(out, "%s %llu\n", astats[k].name, (unsigned long long)av[k]);
@@ -320,11 +322,13 @@ void sy_admin_http_metrics(struct evhttp_request *req, void *arg)
     evbuffer_add_printf(out, "switchyard_admin_console_lines_too_long_total %llu\n",
                         (unsigned long long)a->console_too_long);
     metric_head(out, "switchyard_admin_http_refused_total", "counter",
-                "Admin HTTP requests refused, by status: 400 malformed or request line or headers "
-                "over 8192 bytes, 404 no such path, 405 or 501 not GET or HEAD, 413 a body.");
+                "Admin HTTP requests refused, by status: 400 malformed, 404 no such path, 405 or "
+                "501 not GET or HEAD, 413 a body, 414 a request line over 8192 bytes, 431 a "
+                "header section over 8192 bytes.");
     for (int code = 400; code <= 501; code++) {
         int slot = sy_admin_refused_slot(code);
-        if (slot >= 0 && (code == 400 || code == 404 || code == 405 || code == 413 || code == 501 ||
+        if (slot >= 0 && (code == 400 || code == 404 || code == 405 || code == 413 || code == 414 ||
+                          code == 431 || code == 501 ||
                           a->http_refused[slot]))
             evbuffer_add_printf(out, "switchyard_admin_http_refused_total{code=\"%d\"} %llu\n",
                                 code, (unsigned long long)a->http_refused[slot]);

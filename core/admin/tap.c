@@ -18,17 +18,120 @@
 /* A glob of up to SY_TAP_GLOB_MAX bytes has at most that many tokens, so
  * its states (tokens matched so far, 0..k) fit in GW words. */
 #define GW ((SY_TAP_GLOB_MAX + 1 + 63) / 64)
+#define DFA_SETS 1024      /* sets of states cached, at most */
+#define DFA_NEXT 32767     /* transitions cached: sets x byte classes */
+#define DFA_INDEX 2048     /* the sets' hash index (a power of two) */
+#define DFA_MISSES 256     /* transitions computed in one key; then no cache */
+#define DFA_DEAD (-2)      /* a transition to the empty set: no match */
 
+/*
+ * The matcher runs the glob's states bit-parallel (one bit per token
+ * matched so far, one step per byte of the key: linear in the key), and
+ * caches the sets of states it meets with their transitions, a lazy DFA:
+ * a key whose sets are cached costs one table load a byte whatever the
+ * glob.  Bytes the glob treats alike share a class (those not in it, '.',
+ * and one per literal byte), so the cache holds as many sets as fit in
+ * DFA_NEXT transitions (1024 for a glob of few distinct bytes, 127 for
+ * the most varied); it is emptied when full.  A key that needs more than
+ * DFA_MISSES new transitions finishes without it, so a glob and keys made
+ * to defeat the cache cost the bit-parallel steps plus those misses.
+ */
 struct sy_glob {
     int k;                   /* tokens */
+    int nw;                  /* words of states: (k + 1 + 63) / 64 */
     size_t nlit;             /* bytes before the first star: a quick test */
     char lit0[SY_TAP_GLOB_MAX];
-    uint64_t lit[256][GW];   /* per byte: states whose next token is that byte */
+    uint8_t cls[256];        /* each byte's class: 0 not in the glob, 1 '.', 2.. */
+    int ncls;
+    uint64_t lit[256][GW];   /* per class: states whose next token is that byte */
     uint64_t star[GW];       /* states whose next token is `*` */
     uint64_t star2[GW];      /* ... `**` */
+    uint64_t stars[GW];      /* either */
+    /* the cache; set 0 is the start */
+    int nsets, maxsets;
+    uint64_t set[DFA_SETS][GW];
+    uint64_t hash[DFA_SETS];
+    uint8_t accept[DFA_SETS];
+    int16_t index[DFA_INDEX];  /* 1 + a set's number, by hash; 0 empty */
+    int16_t next[DFA_NEXT];    /* per set, per class: the next set's row
+                                * (number times ncls), -1 not computed
+                                * yet, DFA_DEAD */
+    uint64_t resets, plain;    /* cache emptied; keys finished without it */
 };
 
 static void bit_set(uint64_t *w, int i) { w[i / 64] |= 1ull << (i % 64); }
+
+/* One byte (of class c): literal tokens that match it move their state up
+ * one, stars keep theirs (`*` not on a '.'), then a star's state also
+ * passes on with no byte; stars never follow stars, so one pass is that
+ * closure.  Word by word, with the carries of both shifts.  Returns 0 for
+ * the empty set. */
+static uint64_t step(const sy_glob *g, const uint64_t *d, int c, uint64_t *nd)
+{
+    const uint64_t *lit = g->lit[c], *stay = c == 1 ? g->star2 : g->stars;
+    uint64_t carry = 0, ccarry = 0, any = 0;
+    /* all GW words, unrolled: the words past nw are 0 and stay so */
+#pragma GCC unroll 8
+    for (int w = 0; w < GW; w++) {
+        uint64_t m = d[w] & lit[w];
+        uint64_t x = (m << 1) | carry | (d[w] & stay[w]);
+        carry = m >> 63;
+        uint64_t cl = x & g->stars[w];
+        x |= (cl << 1) | ccarry;
+        ccarry = cl >> 63;
+        nd[w] = x;
+        any |= x;
+    }
+    return any;
+}
+
+static uint64_t set_hash(const sy_glob *g, const uint64_t *d)
+{
+    uint64_t h = 0;
+    for (int w = 0; w < g->nw; w++)
+        h = (h ^ d[w]) * 0x9E3779B97F4A7C15ull;
+    return h ^ (h >> 29);
+}
+
+static int is_accepting(const sy_glob *g, const uint64_t *d) { return (d[g->k / 64] >> (g->k % 64)) & 1; }
+
+static int dfa_add(sy_glob *g, const uint64_t *d, uint64_t h)
+{
+    int i = g->nsets++;
+    memcpy(g->set[i], d, (size_t)g->nw * 8);
+    g->hash[i] = h;
+    g->accept[i] = (uint8_t)is_accepting(g, d);
+    memset(&g->next[i * g->ncls], 0xff, (size_t)g->ncls * sizeof *g->next);
+    size_t j = h & (DFA_INDEX - 1);
+    while (g->index[j])
+        j = (j + 1) & (DFA_INDEX - 1);
+    g->index[j] = (int16_t)(i + 1);
+    return i;
+}
+
+/* The cache's number of set d, added if new; *from (the set a transition
+ * leaves) is renumbered when the cache has to be emptied to make room. */
+static int dfa_find(sy_glob *g, const uint64_t *d, int *from)
+{
+    uint64_t h = set_hash(g, d);
+    for (size_t j = h & (DFA_INDEX - 1); g->index[j]; j = (j + 1) & (DFA_INDEX - 1)) {
+        int i = g->index[j] - 1;
+        if (g->hash[i] == h && memcmp(g->set[i], d, (size_t)g->nw * 8) == 0)
+            return i;
+    }
+    if (g->nsets == g->maxsets) {
+        uint64_t keep[GW], start[GW];
+        memcpy(keep, g->set[*from], sizeof keep);
+        memcpy(start, g->set[0], sizeof start);
+        uint64_t kh = g->hash[*from], sh = g->hash[0];
+        g->nsets = 0;
+        memset(g->index, 0, sizeof g->index);
+        dfa_add(g, start, sh); /* the start stays set 0 */
+        *from = *from == 0 ? 0 : dfa_add(g, keep, kh);
+        g->resets++;
+    }
+    return dfa_add(g, d, h);
+}
 
 sy_glob *sy_glob_new(const char *glob, size_t len)
 {
@@ -41,9 +144,16 @@ sy_glob *sy_glob_new(const char *glob, size_t len)
     while (g->nlit < len && glob[g->nlit] != '*')
         g->nlit++;
     memcpy(g->lit0, glob, g->nlit);
+    g->cls['.'] = 1;
+    g->ncls = 2;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)glob[i];
+        if (c != '*' && c != '.' && !g->cls[c])
+            g->cls[c] = (uint8_t)g->ncls++;
+    }
     for (size_t i = 0; i < len;) {
         if (glob[i] != '*') {
-            bit_set(g->lit[(unsigned char)glob[i]], k++);
+            bit_set(g->lit[g->cls[(unsigned char)glob[i]]], k++);
             i++;
             continue;
         }
@@ -55,49 +165,68 @@ sy_glob *sy_glob_new(const char *glob, size_t len)
         bit_set(run == 1 ? g->star : g->star2, k++);
     }
     g->k = k;
+    g->nw = (k + 1 + 63) / 64;
+    for (int w = 0; w < GW; w++)
+        g->stars[w] = g->star[w] | g->star2[w];
+    g->maxsets = DFA_NEXT / g->ncls < DFA_SETS ? DFA_NEXT / g->ncls : DFA_SETS;
+    /* the start: state 0 and, when the glob starts with a star, state 1 */
+    uint64_t d[GW] = { 1 };
+    if (g->stars[0] & 1)
+        d[0] |= 2;
+    dfa_add(g, d, set_hash(g, d));
     return g;
 }
 
 void sy_glob_free(sy_glob *g) { free(g); }
 
-/* d = (d shifted up one state); a star lets its state pass on with no
- * byte, and as stars never follow stars one pass is the closure. */
-static void close_stars(const sy_glob *g, uint64_t *d)
+void sy_glob_counts(const sy_glob *g, uint64_t *resets, uint64_t *plain)
 {
-    uint64_t carry = 0;
-    for (int w = 0; w < GW; w++) {
-        uint64_t s = d[w] & (g->star[w] | g->star2[w]);
-        uint64_t up = (s << 1) | carry;
-        carry = s >> 63;
-        d[w] |= up;
-    }
+    *resets = g->resets;
+    *plain = g->plain;
 }
 
-int sy_glob_match(const sy_glob *g, const char *s, size_t len)
+int sy_glob_match(sy_glob *g, const char *s, size_t len)
 {
     /* Most keys differ from a glob in its first bytes: no need to run
      * the states for them. */
     if (len < g->nlit || memcmp(s, g->lit0, g->nlit) != 0)
         return 0;
-    uint64_t d[GW] = { 1 };
-    close_stars(g, d);
-    for (size_t i = 0; i < len; i++) {
-        unsigned char c = (unsigned char)s[i];
-        const uint64_t *lit = g->lit[c];
-        uint64_t nd[GW], carry = 0, any = 0;
-        for (int w = 0; w < GW; w++) {
-            uint64_t m = d[w] & lit[w];
-            uint64_t stay = d[w] & (c == '.' ? g->star2[w] : (g->star[w] | g->star2[w]));
-            nd[w] = (m << 1) | carry | stay;
-            carry = m >> 63;
-            any |= nd[w];
+    const int16_t *next = g->next;
+    const uint8_t *cls = g->cls;
+    const unsigned char *u = (const unsigned char *)s;
+    int row = 0, misses = 0; /* the current set's row in next */
+    size_t i = 0;
+    for (; i < len; i++) {
+        int nx = next[row + cls[u[i]]];
+        if (__builtin_expect(nx < 0, 0)) {
+            if (nx == DFA_DEAD)
+                return 0;
+            if (++misses > DFA_MISSES)
+                break;
+            uint64_t nd[GW];
+            int st = row / g->ncls, c = cls[u[i]];
+            if (!step(g, g->set[st], c, nd)) {
+                g->next[st * g->ncls + c] = DFA_DEAD;
+                return 0;
+            }
+            nx = dfa_find(g, nd, &st) * g->ncls;
+            g->next[st * g->ncls + c] = (int16_t)nx;
         }
-        if (!any)
+        row = nx;
+    }
+    int st = row / g->ncls;
+    if (i == len)
+        return g->accept[st];
+    /* too many new sets for the cache in this key: the plain steps */
+    g->plain++;
+    uint64_t d[GW], nd[GW];
+    memcpy(d, g->set[st], sizeof d);
+    for (; i < len; i++) {
+        if (!step(g, d, cls[u[i]], nd))
             return 0;
-        close_stars(g, nd);
         memcpy(d, nd, sizeof d);
     }
-    return (d[g->k / 64] >> (g->k % 64)) & 1;
+    return is_accepting(g, d);
 }
 
 /* ---- taps ---------------------------------------------------------- */

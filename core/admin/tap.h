@@ -87,10 +87,14 @@ typedef struct sy_tap_stats {
 const sy_tap_stats *sy_tap_get_stats(void);
 
 /* Globs as route.glob has them: `*` any run but '.', `**` any run.
- * Matched in time linear in the key (bit-parallel), whatever the glob. */
+ * Matched in time linear in the key (bit-parallel, with a cache of the
+ * sets of states met: see tap.c), whatever the glob.  A match writes to
+ * the glob's cache: one thread at a time (the engine's, for a tap). */
 typedef struct sy_glob sy_glob;
 sy_glob *sy_glob_new(const char *glob, size_t len);
-int sy_glob_match(const sy_glob *g, const char *s, size_t len);
+int sy_glob_match(sy_glob *g, const char *s, size_t len);
 void sy_glob_free(sy_glob *g);
+/* How often the cache was emptied, and keys that finished without it. */
+void sy_glob_counts(const sy_glob *g, uint64_t *resets, uint64_t *plain);
 
 #endif

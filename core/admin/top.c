@@ -304,7 +304,8 @@ static void put_name(sy_top *t, sy_buf *out, const char *s)
 }
 
 /* One table of groups: the n largest. */
-static void put_groups(sy_top *t, sy_buf *out, const char *title, const char *field, group **gs, size_t ng)
+static void put_groups(sy_top *t, sy_buf *out, const char *title, const char *field, group **gs, size_t ng,
+                       const char *note)
 {
     sort_top = t;
     qsort(gs, ng, sizeof *gs, group_cmp);
@@ -321,7 +322,7 @@ static void put_groups(sy_top *t, sy_buf *out, const char *title, const char *fi
         sy_buf_printf(out, "],\"%s_total\":%zu", title, ng);
         return;
     }
-    sy_buf_printf(out, "%s (%zu of %zu):\n", title, shown, ng);
+    sy_buf_printf(out, "%s (%zu of %zu%s):\n", title, shown, ng, note);
     for (size_t i = 0; i < shown; i++) {
         sy_buf_printf(out, "  %10llu keys %10llu samples %12llu bytes  ", (unsigned long long)gs[i]->keys,
                       (unsigned long long)gs[i]->samples, (unsigned long long)gs[i]->bytes);
@@ -330,13 +331,24 @@ static void put_groups(sy_top *t, sy_buf *out, const char *title, const char *fi
     }
 }
 
-void sy_top_finish(sy_top *t, sy_buf *out, const char *const *listeners, const char *const *tenants)
+void sy_top_finish(sy_top *t, sy_buf *out, const char *const *listeners, const char *const *tenants,
+                   const sy_top_arrivals *arr)
 {
+    /* listeners and tenants: keys where first seen, samples and bytes as
+     * they arrived */
+    const char *arrived = arr ? "; keys where first seen, samples and bytes where they arrived" : "";
+    for (int i = 0; arr && i < 256; i++) {
+        t->listeners[i].samples = arr->lsamples[i];
+        t->listeners[i].bytes = arr->lbytes[i];
+        t->tenants[i].samples = arr->tsamples[i];
+        t->tenants[i].bytes = arr->tbytes[i];
+    }
     sort_top = t;
     qsort(t->heap, t->nheap, sizeof *t->heap, key_cmp);
     if (t->json)
         sy_buf_printf(out, "{\"by\":\"%s\",\"depth\":%d,\"n\":%zu,\"keys_total\":%llu,\"samples_total\":%llu,"
-                      "\"bytes_total\":%llu,\"keys\":[", by_names[t->by], t->depth, t->n,
+                      "\"bytes_total\":%llu,\"attribution\":{\"keys\":\"first_seen\",\"samples\":\"arrival\","
+                      "\"bytes\":\"arrival\"},\"keys\":[", by_names[t->by], t->depth, t->n,
                       (unsigned long long)t->keys, (unsigned long long)t->samples,
                       (unsigned long long)t->bytes);
     else
@@ -385,22 +397,22 @@ void sy_top_finish(sy_top *t, sy_buf *out, const char *const *listeners, const c
         t->other.name = "(other)";
         gs[ng++] = &t->other;
     }
-    put_groups(t, out, "prefixes", "prefix", gs, ng);
+    put_groups(t, out, "prefixes", "prefix", gs, ng, "");
     t->other.name = NULL;
     ng = 0;
     for (int i = 0; i < 256; i++)
-        if (t->tenants[i].keys) {
+        if (t->tenants[i].keys || t->tenants[i].samples || t->tenants[i].bytes) {
             t->tenants[i].name = (char *)(i == 0 ? "-" : tenants[i] ? tenants[i] : "(other)");
             gs[ng++] = &t->tenants[i];
         }
-    put_groups(t, out, "tenants", "tenant", gs, ng);
+    put_groups(t, out, "tenants", "tenant", gs, ng, arrived);
     ng = 0;
     for (int i = 0; i < 256; i++)
-        if (t->listeners[i].keys) {
+        if (t->listeners[i].keys || t->listeners[i].samples || t->listeners[i].bytes) {
             t->listeners[i].name = (char *)(listeners[i] ? listeners[i] : "-");
             gs[ng++] = &t->listeners[i];
         }
-    put_groups(t, out, "listeners", "listener", gs, ng);
+    put_groups(t, out, "listeners", "listener", gs, ng, arrived);
     for (int i = 0; i < 256; i++)
         t->tenants[i].name = t->listeners[i].name = NULL;
     free(gs);

@@ -39,13 +39,17 @@ void sy_top_args(size_t n, int by, int depth, char out[3][16]);
 
 sy_top *sy_top_new(size_t n, int by, int depth, int json);
 /* One key: its type (agg.h's sy_mtype), its samples and bytes of the
- * interval, the listener and tenant it was last seen from (indices into
+ * interval, the listener and tenant it was first seen from (indices into
  * the name tables given to sy_top_finish; 0xff: none for listeners, 0:
  * none for tenants). */
 void sy_top_add(sy_top *t, const char *key, size_t klen, int type, uint32_t samples, uint32_t bytes,
                 uint8_t listener, uint8_t tenant);
-/* The reply; names tables of 256 (NULL entries: unknown). */
-void sy_top_finish(sy_top *t, sy_buf *out, const char *const *listeners, const char *const *tenants);
+/* The reply; names tables of 256 (NULL entries: unknown).  The listeners'
+ * and tenants' keys are those first seen from each (sy_top_add); their
+ * samples and bytes come from arr, charged as they arrived (NULL: the
+ * keys' own). */
+void sy_top_finish(sy_top *t, sy_buf *out, const char *const *listeners, const char *const *tenants,
+                   const sy_top_arrivals *arr);
 void sy_top_free(sy_top *t);
 
 #endif

@@ -30,6 +30,7 @@
 #include <sys/socket.h>
 
 #include "engine/hash.h"
+#include "util/clock.h"
 #include "util/log.h"
 #include "ingest/parse.h"
 #include "engine/predecide.h"
@@ -276,8 +277,8 @@ static uint64_t budget_carry(sy_agg *a, sy_entry *e)
 
 /* Find or create; NULL when the key limit (or memory) says no.  statsd's
  * own keys (internal) are exempt from the limit. */
-static sy_entry *find_entry(sy_agg *a, uint64_t h, int type, const char *key, size_t len,
-                            int own, uint64_t sinks);
+static inline sy_entry *find_entry(sy_agg *a, uint64_t h, int type, const char *key, size_t len,
+                                   int own, uint64_t sinks);
 
 static sy_entry *lookup_in(sy_agg *a, int type, const char *key, size_t len, int internal)
 {
@@ -654,8 +655,9 @@ static uint64_t route_sinks(const sy_agg *a, uint32_t idx)
 /* An aggregate's identity is (type, name, sinks): samples that reach a name
  * by different routes merge when they go to the same sinks, and stay apart
  * when they do not (one key routed per sender to different sinks). */
-static sy_entry *find_entry(sy_agg *a, uint64_t h, int type, const char *key, size_t len,
-                            int own, uint64_t sinks)
+static inline __attribute__((always_inline)) sy_entry *find_entry(sy_agg *a, uint64_t h, int type,
+                                                                   const char *key, size_t len,
+                                                                   int own, uint64_t sinks)
 {
     size_t mask = a->cap - 1;
     for (size_t i = h & mask;; i = (i + 1) & mask) {
@@ -814,6 +816,10 @@ static int raw_store(sy_agg *a, const char *name, size_t nlen, const sy_sample *
         if (!nm)
             return -1;
         b->masks = nm;
+        int64_t *nt = realloc(b->ts_ms, ncap * sizeof *nt);
+        if (!nt)
+            return -1;
+        b->ts_ms = nt;
         b->cap = ncap;
     }
     if (b->used + need > b->arena_cap) {
@@ -852,6 +858,7 @@ static int raw_store(sy_agg *a, const char *name, size_t nlen, const sy_sample *
     p[s->tags_len] = '\0';
     p += s->tags_len + 1;
     b->used = (size_t)(p - b->arena);
+    b->ts_ms[b->n] = a->cur_ts_ms;
     b->masks[b->n++] = mask;
     return 0;
 }
@@ -912,8 +919,34 @@ void sy_raw_batch_free(sy_raw_batch *b)
         return;
     free(b->samples);
     free(b->masks);
+    free(b->ts_ms);
     free(b->arena);
     free(b);
+}
+
+/* top: the samples and bytes since the last charge go to the listener
+ * and tenant in force (they changed since, or top or a flush wants the
+ * figures). */
+void sy_agg_top_charge(sy_agg *a)
+{
+    uint64_t n = a->top_samples - a->top_mark_samples, b = a->top_bytes - a->top_mark_bytes;
+    a->arrivals.lsamples[a->listener] += n;
+    a->arrivals.lbytes[a->listener] += b;
+    a->arrivals.tsamples[a->tenant] += n;
+    a->arrivals.tbytes[a->tenant] += b;
+    a->top_mark_samples = a->top_samples;
+    a->top_mark_bytes = a->top_bytes;
+}
+
+/* The listener and tenant of what is fed next: a change (per record, or
+ * per line with tokens) charges what came before. */
+static inline void top_attribute(sy_agg *a, uint8_t listener, uint8_t tenant)
+{
+    if (__builtin_expect(listener != a->listener || tenant != a->tenant, 0)) {
+        sy_agg_top_charge(a);
+        a->listener = listener;
+        a->tenant = tenant;
+    }
 }
 
 /*
@@ -943,6 +976,8 @@ static inline __attribute__((always_inline)) void apply(sy_agg *a, const char *k
         if (e) {
             e->samples++;
             e->bytes += bytes;
+            a->top_samples++;
+            a->top_bytes += bytes;
         }
     } else {
         uint32_t idx;
@@ -961,6 +996,8 @@ static inline __attribute__((always_inline)) void apply(sy_agg *a, const char *k
         if (e) {
             e->samples++;
             e->bytes += bytes;
+            a->top_samples++;
+            a->top_bytes += bytes;
         }
         const route_info *ri = &a->routes[idx];
         if (t) {
@@ -1106,6 +1143,32 @@ static void tap_early(sy_agg *a, const char *line, size_t len, int outcome, cons
     sy_tap_emit(&t);
 }
 
+static sy_ratelimit rl_ts = SY_RATELIMIT_INIT(10000, 1);
+
+/* A DogStatsD timestamp (seconds) as the sample's time in ms for the
+ * pass-through sinks, or 0 (its arrival) when it is outside the window
+ * the config allows: a client's clock must not place points years away,
+ * where receivers refuse a whole request for one of them. */
+static __attribute__((noinline)) int64_t ts_window(sy_agg *a, int64_t ts)
+{
+    if (ts == 0)
+        return 0;
+    int64_t now = (int64_t)(sy_wall_ms() / 1000);
+    if (ts != SY_PARSE_TS_BAD && ts >= now - (int64_t)a->o.ts_max_age_s &&
+        ts <= now + (int64_t)a->o.ts_max_ahead_s)
+        return ts * 1000;
+    atomic_fetch_add_explicit(&a->st.dd_ts_outside, 1, memory_order_relaxed);
+    if (ts == SY_PARSE_TS_BAD)
+        sy_log_limited(&rl_ts, SY_WARN, "DogStatsD timestamp that is no time (0, or more than 12 digits) ignored, "
+                       "the sample takes its arrival time (switchyard_dogstatsd_timestamps_outside_total)");
+    else
+        sy_log_limited(&rl_ts, SY_WARN, "DogStatsD timestamp %lld is %lld s from now, outside "
+                       "[-%u, +%u] (dogstatsdTimestampMaxAge/MaxAhead): ignored, the sample takes "
+                       "its arrival time (switchyard_dogstatsd_timestamps_outside_total)",
+                       (long long)ts, (long long)(ts - now), a->o.ts_max_age_s, a->o.ts_max_ahead_s);
+    return 0;
+}
+
 /* sy_agg_line's work; `tapping` is a constant at each call, so the hot
  * path's copy has no trace of the tap. */
 static inline __attribute__((always_inline)) void line_in(sy_agg *a, const char *line, size_t len,
@@ -1114,12 +1177,11 @@ static inline __attribute__((always_inline)) void line_in(sy_agg *a, const char 
     if (origin != a->origin) {
         a->origin = origin;
         a->sender_ready = 0;
-        a->listener = (uint8_t)(origin ? origin->listener : 0xff);
+        top_attribute(a, (uint8_t)(origin ? origin->listener : 0xff), 0);
     }
     char ns[256];
     size_t nslen = 0;
     uint32_t bytes = (uint32_t)len + 1; /* with its newline */
-    a->tenant = 0;
     if (origin && origin->listener < a->nlisteners && a->listeners[origin->listener].auth) {
         if (len && line[len - 1] == '\r')
             len--;
@@ -1144,8 +1206,8 @@ static inline __attribute__((always_inline)) void line_in(sy_agg *a, const char 
         }
         len -= (size_t)(dot + 1 - line);
         line = dot + 1;
-        if (nslen)
-            a->tenant = tenant_of(a, ns, nslen);
+        /* the tenant, line by line (a record's lines start with none) */
+        top_attribute(a, a->listener, nslen ? tenant_of(a, ns, nslen) : 0);
     }
     sy_line it;
     int klen = sy_parse_begin(&it, line, len, a->key, a->o.sanitize);
@@ -1199,10 +1261,13 @@ static inline __attribute__((always_inline)) void line_in(sy_agg *a, const char 
             continue;
         }
         stat_bump(&a->st.samples);
+        if (__builtin_expect(sy_parse_may_have_time(&it), 0))
+            a->cur_ts_ms = ts_window(a, sy_parse_time(&it));
         apply(a, a->key, (size_t)klen, &s, bytes, tapping ? &t : NULL);
         bytes = 0;
     }
     if (__builtin_expect(it.containers | it.timestamps, 0)) {
+        a->cur_ts_ms = 0; /* set only on lines with a "T" field */
         /* one writer (this thread): a plain store, as stat_bump */
         atomic_store_explicit(&a->st.dd_containers, atomic_load_explicit(&a->st.dd_containers,
                               memory_order_relaxed) + it.containers, memory_order_relaxed);
@@ -1235,7 +1300,7 @@ void sy_agg_feed(sy_agg *a, const char *buf, size_t len, const sy_origin *origin
                           memory_order_relaxed);
     a->origin = origin;
     a->sender_ready = 0;
-    a->listener = (uint8_t)(origin ? origin->listener : 0xff);
+    top_attribute(a, (uint8_t)(origin ? origin->listener : 0xff), 0);
     a->e_packets->u.value += 1;
     stat_bump(&a->st.packets);
     const char *p = buf, *end = buf + len;

@@ -32,6 +32,10 @@ typedef struct sy_agg_opts {
     size_t max_keys;           /* 0 = no limit */
     uint64_t dd_sinks;         /* dogstatsdEvents: sinks that get events and
                                 * service checks as received; 0 = counted only */
+    /* DogStatsD timestamps (|T) kept for pass-through sinks within
+     * [now - ts_max_age_s, now + ts_max_ahead_s]; outside, counted in
+     * dd_ts_outside and the sample takes its arrival time */
+    uint32_t ts_max_age_s, ts_max_ahead_s;
 } sy_agg_opts;
 
 /* What the aggregator saw; read by other threads, hence atomics. */
@@ -54,8 +58,10 @@ typedef struct sy_agg_stats {
     _Atomic uint64_t predecide_misses; /* decided by Lua while such a table was in use */
     /* DogStatsD: events and service checks (recognised; forwarded to the
      * dogstatsdEvents sinks through the raw batch, see dd_dropped),
-     * container IDs and timestamps (skipped; see parse.c) */
+     * container IDs (skipped) and timestamps (kept for pass-through
+     * samples; see parse.c) */
     _Atomic uint64_t dd_events, dd_service_checks, dd_containers, dd_timestamps;
+    _Atomic uint64_t dd_ts_outside;  /* timestamps outside the window (ignored) */
     _Atomic uint64_t dd_forwarded;   /* events/service checks handed to sinks */
     _Atomic uint64_t dd_dropped;     /* ... lost: too long, or the raw batch full */
     _Atomic int64_t last_msg_ms;     /* wall clock of the last line seen */
@@ -70,6 +76,13 @@ typedef struct sy_listen_info {
 } sy_listen_info;
 
 typedef struct sy_agg sy_agg;
+
+/* top (top.h): the interval's samples and bytes per listener (index 0xff:
+ * none) and per tenant (0: none), charged as they arrive. */
+typedef struct sy_top_arrivals {
+    uint64_t lsamples[256], lbytes[256];
+    uint64_t tsamples[256], tbytes[256];
+} sy_top_arrivals;
 
 sy_agg *sy_agg_new(const sy_agg_opts *opts);
 void sy_agg_free(sy_agg *a);
@@ -127,6 +140,22 @@ typedef struct sy_key_decision {
 } sy_key_decision;
 typedef void (*sy_decision_fn)(void *ctx, const sy_key_decision *d);
 size_t sy_agg_walk_decisions(sy_agg *a, size_t *cursor, size_t max, sy_decision_fn fn, void *ctx);
+/* The token cache (tokens answered by the running config's auth, each
+ * with the listener and sender it was asked for; cleared at each reload):
+ * walked a bucket at a time from *cursor, at most about max tokens;
+ * returns the buckets and tokens seen.  The walk is over when
+ * sy_agg_tokens_walked says so. */
+typedef struct sy_token_decision {
+    const char *token;
+    size_t tlen;
+    const char *listener, *sender;
+    const char *ns;             /* the namespace it was given */
+    size_t nslen;
+    int allowed;
+} sy_token_decision;
+typedef void (*sy_token_fn)(void *ctx, const sy_token_decision *d);
+size_t sy_agg_walk_tokens(sy_agg *a, size_t *cursor, size_t max, sy_token_fn fn, void *ctx);
+int sy_agg_tokens_walked(size_t cursor);
 /* After sy_agg_set_routing: take decisions from p (owned from now on) for
  * the next two flush intervals before asking the router. */
 struct sy_predecided;

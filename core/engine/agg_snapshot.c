@@ -58,6 +58,34 @@ size_t sy_agg_walk_keys(sy_agg *a, size_t *cursor, size_t max, int next_uses_ori
     return seen;
 }
 
+int sy_agg_tokens_walked(size_t cursor) { return cursor >= TOK_BUCKETS; }
+
+size_t sy_agg_walk_tokens(sy_agg *a, size_t *cursor, size_t max, sy_token_fn fn, void *ctx)
+{
+    size_t seen = 0;
+    for (; *cursor < TOK_BUCKETS && seen < max; (*cursor)++) {
+        seen++;
+        for (const tok_entry *t = a->toks ? a->toks[*cursor] : NULL; t; t = t->next, seen++) {
+            /* token NUL origin_key, then the namespace */
+            size_t tlen = t->len - 1 - ORIGIN_KEY_LEN;
+            const char *ok = t->data + tlen + 1;
+            sy_origin o;
+            memset(&o, 0, sizeof o);
+            memcpy(&o.listener, ok, 2);
+            o.family = (uint8_t)ok[2];
+            memcpy(o.addr, ok + 3, 16);
+            char sender[INET6_ADDRSTRLEN] = "";
+            if (o.family == AF_INET || o.family == AF_INET6)
+                inet_ntop(o.family, o.addr, sender, sizeof sender);
+            sy_token_decision d = { .token = t->data, .tlen = tlen, .sender = sender,
+                                    .listener = o.listener < a->nlisteners ? a->listeners[o.listener].name : "",
+                                    .ns = t->data + t->len, .nslen = t->nslen, .allowed = t->allowed };
+            fn(ctx, &d);
+        }
+    }
+    return seen;
+}
+
 size_t sy_agg_walk_decisions(sy_agg *a, size_t *cursor, size_t max, sy_decision_fn fn, void *ctx)
 {
     size_t seen = 0;
@@ -147,6 +175,9 @@ sy_snapshot *sy_agg_snapshot(sy_agg *a, int64_t ts)
         sy_predecided_free(a->pre);
         a->pre = NULL;
     }
+    /* top's arrivals are per interval, as the keys' counts */
+    sy_agg_top_charge(a);
+    memset(&a->arrivals, 0, sizeof a->arrivals);
     a->listener = 0xff; /* keys made here come from no listener */
     a->tenant = 0;
     /* statsd sets its timestamp_lag gauge from the second flush on. */

@@ -414,7 +414,8 @@ static int top_step(sy_agg *a, sy_agg_walk *w, sy_buf *out, size_t budget)
         for (size_t i = 1; i <= a->ntenants; i++)
             tnames[i] = a->tenants[i];
         tnames[SY_TENANTS_MAX - 1] = "(other)";
-        sy_top_finish(w->top, out, lnames, tnames);
+        sy_agg_top_charge(a);
+        sy_top_finish(w->top, out, lnames, tnames, &a->arrivals);
         return 1;
     }
     return 0;

@@ -274,15 +274,21 @@ static void job_finish(sy_engine *e)
     uint64_t ms = (sy_mono_us() - j->started_us) / 1000;
     atomic_store(&e->reload_last_ms, ms);
     atomic_store(&e->reload_slice_max_us, j->longest_slice_us);
-    size_t now_keys = sy_agg_key_count(e->agg);
+    size_t now_keys = sy_agg_key_count(e->agg), bytes = sy_predecided_bytes(j->pre);
+    size_t npre = sy_predecided_count(j->pre);
     sy_log(SY_INFO, "reload: %llu live keys decided by the new config in %llu ms "
            "(%llu ms of it in Lua, slices of at most %llu us between batches, %llu us of "
-           "CPU in the longest); about %zu keys first seen meanwhile are decided by it as "
-           "they next arrive (switchyard_route_predecide_misses_total)",
+           "CPU in the longest; the decisions take %zu KiB for %zu keys); about %zu keys "
+           "first seen meanwhile are decided by it as they next arrive "
+           "(switchyard_route_predecide_misses_total)",
            (unsigned long long)j->decided, (unsigned long long)ms,
            (unsigned long long)(j->lua_us / 1000), (unsigned long long)j->longest_slice_us,
-           (unsigned long long)j->longest_slice_cpu_us,
+           (unsigned long long)j->longest_slice_cpu_us, bytes >> 10, npre,
            now_keys > j->keys_at_start ? now_keys - j->keys_at_start : (size_t)0);
+    if (sy_predecided_reasons_cut(j->pre))
+        sy_log(SY_WARN, "reload: the rules gave more distinct drop reasons than the prepared "
+               "decisions keep (%d): %llu keys dropped by them show a generic reason in the tap",
+               SY_PREDECIDE_REASONS, (unsigned long long)sy_predecided_reasons_cut(j->pre));
     apply_config(e, j->c, j->router, j->pre);
     j->c = NULL;
     j->router = NULL;

@@ -10,6 +10,8 @@
 #define SEED_CHECK 0x5a827999ca62c1d6ull
 #define SHARED_MAX 1024 /* distinct unrenamed decisions looked for before adding one */
 
+#define REASON_LEN 120  /* bytes of a reason kept (the aggregator keeps as many) */
+
 typedef struct pslot {
     uint64_t h;          /* 0: empty */
     uint32_t check;
@@ -20,7 +22,8 @@ typedef struct decision {
     uint64_t sinks, raw;
     double rate;
     uint32_t name_off, name_len; /* name_len 0: not renamed */
-    int drop;
+    uint32_t drop;       /* 0: kept; else dropped, and 1 + its reason's index
+                          * (SY_PREDECIDE_REASONS + 1: the generic reason) */
 } decision;
 
 struct sy_predecided {
@@ -32,6 +35,9 @@ struct sy_predecided {
     size_t nshared;
     char *names;
     size_t names_len, names_cap;
+    char *reasons[SY_PREDECIDE_REASONS]; /* the rules' drop reasons, each kept once */
+    size_t nreasons;
+    uint64_t reasons_cut;       /* drops given the generic reason (too many) */
 };
 
 static const char dropped_before[] = "dropped by a rule (decided before the reload was applied)";
@@ -60,7 +66,39 @@ void sy_predecided_free(sy_predecided *p)
     free(p->slots);
     free(p->decs);
     free(p->names);
+    for (size_t i = 0; i < p->nreasons; i++)
+        free(p->reasons[i]);
     free(p);
+}
+
+size_t sy_predecided_bytes(const sy_predecided *p)
+{
+    if (!p)
+        return 0;
+    size_t b = sizeof *p + p->cap * sizeof *p->slots + p->cap_decs * sizeof *p->decs + p->names_cap;
+    for (size_t i = 0; i < p->nreasons; i++)
+        b += strlen(p->reasons[i]) + 1;
+    return b;
+}
+
+uint64_t sy_predecided_reasons_cut(const sy_predecided *p) { return p ? p->reasons_cut : 0; }
+
+/* The drop field of a decision dropped for why: its reason kept once in
+ * the table (a reason is a rule's, so there are few; a route function
+ * that makes one per key gets the generic one past SY_PREDECIDE_REASONS). */
+static uint32_t reason_index(sy_predecided *p, const char *why)
+{
+    size_t n = strnlen(why, REASON_LEN);
+    for (size_t i = 0; i < p->nreasons; i++)
+        if (strncmp(p->reasons[i], why, n) == 0 && p->reasons[i][n] == '\0')
+            return (uint32_t)i + 1;
+    char *c = p->nreasons < SY_PREDECIDE_REASONS ? strndup(why, n) : NULL;
+    if (!c) {
+        p->reasons_cut++;
+        return SY_PREDECIDE_REASONS + 1;
+    }
+    p->reasons[p->nreasons++] = c;
+    return (uint32_t)p->nreasons;
 }
 
 size_t sy_predecided_count(const sy_predecided *p) { return p ? p->n : 0; }
@@ -145,7 +183,8 @@ int sy_predecided_put(sy_predecided *p, int type, const char *k, size_t len, con
         return 0;
     if ((p->n + 1) * 10 > p->cap * 7 && grow(p) < 0)
         return -1;
-    decision d = { .sinks = r->sinks, .raw = r->raw, .rate = r->rate, .drop = r->drop != NULL };
+    decision d = { .sinks = r->sinks, .raw = r->raw, .rate = r->rate,
+                   .drop = r->drop ? reason_index(p, r->drop) : 0 };
     if (r->renamed) {
         if (p->names_len + r->key_len > p->names_cap) {
             size_t ncap = p->names_cap ? p->names_cap * 2 : 64 * 1024;
@@ -185,7 +224,7 @@ int sy_predecided_get(const sy_predecided *p, int type, const char *k, size_t le
     r->sinks = d->sinks;
     r->raw = d->raw;
     r->rate = d->rate;
-    r->drop = d->drop ? dropped_before : NULL;
+    r->drop = !d->drop ? NULL : d->drop <= p->nreasons ? p->reasons[d->drop - 1] : dropped_before;
     r->renamed = d->name_len != 0;
     r->key_len = d->name_len;
     if (d->name_len) {

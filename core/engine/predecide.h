@@ -15,7 +15,10 @@
  * held as a 64-bit hash and a 32-bit check from an independent seed: no
  * key bytes are copied, and two keys are confused with odds of about
  * 1e-17 at a million keys.  An entry costs 16 bytes in a table kept at
- * most 70% full, plus its new name when the rules rename it.
+ * most 70% full, plus its new name when the rules rename it.  Decisions
+ * that rename nothing are shared between keys, and a dropping one holds
+ * the index of its reason, kept once (the tap shows it after the swap):
+ * so the reasons cost nothing per key.
  */
 #ifndef SY_PREDECIDE_H
 #define SY_PREDECIDE_H
@@ -24,6 +27,9 @@
 #include <stdint.h>
 
 #include "engine/router.h"
+
+/* Distinct drop reasons a table keeps; drops with more take a generic one. */
+#define SY_PREDECIDE_REASONS 256
 
 typedef struct sy_predecided sy_predecided;
 
@@ -42,5 +48,9 @@ int sy_predecided_put(sy_predecided *p, int type, const char *k, size_t len, con
 int sy_predecided_get(const sy_predecided *p, int type, const char *k, size_t len, sy_route *r);
 
 size_t sy_predecided_count(const sy_predecided *p);
+/* Bytes the table holds (slots, decisions, names, reasons). */
+size_t sy_predecided_bytes(const sy_predecided *p);
+/* Drops given the generic reason: more distinct reasons than are kept. */
+uint64_t sy_predecided_reasons_cut(const sy_predecided *p);
 
 #endif

@@ -36,6 +36,7 @@
 #include "engine/hash.h"
 #include "util/log.h"
 #include "engine/router.h"
+#include "ingest/parse.h"
 #include "util/clock.h"
 
 #define CHUNK_ITEMS 1024
@@ -56,6 +57,12 @@ typedef struct item {
     double rate;
 } item;
 
+/* A token the running config answered, with what it answered. */
+typedef struct titem {
+    uint32_t token, tlen, listener, sender, ns, nslen; /* offsets into the arena */
+    int allowed;
+} titem;
+
 typedef struct group {
     char *label;
     uint64_t count;
@@ -75,10 +82,12 @@ struct sy_shadow_job {
     int want, filled, walk_done, table_origin;
     item *items;
     size_t nitems;
+    titem *titems;     /* the token cache, after the keys */
+    size_t ntitems, cap_titems;
     char *arena;
     size_t used, arena_cap;
     /* the engine's walk (engine thread only) */
-    size_t cursor, cap;
+    size_t cursor, cap, tok_cursor;
     uint64_t *seen;
     size_t seen_cap, nseen, seen_want; /* seen_want: the job's thread sizes it */
     uint64_t engine_us, slice_max_us, slices;
@@ -88,6 +97,9 @@ struct sy_shadow_job {
     size_t ngroups;
     group other;
     uint64_t compared, changed, stale, errors, past_senders;
+    uint64_t tok_compared, tok_changed;
+    size_t tok_groups;
+    int sanitize;      /* the new config's keyNameSanitize, for namespaces */
     uint64_t all_sinks;
     struct kcount { uint64_t h; uint32_t n; } *kc; /* per key: senders compared */
     size_t kc_cap, kc_n;
@@ -252,6 +264,30 @@ static void copy_key(void *ctx, const sy_key_decision *d)
     j->nitems++;
 }
 
+static void copy_token(void *ctx, const sy_token_decision *d)
+{
+    sy_shadow_job *j = ctx;
+    if (j->ntitems == j->cap_titems) {
+        /* a chunk is about CHUNK_ITEMS tokens and the last bucket's chain */
+        size_t ncap = j->cap_titems ? j->cap_titems * 2 : CHUNK_ITEMS;
+        titem *nt = realloc(j->titems, ncap * sizeof *nt);
+        if (!nt)
+            return;
+        j->titems = nt;
+        j->cap_titems = ncap;
+    }
+    titem *t = &j->titems[j->ntitems];
+    *t = (titem){ .tlen = (uint32_t)d->tlen, .nslen = (uint32_t)d->nslen, .allowed = d->allowed };
+    t->token = arena_put(j, d->token, d->tlen);
+    t->ns = arena_put(j, d->ns, d->nslen);
+    t->listener = arena_put(j, d->listener, strlen(d->listener));
+    t->sender = arena_put(j, d->sender, strlen(d->sender));
+    if (t->token == UINT32_MAX || t->ns == UINT32_MAX || t->listener == UINT32_MAX ||
+        t->sender == UINT32_MAX)
+        return;
+    j->ntitems++;
+}
+
 void sy_shadow_serve(sy_agg *a)
 {
     pthread_mutex_lock(&reg.lock);
@@ -263,6 +299,7 @@ void sy_shadow_serve(sy_agg *a)
     }
     uint64_t t0 = sy_mono_us();
     j->nitems = 0;
+    j->ntitems = 0;
     j->used = 0;
     j->table_origin = sy_agg_uses_origin(a);
     if (sy_agg_table_cap(a) != j->cap) {
@@ -282,7 +319,11 @@ void sy_shadow_serve(sy_agg *a)
     while (j->cursor < j->cap && visited < SERVE_VISIT && j->nitems + 8 <= CHUNK_ITEMS &&
            j->used < CHUNK_BYTES)
         visited += sy_agg_walk_decisions(a, &j->cursor, 8, copy_key, j);
-    j->walk_done = j->cursor >= j->cap;
+    /* then the tokens the running config has answered (tenants) */
+    while (j->cursor >= j->cap && !sy_agg_tokens_walked(j->tok_cursor) && visited < SERVE_VISIT &&
+           j->ntitems < CHUNK_ITEMS && j->used < CHUNK_BYTES)
+        visited += sy_agg_walk_tokens(a, &j->tok_cursor, 64, copy_token, j);
+    j->walk_done = j->cursor >= j->cap && sy_agg_tokens_walked(j->tok_cursor);
 filled:
     j->want = 0;
     j->filled = 1;
@@ -354,8 +395,9 @@ static void common_tail(const char *a, size_t al, const char *b, size_t bl, size
 
 static uint64_t label_hash(const char *s) { return sy_hash(s, strlen(s), 0x13198A2E03707344ull); }
 
-static void note_change(sy_shadow_job *j, const char *label, const char *example)
+static int note_change(sy_shadow_job *j, const char *label, const char *example)
 {
+    int made = 0;
     size_t k = label_hash(label) & (GROUP_SLOTS - 1);
     group *g = NULL;
     while (j->groups[k]) {
@@ -374,6 +416,7 @@ static void note_change(sy_shadow_job *j, const char *label, const char *example
         if (g) {
             j->groups[k] = g;
             j->ngroups++;
+            made = 1;
         }
     }
     if (!g)
@@ -384,6 +427,7 @@ static void note_change(sy_shadow_job *j, const char *label, const char *example
         if (e)
             g->ex[g->nex++] = e;
     }
+    return made;
 }
 
 static const char *const type_names[] = { "c", "ms", "g", "s" };
@@ -504,6 +548,55 @@ static void compare(sy_shadow_job *j, const item *it, sy_router *router, char **
     note_change(j, label, example);
 }
 
+/* How a token's answer reads in a report: its namespace, "(none)" when
+ * allowed without one, "(refused)". */
+static void tenant_name(char *out, size_t cap, int allowed, const char *ns, size_t nslen)
+{
+    if (!allowed)
+        snprintf(out, cap, "(refused)");
+    else if (!nslen)
+        snprintf(out, cap, "(none)");
+    else
+        snprintf(out, cap, "%.*s", (int)(nslen > 200 ? 200 : nslen), ns);
+}
+
+/* Ask the new config's auth about one token the running one answered,
+ * with the same listener and sender, and compare the tenants.  The token
+ * itself is never written in the report. */
+static void compare_token(sy_shadow_job *j, const titem *t, sy_router *router)
+{
+    const char *tok = j->arena + t->token, *ons = j->arena + t->ns;
+    char raw[256], ns[SY_KEY_MAX];
+    size_t n = 0;
+    int rc = sy_router_authorize(router, tok, t->tlen, j->arena + t->sender, j->arena + t->listener, raw,
+                                 sizeof raw, &n);
+    if (rc < 0)
+        j->errors++;
+    int allowed = rc == 1;
+    if (allowed && n) {
+        /* as the engine does (token_check): sanitised as a key */
+        int sn = sy_sanitize(ns, raw, n, j->sanitize);
+        if (sn <= 0 || sn > 255) {
+            allowed = 0;
+            n = 0;
+        } else {
+            n = (size_t)sn;
+        }
+    }
+    j->tok_compared++;
+    if (allowed == t->allowed && (!allowed || (n == t->nslen && memcmp(ns, ons, n) == 0)))
+        return;
+    j->tok_changed++;
+    char was[220], now[220], label[LABEL_MAX], example[LABEL_MAX];
+    tenant_name(was, sizeof was, t->allowed, ons, t->nslen);
+    tenant_name(now, sizeof now, allowed, ns, n);
+    snprintf(label, sizeof label, "tenant: %s -> %s", was, now);
+    snprintf(example, sizeof example, "a token from %s on %s: %s -> %s",
+             *(j->arena + t->sender) ? j->arena + t->sender : "a local client",
+             *(j->arena + t->listener) ? j->arena + t->listener : "-", was, now);
+    j->tok_groups += (size_t)note_change(j, label, example);
+}
+
 static int by_count(const void *x, const void *y)
 {
     const group *a = *(group *const *)x, *b = *(group *const *)y;
@@ -548,6 +641,7 @@ static void job_free(sy_shadow_job *j)
         free(j->other.ex[e]);
     sy_buf_free(&j->report);
     free(j->items);
+    free(j->titems);
     free(j->arena);
     free(j->seen);
     free(j->kc);
@@ -611,6 +705,7 @@ static void *job_run(void *arg)
     pthread_mutex_unlock(&reg.lock);
     new_sinks = copy_sinks(c, &nnew);
     int decide = c->decide_ref, auth = c->auth_ref;
+    j->sanitize = c->agg.sanitize;
     int uses_origin = c->route_uses_origin;
     struct lua_State *L = sy_config_take_lua(c);
     router = L ? sy_router_new(L, decide, auth, sy_config_all_sinks(c), c->lua_memory_limit,
@@ -643,11 +738,13 @@ static void *job_run(void *arg)
         uint64_t w0 = sy_mono_us();
         for (size_t i = 0; i < j->nitems && j->errors < MAX_ERRORS; i++)
             compare(j, &j->items[i], router, old_sinks, nold, new_sinks, nnew);
+        for (size_t i = 0; router && i < j->ntitems && j->errors < MAX_ERRORS; i++)
+            compare_token(j, &j->titems[i], router);
         uint64_t w1 = sy_mono_us();
         busy_us += w1 - w0;
         if (j->errors >= MAX_ERRORS && router) {
             const sy_router_stats *st = sy_router_get_stats(router);
-            snprintf(err, sizeof err, "its rules failed on %llu keys (%llu timed out after "
+            snprintf(err, sizeof err, "its rules failed on %llu keys or tokens (%llu timed out after "
                      "luaTimeout = %u ms; the others errors or luaMemoryLimit; the log names the "
                      "keys): not compared further",
                      (unsigned long long)j->errors, (unsigned long long)atomic_load(&st->timeouts),
@@ -672,7 +769,12 @@ static void *job_run(void *arg)
     sy_buf_printf(&j->report, "compared: %llu keys\n", (unsigned long long)j->compared);
     sy_buf_printf(&j->report, "unchanged: %llu\n", (unsigned long long)(j->compared - j->changed));
     sy_buf_printf(&j->report, "changed: %llu in %zu groups\n", (unsigned long long)j->changed,
-                  j->ngroups + (j->other.count ? 1 : 0));
+                  j->ngroups - j->tok_groups + (j->other.count ? 1 : 0));
+    if (j->tok_compared)
+        sy_buf_printf(&j->report, "tokens: %llu compared (those answered since the last reload, each "
+                      "with its listener and sender), %llu would change tenant in %zu groups\n",
+                      (unsigned long long)j->tok_compared, (unsigned long long)j->tok_changed,
+                      j->tok_groups);
     if (j->stale)
         sy_buf_printf(&j->report, "not compared: %llu keys not seen since the last reload (their "
                       "decision is made again when they come)\n", (unsigned long long)j->stale);

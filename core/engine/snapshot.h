@@ -50,6 +50,7 @@ void sy_snapshot_free(sy_snapshot *s);
 typedef struct sy_raw_batch {
     sy_sample *samples;
     uint64_t *masks;    /* per sample: the sinks that get it */
+    int64_t *ts_ms;     /* per sample: its DogStatsD timestamp in ms, or 0 */
     size_t n, cap;
     char *arena;        /* names, values and tags */
     size_t used, arena_cap;

@@ -29,8 +29,8 @@
  *     (statsd: a bad line per typeless value).  "k:1|c:2|g", statsd's own
  *     form, is unchanged;
  *   - "|c:ID" (a container) and "|T1700000000" (a timestamp) after the
- *     type, in any order with "@rate" and "#tags": skipped, and counted by
- *     the caller.  Never the value's or the type's field, so "k:1|c:2|c"
+ *     type, in any order with "@rate" and "#tags": counted by the caller;
+ *     a container is skipped, a timestamp handed out in sy_line.ts.  Never the value's or the type's field, so "k:1|c:2|c"
  *     stays two counters;
  *   - events ("_e{5,4}:title|text|...") and service checks
  *     ("_sc|name|0|..."): recognised, checked for their form, and answered
@@ -49,19 +49,24 @@
 #include "util/numfmt.h"
 
 /* Bytes statsd's keyNameSanitize keeps: [a-zA-Z_\-0-9.;=]. */
-static const unsigned char keep_byte[256] = {
-    ['a'] = 1, ['b'] = 1, ['c'] = 1, ['d'] = 1, ['e'] = 1, ['f'] = 1, ['g'] = 1,
-    ['h'] = 1, ['i'] = 1, ['j'] = 1, ['k'] = 1, ['l'] = 1, ['m'] = 1, ['n'] = 1,
-    ['o'] = 1, ['p'] = 1, ['q'] = 1, ['r'] = 1, ['s'] = 1, ['t'] = 1, ['u'] = 1,
-    ['v'] = 1, ['w'] = 1, ['x'] = 1, ['y'] = 1, ['z'] = 1,
-    ['A'] = 1, ['B'] = 1, ['C'] = 1, ['D'] = 1, ['E'] = 1, ['F'] = 1, ['G'] = 1,
-    ['H'] = 1, ['I'] = 1, ['J'] = 1, ['K'] = 1, ['L'] = 1, ['M'] = 1, ['N'] = 1,
-    ['O'] = 1, ['P'] = 1, ['Q'] = 1, ['R'] = 1, ['S'] = 1, ['T'] = 1, ['U'] = 1,
-    ['V'] = 1, ['W'] = 1, ['X'] = 1, ['Y'] = 1, ['Z'] = 1,
-    ['0'] = 1, ['1'] = 1, ['2'] = 1, ['3'] = 1, ['4'] = 1, ['5'] = 1, ['6'] = 1,
-    ['7'] = 1, ['8'] = 1, ['9'] = 1,
-    ['_'] = 1, ['-'] = 1, ['.'] = 1, [';'] = 1, ['='] = 1,
-};
+#define KEPT_BYTES \
+    ['a'] = 1, ['b'] = 1, ['c'] = 1, ['d'] = 1, ['e'] = 1, ['f'] = 1, ['g'] = 1, \
+    ['h'] = 1, ['i'] = 1, ['j'] = 1, ['k'] = 1, ['l'] = 1, ['m'] = 1, ['n'] = 1, \
+    ['o'] = 1, ['p'] = 1, ['q'] = 1, ['r'] = 1, ['s'] = 1, ['t'] = 1, ['u'] = 1, \
+    ['v'] = 1, ['w'] = 1, ['x'] = 1, ['y'] = 1, ['z'] = 1, \
+    ['A'] = 1, ['B'] = 1, ['C'] = 1, ['D'] = 1, ['E'] = 1, ['F'] = 1, ['G'] = 1, \
+    ['H'] = 1, ['I'] = 1, ['J'] = 1, ['K'] = 1, ['L'] = 1, ['M'] = 1, ['N'] = 1, \
+    ['O'] = 1, ['P'] = 1, ['Q'] = 1, ['R'] = 1, ['S'] = 1, ['T'] = 1, ['U'] = 1, \
+    ['V'] = 1, ['W'] = 1, ['X'] = 1, ['Y'] = 1, ['Z'] = 1, \
+    ['0'] = 1, ['1'] = 1, ['2'] = 1, ['3'] = 1, ['4'] = 1, ['5'] = 1, ['6'] = 1, \
+    ['7'] = 1, ['8'] = 1, ['9'] = 1, \
+    ['_'] = 1, ['-'] = 1, ['.'] = 1, ['='] = 1
+
+static const unsigned char keep_byte[256] = { KEPT_BYTES, [';'] = 1 };
+
+/* The same without ';': in a tag the first ';' is rewritten, so the tag
+ * loop looks at each one. */
+static const unsigned char tag_keep_byte[256] = { KEPT_BYTES };
 
 static inline int js_space(unsigned char c)
 {
@@ -176,6 +181,96 @@ static int tag_append(char *key, int n, const char *t, size_t len, int sanitize,
     return key_append(key, n, tag, len, sanitize, in_space);
 }
 
+/* What sanitize_into does with a byte its keep table does not keep. */
+enum { BC_DROP, BC_SPACE, BC_UTF8, BC_SLASH, BC_COMMA, BC_SEMI, BC_COLON };
+static const unsigned char byte_class[256] = {
+    [' '] = BC_SPACE, ['\t'] = BC_SPACE, ['\n'] = BC_SPACE, ['\r'] = BC_SPACE, ['\v'] = BC_SPACE,
+    ['\f'] = BC_SPACE, ['/'] = BC_SLASH, [','] = BC_COMMA, [';'] = BC_SEMI, [':'] = BC_COLON,
+    [0xC2 ... 0xFF] = BC_UTF8, /* may start a UTF-8 whitespace character */
+};
+
+/* Whether the eight bytes at s are all kept as they are. */
+static inline int kept8(const unsigned char *s)
+{
+    return keep_byte[s[0]] & keep_byte[s[1]] & keep_byte[s[2]] & keep_byte[s[3]] &
+           keep_byte[s[4]] & keep_byte[s[5]] & keep_byte[s[6]] & keep_byte[s[7]];
+}
+
+/*
+ * What key_append (and, with `tags`, the tag loop of sy_parse_begin with
+ * tag_append) writes for [s, e) when sanitising, in one pass with no
+ * calls: the name part copies eight kept bytes at a time where it can;
+ * with `tags`, [s, e) is the tag list after "|#", each ',' becomes the
+ * ';' that joins two tags (the caller writes the first), and in each tag
+ * the first ';' becomes '_' and the first ':' '=', the rest of the ':'
+ * vanishing as statsd's sanitising removes them.  A whitespace run
+ * continues only from where the previous one ended (space_end), which is
+ * key_append's in_space.  out must have room for e - s bytes: nothing here
+ * writes more than it reads.  Returns the end of what was written.
+ */
+static inline __attribute__((always_inline)) char *sanitize_into(char *out, const unsigned char *s,
+                                                                  const unsigned char *e, int tags)
+{
+    const unsigned char *keep = tags ? tag_keep_byte : keep_byte;
+    const unsigned char *space_end = NULL;
+    int semi = 0, colon = 0; /* this tag's first ';' and ':' were met */
+    while (s < e) {
+        if (!tags) {
+            while (e - s >= 8 && kept8(s)) {
+                memcpy(out, s, 8);
+                out += 8;
+                s += 8;
+            }
+            if (s == e)
+                break;
+        }
+        unsigned char c = *s;
+        if (__builtin_expect(keep[c], 1)) {
+            *out++ = (char)c;
+            s++;
+            continue;
+        }
+        size_t u = 1;
+        switch (byte_class[c]) {
+        case BC_UTF8:
+            u = sy_utf8_space(s, (size_t)(e - s));
+            if (!u) {
+                s++; /* vanishes */
+                continue;
+            }
+            __attribute__((fallthrough)); /* a whitespace character of u bytes */
+        case BC_SPACE:
+            if (s != space_end)
+                *out++ = '_';
+            s += u;
+            space_end = s;
+            continue;
+        case BC_SLASH:
+            *out++ = '-';
+            break;
+        case BC_COMMA:
+            if (tags) {
+                *out++ = ';';
+                semi = colon = 0;
+            }
+            break;
+        case BC_SEMI: /* in a tag only: keep_byte keeps it in a name */
+            *out++ = semi ? ';' : '_';
+            semi = 1;
+            break;
+        case BC_COLON:
+            if (tags && !colon)
+                *out++ = '=';
+            colon = 1;
+            break;
+        default: /* vanishes */
+            break;
+        }
+        s++;
+    }
+    return out;
+}
+
 static int all_digits(const char *s, size_t len)
 {
     if (len == 0)
@@ -197,12 +292,27 @@ static int dd_field(const char *f, size_t len)
     return 0;
 }
 
-static void dd_count(sy_line *it, int kind)
+/* The seconds of a timestamp field's digits (all digits, len > 0): at
+ * most 12 are read; more, or 0 (which sy_parse_time keeps for "none"),
+ * make it SY_PARSE_TS_BAD. */
+static int64_t dd_seconds(const char *d, size_t len)
 {
-    if (kind == 'c')
+    if (len > 12)
+        return SY_PARSE_TS_BAD;
+    int64_t v = 0;
+    for (size_t i = 0; i < len; i++)
+        v = v * 10 + (d[i] - '0');
+    return v ? v : SY_PARSE_TS_BAD;
+}
+
+static void dd_count(sy_line *it, int kind, const char *f, size_t len)
+{
+    if (kind == 'c') {
         it->containers++;
-    else if (kind == 'T')
+    } else if (kind == 'T') {
         it->timestamps++;
+        it->ts = dd_seconds(f + 1, len - 1);
+    }
 }
 
 /* The tag text [t, tend) ends at the first DogStatsD field after it
@@ -214,11 +324,12 @@ static const char *dd_cut_fields(sy_line *it, const char *t, const char *tend)
     for (const char *b = memchr(t, '|', (size_t)(tend - t)); b;) {
         const char *f = b + 1;
         const char *nb = f < tend ? memchr(f, '|', (size_t)(tend - f)) : NULL;
-        int kind = dd_field(f, (size_t)((nb ? nb : tend) - f));
+        size_t flen = (size_t)((nb ? nb : tend) - f);
+        int kind = dd_field(f, flen);
         if (kind) {
             if (!cut)
                 cut = b;
-            dd_count(it, kind);
+            dd_count(it, kind, f, flen);
         }
         b = nb;
     }
@@ -277,18 +388,22 @@ int sy_parse_begin(sy_line *it, const char *line, size_t len, char *keybuf, int 
         /* The common line, "name:value|type" with a clean name and no
          * tags: one scan finds the colon and the key is copied as it is,
          * which is what key_append would make of it. */
-        const char *q = line;
-        while (q < end && keep_byte[(unsigned char)*q])
-            q++;
-        if (q < end && *q == ':') {
-            size_t kl = (size_t)(q - line);
+        const unsigned char *q = (const unsigned char *)line;
+        const unsigned char *lim = len < SY_KEY_MAX ? (const unsigned char *)end : q + SY_KEY_MAX - 1;
+        char *o = keybuf;
+        while (lim - q >= 8 && kept8(q)) {
+            memcpy(o, q, 8);
+            o += 8;
+            q += 8;
+        }
+        while (q < lim && keep_byte[*q])
+            *o++ = (char)*q++;
+        if (q < lim && *q == ':') {
+            size_t kl = (size_t)(o - keybuf);
             if (kl == 0)
                 return -1;
-            if (kl >= SY_KEY_MAX)
-                return SY_PARSE_TOO_LONG;
-            memcpy(keybuf, line, kl);
             keybuf[kl] = '\0';
-            it->p = q + 1;
+            it->p = (const char *)q + 1;
             it->end = end;
             return (int)kl;
         }
@@ -303,8 +418,12 @@ int sy_parse_begin(sy_line *it, const char *line, size_t len, char *keybuf, int 
     if (!colon)
         return -1; /* statsd: the value defaults to "1" with no type: bad */
 
-    int in_space = 0;
-    int n = key_append(keybuf, 0, line, (size_t)(colon - line), sanitize, &in_space);
+    int in_space = 0, n;
+    if (sanitize && colon - line < SY_KEY_MAX)
+        n = (int)(sanitize_into(keybuf, (const unsigned char *)line, (const unsigned char *)colon, 0) -
+                  keybuf);
+    else
+        n = key_append(keybuf, 0, line, (size_t)(colon - line), sanitize, &in_space);
     if (n < 0)
         return SY_PARSE_TOO_LONG;
     if (n == 0)
@@ -318,7 +437,16 @@ int sy_parse_begin(sy_line *it, const char *line, size_t len, char *keybuf, int 
     if (t < tend) { /* statsd: tags only when bits[1].length > 0 */
         it->tags = t;
         it->tags_len = (uint32_t)(tend - t);
-        while (n >= 0) {
+        int each = 1; /* tag by tag, as statsd joins them */
+        if (sanitize && (size_t)n + 1 + (size_t)(tend - t) < SY_KEY_MAX) {
+            /* It fits whatever sanitising does: one pass (no in_space to
+             * carry: the ';' in front of each tag ends a whitespace run). */
+            keybuf[n] = ';';
+            n = (int)(sanitize_into(keybuf + n + 1, (const unsigned char *)t,
+                                    (const unsigned char *)tend, 1) - keybuf);
+            each = 0;
+        }
+        while (each && n >= 0) {
             const char *comma = memchr(t, ',', (size_t)(tend - t));
             const char *stop = comma ? comma : tend;
             n = key_append(keybuf, n, ";", 1, sanitize, &in_space);
@@ -341,11 +469,22 @@ int sy_parse_begin(sy_line *it, const char *line, size_t len, char *keybuf, int 
  * plain decimal, see numfmt.h). */
 static inline int parse_number(const char *s, size_t len, double *out)
 {
+    if (sy_parse_short_int(s, len, out)) /* the usual value, without a call */
+        return 0;
     return len ? sy_parse_double(s, len, out) : -1;
 }
 
 static int parse_type(const char *s, size_t len, uint8_t *type)
 {
+    /* the usual "c" and "ms" first, before any trimming */
+    if (len == 1 && s[0] == 'c') {
+        *type = SY_SAMPLE_COUNTER;
+        return 0;
+    }
+    if (len == 2 && s[0] == 'm' && s[1] == 's') {
+        *type = SY_SAMPLE_TIMER;
+        return 0;
+    }
     while (len && js_space((unsigned char)*s))
         s++, len--;
     while (len && js_space((unsigned char)s[len - 1]))
@@ -375,7 +514,11 @@ static int parse_rate(const char *s, size_t len, double *rate)
     size_t run = 1;
     while (run < len && ((s[run] >= '0' && s[run] <= '9') || s[run] == '.'))
         run++;
-    if (run == 1 || parse_number(s + 1, run - 1, rate) < 0 || !(*rate > 0))
+    if (run == len) /* "@0.1": the run is the whole text, already read */
+        *rate = whole;
+    else if (run == 1 || parse_number(s + 1, run - 1, rate) < 0)
+        return -1;
+    if (!(*rate > 0))
         return -1;
     return 0;
 }
@@ -409,7 +552,7 @@ static void scan_part(sy_line *it, const char *part, const char *f[3], size_t fl
         }
         size_t len = (size_t)(q - fs);
         if (idx >= 2 && dd_field(fs, len) == 'T') /* never 'c': no ':' in a field here */
-            it->timestamps++;
+            dd_count(it, 'T', fs, len);
         else if (nf < 3) {
             f[nf] = fs;
             flen[nf] = len;
@@ -443,6 +586,9 @@ static int borrow_type(sy_line *it, const char *f[3], size_t flen[3], int *nf)
             scan_part(&look, start, g, glen, &ng);
             if (ng >= 2) {
                 it->mv_end = look.p ? look.p - 1 : look.end;
+                /* only the typed part can hold a "T" field: the others are
+                 * bare values */
+                it->mv_ts = look.timestamps > it->timestamps ? look.ts : 0;
                 it->mv_type = g[1];
                 it->mv_type_len = (uint32_t)glen[1];
                 it->mv_rate = ng == 3 ? g[2] : NULL;
@@ -547,6 +693,14 @@ int sy_parse_value(sy_line *it, sy_sample *out)
             return -1;
         return 1;
     }
+}
+
+int64_t sy_parse_time(const sy_line *it)
+{
+    /* a value that borrowed its type: its typed part is still ahead */
+    if (it->mv_end && it->p && it->p <= it->mv_end && it->mv_ts)
+        return it->mv_ts;
+    return it->timestamps ? it->ts : 0;
 }
 
 int sy_sanitize(char *dst, const char *src, size_t len, int sanitize)

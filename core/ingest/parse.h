@@ -30,6 +30,10 @@
 #define SY_PARSE_EVENT (-4)
 #define SY_PARSE_SERVICE_CHECK (-5)
 
+/* sy_line.ts for a timestamp that is no time (0, or more than 12 digits):
+ * outside any window. */
+#define SY_PARSE_TS_BAD INT64_MAX
+
 typedef struct sy_line {
     const char *p;     /* next value part */
     const char *end;   /* end of the value parts (the tags start after) */
@@ -38,13 +42,18 @@ typedef struct sy_line {
     int sanitize;
     /* DogStatsD's optional fields seen so far in this line (protocol 1.2
      * and 1.3): container IDs ("|c:ID") and timestamps ("|T1700000000"),
-     * both skipped (see parse.c) and counted by the caller. */
+     * counted by the caller.  A container is skipped; `ts` is the last
+     * timestamp read so far (seconds; SY_PARSE_TS_BAD for 0 or more than
+     * 12 digits), valid only once `timestamps` is non-zero: it is the time of
+     * the value that found it and of the line's values after it. */
     uint32_t containers, timestamps;
+    int64_t ts;          /* see sy_parse_time */
     /* Several values in one message ("k:1:2:3|ms"): the part whose type
      * the typeless values before it take, found once. */
     const char *mv_end;
     const char *mv_type, *mv_rate;
     uint32_t mv_type_len, mv_rate_len;
+    int64_t mv_ts;       /* that part's timestamp, 0: none */
 } sy_line;
 
 /*
@@ -70,6 +79,19 @@ static inline int sy_parse_next(sy_line *it, sy_sample *out)
     /* Inline: every line ends with a call that finds no value left, and
      * that answer should not cost a function call. */
     return it->p ? sy_parse_value(it, out) : 0;
+}
+
+/* The DogStatsD time (seconds since the epoch; SY_PARSE_TS_BAD when too
+ * long) of the value sy_parse_next just gave, or 0 when it has none.  A
+ * "|T" field dates its own value part, the parts that borrow that part's
+ * type ("k:1:2:3|ms|T5": all three), and the line's later values; one in
+ * the tags' part dates the whole line.  Only lines where
+ * sy_parse_may_have_time() holds need asking, so the common line pays one
+ * test. */
+int64_t sy_parse_time(const sy_line *it);
+static inline int sy_parse_may_have_time(const sy_line *it)
+{
+    return it->timestamps != 0 || it->mv_end != NULL;
 }
 
 /* Length of a UTF-8 encoded character JavaScript's \s matches (U+00A0,

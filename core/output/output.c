@@ -553,14 +553,16 @@ static void process(sy_output *o, sy_snapshot *s)
 static void process_raw(sy_output *o, sy_raw_batch *b)
 {
     sy_sample *tmp = malloc(b->n * sizeof *tmp);
+    int64_t *tss = malloc(b->n * sizeof *tss);
     const char **lines = malloc(b->n * sizeof *lines);
     uint32_t *lens = malloc(b->n * sizeof *lens);
-    if (!tmp || !lines || !lens)
+    if (!tmp || !tss || !lines || !lens)
         sy_log(SY_ERR, "out of memory handing %zu pass-through samples to the sinks", b->n);
-    for (size_t i = 0; tmp && lines && lens && i < o->nsinks && i < 64; i++) {
+    for (size_t i = 0; tmp && tss && lines && lens && i < o->nsinks && i < 64; i++) {
         if (!o->sinks[i])
             continue;
         size_t n = 0, nl = 0;
+        int any_ts = 0;
         for (size_t k = 0; k < b->n; k++) {
             if (!((b->masks[k] >> i) & 1))
                 continue;
@@ -569,6 +571,8 @@ static void process_raw(sy_output *o, sy_raw_batch *b)
                 lines[nl] = b->samples[k].text;
                 lens[nl++] = b->samples[k].text_len;
             } else {
+                any_ts |= b->ts_ms[k] != 0;
+                tss[n] = b->ts_ms[k];
                 tmp[n++] = b->samples[k];
             }
         }
@@ -579,11 +583,13 @@ static void process_raw(sy_output *o, sy_raw_batch *b)
          * one back (SY_RETRY) for a queue smaller than a burst */
         for (size_t k = 0; k < n; k += RAW_BATCH_MAX) {
             sy_sample_batch sb = { .samples = tmp + k,
-                                   .count = n - k < RAW_BATCH_MAX ? n - k : RAW_BATCH_MAX };
+                                   .count = n - k < RAW_BATCH_MAX ? n - k : RAW_BATCH_MAX,
+                                   .timestamps_ms = any_ts ? tss + k : NULL };
             sy_sink_write_samples(o->sinks[i], &sb);
         }
     }
     free(tmp);
+    free(tss);
     free(lines);
     free(lens);
     sy_raw_batch_free(b);

@@ -99,6 +99,7 @@ struct sy_sink {
     int checking;        /* a settings check (sy_sink_check): nothing may start */
 
     sy_spool *spool;     /* spool.* settings: see "the disk spool" below */
+    int spool_always;    /* spool.mode = "always": write-through */
     struct event *replay_ev;
     int connected_seen;  /* the plugin reports SY_STAT_CONNECTED */
     int64_t sent_seen;   /* SY_STAT_SENT when last looked at */
@@ -478,7 +479,10 @@ static int add_size(size_t *acc, size_t v)
 static held *held_copy(int is_samples, const void *batch, size_t keep)
 {
     size_t size = sizeof(held), elem = is_samples ? sizeof(sy_sample) : sizeof(sy_metric);
+    const int64_t *ts = is_samples ? ((const sy_sample_batch *)batch)->timestamps_ms : NULL;
     size_t arr;
+    if (ts)
+        elem += sizeof(int64_t); /* the samples' times follow the samples */
     if (__builtin_mul_overflow(keep, elem, &arr) || add_size(&size, arr))
         return NULL;
     for (size_t i = 0; i < keep; i++) {
@@ -522,6 +526,12 @@ static held *held_copy(int is_samples, const void *batch, size_t keep)
         }
         h->b.s.samples = out;
         h->b.s.count = keep;
+        h->b.s.timestamps_ms = NULL;
+        if (ts) {
+            int64_t *tcopy = (int64_t *)(out + keep);
+            memcpy(tcopy, ts, keep * sizeof(int64_t));
+            h->b.s.timestamps_ms = tcopy;
+        }
     } else {
         const sy_metric_batch *b = batch;
         sy_metric *out = (sy_metric *)(h + 1);
@@ -573,6 +583,7 @@ static void hold(sy_sink *s, int is_samples, const void *batch)
 static int spool_route(sy_sink *s);
 static void spill_held(sy_sink *s);
 static void spool_put(sy_sink *s, const sy_metric_batch *b);
+static void spool_put_samples(sy_sink *s, const sy_sample_batch *b);
 
 /* Offers held batches oldest first until the plugin says SY_RETRY again. */
 static void offer_held(sy_sink *s)
@@ -639,9 +650,12 @@ static void write_any(sy_sink *s, int is_samples, const void *batch)
 {
     if (!batch || batch_count(is_samples, batch) == 0)
         return;
-    if (!is_samples && spool_route(s)) {
+    if (spool_route(s)) {
         spill_held(s);
-        spool_put(s, batch);
+        if (is_samples)
+            spool_put_samples(s, batch);
+        else
+            spool_put(s, batch);
         return;
     }
     if (s->held_head)
@@ -666,9 +680,21 @@ void sy_sink_write(sy_sink *s, const sy_metric_batch *batch)
     write_any(s, 0, batch);
 }
 
+/* Whether the plugin asked for the clients' sample times (ABI 1.4). */
+static int plugin_takes_timestamps(const sy_sink_plugin *p)
+{
+    return p->struct_size >= offsetof(sy_sink_plugin, features) + sizeof(p->features) &&
+           (p->features & SY_SINK_FEATURE_TIMESTAMPS);
+}
+
+int sy_sink_plugin_takes_timestamps(const sy_sink_plugin *p) { return plugin_takes_timestamps(p); }
+
 void sy_sink_write_samples(sy_sink *s, const sy_sample_batch *batch)
 {
-    write_any(s, 1, batch);
+    sy_sample_batch b = *batch;
+    if (!plugin_takes_timestamps(s->plugin))
+        b.timestamps_ms = NULL; /* statsd-exact sinks, and plugins built before 1.4 */
+    write_any(s, 1, &b);
 }
 
 void sy_sink_flush(sy_sink *s, int final)
@@ -808,6 +834,9 @@ static void sink_free(sy_sink *s)
  */
 #define REPLAY_MS 10
 #define REPLAY_VALUES 16384
+/* mode = "always": every flush comes through replay, so a turn may hand
+ * out more (a 1M-value flush in about 8 turns); see the README's figures */
+#define REPLAY_VALUES_ALWAYS 131072
 #define SPOOL_STALL_MS 1000
 
 /* A queue that holds something and sent nothing for SPOOL_STALL_MS. */
@@ -828,7 +857,7 @@ static int spool_route(sy_sink *s)
 {
     if (!s->spool)
         return 0;
-    if (sy_spool_has_records(s->spool))
+    if (s->spool_always || sy_spool_has_records(s->spool))
         return 1;
     if (s->connected_seen &&
         atomic_load_explicit(&s->stats[SY_STAT_CONNECTED], memory_order_relaxed) == 0)
@@ -844,25 +873,33 @@ static void spool_put(sy_sink *s, const sy_metric_batch *b)
         count_host_drop(s, dropped);
 }
 
-/* Held metric batches go to the spool, oldest first; samples stay held. */
+/* Raw samples (pass-through) as a record of their own, stamped with the
+ * time they were spooled. */
+static void spool_put_samples(sy_sink *s, const sy_sample_batch *b)
+{
+    size_t dropped = 0;
+    sy_spool_append_samples(s->spool, b, (int64_t)(sy_wall_ms() / 1000), &dropped);
+    if (dropped)
+        count_host_drop(s, dropped);
+}
+
+/* Held batches go to the spool, oldest first, samples and metrics alike
+ * (in their order). */
 static void spill_held(sy_sink *s)
 {
     if (!s->spool)
         return;
-    held **pp = &s->held_head, *last = NULL;
-    while (*pp) {
-        held *h = *pp;
-        if (h->is_samples) {
-            last = h;
-            pp = &h->next;
-            continue;
-        }
-        spool_put(s, &h->b.m);
-        *pp = h->next;
+    while (s->held_head) {
+        held *h = s->held_head;
+        if (h->is_samples)
+            spool_put_samples(s, &h->b.s);
+        else
+            spool_put(s, &h->b.m);
+        s->held_head = h->next;
         s->held_count -= h->count;
         free(h);
     }
-    s->held_tail = last;
+    s->held_tail = NULL;
     atomic_store_explicit(&s->retry_held, (int64_t)s->held_count, memory_order_relaxed);
 }
 
@@ -878,15 +915,19 @@ static void replay_cb(evutil_socket_t fd, short what, void *arg)
     if (s->connected_seen &&
         atomic_load_explicit(&s->stats[SY_STAT_CONNECTED], memory_order_relaxed) == 0)
         return;
-    size_t values = 0;
+    size_t values = 0, max = s->spool_always ? REPLAY_VALUES_ALWAYS : REPLAY_VALUES;
     sy_metric_batch b;
-    while (values < REPLAY_VALUES && sy_spool_peek(s->spool, &b)) {
-        sy_status r = offer(s, 0, &b);
+    sy_sample_batch sb;
+    int kind;
+    while (values < max && (kind = sy_spool_peek_any(s->spool, &b, &sb)) != 0) {
+        int is_samples = kind == 2;
+        size_t n = is_samples ? sb.count : b.count;
+        sy_status r = offer(s, is_samples, is_samples ? (const void *)&sb : (const void *)&b);
         if (r == SY_RETRY)
             break;
         if (r != SY_OK && r != SY_SKIP)
-            write_failed(s, "write (replay)", b.count);
-        values += b.count;
+            write_failed(s, is_samples ? "write_samples (replay)" : "write (replay)", n);
+        values += n;
         sy_spool_advance(s->spool);
     }
 }
@@ -903,6 +944,7 @@ static int spool_start(sy_sink *s, char *err, size_t errlen)
         snprintf(err, errlen, "sink '%s': %s", s->name, serr);
         return -1;
     }
+    s->spool_always = so.always;
     s->replay_ev = event_new(s->base, -1, EV_PERSIST, replay_cb, s);
     struct timeval tv = ms_tv(REPLAY_MS);
     if (!s->replay_ev || event_add(s->replay_ev, &tv) < 0) {
@@ -922,7 +964,9 @@ static void keep_cb(void *ctx, const sy_metric_batch *b)
 static void spool_take_back(sy_sink *s)
 {
     const sy_sink_plugin *p = s->plugin;
-    if (!s->spool || p->struct_size < offsetof(sy_sink_plugin, take_back) + sizeof(p->take_back) ||
+    /* write-through: what the plugin holds came from the spool and is
+     * still there (the position moves only once it was delivered) */
+    if (!s->spool || s->spool_always || p->struct_size < offsetof(sy_sink_plugin, take_back) + sizeof(p->take_back) ||
         !p->take_back || plugin_pending(s) == 0)
         return;
     size_t n = p->take_back(s->state, keep_cb, s);
@@ -1112,17 +1156,33 @@ typedef struct drain_ctx {
     size_t n;
 } drain_ctx;
 
+/* A write-through sink (spool.mode = "always") whose spool still holds
+ * what a connected plugin can take: replay goes on at shutdown before its
+ * final flush (a plugin takes nothing after that). */
+static int spool_draining(sy_sink *s)
+{
+    return s->spool_always && !s->final_requested && sy_spool_has_records(s->spool) &&
+           !(s->connected_seen &&
+             atomic_load_explicit(&s->stats[SY_STAT_CONNECTED], memory_order_relaxed) == 0);
+}
+
 static int sink_drained(sy_sink *s)
 {
+    if (s->spool_always && !s->final_requested) {
+        if (spool_draining(s))
+            return 0;
+        sy_sink_flush(s, 1);
+    }
     return !s->held_head && !s->flush_owed && plugin_pending(s) == 0;
 }
 
 static int all_drained(const drain_ctx *c)
 {
+    int done = 1;
     for (size_t i = 0; i < c->n; i++)
         if (c->sinks[i] && !sink_drained(c->sinks[i]))
-            return 0;
-    return 1;
+            done = 0;
+    return done;
 }
 
 /* Only there so that EVLOOP_ONCE returns often enough to check. */
@@ -1137,7 +1197,7 @@ int sy_sinks_drain(struct event_base *base, sy_sink **sinks, size_t n, uint64_t 
     uint64_t deadline = start + timeout_ms;
 
     for (size_t i = 0; i < n; i++)
-        if (sinks[i])
+        if (sinks[i] && !spool_draining(sinks[i]))
             sy_sink_flush(sinks[i], 1);
 
     if (!all_drained(&c)) {
@@ -1158,11 +1218,20 @@ int sy_sinks_drain(struct event_base *base, sy_sink **sinks, size_t n, uint64_t 
     for (size_t i = 0; i < n; i++) {
         sy_sink *s = sinks[i];
         if (s) {
+            if (s->spool_always && !s->final_requested)
+                sy_sink_flush(s, 1); /* time ran out while replaying */
             spill_held(s);
             spool_take_back(s);
         }
         if (!s || sink_drained(s))
             continue;
+        if (s->spool_always && !s->held_count) {
+            /* nothing lost: the spool's position has not passed them */
+            sy_log(SY_INFO, "sink '%s': %zu values taken from the spool were not yet "
+                   "delivered after %llu ms; they stay in the spool for the next start",
+                   s->name, plugin_pending(s), (unsigned long long)(sy_mono_ms() - start));
+            continue;
+        }
         rc = -1;
         sy_log(SY_WARN,
                "sink '%s': still %zu pending in the plugin and %zu held for retry after %llu ms; "

@@ -110,6 +110,8 @@ void sy_sink_write_samples(sy_sink *s, const sy_sample_batch *batch);
 void sy_sink_write_lines(sy_sink *s, const char *const *lines, const uint32_t *lens, size_t n);
 /* 1 when the plugin has write_lines (and was built for ABI 1.3 or later). */
 int sy_sink_plugin_takes_lines(const sy_sink_plugin *p);
+/* Whether its write_samples takes the clients' DogStatsD timestamps (ABI 1.4). */
+int sy_sink_plugin_takes_timestamps(const sy_sink_plugin *p);
 
 /* After the last batch of a flush.  final = 1 once, at shutdown: the
  * plugin sees flush(final = 1) exactly once, after the held batches were

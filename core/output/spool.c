@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "admin/inspect.h"
+#include "util/clock.h"
 #include "util/log.h"
 #include "util/numfmt.h"
 
@@ -26,13 +27,20 @@
 #define HDR 12                     /* magic, length, crc */
 #define MAX_PAYLOAD (256u << 20)   /* a sanity bound for resync */
 #define VALUE_FIXED 13             /* kind, double, name length */
+#define SAMPLE_FIXED 30            /* type, delta, value, rate, three lengths */
+#define SAMPLES_FLAG 0x80000000u   /* in a record's count: raw samples */
+#define TIMES_FLAG 0x40000000u     /* ... followed by each one's client time, ms */
+#define COUNT_MASK 0x3fffffffu     /* the count itself */
 #define POS_LEN 42                 /* "%020llu %020llu\n" */
+#define SCAN_STEP_BYTES (4u << 20) /* counted a tick at start-up (1 GiB: 256 ticks) */
 
 /* ------------------------------------------------------------------ */
-/* CRC32C (Castagnoli), reflected, table driven                         */
+/* CRC32C (Castagnoli), reflected: the SSE4.2 crc32 instruction where the
+ * CPU has it (8 bytes an instruction), else a table a byte at a time    */
 /* ------------------------------------------------------------------ */
 
 static uint32_t crc_table[256];
+static int crc_hw;
 static pthread_once_t crc_once = PTHREAD_ONCE_INIT;
 
 static void crc_init(void)
@@ -43,9 +51,31 @@ static void crc_init(void)
             c = (c & 1) ? (c >> 1) ^ 0x82F63B78u : c >> 1;
         crc_table[i] = c;
     }
+#if defined(__x86_64__)
+    crc_hw = __builtin_cpu_supports("sse4.2");
+#endif
 }
 
-uint32_t sy_crc32c(uint32_t crc, const void *data, size_t len)
+#if defined(__x86_64__)
+/* The instruction works on the register as is: the caller inverts. */
+__attribute__((target("sse4.2"))) static uint32_t crc32c_hw(uint32_t crc, const unsigned char *p,
+                                                             size_t len)
+{
+    uint64_t c = crc;
+    for (; len >= 8; p += 8, len -= 8) {
+        uint64_t v;
+        memcpy(&v, p, 8);
+        c = __builtin_ia32_crc32di(c, v);
+    }
+    uint32_t c32 = (uint32_t)c;
+    while (len--)
+        c32 = __builtin_ia32_crc32qi(c32, *p++);
+    return c32;
+}
+#endif
+
+/* The table alone, for the unit test's comparison of the two. */
+uint32_t sy_crc32c_table(uint32_t crc, const void *data, size_t len)
 {
     pthread_once(&crc_once, crc_init);
     const unsigned char *p = data;
@@ -53,6 +83,16 @@ uint32_t sy_crc32c(uint32_t crc, const void *data, size_t len)
     while (len--)
         crc = crc_table[(crc ^ *p++) & 0xff] ^ (crc >> 8);
     return ~crc;
+}
+
+uint32_t sy_crc32c(uint32_t crc, const void *data, size_t len)
+{
+    pthread_once(&crc_once, crc_init);
+#if defined(__x86_64__)
+    if (crc_hw)
+        return ~crc32c_hw(~crc, data, len);
+#endif
+    return sy_crc32c_table(crc, data, len);
 }
 
 /* ------------------------------------------------------------------ */
@@ -185,9 +225,20 @@ static int opts_read(const char *sink, const sy_setting *s, size_t n, sy_spool_o
                          "\"dropOldest\" or \"dropNewest\"", sink);
                 return -1;
             }
+        } else if (strcmp(k, "mode") == 0) {
+            if (st->type == SY_SET_STRING && strcmp(st->str, "fallback") == 0)
+                o->always = 0;
+            else if (st->type == SY_SET_STRING && strcmp(st->str, "always") == 0)
+                o->always = 1;
+            else {
+                snprintf(err, errlen, "sink '%s': setting 'spool.mode' must be \"fallback\" "
+                         "or \"always\"", sink);
+                return -1;
+            }
         } else {
             snprintf(err, errlen, "sink '%s': unknown setting '%s' (the spool knows dir, "
-                     "maxBytes, segmentBytes, fsync, fsyncInterval, whenFull)", sink, st->key);
+                     "maxBytes, segmentBytes, fsync, fsyncInterval, whenFull, mode)", sink,
+                     st->key);
             return -1;
         }
     }
@@ -223,6 +274,8 @@ typedef struct segment {
     uint64_t bytes;     /* file size */
     uint64_t records;   /* counted from where this process started reading it */
     uint64_t values;
+    uint64_t scan_end;  /* found at start-up: records and values are counted
+                           up to here in the background; 0 once done */
 } segment;
 
 struct sy_spool {
@@ -250,10 +303,23 @@ struct sy_spool {
     size_t bufcap;
     sy_metric *vals;
     size_t valcap;
+    sy_sample *smp;        /* a peeked record of raw samples */
+    int64_t *smp_ts;       /* ... and their clients' times, when it has them */
+    size_t smpcap;
     unsigned char *wbuf;
     size_t wbufcap;
     int dirty;             /* written since the last fsync */
     uint64_t last_sync_ms;
+    /* counting what was on disk at start-up, a step per tick (see
+     * scan_step): the segment and offset reached, with a reader and a
+     * record buffer of its own */
+    int scanning;
+    uint64_t scan_seq, scan_off;
+    int scan_fd;
+    uint64_t scan_fd_seq;
+    unsigned char *sbuf;
+    size_t sbufcap;
+    uint64_t scan_start_ms;
     sy_ratelimit rl;
 
     _Atomic int64_t st_bytes, st_records, st_oldest, st_replayed, st_spooled, st_dropped,
@@ -277,8 +343,8 @@ static int64_t records_left(const sy_spool *sp)
 {
     int64_t n = 0;
     for (size_t i = 0; i < sp->nseg; i++) {
-        if (sp->seg[i].seq < sp->h_seq)
-            continue;
+        if (sp->seg[i].seq < sp->h_seq || sp->seg[i].scan_end)
+            continue; /* passed, or not counted yet */
         n += (int64_t)sp->seg[i].records;
         if (sp->seg[i].seq == sp->h_seq)
             n -= (int64_t)sp->h_rec;
@@ -347,7 +413,8 @@ static int grow(unsigned char **buf, size_t *cap, size_t need)
     return 0;
 }
 
-/* Whether the payload holds exactly the `count` values it announces. */
+/* Whether the payload holds exactly the `count` values it announces (a
+ * record of raw samples has SAMPLES_FLAG set in its count). */
 static int payload_check(const unsigned char *p, uint64_t len, int64_t *ts, uint32_t *count)
 {
     if (len < 12)
@@ -355,7 +422,19 @@ static int payload_check(const unsigned char *p, uint64_t len, int64_t *ts, uint
     *ts = (int64_t)get64(p);
     *count = get32(p + 8);
     uint64_t off = 12;
-    for (uint32_t i = 0; i < *count; i++) {
+    uint32_t n = *count & COUNT_MASK;
+    for (uint32_t i = 0; i < n; i++) {
+        if (*count & SAMPLES_FLAG) {
+            if (len - off < SAMPLE_FIXED)
+                return -1;
+            uint64_t var = (uint64_t)get32(p + off + 18) + get32(p + off + 22) +
+                           get32(p + off + 26);
+            off += SAMPLE_FIXED;
+            if (len - off < var)
+                return -1;
+            off += var;
+            continue;
+        }
         if (len - off < VALUE_FIXED)
             return -1;
         uint32_t nl = get32(p + off + 9);
@@ -363,6 +442,11 @@ static int payload_check(const unsigned char *p, uint64_t len, int64_t *ts, uint
         if (len - off < nl)
             return -1;
         off += nl;
+    }
+    if ((*count & SAMPLES_FLAG) && (*count & TIMES_FLAG)) {
+        if (len - off != (uint64_t)n * 8)
+            return -1;
+        off += (uint64_t)n * 8;
     }
     return off == len ? 0 : -1;
 }
@@ -406,24 +490,6 @@ static uint64_t resync(sy_spool *sp, int fd, uint64_t off, uint64_t size)
         pos += want > 3 ? want - 3 : 1;
     }
     return size;
-}
-
-/* Counts the valid records of a segment from `off` (skipping damage). */
-static void seg_count(sy_spool *sp, int fd, segment *g, uint64_t off)
-{
-    g->records = g->values = 0;
-    while (off < g->bytes) {
-        int64_t ts;
-        uint32_t cnt;
-        uint64_t len = record_at(sp, fd, off, g->bytes, &ts, &cnt);
-        if (!len) {
-            off = resync(sp, fd, off, g->bytes);
-            continue;
-        }
-        g->records++;
-        g->values += cnt;
-        off += len;
-    }
 }
 
 static void stats_update(sy_spool *sp);
@@ -503,7 +569,7 @@ static sy_spool *spool_new(const char *path)
     if (!sp)
         return NULL;
     snprintf(sp->path, sizeof sp->path, "%s", path);
-    sp->lock_fd = sp->pos_fd = sp->wfd = sp->rfd = -1;
+    sp->lock_fd = sp->pos_fd = sp->wfd = sp->rfd = sp->scan_fd = -1;
     sp->rl.period_ms = 10000;
     sp->rl.burst = 5;
     return sp;
@@ -515,13 +581,18 @@ static void spool_free(sy_spool *sp)
         close(sp->wfd);
     if (sp->rfd >= 0)
         close(sp->rfd);
+    if (sp->scan_fd >= 0)
+        close(sp->scan_fd);
     if (sp->pos_fd >= 0)
         close(sp->pos_fd);
     if (sp->lock_fd >= 0)
         close(sp->lock_fd);
     free(sp->seg);
     free(sp->buf);
+    free(sp->sbuf);
     free(sp->vals);
+    free(sp->smp);
+    free(sp->smp_ts);
     free(sp->wbuf);
     free(sp);
 }
@@ -605,10 +676,17 @@ sy_spool *sy_spool_open(const char *sink, const sy_spool_opts *o, char *err, siz
         sp->c_off = 0;
     sp->c_seq = sp->nseg ? sp->seg[0].seq : pseq + 1;
     sp->next_seq = sp->nseg ? sp->seg[sp->nseg - 1].seq + 1 : pseq + 1;
+    /* records and values are counted later, a step per tick: replay needs
+     * only the bytes, and a large spool must not hold up the start */
     for (size_t i = 0; i < sp->nseg; i++) {
-        int fd = read_fd(sp, sp->seg[i].seq);
-        if (fd >= 0)
-            seg_count(sp, fd, &sp->seg[i], i == 0 ? sp->c_off : 0);
+        sp->seg[i].records = sp->seg[i].values = 0;
+        sp->seg[i].scan_end = sp->seg[i].bytes;
+    }
+    if (sp->nseg) {
+        sp->scanning = 1;
+        sp->scan_seq = sp->seg[0].seq;
+        sp->scan_off = sp->c_off;
+        sp->scan_start_ms = sy_mono_ms();
     }
     sp->h_seq = sp->c_seq;
     sp->h_off = sp->c_off;
@@ -617,8 +695,8 @@ sy_spool *sy_spool_open(const char *sink, const sy_spool_opts *o, char *err, siz
     sp->next = open_spools;
     open_spools = sp;
     if (sp->nseg)
-        sy_log(SY_INFO, "spool %s: %" PRId64 " records (%" PRIu64 " bytes) to replay", path,
-               records_left(sp), total_bytes(sp));
+        sy_log(SY_INFO, "spool %s: %zu segments (%" PRIu64 " bytes) to replay; their records "
+               "are counted in the background", path, sp->nseg, total_bytes(sp));
     return sp;
 fail:
     spool_free(sp);
@@ -725,10 +803,14 @@ static int rotate(sy_spool *sp)
     return 0;
 }
 
+static void scan_step(sy_spool *sp, uint64_t budget);
+
 /* whenFull = dropOldest: the oldest segment goes, whatever replay had
  * handed out of it (it is in the plugin already). */
 static void drop_head(sy_spool *sp)
 {
+    while (sp->scanning && sp->seg[0].scan_end)
+        scan_step(sp, SCAN_STEP_BYTES); /* its values, for the count */
     segment *g = &sp->seg[0];
     uint64_t vals = g->values, recs = g->records;
     if (sp->h_seq == g->seq) {
@@ -755,24 +837,24 @@ static void drop_head(sy_spool *sp)
     }
 }
 
-int sy_spool_append(sy_spool *sp, const sy_metric_batch *b, size_t *dropped)
+/* Room for one record of `len` payload bytes holding `count` values:
+ * makes space per whenFull and picks the segment.  0, or -1 with the
+ * values counted as dropped (*dropped). */
+static int record_room(sy_spool *sp, uint64_t len, size_t count, size_t *dropped)
 {
     *dropped = 0;
-    uint64_t len = 12;
-    for (size_t i = 0; i < b->count; i++)
-        len += VALUE_FIXED + b->metrics[i].name_len;
     uint64_t need = HDR + len;
     if (len > MAX_PAYLOAD || need > sp->o.max_bytes) {
-        *dropped = b->count;
-        atomic_fetch_add(&sp->st_dropped, (int64_t)b->count);
+        *dropped = count;
+        atomic_fetch_add(&sp->st_dropped, (int64_t)count);
         sy_log_limited(&sp->rl, SY_WARN, "spool %s: a batch of %zu values is larger than "
-                       "the spool; dropped", sp->path, b->count);
+                       "the spool; dropped", sp->path, count);
         return -1;
     }
     if (total_bytes(sp) + need > sp->o.max_bytes) {
         if (sp->o.drop_newest) {
-            *dropped = b->count;
-            atomic_fetch_add(&sp->st_dropped, (int64_t)b->count);
+            *dropped = count;
+            atomic_fetch_add(&sp->st_dropped, (int64_t)count);
             sy_log_limited(&sp->rl, SY_WARN, "spool %s full (maxBytes %" PRIu64 "): newest "
                            "values dropped (whenFull = dropNewest)", sp->path, sp->o.max_bytes);
             return -1;
@@ -787,16 +869,72 @@ int sy_spool_append(sy_spool *sp, const sy_metric_batch *b, size_t *dropped)
     }
     if (sp->wfd < 0 || sp->seg[sp->nseg - 1].bytes >= sp->o.segment_bytes) {
         if (rotate(sp) < 0) {
-            *dropped += b->count;
-            atomic_fetch_add(&sp->st_dropped, (int64_t)b->count);
+            *dropped += count;
+            atomic_fetch_add(&sp->st_dropped, (int64_t)count);
             return -1;
         }
     }
     if (grow(&sp->wbuf, &sp->wbufcap, (size_t)need) < 0) {
-        *dropped += b->count;
-        atomic_fetch_add(&sp->st_dropped, (int64_t)b->count);
+        *dropped += count;
+        atomic_fetch_add(&sp->st_dropped, (int64_t)count);
         return -1;
     }
+    return 0;
+}
+
+/* Writes the record whose payload (`len` bytes, `count` values) is in
+ * sp->wbuf after the header. */
+static int record_write(sy_spool *sp, uint64_t len, size_t count, int64_t ts, size_t *dropped)
+{
+    uint64_t need = HDR + len;
+    put32(sp->wbuf, MAGIC);
+    put32(sp->wbuf + 4, (uint32_t)len);
+    put32(sp->wbuf + 8, sy_crc32c(0, sp->wbuf + HDR, len));
+    segment *g = &sp->seg[sp->nseg - 1];
+    size_t off = 0;
+    while (off < need) {
+        ssize_t w = write(sp->wfd, sp->wbuf + off, (size_t)need - off);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0) {
+            /* a torn tail is skipped as corrupt by the reader; count the
+             * batch as lost here */
+            sy_log_limited(&sp->rl, SY_ERR, "spool %s: write failed (%s): %zu values dropped",
+                           sp->path, strerror(errno), count);
+            g->bytes += off;
+            *dropped += count;
+            atomic_fetch_add(&sp->st_dropped, (int64_t)count);
+            /* start a new segment next time rather than append after garbage */
+            close(sp->wfd);
+            sp->wfd = -1;
+            stats_update(sp);
+            return -1;
+        }
+        off += (size_t)w;
+    }
+    g->bytes += need;
+    g->records++;
+    g->values += count;
+    sp->dirty = 1;
+    if (sp->o.fsync == SY_FSYNC_ALWAYS) {
+        fdatasync(sp->wfd);
+        sp->dirty = 0;
+    }
+    atomic_fetch_add(&sp->st_spooled, (int64_t)count);
+    atomic_store(&sp->st_bytes, (int64_t)total_bytes(sp));
+    atomic_fetch_add(&sp->st_records, 1);
+    if (atomic_load(&sp->st_oldest) == 0)
+        atomic_store(&sp->st_oldest, ts);
+    return 0;
+}
+
+int sy_spool_append(sy_spool *sp, const sy_metric_batch *b, size_t *dropped)
+{
+    uint64_t len = 12;
+    for (size_t i = 0; i < b->count; i++)
+        len += VALUE_FIXED + b->metrics[i].name_len;
+    if (record_room(sp, len, b->count, dropped) < 0)
+        return -1;
     unsigned char *p = sp->wbuf + HDR;
     put64(p, (uint64_t)b->timestamp);
     put32(p + 8, (uint32_t)b->count);
@@ -811,45 +949,53 @@ int sy_spool_append(sy_spool *sp, const sy_metric_batch *b, size_t *dropped)
         memcpy(p + VALUE_FIXED, m->name, m->name_len);
         p += VALUE_FIXED + m->name_len;
     }
-    put32(sp->wbuf, MAGIC);
-    put32(sp->wbuf + 4, (uint32_t)len);
-    put32(sp->wbuf + 8, sy_crc32c(0, sp->wbuf + HDR, len));
-    segment *g = &sp->seg[sp->nseg - 1];
-    size_t off = 0;
-    while (off < need) {
-        ssize_t w = write(sp->wfd, sp->wbuf + off, (size_t)need - off);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0) {
-            /* a torn tail is skipped as corrupt by the reader; count the
-             * batch as lost here */
-            sy_log_limited(&sp->rl, SY_ERR, "spool %s: write failed (%s): %zu values dropped",
-                           sp->path, strerror(errno), b->count);
-            g->bytes += off;
-            *dropped += b->count;
-            atomic_fetch_add(&sp->st_dropped, (int64_t)b->count);
-            /* start a new segment next time rather than append after garbage */
-            close(sp->wfd);
-            sp->wfd = -1;
-            stats_update(sp);
-            return -1;
-        }
-        off += (size_t)w;
+    return record_write(sp, len, b->count, b->timestamp, dropped);
+}
+
+int sy_spool_append_samples(sy_spool *sp, const sy_sample_batch *b, int64_t now_s,
+                            size_t *dropped)
+{
+    uint64_t len = 12;
+    for (size_t i = 0; i < b->count; i++)
+        len += SAMPLE_FIXED + (uint64_t)b->samples[i].name_len + b->samples[i].text_len +
+               b->samples[i].tags_len;
+    if (b->timestamps_ms)
+        len += (uint64_t)b->count * 8;
+    if (b->count > COUNT_MASK) {
+        *dropped = b->count;
+        atomic_fetch_add(&sp->st_dropped, (int64_t)b->count);
+        return -1;
     }
-    g->bytes += need;
-    g->records++;
-    g->values += b->count;
-    sp->dirty = 1;
-    if (sp->o.fsync == SY_FSYNC_ALWAYS) {
-        fdatasync(sp->wfd);
-        sp->dirty = 0;
+    if (record_room(sp, len, b->count, dropped) < 0)
+        return -1;
+    unsigned char *p = sp->wbuf + HDR;
+    put64(p, (uint64_t)now_s);
+    put32(p + 8, (uint32_t)b->count | SAMPLES_FLAG | (b->timestamps_ms ? TIMES_FLAG : 0));
+    p += 12;
+    for (size_t i = 0; i < b->count; i++) {
+        const sy_sample *x = &b->samples[i];
+        uint64_t bits;
+        p[0] = x->type;
+        p[1] = x->is_delta;
+        memcpy(&bits, &x->value, 8);
+        put64(p + 2, bits);
+        memcpy(&bits, &x->rate, 8);
+        put64(p + 10, bits);
+        put32(p + 18, x->name_len);
+        put32(p + 22, x->text_len);
+        put32(p + 26, x->tags_len);
+        p += SAMPLE_FIXED;
+        memcpy(p, x->name, x->name_len);
+        p += x->name_len;
+        memcpy(p, x->text, x->text_len);
+        p += x->text_len;
+        memcpy(p, x->tags, x->tags_len);
+        p += x->tags_len;
     }
-    atomic_fetch_add(&sp->st_spooled, (int64_t)b->count);
-    atomic_store(&sp->st_bytes, (int64_t)total_bytes(sp));
-    atomic_fetch_add(&sp->st_records, 1);
-    if (atomic_load(&sp->st_oldest) == 0)
-        atomic_store(&sp->st_oldest, b->timestamp);
-    return 0;
+    if (b->timestamps_ms)
+        for (size_t i = 0; i < b->count; i++, p += 8)
+            put64(p, (uint64_t)b->timestamps_ms[i]);
+    return record_write(sp, len, b->count, now_s, dropped);
 }
 
 int sy_spool_has_records(const sy_spool *sp)
@@ -860,7 +1006,58 @@ int sy_spool_has_records(const sy_spool *sp)
     return sp->h_seq < last->seq || sp->h_off < last->bytes;
 }
 
+/* Decodes the raw samples of the record in sp->buf into sp->smp. */
+static int decode_samples(sy_spool *sp, uint32_t flags_count, sy_sample_batch *sb)
+{
+    uint32_t count = flags_count & COUNT_MASK;
+    if (count > sp->smpcap) {
+        sy_sample *n = realloc(sp->smp, count * sizeof *n);
+        if (!n)
+            return -1;
+        sp->smp = n;
+        int64_t *t = realloc(sp->smp_ts, count * sizeof *t);
+        if (!t)
+            return -1;
+        sp->smp_ts = t;
+        sp->smpcap = count;
+    }
+    const unsigned char *p = sp->buf + 12;
+    for (uint32_t i = 0; i < count; i++) {
+        sy_sample *x = &sp->smp[i];
+        uint64_t bits;
+        x->type = p[0];
+        x->is_delta = p[1];
+        bits = get64(p + 2);
+        memcpy(&x->value, &bits, 8);
+        bits = get64(p + 10);
+        memcpy(&x->rate, &bits, 8);
+        x->name_len = get32(p + 18);
+        x->text_len = get32(p + 22);
+        x->tags_len = get32(p + 26);
+        p += SAMPLE_FIXED;
+        x->name = (const char *)p;
+        x->text = x->name + x->name_len;
+        x->tags = x->text + x->text_len;
+        p += (size_t)x->name_len + x->text_len + x->tags_len;
+    }
+    memset(sb, 0, sizeof *sb);
+    if (flags_count & TIMES_FLAG) {
+        for (uint32_t i = 0; i < count; i++, p += 8)
+            sp->smp_ts[i] = (int64_t)get64(p);
+        sb->timestamps_ms = sp->smp_ts;
+    }
+    sb->samples = sp->smp;
+    sb->count = count;
+    return 0;
+}
+
 int sy_spool_peek(sy_spool *sp, sy_metric_batch *b)
+{
+    sy_sample_batch sb;
+    return sy_spool_peek_any(sp, b, &sb);
+}
+
+int sy_spool_peek_any(sy_spool *sp, sy_metric_batch *b, sy_sample_batch *sb)
 {
     while (sp->nseg) {
         segment *g = seg_find(sp, sp->h_seq);
@@ -894,6 +1091,13 @@ int sy_spool_peek(sy_spool *sp, sy_metric_batch *b)
                            sp->path, to - sp->h_off, g->seq, sp->h_off);
             sp->h_off = to;
             continue;
+        }
+        if (count & SAMPLES_FLAG) {
+            if (decode_samples(sp, count, sb) < 0)
+                return 0;
+            sp->peeked = 1;
+            sp->peek_len = len;
+            return 2;
         }
         if (count > sp->valcap) {
             sy_metric *nv = realloc(sp->vals, count * sizeof *nv);
@@ -936,7 +1140,7 @@ void sy_spool_advance(sy_spool *sp)
     sp->h_off += sp->peek_len;
     sp->h_rec++;
     /* count before the buffer is reused: the record's values */
-    uint32_t count = get32(sp->buf + 8);
+    uint32_t count = get32(sp->buf + 8) & COUNT_MASK;
     sp->h_vals += count;
     atomic_fetch_add(&sp->st_replayed, (int64_t)count);
     atomic_store(&sp->st_records, records_left(sp));
@@ -965,8 +1169,76 @@ void sy_spool_commit(sy_spool *sp)
     stats_update(sp);
 }
 
+/*
+ * Counts the records and values of what was on disk at start-up, about
+ * `budget` bytes at a time, oldest segment first; replay does not wait for
+ * it (it reads records as they come), only the records gauge and the
+ * values a dropOldest reports do.  A segment deleted meanwhile is skipped.
+ * It reads with its own descriptor and buffer, so a record replay has
+ * peeked stays as it was.
+ */
+static void scan_step(sy_spool *sp, uint64_t budget)
+{
+    unsigned char *keep_buf = sp->buf;
+    size_t keep_cap = sp->bufcap;
+    sp->buf = sp->sbuf;
+    sp->bufcap = sp->sbufcap;
+    while (sp->scanning && budget) {
+        segment *g = NULL;
+        for (size_t i = 0; i < sp->nseg && !g; i++)
+            if (sp->seg[i].seq >= sp->scan_seq && sp->seg[i].scan_end)
+                g = &sp->seg[i];
+        if (!g) {
+            sp->scanning = 0;
+            sy_log(SY_INFO, "spool %s: %" PRId64 " records to replay (counted in %llu ms)",
+                   sp->path, records_left(sp),
+                   (unsigned long long)(sy_mono_ms() - sp->scan_start_ms));
+            break;
+        }
+        if (g->seq != sp->scan_seq) {
+            sp->scan_seq = g->seq;
+            sp->scan_off = 0;
+        }
+        if (sp->scan_fd < 0 || sp->scan_fd_seq != g->seq) {
+            char name[1100];
+            if (sp->scan_fd >= 0)
+                close(sp->scan_fd);
+            seg_name(sp, g->seq, name, sizeof name);
+            sp->scan_fd = open(name, O_RDONLY | O_CLOEXEC);
+            sp->scan_fd_seq = g->seq;
+        }
+        if (sp->scan_fd < 0 || sp->scan_off >= g->scan_end) {
+            g->scan_end = 0;
+            continue;
+        }
+        int64_t ts;
+        uint32_t cnt;
+        uint64_t len = record_at(sp, sp->scan_fd, sp->scan_off, g->scan_end, &ts, &cnt);
+        if (!len) {
+            len = resync(sp, sp->scan_fd, sp->scan_off, g->scan_end) - sp->scan_off;
+        } else {
+            g->records++;
+            g->values += cnt & COUNT_MASK;
+        }
+        sp->scan_off += len;
+        budget -= len < budget ? len : budget;
+    }
+    sp->sbuf = sp->buf;
+    sp->sbufcap = sp->bufcap;
+    sp->buf = keep_buf;
+    sp->bufcap = keep_cap;
+    atomic_store(&sp->st_records, records_left(sp));
+}
+
+int sy_spool_counting(const sy_spool *sp)
+{
+    return sp->scanning;
+}
+
 void sy_spool_tick(sy_spool *sp, uint64_t now_ms)
 {
+    if (sp->scanning)
+        scan_step(sp, SCAN_STEP_BYTES);
     if (sp->o.fsync != SY_FSYNC_INTERVAL || now_ms - sp->last_sync_ms < sp->o.fsync_interval_ms)
         return;
     sp->last_sync_ms = now_ms;
@@ -1017,6 +1289,36 @@ static void print_name(FILE *f, const char *s, size_t len)
     }
 }
 
+/* A raw sample as the StatsD line it came as (NAME:TEXT|TYPE[|@RATE]
+ * [|#TAGS]), escaped as names are, then "# sample TS". */
+static void print_sample(const unsigned char *p, int64_t ts)
+{
+    uint32_t nl = get32(p + 18), tl = get32(p + 22), gl = get32(p + 26);
+    const char *name = (const char *)p + SAMPLE_FIXED;
+    uint64_t bits = get64(p + 10);
+    double rate;
+    memcpy(&rate, &bits, 8);
+    print_name(stdout, name, nl);
+    putchar(':');
+    print_name(stdout, name + nl, tl);
+    switch (p[0]) {
+    case SY_SAMPLE_COUNTER: fputs("|c", stdout); break;
+    case SY_SAMPLE_GAUGE: fputs("|g", stdout); break;
+    case SY_SAMPLE_TIMER: fputs("|ms", stdout); break;
+    default: fputs("|s", stdout); break;
+    }
+    if (rate != 1.0) {
+        char num[32];
+        sy_fmt_double(rate, num);
+        printf("|@%s", num);
+    }
+    if (gl) {
+        fputs("|#", stdout);
+        print_name(stdout, name + nl + tl, gl);
+    }
+    printf(" # sample %" PRId64 "\n", ts);
+}
+
 /* One spool directory (a sink's): ls or cat it.  Returns 1 when it held
  * damage, 0 when clean, -1 when it cannot be read. */
 static int tool_one(const char *path, int cat)
@@ -1065,12 +1367,18 @@ static int tool_one(const char *path, int cat)
                 continue;
             }
             recs++;
-            vals += count;
+            vals += count & COUNT_MASK;
             if (!oldest || ts < oldest)
                 oldest = ts;
             if (ts > newest)
                 newest = ts;
-            if (cat) {
+            if (cat && (count & SAMPLES_FLAG)) {
+                const unsigned char *p = sp->buf + 12;
+                for (uint32_t k = 0; k < (count & COUNT_MASK); k++) {
+                    print_sample(p, ts);
+                    p += SAMPLE_FIXED + get32(p + 18) + get32(p + 22) + get32(p + 26);
+                }
+            } else if (cat) {
                 const unsigned char *p = sp->buf + 12;
                 for (uint32_t k = 0; k < count; k++) {
                     uint64_t bits = get64(p + 1);

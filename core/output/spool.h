@@ -15,6 +15,11 @@
  *   payload: i64 flush time, u32 count, then per value
  *            u8 kind, f64 value (little-endian IEEE), u32 name length, name
  *
+ * or one batch of raw samples (pass-through), with the count's top bit
+ * set and the time it was spooled for the flush time, per sample
+ *            u8 type, u8 is_delta, f64 value, f64 rate, u32 name length,
+ *            u32 text length, u32 tags length, name, text, tags
+ *
  * Reading hands records out one at a time (sy_spool_peek / _advance); the
  * position file moves only at sy_spool_commit, which the host calls once
  * the plugin has nothing pending, so what a crash interrupts is replayed
@@ -42,6 +47,8 @@ typedef struct sy_spool_opts {
     int fsync;                /* enum sy_spool_fsync */
     uint64_t fsync_interval_ms;
     int drop_newest;          /* whenFull = "dropNewest" (default dropOldest) */
+    int always;               /* mode = "always": every batch goes through the
+                                 spool (write-through); default "fallback" */
 } sy_spool_opts;
 
 /* Reads the host-owned `spool.*` settings of a sink.  1 when the sink has
@@ -72,6 +79,9 @@ void sy_spool_close(sy_spool *sp);
  * given up either way (counted in the spool's dropped total too).
  * 0 appended, -1 not (full, or a write error, logged at a bounded rate). */
 int sy_spool_append(sy_spool *sp, const sy_metric_batch *b, size_t *dropped);
+/* The same for a batch of raw samples, stamped with now_s. */
+int sy_spool_append_samples(sy_spool *sp, const sy_sample_batch *b, int64_t now_s,
+                            size_t *dropped);
 
 /* 1 while records wait for replay (handed out or not). */
 int sy_spool_has_records(const sy_spool *sp);
@@ -80,13 +90,21 @@ int sy_spool_has_records(const sy_spool *sp);
  * next call).  1 when there is one, 0 when none; corrupt records on the
  * way are skipped and counted. */
 int sy_spool_peek(sy_spool *sp, sy_metric_batch *b);
+/* The same for either kind of record: 1 with a metric batch in *b, 2 with
+ * raw samples in *sb (names, texts and tags not NUL-terminated), 0 none.
+ * sy_spool_peek returns 2 too, leaving *b unset. */
+int sy_spool_peek_any(sy_spool *sp, sy_metric_batch *b, sy_sample_batch *sb);
 /* The peeked record was handed to the plugin (or given up on). */
 void sy_spool_advance(sy_spool *sp);
 /* Everything handed out so far is delivered: move the position file and
  * delete the segments replay has passed. */
 void sy_spool_commit(sy_spool *sp);
-/* fsync = "interval": sync what is due.  Cheap; call often. */
+/* fsync = "interval": sync what is due; and while what was on disk at
+ * start-up is being counted, count the next 4 MiB of it.  Call often. */
 void sy_spool_tick(sy_spool *sp, uint64_t now_ms);
+/* 1 while that count runs: until then the records gauge counts only the
+ * segments done (replay does not wait for it). */
+int sy_spool_counting(const sy_spool *sp);
 
 typedef struct sy_spool_stats {
     int64_t bytes;         /* on disk now */
@@ -101,6 +119,7 @@ typedef struct sy_spool_stats {
 void sy_spool_stats_get(const sy_spool *sp, sy_spool_stats *out);
 
 uint32_t sy_crc32c(uint32_t crc, const void *data, size_t len);
+uint32_t sy_crc32c_table(uint32_t crc, const void *data, size_t len); /* no SSE4.2 */
 
 /* `switchyard spool ls|cat DIR`: lists or prints a spool directory (a
  * sink's, or the spool.dir holding several) without changing it. */

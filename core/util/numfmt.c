@@ -189,19 +189,8 @@ static int decimal_slow(int neg, const char *a, size_t na, const char *b, size_t
  */
 int sy_parse_double(const char *s, size_t len, double *out)
 {
-    /* Most values are short integers ("1", "-42", "1500"): up to 15
-     * digits are exact in a double, so they need none of what follows. */
-    if (len && len <= 16) {
-        size_t i = s[0] == '-' || s[0] == '+';
-        uint64_t m = 0;
-        size_t j = i;
-        while (j < len && is_digit(s[j]))
-            m = m * 10 + (uint64_t)(s[j++] - '0');
-        if (j == len && j > i) {
-            *out = s[0] == '-' ? -(double)m : (double)m;
-            return 0;
-        }
-    }
+    if (sy_parse_short_int(s, len, out))
+        return 0;
     const char *p = s;
     const char *end = s + len;
 

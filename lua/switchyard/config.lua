@@ -34,6 +34,7 @@ local known = {
   sampleSeed = "number", luaMemoryLimit = "number", luaTimeout = "number",
   mgmt_address = "string", mgmt_port = "number", httpAddress = "string", healthStatus = "string",
   traces = "table", dogstatsdEvents = "list",
+  dogstatsdTimestampMaxAge = "number", dogstatsdTimestampMaxAhead = "number",
   -- statsd's own names, translated below
   graphiteHost = "string", graphitePort = "number", port = "number",
   address = "string", address_ipv6 = "boolean", servers = "list",
@@ -347,6 +348,10 @@ function M.normalize(t, file, source)
   c:positive_int("timerSampleLimit", out.timerSampleLimit, true, 2 ^ 31)
   out.setMemberLimit = default(t.setMemberLimit, 100000)
   c:positive_int("setMemberLimit", out.setMemberLimit, true, 2 ^ 31)
+  out.dogstatsdTimestampMaxAge = default(t.dogstatsdTimestampMaxAge, 600)
+  c:positive_int("dogstatsdTimestampMaxAge", out.dogstatsdTimestampMaxAge, true, 10 * 365 * 86400)
+  out.dogstatsdTimestampMaxAhead = default(t.dogstatsdTimestampMaxAhead, 60)
+  c:positive_int("dogstatsdTimestampMaxAhead", out.dogstatsdTimestampMaxAhead, true, 86400)
   out.maxKeys = default(t.maxKeys, 0)
   c:positive_int("maxKeys", out.maxKeys, true, 2 ^ 40)
   out.limits = M.check_limits(c, t.limits, out.listen)

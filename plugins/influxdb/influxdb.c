@@ -58,6 +58,7 @@
 #include "lib/net.h"
 #include "lib/settings.h"
 #include "lib/httpq.h"
+#include "lib/keeplog.h"
 #include "lib/lineq.h"
 #include "lib/pace.h"
 
@@ -105,6 +106,15 @@ typedef struct influx {
     size_t key_len, key_cap;
     int64_t key_ts;
     int64_t last_sample_ts;      /* u and ns: the last raw sample's time */
+
+    /* take_back: the flushed values behind the queued lines (keeplog),
+     * numbered by line; the values of the line being assembled, as
+     * indexes into the batch being written (NULL for raw samples) */
+    keeplog *kept;
+    uint64_t lines_in;           /* lines committed since init */
+    const sy_metric_batch *cur_batch;
+    uint32_t cur_idx[MAX_FIELDS];
+    uint32_t cur_n;
 
     /* counts not yet logged */
     uint64_t full_unlogged, bad_unlogged, nan_unlogged, adjusted_unlogged, send_err_unlogged;
@@ -155,6 +165,7 @@ static int has_param(const char *target, const char *name)
 
 static void influx_free(influx *s)
 {
+    keeplog_free(s->kept);
     httpq_free(s->http);
     if (s->watch)
         s->api->watch_free(s->watch);
@@ -292,7 +303,8 @@ static int influx_setup(const sy_host_api *api, sy_host *host, void **state, cha
     snprintf(s->dest, sizeof(s->dest), strchr(u.host, ':') ? "[%s]:%d" : "%s:%d", u.host,
              u.port);
     s->q = lineq_new((size_t)maxq);
-    if (!s->q) {
+    s->kept = keeplog_new();
+    if (!s->q || !s->kept) {
         snprintf(err, errlen, "out of memory");
         goto fail;
     }
@@ -540,7 +552,14 @@ static void line_end(influx *s)
         memcpy(p, s->line, s->line_len);
         memcpy(p + s->line_len, ts, (size_t)tl);
         lineq_commit(s->q, len, s->line_values);
+        /* out of memory: the values are still sent, only not handed back */
+        for (uint32_t i = 0; s->cur_batch && i < s->cur_n; i++)
+            (void)keeplog_add(s->kept, s->cur_batch->timestamp,
+                              &s->cur_batch->metrics[s->cur_idx[i]], s->lines_in,
+                              s->lines_in + 1);
+        s->lines_in++;
     }
+    s->cur_n = 0;
     s->line_len = 0;
     s->line_values = 0;
     s->key_len = 0;
@@ -682,6 +701,9 @@ static sy_status influx_write(void *state, const sy_metric_batch *b)
         return SY_RETRY;
     int64_t ts = b->timestamp * s->ts_mult;
     uint64_t bad = 0, nan = 0;
+    keeplog_release(s->kept, s->lines_in - lineq_lines(s->q));
+    s->cur_batch = b;
+    s->cur_n = 0;
     for (size_t i = 0; i < b->count; i++) {
         const sy_metric *m = &b->metrics[i];
         if (!isfinite(m->value)) {
@@ -700,9 +722,12 @@ static sy_status influx_write(void *state, const sy_metric_batch *b)
             else if (s->line[s->line_len - 1] == ',')
                 s->line_len--;
             bad++;
+        } else {
+            s->cur_idx[s->cur_n++] = (uint32_t)i;
         }
     }
     line_end(s);
+    s->cur_batch = NULL;
     if (bad + nan) {
         s->api->stat_add(s->host, SY_STAT_DROPPED, (int64_t)(bad + nan));
         s->bad_unlogged += bad;
@@ -724,6 +749,7 @@ static sy_status influx_write_samples(void *state, const sy_sample_batch *b)
     uint64_t now = s->api->now_ms(s->host);
     int64_t now_ts = (int64_t)(now / (uint64_t)s->ms_div) * s->ms_mult;
     uint64_t bad = 0, nan = 0;
+    const int64_t *cts = sy_host_has_timestamps(s->api) ? b->timestamps_ms : NULL;
     static const span f_value = { "value", 5 }, f_member = { "member", 6 },
                       f_rate = { "rate", 4 }, f_delta = { "delta", 5 };
     for (size_t i = 0; i < b->count; i++) {
@@ -754,7 +780,11 @@ static sy_status influx_write_samples(void *state, const sy_sample_batch *b)
          * after the last when the clock has not moved), so that samples
          * of one series never overwrite each other. */
         int64_t ts = now_ts;
-        if (s->ts_mult >= 1000000) {
+        if (cts && cts[i] > 0) {
+            /* the client's DogStatsD time: the point is stored at it, and
+             * a second sample of the series at that time replaces it */
+            ts = cts[i] / s->ms_div * s->ms_mult;
+        } else if (s->ts_mult >= 1000000) {
             if (ts <= s->last_sample_ts)
                 ts = s->last_sample_ts + 1;
             s->last_sample_ts = ts;
@@ -811,6 +841,37 @@ static size_t influx_pending(void *state)
     return (size_t)lineq_values(s->q);
 }
 
+/*
+ * take_back: the queued lines of flushed values are dropped from the queue
+ * and their values handed back from the keep log exactly as they came
+ * (the lines cannot be read back: a timer's statistics share one line,
+ * names are escaped, tags reordered); lines of raw samples stay queued
+ * (counted as dropped at close).  httpq_free never calls back, so the run
+ * of a request still in flight may be cut here.
+ */
+typedef struct take_ctx {
+    influx *s;
+    keeplog_cursor cur;
+    uint64_t first;     /* the number of the queue's first line */
+} take_ctx;
+
+static int line_kept(void *ctx, size_t index)
+{
+    take_ctx *t = ctx;
+    uint64_t n = t->first + index;
+    return keeplog_covers(t->s->kept, &t->cur, n, n + 1);
+}
+
+static size_t influx_take_back(void *state, void (*keep)(void *ctx, const sy_metric_batch *b),
+                               void *ctx)
+{
+    influx *s = state;
+    take_ctx t = { .s = s, .first = s->lines_in - lineq_lines(s->q) };
+    keeplog_release(s->kept, t.first);
+    lineq_remove_if(s->q, line_kept, &t);
+    return keeplog_take(s->kept, keep, ctx);
+}
+
 static void influx_close(void *state)
 {
     influx *s = state;
@@ -827,7 +888,7 @@ static void influx_close(void *state)
 SY_SINK_EXPORT = {
     SY_SINK_HEADER,
     .name = "influxdb",
-    .version = "1.0",
+    .version = "1.1",
     .description = "InfluxDB line protocol over HTTP (/write, batched, retried) or UDP, "
                    "with DogStatsD tags as Influx tags",
     .settings = influx_settings,
@@ -838,4 +899,6 @@ SY_SINK_EXPORT = {
     .flush = influx_flush,
     .pending = influx_pending,
     .close = influx_close,
+    .take_back = influx_take_back,
+    .features = SY_SINK_FEATURE_TIMESTAMPS,
 };

@@ -304,8 +304,10 @@ httpq *httpq_new(const sy_host_api *api, sy_host *host, const httpq_config *cfg,
                           .tv_usec = (suseconds_t)(cfg->timeout_ms % 1000) * 1000 };
     evhttp_connection_set_timeout_tv(h->conn, &tv);
     evhttp_connection_set_retries(h->conn, 0);
-    api->stat_set(host, SY_STAT_CONNECTED, 0);
-    h->connected = 0;
+    /* unknown until the first answer or failure, and not published till
+     * then: a sink host with a disk spool sends nothing to a plugin that
+     * reports itself disconnected, and this one only finds out by sending */
+    h->connected = -1;
     hq_publish(h);
     return h;
 }

@@ -124,6 +124,30 @@ void lineq_pop(lineq *q, const lineq_run *run)
         q->head = 0;
 }
 
+uint64_t lineq_remove_if(lineq *q, int (*drop)(void *ctx, size_t index), void *ctx)
+{
+    size_t rd = q->head, wr = q->head, kept = 0, n = q->nlines;
+    uint64_t removed = 0;
+    for (size_t i = 0; i < n; i++) {
+        line_info li = q->ring[(q->ring_head + i) % q->ring_cap];
+        if (drop(ctx, i)) {
+            removed += li.values;
+            q->len -= li.len;
+        } else {
+            memmove(q->buf + wr, q->buf + rd, li.len);
+            q->ring[(q->ring_head + kept) % q->ring_cap] = li;
+            wr += li.len;
+            kept++;
+        }
+        rd += li.len;
+    }
+    q->nlines = kept;
+    q->values -= removed;
+    if (q->len == 0)
+        q->head = 0;
+    return removed;
+}
+
 size_t lineq_lines(const lineq *q)
 {
     return q->nlines;

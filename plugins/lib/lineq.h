@@ -41,6 +41,11 @@ lineq_run lineq_peek(const lineq *q, size_t max_lines, size_t max_bytes);
 /* Releases the first `lines` lines (a run peeked before). */
 void lineq_pop(lineq *q, const lineq_run *run);
 
+/* Removes the lines for which drop(ctx, index) is true (index counts from
+ * the front, 0-based, in order), keeping the others in order; returns the
+ * values removed.  For take_back at shutdown: no run may be in flight. */
+uint64_t lineq_remove_if(lineq *q, int (*drop)(void *ctx, size_t index), void *ctx);
+
 size_t lineq_lines(const lineq *q);
 size_t lineq_bytes(const lineq *q);
 uint64_t lineq_values(const lineq *q);

@@ -50,6 +50,8 @@ typedef struct series {
     struct series *next, *prev;
     family *fam;
     uint64_t last_ms;
+    int64_t ts_ms;       /* the newest client time of its samples, 0: none */
+    int64_t out_ms;      /* the time it was last shown or sent with */
     size_t key_len;
     size_t nlabels;
     prom_label *labels;  /* into key */
@@ -600,6 +602,11 @@ static int reserved_label(const char *en, size_t elen, int type)
 
 int promstore_add(promstore *s, const sy_sample *x, uint64_t now)
 {
+    return promstore_add_at(s, x, now, 0);
+}
+
+int promstore_add_at(promstore *s, const sy_sample *x, uint64_t now, int64_t ts_ms)
+{
     const char *semi = memchr(x->name, ';', x->name_len);
     size_t nlen = semi ? (size_t)(semi - x->name) : x->name_len;
     int type;
@@ -792,6 +799,14 @@ int promstore_add(promstore *s, const sy_sample *x, uint64_t now)
     }
 
     se->last_ms = now;
+    if (!ts_ms) {
+        se->ts_ms = 0;
+    } else if (ts_ms <= se->out_ms) {
+        s->st.ts_late++;
+        se->ts_ms = 0;
+    } else if (ts_ms > se->ts_ms) {
+        se->ts_ms = ts_ms;
+    }
     switch (type) {
     case T_COUNTER:
         se->value += v;
@@ -828,7 +843,7 @@ static int cmp_double(const void *a, const void *b)
 }
 
 static void visit_summary(promstore *s, series *x, uint64_t now, const promstore_visitor *v,
-                          void *arg)
+                          void *arg, int64_t ts)
 {
     const char *name = x->fam->name;
     ages_rotate(s, x, now);
@@ -863,34 +878,53 @@ static void visit_summary(promstore *s, series *x, uint64_t now, const promstore
             val = s->qbuf[idx];
         }
         prom_label e = { "quantile", s->qtext[q] };
-        v->sample(arg, name, "", x->labels, x->nlabels, &e, val);
+        v->sample(arg, name, "", x->labels, x->nlabels, &e, val, ts);
     }
-    v->sample(arg, name, "_sum", x->labels, x->nlabels, NULL, x->value);
-    v->sample(arg, name, "_count", x->labels, x->nlabels, NULL, x->count);
+    v->sample(arg, name, "_sum", x->labels, x->nlabels, NULL, x->value, ts);
+    v->sample(arg, name, "_count", x->labels, x->nlabels, NULL, x->count, ts);
+}
+
+/* The time a series goes out with: its client's time, else the visit's
+ * (0), but always after the time it last went out with, so that a
+ * receiver gets each series in order.  `stale`: its last word (a stale
+ * marker), never at a time that already holds a value. */
+static int64_t series_stamp(const series *x, uint64_t now, int stale)
+{
+    if (x->ts_ms && !stale)
+        return x->ts_ms;
+    if (x->out_ms && x->out_ms >= (int64_t)now)
+        return x->out_ms + 1;
+    return 0;
 }
 
 /* One series' samples, as a page shows them. */
 static void visit_series(promstore *s, family *f, series *x, uint64_t now,
-                         const promstore_visitor *v, void *arg)
+                         const promstore_visitor *v, void *arg, int stale)
 {
+    int64_t ts = series_stamp(x, now, stale);
+    if (v->emits) {
+        int64_t out = ts ? ts : (int64_t)now;
+        if (out > x->out_ms)
+            x->out_ms = out;
+    }
     switch (f->type) {
     case T_COUNTER:
     case T_GAUGE:
-        v->sample(arg, f->name, "", x->labels, x->nlabels, NULL, x->value);
+        v->sample(arg, f->name, "", x->labels, x->nlabels, NULL, x->value, ts);
         break;
     case T_HISTOGRAM: {
         double cum = 0;
         for (size_t i = 0; i <= s->cfg.nbuckets; i++) {
             cum += x->hcounts[i];
             prom_label e = { "le", s->le[i] };
-            v->sample(arg, f->name, "_bucket", x->labels, x->nlabels, &e, cum);
+            v->sample(arg, f->name, "_bucket", x->labels, x->nlabels, &e, cum, ts);
         }
-        v->sample(arg, f->name, "_sum", x->labels, x->nlabels, NULL, x->value);
-        v->sample(arg, f->name, "_count", x->labels, x->nlabels, NULL, x->count);
+        v->sample(arg, f->name, "_sum", x->labels, x->nlabels, NULL, x->value, ts);
+        v->sample(arg, f->name, "_count", x->labels, x->nlabels, NULL, x->count, ts);
         break;
     }
     default:
-        visit_summary(s, x, now, v, arg);
+        visit_summary(s, x, now, v, arg, ts);
         break;
     }
 }
@@ -900,7 +934,8 @@ void promstore_visit(promstore *s, uint64_t now, const promstore_visitor *v, voi
     for (family *f = s->fam_first; f; f = f->next) {
         v->family(arg, f->name, type_names[f->type]);
         for (series *x = f->first; x; x = x->next)
-            visit_series(s, f, x, now, v, arg);
+            if (!(v->unsent_only && x->ts_ms && x->ts_ms <= x->out_ms))
+                visit_series(s, f, x, now, v, arg, 0);
     }
 }
 
@@ -916,7 +951,7 @@ size_t promstore_expire_visit(promstore *s, uint64_t now, const promstore_visito
             int last = nx == NULL;
             if (now >= x->last_ms && now - x->last_ms >= s->cfg.ttl_ms) {
                 if (v)
-                    visit_series(s, f, x, now, v, arg);
+                    visit_series(s, f, x, now, v, arg, 1);
                 series_remove(s, x); /* may free f with its last series */
                 n++;
             }

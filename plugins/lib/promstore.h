@@ -77,6 +77,7 @@ typedef struct promstore_stats {
     uint64_t dropped[PROMSTORE_DROP_COUNT];
     uint64_t tag_errors;
     uint64_t expired;
+    uint64_t ts_late;   /* timestamps not after the series' last one shown/sent: ignored */
     size_t series;
 } promstore_stats;
 
@@ -101,6 +102,18 @@ void promstore_free(promstore *s);
 /* Takes one raw sample: 0, or -1 with the reason counted (see stats). */
 int promstore_add(promstore *s, const sy_sample *x, uint64_t now_ms);
 
+/*
+ * The same, for a sample the client gave a time (ts_ms > 0; 0 is
+ * promstore_add).  The value is applied as any other (counters add,
+ * gauges set, timers observe: the series stay cumulative), and the series
+ * is then stamped with the newest such time, which visits report instead
+ * of "now".  A time not after the one the series was last shown or sent
+ * with (an emitting visit) cannot be written in order: it is ignored and
+ * counted in ts_late, and the series takes the visit's time again.  So
+ * each series' stamps only grow, and never repeat with another value.
+ */
+int promstore_add_at(promstore *s, const sy_sample *x, uint64_t now_ms, int64_t ts_ms);
+
 /* Removes series idle for ttl; returns how many. */
 size_t promstore_expire(promstore *s, uint64_t now_ms);
 
@@ -120,11 +133,22 @@ typedef struct prom_label {
  */
 typedef struct promstore_visitor {
     void (*family)(void *arg, const char *name, const char *type);
+    /* ts_ms: the sample's time in ms, or 0 for the visit's own time (the
+     * scrape, the snapshot) */
     void (*sample)(void *arg, const char *name, const char *suffix, const prom_label *labels,
-                   size_t nlabels, const prom_label *extra, double value);
+                   size_t nlabels, const prom_label *extra, double value, int64_t ts_ms);
+    /* 1: what is visited is shown or sent, so each series remembers the
+     * time it went out with (see promstore_add_at); 0: a look only */
+    int emits;
+    /* 1: leave out series stamped with a client's time that already went
+     * out at that time, unchanged since (remote write sends such a point
+     * once; a receiver such as VictoriaMetrics would store every copy) */
+    int unsent_only;
 } promstore_visitor;
 
-/* Every family and sample, as of now_ms (summaries' windows move). */
+/* Every family and sample, as of now_ms (summaries' windows move).  A
+ * series stamped by a client's time reports it; one whose last stamp is
+ * not before now_ms (a client's clock ahead) reports that stamp + 1 ms. */
 void promstore_visit(promstore *s, uint64_t now_ms, const promstore_visitor *v, void *arg);
 
 /* promstore_expire, telling v each removed series' samples (its last

@@ -58,6 +58,7 @@ typedef struct prom {
     char listen[300];
     uint64_t logged[PROMSTORE_DROP_COUNT]; /* drop counts at the last log line */
     uint64_t logged_tag_errors;
+    uint64_t logged_ts_late;
     uint64_t last_log;
     int warned_write;
     uint64_t scrapes;
@@ -136,7 +137,7 @@ static void page_family(void *arg, const char *name, const char *type)
 }
 
 static void page_sample(void *arg, const char *name, const char *suffix, const prom_label *labels,
-                        size_t nlabels, const prom_label *extra, double value)
+                        size_t nlabels, const prom_label *extra, double value, int64_t ts_ms)
 {
     page *pg = arg;
     char num[32];
@@ -160,6 +161,8 @@ static void page_sample(void *arg, const char *name, const char *suffix, const p
     size_t n = promstore_format_value(pg->p->api, value, num);
     evbuffer_add(pg->b, " ", 1);
     evbuffer_add(pg->b, num, n);
+    if (ts_ms) /* a client's DogStatsD time (ms), as the text format writes it */
+        evbuffer_add_printf(pg->b, " %lld", (long long)ts_ms);
     evbuffer_add(pg->b, "\n", 1);
 }
 
@@ -204,6 +207,11 @@ static void page_own(prom *p, struct evbuffer *b)
                         "# TYPE " OWN_PREFIX "series_expired_total counter\n"
                         OWN_PREFIX "series_expired_total{sink=\"%s\"} %llu\n", sink,
                         (unsigned long long)st->expired);
+    evbuffer_add_printf(b, "# HELP " OWN_PREFIX "timestamps_late_total DogStatsD timestamps "
+                        "not after the time the series was last shown with: ignored.\n"
+                        "# TYPE " OWN_PREFIX "timestamps_late_total counter\n"
+                        OWN_PREFIX "timestamps_late_total{sink=\"%s\"} %llu\n", sink,
+                        (unsigned long long)st->ts_late);
 }
 
 static void conn_closed(struct evhttp_connection *c, void *arg)
@@ -251,8 +259,18 @@ static int admit_scrape(prom *p, struct evhttp_request *req)
         p->busy_logged = p->busy;
         p->busy_log_ms = mono;
     }
-    evhttp_add_header(evhttp_request_get_output_headers(req), "Retry-After", "1");
-    evhttp_send_error(req, 503, "Service Unavailable: too many scrapes in progress");
+    /* not evhttp_send_error: libevent 2.1 drops the headers added before
+     * it, Retry-After with them (test_faults caught it) */
+    struct evkeyvalq *hdr = evhttp_request_get_output_headers(req);
+    evhttp_add_header(hdr, "Retry-After", "1");
+    evhttp_add_header(hdr, "Content-Type", "text/plain; charset=utf-8");
+    evhttp_add_header(hdr, "Connection", "close");
+    struct evbuffer *b = evbuffer_new();
+    if (b)
+        evbuffer_add_printf(b, "too many scrapes in progress (maxScrapes)\n");
+    evhttp_send_reply(req, 503, "Service Unavailable", b);
+    if (b)
+        evbuffer_free(b);
     return 0;
 }
 
@@ -302,7 +320,7 @@ static void on_request(struct evhttp_request *req, void *arg)
         return;
     }
     page pg = { p, b };
-    promstore_visitor v = { page_family, page_sample };
+    promstore_visitor v = { page_family, page_sample, 1, 0 };
     promstore_visit(p->store, now, &v, &pg);
     p->scrapes++;
     page_own(p, b);
@@ -445,7 +463,9 @@ static void prom_log_drops(prom *p, int force)
     }
     uint64_t te = st->tag_errors - p->logged_tag_errors;
     p->logged_tag_errors = st->tag_errors;
-    if (!used && !te)
+    uint64_t late = st->ts_late - p->logged_ts_late;
+    p->logged_ts_late = st->ts_late;
+    if (!used && !te && !late)
         return;
     p->last_log = now;
     if (used)
@@ -453,6 +473,10 @@ static void prom_log_drops(prom *p, int force)
     if (te)
         p->api->log(p->host, SY_LOG_WARN, "%llu tags dropped (no ':value', an empty name or "
                     "value, or a reserved name)", (unsigned long long)te);
+    if (late)
+        p->api->log(p->host, SY_LOG_WARN, "%llu DogStatsD timestamps ignored: not after the time "
+                    "their series was last shown with (the samples were taken at scrape time)",
+                    (unsigned long long)late);
 }
 
 static sy_status prom_write(void *state, const sy_metric_batch *b)
@@ -472,14 +496,21 @@ static sy_status prom_write_samples(void *state, const sy_sample_batch *b)
     prom *p = state;
     uint64_t now = p->api->now_ms(p->host);
     int64_t taken = 0, refused = 0;
+    const int64_t *ts = sy_host_has_timestamps(p->api) ? b->timestamps_ms : NULL;
+    uint64_t late = promstore_get_stats(p->store)->ts_late;
     for (size_t i = 0; i < b->count; i++) {
-        if (promstore_add(p->store, &b->samples[i], now) == 0)
+        if (promstore_add_at(p->store, &b->samples[i], now, ts ? ts[i] : 0) == 0)
             taken++;
         else
             refused++;
     }
     if (taken)
         p->api->stat_add(p->host, SY_STAT_SENT, taken);
+    late = promstore_get_stats(p->store)->ts_late - late;
+    if (late) {
+        p->api->stat_add(p->host, SY_STAT_ADJUSTED, (int64_t)late);
+        prom_log_drops(p, 0);
+    }
     if (refused) {
         p->api->stat_add(p->host, SY_STAT_DROPPED, refused);
         prom_log_drops(p, 0);
@@ -513,4 +544,5 @@ SY_SINK_EXPORT = {
     .flush = prom_flush,
     .pending = NULL,
     .close = prom_close,
+    .features = SY_SINK_FEATURE_TIMESTAMPS,
 };

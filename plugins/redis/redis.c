@@ -591,7 +591,43 @@ static sy_status redis_flush(void *state, int final)
 static size_t redis_pending(void *state)
 {
     redis_sink *r = state;
-    return r->queued + r->outstanding;
+    return r->handed_back ? 0 : r->queued + r->outstanding;
+}
+
+/*
+ * take_back: every block not finished, oldest first: the dispatched ones
+ * (r->live holds the newest first), then the queue.  A block is copied
+ * from the batch as it came (names, values, flush time), so it goes back
+ * exactly; the sink stores no kind, so the kind is SY_KIND_INTERNAL.  A
+ * block some of whose commands were answered is handed back whole: a
+ * second write of a flush changes nothing (see the top; only a stream gets
+ * a repeated entry).  The blocks stay where they are until close, which
+ * then counts nothing as dropped: hiredis still holds callbacks for the
+ * commands in flight, and close tears those down as always.
+ */
+static size_t redis_take_back(void *state, void (*keep)(void *ctx, const sy_metric_batch *b),
+                              void *ctx)
+{
+    redis_sink *r = state;
+    sy_metric m[BLOCK_METRICS];
+    size_t total = 0;
+    block *oldest = r->live;
+    while (oldest && oldest->lnext)
+        oldest = oldest->lnext;
+    for (int pass = 0; pass < 2; pass++) {
+        for (block *blk = pass == 0 ? oldest : r->qhead; blk;
+             blk = pass == 0 ? blk->lprev : blk->next) {
+            for (uint32_t i = 0; i < blk->count; i++)
+                m[i] = (sy_metric){ .name = blk->names + blk->name_off[i],
+                                    .name_len = blk->name_len[i], .kind = SY_KIND_INTERNAL,
+                                    .value = blk->values[i] };
+            sy_metric_batch b = { .metrics = m, .count = blk->count, .timestamp = blk->ts };
+            keep(ctx, &b);
+            total += blk->count;
+        }
+    }
+    r->handed_back = 1;
+    return total;
 }
 
 static void redis_close(void *state)
@@ -613,7 +649,7 @@ static void redis_close(void *state)
             redisAsyncFree(ac);
         }
     }
-    size_t left = r->queued + r->outstanding;
+    size_t left = r->handed_back ? 0 : r->queued + r->outstanding;
     if (left) {
         r->api->stat_add(r->host, SY_STAT_DROPPED, (int64_t)left);
         if (r->cluster)
@@ -643,7 +679,7 @@ static void redis_close(void *state)
 SY_SINK_EXPORT = {
     SY_SINK_HEADER,
     .name = "redis",
-    .version = "1.1",
+    .version = "1.2",
     .description = "latest values, per-metric time series and an optional stream in Redis "
                    "or a Redis Cluster",
     .settings = redis_settings,
@@ -654,4 +690,5 @@ SY_SINK_EXPORT = {
     .flush = redis_flush,
     .pending = redis_pending,
     .close = redis_close,
+    .take_back = redis_take_back,
 };

@@ -179,6 +179,8 @@ struct redis_sink {
     const sy_host_api *api;
     sy_host *host;
     int closed;
+    int handed_back;    /* take_back gave the queued and unanswered metrics
+                           to the host's spool: nothing is pending any more */
     int checking;       /* a settings check: judge everything, start nothing */
 
     /* settings */

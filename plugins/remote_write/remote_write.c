@@ -76,7 +76,10 @@ typedef struct rw {
     unsigned failures;
     uint64_t sent_requests; /* for pace: grows when a request succeeds */
     pace pace;
-    int connected;
+    int connected;      /* -1 until the first answer or failure: not
+                           published till then (a sink host with a disk
+                           spool sends nothing to a plugin that says it is
+                           disconnected, and this one learns it by sending) */
 
     batch *head, *tail;
     size_t q_bytes, q_samples;
@@ -99,6 +102,7 @@ typedef struct rw {
     char last_reply[200];
     uint64_t logged[PROMSTORE_DROP_COUNT];
     uint64_t logged_tag_errors;
+    uint64_t logged_ts_late;
 } rw;
 
 static const char *const rw_settings[] = {
@@ -114,7 +118,8 @@ static void publish(rw *r)
 {
     r->api->stat_set(r->host, SY_STAT_QUEUED, (int64_t)r->q_samples);
     r->api->stat_set(r->host, SY_STAT_QUEUED_BYTES, (int64_t)r->q_bytes);
-    r->api->stat_set(r->host, SY_STAT_CONNECTED, r->connected);
+    if (r->connected >= 0)
+        r->api->stat_set(r->host, SY_STAT_CONNECTED, r->connected);
 }
 
 static void pop(rw *r)
@@ -247,7 +252,7 @@ static int label_before(const char *a, const char *b)
 }
 
 static void snap_sample(void *arg, const char *name, const char *suffix, const prom_label *labels,
-                        size_t nl, const prom_label *extra, double value)
+                        size_t nl, const prom_label *extra, double value, int64_t ts_ms)
 {
     rw *r = arg;
     if (r->nts == r->max_per_send)
@@ -292,7 +297,7 @@ static void snap_sample(void *arg, const char *name, const char *suffix, const p
     prometheus__time_series__init(&r->ts[r->nts]);
     prometheus__sample__init(&r->smp[r->nts]);
     r->smp[r->nts].value = value;
-    r->smp[r->nts].timestamp = (int64_t)r->snap_ms;
+    r->smp[r->nts].timestamp = ts_ms ? ts_ms : (int64_t)r->snap_ms; /* a client's, or the snapshot's */
     r->lab_start[r->nts] = first;
     r->nts++;
 }
@@ -310,7 +315,7 @@ static void count_family(void *arg, const char *name, const char *type)
 }
 
 static void count_sample(void *arg, const char *name, const char *suffix, const prom_label *labels,
-                         size_t nl, const prom_label *extra, double value)
+                         size_t nl, const prom_label *extra, double value, int64_t ts_ms)
 {
     ((counter *)arg)->n++;
 }
@@ -328,9 +333,9 @@ static double stale_nan(void)
 
 static void stale_sample(void *arg, const char *name, const char *suffix,
                          const prom_label *labels, size_t nl, const prom_label *extra,
-                         double value)
+                         double value, int64_t ts_ms)
 {
-    snap_sample(arg, name, suffix, labels, nl, extra, stale_nan());
+    snap_sample(arg, name, suffix, labels, nl, extra, stale_nan(), ts_ms);
 }
 
 /* Takes the state as of now into the queue. */
@@ -340,20 +345,20 @@ static void snapshot(rw *r)
     r->snap_ms = now;
     r->snap_full = 0;
     r->snap_dropped = 0;
-    promstore_visitor sv = { snap_family, stale_sample };
+    promstore_visitor sv = { snap_family, stale_sample, 1, 0 };
     promstore_expire_visit(r->store, now, &sv, r);
     counter c = { 0 };
-    promstore_visitor cv = { count_family, count_sample };
+    promstore_visitor cv = { count_family, count_sample, 0, 1 };
     promstore_visit(r->store, now, &cv, &c);
     if (!c.n && !r->nts)
         return;
     /* about 10 bytes a sample compressed, at least: pace on that guess */
-    if (!r->nts && pace_wait(&r->pace, r->api->monotonic_ms(r->host), r->connected,
+    if (!r->nts && pace_wait(&r->pace, r->api->monotonic_ms(r->host), r->connected > 0,
                              r->sent_requests, r->q_bytes, r->max_queue, c.n * 10)) {
         r->un_deferred += c.n;
         return;
     }
-    promstore_visitor v = { snap_family, snap_sample };
+    promstore_visitor v = { snap_family, snap_sample, 1, 1 };
     promstore_visit(r->store, now, &v, r);
     cut(r);
     if (r->snap_dropped) {
@@ -382,7 +387,10 @@ static void log_now(rw *r, int force)
     }
     uint64_t te = st->tag_errors - r->logged_tag_errors;
     r->logged_tag_errors = st->tag_errors;
-    int any = used || te || r->un_dropped || r->un_deferred || r->un_rejected || r->un_retried;
+    uint64_t late = st->ts_late - r->logged_ts_late;
+    r->logged_ts_late = st->ts_late;
+    int any = used || te || late || r->un_dropped || r->un_deferred || r->un_rejected ||
+              r->un_retried;
     if (!any)
         return;
     r->last_log = now;
@@ -391,6 +399,10 @@ static void log_now(rw *r, int force)
     if (te)
         r->api->log(r->host, SY_LOG_WARN, "%llu tags dropped (no ':value', an empty name or "
                     "value, or a reserved name)", (unsigned long long)te);
+    if (late)
+        r->api->log(r->host, SY_LOG_WARN, "%llu DogStatsD timestamps ignored (counted in adjusted): "
+                    "not after the time their series was last sent with, so the samples go out "
+                    "at the next snapshot's time", (unsigned long long)late);
     if (r->un_rejected)
         r->api->log(r->host, SY_LOG_WARN, "%s refused %llu samples with HTTP %d (not retried): %s",
                     r->url, (unsigned long long)r->un_rejected, r->last_status, r->last_reply);
@@ -594,6 +606,7 @@ static int rw_setup(const sy_host_api *api, sy_host *host, void **state, char *e
     }
     r->api = api;
     r->host = host;
+    r->connected = -1;
     snprintf(r->url, sizeof(r->url), "%s", url);
     r->port = evhttp_uri_get_port(u) > 0 ? evhttp_uri_get_port(u) : 80;
     if (evhttp_uri_get_port(u) > 0)
@@ -665,9 +678,16 @@ static sy_status rw_write_samples(void *state, const sy_sample_batch *b)
     rw *r = state;
     uint64_t now = r->api->now_ms(r->host);
     int64_t refused = 0;
+    const int64_t *ts = sy_host_has_timestamps(r->api) ? b->timestamps_ms : NULL;
+    uint64_t late = promstore_get_stats(r->store)->ts_late;
     for (size_t i = 0; i < b->count; i++)
-        if (promstore_add(r->store, &b->samples[i], now) != 0)
+        if (promstore_add_at(r->store, &b->samples[i], now, ts ? ts[i] : 0) != 0)
             refused++;
+    late = promstore_get_stats(r->store)->ts_late - late;
+    if (late) {
+        r->api->stat_add(r->host, SY_STAT_ADJUSTED, (int64_t)late);
+        log_now(r, 0);
+    }
     if (refused) {
         r->api->stat_add(r->host, SY_STAT_DROPPED, refused);
         log_now(r, 0);
@@ -712,4 +732,5 @@ SY_SINK_EXPORT = {
     .flush = rw_flush,
     .pending = rw_pending,
     .close = rw_close,
+    .features = SY_SINK_FEATURE_TIMESTAMPS,
 };

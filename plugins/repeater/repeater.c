@@ -270,6 +270,7 @@ static char *rp_reserve(rdest *d, size_t len)
 
 static void rp_commit(rdest *d, size_t len)
 {
+    d->appended += len;
     if (d->r->proto == PROTO_TCP)
         netq_commit(d->tq, len);
     else
@@ -377,6 +378,7 @@ static void repeater_free(repeater *r)
 {
     for (size_t i = 0; i < r->nd; i++) {
         rdest *d = &r->d[i];
+        keeplog_free(d->kept);
         if (d->tq)
             netq_free(d->tq);
         if (r->proto == PROTO_UDP) {
@@ -522,6 +524,10 @@ static int repeater_setup(const sy_host_api *api, sy_host *host, void **state,
         if (parse_destination(names[i], addr, sizeof(addr), &port, err, errlen) != 0)
             goto fail;
         r->nd = (size_t)i + 1; /* repeater_free frees what exists so far */
+        if (r->flushed != FLUSHED_NONE && !(d->kept = keeplog_new())) {
+            snprintf(err, errlen, "out of memory");
+            goto fail_dests;
+        }
         if (r->proto == PROTO_TCP) {
             netq_config cfg = {
                 .host = addr,
@@ -815,9 +821,16 @@ static sy_status repeater_write_lines(void *state, const char *const *lines, con
     return SY_OK;
 }
 
+/* The position (in bytes appended) below which everything was sent: a
+ * queue holds whole lines, the one being written included. */
+static uint64_t rp_done(const rdest *d)
+{
+    return d->appended - (d->r->proto == PROTO_TCP ? netq_bytes(d->tq) : d->cq.bytes);
+}
+
 /* One flushed value as gauge lines: "NAME:V|g", or "NAME:0|g" and
  * "NAME:-V|g" for a negative V.  0, or -1 when the queue is full. */
-static int append_gauge(rdest *d, const sy_metric *m)
+static int append_gauge(rdest *d, const sy_metric *m, int64_t ts)
 {
     char num[32];
     size_t vlen = d->r->api->format_number(m->value, num);
@@ -830,6 +843,7 @@ static int append_gauge(rdest *d, const sy_metric *m)
             return -1;
         }
     }
+    uint64_t start = d->appended;
     for (int pass = neg ? 0 : 1; pass < 2; pass++) {
         const char *v = pass == 0 ? "0" : num;
         size_t l = pass == 0 ? 1 : vlen;
@@ -845,6 +859,8 @@ static int append_gauge(rdest *d, const sy_metric *m)
         memcpy(p, "|g\n", 3);
         rp_commit(d, ll);
     }
+    /* out of memory: the value is still sent, only not handed back */
+    (void)keeplog_add(d->kept, ts, m, start, d->appended);
     return 0;
 }
 
@@ -866,6 +882,8 @@ static sy_status repeater_write(void *state, const sy_metric_batch *b)
     if (rp_must_wait(r, need))
         return SY_RETRY;
     rp_judge(r);
+    for (i = 0; i < r->nd; i++)
+        keeplog_release(r->d[i].kept, rp_done(&r->d[i]));
     for (i = 0; i < b->count; i++) {
         const sy_metric *m = &b->metrics[i];
         if (r->flushed == FLUSHED_GAUGES && m->kind != SY_KIND_GAUGE) {
@@ -877,7 +895,7 @@ static sy_status repeater_write(void *state, const sy_metric_batch *b)
             continue;
         }
         rdest *from, *d = rp_pick(r, m->name, m->name_len, &from);
-        if (append_gauge(d, m) != 0) {
+        if (append_gauge(d, m, b->timestamp) != 0) {
             dropped++;
             d->drops_unlogged++;
             continue;
@@ -917,6 +935,97 @@ static size_t repeater_pending(void *state)
     return n;
 }
 
+/*
+ * take_back: the flushed values behind the queued gauge lines come back
+ * from the keep log exactly (name, kind, value, flush time); the lines
+ * of raw samples and DogStatsD events, which a spool does not hold, stay
+ * queued (counted as dropped at close, as before).  A line being written
+ * when the time ran out counts as not sent: the receiver discards a cut
+ * line.
+ */
+typedef struct rest {
+    keeplog *kept;
+    keeplog_cursor cur;
+    uint64_t pos;
+    char *buf;
+    size_t len, cap;
+    size_t lost;        /* lines that could not be kept (out of memory) */
+} rest;
+
+static void rest_line(void *ctx, const char *line, size_t len)
+{
+    rest *t = ctx;
+    uint64_t start = t->pos;
+    t->pos += len + 1;
+    if (t->kept && keeplog_covers(t->kept, &t->cur, start, t->pos))
+        return;
+    if (t->len + len + 1 > t->cap) {
+        size_t cap = t->cap ? t->cap * 2 : 65536;
+        while (cap < t->len + len + 1)
+            cap *= 2;
+        char *n = realloc(t->buf, cap);
+        if (!n) {
+            t->lost++;
+            return;
+        }
+        t->buf = n;
+        t->cap = cap;
+    }
+    memcpy(t->buf + t->len, line, len);
+    t->buf[t->len + len] = '\n';
+    t->len += len + 1;
+}
+
+static size_t repeater_take_back(void *state, void (*keep)(void *ctx, const sy_metric_batch *b),
+                                 void *ctx)
+{
+    repeater *r = state;
+    size_t total = 0;
+    if (r->flushed == FLUSHED_NONE)
+        return 0;
+    for (size_t i = 0; i < r->nd; i++) {
+        rdest *d = &r->d[i];
+        rest t = { .kept = d->kept, .pos = rp_done(d) };
+        if (r->proto == PROTO_TCP) {
+            netq_take(d->tq, rest_line, &t);
+        } else {
+            for (chunkq_chunk *c = d->cq.head; c; c = c->next) {
+                const char *p = c->data + c->start, *e = c->data + c->end;
+                while (p < e) {
+                    const char *nl = memchr(p, '\n', (size_t)(e - p));
+                    const char *end = nl ? nl : e;
+                    rest_line(&t, p, (size_t)(end - p));
+                    p = nl ? nl + 1 : e;
+                }
+            }
+            chunkq_clear(&d->cq);
+            d->lines = 0;
+        }
+        /* what is not handed back goes back into the queue, in order */
+        for (size_t off = 0; off < t.len;) {
+            const char *nl = memchr(t.buf + off, '\n', t.len - off);
+            size_t ll = (size_t)(nl - (t.buf + off)) + 1;
+            char *p = r->proto == PROTO_TCP ? netq_reserve(d->tq, ll) : uq_reserve(d, ll);
+            if (!p) {
+                t.lost++;
+            } else {
+                memcpy(p, t.buf + off, ll);
+                rp_commit(d, ll);
+            }
+            off += ll;
+        }
+        free(t.buf);
+        if (t.lost)
+            r->api->stat_add(r->host, SY_STAT_DROPPED, (int64_t)t.lost);
+        if (r->proto == PROTO_TCP)
+            netq_kick(d->tq);
+        else
+            ud_publish(d);
+        total += keeplog_take(d->kept, keep, ctx);
+    }
+    return total;
+}
+
 static void repeater_close(void *state)
 {
     repeater *r = state;
@@ -929,7 +1038,7 @@ static void repeater_close(void *state)
 SY_SINK_EXPORT = {
     SY_SINK_HEADER,
     .name = "repeater",
-    .version = "1.2",
+    .version = "1.3",
     .description = "forwards raw samples (and optionally flushed values) as StatsD lines "
                    "over UDP or TCP, to one destination or spread over several by "
                    "consistent hashing, with bounded queues and reconnects",
@@ -942,4 +1051,5 @@ SY_SINK_EXPORT = {
     .pending = repeater_pending,
     .close = repeater_close,
     .write_lines = repeater_write_lines,
+    .take_back = repeater_take_back,
 };

@@ -24,6 +24,7 @@
 #include "lib/hostproxy.h"
 #include "lib/net.h"
 #include "lib/settings.h"
+#include "lib/keeplog.h"
 #include "lib/netq.h"
 #include "lib/pace.h"
 #include "lib/shard.h"
@@ -78,6 +79,9 @@ typedef struct rdest {
     int full;                 /* its queue refused a line in the current batch */
     uint64_t sent_lines;      /* UDP: lines sent since it was made */
     pace pace;                /* whether a batch waits for its queue */
+    uint64_t appended;        /* bytes queued since it was made */
+    keeplog *kept;            /* the flushed values behind its queued lines
+                                 (with `flushed`), for take_back */
 
     uint64_t drops_unlogged, refused_unlogged, rehashed_unlogged;
     uint64_t rehashed_total;  /* since it was last marked down */

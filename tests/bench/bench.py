@@ -74,7 +74,8 @@ received.  Per system (medians over the rounds):
                gauges are not counted, they are checked by last value)
   loss %       1 - units reached / units sent
   CPU s/M      the server's utime+stime (/proc/PID/stat) from just before
-               the send until it was idle again, per million accepted;
+               the send until it was idle again (or until the last late
+               units arrived: see wait_settled), per million accepted;
                per-thread figures are in the JSON (and in the notes)
   peak RSS     VmHWM at that point
   drain s      how long after the send ended the server stayed busy (a
@@ -576,6 +577,25 @@ def wait_flushed(sink, group, after, flush_s, expect=None):
         time.sleep(0.05)
 
 
+def wait_settled(sink, group, st, flush_s, expect, timeout=60.0):
+    """After wait_flushed: while the group's total is short of `expect` and
+    still growing, wait.  A server can look idle and have flushed while a
+    backlog remains (a 1M-key flush still crossing the sink queue, lines
+    left in a reader's ring when the machine's other load starved it
+    through wait_idle's window); it arrives over the next flushes.  A unit
+    that was lost never comes, so a total that has not moved for two flush
+    intervals is final.  Returns the sink's last stats."""
+    last, changed = group_total(st, group), time.monotonic()
+    deadline = changed + timeout
+    while last < expect and time.monotonic() - changed < 2 * flush_s + 1 and time.monotonic() < deadline:
+        time.sleep(0.2)
+        st = sink.stats()
+        total = group_total(st, group)
+        if total != last:
+            last, changed = total, time.monotonic()
+    return st
+
+
 def measure(server, load_args, duration=None, group="bench"):
     """One run: send, wait until the server is idle and has flushed, and
     collect the figures."""
@@ -624,6 +644,15 @@ def measure(server, load_args, duration=None, group="bench"):
     else:
         units = gen.get("sink_units", gen["sent_metrics"])
         st = wait_flushed(server.sink, group, t_idle, server.flush_ms / 1000.0, expect=units)
+        t_flushed, before = time.monotonic(), group_total(st, group)
+        st = wait_settled(server.sink, group, st, server.flush_ms / 1000.0, units)
+        if group_total(st, group) != before:
+            # a backlog arrived after the idle point: its CPU counts too
+            res["late_units"] = group_total(st, group) - before
+            res["settle_s"] = time.monotonic() - t_flushed
+            cpu_late = proc_cpu(pid)
+            if cpu_late is not None:
+                res["cpu_s"] = cpu_late - cpu0
         if gen.get("gauge_keys"):
             # The gauges' last values come with the flush after the last
             # line: wait for them too (a flush later at most).
@@ -654,6 +683,10 @@ def measure(server, load_args, duration=None, group="bench"):
         res["sink_bad_lines"] = st["bad_lines"]
         res["server_reported_dropped"] = int(watch_sum(
             st, lambda k: ".switchyard.listener." in k and k.endswith(".dropped")))
+        # values a sink's queue dropped (a 1M-key flush is some 330 MB):
+        # lost on the output side, not at ingest
+        res["server_sink_dropped"] = int(watch_sum(
+            st, lambda k: ".switchyard.sink." in k and k.endswith(".dropped")))
         pr = st["watch"].get("stats.counters.statsd.packets_received.count")
         if pr:
             res["server_packets_received"] = int(pr[1])
@@ -895,6 +928,11 @@ def print_table(sc):
                          % (r["gen_cpu_s"], r["gen_cpu_s"] / (r["sent"] / 1e6)))
         if r.get("drain_s"):
             extra.append("%s/s including the %.1f s drain" % (fmt_int(r["processed_rate"]), r["drain_s"]))
+        if r.get("server_sink_dropped"):
+            extra.append("its graphite sink's queue dropped %s values" % fmt_int(r["server_sink_dropped"]))
+        if r.get("late_units"):
+            extra.append("%s units arrived after it looked idle (%.1f s later)"
+                         % (fmt_int(r["late_units"]), r.get("settle_s", 0)))
         sp = r.get("spread")
         if sp and "accepted_rate" in sp and "cpu_per_million" in sp:
             extra.append("over %d rounds accepted/s %s..%s, CPU s/M %.3f..%.3f" % (

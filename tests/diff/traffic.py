@@ -127,10 +127,44 @@ def _hot_timer_dgrams():
     return out
 
 
+def _pack(lines, size=1400):
+    """Lines in datagrams of at most `size` bytes, in order."""
+    out, cur, used = [], [], 0
+    for line in lines:
+        if cur and used + len(line) > size:
+            out.append(_dgram(*cur))
+            cur, used = [], 0
+        cur.append(line)
+        used += len(line) + 1
+    if cur:
+        out.append(_dgram(*cur))
+    return out
+
+
+# A hot key with 50,000 samples in one flush, as a busy service's latency
+# timer collects them: float values with repeats, through the api.latency
+# histogram, a third of the lines at @0.1 and a sixth at @0.5.  Its
+# percentiles, sums and std come from the radix sort of 50,000 values, with
+# every sample kept (timerSampleLimit is 100,000).  About 1.5 MB in
+# 1,400-byte datagrams: more than statsd's default receive buffer holds,
+# so the test sends its batches paced by the receiver's queue
+# (netutil.send_udp_paced).
+HOT_SAMPLES = 50000
+
+
+def _hot50k_dgrams():
+    x, lines = 54321, []
+    for i in range(HOT_SAMPLES):
+        x = (x * 1103515245 + 12345) % (1 << 31)
+        rate = "|@0.1" if i % 3 == 0 else "|@0.5" if i % 6 == 1 else ""
+        lines.append("hot50k.api.latency:%d.%02d|ms%s" % (x % 300, (x >> 9) % 100, rate))
+    return _pack(lines)
+
+
 # Batch 3: a few keys only; the others go idle; the hot timers.
 BATCH_3 = [
     _dgram("app.gauge:1|g", "app.requests:1|c", "api.latency:5|ms", "users:dave|s"),
-] + _hot_timer_dgrams()
+] + _hot_timer_dgrams() + _hot50k_dgrams()
 
 # Batches 4 and 5: nothing at all.  Idle counters/timers/sets report 0
 # (or vanish with deleteIdleStats), gauges keep or lose their value.

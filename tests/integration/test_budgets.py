@@ -17,12 +17,16 @@ limits = { tenant t1: 1000 keys, prefix "debug.": 100 keys }.
       counts carry over (1000 and 100: nothing is evicted), 1000 more new
       t1 keys give exactly 500 more, admitted debug.* keys still flow and
       a new one is refused;
-   4. check: --check refuses an unknown field, maxKeys = 0, a listener that
+   4. per sender: with rules that look at the sender, a key counts once
+      per sender (its routing entries), and the charges come back when the
+      entries expire after an idle interval;
+   5. check: --check refuses an unknown field, maxKeys = 0, a listener that
       does not exist, two kinds in one entry.
 
 Usage: /usr/bin/python3 tests/integration/test_budgets.py [SCENARIO ...]
 """
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -190,6 +194,51 @@ def scenario_budgets(res, workdir):
         d.stop()
 
 
+def scenario_per_sender(res, workdir):
+    """What a budget counts when the rules look at the sender: one routing
+    entry per key, listener and sender, each charged; the charges are
+    given back when the entries expire (a whole flush interval without a
+    sample)."""
+    label = "per_sender"
+    routes = '  routes = { route.sender "127.0.0.9" :to "c", route.default() :to "c" },\n'
+    d = Daemon(workdir, "sy-budgets-ps", {"flushInterval": 500},
+               lua_body=routes + '  limits = { { prefix = "ps.", maxKeys = 5 } },\n')
+
+    def send_from(host, payload):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
+            u.bind((host, 0))
+            u.sendto(payload, ("127.0.0.1", d.port))
+
+    try:
+        if not start(res, label, d):
+            return
+        for host in ("127.0.0.2", "127.0.0.3", "127.0.0.4"):
+            send_from(host, b"ps.k:1|c")
+        wait_until(lambda: budget(d, "keys", "prefix=ps.") == 3, 5, step=0.05)
+        res.check("%s: one key from 3 senders takes 3 of the budget" % label,
+                  budget(d, "keys", "prefix=ps.") == 3, "%r" % budget(d, "keys", "prefix=ps."))
+        send_from("127.0.0.2", b"ps.a:1|c\nps.b:1|c\nps.c:1|c")
+        wait_until(lambda: (budget(d, "dropped_total", "prefix=ps.") or 0) >= 1, 5, step=0.05)
+        res.check("%s: 4 key names, 5 admitted (ps.k three times), ps.c refused" % label,
+                  budget(d, "keys", "prefix=ps.") == 5 and budget(d, "dropped_total", "prefix=ps.") == 1,
+                  "keys %r dropped %r" % (budget(d, "keys", "prefix=ps."), budget(d, "dropped_total", "prefix=ps.")))
+        # idle: each routing entry expires after a whole interval without samples
+        t0 = time.monotonic()
+        ok = wait_until(lambda: budget(d, "keys", "prefix=ps.") == 0, 5, step=0.05)
+        res.note("%s: charges given back %.2f s after the last sample (flushInterval 0.5 s)"
+                 % (label, time.monotonic() - t0))
+        res.check("%s: idle for an interval: every charge given back" % label, ok,
+                  "%r" % budget(d, "keys", "prefix=ps."))
+        send_from("127.0.0.2", b"ps.c:1|c")
+        wait_until(lambda: budget(d, "keys", "prefix=ps.") == 1, 5, step=0.05)
+        res.check("%s: then a key refused before is admitted" % label,
+                  budget(d, "keys", "prefix=ps.") == 1 and budget(d, "dropped_total", "prefix=ps.") == 1,
+                  "keys %r" % budget(d, "keys", "prefix=ps."))
+        finish(res, label, d)
+    finally:
+        d.stop()
+
+
 def scenario_check(res, workdir):
     label = "check"
     base = ('return { listen = { "udp://127.0.0.1:9" }, sinks = { c = { plugin = "console" } },\n'
@@ -216,7 +265,7 @@ def scenario_check(res, workdir):
     res.check("%s: --check accepts valid limits" % label, p.returncode == 0, p.stderr)
 
 
-SCENARIOS = [("budgets", scenario_budgets), ("check", scenario_check)]
+SCENARIOS = [("budgets", scenario_budgets), ("per_sender", scenario_per_sender), ("check", scenario_check)]
 
 
 def main():

@@ -30,6 +30,12 @@ metrics about the other sinks included).
   4. reloads_under_load: 100 SIGHUPs in quick succession, each config
      renaming a probe key differently, while counters stream over TCP:
      nothing is lost (exact sums) and the last config wins.
+  5. prometheus_scrapers: scrapers of the prometheus sink that reset
+     mid-page, then scrapers that never read (pages held, more refused
+     503 and counted); push_sinks: remote_write to VictoriaMetrics and
+     influxdb to influxd, both servers killed mid-stream, answering 5xx,
+     and stopped (slower than timeoutMs): failures and drops counted, the
+     console flushes on time, both recover, the counter's total exact.
 
 Usage:
   /usr/bin/python3 tests/integration/test_faults.py [SCENARIO ...]
@@ -55,6 +61,8 @@ from lib.netutil import LOOPBACK, free_port, sleep_until_phase, wait_for_port  #
 from lib.proc import Process, make_workdir, remove_workdir, wait_until  # noqa: E402
 from lib import scenarios  # noqa: E402
 from lib.results import Results  # noqa: E402
+from lib.influx import INFLUXD, InfluxServer  # noqa: E402
+from lib.prom import VICTORIA_METRICS, VictoriaMetricsServer  # noqa: E402
 from lib.resp import REDIS_SERVER, query  # noqa: E402
 from lib.switchyard import switchyard_binary  # noqa: E402
 from lib.tcplisten import LineListener  # noqa: E402
@@ -909,6 +917,288 @@ def scenario_reloads_under_load(res, workdir):
         d.stop()
 
 
+# ---------------------------------------------------------------------------
+# 5. the prometheus sink's scrapers, and the push sinks' servers
+
+
+def http_raw(port, path="/metrics", timeout=5):
+    """(status, headers text, body) of one GET on a fresh connection."""
+    with socket.create_connection((LOOPBACK, port), timeout=timeout) as s:
+        s.sendall(b"GET %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n" % path.encode())
+        data = b""
+        while True:
+            b = s.recv(65536)
+            if not b:
+                break
+            data += b
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    return int(lines[0].split()[1]), "\n".join(lines[1:]), body.decode("utf-8", "replace")
+
+
+def page_value(body, name):
+    for line in body.splitlines():
+        if line.startswith(name + " ") or line.startswith(name + "{"):
+            return float(line.split()[1])
+    return None
+
+
+def reset_close(s):
+    """Close with an RST (SO_LINGER 0), as a scraper that dies does."""
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    s.close()
+
+
+class Ticker:
+    """A UDP sender of PREFIX.c:1|c and a sequence gauge every 50 ms,
+    counting what it sent."""
+
+    def __init__(self, port, prefix):
+        self.port, self.prefix, self.sent = port, prefix.encode(), 0
+        self._stop = threading.Event()
+        self._t = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            while not self._stop.is_set():
+                self.sent += 1
+                s.sendto(b"%s.c:1|c\n%s.seq:%d|g" % (self.prefix, self.prefix, self.sent),
+                         (LOOPBACK, self.port))
+                self._stop.wait(0.05)
+
+    def start(self):
+        self._t.start()
+        return self
+
+    def stop(self):
+        self._stop.set()
+        self._t.join(5)
+        return self.sent
+
+
+PF_KEYS = 40000      # series on the page: ~3 MB, more than the sockets' buffers hold
+
+
+def scenario_prometheus_scrapers(res, workdir):
+    """Scrapers that die mid-page (RST after the first 4 KiB), then
+    scrapers that ask and never read (a 4 KiB receive buffer): the
+    prometheus sink answers the rest 503 beyond maxScrapes (counted),
+    the other sink (console) flushes on time, switchyard's /metrics
+    answers, and once the stalled scrapers go, a scrape has every sample
+    counted exactly."""
+    label = "prometheus_scrapers"
+    page_port = free_port("tcp")
+    d = Daemon(workdir, "sy-promscrape", options={"flushInterval": 1000},
+               sinks={"p": {"plugin": "prometheus", "listen": "%s:%d" % (LOOPBACK, page_port),
+                            "maxScrapes": 2}},
+               lua_body='\n  routes = { route.default() :to "c" :passthrough "p" },')
+    tick = None
+    stalled = []
+    try:
+        if not start(res, label, d) or not wait_for_port(page_port, 10):
+            return
+        tcp_send(d.port, b"".join(b"pf.series.number.%06d:%d|g\n" % (i, i) for i in range(PF_KEYS)))
+        ok = wait_until(lambda: page_value(http_raw(page_port)[2],
+                                           "pf_series_number_%06d" % (PF_KEYS - 1)) is not None, 15)
+        if not res.check("%s: the page has the %d series" % (label, PF_KEYS), ok, d.logs()):
+            return
+        tick = Ticker(d.port, "pf").start()
+        d.wait_flushes(d.nflushes() + 1, 5)
+        n0 = d.nflushes()
+        # 1. scrapers that disconnect mid-page
+        for _ in range(10):
+            s = socket.create_connection((LOOPBACK, page_port), timeout=5)
+            s.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+            s.recv(4096)
+            reset_close(s)
+        st, _, body = http_raw(page_port)
+        res.check("%s: after 10 scrapers reset mid-page, a scrape is answered whole (200)" % label,
+                  st == 200 and page_value(body, "pf_series_number_%06d" % (PF_KEYS - 1)) is not None,
+                  "status %r" % st)
+        # 2. scrapers that ask and never read
+        for _ in range(4):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            s.settimeout(5)
+            s.connect((LOOPBACK, page_port))
+            s.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+            stalled.append(s)
+            time.sleep(0.3)
+        st, head, _ = http_raw(page_port)
+        res.check("%s: with pages held by stalled scrapers, one more scrape is refused (503, "
+                  "Retry-After)" % label, st == 503 and "Retry-After" in head,
+                  "status %r, headers %r" % (st, head))
+        t_stall = time.monotonic()
+        d.wait_flushes(d.nflushes() + 3, 6)
+        m = d.http_metrics()
+        res.check("%s: switchyard's /metrics answers while the scrapers stall" % label,
+                  any(k.startswith("switchyard_sink_sent_total") for k in m), repr(m)[:500])
+        res.note("stalled scrapers held for %.1f s" % (time.monotonic() - t_stall))
+        for s in stalled:
+            reset_close(s)
+        stalled = []
+        sent = tick.stop()
+        tick = None
+
+        def exact():
+            st2, _, b = http_raw(page_port)
+            return st2 == 200 and page_value(b, "pf_c_total") == sent and b
+        body = wait_until(exact, 10, step=0.3)
+        res.check("%s: after the stalled scrapers left, the page counts every sample (%d)" %
+                  (label, sent), bool(body), "pf_c_total %r" % (
+                      page_value(http_raw(page_port)[2], "pf_c_total")))
+        refused = page_value(body or "", "switchyard_prometheus_scrapes_refused_total")
+        res.check("%s: the refused scrapes are counted on the page (%r)" % (label, refused),
+                  refused is not None and refused >= 1, repr(refused))
+        res.check("%s: the console sink flushed every second throughout" % label,
+                  flush_gaps(d.flushes()[n0 - 1:]) <= 2,
+                  "timestamps %r" % [t for t, _ in d.flushes()])
+        wait_until(lambda: d.total("stats.counters.pf.c.count") >= sent, 5)
+        c = d.total("stats.counters.pf.c.count")
+        res.check("%s: ... and counted every sample too (%r of %d)" % (label, c, sent), c == sent,
+                  repr(c))
+        finish(res, label, d)
+    finally:
+        for s in stalled:
+            s.close()
+        if tick:
+            tick.stop()
+        d.stop()
+
+
+def own(m, stat, sink, plugin):
+    return m.get('switchyard_sink_%s{sink="%s",plugin="%s"}' % (stat, sink, plugin))
+
+
+def scenario_push_sinks(res, workdir):
+    """remote_write (to VictoriaMetrics) and influxdb (to influxd, a queue
+    of 4 KiB) in one daemon, while a counter streams: both servers killed
+    mid-stream and restarted, then answering 5xx (VictoriaMetrics
+    read-only: 503; influxd with a write timeout of 1 ns: 500), then
+    stopped with SIGSTOP (answering slower than timeoutMs).  Throughout:
+    errors counted, the console flushes every second, the daemon answers;
+    influxdb's drops (its small queue) counted and logged; remote_write
+    drops nothing (its queue holds the outages); after each fault both
+    deliver again, and VictoriaMetrics ends with the counter's exact total."""
+    label = "push_sinks"
+    if not res.check("%s: victoria-metrics and influxd are installed" % label,
+                     os.access(VICTORIA_METRICS, os.X_OK) and os.access(INFLUXD, os.X_OK),
+                     "apt-get install victoria-metrics influxdb (.ci/deps.sh test)"):
+        return
+    vm = VictoriaMetricsServer(workdir, "ft-vm")
+    influx = InfluxServer(workdir, "ft-influx")
+    d = Daemon(workdir, "sy-push", options={"flushInterval": 1000, "shutdownTimeout": 3000},
+               sinks={"rw": {"plugin": "remote_write",
+                             "url": "http://%s:%d/api/v1/write" % (LOOPBACK, vm.port),
+                             "retryMinMs": 50, "retryMaxMs": 300, "timeoutMs": 1000},
+                      "i": {"plugin": "influxdb", "url": influx.url("/write?db=ft"),
+                            "retryMinMs": 50, "retryMaxMs": 300, "timeoutMs": 1000,
+                            "maxQueueBytes": 4096}},
+               lua_body='\n  routes = { route.default() :to { "c", "i" } :passthrough "rw" },')
+    tick = None
+    try:
+        up = vm.start() and influx.start() and influx.create_db("ft")
+        if not res.check("%s: the servers start" % label, up, vm.logs() + influx.logs()) or \
+                not start(res, label, d):
+            return
+        tick = Ticker(d.port, "pu").start()
+        ok = wait_until(lambda: (vm.value("pu_c_total") or 0) > 0 and
+                        influx.points("ft", "stats.counters.pu.c.count"), 10)
+        if not res.check("%s: both sinks deliver" % label, ok, d.logs()):
+            return
+        n0 = d.nflushes()
+
+        def stats():
+            m = d.http_metrics()
+            return {"%s.%s" % (s, k): own(m, k, s, p) for s, p in (("rw", "remote_write"),
+                                                                    ("i", "influxdb"))
+                    for k in ("errors_total", "dropped_total", "sent_total")} if m else {}
+
+        def fault(what, fail, heal):
+            before = {s: (own(d.http_metrics(), "errors_total", s, p) or 0)
+                      for s, p in (("rw", "remote_write"), ("i", "influxdb"))}
+            fail()
+            time.sleep(2.5)
+            m = d.http_metrics()
+            during = {s: (own(m, "errors_total", s, p) or 0)
+                      for s, p in (("rw", "remote_write"), ("i", "influxdb"))}
+            res.check("%s: %s: both sinks count failed requests, the daemon answers" % (label, what),
+                      m and all(during[s] > before[s] for s in during),
+                      "%r -> %r" % (before, during))
+            ok = heal()
+            res.check("%s: %s: the servers are back" % (label, what), ok, vm.logs() + influx.logs())
+            t = time.monotonic()
+            last_ts = d.flushes()[-1][0]
+            ok = wait_until(lambda: (vm.value("pu_c_total") or 0) > 0 and vm.value("pu_seq") and
+                            vm.value("pu_seq") >= tick.sent - 40 and
+                            any(p["time"] > last_ts for p in
+                                influx.points("ft", "stats.counters.pu.c.count")), 20, step=0.3)
+            res.check("%s: %s: both deliver again (%.1f s)" % (label, what, time.monotonic() - t), ok,
+                      "vm %r of %d, influx %r\n%s" % (vm.value("pu_seq"), tick.sent,
+                                                       influx.points("ft", "stats.counters.pu.c.count")[-3:],
+                                                       d.logs()[-2000:]))
+
+        def kill():
+            os.kill(vm.proc.pid, signal.SIGKILL)
+            vm.proc.popen.wait(10)
+            influx.kill()
+
+        def kill_heal():
+            return vm.start() and influx.start()
+        fault("killed mid-stream", kill, kill_heal)
+        st = stats()
+        res.check("%s: influxdb's small queue dropped flushes while influxd was down, counted "
+                  "(%r)" % (label, st.get("i.dropped_total")), (st.get("i.dropped_total") or 0) > 0,
+                  repr(st))
+
+        def storm():
+            influx.restart(write_timeout="1ns")
+            vm.stop()
+            vm.extra_args = ["-storage.minFreeDiskSpaceBytes=1000000000000000"]
+            vm.start()
+
+        def storm_heal():
+            vm.stop()
+            vm.extra_args = []
+            return vm.start() and influx.restart()
+        fault("5xx storm (503, 500)", storm, storm_heal)
+
+        def stall():
+            os.kill(vm.proc.pid, signal.SIGSTOP)
+            influx.signal(signal.SIGSTOP)
+
+        def stall_heal():
+            os.kill(vm.proc.pid, signal.SIGCONT)
+            influx.signal(signal.SIGCONT)
+            return True
+        fault("answering slower than timeoutMs (SIGSTOP)", stall, stall_heal)
+
+        sent = tick.stop()
+        tick = None
+        got = vm.wait_value("pu_c_total", sent, 20)
+        st = stats()
+        res.check("%s: VictoriaMetrics has the counter's exact total (%d), remote_write dropped "
+                  "nothing, sent > 0" % (label, sent),
+                  got == sent and st.get("rw.dropped_total") == 0 and (st.get("rw.sent_total") or 0) > 0,
+                  "got %r, %r" % (got, st))
+        logs = d.logs()
+        res.check("%s: the drops and failures are logged" % label,
+                  "dropped" in logs and "HTTP 50" in logs, logs[-3000:])
+        res.check("%s: the console sink flushed every second throughout" % label,
+                  flush_gaps(d.flushes()[n0 - 1:]) <= 2,
+                  "timestamps %r" % [t for t, _ in d.flushes()])
+        wait_until(lambda: d.total("stats.counters.pu.c.count") >= sent, 5)
+        c = d.total("stats.counters.pu.c.count")
+        res.check("%s: ... and counted every sample (%r of %d)" % (label, c, sent), c == sent, repr(c))
+        finish(res, label, d)
+    finally:
+        if tick:
+            tick.stop()
+        d.stop()
+        vm.stop()
+        influx.stop()
+
+
 SCENARIOS = [
     ("graphite_down_at_start", scenario_graphite_down_at_start),
     ("graphite_goes_away", scenario_graphite_goes_away),
@@ -917,6 +1207,8 @@ SCENARIOS = [
     ("sigterm_under_load", scenario_sigterm_under_load),
     ("sigterm_sink_stuck", scenario_sigterm_sink_stuck),
     ("reloads_under_load", scenario_reloads_under_load),
+    ("prometheus_scrapers", scenario_prometheus_scrapers),
+    ("push_sinks", scenario_push_sinks),
 ]
 
 

@@ -35,6 +35,9 @@ data model (model_point below).
      good config is accepted with nothing listening;
   6. UDP: lines to influxd's UDP listener, read back;
   7. raw samples of a pass-through route, with their metric_type tag;
+     DogStatsD timestamps (|T): a raw sample is a point at its client's
+     time, one outside the window at its arrival (counted, logged), and
+     the statsd flush still aggregates it on arrival;
   8. VictoriaMetrics's /write: the same flushes, read back with
      /api/v1/export.
 
@@ -715,6 +718,68 @@ def case_samples(results, workdir):
         srv.stop()
 
 
+def global_metric(d, name):
+    """A value of switchyard's own /metrics without labels, or None."""
+    status, _, body = http_get(d.http_port, "/metrics")
+    for line in body.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    return None
+
+
+def case_timestamps(results, workdir):
+    """DogStatsD timestamps (|T): a raw sample is a point at its client's
+    time (in the precision's unit); one outside the window (10 days old, a
+    year ahead) is stored at its arrival and counted; the statsd
+    aggregation (the console's flush) keeps every sample in the interval it
+    arrived in."""
+    label = "timestamps"
+    srv = InfluxServer(workdir, "influx-ts")
+    if not results.check("%s: influxd starts" % label, srv.start(), srv.logs()):
+        return
+    d = None
+    try:
+        srv.create_db("ts")
+        d = Daemon(workdir, label, {"url": srv.url("/write?db=ts"), "precision": "ms"},
+                   routes_lua='{ route.default() :to "c" :passthrough "i" }')
+        if not results.check("%s: switchyard starts" % label, d.start(), d.logs()):
+            return
+        now = int(time.time())
+        t1, t2 = now - 120, now - 60
+        d.send("ts.g:42|g|T%d" % t1, "ts.g:43|g|#env:a|T%d" % t2,
+               "ts.multi:1:2|ms|T%d" % t1, "ts.old:7|g|T%d" % (now - 10 * 86400),
+               "ts.ahead:8|g|T%d" % (now + 365 * 86400), "ts.none:9|g")
+        d.wait_flushes(2)
+        got = {}
+        for m in ("ts.g", "ts.multi", "ts.old", "ts.ahead", "ts.none"):
+            got[m] = sorted((p["time"], p.get("value")) for p in srv.points("ts", m, epoch="ms"))
+        results.check("%s: each timestamped sample is a point at its own time, in ms" % label,
+                      got["ts.g"] == [(t1 * 1000, 42), (t2 * 1000, 43)], repr(got["ts.g"]))
+        results.check("%s: several values of one message share its time" % label,
+                      [t for t, _ in got["ts.multi"]] == [t1 * 1000] * 2 or
+                      # two points of one series at one time: the last one stays
+                      [t for t, _ in got["ts.multi"]] == [t1 * 1000], repr(got["ts.multi"]))
+        near = [abs(t / 1000.0 - now) < 60 for m in ("ts.old", "ts.ahead", "ts.none")
+                for t, _ in got[m]]
+        results.check("%s: out of the window (10 days old, a year ahead) and without |T: "
+                      "stored at arrival" % label, len(near) == 3 and all(near), repr(got))
+        outside = global_metric(d, "switchyard_dogstatsd_timestamps_outside_total")
+        results.check("%s: the two outside the window are counted (%r)" % (label, outside),
+                      outside == 2, repr(outside))
+        results.check("%s: ... and logged" % label, "outside [-600, +60]" in d.logs(),
+                      d.logs()[-1500:])
+        # statsd's aggregation is unchanged: the console (a flushed sink)
+        # got the gauge in the interval the samples arrived in
+        flushes = d.flushes()
+        vals = [m.get("stats.gauges.ts.g") for _, m in flushes if "stats.gauges.ts.g" in m]
+        results.check("%s: the console's flush has the gauge, aggregated on arrival (%r)" %
+                      (label, vals[:1]), vals and vals[0] == "42", repr(flushes[:3]))
+    finally:
+        if d:
+            d.finish(results, label)
+        srv.stop()
+
+
 # ---------------------------------------------------------------------------
 # 8. VictoriaMetrics
 
@@ -789,7 +854,7 @@ def main():
                  ("restart", case_restart), ("pacing", case_pacing), ("5xx", case_5xx),
                  ("stall", case_stall),
                  ("4xx", case_refused), ("check", case_check),
-                 ("udp", case_udp), ("samples", case_samples)]
+                 ("udp", case_udp), ("samples", case_samples), ("timestamps", case_timestamps)]
         if os.access(VICTORIA, os.X_OK):
             cases.append(("victoria", case_victoria))
         else:

@@ -19,6 +19,10 @@ One switchyard (flushInterval 1 s) runs:
   2. the same series: what Prometheus stored through remote write is
      exactly the set of series (names and labels) on the prometheus sink's
      page;
+  2b. DogStatsD timestamps: a series written at its client's time, read
+     back at that time from both stores and on the page; a repeated time
+     ignored and counted (adjusted), never a refused request; one outside
+     the window counted and written at arrival;
   3. ttl: an expired series gets Prometheus's stale marker, and is gone
      from queries at once;
   4. a 4xx is counted (errors, dropped) and never retried: nothing waits in
@@ -116,8 +120,15 @@ return {
         return {k: val(s, "switchyard_sink_" + k, sink=sink, plugin="remote_write")
                 for k in ("sent_total", "dropped_total", "errors_total", "queued")}
 
+    def own_stat(self, sink, stat):
+        s = parse_page(http_get(self.http, "/metrics")[2])[0]
+        return val(s, "switchyard_sink_" + stat, sink=sink, plugin="remote_write")
+
     def page(self):
         return parse_page(http_get(self.page_port, "/metrics")[2])[0]
+
+    def page_text(self):
+        return http_get(self.page_port, "/metrics")[2]
 
 
 def check_values(res, store, label):
@@ -147,6 +158,62 @@ def case_stale(res, d, prom):
               (time.monotonic() - t0), gone, repr(prom.query("stale_g")))
     r = prom.query("count_over_time(stale_g[5m])")
     res.check("stale: ... while its samples are still stored", r and r[0][1] >= 1, repr(r))
+
+
+def global_metric(d, name):
+    """A value of switchyard's own /metrics without labels, or None."""
+    for line in http_get(d.http, "/metrics")[2].splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    return None
+
+
+def ts_points(store, name):
+    """[(ms, value)] of the one series of that name, or what was found."""
+    r = store.raw(name)
+    return list(r.values())[0] if r and len(r) == 1 else r
+
+
+def case_timestamps(res, d, stores):
+    """DogStatsD timestamps (|T): a series is written at its client's time
+    and read back at exactly that time from each receiver; a time not after
+    the one the series was last sent with is ignored and counted in
+    `adjusted` (the value goes out at the next snapshot's time: never a
+    request the receiver refuses); one outside the window (a day old) is
+    counted and the sample written at arrival."""
+    now = int(time.time())
+    t1 = now - 120
+    adj0 = d.own_stat("prw", "adjusted_total") or 0
+    d.send(["ts.g:42|g|T%d" % t1, "ts.c:3|c|#k:v|T%d" % t1, "ts.old:7|g|T%d" % (now - 86400)])
+    for label, store in stores:
+        ok = wait_until(lambda: ts_points(store, "ts_g") == [(t1 * 1000, 42.0)], 15)
+        res.check("timestamps: %s stored ts_g = 42 at its client's time, only there" % label,
+                  ok, repr(ts_points(store, "ts_g")))
+        ok = wait_until(lambda: ts_points(store, "ts_c_total") == [(t1 * 1000, 3.0)], 15)
+        res.check("timestamps: %s stored the counter ts_c_total{k=v} = 3 at that time" % label,
+                  ok, repr(ts_points(store, "ts_c_total")))
+        pts = ts_points(store, "ts_old")
+        res.check("timestamps: %s stored ts_old (a day old: outside the window) at arrival" % label,
+                  isinstance(pts, list) and pts and all(abs(t / 1000.0 - now) < 60 for t, _ in pts),
+                  repr(pts))
+    page = d.page_text()
+    res.check("timestamps: the prometheus page writes the client's time on the sample",
+              ("\nts_g 42 %d\n" % (t1 * 1000)) in page, page[:600])
+    out = global_metric(d, "switchyard_dogstatsd_timestamps_outside_total")
+    res.check("timestamps: the one outside the window is counted (%r)" % out, out == 1, repr(out))
+    # the same time again, after it was sent: not in order any more
+    d.send(["ts.g:43|g|T%d" % t1])
+    store = stores[0][1]
+    ok = wait_until(lambda: (ts_points(store, "ts_g") or [(0, 0)])[-1][1] == 43.0, 15)
+    pts = ts_points(store, "ts_g")
+    res.check("timestamps: a repeated time is ignored: 43 is stored after it, at a snapshot's time",
+              ok and pts[0] == (t1 * 1000, 42.0) and pts[-1][0] > now * 1000, repr(pts))
+    adj = d.own_stat("prw", "adjusted_total") or 0
+    res.check("timestamps: ... counted in prw's adjusted (%r -> %r)" % (adj0, adj), adj > adj0,
+              repr(adj))
+    logs = d.logs()
+    res.check("timestamps: ... logged, and no request was refused (no HTTP 400)",
+              "DogStatsD timestamps ignored" in logs and "HTTP 400" not in logs, logs[-2000:])
 
 
 def case_4xx(res, d):
@@ -301,6 +368,7 @@ def main():
             if vm:
                 check_values(res, vm, "VictoriaMetrics")
             case_same_series(res, d, prom)
+            case_timestamps(res, d, [("Prometheus", prom)] + ([("VictoriaMetrics", vm)] if vm else []))
             case_stale(res, d, prom)
             case_4xx(res, d)
             case_restart(res, d, prom, vm)

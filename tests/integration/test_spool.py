@@ -29,7 +29,26 @@ flushing every 50 ms, against a real carbon-cache:
      SIGTERM): every counter in Redis exactly once with its value;
   5. repeater: the repeater's TCP path to a second switchyard that is
      down for 40 flushes: every value reaches it once it starts;
-  6. check: bad spool settings are refused by --check with the key named.
+  6. check: bad spool settings are refused by --check with the key named;
+  7. take_back (redis_stuck, repeater_stuck, influx_stuck): the server
+     connected, then stopped with SIGSTOP for 40 flushes, SIGTERM while it
+     is still stopped: what the plugin's own queue holds at
+     shutdownTimeout goes to the spool; after SIGCONT and a restart every
+     seq value arrives once (redis: each counter exactly once with its
+     value);
+  8. write_through: spool.mode = "always" with a healthy carbon-cache,
+     SIGKILL right after 60 large flushes, restart: every value flushed
+     before the kill read back from whisper;
+  9. stall_only: a 64 MiB graphite queue that never fills, carbon-cache
+     stopped: only the host's 1 s stall check can route flushes to the
+     spool, and it does; every value arrives after SIGCONT.
+
+  10. repeater_samples: raw pass-through samples are spooled too: the
+     repeater's next hop down, a SIGTERM and restart of switchyard in the
+     outage, then the hop starts: a counter's total arrives exactly;
+     remote_write_samples: the same for remote_write and VictoriaMetrics.
+
+SPOOL_CASES=name,name (the functions' names) runs only those cases.
 
 Usage:  /usr/bin/python3 tests/integration/test_spool.py     ($SY_BIN)
 """
@@ -45,6 +64,8 @@ import urllib.request
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from lib.carbon import CarbonCache  # noqa: E402
+from lib.influx import INFLUXD, InfluxServer  # noqa: E402
+from lib.prom import VICTORIA_METRICS, VictoriaMetricsServer  # noqa: E402
 from lib.netutil import LOOPBACK, free_port, free_port_pair, wait_for_port  # noqa: E402
 from lib.proc import Process, make_workdir, remove_workdir, wait_until  # noqa: E402
 from lib.resp import RedisServer, query  # noqa: E402
@@ -415,6 +436,466 @@ def repeater_outage(res, workdir):
         hop.stop()
 
 
+def stuck_term(res, d, label, server_stop, server_cont, prefix, steps, pad, cont_first=True):
+    """The take_back path of one sink: the server connected, then stopped
+    (SIGSTOP: it reads nothing), `steps` flushes each with its own key
+    PREFIX.seq.i = i+1 and the padding; SIGTERM while the server is still
+    stopped, so that when shutdownTimeout runs out the plugin's own queue
+    holds flushes (the host spools the later ones after its 1 s stall
+    check); then the server goes on and switchyard starts again on its
+    spool.  True when the spool was replayed."""
+    if not res.check("%s: switchyard starts with the server up" % label, d.start(),
+                     d.proc.logs()):
+        return False
+    d.send(["%s.warm:1|c" % prefix])  # an HTTP sink is connected after its first answer
+    if not res.check("%s: the sink connects" % label,
+                     wait_until(lambda: d.sink("connected") == 1, 15), d.proc.logs()):
+        return False
+    server_stop()
+    try:
+        for i in range(steps):
+            d.send(["%s.seq.%d:%d|c" % (prefix, i, i + 1)] + pad)
+            time.sleep(0.05)
+        wait_until(lambda: (d.sink("queued") or 0) > 0, 5)
+        queued = d.sink("queued") or 0
+        res.check("%s: with the server stopped the plugin's queue holds %d values" % (label, queued),
+                  queued > 0)
+        rc = d.stop_clean(res, label)
+        logs = d.proc.logs(200000)
+        res.check("%s: SIGTERM with the server still stopped exits 0 and hands the plugin's "
+                  "queue to the spool (%r)" % (label, rc),
+                  rc == 0 and "still held at shutdown went to the spool" in logs,
+                  "\n".join(l for l in logs.splitlines() if "spool" in l or "lost" in l)[-3000:])
+    finally:
+        server_cont()
+    if not res.check("%s: switchyard starts again on its spool" % label, d.start(),
+                     d.proc.logs()):
+        return False
+    return res.check("%s: the spool was replayed" % label,
+                     wait_until(lambda: d.spool("records") == 0 and d.sink("queued") == 0, 60),
+                     "records %r queued %r\n%s" % (d.spool("records"), d.sink("queued"),
+                                                   d.proc.logs()))
+
+
+def redis_stuck(res, workdir):
+    """take_back of the redis sink: redis-server stopped with SIGSTOP
+    (maxPending 200, so most of each flush waits in the sink's queue, not
+    in the socket), SIGTERM, restart: every seq counter in Redis exactly
+    once with its value, none doubled."""
+    redis = RedisServer(workdir, "redis-stuck")
+    if not res.check("redis stuck: redis-server starts", redis.start(), redis.logs()):
+        return
+    sink = {"plugin": "redis", "host": LOOPBACK, "port": redis.port, "prefix": "q:",
+            "maxPending": 200, "stallTimeoutMs": 120000, "reconnectMinMs": 50,
+            "reconnectMaxMs": 300}
+    d = Daemon(workdir, "redis_stuck", 0, {"dir": os.path.join(workdir, "spool_rstuck"),
+                                           "maxBytes": "64MiB", "fsync": "never"}, sink)
+    steps = 40
+    pad = ["spool.pad.k%d:1|c" % k for k in range(PAD)]
+    try:
+        if not stuck_term(res, d, "redis stuck", lambda: redis.signal(signal.SIGSTOP),
+                          lambda: redis.signal(signal.SIGCONT), "rs", steps, pad):
+            return
+        names = ["stats_counts.rs.seq.%d" % i for i in range(steps)]
+
+        def read():
+            c = redis.client()
+            try:
+                return (c.pipeline([("ZRANGE", "q:ts:" + n, 0, -1) for n in names]),
+                        c.pipeline([("HGET", "q:latest", n) for n in names]))
+            finally:
+                c.close()
+
+        def wrong():
+            series, latest = read()
+            bad = []
+            for i, (pts, last) in enumerate(zip(series, latest)):
+                pts = [p.decode() if isinstance(p, bytes) else p for p in (pts or [])]
+                last = last.decode() if isinstance(last, bytes) else last
+                if len(pts) != 1 or not pts[0].endswith(":%d" % (i + 1)) or last != str(i + 1):
+                    bad.append((names[i], pts, last))
+            return bad
+        wait_until(lambda: not wrong(), 20, step=0.5)
+        bad = wrong()
+        res.check("redis stuck: each of %d seq counters in Redis exactly once with its value "
+                  "(total %d)" % (steps, steps * (steps + 1) // 2),
+                  not bad, "%d wrong, e.g. %r" % (len(bad), bad[:3]))
+        res.check("redis stuck: nothing dropped after the restart (sink %r, spool %r)"
+                  % (d.sink("dropped_total"), d.spool("dropped_total")),
+                  d.sink("dropped_total") == 0 and d.spool("dropped_total") == 0)
+    finally:
+        if d.proc:
+            d.stop_clean(res, "redis stuck")
+        redis.stop()
+
+
+def repeater_stuck(res, workdir):
+    """take_back of the repeater (TCP): the next hop, a second switchyard,
+    stopped with SIGSTOP; flushes of 1,000 keys with 200-byte names (more
+    than the socket buffers hold); SIGTERM, SIGCONT, restart: every seq
+    value reaches the next hop."""
+    hop_port = free_port_pair()
+    sink = {"plugin": "repeater", "host": LOOPBACK, "port": hop_port, "protocol": "tcp",
+            "flushed": "all", "maxQueueBytes": 1 << 20, "reconnectMinMs": 50,
+            "reconnectMaxMs": 300}
+    d = Daemon(workdir, "repeater_stuck", 0, {"dir": os.path.join(workdir, "spool_rstk"),
+                                              "maxBytes": "256MiB", "fsync": "never"}, sink)
+    hop_cfg = os.path.join(workdir, "hop_stuck.lua")
+    with open(hop_cfg, "w") as f:
+        f.write("return " + to_lua({"listen": ["tcp://%s:%d" % (LOOPBACK, hop_port)],
+                                    "flushInterval": 100, "deleteGauges": True,
+                                    "sinks": {"out": {"plugin": "console"}}}) + "\n")
+    hop = Process("hop_stuck", [switchyard_binary(), "-c", hop_cfg], workdir)
+    steps = 40
+    pad = ["spool.padlong.k%d%s:1|c" % (k, "x" * 200) for k in range(1000)]
+    try:
+        hop.start()
+        if not res.check("repeater stuck: the next hop starts",
+                         wait_for_port(hop_port, 10, alive=hop.alive)):
+            return
+
+        def arrived():
+            got = {}
+            try:
+                with open(hop.stdout_path) as f:
+                    for line in f:
+                        parts = line.split()
+                        if len(parts) == 3 and ".stats_counts.rt.seq." in parts[0]:
+                            got.setdefault(int(parts[0].rsplit(".", 1)[1]), set()).add(parts[1])
+            except OSError:
+                pass
+            return got
+        if not stuck_term(res, d, "repeater stuck", lambda: os.kill(hop.pid, signal.SIGSTOP),
+                          lambda: os.kill(hop.pid, signal.SIGCONT), "rt", steps, pad):
+            return
+        wait_until(lambda: len(arrived()) >= steps, 30, step=0.3)
+        got = arrived()
+        bad = [(i, got.get(i)) for i in range(steps) if got.get(i) != {str(i + 1)}]
+        res.check("repeater stuck: every one of %d flushes' seq values reached the next hop "
+                  "with its value" % steps, not bad, "%d wrong, e.g. %r" % (len(bad), bad[:3]))
+        res.check("repeater stuck: nothing dropped after the restart (sink %r, spool %r)"
+                  % (d.sink("dropped_total"), d.spool("dropped_total")),
+                  d.sink("dropped_total") == 0 and d.spool("dropped_total") == 0)
+    finally:
+        if d.proc:
+            d.stop_clean(res, "repeater stuck")
+        try:
+            os.kill(hop.pid, signal.SIGCONT)
+        except (ProcessLookupError, TypeError):
+            pass
+        hop.stop()
+
+
+def influx_stuck(res, workdir):
+    """take_back of the influxdb sink: influxd stopped with SIGSTOP (one
+    POST of 200 lines in flight, the rest in the sink's queue), SIGTERM,
+    SIGCONT, restart: every seq value is in InfluxDB once, at its flush's
+    time."""
+    if not os.path.exists(INFLUXD):
+        res.check("influx stuck: influxd installed (.ci/deps.sh test installs influxdb)", False,
+                  INFLUXD)
+        return
+    srv = InfluxServer(workdir, "influx-stuck")
+    if not res.check("influx stuck: influxd starts", srv.start(), srv.logs()):
+        return
+    d = None
+    steps = 40
+    pad = ["spool.pad.k%d:1|c" % k for k in range(PAD)]
+    try:
+        srv.create_db("sy")
+        sink = {"plugin": "influxdb", "url": srv.url("/write?db=sy"), "batchLines": 200,
+                "retryMinMs": 50, "retryMaxMs": 300}
+        d = Daemon(workdir, "influx_stuck", 0, {"dir": os.path.join(workdir, "spool_istk"),
+                                                "maxBytes": "64MiB", "fsync": "never"}, sink)
+        if not stuck_term(res, d, "influx stuck", lambda: srv.signal(signal.SIGSTOP),
+                          lambda: srv.signal(signal.SIGCONT), "is", steps, pad):
+            return
+
+        def points():
+            ans = srv.query('SELECT "value" FROM /^stats_counts\\.is\\.seq\\./ GROUP BY *',
+                            db="sy")
+            got = {}
+            for r in ans.get("results", []):
+                for s in r.get("series", []) or []:
+                    got[int(s["name"].rsplit(".", 1)[1])] = [row[1] for row in s["values"]]
+            return got
+        wait_until(lambda: len(points()) >= steps, 30, step=0.5)
+        got = points()
+        bad = [(i, got.get(i)) for i in range(steps) if got.get(i) != [i + 1]]
+        res.check("influx stuck: every one of %d flushes' seq values in InfluxDB once with its "
+                  "value" % steps, not bad, "%d wrong, e.g. %r" % (len(bad), bad[:3]))
+        res.check("influx stuck: nothing dropped after the restart (sink %r, spool %r)"
+                  % (d.sink("dropped_total"), d.spool("dropped_total")),
+                  d.sink("dropped_total") == 0 and d.spool("dropped_total") == 0)
+    finally:
+        if d and d.proc:
+            d.stop_clean(res, "influx stuck")
+        srv.stop()
+
+
+def write_through(res, workdir):
+    """spool.mode = "always": every flush goes to the spool first and reaches
+    the graphite sink only through replay.  With a healthy carbon-cache,
+    60 flushes of 400 keys with 200-byte names (about 11 MB of lines), then
+    SIGKILL right after the last send; started again: every seq value
+    flushed before the kill (those sent three flush intervals before it)
+    read back from whisper (at least once: carbon overwrites a repeated
+    timestamp)."""
+    carbon = CarbonCache(os.path.join(workdir, "carbon_wt"))
+    spool_dir = os.path.join(workdir, "spool_wt")
+    d = Daemon(workdir, "write_through", carbon.line_port,
+               {"dir": spool_dir, "maxBytes": "256MiB", "fsync": "never", "mode": "always"})
+    steps = 60
+    try:
+        if not res.check("write-through: carbon-cache starts", carbon.start(), carbon.logs()):
+            return
+        if not res.check("write-through: switchyard starts", d.start(), d.proc.logs()):
+            return
+        pad = ["spool.wtpad.k%d%s:1|c" % (k, "x" * 200) for k in range(400)]
+        for i in range(steps):
+            d.send(["spool.wt.%d:%d|c" % (i, i + 1)] + pad)
+            time.sleep(0.05)
+        # mid-stream: the kill comes right after the last send
+        records = d.spool("records")
+        queued = d.sink("queued")
+        spooled = d.spool("spooled_total")
+        os.kill(d.proc.pid, signal.SIGKILL)
+        d.proc.popen.wait(10)
+        res.note("write-through: at the SIGKILL %r records waited in the spool and %r lines in "
+                 "the graphite queue" % (records, queued))
+        res.check("write-through: every flush went to the spool (%r values)" % spooled,
+                  (spooled or 0) >= (steps - 3) * 2 * 400)
+        if not res.check("write-through: switchyard starts again", d.start(), d.proc.logs()):
+            return
+        res.check("write-through: the spool was replayed after the restart",
+                  wait_until(lambda: d.spool("records") == 0 and d.sink("queued") == 0, 90),
+                  "records %r queued %r" % (d.spool("records"), d.sink("queued")))
+        # a step sent three flush intervals before the kill was flushed:
+        # accepted, so it must arrive
+        want = set(range(steps - 3))
+        got = set()
+        deadline = time.time() + 60
+        while time.time() < deadline and got != want:
+            for i in want - got:
+                if whisper_value(carbon, "stats_counts.spool.wt.%d" % i) == [float(i + 1)]:
+                    got.add(i)
+            if got != want:
+                time.sleep(0.5)
+        missing = sorted(want - got)
+        res.check("write-through: every one of %d seq values (flushed before the kill) read "
+                  "back from whisper after the SIGKILL" % len(want), not missing,
+                  "%d missing, e.g. %r" % (len(missing), missing[:5]))
+        res.check("write-through: nothing dropped (sink %r, spool %r)"
+                  % (d.sink("dropped_total"), d.spool("dropped_total")),
+                  d.sink("dropped_total") == 0 and d.spool("dropped_total") == 0)
+    finally:
+        if d.proc and d.proc.alive():
+            d.stop_clean(res, "write-through")
+        carbon.stop()
+
+
+def stall_only(res, workdir):
+    """The 1 s stall check on its own: a 64 MiB graphite queue that never
+    fills and flushes it takes at once (so neither the queue bound, pacing
+    nor a flush falling behind can route anything to the spool), carbon-
+    cache stopped with SIGSTOP.  Filler flushes until the socket buffers
+    are full and the queue holds lines, then 40 flushes of one seq key
+    each: with the sink still connected, the host routes them to the spool
+    once the queue has not moved for 1 s; after SIGCONT every seq value is
+    read back from whisper."""
+    carbon = CarbonCache(os.path.join(workdir, "carbon_stall"))
+    spool_dir = os.path.join(workdir, "spool_stall")
+    d = Daemon(workdir, "stall_only", carbon.line_port,
+               {"dir": spool_dir, "maxBytes": "256MiB", "fsync": "never"},
+               {"plugin": "graphite", "host": LOOPBACK, "port": carbon.line_port,
+                "maxQueueBytes": 64 << 20, "reconnectMinMs": 50, "reconnectMaxMs": 300})
+    steps = 40
+    stopped = False
+    try:
+        if not res.check("stall: carbon-cache starts", carbon.start(), carbon.logs()):
+            return
+        if not res.check("stall: switchyard starts", d.start(), d.proc.logs()):
+            return
+        if not res.check("stall: the sink connects",
+                         wait_until(lambda: d.sink("connected") == 1, 15), d.proc.logs()):
+            return
+        os.kill(carbon.pid, signal.SIGSTOP)
+        stopped = True
+        filler = ["spool.stallpad.k%d%s:1|c" % (k, "x" * 200) for k in range(400)]
+        for _ in range(200):  # at most 37 MB: fills any socket buffer
+            d.send(filler)
+            time.sleep(0.05)
+            if (d.sink("queued") or 0) > 2000:
+                break
+        queued = d.sink("queued") or 0
+        res.check("stall: the socket buffers are full, the graphite queue holds %d lines "
+                  "(of a 64 MiB bound)" % queued, queued > 0)
+        spooled0 = d.spool("spooled_total") or 0
+        for i in range(steps):
+            d.send(["spool.stall.%d:%d|c" % (i, i + 1)])
+            time.sleep(0.05)
+        wait_until(lambda: (d.spool("spooled_total") or 0) > spooled0, 5)
+        spooled = (d.spool("spooled_total") or 0) - spooled0
+        res.check("stall: with carbon-cache stopped and the sink connected (%r), the small "
+                  "flushes went to the spool (%r values) after the queue stood still for 1 s"
+                  % (d.sink("connected"), spooled),
+                  spooled > 0 and d.sink("connected") == 1)
+        res.check("stall: nothing dropped (sink %r, spool %r)"
+                  % (d.sink("dropped_total"), d.spool("dropped_total")),
+                  d.sink("dropped_total") == 0 and d.spool("dropped_total") == 0)
+        os.kill(carbon.pid, signal.SIGCONT)
+        stopped = False
+        res.check("stall: after SIGCONT the queue drains and the spool is replayed",
+                  wait_until(lambda: d.spool("records") == 0 and d.sink("queued") == 0, 90),
+                  "records %r queued %r" % (d.spool("records"), d.sink("queued")))
+        want = set(range(steps))
+        got = set()
+        deadline = time.time() + 60
+        while time.time() < deadline and got != want:
+            for i in want - got:
+                if whisper_value(carbon, "stats_counts.spool.stall.%d" % i) == [float(i + 1)]:
+                    got.add(i)
+            if got != want:
+                time.sleep(0.5)
+        missing = sorted(want - got)
+        res.check("stall: every one of %d flushes' seq values read back from whisper" % steps,
+                  not missing, "%d missing, e.g. %r" % (len(missing), missing[:5]))
+    finally:
+        if stopped:
+            os.kill(carbon.pid, signal.SIGCONT)
+        if d.proc:
+            d.stop_clean(res, "stall")
+        carbon.stop()
+
+
+def repeater_samples(res, workdir):
+    """Raw samples (pass-through) spooled: a repeater over TCP with
+    passthrough = true, its next hop down; 40 steps of a counter and a
+    seq key each; SIGTERM and a restart of switchyard during the outage;
+    then the next hop starts: the counter's total and every seq value
+    reach it (before, raw samples waited in the repeater's memory queue
+    and were lost at the restart)."""
+    hop_port = free_port_pair()
+    sink = {"plugin": "repeater", "host": LOOPBACK, "port": hop_port, "protocol": "tcp",
+            "passthrough": True, "reconnectMinMs": 50, "reconnectMaxMs": 300}
+    d = Daemon(workdir, "repeater_samples", 0, {"dir": os.path.join(workdir, "spool_rsmp"),
+                                                "maxBytes": "64MiB", "fsync": "never"}, sink)
+    hop_cfg = os.path.join(workdir, "hop_samples.lua")
+    with open(hop_cfg, "w") as f:
+        f.write("return " + to_lua({"listen": ["tcp://%s:%d" % (LOOPBACK, hop_port)],
+                                    "flushInterval": 100, "deleteCounters": True,
+                                    "sinks": {"out": {"plugin": "console"}}}) + "\n")
+    hop = Process("hop_samples", [switchyard_binary(), "-c", hop_cfg], workdir)
+    steps = 40
+    try:
+        if not res.check("samples: switchyard starts with its next hop down", d.start(),
+                         d.proc.logs()):
+            return
+        wait_until(lambda: d.sink("connected") == 0, 10)
+        for i in range(steps):
+            d.send(["rps.c:1|c", "rps.seq.%d:%d|c" % (i, i + 1)])
+            time.sleep(0.05)
+        wait_until(lambda: (d.spool("spooled_total") or 0) >= 2 * steps, 10)
+        res.check("samples: the raw samples went to the spool (%r values spooled)"
+                  % d.spool("spooled_total"), (d.spool("spooled_total") or 0) >= 2 * steps)
+        rc = d.stop_clean(res, "samples first run")
+        res.check("samples: SIGTERM during the outage exits 0 (%r)" % rc, rc == 0, d.proc.logs())
+        rc, text, err = spool_cat(os.path.join(workdir, "spool_rsmp"))
+        lines = [l for l in text.splitlines() if l.startswith("rps.") and "|c # sample " in l]
+        res.check("samples: `switchyard spool cat` shows the spooled samples as StatsD lines "
+                  "(%d, e.g. %r)" % (len(lines), lines[:1]),
+                  rc == 0 and len(lines) >= 2 * steps and "rps.seq.0:1|c # sample " in text,
+                  text[:1000] + err)
+        if not res.check("samples: switchyard starts again on its spool", d.start(),
+                         d.proc.logs()):
+            return
+        hop.start()
+        if not res.check("samples: the next hop starts", wait_for_port(hop_port, 10,
+                                                                      alive=hop.alive)):
+            return
+
+        def arrived():
+            total, seqs = 0.0, {}
+            try:
+                with open(hop.stdout_path) as f:
+                    for line in f:
+                        parts = line.split()
+                        if len(parts) != 3:
+                            continue
+                        if parts[0] == "stats_counts.rps.c":
+                            total += float(parts[1])
+                        elif parts[0].startswith("stats_counts.rps.seq."):
+                            i = int(parts[0].rsplit(".", 1)[1])
+                            seqs[i] = seqs.get(i, 0.0) + float(parts[1])
+            except OSError:
+                pass
+            return total, seqs
+        wait_until(lambda: arrived()[0] >= steps and len(arrived()[1]) >= steps, 30, step=0.3)
+        total, seqs = arrived()
+        bad = [(i, seqs.get(i)) for i in range(steps) if seqs.get(i) != float(i + 1)]
+        res.check("samples: the counter's total reached the next hop exactly (%r of %d) and "
+                  "every seq value once" % (total, steps), total == steps and not bad,
+                  "%d seq wrong, e.g. %r" % (len(bad), bad[:3]))
+        res.check("samples: the spool was replayed, nothing dropped (sink %r, spool %r)"
+                  % (d.sink("dropped_total"), d.spool("dropped_total")),
+                  wait_until(lambda: d.spool("records") == 0, 20) and
+                  d.sink("dropped_total") == 0 and d.spool("dropped_total") == 0)
+    finally:
+        if d.proc:
+            d.stop_clean(res, "repeater samples")
+        hop.stop()
+
+
+def remote_write_samples(res, workdir):
+    """remote_write with a spool, VictoriaMetrics down: the raw samples it
+    is fed wait in the spool (its own state would be lost at a restart);
+    SIGTERM and a restart of switchyard in the outage; VictoriaMetrics
+    starts: the counter's total is there."""
+    if not os.path.exists(VICTORIA_METRICS):
+        res.check("remote_write: victoria-metrics installed", False, VICTORIA_METRICS)
+        return
+    vm = VictoriaMetricsServer(workdir, "vm-spool")
+    sink = {"plugin": "remote_write", "url": "http://%s:%d/api/v1/write" % (LOOPBACK, vm.port),
+            "passthrough": True, "retryMinMs": 50, "retryMaxMs": 300, "timeoutMs": 1000}
+    d = Daemon(workdir, "rw_samples", 0, {"dir": os.path.join(workdir, "spool_rw"),
+                                          "maxBytes": "64MiB", "fsync": "never"}, sink)
+    steps = 30
+    try:
+        if not res.check("remote_write: switchyard starts with VictoriaMetrics down", d.start(),
+                         d.proc.logs()):
+            return
+        # an HTTP sink learns the receiver is down by sending: what it was
+        # given before its first failed request is in its own state
+        d.send(["rwsp.warm:1|c"])
+        if not res.check("remote_write: the sink's first request failed",
+                         wait_until(lambda: (d.sink("errors_total") or 0) > 0, 10),
+                         d.proc.logs()):
+            return
+        for i in range(steps):
+            d.send(["rwsp.req:1|c"])
+            time.sleep(0.05)
+        res.check("remote_write: the raw samples went to the spool (%r values spooled)"
+                  % d.spool("spooled_total"),
+                  wait_until(lambda: (d.spool("spooled_total") or 0) >= steps, 10))
+        rc = d.stop_clean(res, "remote_write first run")
+        res.check("remote_write: SIGTERM during the outage exits 0 (%r)" % rc, rc == 0,
+                  d.proc.logs())
+        if not res.check("remote_write: switchyard starts again on its spool", d.start(),
+                         d.proc.logs()):
+            return
+        if not res.check("remote_write: VictoriaMetrics starts", vm.start(), vm.logs()):
+            return
+        got = vm.wait_value("rwsp_req_total", steps, 30)
+        res.check("remote_write: VictoriaMetrics has the counter's total (%r of %d)"
+                  % (got, steps), got == steps, d.proc.logs()[-3000:])
+        res.check("remote_write: the spool was replayed",
+                  wait_until(lambda: d.spool("records") == 0, 20), repr(d.spool("records")))
+    finally:
+        if d.proc:
+            d.stop_clean(res, "remote_write samples")
+        vm.stop()
+
+
 def record_offsets(path):
     """(offset, length, names) of each record of a segment file."""
     out = []
@@ -582,6 +1063,7 @@ def check(res, workdir):
            ("fsync", '"sometimes"', "spool.fsync"),
            ("whenFull", '"block"', "spool.whenFull"),
            ("segmentBytes", '"1KiB"', "segmentBytes"),
+           ("mode", '"sometimes"', "spool.mode"),
            ("colour", '"red"', "spool.colour")]
     for key, value, named in bad:
         path = os.path.join(workdir, "bad_%s.lua" % key)
@@ -603,7 +1085,8 @@ def check(res, workdir):
     path = os.path.join(workdir, "good.lua")
     with open(path, "w") as f:
         f.write('return { sinks = { carbon = { plugin = "graphite", spool = { dir = "%s", '
-                'maxBytes = "4GiB", fsync = "always", whenFull = "dropNewest" } } } }\n'
+                'maxBytes = "4GiB", fsync = "always", whenFull = "dropNewest", '
+                'mode = "always" } } } }\n'
                 % os.path.join(workdir, "nospool"))
     r = subprocess.run([switchyard_binary(), "--check", path], stdout=subprocess.PIPE,
                        stderr=subprocess.STDOUT, timeout=30)
@@ -617,7 +1100,12 @@ def main():
     res = Results(TEST_NAME)
     workdir = make_workdir(TEST_NAME)
     try:
-        for case in (check, full, outage, restart, redis_outage, repeater_outage):
+        only = os.environ.get("SPOOL_CASES", "").split(",")
+        for case in (check, full, outage, restart, redis_outage, repeater_outage, redis_stuck,
+                     repeater_stuck, influx_stuck, write_through, stall_only,
+                     repeater_samples, remote_write_samples):
+            if only != [""] and case.__name__ not in only:
+                continue
             t0 = time.time()
             case(res, workdir)
             res.note("%s: %.1f s" % (case.__name__, time.time() - t0))

@@ -16,8 +16,9 @@
      a place freed when a client goes; globs over 256 bytes, empty, and
      bad N refused; /metrics counts it all;
   3. top: known samples and bytes per key, keys per prefix, per tenant
-     and per listener, on the console and as /top's JSON; bad arguments
-     refused;
+     and per listener, on the console and as /top's JSON; a key's samples
+     charged to the listener and tenant they arrived from (its key count
+     to those it was first seen from); bad arguments refused;
   4. ingest unaffected: every counter of the floods reaches the Graphite
      sink exactly (checked after the daemon's last flush).
 
@@ -199,18 +200,28 @@ def main():
             f.write(CONFIG % dict(ports, why="debug goes nowhere now"))
         con.send("reload\n")
         r = con.take("END\n\n")
+        # 'reload: ok' says the config loaded; the engine applies it once it
+        # has asked it about every live key (its log line says so): lines
+        # sent before then are still routed by the old rules
+        wait_until(lambda: "live keys decided by the new config" in
+                   open(proc.stderr_path, errors="replace").read(), 10)
         con.send("tap debug.** 2\n")
         con.take("\n")
         send_udp(ports["udp"], "debug.new:2|c\ndebug.x:2|c")
         text = con.take("END\n\n")
         got = tap_lines(text)
-        # debug.x was decided before the reload was applied (predecide.h),
-        # and such decisions do not keep the rule's reason
-        res.check("tap after a reload: a new key shows the new rule's reason, a known one is dropped",
-                  len(got) == 2 and
-                  got[0] == 'debug.new:2|c\tdropped reason="debug goes nowhere now" name=debug.new' + tail and
-                  got[1].startswith('debug.x:2|c\tdropped reason="') and "stays home" not in got[1],
+        # debug.x was decided before the reload was applied (predecide.h):
+        # that table keeps the rule's reason too
+        res.check("tap after a reload: a new key and a key decided before the swap both show the new "
+                  "rule's reason",
+                  got == ['debug.new:2|c\tdropped reason="debug goes nowhere now" name=debug.new' + tail,
+                          'debug.x:2|c\tdropped reason="debug goes nowhere now" name=debug.x' + tail],
                   r + text)
+        m = re.search(r"reload: (\d+) live keys decided by the new config .*the decisions take \d+ KiB "
+                      r"for (\d+) keys", open(proc.stderr_path, errors="replace").read())
+        res.note("prepared reload: %s" % (m.group(0) if m else "(no line)"))
+        res.check("the reload was prepared (debug.x decided before the swap), its log line says the "
+                  "table's size", m is not None and int(m.group(1)) >= 1 and int(m.group(2)) >= 1, proc.logs())
 
         # ---- 2. glob, N, HTTP ------------------------------------------
         con.send("tap api.* 3\n")
@@ -319,6 +330,53 @@ def main():
         keys = [(k["key"], k["samples"], k["bytes"]) for k in doc.get("keys", [])][:3]
         res.check("GET /top: the keys by samples", keys == [("hot.a", 50, 500), ("hot.b", 30, 360), ("t1.ten.x", 7, 119)],
                   repr(keys))
+        # samples charged where they arrive: hot.a (first seen over TCP)
+        # 20 times over UDP, t1.ten.x (first seen with t1's token) 3 times
+        # over plain TCP with no token
+        def top_doc():
+            try:
+                return json.loads(http_get(ports["http"], "/top?n=50&by=keys&depth=1")[2])
+            except ValueError:
+                return {}
+
+        def groups_of(doc, what, field):
+            return {g[field]: g for g in doc.get(what, [])}
+
+        def key_samples(doc, name):
+            return {k["key"]: k["samples"] for k in doc.get("keys", [])}.get(name)
+
+        before = top_doc()
+        send_udp(ports["udp"], "hot.a:1|c\n" * 20)
+        send_tcp(ports["tcp"], "t1.ten.x:1|c\n" * 3)
+        wait_until(lambda: (lambda d: key_samples(d, "hot.a") == 70 and key_samples(d, "t1.ten.x") == 10)(top_doc()),
+                   5, step=0.1)
+        after = top_doc()
+        lb, la = groups_of(before, "listeners", "listener"), groups_of(after, "listeners", "listener")
+        tb, ta = groups_of(before, "tenants", "tenant"), groups_of(after, "tenants", "tenant")
+
+        def delta(b, a, name, what):
+            return a.get(name, {}).get(what, 0) - b.get(name, {}).get(what, 0)
+        res.check("GET /top: the keys counted all their samples (hot.a 70, t1.ten.x 10), under the listener "
+                  "and tenant first seen; attribution named",
+                  key_samples(after, "hot.a") == 70 and key_samples(after, "t1.ten.x") == 10 and
+                  after.get("attribution") == {"keys": "first_seen", "samples": "arrival", "bytes": "arrival"},
+                  json.dumps(after)[:1500])
+        res.check("GET /top: listeners: %s got the 20 samples (200 bytes) that arrived over it, %s the 3 (39 "
+                  "bytes) over it; their keys unchanged" % (udp_l, tcp_l),
+                  (delta(lb, la, udp_l, "samples"), delta(lb, la, udp_l, "bytes"), delta(lb, la, tcp_l, "samples"),
+                   delta(lb, la, tcp_l, "bytes"), delta(lb, la, udp_l, "keys"), delta(lb, la, tcp_l, "keys")) ==
+                  (20, 200, 3, 39, 0, 0), "before %r\nafter %r" % (lb, la))
+        res.check("GET /top: tenants: t1 unchanged (its token was not used), no tenant (-) got all 23 samples",
+                  (delta(tb, ta, "t1", "samples"), delta(tb, ta, "-", "samples"), delta(tb, ta, "t1", "keys")) ==
+                  (0, 23, 0), "before %r\nafter %r" % (tb, ta))
+        con.send("top 1 depth=1\n")
+        text = con.take("END\n\n")
+        res.check("top: the console says how listeners and tenants are counted",
+                  re.search(r"^listeners \(1 of \d+; keys where first seen, samples and bytes where they arrived\):$",
+                            text, re.M) is not None and
+                  re.search(r"^tenants \(1 of \d+; keys where first seen, samples and bytes where they arrived\):$",
+                            text, re.M) is not None, text)
+
         st, _, body = http_get(ports["http"], "/top?by=nope")
         res.check("GET /top?by=nope: 400", st == 400, "%r %r" % (st, body))
 

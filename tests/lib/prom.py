@@ -108,6 +108,24 @@ class PrometheusServer:
             return [(r["metric"], [float(v) for _, v in r["values"]]) for r in doc["data"]["result"]]
         return [(r["metric"], float(r["value"][1])) for r in doc["data"]["result"]]
 
+    def raw(self, selector, window="1h"):
+        """The stored samples of a selector's series, as {labels (sorted
+        tuple, __name__ included): [(ms, value), ...]}, read with an
+        instant query of selector[window]; None when the query failed."""
+        try:
+            status, _, body = http_get(self.port, "/api/v1/query?query=" +
+                                       urllib.parse.quote("%s[%s]" % (selector, window)))
+            if status != 200:
+                return None
+            doc = json.loads(body)
+        except (OSError, ValueError):
+            return None
+        if doc.get("status") != "success":
+            return None
+        return {tuple(sorted(r["metric"].items())):
+                [(int(round(float(t) * 1000)), float(v)) for t, v in r["values"]]
+                for r in doc["data"]["result"]}
+
     def value(self, expr):
         """The one value of a query, or None (no result, or several)."""
         r = self.query(expr)

@@ -10,7 +10,9 @@
  *   - 200,000 lines of varying length pushed and popped in uneven runs
  *     through a 64 KiB queue (the text moves to the front, the ring of
  *     line lengths wraps and grows): every line comes out whole, in order,
- *     with its value count, and the totals match.
+ *     with its value count, and the totals match;
+ *   - remove_if (take_back): the chosen lines go, the others stay whole and
+ *     in order with their value counts, also after the front was popped.
  *
  * The unit test rule links only the core library, so the helper is
  * compiled in here.
@@ -167,6 +169,42 @@ static void test_wrap(void **state)
     lineq_free(q);
 }
 
+static int drop_odd(void *ctx, size_t index)
+{
+    (*(size_t *)ctx)++;
+    return index % 2 == 1;
+}
+
+static void test_remove_if(void **state)
+{
+    (void)state;
+    lineq *q = lineq_new(1 << 16);
+    char text[32];
+    for (int i = 0; i < 10; i++) {
+        snprintf(text, sizeof text, "line%d\n", i);
+        push(q, text, (uint32_t)i + 1);
+    }
+    lineq_run r = lineq_peek(q, 2, SIZE_MAX);
+    lineq_pop(q, &r); /* line0, line1 gone: head is mid-buffer */
+    size_t calls = 0;
+    uint64_t removed = lineq_remove_if(q, drop_odd, &calls);
+    assert_int_equal(calls, 8);
+    /* left: line2 (index 0), line4, line6, line8 */
+    assert_int_equal(removed, 4 + 6 + 8 + 10);
+    assert_int_equal(lineq_lines(q), 4);
+    assert_int_equal(lineq_values(q), 3 + 5 + 7 + 9);
+    r = lineq_peek(q, SIZE_MAX, SIZE_MAX);
+    assert_int_equal(r.bytes, 4 * 6);
+    assert_memory_equal(r.data, "line2\nline4\nline6\nline8\n", 24);
+    assert_int_equal(r.values, 24);
+    lineq_pop(q, &r);
+    assert_int_equal(lineq_bytes(q), 0);
+    push(q, "again\n", 1);
+    r = lineq_peek(q, SIZE_MAX, SIZE_MAX);
+    assert_memory_equal(r.data, "again\n", 6);
+    lineq_free(q);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -174,6 +212,7 @@ int main(void)
         cmocka_unit_test(test_bound),
         cmocka_unit_test(test_ring_growth),
         cmocka_unit_test(test_wrap),
+        cmocka_unit_test(test_remove_if),
     };
     return cmocka_run_group_tests_name("lineq", tests, NULL, NULL);
 }

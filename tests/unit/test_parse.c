@@ -804,6 +804,45 @@ static void test_dogstatsd_counts(void **state)
     }
 }
 
+/* The DogStatsD time each value of a line gets (sy_parse_time): its own
+ * part's "T" field, the typed part's for values that borrow its type, the
+ * tags' part's for the whole line; 0 without one. */
+static void test_dogstatsd_times(void **state)
+{
+    (void)state;
+    static const struct { const char *line; int n; int64_t ts[4]; } rows[] = {
+        { "k:1|c", 1, { 0 } },
+        { "k:1|c|T1700000000", 1, { 1700000000 } },
+        { "k:1|c|@0.5|c:abc|T1700000001", 1, { 1700000001 } },
+        { "k:1|c|#a:b|T1700000002", 1, { 1700000002 } },
+        { "k:1|c|#a:b|c:x|T1700000003", 1, { 1700000003 } },
+        { "k:1:2:3|ms|T1700000004", 3, { 1700000004, 1700000004, 1700000004 } },
+        { "k:1:2|ms|#a:b|T1700000005", 2, { 1700000005, 1700000005 } },
+        { "k:1|c:2|c|T6", 2, { 0, 6 } },
+        { "k:1|c|T5:2|c|T6", 2, { 5, 6 } },
+        { "k:1|c:2|g", 2, { 0, 0 } },
+        { "k:1|c|T0", 1, { SY_PARSE_TS_BAD } },
+        { "k:1|c|T1234567890123", 1, { SY_PARSE_TS_BAD } },
+        { "k:1|c|T999999999999", 1, { 999999999999 } },
+    };
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+        char key[SY_KEY_MAX];
+        sy_line it;
+        sy_sample sm;
+        int n = 0, rc;
+        assert_true(sy_parse_begin(&it, rows[i].line, strlen(rows[i].line), key, 1) > 0);
+        while ((rc = sy_parse_next(&it, &sm)) != 0) {
+            assert_int_equal(rc, 1);
+            int64_t ts = sy_parse_may_have_time(&it) ? sy_parse_time(&it) : 0;
+            if (n >= rows[i].n || ts != rows[i].ts[n])
+                fail_msg("%s: value %d has time %lld", rows[i].line, n, (long long)ts);
+            n++;
+        }
+        if (n != rows[i].n)
+            fail_msg("%s: %d values", rows[i].line, n);
+    }
+}
+
 /* A message of 200,000 values takes one pass: each typeless value finds
  * the type once (a search per value would take 2e10 steps here). */
 static void test_many_values(void **state)
@@ -1270,6 +1309,174 @@ static void test_random_split(void **state)
 }
 
 /* ---------------------------------------------------------------------- */
+/* Keys against a reference built the way statsd's handlePacket builds them:
+ * the name, then for each tag (split on ',') ";" and the tag with its first
+ * ';' made '_' and then its first ':' made '=', and the whole key
+ * sanitised as statsd's three regexes do it, one after the other
+ * (/\s+/g -> '_', '/' -> '-', then every byte outside [a-zA-Z_\-0-9.;=]
+ * removed).  parse.c builds the key in one pass with no such steps; this
+ * holds it to them over random names and tag lists made mostly of the
+ * bytes where the rules meet: whitespace (ASCII and UTF-8), '/', ';', ':',
+ * ',', '=', dropped bytes and long clean runs. */
+
+static int ref_kept(unsigned char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           c == '_' || c == '-' || c == '.' || c == ';' || c == '=';
+}
+
+static int ref_space(const unsigned char *p, size_t left)
+{
+    unsigned c = p[0];
+    if (c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f')
+        return 1;
+    return (int)sy_utf8_space(p, left);
+}
+
+/* statsd's key for name and tags (tags NULL: none); -1 when it is empty
+ * or would not fit. */
+static int ref_key(const char *name, size_t nlen, const char *tags, size_t tlen, int sanitize,
+                   char *out)
+{
+    static char raw[4 * SY_KEY_MAX], pass1[4 * SY_KEY_MAX];
+    size_t n = 0;
+    memcpy(raw, name, nlen);
+    n = nlen;
+    if (tags && tlen) {
+        const char *t = tags, *end = tags + tlen;
+        for (;;) {
+            const char *comma = memchr(t, ',', (size_t)(end - t));
+            const char *stop = comma ? comma : end;
+            raw[n++] = ';';
+            size_t at = n;
+            memcpy(raw + n, t, (size_t)(stop - t));
+            n += (size_t)(stop - t);
+            char *semi = memchr(raw + at, ';', n - at);
+            if (semi)
+                *semi = '_';
+            char *colon = memchr(raw + at, ':', n - at);
+            if (colon)
+                *colon = '=';
+            if (!comma)
+                break;
+            t = comma + 1;
+        }
+    }
+    if (!sanitize) {
+        if (n >= SY_KEY_MAX)
+            return -1;
+        memcpy(out, raw, n);
+        return (int)n;
+    }
+    /* /\s+/g -> '_' */
+    size_t m = 0;
+    for (size_t i = 0; i < n;) {
+        int u = ref_space((const unsigned char *)raw + i, n - i);
+        if (!u) {
+            pass1[m++] = raw[i++];
+            continue;
+        }
+        pass1[m++] = '_';
+        while (i < n && (u = ref_space((const unsigned char *)raw + i, n - i)) != 0)
+            i += (size_t)u;
+    }
+    /* '/' -> '-', then the bytes outside the kept set go */
+    size_t k = 0;
+    for (size_t i = 0; i < m; i++) {
+        unsigned char c = (unsigned char)(pass1[i] == '/' ? '-' : pass1[i]);
+        if (ref_kept(c)) {
+            if (k >= SY_KEY_MAX - 1)
+                return -1;
+            out[k++] = (char)c;
+        }
+    }
+    return (int)k;
+}
+
+/* Random bytes of a name (no ':') or a tag list (no '|' or '#'). */
+static size_t key_bytes(char *buf, size_t want, int tags)
+{
+    static const char *const pieces[] = {
+        " ", "  ", "\t", "/", ";", "=", "_", "-", ".", "!", "@", "\xc2\xa0", "\xe2\x80\x80",
+        "\xe3\x80\x80", "\xc2", "\xe2\x80", "\xff", "caf\xc3\xa9", "api", "v3", "latency",
+        "ABCDEFGHIJKLMNOP", "abcdefgh12345678", "x",
+    };
+    size_t n = 0;
+    while (n < want) {
+        if (tags && rng_below(6) == 0) {
+            buf[n++] = rng_below(2) ? ',' : ':';
+            continue;
+        }
+        const char *p = pieces[rng_below(sizeof pieces / sizeof *pieces)];
+        size_t l = strlen(p);
+        if (n + l > want)
+            break;
+        memcpy(buf + n, p, l);
+        n += l;
+    }
+    return n;
+}
+
+static void test_keys_against_reference(void **state)
+{
+    (void)state;
+    rng_state = 0x7a65c0de;
+    static char line[4 * SY_KEY_MAX], key[SY_KEY_MAX], want[SY_KEY_MAX];
+    size_t compared = 0, tagged = 0, long_keys = 0;
+    for (long i = 0; i < 300000; i++) {
+        int sanitize = i % 5 != 0;
+        /* mostly short, now and then near or past the key limit */
+        size_t big = i % 97 == 0 ? SY_KEY_MAX - 40 + rng_below(200) : 0;
+        size_t nlen = key_bytes(line, big ? big / 2 : 1 + rng_below(40), 0);
+        size_t n = nlen;
+        memcpy(line + n, ":1|c", 4);
+        n += 4;
+        const char *tags = NULL;
+        size_t tlen = 0;
+        if (rng_below(4)) {
+            memcpy(line + n, "|#", 2);
+            n += 2;
+            tags = line + n;
+            tlen = key_bytes(line + n, big ? big / 2 : rng_below(60), 1);
+            n += tlen;
+        }
+        /* with a ':' in a tag, statsd's split(':') finds it in the tags,
+         * not in the name: the line is "name:1|c|#...", whose first ':'
+         * is the value's; no '\r' at the end (parse.c drops it first) */
+        if (n && line[n - 1] == '\r')
+            continue;
+        char *copy = malloc(n);
+        assert_non_null(copy);
+        memcpy(copy, line, n);
+        sy_line it;
+        int got = sy_parse_begin(&it, copy, n, key, sanitize);
+        free(copy);
+        char name_only[SY_KEY_MAX];
+        int name_len = ref_key(line, nlen, NULL, 0, sanitize, name_only);
+        int exp = ref_key(line, nlen, tags, tlen, sanitize, want);
+        if (name_len == 0) {
+            assert_int_equal(got, -1); /* an empty name is an empty key */
+            continue;
+        }
+        if (name_len < 0 || exp < 0) {
+            if (got != SY_PARSE_TOO_LONG)
+                fail_msg("line %ld: expected SY_PARSE_TOO_LONG, got %d", i, got);
+            long_keys++;
+            continue;
+        }
+        if (got != exp || memcmp(key, want, (size_t)exp) != 0 || key[got] != '\0') {
+            fail_msg("line %ld (sanitize %d): key %d bytes \"%.*s\", reference %d bytes \"%.*s\"",
+                     i, sanitize, got, got > 0 ? got : 0, key, exp, exp, want);
+        }
+        compared++;
+        tagged += tags && tlen;
+    }
+    print_message("  %zu keys equal to the reference (%zu with tags), %zu too long on both sides\n",
+                  compared, tagged, long_keys);
+    assert_true(compared > 200000 && tagged > 100000 && long_keys > 50);
+}
+
+/* ---------------------------------------------------------------------- */
 
 #ifndef SY_TEST_PARSE_NO_MAIN
 int main(void)
@@ -1281,6 +1488,7 @@ int main(void)
         cmocka_unit_test(test_multi),
         cmocka_unit_test(test_dogstatsd),
         cmocka_unit_test(test_dogstatsd_counts),
+        cmocka_unit_test(test_dogstatsd_times),
         cmocka_unit_test(test_many_values),
         cmocka_unit_test(test_tag),
         cmocka_unit_test(test_sanitize),
@@ -1296,6 +1504,7 @@ int main(void)
         cmocka_unit_test(test_random_lines),
         cmocka_unit_test(test_random_split),
         cmocka_unit_test(test_statsd_disagreements),
+        cmocka_unit_test(test_keys_against_reference),
     };
     return cmocka_run_group_tests_name("parse", tests, NULL, NULL);
 }

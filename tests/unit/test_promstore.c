@@ -59,7 +59,7 @@ static void v_family(void *arg, const char *name, const char *type)
 }
 
 static void v_sample(void *arg, const char *name, const char *suffix, const prom_label *l, size_t n,
-                     const prom_label *extra, double value)
+                     const prom_label *extra, double value, int64_t ts_ms)
 {
     seen *s = arg;
     char num[32];
@@ -71,18 +71,26 @@ static void v_sample(void *arg, const char *name, const char *suffix, const prom
         s->used += (size_t)snprintf(s->text + s->used, sizeof(s->text) - s->used, " %s=%s",
                                     extra->name, extra->value);
     promstore_format_value(&api, value, num);
-    s->used += (size_t)snprintf(s->text + s->used, sizeof(s->text) - s->used, " %s\n", num);
+    s->used += (size_t)snprintf(s->text + s->used, sizeof(s->text) - s->used, " %s", num);
+    if (ts_ms)
+        s->used += (size_t)snprintf(s->text + s->used, sizeof(s->text) - s->used, " @%lld",
+                                    (long long)ts_ms);
+    s->used += (size_t)snprintf(s->text + s->used, sizeof(s->text) - s->used, "\n");
 }
 
-static const char *show(promstore *p, uint64_t now)
+/* What a visit reports; `emits`: as a page or a remote-write snapshot,
+ * which the series remember the time of. */
+static const char *show_as(promstore *p, uint64_t now, int emits)
 {
     static seen s;
     s.used = 0;
     s.text[0] = '\0';
-    promstore_visitor v = { v_family, v_sample };
+    promstore_visitor v = { v_family, v_sample, emits, 0 };
     promstore_visit(p, now, &v, &s);
     return s.text;
 }
+
+static const char *show(promstore *p, uint64_t now) { return show_as(p, now, 0); }
 
 static promstore_config config(void)
 {
@@ -90,6 +98,56 @@ static promstore_config config(void)
                            .quantiles = { 0.5, 0.9 }, .max_age_ms = 600000, .age_buckets = 5,
                            .summary_samples = 100 };
     return c;
+}
+
+/* DogStatsD timestamps: a series goes out at its client's newest time;
+ * a time not after the one it last went out with is ignored (counted),
+ * so a receiver never gets a series out of order or two values at one
+ * time; values stay cumulative either way. */
+static void test_timestamps(void **st)
+{
+    (void)st;
+    promstore_config c = config();
+    c.ttl_ms = 0;
+    promstore *p = promstore_new(&c, &api);
+    sy_sample g = smp("q", "", 5, 'g'), k = smp("hits", "", 2, 'c');
+    assert_int_equal(promstore_add_at(p, &g, 1000, 500000), 0);
+    assert_int_equal(promstore_add_at(p, &k, 1000, 400000), 0);
+    assert_int_equal(promstore_add_at(p, &k, 1000, 300000), 0); /* older, not yet sent: adds */
+    assert_string_equal(show(p, 2000), "# q gauge\nq 5 @500000\n# hits_total counter\nhits_total 4 @400000\n");
+    /* a look changes nothing; a page or a snapshot is remembered */
+    assert_string_equal(show_as(p, 2000, 1), "# q gauge\nq 5 @500000\n# hits_total counter\nhits_total 4 @400000\n");
+    assert_int_equal(promstore_get_stats(p)->ts_late, 0);
+    /* the same time again (or an older one): late, counted, the value
+     * kept and shown at the visit's own time */
+    assert_int_equal(promstore_add_at(p, &g, 3000, 500000), 0);
+    assert_int_equal(promstore_add_at(p, &k, 3000, 100000), 0);
+    assert_int_equal(promstore_get_stats(p)->ts_late, 2);
+    assert_string_equal(show_as(p, 600000, 1), "# q gauge\nq 5\n# hits_total counter\nhits_total 6\n");
+    /* now they went out at 600000: a client time before that is late too */
+    assert_int_equal(promstore_add_at(p, &g, 3000, 599000), 0);
+    assert_int_equal(promstore_get_stats(p)->ts_late, 3);
+    /* a newer one is taken */
+    assert_int_equal(promstore_add_at(p, &g, 3000, 650000), 0);
+    assert_string_equal(show_as(p, 610000, 1), "# q gauge\nq 5 @650000\n# hits_total counter\nhits_total 6\n");
+    /* a sample without a time after a client time that is still ahead of
+     * the clock: the series goes out 1 ms after its last time, never back */
+    assert_int_equal(promstore_add(p, &g, 620000), 0);
+    assert_string_equal(show_as(p, 620000, 1), "# q gauge\nq 5 @650001\n# hits_total counter\nhits_total 6\n");
+    assert_string_equal(show_as(p, 630000, 1), "# q gauge\nq 5 @650002\n# hits_total counter\nhits_total 6\n");
+    assert_string_equal(show_as(p, 700000, 1), "# q gauge\nq 5\n# hits_total counter\nhits_total 6\n");
+    /* remote write sends a point at a client's time once */
+    assert_int_equal(promstore_add_at(p, &g, 700000, 800000), 0);
+    static seen once;
+    promstore_visitor v = { v_family, v_sample, 1, 1 };
+    for (int i = 0; i < 2; i++) {
+        once.used = 0;
+        once.text[0] = '\0';
+        promstore_visit(p, 710000 + (uint64_t)i, &v, &once);
+        assert_string_equal(once.text, i == 0 ? "# q gauge\nq 5 @800000\n# hits_total counter\nhits_total 6\n"
+                                              : "# q gauge\n# hits_total counter\nhits_total 6\n");
+    }
+    promstore_free(p);
 }
 
 static void test_kinds(void **st)
@@ -196,8 +254,9 @@ static void t_family(void *arg, const char *name, const char *type)
 }
 
 static void t_sample(void *arg, const char *name, const char *suffix, const prom_label *l, size_t n,
-                     const prom_label *extra, double value)
+                     const prom_label *extra, double value, int64_t ts_ms)
 {
+    (void)ts_ms;
     (void)name;
     (void)suffix;
     (void)l;
@@ -210,7 +269,7 @@ static void t_sample(void *arg, const char *name, const char *suffix, const prom
 static tally count(promstore *p, uint64_t now)
 {
     tally t = { 0 };
-    promstore_visitor v = { t_family, t_sample };
+    promstore_visitor v = { t_family, t_sample, 0, 0 }; /* a look only */
     promstore_visit(p, now, &v, &t);
     return t;
 }
@@ -258,6 +317,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_escape),
+        cmocka_unit_test(test_timestamps),
         cmocka_unit_test(test_kinds),
         cmocka_unit_test(test_histogram),
         cmocka_unit_test(test_name_labels),

@@ -923,6 +923,81 @@ static void test_retry(void **unused)
     event_base_free(base);
 }
 
+/* ABI 1.4: the clients' DogStatsD times reach a plugin that asks for
+ * them (SY_SINK_FEATURE_TIMESTAMPS), also when a batch was held for a
+ * retry; a plugin without the flag, or built before 1.4 (its struct_size
+ * ends before `features`), gets NULL. */
+static int64_t ts_seen[8];
+static int ts_calls, ts_null;
+
+static sy_status ts_write_samples(void *st, const sy_sample_batch *b)
+{
+    fake *f = st;
+    sy_status r = fake_answer(f);
+    if (r != SY_OK)
+        return r;
+    ts_calls++;
+    if (!sy_host_has_timestamps(f->api) || !b->timestamps_ms) {
+        ts_null++;
+        return SY_OK;
+    }
+    for (size_t i = 0; i < b->count && i < 8; i++)
+        ts_seen[i] = b->timestamps_ms[i];
+    return SY_OK;
+}
+
+static void test_sample_timestamps(void **unused)
+{
+    char err[256];
+    struct event_base *base = event_base_new();
+    sy_sink_plugin with = fake_plugin, without = fake_plugin, old = fake_plugin;
+    with.write_samples = without.write_samples = old.write_samples = ts_write_samples;
+    with.features = SY_SINK_FEATURE_TIMESTAMPS;
+    old.features = SY_SINK_FEATURE_TIMESTAMPS; /* beyond its struct_size: never read */
+    old.struct_size = (uint32_t)offsetof(sy_sink_plugin, features);
+    sy_sample smp[2] = {
+        { .name = "a", .name_len = 1, .text = "1", .text_len = 1, .rate = 1, .type = SY_SAMPLE_GAUGE },
+        { .name = "b", .name_len = 1, .text = "2", .text_len = 1, .rate = 1, .type = SY_SAMPLE_GAUGE },
+    };
+    int64_t ts[2] = { 1700000000000, 0 };
+    sy_sample_batch sb = { .samples = smp, .count = 2, .timestamps_ms = ts };
+
+    sy_sink *sink = sy_sink_open(base, "ts", &with, NULL, 0, err, sizeof(err));
+    assert_non_null(sink);
+    assert_true(sy_sink_plugin_takes_timestamps(&with));
+    ts_calls = ts_null = 0;
+    memset(ts_seen, 0xff, sizeof(ts_seen));
+    sy_sink_write_samples(sink, &sb);
+    assert_int_equal(ts_calls, 1);
+    assert_int_equal(ts_null, 0);
+    assert_true(ts_seen[0] == 1700000000000 && ts_seen[1] == 0);
+    /* held for a retry: the times are copied with the samples */
+    the_fake->retry_left = 1;
+    memset(ts_seen, 0xff, sizeof(ts_seen));
+    sy_sink_write_samples(sink, &sb);
+    ts[0] = 5; /* the caller's array is borrowed: gone after the call */
+    assert_int_equal(stats_of(sink).retry_held, 2);
+    assert_true(pump(base, NULL, held_empty, sink, 1000));
+    assert_int_equal(ts_calls, 2);
+    assert_true(ts_seen[0] == 1700000000000 && ts_seen[1] == 0);
+    assert_int_equal(sy_sinks_drain(base, &sink, 1, 100), 0);
+    sy_sink_close(sink);
+
+    const sy_sink_plugin *others[] = { &without, &old };
+    for (int k = 0; k < 2; k++) {
+        sink = sy_sink_open(base, "nots", others[k], NULL, 0, err, sizeof(err));
+        assert_non_null(sink);
+        assert_false(sy_sink_plugin_takes_timestamps(others[k]));
+        ts_calls = ts_null = 0;
+        sy_sink_write_samples(sink, &sb);
+        assert_int_equal(ts_calls, 1);
+        assert_int_equal(ts_null, 1);
+        assert_int_equal(sy_sinks_drain(base, &sink, 1, 100), 0);
+        sy_sink_close(sink);
+    }
+    event_base_free(base);
+}
+
 /* A plugin without write_samples: samples are skipped, not dropped. */
 static void test_no_samples(void **unused)
 {
@@ -1586,6 +1661,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_netq_connect_timeout),
         cmocka_unit_test(test_graphite_ipv6_and_names),
         cmocka_unit_test(test_console),
+        cmocka_unit_test(test_sample_timestamps),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     sy_plugin_unload_all();

@@ -5,7 +5,9 @@
  * The glob matcher is bit-parallel and must answer as a backtracking
  * matcher of route.glob's rules would (`*` any run without '.', `**` any
  * run): 200,000 random globs and keys over a small alphabet, compared
- * with a plain recursive matcher written here.  The queue: N lines and
+ * with a plain recursive matcher written here; and 300 long globs each
+ * matched against 100 keys with one glob object, so that its cache of
+ * state sets is reused, emptied and given up (both counted).  The queue: N lines and
  * not one more, the cap on open taps, bad globs and N refused, the rate
  * per second, a slow reader's lines skipped and counted, escaping of
  * what a client sent.
@@ -72,6 +74,149 @@ static void test_glob_against_reference(void **state)
         sy_glob_free(gg);
     }
     assert_true(matched > 1000); /* the cases are not all misses */
+}
+
+/* The same recursion, remembering each (glob place, key place) answered:
+ * for long globs, where plain backtracking takes exponential time. */
+static signed char memo[260][420];
+
+static int ref_memo(const char *g0, size_t gl0, const char *s0, size_t sl0, size_t gi, size_t si)
+{
+    signed char *m = &memo[gi][si];
+    if (*m >= 0)
+        return *m;
+    const char *g = g0 + gi, *s = s0 + si;
+    size_t gl = gl0 - gi, sl = sl0 - si;
+    int r;
+    if (gl == 0) {
+        r = sl == 0;
+    } else if (g[0] == '*') {
+        size_t run = 0;
+        while (run < gl && g[run] == '*')
+            run++;
+        int any = run > 1;
+        r = 0;
+        for (size_t k = 0; k <= sl && !r; k++) {
+            if (ref_memo(g0, gl0, s0, sl0, gi + run, si + k))
+                r = 1;
+            else if (k < sl && !any && s[k] == '.')
+                break;
+        }
+    } else {
+        r = sl > 0 && g[0] == s[0] && ref_memo(g0, gl0, s0, sl0, gi + 1, si + 1);
+    }
+    return *m = (signed char)r;
+}
+
+/* One glob matched against many keys, as a tap does: the matcher's cache
+ * of state sets is reused, emptied when full, and given up for a key that
+ * needs too many new sets; each answer must still be the reference's.
+ * Long random globs (up to 256 bytes) and keys (up to 400), some keys made
+ * of the glob's own literals (many new sets, to reach those paths). */
+static void test_glob_cache_against_reference(void **state)
+{
+    (void)state;
+    static const char galpha[] = "ab.**";
+    static const char salpha[] = "ab.";
+    const char *seed = getenv("SY_SEED");
+    uint64_t x = seed ? strtoull(seed, NULL, 10) : 4242, resets = 0, plain = 0;
+    size_t matched = 0, cases = 0;
+    for (int n = 0; n < 300; n++) {
+        char g[SY_TAP_GLOB_MAX], s[420];
+        x = x * 6364136223846793005ull + 1442695040888963407ull;
+        size_t gl = 1 + (x >> 40) % SY_TAP_GLOB_MAX;
+        int stars = (int)((x >> 20) % 4); /* some globs have few stars */
+        for (size_t i = 0; i < gl; i++) {
+            x = x * 6364136223846793005ull + 1442695040888963407ull;
+            g[i] = galpha[(x >> 33) % (size_t)(stars ? 5 : 3)];
+            if (stars == 1 && g[i] == '*' && (x >> 50) % 8)
+                g[i] = 'a';
+        }
+        if (n % 4 == 3) {
+            /* `**` and up to 254 bytes of many kinds (a few stars and
+             * dots): the cache holds fewer sets, keys walking the glob
+             * need more */
+            gl = gl < 20 ? 20 : gl;
+            g[0] = g[1] = '*';
+            for (size_t i = 2; i < gl; i++) {
+                x = x * 6364136223846793005ull + 1442695040888963407ull;
+                unsigned v = (unsigned)(x >> 33) % 300;
+                g[i] = v < 6 ? '*' : v < 12 ? '.' : (char)(0x21 + (v * 7) % 220);
+                if (g[i] == '*' && v >= 6)
+                    g[i] = '+';
+            }
+        }
+        sy_glob *gg = sy_glob_new(g, gl);
+        assert_non_null(gg);
+        for (int j = 0; j < 100; j++) {
+            x = x * 6364136223846793005ull + 1442695040888963407ull;
+            size_t sl = (x >> 40) % sizeof s;
+            if (j % 3 == 0) {
+                /* the glob's literals, stars taken out, with a slip now and then */
+                size_t o = 0;
+                while (o < sl) {
+                    for (size_t i = 0; i < gl && o < sl; i++) {
+                        x = x * 6364136223846793005ull + 1442695040888963407ull;
+                        if (g[i] != '*')
+                            s[o++] = (x >> 33) % 50 ? g[i] : salpha[(x >> 40) % 3];
+                    }
+                    if (o == 0)
+                        break;
+                }
+                sl = o;
+            } else {
+                for (size_t i = 0; i < sl; i++) {
+                    x = x * 6364136223846793005ull + 1442695040888963407ull;
+                    s[i] = salpha[(x >> 33) % 3];
+                }
+            }
+            memset(memo, -1, sizeof memo);
+            int want = ref_memo(g, gl, s, sl, 0, 0), got = sy_glob_match(gg, s, sl);
+            if (want != got)
+                fail_msg("case %d.%d: glob '%.*s' on '%.*s': %d, want %d", n, j, (int)gl, g, (int)sl, s, got,
+                         want);
+            matched += (size_t)got;
+            cases++;
+        }
+        uint64_t r, p;
+        sy_glob_counts(gg, &r, &p);
+        resets += r;
+        plain += p;
+        sy_glob_free(gg);
+    }
+    print_message("seed %s: %zu cases, %zu matched; the cache emptied %llu times, %llu keys finished without it\n",
+                  seed ? seed : "4242", cases, matched, (unsigned long long)resets, (unsigned long long)plain);
+    assert_true(matched > 200);
+
+    /* A glob of 254 distinct-ish bytes after `**` (the cache holds few
+     * sets of it) and keys that walk it again and again, each byte a new set: the
+     * cache is emptied and the keys finish without it, answering right. */
+    char g[SY_TAP_GLOB_MAX], s[420];
+    g[0] = g[1] = '*';
+    for (size_t i = 2; i < sizeof g; i++) {
+        g[i] = (char)(0x21 + (i * 7) % 200);
+        if (g[i] == '*' || g[i] == '.')
+            g[i] = '-';
+    }
+    sy_glob *gg = sy_glob_new(g, sizeof g);
+    for (int j = 0; j < 4; j++) {
+        /* 150 bytes of it, a space, all of it (a match) or all but
+         * its last byte */
+        memcpy(s, g + 2, 150);
+        s[150] = ' ';
+        memcpy(s + 151, g + 2, sizeof g - 2);
+        size_t sl = 151 + sizeof g - 2 - (j % 2 ? 0 : 1);
+        memset(memo, -1, sizeof memo);
+        int want = ref_memo(g, sizeof g, s, sl, 0, 0);
+        assert_int_equal(want, j % 2);
+        assert_int_equal(sy_glob_match(gg, s, sl), want);
+    }
+    uint64_t r, p;
+    sy_glob_counts(gg, &r, &p);
+    print_message("walking keys: the cache emptied %llu times, %llu keys finished without it\n",
+                  (unsigned long long)r, (unsigned long long)p);
+    assert_true(r > 0 && p > 0); /* both paths were taken */
+    sy_glob_free(gg);
 }
 
 static void test_glob_cases(void **state)
@@ -202,6 +347,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_glob_against_reference),
+        cmocka_unit_test(test_glob_cache_against_reference),
         cmocka_unit_test(test_glob_cases),
         cmocka_unit_test(test_tap_bounds),
     };

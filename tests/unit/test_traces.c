@@ -1028,7 +1028,7 @@ static void send_trace(env *e, const char *id)
     sy_sample s[] = { timer("db.query", 5, t[0]), timer("db.query", 7, t[1]),
                       timer("cache.get", 1, t[2]), timer("api.req", 120, t[3]),
                       timer("unrelated", 3, "host:a") };
-    sy_sample_batch b = { s, 5 };
+    sy_sample_batch b = { s, 5, NULL };
     sy_sink_write_samples(e->s, &b);
 }
 
@@ -1180,7 +1180,7 @@ static void test_plugin_timeout_and_final(void **st)
     env e;
     env_open(&e, extra, 1);
     sy_sample s1[] = { timer("orphan", 5, "trace:o,off:3") };
-    sy_sample_batch b = { s1, 1 };
+    sy_sample_batch b = { s1, 1, NULL };
     sy_sink_write_samples(e.s, &b);
     assert_true(pump(e.base, &e.f, two_sets, e.s, 100) == 0);
     assert_true(pump(e.base, &e.f, two_sets, e.s, 3000));
@@ -1261,7 +1261,7 @@ static void test_plugin_start_clamped(void **st)
     uint64_t before = (uint64_t)time(NULL) * 1000;
     sy_sample s[] = { timer("api.req", 1e308, "trace:far,root,path:/far"),
                       timer("api.req", 20, "trace:near,root,path:/near") };
-    sy_sample_batch b = { s, 2 };
+    sy_sample_batch b = { s, 2, NULL };
     sy_sink_write_samples(e.s, &b);
     assert_true(pump(e.base, &e.f, sent_2, e.s, 5000));
     uint64_t after = (uint64_t)time(NULL) * 1000 + 1000;

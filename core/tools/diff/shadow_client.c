@@ -127,7 +127,10 @@ int sy_diff_main(int argc, char **argv)
         rc = 2;
     else {
         const char *ch = strstr(buf, "\nchanged: ");
-        rc = ch && strtoull(ch + 10, NULL, 10) > 0 ? 1 : 0;
+        const char *tk = strstr(buf, "\ntokens: ");
+        const char *tw = tk ? strstr(tk, " compared (") : NULL;
+        const char *tc = tw ? strstr(tw, "), ") : NULL; /* "), N would change tenant" */
+        rc = (ch && strtoull(ch + 10, NULL, 10) > 0) || (tc && strtoull(tc + 3, NULL, 10) > 0) ? 1 : 0;
     }
     free(buf);
     return rc;
