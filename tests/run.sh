@@ -40,7 +40,7 @@ unit_tests="test_budget test_carbon_ch test_dd_events test_flush test_fuzz_regre
     test_promstore test_netlib test_numfmt test_parse test_predecide test_reader test_repeater_ring test_ring test_sinkhost test_spool
     test_tap test_traces"
 py_suites="integration/test_admin.py integration/test_badinput.py integration/test_carbon.py integration/test_cli.py
-    integration/test_carbon_cluster.py integration/test_dashboard.py integration/test_faults.py
+    integration/test_carbon_cluster.py integration/test_dashboard.py integration/test_faults.py integration/test_flush_carbon.py
     integration/test_budgets.py integration/test_influxdb.py integration/test_pacing.py integration/test_prometheus.py
     integration/test_redis.py integration/test_redis_cluster.py
     integration/test_relay_tier.py integration/test_reload.py integration/test_remote_write.py integration/test_shadow.py

@@ -545,6 +545,41 @@ static void timer_stats(const sy_flush_opts *o, const char *key, sy_timer_data *
 #undef OUT
 }
 
+/* How many values timer_stats gives for this timer, without computing
+ * them: the same choices (an idle timer, thresholds that cover no value,
+ * repeated thresholds, calculatedTimerMetrics, the first histogram whose
+ * metric is in the key), no sort and no name. */
+size_t sy_timer_values(const sy_flush_opts *o, const char *key, const sy_timer_data *t)
+{
+    size_t n = 0;
+    if (!t || t->n == 0)
+        return (size_t)timer_stat_wanted(o, "count_ps") + (size_t)timer_stat_wanted(o, "count");
+    size_t count = t->n;
+    for (size_t k = 0; k < o->npct; k++) {
+        double pct = o->pct[k];
+        int dup = 0;
+        for (size_t j = 0; j < k; j++)
+            dup |= o->pct[j] == pct;
+        if (dup || (count > 1 && js_round(fabs(pct) / 100 * (double)count) == 0))
+            continue;
+        const pct_names *pn = pct_names_of(pct);
+        for (int i = 0; i < 5; i++)
+            n += (size_t)timer_stat_wanted(o, pn->n[i]);
+    }
+    static const char *const plain[] = { "std", "upper", "lower", "count", "count_ps",
+                                         "sum", "sum_squares", "mean", "median" };
+    for (size_t i = 0; i < sizeof plain / sizeof plain[0]; i++)
+        n += (size_t)timer_stat_wanted(o, plain[i]);
+    for (size_t k = 0; k < o->nhist && key; k++) {
+        if (strstr(key, o->hist[k].metric)) {
+            if (o->hist[k].nbins && timer_stat_wanted(o, "histogram"))
+                n += o->hist[k].nbins;
+            break;
+        }
+    }
+    return n;
+}
+
 struct timer_ctx {
     sy_flusher *f;
     const sy_snap_item *it;
@@ -662,4 +697,40 @@ void sy_flusher_run(sy_flusher *f, const sy_snapshot *s, const sy_extra_metric *
     while (sy_flusher_next(f, s, extra, nextra, UINT64_MAX, &c, SIZE_MAX, emit, ctx))
         ;
     *res = c.res;
+}
+
+/* The rest of a flush for `mask`, counted and not made: what a sink that
+ * cannot take it would otherwise cost the output (names, timer
+ * statistics) for values it drops.  The cursor ends done; its res.metrics
+ * and res.bytes stay what was made. */
+size_t sy_flusher_skip(sy_flusher *f, const sy_snapshot *s, size_t nextra, uint64_t mask,
+                       sy_flush_cursor *c)
+{
+    size_t n = 0;
+    while (c->phase != PH_DONE) {
+        if (c->phase == PH_EXTRA) {
+            if (s->internal_sinks & mask)
+                n += nextra;
+        } else if (c->phase == PH_TAIL) {
+            c->res.num_stats = s->counters + s->timers + s->gauges + s->sets;
+            if (s->internal_sinks & mask)
+                n += 3;
+        } else {
+            int type = phase_type[c->phase];
+            for (; c->i < s->n; c->i++) {
+                const sy_snap_item *it = &s->items[c->i];
+                if (it->type != type || !(it->sinks & mask))
+                    continue;
+                if (type == SY_T_COUNTER)
+                    n += f->o->flush_counts ? 2 : 1;
+                else if (type == SY_T_TIMER)
+                    n += sy_timer_values(f->o, it->key, it->timer);
+                else
+                    n++;
+            }
+        }
+        c->phase++;
+        c->i = 0;
+    }
+    return n;
 }

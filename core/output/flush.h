@@ -93,11 +93,20 @@ int sy_flusher_next(sy_flusher *f, const sy_snapshot *s, const sy_extra_metric *
                     size_t nextra, uint64_t mask, sy_flush_cursor *c, size_t min_values,
                     sy_flush_emit_fn emit, void *ctx);
 
+/* Counts what sy_flusher_next would still emit for `mask` and moves the
+ * cursor to the end without making any of it (no names, no timer
+ * statistics): for a sink that cannot take the rest of a flush. */
+size_t sy_flusher_skip(sy_flusher *f, const sy_snapshot *s, size_t nextra, uint64_t mask,
+                       sy_flush_cursor *c);
+
 /* The statistics of one timer, exposed for unit tests: calls out(name,
  * value) for each statistic in statsd's order ("count_90", "mean_90", ...,
  * "histogram.bin_50"). */
 typedef void (*sy_timer_stat_fn)(void *ctx, const char *stat, double value);
 void sy_timer_stats(const sy_flush_opts *o, const char *key, sy_timer_data *t,
                     sy_timer_stat_fn out, void *ctx);
+/* How many statistics sy_timer_stats gives for this timer, counted
+ * without computing them. */
+size_t sy_timer_values(const sy_flush_opts *o, const char *key, const sy_timer_data *t);
 
 #endif

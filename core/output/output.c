@@ -39,7 +39,7 @@ typedef struct pending {
  * counted as dropped and logged: memory stays bounded by a few snapshots.
  */
 #define PIECE_VALUES 2048  /* values made per piece */
-#define PUMP_MS 5          /* how often a sink that held a piece back is looked at */
+#define PUMP_MS 1          /* how often a sink that held a piece back is looked at */
 #define MAX_BEHIND 2       /* unfinished flushes a sink may have */
 
 typedef struct job_sink {
@@ -47,6 +47,7 @@ typedef struct job_sink {
     uint64_t bit;          /* its bit in the snapshot's masks */
     sy_flush_cursor c;
     int done;
+    int skipped;           /* the rest was counted, not made: no timings */
 } job_sink;
 
 typedef struct job {
@@ -332,11 +333,6 @@ static void emit_spill(void *ctx, const sy_metric_batch *b, uint64_t sinks)
     sy_sink_spill(((job_sink *)ctx)->sink, b);
 }
 
-static void emit_count(void *ctx, const sy_metric_batch *b, uint64_t sinks)
-{
-    *(size_t *)ctx += b->count;
-}
-
 static void job_free(job *j)
 {
     if (!j)
@@ -362,7 +358,7 @@ static void job_timing(job *j, job_sink *js)
 static void job_sink_done(sy_output *o, job *j, job_sink *js)
 {
     js->done = 1;
-    if (!j->timed) {
+    if (!j->timed && !js->skipped) {
         j->timed = 1;
         j->calc_ms = js->c.calc_ms;
         j->processing_ms = js->c.res.processing_ms;
@@ -377,6 +373,21 @@ static void job_sink_done(sy_output *o, job *j, job_sink *js)
         o->flush_length = bytes;
         o->last_flush = j->snap->ts;
     }
+}
+
+/*
+ * The rest of a flush for one sink, counted as dropped without being made
+ * (sy_flusher_skip: no names, no timer statistics).  For a sink whose
+ * destination is down or stuck, making lines it can only drop would cost
+ * the output thread as much as a healthy sink's flush, and at a million
+ * lines a flush that made a fast sibling fall behind.
+ */
+static void skip_rest(sy_output *o, job *j, job_sink *js, const char *why)
+{
+    size_t n = sy_flusher_skip(j->flusher, j->snap, j->nextra, js->bit, &js->c);
+    js->skipped = 1;
+    sy_sink_drop(js->sink, n, why);
+    job_sink_done(o, j, js);
 }
 
 /* Whether an older job still has values for this sink (order is kept). */
@@ -419,9 +430,14 @@ static void pump(sy_output *o)
                 sy_sink_retry_now(js->sink);
             while (!js->done && sy_sink_held(js->sink) == 0) {
                 job_timing(j, js);
+                int64_t dropped = sy_sink_dropped(js->sink);
                 if (!sy_flusher_next(j->flusher, j->snap, j->extra, j->nextra, js->bit, &js->c,
                                      PIECE_VALUES, emit_to_sink, js))
                     job_sink_done(o, j, js);
+                else if (sy_sink_dropped(js->sink) > dropped && !sy_sink_spooled(js->sink) &&
+                         sy_sink_stuck(js->sink))
+                    skip_rest(o, j, js, "the sink is down or stuck and dropped what it was "
+                                        "given: the rest of the flush is not made");
             }
         }
     }
@@ -441,14 +457,27 @@ static void pump_cb(evutil_socket_t fd, short what, void *arg)
  * flushes were paced (the host holds what a sink refuses, within
  * retryMaxMetrics, and counts the rest as dropped): before a reload
  * changes the sinks and the flusher, and at shutdown once shutdownTimeout
- * is out. */
-static void push_out(sy_output *o)
+ * is out.  At shutdown (final) a sink without a spool has no time left to
+ * send anything: the rest is counted, not made, so that the exit is not
+ * held up making lines that cannot leave (at 5M keys, three flushes of
+ * 10M lines took seconds); a spooled sink's rest goes to its spool. */
+static void push_out(sy_output *o, int final)
 {
     for (job *j = o->jobs; j; j = j->next)
         for (size_t k = 0; k < j->nsinks; k++) {
             job_sink *js = &j->s[k];
             if (js->done)
                 continue;
+            if (!sy_sink_spooled(js->sink) && final) {
+                skip_rest(o, j, js, "shutdownTimeout passed before the sink took the whole "
+                                    "flush: the rest is not made");
+                continue;
+            }
+            if (!sy_sink_spooled(js->sink) && sy_sink_stuck(js->sink)) {
+                skip_rest(o, j, js, "the sink is down or stuck: what is left of a flush at "
+                                    "a reload is not made");
+                continue;
+            }
             job_timing(j, js);
             while (sy_flusher_next(j->flusher, j->snap, j->extra, j->nextra, js->bit, &js->c,
                                    SIZE_MAX,
@@ -471,7 +500,6 @@ static void drop_oldest_for(sy_output *o, sy_sink *sink)
             job_sink *js = &j->s[k];
             if (js->sink != sink || js->done)
                 continue;
-            size_t n = 0;
             if (sy_sink_spooled(sink)) {
                 job_timing(j, js);
                 while (sy_flusher_next(j->flusher, j->snap, j->extra, j->nextra, js->bit,
@@ -481,12 +509,8 @@ static void drop_oldest_for(sy_output *o, sy_sink *sink)
                 behind--;
                 continue;
             }
-            while (sy_flusher_next(j->flusher, j->snap, j->extra, j->nextra, js->bit, &js->c,
-                                   SIZE_MAX, emit_count, &n))
-                ;
-            sy_sink_drop(sink, n, "the sink was still taking a flush when newer ones were due: "
-                                  "the oldest is dropped whole");
-            job_sink_done(o, j, js);
+            skip_rest(o, j, js, "the sink was still taking a flush when newer ones were due: "
+                                "the oldest is dropped whole");
             behind--;
         }
 }
@@ -671,7 +695,7 @@ static void retire(sy_output *o, sy_sink *s)
 /* A reload: reuse what did not change, open what is new, retire the rest. */
 static void process_config(sy_output *o, sy_config *nc)
 {
-    push_out(o);
+    push_out(o, 0);
     const sy_config *oc = o->conf;
     sy_sink **ns = calloc(nc->nsinks ? nc->nsinks : 1, sizeof *ns);
     sy_flusher *nf = sy_flusher_new(&nc->flush);
@@ -820,7 +844,7 @@ static void *run(void *arg)
     while (o->jobs && sy_mono_ms() - start < timeout)
         if (event_base_loop(o->base, EVLOOP_ONCE) < 0)
             break;
-    push_out(o);
+    push_out(o, 1);
     uint64_t spent = sy_mono_ms() - start;
     /* Drain every open sink, those retiring after a reload included. */
     size_t n = 0;

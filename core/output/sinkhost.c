@@ -839,7 +839,9 @@ static void sink_free(sy_sink *s)
 #define REPLAY_VALUES_ALWAYS 131072
 #define SPOOL_STALL_MS 1000
 
-/* A queue that holds something and sent nothing for SPOOL_STALL_MS. */
+/* A queue that holds something and sent nothing for SPOOL_STALL_MS.  The
+ * clock moves only when looked at: the first look after a quiet spell
+ * sees the queue as it was left (not moved since). */
 static int spool_stalled(sy_sink *s)
 {
     int64_t sent = atomic_load_explicit(&s->stats[SY_STAT_SENT], memory_order_relaxed);
@@ -973,6 +975,17 @@ static void spool_take_back(sy_sink *s)
     if (n)
         sy_log(SY_INFO, "sink '%s': %zu values its queue still held at shutdown went to the "
                "spool", s->name, n);
+}
+
+int sy_sink_stuck(sy_sink *s)
+{
+    return spool_stalled(s);
+}
+
+int64_t sy_sink_dropped(const sy_sink *s)
+{
+    return atomic_load_explicit(&s->stats[SY_STAT_DROPPED], memory_order_relaxed) +
+           atomic_load_explicit(&s->dropped_by_host, memory_order_relaxed);
 }
 
 int sy_sink_spooled(const sy_sink *s)

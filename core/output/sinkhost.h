@@ -133,6 +133,16 @@ void sy_sink_retry_now(sy_sink *s);
  * behind, say): counted as dropped and logged at a bounded rate with why. */
 void sy_sink_drop(sy_sink *s, size_t n, const char *why);
 
+/* Whether the sink's queue holds values and has sent nothing for a
+ * second: its destination is down (the plugin keeps a queue while it
+ * reconnects) or connected and not reading.  Not SY_STAT_CONNECTED: with
+ * several destinations it can say 0 while the others take their share.
+ * Also moves the clock that tells (call it on the output thread). */
+int sy_sink_stuck(sy_sink *s);
+
+/* Values dropped so far, the plugin's count and the host's together. */
+int64_t sy_sink_dropped(const sy_sink *s);
+
 /* Whether the sink has a disk spool (`spool = { dir = ... }`). */
 int sy_sink_spooled(const sy_sink *s);
 

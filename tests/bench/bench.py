@@ -42,6 +42,11 @@ three transports.  Others:
            again for the replay; the stream's loss in both, spool bytes
            per value, the time to write the flush to the spool, the
            replay's time, every value at the sink, nothing dropped
+  live5m   switchyard only, full mode only: 5M counter keys in the table
+           (--live-keys), 1 s flushes of all of them to a graphite sink
+           with the default queue: peak RSS per key, flushes that reached
+           the sink whole, delivery time; then SIGTERM with
+           shutdownTimeout 2000 ms: time to exit, the final flush whole
 
 Systems:
 
@@ -188,7 +193,7 @@ MODES = {
               "scenarios": "udp20,udp1,tcp,typical-udp20,typical-tcp,hot-udp20,newkeys,reload"},
     "full": {"duration": 10.0, "rounds": 3, "flush_ms": 2000, "keys": 10000, "million": 1000000,
              "newkeys": 200000, "reload_keys": 1000000, "reload_rate": 1000000, "reload_window": 12.0,
-             "scenarios": "counters,typical,timers,hot,highcard,newkeys,flush1m,reload,spool_outage"},
+             "scenarios": "counters,typical,timers,hot,highcard,newkeys,flush1m,reload,spool_outage,live5m"},
 }
 SHORT_MIX_SYSTEMS = ["ceiling", "switchyard", "statsd"]
 
@@ -413,7 +418,7 @@ def watch_sum(st, predicate):
 
 # ---- servers ---------------------------------------------------------------
 
-def switchyard_lua(udp_port, tcp_port, sink_port, flush_ms, rules, max_queue=None):
+def switchyard_lua(udp_port, tcp_port, sink_port, flush_ms, rules, max_queue=None, extra=()):
     head = ""
     if rules:
         head = "local routes = (function()\n%s\nend)()\n\n" % read_file(RULES_LUA).rstrip()
@@ -425,6 +430,7 @@ def switchyard_lua(udp_port, tcp_port, sink_port, flush_ms, rules, max_queue=Non
         "  sinks = { carbon = { plugin = \"graphite\", host = \"%s\", port = %d%s } },"
         % (LOOPBACK, sink_port, ", maxQueueBytes = %d" % max_queue if max_queue else ""),
     ]
+    body += ["  %s," % e for e in extra]
     if rules:
         body.append("  routes = routes,")
         body.append("  checks = {\n"
@@ -443,9 +449,10 @@ class Server:
     binary = None  # the snapshot every switchyard run uses
     wrapper = []   # argv prefix for switchyard (profile.py: valgrind)
 
-    def __init__(self, system, proto, flush_ms, reg, workdir, tag, max_queue=None):
+    def __init__(self, system, proto, flush_ms, reg, workdir, tag, max_queue=None, extra=()):
         self.system = system
         self.max_queue = max_queue
+        self.extra = extra  # more config lines for switchyard ("shutdownTimeout = 2000")
         self.proto = proto
         self.flush_ms = flush_ms
         self.reg = reg
@@ -470,7 +477,8 @@ class Server:
             cfg = os.path.join(self.workdir, name + ".lua")
             with open(cfg, "w") as f:
                 f.write(switchyard_lua(self.port, self.port, self.sink.port, self.flush_ms,
-                                       self.system == "switchyard+rules", self.max_queue))
+                                       self.system == "switchyard+rules", self.max_queue,
+                                       self.extra))
             self.proc = self.reg.start(name, Server.wrapper + [Server.binary, "-c", cfg], self.workdir,
                                        cwd=REPO_DIR)
             if not wait_for_port(self.port, 60 if Server.wrapper else 15, alive=self.proc.alive):
@@ -1085,6 +1093,113 @@ def million_scenario(name, cfg, ctx, max_queue=None):
     return out
 
 
+def live_scenario(cfg, ctx):
+    """switchyard with `live_keys` counter keys in its table and 1 s flushes,
+    a graphite sink (default queue) to sumsink: idle counters are flushed
+    every interval (deleteIdleStats off), two lines a key.  Reported: peak
+    RSS (VmHWM) per key over the RSS before the keys came, how many of the
+    flushes due in `live_window` seconds reached the sink whole (each ends
+    with statsd.numStats, so its arrival counts one), the lines a second
+    the sink received, graphiteStats.flush_time (from the snapshot until
+    the sink took the flush's last piece or dropped its rest, sent with the
+    next flush), the values the sink dropped, and then SIGTERM with
+    shutdownTimeout 2000 ms: the time to exit, and whether the final flush
+    reached the sink whole."""
+    n, window = cfg["live_keys"], cfg["live_window"]
+    timeout_ms = 2000
+    title = ("switchyard with %s live counter keys, flushInterval 1000 ms, graphite sink (default "
+             "queue): peak RSS per key, flushes delivered whole, delivery time; SIGTERM with "
+             "shutdownTimeout %d ms" % (fmt_int(n), timeout_ms))
+    print("\n== %s ==" % title)
+    sys.stdout.flush()
+    out = {"name": "live5m", "title": title, "keys": n, "flush_ms": 1000, "window_s": window,
+           "shutdown_timeout_ms": timeout_ms}
+    server = Server("switchyard", "tcp", 1000, ctx.reg, ctx.workdir, "live",
+                    extra=("shutdownTimeout = %d" % timeout_ms,))
+    try:
+        server.start()
+        pid, sink = server.pid, server.sink
+        rss0 = proc_status_kb(pid, "VmRSS")
+        t_load = time.monotonic()
+        load = run_loadgen(["--tcp", "%s:%d" % (LOOPBACK, server.port), "--keys", n, "--count", n,
+                            "--per", 20, "--key-prefix", "live"], 1200)
+        out["load"] = load
+        out["load_s"] = time.monotonic() - t_load
+        # every key in the table (switchyard.keys comes first in a flush,
+        # so it arrives even when the rest of the flush does not)
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline:
+            w = sink.stats()["watch"]
+            if w.get("stats.statsd.switchyard.keys", [0])[0] >= n:
+                break
+            time.sleep(1.0)
+        else:
+            raise ComponentError("the table never held %d keys" % n)
+        out["keys_in_table_s"] = time.monotonic() - t_load
+
+        def watch(st, name):
+            return st["watch"].get(name, [0, 0, 0, 0])
+        st0 = sink.stats()
+        rss_max = 0
+        t_end = time.monotonic() + window
+        while time.monotonic() < t_end:
+            rss_max = max(rss_max, proc_status_kb(pid, "VmRSS") or 0)
+            time.sleep(0.25)
+        st1 = sink.stats()
+        hwm = proc_status_kb(pid, "VmHWM")
+        whole = watch(st1, "stats.statsd.numStats")[2] - watch(st0, "stats.statsd.numStats")[2]
+        ft = "stats.statsd.graphiteStats.flush_time"
+        ft_n = watch(st1, ft)[2] - watch(st0, ft)[2]
+        ft_sum = watch(st1, ft)[1] - watch(st0, ft)[1]
+        dropped = (watch(st1, "stats.statsd.switchyard.sink.carbon.dropped")[1] -
+                   watch(st0, "stats.statsd.switchyard.sink.carbon.dropped")[1])
+        lines = st1["lines"] - st0["lines"]
+        # SIGTERM: the final flush goes out, then the sinks drain
+        before = st1
+        t = time.monotonic()
+        os.kill(pid, signal.SIGTERM)
+        while server.proc.alive() and time.monotonic() - t < 120:
+            time.sleep(0.05)
+        exit_s = time.monotonic() - t
+        time.sleep(SINK_GAP_MS / 1000.0 * 2)
+        st2 = sink.stats()
+        last_ns = watch(st2, "stats.statsd.numStats")
+        out.update({
+            "rss_before_kb": rss0, "rss_max_kb": rss_max, "peak_rss_kb": hwm,
+            "peak_bytes_per_key": (hwm - rss0) * 1024.0 / n if hwm and rss0 else None,
+            "flushes_due": int(round(window)), "flushes_whole": whole,
+            "lines_per_s": lines / window,
+            "flush_time_ms_mean": ft_sum / ft_n if ft_n else None,
+            "flush_time_ms_max": watch(st1, ft)[3],
+            "sink_dropped_values": dropped,
+            "sigterm_exit_s": exit_s, "exited": not server.proc.alive(),
+            "final_flush_whole": last_ns[2] > watch(before, "stats.statsd.numStats")[2] and last_ns[0] >= n,
+            "lines_after_sigterm": st2["lines"] - before["lines"],
+        })
+    except ComponentError as e:
+        ctx.check("live5m ran", False, str(e))
+        out["error"] = str(e)
+        return out
+    finally:
+        server.stop()
+        log = read_file(server.proc.stderr_path).splitlines() if server.proc else []
+        out["log_drop_lines"] = [line for line in log if "drop" in line.lower()][:8]
+        out["log_tail"] = log[-12:]
+    ctx.check("live5m: SIGTERM exits within shutdownTimeout + 10 s (%.1f s)" % out["sigterm_exit_s"],
+              out["exited"] and out["sigterm_exit_s"] < timeout_ms / 1000.0 + 10)
+    print("  load: %s keys sent in %.1f s, all in the table after %.1f s"
+          % (fmt_int(n), out["load_s"], out["keys_in_table_s"]))
+    print("  RSS before the keys %.0f MiB, peak %.0f MiB: %.0f bytes a key"
+          % (rss0 / 1024.0, hwm / 1024.0, out["peak_bytes_per_key"] or 0))
+    print("  of %d flushes due in %.0f s, %d reached the sink whole; the sink received %s lines/s; "
+          "flush_time %.0f ms mean, %.0f ms max; the sink dropped %s values"
+          % (out["flushes_due"], window, whole, fmt_int(int(out["lines_per_s"])),
+             out["flush_time_ms_mean"] or 0, out["flush_time_ms_max"] or 0, fmt_int(int(dropped))))
+    print("  SIGTERM: exit in %.1f s; final flush whole: %s (%s lines after SIGTERM)"
+          % (exit_s, out["final_flush_whole"], fmt_int(out["lines_after_sigterm"])))
+    return out
+
+
 def reload_scenario(cfg, ctx):
     """A reload under a steady UDP stream with many live keys: every key is
     made live over TCP (no loss while the first decisions are made), then a
@@ -1513,8 +1628,9 @@ def main():
                     help="comma-separated scenarios or families: udp20,udp1,tcp (counters), "
                     "typical-*, timers-*, hot-*, highcard-* (* = udp20, udp1, tcp), a family name "
                     "(counters, typical, timers, hot, highcard) for its three, newkeys, flush1m, "
-                    "reload, spool_outage (default: the mode's list)")
+                    "reload, spool_outage, live5m (default: the mode's list)")
     ap.add_argument("--reload-keys", type=int, help="live keys of the reload test (0: skip it)")
+    ap.add_argument("--live-keys", type=int, help="keys of the live5m test (default 5000000)")
     ap.add_argument("--reload-rate", type=int, help="metrics/s of the reload test's steady stream")
     ap.add_argument("--systems", default=",".join(SYSTEMS),
                     help="comma-separated subset of " + ",".join(SYSTEMS))
@@ -1531,12 +1647,16 @@ def main():
                 "steady_window": 3.0, "newkeys_rate": 500000,
                 # spool_outage: the sink's queue, and the steady stream's
                 # seconds after the tick (it starts 1 s before)
-                "spool_queue": 1 << 20, "spool_window": 4.0})
+                "spool_queue": 1 << 20, "spool_window": 4.0,
+                # live5m: keys in the table, seconds of 1 s flushes watched
+                "live_keys": args.live_keys if args.live_keys is not None else 5000000,
+                "live_window": 20.0})
     scenarios = []
     for s in (args.scenarios or cfg["scenarios"]).split(","):
         names = throughput_names(s) if s in FAMILIES else [s] if s else []
         for n in names:
-            if n not in ("newkeys", "flush1m", "reload", "spool_outage") and not parse_throughput(n):
+            if n not in ("newkeys", "flush1m", "reload", "spool_outage", "live5m") and \
+                    not parse_throughput(n):
                 ap.error("unknown scenario %r" % n)
             if n not in scenarios:
                 scenarios.append(n)
@@ -1640,6 +1760,8 @@ def main():
             results["scenarios"]["reload"] = reload_scenario(cfg, ctx)
         if "spool_outage" in scenarios and cfg["million"] > 0 and "switchyard" in systems:
             results["scenarios"]["spool_outage"] = spool_scenario(cfg, ctx)
+        if "live5m" in scenarios and cfg["live_keys"] > 0 and "switchyard" in systems:
+            results["scenarios"]["live5m"] = live_scenario(cfg, ctx)
     except KeyboardInterrupt:
         ctx.check("bench finished", False, "interrupted")
     finally:

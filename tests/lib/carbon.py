@@ -78,8 +78,16 @@ aggregationMethod = last
 class CarbonCache:
     """carbon-cache --nodaemon with its config, data and logs under root."""
 
-    def __init__(self, root):
+    def __init__(self, root, conf_extra="", whitelist=None, blacklist=None):
+        """conf_extra: more [cache] settings.  whitelist, blacklist: lists
+        of regular expressions for carbon's own filters (USE_WHITELIST):
+        a line matching the blacklist is counted in blacklistMatches, one
+        missing the whitelist in whitelistRejects, the rest is stored and
+        counted in metricsReceived."""
         self.root = root
+        self.conf_extra = conf_extra
+        self.whitelist = whitelist
+        self.blacklist = blacklist
         self.line_port = free_port("tcp")
         self.pickle_port = free_port("tcp")
         self.query_port = free_port("tcp")
@@ -94,6 +102,13 @@ class CarbonCache:
         with open(self.conf_path, "w") as f:
             f.write(CARBON_CONF.format(root=self.root, host=LOOPBACK, line_port=self.line_port,
                                        pickle_port=self.pickle_port, query_port=self.query_port))
+            if self.whitelist is not None or self.blacklist is not None:
+                f.write("USE_WHITELIST = True\n")
+            f.write(self.conf_extra)
+        for name, rx in (("whitelist.conf", self.whitelist), ("blacklist.conf", self.blacklist)):
+            if rx is not None:
+                with open(os.path.join(self.root, name), "w") as f:
+                    f.write("".join(r + "\n" for r in rx))
         with open(os.path.join(self.root, "storage-schemas.conf"), "w") as f:
             f.write(STORAGE_SCHEMAS)
         with open(os.path.join(self.root, "storage-aggregation.conf"), "w") as f:

@@ -1772,6 +1772,115 @@ static void flush_batches_split(void **state)
     rig_stop(&r);
 }
 
+/* sy_timer_values counts what sy_timer_stats gives, for every vector
+ * (idle timers, repeated and 0 thresholds, calculatedTimerMetrics,
+ * histograms): the output counts a stuck sink's drops with it. */
+static void timer_values_count_the_stats(void **state)
+{
+    (void)state;
+    int bad = 0;
+    char **names;
+    size_t nn = golden_names("process_metrics", &names);
+    for (size_t k = 0; k < nn; k++) {
+        golden pv;
+        pm_load(&pv, names[k]);
+        sy_timer_data *t = pv.n ? mk_timer(pv.v, pv.n, pv.count) : NULL;
+        got_list g = { 0 };
+        sy_timer_stats(&pv.fo, pv.key, t, stat_cb, &g);
+        size_t want = g.n;
+        got_free(&g);
+        /* counted before and after the statistics (which sort the values) */
+        if (t) {
+            free_timer(t);
+            t = mk_timer(pv.v, pv.n, pv.count);
+        }
+        size_t n = sy_timer_values(&pv.fo, pv.key, t);
+        if (n != want) {
+            print_message("  %s: counted %zu, made %zu\n", pv.name, n, want);
+            bad++;
+        }
+        free_timer(t);
+        golden_free(&pv);
+    }
+    free_names(names, nn);
+    assert_int_equal(bad, 0);
+}
+
+struct count_ctx {
+    size_t n;
+};
+
+static void count_cb(void *ctx, const sy_metric_batch *b, uint64_t sinks)
+{
+    ((struct count_ctx *)ctx)->n += b->count;
+}
+
+/* sy_flusher_skip: what is made up to any point plus what is counted from
+ * there is the whole flush, for every type, with extras and statsd's own
+ * values, thresholds (one covering no value of a small timer) and a
+ * histogram, in legacy and new namespaces. */
+static void flush_skip_counts_the_rest(void **state)
+{
+    (void)state;
+    static double bins[] = { 10, 100, INFINITY };
+    static char *bin_names[] = { "histogram.bin_10", "histogram.bin_100", "histogram.bin_inf" };
+    static sy_histogram hist[] = { { "t1", 3, bins, bin_names } };
+    static const sy_extra_metric extra[] = { { "graphiteStats.flush_time", 3 },
+                                             { "switchyard.keys", 9 } };
+    for (int legacy = 0; legacy < 2; legacy++) {
+        rig r;
+        rig_init(&r);
+        r.fo.legacy = legacy;
+        r.fo.flush_counts = legacy; /* counters: rate and count, or the rate alone */
+        r.pct[1] = 5;   /* round(0.05 * count) is 0 below 10 values */
+        r.pct[2] = -50;
+        r.pct[3] = 90;  /* repeated */
+        r.fo.npct = 4;
+        r.fo.hist = hist;
+        r.fo.nhist = 1;
+        rig_start(&r);
+        char line[128];
+        for (int i = 0; i < 300; i++) {
+            int n = snprintf(line, sizeof line, "c%d:%d|c", i, i);
+            sy_agg_line(r.a, line, (size_t)n, NULL);
+            n = snprintf(line, sizeof line, "g%d:%d|g", i, i);
+            sy_agg_line(r.a, line, (size_t)n, NULL);
+            n = snprintf(line, sizeof line, "s%d:%d|s", i % 50, i);
+            sy_agg_line(r.a, line, (size_t)n, NULL);
+            for (int j = 0; j <= i % 23; j++) {
+                n = snprintf(line, sizeof line, "t%d:%d|ms", i % 40, i * j);
+                sy_agg_line(r.a, line, (size_t)n, NULL);
+            }
+        }
+        sy_snapshot *s = sy_agg_snapshot(r.a, r.ts);
+        assert_non_null(s);
+        struct count_ctx all = { 0 };
+        sy_flush_cursor c;
+        memset(&c, 0, sizeof c);
+        while (sy_flusher_next(r.f, s, extra, 2, UINT64_MAX, &c, SIZE_MAX, count_cb, &all))
+            ;
+        assert_true(all.n > 300 * 4);
+        size_t steps[] = { 0, 1, 7, 100, 333, 1000, all.n - 5, all.n };
+        for (size_t k = 0; k < sizeof steps / sizeof steps[0]; k++) {
+            struct count_ctx made = { 0 };
+            memset(&c, 0, sizeof c);
+            if (steps[k])
+                sy_flusher_next(r.f, s, extra, 2, UINT64_MAX, &c, steps[k], count_cb, &made);
+            size_t rest = sy_flusher_skip(r.f, s, 2, UINT64_MAX, &c);
+            if (made.n + rest != all.n)
+                fail_msg("legacy %d: %zu made and %zu counted, the flush has %zu", legacy,
+                         made.n, rest, all.n);
+            /* the cursor is at the end: nothing more is made */
+            struct count_ctx after = { 0 };
+            assert_int_equal(sy_flusher_next(r.f, s, extra, 2, UINT64_MAX, &c, SIZE_MAX,
+                                             count_cb, &after), 0);
+            assert_int_equal(after.n, 0);
+        }
+        sy_snapshot_free(s);
+        rig_stop(&r);
+    }
+}
+
 /* A long globalPrefix and globalSuffix (1000 bytes each) with long keys:
  * statsd just writes the long names.  flush.c starts a new batch when
  * fewer than NAME_MAX_LEN (SY_KEY_MAX + 512) bytes are left in its 256 KiB
@@ -1908,6 +2017,8 @@ int main(void)
         cmocka_unit_test(agg_max_keys_room_after_delete),
         cmocka_unit_test(flush_batches_split),
         cmocka_unit_test(flush_long_names_stay_in_the_arena),
+        cmocka_unit_test(timer_values_count_the_stats),
+        cmocka_unit_test(flush_skip_counts_the_rest),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
