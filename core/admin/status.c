@@ -3,6 +3,7 @@
  * thread (self-metrics) and the admin interface.
  */
 #include "admin/status.h"
+#include "util/clock.h"
 
 #include <pthread.h>
 #include <stdio.h>
@@ -15,9 +16,7 @@ static char last_error[1024];
 
 void sy_status_reload_result(int ok, const char *why)
 {
-    struct timespec t;
-    clock_gettime(CLOCK_REALTIME, &t);
-    atomic_store(&sy_reload_status.last_reload_ms, (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000);
+    atomic_store(&sy_reload_status.last_reload_ms, (int64_t)sy_wall_ms());
     atomic_fetch_add(ok ? &sy_reload_status.reloads_ok : &sy_reload_status.reloads_failed, 1);
     atomic_store(&sy_reload_status.last_reload_ok, ok);
     pthread_mutex_lock(&lock);

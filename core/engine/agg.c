@@ -176,6 +176,19 @@ static void mark_dead(sy_agg *a, sy_snapshot *s, sy_entry *e, uint64_t h)
     s->dead = e;
 }
 
+/* Puts a new entry in the first free slot of its probe sequence (the
+ * caller made room) and at the end of the key list. */
+static void table_put(sy_agg *a, sy_entry *e, uint64_t h)
+{
+    size_t mask = a->cap - 1, i = h & mask;
+    while (a->slots[i].e)
+        i = (i + 1) & mask;
+    a->slots[i].hash = h;
+    a->slots[i].e = e;
+    a->n++;
+    list_append(a, e);
+}
+
 static sy_entry *entry_new(sy_agg *a, uint64_t h, int type, const char *key, size_t len)
 {
     if ((a->n + 1) * 10 > a->cap * 7 && table_grow(a) < 0)
@@ -198,14 +211,7 @@ static sy_entry *entry_new(sy_agg *a, uint64_t h, int type, const char *key, siz
         (strstr(e->key, "packets_received") || strstr(e->key, "metrics_received") ||
          strstr(e->key, "bad_lines_seen")))
         e->flags |= F_KEEP;
-    size_t mask = a->cap - 1;
-    size_t i = h & mask;
-    while (a->slots[i].e)
-        i = (i + 1) & mask;
-    a->slots[i].hash = h;
-    a->slots[i].e = e;
-    a->n++;
-    list_append(a, e);
+    table_put(a, e, h);
     atomic_store_explicit(&a->st.keys, a->n, memory_order_relaxed);
     return e;
 }
@@ -635,13 +641,7 @@ static sy_entry *alias_new(sy_agg *a, uint64_t h, int type, const char *ak, size
     e->key[aklen] = '\0';
     memcpy(e->key + aklen + 1, target, tlen);
     e->key[aklen + 1 + tlen] = '\0';
-    size_t mask = a->cap - 1, i = h & mask;
-    while (a->slots[i].e)
-        i = (i + 1) & mask;
-    a->slots[i].hash = h;
-    a->slots[i].e = e;
-    a->n++;
-    list_append(a, e);
+    table_put(a, e, h);
     budget_attach(a, e);
     return e;
 }

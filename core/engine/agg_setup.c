@@ -90,14 +90,7 @@ void sy_agg_free(sy_agg *a)
         sy_agg_entry_free(e);
     }
     if (a->toks) {
-        for (size_t i = 0; i < TOK_BUCKETS; i++) {
-            tok_entry *t = a->toks[i];
-            while (t) {
-                tok_entry *next = t->next;
-                free(t);
-                t = next;
-            }
-        }
+        sy_agg_tokens_clear(a);
         free(a->toks);
     }
     free(a);

@@ -16,6 +16,7 @@
 
 #include "engine/hash.h"
 #include "util/log.h"
+#include "util/clock.h"
 
 #define LOG_EVERY_MS 10000
 
@@ -45,13 +46,6 @@ struct sy_budgets {
 };
 
 static const char *const kind_names[] = { "tenant", "prefix", "listener" };
-
-static uint64_t now_ms(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (uint64_t)t.tv_sec * 1000u + (uint64_t)t.tv_nsec / 1000000u;
-}
 
 sy_budgets *sy_budgets_new(void)
 {
@@ -171,7 +165,7 @@ static void refused(budget *d, const char *key, size_t klen)
 {
     atomic_store_explicit(&d->dropped, atomic_load_explicit(&d->dropped, memory_order_relaxed) + 1,
                           memory_order_relaxed);
-    uint64_t now = now_ms();
+    uint64_t now = sy_mono_ms();
     if (d->logged_ms && now - d->logged_ms < LOG_EVERY_MS) {
         d->unlogged++;
         return;

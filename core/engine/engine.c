@@ -115,19 +115,6 @@ struct sy_engine {
     _Atomic uint64_t reload_slice_max_us; /* its longest slice */
 };
 
-static uint64_t thread_cpu_us(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
-    return (uint64_t)t.tv_sec * 1000000u + (uint64_t)t.tv_nsec / 1000u;
-}
-
-static uint64_t wall_ms(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_REALTIME, &t);
-    return (uint64_t)t.tv_sec * 1000u + (uint64_t)t.tv_nsec / 1000000u;
-}
 
 /* The config's router, from its Lua state. */
 static sy_router *make_router(sy_config *c)
@@ -249,7 +236,7 @@ static void job_free(reload_job *j)
 static void apply_config(sy_engine *e, sy_config *c, sy_router *router, sy_predecided *pre)
 {
     /* Samples routed by the old rules leave first. */
-    ship_raw(e, wall_ms(), 1);
+    ship_raw(e, sy_wall_ms(), 1);
     sy_router *old = e->router;
     e->router = router;
     apply_routing(e, c);
@@ -324,7 +311,7 @@ static int job_throttled(const reload_job *j)
 static void job_step(sy_engine *e, uint64_t budget_us)
 {
     reload_job *j = e->job;
-    uint64_t t0 = sy_mono_us(), now = t0, cpu0 = thread_cpu_us();
+    uint64_t t0 = sy_mono_us(), now = t0, cpu0 = sy_thread_cpu_us();
     while (now - t0 < budget_us) {
         if (sy_agg_table_cap(e->agg) != j->cap) {
             /* the table grew: walk it again (known keys are skipped) */
@@ -339,7 +326,7 @@ static void job_step(sy_engine *e, uint64_t budget_us)
     j->lua_us += now - t0;
     if (now - t0 > j->longest_slice_us) {
         j->longest_slice_us = now - t0;
-        j->longest_slice_cpu_us = thread_cpu_us() - cpu0;
+        j->longest_slice_cpu_us = sy_thread_cpu_us() - cpu0;
     }
     if (j->cursor >= j->cap)
         job_finish(e);
@@ -398,27 +385,21 @@ static void take_reload(sy_engine *e)
 const sy_engine_pauses *sy_engine_get_pauses(const sy_engine *e) { return &e->pauses; }
 int sy_engine_walks_in_progress(const sy_engine *e) { return atomic_load(&e->nwalks); }
 
-/* The engine thread's own CPU time: a pause's wall time less this is
- * time the scheduler gave to other threads or processes. */
-static uint64_t cpu_us(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
-    return (uint64_t)t.tv_sec * 1000000u + (uint64_t)t.tv_nsec / 1000u;
-}
-
 typedef struct pause_start {
     uint64_t wall, cpu;
 } pause_start;
 
-static pause_start pause_begin(void) { return (pause_start){ sy_mono_us(), cpu_us() }; }
+static pause_start pause_begin(void)
+{
+    return (pause_start){ sy_mono_us(), sy_thread_cpu_us() };
+}
 
 /* A pause of the engine's ingest: the longest so far (wall and CPU
  * time), and the total. */
 static void pause_note(sy_engine *e, int cause, pause_start t0)
 {
     sy_engine_pauses *p = &e->pauses;
-    uint64_t us = sy_mono_us() - t0.wall, cpu = cpu_us() - t0.cpu;
+    uint64_t us = sy_mono_us() - t0.wall, cpu = sy_thread_cpu_us() - t0.cpu;
     if (us > atomic_load_explicit(&p->max_us[cause], memory_order_relaxed))
         atomic_store_explicit(&p->max_us[cause], us, memory_order_relaxed);
     if (cpu > atomic_load_explicit(&p->max_cpu_us[cause], memory_order_relaxed))
@@ -638,7 +619,7 @@ static void drop_walks(sy_engine *e)
 static void *run(void *arg)
 {
     sy_engine *e = arg;
-    uint64_t next = (wall_ms() / e->interval_ms + 1) * e->interval_ms;
+    uint64_t next = (sy_wall_ms() / e->interval_ms + 1) * e->interval_ms;
     int busy = 0, napped = 0; /* see the nap below */
     for (;;) {
         int finishing = atomic_load(&e->finishing);
@@ -670,8 +651,8 @@ static void *run(void *arg)
             pause_note(e, SY_PAUSE_RELOAD, t0);
         }
         if (e->interval_ms != interval)
-            next = (wall_ms() / e->interval_ms + 1) * e->interval_ms;
-        uint64_t now = wall_ms();
+            next = (sy_wall_ms() / e->interval_ms + 1) * e->interval_ms;
+        uint64_t now = sy_wall_ms();
         ship_raw(e, now, 0);
         if (now >= next) {
             pause_start t0 = pause_begin();
@@ -684,7 +665,7 @@ static void *run(void *arg)
             /* Readers have stopped: nothing new can arrive. */
             while (drain(e, SIZE_MAX) > 0)
                 ;
-            flush(e, wall_ms(), 1);
+            flush(e, sy_wall_ms(), 1);
             drop_walks(e);
             return NULL;
         }
@@ -692,7 +673,7 @@ static void *run(void *arg)
             napped = 0;
             continue;
         }
-        now = wall_ms();
+        now = sy_wall_ms();
         int wait = now >= next ? 0 : (int)(next - now);
         if (wait > 100)
             wait = 100; /* look at `finishing` and reloads now and then */

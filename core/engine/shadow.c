@@ -37,6 +37,7 @@
 #include "util/log.h"
 #include "engine/router.h"
 #include "ingest/parse.h"
+#include "util/clock.h"
 
 #define CHUNK_ITEMS 1024
 #define CHUNK_BYTES (512u << 10)
@@ -123,19 +124,6 @@ static struct {
 
 static sy_ratelimit rl_busy = SY_RATELIMIT_INIT(10000, 2);
 
-static uint64_t mono_us(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (uint64_t)t.tv_sec * 1000000u + (uint64_t)t.tv_nsec / 1000u;
-}
-
-static uint64_t cpu_us(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
-    return (uint64_t)t.tv_sec * 1000000u + (uint64_t)t.tv_nsec / 1000u;
-}
 
 void sy_shadow_setup(sy_shadow_load_fn load, void *load_ctx, sy_shadow_wake_fn wake, void *wake_ctx)
 {
@@ -309,7 +297,7 @@ void sy_shadow_serve(sy_agg *a)
         pthread_mutex_unlock(&reg.lock);
         return;
     }
-    uint64_t t0 = mono_us();
+    uint64_t t0 = sy_mono_us();
     j->nitems = 0;
     j->ntitems = 0;
     j->used = 0;
@@ -340,7 +328,7 @@ filled:
     j->want = 0;
     j->filled = 1;
     atomic_store(&reg.wanted, 0);
-    uint64_t us = mono_us() - t0;
+    uint64_t us = sy_mono_us() - t0;
     j->engine_us += us;
     j->slices++;
     if (us > j->slice_max_us)
@@ -698,7 +686,7 @@ static int next_chunk(sy_shadow_job *j)
 static void *job_run(void *arg)
 {
     sy_shadow_job *j = arg;
-    uint64_t t0 = mono_us(), c0 = cpu_us();
+    uint64_t t0 = sy_mono_us(), c0 = sy_thread_cpu_us();
     char err[2048] = "";
     int ok = 0;
     sy_router *router = NULL;
@@ -747,12 +735,12 @@ static void *job_run(void *arg)
         /* The chunk is ours until we ask again; the engine does not touch
          * it meanwhile (it fills only when asked). */
         pthread_mutex_unlock(&reg.lock);
-        uint64_t w0 = mono_us();
+        uint64_t w0 = sy_mono_us();
         for (size_t i = 0; i < j->nitems && j->errors < MAX_ERRORS; i++)
             compare(j, &j->items[i], router, old_sinks, nold, new_sinks, nnew);
         for (size_t i = 0; router && i < j->ntitems && j->errors < MAX_ERRORS; i++)
             compare_token(j, &j->titems[i], router);
-        uint64_t w1 = mono_us();
+        uint64_t w1 = sy_mono_us();
         busy_us += w1 - w0;
         if (j->errors >= MAX_ERRORS && router) {
             const sy_router_stats *st = sy_router_get_stats(router);
@@ -776,7 +764,7 @@ static void *job_run(void *arg)
             nanosleep(&ts, NULL);
         }
     }
-    uint64_t wall = mono_us() - t0, cpu = cpu_us() - c0;
+    uint64_t wall = sy_mono_us() - t0, cpu = sy_thread_cpu_us() - c0;
     sy_buf_printf(&j->report, "shadow: %s\n", j->file);
     sy_buf_printf(&j->report, "compared: %llu keys\n", (unsigned long long)j->compared);
     sy_buf_printf(&j->report, "unchanged: %llu\n", (unsigned long long)(j->compared - j->changed));

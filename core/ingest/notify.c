@@ -47,17 +47,6 @@ void sy_notify_cancel(sy_notify *n)
     atomic_store(&n->sleeping, 0);
 }
 
-void sy_notify_wait(sy_notify *n, int timeout_ms)
-{
-    struct pollfd p = { .fd = n->fd, .events = POLLIN };
-    if (poll(&p, 1, timeout_ms) > 0) {
-        uint64_t v;
-        ssize_t rc = read(n->fd, &v, sizeof v);
-        (void)rc;
-    }
-    atomic_store(&n->sleeping, 0);
-}
-
 void sy_notify_nap(sy_notify *n, int timeout_ms)
 {
     struct pollfd p = { .fd = n->fd, .events = POLLIN };
@@ -66,4 +55,10 @@ void sy_notify_nap(sy_notify *n, int timeout_ms)
         ssize_t rc = read(n->fd, &v, sizeof v);
         (void)rc;
     }
+}
+
+void sy_notify_wait(sy_notify *n, int timeout_ms)
+{
+    sy_notify_nap(n, timeout_ms);
+    atomic_store(&n->sleeping, 0);
 }

@@ -29,6 +29,12 @@ static inline uint64_t sy_mono_coarse_ms(void)
 {
     return sy_clock_ns(CLOCK_MONOTONIC_COARSE) / 1000000u;
 }
+/* CPU time of the calling thread: a pause's wall time less this is time
+ * the scheduler gave to other threads or processes. */
+static inline uint64_t sy_thread_cpu_us(void)
+{
+    return sy_clock_ns(CLOCK_THREAD_CPUTIME_ID) / 1000u;
+}
 /* Wall-clock milliseconds since the epoch (timestamps, not durations). */
 static inline uint64_t sy_wall_ms(void) { return sy_clock_ns(CLOCK_REALTIME) / 1000000u; }
 

@@ -10,18 +10,14 @@
 #include <string.h>
 
 #include "md5.h"
+#include "ringpoint.h"
 
 #define KEY_MAX 2048
-
-typedef struct chr_entry {
-    uint32_t pos;
-    int node;
-} chr_entry;
 
 struct chring {
     chring_hash type;
     int replicas;
-    chr_entry *e;
+    ring_point *e; /* sorted by position */
     size_t n, cap;
 };
 
@@ -125,29 +121,16 @@ void chring_free(chring *r)
     free(r);
 }
 
-/* The index of the first entry with pos >= p (n when none): bisect_left
- * over (pos, node) with (p, ()), since () sorts before any node tuple. */
-static size_t lower_bound(const chring *r, uint32_t p)
-{
-    size_t lo = 0, hi = r->n;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        if (r->e[mid].pos < p)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return lo;
-}
-
 int chring_add(chring *r, const char *server, const char *instance, int node_id)
 {
     char node[KEY_MAX], key[KEY_MAX + 32];
+    if (node_id < 0)
+        return -1;
     if (chring_node_key(server, instance, node, sizeof(node)) >= sizeof(node))
         return -1;
     if (r->n + (size_t)r->replicas > r->cap) {
         size_t cap = r->n + (size_t)r->replicas;
-        chr_entry *e = realloc(r->e, cap * sizeof(*e));
+        ring_point *e = realloc(r->e, cap * sizeof(*e));
         if (!e)
             return -1;
         r->e = e;
@@ -163,14 +146,14 @@ int chring_add(chring *r, const char *server, const char *instance, int node_id)
             return -1;
         uint32_t pos = chring_position(r->type, key, (size_t)klen);
         /* carbon: while position in [r[0] for r in self.ring]: position += 1 */
-        size_t at = lower_bound(r, pos);
+        size_t at = ring_lower_bound(r->e, r->n, pos);
         while (at < r->n && r->e[at].pos == pos) {
             pos++;
             at++;
         }
         memmove(&r->e[at + 1], &r->e[at], (r->n - at) * sizeof(*r->e));
         r->e[at].pos = pos;
-        r->e[at].node = node_id;
+        r->e[at].node = (uint32_t)node_id;
         r->n++;
     }
     return 0;
@@ -180,8 +163,8 @@ int chring_lookup(const chring *r, const char *key, size_t len)
 {
     if (r->n == 0)
         return -1;
-    size_t at = lower_bound(r, chring_position(r->type, key, len));
-    return r->e[at == r->n ? 0 : at].node;
+    size_t at = ring_lower_bound(r->e, r->n, chring_position(r->type, key, len));
+    return (int)r->e[at == r->n ? 0 : at].node;
 }
 
 size_t chring_entries(const chring *r)
@@ -192,7 +175,7 @@ size_t chring_entries(const chring *r)
 void chring_entry(const chring *r, size_t i, uint32_t *pos, int *node_id)
 {
     *pos = r->e[i].pos;
-    *node_id = r->e[i].node;
+    *node_id = (int)r->e[i].node;
 }
 
 static int is_space(char c)

@@ -41,8 +41,8 @@ chring *chring_new(chring_hash type, int replicas);
 void chring_free(chring *r);
 
 /* Adds a node (instance NULL is Python's None; "" is an empty instance,
- * which carbon distinguishes).  0, or -1 when out of memory or the key
- * text would not fit.  Adding the same (server, instance) twice is the
+ * which carbon distinguishes).  0, or -1 when out of memory, the key
+ * text would not fit or node_id is negative.  Adding the same (server, instance) twice is the
  * caller's mistake (carbon-relay refuses it). */
 int chring_add(chring *r, const char *server, const char *instance, int node_id);
 

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #define STABLE_MS 2000 /* a connection that lived this long resets the backoff */
@@ -266,6 +267,20 @@ int netconn_connected(const netconn *c)
 int netconn_fd(const netconn *c)
 {
     return c->state == NC_CONNECTED ? c->fd : -1;
+}
+
+ssize_t netconn_writev(netconn *c, const struct iovec *iov, int n)
+{
+    struct msghdr msg = { .msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)n };
+    for (;;) {
+        ssize_t w = sendmsg(netconn_fd(c), &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (w >= 0)
+            return w;
+        if (errno == EAGAIN || errno == EWOULDBLOCK)
+            return 0;
+        if (errno != EINTR)
+            return -1;
+    }
 }
 
 void netconn_want(netconn *c, int events)

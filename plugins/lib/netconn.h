@@ -15,6 +15,8 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
+#include <sys/uio.h>
 
 #include "switchyard_sink.h"
 #include "net.h"
@@ -55,6 +57,10 @@ void netconn_free(netconn *c);
 int netconn_connected(const netconn *c);
 int netconn_fd(const netconn *c);               /* -1 unless connected */
 void netconn_want(netconn *c, int events);      /* read/write interest while connected */
+/* Writes what it can of iov[0..n) without blocking (no SIGPIPE; an EINTR
+ * is retried): the bytes written, 0 when the socket buffer is full, or -1
+ * with errno set (the caller decides it is lost). */
+ssize_t netconn_writev(netconn *c, const struct iovec *iov, int n);
 void netconn_timer_start(netconn *c, uint64_t ms); /* while connected */
 void netconn_timer_stop(netconn *c);
 /* The connection broke (why NULL: closed by the peer; extra, may be NULL,

@@ -128,18 +128,14 @@ static void nq_send(netq *q)
             n++;
             skip = 0;
         }
-        struct msghdr msg = { .msg_iov = iov, .msg_iovlen = (size_t)n };
-        ssize_t w = sendmsg(netconn_fd(q->conn), &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+        ssize_t w = netconn_writev(q->conn, iov, n);
         if (w < 0) {
-            if (errno == EINTR)
-                continue;
-            if (errno == EAGAIN || errno == EWOULDBLOCK)
-                break;
             nq_lost(q, errno);
             nq_publish(q);
             return;
         }
-        nq_written(q, (size_t)w);
+        if (w > 0)
+            nq_written(q, (size_t)w);
         if ((size_t)w < total)
             break; /* the socket buffer is full: wait until writable */
     }

@@ -17,13 +17,24 @@ enum { T_COUNTER, T_GAUGE, T_SUMMARY, T_HISTOGRAM };
 
 static const char *const type_names[] = { "counter", "gauge", "summary", "histogram" };
 
+/* The chain link of the two hash tables (series by key, families by
+ * name); the first member of both, so a link is its node. */
+typedef struct hlink {
+    struct hlink *next;
+    uint64_t hash;
+} hlink;
+
+typedef struct htab {
+    hlink **b;
+    size_t cap; /* a power of two */
+} htab;
+
 typedef struct family {
-    struct family *hnext;
+    hlink link; /* first */
     struct family *next, *prev;
     struct series *first, *last;
     size_t nseries;
     int type;
-    uint64_t hash;
     size_t name_len;
     char name[];
 } family;
@@ -35,10 +46,9 @@ typedef struct agebucket {
 } agebucket;
 
 typedef struct series {
-    struct series *hnext;
+    hlink link; /* first */
     struct series *next, *prev;
     family *fam;
-    uint64_t hash;
     uint64_t last_ms;
     int64_t ts_ms;       /* the newest client time of its samples, 0: none */
     int64_t out_ms;      /* the time it was last shown or sent with */
@@ -56,10 +66,9 @@ typedef struct series {
 
 struct promstore {
     promstore_config cfg;
-    series **sh;
-    size_t shcap;
-    family **fh;
-    size_t fhcap, nfam;
+    htab sh;     /* series */
+    htab fh;     /* families */
+    size_t nfam;
     family *fam_first, *fam_last;
     promstore_stats st;
     uint64_t rng;
@@ -271,6 +280,55 @@ size_t promstore_format_value(const sy_host_api *api, double v, char *buf)
     return api->format_number(v, buf);
 }
 
+/* --- the hash tables --- */
+
+static int htab_init(htab *t, size_t cap)
+{
+    t->b = calloc(cap, sizeof(*t->b));
+    t->cap = cap;
+    return t->b ? 0 : -1;
+}
+
+static hlink *htab_chain(const htab *t, uint64_t h)
+{
+    return t->b[h & (t->cap - 1)];
+}
+
+static void htab_insert(htab *t, hlink *l, uint64_t h)
+{
+    l->hash = h;
+    l->next = t->b[h & (t->cap - 1)];
+    t->b[h & (t->cap - 1)] = l;
+}
+
+static void htab_remove(htab *t, hlink *l)
+{
+    hlink **pp = &t->b[l->hash & (t->cap - 1)];
+    while (*pp && *pp != l)
+        pp = &(*pp)->next;
+    if (*pp)
+        *pp = l->next;
+}
+
+/* Doubles the table; without memory it stays (its chains get longer). */
+static void htab_grow(htab *t)
+{
+    size_t ncap = t->cap * 2;
+    hlink **nb = calloc(ncap, sizeof(*nb));
+    if (!nb)
+        return;
+    for (size_t i = 0; i < t->cap; i++) {
+        for (hlink *l = t->b[i], *nx; l; l = nx) {
+            nx = l->next;
+            l->next = nb[l->hash & (ncap - 1)];
+            nb[l->hash & (ncap - 1)] = l;
+        }
+    }
+    free(t->b);
+    t->b = nb;
+    t->cap = ncap;
+}
+
 /* --- the store --- */
 
 promstore *promstore_new(const promstore_config *cfg, const sy_host_api *api)
@@ -279,11 +337,7 @@ promstore *promstore_new(const promstore_config *cfg, const sy_host_api *api)
     if (!s)
         return NULL;
     s->cfg = *cfg;
-    s->shcap = 1024;
-    s->fhcap = 256;
-    s->sh = calloc(s->shcap, sizeof(*s->sh));
-    s->fh = calloc(s->fhcap, sizeof(*s->fh));
-    if (!s->sh || !s->fh) {
+    if (htab_init(&s->sh, 1024) < 0 || htab_init(&s->fh, 256) < 0) {
         promstore_free(s);
         return NULL;
     }
@@ -310,12 +364,10 @@ void promstore_free(promstore *s)
 {
     if (!s)
         return;
-    for (size_t i = 0; s->sh && i < s->shcap; i++) {
-        series *x = s->sh[i];
-        while (x) {
-            series *nx = x->hnext;
-            series_free(s, x);
-            x = nx;
+    for (size_t i = 0; s->sh.b && i < s->sh.cap; i++) {
+        for (hlink *l = s->sh.b[i], *nx; l; l = nx) {
+            nx = l->next;
+            series_free(s, (series *)l);
         }
     }
     for (family *f = s->fam_first; f;) {
@@ -323,8 +375,8 @@ void promstore_free(promstore *s)
         free(f);
         f = nf;
     }
-    free(s->sh);
-    free(s->fh);
+    free(s->sh.b);
+    free(s->fh.b);
     free(s->scratch);
     free(s->qbuf);
     free(s);
@@ -337,9 +389,11 @@ const promstore_stats *promstore_get_stats(const promstore *s)
 
 static family *family_find(promstore *s, const char *name, size_t len, uint64_t h)
 {
-    for (family *f = s->fh[h & (s->fhcap - 1)]; f; f = f->hnext)
-        if (f->hash == h && f->name_len == len && memcmp(f->name, name, len) == 0)
+    for (hlink *l = htab_chain(&s->fh, h); l; l = l->next) {
+        family *f = (family *)l;
+        if (l->hash == h && f->name_len == len && memcmp(f->name, name, len) == 0)
             return f;
+    }
     return NULL;
 }
 
@@ -385,46 +439,6 @@ static int family_clash(promstore *s, const char *name, size_t len, int type)
     return 0;
 }
 
-static void grow_series_table(promstore *s)
-{
-    size_t ncap = s->shcap * 2;
-    series **nt = calloc(ncap, sizeof(*nt));
-    if (!nt)
-        return; /* keep the longer chains */
-    for (size_t i = 0; i < s->shcap; i++) {
-        series *x = s->sh[i];
-        while (x) {
-            series *nx = x->hnext;
-            x->hnext = nt[x->hash & (ncap - 1)];
-            nt[x->hash & (ncap - 1)] = x;
-            x = nx;
-        }
-    }
-    free(s->sh);
-    s->sh = nt;
-    s->shcap = ncap;
-}
-
-static void grow_family_table(promstore *s)
-{
-    size_t ncap = s->fhcap * 2;
-    family **nt = calloc(ncap, sizeof(*nt));
-    if (!nt)
-        return;
-    for (size_t i = 0; i < s->fhcap; i++) {
-        family *f = s->fh[i];
-        while (f) {
-            family *nf = f->hnext;
-            f->hnext = nt[f->hash & (ncap - 1)];
-            nt[f->hash & (ncap - 1)] = f;
-            f = nf;
-        }
-    }
-    free(s->fh);
-    s->fh = nt;
-    s->fhcap = ncap;
-}
-
 static family *family_new(promstore *s, const char *name, size_t len, uint64_t h, int type)
 {
     family *f = calloc(1, sizeof(*f) + len + 1);
@@ -432,28 +446,22 @@ static family *family_new(promstore *s, const char *name, size_t len, uint64_t h
         return NULL;
     memcpy(f->name, name, len);
     f->name_len = len;
-    f->hash = h;
     f->type = type;
-    f->hnext = s->fh[h & (s->fhcap - 1)];
-    s->fh[h & (s->fhcap - 1)] = f;
+    htab_insert(&s->fh, &f->link, h);
     f->prev = s->fam_last;
     if (s->fam_last)
         s->fam_last->next = f;
     else
         s->fam_first = f;
     s->fam_last = f;
-    if (++s->nfam > s->fhcap)
-        grow_family_table(s);
+    if (++s->nfam > s->fh.cap)
+        htab_grow(&s->fh);
     return f;
 }
 
 static void family_remove(promstore *s, family *f)
 {
-    family **pp = &s->fh[f->hash & (s->fhcap - 1)];
-    while (*pp && *pp != f)
-        pp = &(*pp)->hnext;
-    if (*pp)
-        *pp = f->hnext;
+    htab_remove(&s->fh, &f->link);
     if (f->prev)
         f->prev->next = f->next;
     else
@@ -468,11 +476,7 @@ static void family_remove(promstore *s, family *f)
 
 static void series_remove(promstore *s, series *x)
 {
-    series **pp = &s->sh[x->hash & (s->shcap - 1)];
-    while (*pp && *pp != x)
-        pp = &(*pp)->hnext;
-    if (*pp)
-        *pp = x->hnext;
+    htab_remove(&s->sh, &x->link);
     family *f = x->fam;
     if (x->prev)
         x->prev->next = x->next;
@@ -726,9 +730,12 @@ int promstore_add_at(promstore *s, const sy_sample *x, uint64_t now, int64_t ts_
     }
 
     uint64_t h = fnv1a(key, klen);
-    series *se = s->sh[h & (s->shcap - 1)];
-    while (se && !(se->hash == h && se->key_len == klen && memcmp(se->key, key, klen) == 0))
-        se = se->hnext;
+    series *se = NULL;
+    for (hlink *l = htab_chain(&s->sh, h); l && !se; l = l->next) {
+        series *c = (series *)l;
+        if (l->hash == h && c->key_len == klen && memcmp(c->key, key, klen) == 0)
+            se = c;
+    }
     if (se && se->fam->type != type)
         return drop(s, PROMSTORE_DROP_TYPE_CONFLICT);
     if (!se) {
@@ -745,7 +752,6 @@ int promstore_add_at(promstore *s, const sy_sample *x, uint64_t now, int64_t ts_
             return drop(s, PROMSTORE_DROP_NO_MEMORY);
         memcpy(se->key, key, klen);
         se->key_len = klen;
-        se->hash = h;
         se->nlabels = nl;
         if (nl) {
             se->labels = malloc(nl * sizeof(*se->labels));
@@ -787,10 +793,9 @@ int promstore_add_at(promstore *s, const sy_sample *x, uint64_t now, int64_t ts_
             f->first = se;
         f->last = se;
         f->nseries++;
-        se->hnext = s->sh[h & (s->shcap - 1)];
-        s->sh[h & (s->shcap - 1)] = se;
-        if (++s->st.series > s->shcap)
-            grow_series_table(s);
+        htab_insert(&s->sh, &se->link, h);
+        if (++s->st.series > s->sh.cap)
+            htab_grow(&s->sh);
     }
 
     se->last_ms = now;

@@ -9,19 +9,15 @@
 #include <string.h>
 
 #include "md5.h"
+#include "ringpoint.h"
 
 #define JUMP_RETRIES 64
-
-typedef struct shard_point {
-    uint32_t pos;
-    uint32_t node;
-} shard_point;
 
 struct shard {
     shard_method method;
     size_t n;
     char **names;
-    shard_point *pts; /* ketama: sorted by (pos, node name) */
+    ring_point *pts; /* ketama: sorted by (pos, node name) */
     size_t npts;
 };
 
@@ -64,7 +60,7 @@ static __thread char **sort_names;
 
 static int point_cmp(const void *a, const void *b)
 {
-    const shard_point *x = a, *y = b;
+    const ring_point *x = a, *y = b;
     if (x->pos != y->pos)
         return x->pos < y->pos ? -1 : 1;
     int c = strcmp(sort_names[x->node], sort_names[y->node]);
@@ -78,7 +74,7 @@ static int point_cmp(const void *a, const void *b)
  * points of one node are interchangeable). */
 static int point_cmp_stable(const void *a, const void *b)
 {
-    const shard_point *x = a, *y = b;
+    const ring_point *x = a, *y = b;
     if (x->pos != y->pos)
         return x->pos < y->pos ? -1 : 1;
     return x->node < y->node ? -1 : x->node > y->node;
@@ -173,15 +169,8 @@ size_t shard_nodes(const shard *s)
 /* The index of the first point at or after position h, wrapping to 0. */
 static size_t ketama_index(const shard *s, uint32_t h)
 {
-    size_t lo = 0, hi = s->npts;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        if (s->pts[mid].pos < h)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return lo == s->npts ? 0 : lo;
+    size_t at = ring_lower_bound(s->pts, s->npts, h);
+    return at == s->npts ? 0 : at;
 }
 
 /* hashring's find(), step for step (its answer differs from the plain

@@ -405,13 +405,8 @@ static void mc_send(mct *m)
             n++;
             off = 0;
         }
-        struct msghdr msg = { .msg_iov = iov, .msg_iovlen = (size_t)n };
-        ssize_t w = sendmsg(netconn_fd(m->conn), &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+        ssize_t w = netconn_writev(m->conn, iov, n);
         if (w < 0) {
-            if (errno == EINTR)
-                continue;
-            if (errno == EAGAIN || errno == EWOULDBLOCK)
-                break;
             mc_lost(m, strerror(errno));
             return;
         }

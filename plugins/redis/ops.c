@@ -389,6 +389,31 @@ static int op_issue(node *nd, op *o, int argc, int asking)
     return 0;
 }
 
+/* HSET on the group's index `what`, one field per member of the op: the
+ * metric's name, set to its formatted value (r->nums, numlen) or, when
+ * `one` is given, to that one text for all (the flush time). */
+static int issue_hset(node *nd, op *o, const char *what, const size_t *numlen, const char *one,
+                      size_t onelen, int asking)
+{
+    redis_sink *r = nd->r;
+    const block *blk = o->blk;
+    const uint32_t *mem = blk->order + o->index;
+    size_t klen;
+    const char *key = index_key(r, what, o->group, &klen);
+    if (!key)
+        return -1;
+    set_arg(r, 0, "HSET", 4);
+    set_arg(r, 1, key, klen);
+    for (uint32_t j = 0; j < o->len; j++) {
+        set_arg(r, 2 + 2 * (int)j, blk->names + blk->name_off[mem[j]], blk->name_len[mem[j]]);
+        if (one)
+            set_arg(r, 3 + 2 * (int)j, one, onelen);
+        else
+            set_arg(r, 3 + 2 * (int)j, r->nums[j], numlen[j]);
+    }
+    return op_issue(nd, o, 2 + 2 * (int)o->len, asking);
+}
+
 /* Writes the op's wanted commands (see the cluster schema at the top).  0
  * when they went out (or some did: the rest is sent again once the replies
  * are in); -1 when none did (the op is untouched). */
@@ -454,30 +479,12 @@ static int op_send(node *nd, op *o)
         for (j = 0; j < n; j++)
             numlen[j] = r->api->format_number(blk->values[mem[j]], r->nums[j]);
         if (bits & (1u << C_HLATEST)) {
-            if (!(key = index_key(r, "latest", o->group, &klen)))
-                goto fail;
-            set_arg(r, 0, "HSET", 4);
-            set_arg(r, 1, key, klen);
-            for (j = 0; j < n; j++) {
-                set_arg(r, 2 + 2 * (int)j, blk->names + blk->name_off[mem[j]],
-                        blk->name_len[mem[j]]);
-                set_arg(r, 3 + 2 * (int)j, r->nums[j], numlen[j]);
-            }
-            if (op_issue(nd, o, 2 + 2 * (int)n, asking) < 0)
+            if (issue_hset(nd, o, "latest", numlen, NULL, 0, asking) < 0)
                 goto fail;
             done |= 1u << C_HLATEST;
         }
         if (bits & (1u << C_HTS)) {
-            if (!(key = index_key(r, "latest_ts", o->group, &klen)))
-                goto fail;
-            set_arg(r, 0, "HSET", 4);
-            set_arg(r, 1, key, klen);
-            for (j = 0; j < n; j++) {
-                set_arg(r, 2 + 2 * (int)j, blk->names + blk->name_off[mem[j]],
-                        blk->name_len[mem[j]]);
-                set_arg(r, 3 + 2 * (int)j, ts, tslen);
-            }
-            if (op_issue(nd, o, 2 + 2 * (int)n, asking) < 0)
+            if (issue_hset(nd, o, "latest_ts", NULL, ts, tslen, asking) < 0)
                 goto fail;
             done |= 1u << C_HTS;
         }

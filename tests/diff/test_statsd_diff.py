@@ -50,7 +50,8 @@ from lib.netutil import send_tcp, send_udp, send_udp_paced  # noqa: E402
 from lib.proc import make_workdir, remove_workdir, wait_until  # noqa: E402
 from lib.results import Results  # noqa: E402
 from lib.statsd import StatsdServer, ensure_statsd  # noqa: E402
-from lib.switchyard import SwitchyardServer, switchyard_binary  # noqa: E402
+from lib.daemon import SwitchyardServer  # noqa: E402
+from lib.switchyard import switchyard_binary  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from traffic import BATCHES, batches_for  # noqa: E402

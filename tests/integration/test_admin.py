@@ -59,8 +59,8 @@ from lib.netutil import LOOPBACK, free_port, http_get, send_tcp, send_udp, wait_
 from lib.proc import make_workdir, remove_workdir, wait_until  # noqa: E402
 from lib.results import Results  # noqa: E402
 from lib.statsd import StatsdServer  # noqa: E402
-from lib import sanitizer  # noqa: E402
-from lib.switchyard import SwitchyardServer, switchyard_binary, to_lua  # noqa: E402
+from lib.daemon import SwitchyardServer  # noqa: E402
+from lib.switchyard import switchyard_binary  # noqa: E402
 
 TEST_NAME = "test_admin"
 LONG_FLUSH = 3600000          # the comparison daemons never flush during the test
@@ -492,7 +492,7 @@ def compare_with_statsd(res, workdir, cap):
         st.stop()
         rc = sy.stop()
         res.check("the console daemon stops cleanly", rc == 0, sy.logs())
-        check_sanitizers(res, sy)
+        sy.check_sanitizer(res, sy.name)
 
 
 def check_own_commands(res, sy, port):
@@ -747,24 +747,14 @@ def check_http(res, workdir, cap):
     finally:
         rc = sy.stop()
         res.check("the HTTP daemon stops cleanly", rc == 0, sy.logs())
-        check_sanitizers(res, sy)
+        sy.check_sanitizer(res, sy.name)
 
 
 def start_with_unix(sy, sockpath):
     """SwitchyardServer.start with a Unix stream listener added (its path
     has a quote and a backslash, for the label escaping)."""
-    from lib import switchyard as swmod
-    orig = swmod.switchyard_config
-
-    def with_unix(options, udp_port, tcp_port, graphite_port):
-        text = orig(options, udp_port, tcp_port, graphite_port)
-        return text.replace('"tcp://%s:%d"' % (LOOPBACK, tcp_port),
-                            '"tcp://%s:%d", %s' % (LOOPBACK, tcp_port, to_lua("unix://" + sockpath)), 1)
-    swmod.switchyard_config = with_unix
-    try:
-        return sy.start()
-    finally:
-        swmod.switchyard_config = orig
+    sy.listen.append("unix://" + sockpath)
+    return sy.start()
 
 
 def flush_values(cap, name):
@@ -1192,14 +1182,7 @@ def check_walks(res, workdir, cap):
     finally:
         rc = sy.stop()
         res.check("the walks daemon stops cleanly", rc == 0, sy.logs())
-        check_sanitizers(res, sy)
-
-
-def check_sanitizers(res, sy):
-    """No sanitizer report from a stopped daemon (sanitized build only)."""
-    if sy.proc:
-        sanitizer.check_clean(res, sy.name, sy.proc.argv[0], sy.proc.pid, sy.proc.logs(200000),
-                              sy.proc.env)
+        sy.check_sanitizer(res, sy.name)
 
 
 def main():

@@ -52,14 +52,13 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from lib import REPO_DIR  # noqa: E402
 from lib.carbon import CarbonCache  # noqa: E402
-from lib.netutil import (LOOPBACK, free_port, send_udp, sleep_until_phase,  # noqa: E402
-                         wait_for_port)
-from lib.proc import Process, make_workdir, remove_workdir, wait_until  # noqa: E402
+from lib.daemon import SwitchyardServer  # noqa: E402
+from lib.netutil import LOOPBACK, free_port, send_udp, sleep_until_phase  # noqa: E402
+from lib.proc import make_workdir, remove_workdir, wait_until  # noqa: E402
 from lib.results import Results  # noqa: E402
 from lib.statsd import StatsdServer  # noqa: E402
-from lib.switchyard import SwitchyardServer, switchyard_binary, switchyard_config  # noqa: E402
+from lib.switchyard import switchyard_binary  # noqa: E402
 
 try:  # Debian's python3-whisper: a fast read for the outage's timing
     import whisper  # noqa: E402
@@ -183,27 +182,7 @@ class OutageSwitchyard(SwitchyardServer):
     def __init__(self, name, options, graphite_port, workdir):
         self.mgmt_port = free_port("tcp")
         options = dict(options, mgmt_port=self.mgmt_port)
-        super().__init__(name, options, graphite_port, workdir)
-
-    def start(self, timeout=10.0):
-        if not os.access(self.binary, os.X_OK):
-            self.start_error = "switchyard binary %s is missing or not executable" % self.binary
-            return False
-        text = switchyard_config(self.options, self.udp_port, self.tcp_port, self.graphite_port)
-        # the one sink's table: add the reconnect settings to it
-        extra = "".join(" %s = %d," % kv for kv in sorted(OUTAGE_SINK.items()))
-        text, n = re.subn(r'(plugin = "graphite",)', r"\1" + extra, text)
-        if n != 1:
-            self.start_error = "could not add the sink settings to the config:\n" + text
-            return False
-        with open(self.config_path, "w") as f:
-            f.write(text)
-        self.proc = Process(self.name, [self.binary, "-c", self.config_path], self.workdir,
-                            cwd=REPO_DIR).start()
-        if not wait_for_port(self.tcp_port, timeout, alive=self.proc.alive):
-            self.start_error = "switchyard did not start listening on tcp %d" % self.tcp_port
-            return False
-        return True
+        super().__init__(name, options, graphite_port, workdir, sink_settings=OUTAGE_SINK)
 
     def sink(self, name="carbon"):
         """The management console's `sinks` line for the sink, as a dict

@@ -31,12 +31,12 @@ import warnings
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from lib import REPO_DIR  # noqa: E402
 from lib.carbon import CARBON_CACHE, CarbonCache  # noqa: E402
-from lib.netutil import LOOPBACK, free_port_pair, send_udp, sleep_until_phase, wait_for_port  # noqa: E402
+from lib.daemon import ConfigDaemon  # noqa: E402
+from lib.netutil import send_udp, sleep_until_phase, wait_for_port  # noqa: E402
 from lib.proc import Process, make_workdir, remove_workdir, wait_until  # noqa: E402
 from lib.results import Results  # noqa: E402
-from lib.switchyard import switchyard_binary, to_lua  # noqa: E402
+from lib.switchyard import switchyard_binary  # noqa: E402
 
 TEST_NAME = "test_carbon_cluster"
 NODES = (("127.0.0.1", "a"), ("127.0.0.2", "b"), ("127.0.0.3", "c"))
@@ -109,39 +109,6 @@ class LoopbackCarbon(CarbonCache):
 
 
 # ---- switchyard ----
-
-class Switchyard:
-    def __init__(self, name, workdir, prefix, destinations):
-        self.name = name
-        self.workdir = workdir
-        self.port = free_port_pair()
-        self.config_path = os.path.join(workdir, name + ".config.lua")
-        self.cfg = {
-            "listen": ["udp://%s:%d" % (LOOPBACK, self.port), "tcp://%s:%d" % (LOOPBACK, self.port)],
-            "flushInterval": 1000,
-            "deleteIdleStats": True,
-            "graphite": {"legacyNamespace": False, "globalPrefix": prefix},
-            "sinks": {"cluster": {"plugin": "graphite", "destinations": destinations,
-                                  "reconnectMinMs": 100, "reconnectMaxMs": 500}},
-        }
-        self.proc = None
-
-    def start(self):
-        binary = switchyard_binary()
-        if not os.access(binary, os.X_OK):
-            return False
-        with open(self.config_path, "w") as f:
-            f.write("-- written by test_carbon_cluster.py\nreturn " + to_lua(self.cfg) + "\n")
-        self.proc = Process(self.name, [binary, "-c", self.config_path], self.workdir,
-                            cwd=REPO_DIR).start()
-        return wait_for_port(self.port, 10, alive=self.proc.alive)
-
-    def stop(self):
-        return self.proc.stop() if self.proc else None
-
-    def logs(self):
-        return self.proc.logs() if self.proc else "(%s never started)" % self.name
-
 
 def send_gauges(port, stems):
     """value i for stem i, 40 lines a datagram, inside one flush."""
@@ -234,7 +201,12 @@ def scenario(results, label, workdir, carbons, prefix, destinations, down=None):
 
     if down is not None:
         carbons[down].stop()
-    sy = Switchyard("switchyard-" + prefix, workdir, prefix, destinations)
+    sy = ConfigDaemon("switchyard-" + prefix, workdir, {
+        "flushInterval": 1000,
+        "deleteIdleStats": True,
+        "graphite": {"legacyNamespace": False, "globalPrefix": prefix},
+    }, {"cluster": {"plugin": "graphite", "destinations": destinations,
+                    "reconnectMinMs": 100, "reconnectMaxMs": 500}})
     try:
         if not results.check("%s: switchyard starts" % label, sy.start(), sy.logs()):
             return router, parsed
@@ -265,9 +237,7 @@ def scenario(results, label, workdir, carbons, prefix, destinations, down=None):
             check_sink_gauges(results, label, carbons, router, parsed, prefix, since, len(theirs))
         check_placement(results, label, carbons, metrics, expect)
         check_values(results, label, carbons, metrics, expect, value_of, since)
-        rc = sy.stop()
-        results.check("%s: switchyard stops cleanly" % label, rc == 0,
-                      "exit status %r\n%s" % (rc, sy.logs()))
+        sy.finish(results, label)
         if results.failed:
             print(sy.logs())
     finally:

@@ -51,10 +51,10 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from lib import REPO_DIR  # noqa: E402
 from lib import netutil  # noqa: E402
+from lib.daemon import Daemon  # noqa: E402
 from lib.netutil import LOOPBACK, free_port, free_port_pair, send_udp, wait_for_port  # noqa: E402
 from lib.proc import Process, make_workdir, remove_workdir, wait_until  # noqa: E402
 from lib.results import Results  # noqa: E402
-from lib import sanitizer  # noqa: E402
 from lib.switchyard import switchyard_binary  # noqa: E402
 
 TEST_NAME = "test_dashboard"
@@ -199,28 +199,18 @@ class SilentServer:
 
 
 def start_daemon(workdir, name, template, results, **fmt):
-    """switchyard with a config from template; (process, http port) or
-    (None, None)."""
+    """switchyard (tests/lib/daemon.py's Daemon) with a config from
+    template; (daemon, http port, udp port) or (None, None, None)."""
     udp = free_port_pair()
     http = free_port("tcp")
-    cfg = os.path.join(workdir, name + ".config.lua")
-    with open(cfg, "w") as f:
-        f.write(template.format(host=LOOPBACK, udp=udp, http=http, prefix=PREFIX,
-                                console=os.path.join(workdir, name + ".console"), **fmt))
-    proc = Process(name, [switchyard_binary(), "-c", cfg], workdir, cwd=REPO_DIR).start()
-    up = wait_for_port(http, 10, alive=proc.alive)
-    if not results.check("%s starts with httpAddress on port %d" % (name, http), up, proc.logs()):
-        proc.stop()
+    d = Daemon(name, workdir)
+    text = template.format(host=LOOPBACK, udp=udp, http=http, prefix=PREFIX,
+                           console=d.console_path, **fmt)
+    up = d.start(text, port=http, timeout=10)
+    if not results.check("%s starts with httpAddress on port %d" % (name, http), up, d.logs()):
+        d.stop()
         return None, None, None
-    return proc, http, udp
-
-
-def stopped_cleanly(results, label, proc):
-    """Stops a daemon: exit 0, and (for a sanitized SY_BIN) no sanitizer
-    report in its output or its log_path files."""
-    rc = proc.stop()
-    results.check("%s stops cleanly" % label, rc == 0, proc.logs())
-    sanitizer.check_clean(results, label, proc.argv[0], proc.pid, proc.logs(400000), proc.env)
+    return d, http, udp
 
 
 def http_get(port, path, timeout=15):
@@ -688,7 +678,7 @@ def check_error_pages(results, workdir, mc):
                           headers.get("Content-Type", "").startswith("text/html"),
                           "%d\n%s" % (status, body))
         finally:
-            stopped_cleanly(results, "bare daemon", proc)
+            proc.finish(results, "bare daemon")
 
     # memcached that accepts and never answers: 503 within the bound
     silent = SilentServer()
@@ -706,7 +696,7 @@ def check_error_pages(results, workdir, mc):
             results.check("the admin endpoint answers again afterwards (/health 200)", status == 200, "")
         finally:
             silent.stop()
-            stopped_cleanly(results, "silent-memcached daemon", proc)
+            proc.finish(results, "silent-memcached daemon")
 
 
 # ---------------------------------------------------------------------------
@@ -806,8 +796,7 @@ def check_held(results, workdir, mc):
         os.kill(mc.proc.pid, signal.SIGCONT)
         if proc.alive():
             proc.stop()
-    sanitizer.check_clean(results, "held daemon", proc.argv[0], proc.pid, proc.logs(400000),
-                          proc.env)
+    proc.check_sanitizer(results, "held daemon")
 
 
 BIG_PREFIX = "big:traces"
@@ -912,7 +901,7 @@ def check_bounds(results, workdir, mc):
         results.check("a span with 30 tags shows 20 and says \"10 more tags\"",
                       "t19:v" in body and "t20:v" not in body and "10 more tags" in body, "")
     finally:
-        stopped_cleanly(results, "big-page daemon", proc)
+        proc.finish(results, "big-page daemon")
 
 
 PARTS = ("http", "browser", "errors", "held", "bounds")
@@ -966,7 +955,7 @@ def main():
                       "%d\n%s" % (status, body))
         status, _, body = http_get(http, "/traces?show=%d" % traces["t1"]["start"])
         results.check("memcached down: a detail page is a 503 too", status == 503, "%d\n%s" % (status, body))
-        stopped_cleanly(results, "switchyard", daemon)
+        daemon.finish(results, "switchyard")
         daemon = None
     except Exception as e:  # a crash of the harness is a failure, not a skip
         import traceback

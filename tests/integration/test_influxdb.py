@@ -44,7 +44,6 @@ data model (model_point below).
 Usage: /usr/bin/python3 tests/integration/test_influxdb.py      ($SY_BIN is
 the daemon, $SY_PLUGIN_DIR its plugins, as tests/run.sh sets them)
 """
-import collections
 import os
 import signal
 import subprocess
@@ -56,26 +55,25 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from lib import REPO_DIR  # noqa: E402
 from lib.influx import INFLUXD, VICTORIA, InfluxServer, VictoriaMetrics  # noqa: E402
 from lib.netutil import LOOPBACK, free_port, free_port_pair, http_get, send_udp  # noqa: E402
-from lib.proc import Process, make_workdir, remove_workdir, wait_until  # noqa: E402
+from lib.daemon import Daemon as SharedDaemon, sink_stat, sink_stat_sum  # noqa: E402
+from lib.proc import make_workdir, remove_workdir, wait_until  # noqa: E402
 from lib.results import Results  # noqa: E402
 from lib.switchyard import switchyard_binary, to_lua  # noqa: E402
 
 TEST_NAME = "test_influxdb"
-SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
-                   "SUMMARY: UndefinedBehaviorSanitizer")
 
 
 # ---------------------------------------------------------------------------
 # switchyard with an influxdb sink and a console sink
 
 
-class Daemon:
+class Daemon(SharedDaemon):
+    """switchyard on UDP with the influxdb sink `i` and a console sink `c`
+    (tests/lib/daemon.py does the rest)."""
+
     def __init__(self, workdir, name, sink, options=None, routes_lua=None, extra_sinks=None):
-        self.workdir = workdir
-        self.name = name
+        super().__init__(name, workdir)
         self.port = free_port_pair()
-        self.console_path = os.path.join(workdir, name + ".console.txt")
-        self.config_path = os.path.join(workdir, name + ".config.lua")
         cfg = {
             "listen": ["udp://%s:%d" % (LOOPBACK, self.port)],
             "flushInterval": 1000,
@@ -93,55 +91,17 @@ class Daemon:
         body = to_lua(cfg)
         if routes_lua:
             body = body.rstrip().rstrip("}") + "  routes = " + routes_lua + ",\n}"
-        with open(self.config_path, "w") as f:
-            f.write("-- written by tests/integration/test_influxdb.py\n"
-                    'local route = require "switchyard.route"\nreturn ' + body + "\n")
-        self.proc = None
-        self.exit_code = None
+        self.config = ("-- written by tests/integration/test_influxdb.py\n"
+                       'local route = require "switchyard.route"\nreturn ' + body + "\n")
 
     def start(self):
-        binary = switchyard_binary()
-        if not os.access(binary, os.X_OK):
+        """UDP only: started once the first flush reached the console."""
+        if not super().start(self.config):
             return False
-        self.proc = Process(self.name, [binary, "-c", self.config_path], self.workdir,
-                            cwd=REPO_DIR).start()
-        # UDP only: wait until the first flush reached the console
-        return bool(wait_until(lambda: not self.proc.alive() or self.flushes(), 10)) and \
-            self.proc.alive()
+        return bool(wait_until(lambda: not self.alive() or self.flushes(), 10)) and self.alive()
 
     def send(self, *lines):
         send_udp(self.port, ["\n".join(lines)])
-
-    def stop(self):
-        if self.proc and self.exit_code is None:
-            self.exit_code = self.proc.stop()
-        return self.exit_code
-
-    def stderr(self):
-        try:
-            with open(self.proc.stderr_path, "rb") as f:
-                return f.read().decode("utf-8", "replace")
-        except (OSError, AttributeError):
-            return ""
-
-    def logs(self):
-        return self.proc.logs() if self.proc else "(%s never started)" % self.name
-
-    def flushes(self):
-        """The console file as an ordered list of (ts, {name: value-text})."""
-        by_ts = collections.OrderedDict()
-        try:
-            with open(self.console_path, "rb") as f:
-                for raw in f:
-                    line = raw.decode("utf-8", "surrogateescape").rstrip("\n")
-                    name, _, rest = line.rpartition(" ")
-                    name, _, value = name.rpartition(" ")
-                    if not name or not rest.isdigit():
-                        continue
-                    by_ts.setdefault(int(rest), {})[name] = value
-        except OSError:
-            pass
-        return list(by_ts.items())
 
     def metric(self, name, sink="i"):
         """A sink's value on /metrics (switchyard_sink_NAME{sink="i"})."""
@@ -152,30 +112,6 @@ class Daemon:
                 return float(line[len(want):])
         return None
 
-    def wait_flushes(self, n, timeout=10.0):
-        have = len(self.flushes())
-        return wait_until(lambda: len(self.flushes()) >= have + n, timeout)
-
-
-def sink_stat(metrics, stat, sink="i"):
-    suffix = ".switchyard.sink.%s.%s" % (sink, stat)
-    for name, value in metrics.items():
-        if name.endswith(suffix):
-            return float(value)
-    return None
-
-
-def sink_stat_sum(flushes, stat):
-    return sum(sink_stat(m, stat) or 0 for _, m in flushes)
-
-
-def check_clean_exit(results, label, daemon):
-    code = daemon.stop()
-    results.check("%s: switchyard exits 0 on SIGTERM" % label, code == 0,
-                  "exit code %r\n%s" % (code, daemon.logs()))
-    err = daemon.stderr()
-    marks = [m for m in SANITIZER_MARKS if m in err]
-    results.check("%s: no sanitizer report" % label, not marks, err[-6000:])
 
 
 # ---------------------------------------------------------------------------
@@ -315,11 +251,11 @@ def case_values(results, workdir):
                       data.get("stats.timers.mt x,y=2", {}, ts, "upper") == 15 and
                       data.get("stats.gauges.m sp,c=1", {}, ts, "value") == 14,
                       repr(srv.measurements("sy")))
-        sent = sink_stat_sum(flushes, "sent")
+        sent = sink_stat_sum(flushes, "i", "sent")
         results.check("%s: sent counted, nothing dropped, no errors" % label,
-                      sent > 0 and sink_stat_sum(flushes, "dropped") == 0 and
+                      sent > 0 and sink_stat_sum(flushes, "i", "dropped") == 0 and
                       d.metric("switchyard_sink_errors_total") == 0,
-                      "sent %s dropped %s errors %s" % (sent, sink_stat_sum(flushes, "dropped"),
+                      "sent %s dropped %s errors %s" % (sent, sink_stat_sum(flushes, "i", "dropped"),
                                                         d.metric("switchyard_sink_errors_total")))
         flat = InfluxData(srv, "flat")
         bad = compare_flushes(flat, flushes, layout="value",
@@ -329,7 +265,7 @@ def case_values(results, workdir):
                       26.25, "\n".join(map(repr, bad[:20])))
     finally:
         if d:
-            check_clean_exit(results, label, d)
+            d.finish(results, label)
         srv.stop()
 
 
@@ -394,18 +330,18 @@ def case_escaping(results, workdir):
                       "stats.gauges.e.trail" not in names, repr(names))
         f = dict(flushes).get(ts + 1) or {}
         both = {k: v for t, m in flushes for k, v in m.items() if t >= ts}
-        dropped = sink_stat_sum([(t, m) for t, m in flushes if t >= ts], "dropped")
-        adjusted = sink_stat_sum([(t, m) for t, m in flushes if t >= ts], "adjusted")
+        dropped = sink_stat_sum([(t, m) for t, m in flushes if t >= ts], "i", "dropped")
+        adjusted = sink_stat_sum([(t, m) for t, m in flushes if t >= ts], "i", "adjusted")
         results.check("%s: one value dropped, three points adjusted, no errors" % label,
                       dropped == 1 and adjusted == 3 and d.metric("switchyard_sink_errors_total") == 0,
                       "dropped %s adjusted %s errors %s %r" % (
                           dropped, adjusted, d.metric("switchyard_sink_errors_total"), (f, both)))
         results.check("%s: the drop and the adjustments are logged" % label,
-                      "cannot be written in line protocol" in d.stderr() and
-                      "without some of their tags" in d.stderr(), d.stderr()[-3000:])
+                      "cannot be written in line protocol" in d.log() and
+                      "without some of their tags" in d.log(), d.log()[-3000:])
     finally:
         if d:
-            check_clean_exit(results, label, d)
+            d.finish(results, label)
         srv.stop()
 
 
@@ -451,25 +387,25 @@ def case_restart(results, workdir):
         bad = compare_flushes(data, before, skip=internal)
         results.check("%s: the flushes before the kill survived it (%d)" % (label, len(before)),
                       not bad, "\n".join(map(repr, bad[:10])))
-        dropped = sink_stat_sum(flushes, "dropped")
+        dropped = sink_stat_sum(flushes, "i", "dropped")
         errors = d.metric("switchyard_sink_errors_total")
         results.check("%s: values beyond the queue dropped and counted, errors counted" % label,
                       dropped > 0 and errors > 0, "dropped %s errors %s" % (dropped, errors))
         # the values given to the sink: every name of every flush but the
         # last (whose own counters come in the next one)
         given = sum(len(m) for _, m in flushes[:-1])
-        sent = sink_stat_sum(flushes, "sent")
-        queued = sink_stat(flushes[-1][1], "queued")
+        sent = sink_stat_sum(flushes, "i", "sent")
+        queued = sink_stat(flushes[-1][1], "i", "queued")
         results.check("%s: sent + dropped + queued = given" % label,
                       sent + dropped + queued == given,
                       "sent %s + dropped %s + queued %s != %s" % (sent, dropped, queued, given))
-        conn = [sink_stat(m, "connected") for _, m in flushes[down_at + 1:up_at]]
+        conn = [sink_stat(m, "i", "connected") for _, m in flushes[down_at + 1:up_at]]
         results.check("%s: connected was 0 while influxd was down" % label, 0 in conn, repr(conn))
         results.check("%s: the outage is logged once, not per retry" % label,
-                      d.stderr().count("retrying in") == 1, d.stderr()[-3000:])
+                      d.log().count("retrying in") == 1, d.log()[-3000:])
     finally:
         if d:
-            check_clean_exit(results, label, d)
+            d.finish(results, label)
         srv.stop()
 
 
@@ -513,11 +449,11 @@ def case_pacing(results, workdir):
             time.sleep(0.5)
         results.check("%s: all %d values of one flush stored (the queue holds a fraction)" %
                       (label, n), ts is not None and stored == n, "stored %r" % stored)
-        results.check("%s: nothing dropped" % label, sink_stat_sum(flushes, "dropped") == 0,
-                      repr(sink_stat_sum(flushes, "dropped")))
+        results.check("%s: nothing dropped" % label, sink_stat_sum(flushes, "i", "dropped") == 0,
+                      repr(sink_stat_sum(flushes, "i", "dropped")))
     finally:
         if d:
-            check_clean_exit(results, label, d)
+            d.finish(results, label)
         srv.stop()
 
 
@@ -544,12 +480,12 @@ def case_5xx(results, workdir):
         errors = d.metric("switchyard_sink_errors_total")
         retries = d.metric("switchyard_sink_reconnects_total")
         results.check("%s: each 500 counted as an error, retried, nothing sent or dropped" % label,
-                      errors >= 3 and retries >= 2 and sink_stat_sum(during, "sent") == 0 and
-                      sink_stat_sum(during, "dropped") == 0 and
-                      sink_stat(during[-1][1], "queued") > 0,
+                      errors >= 3 and retries >= 2 and sink_stat_sum(during, "i", "sent") == 0 and
+                      sink_stat_sum(during, "i", "dropped") == 0 and
+                      sink_stat(during[-1][1], "i", "queued") > 0,
                       "errors %s retries %s %r" % (errors, retries, during[-1][1]))
         results.check("%s: the 500 is logged once for the outage, with the code" % label,
-                      d.stderr().count("HTTP 500") == 1, d.stderr()[-3000:])
+                      d.log().count("HTTP 500") == 1, d.log()[-3000:])
         results.check("%s: influxd restarted without the write timeout" % label, srv.restart(),
                       srv.logs())
         d.send("five.g:9|g")
@@ -561,11 +497,11 @@ def case_5xx(results, workdir):
                       label, len(flushes) - 2), not bad and len(flushes) >= 6,
                       "\n".join(map(repr, bad[:10])) + d.logs())
         results.check("%s: nothing dropped, the recovery logged" % label,
-                      sink_stat_sum(flushes, "dropped") == 0 and "takes writes again" in d.stderr(),
-                      d.stderr()[-3000:])
+                      sink_stat_sum(flushes, "i", "dropped") == 0 and "takes writes again" in d.log(),
+                      d.log()[-3000:])
     finally:
         if d:
-            check_clean_exit(results, label, d)
+            d.finish(results, label)
         srv.stop()
 
 
@@ -599,7 +535,7 @@ def case_stall(results, workdir):
                       max(b - a for (a, _), (b, _) in zip(stalled, stalled[1:])) == 1,
                       repr([t for t, _ in stalled]))
         results.check("%s: the unanswered POSTs timed out and were counted" % label,
-                      timeouts >= 1 and "timed out" in d.stderr(), d.stderr()[-2000:])
+                      timeouts >= 1 and "timed out" in d.log(), d.log()[-2000:])
         d.wait_flushes(3)
         flushes = d.flushes()
         bad = compare_flushes(InfluxData(srv, "sy"), flushes[1:-1], skip=internal)
@@ -607,7 +543,7 @@ def case_stall(results, workdir):
                       not bad, "\n".join(map(repr, bad[:10])) + d.logs())
     finally:
         if d:
-            check_clean_exit(results, label, d)
+            d.finish(results, label)
         srv.stop()
 
 
@@ -629,21 +565,21 @@ def case_refused(results, workdir):
             d.send("x.g:1|g")
             d.wait_flushes(1)
         flushes = d.flushes()
-        dropped = sink_stat_sum(flushes, "dropped")
+        dropped = sink_stat_sum(flushes, "i", "dropped")
         errors = d.metric("switchyard_sink_errors_total")
         results.check("%s: refused values dropped and counted as errors" % label,
-                      dropped > 0 and errors > 0 and sink_stat_sum(flushes, "sent") == 0,
+                      dropped > 0 and errors > 0 and sink_stat_sum(flushes, "i", "sent") == 0,
                       "dropped %s errors %s" % (dropped, errors))
         results.check("%s: not retried (nothing waits)" % label,
-                      sink_stat(flushes[-1][1], "queued") == 0 and
+                      sink_stat(flushes[-1][1], "i", "queued") == 0 and
                       d.metric("switchyard_sink_reconnects_total") == 0, repr(flushes[-1][1]))
-        err = d.stderr()
+        err = d.log()
         results.check("%s: logged with the server's message, at a bounded rate" % label,
                       "HTTP 404" in err and "database not found" in err and
                       err.count("HTTP 404") <= 2, err[-3000:])
     finally:
         if d:
-            check_clean_exit(results, label, d)
+            d.finish(results, label)
         srv.stop()
 
 
@@ -725,14 +661,14 @@ def case_udp(results, workdir):
                       label, len(flushes)), not bad and len(flushes) >= 2,
                       "\n".join(map(repr, bad[:20])) + srv.logs())
         results.check("%s: sent counted, no errors" % label,
-                      sink_stat_sum(flushes, "sent") > 0 and
+                      sink_stat_sum(flushes, "i", "sent") > 0 and
                       d.metric("switchyard_sink_errors_total") == 0, repr(flushes[-1][1]))
         results.check("%s: datagrams to a closed port counted as errors, and logged" % label,
                       (d.metric("switchyard_sink_errors_total", "u2") or 0) > 0 and
-                      "Connection refused" in d.stderr(), d.stderr()[-2000:])
+                      "Connection refused" in d.log(), d.log()[-2000:])
     finally:
         if d:
-            check_clean_exit(results, label, d)
+            d.finish(results, label)
         srv.stop()
 
 
@@ -778,7 +714,7 @@ def case_samples(results, workdir):
                           repr(g))
     finally:
         if d:
-            check_clean_exit(results, label, d)
+            d.finish(results, label)
         srv.stop()
 
 
@@ -840,7 +776,7 @@ def case_timestamps(results, workdir):
                       (label, vals[:1]), vals and vals[0] == "42", repr(flushes[:3]))
     finally:
         if d:
-            check_clean_exit(results, label, d)
+            d.finish(results, label)
         srv.stop()
 
 
@@ -893,12 +829,12 @@ def case_victoria(results, workdir):
                       not bad and n > 30, "\n".join(map(repr, bad[:20])) +
                       "\n" + repr(list(stored)[:10]))
         results.check("%s: nothing dropped, no errors" % label,
-                      sink_stat_sum(flushes, "dropped") == 0 and
+                      sink_stat_sum(flushes, "i", "dropped") == 0 and
                       d.metric("switchyard_sink_errors_total") == 0 and
-                      sink_stat_sum(flushes, "sent") > 0, repr(flushes[-1][1]))
+                      sink_stat_sum(flushes, "i", "sent") > 0, repr(flushes[-1][1]))
     finally:
         if d:
-            check_clean_exit(results, label, d)
+            d.finish(results, label)
         vm.stop()
 
 

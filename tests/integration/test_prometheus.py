@@ -32,8 +32,6 @@ Usage: /usr/bin/python3 tests/integration/test_prometheus.py   ($SY_BIN)
 """
 import os
 import re
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -41,16 +39,14 @@ import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from lib import REPO_DIR  # noqa: E402
 from lib.netutil import LOOPBACK, free_port, free_port_pair, http_get, send_udp, wait_for_port  # noqa: E402
-from lib.proc import Process, make_workdir, remove_workdir, wait_until  # noqa: E402
+from lib.daemon import Daemon as SharedDaemon  # noqa: E402
+from lib.proc import make_workdir, remove_workdir, wait_until  # noqa: E402
 from lib.prom import PROMETHEUS, PROMTOOL, PrometheusServer, promtool_check  # noqa: E402
 from lib.results import Results  # noqa: E402
 from lib.switchyard import switchyard_binary, to_lua  # noqa: E402
 
 TEST_NAME = "test_prometheus"
-SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
-                   "SUMMARY: UndefinedBehaviorSanitizer")
 
 _LINE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$')
 _LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
@@ -78,16 +74,15 @@ def val(samples, name, **labels):
     return samples.get((name, frozenset(labels.items())))
 
 
-class Daemon:
+class Daemon(SharedDaemon):
+    """switchyard with three prometheus sinks and a console sink
+    (tests/lib/daemon.py does the rest)."""
+
     def __init__(self, workdir):
-        self.workdir = workdir
+        super().__init__("switchyard", workdir)
         self.port = free_port_pair()
         self.http = free_port()
         self.pages = {"prom": free_port(), "hist": free_port(), "short": free_port()}
-        self.config_path = os.path.join(workdir, "prom.config.lua")
-        with open(self.config_path, "w") as f:
-            f.write(self.config())
-        self.proc = None
 
     def config(self, prom_extra=""):
         p = self.pages
@@ -112,12 +107,12 @@ return {
 }
 """ % {"lo": LOOPBACK, "port": self.port, "http": self.http, "prom": p["prom"],
        "hist": p["hist"], "short": p["short"], "extra": prom_extra,
-       "console": to_lua(os.path.join(self.workdir, "console.txt"))}
+       "console": to_lua(self.console_path)}
 
     def start(self):
-        self.proc = Process("switchyard", [switchyard_binary(), "-c", self.config_path],
-                            self.workdir, cwd=REPO_DIR).start()
-        return all(wait_for_port(p, 10, alive=self.proc.alive)
+        if not super().start(self.config()):
+            return False
+        return all(wait_for_port(p, 10, alive=self.alive)
                    for p in [self.port, self.http] + list(self.pages.values()))
 
     def page(self, sink):
@@ -132,9 +127,6 @@ return {
 
     def send(self, lines):
         send_udp(self.port, [l if isinstance(l, bytes) else l.encode() for l in lines])
-
-    def logs(self):
-        return self.proc.logs() if self.proc else "(not started)"
 
 
 # The traffic of case 1, one datagram each (UDP keeps their order).
@@ -315,9 +307,8 @@ def case_prometheus(res, d, workdir):
 def case_reload(res, d):
     """A reload that changes the sink's settings opens the new instance
     while the old one still listens (SO_REUSEPORT), then retires the old."""
-    with open(d.config_path, "w") as f:
-        f.write(d.config(", ttl = 600"))
-    os.kill(d.proc.pid, signal.SIGHUP)
+    d.write_config(d.config(", ttl = 600"))
+    d.hup()
     ok = wait_until(lambda: "reload: sink 'prom' (re)opened" in d.logs(), 10)
     res.check("reload with a changed prom sink: reopened on the same port", ok, d.logs()[-3000:])
     d.send(["after.reload:1|c"])
@@ -373,11 +364,8 @@ def main():
         traceback.print_exc()
         res.check("harness ran without error", False, repr(e))
     finally:
-        if d.proc:
-            rc = d.proc.stop()
-            logs = d.logs()
-            res.check("switchyard exits cleanly (%r), no sanitizer report" % rc,
-                      rc == 0 and not any(m in logs for m in SANITIZER_MARKS), logs[-4000:])
+        if d.pid is not None:
+            d.finish(res, "at the end")
         remove_workdir(workdir)
     res.note("took %.1f s" % (time.monotonic() - t0))
     return res.finish()

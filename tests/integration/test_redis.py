@@ -37,7 +37,6 @@ the restart and the checks can cover every flush.
 Usage: /usr/bin/python3 tests/integration/test_redis.py      ($SY_BIN is
 the daemon, $SY_PLUGIN_DIR its plugins, as tests/run.sh sets them)
 """
-import collections
 import os
 import re
 import signal
@@ -47,13 +46,11 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from lib import REPO_DIR  # noqa: E402
-from lib.netutil import (LOOPBACK, free_port_pair, send_udp,  # noqa: E402
-                         sleep_until_phase, wait_for_port)
-from lib.proc import Process, make_workdir, remove_workdir, wait_until  # noqa: E402
+from lib.daemon import Daemon as SharedDaemon, sink_stat, sink_stat_sum  # noqa: E402
+from lib.netutil import LOOPBACK, free_port_pair, send_udp, sleep_until_phase  # noqa: E402
+from lib.proc import make_workdir, remove_workdir, wait_until  # noqa: E402
 from lib.results import Results  # noqa: E402
 from lib.resp import REDIS_SERVER, RedisServer, Resp, query  # noqa: E402
-from lib import sanitizer  # noqa: E402
 from lib.switchyard import switchyard_binary, to_lua  # noqa: E402
 
 TEST_NAME = "test_redis"
@@ -64,16 +61,13 @@ PREFIX = "switchyard:"
 # switchyard with a redis sink and a console sink
 
 
-class Daemon:
+class Daemon(SharedDaemon):
     """switchyard listening on UDP+TCP (one port number), with the redis
-    sinks given and a console sink `c` writing to a file."""
+    sinks given and a console sink `c` (tests/lib/daemon.py does the rest)."""
 
     def __init__(self, workdir, name, redis_sinks, options=None):
-        self.workdir = workdir
-        self.name = name
+        super().__init__(name, workdir)
         self.port = free_port_pair()
-        self.console_path = os.path.join(workdir, name + ".console.txt")
-        self.config_path = os.path.join(workdir, name + ".config.lua")
         cfg = {
             "listen": ["udp://%s:%d" % (LOOPBACK, self.port),
                        "tcp://%s:%d" % (LOOPBACK, self.port)],
@@ -88,73 +82,13 @@ class Daemon:
             s.update(settings)
             sinks[sname] = s
         cfg["sinks"] = sinks
-        with open(self.config_path, "w") as f:
-            f.write("-- written by tests/integration/test_redis.py\nreturn " + to_lua(cfg) + "\n")
-        self.proc = None
-        self.exit_code = None
+        self.config = "-- written by tests/integration/test_redis.py\nreturn " + to_lua(cfg) + "\n"
 
     def start(self):
-        binary = switchyard_binary()
-        if not os.access(binary, os.X_OK):
-            return False
-        self.proc = Process(self.name, [binary, "-c", self.config_path], self.workdir,
-                            cwd=REPO_DIR).start()
-        return wait_for_port(self.port, 10.0, alive=self.proc.alive)
-
-    def alive(self):
-        return self.proc is not None and self.proc.alive()
+        return super().start(self.config, port=self.port, timeout=10.0)
 
     def send(self, *lines):
         send_udp(self.port, ["\n".join(lines)])
-
-    def stop(self):
-        if self.proc and self.exit_code is None:
-            self.exit_code = self.proc.stop()
-        return self.exit_code
-
-    def stderr(self):
-        try:
-            with open(self.proc.stderr_path, "rb") as f:
-                return f.read().decode("utf-8", "replace")
-        except (OSError, AttributeError):
-            return ""
-
-    def logs(self):
-        return self.proc.logs() if self.proc else "(%s never started)" % self.name
-
-    def flushes(self):
-        """The console file as an ordered list of (ts, {name: value-text}),
-        one entry per flush timestamp."""
-        by_ts = collections.OrderedDict()
-        try:
-            with open(self.console_path) as f:
-                for line in f:
-                    parts = line.rstrip("\n").split(" ")
-                    if len(parts) != 3:
-                        continue
-                    name, value, ts = parts
-                    by_ts.setdefault(int(ts), {})[name] = value
-        except OSError:
-            pass
-        return list(by_ts.items())
-
-    def wait_flushes(self, n, timeout=10.0):
-        """Wait until the console has at least n more flushes than now."""
-        have = len(self.flushes())
-        return wait_until(lambda: len(self.flushes()) >= have + n, timeout)
-
-
-def sink_stat(metrics, sink, stat):
-    """switchyard's own metric for a sink in one flush, as a number."""
-    suffix = ".switchyard.sink.%s.%s" % (sink, stat)
-    for name, value in metrics.items():
-        if name.endswith(suffix):
-            return float(value)
-    return None
-
-
-def sink_stat_sum(flushes, sink, stat):
-    return sum(sink_stat(m, sink, stat) or 0 for _, m in flushes)
 
 
 class Sender:
@@ -219,14 +153,6 @@ def flush_gaps(flushes):
     return max((b - a for a, b in zip(ts, ts[1:])), default=0)
 
 
-def check_clean_exit(results, label, daemon):
-    code = daemon.stop()
-    results.check("%s: switchyard exits 0 on SIGTERM" % label, code == 0,
-                  "exit code %r\n%s" % (code, daemon.logs()))
-    p = daemon.proc
-    sanitizer.check_clean(results, label, p.argv[0], p.pid, daemon.stderr(), p.env)
-
-
 # ---------------------------------------------------------------------------
 # 1. values
 
@@ -270,13 +196,7 @@ def case_values(results, workdir):
             return
         sleep_until_phase(1.0, 0.3)
         daemon.send(ROUND)
-
-        def flushed():
-            for ts, m in daemon.flushes():
-                if m.get("stats.gauges.it.gauge") == "42":
-                    return ts
-            return None
-        ts = wait_until(flushed, 5.0)
+        ts = daemon.wait_flush_with("stats.gauges.it.gauge", "42")
         if not results.check("%s: the flush reached the console sink" % label, ts is not None,
                              daemon.logs()):
             return
@@ -307,7 +227,7 @@ def case_values(results, workdir):
         results.check("%s: latest is a hash, names a set" % label, typ == ("hash", "set"),
                       repr(typ))
         c.close()
-        check_clean_exit(results, label, daemon)
+        daemon.finish(results, label)
     finally:
         daemon.stop()
         redis.stop()
@@ -350,11 +270,11 @@ def case_auth(results, workdir):
         results.check("%s: the sink with the wrong password reports connected 0" % label,
                       bool(fl) and sink_stat(fl[-1][1], "bad", "connected") == 0,
                       repr(fl[-1][1] if fl else None))
-        err = daemon.stderr()
+        err = daemon.log()
         results.check("%s: the refused AUTH is logged" % label,
                       "sink 'bad'" in err and "AUTH" in err, err[-3000:])
         results.check("%s: switchyard keeps running" % label, daemon.alive(), daemon.logs())
-        check_clean_exit(results, label, daemon)
+        daemon.finish(results, label)
     finally:
         daemon.stop()
         redis.stop()
@@ -434,10 +354,10 @@ def case_outage(results, workdir):
         results.check("%s: the console sink kept flushing every second" % label,
                       flush_gaps(flushes) <= 1, "timestamps %r" % [t for t, _ in flushes])
         again = re.findall(r"lost: .*; (\d+) unanswered metrics to be written again",
-                           daemon.stderr())
+                           daemon.log())
         results.check("%s: the unanswered metrics were queued again" % label,
-                      bool(again) and int(again[0]) > 0, daemon.stderr()[-3000:])
-        check_clean_exit(results, label, daemon)
+                      bool(again) and int(again[0]) > 0, daemon.log()[-3000:])
+        daemon.finish(results, label)
     finally:
         if sender:
             sender.stop()
@@ -501,9 +421,9 @@ def case_queue_bound(results, workdir):
         results.check("%s: the oldest outage flush was kept and replayed" % label,
                       bad is not None and down and min(down) not in {ts for ts, _, _, _ in bad},
                       "missing %r, outage flushes %r" % (bad, sorted(down)))
-        err = daemon.stderr()
+        err = daemon.log()
         results.check("%s: the drops are logged" % label, "metrics dropped" in err, err[-3000:])
-        check_clean_exit(results, label, daemon)
+        daemon.finish(results, label)
     finally:
         if sender:
             sender.stop()
@@ -546,7 +466,7 @@ def case_down_at_start(results, workdir):
                       repr(sink_stat_sum(flushes, "r", "dropped")))
         results.check("%s: connected once Redis is up" % label,
                       sink_stat(flushes[-1][1], "r", "connected") == 1, repr(flushes[-1][1]))
-        check_clean_exit(results, label, daemon)
+        daemon.finish(results, label)
     finally:
         if sender:
             sender.stop()
@@ -584,12 +504,12 @@ def case_stall(results, workdir):
                       bad == [], "missing or wrong: %r\n%s" % ((bad or [])[:10], daemon.logs()))
         results.check("%s: the console sink kept flushing every second" % label,
                       flush_gaps(flushes) <= 1, "timestamps %r" % [t for t, _ in flushes])
-        err = daemon.stderr()
+        err = daemon.log()
         results.check("%s: the stalled connection was dropped" % label, "no reply for" in err,
                       err[-3000:])
         results.check("%s: nothing dropped" % label, sink_stat_sum(flushes, "r", "dropped") == 0,
                       repr(sink_stat_sum(flushes, "r", "dropped")))
-        check_clean_exit(results, label, daemon)
+        daemon.finish(results, label)
     finally:
         if sender:
             sender.stop()

@@ -49,13 +49,11 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from lib import REPO_DIR  # noqa: E402
+from lib.daemon import Daemon as SharedDaemon, sink_stat, sink_stat_sum  # noqa: E402
 from lib.netutil import LOOPBACK, free_port, free_port_pair, send_udp, sleep_until_phase  # noqa: E402
-from lib.netutil import wait_for_port  # noqa: E402
-from lib.proc import Process, make_workdir, remove_workdir, wait_until  # noqa: E402
+from lib.proc import make_workdir, remove_workdir, wait_until  # noqa: E402
 from lib.results import Results  # noqa: E402
 from lib.resp import REDIS_SERVER, RedisServer, Resp, query  # noqa: E402
-from lib import sanitizer  # noqa: E402
 from lib.switchyard import switchyard_binary, to_lua  # noqa: E402
 
 TEST_NAME = "test_redis_cluster"
@@ -189,13 +187,13 @@ class Cluster:
 # switchyard with the redis sink in cluster mode and a console sink
 
 
-class Daemon:
+class Daemon(SharedDaemon):
+    """switchyard on UDP+TCP (one port number) with the redis sink `r` in
+    cluster mode and a console sink `c` (tests/lib/daemon.py does the rest)."""
+
     def __init__(self, workdir, name, redis_settings, options=None, extra_sinks=None):
-        self.workdir = workdir
-        self.name = name
+        super().__init__(name, workdir)
         self.port = free_port_pair()
-        self.console_path = os.path.join(workdir, name + ".console.txt")
-        self.config_path = os.path.join(workdir, name + ".config.lua")
         cfg = {
             "listen": ["udp://%s:%d" % (LOOPBACK, self.port),
                        "tcp://%s:%d" % (LOOPBACK, self.port)],
@@ -212,22 +210,11 @@ class Daemon:
             x = dict(s)
             x.update(settings)
             cfg["sinks"][sname] = x
-        with open(self.config_path, "w") as f:
-            f.write("-- written by tests/integration/test_redis_cluster.py\nreturn " +
-                    to_lua(cfg) + "\n")
-        self.proc = None
-        self.exit_code = None
+        self.config = ("-- written by tests/integration/test_redis_cluster.py\nreturn " +
+                       to_lua(cfg) + "\n")
 
     def start(self):
-        binary = switchyard_binary()
-        if not os.access(binary, os.X_OK):
-            return False
-        self.proc = Process(self.name, [binary, "-c", self.config_path], self.workdir,
-                            cwd=REPO_DIR).start()
-        return wait_for_port(self.port, 10.0, alive=self.proc.alive)
-
-    def alive(self):
-        return self.proc is not None and self.proc.alive()
+        return super().start(self.config, port=self.port, timeout=10.0)
 
     def send(self, lines):
         """Lines in datagrams of at most ~1000 bytes."""
@@ -240,52 +227,6 @@ class Daemon:
         if cur:
             grams.append("\n".join(cur))
         send_udp(self.port, grams)
-
-    def stop(self):
-        if self.proc and self.exit_code is None:
-            self.exit_code = self.proc.stop()
-        return self.exit_code
-
-    def stderr(self):
-        try:
-            with open(self.proc.stderr_path, "rb") as f:
-                return f.read().decode("utf-8", "replace")
-        except (OSError, AttributeError):
-            return ""
-
-    def logs(self):
-        return self.proc.logs() if self.proc else "(%s never started)" % self.name
-
-    def flushes(self):
-        """The console file as an ordered list of (ts, {name: value-text})."""
-        by_ts = collections.OrderedDict()
-        try:
-            with open(self.console_path) as f:
-                for line in f:
-                    parts = line.rstrip("\n").rsplit(" ", 2)
-                    if len(parts) != 3:
-                        continue
-                    name, value, ts = parts
-                    by_ts.setdefault(int(ts), {})[name] = value
-        except OSError:
-            pass
-        return list(by_ts.items())
-
-    def wait_flushes(self, n, timeout=10.0):
-        have = len(self.flushes())
-        return wait_until(lambda: len(self.flushes()) >= have + n, timeout)
-
-
-def sink_stat(metrics, sink, stat):
-    suffix = ".switchyard.sink.%s.%s" % (sink, stat)
-    for name, value in metrics.items():
-        if name.endswith(suffix):
-            return float(value)
-    return None
-
-
-def sink_stat_sum(flushes, sink, stat):
-    return sum(sink_stat(m, sink, stat) or 0 for _, m in flushes)
 
 
 # ---------------------------------------------------------------------------
@@ -488,7 +429,7 @@ def check_series(results, label, cluster, daemon, names_filter, timeout=10.0):
     results.check("%s: every flush of every metric is in its series on the owning master "
                   "(%d flushes)" % (label, len(flushes)), not bad,
                   "missing or wrong (name, ts, want, got): %r\n%s"
-                  % ((bad or [])[:8], daemon.stderr()[-3000:]))
+                  % ((bad or [])[:8], daemon.log()[-3000:]))
     return flushes, owner
 
 
@@ -508,14 +449,14 @@ def case_before_cluster(results, cluster, daemon):
                   (sink_stat(fl[-1][1], "r", "queued") or 0) > 0,
                   repr([(sink_stat(m, "r", "connected"), sink_stat(m, "r", "queued"))
                         for _, m in fl]))
-    err = daemon.stderr()
+    err = daemon.log()
     results.check("%s: the empty slot map is logged" % label, "no slot is served" in err,
                   err[-2000:])
     if not results.check("%s: three masters form a cluster" % label, cluster.create(),
                          cluster.create_out + "\n" + cluster.logs()):
         return False
     results.check("%s: the sink connects to every master" % label, wait_settled(daemon),
-                  daemon.stderr()[-3000:])
+                  daemon.log()[-3000:])
     check_series(results, label, cluster, daemon, lambda n: True)
     return True
 
@@ -535,13 +476,7 @@ def case_values(results, cluster, daemon):
     lines, want = first_round()
     sleep_until_phase(1.0, 0.3)
     daemon.send(lines)
-
-    def flushed():
-        for ts, m in daemon.flushes():
-            if m.get("stats.gauges.cl.g.00") == "1":
-                return ts
-        return None
-    ts = wait_until(flushed, 5.0)
+    ts = daemon.wait_flush_with("stats.gauges.cl.g.00", "1")
     if not results.check("%s: the flush reached the console sink" % label, ts is not None,
                          daemon.logs()):
         return
@@ -674,7 +609,7 @@ def case_migration(results, cluster, daemon):
     check_latest(results, label, cluster, daemon, owner)
     dropped = sink_stat_sum(daemon.flushes(), "r", "dropped")
     results.check("%s: nothing dropped" % label, dropped == 0, "dropped %r" % dropped)
-    err = daemon.stderr()
+    err = daemon.log()
     results.check("%s: the sink logged the redirects it followed" % label,
                   "following cluster redirects" in err and "ASK" in err and "MOVED" in err,
                   err[-3000:])
@@ -732,7 +667,7 @@ def case_failure(results, cluster, daemon):
     ts = [t for t, _ in fl]
     results.check("%s: the console sink kept flushing every second" % label,
                   max((b - a for a, b in zip(ts, ts[1:])), default=0) <= 1, repr(ts))
-    err = daemon.stderr()
+    err = daemon.log()
     results.check("%s: the stalled connection was dropped and logged" % label,
                   "no reply for" in err, err[-3000:])
     check_latest(results, label, cluster, daemon, owner)
@@ -794,15 +729,14 @@ def main():
         code = daemon.stop()
         results.check("switchyard exits 0 on SIGTERM", code == 0,
                       "exit code %r\n%s" % (code, daemon.logs()))
-        err = daemon.stderr()
+        err = daemon.log()
         m = re.search(r"sink 'r': cluster redirects followed: (\d+) MOVED, (\d+) ASK", err)
         results.check("the sink followed both -ASK and -MOVED redirects (closing log)",
                       m is not None and int(m.group(1)) > 0 and int(m.group(2)) > 0,
                       err[-2000:])
         if m:
             results.note("redirects followed: %s MOVED, %s ASK" % (m.group(1), m.group(2)))
-        sanitizer.check_clean(results, "switchyard", daemon.proc.argv[0], daemon.proc.pid, err,
-                              daemon.proc.env)
+        daemon.check_sanitizer(results, "switchyard")
     except Exception as e:  # a crash of the harness is a failure, not a skip
         import traceback
         traceback.print_exc()

@@ -51,11 +51,12 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from lib import REPO_DIR  # noqa: E402
 from lib.capture import GraphiteCapture  # noqa: E402
-from lib.netutil import LOOPBACK, free_port_pair, send_tcp, sleep_until_phase, wait_for_port  # noqa: E402
-from lib.proc import Process, make_workdir, remove_workdir, wait_until  # noqa: E402
+from lib.daemon import ConfigDaemon  # noqa: E402
+from lib.netutil import LOOPBACK, sleep_until_phase  # noqa: E402
+from lib.proc import make_workdir, remove_workdir, wait_until  # noqa: E402
 from lib.results import Results  # noqa: E402
 from lib.statsd import NPM_DIR, ensure_statsd  # noqa: E402
-from lib.switchyard import switchyard_binary, to_lua  # noqa: E402
+from lib.switchyard import switchyard_binary  # noqa: E402
 
 TEST_NAME = "test_relay_tier"
 
@@ -132,64 +133,6 @@ def hashring_placement(nodes, keys, mode):
 # Daemons
 # ---------------------------------------------------------------------
 
-class Daemon:
-    """One switchyard with a config written here."""
-
-    def __init__(self, name, workdir, options, sinks, routes=None):
-        self.name = name
-        self.workdir = workdir
-        self.options = options
-        self.sinks = sinks
-        self.routes = routes
-        self.port = free_port_pair()
-        self.config_path = os.path.join(workdir, name + ".config.lua")
-        self.proc = None
-        self.start_error = None
-        self.starts = 0
-
-    @property
-    def dest(self):
-        return "%s:%d" % (LOOPBACK, self.port)
-
-    def config(self):
-        cfg = {"listen": ["udp://%s:%d" % (LOOPBACK, self.port),
-                          "tcp://%s:%d" % (LOOPBACK, self.port)]}
-        cfg.update(self.options)
-        cfg["sinks"] = self.sinks
-        text = "-- written by tests/integration/test_relay_tier.py\n"
-        text += 'local route = require "switchyard.route"\n'
-        text += "local cfg = " + to_lua(cfg) + "\n"
-        if self.routes:
-            text += "cfg.routes = " + self.routes + "\n"
-        return text + "return cfg\n"
-
-    def start(self, timeout=10.0):
-        binary = switchyard_binary()
-        if not os.access(binary, os.X_OK):
-            self.start_error = "switchyard binary %s is missing" % binary
-            return False
-        with open(self.config_path, "w") as f:
-            f.write(self.config())
-        self.starts += 1
-        self.proc = Process("%s-%d" % (self.name, self.starts), [binary, "-c", self.config_path],
-                            self.workdir, cwd=REPO_DIR).start()
-        if not wait_for_port(self.port, timeout, alive=self.proc.alive):
-            self.start_error = "did not start listening on tcp %s:%d" % (LOOPBACK, self.port)
-            return False
-        return True
-
-    def send(self, lines):
-        send_tcp(self.port, "\n".join(lines) + "\n")
-
-    def stop(self):
-        return self.proc.stop() if self.proc else None
-
-    def logs(self):
-        if self.proc is None:
-            return "(%s never started: %s)" % (self.name, self.start_error)
-        return self.proc.logs()
-
-
 def graphite_sink(capture):
     return {"plugin": "graphite", "host": LOOPBACK, "port": capture.port,
             "reconnectMinMs": 50, "reconnectMaxMs": 500}
@@ -201,7 +144,7 @@ class Front:
         fwd = {"plugin": "repeater", "destinations": [a.dest for a in aggs],
                "reconnectMinMs": 50, "reconnectMaxMs": 200}
         fwd.update(repeater)
-        self.daemon = Daemon(name, workdir, FRONT_OPTIONS,
+        self.daemon = ConfigDaemon(name, workdir, FRONT_OPTIONS,
                              {"fwd": fwd, "self": graphite_sink(self.capture)}, FRONT_ROUTES)
 
     def stat_values(self, stat):
@@ -572,7 +515,7 @@ def phase_rehash_udp(results, front, aggs, ring):
 def run(results, workdir, aggs, fronts):
     for i in range(4):
         cap = GraphiteCapture()
-        a = Daemon("agg%d" % i, workdir, AGG_OPTIONS, {"carbon": graphite_sink(cap)})
+        a = ConfigDaemon("agg%d" % i, workdir, AGG_OPTIONS, {"carbon": graphite_sink(cap)})
         a.capture = cap
         aggs.append(a)
     ring = Ring([a.dest for a in aggs])

@@ -48,19 +48,17 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from lib import REPO_DIR  # noqa: E402
+from lib.daemon import Daemon as SharedDaemon  # noqa: E402
 from lib.netutil import LOOPBACK, free_port, free_port_pair, http_get, send_udp, wait_for_port  # noqa: E402
-from lib.proc import Process, make_workdir, remove_workdir, wait_until  # noqa: E402
+from lib.proc import make_workdir, remove_workdir, wait_until  # noqa: E402
 from lib.prom import PROMETHEUS, VICTORIA_METRICS, PrometheusServer, VictoriaMetricsServer  # noqa: E402
 from lib.results import Results  # noqa: E402
-from lib.switchyard import switchyard_binary, to_lua  # noqa: E402
+from lib.switchyard import switchyard_binary  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from test_prometheus import parse_page, val  # noqa: E402
 
 TEST_NAME = "test_remote_write"
-SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
-                   "SUMMARY: UndefinedBehaviorSanitizer")
 
 LINES = (["api.req.count:1|c", "api.req.count:2|c|@0.5",
           "req_total:3|c|#env:prod,region:eu",
@@ -74,17 +72,18 @@ EXPECT = (("api_req_count_total", 5), ("q_depth", 7), ('req_total{env="prod",reg
           ('api_lat_count{path="/x"}', 4), ("_9lives_one_two_three", 1))
 
 
-class Daemon:
+class Daemon(SharedDaemon):
+    """switchyard with the remote_write sinks and a prometheus page
+    (tests/lib/daemon.py does the rest)."""
+
     def __init__(self, workdir, prom_port, vm_port):
-        self.workdir = workdir
+        super().__init__("switchyard", workdir)
         self.port = free_port_pair()
         self.http = free_port()
         self.page_port = free_port()
-        self.config_path = os.path.join(workdir, "rw.config.lua")
         vm = ('vm = { plugin = "remote_write", url = "http://localhost:%d/api/v1/write", '
               'retryMaxMs = 500, timeoutMs = 1000 },' % vm_port) if vm_port else ""
-        with open(self.config_path, "w") as f:
-            f.write("""local route = require "switchyard.route"
+        self.config = ("""local route = require "switchyard.route"
 return {
   listen = { "udp://%(lo)s:%(port)d", "tcp://%(lo)s:%(port)d" },
   flushInterval = 1000,
@@ -106,12 +105,11 @@ return {
 """ % {"lo": LOOPBACK, "port": self.port, "http": self.http, "prom": prom_port, "vm": vm,
                 "page": self.page_port,
                 "all": '"page", "prw", "vm"' if vm_port else '"page", "prw"'})
-        self.proc = None
 
     def start(self):
-        self.proc = Process("switchyard", [switchyard_binary(), "-c", self.config_path],
-                            self.workdir, cwd=REPO_DIR).start()
-        return all(wait_for_port(p, 10, alive=self.proc.alive)
+        if not super().start(self.config):
+            return False
+        return all(wait_for_port(p, 10, alive=self.alive)
                    for p in (self.port, self.http, self.page_port))
 
     def send(self, lines):
@@ -131,9 +129,6 @@ return {
 
     def page_text(self):
         return http_get(self.page_port, "/metrics")[2]
-
-    def logs(self):
-        return self.proc.logs() if self.proc else "(not started)"
 
 
 def check_values(res, store, label):
@@ -385,11 +380,8 @@ def main():
         traceback.print_exc()
         res.check("harness ran without error", False, repr(e))
     finally:
-        if d and d.proc:
-            rc = d.proc.stop()
-            logs = d.logs()
-            res.check("switchyard exits cleanly (%r), no sanitizer report" % rc,
-                      rc == 0 and not any(m in logs for m in SANITIZER_MARKS), logs[-4000:])
+        if d and d.pid is not None:
+            d.finish(res, "at the end")
         prom.stop()
         if vm:
             vm.stop()

@@ -39,12 +39,12 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from lib import REPO_DIR  # noqa: E402
 from lib.capture import GraphiteCapture  # noqa: E402
-from lib.netutil import LOOPBACK, free_port_pair, send_tcp, sleep_until_phase, wait_for_port  # noqa: E402
-from lib.proc import Process, make_workdir, remove_workdir, wait_until  # noqa: E402
+from lib.daemon import ConfigDaemon  # noqa: E402
+from lib.netutil import LOOPBACK, sleep_until_phase  # noqa: E402
+from lib.proc import make_workdir, remove_workdir, wait_until  # noqa: E402
 from lib.results import Results  # noqa: E402
-from lib.switchyard import switchyard_binary, to_lua  # noqa: E402
+from lib.switchyard import switchyard_binary  # noqa: E402
 
 TEST_NAME = "test_repeater"
 
@@ -103,63 +103,6 @@ EXPECTED_TAGGED = [
 ]
 
 
-class Daemon:
-    """One switchyard with a config written here: listeners, sinks, and
-    optionally routes (Lua source, since rules are Lua values)."""
-
-    def __init__(self, name, workdir, options, sinks, routes=None, host=LOOPBACK):
-        self.name = name
-        self.workdir = workdir
-        self.options = options
-        self.sinks = sinks
-        self.routes = routes
-        self.host = host
-        self.port = free_port_pair() if host == LOOPBACK else _free_port6()
-        self.config_path = os.path.join(workdir, name + ".config.lua")
-        self.proc = None
-        self.start_error = None
-        self.starts = 0
-
-    def config(self):
-        h = "[%s]" % self.host if ":" in self.host else self.host
-        cfg = {"listen": ["udp://%s:%d" % (h, self.port), "tcp://%s:%d" % (h, self.port)]}
-        cfg.update(self.options)
-        cfg["sinks"] = self.sinks
-        text = "-- written by tests/integration/test_repeater.py\n"
-        text += 'local route = require "switchyard.route"\n'
-        text += "local cfg = " + to_lua(cfg) + "\n"
-        if self.routes:
-            text += "cfg.routes = " + self.routes + "\n"
-        return text + "return cfg\n"
-
-    def start(self, timeout=10.0):
-        binary = switchyard_binary()
-        if not os.access(binary, os.X_OK):
-            self.start_error = "switchyard binary %s is missing" % binary
-            return False
-        with open(self.config_path, "w") as f:
-            f.write(self.config())
-        self.starts += 1
-        self.proc = Process("%s-%d" % (self.name, self.starts), [binary, "-c", self.config_path],
-                            self.workdir, cwd=REPO_DIR).start()
-        if not wait_for_port(self.port, timeout, host=self.host, alive=self.proc.alive):
-            self.start_error = "did not start listening on tcp %s:%d" % (self.host, self.port)
-            return False
-        return True
-
-    def send(self, lines):
-        """All lines over one TCP connection (no loss on the way in)."""
-        send_tcp(self.port, "\n".join(lines) + "\n", host=self.host)
-
-    def stop(self):
-        return self.proc.stop() if self.proc else None
-
-    def logs(self):
-        if self.proc is None:
-            return "(%s never started: %s)" % (self.name, self.start_error)
-        return self.proc.logs()
-
-
 def _free_port6():
     """A port free for TCP and UDP on ::1."""
     for _ in range(50):
@@ -193,11 +136,12 @@ def front(workdir, name, self_capture, repeater, routes=FRONT_ROUTES):
     """A: the repeater sink `fwd` with the given settings, its own metrics
     into self_capture."""
     sinks = {"fwd": dict({"plugin": "repeater"}, **repeater), "self": graphite_sink(self_capture)}
-    return Daemon(name, workdir, FRONT_OPTIONS, sinks, routes)
+    return ConfigDaemon(name, workdir, FRONT_OPTIONS, sinks, routes)
 
 
 def back(workdir, name, capture, host=LOOPBACK):
-    return Daemon(name, workdir, BACK_OPTIONS, {"carbon": graphite_sink(capture)}, host=host)
+    return ConfigDaemon(name, workdir, BACK_OPTIONS, {"carbon": graphite_sink(capture)}, host=host,
+                        port=None if host == LOOPBACK else _free_port6())
 
 
 def values(capture, pred=lambda n: True):

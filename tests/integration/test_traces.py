@@ -42,6 +42,7 @@ import unicodedata
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from lib import REPO_DIR  # noqa: E402
+from lib.daemon import Daemon  # noqa: E402
 from lib.netutil import LOOPBACK, free_port, free_port_pair, send_udp, wait_for_port  # noqa: E402
 from lib.proc import Process, make_workdir, remove_workdir, wait_until  # noqa: E402
 from lib.results import Results  # noqa: E402
@@ -520,14 +521,13 @@ def console_total(path, stat):
 
 def check_daemon(results, mc, reader, workdir):
     udp = free_port_pair()
-    console = os.path.join(workdir, "console.out")
-    cfg_path = os.path.join(workdir, "traces.config.lua")
+    daemon = Daemon("switchyard", workdir)
+    console = daemon.console_path
     # room for about two finished traces of trace_lines(), for the restart check
-    with open(cfg_path, "w") as f:
-        f.write(CONFIG.format(host=LOOPBACK, udp=udp, mc=mc.port, prefix=PREFIX, maxq=2000,
-                              max_trace=MAX_TRACE_MS, console=console))
-    binary = switchyard_binary()
-    chk = subprocess.run([binary, "--check", cfg_path], stdout=subprocess.PIPE,
+    text = CONFIG.format(host=LOOPBACK, udp=udp, mc=mc.port, prefix=PREFIX, maxq=2000,
+                         max_trace=MAX_TRACE_MS, console=console)
+    daemon.write_config(text)
+    chk = subprocess.run([daemon.binary, "--check", daemon.config_path], stdout=subprocess.PIPE,
                          stderr=subprocess.STDOUT, cwd=REPO_DIR)
     # A refused config is a failure: the daemon checks below would
     # otherwise vanish from the count without a word.
@@ -535,7 +535,7 @@ def check_daemon(results, mc, reader, workdir):
                          chk.returncode == 0, "exit %d: %s" % (chk.returncode,
                                                            chk.stdout.decode().strip())):
         return
-    daemon = Process("switchyard", [binary, "-c", cfg_path], workdir, cwd=REPO_DIR).start()
+    daemon.start(text)
     try:
         time.sleep(0.3)
         if not results.check("switchyard starts with the memcache_traces sink", daemon.alive(),
@@ -611,8 +611,7 @@ def check_daemon(results, mc, reader, workdir):
         check_clamped(results, mc, udp, console, daemon)
         check_restart(results, mc, udp, console, daemon)
     finally:
-        rc = daemon.stop()
-        results.check("switchyard stops cleanly", rc == 0, daemon.logs())
+        daemon.finish(results, "memcache_traces daemon")
 
 
 def check_clamped(results, mc, udp, console, daemon):

@@ -9,13 +9,12 @@ listener) and talks to /query and /write with urllib.
 import json
 import os
 import shutil
-import signal
 import urllib.error
 import urllib.parse
 import urllib.request
 
 from .netutil import LOOPBACK, free_port, wait_for_port
-from .proc import Process, wait_until
+from .proc import Process, Restartable, wait_until
 
 INFLUXD = shutil.which("influxd") or "/usr/bin/influxd"
 VICTORIA = shutil.which("victoria-metrics") or "/usr/bin/victoria-metrics"
@@ -33,13 +32,16 @@ def _http(method, url, body=None, timeout=10):
         return 0, str(e)
 
 
-class InfluxServer:
+class InfluxServer(Restartable):
     """influxd with HTTP on 127.0.0.1:port; udp_db names the database of a
     UDP listener on udp_port (None: no UDP listener)."""
 
+    # influxd 1.6 with a UDP listener can hang on SIGTERM; its data is the
+    # test's, so it gets 2 s before SIGKILL
+    stop_timeout = 2.0
+
     def __init__(self, workdir, name, udp_db=None, udp_precision="", write_timeout=None):
-        self.workdir = workdir
-        self.name = name
+        super().__init__(name, workdir)
         self.port = free_port("tcp")
         self.rpc_port = free_port("tcp")
         self.udp_port = free_port("udp") if udp_db else None
@@ -48,7 +50,6 @@ class InfluxServer:
         self.config = os.path.join(self.dir, "influxdb.conf")
         self.udp_db, self.udp_precision = udp_db, udp_precision
         self.write_config(write_timeout)
-        self.procs = []
 
     def write_config(self, write_timeout=None):
         """The config file; write_timeout (e.g. "1ns") makes every write
@@ -97,16 +98,9 @@ bind-address = "%(lo)s:%(rpc)d"
         with open(self.config, "w") as f:
             f.write(text)
 
-    @property
-    def proc(self):
-        return self.procs[-1] if self.procs else None
-
     def start(self, timeout=20.0):
         env = dict(os.environ, HOME=self.dir)
-        p = Process("%s-%d" % (self.name, len(self.procs) + 1),
-                    [INFLUXD, "-config", self.config], self.workdir, cwd=self.dir,
-                    env=env).start()
-        self.procs.append(p)
+        p = self.spawn([INFLUXD, "-config", self.config], cwd=self.dir, env=env)
         if not wait_for_port(self.port, timeout, alive=p.alive):
             return False
         return bool(wait_until(lambda: _http("GET", self.url("/ping"))[0] == 204, timeout))
@@ -160,27 +154,6 @@ bind-address = "%(lo)s:%(rpc)d"
         self.write_config(write_timeout)
         return self.start()
 
-    def signal(self, sig):
-        os.kill(self.proc.pid, sig)
-
-    def kill(self):
-        """SIGKILL, and wait until it is gone (the port is free again)."""
-        self.signal(signal.SIGKILL)
-        self.proc.popen.wait(10)
-
-    def stop(self):
-        for p in self.procs:
-            if p.alive():
-                try:
-                    os.kill(p.pid, signal.SIGCONT)
-                except ProcessLookupError:
-                    pass
-            # influxd 1.6 with a UDP listener can hang on SIGTERM; its data
-            # is the test's, so it gets 2 s before SIGKILL
-            p.stop(timeout=2)
-
-    def logs(self, limit=6000):
-        return "\n".join(p.logs(limit) for p in self.procs) or "(%s never started)" % self.name
 
 
 class VictoriaMetrics:

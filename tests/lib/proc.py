@@ -78,6 +78,51 @@ class Process:
         return "\n".join(parts) if parts else "---- %s: no output ----" % self.name
 
 
+class Restartable:
+    """A server a test may stop and start again: each start is a new
+    Process named NAME-N, so the earlier runs' output stays for a
+    post-mortem; .proc is the newest.  stop() first wakes a process the
+    test froze with SIGSTOP."""
+
+    stop_timeout = 10.0
+
+    def __init__(self, name, workdir):
+        self.name = name
+        self.workdir = workdir
+        self.procs = []
+
+    @property
+    def proc(self):
+        return self.procs[-1] if self.procs else None
+
+    def spawn(self, argv, cwd=None, env=None):
+        """Start the next run; its Process."""
+        p = Process("%s-%d" % (self.name, len(self.procs) + 1), argv, self.workdir, cwd=cwd,
+                    env=env).start()
+        self.procs.append(p)
+        return p
+
+    def signal(self, sig):
+        os.kill(self.proc.pid, sig)
+
+    def kill(self):
+        """SIGKILL, and wait until it is gone (the port is free again)."""
+        self.signal(signal.SIGKILL)
+        self.proc.popen.wait(10)
+
+    def stop(self):
+        for p in self.procs:
+            if p.alive():
+                try:
+                    os.kill(p.pid, signal.SIGCONT)
+                except ProcessLookupError:
+                    pass
+            p.stop(timeout=self.stop_timeout)
+
+    def logs(self, limit=6000):
+        return "\n".join(p.logs(limit) for p in self.procs) or "(%s never started)" % self.name
+
+
 def make_workdir(prefix):
     """A fresh temp dir for one test run."""
     return tempfile.mkdtemp(prefix=prefix)

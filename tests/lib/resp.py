@@ -10,11 +10,10 @@ the test's own, and can be stopped, continued, killed and started again on
 the same port.
 """
 import os
-import signal
 import socket
 
 from .netutil import LOOPBACK, free_port, wait_for_port
-from .proc import Process, wait_until
+from .proc import Restartable, wait_until
 
 REDIS_SERVER = "/usr/bin/redis-server"
 
@@ -107,7 +106,7 @@ def query(port, *args, password=None, db=None, timeout=5.0):
         c.close()
 
 
-class RedisServer:
+class RedisServer(Restartable):
     """redis-server on 127.0.0.1:port with its data in workdir/name.
 
     aof: an append-only file with appendfsync always, so what Redis
@@ -115,19 +114,13 @@ class RedisServer:
     (e.g. cluster mode)."""
 
     def __init__(self, workdir, name, port=None, password=None, aof=False, extra=()):
-        self.workdir = workdir
-        self.name = name
+        super().__init__(name, workdir)
         self.port = port or free_port("tcp")
         self.password = password
         self.aof = aof
         self.extra = list(extra)
         self.dir = os.path.join(workdir, name)
         os.makedirs(self.dir, exist_ok=True)
-        self.procs = []
-
-    @property
-    def proc(self):
-        return self.procs[-1] if self.procs else None
 
     def start(self, timeout=10.0):
         argv = [REDIS_SERVER, "--port", self.port, "--bind", LOOPBACK, "--save", "",
@@ -139,9 +132,7 @@ class RedisServer:
         if self.password:
             argv += ["--requirepass", self.password]
         argv += self.extra
-        p = Process("%s-%d" % (self.name, len(self.procs) + 1), argv, self.workdir,
-                    cwd=self.dir).start()
-        self.procs.append(p)
+        p = self.spawn(argv, cwd=self.dir)
         if not wait_for_port(self.port, timeout, alive=p.alive):
             return False
         # PING answers PONG once the data is loaded (LOADING before)
@@ -155,25 +146,6 @@ class RedisServer:
         finally:
             c.close()
 
-    def signal(self, sig):
-        os.kill(self.proc.pid, sig)
-
-    def kill(self):
-        """SIGKILL, and wait until it is gone (the port is free again)."""
-        self.signal(signal.SIGKILL)
-        self.proc.popen.wait(10)
-
-    def stop(self):
-        for p in self.procs:
-            if p.alive():
-                try:
-                    os.kill(p.pid, signal.SIGCONT)
-                except ProcessLookupError:
-                    pass
-            p.stop()
-
     def client(self, db=None):
         return Resp(self.port, self.password, db)
 
-    def logs(self, limit=6000):
-        return "\n".join(p.logs(limit) for p in self.procs) or "(%s never started)" % self.name

@@ -240,6 +240,79 @@ static void test_histogram(void **st)
     promstore_free(p);
 }
 
+/* Counting visitor: families, samples, and the sum of the values. */
+typedef struct tally {
+    size_t families, samples;
+    double sum;
+} tally;
+
+static void t_family(void *arg, const char *name, const char *type)
+{
+    (void)name;
+    (void)type;
+    ((tally *)arg)->families++;
+}
+
+static void t_sample(void *arg, const char *name, const char *suffix, const prom_label *l, size_t n,
+                     const prom_label *extra, double value, int64_t ts_ms)
+{
+    (void)ts_ms;
+    (void)name;
+    (void)suffix;
+    (void)l;
+    (void)n;
+    (void)extra;
+    ((tally *)arg)->samples++;
+    ((tally *)arg)->sum += value;
+}
+
+static tally count(promstore *p, uint64_t now)
+{
+    tally t = { 0 };
+    promstore_visitor v = { t_family, t_sample, 0, 0 }; /* a look only */
+    promstore_visit(p, now, &v, &t);
+    return t;
+}
+
+/* Past the tables' first sizes (256 families, 1024 series) both hash
+ * tables grow: every series is still found (an update is not a new
+ * series), and expiry unlinks exactly the idle ones. */
+static void test_tables_grow(void **st)
+{
+    (void)st;
+    promstore_config c = config();
+    c.max_series = 100000;
+    promstore *p = promstore_new(&c, &api);
+    char name[32], tags[32];
+    for (int round = 0; round < 2; round++) {
+        for (int i = 0; i < 5000; i++) {
+            snprintf(name, sizeof name, "fam%d", i % 700);
+            snprintf(tags, sizeof tags, "i:%d", i);
+            sy_sample s = smp(name, tags, 1, 'c');
+            /* the odd ones are seen again at 900: they outlive the expiry */
+            assert_int_equal(promstore_add(p, &s, round && (i & 1) ? 900 : 0), 0);
+        }
+    }
+    assert_int_equal(promstore_get_stats(p)->series, 5000);
+    tally t = count(p, 900);
+    assert_int_equal(t.families, 700);
+    assert_int_equal(t.samples, 5000);
+    assert_true(t.sum == 10000); /* each counter got 1 twice */
+    assert_int_equal(promstore_expire(p, 1500), 2500);
+    t = count(p, 1500);
+    assert_int_equal(t.samples, 2500);
+    assert_int_equal(t.families, 350); /* only the odd families had odd members */
+    for (int i = 1; i < 5000; i += 2) {
+        snprintf(name, sizeof name, "fam%d", i % 700);
+        snprintf(tags, sizeof tags, "i:%d", i);
+        sy_sample s = smp(name, tags, 1, 'c');
+        assert_int_equal(promstore_add(p, &s, 1500), 0);
+    }
+    assert_int_equal(promstore_get_stats(p)->series, 2500);
+    assert_true(count(p, 1500).sum == 7500);
+    promstore_free(p);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -248,6 +321,7 @@ int main(void)
         cmocka_unit_test(test_kinds),
         cmocka_unit_test(test_histogram),
         cmocka_unit_test(test_name_labels),
+        cmocka_unit_test(test_tables_grow),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

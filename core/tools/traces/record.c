@@ -332,20 +332,16 @@ void *sy_traces_grow(void **arr, size_t *n, size_t sz)
     return e;
 }
 
-static int parse_stat(jp *j, sy_trace_stat *st)
+/* One object: each member's key (freed after) and value go to `member`,
+ * which reads the value or skips it; -1 as soon as one fails. */
+typedef int (*jp_member_fn)(jp *j, const char *key, void *ctx);
+
+static int jp_object(jp *j, jp_member_fn member, void *ctx)
 {
     int first = 1, r;
     char *key;
     while ((r = jp_member(j, &first, &key)) == 1) {
-        int rc;
-        if (!strcmp(key, "name"))
-            rc = jp_opt_string(j, &st->name);
-        else if (!strcmp(key, "count"))
-            rc = jp_number(j, &st->count);
-        else if (!strcmp(key, "total"))
-            rc = jp_number(j, &st->total);
-        else
-            rc = jp_skip(j);
+        int rc = member(j, key, ctx);
         free(key);
         if (rc < 0)
             return -1;
@@ -353,46 +349,68 @@ static int parse_stat(jp *j, sy_trace_stat *st)
     return r;
 }
 
-static int parse_span(jp *j, sy_trace_span *sp)
+/* One array: each element is read by `item` into a new zeroed element of
+ * *arr (*n of them, sz bytes each), which the record's free releases even
+ * when `item` failed half way. */
+typedef int (*jp_item_fn)(jp *j, void *elem);
+
+static int jp_array(jp *j, void **arr, size_t *n, size_t sz, jp_item_fn item)
 {
     int first = 1, r;
-    char *key;
-    while ((r = jp_member(j, &first, &key)) == 1) {
-        int rc = 0;
-        if (!strcmp(key, "name")) {
-            rc = jp_opt_string(j, &sp->name);
-        } else if (!strcmp(key, "off")) {
-            rc = jp_number(j, &sp->off);
-        } else if (!strcmp(key, "dur")) {
-            rc = jp_number(j, &sp->dur);
-        } else if (!strcmp(key, "root")) {
-            int b = jp_bool(j);
-            rc = b < 0 ? -1 : 0;
-            sp->root = b > 0;
-        } else if (!strcmp(key, "tags")) {
-            int f2 = 1, r2;
-            while ((r2 = jp_element(j, &f2)) == 1) {
-                char **slot = sy_traces_grow((void **)&sp->tags, &sp->ntags, sizeof(char *));
-                if (!slot) {
-                    rc = jp_fail(j, "out of memory");
-                    break;
-                }
-                if (jp_string(j, slot) < 0) {
-                    sp->ntags--;
-                    rc = -1;
-                    break;
-                }
-            }
-            if (r2 < 0)
-                rc = -1;
-        } else {
-            rc = jp_skip(j);
-        }
-        free(key);
-        if (rc < 0)
+    while ((r = jp_element(j, &first)) == 1) {
+        void *e = sy_traces_grow(arr, n, sz);
+        if (!e)
+            return jp_fail(j, "out of memory");
+        if (item(j, e) < 0)
             return -1;
     }
     return r;
+}
+
+static int stat_member(jp *j, const char *key, void *ctx)
+{
+    sy_trace_stat *st = ctx;
+    if (!strcmp(key, "name"))
+        return jp_opt_string(j, &st->name);
+    if (!strcmp(key, "count"))
+        return jp_number(j, &st->count);
+    if (!strcmp(key, "total"))
+        return jp_number(j, &st->total);
+    return jp_skip(j);
+}
+
+static int parse_stat(jp *j, void *st)
+{
+    return jp_object(j, stat_member, st);
+}
+
+static int parse_tag(jp *j, void *tag)
+{
+    return jp_string(j, tag);
+}
+
+static int span_member(jp *j, const char *key, void *ctx)
+{
+    sy_trace_span *sp = ctx;
+    if (!strcmp(key, "name"))
+        return jp_opt_string(j, &sp->name);
+    if (!strcmp(key, "off"))
+        return jp_number(j, &sp->off);
+    if (!strcmp(key, "dur"))
+        return jp_number(j, &sp->dur);
+    if (!strcmp(key, "root")) {
+        int b = jp_bool(j);
+        sp->root = b > 0;
+        return b < 0 ? -1 : 0;
+    }
+    if (!strcmp(key, "tags"))
+        return jp_array(j, (void **)&sp->tags, &sp->ntags, sizeof(char *), parse_tag);
+    return jp_skip(j);
+}
+
+static int parse_span(jp *j, void *sp)
+{
+    return jp_object(j, span_member, sp);
 }
 
 void sy_trace_rec_free(sy_trace_rec *r)
@@ -417,78 +435,72 @@ void sy_trace_rec_free(sy_trace_rec *r)
     memset(r, 0, sizeof(*r));
 }
 
+typedef struct record_ctx {
+    sy_trace_rec *out;
+    int have_version, have_start;
+} record_ctx;
+
+static int record_member(jp *j, const char *key, void *ctx)
+{
+    record_ctx *c = ctx;
+    sy_trace_rec *out = c->out;
+    double d = 0;
+    int rc;
+    if (!strcmp(key, "version")) {
+        rc = jp_number(j, &d);
+        if (rc == 0 && (d != (int)d || d < 0))
+            rc = jp_fail(j, "\"version\" is not a whole number");
+        out->version = (int)d;
+        c->have_version = 1;
+        return rc;
+    }
+    if (!strcmp(key, "start")) {
+        rc = jp_number(j, &d);
+        if (rc == 0 && !(d >= 0 && d <= 9007199254740992.0 && d == (double)(uint64_t)d))
+            rc = jp_fail(j, "\"start\" is not a whole number of ms");
+        if (rc == 0)
+            out->start = (uint64_t)d;
+        c->have_start = 1;
+        return rc;
+    }
+    if (!strcmp(key, "duration"))
+        return jp_number(j, &out->duration);
+    if (!strcmp(key, "span_count"))
+        return jp_number(j, &out->span_count);
+    if (!strcmp(key, "spans_dropped"))
+        return jp_number(j, &out->spans_dropped);
+    if (!strcmp(key, "trace"))
+        return jp_opt_string(j, &out->trace);
+    if (!strcmp(key, "method"))
+        return jp_opt_string(j, &out->method);
+    if (!strcmp(key, "path"))
+        return jp_opt_string(j, &out->path);
+    if (!strcmp(key, "status"))
+        return jp_opt_string(j, &out->status);
+    if (!strcmp(key, "closed"))
+        return jp_opt_string(j, &out->closed);
+    if (!strcmp(key, "root") || !strcmp(key, "stats_truncated")) {
+        int b = jp_bool(j);
+        if (key[0] == 'r')
+            out->root = b > 0;
+        else
+            out->stats_truncated = b > 0;
+        return b < 0 ? -1 : 0;
+    }
+    /* a repeated "stats" or "spans" is skipped: the first one counts */
+    if (!strcmp(key, "stats") && !out->stats)
+        return jp_array(j, (void **)&out->stats, &out->nstats, sizeof(sy_trace_stat), parse_stat);
+    if (!strcmp(key, "spans") && !out->spans)
+        return jp_array(j, (void **)&out->spans, &out->nspans, sizeof(sy_trace_span), parse_span);
+    return jp_skip(j);
+}
+
 static int parse_record(jp *j, sy_trace_rec *out, int *have_version, int *have_start)
 {
-    int first = 1, r;
-    char *key;
-    while ((r = jp_member(j, &first, &key)) == 1) {
-        int rc = 0;
-        double d;
-        if (!strcmp(key, "version")) {
-            rc = jp_number(j, &d);
-            if (rc == 0 && (d != (int)d || d < 0))
-                rc = jp_fail(j, "\"version\" is not a whole number");
-            out->version = (int)d;
-            *have_version = 1;
-        } else if (!strcmp(key, "start")) {
-            rc = jp_number(j, &d);
-            if (rc == 0 && !(d >= 0 && d <= 9007199254740992.0 && d == (double)(uint64_t)d))
-                rc = jp_fail(j, "\"start\" is not a whole number of ms");
-            if (rc == 0)
-                out->start = (uint64_t)d;
-            *have_start = 1;
-        } else if (!strcmp(key, "duration")) {
-            rc = jp_number(j, &out->duration);
-        } else if (!strcmp(key, "span_count")) {
-            rc = jp_number(j, &out->span_count);
-        } else if (!strcmp(key, "spans_dropped")) {
-            rc = jp_number(j, &out->spans_dropped);
-        } else if (!strcmp(key, "trace")) {
-            rc = jp_opt_string(j, &out->trace);
-        } else if (!strcmp(key, "method")) {
-            rc = jp_opt_string(j, &out->method);
-        } else if (!strcmp(key, "path")) {
-            rc = jp_opt_string(j, &out->path);
-        } else if (!strcmp(key, "status")) {
-            rc = jp_opt_string(j, &out->status);
-        } else if (!strcmp(key, "closed")) {
-            rc = jp_opt_string(j, &out->closed);
-        } else if (!strcmp(key, "root") || !strcmp(key, "stats_truncated")) {
-            int b = jp_bool(j);
-            rc = b < 0 ? -1 : 0;
-            if (key[0] == 'r')
-                out->root = b > 0;
-            else
-                out->stats_truncated = b > 0;
-        } else if (!strcmp(key, "stats") && !out->stats) {
-            int f2 = 1, r2;
-            while ((r2 = jp_element(j, &f2)) == 1) {
-                sy_trace_stat *st = sy_traces_grow((void **)&out->stats, &out->nstats, sizeof(*st));
-                if (!st || parse_stat(j, st) < 0) {
-                    rc = st ? -1 : jp_fail(j, "out of memory");
-                    break;
-                }
-            }
-            if (r2 < 0)
-                rc = -1;
-        } else if (!strcmp(key, "spans") && !out->spans) {
-            int f2 = 1, r2;
-            while ((r2 = jp_element(j, &f2)) == 1) {
-                sy_trace_span *sp = sy_traces_grow((void **)&out->spans, &out->nspans, sizeof(*sp));
-                if (!sp || parse_span(j, sp) < 0) {
-                    rc = sp ? -1 : jp_fail(j, "out of memory");
-                    break;
-                }
-            }
-            if (r2 < 0)
-                rc = -1;
-        } else {
-            rc = jp_skip(j);
-        }
-        free(key);
-        if (rc < 0)
-            return -1;
-    }
+    record_ctx c = { out, 0, 0 };
+    int r = jp_object(j, record_member, &c);
+    *have_version = c.have_version;
+    *have_start = c.have_start;
     return r;
 }
 
