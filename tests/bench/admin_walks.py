@@ -22,7 +22,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from lib.capture import GraphiteCapture  # noqa: E402
 from lib.netutil import LOOPBACK, free_port, http_get  # noqa: E402
 from lib.proc import make_workdir, remove_workdir, wait_until  # noqa: E402
-from lib.switchyard import SwitchyardServer  # noqa: E402
+from lib.daemon import SwitchyardServer  # noqa: E402
 
 
 def ask(port, cmd, end=b"END\n\n"):
