@@ -16,6 +16,22 @@
 
 #include "engine/predecide.h"
 
+/* An origin key (listener, family, address: origin_key()) as the names the
+ * rules see: the listener's name (returned) and the sender's address
+ * (written to sender, "" when there is none). */
+static const char *origin_names(const sy_agg *a, const char *ok, char sender[INET6_ADDRSTRLEN])
+{
+    sy_origin o;
+    memset(&o, 0, sizeof o);
+    memcpy(&o.listener, ok, 2);
+    o.family = (uint8_t)ok[2];
+    memcpy(o.addr, ok + 3, 16);
+    sender[0] = '\0';
+    if (o.family == AF_INET || o.family == AF_INET6)
+        inet_ntop(o.family, o.addr, sender, INET6_ADDRSTRLEN);
+    return o.listener < a->nlisteners ? a->listeners[o.listener].name : "";
+}
+
 size_t sy_agg_walk_keys(sy_agg *a, size_t *cursor, size_t max, int next_uses_origin,
                         sy_key_fn fn, void *ctx)
 {
@@ -43,16 +59,8 @@ size_t sy_agg_walk_keys(sy_agg *a, size_t *cursor, size_t max, int next_uses_ori
             fn(ctx, type, e->key, klen, e->key, klen, "", "");
             continue;
         }
-        const char *ok = e->key + klen + 1;
-        sy_origin o;
-        memset(&o, 0, sizeof o);
-        memcpy(&o.listener, ok, 2);
-        o.family = (uint8_t)ok[2];
-        memcpy(o.addr, ok + 3, 16);
-        char sender[INET6_ADDRSTRLEN] = "";
-        if (o.family == AF_INET || o.family == AF_INET6)
-            inet_ntop(o.family, o.addr, sender, sizeof sender);
-        const char *lname = o.listener < a->nlisteners ? a->listeners[o.listener].name : "";
+        char sender[INET6_ADDRSTRLEN];
+        const char *lname = origin_names(a, e->key + klen + 1, sender);
         fn(ctx, type, e->key, klen, e->key, e->key_len, lname, sender);
     }
     return seen;
@@ -68,17 +76,10 @@ size_t sy_agg_walk_tokens(sy_agg *a, size_t *cursor, size_t max, sy_token_fn fn,
         for (const tok_entry *t = a->toks ? a->toks[*cursor] : NULL; t; t = t->next, seen++) {
             /* token NUL origin_key, then the namespace */
             size_t tlen = t->len - 1 - ORIGIN_KEY_LEN;
-            const char *ok = t->data + tlen + 1;
-            sy_origin o;
-            memset(&o, 0, sizeof o);
-            memcpy(&o.listener, ok, 2);
-            o.family = (uint8_t)ok[2];
-            memcpy(o.addr, ok + 3, 16);
-            char sender[INET6_ADDRSTRLEN] = "";
-            if (o.family == AF_INET || o.family == AF_INET6)
-                inet_ntop(o.family, o.addr, sender, sizeof sender);
+            char sender[INET6_ADDRSTRLEN];
+            const char *lname = origin_names(a, t->data + tlen + 1, sender);
             sy_token_decision d = { .token = t->data, .tlen = tlen, .sender = sender,
-                                    .listener = o.listener < a->nlisteners ? a->listeners[o.listener].name : "",
+                                    .listener = lname,
                                     .ns = t->data + t->len, .nslen = t->nslen, .allowed = t->allowed };
             fn(ctx, &d);
         }
