@@ -767,7 +767,12 @@ static size_t rw_take_back_samples(void *state,
                                    void (*give)(void *ctx, const sy_sample_batch *b), void *ctx)
 {
     rw *r = state;
+    size_t kept = samplelog_count(r->kept), bytes = samplelog_bytes(r->kept);
     size_t n = samplelog_take(r->kept, give, ctx);
+    if (n)
+        r->api->log(r->host, SY_LOG_INFO, "handing back %zu raw samples of requests not "
+                    "acknowledged (%zu bytes in the keep log, %.1f a sample)", n, bytes,
+                    kept ? (double)bytes / (double)kept : 0.0);
     if (r->unkept_seq > r->released_seq) {
         r->api->log(r->host, SY_LOG_WARN, "%zu raw samples handed back at shutdown; some "
                     "were not kept (maxKeptBytes %zu full): the queued requests (%zu samples) "
