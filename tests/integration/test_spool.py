@@ -922,6 +922,13 @@ def remote_write_stuck(res, workdir):
                           lambda: os.kill(vm.proc.pid, signal.SIGCONT), "rwst", steps,
                           ["rwst.count:1|c"]):
             return
+        try:
+            with open(os.path.join(workdir, "rw_stuck.1.stderr")) as f:
+                for line in f:
+                    if "handing back" in line or "went to the spool" in line:
+                        res.note(line.strip().split("  ", 1)[-1])
+        except OSError:
+            pass
         got = vm.wait_value("rwst_count_total", steps, 30)
         res.check("remote_write stuck: VictoriaMetrics has the counter's total after the "
                   "restart (%r of %d)" % (got, steps), got == steps,
