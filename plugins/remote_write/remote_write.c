@@ -102,7 +102,7 @@ typedef struct rw {
     uint64_t snap_seq;       /* snapshots taken into the queue */
     uint64_t released_seq;   /* samples numbered up to here are forgotten */
     uint64_t unkept_seq;     /* the last snapshot number a sample was not kept for */
-    uint64_t unkept_total, un_unkept;
+    uint64_t un_unkept;      /* not kept since the last log line */
 
     /* the snapshot being cut into requests */
     Prometheus__TimeSeries *ts;
@@ -126,8 +126,8 @@ typedef struct rw {
 } rw;
 
 static const char *const rw_settings[] = {
-    "url", "maxSamplesPerSend", "maxQueueBytes", "retryMinMs", "retryMaxMs", "timeoutMs", "maxKeptBytes",
-    PROMSTORE_SETTINGS, NULL
+    "url", "maxSamplesPerSend", "maxQueueBytes", "retryMinMs", "retryMaxMs", "timeoutMs",
+    "maxKeptBytes", PROMSTORE_SETTINGS, NULL
 };
 
 static void send_next(rw *r);
@@ -726,7 +726,6 @@ static sy_status rw_write_samples(void *state, const sy_sample_batch *b)
         /* carried from the next snapshot on */
         if (samplelog_add(r->kept, r->snap_seq + 1, &b->samples[i], ts ? ts[i] : 0) != 0) {
             r->unkept_seq = r->snap_seq + 1;
-            r->unkept_total++;
             r->un_unkept++;
         }
     }
