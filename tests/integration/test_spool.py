@@ -48,7 +48,9 @@ flushing every 50 ms, against a real carbon-cache:
      outage, then the hop starts: a counter's total arrives exactly;
      remote_write_samples: the same for remote_write and VictoriaMetrics;
      remote_write_stuck: take_back for remote_write, VictoriaMetrics
-     stopped with SIGSTOP, SIGTERM, restart: every counter's total exact.
+     stopped with SIGSTOP, SIGTERM, restart: every counter's total exact;
+     remote_write_kept_full: the same with a 1 KiB keep log: the samples
+     beyond it counted and logged, the loss at shutdown said.
 
 SPOOL_CASES=name,name (the functions' names) runs only those cases.
 
@@ -955,6 +957,49 @@ def remote_write_stuck(res, workdir):
         vm.stop()
 
 
+def remote_write_kept_full(res, workdir):
+    """remote_write's keep log bound: the same outage with maxKeptBytes
+    1024 (16 samples of 64 bytes): the samples beyond it are counted and
+    logged, and at shutdown what was kept is handed back and the loss of
+    the rest is said."""
+    if not os.path.exists(VICTORIA_METRICS):
+        res.check("remote_write kept full: victoria-metrics installed", False, VICTORIA_METRICS)
+        return
+    vm = VictoriaMetricsServer(workdir, "vm-kfull")
+    if not res.check("remote_write kept full: VictoriaMetrics starts", vm.start(), vm.logs()):
+        return
+    sink = {"plugin": "remote_write", "url": "http://%s:%d/api/v1/write" % (LOOPBACK, vm.port),
+            "passthrough": True, "retryMinMs": 50, "retryMaxMs": 300, "timeoutMs": 5000,
+            "maxKeptBytes": 1024}
+    d = Daemon(workdir, "rw_kfull", 0, {"dir": os.path.join(workdir, "spool_rwkf"),
+                                        "maxBytes": "64MiB", "fsync": "never"}, sink)
+    try:
+        if not stuck_term(res, d, "remote_write kept full", lambda: os.kill(vm.proc.pid, signal.SIGSTOP),
+                          lambda: os.kill(vm.proc.pid, signal.SIGCONT), "rwkf", 40,
+                          ["rwkf.count:1|c"]):
+            return
+        try:
+            with open(os.path.join(workdir, "rw_kfull.1.stderr")) as f:
+                first = f.read()
+        except OSError:
+            first = ""
+        lines = [l for l in first.splitlines() if "keep log" in l or "not kept" in l]
+        res.check("remote_write kept full: the samples beyond maxKeptBytes are counted and "
+                  "logged, the loss at shutdown said",
+                  any("keep log full (maxKeptBytes 1024, 16 samples kept)" in l for l in lines) and
+                  any("handing back 16 raw samples" in l for l in lines) and
+                  any("were not kept (maxKeptBytes 1024 full)" in l for l in lines),
+                  "\n".join(lines)[-2000:] or first[-2000:])
+    finally:
+        if d.proc:
+            d.stop_clean(res, "remote_write kept full")
+        try:
+            os.kill(vm.proc.pid, signal.SIGCONT)
+        except (ProcessLookupError, TypeError, AttributeError):
+            pass
+        vm.stop()
+
+
 def record_offsets(path):
     """(offset, length, names) of each record of a segment file."""
     out = []
@@ -1162,7 +1207,8 @@ def main():
         only = os.environ.get("SPOOL_CASES", "").split(",")
         for case in (check, full, outage, restart, redis_outage, repeater_outage, redis_stuck,
                      repeater_stuck, influx_stuck, write_through, stall_only,
-                     repeater_samples, remote_write_samples, remote_write_stuck):
+                     repeater_samples, remote_write_samples, remote_write_stuck,
+                     remote_write_kept_full):
             if only != [""] and case.__name__ not in only:
                 continue
             t0 = time.time()
