@@ -22,6 +22,8 @@
  *           service checks) for a sink named in `dogstatsdEvents`
  *   features (ABI 1.4) SY_SINK_FEATURE_TIMESTAMPS: write_samples gets
  *           the clients' DogStatsD timestamps beside the samples
+ *   take_back_samples (optional, ABI 1.5) as take_back, for raw samples
+ *           of pass-through routes the sink has not delivered
  *   close   once
  *
  * Threading rules:
@@ -60,9 +62,10 @@ extern "C" {
 #endif
 
 #define SY_SINK_ABI_MAJOR 1
-#define SY_SINK_ABI_MINOR 4 /* 1: SY_STAT_ADJUSTED, the host's escape_text;
+#define SY_SINK_ABI_MINOR 5 /* 1: SY_STAT_ADJUSTED, the host's escape_text;
                              * 2: take_back; 3: write_lines;
-                             * 4: features, sy_sample_batch.timestamps_ms */
+                             * 4: features, sy_sample_batch.timestamps_ms;
+                             * 5: take_back_samples */
 
 /* The name of the one symbol a plugin exports. */
 #define SY_SINK_SYMBOL "switchyard_sink"
@@ -296,6 +299,17 @@ typedef struct sy_sink_plugin {
      * the clients' sample times (sy_sample_batch.timestamps_ms); a plugin
      * without it gets NULL there, as statsd-exact sinks should. */
     uint32_t features;
+
+    /* ABI 1.5; may be NULL (read only when struct_size covers it).  The
+     * same as take_back, for raw samples (write_samples) the sink took
+     * and has not delivered: passed to keep() oldest first, in batches it
+     * owns (borrowed for the call; timestamps_ms NULL or per sample, as
+     * write_samples got them), then forgotten; returns how many samples.
+     * The host spools them as raw samples, replayed through
+     * write_samples.  Called at most once, after take_back (when the
+     * plugin has it), before close. */
+    size_t (*take_back_samples)(void *state,
+                                void (*keep)(void *ctx, const sy_sample_batch *b), void *ctx);
 } sy_sink_plugin;
 
 #define SY_SINK_FEATURE_TIMESTAMPS 1u

@@ -961,17 +961,29 @@ static void keep_cb(void *ctx, const sy_metric_batch *b)
     spool_put(ctx, b);
 }
 
+static void keep_samples_cb(void *ctx, const sy_sample_batch *b)
+{
+    spool_put_samples(ctx, b);
+}
+
+#define PLUGIN_HAS(p, member) \
+    ((p)->struct_size >= offsetof(sy_sink_plugin, member) + sizeof((p)->member) && (p)->member)
+
 /* Shutdown, time is up: what the plugin's own queue still holds goes to
- * the spool when the plugin can hand it back (ABI 1.2 take_back). */
+ * the spool when the plugin can hand it back (ABI 1.2 take_back for
+ * flushed values, 1.5 take_back_samples for raw samples). */
 static void spool_take_back(sy_sink *s)
 {
     const sy_sink_plugin *p = s->plugin;
     /* write-through: what the plugin holds came from the spool and is
      * still there (the position moves only once it was delivered) */
-    if (!s->spool || s->spool_always || p->struct_size < offsetof(sy_sink_plugin, take_back) + sizeof(p->take_back) ||
-        !p->take_back || plugin_pending(s) == 0)
+    if (!s->spool || s->spool_always || plugin_pending(s) == 0)
         return;
-    size_t n = p->take_back(s->state, keep_cb, s);
+    size_t n = 0;
+    if (PLUGIN_HAS(p, take_back))
+        n += p->take_back(s->state, keep_cb, s);
+    if (PLUGIN_HAS(p, take_back_samples))
+        n += p->take_back_samples(s->state, keep_samples_cb, s);
     if (n)
         sy_log(SY_INFO, "sink '%s': %zu values its queue still held at shutdown went to the "
                "spool", s->name, n);

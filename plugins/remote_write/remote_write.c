@@ -28,6 +28,15 @@
  * the rest of the snapshot is dropped and counted.  Repeating a request is
  * harmless: receivers keep one value per series and timestamp.
  *
+ * take_back_samples (ABI 1.5): the raw samples folded into requests the
+ * receiver has not acknowledged are kept beside the queue
+ * (lib/samplelog, at most maxKeptBytes): each is numbered with the
+ * snapshot that first carries it, and forgotten when the last request of
+ * a snapshot that was queued whole and carries it (or a later one) is
+ * acknowledged or refused for good.  At shutdown, when shutdownTimeout
+ * ran out, a sink with a disk spool hands them back, so after a restart
+ * they are added to the fresh state instead of lost.
+ *
  * The HTTP client is libevent's evhttp on the host's event base; the
  * receiver's name is resolved once, in init.
  */
@@ -47,6 +56,7 @@
 #include "lib/net.h"
 #include "lib/pace.h"
 #include "lib/promstore.h"
+#include "lib/samplelog.h"
 
 #define LOG_EVERY_MS 10000
 
@@ -54,6 +64,8 @@ typedef struct batch {
     struct batch *next;
     size_t len;
     size_t samples;
+    uint64_t done_seq;  /* the last request of snapshot done_seq, queued
+                           whole: its answer releases the kept samples */
     char body[];
 } batch;
 
@@ -84,6 +96,14 @@ typedef struct rw {
     batch *head, *tail;
     size_t q_bytes, q_samples;
 
+    /* raw samples behind unacknowledged requests, for take_back_samples */
+    samplelog *kept;
+    size_t max_kept;
+    uint64_t snap_seq;       /* snapshots taken into the queue */
+    uint64_t released_seq;   /* samples numbered up to here are forgotten */
+    uint64_t unkept_seq;     /* the last snapshot number a sample was not kept for */
+    uint64_t un_unkept;      /* not kept since the last log line */
+
     /* the snapshot being cut into requests */
     Prometheus__TimeSeries *ts;
     Prometheus__Sample *smp;
@@ -107,7 +127,7 @@ typedef struct rw {
 
 static const char *const rw_settings[] = {
     "url", "maxSamplesPerSend", "maxQueueBytes", "retryMinMs", "retryMaxMs", "timeoutMs",
-    PROMSTORE_SETTINGS, NULL
+    "maxKeptBytes", PROMSTORE_SETTINGS, NULL
 };
 
 static void send_next(rw *r);
@@ -125,6 +145,10 @@ static void publish(rw *r)
 static void pop(rw *r)
 {
     batch *b = r->head;
+    if (b->done_seq > r->released_seq) {
+        r->released_seq = b->done_seq;
+        samplelog_release(r->kept, b->done_seq);
+    }
     r->head = b->next;
     if (!r->head)
         r->tail = NULL;
@@ -194,6 +218,7 @@ static void cut(rw *r)
                     b = small;
                 b->len = clen;
                 b->samples = n;
+                b->done_seq = 0;
                 b->next = NULL;
                 if (r->tail)
                     r->tail->next = b;
@@ -358,9 +383,13 @@ static void snapshot(rw *r)
         r->un_deferred += c.n;
         return;
     }
+    batch *before = r->tail;
+    r->snap_seq++;
     promstore_visitor v = { snap_family, snap_sample, 1, 1 };
     promstore_visit(r->store, now, &v, r);
     cut(r);
+    if (!r->snap_dropped && r->tail && r->tail != before)
+        r->tail->done_seq = r->snap_seq;
     if (r->snap_dropped) {
         r->api->stat_add(r->host, SY_STAT_DROPPED, (int64_t)r->snap_dropped);
         r->un_dropped += r->snap_dropped;
@@ -390,7 +419,7 @@ static void log_now(rw *r, int force)
     uint64_t late = st->ts_late - r->logged_ts_late;
     r->logged_ts_late = st->ts_late;
     int any = used || te || late || r->un_dropped || r->un_deferred || r->un_rejected ||
-              r->un_retried;
+              r->un_retried || r->un_unkept;
     if (!any)
         return;
     r->last_log = now;
@@ -413,11 +442,15 @@ static void log_now(rw *r, int force)
         r->api->log(r->host, SY_LOG_WARN, "queue full (%zu bytes, %zu samples waiting): %llu "
                     "samples dropped", r->q_bytes, r->q_samples,
                     (unsigned long long)r->un_dropped);
+    if (r->un_unkept)
+        r->api->log(r->host, SY_LOG_WARN, "keep log full (maxKeptBytes %zu, %zu samples kept): "
+                    "%llu raw samples not kept, lost if unsent at shutdown", r->max_kept,
+                    samplelog_count(r->kept), (unsigned long long)r->un_unkept);
     if (r->un_deferred)
         r->api->log(r->host, SY_LOG_INFO, "receiver busy: %llu samples of snapshots skipped "
                     "while the queue drains (the next snapshot carries their totals)",
                     (unsigned long long)r->un_deferred);
-    r->un_dropped = r->un_deferred = r->un_rejected = r->un_retried = 0;
+    r->un_dropped = r->un_deferred = r->un_rejected = r->un_retried = r->un_unkept = 0;
 }
 
 static void on_retry(void *arg)
@@ -534,6 +567,7 @@ static void rw_free(rw *r)
     while (r->head)
         pop(r);
     promstore_free(r->store);
+    samplelog_free(r->kept);
     free(r->ts);
     free(r->smp);
     free(r->labels);
@@ -557,7 +591,7 @@ static int rw_setup(const sy_host_api *api, sy_host *host, void **state, char *e
                     size_t errlen)
 {
     const char *url;
-    int64_t per_send, maxq, rmin, rmax, tmo;
+    int64_t per_send, maxq, rmin, rmax, tmo, maxkept;
     promstore_config cfg;
 
     if (SY_SINK_CHECK_API(api, format_number, err, errlen) != 0)
@@ -583,6 +617,8 @@ static int rw_setup(const sy_host_api *api, sy_host *host, void **state, char *e
         int_setting(api, host, "retryMinMs", 100, 1, 3600000, &rmin, err, errlen) ||
         int_setting(api, host, "retryMaxMs", 30000, 1, 3600000, &rmax, err, errlen) ||
         int_setting(api, host, "timeoutMs", 10000, 1, 3600000, &tmo, err, errlen) ||
+        int_setting(api, host, "maxKeptBytes", 64 << 20, 0, (int64_t)1 << 40, &maxkept, err,
+                    errlen) ||
         promstore_read_config(api, host, &cfg, err, errlen) != 0) {
         evhttp_uri_free(u);
         return -1;
@@ -622,6 +658,7 @@ static int rw_setup(const sy_host_api *api, sy_host *host, void **state, char *e
     r->retry_min = (uint64_t)rmin;
     r->retry_max = (uint64_t)rmax;
     r->timeout_ms = (uint64_t)tmo;
+    r->max_kept = (size_t)maxkept;
 
     /* init may block: resolve the receiver once, here */
     net_addr na;
@@ -637,9 +674,10 @@ static int rw_setup(const sy_host_api *api, sy_host *host, void **state, char *e
     r->smp = calloc(r->max_per_send, sizeof(*r->smp));
     r->lab_start = calloc(r->max_per_send, sizeof(*r->lab_start));
     r->store = promstore_new(&cfg, api);
+    r->kept = samplelog_new(r->max_kept);
     struct event_base *base = api->event_base(host);
     r->retry_timer = api->timer_new(host, on_retry, r);
-    if (!r->ts || !r->smp || !r->lab_start || !r->store || !base || !r->retry_timer ||
+    if (!r->ts || !r->smp || !r->lab_start || !r->store || !r->kept || !base || !r->retry_timer ||
         !(r->conn = evhttp_connection_base_new(base, NULL, r->addr, (uint16_t)r->port))) {
         snprintf(err, errlen, "%s", base ? "out of memory" : "the host gave no event base");
         rw_free(r);
@@ -680,9 +718,19 @@ static sy_status rw_write_samples(void *state, const sy_sample_batch *b)
     int64_t refused = 0;
     const int64_t *ts = sy_host_has_timestamps(r->api) ? b->timestamps_ms : NULL;
     uint64_t late = promstore_get_stats(r->store)->ts_late;
-    for (size_t i = 0; i < b->count; i++)
-        if (promstore_add_at(r->store, &b->samples[i], now, ts ? ts[i] : 0) != 0)
+    for (size_t i = 0; i < b->count; i++) {
+        if (promstore_add_at(r->store, &b->samples[i], now, ts ? ts[i] : 0) != 0) {
             refused++;
+            continue;
+        }
+        /* carried from the next snapshot on */
+        if (samplelog_add(r->kept, r->snap_seq + 1, &b->samples[i], ts ? ts[i] : 0) != 0) {
+            r->unkept_seq = r->snap_seq + 1;
+            r->un_unkept++;
+        }
+    }
+    if (r->un_unkept)
+        log_now(r, 0);
     late = promstore_get_stats(r->store)->ts_late - late;
     if (late) {
         r->api->stat_add(r->host, SY_STAT_ADJUSTED, (int64_t)late);
@@ -710,6 +758,32 @@ static size_t rw_pending(void *state)
     return r->q_samples;
 }
 
+/* Shutdown with the receiver behind: the raw samples of every request not
+ * acknowledged go back to the host (its spool).  When all of them were
+ * kept, the queue is forgotten (they will be sent again, from the
+ * spool); otherwise it stays and close counts it as dropped. */
+static size_t rw_take_back_samples(void *state,
+                                   void (*give)(void *ctx, const sy_sample_batch *b), void *ctx)
+{
+    rw *r = state;
+    size_t kept = samplelog_count(r->kept), bytes = samplelog_bytes(r->kept);
+    size_t n = samplelog_take(r->kept, give, ctx);
+    if (n)
+        r->api->log(r->host, SY_LOG_INFO, "handing back %zu raw samples of requests not "
+                    "acknowledged (%zu bytes in the keep log, %.1f a sample)", n, bytes,
+                    kept ? (double)bytes / (double)kept : 0.0);
+    if (r->unkept_seq > r->released_seq) {
+        r->api->log(r->host, SY_LOG_WARN, "%zu raw samples handed back at shutdown; some "
+                    "were not kept (maxKeptBytes %zu full): the queued requests (%zu samples) "
+                    "are lost", n, r->max_kept, r->q_samples);
+        return n;
+    }
+    while (r->head)
+        pop(r);
+    publish(r);
+    return n;
+}
+
 static void rw_close(void *state)
 {
     rw *r = state;
@@ -733,4 +807,5 @@ SY_SINK_EXPORT = {
     .pending = rw_pending,
     .close = rw_close,
     .features = SY_SINK_FEATURE_TIMESTAMPS,
+    .take_back_samples = rw_take_back_samples,
 };

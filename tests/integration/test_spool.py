@@ -46,7 +46,11 @@ flushing every 50 ms, against a real carbon-cache:
   10. repeater_samples: raw pass-through samples are spooled too: the
      repeater's next hop down, a SIGTERM and restart of switchyard in the
      outage, then the hop starts: a counter's total arrives exactly;
-     remote_write_samples: the same for remote_write and VictoriaMetrics.
+     remote_write_samples: the same for remote_write and VictoriaMetrics;
+     remote_write_stuck: take_back for remote_write, VictoriaMetrics
+     stopped with SIGSTOP, SIGTERM, restart: every counter's total exact;
+     remote_write_kept_full: the same with a 1 KiB keep log: the samples
+     beyond it counted and logged, the loss at shutdown said.
 
 SPOOL_CASES=name,name (the functions' names) runs only those cases.
 
@@ -896,6 +900,106 @@ def remote_write_samples(res, workdir):
         vm.stop()
 
 
+def remote_write_stuck(res, workdir):
+    """take_back of remote_write: VictoriaMetrics stopped with SIGSTOP
+    (one request in flight, the raw samples of 40 flushes in the plugin's
+    state and queue), SIGTERM while it is stopped: the raw samples of the
+    requests never acknowledged go to the spool; SIGCONT and a restart:
+    every counter's total in VictoriaMetrics is what was sent (the
+    counter restarts with the daemon, the unsent increments added to
+    it)."""
+    if not os.path.exists(VICTORIA_METRICS):
+        res.check("remote_write stuck: victoria-metrics installed", False, VICTORIA_METRICS)
+        return
+    vm = VictoriaMetricsServer(workdir, "vm-stuck")
+    if not res.check("remote_write stuck: VictoriaMetrics starts", vm.start(), vm.logs()):
+        return
+    sink = {"plugin": "remote_write", "url": "http://%s:%d/api/v1/write" % (LOOPBACK, vm.port),
+            "passthrough": True, "retryMinMs": 50, "retryMaxMs": 300, "timeoutMs": 5000}
+    d = Daemon(workdir, "rw_stuck", 0, {"dir": os.path.join(workdir, "spool_rwstk"),
+                                        "maxBytes": "64MiB", "fsync": "never"}, sink)
+    steps = 40
+    try:
+        if not stuck_term(res, d, "remote_write stuck", lambda: os.kill(vm.proc.pid, signal.SIGSTOP),
+                          lambda: os.kill(vm.proc.pid, signal.SIGCONT), "rwst", steps,
+                          ["rwst.count:1|c"]):
+            return
+        try:
+            with open(os.path.join(workdir, "rw_stuck.1.stderr")) as f:
+                for line in f:
+                    if "handing back" in line or "went to the spool" in line:
+                        res.note(line.strip().split("  ", 1)[-1])
+        except OSError:
+            pass
+        got = vm.wait_value("rwst_count_total", steps, 30)
+        res.check("remote_write stuck: VictoriaMetrics has the counter's total after the "
+                  "restart (%r of %d)" % (got, steps), got == steps,
+                  "%r\n%s" % (vm.query('{__name__=~"rwst_count.*"}'), d.proc.logs()[-3000:]))
+
+        def seqs():
+            return {int(m["__name__"].split("_")[2]): v
+                    for m, v in vm.query('{__name__=~"rwst_seq_[0-9]+_total"}') or []}
+        wait_until(lambda: len(seqs()) >= steps, 20, step=0.5)
+        got = seqs()
+        bad = [(i, got.get(i)) for i in range(steps) if got.get(i) != i + 1]
+        res.check("remote_write stuck: every one of %d flushes' seq counters in VictoriaMetrics "
+                  "with its value" % steps, not bad, "%d wrong, e.g. %r" % (len(bad), bad[:3]))
+        res.check("remote_write stuck: nothing dropped after the restart (sink %r, spool %r)"
+                  % (d.sink("dropped_total"), d.spool("dropped_total")),
+                  d.sink("dropped_total") == 0 and d.spool("dropped_total") == 0)
+    finally:
+        if d.proc:
+            d.stop_clean(res, "remote_write stuck")
+        try:
+            os.kill(vm.proc.pid, signal.SIGCONT)
+        except (ProcessLookupError, TypeError, AttributeError):
+            pass
+        vm.stop()
+
+
+def remote_write_kept_full(res, workdir):
+    """remote_write's keep log bound: the same outage with maxKeptBytes
+    1024 (16 samples of 64 bytes): the samples beyond it are counted and
+    logged, and at shutdown what was kept is handed back and the loss of
+    the rest is said."""
+    if not os.path.exists(VICTORIA_METRICS):
+        res.check("remote_write kept full: victoria-metrics installed", False, VICTORIA_METRICS)
+        return
+    vm = VictoriaMetricsServer(workdir, "vm-kfull")
+    if not res.check("remote_write kept full: VictoriaMetrics starts", vm.start(), vm.logs()):
+        return
+    sink = {"plugin": "remote_write", "url": "http://%s:%d/api/v1/write" % (LOOPBACK, vm.port),
+            "passthrough": True, "retryMinMs": 50, "retryMaxMs": 300, "timeoutMs": 5000,
+            "maxKeptBytes": 1024}
+    d = Daemon(workdir, "rw_kfull", 0, {"dir": os.path.join(workdir, "spool_rwkf"),
+                                        "maxBytes": "64MiB", "fsync": "never"}, sink)
+    try:
+        if not stuck_term(res, d, "remote_write kept full", lambda: os.kill(vm.proc.pid, signal.SIGSTOP),
+                          lambda: os.kill(vm.proc.pid, signal.SIGCONT), "rwkf", 40,
+                          ["rwkf.count:1|c"]):
+            return
+        try:
+            with open(os.path.join(workdir, "rw_kfull.1.stderr")) as f:
+                first = f.read()
+        except OSError:
+            first = ""
+        lines = [l for l in first.splitlines() if "keep log" in l or "not kept" in l]
+        res.check("remote_write kept full: the samples beyond maxKeptBytes are counted and "
+                  "logged, the loss at shutdown said",
+                  any("keep log full (maxKeptBytes 1024, 16 samples kept)" in l for l in lines) and
+                  any("handing back 16 raw samples" in l for l in lines) and
+                  any("were not kept (maxKeptBytes 1024 full)" in l for l in lines),
+                  "\n".join(lines)[-2000:] or first[-2000:])
+    finally:
+        if d.proc:
+            d.stop_clean(res, "remote_write kept full")
+        try:
+            os.kill(vm.proc.pid, signal.SIGCONT)
+        except (ProcessLookupError, TypeError, AttributeError):
+            pass
+        vm.stop()
+
+
 def record_offsets(path):
     """(offset, length, names) of each record of a segment file."""
     out = []
@@ -1103,7 +1207,8 @@ def main():
         only = os.environ.get("SPOOL_CASES", "").split(",")
         for case in (check, full, outage, restart, redis_outage, repeater_outage, redis_stuck,
                      repeater_stuck, influx_stuck, write_through, stall_only,
-                     repeater_samples, remote_write_samples):
+                     repeater_samples, remote_write_samples, remote_write_stuck,
+                     remote_write_kept_full):
             if only != [""] and case.__name__ not in only:
                 continue
             t0 = time.time()
