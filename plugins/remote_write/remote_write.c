@@ -658,6 +658,11 @@ static int rw_setup(const sy_host_api *api, sy_host *host, void **state, char *e
     r->retry_min = (uint64_t)rmin;
     r->retry_max = (uint64_t)rmax;
     r->timeout_ms = (uint64_t)tmo;
+    /* The kept samples serve only take_back, which the host calls for a
+     * sink with a disk spool: without one nothing is kept. */
+    const char *spool_dir = NULL;
+    if (api->setting_string(host, "spool.dir", NULL, &spool_dir) != 0 || !spool_dir)
+        maxkept = 0;
     r->max_kept = (size_t)maxkept;
 
     /* init may block: resolve the receiver once, here */
@@ -724,7 +729,8 @@ static sy_status rw_write_samples(void *state, const sy_sample_batch *b)
             continue;
         }
         /* carried from the next snapshot on */
-        if (samplelog_add(r->kept, r->snap_seq + 1, &b->samples[i], ts ? ts[i] : 0) != 0) {
+        if (r->max_kept &&
+            samplelog_add(r->kept, r->snap_seq + 1, &b->samples[i], ts ? ts[i] : 0) != 0) {
             r->unkept_seq = r->snap_seq + 1;
             r->un_unkept++;
         }
