@@ -1,6 +1,7 @@
 /*
  * agg_internal.h - the aggregator's key table, shared by agg.c (ingest,
- * routing, snapshots) and agg_walk.c (the admin's walks over the table).
+ * routing, snapshots), agg_sets.c (sets) and agg_walk.c (the admin's
+ * walks over the table).
  * Not for other modules: they use agg.h.
  */
 #ifndef SY_AGG_INTERNAL_H
@@ -191,9 +192,14 @@ void sy_agg_mark_dead(sy_agg *a, sy_snapshot *s, sy_entry *e, uint64_t h);
 uint32_t sy_agg_decide(sy_agg *a, int type, const char *key, size_t klen, sy_route *r);
 sy_entry *sy_agg_lookup_internal(sy_agg *a, int type, const char *key, size_t len);
 void sy_agg_slots_remove(sy_agg *a, sy_entry *e, uint64_t h);
-double sy_agg_hset_count(const sy_hset *s);
 void sy_agg_entry_free(sy_entry *e);
 int sy_agg_table_grow(sy_agg *a);
+/* Sets (agg_sets.c): add a member's text to a set entry, a set's count
+ * for the flush, empty it for the next interval, free it (NULL is fine). */
+void sy_agg_set_insert(sy_agg *a, sy_entry *e, const char *text, size_t len);
+double sy_agg_hset_count(const sy_hset *s);
+void sy_agg_hset_clear(sy_hset *s);
+void sy_agg_hset_free(sy_hset *s);
 /* Empties the token cache (agg_setup.c). */
 void sy_agg_tokens_clear(sy_agg *a);
 

@@ -130,21 +130,6 @@ size_t sy_agg_walk_decisions(sy_agg *a, size_t *cursor, size_t max, sy_decision_
     return seen;
 }
 
-
-static void hset_clear(sy_hset *s)
-{
-    free(s->hll);
-    s->hll = NULL;
-    if (s->cap > 64) {
-        free(s->slots);
-        s->slots = NULL;
-        s->cap = 0;
-    } else if (s->slots) {
-        memset(s->slots, 0, s->cap * sizeof *s->slots);
-    }
-    s->n = 0;
-}
-
 /* statsd's clear_metrics, decided per entry: 1 when it is to be deleted. */
 static int reset_entry(sy_agg *a, sy_entry *e)
 {
@@ -163,7 +148,7 @@ static int reset_entry(sy_agg *a, sy_entry *e)
         return 0;
     default:
         if (e->u.set)
-            hset_clear(e->u.set);
+            sy_agg_hset_clear(e->u.set);
         return a->o.delete_sets;
     }
 }

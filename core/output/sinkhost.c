@@ -2,9 +2,10 @@
  * sinkhost.c - runs sink plugins (plugin.c loads them): checks an
  * instance's settings, gives it its sy_host_api, and turns the plugin's
  * return codes into counters and a bounded retry list.  See sinkhost.h
- * for the rules.
+ * for the rules; the disk spool's part is in sinkspool.c.
  */
 #include "output/sinkhost.h"
+#include "output/sinkhost_internal.h"
 #include "output/settings.h"
 
 #include <ctype.h>
@@ -34,18 +35,6 @@
 /* Instances                                                            */
 /* ------------------------------------------------------------------ */
 
-/* A batch the plugin answered SY_RETRY to (or one queued behind such a
- * batch), copied with its strings into one allocation. */
-typedef struct held {
-    struct held *next;
-    int is_samples;
-    size_t count;
-    union {
-        sy_metric_batch m;
-        sy_sample_batch s;
-    } b;
-} held;
-
 struct sy_timer {
     struct sy_timer *prev, *next;
     struct sy_sink *sink;
@@ -63,58 +52,6 @@ struct sy_watch {
     void (*cb)(int fd, int events, void *arg);
     void *arg;
 };
-
-/* What the plugin sees as its sy_host. */
-struct sy_host {
-    struct sy_sink *sink;
-};
-
-struct sy_sink {
-    struct sy_host host;
-    char *name;
-    const sy_sink_plugin *plugin;
-    void *state;
-    int initialised;
-    struct event_base *base;
-    sy_setting *settings;
-    size_t nsettings;
-
-    _Atomic int64_t stats[SY_STAT_COUNT];
-    _Atomic int64_t batches_retried;
-    _Atomic int64_t dropped_by_host;
-    _Atomic int64_t write_errors;
-    _Atomic int64_t retry_held;
-
-    held *held_head, *held_tail;
-    size_t held_count; /* metrics + samples held */
-    size_t retry_max;
-    struct event *retry_ev;
-    int flush_owed;      /* call flush once the held batches went through */
-    int final_requested; /* the owed flush is the final one */
-    int final_done;
-
-    sy_timer *timers;
-    sy_watch *watches;
-
-    int checking;        /* a settings check (sy_sink_check): nothing may start */
-
-    sy_spool *spool;     /* spool.* settings: see "the disk spool" below */
-    int spool_always;    /* spool.mode = "always": write-through */
-    struct event *replay_ev;
-    int connected_seen;  /* the plugin reports SY_STAT_CONNECTED */
-    int64_t sent_seen;   /* SY_STAT_SENT when last looked at */
-    uint64_t moved_ms;   /* when the plugin's queue last moved */
-
-    sy_ratelimit err_rl;
-    sy_ratelimit drop_rl;
-    char last_msg[1024]; /* the plugin's last warning or error */
-};
-
-static struct timeval ms_tv(uint64_t ms)
-{
-    struct timeval tv = { .tv_sec = (time_t)(ms / 1000), .tv_usec = (suseconds_t)(ms % 1000) * 1000 };
-    return tv;
-}
 
 /* --- the sy_host_api members --- */
 
@@ -444,12 +381,7 @@ static const char *last_reason(sy_sink *s)
     return s->last_msg[0] ? s->last_msg : "the plugin gave no reason";
 }
 
-static void count_host_drop(sy_sink *s, size_t n)
-{
-    atomic_fetch_add_explicit(&s->dropped_by_host, (int64_t)n, memory_order_relaxed);
-}
-
-static void write_failed(sy_sink *s, const char *what, size_t n)
+void sy_sink_write_failed(sy_sink *s, const char *what, size_t n)
 {
     atomic_fetch_add_explicit(&s->write_errors, 1, memory_order_relaxed);
     count_host_drop(s, n);
@@ -457,7 +389,7 @@ static void write_failed(sy_sink *s, const char *what, size_t n)
                    n, last_reason(s));
 }
 
-static sy_status offer(sy_sink *s, int is_samples, const void *batch)
+sy_status sy_sink_offer(sy_sink *s, int is_samples, const void *batch)
 {
     if (is_samples)
         return s->plugin->write_samples ? s->plugin->write_samples(s->state, batch) : SY_SKIP;
@@ -580,23 +512,18 @@ static void hold(sy_sink *s, int is_samples, const void *batch)
     }
 }
 
-static int spool_route(sy_sink *s);
-static void spill_held(sy_sink *s);
-static void spool_put(sy_sink *s, const sy_metric_batch *b);
-static void spool_put_samples(sy_sink *s, const sy_sample_batch *b);
-
 /* Offers held batches oldest first until the plugin says SY_RETRY again. */
 static void offer_held(sy_sink *s)
 {
-    if (spool_route(s))
-        spill_held(s);
+    if (sy_sink_spool_route(s))
+        sy_sink_spill_held(s);
     while (s->held_head) {
         held *h = s->held_head;
-        sy_status r = offer(s, h->is_samples, &h->b);
+        sy_status r = sy_sink_offer(s, h->is_samples, &h->b);
         if (r == SY_RETRY)
             break;
         if (r != SY_OK && r != SY_SKIP)
-            write_failed(s, h->is_samples ? "write_samples" : "write", h->count);
+            sy_sink_write_failed(s, h->is_samples ? "write_samples" : "write", h->count);
         s->held_head = h->next;
         if (!s->held_head)
             s->held_tail = NULL;
@@ -650,12 +577,12 @@ static void write_any(sy_sink *s, int is_samples, const void *batch)
 {
     if (!batch || batch_count(is_samples, batch) == 0)
         return;
-    if (spool_route(s)) {
-        spill_held(s);
+    if (sy_sink_spool_route(s)) {
+        sy_sink_spill_held(s);
         if (is_samples)
-            spool_put_samples(s, batch);
+            sy_sink_spool_put_samples(s, batch);
         else
-            spool_put(s, batch);
+            sy_sink_spool_put(s, batch);
         return;
     }
     if (s->held_head)
@@ -666,12 +593,13 @@ static void write_any(sy_sink *s, int is_samples, const void *batch)
         arm_retry(s);
         return;
     }
-    sy_status r = offer(s, is_samples, batch);
+    sy_status r = sy_sink_offer(s, is_samples, batch);
     if (r == SY_RETRY) {
         hold(s, is_samples, batch);
         arm_retry(s);
     } else if (r != SY_OK && r != SY_SKIP) {
-        write_failed(s, is_samples ? "write_samples" : "write", batch_count(is_samples, batch));
+        sy_sink_write_failed(s, is_samples ? "write_samples" : "write",
+                             batch_count(is_samples, batch));
     }
 }
 
@@ -714,11 +642,6 @@ void sy_sink_flush(sy_sink *s, int final)
         call_flush(s, s->final_requested);
     }
     arm_retry(s);
-}
-
-static size_t plugin_pending(sy_sink *s)
-{
-    return s->plugin->pending ? s->plugin->pending(s->state) : 0;
 }
 
 size_t sy_sink_held(const sy_sink *s) { return s->held_count; }
@@ -812,208 +735,10 @@ static void sink_free(sy_sink *s)
     free(s);
 }
 
-/* ------------------------------------------------------------------ */
-/* The disk spool (spool.h)                                             */
-/* ------------------------------------------------------------------ */
-
-/*
- * A sink with `spool = { dir = ... }` keeps in the spool what it cannot
- * deliver: batches written while the plugin reports itself disconnected
- * (SY_STAT_CONNECTED 0) or stuck (a queue that has not moved for
- * SPOOL_STALL_MS: connected to a server that does not read; sooner than
- * plugins/lib/pace.h's PACE_STALL_MS, after which a paced plugin would
- * drop what its queue cannot take), held batches once that happens, and whatever the
- * output spills (a flush the sink fell behind on, what is left at
- * shutdown).  Once the spool holds anything, newer batches are appended
- * behind it, so order is kept.  Replay runs every REPLAY_MS: when the
- * plugin has nothing pending it commits what was handed out before (the
- * position file moves, replayed segments go), then hands out at most
- * REPLAY_VALUES values, stopping at the first SY_RETRY.  Live flushes meet
- * the disk, not the plugin, meanwhile, so replay never holds them back,
- * and the bound per turn keeps the output loop free for other sinks.
- */
-#define REPLAY_MS 10
-#define REPLAY_VALUES 16384
-/* mode = "always": every flush comes through replay, so a turn may hand
- * out more (a 1M-value flush in about 8 turns); see the README's figures */
-#define REPLAY_VALUES_ALWAYS 131072
-#define SPOOL_STALL_MS 1000
-
-/* A queue that holds something and sent nothing for SPOOL_STALL_MS.  The
- * clock moves only when looked at: the first look after a quiet spell
- * sees the queue as it was left (not moved since). */
-static int spool_stalled(sy_sink *s)
-{
-    int64_t sent = atomic_load_explicit(&s->stats[SY_STAT_SENT], memory_order_relaxed);
-    int64_t queued = atomic_load_explicit(&s->stats[SY_STAT_QUEUED], memory_order_relaxed);
-    uint64_t now = sy_mono_ms();
-    if (sent != s->sent_seen || queued == 0 || !s->moved_ms) {
-        s->sent_seen = sent;
-        s->moved_ms = now;
-        return 0;
-    }
-    return now - s->moved_ms >= SPOOL_STALL_MS;
-}
-
-static int spool_route(sy_sink *s)
-{
-    if (!s->spool)
-        return 0;
-    if (s->spool_always || sy_spool_has_records(s->spool))
-        return 1;
-    if (s->connected_seen &&
-        atomic_load_explicit(&s->stats[SY_STAT_CONNECTED], memory_order_relaxed) == 0)
-        return 1;
-    return spool_stalled(s);
-}
-
-static void spool_put(sy_sink *s, const sy_metric_batch *b)
-{
-    size_t dropped = 0;
-    sy_spool_append(s->spool, b, &dropped);
-    if (dropped)
-        count_host_drop(s, dropped);
-}
-
-/* Raw samples (pass-through) as a record of their own, stamped with the
- * time they were spooled. */
-static void spool_put_samples(sy_sink *s, const sy_sample_batch *b)
-{
-    size_t dropped = 0;
-    sy_spool_append_samples(s->spool, b, (int64_t)(sy_wall_ms() / 1000), &dropped);
-    if (dropped)
-        count_host_drop(s, dropped);
-}
-
-/* Held batches go to the spool, oldest first, samples and metrics alike
- * (in their order). */
-static void spill_held(sy_sink *s)
-{
-    if (!s->spool)
-        return;
-    while (s->held_head) {
-        held *h = s->held_head;
-        if (h->is_samples)
-            spool_put_samples(s, &h->b.s);
-        else
-            spool_put(s, &h->b.m);
-        s->held_head = h->next;
-        s->held_count -= h->count;
-        free(h);
-    }
-    s->held_tail = NULL;
-    atomic_store_explicit(&s->retry_held, (int64_t)s->held_count, memory_order_relaxed);
-}
-
-static void replay_cb(evutil_socket_t fd, short what, void *arg)
-{
-    sy_sink *s = arg;
-    sy_spool_tick(s->spool, sy_mono_ms());
-    spool_stalled(s); /* keeps the stall clock current between writes */
-    if (s->final_requested || s->held_head || plugin_pending(s) != 0)
-        return;
-    /* nothing pending: what was handed out has left the plugin */
-    sy_spool_commit(s->spool);
-    if (s->connected_seen &&
-        atomic_load_explicit(&s->stats[SY_STAT_CONNECTED], memory_order_relaxed) == 0)
-        return;
-    size_t values = 0, max = s->spool_always ? REPLAY_VALUES_ALWAYS : REPLAY_VALUES;
-    sy_metric_batch b;
-    sy_sample_batch sb;
-    int kind;
-    while (values < max && (kind = sy_spool_peek_any(s->spool, &b, &sb)) != 0) {
-        int is_samples = kind == 2;
-        size_t n = is_samples ? sb.count : b.count;
-        sy_status r = offer(s, is_samples, is_samples ? (const void *)&sb : (const void *)&b);
-        if (r == SY_RETRY)
-            break;
-        if (r != SY_OK && r != SY_SKIP)
-            write_failed(s, is_samples ? "write_samples (replay)" : "write (replay)", n);
-        values += n;
-        sy_spool_advance(s->spool);
-    }
-}
-
-static int spool_start(sy_sink *s, char *err, size_t errlen)
-{
-    sy_spool_opts so;
-    int rc = sy_spool_opts_read(s->name, s->settings, s->nsettings, &so, err, errlen);
-    if (rc != 0)
-        return rc < 0 ? -1 : 0;
-    char serr[512];
-    s->spool = sy_spool_open(s->name, &so, serr, sizeof serr);
-    if (!s->spool) {
-        snprintf(err, errlen, "sink '%s': %s", s->name, serr);
-        return -1;
-    }
-    s->spool_always = so.always;
-    s->replay_ev = event_new(s->base, -1, EV_PERSIST, replay_cb, s);
-    struct timeval tv = ms_tv(REPLAY_MS);
-    if (!s->replay_ev || event_add(s->replay_ev, &tv) < 0) {
-        snprintf(err, errlen, "sink '%s': out of memory", s->name);
-        return -1;
-    }
-    return 0;
-}
-
-static void keep_cb(void *ctx, const sy_metric_batch *b)
-{
-    spool_put(ctx, b);
-}
-
-static void keep_samples_cb(void *ctx, const sy_sample_batch *b)
-{
-    spool_put_samples(ctx, b);
-}
-
-#define PLUGIN_HAS(p, member) \
-    ((p)->struct_size >= offsetof(sy_sink_plugin, member) + sizeof((p)->member) && (p)->member)
-
-/* Shutdown, time is up: what the plugin's own queue still holds goes to
- * the spool when the plugin can hand it back (ABI 1.2 take_back for
- * flushed values, 1.5 take_back_samples for raw samples). */
-static void spool_take_back(sy_sink *s)
-{
-    const sy_sink_plugin *p = s->plugin;
-    /* write-through: what the plugin holds came from the spool and is
-     * still there (the position moves only once it was delivered) */
-    if (!s->spool || s->spool_always || plugin_pending(s) == 0)
-        return;
-    size_t n = 0;
-    if (PLUGIN_HAS(p, take_back))
-        n += p->take_back(s->state, keep_cb, s);
-    if (PLUGIN_HAS(p, take_back_samples))
-        n += p->take_back_samples(s->state, keep_samples_cb, s);
-    if (n)
-        sy_log(SY_INFO, "sink '%s': %zu values its queue still held at shutdown went to the "
-               "spool", s->name, n);
-}
-
-int sy_sink_stuck(sy_sink *s)
-{
-    return spool_stalled(s);
-}
-
 int64_t sy_sink_dropped(const sy_sink *s)
 {
     return atomic_load_explicit(&s->stats[SY_STAT_DROPPED], memory_order_relaxed) +
            atomic_load_explicit(&s->dropped_by_host, memory_order_relaxed);
-}
-
-int sy_sink_spooled(const sy_sink *s)
-{
-    return s->spool != NULL;
-}
-
-void sy_sink_spill(sy_sink *s, const sy_metric_batch *b)
-{
-    if (!s->spool) {
-        sy_sink_write(s, b);
-        return;
-    }
-    spill_held(s);
-    if (b && b->count)
-        spool_put(s, b);
 }
 
 /* The plugin's write_lines entry, or NULL when it has none or was built
@@ -1043,7 +768,7 @@ void sy_sink_write_lines(sy_sink *s, const char *const *lines, const uint32_t *l
     if (r == SY_RETRY)
         sy_sink_drop(s, n, "DogStatsD lines: the sink's queue is full (write_lines)");
     else if (r != SY_OK && r != SY_SKIP)
-        write_failed(s, "write_lines", n);
+        sy_sink_write_failed(s, "write_lines", n);
 }
 
 /* The plugin's check entry, or NULL when it has none or was built before
@@ -1136,7 +861,7 @@ sy_sink *sy_sink_open(struct event_base *base, const char *instance, const sy_si
         s->retry_max = rm->num > (double)SIZE_MAX / 2 ? SIZE_MAX / 2 : (size_t)rm->num;
     if (!(s->retry_ev = evtimer_new(base, retry_cb, s)))
         goto oom;
-    if (spool_start(s, err, errlen) < 0) {
+    if (sy_sink_spool_start(s, err, errlen) < 0) {
         sink_free(s);
         return NULL;
     }
@@ -1163,7 +888,7 @@ void sy_sink_close(sy_sink *s)
 {
     if (!s)
         return;
-    spill_held(s);
+    sy_sink_spill_held(s);
     if (s->held_count) {
         sy_log(SY_WARN, "sink '%s': closing with %zu held for retry; they are dropped",
                s->name, s->held_count);
@@ -1181,20 +906,10 @@ typedef struct drain_ctx {
     size_t n;
 } drain_ctx;
 
-/* A write-through sink (spool.mode = "always") whose spool still holds
- * what a connected plugin can take: replay goes on at shutdown before its
- * final flush (a plugin takes nothing after that). */
-static int spool_draining(sy_sink *s)
-{
-    return s->spool_always && !s->final_requested && sy_spool_has_records(s->spool) &&
-           !(s->connected_seen &&
-             atomic_load_explicit(&s->stats[SY_STAT_CONNECTED], memory_order_relaxed) == 0);
-}
-
 static int sink_drained(sy_sink *s)
 {
     if (s->spool_always && !s->final_requested) {
-        if (spool_draining(s))
+        if (sy_sink_spool_draining(s))
             return 0;
         sy_sink_flush(s, 1);
     }
@@ -1222,7 +937,7 @@ int sy_sinks_drain(struct event_base *base, sy_sink **sinks, size_t n, uint64_t 
     uint64_t deadline = start + timeout_ms;
 
     for (size_t i = 0; i < n; i++)
-        if (sinks[i] && !spool_draining(sinks[i]))
+        if (sinks[i] && !sy_sink_spool_draining(sinks[i]))
             sy_sink_flush(sinks[i], 1);
 
     if (!all_drained(&c)) {
@@ -1245,8 +960,8 @@ int sy_sinks_drain(struct event_base *base, sy_sink **sinks, size_t n, uint64_t 
         if (s) {
             if (s->spool_always && !s->final_requested)
                 sy_sink_flush(s, 1); /* time ran out while replaying */
-            spill_held(s);
-            spool_take_back(s);
+            sy_sink_spill_held(s);
+            sy_sink_spool_take_back(s);
         }
         if (!s || sink_drained(s))
             continue;

@@ -1,7 +1,7 @@
 /*
  * spool.c - a sink's disk spool; see spool.h for the format and the rules.
  */
-#include "output/spool.h"
+#include "output/spool_internal.h"
 
 #include <ctype.h>
 #include <dirent.h>
@@ -15,23 +15,11 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
-#include "admin/inspect.h"
 #include "util/clock.h"
 #include "util/log.h"
-#include "util/numfmt.h"
 
-#define MAGIC 0x50535953u          /* "SYSP" read as little-endian bytes */
-#define HDR 12                     /* magic, length, crc */
-#define MAX_PAYLOAD (256u << 20)   /* a sanity bound for resync */
-#define VALUE_FIXED 13             /* kind, double, name length */
-#define SAMPLE_FIXED 30            /* type, delta, value, rate, three lengths */
-#define SAMPLES_FLAG 0x80000000u   /* in a record's count: raw samples */
-#define TIMES_FLAG 0x40000000u     /* ... followed by each one's client time, ms */
-#define COUNT_MASK 0x3fffffffu     /* the count itself */
-#define POS_LEN 42                 /* "%020llu %020llu\n" */
 #define SCAN_STEP_BYTES (4u << 20) /* counted a tick at start-up (1 GiB: 256 ticks) */
 
 /* ------------------------------------------------------------------ */
@@ -269,63 +257,6 @@ static int opts_read(const char *sink, const sy_setting *s, size_t n, sy_spool_o
 /* Segments                                                             */
 /* ------------------------------------------------------------------ */
 
-typedef struct segment {
-    uint64_t seq;
-    uint64_t bytes;     /* file size */
-    uint64_t records;   /* counted from where this process started reading it */
-    uint64_t values;
-    uint64_t scan_end;  /* found at start-up: records and values are counted
-                           up to here in the background; 0 once done */
-} segment;
-
-struct sy_spool {
-    struct sy_spool *next; /* open spools, so that a reload's new instance
-                            * shares the retiring one's (same path) */
-    int refs;
-    char path[1024];
-    sy_spool_opts o;
-    int lock_fd, pos_fd;
-    segment *seg;
-    size_t nseg, capseg;
-    int wfd;               /* the last segment, for appending; -1 none */
-    int rfd;               /* the segment being read; -1 none */
-    uint64_t rfd_seq;
-    uint64_t next_seq;
-    /* committed: the position file; handed: the next record to hand out.
-     * Both are in segments still on disk (the committed one is seg[0]). */
-    uint64_t c_seq, c_off;
-    uint64_t h_seq, h_off;
-    uint64_t h_rec, h_vals; /* records and values advanced within h_seq */
-    /* the peeked record */
-    int peeked;
-    uint64_t peek_len;     /* bytes of the record, header included */
-    unsigned char *buf;
-    size_t bufcap;
-    sy_metric *vals;
-    size_t valcap;
-    sy_sample *smp;        /* a peeked record of raw samples */
-    int64_t *smp_ts;       /* ... and their clients' times, when it has them */
-    size_t smpcap;
-    unsigned char *wbuf;
-    size_t wbufcap;
-    int dirty;             /* written since the last fsync */
-    uint64_t last_sync_ms;
-    /* counting what was on disk at start-up, a step per tick (see
-     * scan_step): the segment and offset reached, with a reader and a
-     * record buffer of its own */
-    int scanning;
-    uint64_t scan_seq, scan_off;
-    int scan_fd;
-    uint64_t scan_fd_seq;
-    unsigned char *sbuf;
-    size_t sbufcap;
-    uint64_t scan_start_ms;
-    sy_ratelimit rl;
-
-    _Atomic int64_t st_bytes, st_records, st_oldest, st_replayed, st_spooled, st_dropped,
-        st_corrupt;
-};
-
 static void seg_name(const sy_spool *sp, uint64_t seq, char *out, size_t cap)
 {
     snprintf(out, cap, "%s/%020" PRIu64 ".seg", sp->path, seq);
@@ -372,16 +303,6 @@ static int rd_at(int fd, void *buf, size_t len, uint64_t off)
         got += (size_t)r;
     }
     return 0;
-}
-
-static uint32_t get32(const unsigned char *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-static uint64_t get64(const unsigned char *p)
-{
-    return (uint64_t)get32(p) | (uint64_t)get32(p + 4) << 32;
 }
 
 static void put32(unsigned char *p, uint32_t v)
@@ -452,8 +373,8 @@ static int payload_check(const unsigned char *p, uint64_t len, int64_t *ts, uint
 }
 
 /* A valid record at `off` of fd (file size `size`): its total length, or 0. */
-static uint64_t record_at(sy_spool *sp, int fd, uint64_t off, uint64_t size, int64_t *ts,
-                          uint32_t *count)
+uint64_t sy_spool_record_at(sy_spool *sp, int fd, uint64_t off, uint64_t size, int64_t *ts,
+                            uint32_t *count)
 {
     unsigned char h[HDR];
     if (size - off < HDR || rd_at(fd, h, HDR, off) < 0 || get32(h) != MAGIC)
@@ -471,7 +392,7 @@ static uint64_t record_at(sy_spool *sp, int fd, uint64_t off, uint64_t size, int
 }
 
 /* The next offset after `off` where a valid record starts, or `size`. */
-static uint64_t resync(sy_spool *sp, int fd, uint64_t off, uint64_t size)
+uint64_t sy_spool_resync(sy_spool *sp, int fd, uint64_t off, uint64_t size)
 {
     unsigned char chunk[65536];
     uint64_t pos = off + 1;
@@ -484,7 +405,7 @@ static uint64_t resync(sy_spool *sp, int fd, uint64_t off, uint64_t size)
                 continue;
             int64_t ts;
             uint32_t cnt;
-            if (record_at(sp, fd, pos + i, size, &ts, &cnt))
+            if (sy_spool_record_at(sp, fd, pos + i, size, &ts, &cnt))
                 return pos + i;
         }
         pos += want > 3 ? want - 3 : 1;
@@ -526,7 +447,7 @@ static int mkdirs(const char *path)
 }
 
 /* Reads the directory's segments into sp->seg, sorted. */
-static int list_segments(sy_spool *sp)
+int sy_spool_list_segments(sy_spool *sp)
 {
     DIR *d = opendir(sp->path);
     if (!d)
@@ -563,7 +484,7 @@ static int list_segments(sy_spool *sp)
     return 0;
 }
 
-static sy_spool *spool_new(const char *path)
+sy_spool *sy_spool_new(const char *path)
 {
     sy_spool *sp = calloc(1, sizeof *sp);
     if (!sp)
@@ -575,7 +496,7 @@ static sy_spool *spool_new(const char *path)
     return sp;
 }
 
-static void spool_free(sy_spool *sp)
+void sy_spool_free(sy_spool *sp)
 {
     if (sp->wfd >= 0)
         close(sp->wfd);
@@ -598,7 +519,7 @@ static void spool_free(sy_spool *sp)
 }
 
 /* Opens segment `seq` for reading (cached). */
-static int read_fd(sy_spool *sp, uint64_t seq)
+int sy_spool_read_fd(sy_spool *sp, uint64_t seq)
 {
     if (sp->rfd >= 0 && sp->rfd_seq == seq)
         return sp->rfd;
@@ -625,7 +546,7 @@ sy_spool *sy_spool_open(const char *sink, const sy_spool_opts *o, char *err, siz
             it->refs++;
             return it;
         }
-    sy_spool *sp = spool_new(path);
+    sy_spool *sp = sy_spool_new(path);
     if (!sp) {
         snprintf(err, errlen, "out of memory");
         return NULL;
@@ -654,7 +575,7 @@ sy_spool *sy_spool_open(const char *sink, const sy_spool_opts *o, char *err, siz
     uint64_t pseq = 0, poff = 0;
     if (got > 0 && sscanf(line, "%" SCNu64 " %" SCNu64, &pseq, &poff) != 2)
         pseq = poff = 0;
-    if (list_segments(sp) < 0) {
+    if (sy_spool_list_segments(sp) < 0) {
         snprintf(err, errlen, "cannot read the spool directory %s: %s", path, strerror(errno));
         goto fail;
     }
@@ -699,7 +620,7 @@ sy_spool *sy_spool_open(const char *sink, const sy_spool_opts *o, char *err, siz
                "are counted in the background", path, sp->nseg, total_bytes(sp));
     return sp;
 fail:
-    spool_free(sp);
+    sy_spool_free(sp);
     return NULL;
 }
 
@@ -716,7 +637,7 @@ void sy_spool_close(sy_spool *sp)
         fdatasync(sp->wfd);
     if (sp->pos_fd >= 0)
         fdatasync(sp->pos_fd);
-    spool_free(sp);
+    sy_spool_free(sp);
 }
 
 /* The flush time of the next record to hand out, without checking it. */
@@ -731,7 +652,7 @@ static int64_t head_ts(sy_spool *sp)
             off = 0;
         if (off + HDR + 8 <= g->bytes) {
             unsigned char b[HDR + 8];
-            int fd = read_fd(sp, g->seq);
+            int fd = sy_spool_read_fd(sp, g->seq);
             if (fd >= 0 && rd_at(fd, b, sizeof b, off) == 0 && get32(b) == MAGIC)
                 return (int64_t)get64(b + HDR);
             return 0;
@@ -1079,12 +1000,12 @@ int sy_spool_peek_any(sy_spool *sp, sy_metric_batch *b, sy_sample_batch *sb)
             sp->h_off = sp->h_rec = sp->h_vals = 0;
             continue;
         }
-        int fd = read_fd(sp, g->seq);
+        int fd = sy_spool_read_fd(sp, g->seq);
         int64_t ts;
         uint32_t count;
-        uint64_t len = fd >= 0 ? record_at(sp, fd, sp->h_off, g->bytes, &ts, &count) : 0;
+        uint64_t len = fd >= 0 ? sy_spool_record_at(sp, fd, sp->h_off, g->bytes, &ts, &count) : 0;
         if (!len) {
-            uint64_t to = fd >= 0 ? resync(sp, fd, sp->h_off, g->bytes) : g->bytes;
+            uint64_t to = fd >= 0 ? sy_spool_resync(sp, fd, sp->h_off, g->bytes) : g->bytes;
             atomic_fetch_add(&sp->st_corrupt, 1);
             sy_log_limited(&sp->rl, SY_WARN, "spool %s: a damaged stretch of %" PRIu64
                            " bytes in segment %" PRIu64 " at offset %" PRIu64 " is skipped",
@@ -1213,9 +1134,9 @@ static void scan_step(sy_spool *sp, uint64_t budget)
         }
         int64_t ts;
         uint32_t cnt;
-        uint64_t len = record_at(sp, sp->scan_fd, sp->scan_off, g->scan_end, &ts, &cnt);
+        uint64_t len = sy_spool_record_at(sp, sp->scan_fd, sp->scan_off, g->scan_end, &ts, &cnt);
         if (!len) {
-            len = resync(sp, sp->scan_fd, sp->scan_off, g->scan_end) - sp->scan_off;
+            len = sy_spool_resync(sp, sp->scan_fd, sp->scan_off, g->scan_end) - sp->scan_off;
         } else {
             g->records++;
             g->values += cnt & COUNT_MASK;
@@ -1258,201 +1179,4 @@ void sy_spool_stats_get(const sy_spool *sp, sy_spool_stats *out)
     out->spooled = atomic_load(&m->st_spooled);
     out->dropped = atomic_load(&m->st_dropped);
     out->corrupt = atomic_load(&m->st_corrupt);
-}
-
-/* ------------------------------------------------------------------ */
-/* switchyard spool ls|cat DIR                                          */
-/* ------------------------------------------------------------------ */
-
-static void fmt_time(int64_t ts, char *out, size_t cap)
-{
-    time_t t = (time_t)ts;
-    struct tm tm;
-    if (!ts || !gmtime_r(&t, &tm))
-        snprintf(out, cap, "-");
-    else
-        strftime(out, cap, "%Y-%m-%dT%H:%M:%SZ", &tm);
-}
-
-/* Names may hold any byte: print them as the console does. */
-static void print_name(FILE *f, const char *s, size_t len)
-{
-    char buf[256];
-    while (len) {
-        size_t used = 0;
-        size_t w = sy_inspect_escape(buf, sizeof buf, s, len, SY_ESC_BYTES, &used, NULL);
-        fwrite(buf, 1, w, f);
-        if (!used)
-            break;
-        s += used;
-        len -= used;
-    }
-}
-
-/* A raw sample as the StatsD line it came as (NAME:TEXT|TYPE[|@RATE]
- * [|#TAGS]), escaped as names are, then "# sample TS". */
-static void print_sample(const unsigned char *p, int64_t ts)
-{
-    uint32_t nl = get32(p + 18), tl = get32(p + 22), gl = get32(p + 26);
-    const char *name = (const char *)p + SAMPLE_FIXED;
-    uint64_t bits = get64(p + 10);
-    double rate;
-    memcpy(&rate, &bits, 8);
-    print_name(stdout, name, nl);
-    putchar(':');
-    print_name(stdout, name + nl, tl);
-    switch (p[0]) {
-    case SY_SAMPLE_COUNTER: fputs("|c", stdout); break;
-    case SY_SAMPLE_GAUGE: fputs("|g", stdout); break;
-    case SY_SAMPLE_TIMER: fputs("|ms", stdout); break;
-    default: fputs("|s", stdout); break;
-    }
-    if (rate != 1.0) {
-        char num[32];
-        sy_fmt_double(rate, num);
-        printf("|@%s", num);
-    }
-    if (gl) {
-        fputs("|#", stdout);
-        print_name(stdout, name + nl + tl, gl);
-    }
-    printf(" # sample %" PRId64 "\n", ts);
-}
-
-/* One spool directory (a sink's): ls or cat it.  Returns 1 when it held
- * damage, 0 when clean, -1 when it cannot be read. */
-static int tool_one(const char *path, int cat)
-{
-    sy_spool *sp = spool_new(path);
-    if (!sp)
-        return -1;
-    if (list_segments(sp) < 0) {
-        fprintf(stderr, "switchyard spool: cannot read %s: %s\n", path, strerror(errno));
-        spool_free(sp);
-        return -1;
-    }
-    char name[1100], line[POS_LEN + 1] = { 0 };
-    uint64_t pseq = 0, poff = 0;
-    snprintf(name, sizeof name, "%s/position", path);
-    int pfd = open(name, O_RDONLY | O_CLOEXEC);
-    if (pfd >= 0) {
-        if (pread(pfd, line, POS_LEN, 0) > 0 &&
-            sscanf(line, "%" SCNu64 " %" SCNu64, &pseq, &poff) != 2)
-            pseq = poff = 0;
-        close(pfd);
-    }
-    int damaged = 0;
-    if (!cat)
-        printf("%s: %zu segments, replay resumes at segment %" PRIu64 " offset %" PRIu64 "\n",
-               path, sp->nseg, pseq, poff);
-    uint64_t trec = 0, tval = 0, tbytes = 0;
-    for (size_t i = 0; i < sp->nseg; i++) {
-        segment *g = &sp->seg[i];
-        int fd = read_fd(sp, g->seq);
-        uint64_t off = g->seq == pseq ? poff : 0, recs = 0, vals = 0, bad = 0;
-        int64_t oldest = 0, newest = 0;
-        if (g->seq < pseq)
-            off = g->bytes; /* replayed, not yet deleted */
-        while (fd >= 0 && off < g->bytes) {
-            int64_t ts;
-            uint32_t count;
-            uint64_t len = record_at(sp, fd, off, g->bytes, &ts, &count);
-            if (!len) {
-                uint64_t to = resync(sp, fd, off, g->bytes);
-                bad++;
-                if (cat)
-                    printf("# corrupt: %" PRIu64 " bytes skipped in segment %" PRIu64
-                           " at offset %" PRIu64 "\n", to - off, g->seq, off);
-                off = to;
-                continue;
-            }
-            recs++;
-            vals += count & COUNT_MASK;
-            if (!oldest || ts < oldest)
-                oldest = ts;
-            if (ts > newest)
-                newest = ts;
-            if (cat && (count & SAMPLES_FLAG)) {
-                const unsigned char *p = sp->buf + 12;
-                for (uint32_t k = 0; k < (count & COUNT_MASK); k++) {
-                    print_sample(p, ts);
-                    p += SAMPLE_FIXED + get32(p + 18) + get32(p + 22) + get32(p + 26);
-                }
-            } else if (cat) {
-                const unsigned char *p = sp->buf + 12;
-                for (uint32_t k = 0; k < count; k++) {
-                    uint64_t bits = get64(p + 1);
-                    double v;
-                    char num[32];
-                    memcpy(&v, &bits, 8);
-                    uint32_t nl = get32(p + 9);
-                    print_name(stdout, (const char *)p + VALUE_FIXED, nl);
-                    sy_fmt_double(v, num);
-                    printf(" %s %" PRId64 "\n", num, ts);
-                    p += VALUE_FIXED + nl;
-                }
-            }
-            off += len;
-        }
-        damaged |= bad > 0;
-        trec += recs;
-        tval += vals;
-        tbytes += g->bytes;
-        if (!cat) {
-            char a[32], b[32];
-            fmt_time(oldest, a, sizeof a);
-            fmt_time(newest, b, sizeof b);
-            printf("  %020" PRIu64 ".seg  %10" PRIu64 " bytes  %8" PRIu64 " records  %10" PRIu64
-                   " values  %s .. %s%s", g->seq, g->bytes, recs, vals, a, b,
-                   bad ? "" : "\n");
-            if (bad)
-                printf("  %" PRIu64 " DAMAGED stretches\n", bad);
-        }
-    }
-    if (!cat)
-        printf("  total: %" PRIu64 " records, %" PRIu64 " values to replay, %" PRIu64
-               " bytes on disk\n", trec, tval, tbytes);
-    spool_free(sp);
-    return damaged;
-}
-
-int sy_spool_tool(int argc, char **argv)
-{
-    /* argv: "spool", "ls"|"cat", DIR */
-    if (argc != 3 || (strcmp(argv[1], "ls") != 0 && strcmp(argv[1], "cat") != 0)) {
-        fprintf(stderr, "usage: switchyard spool ls|cat DIR\n"
-                        "  DIR is a sink's spool (spool.dir/<sink>) or spool.dir itself\n");
-        return 2;
-    }
-    int cat = strcmp(argv[1], "cat") == 0;
-    const char *dir = argv[2];
-    DIR *d = opendir(dir);
-    if (!d) {
-        fprintf(stderr, "switchyard spool: cannot open %s: %s\n", dir, strerror(errno));
-        return 1;
-    }
-    /* a sink's directory holds a position file; spool.dir holds sinks' */
-    char name[1100];
-    struct stat st;
-    snprintf(name, sizeof name, "%s/position", dir);
-    int rc = 0;
-    if (stat(name, &st) == 0) {
-        int r = tool_one(dir, cat);
-        rc = r < 0 ? 1 : r;
-    } else {
-        struct dirent *e;
-        while ((e = readdir(d))) {
-            if (e->d_name[0] == '.')
-                continue;
-            snprintf(name, sizeof name, "%s/%s/position", dir, e->d_name);
-            if (stat(name, &st) != 0)
-                continue;
-            snprintf(name, sizeof name, "%s/%s", dir, e->d_name);
-            int r = tool_one(name, cat);
-            if (r != 0)
-                rc = 1;
-        }
-    }
-    closedir(d);
-    return rc;
 }

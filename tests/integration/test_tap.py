@@ -289,7 +289,12 @@ def main():
         top_lines = ["hot.a:1|c"] * 50 + ["hot.b:22|ms"] * 30 + ["cold.c:1|g"] * 5
         send_tcp(ports["tcp"], "\n".join(top_lines) + "\n")
         send_tcp(ports["auth"], "s3cret.ten.x:1|c\n" * 7)
-        wait_until(lambda: "hot.a" in (lambda c: (c.send("keys hot.\n"), c.take("END\n\n"))[1])(con), 5)
+        # both connections' lines are in: the last of each (cold.c, and the
+        # seventh t1.ten.x) counted, so that top sees the whole interval
+        wait_until(lambda: (lambda t: "cold.c" in t and "t1.ten.x" in t)(
+            (lambda c: (c.send("keys\n"), c.take("END\n\n"))[1])(con)), 5)
+        wait_until(lambda: (lambda t: re.search(r"^\s*7 samples .* t1\.ten\.x ", t, re.M) is not None)(
+            (lambda c: (c.send("top 1000 by=samples\n"), c.take("END\n\n"))[1])(con)), 5)
         con.send("top 3 by=samples depth=1\n")
         text = con.take("END\n\n")
         rows = re.findall(r"^ +(\d+) samples +(\d+) bytes  (\S+) +(\S+)  tenant=(\S+) listener=(\S+)$", text, re.M)
