@@ -1,13 +1,13 @@
 /*
- * keeplog.c - see keeplog.h.  Entries are appended to a list of chunks,
- * each entry the fixed part and its NUL-terminated name, 8-byte aligned.
+ * keeplog.c - see keeplog.h.  Each entry in the log (entrylog.h) is the
+ * fixed part and its NUL-terminated name.
  */
 #include "keeplog.h"
+#include "entrylog.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-#define CHUNK_BYTES (256 * 1024)
 #define TAKE_VALUES 2048
 
 typedef struct entry {
@@ -19,20 +19,13 @@ typedef struct entry {
     char name[];
 } entry;
 
-typedef struct chunk {
-    struct chunk *next;
-    size_t size, head, tail; /* entries live in data[head, tail) */
-    char data[];
-} chunk;
-
 struct keeplog {
-    chunk *first, *last;
-    size_t count, bytes;
+    entrylog log;
 };
 
-static size_t entry_size(uint32_t name_len)
+static size_t entry_bytes(uint32_t name_len)
 {
-    return (sizeof(entry) + name_len + 1 + 7) & ~(size_t)7;
+    return sizeof(entry) + name_len + 1;
 }
 
 keeplog *keeplog_new(void)
@@ -40,44 +33,19 @@ keeplog *keeplog_new(void)
     return calloc(1, sizeof(keeplog));
 }
 
-static void free_chunks(keeplog *k)
-{
-    while (k->first) {
-        chunk *c = k->first;
-        k->first = c->next;
-        free(c);
-    }
-    k->last = NULL;
-    k->count = k->bytes = 0;
-}
-
 void keeplog_free(keeplog *k)
 {
     if (!k)
         return;
-    free_chunks(k);
+    entrylog_clear(&k->log);
     free(k);
 }
 
 int keeplog_add(keeplog *k, int64_t ts, const sy_metric *m, uint64_t start, uint64_t end)
 {
-    size_t need = entry_size(m->name_len);
-    chunk *c = k->last;
-    if (!c || c->size - c->tail < need) {
-        size_t size = need > CHUNK_BYTES ? need : CHUNK_BYTES;
-        chunk *n = malloc(sizeof(*n) + size);
-        if (!n)
-            return -1;
-        n->next = NULL;
-        n->size = size;
-        n->head = n->tail = 0;
-        if (c)
-            c->next = n;
-        else
-            k->first = n;
-        k->last = c = n;
-    }
-    entry *e = (entry *)(void *)(c->data + c->tail);
+    entry *e = entrylog_append(&k->log, entry_bytes(m->name_len));
+    if (!e)
+        return -1;
     e->start = start;
     e->end = end;
     e->ts = ts;
@@ -86,51 +54,27 @@ int keeplog_add(keeplog *k, int64_t ts, const sy_metric *m, uint64_t start, uint
     e->kind = m->kind;
     memcpy(e->name, m->name, m->name_len);
     e->name[m->name_len] = '\0';
-    c->tail += need;
-    k->count++;
-    k->bytes += need;
     return 0;
 }
 
 void keeplog_release(keeplog *k, uint64_t done)
 {
-    chunk *c;
-    while ((c = k->first)) {
-        while (c->head < c->tail) {
-            entry *e = (entry *)(void *)(c->data + c->head);
-            if (e->end > done)
-                return;
-            size_t sz = entry_size(e->name_len);
-            c->head += sz;
-            k->count--;
-            k->bytes -= sz;
-        }
-        if (c == k->last) {
-            c->head = c->tail = 0; /* keep the last chunk for reuse */
-            return;
-        }
-        k->first = c->next;
-        free(c);
-    }
+    const entry *e;
+    while ((e = entrylog_front(&k->log)) && e->end <= done)
+        entrylog_pop(&k->log, entry_bytes(e->name_len));
 }
 
 int keeplog_covers(const keeplog *k, keeplog_cursor *cur, uint64_t start, uint64_t end)
 {
-    chunk *c = cur->chunk ? cur->chunk : k->first;
-    size_t off = cur->chunk ? cur->off : (c ? c->head : 0);
-    while (c) {
-        if (off >= c->tail) {
-            c = c->next;
-            off = c ? c->head : 0;
-            continue;
-        }
-        entry *e = (entry *)(void *)(c->data + off);
+    entrylog_pos p = { cur->chunk, cur->off };
+    const entry *e;
+    while ((e = entrylog_at(&k->log, &p))) {
         if (e->end > start) {
-            cur->chunk = c;
-            cur->off = off;
+            cur->chunk = p.chunk;
+            cur->off = p.off;
             return e->start <= start && end <= e->end;
         }
-        off += entry_size(e->name_len);
+        entrylog_next(&p, entry_bytes(e->name_len));
     }
     cur->chunk = NULL;
     cur->off = 0;
@@ -144,20 +88,17 @@ size_t keeplog_take(keeplog *k, keeplog_keep_fn keep, void *ctx)
     int64_t ts = 0;
     if (!m)
         return 0;
-    for (chunk *c = k->first; c; c = c->next) {
-        for (size_t off = c->head; off < c->tail;) {
-            entry *e = (entry *)(void *)(c->data + off);
-            if (n && (n == TAKE_VALUES || e->ts != ts)) {
-                sy_metric_batch b = { .metrics = m, .count = n, .timestamp = ts };
-                keep(ctx, &b);
-                total += n;
-                n = 0;
-            }
-            ts = e->ts;
-            m[n++] = (sy_metric){ .name = e->name, .name_len = e->name_len, .kind = e->kind,
-                                  .value = e->value };
-            off += entry_size(e->name_len);
+    entrylog_pos p = { 0 };
+    for (const entry *e; (e = entrylog_at(&k->log, &p)); entrylog_next(&p, entry_bytes(e->name_len))) {
+        if (n && (n == TAKE_VALUES || e->ts != ts)) {
+            sy_metric_batch b = { .metrics = m, .count = n, .timestamp = ts };
+            keep(ctx, &b);
+            total += n;
+            n = 0;
         }
+        ts = e->ts;
+        m[n++] = (sy_metric){ .name = e->name, .name_len = e->name_len, .kind = e->kind,
+                              .value = e->value };
     }
     if (n) {
         sy_metric_batch b = { .metrics = m, .count = n, .timestamp = ts };
@@ -165,16 +106,16 @@ size_t keeplog_take(keeplog *k, keeplog_keep_fn keep, void *ctx)
         total += n;
     }
     free(m);
-    free_chunks(k);
+    entrylog_clear(&k->log);
     return total;
 }
 
 size_t keeplog_count(const keeplog *k)
 {
-    return k->count;
+    return k->log.count;
 }
 
 size_t keeplog_bytes(const keeplog *k)
 {
-    return k->bytes;
+    return k->log.bytes;
 }

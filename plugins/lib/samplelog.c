@@ -1,14 +1,14 @@
 /*
- * samplelog.c - see samplelog.h.  Entries are appended to a list of
- * chunks, each the fixed part followed by the name, text and tags,
- * 8-byte aligned; release and take walk from the front.
+ * samplelog.c - see samplelog.h.  Each entry in the log (entrylog.h) is
+ * the fixed part followed by the name, text and tags; release and take
+ * walk from the front.
  */
 #include "samplelog.h"
+#include "entrylog.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-#define CHUNK_BYTES (256 * 1024)
 #define TAKE_SAMPLES 2048
 
 typedef struct entry {
@@ -20,25 +20,19 @@ typedef struct entry {
     char data[]; /* name, text, tags */
 } entry;
 
-typedef struct chunk {
-    struct chunk *next;
-    size_t size, head, tail; /* entries live in data[head, tail) */
-    char data[];
-} chunk;
-
 struct samplelog {
-    chunk *first, *last;
-    size_t count, bytes, max_bytes;
+    entrylog log;
+    size_t max_bytes;
 };
 
-static size_t entry_size(size_t text)
+static size_t entry_bytes(size_t text)
 {
-    return (sizeof(entry) + text + 7) & ~(size_t)7;
+    return sizeof(entry) + text;
 }
 
 size_t samplelog_entry_bytes(const sy_sample *x)
 {
-    return entry_size((size_t)x->name_len + x->text_len + x->tags_len);
+    return entrylog_size(entry_bytes((size_t)x->name_len + x->text_len + x->tags_len));
 }
 
 samplelog *samplelog_new(size_t max_bytes)
@@ -49,46 +43,21 @@ samplelog *samplelog_new(size_t max_bytes)
     return l;
 }
 
-static void free_chunks(samplelog *l)
-{
-    while (l->first) {
-        chunk *c = l->first;
-        l->first = c->next;
-        free(c);
-    }
-    l->last = NULL;
-    l->count = l->bytes = 0;
-}
-
 void samplelog_free(samplelog *l)
 {
     if (!l)
         return;
-    free_chunks(l);
+    entrylog_clear(&l->log);
     free(l);
 }
 
 int samplelog_add(samplelog *l, uint64_t seq, const sy_sample *x, int64_t ts_ms)
 {
-    size_t need = samplelog_entry_bytes(x);
-    if (l->bytes + need > l->max_bytes)
+    if (l->log.bytes + samplelog_entry_bytes(x) > l->max_bytes)
         return -1;
-    chunk *c = l->last;
-    if (!c || c->size - c->tail < need) {
-        size_t size = need > CHUNK_BYTES ? need : CHUNK_BYTES;
-        chunk *n = malloc(sizeof(*n) + size);
-        if (!n)
-            return -1;
-        n->next = NULL;
-        n->size = size;
-        n->head = n->tail = 0;
-        if (c)
-            c->next = n;
-        else
-            l->first = n;
-        l->last = c = n;
-    }
-    entry *e = (entry *)(void *)(c->data + c->tail);
+    entry *e = entrylog_append(&l->log, entry_bytes((size_t)x->name_len + x->text_len + x->tags_len));
+    if (!e)
+        return -1;
     e->seq = seq;
     e->ts_ms = ts_ms;
     e->value = x->value;
@@ -101,37 +70,19 @@ int samplelog_add(samplelog *l, uint64_t seq, const sy_sample *x, int64_t ts_ms)
     memcpy(e->data, x->name, x->name_len);
     memcpy(e->data + x->name_len, x->text, x->text_len);
     memcpy(e->data + x->name_len + x->text_len, x->tags, x->tags_len);
-    c->tail += need;
-    l->count++;
-    l->bytes += need;
     return 0;
 }
 
 static size_t size_of(const entry *e)
 {
-    return entry_size((size_t)e->name_len + e->text_len + e->tags_len);
+    return entry_bytes((size_t)e->name_len + e->text_len + e->tags_len);
 }
 
 void samplelog_release(samplelog *l, uint64_t seq)
 {
-    chunk *c;
-    while ((c = l->first)) {
-        while (c->head < c->tail) {
-            entry *e = (entry *)(void *)(c->data + c->head);
-            if (e->seq > seq)
-                return;
-            size_t sz = size_of(e);
-            c->head += sz;
-            l->count--;
-            l->bytes -= sz;
-        }
-        if (c == l->last) {
-            c->head = c->tail = 0; /* keep the last chunk for reuse */
-            return;
-        }
-        l->first = c->next;
-        free(c);
-    }
+    const entry *e;
+    while ((e = entrylog_front(&l->log)) && e->seq <= seq)
+        entrylog_pop(&l->log, size_of(e));
 }
 
 size_t samplelog_take(samplelog *l, samplelog_keep_fn keep, void *ctx)
@@ -144,22 +95,20 @@ size_t samplelog_take(samplelog *l, samplelog_keep_fn keep, void *ctx)
         free(ts);
         return 0;
     }
-    for (chunk *c = l->first; c; c = c->next) {
-        for (size_t off = c->head; off < c->tail; off += size_of((entry *)(void *)(c->data + off))) {
-            const entry *e = (const entry *)(const void *)(c->data + off);
-            if (n == TAKE_SAMPLES) {
-                sy_sample_batch b = { .samples = s, .count = n, .timestamps_ms = ts };
-                keep(ctx, &b);
-                total += n;
-                n = 0;
-            }
-            ts[n] = e->ts_ms;
-            s[n++] = (sy_sample){ .name = e->data, .name_len = e->name_len,
-                                  .text = e->data + e->name_len, .text_len = e->text_len,
-                                  .tags = e->data + e->name_len + e->text_len,
-                                  .tags_len = e->tags_len, .value = e->value, .rate = e->rate,
-                                  .type = e->type, .is_delta = e->is_delta };
+    entrylog_pos p = { 0 };
+    for (const entry *e; (e = entrylog_at(&l->log, &p)); entrylog_next(&p, size_of(e))) {
+        if (n == TAKE_SAMPLES) {
+            sy_sample_batch b = { .samples = s, .count = n, .timestamps_ms = ts };
+            keep(ctx, &b);
+            total += n;
+            n = 0;
         }
+        ts[n] = e->ts_ms;
+        s[n++] = (sy_sample){ .name = e->data, .name_len = e->name_len,
+                              .text = e->data + e->name_len, .text_len = e->text_len,
+                              .tags = e->data + e->name_len + e->text_len,
+                              .tags_len = e->tags_len, .value = e->value, .rate = e->rate,
+                              .type = e->type, .is_delta = e->is_delta };
     }
     if (n) {
         sy_sample_batch b = { .samples = s, .count = n, .timestamps_ms = ts };
@@ -168,16 +117,16 @@ size_t samplelog_take(samplelog *l, samplelog_keep_fn keep, void *ctx)
     }
     free(s);
     free(ts);
-    free_chunks(l);
+    entrylog_clear(&l->log);
     return total;
 }
 
 size_t samplelog_count(const samplelog *l)
 {
-    return l->count;
+    return l->log.count;
 }
 
 size_t samplelog_bytes(const samplelog *l)
 {
-    return l->bytes;
+    return l->log.bytes;
 }

@@ -23,6 +23,7 @@
 
 #include <cmocka.h>
 
+#include "../../plugins/lib/entrylog.c"
 #include "../../plugins/lib/keeplog.c"
 
 static void add(keeplog *k, int64_t ts, const char *name, double v, uint64_t s, uint64_t e)

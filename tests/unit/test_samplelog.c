@@ -24,6 +24,7 @@
 
 #include <cmocka.h>
 
+#include "../../plugins/lib/entrylog.c"
 #include "../../plugins/lib/samplelog.c"
 
 static int add(samplelog *l, uint64_t seq, const char *name, double v)
