@@ -311,6 +311,19 @@ static void rp_kick(repeater *r)
     }
 }
 
+/* The end of every write: what it dropped or found bad counted (and
+ * logged at a bounded rate), then the destinations kicked. */
+static void rp_batch_done(repeater *r, size_t dropped, size_t bad)
+{
+    if (dropped || bad) {
+        r->api->stat_add(r->host, SY_STAT_DROPPED, (int64_t)(dropped + bad));
+        r->bad_unlogged += bad;
+    }
+    if (rp_unlogged(r))
+        rp_log(r, 0);
+    rp_kick(r);
+}
+
 /* ------------------------------------------------------------------ */
 /* Settings                                                            */
 /* ------------------------------------------------------------------ */
@@ -738,13 +751,7 @@ static sy_status repeater_write_samples(void *state, const sy_sample_batch *b)
         *o = '\n';
         rp_commit(d, len);
     }
-    if (dropped || bad) {
-        r->api->stat_add(r->host, SY_STAT_DROPPED, (int64_t)(dropped + bad));
-        r->bad_unlogged += bad;
-    }
-    if (rp_unlogged(r))
-        rp_log(r, 0);
-    rp_kick(r);
+    rp_batch_done(r, dropped, bad);
     return SY_OK;
 }
 
@@ -811,13 +818,7 @@ static sy_status repeater_write_lines(void *state, const char *const *lines, con
         p[len] = '\n';
         rp_commit(d, len + 1);
     }
-    if (dropped || bad) {
-        r->api->stat_add(r->host, SY_STAT_DROPPED, (int64_t)(dropped + bad));
-        r->bad_unlogged += bad;
-    }
-    if (rp_unlogged(r))
-        rp_log(r, 0);
-    rp_kick(r);
+    rp_batch_done(r, dropped, bad);
     return SY_OK;
 }
 
@@ -902,13 +903,7 @@ static sy_status repeater_write(void *state, const sy_metric_batch *b)
         }
         taken++;
     }
-    if (dropped || bad) {
-        r->api->stat_add(r->host, SY_STAT_DROPPED, (int64_t)(dropped + bad));
-        r->bad_unlogged += bad;
-    }
-    if (rp_unlogged(r))
-        rp_log(r, 0);
-    rp_kick(r);
+    rp_batch_done(r, dropped, bad);
     return taken || dropped || bad ? SY_OK : SY_SKIP;
 }
 
