@@ -54,7 +54,7 @@ long_runs="bench fuzz soak"  # fuzz and soak in lane 2, bench alone at the end
 lane2_plain="integration/test_faults.py integration/test_influxdb.py integration/test_redis_cluster.py
     integration/test_relay_tier.py"
 lane2_san="integration/test_admin.py integration/test_pacing.py integration/test_redis.py
-    integration/test_repeater.py integration/test_reload.py integration/test_spool.py"
+    integration/test_repeater.py integration/test_spool.py"
 
 # in_list WORD LIST...: whether WORD is one of LIST.
 in_list() {
