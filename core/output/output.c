@@ -947,39 +947,36 @@ static void enqueue(sy_output *o, pending *p)
     (void)rc;
 }
 
+/* Hands one piece of work (a snapshot, a raw batch or a config) to the
+ * output thread; 0, or -1 when out of memory (the caller frees it). */
+static int submit(sy_output *o, pending work)
+{
+    pending *p = malloc(sizeof *p);
+    if (!p)
+        return -1;
+    *p = work;
+    enqueue(o, p);
+    return 0;
+}
+
 void sy_output_submit(sy_output *o, sy_snapshot *s, int final)
 {
-    pending *p = calloc(1, sizeof *p);
-    if (!p) {
+    if (submit(o, (pending){ .snap = s, .final = final }) < 0) {
         sy_log(SY_ERR, "out of memory: a flush is lost");
         sy_snapshot_free(s);
-        return;
     }
-    p->snap = s;
-    p->final = final;
-    enqueue(o, p);
 }
 
 void sy_output_submit_raw(sy_output *o, sy_raw_batch *b)
 {
-    pending *p = calloc(1, sizeof *p);
-    if (!p) {
+    if (submit(o, (pending){ .raw = b }) < 0)
         sy_raw_batch_free(b);
-        return;
-    }
-    p->raw = b;
-    enqueue(o, p);
 }
 
 void sy_output_submit_config(sy_output *o, sy_config *c)
 {
-    pending *p = calloc(1, sizeof *p);
-    if (!p) {
+    if (submit(o, (pending){ .conf = c }) < 0)
         sy_config_free(c);
-        return;
-    }
-    p->conf = c;
-    enqueue(o, p);
 }
 
 uint64_t sy_output_sink_count(const sy_output *o) { return o->nsinks; }
