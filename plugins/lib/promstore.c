@@ -52,6 +52,7 @@ typedef struct series {
     uint64_t last_ms;
     int64_t ts_ms;       /* the newest client time of its samples, 0: none */
     int64_t out_ms;      /* the time it was last shown or sent with */
+    int out_stamped;     /* ... written on the sample (not a scrape's own time) */
     size_t key_len;
     size_t nlabels;
     prom_label *labels;  /* into key */
@@ -887,12 +888,15 @@ static void visit_summary(promstore *s, series *x, uint64_t now, const promstore
 /* The time a series goes out with: its client's time, else the visit's
  * (0), but always after the time it last went out with, so that a
  * receiver gets each series in order.  `stale`: its last word (a stale
- * marker), never at a time that already holds a value. */
-static int64_t series_stamp(const series *x, uint64_t now, int stale)
+ * marker), never at a time that already holds a value.  A scrape's own
+ * time is the scraper's: a series last shown without a time on the page
+ * is never given one (two scrapes in one millisecond, or a wall clock set
+ * back, would otherwise stamp it). */
+static int64_t series_stamp(const series *x, uint64_t now, int stale, int own_times)
 {
     if (x->ts_ms && !stale)
         return x->ts_ms;
-    if (x->out_ms && x->out_ms >= (int64_t)now)
+    if (x->out_ms && x->out_ms >= (int64_t)now && (own_times || x->out_stamped))
         return x->out_ms + 1;
     return 0;
 }
@@ -901,11 +905,13 @@ static int64_t series_stamp(const series *x, uint64_t now, int stale)
 static void visit_series(promstore *s, family *f, series *x, uint64_t now,
                          const promstore_visitor *v, void *arg, int stale)
 {
-    int64_t ts = series_stamp(x, now, stale);
+    int64_t ts = series_stamp(x, now, stale, v->own_times);
     if (v->emits) {
         int64_t out = ts ? ts : (int64_t)now;
-        if (out > x->out_ms)
+        if (out > x->out_ms) {
             x->out_ms = out;
+            x->out_stamped = ts != 0;
+        }
     }
     switch (f->type) {
     case T_COUNTER:

@@ -144,6 +144,10 @@ typedef struct promstore_visitor {
      * out at that time, unchanged since (remote write sends such a point
      * once; a receiver such as VictoriaMetrics would store every copy) */
     int unsent_only;
+    /* 1: a sample of ts_ms 0 goes out at the visit's time, which the
+     * visitor writes (remote write's snapshot time); 0: it goes out with
+     * no time, and the reader's clock stamps it (a scrape) */
+    int own_times;
 } promstore_visitor;
 
 /* Every family and sample, as of now_ms (summaries' windows move).  A

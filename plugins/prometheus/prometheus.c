@@ -320,7 +320,7 @@ static void on_request(struct evhttp_request *req, void *arg)
         return;
     }
     page pg = { p, b };
-    promstore_visitor v = { page_family, page_sample, 1, 0 };
+    promstore_visitor v = { page_family, page_sample, 1, 0, 0 };
     promstore_visit(p->store, now, &v, &pg);
     p->scrapes++;
     page_own(p, b);

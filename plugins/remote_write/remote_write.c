@@ -370,10 +370,10 @@ static void snapshot(rw *r)
     r->snap_ms = now;
     r->snap_full = 0;
     r->snap_dropped = 0;
-    promstore_visitor sv = { snap_family, stale_sample, 1, 0 };
+    promstore_visitor sv = { snap_family, stale_sample, 1, 0, 1 };
     promstore_expire_visit(r->store, now, &sv, r);
     counter c = { 0 };
-    promstore_visitor cv = { count_family, count_sample, 0, 1 };
+    promstore_visitor cv = { count_family, count_sample, 0, 1, 1 };
     promstore_visit(r->store, now, &cv, &c);
     if (!c.n && !r->nts)
         return;
@@ -385,7 +385,7 @@ static void snapshot(rw *r)
     }
     batch *before = r->tail;
     r->snap_seq++;
-    promstore_visitor v = { snap_family, snap_sample, 1, 1 };
+    promstore_visitor v = { snap_family, snap_sample, 1, 1, 1 };
     promstore_visit(r->store, now, &v, r);
     cut(r);
     if (!r->snap_dropped && r->tail && r->tail != before)

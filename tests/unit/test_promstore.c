@@ -85,12 +85,13 @@ static const char *show_as(promstore *p, uint64_t now, int emits)
     static seen s;
     s.used = 0;
     s.text[0] = '\0';
-    promstore_visitor v = { v_family, v_sample, emits, 0 };
+    promstore_visitor v = { v_family, v_sample, emits, 0, 0 };
     promstore_visit(p, now, &v, &s);
     return s.text;
 }
 
 static const char *show(promstore *p, uint64_t now) { return show_as(p, now, 0); }
+
 
 static promstore_config config(void)
 {
@@ -104,6 +105,24 @@ static promstore_config config(void)
  * a time not after the one it last went out with is ignored (counted),
  * so a receiver never gets a series out of order or two values at one
  * time; values stay cumulative either way. */
+/* A series that never had a client time goes out on a page without one,
+ * however close together the scrapes or however the wall clock moves:
+ * the scraper stamps it (it was stamped last-time + 1 ms when two
+ * scrapes fell in one millisecond or the clock was set back). */
+static void test_page_unstamped(void **st)
+{
+    (void)st;
+    promstore_config c = config();
+    c.ttl_ms = 0;
+    promstore *p = promstore_new(&c, &api);
+    sy_sample k = smp("hits", "", 2, 'c');
+    assert_int_equal(promstore_add(p, &k, 1000), 0);
+    assert_string_equal(show_as(p, 5000, 1), "# hits_total counter\nhits_total 2\n");
+    assert_string_equal(show_as(p, 5000, 1), "# hits_total counter\nhits_total 2\n");
+    assert_string_equal(show_as(p, 4000, 1), "# hits_total counter\nhits_total 2\n");
+    promstore_free(p);
+}
+
 static void test_timestamps(void **st)
 {
     (void)st;
@@ -139,7 +158,7 @@ static void test_timestamps(void **st)
     /* remote write sends a point at a client's time once */
     assert_int_equal(promstore_add_at(p, &g, 700000, 800000), 0);
     static seen once;
-    promstore_visitor v = { v_family, v_sample, 1, 1 };
+    promstore_visitor v = { v_family, v_sample, 1, 1, 1 };
     for (int i = 0; i < 2; i++) {
         once.used = 0;
         once.text[0] = '\0';
@@ -269,7 +288,7 @@ static void t_sample(void *arg, const char *name, const char *suffix, const prom
 static tally count(promstore *p, uint64_t now)
 {
     tally t = { 0 };
-    promstore_visitor v = { t_family, t_sample, 0, 0 }; /* a look only */
+    promstore_visitor v = { t_family, t_sample, 0, 0, 0 }; /* a look only */
     promstore_visit(p, now, &v, &t);
     return t;
 }
@@ -318,6 +337,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_escape),
         cmocka_unit_test(test_timestamps),
+        cmocka_unit_test(test_page_unstamped),
         cmocka_unit_test(test_kinds),
         cmocka_unit_test(test_histogram),
         cmocka_unit_test(test_name_labels),
