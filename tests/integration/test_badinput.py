@@ -617,8 +617,13 @@ def scenario_key_limits(res, workdir):
                   % (label, total), abs(total - members) / members < 0.03, "%r" % counts)
         # exact up to 100,000 members a flush would take 8 B x 2^18 slots
         # (2 MiB) per set; 1M members kept exactly would take 16 MiB or more
-        res.check("%s: memory grew by less than 8 MiB (%.1f MiB)" % (label, (rss1 - rss0) / 1024),
-                  rss1 - rss0 < 8 * 1024, "RSS %d -> %d KiB" % (rss0, rss1))
+        # Under ASan the exact table's 2 MiB, freed when the set turns to a
+        # HyperLogLog, waits in the quarantine, and redzones pad it: 4 MiB
+        # more there (a clean run saw 9.5 MiB), still below the 16 MiB an
+        # exact set would take; the plain lane keeps 8 MiB
+        limit = 8 + (4 if d.sanitized() else 0)
+        res.check("%s: memory grew by less than %d MiB (%.1f MiB)" % (label, limit, (rss1 - rss0) / 1024),
+                  rss1 - rss0 < limit * 1024, "RSS %d -> %d KiB" % (rss0, rss1))
         est = d.metric("switchyard_sets_estimated_total")
         res.check("%s: estimated counts are counted (switchyard_sets_estimated_total %r)"
                   % (label, est), est is not None and est >= 1, "%r" % est)
