@@ -969,14 +969,32 @@ void sy_output_submit(sy_output *o, sy_snapshot *s, int final)
 
 void sy_output_submit_raw(sy_output *o, sy_raw_batch *b)
 {
-    if (submit(o, (pending){ .raw = b }) < 0)
-        sy_raw_batch_free(b);
+    if (submit(o, (pending){ .raw = b }) == 0)
+        return;
+    /* Out of memory for the queue's node: the batch's samples and lines
+     * are lost, counted where the engine counts those it cannot hold. */
+    uint64_t lines = 0;
+    for (size_t i = 0; i < b->n; i++)
+        lines += b->samples[i].type == SY_RAW_DD_LINE;
+    if (o->agg) {
+        /* the engine's counters: atomic, read-only to the output elsewhere */
+        sy_agg_stats *st = (sy_agg_stats *)o->agg;
+        atomic_fetch_add(&st->raw_dropped, b->n - lines);
+        atomic_fetch_add(&st->dd_dropped, lines);
+    }
+    sy_log(SY_ERR, "out of memory: %zu pass-through samples and %llu DogStatsD lines are lost "
+           "(switchyard_passthrough_dropped_total, switchyard_dogstatsd_dropped_total)",
+           b->n - (size_t)lines, (unsigned long long)lines);
+    sy_raw_batch_free(b);
 }
 
 void sy_output_submit_config(sy_output *o, sy_config *c)
 {
-    if (submit(o, (pending){ .conf = c }) < 0)
+    if (submit(o, (pending){ .conf = c }) < 0) {
+        sy_log(SY_ERR, "reload: out of memory handing the new config to the output; the sinks "
+               "stay as they were");
         sy_config_free(c);
+    }
 }
 
 uint64_t sy_output_sink_count(const sy_output *o) { return o->nsinks; }
