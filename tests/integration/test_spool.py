@@ -85,7 +85,7 @@ QUEUE = 1 << 20
 
 
 class Daemon:
-    def __init__(self, workdir, name, carbon_port, spool, sink=None):
+    def __init__(self, workdir, name, carbon_port, spool, sink=None, extra=None):
         self.port = free_port_pair()
         self.plugin = sink["plugin"] if sink else "graphite"
         self.http = free_port("tcp")
@@ -105,6 +105,7 @@ class Daemon:
                                          "reconnectMinMs": 50, "reconnectMaxMs": 300}},
         }
         cfg["sinks"]["carbon"]["spool"] = spool
+        cfg.update(extra or {})
         self.path = os.path.join(workdir, name + ".lua")
         with open(self.path, "w") as f:
             f.write("return " + to_lua(cfg) + "\n")
@@ -440,7 +441,8 @@ def repeater_outage(res, workdir):
         hop.stop()
 
 
-def stuck_term(res, d, label, server_stop, server_cont, prefix, steps, pad, cont_first=True):
+def stuck_term(res, d, label, server_stop, server_cont, prefix, steps, pad, cont_first=True,
+               step_lines=None):
     """The take_back path of one sink: the server connected, then stopped
     (SIGSTOP: it reads nothing), `steps` flushes each with its own key
     PREFIX.seq.i = i+1 and the padding; SIGTERM while the server is still
@@ -458,7 +460,8 @@ def stuck_term(res, d, label, server_stop, server_cont, prefix, steps, pad, cont
     server_stop()
     try:
         for i in range(steps):
-            d.send(["%s.seq.%d:%d|c" % (prefix, i, i + 1)] + pad)
+            d.send((step_lines(i) if step_lines else ["%s.seq.%d:%d|c" % (prefix, i, i + 1)]) +
+                   pad)
             time.sleep(0.05)
         wait_until(lambda: (d.sink("queued") or 0) > 0, 5)
         queued = d.sink("queued") or 0
@@ -634,6 +637,179 @@ def influx_stuck(res, workdir):
     finally:
         if d and d.proc:
             d.stop_clean(res, "influx stuck")
+        srv.stop()
+
+# A plain TCP reader in a process of its own (so that SIGSTOP stops it):
+# every whole line of every connection appended to a file; a line cut by
+# the end of its connection is left out, as a statsd reader discards it.
+RAW_READER = r"""
+import socket, sys, threading
+srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+srv.bind(("127.0.0.1", int(sys.argv[1])))
+srv.listen(16)
+out = open(sys.argv[2], "ab", buffering=0)
+lock = threading.Lock()
+def read(conn):
+    buf = b""
+    while True:
+        data = conn.recv(65536)
+        if not data:
+            return
+        buf += data
+        if b"\n" in buf:
+            whole, buf = buf.rsplit(b"\n", 1)
+            with lock:
+                out.write(whole + b"\n")
+while True:
+    c, _ = srv.accept()
+    threading.Thread(target=read, args=(c,), daemon=True).start()
+"""
+
+
+def raw_lines(path):
+    try:
+        with open(path, "rb") as f:
+            return f.read().decode(errors="replace").splitlines()
+    except OSError:
+        return []
+
+
+def repeater_raw_stuck(res, workdir):
+    """take_back_samples and take_back_lines of the repeater (TCP): a
+    pass-through sink named in dogstatsdEvents, its next hop a plain TCP
+    reader stopped with SIGSTOP; 40 flushes each with a seq sample, a
+    DogStatsD event and a service check of their own beside 1,000
+    samples with 200-byte names (more than the socket buffers hold);
+    SIGTERM while it is stopped: the raw samples and lines still queued go
+    to the spool; SIGCONT, restart: every seq sample, event and service
+    check reaches the reader exactly once."""
+    port = free_port("tcp")
+    out = os.path.join(workdir, "raw_stuck.out")
+    reader = Process("raw_reader", ["/usr/bin/python3", "-c", RAW_READER, str(port), out],
+                     workdir)
+    sink = {"plugin": "repeater", "host": LOOPBACK, "port": port, "protocol": "tcp",
+            "passthrough": True, "maxQueueBytes": 1 << 20, "reconnectMinMs": 50,
+            "reconnectMaxMs": 300}
+    d = Daemon(workdir, "repeater_raw", 0, {"dir": os.path.join(workdir, "spool_rraw"),
+                                            "maxBytes": "256MiB", "fsync": "never"}, sink,
+               extra={"dogstatsdEvents": ["carbon"]})
+    steps = 40
+    pad = ["rr.padlong.k%d%s:1|c" % (k, "x" * 200) for k in range(1000)]
+
+    def event(i):
+        title, text = "rr-ev-%d" % i, "event %d body" % i
+        return "_e{%d,%d}:%s|%s|#step:%d" % (len(title), len(text), title, text, i)
+
+    def check(i):
+        return "_sc|rr.check.%d|1|m:step %d" % (i, i)
+
+    def step_lines(i):
+        return ["rr.seq.%d:%d|c" % (i, i + 1), event(i), check(i)]
+    try:
+        reader.start()
+        if not res.check("repeater raw: the reader starts", wait_for_port(port, 10,
+                                                                         alive=reader.alive)):
+            return
+        if not stuck_term(res, d, "repeater raw", lambda: os.kill(reader.pid, signal.SIGSTOP),
+                          lambda: os.kill(reader.pid, signal.SIGCONT), "rr", steps, pad,
+                          step_lines=step_lines):
+            return
+        try:
+            with open(os.path.join(workdir, "repeater_raw.1.stderr")) as f:
+                for line in f:
+                    if "went to the spool" in line or "lost" in line or "keep log" in line:
+                        res.note(line.strip().split("  ", 1)[-1])
+        except OSError:
+            pass
+        want = {}
+        for i in range(steps):
+            for line in step_lines(i):
+                want[line] = 0
+
+        def counts():
+            got = dict.fromkeys(want, 0)
+            for line in raw_lines(out):
+                if line in got:
+                    got[line] += 1
+            return got
+        wait_until(lambda: all(counts().values()), 30, step=0.3)
+        got = counts()
+        bad = sorted((l, n) for l, n in got.items() if n != 1)
+        res.check("repeater raw: each of %d seq samples, %d events and %d service checks "
+                  "reached the reader exactly once" % (steps, steps, steps), not bad,
+                  "%d wrong, e.g. %r" % (len(bad), bad[:4]))
+        spooled = d.spool("lines_replayed_total")
+        res.check("repeater raw: DogStatsD lines were replayed from the spool "
+                  "(switchyard_spool_lines_replayed_total %r)" % spooled, (spooled or 0) > 0)
+        res.check("repeater raw: nothing dropped after the restart (sink %r, spool %r)"
+                  % (d.sink("dropped_total"), d.spool("dropped_total")),
+                  d.sink("dropped_total") == 0 and d.spool("dropped_total") == 0)
+    finally:
+        if d.proc:
+            d.stop_clean(res, "repeater raw")
+        try:
+            os.kill(reader.pid, signal.SIGCONT)
+        except (ProcessLookupError, TypeError):
+            pass
+        reader.stop()
+
+
+def influx_samples_stuck(res, workdir):
+    """take_back_samples of the influxdb sink: a pass-through sink, influxd
+    stopped with SIGSTOP (one POST of 200 lines in flight, the rest in the
+    sink's queue), 40 flushes each with a seq sample dated by a DogStatsD
+    |T time beside 300 padding samples; SIGTERM, SIGCONT, restart: every
+    seq sample is in InfluxDB once, with its value, at its client's
+    time."""
+    if not os.path.exists(INFLUXD):
+        res.check("influx samples: influxd installed (.ci/deps.sh test installs influxdb)",
+                  False, INFLUXD)
+        return
+    srv = InfluxServer(workdir, "influx-samples")
+    if not res.check("influx samples: influxd starts", srv.start(), srv.logs()):
+        return
+    d = None
+    steps = 40
+    base = int(time.time()) - 300
+    pad = ["is2.pad.k%d:1|c" % k for k in range(300)]
+    try:
+        srv.create_db("sy")
+        sink = {"plugin": "influxdb", "url": srv.url("/write?db=sy"), "batchLines": 200,
+                "passthrough": True, "retryMinMs": 50, "retryMaxMs": 300}
+        d = Daemon(workdir, "influx_samples", 0, {"dir": os.path.join(workdir, "spool_ismp"),
+                                                  "maxBytes": "64MiB", "fsync": "never"}, sink)
+        if not stuck_term(res, d, "influx samples", lambda: srv.signal(signal.SIGSTOP),
+                          lambda: srv.signal(signal.SIGCONT), "is2", steps, pad,
+                          step_lines=lambda i: ["is2.seq.%d:%d|c|T%d" % (i, i + 1, base + i)]):
+            return
+        try:
+            with open(os.path.join(workdir, "influx_samples.1.stderr")) as f:
+                for line in f:
+                    if "went to the spool" in line or "lost" in line or "keep log" in line:
+                        res.note(line.strip().split("  ", 1)[-1])
+        except OSError:
+            pass
+
+        def points():
+            ans = srv.query('SELECT "value" FROM /^is2\\.seq\\./ GROUP BY *', db="sy")
+            got = {}
+            for r in ans.get("results", []):
+                for s in r.get("series", []) or []:
+                    got[int(s["name"].rsplit(".", 1)[1])] = [tuple(row[:2]) for row in s["values"]]
+            return got
+        wait_until(lambda: len(points()) >= steps, 30, step=0.5)
+        got = points()
+        bad = [(i, got.get(i)) for i in range(steps) if got.get(i) != [(base + i, i + 1)]]
+        res.check("influx samples: every one of %d seq samples in InfluxDB once, with its "
+                  "value, at its client's time" % steps, not bad,
+                  "%d wrong, e.g. %r" % (len(bad), bad[:3]))
+        res.check("influx samples: nothing dropped after the restart (sink %r, spool %r)"
+                  % (d.sink("dropped_total"), d.spool("dropped_total")),
+                  d.sink("dropped_total") == 0 and d.spool("dropped_total") == 0)
+    finally:
+        if d and d.proc:
+            d.stop_clean(res, "influx samples")
         srv.stop()
 
 
@@ -1206,7 +1382,8 @@ def main():
     try:
         only = os.environ.get("SPOOL_CASES", "").split(",")
         for case in (check, full, outage, restart, redis_outage, repeater_outage, redis_stuck,
-                     repeater_stuck, influx_stuck, write_through, stall_only,
+                     repeater_stuck, influx_stuck, repeater_raw_stuck, influx_samples_stuck,
+                     write_through, stall_only,
                      repeater_samples, remote_write_samples, remote_write_stuck,
                      remote_write_kept_full):
             if only != [""] and case.__name__ not in only:
