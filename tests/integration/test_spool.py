@@ -754,6 +754,129 @@ def repeater_raw_stuck(res, workdir):
             pass
         reader.stop()
 
+def dd_lines(prefix, i):
+    """A DogStatsD event and a service check of step i."""
+    title, text = "%s-ev-%d" % (prefix, i), "event %d body" % i
+    return ["_e{%d,%d}:%s|%s|#step:%d" % (len(title), len(text), title, text, i),
+            "_sc|%s.check.%d|1|m:step %d" % (prefix, i, i)]
+
+
+def exactly_once(want, path):
+    """want (lines) -> those that did not reach the reader's file exactly once."""
+    got = dict.fromkeys(want, 0)
+    for line in raw_lines(path):
+        if line in got:
+            got[line] += 1
+    return sorted((l, n) for l, n in got.items() if n != 1)
+
+
+def repeater_events_down(res, workdir):
+    """DogStatsD events and service checks for a repeater (TCP) whose next
+    hop, a plain TCP reader, is not running: the host spools them
+    (switchyard_spool_lines_spooled_total) instead of letting the queue
+    drop them; `switchyard spool cat` shows them; SIGTERM and a restart
+    in the outage, then the reader starts: every line arrives exactly
+    once, in the order sent."""
+    port = free_port("tcp")
+    out = os.path.join(workdir, "ev_down.out")
+    reader = Process("ev_reader", ["/usr/bin/python3", "-c", RAW_READER, str(port), out],
+                     workdir)
+    sink = {"plugin": "repeater", "host": LOOPBACK, "port": port, "protocol": "tcp",
+            "passthrough": True, "maxQueueBytes": 64 << 10, "reconnectMinMs": 50,
+            "reconnectMaxMs": 300}
+    spool_dir = os.path.join(workdir, "spool_evd")
+    d = Daemon(workdir, "events_down", 0, {"dir": spool_dir, "maxBytes": "64MiB",
+                                           "fsync": "never"}, sink,
+               extra={"dogstatsdEvents": ["carbon"]})
+    steps = 30
+    want = [l for i in range(steps) for l in dd_lines("ed", i)]
+    try:
+        if not res.check("events down: switchyard starts with its next hop down", d.start(),
+                         d.proc.logs()):
+            return
+        wait_until(lambda: d.sink("connected") == 0, 10)
+        for i in range(steps):
+            d.send(dd_lines("ed", i))
+            time.sleep(0.05)
+        res.check("events down: the lines went to the spool (switchyard_spool_lines_spooled_"
+                  "total %r of %d)" % (d.spool("lines_spooled_total"), len(want)),
+                  wait_until(lambda: (d.spool("lines_spooled_total") or 0) >= len(want), 10))
+        rc = d.stop_clean(res, "events down first run")
+        res.check("events down: SIGTERM during the outage exits 0 (%r)" % rc, rc == 0,
+                  d.proc.logs())
+        rc, text, err = spool_cat(spool_dir)
+        shown = [l.rsplit(" # line ", 1)[0] for l in text.splitlines() if " # line " in l]
+        res.check("events down: `switchyard spool cat` shows the spooled lines as sent "
+                  "(%d, e.g. %r)" % (len(shown), shown[:1]), rc == 0 and shown == want,
+                  text[:1000] + err)
+        if not res.check("events down: switchyard starts again on its spool", d.start(),
+                         d.proc.logs()):
+            return
+        reader.start()
+        if not res.check("events down: the reader starts", wait_for_port(port, 10,
+                                                                        alive=reader.alive)):
+            return
+        wait_until(lambda: not exactly_once(want, out), 30, step=0.3)
+        bad = exactly_once(want, out)
+        got = [l for l in raw_lines(out) if l in set(want)]
+        res.check("events down: each of %d events and %d service checks reached the reader "
+                  "exactly once, in order" % (steps, steps), not bad and got == want,
+                  "%d wrong, e.g. %r" % (len(bad), bad[:4]))
+        res.check("events down: replayed from the spool (lines_replayed %r), nothing dropped "
+                  "(sink %r, spool %r)" % (d.spool("lines_replayed_total"),
+                                           d.sink("dropped_total"), d.spool("dropped_total")),
+                  wait_until(lambda: d.spool("records") == 0, 20) and
+                  d.spool("lines_replayed_total") == len(want) and
+                  d.sink("dropped_total") == 0 and d.spool("dropped_total") == 0)
+    finally:
+        if d.proc:
+            d.stop_clean(res, "events down")
+        reader.stop()
+
+
+def events_write_through(res, workdir):
+    """spool.mode = "always" for a repeater named in dogstatsdEvents, its
+    reader up: every event and service check goes through the spool
+    (lines_spooled and lines_replayed count all of them) and reaches the
+    reader exactly once, in order."""
+    port = free_port("tcp")
+    out = os.path.join(workdir, "ev_wt.out")
+    reader = Process("ev_wt_reader", ["/usr/bin/python3", "-c", RAW_READER, str(port), out],
+                     workdir)
+    sink = {"plugin": "repeater", "host": LOOPBACK, "port": port, "protocol": "tcp",
+            "passthrough": True, "reconnectMinMs": 50, "reconnectMaxMs": 300}
+    d = Daemon(workdir, "events_wt", 0, {"dir": os.path.join(workdir, "spool_evwt"),
+                                         "maxBytes": "64MiB", "fsync": "never",
+                                         "mode": "always"}, sink,
+               extra={"dogstatsdEvents": ["carbon"]})
+    steps = 30
+    want = [l for i in range(steps) for l in dd_lines("ew", i)]
+    try:
+        reader.start()
+        if not res.check("events write-through: the reader starts",
+                         wait_for_port(port, 10, alive=reader.alive)):
+            return
+        if not res.check("events write-through: switchyard starts", d.start(), d.proc.logs()):
+            return
+        for i in range(steps):
+            d.send(dd_lines("ew", i))
+            time.sleep(0.05)
+        wait_until(lambda: not exactly_once(want, out), 20, step=0.3)
+        bad = exactly_once(want, out)
+        got = [l for l in raw_lines(out) if l in set(want)]
+        res.check("events write-through: each of %d lines reached the reader exactly once, in "
+                  "order" % len(want), not bad and got == want,
+                  "%d wrong, e.g. %r" % (len(bad), bad[:4]))
+        res.check("events write-through: every line went through the spool (spooled %r, "
+                  "replayed %r of %d)" % (d.spool("lines_spooled_total"),
+                                          d.spool("lines_replayed_total"), len(want)),
+                  wait_until(lambda: d.spool("lines_replayed_total") == len(want), 10) and
+                  d.spool("lines_spooled_total") == len(want))
+    finally:
+        if d.proc:
+            d.stop_clean(res, "events write-through")
+        reader.stop()
+
 
 def influx_samples_stuck(res, workdir):
     """take_back_samples of the influxdb sink: a pass-through sink, influxd
@@ -1383,6 +1506,7 @@ def main():
         only = os.environ.get("SPOOL_CASES", "").split(",")
         for case in (check, full, outage, restart, redis_outage, repeater_outage, redis_stuck,
                      repeater_stuck, influx_stuck, repeater_raw_stuck, influx_samples_stuck,
+                     repeater_events_down, events_write_through,
                      write_through, stall_only,
                      repeater_samples, remote_write_samples, remote_write_stuck,
                      remote_write_kept_full):
