@@ -9,11 +9,11 @@
 
 #define TAKE_LINES 2048
 
-typedef struct entry {
+typedef struct line_entry {
     uint64_t seq;
     uint32_t len;
     char data[];
-} entry;
+} line_entry;
 
 struct linelog {
     entrylog log;
@@ -22,7 +22,7 @@ struct linelog {
 
 static size_t size_of_len(uint32_t len)
 {
-    return sizeof(entry) + len;
+    return sizeof(line_entry) + len;
 }
 
 size_t linelog_entry_bytes(uint32_t len)
@@ -50,7 +50,7 @@ int linelog_add(linelog *l, uint64_t seq, const char *line, uint32_t len)
 {
     if (l->log.bytes + linelog_entry_bytes(len) > l->max_bytes)
         return -1;
-    entry *e = entrylog_append(&l->log, size_of_len(len));
+    line_entry *e = entrylog_append(&l->log, size_of_len(len));
     if (!e)
         return -1;
     e->seq = seq;
@@ -61,14 +61,14 @@ int linelog_add(linelog *l, uint64_t seq, const char *line, uint32_t len)
 
 void linelog_release(linelog *l, uint64_t seq)
 {
-    const entry *e;
+    const line_entry *e;
     while ((e = entrylog_front(&l->log)) && e->seq <= seq)
         entrylog_pop(&l->log, size_of_len(e->len));
 }
 
 int linelog_holds(const linelog *l, linelog_cursor *c, uint64_t seq)
 {
-    const entry *e;
+    const line_entry *e;
     while ((e = entrylog_at(&l->log, c)) && e->seq < seq)
         entrylog_next(c, size_of_len(e->len));
     return e && e->seq == seq;
@@ -85,7 +85,7 @@ size_t linelog_take(linelog *l, linelog_keep_fn keep, void *ctx)
         return 0;
     }
     entrylog_pos p = { 0 };
-    for (const entry *e; (e = entrylog_at(&l->log, &p)); entrylog_next(&p, size_of_len(e->len))) {
+    for (const line_entry *e; (e = entrylog_at(&l->log, &p)); entrylog_next(&p, size_of_len(e->len))) {
         if (n == TAKE_LINES) {
             keep(ctx, lines, lens, n);
             total += n;
