@@ -123,15 +123,14 @@ static int tool_one(const char *path, int cat)
                 continue;
             }
             recs++;
-            vals += count & COUNT_MASK;
+            if (rec_is_lines(count))
+                lines += count & COUNT_MASK;
+            else
+                vals += count & COUNT_MASK;
             if (!oldest || ts < oldest)
                 oldest = ts;
             if (ts > newest)
                 newest = ts;
-            if (rec_is_lines(count)) {
-                lines += count & COUNT_MASK;
-                vals -= count & COUNT_MASK;
-            }
             if (cat && rec_is_lines(count)) {
                 /* an event or service check as the client sent it */
                 const unsigned char *p = sp->buf + 12;
