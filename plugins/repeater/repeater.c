@@ -840,13 +840,23 @@ static const char *dd_key(const char *s, size_t len, size_t *klen)
 }
 
 /* ABI 1.3: DogStatsD events and service checks, forwarded verbatim, one
- * line each; a queue that is full drops the line (counted), it does not
- * make the host hold the batch. */
+ * line each; a queue that is full drops the line (counted): the host
+ * holds no copy of lines for a retry.  With a spool (ABI 1.6: the host
+ * keeps the lines a plugin answers SY_RETRY to on disk), a batch that
+ * must wait for a queue that is draining (lib/pace.h) answers SY_RETRY
+ * instead, as batches of samples do. */
 static sy_status repeater_write_lines(void *state, const char *const *lines, const uint32_t *lens,
                                      size_t n)
 {
     repeater *r = state;
     size_t bad = 0, dropped = 0;
+    if (r->keep_lines) {
+        size_t need = 0;
+        for (size_t i = 0; i < n; i++)
+            need += (size_t)lens[i] + 1;
+        if (rp_must_wait(r, need))
+            return SY_RETRY;
+    }
     rp_judge(r);
     rp_release_kept(r);
     for (size_t i = 0; i < n; i++) {
