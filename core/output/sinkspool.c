@@ -112,18 +112,17 @@ void sy_sink_spill_held(sy_sink *s)
     atomic_store_explicit(&s->retry_held, (int64_t)s->held_count, memory_order_relaxed);
 }
 
-#define PLUGIN_HAS(p, member) \
-    ((p)->struct_size >= offsetof(sy_sink_plugin, member) + sizeof((p)->member) && (p)->member)
-
-/* A spooled record of raw lines, offered to write_lines. */
+/* A spooled record of raw lines, offered to write_lines (ABI 1.3). */
 static sy_status offer_lines(sy_sink *s, size_t *n)
 {
+    const sy_sink_plugin *p = s->plugin;
     const char *const *lines;
     const uint32_t *lens;
     sy_spool_peeked_lines(s->spool, &lines, &lens, n);
-    if (!PLUGIN_HAS(s->plugin, write_lines))
+    if (p->struct_size < offsetof(sy_sink_plugin, write_lines) + sizeof(p->write_lines) ||
+        !p->write_lines)
         return SY_ERROR; /* the plugin changed since they were spooled */
-    return s->plugin->write_lines(s->state, lines, lens, *n);
+    return p->write_lines(s->state, lines, lens, *n);
 }
 
 static void replay_cb(evutil_socket_t fd, short what, void *arg)
@@ -194,6 +193,9 @@ static void keep_lines_cb(void *ctx, const char *const *lines, const uint32_t *l
 {
     sy_sink_spool_put_lines(ctx, lines, lens, n);
 }
+
+#define PLUGIN_HAS(p, member) \
+    ((p)->struct_size >= offsetof(sy_sink_plugin, member) + sizeof((p)->member) && (p)->member)
 
 /* Shutdown, time is up: what the plugin's own queue still holds goes to
  * the spool when the plugin can hand it back (ABI 1.2 take_back for
