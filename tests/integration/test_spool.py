@@ -877,6 +877,55 @@ def events_write_through(res, workdir):
             d.stop_clean(res, "events write-through")
         reader.stop()
 
+def repeater_kept_full(res, workdir):
+    """The repeater's copy logs bound: the repeater_raw_stuck outage with
+    maxKeptBytes 4096: the samples and lines beyond it are counted and
+    logged as they come, and at shutdown what was kept is handed back and
+    the loss of the rest said."""
+    port = free_port("tcp")
+    out = os.path.join(workdir, "raw_kfull.out")
+    reader = Process("kfull_reader", ["/usr/bin/python3", "-c", RAW_READER, str(port), out],
+                     workdir)
+    sink = {"plugin": "repeater", "host": LOOPBACK, "port": port, "protocol": "tcp",
+            "passthrough": True, "maxQueueBytes": 1 << 20, "reconnectMinMs": 50,
+            "reconnectMaxMs": 300, "maxKeptBytes": 4096}
+    d = Daemon(workdir, "repeater_kfull", 0, {"dir": os.path.join(workdir, "spool_rkf"),
+                                              "maxBytes": "256MiB", "fsync": "never"}, sink,
+               extra={"dogstatsdEvents": ["carbon"]})
+    pad = ["rk.padlong.k%d%s:1|c" % (k, "x" * 200) for k in range(1000)]
+    try:
+        reader.start()
+        if not res.check("repeater kept full: the reader starts",
+                         wait_for_port(port, 10, alive=reader.alive)):
+            return
+        if not stuck_term(res, d, "repeater kept full", lambda: os.kill(reader.pid, signal.SIGSTOP),
+                          lambda: os.kill(reader.pid, signal.SIGCONT), "rk", 40, pad,
+                          step_lines=lambda i: ["rk.seq.%d:%d|c" % (i, i + 1)] +
+                          dd_lines("rk", i)):
+            return
+        try:
+            with open(os.path.join(workdir, "repeater_kfull.1.stderr")) as f:
+                first = f.read()
+        except OSError:
+            first = ""
+        lines = [l for l in first.splitlines() if "keep log" in l or "handed back" in l]
+        for l in lines[-2:]:
+            res.note(l.split("  ", 1)[-1])
+        res.check("repeater kept full: the samples and lines beyond maxKeptBytes are counted "
+                  "and logged, the loss at shutdown said",
+                  any("keep log full (maxKeptBytes 4096 a destination)" in l for l in lines) and
+                  any("cannot be handed back to the spool" in l and "maxKeptBytes 4096 full" in l
+                      for l in lines),
+                  "\n".join(lines)[-2000:] or first[-2000:])
+    finally:
+        if d.proc:
+            d.stop_clean(res, "repeater kept full")
+        try:
+            os.kill(reader.pid, signal.SIGCONT)
+        except (ProcessLookupError, TypeError):
+            pass
+        reader.stop()
+
 
 def influx_samples_stuck(res, workdir):
     """take_back_samples of the influxdb sink: a pass-through sink, influxd
@@ -1506,7 +1555,7 @@ def main():
         only = os.environ.get("SPOOL_CASES", "").split(",")
         for case in (check, full, outage, restart, redis_outage, repeater_outage, redis_stuck,
                      repeater_stuck, influx_stuck, repeater_raw_stuck, influx_samples_stuck,
-                     repeater_events_down, events_write_through,
+                     repeater_events_down, events_write_through, repeater_kept_full,
                      write_through, stall_only,
                      repeater_samples, remote_write_samples, remote_write_stuck,
                      remote_write_kept_full):
