@@ -1064,6 +1064,8 @@ static void rp_reclaim(repeater *r)
     size_t left = 0;
     for (size_t i = 0; i < r->nd; i++) {
         rdest *d = &r->d[i];
+        if (!d->kept && !d->ksamples && !d->klines)
+            continue; /* nothing can be handed back: the queue stays as it is */
         rest t = { .kept = d->kept, .ksamples = d->ksamples, .klines = d->klines,
                    .pos = rp_done(d) };
         if (r->proto == PROTO_TCP) {
