@@ -52,6 +52,17 @@ flushing every 50 ms, against a real carbon-cache:
      remote_write_kept_full: the same with a 1 KiB keep log: the samples
      beyond it counted and logged, the loss at shutdown said.
 
+  11. raw samples and DogStatsD lines (take_back_samples, take_back_lines,
+     and the spool's record of raw lines): repeater_raw_stuck and
+     influx_samples_stuck stop the receiver (a plain TCP reader, influxd)
+     with SIGSTOP, SIGTERM, restart: each seq sample, event and service
+     check arrives exactly once (influxdb: at its |T time);
+     repeater_events_down spools events while the reader is down (spool
+     cat shows them) and delivers them once, in order, after a restart;
+     events_write_through sends them all through a mode = "always" spool;
+     repeater_kept_full: a 4 KiB maxKeptBytes, the rest counted, logged,
+     and the loss at shutdown said.
+
 SPOOL_CASES=name,name (the functions' names) runs only those cases.
 
 Usage:  /usr/bin/python3 tests/integration/test_spool.py     ($SY_BIN)
