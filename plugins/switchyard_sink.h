@@ -24,6 +24,8 @@
  *           the clients' DogStatsD timestamps beside the samples
  *   take_back_samples (optional, ABI 1.5) as take_back, for raw samples
  *           of pass-through routes the sink has not delivered
+ *   take_back_lines (optional, ABI 1.6) as take_back, for DogStatsD
+ *           lines (write_lines) the sink has not delivered
  *   close   once
  *
  * Threading rules:
@@ -62,10 +64,12 @@ extern "C" {
 #endif
 
 #define SY_SINK_ABI_MAJOR 1
-#define SY_SINK_ABI_MINOR 5 /* 1: SY_STAT_ADJUSTED, the host's escape_text;
+#define SY_SINK_ABI_MINOR 6 /* 1: SY_STAT_ADJUSTED, the host's escape_text;
                              * 2: take_back; 3: write_lines;
                              * 4: features, sy_sample_batch.timestamps_ms;
-                             * 5: take_back_samples */
+                             * 5: take_back_samples; 6: take_back_lines,
+                             * write_lines' SY_RETRY/SY_ERROR kept by a
+                             * host with a spool */
 
 /* The name of the one symbol a plugin exports. */
 #define SY_SINK_SYMBOL "switchyard_sink"
@@ -289,8 +293,13 @@ typedef struct sy_sink_plugin {
      * removed), without its newline and not NUL-terminated; borrowed for
      * the call.  Called only for sinks named in the config's
      * `dogstatsdEvents`, which --check refuses for a plugin without it.
-     * SY_OK or SY_SKIP: taken; SY_RETRY and SY_ERROR: the host holds no
-     * copy and counts the n lines as dropped. */
+     * SY_OK or SY_SKIP: taken; SY_RETRY and SY_ERROR: not taken.  The
+     * host holds no copy for a retry: a sink with a disk spool (host ABI
+     * 1.6 or later) appends the n lines to it, replayed through
+     * write_lines in order; without one they are counted as dropped.
+     * While the spool holds anything (or the sink is down or stuck) the
+     * lines go to the spool without calling write_lines, as batches
+     * do. */
     sy_status (*write_lines)(void *state, const char *const *lines, const uint32_t *lens,
                              size_t n);
 
@@ -310,6 +319,21 @@ typedef struct sy_sink_plugin {
      * plugin has it), before close. */
     size_t (*take_back_samples)(void *state,
                                 void (*keep)(void *ctx, const sy_sample_batch *b), void *ctx);
+
+    /* ABI 1.6; may be NULL (read only when struct_size covers it).  The
+     * same as take_back, for DogStatsD lines (write_lines) the sink took
+     * and has not delivered: passed to keep() oldest first, in batches it
+     * owns (lines[i] is lens[i] bytes without a newline, borrowed for the
+     * call), then forgotten; returns how many lines.  The host spools
+     * them as raw lines, replayed through write_lines.  Called at most
+     * once, after take_back_samples (when the plugin has it), before
+     * close.  A host older than 1.6 never calls it: a plugin that keeps
+     * copies for it may look at api->abi_minor to know whether anyone
+     * will ask. */
+    size_t (*take_back_lines)(void *state,
+                              void (*keep)(void *ctx, const char *const *lines,
+                                           const uint32_t *lens, size_t n),
+                              void *ctx);
 } sy_sink_plugin;
 
 #define SY_SINK_FEATURE_TIMESTAMPS 1u

@@ -107,11 +107,12 @@ static void sink_table_line(void *ctx, const char *name, const char *plugin, con
                   (long long)st->retry_held, (long long)st->adjusted);
     if (st->spool)
         sy_buf_printf(ctx, "%s spool bytes=%lld records=%lld oldest_flush=%lld spooled=%lld "
-                      "replayed=%lld dropped=%lld corrupt=%lld\n", name,
+                      "replayed=%lld dropped=%lld corrupt=%lld lines_spooled=%lld lines_replayed=%lld\n", name,
                       (long long)st->spool_bytes, (long long)st->spool_records,
                       (long long)st->spool_oldest_ts, (long long)st->spool_spooled,
                       (long long)st->spool_replayed, (long long)st->spool_dropped,
-                      (long long)st->spool_corrupt);
+                      (long long)st->spool_corrupt, (long long)st->spool_lines_spooled,
+                      (long long)st->spool_lines_replayed);
 }
 
 static void cmd_listeners(sy_admin *a, sy_buf *b)

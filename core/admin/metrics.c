@@ -75,12 +75,15 @@ static void spool_metric(void *ctx, const char *name, const char *plugin, const 
                                          "switchyard_spool_spooled_total",
                                          "switchyard_spool_replayed_total",
                                          "switchyard_spool_dropped_total",
-                                         "switchyard_spool_corrupt_total" };
+                                         "switchyard_spool_corrupt_total",
+                                         "switchyard_spool_lines_spooled_total",
+                                         "switchyard_spool_lines_replayed_total" };
     if (!st->spool)
         return;
     long long age = st->spool_oldest_ts ? (long long)time(NULL) - st->spool_oldest_ts : 0;
     long long v[] = { st->spool_bytes, st->spool_records, age < 0 ? 0 : age, st->spool_spooled,
-                      st->spool_replayed, st->spool_dropped, st->spool_corrupt };
+                      st->spool_replayed, st->spool_dropped, st->spool_corrupt,
+                      st->spool_lines_spooled, st->spool_lines_replayed };
     evbuffer_add_printf(c->out, "%s{sink=\"", names[c->which]);
     label(c->out, name);
     evbuffer_add_printf(c->out, "\",plugin=\"");
@@ -171,11 +174,15 @@ void sy_admin_http_metrics(struct evhttp_request *req, void *arg)
           "Values a full disk spool gave up (whenFull; also in switchyard_sink_dropped_total)." },
         { "switchyard_spool_corrupt_total", "counter",
           "Damaged stretches of a disk spool skipped on replay." },
+        { "switchyard_spool_lines_spooled_total", "counter",
+          "DogStatsD event and service check lines written to a sink's disk spool." },
+        { "switchyard_spool_lines_replayed_total", "counter",
+          "DogStatsD event and service check lines replayed from a sink's disk spool." },
     };
     /* only when a sink has a spool: a family without samples is not one */
     size_t nspools = 0;
     sy_output_report_sinks(a->d.output, spool_count, &nspools);
-    for (int k = 0; k < 7 && nspools; k++) {
+    for (int k = 0; k < (int)(sizeof spoolm / sizeof spoolm[0]) && nspools; k++) {
         metric_head(out, spoolm[k].name, spoolm[k].type, spoolm[k].help);
         struct sink_metrics_ctx c = { out, k };
         sy_output_report_sinks(a->d.output, spool_metric, &c);

@@ -283,6 +283,10 @@ static size_t collect_extra(sy_output *o)
             self_add(o, &n, name, 1, (uint64_t)st.spool_dropped);
             snprintf(name, sizeof name, "switchyard.sink.%s.spool.corrupt", part);
             self_add(o, &n, name, 1, (uint64_t)st.spool_corrupt);
+            snprintf(name, sizeof name, "switchyard.sink.%s.spool.lines_spooled", part);
+            self_add(o, &n, name, 1, (uint64_t)st.spool_lines_spooled);
+            snprintf(name, sizeof name, "switchyard.sink.%s.spool.lines_replayed", part);
+            self_add(o, &n, name, 1, (uint64_t)st.spool_lines_replayed);
         }
     }
     /* Ring fullness: the fullest ring says how close ingest is to loss. */

@@ -691,6 +691,7 @@ void sy_sink_stats_get(const sy_sink *s, sy_sink_stats *o)
     o->spool = s->spool != NULL;
     o->spool_bytes = o->spool_records = o->spool_oldest_ts = 0;
     o->spool_spooled = o->spool_replayed = o->spool_dropped = o->spool_corrupt = 0;
+    o->spool_lines_spooled = o->spool_lines_replayed = 0;
     if (s->spool) {
         sy_spool_stats ss;
         sy_spool_stats_get(s->spool, &ss);
@@ -701,6 +702,8 @@ void sy_sink_stats_get(const sy_sink *s, sy_sink_stats *o)
         o->spool_replayed = ss.replayed;
         o->spool_dropped = ss.dropped;
         o->spool_corrupt = ss.corrupt;
+        o->spool_lines_spooled = ss.lines_spooled;
+        o->spool_lines_replayed = ss.lines_replayed;
     }
 }
 
@@ -764,11 +767,22 @@ void sy_sink_write_lines(sy_sink *s, const char *const *lines, const uint32_t *l
         sy_sink_drop(s, n, "DogStatsD lines for a plugin without write_lines");
         return;
     }
+    if (sy_sink_spool_route(s)) {
+        sy_sink_spool_put_lines(s, lines, lens, n);
+        return;
+    }
     sy_status r = wl(s->state, lines, lens, n);
-    if (r == SY_RETRY)
+    if ((r == SY_RETRY || r == SY_ERROR) && s->spool) {
+        /* kept on disk and offered again by replay, in order */
+        sy_log_limited(&s->drop_rl, SY_WARN, "sink '%s': write_lines %s: %zu DogStatsD lines "
+                       "go to the spool", s->name, r == SY_RETRY ? "cannot take them now"
+                       : "failed", n);
+        sy_sink_spool_put_lines(s, lines, lens, n);
+    } else if (r == SY_RETRY) {
         sy_sink_drop(s, n, "DogStatsD lines: the sink's queue is full (write_lines)");
-    else if (r != SY_OK && r != SY_SKIP)
+    } else if (r != SY_OK && r != SY_SKIP) {
         sy_sink_write_failed(s, "write_lines", n);
+    }
 }
 
 /* The plugin's check entry, or NULL when it has none or was built before

@@ -105,8 +105,12 @@ sy_sink *sy_sink_open(struct event_base *base, const char *instance,
 /* Offer a borrowed batch; the host copies it if it has to keep it. */
 void sy_sink_write(sy_sink *s, const sy_metric_batch *batch);
 void sy_sink_write_samples(sy_sink *s, const sy_sample_batch *batch);
-/* DogStatsD event and service check lines (ABI 1.3 write_lines); lines the
- * plugin does not take are counted as dropped, none is held for retry. */
+/* DogStatsD event and service check lines (ABI 1.3 write_lines).  A sink
+ * with a disk spool appends them to it when writes go there (down, stuck,
+ * spool not empty, mode "always") and when the plugin answers SY_RETRY or
+ * SY_ERROR; replay offers them to write_lines in order.  Without a spool,
+ * lines the plugin does not take are counted as dropped, none is held for
+ * retry. */
 void sy_sink_write_lines(sy_sink *s, const char *const *lines, const uint32_t *lens, size_t n);
 /* 1 when the plugin has write_lines (and was built for ABI 1.3 or later). */
 int sy_sink_plugin_takes_lines(const sy_sink_plugin *p);
@@ -171,6 +175,7 @@ typedef struct sy_sink_stats {
     int spool;
     int64_t spool_bytes, spool_records, spool_oldest_ts; /* gauges */
     int64_t spool_spooled, spool_replayed, spool_dropped, spool_corrupt; /* counters (values) */
+    int64_t spool_lines_spooled, spool_lines_replayed; /* counters (DogStatsD lines) */
 } sy_sink_stats;
 
 void sy_sink_stats_get(const sy_sink *s, sy_sink_stats *out);

@@ -98,14 +98,15 @@ sy_status sy_sink_offer(sy_sink *s, int is_samples, const void *batch);
 void sy_sink_write_failed(sy_sink *s, const char *what, size_t n);
 
 /* sinkspool.c: whether writes go to the spool now (it holds records, or
- * the plugin is disconnected or stuck); append a batch of values or of raw
- * samples to it; move the retry list into it; open it and start replay
+ * the plugin is disconnected or stuck); append a batch of values, of raw
+ * samples or of raw lines to it (lines behind what the host holds); move the retry list into it; open it and start replay
  * (0 when the sink has no spool settings); at shutdown, take back what the
  * plugin's queue holds; whether a write-through spool is still replaying
  * at shutdown. */
 int sy_sink_spool_route(sy_sink *s);
 void sy_sink_spool_put(sy_sink *s, const sy_metric_batch *b);
 void sy_sink_spool_put_samples(sy_sink *s, const sy_sample_batch *b);
+void sy_sink_spool_put_lines(sy_sink *s, const char *const *lines, const uint32_t *lens, size_t n);
 void sy_sink_spill_held(sy_sink *s);
 int sy_sink_spool_start(sy_sink *s, char *err, size_t errlen);
 void sy_sink_spool_take_back(sy_sink *s);

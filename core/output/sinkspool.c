@@ -81,6 +81,17 @@ void sy_sink_spool_put_samples(sy_sink *s, const sy_sample_batch *b)
         count_host_drop(s, dropped);
 }
 
+/* Raw lines (DogStatsD events and service checks, write_lines) as a
+ * record of their own, behind what the host holds. */
+void sy_sink_spool_put_lines(sy_sink *s, const char *const *lines, const uint32_t *lens, size_t n)
+{
+    size_t dropped = 0;
+    sy_sink_spill_held(s);
+    sy_spool_append_lines(s->spool, lines, lens, n, (int64_t)(sy_wall_ms() / 1000), &dropped);
+    if (dropped)
+        count_host_drop(s, dropped);
+}
+
 /* Held batches go to the spool, oldest first, samples and metrics alike
  * (in their order). */
 void sy_sink_spill_held(sy_sink *s)
@@ -99,6 +110,19 @@ void sy_sink_spill_held(sy_sink *s)
     }
     s->held_tail = NULL;
     atomic_store_explicit(&s->retry_held, (int64_t)s->held_count, memory_order_relaxed);
+}
+
+/* A spooled record of raw lines, offered to write_lines (ABI 1.3). */
+static sy_status offer_lines(sy_sink *s, size_t *n)
+{
+    const sy_sink_plugin *p = s->plugin;
+    const char *const *lines;
+    const uint32_t *lens;
+    sy_spool_peeked_lines(s->spool, &lines, &lens, n);
+    if (p->struct_size < offsetof(sy_sink_plugin, write_lines) + sizeof(p->write_lines) ||
+        !p->write_lines)
+        return SY_ERROR; /* the plugin changed since they were spooled */
+    return p->write_lines(s->state, lines, lens, *n);
 }
 
 static void replay_cb(evutil_socket_t fd, short what, void *arg)
@@ -120,12 +144,14 @@ static void replay_cb(evutil_socket_t fd, short what, void *arg)
     while (values < max && (kind = sy_spool_peek_any(s->spool, &b, &sb)) != 0) {
         int is_samples = kind == 2;
         size_t n = is_samples ? sb.count : b.count;
-        sy_status r = sy_sink_offer(s, is_samples,
-                                    is_samples ? (const void *)&sb : (const void *)&b);
+        sy_status r = kind == 3 ? offer_lines(s, &n)
+                                : sy_sink_offer(s, is_samples,
+                                                is_samples ? (const void *)&sb : (const void *)&b);
         if (r == SY_RETRY)
             break;
         if (r != SY_OK && r != SY_SKIP)
-            sy_sink_write_failed(s, is_samples ? "write_samples (replay)" : "write (replay)", n);
+            sy_sink_write_failed(s, kind == 3 ? "write_lines (replay)" : is_samples
+                                 ? "write_samples (replay)" : "write (replay)", n);
         values += n;
         sy_spool_advance(s->spool);
     }
@@ -163,12 +189,18 @@ static void keep_samples_cb(void *ctx, const sy_sample_batch *b)
     sy_sink_spool_put_samples(ctx, b);
 }
 
+static void keep_lines_cb(void *ctx, const char *const *lines, const uint32_t *lens, size_t n)
+{
+    sy_sink_spool_put_lines(ctx, lines, lens, n);
+}
+
 #define PLUGIN_HAS(p, member) \
     ((p)->struct_size >= offsetof(sy_sink_plugin, member) + sizeof((p)->member) && (p)->member)
 
 /* Shutdown, time is up: what the plugin's own queue still holds goes to
  * the spool when the plugin can hand it back (ABI 1.2 take_back for
- * flushed values, 1.5 take_back_samples for raw samples). */
+ * flushed values, 1.5 take_back_samples for raw samples, 1.6
+ * take_back_lines for DogStatsD lines). */
 void sy_sink_spool_take_back(sy_sink *s)
 {
     const sy_sink_plugin *p = s->plugin;
@@ -181,6 +213,8 @@ void sy_sink_spool_take_back(sy_sink *s)
         n += p->take_back(s->state, keep_cb, s);
     if (PLUGIN_HAS(p, take_back_samples))
         n += p->take_back_samples(s->state, keep_samples_cb, s);
+    if (PLUGIN_HAS(p, take_back_lines))
+        n += p->take_back_lines(s->state, keep_lines_cb, s);
     if (n)
         sy_log(SY_INFO, "sink '%s': %zu values its queue still held at shutdown went to the "
                "spool", s->name, n);

@@ -335,7 +335,8 @@ static int grow(unsigned char **buf, size_t *cap, size_t need)
 }
 
 /* Whether the payload holds exactly the `count` values it announces (a
- * record of raw samples has SAMPLES_FLAG set in its count). */
+ * record of raw samples has SAMPLES_FLAG set in its count, one of raw
+ * lines LINES_FLAG alone). */
 static int payload_check(const unsigned char *p, uint64_t len, int64_t *ts, uint32_t *count)
 {
     if (len < 12)
@@ -345,6 +346,16 @@ static int payload_check(const unsigned char *p, uint64_t len, int64_t *ts, uint
     uint64_t off = 12;
     uint32_t n = *count & COUNT_MASK;
     for (uint32_t i = 0; i < n; i++) {
+        if (rec_is_lines(*count)) {
+            if (len - off < LINE_FIXED)
+                return -1;
+            uint32_t ll = get32(p + off);
+            off += LINE_FIXED;
+            if (len - off < ll)
+                return -1;
+            off += ll;
+            continue;
+        }
         if (*count & SAMPLES_FLAG) {
             if (len - off < SAMPLE_FIXED)
                 return -1;
@@ -514,6 +525,8 @@ void sy_spool_free(sy_spool *sp)
     free(sp->vals);
     free(sp->smp);
     free(sp->smp_ts);
+    free(sp->lines);
+    free(sp->line_lens);
     free(sp->wbuf);
     free(sp);
 }
@@ -804,8 +817,10 @@ static int record_room(sy_spool *sp, uint64_t len, size_t count, size_t *dropped
 }
 
 /* Writes the record whose payload (`len` bytes, `count` values) is in
- * sp->wbuf after the header. */
-static int record_write(sy_spool *sp, uint64_t len, size_t count, int64_t ts, size_t *dropped)
+ * sp->wbuf after the header; `spooled` counts them (values and samples,
+ * or lines). */
+static int record_write(sy_spool *sp, uint64_t len, size_t count, int64_t ts, size_t *dropped,
+                        _Atomic int64_t *spooled)
 {
     uint64_t need = HDR + len;
     put32(sp->wbuf, MAGIC);
@@ -841,7 +856,7 @@ static int record_write(sy_spool *sp, uint64_t len, size_t count, int64_t ts, si
         fdatasync(sp->wfd);
         sp->dirty = 0;
     }
-    atomic_fetch_add(&sp->st_spooled, (int64_t)count);
+    atomic_fetch_add(spooled, (int64_t)count);
     atomic_store(&sp->st_bytes, (int64_t)total_bytes(sp));
     atomic_fetch_add(&sp->st_records, 1);
     if (atomic_load(&sp->st_oldest) == 0)
@@ -870,7 +885,7 @@ int sy_spool_append(sy_spool *sp, const sy_metric_batch *b, size_t *dropped)
         memcpy(p + VALUE_FIXED, m->name, m->name_len);
         p += VALUE_FIXED + m->name_len;
     }
-    return record_write(sp, len, b->count, b->timestamp, dropped);
+    return record_write(sp, len, b->count, b->timestamp, dropped, &sp->st_spooled);
 }
 
 int sy_spool_append_samples(sy_spool *sp, const sy_sample_batch *b, int64_t now_s,
@@ -916,7 +931,32 @@ int sy_spool_append_samples(sy_spool *sp, const sy_sample_batch *b, int64_t now_
     if (b->timestamps_ms)
         for (size_t i = 0; i < b->count; i++, p += 8)
             put64(p, (uint64_t)b->timestamps_ms[i]);
-    return record_write(sp, len, b->count, now_s, dropped);
+    return record_write(sp, len, b->count, now_s, dropped, &sp->st_spooled);
+}
+
+int sy_spool_append_lines(sy_spool *sp, const char *const *lines, const uint32_t *lens, size_t n,
+                          int64_t now_s, size_t *dropped)
+{
+    uint64_t len = 12;
+    for (size_t i = 0; i < n; i++)
+        len += LINE_FIXED + (uint64_t)lens[i];
+    if (n > COUNT_MASK) {
+        *dropped = n;
+        atomic_fetch_add(&sp->st_dropped, (int64_t)n);
+        return -1;
+    }
+    if (record_room(sp, len, n, dropped) < 0)
+        return -1;
+    unsigned char *p = sp->wbuf + HDR;
+    put64(p, (uint64_t)now_s);
+    put32(p + 8, (uint32_t)n | LINES_FLAG);
+    p += 12;
+    for (size_t i = 0; i < n; i++) {
+        put32(p, lens[i]);
+        memcpy(p + LINE_FIXED, lines[i], lens[i]);
+        p += LINE_FIXED + lens[i];
+    }
+    return record_write(sp, len, n, now_s, dropped, &sp->st_lines_spooled);
 }
 
 int sy_spool_has_records(const sy_spool *sp)
@@ -972,6 +1012,39 @@ static int decode_samples(sy_spool *sp, uint32_t flags_count, sy_sample_batch *s
     return 0;
 }
 
+/* Decodes the raw lines of the record in sp->buf. */
+static int decode_lines(sy_spool *sp, uint32_t flags_count)
+{
+    uint32_t count = flags_count & COUNT_MASK;
+    if (count > sp->linecap) {
+        const char **l = realloc(sp->lines, count * sizeof *l);
+        if (!l)
+            return -1;
+        sp->lines = l;
+        uint32_t *n = realloc(sp->line_lens, count * sizeof *n);
+        if (!n)
+            return -1;
+        sp->line_lens = n;
+        sp->linecap = count;
+    }
+    const unsigned char *p = sp->buf + 12;
+    for (uint32_t i = 0; i < count; i++) {
+        sp->line_lens[i] = get32(p);
+        sp->lines[i] = (const char *)p + LINE_FIXED;
+        p += LINE_FIXED + sp->line_lens[i];
+    }
+    sp->nlines = count;
+    return 0;
+}
+
+void sy_spool_peeked_lines(const sy_spool *sp, const char *const **lines, const uint32_t **lens,
+                           size_t *n)
+{
+    *lines = (const char *const *)sp->lines;
+    *lens = sp->line_lens;
+    *n = sp->nlines;
+}
+
 int sy_spool_peek(sy_spool *sp, sy_metric_batch *b)
 {
     sy_sample_batch sb;
@@ -1012,6 +1085,13 @@ int sy_spool_peek_any(sy_spool *sp, sy_metric_batch *b, sy_sample_batch *sb)
                            sp->path, to - sp->h_off, g->seq, sp->h_off);
             sp->h_off = to;
             continue;
+        }
+        if (rec_is_lines(count)) {
+            if (decode_lines(sp, count) < 0)
+                return 0;
+            sp->peeked = 1;
+            sp->peek_len = len;
+            return 3;
         }
         if (count & SAMPLES_FLAG) {
             if (decode_samples(sp, count, sb) < 0)
@@ -1061,9 +1141,10 @@ void sy_spool_advance(sy_spool *sp)
     sp->h_off += sp->peek_len;
     sp->h_rec++;
     /* count before the buffer is reused: the record's values */
-    uint32_t count = get32(sp->buf + 8) & COUNT_MASK;
+    uint32_t flags = get32(sp->buf + 8), count = flags & COUNT_MASK;
     sp->h_vals += count;
-    atomic_fetch_add(&sp->st_replayed, (int64_t)count);
+    atomic_fetch_add(rec_is_lines(flags) ? &sp->st_lines_replayed : &sp->st_replayed,
+                     (int64_t)count);
     atomic_store(&sp->st_records, records_left(sp));
     atomic_store(&sp->st_oldest, head_ts(sp));
 }
@@ -1179,4 +1260,6 @@ void sy_spool_stats_get(const sy_spool *sp, sy_spool_stats *out)
     out->spooled = atomic_load(&m->st_spooled);
     out->dropped = atomic_load(&m->st_dropped);
     out->corrupt = atomic_load(&m->st_corrupt);
+    out->lines_spooled = atomic_load(&m->st_lines_spooled);
+    out->lines_replayed = atomic_load(&m->st_lines_replayed);
 }

@@ -19,6 +19,16 @@
  * set and the time it was spooled for the flush time, per sample
  *            u8 type, u8 is_delta, f64 value, f64 rate, u32 name length,
  *            u32 text length, u32 tags length, name, text, tags
+ * (the count's second bit set too: then each sample's client time, i64 ms,
+ * follows them all),
+ *
+ * or one batch of raw lines (DogStatsD events and service checks, for
+ * write_lines), with the count's second bit set alone and the time it was
+ * spooled for the flush time, per line
+ *            u32 length, the line's bytes (no newline)
+ *
+ * A switchyard from before a record type reads such a record as damaged:
+ * it is skipped and counted as corrupt, never handed to the wrong entry.
  *
  * Reading hands records out one at a time (sy_spool_peek / _advance); the
  * position file moves only at sy_spool_commit, which the host calls once
@@ -83,6 +93,11 @@ int sy_spool_append(sy_spool *sp, const sy_metric_batch *b, size_t *dropped);
 int sy_spool_append_samples(sy_spool *sp, const sy_sample_batch *b, int64_t now_s,
                             size_t *dropped);
 
+/* The same for a batch of raw lines (write_lines), stamped with now_s;
+ * *dropped counts lines. */
+int sy_spool_append_lines(sy_spool *sp, const char *const *lines, const uint32_t *lens, size_t n,
+                          int64_t now_s, size_t *dropped);
+
 /* 1 while records wait for replay (handed out or not). */
 int sy_spool_has_records(const sy_spool *sp);
 
@@ -90,10 +105,15 @@ int sy_spool_has_records(const sy_spool *sp);
  * next call).  1 when there is one, 0 when none; corrupt records on the
  * way are skipped and counted. */
 int sy_spool_peek(sy_spool *sp, sy_metric_batch *b);
-/* The same for either kind of record: 1 with a metric batch in *b, 2 with
- * raw samples in *sb (names, texts and tags not NUL-terminated), 0 none.
- * sy_spool_peek returns 2 too, leaving *b unset. */
+/* The same for any kind of record: 1 with a metric batch in *b, 2 with
+ * raw samples in *sb (names, texts and tags not NUL-terminated), 3 with
+ * raw lines (sy_spool_peeked_lines gives them), 0 none.  sy_spool_peek
+ * returns 2 and 3 too, leaving *b unset. */
 int sy_spool_peek_any(sy_spool *sp, sy_metric_batch *b, sy_sample_batch *sb);
+/* The raw lines of the record peek_any returned 3 for (valid until the
+ * next peek). */
+void sy_spool_peeked_lines(const sy_spool *sp, const char *const **lines, const uint32_t **lens,
+                           size_t *n);
 /* The peeked record was handed to the plugin (or given up on). */
 void sy_spool_advance(sy_spool *sp);
 /* Everything handed out so far is delivered: move the position file and
@@ -110,10 +130,12 @@ typedef struct sy_spool_stats {
     int64_t bytes;         /* on disk now */
     int64_t records;       /* not yet handed to the plugin */
     int64_t oldest_ts;     /* flush time of the next record; 0 when none */
-    int64_t replayed;      /* values handed to the plugin from the spool */
-    int64_t spooled;       /* values written to the spool */
-    int64_t dropped;       /* values given up because the spool was full */
+    int64_t replayed;      /* values and samples handed to the plugin from the spool */
+    int64_t spooled;       /* values and samples written to the spool */
+    int64_t dropped;       /* values, samples and lines given up: the spool was full */
     int64_t corrupt;       /* damaged stretches skipped */
+    int64_t lines_spooled; /* raw lines (events, service checks) written */
+    int64_t lines_replayed; /* ... and handed to the plugin */
 } sy_spool_stats;
 
 void sy_spool_stats_get(const sy_spool *sp, sy_spool_stats *out);

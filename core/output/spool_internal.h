@@ -20,7 +20,17 @@
 #define SAMPLE_FIXED 30            /* type, delta, value, rate, three lengths */
 #define SAMPLES_FLAG 0x80000000u   /* in a record's count: raw samples */
 #define TIMES_FLAG 0x40000000u     /* ... followed by each one's client time, ms */
+#define LINES_FLAG 0x40000000u     /* alone (without SAMPLES_FLAG): raw lines */
+#define KIND_MASK 0xc0000000u      /* the two flags */
 #define COUNT_MASK 0x3fffffffu     /* the count itself */
+#define LINE_FIXED 4               /* a raw line's length */
+
+/* A record's count says its kind: values, raw samples (with or without
+ * their clients' times) or raw lines. */
+static inline int rec_is_lines(uint32_t count)
+{
+    return (count & KIND_MASK) == LINES_FLAG;
+}
 #define POS_LEN 42                 /* "%020llu %020llu\n" */
 
 typedef struct segment {
@@ -60,6 +70,9 @@ struct sy_spool {
     sy_sample *smp;        /* a peeked record of raw samples */
     int64_t *smp_ts;       /* ... and their clients' times, when it has them */
     size_t smpcap;
+    const char **lines;    /* a peeked record of raw lines */
+    uint32_t *line_lens;
+    size_t nlines, linecap;
     unsigned char *wbuf;
     size_t wbufcap;
     int dirty;             /* written since the last fsync */
@@ -77,7 +90,7 @@ struct sy_spool {
     sy_ratelimit rl;
 
     _Atomic int64_t st_bytes, st_records, st_oldest, st_replayed, st_spooled, st_dropped,
-        st_corrupt;
+        st_corrupt, st_lines_spooled, st_lines_replayed;
 };
 
 static inline uint32_t get32(const unsigned char *p)

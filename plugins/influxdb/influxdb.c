@@ -43,6 +43,16 @@
  * queue waits while the server takes it (lib/pace.h); a server that is
  * down or stuck gets what the queue holds, and the rest is dropped and
  * counted.
+ *
+ * take_back (a sink with `spool = { dir = ... }`): when shutdownTimeout
+ * runs out, the queued lines of flushed values go back to the host's
+ * spool from the keep log (lib/keeplog), and those of raw samples from a
+ * copy of each sample kept beside its line (lib/samplelog, with the
+ * client's DogStatsD time, at most maxKeptBytes, default 64 MiB; a sample
+ * that finds it full is sent as usual, not kept, counted and logged, and
+ * its line is lost at shutdown).  Replayed after a restart, a sample with
+ * a client time is stored at that time; one without gets the time of its
+ * replay, as at its first arrival.
  */
 #include <errno.h>
 #include <math.h>
@@ -61,6 +71,7 @@
 #include "lib/keeplog.h"
 #include "lib/lineq.h"
 #include "lib/pace.h"
+#include "lib/samplelog.h"
 
 #define LOG_EVERY_MS 10000
 #define MAX_TAGS 64          /* per point; more are left out (adjusted) */
@@ -68,7 +79,7 @@
 
 static const char *const influx_settings[] = {
     "url", "precision", "layout", "maxQueueBytes", "batchLines", "batchBytes",
-    "retryMinMs", "retryMaxMs", "timeoutMs", "maxDatagramBytes", NULL
+    "retryMinMs", "retryMaxMs", "timeoutMs", "maxDatagramBytes", "maxKeptBytes", NULL
 };
 
 enum layout { LAYOUT_STATISTIC, LAYOUT_VALUE };
@@ -115,6 +126,12 @@ typedef struct influx {
     const sy_metric_batch *cur_batch;
     uint32_t cur_idx[MAX_FIELDS];
     uint32_t cur_n;
+    /* take_back_samples: a copy of each raw sample behind a queued line,
+     * numbered by its line's number + 1 (a sink with a spool only) */
+    samplelog *ksamples;
+    size_t max_kept;
+    uint64_t unkept, unkept_unlogged;
+    int reclaimed;               /* the queue was walked for take_back */
 
     /* counts not yet logged */
     uint64_t full_unlogged, bad_unlogged, nan_unlogged, adjusted_unlogged, send_err_unlogged;
@@ -166,6 +183,7 @@ static int has_param(const char *target, const char *name)
 static void influx_free(influx *s)
 {
     keeplog_free(s->kept);
+    samplelog_free(s->ksamples);
     httpq_free(s->http);
     if (s->watch)
         s->api->watch_free(s->watch);
@@ -197,7 +215,7 @@ static int influx_setup(const sy_host_api *api, sy_host *host, void **state, cha
                         size_t errlen)
 {
     const char *url, *precision, *layout;
-    int64_t maxq, blines, bbytes, rmin, rmax, tmo, dgram;
+    int64_t maxq, blines, bbytes, rmin, rmax, tmo, dgram, maxkept;
     http_url u;
     int udp = 0, lay;
 
@@ -245,7 +263,9 @@ static int influx_setup(const sy_host_api *api, sy_host *host, void **state, cha
         int_setting(api, host, "retryMinMs", 100, 1, 3600000, &rmin, err, errlen) ||
         int_setting(api, host, "retryMaxMs", 30000, 1, 3600000, &rmax, err, errlen) ||
         int_setting(api, host, "timeoutMs", 10000, 1, 3600000, &tmo, err, errlen) ||
-        int_setting(api, host, "maxDatagramBytes", 1432, 512, 65507, &dgram, err, errlen))
+        int_setting(api, host, "maxDatagramBytes", 1432, 512, 65507, &dgram, err, errlen) ||
+        int_setting(api, host, "maxKeptBytes", 64 << 20, 0, (int64_t)1 << 40, &maxkept, err,
+                    errlen))
         return -1;
     if (rmax < rmin) {
         snprintf(err, errlen, "retryMaxMs (%lld) is below retryMinMs (%lld)", (long long)rmax,
@@ -304,6 +324,17 @@ static int influx_setup(const sy_host_api *api, sy_host *host, void **state, cha
              u.port);
     s->q = lineq_new((size_t)maxq);
     s->kept = keeplog_new();
+    /* the copies serve only take_back_samples, which a host of ABI 1.5 or
+     * later calls for a sink with a disk spool: otherwise none is kept */
+    const char *spool_dir = NULL;
+    if (api->setting_string(host, "spool.dir", NULL, &spool_dir) != 0 || !spool_dir ||
+        api->abi_minor < 5)
+        maxkept = 0;
+    s->max_kept = (size_t)maxkept;
+    if (s->max_kept && !(s->ksamples = samplelog_new(s->max_kept))) {
+        snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
     if (!s->q || !s->kept) {
         snprintf(err, errlen, "out of memory");
         goto fail;
@@ -408,7 +439,7 @@ static void influx_log(influx *s, int force)
 {
     uint64_t now = s->api->monotonic_ms(s->host);
     if (!(s->full_unlogged | s->bad_unlogged | s->nan_unlogged | s->adjusted_unlogged |
-          s->send_err_unlogged))
+          s->send_err_unlogged | s->unkept_unlogged))
         return;
     if (!force && s->last_log && now - s->last_log < LOG_EVERY_MS)
         return;
@@ -432,8 +463,13 @@ static void influx_log(influx *s, int force)
         s->api->log(s->host, SY_LOG_WARN, "%llu datagrams to %s failed: %s",
                     (unsigned long long)s->send_err_unlogged, s->dest,
                     strerror(s->last_send_errno));
+    if (s->unkept_unlogged)
+        s->api->log(s->host, SY_LOG_WARN, "keep log full (maxKeptBytes %zu, %zu samples kept): "
+                    "%llu raw samples not kept (%llu so far), lost if unsent at shutdown",
+                    s->max_kept, samplelog_count(s->ksamples),
+                    (unsigned long long)s->unkept_unlogged, (unsigned long long)s->unkept);
     s->full_unlogged = s->bad_unlogged = s->nan_unlogged = 0;
-    s->adjusted_unlogged = s->send_err_unlogged = 0;
+    s->adjusted_unlogged = s->send_err_unlogged = s->unkept_unlogged = 0;
     s->last_log = now;
 }
 
@@ -702,6 +738,8 @@ static sy_status influx_write(void *state, const sy_metric_batch *b)
     int64_t ts = b->timestamp * s->ts_mult;
     uint64_t bad = 0, nan = 0;
     keeplog_release(s->kept, s->lines_in - lineq_lines(s->q));
+    if (s->ksamples)
+        samplelog_release(s->ksamples, s->lines_in - lineq_lines(s->q));
     s->cur_batch = b;
     s->cur_n = 0;
     for (size_t i = 0; i < b->count; i++) {
@@ -750,6 +788,8 @@ static sy_status influx_write_samples(void *state, const sy_sample_batch *b)
     int64_t now_ts = (int64_t)(now / (uint64_t)s->ms_div) * s->ms_mult;
     uint64_t bad = 0, nan = 0;
     const int64_t *cts = sy_host_has_timestamps(s->api) ? b->timestamps_ms : NULL;
+    if (s->ksamples)
+        samplelog_release(s->ksamples, s->lines_in - lineq_lines(s->q));
     static const span f_value = { "value", 5 }, f_member = { "member", 6 },
                       f_rate = { "rate", 4 }, f_delta = { "delta", 5 };
     for (size_t i = 0; i < b->count; i++) {
@@ -815,7 +855,14 @@ static sy_status influx_write_samples(void *state, const sy_sample_batch *b)
             bad++;
             continue;
         }
+        uint64_t before = s->lines_in;
         line_end(s);
+        /* queued: a copy for take_back_samples, numbered by its line + 1 */
+        if (s->ksamples && s->lines_in != before &&
+            samplelog_add(s->ksamples, s->lines_in, x, cts ? cts[i] : 0) != 0) {
+            s->unkept++;
+            s->unkept_unlogged++;
+        }
     }
     if (bad + nan) {
         s->api->stat_add(s->host, SY_STAT_DROPPED, (int64_t)(bad + nan));
@@ -845,31 +892,63 @@ static size_t influx_pending(void *state)
  * take_back: the queued lines of flushed values are dropped from the queue
  * and their values handed back from the keep log exactly as they came
  * (the lines cannot be read back: a timer's statistics share one line,
- * names are escaped, tags reordered); lines of raw samples stay queued
- * (counted as dropped at close).  httpq_free never calls back, so the run
- * of a request still in flight may be cut here.
+ * names are escaped, tags reordered); the lines of raw samples likewise
+ * from their copies (take_back_samples).  The first of the two calls
+ * removes both kinds from the queue (influx_reclaim); a line kept nowhere
+ * stays queued (counted as dropped at close).  httpq_free never calls
+ * back, so the run of a request still in flight may be cut here.
  */
 typedef struct take_ctx {
     influx *s;
     keeplog_cursor cur;
+    samplelog_cursor scur;
     uint64_t first;     /* the number of the queue's first line */
+    size_t left;        /* lines kept nowhere */
 } take_ctx;
 
 static int line_kept(void *ctx, size_t index)
 {
     take_ctx *t = ctx;
     uint64_t n = t->first + index;
-    return keeplog_covers(t->s->kept, &t->cur, n, n + 1);
+    if (keeplog_covers(t->s->kept, &t->cur, n, n + 1))
+        return 1;
+    if (t->s->ksamples && samplelog_holds(t->s->ksamples, &t->scur, n + 1))
+        return 1;
+    t->left++;
+    return 0;
+}
+
+static void influx_reclaim(influx *s)
+{
+    if (s->reclaimed)
+        return;
+    s->reclaimed = 1;
+    take_ctx t = { .s = s, .first = s->lines_in - lineq_lines(s->q) };
+    keeplog_release(s->kept, t.first);
+    if (s->ksamples)
+        samplelog_release(s->ksamples, t.first);
+    lineq_remove_if(s->q, line_kept, &t);
+    if (t.left && s->ksamples)
+        s->api->log(s->host, SY_LOG_WARN, "%zu queued lines cannot be handed back to the spool "
+                    "(%llu raw samples were not kept: maxKeptBytes %zu full); they are lost",
+                    t.left, (unsigned long long)s->unkept, s->max_kept);
 }
 
 static size_t influx_take_back(void *state, void (*keep)(void *ctx, const sy_metric_batch *b),
                                void *ctx)
 {
     influx *s = state;
-    take_ctx t = { .s = s, .first = s->lines_in - lineq_lines(s->q) };
-    keeplog_release(s->kept, t.first);
-    lineq_remove_if(s->q, line_kept, &t);
+    influx_reclaim(s);
     return keeplog_take(s->kept, keep, ctx);
+}
+
+static size_t influx_take_back_samples(void *state,
+                                       void (*keep)(void *ctx, const sy_sample_batch *b),
+                                       void *ctx)
+{
+    influx *s = state;
+    influx_reclaim(s);
+    return s->ksamples ? samplelog_take(s->ksamples, keep, ctx) : 0;
 }
 
 static void influx_close(void *state)
@@ -888,7 +967,7 @@ static void influx_close(void *state)
 SY_SINK_EXPORT = {
     SY_SINK_HEADER,
     .name = "influxdb",
-    .version = "1.1",
+    .version = "1.2",
     .description = "InfluxDB line protocol over HTTP (/write, batched, retried) or UDP, "
                    "with DogStatsD tags as Influx tags",
     .settings = influx_settings,
@@ -900,5 +979,6 @@ SY_SINK_EXPORT = {
     .pending = influx_pending,
     .close = influx_close,
     .take_back = influx_take_back,
+    .take_back_samples = influx_take_back_samples,
     .features = SY_SINK_FEATURE_TIMESTAMPS,
 };

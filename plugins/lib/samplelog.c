@@ -121,6 +121,14 @@ size_t samplelog_take(samplelog *l, samplelog_keep_fn keep, void *ctx)
     return total;
 }
 
+int samplelog_holds(const samplelog *l, samplelog_cursor *c, uint64_t seq)
+{
+    const entry *e;
+    while ((e = entrylog_at(&l->log, c)) && e->seq < seq)
+        entrylog_next(c, size_of(e));
+    return e && e->seq == seq;
+}
+
 size_t samplelog_count(const samplelog *l)
 {
     return l->log.count;

@@ -18,6 +18,7 @@
 #include <stdint.h>
 
 #include "switchyard_sink.h"
+#include "entrylog.h"
 
 typedef struct samplelog samplelog;
 
@@ -38,6 +39,12 @@ void samplelog_release(samplelog *l, uint64_t seq);
  * 2,048 (timestamps_ms set; strings borrowed for the call), forgets them,
  * and returns how many. */
 size_t samplelog_take(samplelog *l, samplelog_keep_fn keep, void *ctx);
+
+/* Whether a sample numbered seq is kept, for a sink whose units hold one
+ * sample each (the repeater: a line's end position).  Calls must come with
+ * seq growing, from one cursor zeroed first. */
+typedef entrylog_pos samplelog_cursor;
+int samplelog_holds(const samplelog *l, samplelog_cursor *c, uint64_t seq);
 
 size_t samplelog_count(const samplelog *l);
 size_t samplelog_bytes(const samplelog *l);

@@ -128,6 +128,19 @@
  *   connectTimeoutMs  one TCP connect attempt         (default 5000)
  *   flushed           "none" (default), "gauges" (flushed gauges only) or
  *                     "all" (every flushed value, switchyard's own too)
+ *   maxKeptBytes      with a disk spool: the copies of raw samples and of
+ *                     DogStatsD lines kept for take_back, per destination
+ *                     and kind                        (default 64 MiB)
+ *
+ * take_back (a sink with `spool = { dir = ... }`): what the queues still
+ * hold when shutdownTimeout runs out goes back to the host's spool:
+ * flushed values from the keep log (lib/keeplog), raw samples from a copy
+ * of each one kept beside its line (lib/samplelog, numbered by the line's
+ * end in bytes appended, forgotten once the queue has sent past it), and
+ * DogStatsD events and service checks the same way (lib/linelog).  A
+ * sample or line that finds its copy log full (maxKeptBytes) is sent as
+ * usual but not kept; that is counted and logged, and at shutdown such
+ * lines stay in the queue and are counted as dropped at close.
  *
  * Addresses are resolved once, at start.
  */
@@ -136,7 +149,7 @@
 static const char *const repeater_settings[] = {
     "host", "port", "destinations", "hashing", "onDown", "downAfterMs", "protocol",
     "maxQueueBytes", "maxDatagramBytes", "reconnectMinMs", "reconnectMaxMs",
-    "connectTimeoutMs", "flushed", NULL
+    "connectTimeoutMs", "flushed", "maxKeptBytes", NULL
 };
 
 /* ------------------------------------------------------------------ */
@@ -242,13 +255,19 @@ void rp_log(repeater *r, int force)
                     "%llu lines dropped: a name that is empty or holds ':', '|#' or a line "
                     "break, a value that is not finite, or a datagram too big to send",
                     (unsigned long long)r->bad_unlogged);
-    r->bad_unlogged = 0;
+    if (r->unkept_unlogged)
+        r->api->log(r->host, SY_LOG_WARN,
+                    "keep log full (maxKeptBytes %zu a destination): %llu raw samples or "
+                    "DogStatsD lines not kept (%llu samples and %llu lines so far), lost if "
+                    "unsent at shutdown", r->max_kept, (unsigned long long)r->unkept_unlogged,
+                    (unsigned long long)r->unkept_samples, (unsigned long long)r->unkept_lines);
+    r->bad_unlogged = r->unkept_unlogged = 0;
     r->last_log = now;
 }
 
 static int rp_unlogged(const repeater *r)
 {
-    if (r->bad_unlogged)
+    if (r->bad_unlogged || r->unkept_unlogged)
         return 1;
     for (size_t i = 0; i < r->nd; i++)
         if (r->d[i].drops_unlogged || r->d[i].refused_unlogged || r->d[i].rehashed_unlogged)
@@ -266,6 +285,22 @@ static char *rp_reserve(rdest *d, size_t len)
     if (!p)
         d->full = 1;
     return p;
+}
+
+static uint64_t rp_done(const rdest *d);
+
+/* The copies of raw samples and lines whose line the queue has sent are
+ * forgotten (before each batch: the copies stay about what the queue
+ * holds). */
+static void rp_release_kept(repeater *r)
+{
+    for (size_t i = 0; i < r->nd && (r->keep_samples || r->keep_lines); i++) {
+        uint64_t done = rp_done(&r->d[i]);
+        if (r->d[i].ksamples)
+            samplelog_release(r->d[i].ksamples, done);
+        if (r->d[i].klines)
+            linelog_release(r->d[i].klines, done);
+    }
 }
 
 static void rp_commit(rdest *d, size_t len)
@@ -392,6 +427,8 @@ static void repeater_free(repeater *r)
     for (size_t i = 0; i < r->nd; i++) {
         rdest *d = &r->d[i];
         keeplog_free(d->kept);
+        samplelog_free(d->ksamples);
+        linelog_free(d->klines);
         if (d->tq)
             netq_free(d->tq);
         if (r->proto == PROTO_UDP) {
@@ -415,7 +452,7 @@ static int repeater_setup(const sy_host_api *api, sy_host *host, void **state,
                           char *err, size_t errlen)
 {
     const char *proto, *flushed, *hashing, *on_down;
-    int64_t maxq, maxd, down_after;
+    int64_t maxq, maxd, down_after, maxkept;
     reconnect_settings rs;
     char **names = NULL;
     int n = 0;
@@ -430,7 +467,9 @@ static int repeater_setup(const sy_host_api *api, sy_host *host, void **state,
     if (int_setting(api, host, "maxQueueBytes", 16 << 20, 1024, INT64_MAX, &maxq, err, errlen) ||
         int_setting(api, host, "maxDatagramBytes", 1432, 64, UDP_MAX_PAYLOAD, &maxd, err, errlen) ||
         reconnect_settings_read(api, host, &rs, err, errlen) ||
-        int_setting(api, host, "downAfterMs", 5000, 0, 86400000, &down_after, err, errlen))
+        int_setting(api, host, "downAfterMs", 5000, 0, 86400000, &down_after, err, errlen) ||
+        int_setting(api, host, "maxKeptBytes", 64 << 20, 0, (int64_t)1 << 40, &maxkept, err,
+                    errlen))
         return -1;
 
     repeater *r = calloc(1, sizeof(*r));
@@ -520,6 +559,15 @@ static int repeater_setup(const sy_host_api *api, sy_host *host, void **state,
         repeater_free(r);
         return 0;
     }
+    /* The copies serve only take_back_samples / take_back_lines, which
+     * the host calls for a sink with a disk spool, and only a host of ABI
+     * 1.5 / 1.6 or later: otherwise nothing is kept. */
+    const char *spool_dir = NULL;
+    if (api->setting_string(host, "spool.dir", NULL, &spool_dir) != 0 || !spool_dir)
+        maxkept = 0;
+    r->max_kept = (size_t)maxkept;
+    r->keep_samples = r->max_kept && api->abi_minor >= 5;
+    r->keep_lines = r->max_kept && api->abi_minor >= 6;
     uint64_t now = api->monotonic_ms(host);
     api->stat_set(host, SY_STAT_CONNECTED, 0);
     for (i = 0; i < n; i++) {
@@ -537,7 +585,9 @@ static int repeater_setup(const sy_host_api *api, sy_host *host, void **state,
         if (parse_destination(names[i], addr, sizeof(addr), &port, err, errlen) != 0)
             goto fail;
         r->nd = (size_t)i + 1; /* repeater_free frees what exists so far */
-        if (r->flushed != FLUSHED_NONE && !(d->kept = keeplog_new())) {
+        if ((r->flushed != FLUSHED_NONE && !(d->kept = keeplog_new())) ||
+            (r->keep_samples && !(d->ksamples = samplelog_new(r->max_kept))) ||
+            (r->keep_lines && !(d->klines = linelog_new(r->max_kept)))) {
             snprintf(err, errlen, "out of memory");
             goto fail_dests;
         }
@@ -686,6 +736,7 @@ static sy_status repeater_write_samples(void *state, const sy_sample_batch *b)
     if (rp_must_wait(r, need))
         return SY_RETRY;
     rp_judge(r);
+    rp_release_kept(r);
     for (i = 0; i < b->count; i++) {
         const sy_sample *s = &b->samples[i];
         size_t tlen;
@@ -750,6 +801,11 @@ static sy_status repeater_write_samples(void *state, const sy_sample_batch *b)
         }
         *o = '\n';
         rp_commit(d, len);
+        /* numbered by its line's end: gone once the queue sent past it */
+        if (d->ksamples && samplelog_add(d->ksamples, d->appended, s, 0) != 0) {
+            r->unkept_samples++;
+            r->unkept_unlogged++;
+        }
     }
     rp_batch_done(r, dropped, bad);
     return SY_OK;
@@ -784,14 +840,25 @@ static const char *dd_key(const char *s, size_t len, size_t *klen)
 }
 
 /* ABI 1.3: DogStatsD events and service checks, forwarded verbatim, one
- * line each; a queue that is full drops the line (counted), it does not
- * make the host hold the batch. */
+ * line each; a queue that is full drops the line (counted): the host
+ * holds no copy of lines for a retry.  With a spool (ABI 1.6: the host
+ * keeps the lines a plugin answers SY_RETRY to on disk), a batch that
+ * must wait for a queue that is draining (lib/pace.h) answers SY_RETRY
+ * instead, as batches of samples do. */
 static sy_status repeater_write_lines(void *state, const char *const *lines, const uint32_t *lens,
                                      size_t n)
 {
     repeater *r = state;
     size_t bad = 0, dropped = 0;
+    if (r->keep_lines) {
+        size_t need = 0;
+        for (size_t i = 0; i < n; i++)
+            need += (size_t)lens[i] + 1;
+        if (rp_must_wait(r, need))
+            return SY_RETRY;
+    }
     rp_judge(r);
+    rp_release_kept(r);
     for (size_t i = 0; i < n; i++) {
         const char *s = lines[i];
         size_t len = lens[i];
@@ -817,6 +884,10 @@ static sy_status repeater_write_lines(void *state, const char *const *lines, con
         memcpy(p, s, len);
         p[len] = '\n';
         rp_commit(d, len + 1);
+        if (d->klines && linelog_add(d->klines, d->appended, s, (uint32_t)len) != 0) {
+            r->unkept_lines++;
+            r->unkept_unlogged++;
+        }
     }
     rp_batch_done(r, dropped, bad);
     return SY_OK;
@@ -932,18 +1003,26 @@ static size_t repeater_pending(void *state)
 
 /*
  * take_back: the flushed values behind the queued gauge lines come back
- * from the keep log exactly (name, kind, value, flush time); the lines
- * of raw samples and DogStatsD events, which a spool does not hold, stay
- * queued (counted as dropped at close, as before).  A line being written
- * when the time ran out counts as not sent: the receiver discards a cut
- * line.
+ * from the keep log exactly (name, kind, value, flush time), raw samples
+ * and DogStatsD lines from their copies (take_back_samples,
+ * take_back_lines).  The first of the three calls walks every queue once
+ * (rp_reclaim): a line whose value, sample or line is kept leaves the
+ * queue, the others (kept nowhere: no spool, a full copy log, out of
+ * memory) go back into it in order and are counted as dropped at close.
+ * A line being written when the time ran out counts as not sent: the
+ * receiver discards a cut line.
  */
 typedef struct rest {
     keeplog *kept;
     keeplog_cursor cur;
+    samplelog *ksamples;
+    samplelog_cursor scur;
+    linelog *klines;
+    linelog_cursor lcur;
     uint64_t pos;
     char *buf;
     size_t len, cap;
+    size_t left;        /* lines that go back into the queue */
     size_t lost;        /* lines that could not be kept (out of memory) */
 } rest;
 
@@ -954,6 +1033,11 @@ static void rest_line(void *ctx, const char *line, size_t len)
     t->pos += len + 1;
     if (t->kept && keeplog_covers(t->kept, &t->cur, start, t->pos))
         return;
+    if (t->ksamples && samplelog_holds(t->ksamples, &t->scur, t->pos))
+        return;
+    if (t->klines && linelog_holds(t->klines, &t->lcur, t->pos))
+        return;
+    t->left++;
     if (t->len + len + 1 > t->cap) {
         size_t cap = t->cap ? t->cap * 2 : 65536;
         while (cap < t->len + len + 1)
@@ -971,16 +1055,19 @@ static void rest_line(void *ctx, const char *line, size_t len)
     t->len += len + 1;
 }
 
-static size_t repeater_take_back(void *state, void (*keep)(void *ctx, const sy_metric_batch *b),
-                                 void *ctx)
+static void rp_reclaim(repeater *r)
 {
-    repeater *r = state;
-    size_t total = 0;
-    if (r->flushed == FLUSHED_NONE)
-        return 0;
+    if (r->reclaimed)
+        return;
+    r->reclaimed = 1;
+    rp_release_kept(r);
+    size_t left = 0;
     for (size_t i = 0; i < r->nd; i++) {
         rdest *d = &r->d[i];
-        rest t = { .kept = d->kept, .pos = rp_done(d) };
+        if (!d->kept && !d->ksamples && !d->klines)
+            continue; /* nothing can be handed back: the queue stays as it is */
+        rest t = { .kept = d->kept, .ksamples = d->ksamples, .klines = d->klines,
+                   .pos = rp_done(d) };
         if (r->proto == PROTO_TCP) {
             netq_take(d->tq, rest_line, &t);
         } else {
@@ -1016,8 +1103,51 @@ static size_t repeater_take_back(void *state, void (*keep)(void *ctx, const sy_m
             netq_kick(d->tq);
         else
             ud_publish(d);
-        total += keeplog_take(d->kept, keep, ctx);
+        left += t.left;
     }
+    if (left && (r->keep_samples || r->keep_lines))
+        r->api->log(r->host, SY_LOG_WARN, "%zu queued lines cannot be handed back to the spool "
+                    "(%llu raw samples and %llu DogStatsD lines were not kept: maxKeptBytes "
+                    "%zu full); they are lost", left, (unsigned long long)r->unkept_samples,
+                    (unsigned long long)r->unkept_lines, r->max_kept);
+}
+
+static size_t repeater_take_back(void *state, void (*keep)(void *ctx, const sy_metric_batch *b),
+                                 void *ctx)
+{
+    repeater *r = state;
+    size_t total = 0;
+    rp_reclaim(r);
+    for (size_t i = 0; i < r->nd; i++)
+        if (r->d[i].kept)
+            total += keeplog_take(r->d[i].kept, keep, ctx);
+    return total;
+}
+
+static size_t repeater_take_back_samples(void *state,
+                                         void (*keep)(void *ctx, const sy_sample_batch *b),
+                                         void *ctx)
+{
+    repeater *r = state;
+    size_t total = 0;
+    rp_reclaim(r);
+    for (size_t i = 0; i < r->nd; i++)
+        if (r->d[i].ksamples)
+            total += samplelog_take(r->d[i].ksamples, keep, ctx);
+    return total;
+}
+
+static size_t repeater_take_back_lines(void *state,
+                                       void (*keep)(void *ctx, const char *const *lines,
+                                                    const uint32_t *lens, size_t n),
+                                       void *ctx)
+{
+    repeater *r = state;
+    size_t total = 0;
+    rp_reclaim(r);
+    for (size_t i = 0; i < r->nd; i++)
+        if (r->d[i].klines)
+            total += linelog_take(r->d[i].klines, keep, ctx);
     return total;
 }
 
@@ -1033,7 +1163,7 @@ static void repeater_close(void *state)
 SY_SINK_EXPORT = {
     SY_SINK_HEADER,
     .name = "repeater",
-    .version = "1.3",
+    .version = "1.4",
     .description = "forwards raw samples (and optionally flushed values) as StatsD lines "
                    "over UDP or TCP, to one destination or spread over several by "
                    "consistent hashing, with bounded queues and reconnects",
@@ -1047,4 +1177,6 @@ SY_SINK_EXPORT = {
     .close = repeater_close,
     .write_lines = repeater_write_lines,
     .take_back = repeater_take_back,
+    .take_back_samples = repeater_take_back_samples,
+    .take_back_lines = repeater_take_back_lines,
 };

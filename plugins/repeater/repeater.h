@@ -25,6 +25,8 @@
 #include "lib/net.h"
 #include "lib/settings.h"
 #include "lib/keeplog.h"
+#include "lib/linelog.h"
+#include "lib/samplelog.h"
 #include "lib/netq.h"
 #include "lib/pace.h"
 #include "lib/shard.h"
@@ -82,6 +84,9 @@ typedef struct rdest {
     uint64_t appended;        /* bytes queued since it was made */
     keeplog *kept;            /* the flushed values behind its queued lines
                                  (with `flushed`), for take_back */
+    samplelog *ksamples;      /* the raw samples behind its queued lines, by
+                                 each line's end (a sink with a spool) */
+    linelog *klines;          /* the DogStatsD lines likewise */
 
     uint64_t drops_unlogged, refused_unlogged, rehashed_unlogged;
     uint64_t rehashed_total;  /* since it was last marked down */
@@ -105,9 +110,17 @@ struct repeater {
     uint64_t min_ms, max_ms;
     size_t max_dgram, max_bytes;
 
+    /* take_back_samples / take_back_lines: a sink with a disk spool keeps
+     * copies (at most max_kept bytes a destination for each kind) */
+    size_t max_kept;
+    int keep_samples, keep_lines;
+    int reclaimed;            /* the queues were walked for take_back */
+    uint64_t unkept_samples, unkept_lines; /* not kept: the bound was hit */
+
     /* drops and errors are logged at a bounded rate */
     uint64_t last_log;        /* monotonic ms, 0 = never */
     uint64_t bad_unlogged;
+    uint64_t unkept_unlogged;
 };
 
 /* repeater.c */

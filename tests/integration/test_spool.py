@@ -52,6 +52,17 @@ flushing every 50 ms, against a real carbon-cache:
      remote_write_kept_full: the same with a 1 KiB keep log: the samples
      beyond it counted and logged, the loss at shutdown said.
 
+  11. raw samples and DogStatsD lines (take_back_samples, take_back_lines,
+     and the spool's record of raw lines): repeater_raw_stuck and
+     influx_samples_stuck stop the receiver (a plain TCP reader, influxd)
+     with SIGSTOP, SIGTERM, restart: each seq sample, event and service
+     check arrives exactly once (influxdb: at its |T time);
+     repeater_events_down spools events while the reader is down (spool
+     cat shows them) and delivers them once, in order, after a restart;
+     events_write_through sends them all through a mode = "always" spool;
+     repeater_kept_full: a 4 KiB maxKeptBytes, the rest counted, logged,
+     and the loss at shutdown said.
+
 SPOOL_CASES=name,name (the functions' names) runs only those cases.
 
 Usage:  /usr/bin/python3 tests/integration/test_spool.py     ($SY_BIN)
@@ -85,7 +96,7 @@ QUEUE = 1 << 20
 
 
 class Daemon:
-    def __init__(self, workdir, name, carbon_port, spool, sink=None):
+    def __init__(self, workdir, name, carbon_port, spool, sink=None, extra=None):
         self.port = free_port_pair()
         self.plugin = sink["plugin"] if sink else "graphite"
         self.http = free_port("tcp")
@@ -105,6 +116,7 @@ class Daemon:
                                          "reconnectMinMs": 50, "reconnectMaxMs": 300}},
         }
         cfg["sinks"]["carbon"]["spool"] = spool
+        cfg.update(extra or {})
         self.path = os.path.join(workdir, name + ".lua")
         with open(self.path, "w") as f:
             f.write("return " + to_lua(cfg) + "\n")
@@ -440,7 +452,8 @@ def repeater_outage(res, workdir):
         hop.stop()
 
 
-def stuck_term(res, d, label, server_stop, server_cont, prefix, steps, pad, cont_first=True):
+def stuck_term(res, d, label, server_stop, server_cont, prefix, steps, pad, cont_first=True,
+               step_lines=None):
     """The take_back path of one sink: the server connected, then stopped
     (SIGSTOP: it reads nothing), `steps` flushes each with its own key
     PREFIX.seq.i = i+1 and the padding; SIGTERM while the server is still
@@ -458,7 +471,8 @@ def stuck_term(res, d, label, server_stop, server_cont, prefix, steps, pad, cont
     server_stop()
     try:
         for i in range(steps):
-            d.send(["%s.seq.%d:%d|c" % (prefix, i, i + 1)] + pad)
+            d.send((step_lines(i) if step_lines else ["%s.seq.%d:%d|c" % (prefix, i, i + 1)]) +
+                   pad)
             time.sleep(0.05)
         wait_until(lambda: (d.sink("queued") or 0) > 0, 5)
         queued = d.sink("queued") or 0
@@ -634,6 +648,351 @@ def influx_stuck(res, workdir):
     finally:
         if d and d.proc:
             d.stop_clean(res, "influx stuck")
+        srv.stop()
+
+# A plain TCP reader in a process of its own (so that SIGSTOP stops it):
+# every whole line of every connection appended to a file; a line cut by
+# the end of its connection is left out, as a statsd reader discards it.
+RAW_READER = r"""
+import socket, sys, threading
+srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+srv.bind(("127.0.0.1", int(sys.argv[1])))
+srv.listen(16)
+out = open(sys.argv[2], "ab", buffering=0)
+lock = threading.Lock()
+def read(conn):
+    buf = b""
+    while True:
+        data = conn.recv(65536)
+        if not data:
+            return
+        buf += data
+        if b"\n" in buf:
+            whole, buf = buf.rsplit(b"\n", 1)
+            with lock:
+                out.write(whole + b"\n")
+while True:
+    c, _ = srv.accept()
+    threading.Thread(target=read, args=(c,), daemon=True).start()
+"""
+
+
+def raw_lines(path):
+    try:
+        with open(path, "rb") as f:
+            return f.read().decode(errors="replace").splitlines()
+    except OSError:
+        return []
+
+
+def repeater_raw_stuck(res, workdir):
+    """take_back_samples and take_back_lines of the repeater (TCP): a
+    pass-through sink named in dogstatsdEvents, its next hop a plain TCP
+    reader stopped with SIGSTOP; 40 flushes each with a seq sample, a
+    DogStatsD event and a service check of their own beside 1,000
+    samples with 200-byte names (more than the socket buffers hold);
+    SIGTERM while it is stopped: the raw samples and lines still queued go
+    to the spool; SIGCONT, restart: every seq sample, event and service
+    check reaches the reader exactly once."""
+    port = free_port("tcp")
+    out = os.path.join(workdir, "raw_stuck.out")
+    reader = Process("raw_reader", ["/usr/bin/python3", "-c", RAW_READER, str(port), out],
+                     workdir)
+    sink = {"plugin": "repeater", "host": LOOPBACK, "port": port, "protocol": "tcp",
+            "passthrough": True, "maxQueueBytes": 1 << 20, "reconnectMinMs": 50,
+            "reconnectMaxMs": 300}
+    d = Daemon(workdir, "repeater_raw", 0, {"dir": os.path.join(workdir, "spool_rraw"),
+                                            "maxBytes": "256MiB", "fsync": "never"}, sink,
+               extra={"dogstatsdEvents": ["carbon"]})
+    steps = 40
+    pad = ["rr.padlong.k%d%s:1|c" % (k, "x" * 200) for k in range(1000)]
+
+    def event(i):
+        title, text = "rr-ev-%d" % i, "event %d body" % i
+        return "_e{%d,%d}:%s|%s|#step:%d" % (len(title), len(text), title, text, i)
+
+    def check(i):
+        return "_sc|rr.check.%d|1|m:step %d" % (i, i)
+
+    def step_lines(i):
+        return ["rr.seq.%d:%d|c" % (i, i + 1), event(i), check(i)]
+    try:
+        reader.start()
+        if not res.check("repeater raw: the reader starts", wait_for_port(port, 10,
+                                                                         alive=reader.alive)):
+            return
+        if not stuck_term(res, d, "repeater raw", lambda: os.kill(reader.pid, signal.SIGSTOP),
+                          lambda: os.kill(reader.pid, signal.SIGCONT), "rr", steps, pad,
+                          step_lines=step_lines):
+            return
+        try:
+            with open(os.path.join(workdir, "repeater_raw.1.stderr")) as f:
+                for line in f:
+                    if "went to the spool" in line or "lost" in line or "keep log" in line:
+                        res.note(line.strip().split("  ", 1)[-1])
+        except OSError:
+            pass
+        want = {}
+        for i in range(steps):
+            for line in step_lines(i):
+                want[line] = 0
+
+        def counts():
+            got = dict.fromkeys(want, 0)
+            for line in raw_lines(out):
+                if line in got:
+                    got[line] += 1
+            return got
+        wait_until(lambda: all(counts().values()), 30, step=0.3)
+        got = counts()
+        bad = sorted((l, n) for l, n in got.items() if n != 1)
+        res.check("repeater raw: each of %d seq samples, %d events and %d service checks "
+                  "reached the reader exactly once" % (steps, steps, steps), not bad,
+                  "%d wrong, e.g. %r" % (len(bad), bad[:4]))
+        spooled = d.spool("lines_replayed_total")
+        res.check("repeater raw: DogStatsD lines were replayed from the spool "
+                  "(switchyard_spool_lines_replayed_total %r)" % spooled, (spooled or 0) > 0)
+        res.check("repeater raw: nothing dropped after the restart (sink %r, spool %r)"
+                  % (d.sink("dropped_total"), d.spool("dropped_total")),
+                  d.sink("dropped_total") == 0 and d.spool("dropped_total") == 0)
+    finally:
+        if d.proc:
+            d.stop_clean(res, "repeater raw")
+        try:
+            os.kill(reader.pid, signal.SIGCONT)
+        except (ProcessLookupError, TypeError):
+            pass
+        reader.stop()
+
+def dd_lines(prefix, i):
+    """A DogStatsD event and a service check of step i."""
+    title, text = "%s-ev-%d" % (prefix, i), "event %d body" % i
+    return ["_e{%d,%d}:%s|%s|#step:%d" % (len(title), len(text), title, text, i),
+            "_sc|%s.check.%d|1|m:step %d" % (prefix, i, i)]
+
+
+def exactly_once(want, path):
+    """want (lines) -> those that did not reach the reader's file exactly once."""
+    got = dict.fromkeys(want, 0)
+    for line in raw_lines(path):
+        if line in got:
+            got[line] += 1
+    return sorted((l, n) for l, n in got.items() if n != 1)
+
+
+def repeater_events_down(res, workdir):
+    """DogStatsD events and service checks for a repeater (TCP) whose next
+    hop, a plain TCP reader, is not running: the host spools them
+    (switchyard_spool_lines_spooled_total) instead of letting the queue
+    drop them; `switchyard spool cat` shows them; SIGTERM and a restart
+    in the outage, then the reader starts: every line arrives exactly
+    once, in the order sent."""
+    port = free_port("tcp")
+    out = os.path.join(workdir, "ev_down.out")
+    reader = Process("ev_reader", ["/usr/bin/python3", "-c", RAW_READER, str(port), out],
+                     workdir)
+    sink = {"plugin": "repeater", "host": LOOPBACK, "port": port, "protocol": "tcp",
+            "passthrough": True, "maxQueueBytes": 64 << 10, "reconnectMinMs": 50,
+            "reconnectMaxMs": 300}
+    spool_dir = os.path.join(workdir, "spool_evd")
+    d = Daemon(workdir, "events_down", 0, {"dir": spool_dir, "maxBytes": "64MiB",
+                                           "fsync": "never"}, sink,
+               extra={"dogstatsdEvents": ["carbon"]})
+    steps = 30
+    want = [l for i in range(steps) for l in dd_lines("ed", i)]
+    try:
+        if not res.check("events down: switchyard starts with its next hop down", d.start(),
+                         d.proc.logs()):
+            return
+        wait_until(lambda: d.sink("connected") == 0, 10)
+        for i in range(steps):
+            d.send(dd_lines("ed", i))
+            time.sleep(0.05)
+        res.check("events down: the lines went to the spool (switchyard_spool_lines_spooled_"
+                  "total %r of %d)" % (d.spool("lines_spooled_total"), len(want)),
+                  wait_until(lambda: (d.spool("lines_spooled_total") or 0) >= len(want), 10))
+        rc = d.stop_clean(res, "events down first run")
+        res.check("events down: SIGTERM during the outage exits 0 (%r)" % rc, rc == 0,
+                  d.proc.logs())
+        rc, text, err = spool_cat(spool_dir)
+        shown = [l.rsplit(" # line ", 1)[0] for l in text.splitlines() if " # line " in l]
+        res.check("events down: `switchyard spool cat` shows the spooled lines as sent "
+                  "(%d, e.g. %r)" % (len(shown), shown[:1]), rc == 0 and shown == want,
+                  text[:1000] + err)
+        if not res.check("events down: switchyard starts again on its spool", d.start(),
+                         d.proc.logs()):
+            return
+        reader.start()
+        if not res.check("events down: the reader starts", wait_for_port(port, 10,
+                                                                        alive=reader.alive)):
+            return
+        wait_until(lambda: not exactly_once(want, out), 30, step=0.3)
+        bad = exactly_once(want, out)
+        got = [l for l in raw_lines(out) if l in set(want)]
+        res.check("events down: each of %d events and %d service checks reached the reader "
+                  "exactly once, in order" % (steps, steps), not bad and got == want,
+                  "%d wrong, e.g. %r" % (len(bad), bad[:4]))
+        res.check("events down: replayed from the spool (lines_replayed %r), nothing dropped "
+                  "(sink %r, spool %r)" % (d.spool("lines_replayed_total"),
+                                           d.sink("dropped_total"), d.spool("dropped_total")),
+                  wait_until(lambda: d.spool("records") == 0, 20) and
+                  d.spool("lines_replayed_total") == len(want) and
+                  d.sink("dropped_total") == 0 and d.spool("dropped_total") == 0)
+    finally:
+        if d.proc:
+            d.stop_clean(res, "events down")
+        reader.stop()
+
+
+def events_write_through(res, workdir):
+    """spool.mode = "always" for a repeater named in dogstatsdEvents, its
+    reader up: every event and service check goes through the spool
+    (lines_spooled and lines_replayed count all of them) and reaches the
+    reader exactly once, in order."""
+    port = free_port("tcp")
+    out = os.path.join(workdir, "ev_wt.out")
+    reader = Process("ev_wt_reader", ["/usr/bin/python3", "-c", RAW_READER, str(port), out],
+                     workdir)
+    sink = {"plugin": "repeater", "host": LOOPBACK, "port": port, "protocol": "tcp",
+            "passthrough": True, "reconnectMinMs": 50, "reconnectMaxMs": 300}
+    d = Daemon(workdir, "events_wt", 0, {"dir": os.path.join(workdir, "spool_evwt"),
+                                         "maxBytes": "64MiB", "fsync": "never",
+                                         "mode": "always"}, sink,
+               extra={"dogstatsdEvents": ["carbon"]})
+    steps = 30
+    want = [l for i in range(steps) for l in dd_lines("ew", i)]
+    try:
+        reader.start()
+        if not res.check("events write-through: the reader starts",
+                         wait_for_port(port, 10, alive=reader.alive)):
+            return
+        if not res.check("events write-through: switchyard starts", d.start(), d.proc.logs()):
+            return
+        for i in range(steps):
+            d.send(dd_lines("ew", i))
+            time.sleep(0.05)
+        wait_until(lambda: not exactly_once(want, out), 20, step=0.3)
+        bad = exactly_once(want, out)
+        got = [l for l in raw_lines(out) if l in set(want)]
+        res.check("events write-through: each of %d lines reached the reader exactly once, in "
+                  "order" % len(want), not bad and got == want,
+                  "%d wrong, e.g. %r" % (len(bad), bad[:4]))
+        res.check("events write-through: every line went through the spool (spooled %r, "
+                  "replayed %r of %d)" % (d.spool("lines_spooled_total"),
+                                          d.spool("lines_replayed_total"), len(want)),
+                  wait_until(lambda: d.spool("lines_replayed_total") == len(want), 10) and
+                  d.spool("lines_spooled_total") == len(want))
+    finally:
+        if d.proc:
+            d.stop_clean(res, "events write-through")
+        reader.stop()
+
+def repeater_kept_full(res, workdir):
+    """The repeater's copy logs bound: the repeater_raw_stuck outage with
+    maxKeptBytes 4096: the samples and lines beyond it are counted and
+    logged as they come, and at shutdown what was kept is handed back and
+    the loss of the rest said."""
+    port = free_port("tcp")
+    out = os.path.join(workdir, "raw_kfull.out")
+    reader = Process("kfull_reader", ["/usr/bin/python3", "-c", RAW_READER, str(port), out],
+                     workdir)
+    sink = {"plugin": "repeater", "host": LOOPBACK, "port": port, "protocol": "tcp",
+            "passthrough": True, "maxQueueBytes": 1 << 20, "reconnectMinMs": 50,
+            "reconnectMaxMs": 300, "maxKeptBytes": 4096}
+    d = Daemon(workdir, "repeater_kfull", 0, {"dir": os.path.join(workdir, "spool_rkf"),
+                                              "maxBytes": "256MiB", "fsync": "never"}, sink,
+               extra={"dogstatsdEvents": ["carbon"]})
+    pad = ["rk.padlong.k%d%s:1|c" % (k, "x" * 200) for k in range(1000)]
+    try:
+        reader.start()
+        if not res.check("repeater kept full: the reader starts",
+                         wait_for_port(port, 10, alive=reader.alive)):
+            return
+        if not stuck_term(res, d, "repeater kept full", lambda: os.kill(reader.pid, signal.SIGSTOP),
+                          lambda: os.kill(reader.pid, signal.SIGCONT), "rk", 40, pad,
+                          step_lines=lambda i: ["rk.seq.%d:%d|c" % (i, i + 1)] +
+                          dd_lines("rk", i)):
+            return
+        try:
+            with open(os.path.join(workdir, "repeater_kfull.1.stderr")) as f:
+                first = f.read()
+        except OSError:
+            first = ""
+        lines = [l for l in first.splitlines() if "keep log" in l or "handed back" in l]
+        for l in lines[-2:]:
+            res.note(l.split("  ", 1)[-1])
+        res.check("repeater kept full: the samples and lines beyond maxKeptBytes are counted "
+                  "and logged, the loss at shutdown said",
+                  any("keep log full (maxKeptBytes 4096 a destination)" in l for l in lines) and
+                  any("cannot be handed back to the spool" in l and "maxKeptBytes 4096 full" in l
+                      for l in lines),
+                  "\n".join(lines)[-2000:] or first[-2000:])
+    finally:
+        if d.proc:
+            d.stop_clean(res, "repeater kept full")
+        try:
+            os.kill(reader.pid, signal.SIGCONT)
+        except (ProcessLookupError, TypeError):
+            pass
+        reader.stop()
+
+
+def influx_samples_stuck(res, workdir):
+    """take_back_samples of the influxdb sink: a pass-through sink, influxd
+    stopped with SIGSTOP (one POST of 200 lines in flight, the rest in the
+    sink's queue), 40 flushes each with a seq sample dated by a DogStatsD
+    |T time beside 300 padding samples; SIGTERM, SIGCONT, restart: every
+    seq sample is in InfluxDB once, with its value, at its client's
+    time."""
+    if not os.path.exists(INFLUXD):
+        res.check("influx samples: influxd installed (.ci/deps.sh test installs influxdb)",
+                  False, INFLUXD)
+        return
+    srv = InfluxServer(workdir, "influx-samples")
+    if not res.check("influx samples: influxd starts", srv.start(), srv.logs()):
+        return
+    d = None
+    steps = 40
+    base = int(time.time()) - 300
+    pad = ["is2.pad.k%d:1|c" % k for k in range(300)]
+    try:
+        srv.create_db("sy")
+        sink = {"plugin": "influxdb", "url": srv.url("/write?db=sy"), "batchLines": 200,
+                "passthrough": True, "retryMinMs": 50, "retryMaxMs": 300}
+        d = Daemon(workdir, "influx_samples", 0, {"dir": os.path.join(workdir, "spool_ismp"),
+                                                  "maxBytes": "64MiB", "fsync": "never"}, sink)
+        if not stuck_term(res, d, "influx samples", lambda: srv.signal(signal.SIGSTOP),
+                          lambda: srv.signal(signal.SIGCONT), "is2", steps, pad,
+                          step_lines=lambda i: ["is2.seq.%d:%d|c|T%d" % (i, i + 1, base + i)]):
+            return
+        try:
+            with open(os.path.join(workdir, "influx_samples.1.stderr")) as f:
+                for line in f:
+                    if "went to the spool" in line or "lost" in line or "keep log" in line:
+                        res.note(line.strip().split("  ", 1)[-1])
+        except OSError:
+            pass
+
+        def points():
+            ans = srv.query('SELECT "value" FROM /^is2\\.seq\\./ GROUP BY *', db="sy")
+            got = {}
+            for r in ans.get("results", []):
+                for s in r.get("series", []) or []:
+                    got[int(s["name"].rsplit(".", 1)[1])] = [tuple(row[:2]) for row in s["values"]]
+            return got
+        wait_until(lambda: len(points()) >= steps, 30, step=0.5)
+        got = points()
+        bad = [(i, got.get(i)) for i in range(steps) if got.get(i) != [(base + i, i + 1)]]
+        res.check("influx samples: every one of %d seq samples in InfluxDB once, with its "
+                  "value, at its client's time" % steps, not bad,
+                  "%d wrong, e.g. %r" % (len(bad), bad[:3]))
+        res.check("influx samples: nothing dropped after the restart (sink %r, spool %r)"
+                  % (d.sink("dropped_total"), d.spool("dropped_total")),
+                  d.sink("dropped_total") == 0 and d.spool("dropped_total") == 0)
+    finally:
+        if d and d.proc:
+            d.stop_clean(res, "influx samples")
         srv.stop()
 
 
@@ -1206,7 +1565,9 @@ def main():
     try:
         only = os.environ.get("SPOOL_CASES", "").split(",")
         for case in (check, full, outage, restart, redis_outage, repeater_outage, redis_stuck,
-                     repeater_stuck, influx_stuck, write_through, stall_only,
+                     repeater_stuck, influx_stuck, repeater_raw_stuck, influx_samples_stuck,
+                     repeater_events_down, events_write_through, repeater_kept_full,
+                     write_through, stall_only,
                      repeater_samples, remote_write_samples, remote_write_stuck,
                      remote_write_kept_full):
             if only != [""] and case.__name__ not in only:

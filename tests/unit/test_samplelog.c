@@ -9,7 +9,13 @@
  *     of at most 2,048, across many chunks and with a name longer than a
  *     chunk, and empties the log;
  *   - the bound: a sample beyond max_bytes is refused and not kept, and
- *     the bytes per sample are 48 plus name, text and tags rounded to 8.
+ *     the bytes per sample are 48 plus name, text and tags rounded to 8;
+ *   - holds: with one sample a unit (the repeater and influxdb number
+ *     each by its line), a walk with growing units finds exactly the
+ *     samples kept;
+ *   - the log of DogStatsD lines (plugins/lib/linelog.c, the repeater's
+ *     take_back_lines) the same way: release, holds, take byte for byte
+ *     in order, the bound (16 bytes plus the line, rounded to 8).
  *
  * The unit test rule links only the core library, so the helper is
  * compiled in here.
@@ -26,6 +32,7 @@
 
 #include "../../plugins/lib/entrylog.c"
 #include "../../plugins/lib/samplelog.c"
+#include "../../plugins/lib/linelog.c"
 
 static int add(samplelog *l, uint64_t seq, const char *name, double v)
 {
@@ -144,12 +151,84 @@ static void test_bound(void **unused)
     samplelog_free(l);
 }
 
+static void test_holds(void **state)
+{
+    samplelog *l = samplelog_new(1 << 20);
+    /* units 10, 20, ..., 100; 30 and 70 were never kept */
+    for (uint64_t u = 10; u <= 100; u += 10)
+        if (u != 30 && u != 70)
+            assert_int_equal(add(l, u, "h", (double)u), 0);
+    samplelog_release(l, 20);
+    samplelog_cursor c = { 0 };
+    int found = 0;
+    for (uint64_t u = 5; u <= 105; u += 5) {
+        int want = u % 10 == 0 && u > 20 && u != 30 && u != 70;
+        assert_int_equal(samplelog_holds(l, &c, u), want);
+        found += want;
+    }
+    assert_int_equal(found, 6);
+    assert_int_equal(samplelog_count(l), 6);
+    samplelog_free(l);
+}
+
+static size_t lines_n;
+static char lines_got[4096][32];
+
+static void keep_lines(void *ctx, const char *const *lines, const uint32_t *lens, size_t n)
+{
+    assert_true(n <= 2048);
+    for (size_t i = 0; i < n && lines_n < 4096; i++, lines_n++) {
+        assert_true(lens[i] < sizeof lines_got[0]);
+        memcpy(lines_got[lines_n], lines[i], lens[i]);
+        lines_got[lines_n][lens[i]] = '\0';
+    }
+}
+
+static void test_linelog(void **state)
+{
+    linelog *l = linelog_new(1 << 20);
+    char line[32];
+    for (uint64_t i = 1; i <= 3000; i++) {
+        int n = snprintf(line, sizeof line, "_sc|c.%llu|%d", (unsigned long long)i, (int)(i % 4));
+        assert_int_equal(linelog_add(l, i * 100, line, (uint32_t)n), 0);
+    }
+    linelog_release(l, 1000); /* lines 1 to 10 were sent */
+    assert_int_equal(linelog_count(l), 2990);
+    linelog_cursor c = { 0 };
+    assert_false(linelog_holds(l, &c, 1000));
+    assert_false(linelog_holds(l, &c, 1050));
+    assert_true(linelog_holds(l, &c, 1100));
+    assert_true(linelog_holds(l, &c, 300000));
+    assert_false(linelog_holds(l, &c, 300001));
+    lines_n = 0;
+    assert_int_equal(linelog_take(l, keep_lines, NULL), 2990);
+    assert_int_equal(lines_n, 2990);
+    assert_string_equal(lines_got[0], "_sc|c.11|3");
+    assert_string_equal(lines_got[2989], "_sc|c.3000|0");
+    assert_int_equal(linelog_count(l), 0);
+    assert_int_equal(linelog_bytes(l), 0);
+    linelog_free(l);
+
+    /* the bound: 16 bytes plus the line, rounded to 8 */
+    assert_int_equal(linelog_entry_bytes(7), 24);
+    assert_int_equal(linelog_entry_bytes(8), 24);
+    assert_int_equal(linelog_entry_bytes(9), 32);
+    l = linelog_new(48);
+    assert_int_equal(linelog_add(l, 1, "_sc|a|0", 7), 0);
+    assert_int_equal(linelog_add(l, 2, "_sc|b|0", 7), 0);
+    assert_int_equal(linelog_add(l, 3, "_sc|c|0", 7), -1);
+    assert_int_equal(linelog_count(l), 2);
+    linelog_free(l);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_release),
         cmocka_unit_test(test_take_many),
         cmocka_unit_test(test_bound),
+        cmocka_unit_test(test_holds),
+        cmocka_unit_test(test_linelog),
     };
     return cmocka_run_group_tests_name("samplelog", tests, NULL, NULL);
 }

@@ -998,6 +998,115 @@ static void test_sample_timestamps(void **unused)
     event_base_free(base);
 }
 
+/* ABI 1.6: a sink with a disk spool keeps the DogStatsD lines its plugin
+ * answers SY_RETRY or SY_ERROR to (and those written while the spool holds
+ * any), replays them through write_lines in order, and at shutdown asks
+ * for what the plugin's queue holds with take_back_lines, which a plugin
+ * built before 1.6 (struct_size ending before it) never gets. */
+static sy_status fake_write_lines(void *st, const char *const *lines, const uint32_t *lens,
+                                  size_t n)
+{
+    fake *f = st;
+    sy_status r = fake_answer(f);
+    if (r != SY_OK)
+        return r;
+    for (size_t i = 0; i < n; i++)
+        fake_record(f, lines[i], lens[i]);
+    return SY_OK;
+}
+
+static int take_back_lines_calls;
+
+static size_t fake_take_back_lines(void *st,
+                                   void (*keep)(void *ctx, const char *const *lines,
+                                                const uint32_t *lens, size_t n),
+                                   void *ctx)
+{
+    static const char *const kept[2] = { "_sc|kept.a|0", "_sc|kept.b|1" };
+    static const uint32_t lens[2] = { 12, 12 };
+    take_back_lines_calls++;
+    keep(ctx, kept, lens, 2);
+    ((fake *)st)->pending = 0;
+    return 2;
+}
+
+static int64_t lines_want;
+
+static int lines_replayed(void *arg)
+{
+    return stats_of(arg).spool_lines_replayed >= lines_want;
+}
+
+static void test_lines_spool(void **unused)
+{
+    char err[512], dir[64], sub[128];
+    snprintf(dir, sizeof(dir), "/tmp/sy-test-sinkhost-XXXXXX");
+    assert_non_null(mkdtemp(dir));
+    struct event_base *base = event_base_new();
+    sy_sink_plugin lp = fake_plugin;
+    lp.write_lines = fake_write_lines;
+    lp.take_back_lines = fake_take_back_lines;
+    snprintf(sub, sizeof(sub), "%s/new", dir);
+    sy_setting s[] = { set_str("spool.dir", sub) };
+    sy_sink *sink = sy_sink_open(base, "ev", &lp, s, 1, err, sizeof(err));
+    assert_non_null(sink);
+    fake *f = the_fake;
+
+    /* SY_RETRY: spooled, not dropped; the next lines queue behind them */
+    const char *a[3] = { "_e{1,1}:a|b", "_sc|x|0", "_sc|y|2" };
+    const uint32_t al[3] = { 11, 7, 7 };
+    const char *z[1] = { "_sc|z|3" };
+    const uint32_t zl[1] = { 7 };
+    f->retry_left = 1;
+    sy_sink_write_lines(sink, a, al, 3);
+    sy_sink_write_lines(sink, z, zl, 1);
+    sy_sink_stats st = stats_of(sink);
+    assert_int_equal(st.spool_lines_spooled, 4);
+    assert_int_equal(st.metrics_dropped_by_host, 0);
+    assert_int_equal(f->ngot, 0);
+    lines_want = 4;
+    assert_true(pump(base, NULL, lines_replayed, sink, 2000));
+    assert_int_equal(f->ngot, 4);
+    assert_string_equal(f->got[0], "_e{1,1}:a|b");
+    assert_string_equal(f->got[1], "_sc|x|0");
+    assert_string_equal(f->got[2], "_sc|y|2");
+    assert_string_equal(f->got[3], "_sc|z|3");
+
+    /* SY_ERROR: spooled too, offered again by replay */
+    f->error_next = 1;
+    sy_sink_write_lines(sink, z, zl, 1);
+    assert_int_equal(stats_of(sink).spool_lines_spooled, 5);
+    lines_want = 5;
+    assert_true(pump(base, NULL, lines_replayed, sink, 2000));
+    assert_int_equal(f->ngot, 5);
+    assert_int_equal(stats_of(sink).metrics_dropped_by_host, 0);
+
+    /* shutdown with lines in the plugin's queue: taken back and spooled */
+    f->pending = 2;
+    take_back_lines_calls = 0;
+    assert_int_equal(sy_sinks_drain(base, &sink, 1, 50), 0);
+    assert_int_equal(take_back_lines_calls, 1);
+    assert_int_equal(stats_of(sink).spool_lines_spooled, 7);
+    sy_sink_close(sink);
+
+    /* a plugin built before 1.6: take_back_lines is never read */
+    sy_sink_plugin old = lp;
+    old.struct_size = (uint32_t)offsetof(sy_sink_plugin, take_back_lines);
+    snprintf(sub, sizeof(sub), "%s/old", dir);
+    sy_setting so[] = { set_str("spool.dir", sub) };
+    sink = sy_sink_open(base, "ev", &old, so, 1, err, sizeof(err));
+    assert_non_null(sink);
+    the_fake->pending = 2;
+    assert_int_equal(sy_sinks_drain(base, &sink, 1, 50), -1);
+    assert_int_equal(take_back_lines_calls, 1);
+    assert_int_equal(stats_of(sink).spool_lines_spooled, 0);
+    sy_sink_close(sink);
+    event_base_free(base);
+    char cmd[128];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
 /* A plugin without write_samples: samples are skipped, not dropped. */
 static void test_no_samples(void **unused)
 {
@@ -1652,6 +1761,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_host_api),
         cmocka_unit_test(test_retry),
         cmocka_unit_test(test_no_samples),
+        cmocka_unit_test(test_lines_spool),
         cmocka_unit_test(test_graphite_lines),
         cmocka_unit_test(test_graphite_down_at_start),
         cmocka_unit_test(test_graphite_queue_bound),

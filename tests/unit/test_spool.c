@@ -4,8 +4,8 @@
  * reopen (what was handed out but not committed comes again: at least
  * once; the records on disk are counted by the ticks after the open, and
  * replay does not wait for that), a damaged or truncated record is skipped and counted and the rest
- * read, a full spool drops per whenFull, and raw samples have records of
- * their own.
+ * read, a full spool drops per whenFull, and raw samples and raw lines
+ * (DogStatsD events, service checks) have records of their own.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -428,6 +428,132 @@ static void test_samples(void **state)
     sy_spool_close(sp);
 }
 
+/* The only segment of spool `sub`: flips one byte inside record `k`'s
+ * payload (the records walked by their headers). */
+static void damage_record(const char *sub, int k)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s/s/%020d.seg", root, sub, 1);
+    FILE *f = fopen(path, "r+b");
+    assert_non_null(f);
+    long off = 0;
+    for (int i = 0; i < k; i++) {
+        unsigned char h[12];
+        assert_int_equal(fseek(f, off, SEEK_SET), 0);
+        assert_int_equal(fread(h, 1, 12, f), 12);
+        off += 12 + (long)((uint32_t)h[4] | (uint32_t)h[5] << 8 | (uint32_t)h[6] << 16 |
+                           (uint32_t)h[7] << 24);
+    }
+    unsigned char c;
+    assert_int_equal(fseek(f, off + 12 + 17, SEEK_SET), 0);
+    assert_int_equal(fread(&c, 1, 1, f), 1);
+    c ^= 0x5a;
+    assert_int_equal(fseek(f, off + 12 + 17, SEEK_SET), 0);
+    assert_int_equal(fwrite(&c, 1, 1, f), 1);
+    fclose(f);
+}
+
+/* DogStatsD events and service checks (write_lines) have records of their
+ * own between the others: they come back byte for byte and in order
+ * across a reopen, counted apart from values (lines_spooled,
+ * lines_replayed); a damaged one is skipped and counted, and the record
+ * after it still read. */
+static void test_lines(void **state)
+{
+    char err[256];
+    sy_spool_opts o = opts("lines", 64 << 20, 64 << 10, 0);
+    sy_spool *sp = sy_spool_open("s", &o, err, sizeof err);
+    assert_non_null(sp);
+    size_t dropped;
+    append_batch(sp, 5, &dropped);
+    static const char ev[] = "_e{5,4}:title|text|#env:prod";
+    static const char sc[] = "_sc|db.up|0|m:ok \\n";
+    static const char bin[] = { '_', 's', 'c', '|', 'x', '\0', '\xff', '|', '1' };
+    const char *lines[3] = { ev, sc, bin };
+    const uint32_t lens[3] = { sizeof ev - 1, sizeof sc - 1, sizeof bin };
+    assert_int_equal(sy_spool_append_lines(sp, lines, lens, 3, 1700000200, &dropped), 0);
+    assert_int_equal(dropped, 0);
+    append_batch(sp, 6, &dropped);
+    assert_int_equal(sy_spool_append_lines(sp, lines + 1, lens + 1, 1, 1700000201, &dropped), 0);
+    append_batch(sp, 7, &dropped);
+    sy_spool_stats st;
+    sy_spool_stats_get(sp, &st);
+    assert_int_equal(st.lines_spooled, 4);
+    assert_int_equal(st.spooled, 6 + 7 + 8);
+    sy_spool_close(sp);
+
+    sp = sy_spool_open("s", &o, err, sizeof err);
+    assert_non_null(sp);
+    while (sy_spool_counting(sp))
+        sy_spool_tick(sp, 0);
+    sy_spool_stats_get(sp, &st);
+    assert_int_equal(st.records, 5);
+    sy_metric_batch b;
+    sy_sample_batch sb;
+    const char *const *gl;
+    const uint32_t *gn;
+    size_t n;
+    assert_int_equal(sy_spool_peek_any(sp, &b, &sb), 1);
+    assert_true(check_batch(&b, 5));
+    sy_spool_advance(sp);
+    assert_int_equal(sy_spool_peek_any(sp, &b, &sb), 3);
+    sy_spool_peeked_lines(sp, &gl, &gn, &n);
+    assert_int_equal(n, 3);
+    for (size_t i = 0; i < 3; i++) {
+        assert_int_equal(gn[i], lens[i]);
+        assert_memory_equal(gl[i], lines[i], lens[i]);
+    }
+    sy_spool_advance(sp);
+    /* sy_spool_peek (values only) says what the record is, too */
+    assert_int_equal(sy_spool_peek(sp, &b), 1);
+    assert_true(check_batch(&b, 6));
+    sy_spool_advance(sp);
+    assert_int_equal(sy_spool_peek(sp, &b), 3);
+    sy_spool_peeked_lines(sp, &gl, &gn, &n);
+    assert_int_equal(n, 1);
+    assert_memory_equal(gl[0], sc, sizeof sc - 1);
+    sy_spool_advance(sp);
+    assert_int_equal(sy_spool_peek_any(sp, &b, &sb), 1);
+    assert_true(check_batch(&b, 7));
+    sy_spool_advance(sp);
+    assert_int_equal(sy_spool_peek_any(sp, &b, &sb), 0);
+    sy_spool_stats_get(sp, &st);
+    assert_int_equal(st.lines_replayed, 4);
+    assert_int_equal(st.replayed, 6 + 7 + 8);
+    assert_int_equal(st.corrupt, 0);
+    sy_spool_close(sp);
+
+    /* a byte of the first lines record (the second record) damaged on
+     * disk: it is skipped and counted, everything else comes back */
+    o = opts("lines_bad", 64 << 20, 64 << 10, 0);
+    sp = sy_spool_open("s", &o, err, sizeof err);
+    assert_non_null(sp);
+    append_batch(sp, 5, &dropped);
+    assert_int_equal(sy_spool_append_lines(sp, lines, lens, 3, 1700000200, &dropped), 0);
+    assert_int_equal(sy_spool_append_lines(sp, lines + 1, lens + 1, 1, 1700000201, &dropped), 0);
+    append_batch(sp, 6, &dropped);
+    sy_spool_close(sp);
+    damage_record("lines_bad", 1);
+    sp = sy_spool_open("s", &o, err, sizeof err);
+    assert_non_null(sp);
+    assert_int_equal(sy_spool_peek_any(sp, &b, &sb), 1);
+    assert_true(check_batch(&b, 5));
+    sy_spool_advance(sp);
+    assert_int_equal(sy_spool_peek_any(sp, &b, &sb), 3);
+    sy_spool_peeked_lines(sp, &gl, &gn, &n);
+    assert_int_equal(n, 1);
+    assert_memory_equal(gl[0], sc, sizeof sc - 1);
+    sy_spool_advance(sp);
+    assert_int_equal(sy_spool_peek_any(sp, &b, &sb), 1);
+    assert_true(check_batch(&b, 6));
+    sy_spool_advance(sp);
+    assert_int_equal(sy_spool_peek_any(sp, &b, &sb), 0);
+    sy_spool_stats_get(sp, &st);
+    assert_int_equal(st.corrupt, 1);
+    assert_int_equal(st.lines_replayed, 1);
+    sy_spool_close(sp);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -439,6 +565,7 @@ int main(void)
         cmocka_unit_test(test_truncated),
         cmocka_unit_test(test_full),
         cmocka_unit_test(test_samples),
+        cmocka_unit_test(test_lines),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

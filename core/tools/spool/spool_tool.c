@@ -101,11 +101,11 @@ static int tool_one(const char *path, int cat)
     if (!cat)
         printf("%s: %zu segments, replay resumes at segment %" PRIu64 " offset %" PRIu64 "\n",
                path, sp->nseg, pseq, poff);
-    uint64_t trec = 0, tval = 0, tbytes = 0;
+    uint64_t trec = 0, tval = 0, tlines = 0, tbytes = 0;
     for (size_t i = 0; i < sp->nseg; i++) {
         segment *g = &sp->seg[i];
         int fd = sy_spool_read_fd(sp, g->seq);
-        uint64_t off = g->seq == pseq ? poff : 0, recs = 0, vals = 0, bad = 0;
+        uint64_t off = g->seq == pseq ? poff : 0, recs = 0, vals = 0, lines = 0, bad = 0;
         int64_t oldest = 0, newest = 0;
         if (g->seq < pseq)
             off = g->bytes; /* replayed, not yet deleted */
@@ -123,12 +123,24 @@ static int tool_one(const char *path, int cat)
                 continue;
             }
             recs++;
-            vals += count & COUNT_MASK;
+            if (rec_is_lines(count))
+                lines += count & COUNT_MASK;
+            else
+                vals += count & COUNT_MASK;
             if (!oldest || ts < oldest)
                 oldest = ts;
             if (ts > newest)
                 newest = ts;
-            if (cat && (count & SAMPLES_FLAG)) {
+            if (cat && rec_is_lines(count)) {
+                /* an event or service check as the client sent it */
+                const unsigned char *p = sp->buf + 12;
+                for (uint32_t k = 0; k < (count & COUNT_MASK); k++) {
+                    uint32_t ll = get32(p);
+                    print_name(stdout, (const char *)p + LINE_FIXED, ll);
+                    printf(" # line %" PRId64 "\n", ts);
+                    p += LINE_FIXED + ll;
+                }
+            } else if (cat && (count & SAMPLES_FLAG)) {
                 const unsigned char *p = sp->buf + 12;
                 for (uint32_t k = 0; k < (count & COUNT_MASK); k++) {
                     print_sample(p, ts);
@@ -153,19 +165,26 @@ static int tool_one(const char *path, int cat)
         damaged |= bad > 0;
         trec += recs;
         tval += vals;
+        tlines += lines;
         tbytes += g->bytes;
         if (!cat) {
             char a[32], b[32];
             fmt_time(oldest, a, sizeof a);
             fmt_time(newest, b, sizeof b);
             printf("  %020" PRIu64 ".seg  %10" PRIu64 " bytes  %8" PRIu64 " records  %10" PRIu64
-                   " values  %s .. %s%s", g->seq, g->bytes, recs, vals, a, b,
-                   bad ? "" : "\n");
+                   " values  %s .. %s", g->seq, g->bytes, recs, vals, a, b);
+            if (lines)
+                printf("  %" PRIu64 " lines", lines);
+            if (!bad)
+                putchar('\n');
             if (bad)
                 printf("  %" PRIu64 " DAMAGED stretches\n", bad);
         }
     }
-    if (!cat)
+    if (!cat && tlines)
+        printf("  total: %" PRIu64 " records, %" PRIu64 " values and %" PRIu64 " lines to "
+               "replay, %" PRIu64 " bytes on disk\n", trec, tval, tlines, tbytes);
+    else if (!cat)
         printf("  total: %" PRIu64 " records, %" PRIu64 " values to replay, %" PRIu64
                " bytes on disk\n", trec, tval, tbytes);
     sy_spool_free(sp);
