@@ -889,6 +889,9 @@ void sy_sink_close(sy_sink *s)
     if (!s)
         return;
     sy_sink_spill_held(s);
+    /* a sink a reload closes with data left in its queue (time ran out):
+     * into the spool, as at shutdown */
+    sy_sink_spool_take_back(s);
     if (s->held_count) {
         sy_log(SY_WARN, "sink '%s': closing with %zu held for retry; they are dropped",
                s->name, s->held_count);
