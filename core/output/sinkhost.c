@@ -968,7 +968,7 @@ int sy_sinks_drain(struct event_base *base, sy_sink **sinks, size_t n, uint64_t 
         }
         if (!s || sink_drained(s))
             continue;
-        if (s->spool_always && !s->held_count) {
+        if ((s->spool_always || s->pending_in_spool) && !s->held_count) {
             /* nothing lost: the spool's position has not passed them */
             sy_log(SY_INFO, "sink '%s': %zu values taken from the spool were not yet "
                    "delivered after %llu ms; they stay in the spool for the next start",

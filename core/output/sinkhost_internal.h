@@ -68,6 +68,7 @@ struct sy_sink {
     int spool_always;    /* spool.mode = "always": write-through */
     int spool_inserting; /* take_back is writing behind the mark */
     int taken_back;      /* take_back was called (at most once) */
+    int pending_in_spool; /* ... and what the plugin holds is still in the spool */
     int spool_removed;   /* a reload removed the spool: closed once replayed */
     struct event *replay_ev;
     int connected_seen;  /* the plugin reports SY_STAT_CONNECTED */

@@ -164,6 +164,7 @@ static void spool_detach(sy_sink *s)
 {
     sy_log(SY_INFO, "sink '%s': the spool a reload removed is replayed; it is closed",
            s->name);
+    sy_spool_commit(s->spool);
     event_free(s->replay_ev);
     s->replay_ev = NULL;
     sy_spool_close(s->spool);
@@ -245,6 +246,7 @@ void sy_sink_spool_take_back(sy_sink *s)
             sy_log(SY_INFO, "sink '%s': the %zu values its queue still held at shutdown came "
                    "from the spool and stay there (replayed again from its last commit)",
                    s->name, pending);
+            s->pending_in_spool = 1;
             return;
         }
     } else if (sy_spool_insert_begin(s->spool) == 0) {
@@ -324,8 +326,7 @@ void sy_sink_spool_settings(sy_sink *s, const sy_setting *set, size_t n)
     if (rc == 1) {
         if (!s->spool)
             return;
-        if (sy_spool_empty(s->spool) && plugin_pending(s) == 0) {
-            s->spool_removed = 1;
+        if (sy_spool_empty(s->spool)) {
             spool_detach(s);
             return;
         }
