@@ -1114,6 +1114,51 @@ def reload_settings(res, workdir):
         carbon.stop()
 
 
+def reload_replaced(res, workdir):
+    """A reload that changes another setting replaces the sink: with
+    carbon-cache stopped (SIGSTOP) the old graphite queue holds lines when
+    its shutdownTimeout runs out; they are handed back into the spool the
+    new sink shares, so after SIGCONT every value arrives."""
+    carbon = CarbonCache(os.path.join(workdir, "carbon_rr"))
+    if not res.check("reload replaced: carbon-cache starts", carbon.start(), carbon.logs()):
+        return
+    spool = {"dir": os.path.join(workdir, "spool_rr"), "fsync": "never"}
+    d = Daemon(workdir, "reload_replaced", carbon.line_port, spool)
+    label = "reload replaced"
+    stopped = False
+    try:
+        if not res.check("%s: switchyard starts" % label, d.start(), d.proc.logs()):
+            return
+        d.send(["spool.warm:1|c"])
+        wait_until(lambda: d.sink("connected") == 1, 10)
+        os.kill(carbon.pid, signal.SIGSTOP)
+        stopped = True
+        pad = ["spool.padlong.k%d%s:1|c" % (k, "x" * 200) for k in range(400)]
+        for i in range(30):
+            d.send(["spool.seq.%d:%d|c" % (i, i + 1)] + pad)
+            time.sleep(0.05)
+        queued = d.sink("queued") or 0
+        d.cfg["sinks"]["carbon"]["reconnectMaxMs"] = 400
+        ok = d.reload(spool, "(re)opened")
+        res.check("%s: a reload that changes reconnectMaxMs replaces the sink (%d lines in "
+                  "its queue)" % (label, queued), ok and queued > 0, d.proc.logs())
+        ok = wait_until(lambda: "still held at shutdown went to the spool"
+                        in d.proc.logs(10 ** 7), 10)
+        res.check("%s: when its shutdownTimeout runs out the old sink's queue goes to the "
+                  "spool" % label, ok,
+                  "\n".join(l for l in d.proc.logs(10 ** 7).splitlines()
+                            if "spool" in l or "reload" in l)[-3000:])
+        os.kill(carbon.pid, signal.SIGCONT)
+        stopped = False
+        seq_all_arrived(res, label, carbon, set(range(30)))
+    finally:
+        if stopped:
+            os.kill(carbon.pid, signal.SIGCONT)
+        if d.proc:
+            d.stop_clean(res, label)
+        carbon.stop()
+
+
 def reload_added(res, workdir):
     """A spool added by SIGHUP to a running sink while carbon is down: the
     flushes after it are spooled (the sink, its connection attempts and
@@ -1394,7 +1439,8 @@ def main():
         for case in (check, full, outage, restart, redis_outage, repeater_outage, redis_stuck,
                      repeater_stuck, influx_stuck, write_through, stall_only,
                      repeater_samples, remote_write_samples, remote_write_stuck,
-                     remote_write_kept_full, reload_settings, reload_added, reload_shrink):
+                     remote_write_kept_full, reload_settings, reload_added, reload_shrink,
+                     reload_replaced):
             if only != [""] and case.__name__ not in only:
                 continue
             t0 = time.time()
