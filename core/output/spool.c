@@ -1398,21 +1398,11 @@ int sy_spool_empty(const sy_spool *sp)
     return sp->nseg == 0;
 }
 
-/* The position of `seq`/`off` among src's segments, as dst's numbering
- * (src's i-th segment becomes base + i). */
-static void map_pos(const sy_spool *src, uint64_t base, uint64_t seq, uint64_t off,
-                    uint64_t *nseq, uint64_t *noff)
+/* A number of src's (a segment's, a position's, the mark's) as dst's:
+ * shifted so that the first becomes base, gaps and order kept. */
+static uint64_t map_seq(uint64_t seq, uint64_t first, uint64_t base)
 {
-    size_t i = 0;
-    while (i < src->nseg && src->seg[i].seq < seq)
-        i++;
-    if (i == src->nseg) { /* past the end */
-        *nseq = base + src->nseg;
-        *noff = 0;
-        return;
-    }
-    *nseq = base + i;
-    *noff = src->seg[i].seq == seq ? off : 0;
+    return seq >= first ? seq - first + base : base;
 }
 
 int64_t sy_spool_adopt(sy_spool *dst, sy_spool *src, char *err, size_t errlen)
@@ -1444,22 +1434,28 @@ int64_t sy_spool_adopt(sy_spool *dst, sy_spool *src, char *err, size_t errlen)
     if (src->scan_fd >= 0)
         close(src->scan_fd);
     src->rfd = src->scan_fd = -1;
-    uint64_t base = dst->next_seq;
+    /* numbers shift by one amount, so the mark (a free number between
+     * segments, see sy_spool_mark) still sorts where it did */
+    uint64_t base = dst->next_seq, first = src->seg[0].seq;
+    if (src->mark_seq && src->mark_seq < first)
+        first = src->mark_seq;
+    if (src->c_seq < first)
+        first = src->c_seq;
     char from[1100], to[1100];
     size_t moved = 0;
     for (; moved < src->nseg; moved++) {
         seg_name(src, src->seg[moved].seq, from, sizeof from);
-        seg_name(dst, base + moved, to, sizeof to);
+        seg_name(dst, map_seq(src->seg[moved].seq, first, base), to, sizeof to);
         if (rename(from, to) < 0)
             break;
         ns[moved] = src->seg[moved];
-        ns[moved].seq = base + moved;
+        ns[moved].seq = map_seq(src->seg[moved].seq, first, base);
     }
     if (moved < src->nseg) {
         snprintf(err, errlen, "cannot move %s to %s: %s", from, to, strerror(errno));
         while (moved--) { /* put back what was moved */
             seg_name(src, src->seg[moved].seq, from, sizeof from);
-            seg_name(dst, base + moved, to, sizeof to);
+            seg_name(dst, ns[moved].seq, to, sizeof to);
             if (rename(to, from) < 0)
                 sy_log(SY_ERR, "spool: cannot move %s back to %s: %s", to, from,
                        strerror(errno));
@@ -1470,16 +1466,18 @@ int64_t sy_spool_adopt(sy_spool *dst, sy_spool *src, char *err, size_t errlen)
     free(dst->seg);
     dst->seg = ns;
     dst->nseg = dst->capseg = src->nseg;
-    dst->next_seq = base + src->nseg;
-    map_pos(src, base, src->c_seq, src->c_off, &dst->c_seq, &dst->c_off);
-    map_pos(src, base, src->h_seq, src->h_off, &dst->h_seq, &dst->h_off);
+    dst->next_seq = map_seq(src->next_seq, first, base);
+    dst->mark_seq = src->mark_seq ? map_seq(src->mark_seq, first, base) : 0;
+    dst->c_seq = map_seq(src->c_seq, first, base);
+    dst->c_off = src->c_off;
+    dst->h_seq = map_seq(src->h_seq, first, base);
+    dst->h_off = src->h_off;
     dst->h_rec = src->h_rec;
     dst->h_vals = src->h_vals;
     dst->peeked = 0;
     if (src->scanning) {
-        uint64_t off;
-        map_pos(src, base, src->scan_seq, src->scan_off, &dst->scan_seq, &off);
-        dst->scan_off = off;
+        dst->scan_seq = map_seq(src->scan_seq, first, base);
+        dst->scan_off = src->scan_off;
         dst->scanning = 1;
         dst->scan_start_ms = src->scan_start_ms;
     }

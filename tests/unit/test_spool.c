@@ -588,6 +588,32 @@ static void test_adopt(void **state)
     assert_non_null(strstr(err, "already holds"));
     sy_spool_close(a);
     sy_spool_close(b);
+
+    /* the mark moves too: an insert after the move still goes ahead of
+     * what was appended after the mark */
+    sy_spool_opts oc = opts("adopt_c", 64 << 20, 64 << 10, 0);
+    sy_spool_opts od = opts("adopt_d", 64 << 20, 64 << 10, 0);
+    sy_spool *c = sy_spool_open("s", &oc, err, sizeof err);
+    for (int i = 0; i < 5; i++)
+        append_batch(c, i, &dropped);
+    assert_int_equal(drain_indices(c, got, 400), 5);
+    sy_spool_mark(c);
+    for (int i = 10; i < 15; i++)
+        append_batch(c, i, &dropped);
+    sy_spool *dd = sy_spool_open("s", &od, err, sizeof err);
+    assert_true(sy_spool_adopt(dd, c, err, sizeof err) > 0);
+    assert_true(sy_spool_marked(dd));
+    assert_int_equal(sy_spool_insert_begin(dd), 0);
+    for (int i = 5; i < 10; i++)
+        append_batch(dd, i, &dropped);
+    sy_spool_insert_end(dd);
+    sy_spool_close(dd);
+    sy_spool_close(c);
+    dd = sy_spool_open("s", &od, err, sizeof err);
+    assert_int_equal(drain_indices(dd, got, 400), 15);
+    for (int i = 0; i < 15; i++)
+        assert_int_equal(got[i], i);
+    sy_spool_close(dd);
 }
 
 int main(void)
