@@ -7,6 +7,10 @@
  *   00000000000000000001.seg   segments, appended to, rotated at
  *   00000000000000000002.seg   segmentBytes, deleted once replayed
  *   position                   "SEQ OFFSET\n": where replay resumes
+ *
+ * Segments are replayed in the order of their numbers, which may have
+ * gaps: a number kept free by sy_spool_mark takes, later, records older
+ * than the segments after it (see below).
  *   lock                       flock()ed while a daemon has it open
  *
  * A record is one batch as the sink host handed it to the plugin:
