@@ -18,6 +18,7 @@
 #include "util/log.h"
 #include "util/clock.h"
 #include "output/sinkhost.h"
+#include "output/spool.h"
 #include "admin/status.h"
 
 typedef struct pending {
@@ -692,12 +693,13 @@ static int setting_equal(const sy_setting *a, const sy_setting *b)
     }
 }
 
-/* Same plugin, same settings (in any order). */
-static int sink_conf_equal(const sy_sink_conf *a, const sy_sink_conf *b)
+/* Every setting of a (but the spool's when skip_spool) is in b with the
+ * same value. */
+static int settings_in(const sy_sink_conf *a, const sy_sink_conf *b, int skip_spool)
 {
-    if (strcmp(a->plugin, b->plugin) != 0 || a->nsettings != b->nsettings)
-        return 0;
     for (size_t i = 0; i < a->nsettings; i++) {
+        if (skip_spool && sy_spool_key(a->settings[i].key))
+            continue;
         size_t j = 0;
         while (j < b->nsettings && strcmp(a->settings[i].key, b->settings[j].key) != 0)
             j++;
@@ -705,6 +707,18 @@ static int sink_conf_equal(const sy_sink_conf *a, const sy_sink_conf *b)
             return 0;
     }
     return 1;
+}
+
+/* Same plugin, same settings (in any order); with skip_spool, the
+ * spool's settings may differ (the host applies them to the sink it
+ * keeps). */
+static int sink_conf_equal(const sy_sink_conf *a, const sy_sink_conf *b, int skip_spool)
+{
+    if (strcmp(a->plugin, b->plugin) != 0)
+        return 0;
+    if (!skip_spool && a->nsettings != b->nsettings)
+        return 0;
+    return settings_in(a, b, skip_spool) && settings_in(b, a, skip_spool);
 }
 
 static void retire_check(evutil_socket_t fd, short what, void *arg)
@@ -766,9 +780,11 @@ static void process_config(sy_output *o, sy_config *nc)
         const sy_sink_conf *sc = &nc->sinks[i];
         for (size_t j = 0; j < oc->nsinks; j++) {
             if (o->sinks[j] && strcmp(oc->sinks[j].name, sc->name) == 0 &&
-                sink_conf_equal(&oc->sinks[j], sc)) {
+                sink_conf_equal(&oc->sinks[j], sc, 1)) {
                 ns[i] = o->sinks[j]; /* same connection, same queue */
                 o->sinks[j] = NULL;
+                if (!sink_conf_equal(&oc->sinks[j], sc, 0))
+                    sy_sink_spool_settings(ns[i], sc->settings, sc->nsettings);
                 break;
             }
         }

@@ -903,6 +903,9 @@ void sy_sink_close(sy_sink *s)
     if (!s)
         return;
     sy_sink_spill_held(s);
+    /* a sink a reload closes with data left in its queue (time ran out):
+     * into the spool, as at shutdown */
+    sy_sink_spool_take_back(s);
     if (s->held_count) {
         sy_log(SY_WARN, "sink '%s': closing with %zu held for retry; they are dropped",
                s->name, s->held_count);
@@ -979,7 +982,7 @@ int sy_sinks_drain(struct event_base *base, sy_sink **sinks, size_t n, uint64_t 
         }
         if (!s || sink_drained(s))
             continue;
-        if (s->spool_always && !s->held_count) {
+        if ((s->spool_always || s->pending_in_spool) && !s->held_count) {
             /* nothing lost: the spool's position has not passed them */
             sy_log(SY_INFO, "sink '%s': %zu values taken from the spool were not yet "
                    "delivered after %llu ms; they stay in the spool for the next start",

@@ -155,6 +155,10 @@ int sy_sink_spooled(const sy_sink *s);
  * on, what is left at shutdown.  Without a spool: sy_sink_write. */
 void sy_sink_spill(sy_sink *s, const sy_metric_batch *batch);
 
+/* A reload changed only the sink's spool.* settings: the sink is kept
+ * (connection, queue) and its spool follows them (see sinkspool.c). */
+void sy_sink_spool_settings(sy_sink *s, const sy_setting *settings, size_t n);
+
 /* Calls the plugin's close; held batches are counted as dropped.  Timers
  * and watches the plugin forgot to free are freed here. */
 void sy_sink_close(sy_sink *s);

@@ -66,6 +66,10 @@ struct sy_sink {
 
     sy_spool *spool;     /* spool.* settings: see sinkspool.c */
     int spool_always;    /* spool.mode = "always": write-through */
+    int spool_inserting; /* take_back is writing behind the mark */
+    int taken_back;      /* take_back was called (at most once) */
+    int pending_in_spool; /* ... and what the plugin holds is still in the spool */
+    int spool_removed;   /* a reload removed the spool: closed once replayed */
     struct event *replay_ev;
     int connected_seen;  /* the plugin reports SY_STAT_CONNECTED */
     int64_t sent_seen;   /* SY_STAT_SENT when last looked at */
@@ -111,5 +115,6 @@ void sy_sink_spill_held(sy_sink *s);
 int sy_sink_spool_start(sy_sink *s, char *err, size_t errlen);
 void sy_sink_spool_take_back(sy_sink *s);
 int sy_sink_spool_draining(sy_sink *s);
+
 
 #endif

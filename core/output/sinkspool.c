@@ -7,6 +7,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include <event2/event.h>
 
@@ -34,6 +35,8 @@
  * out more (a 1M-value flush in about 8 turns); see the README's figures */
 #define REPLAY_VALUES_ALWAYS 131072
 #define SPOOL_STALL_MS 1000
+
+static void spool_detach(sy_sink *s);
 
 /* A queue that holds something and sent nothing for SPOOL_STALL_MS.  The
  * clock moves only when looked at: the first look after a quiet spell
@@ -63,9 +66,28 @@ int sy_sink_spool_route(sy_sink *s)
     return spool_stalled(s);
 }
 
+/*
+ * A batch is about to go to the spool rather than to the plugin.  When
+ * nothing is left in the spool to hand out and the plugin still holds
+ * data, that data is older than the batch: the end of the spool is marked
+ * (sy_spool_mark), so that what the plugin hands back at shutdown is put
+ * there, ahead of this batch and of everything spooled after it.  Replay
+ * order is then flush order.  (With records left to hand out, the plugin
+ * holds only what replay gave it, older than those records, or live data
+ * given when the spool was empty, after which a mark was set.)
+ */
+static void divert(sy_sink *s)
+{
+    if (s->spool_always || s->spool_inserting || sy_spool_has_records(s->spool))
+        return;
+    if (plugin_pending(s))
+        sy_spool_mark(s->spool);
+}
+
 void sy_sink_spool_put(sy_sink *s, const sy_metric_batch *b)
 {
     size_t dropped = 0;
+    divert(s);
     sy_spool_append(s->spool, b, &dropped);
     if (dropped)
         count_host_drop(s, dropped);
@@ -76,6 +98,7 @@ void sy_sink_spool_put(sy_sink *s, const sy_metric_batch *b)
 void sy_sink_spool_put_samples(sy_sink *s, const sy_sample_batch *b)
 {
     size_t dropped = 0;
+    divert(s);
     sy_spool_append_samples(s->spool, b, (int64_t)(sy_wall_ms() / 1000), &dropped);
     if (dropped)
         count_host_drop(s, dropped);
@@ -134,6 +157,10 @@ static void replay_cb(evutil_socket_t fd, short what, void *arg)
         return;
     /* nothing pending: what was handed out has left the plugin */
     sy_spool_commit(s->spool);
+    if (s->spool_removed && sy_spool_empty(s->spool)) {
+        spool_detach(s);
+        return;
+    }
     if (s->connected_seen &&
         atomic_load_explicit(&s->stats[SY_STAT_CONNECTED], memory_order_relaxed) == 0)
         return;
@@ -157,12 +184,35 @@ static void replay_cb(evutil_socket_t fd, short what, void *arg)
     }
 }
 
+/* The sink goes on without its spool (a reload removed it, and it is
+ * replayed). */
+static void spool_detach(sy_sink *s)
+{
+    sy_log(SY_INFO, "sink '%s': the spool a reload removed is replayed; it is closed",
+           s->name);
+    sy_spool_commit(s->spool);
+    event_free(s->replay_ev);
+    s->replay_ev = NULL;
+    sy_spool_close(s->spool);
+    s->spool = NULL;
+    s->spool_always = 0;
+    s->spool_removed = 0;
+}
+
+static int spool_open_with(sy_sink *s, const sy_spool_opts *o, char *err, size_t errlen);
+
 int sy_sink_spool_start(sy_sink *s, char *err, size_t errlen)
 {
     sy_spool_opts so;
     int rc = sy_spool_opts_read(s->name, s->settings, s->nsettings, &so, err, errlen);
     if (rc != 0)
         return rc < 0 ? -1 : 0;
+    return spool_open_with(s, &so, err, errlen);
+}
+
+static int spool_open_with(sy_sink *s, const sy_spool_opts *o, char *err, size_t errlen)
+{
+    sy_spool_opts so = *o;
     char serr[512];
     s->spool = sy_spool_open(s->name, &so, serr, sizeof serr);
     if (!s->spool) {
@@ -206,8 +256,35 @@ void sy_sink_spool_take_back(sy_sink *s)
     const sy_sink_plugin *p = s->plugin;
     /* write-through: what the plugin holds came from the spool and is
      * still there (the position moves only once it was delivered) */
-    if (!s->spool || s->spool_always || plugin_pending(s) == 0)
+    if (!s->spool || s->spool_always || s->taken_back || !s->final_requested ||
+        plugin_pending(s) == 0)
         return;
+    if (!PLUGIN_HAS(p, take_back) && !PLUGIN_HAS(p, take_back_samples) &&
+        !PLUGIN_HAS(p, take_back_lines))
+        return;
+    s->taken_back = 1;
+    size_t pending = plugin_pending(s);
+    if (!sy_spool_has_records(s->spool))
+        sy_spool_mark(s->spool); /* the end of the spool */
+    if (!sy_spool_marked(s->spool)) {
+        if (sy_spool_shared(s->spool)) {
+            /* a reload's replacement shares the spool and replays it: the
+             * order against what it spooled is not known, keep it all */
+            sy_log(SY_INFO, "sink '%s': its queue's values go to the end of the spool it "
+                   "shares with its replacement", s->name);
+        } else {
+            /* replay handed out records since the mark, so the plugin
+             * holds only what replay gave it since the last commit: still
+             * in the spool, from where replay resumes */
+            sy_log(SY_INFO, "sink '%s': the %zu values its queue still held at shutdown came "
+                   "from the spool and stay there (replayed again from its last commit)",
+                   s->name, pending);
+            s->pending_in_spool = 1;
+            return;
+        }
+    } else if (sy_spool_insert_begin(s->spool) == 0) {
+        s->spool_inserting = 1;
+    }
     size_t n = 0;
     if (PLUGIN_HAS(p, take_back))
         n += p->take_back(s->state, keep_cb, s);
@@ -215,9 +292,16 @@ void sy_sink_spool_take_back(sy_sink *s)
         n += p->take_back_samples(s->state, keep_samples_cb, s);
     if (PLUGIN_HAS(p, take_back_lines))
         n += p->take_back_lines(s->state, keep_lines_cb, s);
-    if (n)
-        sy_log(SY_INFO, "sink '%s': %zu values its queue still held at shutdown went to the "
-               "spool", s->name, n);
+    if (s->spool_inserting) {
+        sy_spool_insert_end(s->spool);
+        s->spool_inserting = 0;
+        if (n)
+            sy_log(SY_INFO, "sink '%s': %zu values, samples and lines its queue still held at "
+                   "shutdown went to the spool, ahead of what was spooled after them", s->name, n);
+    } else if (n) {
+        sy_log(SY_INFO, "sink '%s': %zu values, samples and lines its queue still held at "
+               "shutdown went to the spool", s->name, n);
+    }
 }
 
 int sy_sink_stuck(sy_sink *s)
@@ -251,3 +335,90 @@ int sy_sink_spool_draining(sy_sink *s)
              atomic_load_explicit(&s->stats[SY_STAT_CONNECTED], memory_order_relaxed) == 0);
 }
 
+
+/*
+ * A reload that changes only a sink's spool settings keeps the sink (its
+ * connection and queue) and applies them here:
+ *   - a spool added: opened, used from now on;
+ *   - the same dir: the new settings apply at once (a lower maxBytes is
+ *     met per whenFull, counted and logged);
+ *   - another dir: the old spool's segments are renamed into the new one,
+ *     with their order and replay position (nothing is replayed twice or
+ *     lost); refused, keeping the old dir, when the new one holds segments
+ *     of its own or is on another filesystem;
+ *   - the spool removed: what it holds is still replayed (and new data
+ *     still goes behind it, in order) until it is empty; then it is closed.
+ */
+void sy_sink_spool_settings(sy_sink *s, const sy_setting *set, size_t n)
+{
+    sy_spool_opts no;
+    char err[512];
+    int rc = sy_spool_opts_read(s->name, set, n, &no, err, sizeof err);
+    if (rc < 0) { /* the reload's checks refuse this first */
+        sy_log(SY_ERR, "reload: %s; the spool keeps its settings", err);
+        return;
+    }
+    if (rc == 1) {
+        if (!s->spool)
+            return;
+        if (sy_spool_empty(s->spool)) {
+            spool_detach(s);
+            return;
+        }
+        s->spool_removed = 1;
+        sy_spool_stats st;
+        sy_spool_stats_get(s->spool, &st);
+        sy_log(SY_WARN, "reload: sink '%s': spool removed from the config, but it holds %lld "
+               "records (%lld bytes): they are replayed first, with new data behind them, "
+               "and then it is closed (at a restart before that, they stay on disk for a "
+               "config that names the spool again)", s->name, (long long)st.records,
+               (long long)st.bytes);
+        return;
+    }
+    if (!s->spool) {
+        if (spool_open_with(s, &no, err, sizeof err) < 0) {
+            sy_log(SY_ERR, "reload: sink '%s': the spool could not be added: %s", s->name, err);
+            if (s->replay_ev) {
+                event_free(s->replay_ev);
+                s->replay_ev = NULL;
+            }
+            sy_spool_close(s->spool);
+            s->spool = NULL;
+            return;
+        }
+        sy_log(SY_INFO, "reload: sink '%s': spool added (%s/%s), the sink kept", s->name, no.dir,
+               s->name);
+        return;
+    }
+    s->spool_removed = 0;
+    const sy_spool_opts *oo = sy_spool_opts_of(s->spool);
+    if (strcmp(oo->dir, no.dir) != 0) {
+        char serr[512];
+        sy_spool *ns = sy_spool_open(s->name, &no, serr, sizeof serr);
+        int64_t moved = ns ? sy_spool_adopt(ns, s->spool, serr, sizeof serr) : -1;
+        if (moved < 0) {
+            sy_log(SY_ERR, "reload: sink '%s': spool.dir change from %s to %s refused: %s; the "
+                   "spool stays in %s/%s (its other settings apply; move its .seg files and "
+                   "position by hand before a restart)", s->name, oo->dir, no.dir, serr,
+                   oo->dir, s->name);
+            if (ns)
+                sy_spool_close(ns);
+            snprintf(no.dir, sizeof no.dir, "%s", oo->dir);
+        } else {
+            sy_log(SY_INFO, "reload: sink '%s': spool moved from %s/%s to %s/%s (%lld segments "
+                   "renamed, replay resumes where it was)", s->name, oo->dir, s->name, no.dir,
+                   s->name, (long long)moved);
+            sy_spool_close(s->spool);
+            s->spool = ns;
+        }
+    }
+    uint64_t dropped = sy_spool_set_opts(s->spool, &no);
+    if (dropped)
+        count_host_drop(s, dropped);
+    s->spool_always = no.always;
+    sy_log(SY_INFO, "reload: sink '%s': spool settings applied (dir %s, maxBytes %llu, "
+           "segmentBytes %llu, fsync %s, whenFull %s, mode %s), the sink kept", s->name, no.dir,
+           (unsigned long long)no.max_bytes, (unsigned long long)no.segment_bytes,
+           no.fsync == SY_FSYNC_NEVER ? "never" : no.fsync == SY_FSYNC_ALWAYS ? "always" : "interval",
+           no.drop_newest ? "dropNewest" : "dropOldest", no.always ? "always" : "fallback");
+}

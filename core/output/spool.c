@@ -553,9 +553,12 @@ sy_spool *sy_spool_open(const char *sink, const sy_spool_opts *o, char *err, siz
     snprintf(path, sizeof path, "%s/%s", o->dir, sink);
     for (sy_spool *it = open_spools; it; it = it->next)
         if (strcmp(it->path, path) == 0) {
-            if (memcmp(&it->o, o, sizeof *o) != 0)
-                sy_log(SY_WARN, "spool %s: already open; its new settings apply at the next "
-                       "start", path);
+            if (memcmp(&it->o, o, sizeof *o) != 0) {
+                /* a reload reopened the sink while the one it replaces
+                 * still drains: both use the new settings */
+                sy_spool_set_opts(it, o);
+                sy_log(SY_INFO, "spool %s: already open; its new settings apply now", path);
+            }
             it->refs++;
             return it;
         }
@@ -795,13 +798,27 @@ static int record_room(sy_spool *sp, uint64_t len, size_t count, size_t *dropped
         }
         int64_t before = atomic_load(&sp->st_dropped);
         while (total_bytes(sp) + need > sp->o.max_bytes) {
-            if (sp->nseg <= 1 && rotate(sp) < 0)
+            if (sp->inserting && sp->seg[0].seq >= sp->mark_seq) {
+                /* only what is newer than the handed-back records is left */
+                *dropped = count;
+                atomic_fetch_add(&sp->st_dropped, (int64_t)count);
+                sy_log_limited(&sp->rl, SY_WARN, "spool %s full (maxBytes %" PRIu64 "): "
+                               "values handed back at shutdown dropped", sp->path,
+                               sp->o.max_bytes);
+                return -1;
+            }
+            if (!sp->inserting && sp->nseg <= 1 && rotate(sp) < 0)
                 return -1;
             drop_head(sp);
         }
         *dropped = (size_t)(atomic_load(&sp->st_dropped) - before);
     }
-    if (sp->wfd < 0 || sp->seg[sp->nseg - 1].bytes >= sp->o.segment_bytes) {
+    if (sp->inserting && sp->wfd < 0) {
+        *dropped += count; /* the inserted segment could not be written */
+        atomic_fetch_add(&sp->st_dropped, (int64_t)count);
+        return -1;
+    }
+    if (!sp->inserting && (sp->wfd < 0 || sp->seg[sp->nseg - 1].bytes >= sp->o.segment_bytes)) {
         if (rotate(sp) < 0) {
             *dropped += count;
             atomic_fetch_add(&sp->st_dropped, (int64_t)count);
@@ -826,7 +843,7 @@ static int record_write(sy_spool *sp, uint64_t len, size_t count, int64_t ts, si
     put32(sp->wbuf, MAGIC);
     put32(sp->wbuf + 4, (uint32_t)len);
     put32(sp->wbuf + 8, sy_crc32c(0, sp->wbuf + HDR, len));
-    segment *g = &sp->seg[sp->nseg - 1];
+    segment *g = sp->inserting ? seg_find(sp, sp->mark_seq) : &sp->seg[sp->nseg - 1];
     size_t off = 0;
     while (off < need) {
         ssize_t w = write(sp->wfd, sp->wbuf + off, (size_t)need - off);
@@ -1138,6 +1155,7 @@ void sy_spool_advance(sy_spool *sp)
     if (!sp->peeked)
         return;
     sp->peeked = 0;
+    sp->mark_seq = 0; /* replay went past the mark: nothing older may go there */
     sp->h_off += sp->peek_len;
     sp->h_rec++;
     /* count before the buffer is reused: the record's values */
@@ -1262,4 +1280,305 @@ void sy_spool_stats_get(const sy_spool *sp, sy_spool_stats *out)
     out->corrupt = atomic_load(&m->st_corrupt);
     out->lines_spooled = atomic_load(&m->st_lines_spooled);
     out->lines_replayed = atomic_load(&m->st_lines_replayed);
+}
+
+/* ------------------------------------------------------------------ */
+/* Older records behind newer ones: the mark and the inserted segment   */
+/* ------------------------------------------------------------------ */
+
+/* Closes the segment being appended to (synced per fsync): the next
+ * append starts a new one. */
+static void close_writer(sy_spool *sp)
+{
+    if (sp->wfd < 0)
+        return;
+    if (sp->dirty && sp->o.fsync != SY_FSYNC_NEVER)
+        fdatasync(sp->wfd);
+    sp->dirty = 0;
+    close(sp->wfd);
+    sp->wfd = -1;
+}
+
+/*
+ * Segments are replayed in the order of their numbers, so records put in
+ * a segment numbered below the ones appended later are replayed before
+ * them.  sy_spool_mark keeps one number free at the end of the spool:
+ * appends from then on start a new segment above it.  The mark holds
+ * while replay hands out nothing (a record handed out is newer than the
+ * mark, since nothing was left to hand out when it was set).
+ */
+void sy_spool_mark(sy_spool *sp)
+{
+    if (sp->inserting || (sp->mark_seq && sp->mark_seq + 1 == sp->next_seq))
+        return; /* marked, and nothing appended since */
+    close_writer(sp);
+    sp->mark_seq = sp->next_seq++;
+}
+
+int sy_spool_marked(const sy_spool *sp)
+{
+    return sp->mark_seq != 0;
+}
+
+int sy_spool_insert_begin(sy_spool *sp)
+{
+    if (!sp->mark_seq || sp->inserting)
+        return -1;
+    close_writer(sp);
+    if (sp->nseg == sp->capseg) {
+        size_t nc = sp->capseg ? sp->capseg * 2 : 16;
+        segment *ns = realloc(sp->seg, nc * sizeof *ns);
+        if (!ns)
+            return -1;
+        sp->seg = ns;
+        sp->capseg = nc;
+    }
+    char name[1100];
+    seg_name(sp, sp->mark_seq, name, sizeof name);
+    int fd = open(name, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+    if (fd < 0) {
+        sy_log_limited(&sp->rl, SY_ERR, "spool %s: cannot create %s: %s", sp->path, name,
+                       strerror(errno));
+        return -1;
+    }
+    size_t i = 0;
+    while (i < sp->nseg && sp->seg[i].seq < sp->mark_seq)
+        i++;
+    memmove(sp->seg + i + 1, sp->seg + i, (sp->nseg - i) * sizeof *sp->seg);
+    sp->seg[i] = (segment){ .seq = sp->mark_seq };
+    sp->nseg++;
+    sp->wfd = fd;
+    sp->inserting = 1;
+    /* replay (and the next start) must not begin past it */
+    if (sp->c_seq > sp->mark_seq || sp->nseg == 1) {
+        sp->c_seq = sp->mark_seq;
+        sp->c_off = 0;
+        write_position(sp);
+    }
+    if (sp->h_seq > sp->mark_seq || sp->nseg == 1) {
+        sp->h_seq = sp->mark_seq;
+        sp->h_off = sp->h_rec = sp->h_vals = 0;
+        sp->peeked = 0;
+    }
+    return 0;
+}
+
+void sy_spool_insert_end(sy_spool *sp)
+{
+    if (!sp->inserting)
+        return;
+    close_writer(sp);
+    sp->inserting = 0;
+    segment *g = seg_find(sp, sp->mark_seq);
+    sp->mark_seq = 0;
+    if (g && g->bytes == 0)
+        seg_delete(sp, (size_t)(g - sp->seg));
+    stats_update(sp);
+}
+
+/* ------------------------------------------------------------------ */
+/* A reload's new settings                                              */
+/* ------------------------------------------------------------------ */
+
+/* Counts the records and values of one segment not counted yet (what was
+ * on disk at start-up), for a trim that drops it. */
+static void seg_count(sy_spool *sp, segment *g)
+{
+    char name[1100];
+    seg_name(sp, g->seq, name, sizeof name);
+    int fd = open(name, O_RDONLY | O_CLOEXEC);
+    uint64_t off = 0;
+    while (fd >= 0 && off < g->scan_end) {
+        int64_t ts;
+        uint32_t cnt;
+        uint64_t len = sy_spool_record_at(sp, fd, off, g->scan_end, &ts, &cnt);
+        if (!len) {
+            len = sy_spool_resync(sp, fd, off, g->scan_end) - off;
+        } else {
+            g->records++;
+            g->values += cnt & COUNT_MASK;
+        }
+        off += len;
+    }
+    if (fd >= 0)
+        close(fd);
+    g->scan_end = 0;
+    sp->peeked = 0; /* sp->buf was reused */
+}
+
+/* whenFull = dropNewest, for a reload that lowered maxBytes: the newest
+ * segment goes (what dropNewest would have refused). */
+static void drop_tail(sy_spool *sp)
+{
+    segment *g = &sp->seg[sp->nseg - 1];
+    if (g->scan_end)
+        seg_count(sp, g);
+    uint64_t vals = g->values, seq = g->seq;
+    if (sp->h_seq == seq)
+        vals = vals > sp->h_vals ? vals - sp->h_vals : 0;
+    else if (sp->h_seq > seq)
+        vals = 0;
+    atomic_fetch_add(&sp->st_dropped, (int64_t)vals);
+    seg_delete(sp, sp->nseg - 1);
+    if (sp->h_seq >= seq) {
+        sp->peeked = 0;
+        if (sp->nseg) {
+            segment *p = &sp->seg[sp->nseg - 1];
+            sp->h_seq = p->seq;
+            sp->h_off = p->bytes;
+            sp->h_rec = p->records;
+            sp->h_vals = p->values;
+        } else {
+            sp->h_seq = sp->next_seq;
+            sp->h_off = sp->h_rec = sp->h_vals = 0;
+        }
+    }
+    if (sp->c_seq > sp->h_seq || (sp->c_seq == sp->h_seq && sp->c_off > sp->h_off)) {
+        sp->c_seq = sp->h_seq;
+        sp->c_off = sp->h_off;
+        write_position(sp);
+    }
+}
+
+uint64_t sy_spool_set_opts(sy_spool *sp, const sy_spool_opts *o)
+{
+    int64_t before = atomic_load(&sp->st_dropped);
+    size_t segs = sp->nseg;
+    sp->o = *o;
+    if (o->fsync == SY_FSYNC_ALWAYS && sp->dirty && sp->wfd >= 0) {
+        fdatasync(sp->wfd);
+        sp->dirty = 0;
+    }
+    while (sp->nseg && total_bytes(sp) > o->max_bytes) {
+        if (o->drop_newest)
+            drop_tail(sp);
+        else
+            drop_head(sp);
+    }
+    uint64_t dropped = (uint64_t)(atomic_load(&sp->st_dropped) - before);
+    if (segs != sp->nseg)
+        sy_log(SY_WARN, "spool %s: maxBytes lowered to %" PRIu64 " by a reload: %zu segments "
+               "of %" PRIu64 " values dropped (whenFull = %s); %" PRIu64 " bytes left",
+               sp->path, o->max_bytes, segs - sp->nseg, dropped,
+               o->drop_newest ? "dropNewest: the newest" : "dropOldest: the oldest",
+               total_bytes(sp));
+    stats_update(sp);
+    return dropped;
+}
+
+const sy_spool_opts *sy_spool_opts_of(const sy_spool *sp)
+{
+    return &sp->o;
+}
+
+int sy_spool_shared(const sy_spool *sp)
+{
+    return sp->refs > 1;
+}
+
+int sy_spool_empty(const sy_spool *sp)
+{
+    return sp->nseg == 0;
+}
+
+/* A number of src's (a segment's, a position's, the mark's) as dst's:
+ * shifted so that the first becomes base, gaps and order kept. */
+static uint64_t map_seq(uint64_t seq, uint64_t first, uint64_t base)
+{
+    return seq >= first ? seq - first + base : base;
+}
+
+int64_t sy_spool_adopt(sy_spool *dst, sy_spool *src, char *err, size_t errlen)
+{
+    if (!src->nseg)
+        return 0;
+    if (src->inserting || dst->inserting) {
+        snprintf(err, errlen, "a shutdown is writing to it");
+        return -1;
+    }
+    if (dst->nseg) {
+        snprintf(err, errlen, "%s already holds %zu segments of its own", dst->path, dst->nseg);
+        return -1;
+    }
+    struct stat a, b;
+    if (stat(src->path, &a) < 0 || stat(dst->path, &b) < 0 || a.st_dev != b.st_dev) {
+        snprintf(err, errlen, "%s is on another filesystem than %s (segments are moved by "
+                 "rename, never copied on the output thread)", dst->path, src->path);
+        return -1;
+    }
+    segment *ns = malloc(src->nseg * sizeof *ns);
+    if (!ns) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    close_writer(src);
+    if (src->rfd >= 0)
+        close(src->rfd);
+    if (src->scan_fd >= 0)
+        close(src->scan_fd);
+    src->rfd = src->scan_fd = -1;
+    /* numbers shift by one amount, so the mark (a free number between
+     * segments, see sy_spool_mark) still sorts where it did */
+    uint64_t base = dst->next_seq, first = src->seg[0].seq;
+    if (src->mark_seq && src->mark_seq < first)
+        first = src->mark_seq;
+    if (src->c_seq < first)
+        first = src->c_seq;
+    char from[1100], to[1100];
+    size_t moved = 0;
+    for (; moved < src->nseg; moved++) {
+        seg_name(src, src->seg[moved].seq, from, sizeof from);
+        seg_name(dst, map_seq(src->seg[moved].seq, first, base), to, sizeof to);
+        if (rename(from, to) < 0)
+            break;
+        ns[moved] = src->seg[moved];
+        ns[moved].seq = map_seq(src->seg[moved].seq, first, base);
+    }
+    if (moved < src->nseg) {
+        snprintf(err, errlen, "cannot move %s to %s: %s", from, to, strerror(errno));
+        while (moved--) { /* put back what was moved */
+            seg_name(src, src->seg[moved].seq, from, sizeof from);
+            seg_name(dst, ns[moved].seq, to, sizeof to);
+            if (rename(to, from) < 0)
+                sy_log(SY_ERR, "spool: cannot move %s back to %s: %s", to, from,
+                       strerror(errno));
+        }
+        free(ns);
+        return -1;
+    }
+    free(dst->seg);
+    dst->seg = ns;
+    dst->nseg = dst->capseg = src->nseg;
+    dst->next_seq = map_seq(src->next_seq, first, base);
+    dst->mark_seq = src->mark_seq ? map_seq(src->mark_seq, first, base) : 0;
+    dst->c_seq = map_seq(src->c_seq, first, base);
+    dst->c_off = src->c_off;
+    dst->h_seq = map_seq(src->h_seq, first, base);
+    dst->h_off = src->h_off;
+    dst->h_rec = src->h_rec;
+    dst->h_vals = src->h_vals;
+    dst->peeked = 0;
+    if (src->scanning) {
+        dst->scan_seq = map_seq(src->scan_seq, first, base);
+        dst->scan_off = src->scan_off;
+        dst->scanning = 1;
+        dst->scan_start_ms = src->scan_start_ms;
+    }
+    write_position(dst);
+    fdatasync(dst->pos_fd);
+    /* the counters go on where they were (they are the sink's) */
+    atomic_fetch_add(&dst->st_spooled, atomic_load(&src->st_spooled));
+    atomic_fetch_add(&dst->st_replayed, atomic_load(&src->st_replayed));
+    atomic_fetch_add(&dst->st_dropped, atomic_load(&src->st_dropped));
+    atomic_fetch_add(&dst->st_corrupt, atomic_load(&src->st_corrupt));
+    int64_t n = (int64_t)src->nseg;
+    src->nseg = 0;
+    src->scanning = 0;
+    src->mark_seq = 0;
+    src->c_seq = src->h_seq = src->next_seq;
+    src->c_off = src->h_off = src->h_rec = src->h_vals = 0;
+    write_position(src);
+    stats_update(src);
+    stats_update(dst);
+    return n;
 }

@@ -7,6 +7,10 @@
  *   00000000000000000001.seg   segments, appended to, rotated at
  *   00000000000000000002.seg   segmentBytes, deleted once replayed
  *   position                   "SEQ OFFSET\n": where replay resumes
+ *
+ * Segments are replayed in the order of their numbers, which may have
+ * gaps: a number kept free by sy_spool_mark takes, later, records older
+ * than the segments after it (see below).
  *   lock                       flock()ed while a daemon has it open
  *
  * A record is one batch as the sink host handed it to the plugin:
@@ -139,6 +143,35 @@ typedef struct sy_spool_stats {
 } sy_spool_stats;
 
 void sy_spool_stats_get(const sy_spool *sp, sy_spool_stats *out);
+
+/* Older records behind newer ones (a plugin's queue handed back at
+ * shutdown, after the host spooled the flushes that came later):
+ * sy_spool_mark, when nothing is left to hand out, keeps the end of the
+ * spool as the place for them (appends from then on start a new segment);
+ * the mark holds until replay hands out a record (sy_spool_marked).
+ * Between sy_spool_insert_begin (-1 when no mark holds) and _insert_end,
+ * sy_spool_append and _append_samples write there: replayed after what
+ * was handed out before the mark and before everything appended since. */
+void sy_spool_mark(sy_spool *sp);
+int sy_spool_marked(const sy_spool *sp);
+int sy_spool_insert_begin(sy_spool *sp);
+void sy_spool_insert_end(sy_spool *sp);
+
+/* A reload's new settings for the same directory: they apply from now on,
+ * and a lower maxBytes is met at once, per whenFull (the oldest or the
+ * newest whole segments go, counted as dropped and logged).  Returns the
+ * values dropped. */
+uint64_t sy_spool_set_opts(sy_spool *sp, const sy_spool_opts *o);
+const sy_spool_opts *sy_spool_opts_of(const sy_spool *sp);
+/* Whether a reload's new sink and the one it replaces both have it open. */
+int sy_spool_shared(const sy_spool *sp);
+/* No segment left (everything replayed and committed). */
+int sy_spool_empty(const sy_spool *sp);
+/* A reload moved the spool to another directory: src's segments are
+ * renamed into dst (which must hold none, on the same filesystem) with
+ * their order, replay position and counters.  The segments moved, or -1
+ * with a message (nothing moved). */
+int64_t sy_spool_adopt(sy_spool *dst, sy_spool *src, char *err, size_t errlen);
 
 uint32_t sy_crc32c(uint32_t crc, const void *data, size_t len);
 uint32_t sy_crc32c_table(uint32_t crc, const void *data, size_t len); /* no SSE4.2 */

@@ -87,6 +87,11 @@ struct sy_spool {
     unsigned char *sbuf;
     size_t sbufcap;
     uint64_t scan_start_ms;
+    /* sy_spool_mark: the segment number kept free for older records, 0
+     * when none is (or replay has handed out a record since); while
+     * sy_spool_insert_begin is in force appends go to that segment */
+    uint64_t mark_seq;
+    int inserting;
     sy_ratelimit rl;
 
     _Atomic int64_t st_bytes, st_records, st_oldest, st_replayed, st_spooled, st_dropped,

@@ -115,13 +115,28 @@ class Daemon:
                                          "port": carbon_port, "maxQueueBytes": QUEUE,
                                          "reconnectMinMs": 50, "reconnectMaxMs": 300}},
         }
-        cfg["sinks"]["carbon"]["spool"] = spool
         cfg.update(extra or {})
+        self.cfg = cfg
         self.path = os.path.join(workdir, name + ".lua")
-        with open(self.path, "w") as f:
-            f.write("return " + to_lua(cfg) + "\n")
+        self.write_config(spool)
         self.runs = 0
         self.proc = None
+
+    def write_config(self, spool):
+        if spool is None:
+            self.cfg["sinks"]["carbon"].pop("spool", None)
+        else:
+            self.cfg["sinks"]["carbon"]["spool"] = spool
+        with open(self.path, "w") as f:
+            f.write("return " + to_lua(self.cfg) + "\n")
+
+    def reload(self, spool, wait_for):
+        """New spool settings by SIGHUP; True once the log says `wait_for`
+        (counted from this reload on)."""
+        before = self.proc.logs(10 ** 7).count(wait_for)
+        self.write_config(spool)
+        os.kill(self.proc.pid, signal.SIGHUP)
+        return wait_until(lambda: self.proc.logs(10 ** 7).count(wait_for) > before, 15)
 
     def start(self):
         self.runs += 1
@@ -310,6 +325,14 @@ def stuck(res, d, carbon):
         res.check("stuck: SIGTERM with carbon still stopped exits 0 and hands the graphite "
                   "queue to the spool (%r)" % rc,
                   rc == 0 and "still held at shutdown went to the spool" in logs, logs[-3000:])
+        # replay order is flush order: the graphite queue's lines (older)
+        # are ahead of the flushes the stall check spooled after them
+        _rc, text, _err = spool_cat(d.cfg["sinks"]["carbon"]["spool"]["dir"])
+        times = [int(l.split()[2]) for l in text.splitlines() if len(l.split()) == 3]
+        back = [(a, b) for a, b in zip(times, times[1:]) if b < a]
+        res.check("stuck: the spool replays in flush order (%d values, flush times never go "
+                  "back)" % len(times), times and not back,
+                  "%d times go back, e.g. %r" % (len(back), back[:3]))
         if not res.check("stuck: switchyard starts again", d.start(), d.proc.logs()):
             return
     finally:
@@ -453,7 +476,7 @@ def repeater_outage(res, workdir):
 
 
 def stuck_term(res, d, label, server_stop, server_cont, prefix, steps, pad, cont_first=True,
-               step_lines=None):
+               step_lines=None, extra=lambda i: []):
     """The take_back path of one sink: the server connected, then stopped
     (SIGSTOP: it reads nothing), `steps` flushes each with its own key
     PREFIX.seq.i = i+1 and the padding; SIGTERM while the server is still
@@ -472,7 +495,7 @@ def stuck_term(res, d, label, server_stop, server_cont, prefix, steps, pad, cont
     try:
         for i in range(steps):
             d.send((step_lines(i) if step_lines else ["%s.seq.%d:%d|c" % (prefix, i, i + 1)]) +
-                   pad)
+                   pad + extra(i))
             time.sleep(0.05)
         wait_until(lambda: (d.sink("queued") or 0) > 0, 5)
         queued = d.sink("queued") or 0
@@ -1281,7 +1304,7 @@ def remote_write_stuck(res, workdir):
     try:
         if not stuck_term(res, d, "remote_write stuck", lambda: os.kill(vm.proc.pid, signal.SIGSTOP),
                           lambda: os.kill(vm.proc.pid, signal.SIGCONT), "rwst", steps,
-                          ["rwst.count:1|c"]):
+                          ["rwst.count:1|c"], extra=lambda i: ["rwst.gauge:%d|g" % (i + 1)]):
             return
         try:
             with open(os.path.join(workdir, "rw_stuck.1.stderr")) as f:
@@ -1294,6 +1317,14 @@ def remote_write_stuck(res, workdir):
         res.check("remote_write stuck: VictoriaMetrics has the counter's total after the "
                   "restart (%r of %d)" % (got, steps), got == steps,
                   "%r\n%s" % (vm.query('{__name__=~"rwst_count.*"}'), d.proc.logs()[-3000:]))
+
+        # a gauge set every step: its older values were in the plugin's
+        # queue (handed back), its newer ones spooled by the stall check;
+        # replayed in flush order it ends at the newest
+        got = vm.wait_value("rwst_gauge", steps, 30)
+        res.check("remote_write stuck: a gauge whose samples span the handed-back and the "
+                  "stall-spooled part ends at its newest value (%r of %d)" % (got, steps),
+                  got == steps, "%r" % vm.query('{__name__=~"rwst_gauge.*"}'))
 
         def seqs():
             return {int(m["__name__"].split("_")[2]): v
@@ -1357,6 +1388,205 @@ def remote_write_kept_full(res, workdir):
         except (ProcessLookupError, TypeError, AttributeError):
             pass
         vm.stop()
+
+
+def seq_all_arrived(res, label, carbon, want, timeout=60):
+    got = set()
+    deadline = time.time() + timeout
+    while time.time() < deadline and got != want:
+        got |= seq_arrived(carbon, want - got)
+        if got != want:
+            time.sleep(0.5)
+    missing = sorted(want - got)
+    return res.check("%s: every one of %d flushes' seq values read back from whisper with its "
+                     "value" % (label, len(want)), not missing,
+                     "%d missing, e.g. %r: %r" % (len(missing), missing[:5],
+                                                  [whisper_value(carbon, "stats_counts.spool.seq.%d" % i)
+                                                   for i in missing[:3]]))
+
+
+def reload_settings(res, workdir):
+    """Spool settings changed by SIGHUP during a carbon outage, each with
+    flushes spooled before and after it: fsync, whenFull, segmentBytes and
+    maxBytes on the same dir; a new dir (the old spool's segments move
+    there); mode = "always"; the spool removed while it holds records.
+    The sink is kept throughout (its counters go on); once carbon-cache
+    starts every value arrives in whisper with its value, nothing dropped,
+    and the removed spool is closed once replayed."""
+    carbon = CarbonCache(os.path.join(workdir, "carbon_rl"))  # down until started below
+    dir_a = os.path.join(workdir, "spool_rl_a")
+    dir_b = os.path.join(workdir, "spool_rl_b")
+    spool = {"dir": dir_a, "maxBytes": "64MiB", "fsync": "never"}
+    d = Daemon(workdir, "reload_settings", carbon.line_port, spool)
+    label = "reload settings"
+    try:
+        if not res.check("%s: switchyard starts" % label, d.start(), d.proc.logs()):
+            return
+        wait_until(lambda: d.sink("connected") == 0, 10)
+        outage_traffic(d, 10, 0)
+        wait_until(lambda: (d.spool("spooled_total") or 0) >= 10 * 2 * PAD, 10)
+        spooled = d.spool("spooled_total") or 0
+        spool = {"dir": dir_a, "maxBytes": "32MiB", "segmentBytes": "1MiB", "fsync": "always",
+                 "whenFull": "dropNewest"}
+        ok = d.reload(spool, "spool settings applied")
+        res.check("%s: fsync, whenFull, segmentBytes and maxBytes changed by SIGHUP apply to "
+                  "the kept sink (log)" % label,
+                  ok and "fsync always, whenFull dropNewest" in d.proc.logs(10 ** 7) and
+                  "(re)opened" not in d.proc.logs(10 ** 7), d.proc.logs())
+        outage_traffic(d, 10, 10)
+        wait_until(lambda: (d.spool("spooled_total") or 0) >= spooled + 10 * 2 * PAD, 10)
+        res.check("%s: the sink was kept: the spool's counters went on (%r after %r)"
+                  % (label, d.spool("spooled_total"), spooled),
+                  (d.spool("spooled_total") or 0) >= spooled + 10 * 2 * PAD)
+        spool = dict(spool, dir=dir_b)
+        ok = d.reload(spool, "spool moved from")
+        segs_a = [f for f in os.listdir(os.path.join(dir_a, "carbon")) if f.endswith(".seg")]
+        segs_b = [f for f in os.listdir(os.path.join(dir_b, "carbon")) if f.endswith(".seg")] \
+            if os.path.isdir(os.path.join(dir_b, "carbon")) else []
+        res.check("%s: a new spool.dir by SIGHUP: the old spool's segments moved there "
+                  "(old %r, new %r)" % (label, segs_a, segs_b), ok and not segs_a and segs_b,
+                  d.proc.logs())
+        outage_traffic(d, 10, 20)
+        spool = dict(spool, mode="always")
+        ok = d.reload(spool, "mode always")
+        res.check("%s: mode = \"always\" by SIGHUP applies (log)" % label, ok, d.proc.logs())
+        outage_traffic(d, 10, 30)
+        ok = d.reload(None, "spool removed from the config, but it holds")
+        res.check("%s: the spool removed by SIGHUP while it holds records: kept until it is "
+                  "replayed (log)" % label, ok, d.proc.logs())
+        outage_traffic(d, 10, 40)
+        time.sleep(0.3)
+        if not res.check("%s: carbon-cache starts" % label, carbon.start(), carbon.logs()):
+            return
+        seq_all_arrived(res, label, carbon, set(range(50)))
+        res.check("%s: the removed spool is closed once replayed (log, and gone from /metrics)"
+                  % label,
+                  wait_until(lambda: "spool a reload removed is replayed; it is closed"
+                             in d.proc.logs(10 ** 7) and d.spool("bytes") is None, 20),
+                  d.proc.logs())
+        res.check("%s: nothing dropped (sink %r)" % (label, d.sink("dropped_total")),
+                  d.sink("dropped_total") == 0)
+    finally:
+        if d.proc:
+            d.stop_clean(res, label)
+        carbon.stop()
+
+
+def reload_replaced(res, workdir):
+    """A reload that changes another setting replaces the sink: with
+    carbon-cache stopped (SIGSTOP) the old graphite queue holds lines when
+    its shutdownTimeout runs out; they are handed back into the spool the
+    new sink shares, so after SIGCONT every value arrives."""
+    carbon = CarbonCache(os.path.join(workdir, "carbon_rr"))
+    if not res.check("reload replaced: carbon-cache starts", carbon.start(), carbon.logs()):
+        return
+    spool = {"dir": os.path.join(workdir, "spool_rr"), "fsync": "never"}
+    d = Daemon(workdir, "reload_replaced", carbon.line_port, spool)
+    label = "reload replaced"
+    stopped = False
+    try:
+        if not res.check("%s: switchyard starts" % label, d.start(), d.proc.logs()):
+            return
+        d.send(["spool.warm:1|c"])
+        wait_until(lambda: d.sink("connected") == 1, 10)
+        os.kill(carbon.pid, signal.SIGSTOP)
+        stopped = True
+        pad = ["spool.padlong.k%d%s:1|c" % (k, "x" * 200) for k in range(400)]
+        for i in range(30):
+            d.send(["spool.seq.%d:%d|c" % (i, i + 1)] + pad)
+            time.sleep(0.05)
+        queued = d.sink("queued") or 0
+        d.cfg["sinks"]["carbon"]["reconnectMaxMs"] = 400
+        ok = d.reload(spool, "(re)opened")
+        res.check("%s: a reload that changes reconnectMaxMs replaces the sink (%d lines in "
+                  "its queue)" % (label, queued), ok and queued > 0, d.proc.logs())
+        ok = wait_until(lambda: "still held at shutdown went to the spool"
+                        in d.proc.logs(10 ** 7), 10)
+        res.check("%s: when its shutdownTimeout runs out the old sink's queue goes to the "
+                  "spool" % label, ok,
+                  "\n".join(l for l in d.proc.logs(10 ** 7).splitlines()
+                            if "spool" in l or "reload" in l)[-3000:])
+        os.kill(carbon.pid, signal.SIGCONT)
+        stopped = False
+        seq_all_arrived(res, label, carbon, set(range(30)))
+    finally:
+        if stopped:
+            os.kill(carbon.pid, signal.SIGCONT)
+        if d.proc:
+            d.stop_clean(res, label)
+        carbon.stop()
+
+
+def reload_added(res, workdir):
+    """A spool added by SIGHUP to a running sink while carbon is down: the
+    flushes after it are spooled (the sink, its connection attempts and
+    queue kept), and every value arrives once carbon starts."""
+    carbon = CarbonCache(os.path.join(workdir, "carbon_ra"))
+    d = Daemon(workdir, "reload_added", carbon.line_port, None)
+    label = "reload added"
+    try:
+        if not res.check("%s: switchyard starts without a spool" % label, d.start(),
+                         d.proc.logs()):
+            return
+        wait_until(lambda: d.sink("connected") == 0, 10)
+        outage_traffic(d, 5, 0)
+        ok = d.reload({"dir": os.path.join(workdir, "spool_ra"), "fsync": "never"},
+                      "spool added")
+        res.check("%s: a spool added by SIGHUP to the kept sink (log)" % label,
+                  ok and "(re)opened" not in d.proc.logs(10 ** 7), d.proc.logs())
+        outage_traffic(d, 25, 5)
+        res.check("%s: the flushes after it went to the spool (%r values)"
+                  % (label, d.spool("spooled_total")),
+                  wait_until(lambda: (d.spool("spooled_total") or 0) >= 20 * 2 * PAD, 10))
+        if not res.check("%s: carbon-cache starts" % label, carbon.start(), carbon.logs()):
+            return
+        seq_all_arrived(res, label, carbon, set(range(30)))
+        res.check("%s: nothing dropped (sink %r)" % (label, d.sink("dropped_total")),
+                  d.sink("dropped_total") == 0)
+    finally:
+        if d.proc:
+            d.stop_clean(res, label)
+        carbon.stop()
+
+
+def reload_shrink(res, workdir):
+    """maxBytes lowered by SIGHUP below what the spool holds (carbon down,
+    whenFull = dropOldest, 64 KiB segments): the oldest segments go at
+    once, counted in switchyard_spool_dropped_total and the sink's dropped,
+    and logged; the spool is within the new bound; the newest flushes still
+    arrive once carbon starts."""
+    carbon = CarbonCache(os.path.join(workdir, "carbon_rs"))
+    spool = {"dir": os.path.join(workdir, "spool_rs"), "maxBytes": "64MiB",
+             "segmentBytes": "64KiB", "fsync": "never"}
+    d = Daemon(workdir, "reload_shrink", carbon.line_port, spool)
+    label = "reload shrink"
+    try:
+        if not res.check("%s: switchyard starts" % label, d.start(), d.proc.logs()):
+            return
+        wait_until(lambda: d.sink("connected") == 0, 10)
+        outage_traffic(d, 40, 0)
+        wait_until(lambda: (d.spool("bytes") or 0) > 600 * 1024, 10)
+        before = d.spool("bytes") or 0
+        ok = d.reload(dict(spool, maxBytes="256KiB"), "maxBytes lowered to 262144 by a reload")
+        wait_until(lambda: (d.spool("dropped_total") or 0) > 0, 5)
+        body = d.metrics()
+        size = d.metric('switchyard_spool_bytes{sink="carbon",plugin="graphite"}', body)
+        dropped = d.metric('switchyard_spool_dropped_total{sink="carbon",plugin="graphite"}', body)
+        sink_dropped = d.metric('switchyard_sink_dropped_total{sink="carbon",plugin="graphite"}', body)
+        res.check("%s: maxBytes 64MiB -> 256KiB by SIGHUP with %d bytes spooled: trimmed to %r "
+                  "bytes, %r values dropped (sink %r), logged" % (label, before, size, dropped,
+                                                                  sink_dropped),
+                  ok and size is not None and size <= 256 * 1024 and dropped and dropped > 0
+                  and sink_dropped >= dropped, d.proc.logs())
+        if not res.check("%s: carbon-cache starts" % label, carbon.start(), carbon.logs()):
+            return
+        seq_all_arrived(res, label, carbon, {39})
+        res.check("%s: the oldest flush was given up" % label,
+                  not seq_arrived(carbon, {0}))
+    finally:
+        if d.proc:
+            d.stop_clean(res, label)
+        carbon.stop()
 
 
 def record_offsets(path):
@@ -1569,7 +1799,8 @@ def main():
                      repeater_events_down, events_write_through, repeater_kept_full,
                      write_through, stall_only,
                      repeater_samples, remote_write_samples, remote_write_stuck,
-                     remote_write_kept_full):
+                     remote_write_kept_full, reload_settings, reload_added, reload_shrink,
+                     reload_replaced):
             if only != [""] and case.__name__ not in only:
                 continue
             t0 = time.time()

@@ -554,6 +554,194 @@ static void test_lines(void **state)
     sy_spool_close(sp);
 }
 
+/* The batch indices replay hands out from here on (advancing, no commit). */
+static int drain_indices(sy_spool *sp, int *out, int cap)
+{
+    sy_metric_batch b;
+    int n = 0;
+    while (n < cap && sy_spool_peek(sp, &b) == 1) {
+        assert_true(check_batch(&b, index_of(&b)));
+        out[n++] = index_of(&b);
+        sy_spool_advance(sp);
+    }
+    return n;
+}
+
+/* Records put behind the mark (what a plugin hands back at shutdown) are
+ * replayed before what was appended after the mark, in-process and after
+ * a reopen: into an empty spool, and behind records replay had handed
+ * out (not committed); a mark replay went past refuses an insert. */
+static void test_insert(void **state)
+{
+    char err[256];
+    size_t dropped;
+    int got[64];
+    sy_spool_opts o = opts("insert", 64 << 20, 64 << 10, 0);
+    sy_spool *sp = sy_spool_open("s", &o, err, sizeof err);
+    assert_non_null(sp);
+    sy_spool_mark(sp);
+    assert_true(sy_spool_marked(sp));
+    for (int i = 10; i < 20; i++)
+        append_batch(sp, i, &dropped);
+    assert_int_equal(sy_spool_insert_begin(sp), 0);
+    for (int i = 0; i < 10; i++)
+        append_batch(sp, i, &dropped);
+    sy_spool_insert_end(sp);
+    assert_false(sy_spool_marked(sp));
+    sy_spool_stats st;
+    sy_spool_stats_get(sp, &st);
+    assert_int_equal(st.oldest_ts, 1700000000);
+    sy_spool_close(sp);
+    sp = sy_spool_open("s", &o, err, sizeof err);
+    assert_non_null(sp);
+    assert_int_equal(drain_indices(sp, got, 64), 20);
+    for (int i = 0; i < 20; i++)
+        assert_int_equal(got[i], i);
+    sy_spool_commit(sp);
+    assert_int_equal(count_segments("insert"), 0);
+
+    /* 20..24 handed out, not committed; then the mark, 30..34 appended,
+     * 25..29 inserted: after a reopen 20..24 come again, then 25..34 */
+    for (int i = 20; i < 25; i++)
+        append_batch(sp, i, &dropped);
+    assert_int_equal(drain_indices(sp, got, 64), 5);
+    sy_spool_mark(sp);
+    for (int i = 30; i < 35; i++)
+        append_batch(sp, i, &dropped);
+    assert_int_equal(sy_spool_insert_begin(sp), 0);
+    for (int i = 25; i < 30; i++)
+        append_batch(sp, i, &dropped);
+    sy_spool_insert_end(sp);
+    assert_int_equal(drain_indices(sp, got, 64), 10); /* in-process: 25..34 */
+    for (int i = 0; i < 10; i++)
+        assert_int_equal(got[i], 25 + i);
+    sy_spool_close(sp);
+    sp = sy_spool_open("s", &o, err, sizeof err);
+    assert_int_equal(drain_indices(sp, got, 64), 15);
+    for (int i = 0; i < 15; i++)
+        assert_int_equal(got[i], 20 + i);
+    sy_spool_commit(sp);
+
+    /* a record handed out after the mark: no insert any more */
+    sy_spool_mark(sp);
+    append_batch(sp, 40, &dropped);
+    append_batch(sp, 41, &dropped);
+    assert_int_equal(drain_indices(sp, got, 1), 1);
+    assert_false(sy_spool_marked(sp));
+    assert_int_equal(sy_spool_insert_begin(sp), -1);
+    sy_spool_close(sp);
+}
+
+/* A reload's lower maxBytes: met at once, the oldest (dropOldest) or the
+ * newest (dropNewest) whole segments dropped and counted; what is left
+ * replays in order. */
+static void test_set_opts(void **state)
+{
+    char err[256];
+    size_t dropped;
+    int got[2000];
+    for (int newest = 0; newest < 2; newest++) {
+        sy_spool_opts o = opts(newest ? "shrink_n" : "shrink_o", 64 << 20, 64 << 10, newest);
+        sy_spool *sp = sy_spool_open("s", &o, err, sizeof err);
+        assert_non_null(sp);
+        for (int i = 0; i < 1000; i++)
+            append_batch(sp, i, &dropped);
+        sy_spool_stats st;
+        sy_spool_stats_get(sp, &st);
+        assert_true(st.bytes > 512 << 10);
+        o.max_bytes = 256 << 10;
+        uint64_t lost = sy_spool_set_opts(sp, &o);
+        sy_spool_stats_get(sp, &st);
+        assert_true(lost > 0);
+        assert_int_equal((int64_t)lost, st.dropped);
+        assert_true(st.bytes <= 256 << 10);
+        int n = drain_indices(sp, got, 2000);
+        assert_true(n > 0 && n < 1000);
+        for (int i = 1; i < n; i++)
+            assert_int_equal(got[i], got[i - 1] + 1);
+        if (newest)
+            assert_int_equal(got[0], 0);
+        else
+            assert_int_equal(got[n - 1], 999);
+        /* the values dropped plus those left are the values appended */
+        uint64_t left = 0, all = 0;
+        for (int i = 0; i < n; i++)
+            left += 1 + (uint64_t)(got[i] % 50);
+        for (int i = 0; i < 1000; i++)
+            all += 1 + (uint64_t)(i % 50);
+        assert_int_equal(left + lost, all);
+        sy_spool_close(sp);
+    }
+}
+
+/* A reload's new dir: the segments are renamed there with their order,
+ * the replay position (handed out: in-process; committed: after a reopen)
+ * and the counters; refused when the new spool holds segments. */
+static void test_adopt(void **state)
+{
+    char err[256];
+    size_t dropped;
+    int got[400];
+    sy_spool_opts oa = opts("adopt_a", 64 << 20, 64 << 10, 0);
+    sy_spool_opts ob = opts("adopt_b", 64 << 20, 64 << 10, 0);
+    sy_spool *a = sy_spool_open("s", &oa, err, sizeof err);
+    assert_non_null(a);
+    for (int i = 0; i < 300; i++)
+        append_batch(a, i, &dropped);
+    assert_int_equal(drain_indices(a, got, 100), 100);
+    sy_spool_commit(a);
+    assert_int_equal(drain_indices(a, got, 20), 20); /* 100..119 handed out */
+    int segs = count_segments("adopt_a");
+    assert_true(segs > 2);
+    sy_spool *b = sy_spool_open("s", &ob, err, sizeof err);
+    assert_non_null(b);
+    assert_int_equal(sy_spool_adopt(b, a, err, sizeof err), segs);
+    assert_int_equal(count_segments("adopt_a"), 0);
+    assert_int_equal(count_segments("adopt_b"), segs);
+    sy_spool_stats st;
+    sy_spool_stats_get(b, &st);
+    assert_true(st.spooled > 0 && st.replayed > 0);
+    assert_int_equal(drain_indices(b, got, 400), 180);
+    assert_int_equal(got[0], 120);
+    assert_int_equal(got[179], 299);
+    sy_spool_close(b);
+    b = sy_spool_open("s", &ob, err, sizeof err);
+    assert_int_equal(drain_indices(b, got, 400), 200);
+    assert_int_equal(got[0], 100);
+    /* a spool with segments of its own takes none */
+    append_batch(a, 5, &dropped);
+    assert_int_equal(sy_spool_adopt(b, a, err, sizeof err), -1);
+    assert_non_null(strstr(err, "already holds"));
+    sy_spool_close(a);
+    sy_spool_close(b);
+
+    /* the mark moves too: an insert after the move still goes ahead of
+     * what was appended after the mark */
+    sy_spool_opts oc = opts("adopt_c", 64 << 20, 64 << 10, 0);
+    sy_spool_opts od = opts("adopt_d", 64 << 20, 64 << 10, 0);
+    sy_spool *c = sy_spool_open("s", &oc, err, sizeof err);
+    for (int i = 0; i < 5; i++)
+        append_batch(c, i, &dropped);
+    assert_int_equal(drain_indices(c, got, 400), 5);
+    sy_spool_mark(c);
+    for (int i = 10; i < 15; i++)
+        append_batch(c, i, &dropped);
+    sy_spool *dd = sy_spool_open("s", &od, err, sizeof err);
+    assert_true(sy_spool_adopt(dd, c, err, sizeof err) > 0);
+    assert_true(sy_spool_marked(dd));
+    assert_int_equal(sy_spool_insert_begin(dd), 0);
+    for (int i = 5; i < 10; i++)
+        append_batch(dd, i, &dropped);
+    sy_spool_insert_end(dd);
+    sy_spool_close(dd);
+    sy_spool_close(c);
+    dd = sy_spool_open("s", &od, err, sizeof err);
+    assert_int_equal(drain_indices(dd, got, 400), 15);
+    for (int i = 0; i < 15; i++)
+        assert_int_equal(got[i], i);
+    sy_spool_close(dd);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -566,6 +754,9 @@ int main(void)
         cmocka_unit_test(test_full),
         cmocka_unit_test(test_samples),
         cmocka_unit_test(test_lines),
+        cmocka_unit_test(test_insert),
+        cmocka_unit_test(test_set_opts),
+        cmocka_unit_test(test_adopt),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
