@@ -73,6 +73,9 @@ def main():
         bench.wait_idle(server.pid)
         st = bench.wait_flushed(server.sink, "bench", time.monotonic(), 2.0, expect=gen["sink_units"])
         received = bench.group_total(st, "bench")
+        # callgrind writes its counts at exit; a 1M-key table's last flush and
+        # freeing take minutes under valgrind (more with --cache-sim)
+        server.proc.stop(timeout=900)
         server.stop()
     except bench.ComponentError as e:
         print("profile: %s" % e)
