@@ -1241,7 +1241,8 @@ void sy_agg_line(sy_agg *a, const char *line, size_t len, const sy_origin *origi
  * first value and nothing else); at parse time the key's hash is computed
  * and its slot prefetched, PF_ENTRY lines before it is applied the slot
  * (in cache by then) names the entry with that hash, which is prefetched,
- * and PF_DATA lines before, a timer's or set's data the entry points to.
+ * PF_DATA lines before, a timer's or set's data the entry points to, and
+ * PF_VALUE lines before, where a timer's next value goes.
  * Lines are still applied one at a time in arrival order (gauges, the
  * first sighting's routing decision), each exactly as sy_agg_line does; a
  * prefetch that guessed wrong (the first value's type differs from a
@@ -1290,12 +1291,25 @@ static void pf_data(sy_pf_line *q)
         __builtin_prefetch(e->u.set);
 }
 
+static void pf_value(sy_pf_line *q)
+{
+    sy_entry *e = q->e;
+    if (e && e->type == SY_T_TIMER && e->u.timer) {
+        const sy_timer_data *t = e->u.timer;
+        if (t->n < t->cap)
+            __builtin_prefetch(&t->v[t->n], 1);
+    }
+}
+
 static void feed_batched(sy_agg *a, const char *buf, size_t len, const sy_origin *origin)
 {
     const char *p = buf, *end = buf + len;
-    size_t head = 0, tail = 0, near = 0, data = 0;
+    size_t head = 0, tail = 0, near = 0, data = 0, value = 0;
     for (;;) {
         while (tail - head < PF_AHEAD && p < end) {
+            /* The record itself: the reader wrote it into a ring far larger
+             * than the caches, a while ago when the engine is behind. */
+            __builtin_prefetch(p + 512);
             const char *nl = memchr(p, '\n', (size_t)(end - p));
             const char *stop = nl ? nl : end;
             if (stop > p) {
@@ -1312,6 +1326,9 @@ static void feed_batched(sy_agg *a, const char *buf, size_t len, const sy_origin
         upto = head + PF_DATA < near ? head + PF_DATA : near;
         while (data < upto)
             pf_data(&a->pf[data++ % PF_AHEAD]);
+        upto = head + PF_VALUE < data ? head + PF_VALUE : data;
+        while (value < upto)
+            pf_value(&a->pf[value++ % PF_AHEAD]);
         size_t k = head++ % PF_AHEAD;
         sy_pf_line *q = &a->pf[k];
         if (__builtin_expect(atomic_load_explicit(&sy_tap_on, memory_order_relaxed) != 0, 0)) {

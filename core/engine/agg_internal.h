@@ -100,10 +100,12 @@ typedef struct slot {
 
 /* The batched feed (agg.c's feed_batched): a record's lines are parsed
  * PF_AHEAD lines before they are applied; their entries are prefetched
- * PF_ENTRY lines before, a timer's or set's data PF_DATA lines before. */
-#define PF_AHEAD 8
-#define PF_ENTRY 4
-#define PF_DATA 2
+ * PF_ENTRY lines before, a timer's or set's data PF_DATA lines before and
+ * the place of a timer's next value PF_VALUE lines before. */
+#define PF_AHEAD 16
+#define PF_ENTRY 10
+#define PF_DATA 5
+#define PF_VALUE 2
 
 typedef struct sy_pf_line {
     const char *line;
