@@ -1343,6 +1343,8 @@ static void feed_batched(sy_agg *a, const char *buf, size_t len, const sy_origin
     }
 }
 
+void sy_agg_set_batch_keys(sy_agg *a, size_t keys) { a->batch_keys = keys; }
+
 void sy_agg_feed(sy_agg *a, const char *buf, size_t len, const sy_origin *origin)
 {
     struct timespec now;
@@ -1354,11 +1356,14 @@ void sy_agg_feed(sy_agg *a, const char *buf, size_t len, const sy_origin *origin
     top_attribute(a, (uint8_t)(origin ? origin->listener : 0xff), 0);
     a->e_packets->u.value += 1;
     stat_bump(&a->st.packets);
-    if (!(origin && origin->listener < a->nlisteners && a->listeners[origin->listener].auth)) {
+    if (a->n >= a->batch_keys &&
+        !(origin && origin->listener < a->nlisteners && a->listeners[origin->listener].auth)) {
         feed_batched(a, buf, len, origin);
         return;
     }
-    /* Lines with tokens: one at a time (the token decides the key). */
+    /* A table that fits the caches (the batched feed's work would only add
+     * instructions), or lines with tokens (the token decides the key): one
+     * line at a time. */
     const char *p = buf, *end = buf + len;
     while (p < end) {
         const char *nl = memchr(p, '\n', (size_t)(end - p));

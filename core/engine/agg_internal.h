@@ -106,6 +106,9 @@ typedef struct slot {
 #define PF_ENTRY 10
 #define PF_DATA 5
 #define PF_VALUE 2
+/* ... from this many keys on (sy_agg_set_batch_keys): below it the table
+ * stays in the caches and the look-ahead only adds instructions. */
+#define PF_BATCH_KEYS 65536
 
 typedef struct sy_pf_line {
     const char *line;
@@ -142,6 +145,7 @@ struct sy_agg {
     sy_agg_stats st;
     char key[SY_KEY_MAX + 64];
     sy_pf_line pf[PF_AHEAD];
+    size_t batch_keys;         /* the batched feed from this many keys on */
     char pf_keys[PF_AHEAD][SY_KEY_MAX + 64];
 
     /* routing */
