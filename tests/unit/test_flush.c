@@ -64,7 +64,12 @@
 
 #include <cmocka.h>
 
+#include <lauxlib.h>
+#include <lua.h>
+#include <lualib.h>
+
 #include "engine/agg.h"
+#include "engine/router.h"
 #include "output/flush.h"
 #include "util/log.h"
 
@@ -1995,6 +2000,7 @@ static size_t eq_line(char *o, size_t room)
 typedef struct eq_item {
     char key[300];
     int type;
+    uint64_t sinks;
     double value, count, sum, sumsq, min, max;
     uint64_t seen;
     uint32_t n;
@@ -2014,6 +2020,7 @@ static eq_item *eq_items(sy_snapshot *s)
         const sy_snap_item *x = &s->items[i];
         snprintf(it[i].key, sizeof it[i].key, "%.*s", (int)x->key_len, x->key);
         it[i].type = x->type;
+        it[i].sinks = x->sinks;
         it[i].value = x->value;
         if (x->timer) {
             const sy_timer_data *t = x->timer;
@@ -2032,9 +2039,28 @@ static eq_item *eq_items(sy_snapshot *s)
     return it;
 }
 
-static void agg_feed_batched_as_line_by_line(void **state)
+/* Routing rules that drop, rename (many keys into one) and send keys to
+ * different sinks, by the number in the key. */
+static sy_router *eq_router(void)
 {
-    (void)state;
+    lua_State *L = luaL_newstate();
+    luaL_openlibs(L);
+    if (luaL_loadstring(L,
+                        "return function(key, mtype)\n"
+                        "  local n = tonumber(key:match('%.(%d+)')) or 0\n"
+                        "  if n % 7 == 0 then return 'seven', 0, 0, nil, 1 end\n"
+                        "  if n % 5 == 0 then return nil, 1, 0, 'renamed.' .. (n % 50), 1 end\n"
+                        "  if n % 3 == 0 then return nil, 2, 0, nil, 1 end\n"
+                        "  return nil, 3, 0, nil, 1\n"
+                        "end\n") != 0 ||
+        lua_pcall(L, 0, 1, 0) != 0)
+        fail_msg("%s", lua_tostring(L, -1));
+    int ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    return sy_router_new(L, ref, LUA_NOREF, 3, 64u << 20, 1000);
+}
+
+static void eq_run(int routed)
+{
     sy_log_level = SY_ERR;
     sy_agg_opts ao = { .sanitize = 1, .flush_interval_ms = 1000, .prefix_stats = "statsd",
                        .gauges_max_ttl = 1, .timer_sample_limit = 0 };
@@ -2042,6 +2068,12 @@ static void agg_feed_batched_as_line_by_line(void **state)
     assert_non_null(fed);
     assert_non_null(lines);
     sy_agg_set_batch_keys(fed, 0);  /* batched from the first record on */
+    sy_router *router = routed ? eq_router() : NULL;
+    if (routed) {
+        assert_non_null(router);
+        sy_agg_set_routing(fed, router, 3, 0, NULL, 0);
+        sy_agg_set_routing(lines, router, 3, 0, NULL, 0);
+    }
     size_t cap = 1 << 20;
     char *rec = malloc(cap);
     size_t *starts = malloc(40000 * sizeof *starts), *lens = malloc(40000 * sizeof *lens);
@@ -2086,11 +2118,26 @@ static void agg_feed_batched_as_line_by_line(void **state)
     assert_int_equal(sa->samples, sb->samples);
     assert_int_equal(sa->bad_lines, sb->bad_lines);
     assert_true(sa->bad_lines > 0);
+    if (routed)
+        assert_true(sa->routed_drops > 0 && sa->routed_drops == sb->routed_drops);
     free(rec);
     free(starts);
     free(lens);
     sy_agg_free(fed);
     sy_agg_free(lines);
+    sy_router_free(router);
+}
+
+static void agg_feed_batched_as_line_by_line(void **state)
+{
+    (void)state;
+    eq_run(0);
+}
+
+static void agg_feed_batched_as_line_by_line_routed(void **state)
+{
+    (void)state;
+    eq_run(1);
 }
 
 int main(void)
@@ -2156,6 +2203,7 @@ int main(void)
         cmocka_unit_test(agg_timer_sample_limit_threshold_count_STATSD_DIFF),
         cmocka_unit_test(agg_max_keys),
         cmocka_unit_test(agg_feed_batched_as_line_by_line),
+        cmocka_unit_test(agg_feed_batched_as_line_by_line_routed),
         cmocka_unit_test(agg_max_keys_keeps_timestamp_lag_STATSD_DIFF),
         cmocka_unit_test(agg_max_keys_room_after_delete),
         cmocka_unit_test(flush_batches_split),
