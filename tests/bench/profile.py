@@ -91,7 +91,7 @@ def main():
     ri = subprocess.run(["callgrind_annotate", "--inclusive=yes", out_file], stdout=subprocess.PIPE,
                         stderr=subprocess.DEVNULL, universal_newlines=True)
     total = None
-    m = re.search(r"^([\d,]+) \(100.0%\)\s+PROGRAM TOTALS", r.stdout, re.M)
+    m = re.search(r"^([\d,]+) \(100.0%\).*PROGRAM TOTALS", r.stdout, re.M)
     if m:
         total = int(m.group(1).replace(",", ""))
     n = gen["sent_metrics"]
@@ -108,6 +108,8 @@ def main():
                 continue
             ir = int(mm.group(1).replace(",", ""))
             fn = re.sub(r" \[[^]]*\]$", "", mm.group(3))
+            if args.cache_sim:
+                fn = fn.split()[-1]  # after the other events' columns
             fn = fn.replace(bench.REPO_DIR + "/", "")
             if fn in seen:
                 continue  # callgrind lists a function once per object it was seen in
@@ -130,7 +132,7 @@ def cache_lines(out_file, n):
     """The simulated caches' figures per metric: the program's, and the
     engine's (sy_agg_feed inclusive: parsing, lookup, routing and
     aggregation; the flushes run on the output thread)."""
-    r = subprocess.run(["callgrind_annotate", "--inclusive=yes", "--events=Ir,Dr,Dw,D1mr,D1mw,DLmr,DLmw",
+    r = subprocess.run(["callgrind_annotate", "--inclusive=yes", "--show=Ir,Dr,Dw,D1mr,D1mw,DLmr,DLmw", "--show-percs=no",
                         out_file], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                        universal_newlines=True)
     names = ["Ir", "Dr", "Dw", "D1mr", "D1mw", "DLmr", "DLmw"]
