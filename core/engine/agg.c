@@ -1358,12 +1358,16 @@ void sy_agg_feed(sy_agg *a, const char *buf, size_t len, const sy_origin *origin
     stat_bump(&a->st.packets);
     if (a->n >= a->batch_keys &&
         !(origin && origin->listener < a->nlisteners && a->listeners[origin->listener].auth)) {
-        feed_batched(a, buf, len, origin);
-        return;
+        const char *nl = memchr(buf, '\n', len);
+        if (nl && nl + 1 < buf + len) {
+            feed_batched(a, buf, len, origin);
+            return;
+        }
     }
     /* A table that fits the caches (the batched feed's work would only add
-     * instructions), or lines with tokens (the token decides the key): one
-     * line at a time. */
+     * instructions), a record of one line (nothing to overlap its misses
+     * with), or lines with tokens (the token decides the key): one line at
+     * a time. */
     const char *p = buf, *end = buf + len;
     while (p < end) {
         const char *nl = memchr(p, '\n', (size_t)(end - p));
