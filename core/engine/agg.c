@@ -27,6 +27,7 @@
 
 #include <arpa/inet.h>
 #include <stdarg.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 
 #include "engine/hash.h"
@@ -62,10 +63,31 @@ static uint64_t next_rand(sy_agg *a)
     return a->rng * 0x2545F4914F6CDD1Dull;
 }
 
+/* The slots of a large table sit in memory asked to be backed by 2 MiB
+ * pages (where transparent huge pages are on, or "madvise" as Debian
+ * has them): a lookup lands on a random slot, and with 4 KiB pages every
+ * one of them in a 1M-key table (32 MiB of slots) is a TLB miss too, whose
+ * page walk costs as much again as the slot's own cache miss (more in a
+ * VM, whose walks are two-dimensional). */
+#define HUGE_PAGE (2u << 20)
+
+static slot *slots_alloc(size_t n)
+{
+    size_t bytes = n * sizeof(slot);
+    if (bytes < HUGE_PAGE)
+        return calloc(n, sizeof(slot));
+    void *p = NULL;
+    if (posix_memalign(&p, HUGE_PAGE, bytes) != 0)
+        return NULL;
+    (void)madvise(p, bytes, MADV_HUGEPAGE); /* a hint: without THP, 4 KiB pages */
+    memset(p, 0, bytes);
+    return p;
+}
+
 static int table_grow(sy_agg *a)
 {
     size_t ncap = a->cap ? a->cap * 2 : 1024;
-    slot *ns = calloc(ncap, sizeof *ns);
+    slot *ns = slots_alloc(ncap);
     if (!ns)
         return -1;
     for (size_t i = 0; i < a->cap; i++) {
@@ -278,9 +300,12 @@ static uint64_t budget_carry(sy_agg *a, sy_entry *e)
 static inline sy_entry *find_entry(sy_agg *a, uint64_t h, int type, const char *key, size_t len,
                                    int own, uint64_t sinks);
 
-static sy_entry *lookup_in(sy_agg *a, int type, const char *key, size_t len, int internal)
+/* kh is sy_hash of the key (the type is mixed in here): a line's samples
+ * share it, and the batched feed computed it while parsing ahead. */
+static inline sy_entry *lookup_in_h(sy_agg *a, int type, const char *key, size_t len, int internal,
+                                    uint64_t kh)
 {
-    uint64_t h = type_hash(sy_hash(key, len, a->seed), type);
+    uint64_t h = type_hash(kh, type);
     sy_entry *e = find_entry(a, h, type, key, len, 1, 0);
     if (e)
         return e;
@@ -297,9 +322,9 @@ static sy_entry *lookup_in(sy_agg *a, int type, const char *key, size_t len, int
     return e;
 }
 
-static sy_entry *lookup(sy_agg *a, int type, const char *key, size_t len)
+static sy_entry *lookup_in(sy_agg *a, int type, const char *key, size_t len, int internal)
 {
-    return lookup_in(a, type, key, len, 0);
+    return lookup_in_h(a, type, key, len, internal, sy_hash(key, len, a->seed));
 }
 
 const sy_agg_stats *sy_agg_get_stats(const sy_agg *a) { return &a->st; }
@@ -593,8 +618,8 @@ static sy_entry *target(sy_agg *a, int type, const char *key, size_t len, uint32
  * not aggregated or the key limit refused it), the decision, and the final
  * name.  One lookup for a known key that is not renamed.
  */
-static sy_entry *resolve(sy_agg *a, int type, const char *key, size_t klen, uint32_t *route,
-                         const char **fname, size_t *flen)
+static sy_entry *resolve(sy_agg *a, int type, const char *key, size_t klen, uint64_t kh,
+                         uint32_t *route, const char **fname, size_t *flen)
 {
     sy_route r;
     int decided = 0;
@@ -603,7 +628,7 @@ static sy_entry *resolve(sy_agg *a, int type, const char *key, size_t klen, uint
     *fname = key;
     *flen = klen;
     if (!a->uses_origin) {
-        uint64_t h = type_hash(sy_hash(key, klen, a->seed), type);
+        uint64_t h = type_hash(kh, type);
         sy_entry *e = find_entry(a, h, type, key, klen, 1, 0);
         if (e && e->epoch != a->epoch) {
             idx = decide(a, type, key, klen, &r);
@@ -840,12 +865,18 @@ static inline void top_attribute(sy_agg *a, uint8_t listener, uint8_t tenant)
  * open taps; the hot path calls this with t NULL, which inlining folds
  * away.
  */
-static inline __attribute__((always_inline)) void apply(sy_agg *a, const char *key, size_t klen,
-                                                        sy_sample *s, uint32_t bytes, sy_tap_event *t)
+static inline int table_type(uint8_t sample_type)
 {
-    int type = s->type == SY_SAMPLE_COUNTER ? SY_T_COUNTER
-             : s->type == SY_SAMPLE_TIMER ? SY_T_TIMER
-             : s->type == SY_SAMPLE_GAUGE ? SY_T_GAUGE : SY_T_SET;
+    return sample_type == SY_SAMPLE_COUNTER ? SY_T_COUNTER
+         : sample_type == SY_SAMPLE_TIMER ? SY_T_TIMER
+         : sample_type == SY_SAMPLE_GAUGE ? SY_T_GAUGE : SY_T_SET;
+}
+
+static inline __attribute__((always_inline)) void apply(sy_agg *a, const char *key, size_t klen,
+                                                        uint64_t kh, sy_sample *s, uint32_t bytes,
+                                                        sy_tap_event *t)
+{
+    int type = table_type(s->type);
     sy_entry *e;
     if (t) {
         t->name = key;
@@ -856,7 +887,7 @@ static inline __attribute__((always_inline)) void apply(sy_agg *a, const char *k
         t->reason = NULL;
     }
     if (!a->router) {
-        e = lookup(a, type, key, klen);
+        e = lookup_in_h(a, type, key, klen, 0, kh);
         if (e) {
             e->samples++;
             e->bytes += bytes;
@@ -867,7 +898,7 @@ static inline __attribute__((always_inline)) void apply(sy_agg *a, const char *k
         uint32_t idx;
         const char *fname;
         size_t flen;
-        e = resolve(a, type, key, klen, &idx, &fname, &flen);
+        e = resolve(a, type, key, klen, kh, &idx, &fname, &flen);
         budget_settle(a);
         if (a->refused) {
             a->refused = 0;
@@ -1053,6 +1084,89 @@ static __attribute__((noinline)) int64_t ts_window(sy_agg *a, int64_t ts)
     return 0;
 }
 
+/* The part of a line after its key was parsed: the counts, the bad and
+ * DogStatsD lines, the namespace; 0 when the line ends here.  The key is
+ * in key (a->key when it may take a namespace, nslen > 0). */
+static inline __attribute__((always_inline)) int line_head(sy_agg *a, const char *line, size_t len,
+                                                           int *klenp, char *key, const char *ns,
+                                                           size_t nslen, int tapping)
+{
+    int klen = *klenp;
+    if (klen == -2)
+        return 0;
+    a->e_metrics->u.value += 1;
+    stat_bump(&a->st.lines);
+    if (klen < 0) {
+        if (klen == SY_PARSE_EVENT || klen == SY_PARSE_SERVICE_CHECK) {
+            stat_bump(klen == SY_PARSE_EVENT ? &a->st.dd_events : &a->st.dd_service_checks);
+            if (a->o.dd_sinks)
+                dd_forward(a, line, len, klen == SY_PARSE_EVENT);
+            return 0;
+        }
+        if (klen == SY_PARSE_TOO_LONG)
+            key_too_long(a, line, len);
+        bad_line(a, line, len);
+        if (tapping)
+            tap_early(a, line, len, SY_TAP_BAD, klen == SY_PARSE_TOO_LONG ? "key too long" : "bad line",
+                      ns, nslen);
+        return 0;
+    }
+    if (nslen) {
+        /* The token's namespace goes in front: "tenant1.api.req". */
+        if ((size_t)klen + nslen + 1 >= SY_KEY_MAX) {
+            key_too_long(a, line, len);
+            bad_line(a, line, len);
+            if (tapping)
+                tap_early(a, line, len, SY_TAP_BAD, "key too long", ns, nslen);
+            return 0;
+        }
+        memmove(key + nslen + 1, key, (size_t)klen + 1);
+        memcpy(key, ns, nslen);
+        key[nslen] = '.';
+        *klenp = klen + (int)nslen + 1;
+    }
+    return 1;
+}
+
+/* A line's samples, the first one (rc, *s) already parsed; kh is sy_hash
+ * of the key. */
+static inline __attribute__((always_inline)) void line_samples(sy_agg *a, const char *line, size_t len,
+                                                               sy_line *it, const char *key, size_t klen,
+                                                               uint64_t kh, int rc, sy_sample *s,
+                                                               const char *ns, size_t nslen,
+                                                               uint32_t bytes, int tapping)
+{
+    a->tenant_ns = ns;
+    a->tenant_len = nslen;
+    sy_tap_event t;
+    if (tapping)
+        t = (sy_tap_event){ .line = line, .len = len, .key = key, .klen = klen,
+                            .tenant = ns, .tlen = nslen, .listener = listener_name(a),
+                            .sender = sender_str(a) };
+    for (; rc != 0; rc = sy_parse_next(it, s)) {
+        if (rc < 0) {
+            bad_line(a, line, len);
+            if (tapping)
+                tap_early(a, line, len, SY_TAP_BAD, "bad sample", ns, nslen);
+            continue;
+        }
+        stat_bump(&a->st.samples);
+        if (__builtin_expect(sy_parse_may_have_time(it), 0))
+            a->cur_ts_ms = ts_window(a, sy_parse_time(it));
+        apply(a, key, klen, kh, s, bytes, tapping ? &t : NULL);
+        bytes = 0;
+    }
+    if (__builtin_expect(it->containers | it->timestamps, 0)) {
+        a->cur_ts_ms = 0; /* set only on lines with a "T" field */
+        /* one writer (this thread): a plain store, as stat_bump */
+        atomic_store_explicit(&a->st.dd_containers, atomic_load_explicit(&a->st.dd_containers,
+                              memory_order_relaxed) + it->containers, memory_order_relaxed);
+        atomic_store_explicit(&a->st.dd_timestamps, atomic_load_explicit(&a->st.dd_timestamps,
+                              memory_order_relaxed) + it->timestamps, memory_order_relaxed);
+    }
+    a->tenant_len = 0;
+}
+
 /* sy_agg_line's work; `tapping` is a constant at each call, so the hot
  * path's copy has no trace of the tap. */
 static inline __attribute__((always_inline)) void line_in(sy_agg *a, const char *line, size_t len,
@@ -1095,70 +1209,12 @@ static inline __attribute__((always_inline)) void line_in(sy_agg *a, const char 
     }
     sy_line it;
     int klen = sy_parse_begin(&it, line, len, a->key, a->o.sanitize);
-    if (klen == -2)
+    if (!line_head(a, line, len, &klen, a->key, ns, nslen, tapping))
         return;
-    a->e_metrics->u.value += 1;
-    stat_bump(&a->st.lines);
-    if (klen < 0) {
-        if (klen == SY_PARSE_EVENT || klen == SY_PARSE_SERVICE_CHECK) {
-            stat_bump(klen == SY_PARSE_EVENT ? &a->st.dd_events : &a->st.dd_service_checks);
-            if (a->o.dd_sinks)
-                dd_forward(a, line, len, klen == SY_PARSE_EVENT);
-            return;
-        }
-        if (klen == SY_PARSE_TOO_LONG)
-            key_too_long(a, line, len);
-        bad_line(a, line, len);
-        if (tapping)
-            tap_early(a, line, len, SY_TAP_BAD, klen == SY_PARSE_TOO_LONG ? "key too long" : "bad line",
-                      ns, nslen);
-        return;
-    }
-    if (nslen) {
-        /* The token's namespace goes in front: "tenant1.api.req". */
-        if ((size_t)klen + nslen + 1 >= SY_KEY_MAX) {
-            key_too_long(a, line, len);
-            bad_line(a, line, len);
-            if (tapping)
-                tap_early(a, line, len, SY_TAP_BAD, "key too long", ns, nslen);
-            return;
-        }
-        memmove(a->key + nslen + 1, a->key, (size_t)klen + 1);
-        memcpy(a->key, ns, nslen);
-        a->key[nslen] = '.';
-        klen += (int)nslen + 1;
-    }
     sy_sample s;
-    int rc;
-    a->tenant_ns = ns;
-    a->tenant_len = nslen;
-    sy_tap_event t;
-    if (tapping)
-        t = (sy_tap_event){ .line = line, .len = len, .key = a->key, .klen = (size_t)klen,
-                            .tenant = ns, .tlen = nslen, .listener = listener_name(a),
-                            .sender = sender_str(a) };
-    while ((rc = sy_parse_next(&it, &s)) != 0) {
-        if (rc < 0) {
-            bad_line(a, line, len);
-            if (tapping)
-                tap_early(a, line, len, SY_TAP_BAD, "bad sample", ns, nslen);
-            continue;
-        }
-        stat_bump(&a->st.samples);
-        if (__builtin_expect(sy_parse_may_have_time(&it), 0))
-            a->cur_ts_ms = ts_window(a, sy_parse_time(&it));
-        apply(a, a->key, (size_t)klen, &s, bytes, tapping ? &t : NULL);
-        bytes = 0;
-    }
-    if (__builtin_expect(it.containers | it.timestamps, 0)) {
-        a->cur_ts_ms = 0; /* set only on lines with a "T" field */
-        /* one writer (this thread): a plain store, as stat_bump */
-        atomic_store_explicit(&a->st.dd_containers, atomic_load_explicit(&a->st.dd_containers,
-                              memory_order_relaxed) + it.containers, memory_order_relaxed);
-        atomic_store_explicit(&a->st.dd_timestamps, atomic_load_explicit(&a->st.dd_timestamps,
-                              memory_order_relaxed) + it.timestamps, memory_order_relaxed);
-    }
-    a->tenant_len = 0;
+    int rc = sy_parse_next(&it, &s);
+    line_samples(a, line, len, &it, a->key, (size_t)klen, sy_hash(a->key, (size_t)klen, a->seed), rc,
+                 &s, ns, nslen, bytes, tapping);
 }
 
 static __attribute__((noinline)) void line_tapped(sy_agg *a, const char *line, size_t len,
@@ -1176,6 +1232,119 @@ void sy_agg_line(sy_agg *a, const char *line, size_t len, const sy_origin *origi
         line_in(a, line, len, origin, 0);
 }
 
+/*
+ * Batched lookups.  With a million keys, the key's slot, its entry and
+ * what the entry points to are each a miss in every cache, and one line
+ * at a time the engine waits for them one after the other.  So a record's
+ * lines are parsed PF_AHEAD lines before they are applied (the parser has
+ * no side effects: it writes the key to the line's own buffer, reads the
+ * first value and nothing else); at parse time the key's hash is computed
+ * and its slot prefetched, PF_ENTRY lines before it is applied the slot
+ * (in cache by then) names the entry with that hash, which is prefetched,
+ * PF_DATA lines before, a timer's or set's data the entry points to, and
+ * PF_VALUE lines before, where a timer's next value goes.
+ * Lines are still applied one at a time in arrival order (gauges, the
+ * first sighting's routing decision), each exactly as sy_agg_line does; a
+ * prefetch that guessed wrong (the first value's type differs from a
+ * later one's, a new key, a table grown meanwhile) only costs its load.
+ */
+static void pf_parse(sy_agg *a, sy_pf_line *q, char *key, const char *line, size_t len)
+{
+    q->line = line;
+    q->len = len;
+    q->e = NULL;
+    q->klen = sy_parse_begin(&q->it, line, len, key, a->o.sanitize);
+    if (q->klen < 0)
+        return;
+    q->rc = sy_parse_next(&q->it, &q->s);
+    q->kh = sy_hash(key, (size_t)q->klen, a->seed);
+    if (q->rc > 0) {
+        q->h = type_hash(q->kh, table_type(q->s.type));
+        __builtin_prefetch(&a->slots[q->h & (a->cap - 1)]);
+    }
+}
+
+static void pf_entry(sy_agg *a, sy_pf_line *q)
+{
+    if (q->klen < 0 || q->rc <= 0)
+        return;
+    size_t mask = a->cap - 1;
+    for (size_t i = q->h & mask; a->slots[i].e; i = (i + 1) & mask) {
+        if (a->slots[i].hash == q->h) {
+            sy_entry *e = a->slots[i].e;
+            __builtin_prefetch(e);
+            __builtin_prefetch(e->key + q->klen);
+            q->e = e;
+            return;
+        }
+    }
+}
+
+static void pf_data(sy_pf_line *q)
+{
+    sy_entry *e = q->e;
+    if (!e)
+        return;
+    if (e->type == SY_T_TIMER && e->u.timer)
+        __builtin_prefetch(e->u.timer);
+    else if (e->type == SY_T_SET && e->u.set)
+        __builtin_prefetch(e->u.set);
+}
+
+static void pf_value(sy_pf_line *q)
+{
+    sy_entry *e = q->e;
+    if (e && e->type == SY_T_TIMER && e->u.timer) {
+        const sy_timer_data *t = e->u.timer;
+        if (t->n < t->cap)
+            __builtin_prefetch(&t->v[t->n], 1);
+    }
+}
+
+static void feed_batched(sy_agg *a, const char *buf, size_t len, const sy_origin *origin)
+{
+    const char *p = buf, *end = buf + len;
+    size_t head = 0, tail = 0, near = 0, data = 0, value = 0;
+    for (;;) {
+        while (tail - head < PF_AHEAD && p < end) {
+            /* The record itself: the reader wrote it into a ring far larger
+             * than the caches, a while ago when the engine is behind. */
+            __builtin_prefetch(p + 512);
+            const char *nl = memchr(p, '\n', (size_t)(end - p));
+            const char *stop = nl ? nl : end;
+            if (stop > p) {
+                size_t k = tail++ % PF_AHEAD;
+                pf_parse(a, &a->pf[k], a->pf_keys[k], p, (size_t)(stop - p));
+            }
+            p = stop + 1;
+        }
+        if (head == tail)
+            break;
+        size_t upto = head + PF_ENTRY < tail ? head + PF_ENTRY : tail;
+        while (near < upto)
+            pf_entry(a, &a->pf[near++ % PF_AHEAD]);
+        upto = head + PF_DATA < near ? head + PF_DATA : near;
+        while (data < upto)
+            pf_data(&a->pf[data++ % PF_AHEAD]);
+        upto = head + PF_VALUE < data ? head + PF_VALUE : data;
+        while (value < upto)
+            pf_value(&a->pf[value++ % PF_AHEAD]);
+        size_t k = head++ % PF_AHEAD;
+        sy_pf_line *q = &a->pf[k];
+        if (__builtin_expect(atomic_load_explicit(&sy_tap_on, memory_order_relaxed) != 0, 0)) {
+            line_tapped(a, q->line, q->len, origin); /* parsed again, for the tap */
+            continue;
+        }
+        int klen = q->klen;
+        if (!line_head(a, q->line, q->len, &klen, a->pf_keys[k], "", 0, 0))
+            continue;
+        line_samples(a, q->line, q->len, &q->it, a->pf_keys[k], (size_t)klen, q->kh, q->rc, &q->s,
+                     "", 0, (uint32_t)q->len + 1, 0);
+    }
+}
+
+void sy_agg_set_batch_keys(sy_agg *a, size_t keys) { a->batch_keys = keys; }
+
 void sy_agg_feed(sy_agg *a, const char *buf, size_t len, const sy_origin *origin)
 {
     struct timespec now;
@@ -1187,6 +1356,18 @@ void sy_agg_feed(sy_agg *a, const char *buf, size_t len, const sy_origin *origin
     top_attribute(a, (uint8_t)(origin ? origin->listener : 0xff), 0);
     a->e_packets->u.value += 1;
     stat_bump(&a->st.packets);
+    if (a->n >= a->batch_keys &&
+        !(origin && origin->listener < a->nlisteners && a->listeners[origin->listener].auth)) {
+        const char *nl = memchr(buf, '\n', len);
+        if (nl && nl + 1 < buf + len) {
+            feed_batched(a, buf, len, origin);
+            return;
+        }
+    }
+    /* A table that fits the caches (the batched feed's work would only add
+     * instructions), a record of one line (nothing to overlap its misses
+     * with), or lines with tokens (the token decides the key): one line at
+     * a time. */
     const char *p = buf, *end = buf + len;
     while (p < end) {
         const char *nl = memchr(p, '\n', (size_t)(end - p));
@@ -1196,7 +1377,6 @@ void sy_agg_feed(sy_agg *a, const char *buf, size_t len, const sy_origin *origin
         p = stop + 1;
     }
 }
-
 /* ---- for agg_snapshot.c (agg_internal.h) --------------------------- */
 /* Out-of-line doors to the table's own helpers, so that the per-sample
  * path keeps its static (inlined) copies. */

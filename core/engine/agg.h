@@ -170,6 +170,11 @@ const sy_agg_stats *sy_agg_get_stats(const sy_agg *a);
  * handlePacket. */
 void sy_agg_feed(sy_agg *a, const char *buf, size_t len, const sy_origin *origin);
 
+/* From how many keys on sy_agg_feed parses a record's lines ahead of
+ * applying them and prefetches their table slots and entries (agg.c's
+ * feed_batched; PF_BATCH_KEYS unless set; 0: always).  For tests. */
+void sy_agg_set_batch_keys(sy_agg *a, size_t keys);
+
 /* One line, already framed (no newline); origin may be NULL. */
 void sy_agg_line(sy_agg *a, const char *line, size_t len, const sy_origin *origin);
 

@@ -98,6 +98,29 @@ typedef struct slot {
     sy_entry *e;
 } slot;
 
+/* The batched feed (agg.c's feed_batched): a record's lines are parsed
+ * PF_AHEAD lines before they are applied; their entries are prefetched
+ * PF_ENTRY lines before, a timer's or set's data PF_DATA lines before and
+ * the place of a timer's next value PF_VALUE lines before. */
+#define PF_AHEAD 16
+#define PF_ENTRY 10
+#define PF_DATA 5
+#define PF_VALUE 2
+/* ... from this many keys on (sy_agg_set_batch_keys): below it the table
+ * stays in the caches and the look-ahead only adds instructions. */
+#define PF_BATCH_KEYS 65536
+
+typedef struct sy_pf_line {
+    const char *line;
+    size_t len;
+    sy_line it;        /* after its first value */
+    sy_sample s;       /* the first value, when rc > 0 */
+    int klen, rc;      /* sy_parse_begin's and the first sy_parse_next's answers */
+    uint64_t kh;       /* sy_hash of the key */
+    uint64_t h;        /* ... with the first value's type: its slot */
+    sy_entry *e;       /* the entry of that hash, when one was found */
+} sy_pf_line;
+
 /* Tenants told apart by top (index 0 is "no tenant", the last one "any
  * other"), and drop reasons told apart by the tap (more show "dropped"). */
 #define SY_TENANTS_MAX 64
@@ -121,6 +144,9 @@ struct sy_agg {
     sy_entry *e_lag;
     sy_agg_stats st;
     char key[SY_KEY_MAX + 64];
+    sy_pf_line pf[PF_AHEAD];
+    size_t batch_keys;         /* the batched feed from this many keys on */
+    char pf_keys[PF_AHEAD][SY_KEY_MAX + 64];
 
     /* routing */
     sy_router *router;       /* NULL: every key takes the default route */

@@ -43,6 +43,7 @@ sy_agg *sy_agg_new(const sy_agg_opts *opts)
     clock_gettime(CLOCK_MONOTONIC, &ts);
     a->seed = sy_mix64((uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 32), 0x5851F42D4C957F2Dull);
     a->rng = a->seed | 1;
+    a->batch_keys = PF_BATCH_KEYS;
     a->routes = calloc(16, sizeof *a->routes);
     a->cap_routes = 16;
     a->toks = calloc(TOK_BUCKETS, sizeof *a->toks);

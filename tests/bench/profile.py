@@ -40,6 +40,9 @@ def main():
     ap.add_argument("--mix", default="counters", choices=sorted(bench.FAMILIES),
                     help="the traffic of a benchmark family (default counters)")
     ap.add_argument("--top", type=int, default=25)
+    ap.add_argument("--cache-sim", action="store_true",
+                    help="simulate the caches too (--cache-sim=yes): data reads and their first-level "
+                         "and last-level misses per metric in the engine (sy_agg_feed, inclusive)")
     args = ap.parse_args()
     proto, per, rate = LOADS[args.load]
     if args.load == "udp1" and args.metrics == 1000000:
@@ -60,6 +63,8 @@ def main():
     try:
         bench.Server.binary, _ = bench.snapshot_switchyard(workdir)
         bench.Server.wrapper = ["valgrind", "--tool=callgrind", "--callgrind-out-file=" + out_file]
+        if args.cache_sim:
+            bench.Server.wrapper.append("--cache-sim=yes")
         server = bench.Server("switchyard+rules" if args.rules else "switchyard", proto, 2000, reg,
                               workdir, "profile")
         server.start()
@@ -68,6 +73,9 @@ def main():
         bench.wait_idle(server.pid)
         st = bench.wait_flushed(server.sink, "bench", time.monotonic(), 2.0, expect=gen["sink_units"])
         received = bench.group_total(st, "bench")
+        # callgrind writes its counts at exit; a 1M-key table's last flush and
+        # freeing take minutes under valgrind (more with --cache-sim)
+        server.proc.stop(timeout=900)
         server.stop()
     except bench.ComponentError as e:
         print("profile: %s" % e)
@@ -83,7 +91,7 @@ def main():
     ri = subprocess.run(["callgrind_annotate", "--inclusive=yes", out_file], stdout=subprocess.PIPE,
                         stderr=subprocess.DEVNULL, universal_newlines=True)
     total = None
-    m = re.search(r"^([\d,]+) \(100.0%\)\s+PROGRAM TOTALS", r.stdout, re.M)
+    m = re.search(r"^([\d,]+) \(100.0%\).*PROGRAM TOTALS", r.stdout, re.M)
     if m:
         total = int(m.group(1).replace(",", ""))
     n = gen["sent_metrics"]
@@ -100,6 +108,8 @@ def main():
                 continue
             ir = int(mm.group(1).replace(",", ""))
             fn = re.sub(r" \[[^]]*\]$", "", mm.group(3))
+            if args.cache_sim:
+                fn = fn.split()[-1]  # after the other events' columns
             fn = fn.replace(bench.REPO_DIR + "/", "")
             if fn in seen:
                 continue  # callgrind lists a function once per object it was seen in
@@ -109,10 +119,36 @@ def main():
             if rows >= args.top:
                 break
 
+    if args.cache_sim:
+        cache_lines(out_file, n)
+
     top(r.stdout, "exclusive")
     top(ri.stdout, "inclusive")
     print("\ncallgrind output: %s" % os.path.relpath(out_file, bench.REPO_DIR))
     return 0
+
+
+def cache_lines(out_file, n):
+    """The simulated caches' figures per metric: the program's, and the
+    engine's (sy_agg_feed inclusive: parsing, lookup, routing and
+    aggregation; the flushes run on the output thread)."""
+    r = subprocess.run(["callgrind_annotate", "--inclusive=yes", "--show=Ir,Dr,Dw,D1mr,D1mw,DLmr,DLmw", "--show-percs=no",
+                        out_file], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                       universal_newlines=True)
+    names = ["Ir", "Dr", "Dw", "D1mr", "D1mw", "DLmr", "DLmw"]
+    for line in r.stdout.splitlines():
+        if "PROGRAM TOTALS" in line:
+            what = "program"
+        elif re.search(r"\bsy_agg_feed\b", line):
+            what = "engine (sy_agg_feed, inclusive)"
+        else:
+            continue
+        nums = [int(c.replace(",", "")) for c in re.findall(r"(?<![\w.(])([\d][\d,]*)(?= |$)", line)][:7]
+        if len(nums) < 7:
+            continue
+        print("%s per metric: %s" % (what, ", ".join("%s %.2f" % (k, v / n) for k, v in zip(names, nums))))
+        if what != "program":
+            break
 
 
 if __name__ == "__main__":

@@ -64,7 +64,12 @@
 
 #include <cmocka.h>
 
+#include <lauxlib.h>
+#include <lua.h>
+#include <lualib.h>
+
 #include "engine/agg.h"
+#include "engine/router.h"
 #include "output/flush.h"
 #include "util/log.h"
 
@@ -1951,6 +1956,190 @@ static void flush_long_names_stay_in_the_arena(void **state)
                  WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status));
 }
 
+/* The batched feed (sy_agg_feed parses a record's lines ahead of applying
+ * them, with prefetches; in production from 65,536 keys on, here from the
+ * start) against one line at a time (sy_agg_line): for
+ * random records of every kind of line, over keys enough to grow the table
+ * in the middle of a record, both aggregators must flush the same values,
+ * bit for bit, and count the same lines.  Gauges (the last value wins,
+ * deltas add in order) and multi-value lines show any reordering. */
+static uint64_t eq_rng = 88172645463325252ull;
+static uint32_t eq_rand(uint32_t n)
+{
+    eq_rng ^= eq_rng << 13;
+    eq_rng ^= eq_rng >> 7;
+    eq_rng ^= eq_rng << 17;
+    return (uint32_t)(eq_rng % n);
+}
+
+static size_t eq_line(char *o, size_t room)
+{
+    static const char *const bad[] = { "nocolon", "k:abc|c", "k:1|zz", ":1|c", "k:|c", "k:1|c|@x" };
+    static const char *const tags[] = { "", "|#env:prod,host:h1", "|#route:/api/v2", "|#a b:c/d" };
+    uint32_t k = eq_rand(5000), v = eq_rand(1000), r = eq_rand(100);
+    const char *tg = tags[eq_rand(4)];
+    if (r < 4)
+        return (size_t)snprintf(o, room, "%s", bad[eq_rand(6)]);
+    if (r < 6)
+        return (size_t)snprintf(o, room, "%s", r == 4 ? "" : "\r");
+    if (r < 8)
+        return (size_t)snprintf(o, room, "m.%u:%u|c:%u|ms:%u|g%s", k, v, v + 1, v + 2, tg);
+    if (r < 10)
+        return (size_t)snprintf(o, room, "t.%u:%u:%u.5:%u|ms|@0.5%s", k % 300, v, v, v + 3, tg);
+    if (r < 40)
+        return (size_t)snprintf(o, room, "c.%u:%u|c%s%s", k, v, r < 20 ? "|@0.1" : "", tg);
+    if (r < 60)
+        return (size_t)snprintf(o, room, "t.%u:%u.25|ms%s%s", k % 300, v, r < 50 ? "|@0.25" : "", tg);
+    if (r < 80)
+        return (size_t)snprintf(o, room, "g.%u:%s%u|g%s", k % 200, r < 65 ? "+" : r < 70 ? "-" : "", v, tg);
+    if (r < 95)
+        return (size_t)snprintf(o, room, "s.%u:m%u|s%s", k % 100, v % 50, tg);
+    return (size_t)snprintf(o, room, "key with space/%u:%u|c\r", k % 100, v);
+}
+
+typedef struct eq_item {
+    char key[300];
+    int type;
+    uint64_t sinks;
+    double value, count, sum, sumsq, min, max;
+    uint64_t seen;
+    uint32_t n;
+    double v0, vlast;
+} eq_item;
+
+static int eq_cmp(const void *x, const void *y)
+{
+    const eq_item *a = x, *b = y;
+    return a->type != b->type ? a->type - b->type : strcmp(a->key, b->key);
+}
+
+static eq_item *eq_items(sy_snapshot *s)
+{
+    eq_item *it = calloc(s->n + 1, sizeof *it);
+    for (size_t i = 0; i < s->n; i++) {
+        const sy_snap_item *x = &s->items[i];
+        snprintf(it[i].key, sizeof it[i].key, "%.*s", (int)x->key_len, x->key);
+        it[i].type = x->type;
+        it[i].sinks = x->sinks;
+        it[i].value = x->value;
+        if (x->timer) {
+            const sy_timer_data *t = x->timer;
+            it[i].count = t->count;
+            it[i].sum = t->sum;
+            it[i].sumsq = t->sumsq;
+            it[i].min = t->min;
+            it[i].max = t->max;
+            it[i].seen = t->seen;
+            it[i].n = t->n;
+            it[i].v0 = t->n ? t->v[0] : 0;
+            it[i].vlast = t->n ? t->v[t->n - 1] : 0;
+        }
+    }
+    qsort(it, s->n, sizeof *it, eq_cmp);
+    return it;
+}
+
+/* Routing rules that drop, rename (many keys into one) and send keys to
+ * different sinks, by the number in the key. */
+static sy_router *eq_router(void)
+{
+    lua_State *L = luaL_newstate();
+    luaL_openlibs(L);
+    if (luaL_loadstring(L,
+                        "return function(key, mtype)\n"
+                        "  local n = tonumber(key:match('%.(%d+)')) or 0\n"
+                        "  if n % 7 == 0 then return 'seven', 0, 0, nil, 1 end\n"
+                        "  if n % 5 == 0 then return nil, 1, 0, 'renamed.' .. (n % 50), 1 end\n"
+                        "  if n % 3 == 0 then return nil, 2, 0, nil, 1 end\n"
+                        "  return nil, 3, 0, nil, 1\n"
+                        "end\n") != 0 ||
+        lua_pcall(L, 0, 1, 0) != 0)
+        fail_msg("%s", lua_tostring(L, -1));
+    int ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    return sy_router_new(L, ref, LUA_NOREF, 3, 64u << 20, 1000);
+}
+
+static void eq_run(int routed)
+{
+    sy_log_level = SY_ERR;
+    sy_agg_opts ao = { .sanitize = 1, .flush_interval_ms = 1000, .prefix_stats = "statsd",
+                       .gauges_max_ttl = 1, .timer_sample_limit = 0 };
+    sy_agg *fed = sy_agg_new(&ao), *lines = sy_agg_new(&ao);
+    assert_non_null(fed);
+    assert_non_null(lines);
+    sy_agg_set_batch_keys(fed, 0);  /* batched from the first record on */
+    sy_router *router = routed ? eq_router() : NULL;
+    if (routed) {
+        assert_non_null(router);
+        sy_agg_set_routing(fed, router, 3, 0, NULL, 0);
+        sy_agg_set_routing(lines, router, 3, 0, NULL, 0);
+    }
+    size_t cap = 1 << 20;
+    char *rec = malloc(cap);
+    size_t *starts = malloc(40000 * sizeof *starts), *lens = malloc(40000 * sizeof *lens);
+    for (int round = 0; round < 3; round++) {
+        for (int r = 0; r < 200; r++) {
+            /* records of 1 to 40 lines, now and then one of 20,000 */
+            size_t nlines = (r % 50 == 0) ? 20000 : 1 + eq_rand(40), used = 0;
+            for (size_t i = 0; i < nlines; i++) {
+                starts[i] = used;
+                lens[i] = eq_line(rec + used, cap - used - 2);
+                used += lens[i];
+                if (i + 1 < nlines || eq_rand(2))
+                    rec[used++] = '\n';
+            }
+            sy_agg_feed(fed, rec, used, NULL);
+            for (size_t i = 0; i < nlines; i++)
+                if (lens[i])
+                    sy_agg_line(lines, rec + starts[i], lens[i], NULL);
+        }
+        sy_snapshot *a = sy_agg_snapshot(fed, 10 + round), *b = sy_agg_snapshot(lines, 10 + round);
+        assert_non_null(a);
+        assert_non_null(b);
+        assert_int_equal(a->n, b->n);
+        assert_true(a->n > 1000);
+        eq_item *x = eq_items(a), *y = eq_items(b);
+        for (size_t i = 0; i < a->n; i++) {
+            /* records are packets; single lines are not */
+            if (!strcmp(x[i].key, "statsd.packets_received") && x[i].type == SY_T_COUNTER)
+                y[i].value = x[i].value;
+            if (memcmp(&x[i], &y[i], sizeof x[i]) != 0)
+                fail_msg("round %d: %s (type %d) differs: %.17g/%.17g count %.17g/%.17g n %u/%u",
+                         round, x[i].key, x[i].type, x[i].value, y[i].value, x[i].count,
+                         y[i].count, x[i].n, y[i].n);
+        }
+        free(x);
+        free(y);
+        sy_snapshot_free(a);
+        sy_snapshot_free(b);
+    }
+    const sy_agg_stats *sa = sy_agg_get_stats(fed), *sb = sy_agg_get_stats(lines);
+    assert_int_equal(sa->lines, sb->lines);
+    assert_int_equal(sa->samples, sb->samples);
+    assert_int_equal(sa->bad_lines, sb->bad_lines);
+    assert_true(sa->bad_lines > 0);
+    if (routed)
+        assert_true(sa->routed_drops > 0 && sa->routed_drops == sb->routed_drops);
+    free(rec);
+    free(starts);
+    free(lens);
+    sy_agg_free(fed);
+    sy_agg_free(lines);
+    sy_router_free(router);
+}
+
+static void agg_feed_batched_as_line_by_line(void **state)
+{
+    (void)state;
+    eq_run(0);
+}
+
+static void agg_feed_batched_as_line_by_line_routed(void **state)
+{
+    (void)state;
+    eq_run(1);
+}
+
 int main(void)
 {
     sy_log_level = SY_ERR;
@@ -2013,6 +2202,8 @@ int main(void)
         cmocka_unit_test(agg_timer_sample_limit),
         cmocka_unit_test(agg_timer_sample_limit_threshold_count_STATSD_DIFF),
         cmocka_unit_test(agg_max_keys),
+        cmocka_unit_test(agg_feed_batched_as_line_by_line),
+        cmocka_unit_test(agg_feed_batched_as_line_by_line_routed),
         cmocka_unit_test(agg_max_keys_keeps_timestamp_lag_STATSD_DIFF),
         cmocka_unit_test(agg_max_keys_room_after_delete),
         cmocka_unit_test(flush_batches_split),
