@@ -191,7 +191,11 @@ static void copy_token(void *ctx, const sy_token_decision *d)
 
 void sy_keyslice_serve(sy_keyslice *ks, sy_agg *a)
 {
-    pthread_mutex_lock(&ks->lock);
+    /* Never wait for the asking thread: it holds the lock only for a
+     * moment, but may be descheduled meanwhile; then it is served in the
+     * next gap (wanted stays set). */
+    if (pthread_mutex_trylock(&ks->lock) != 0)
+        return;
     if (!ks->want || ks->stopped) {
         set_wanted(ks, 0);
         pthread_mutex_unlock(&ks->lock);

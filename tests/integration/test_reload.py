@@ -723,10 +723,10 @@ def scenario_many_keys(res, workdir):
                 res.check("%s: the new rules renamed every key after the reload" % lab,
                           sink.total("re") >= n, "re.* %d" % sink.total("re"))
             slice_s = None
-            m = re.search(r"slices of at most (\d+) us", d.log())
+            m = re.search(r"the engine's longest pause for it (\d+) us", d.log())
             if m:
                 slice_s = int(m.group(1)) / 1e6
-            res.note("%s: the engine's longest slice on the reload %s ms" % (
+            res.note("%s: the engine's longest pause for the reload %s ms" % (
                 lab, "?" if slice_s is None else "%.2f" % (slice_s * 1000)))
             res.check("%s: the reload was prepared while the old rules routed" % lab,
                       slice_s is not None, d.logs())
