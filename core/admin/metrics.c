@@ -249,9 +249,10 @@ void sy_admin_http_metrics(struct evhttp_request *req, void *arg)
         evbuffer_add_printf(out, "switchyard_engine_pause_seconds_total{cause=\"%s\"} %.6f\n", causes[k],
                             (double)atomic_load(&ps->total_us[k]) / 1e6);
     metric_head(out, "switchyard_engine_gap_max_seconds", "gauge",
-                "Longest time between two batches when the engine went round at once and did "
-                "nothing else (no pause of the causes above): what the scheduler alone costs it; "
-                "during=\"reload\" while a reload was being prepared.");
+                "Longest time from the start of one batch of ingest to the next one's with "
+                "nothing else in between (no pause of the causes above): a batch alone, the "
+                "yardstick for those pauses on a busy machine; during=\"reload\" while a reload "
+                "was being prepared.");
     evbuffer_add_printf(out, "switchyard_engine_gap_max_seconds{during=\"none\"} %.6f\n",
                         (double)atomic_load(&ps->gap_max_us[0]) / 1e6);
     evbuffer_add_printf(out, "switchyard_engine_gap_max_seconds{during=\"reload\"} %.6f\n",

@@ -4,6 +4,7 @@
 #include "engine/engine.h"
 
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -389,6 +390,12 @@ static void *job_run(void *arg)
 {
     reload_job *j = arg;
     pthread_setname_np(pthread_self(), "sy-reload");
+    /* A batch thread does not preempt the thread that wakes it: the
+     * engine, when it hands over a chunk, goes on draining instead of
+     * being descheduled in favour of this thread (its share of the CPU is
+     * the same; job_rest bounds it). */
+    struct sched_param sp = { .sched_priority = 0 };
+    pthread_setschedparam(pthread_self(), SCHED_BATCH, &sp);
     uint64_t c0 = sy_thread_cpu_us();
     while (!atomic_load(&j->stop)) {
         if (!sy_keyslice_next(&j->ks))
@@ -542,10 +549,12 @@ static void take_reload(sy_engine *e)
 const sy_engine_pauses *sy_engine_get_pauses(const sy_engine *e) { return &e->pauses; }
 int sy_engine_walks_in_progress(const sy_engine *e) { return atomic_load(&e->nwalks); }
 
-/* The time between two batches when the engine went round at once and
- * did nothing else on the way (no flush, walk, shadow or reload work):
- * what the scheduler and the loop alone cost, the yardstick for the
- * pauses above.  Kept apart while a reload is being prepared. */
+/* The time from the start of one batch of ingest to the next one's when
+ * the engine went round at once and did nothing else on the way (no
+ * flush, walk, shadow or reload work): a batch alone, of the same order of
+ * CPU as a pause's slice, so the yardstick for the pauses above (what is
+ * over its CPU time is the scheduler's).  Kept apart while a reload is
+ * being prepared. */
 static void gap_note(sy_engine *e, uint64_t us)
 {
     _Atomic uint64_t *m = &e->pauses.gap_max_us[e->job != NULL];
@@ -783,9 +792,9 @@ static void *run(void *arg)
         if (gap_from && !gap_worked)
             gap_note(e, d0 - gap_from);
         size_t fed = drain(e, 512);
-        /* the next gap is only the scheduler's when the engine goes round
-         * at once (it fed something) and does nothing else on the way */
-        gap_from = fed ? sy_mono_us() : 0;
+        /* a batch alone: from its start to the next one's, when the engine
+         * goes round at once (it fed something) and does nothing else */
+        gap_from = fed ? d0 : 0;
         gap_worked = 0;
         if (e->job) {
             reload_job *j = e->job;

@@ -246,8 +246,8 @@ filled:
         ks->slice_max_us = us;
         ks->slice_max_cpu_us = sy_thread_cpu_us() - c0;
     }
-    pthread_cond_broadcast(&ks->cond);
     pthread_mutex_unlock(&ks->lock);
+    pthread_cond_broadcast(&ks->cond);
 }
 
 /* Waits for the engine to fill the chunk asked for; 0 when stopped. */
