@@ -549,17 +549,20 @@ static void take_reload(sy_engine *e)
 const sy_engine_pauses *sy_engine_get_pauses(const sy_engine *e) { return &e->pauses; }
 int sy_engine_walks_in_progress(const sy_engine *e) { return atomic_load(&e->nwalks); }
 
-/* The time from the start of one batch of ingest to the next one's when
- * the engine went round at once and did nothing else on the way (no
- * flush, walk, shadow or reload work): a batch alone, of the same order of
- * CPU as a pause's slice, so the yardstick for the pauses above (what is
- * over its CPU time is the scheduler's).  Kept apart while a reload is
- * being prepared. */
-static void gap_note(sy_engine *e, uint64_t us)
+/* One batch of ingest in BATCH_SAMPLE is timed in wall and CPU time (the
+ * engine's CPU clock is a system call, too dear for every batch): the
+ * longest time such a batch spent descheduled is what the scheduler alone
+ * costs the engine on a busy machine, the yardstick for the pauses above.
+ * Kept apart while a reload is being prepared. */
+#define BATCH_SAMPLE 64
+
+static void batch_note(sy_engine *e, pause_start t0)
 {
-    _Atomic uint64_t *m = &e->pauses.gap_max_us[e->job != NULL];
-    if (us > atomic_load_explicit(m, memory_order_relaxed))
-        atomic_store_explicit(m, us, memory_order_relaxed);
+    uint64_t wall = sy_mono_us() - t0.wall, cpu = sy_thread_cpu_us() - t0.cpu;
+    uint64_t off = wall > cpu ? wall - cpu : 0;
+    _Atomic uint64_t *m = &e->pauses.batch_off_max_us[e->job != NULL];
+    if (off > atomic_load_explicit(m, memory_order_relaxed))
+        atomic_store_explicit(m, off, memory_order_relaxed);
 }
 
 static void walk_unref(sy_walk *w)
@@ -765,37 +768,29 @@ static void *run(void *arg)
     sy_engine *e = arg;
     uint64_t next = (sy_wall_ms() / e->interval_ms + 1) * e->interval_ms;
     int busy = 0, napped = 0; /* see the nap below */
-    uint64_t gap_from = 0;    /* end of the last drain (see gap_note) */
-    int gap_worked = 0;       /* a pause of some cause since then */
+    unsigned batches = 0;     /* see batch_note */
     for (;;) {
         int finishing = atomic_load(&e->finishing);
-        int walking = 0;
-        if (atomic_load_explicit(&e->walk_signal, memory_order_relaxed)) {
-            walking = serve_walks(e);
-            gap_worked = 1;
-        }
+        int walking = atomic_load_explicit(&e->walk_signal, memory_order_relaxed) ? serve_walks(e) : 0;
         if (sy_shadow_wanted()) {
             /* a shadow reload's thread waits for a slice of keys */
             pause_start t0 = pause_begin();
             sy_shadow_serve(e->agg);
             pause_note(e, SY_PAUSE_ADMIN, t0);
-            gap_worked = 1;
         }
         uint32_t interval = e->interval_ms;
         if (atomic_load_explicit(&e->has_pending, memory_order_relaxed)) {
             pause_start t0 = pause_begin();
             take_reload(e);
             pause_note(e, SY_PAUSE_RELOAD, t0);
-            gap_worked = 1;
         }
-        uint64_t d0 = sy_mono_us();
-        if (gap_from && !gap_worked)
-            gap_note(e, d0 - gap_from);
+        int timed = ++batches % BATCH_SAMPLE == 0;
+        pause_start b0 = { 0, 0 };
+        if (timed)
+            b0 = pause_begin();
         size_t fed = drain(e, 512);
-        /* a batch alone: from its start to the next one's, when the engine
-         * goes round at once (it fed something) and does nothing else */
-        gap_from = fed ? d0 : 0;
-        gap_worked = 0;
+        if (timed && fed)
+            batch_note(e, b0);
         if (e->job) {
             reload_job *j = e->job;
             atomic_store_explicit(&j->fed, atomic_load_explicit(&j->fed, memory_order_relaxed) + fed,
@@ -812,14 +807,12 @@ static void *run(void *arg)
                 pause_start t0 = pause_begin();
                 job_finish(e);
                 pause_note(e, SY_PAUSE_RELOAD, t0);
-                gap_worked = 1;
             } else if (sy_keyslice_wanted(&j->ks)) {
                 /* the reload's thread waits for a chunk of keys */
                 pause_start t0 = pause_begin();
                 sy_keyslice_serve(&j->ks, e->agg);
                 job_pause_note(j, t0, "a slice copying keys");
                 pause_note(e, SY_PAUSE_RELOAD, t0);
-                gap_worked = 1;
             }
         }
         if (e->interval_ms != interval)
@@ -830,7 +823,6 @@ static void *run(void *arg)
             pause_start t0 = pause_begin();
             flush(e, now, 0);
             pause_note(e, SY_PAUSE_FLUSH, t0);
-            gap_worked = 1;
             /* Skip missed ticks (e.g. after a suspend) instead of bursting. */
             next = (now / e->interval_ms + 1) * e->interval_ms;
         }

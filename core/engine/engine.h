@@ -80,11 +80,10 @@ typedef struct sy_engine_pauses {
     _Atomic uint64_t walks;         /* admin walks started */
     _Atomic uint64_t walks_refused; /* refused: SY_WALK_MAX in progress */
     _Atomic uint64_t slices;        /* slices written */
-    /* the longest time from one batch's start to the next's with no pause
-     * of the causes above in between (a batch of ingest alone: the
-     * yardstick for those): without a reload being prepared [0], and
-     * while one is [1] */
-    _Atomic uint64_t gap_max_us[2];
+    /* the longest time a batch of ingest (one in 64, timed) spent
+     * descheduled, its wall time less its CPU time: without a reload
+     * being prepared [0], and while one is [1] */
+    _Atomic uint64_t batch_off_max_us[2];
 } sy_engine_pauses;
 const sy_engine_pauses *sy_engine_get_pauses(const sy_engine *e);
 

@@ -1213,8 +1213,8 @@ def reload_scenario(cfg, ctx):
     reloaded with one more that renames every key (every decision
     changes).  Reported: sent, reached the sink, ring drops, the time from
     SIGHUP to applied and the engine's longest pause for it (from the log
-    and /metrics), the engine's longest gap between two batches that was no
-    pause (what the scheduler alone costs it, without and during the
+    and /metrics), the longest time a batch of ingest spent descheduled
+    (what the scheduler alone costs the engine, without and during the
     reload), and the background load of the shared machine meanwhile."""
     n, rate, window = cfg["reload_keys"], cfg["reload_rate"], cfg["reload_window"]
     title = ("reload with %s live keys under a steady UDP stream of %s metrics/s (20/datagram), "
@@ -1284,13 +1284,16 @@ def reload_scenario(cfg, ctx):
                    "longest_slice_us": int(m.group(3)) if m else None,
                    "longest_slice_cpu_us": int(m.group(4)) if m else None,
                    "longest_slice_what": m.group(5) if m else None,
-                   # /metrics: the engine's longest reload pause, and its
-                   # longest gap between batches that was no pause at all,
-                   # without a reload and while one was prepared
+                   # /metrics: the engine's longest reload pause, and the
+                   # longest time a batch of ingest spent descheduled (the
+                   # scheduler alone), without a reload and while one was
+                   # prepared
                    "pause_reload_max_s": prom.get('switchyard_engine_pause_max_seconds{cause="reload"}'),
                    "pause_reload_cpu_max_s": prom.get('switchyard_engine_pause_cpu_max_seconds{cause="reload"}'),
-                   "gap_max_s": prom.get('switchyard_engine_gap_max_seconds{during="none"}'),
-                   "gap_max_reload_s": prom.get('switchyard_engine_gap_max_seconds{during="reload"}'),
+                   "batch_descheduled_max_s":
+                       prom.get('switchyard_engine_batch_descheduled_max_seconds{during="none"}'),
+                   "batch_descheduled_max_reload_s":
+                       prom.get('switchyard_engine_batch_descheduled_max_seconds{during="reload"}'),
                    "background_load": background,
                    "applied": "reload applied" in log, "hup_at": t_hup}
             out["runs"][variant] = run
@@ -1298,13 +1301,14 @@ def reload_scenario(cfg, ctx):
             ctx.check("reload/%s: the keys reached the sink" % variant, got > 0, "sent %d" % sent)
             print("  %-30s sent %s, reached %s, lost %s, ring drops %s; prepared in %s ms "
                   "(%s ms in Lua), the engine's longest pause for it %s us (%s us of CPU, %s); "
-                  "/metrics: reload pause max %s ms (%s ms CPU), gap between batches with no "
-                  "pause max %s ms without a reload, %s ms during one; background load %.0f%%"
+                  "/metrics: reload pause max %s ms (%s ms CPU); a batch of ingest descheduled "
+                  "at most %s ms without a reload, %s ms during one; background load %.0f%%"
                   % (variant, fmt_int(sent), fmt_int(got), fmt_int(sent - got), fmt_int(run["ring_dropped"]),
                      run["prepare_ms"], run["lua_ms"], run["longest_slice_us"],
                      run["longest_slice_cpu_us"], run["longest_slice_what"],
                      fmt_ms(run["pause_reload_max_s"]), fmt_ms(run["pause_reload_cpu_max_s"]),
-                     fmt_ms(run["gap_max_s"]), fmt_ms(run["gap_max_reload_s"]), 100 * background))
+                     fmt_ms(run["batch_descheduled_max_s"]), fmt_ms(run["batch_descheduled_max_reload_s"]),
+                     100 * background))
             sys.stdout.flush()
         except ComponentError as e:
             ctx.check("reload/%s ran" % variant, False, str(e))
