@@ -449,14 +449,14 @@ static void job_finish(sy_engine *e)
     sy_log(SY_INFO, "reload: %llu live keys decided by the new config in %llu ms "
            "(%llu ms of it in Lua on the reload's own thread, %llu ms of its CPU, %llu ms "
            "resting to leave the readers their share); the engine's longest pause for it "
-           "%llu us, %llu us of CPU (%s; %llu slices copying keys, of at most %llu us); the "
+           "%llu us, %llu us of CPU (%s; %llu slices copying keys); the "
            "decisions take %zu KiB for %zu keys; about %zu keys first seen meanwhile are "
            "decided by it as they next arrive (switchyard_route_predecide_misses_total)",
            (unsigned long long)j->decided, (unsigned long long)ms,
            (unsigned long long)(j->lua_us / 1000), (unsigned long long)(j->cpu_us / 1000),
            (unsigned long long)(j->rested_us / 1000), (unsigned long long)j->longest_us,
            (unsigned long long)j->longest_cpu_us, j->longest_what ? j->longest_what : "-",
-           (unsigned long long)j->ks.slices, (unsigned long long)j->ks.slice_max_us, bytes >> 10,
+           (unsigned long long)j->ks.slices, bytes >> 10,
            npre, now_keys > j->keys_at_start ? now_keys - j->keys_at_start : (size_t)0);
     if (cut)
         sy_log(SY_WARN, "reload: the rules gave more distinct drop reasons than the prepared "
