@@ -8,7 +8,7 @@
  * engine only copies keys for them, a chunk at a time, between two
  * batches and only when that thread asks (sy_keyslice_wanted, one atomic
  * load).  A chunk holds at most KEYSLICE_ITEMS keys and KEYSLICE_BYTES
- * of names, and the engine visits at most KEYSLICE_VISIT slots for it: a
+ * of names, and the engine visits at most KEYSLICE_VISIT entries for it: a
  * pause of a fraction of a millisecond.  When the table grows meanwhile
  * the walk starts again; with `dedup` a set of the keys already copied (8
  * bytes a key) keeps each key copied once, else the asking thread skips
