@@ -57,6 +57,7 @@ typedef struct reload_job {
     pthread_cond_t cond;     /* wakes the thread's rest (stop) */
     atomic_int stop;         /* the engine: stop asking (replaced, or the swap) */
     atomic_int ready;        /* the thread: every key copied has its answer */
+    atomic_int owners;       /* the engine and the thread: the last one frees it */
     int uses_origin;         /* the new config's */
     uint64_t started_us;
     _Atomic uint64_t fed;    /* records the engine fed since it began */
@@ -321,6 +322,7 @@ static void job_stop(reload_job *j)
     }
 }
 
+/* Only by the last owner (job_unref). */
 static void job_free(reload_job *j)
 {
     if (!j)
@@ -333,6 +335,29 @@ static void job_free(reload_job *j)
     pthread_mutex_destroy(&j->lock);
     pthread_cond_destroy(&j->cond);
     free(j);
+}
+
+static void job_unref(reload_job *j)
+{
+    if (j && atomic_fetch_sub(&j->owners, 1) == 1)
+        job_free(j);
+}
+
+/* A job being replaced: its thread is told to stop and left to end, and
+ * to free the job (and its Lua state and table) itself; the engine does
+ * not wait for it. */
+static void job_abandon(reload_job *j)
+{
+    atomic_store(&j->stop, 1);
+    sy_keyslice_stop(&j->ks);
+    pthread_mutex_lock(&j->lock);
+    pthread_cond_broadcast(&j->cond);
+    pthread_mutex_unlock(&j->lock);
+    if (j->has_thread) {
+        pthread_detach(j->thread);
+        j->has_thread = 0;
+    }
+    job_unref(j);
 }
 
 /* The job's thread: one key's new decision, unless it has one. */
@@ -410,13 +435,16 @@ static void *job_run(void *arg)
         j->lua_us += sy_mono_us() - t0;
         if (last && !atomic_load(&j->stop)) {
             j->cpu_us = sy_thread_cpu_us() - c0;
+            sy_engine *e = j->e;
             atomic_store(&j->ready, 1);
-            wake(j->e);
+            job_unref(j); /* not the last: the engine joins this thread first */
+            wake(e);
             return NULL;
         }
         job_rest(j);
     }
     j->cpu_us = sy_thread_cpu_us() - c0;
+    job_unref(j); /* the last when the engine has abandoned the job */
     return NULL;
 }
 
@@ -464,7 +492,7 @@ static void job_finish(sy_engine *e)
                SY_PREDECIDE_REASONS, (unsigned long long)cut);
     log_applied(e, c);
     sy_output_submit_config(e->out, c);
-    job_free(j);
+    job_unref(j);
 }
 
 /* Applied at once: nothing to decide beforehand, or it cannot be. */
@@ -489,10 +517,9 @@ static void take_reload(sy_engine *e)
         return;
     pause_start t0 = pause_begin();
     if (e->job) {
-        job_stop(e->job);
-        sy_log(SY_INFO, "reload: a newer config replaces the one being prepared (%llu keys "
-               "decided)", (unsigned long long)e->job->decided);
-        job_free(e->job);
+        sy_log(SY_INFO, "reload: a newer config replaces the one being prepared (its thread "
+               "stops at its next decision)");
+        job_abandon(e->job);
         e->job = NULL;
     }
     int uses_origin = c->route_uses_origin;
@@ -530,12 +557,14 @@ static void take_reload(sy_engine *e)
     pthread_condattr_destroy(&ca);
     /* no set of the keys copied: the thread skips those its table knows */
     sy_keyslice_init(&j->ks, SY_KEYSLICE_KEYS, uses_origin, 0, NULL, sy_engine_wake, e);
+    atomic_init(&j->owners, 2);
     if (pthread_create(&j->thread, NULL, job_run, j) != 0) {
         sy_log(SY_WARN, "reload: cannot start its thread: applied at once, live keys are "
                "decided again as they arrive");
         j->c = NULL;
         j->router = NULL;
-        job_free(j);
+        atomic_store(&j->owners, 1);
+        job_unref(j);
         apply_now(e, c, router);
         return;
     }
@@ -917,7 +946,10 @@ void sy_engine_free(sy_engine *e)
     drop_walks(e); /* never started, or finished: nothing else runs */
     sy_agg_free(e->agg);
     sy_router_free(e->router);
-    job_free(e->job);
+    if (e->job) {
+        job_stop(e->job); /* joined: the engine is its last owner */
+        job_unref(e->job);
+    }
     sy_config_free(e->pending);
     free(e->linfo);
     pthread_mutex_destroy(&e->lock);
