@@ -128,6 +128,7 @@ struct sy_engine {
     reload_job *job;       /* a reload being prepared, or NULL */
     _Atomic uint64_t reload_last_ms;     /* SIGHUP to applied, last reload */
     _Atomic uint64_t reload_slice_max_us; /* its longest slice */
+    atomic_int flushing;   /* a flush snapshot is being taken (job_run) */
 };
 
 
@@ -228,7 +229,9 @@ static void flush(sy_engine *e, uint64_t now, int final)
 {
     ship_raw(e, now, 1);
     atomic_store(&e->lua_memory, e->router ? atomic_load(&sy_router_get_stats(e->router)->memory_bytes) : 0);
+    atomic_store_explicit(&e->flushing, 1, memory_order_relaxed);
     sy_snapshot *s = sy_agg_snapshot(e->agg, flush_ts(now));
+    atomic_store_explicit(&e->flushing, 0, memory_order_relaxed);
     if (!s) {
         sy_log(SY_ERR, "out of memory taking a flush snapshot; values kept for the next one");
         return;
@@ -429,8 +432,22 @@ static void *job_run(void *arg)
         uint64_t t0 = sy_mono_us();
         pthread_mutex_lock(&j->lock);
         for (size_t i = 0; i < j->ks.nitems && j->router &&
-                           !atomic_load_explicit(&j->stop, memory_order_relaxed); i++)
+                           !atomic_load_explicit(&j->stop, memory_order_relaxed); i++) {
+            /* The engine's flush (55-60 ms of CPU at 1M keys) goes first:
+             * on a small, busy machine this thread would otherwise stretch
+             * it while the rings fill. */
+            if (atomic_load_explicit(&j->e->flushing, memory_order_relaxed)) {
+                uint64_t w0 = sy_mono_us();
+                while (atomic_load_explicit(&j->e->flushing, memory_order_relaxed) &&
+                       !atomic_load_explicit(&j->stop, memory_order_relaxed)) {
+                    struct timespec ts = { 0, 500 * 1000 };
+                    nanosleep(&ts, NULL);
+                }
+                t0 += sy_mono_us() - w0; /* not its work */
+                j->rested_us += sy_mono_us() - w0;
+            }
             job_key(j, &j->ks.items[i]);
+        }
         pthread_mutex_unlock(&j->lock);
         j->lua_us += sy_mono_us() - t0;
         if (last && !atomic_load(&j->stop)) {
