@@ -255,6 +255,15 @@ void sy_admin_http_metrics(struct evhttp_request *req, void *arg)
     for (int k = 0; k < SY_PAUSE_CAUSES; k++)
         evbuffer_add_printf(out, "switchyard_engine_pause_seconds_total{cause=\"%s\"} %.6f\n", causes[k],
                             (double)atomic_load(&ps->total_us[k]) / 1e6);
+    metric_head(out, "switchyard_engine_batch_descheduled_max_seconds", "gauge",
+                "Longest time a batch of ingest spent descheduled (its wall time less the engine's "
+                "CPU time in it; one batch in 64 is timed): what the scheduler alone costs the "
+                "engine, the yardstick for the pauses above; during=\"reload\" while a reload was "
+                "being prepared.");
+    evbuffer_add_printf(out, "switchyard_engine_batch_descheduled_max_seconds{during=\"none\"} %.6f\n",
+                        (double)atomic_load(&ps->batch_off_max_us[0]) / 1e6);
+    evbuffer_add_printf(out, "switchyard_engine_batch_descheduled_max_seconds{during=\"reload\"} %.6f\n",
+                        (double)atomic_load(&ps->batch_off_max_us[1]) / 1e6);
     static const struct { const char *name, *help; } wstats[] = {
         { "switchyard_admin_walks_total", "Console questions that walk the key table (dumps, deletes, keys)." },
         { "switchyard_admin_walks_refused_total", "Such questions refused: too many in progress." },
@@ -313,7 +322,9 @@ void sy_admin_http_metrics(struct evhttp_request *req, void *arg)
     evbuffer_add_printf(out, "switchyard_reload_prepare_seconds %.3f\n",
                         (double)sy_engine_reload_ms(a->d.engine) / 1000.0);
     metric_head(out, "switchyard_reload_longest_slice_seconds", "gauge",
-                "The last reload: the longest time the engine spent on it between two batches.");
+                "The last reload: the engine's longest pause for it between two batches (its start, a "
+                "slice copying keys to the reload's thread, or the swap); the rules run on that "
+                "thread.");
     evbuffer_add_printf(out, "switchyard_reload_longest_slice_seconds %.6f\n",
                         (double)sy_engine_reload_slice_us(a->d.engine) / 1e6);
     metric_head(out, "switchyard_reloads_total", "counter", "Config reloads by result.");

@@ -4,6 +4,7 @@
 #include "engine/engine.h"
 
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +13,7 @@
 
 #include "util/log.h"
 #include "util/clock.h"
+#include "engine/keyslice.h"
 #include "engine/predecide.h"
 #include "engine/router.h"
 #include "engine/shadow.h"
@@ -23,36 +25,49 @@
  * be woken (see run). */
 #define NAP_MS 1
 #define RAW_SHIP_COUNT 4096
-/* A reload's decisions are made in slices between batches: this long when
- * the rings were found empty, this long when they were not (so that
- * ingest keeps the engine first, and the reload still moves). */
-#define PREDECIDE_IDLE_US 2000
-#define PREDECIDE_BUSY_US 500
 /* While input arrives (more than PREDECIDE_QUIET_RPS records a second
- * since the reload began), the reload takes at most 1/PREDECIDE_SHARE of
- * the wall time: on a small machine the engine's extra CPU is taken from
- * the readers, and a reader that falls behind loses datagrams in the
- * kernel (1M keys at 1M metrics/s on 2 cores lost 8% to the kernel with
- * the reload running flat out, and none at the ring).  Idle, it runs flat
- * out. */
+ * since the reload began), the reload's thread takes at most
+ * 1/PREDECIDE_SHARE of the wall time, and sleeps the rest: on a small
+ * machine its CPU is taken from the readers, and a reader that falls
+ * behind loses datagrams in the kernel (1M keys at 1M metrics/s on 2
+ * cores lost 8% to the kernel with the reload running flat out, and none
+ * at the ring).  Idle, it runs flat out. */
 #define PREDECIDE_SHARE 4
 #define PREDECIDE_QUIET_RPS 1000
 
-/* A reload being prepared: the new config's router asked about every live
- * key (predecide.h) while the old one routes. */
+/*
+ * A reload being prepared: the new config's router asked about every live
+ * key (predecide.h) while the old one routes.  The asking is done on the
+ * job's own thread, in the new config's Lua state; the engine only copies
+ * keys for it a chunk at a time between two batches (keyslice.h, as for a
+ * shadow reload), and swaps the config in between two batches once the
+ * thread has answered for every key.  The router (its Lua state) and the
+ * table are used by one thread at a time: the job's thread while it holds
+ * `lock`, the engine once it has taken them under `lock` at the swap.
+ */
 typedef struct reload_job {
+    struct sy_engine *e;
     sy_config *c;
-    sy_router *router;
-    sy_predecided *pre;
-    size_t cursor, cap;      /* walk position, and the table size it is for */
+    sy_router *router;       /* lock */
+    sy_predecided *pre;      /* lock */
+    sy_keyslice ks;
+    pthread_t thread;
+    int has_thread;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;     /* wakes the thread's rest (stop) */
+    atomic_int stop;         /* the engine: stop asking (replaced, or the swap) */
+    atomic_int ready;        /* the thread: every key copied has its answer */
+    atomic_int owners;       /* the engine and the thread: the last one frees it */
     int uses_origin;         /* the new config's */
-    uint64_t started_us, lua_us, decided;
-    uint64_t fed;            /* records fed since it began */
+    uint64_t started_us;
+    _Atomic uint64_t fed;    /* records the engine fed since it began */
     size_t keys_at_start;    /* live keys when it began */
-    uint64_t longest_slice_us;
-    uint64_t longest_slice_cpu_us; /* the engine thread's CPU in that slice:
-                                    * below the wall time when it was
-                                    * descheduled meanwhile */
+    /* the job's thread (read by the engine after the join) */
+    uint64_t lua_us, decided, cpu_us, rested_us;
+    /* the engine's pauses for it: the longest (wall, and the engine's CPU
+     * in it), and where it was */
+    uint64_t longest_us, longest_cpu_us;
+    const char *longest_what;
 } reload_job;
 
 /* Admin walks: per gap between batches, at most WALK_GAP_US of walking
@@ -113,6 +128,7 @@ struct sy_engine {
     reload_job *job;       /* a reload being prepared, or NULL */
     _Atomic uint64_t reload_last_ms;     /* SIGHUP to applied, last reload */
     _Atomic uint64_t reload_slice_max_us; /* its longest slice */
+    atomic_int flushing;   /* a flush snapshot is being taken (job_run) */
 };
 
 
@@ -213,177 +229,15 @@ static void flush(sy_engine *e, uint64_t now, int final)
 {
     ship_raw(e, now, 1);
     atomic_store(&e->lua_memory, e->router ? atomic_load(&sy_router_get_stats(e->router)->memory_bytes) : 0);
+    atomic_store_explicit(&e->flushing, 1, memory_order_relaxed);
     sy_snapshot *s = sy_agg_snapshot(e->agg, flush_ts(now));
+    atomic_store_explicit(&e->flushing, 0, memory_order_relaxed);
     if (!s) {
         sy_log(SY_ERR, "out of memory taking a flush snapshot; values kept for the next one");
         return;
     }
     sy_output_submit(e->out, s, final);
 }
-
-static void job_free(reload_job *j)
-{
-    if (!j)
-        return;
-    sy_router_free(j->router);
-    sy_predecided_free(j->pre);
-    sy_config_free(j->c);
-    free(j);
-}
-
-/* Between two batches: swap in a reloaded config, with its router and the
- * decisions it made beforehand (either may be NULL). */
-static void apply_config(sy_engine *e, sy_config *c, sy_router *router, sy_predecided *pre)
-{
-    /* Samples routed by the old rules leave first. */
-    ship_raw(e, sy_wall_ms(), 1);
-    sy_router *old = e->router;
-    e->router = router;
-    apply_routing(e, c);
-    if (pre)
-        sy_agg_use_predecided(e->agg, pre);
-    sy_router_free(old);
-    sy_agg_set_opts(e->agg, &c->agg);
-    sy_agg_set_limits(e->agg, c->limits, c->nlimits);
-    e->interval_ms = c->agg.flush_interval_ms ? c->agg.flush_interval_ms : 10000;
-    atomic_fetch_add(&e->reloads, 1);
-    sy_log(SY_INFO, "reload applied: %zu sinks, routing %s", c->nsinks,
-           e->router ? "by Lua" : "to every sink");
-    sy_output_submit_config(e->out, c);
-}
-
-static void job_key(void *ctx, int type, const char *key, size_t klen, const char *lookup,
-                    size_t lookup_len, const char *listener, const char *sender)
-{
-    static const char *const types[] = { "c", "ms", "g", "s" };
-    reload_job *j = ctx;
-    if (sy_predecided_has(j->pre, type, lookup, lookup_len))
-        return;
-    sy_route r;
-    r.renamed = 0;
-    sy_router_decide(j->router, key, klen, types[type], listener, sender, &r);
-    if (sy_predecided_put(j->pre, type, lookup, lookup_len, &r) == 0)
-        j->decided++;
-}
-
-/* The prepared reload is applied: every live key has its new decision. */
-static void job_finish(sy_engine *e)
-{
-    reload_job *j = e->job;
-    e->job = NULL;
-    uint64_t ms = (sy_mono_us() - j->started_us) / 1000;
-    atomic_store(&e->reload_last_ms, ms);
-    atomic_store(&e->reload_slice_max_us, j->longest_slice_us);
-    size_t now_keys = sy_agg_key_count(e->agg), bytes = sy_predecided_bytes(j->pre);
-    size_t npre = sy_predecided_count(j->pre);
-    sy_log(SY_INFO, "reload: %llu live keys decided by the new config in %llu ms "
-           "(%llu ms of it in Lua, slices of at most %llu us between batches, %llu us of "
-           "CPU in the longest; the decisions take %zu KiB for %zu keys); about %zu keys "
-           "first seen meanwhile are decided by it as they next arrive "
-           "(switchyard_route_predecide_misses_total)",
-           (unsigned long long)j->decided, (unsigned long long)ms,
-           (unsigned long long)(j->lua_us / 1000), (unsigned long long)j->longest_slice_us,
-           (unsigned long long)j->longest_slice_cpu_us, bytes >> 10, npre,
-           now_keys > j->keys_at_start ? now_keys - j->keys_at_start : (size_t)0);
-    if (sy_predecided_reasons_cut(j->pre))
-        sy_log(SY_WARN, "reload: the rules gave more distinct drop reasons than the prepared "
-               "decisions keep (%d): %llu keys dropped by them show a generic reason in the tap",
-               SY_PREDECIDE_REASONS, (unsigned long long)sy_predecided_reasons_cut(j->pre));
-    apply_config(e, j->c, j->router, j->pre);
-    j->c = NULL;
-    j->router = NULL;
-    j->pre = NULL;
-    job_free(j);
-}
-
-/* Whether the reload has had its share of the engine for now (see
- * PREDECIDE_SHARE). */
-static int job_throttled(const reload_job *j)
-{
-    uint64_t elapsed = sy_mono_us() - j->started_us;
-    if (j->fed * 1000000u <= (uint64_t)PREDECIDE_QUIET_RPS * elapsed)
-        return 0; /* quiet: nothing to take CPU from */
-    return j->lua_us * PREDECIDE_SHARE > elapsed;
-}
-
-/* One slice of the prepared reload, of about budget_us; applies it when
- * every key has been asked about. */
-static void job_step(sy_engine *e, uint64_t budget_us)
-{
-    reload_job *j = e->job;
-    uint64_t t0 = sy_mono_us(), now = t0, cpu0 = sy_thread_cpu_us();
-    while (now - t0 < budget_us) {
-        if (sy_agg_table_cap(e->agg) != j->cap) {
-            /* the table grew: walk it again (known keys are skipped) */
-            j->cap = sy_agg_table_cap(e->agg);
-            j->cursor = 0;
-        }
-        if (j->cursor >= j->cap)
-            break;
-        sy_agg_walk_keys(e->agg, &j->cursor, 16, j->uses_origin, job_key, j);
-        now = sy_mono_us();
-    }
-    j->lua_us += now - t0;
-    if (now - t0 > j->longest_slice_us) {
-        j->longest_slice_us = now - t0;
-        j->longest_slice_cpu_us = sy_thread_cpu_us() - cpu0;
-    }
-    if (j->cursor >= j->cap)
-        job_finish(e);
-}
-
-/* A reloaded config is waiting: prepare it (or apply it at once when
- * there is nothing to decide beforehand).  A newer config replaces one
- * being prepared. */
-static void take_reload(sy_engine *e)
-{
-    pthread_mutex_lock(&e->lock);
-    sy_config *c = e->pending;
-    e->pending = NULL;
-    atomic_store(&e->has_pending, 0);
-    pthread_mutex_unlock(&e->lock);
-    if (!c)
-        return;
-    if (e->job) {
-        sy_log(SY_INFO, "reload: a newer config replaces the one being prepared (%llu keys "
-               "decided)", (unsigned long long)e->job->decided);
-        job_free(e->job);
-        e->job = NULL;
-    }
-    int uses_origin = c->route_uses_origin;
-    sy_router *router = make_router(c);
-    int can_prepare = router && sy_router_has_decide(router) && e->router &&
-                      sy_agg_key_count(e->agg) > 0 && (!uses_origin || sy_agg_uses_origin(e->agg));
-    if (!can_prepare) {
-        if (router && sy_router_has_decide(router) && uses_origin && !sy_agg_uses_origin(e->agg))
-            sy_log(SY_INFO, "reload: the new rules look at senders and the old ones did not: "
-                   "live keys are decided again as they arrive");
-        apply_config(e, c, router, NULL);
-        return;
-    }
-    reload_job *j = calloc(1, sizeof *j);
-    /* room for every live key, and for those that arrive meanwhile */
-    sy_predecided *pre = sy_predecided_new(sy_agg_key_count(e->agg) + sy_agg_key_count(e->agg) / 4);
-    if (!j || !pre) {
-        free(j);
-        sy_predecided_free(pre);
-        apply_config(e, c, router, NULL);
-        return;
-    }
-    j->c = c;
-    j->router = router;
-    j->pre = pre;
-    j->uses_origin = uses_origin;
-    j->cap = sy_agg_table_cap(e->agg);
-    j->started_us = sy_mono_us();
-    j->keys_at_start = sy_agg_key_count(e->agg);
-    e->job = j;
-    sy_log(SY_INFO, "reload: asking the new config about %zu live keys before applying it",
-           sy_agg_key_count(e->agg));
-}
-
-const sy_engine_pauses *sy_engine_get_pauses(const sy_engine *e) { return &e->pauses; }
-int sy_engine_walks_in_progress(const sy_engine *e) { return atomic_load(&e->nwalks); }
 
 typedef struct pause_start {
     uint64_t wall, cpu;
@@ -410,6 +264,353 @@ static void pause_note(sy_engine *e, int cause, pause_start t0)
                           memory_order_relaxed);
 }
 
+static void wake(sy_engine *e)
+{
+    uint64_t one = 1;
+    ssize_t rc = write(e->notify->fd, &one, sizeof one);
+    (void)rc;
+}
+
+void sy_engine_wake(void *e) { wake(e); }
+
+/* Between two batches: swap in a reloaded config, with its router and the
+ * decisions it made beforehand (either may be NULL).  The caller logs
+ * "reload applied" (see log_applied). */
+static void apply_config(sy_engine *e, sy_config *c, sy_router *router, sy_predecided *pre)
+{
+    /* Samples routed by the old rules leave first. */
+    ship_raw(e, sy_wall_ms(), 1);
+    sy_router *old = e->router;
+    e->router = router;
+    apply_routing(e, c);
+    if (pre)
+        sy_agg_use_predecided(e->agg, pre);
+    sy_router_free(old);
+    sy_agg_set_opts(e->agg, &c->agg);
+    sy_agg_set_limits(e->agg, c->limits, c->nlimits);
+    e->interval_ms = c->agg.flush_interval_ms ? c->agg.flush_interval_ms : 10000;
+    atomic_fetch_add(&e->reloads, 1);
+}
+
+static void log_applied(sy_engine *e, sy_config *c)
+{
+    sy_log(SY_INFO, "reload applied: %zu sinks, routing %s", c->nsinks,
+           e->router ? "by Lua" : "to every sink");
+}
+
+/* The engine's side of a pause for a reload: the job's longest when it
+ * is (the engine's pause counters are kept by pause_note). */
+static void job_pause_note(reload_job *j, pause_start t0, const char *what)
+{
+    uint64_t us = sy_mono_us() - t0.wall;
+    if (j && us >= j->longest_us) {
+        j->longest_us = us;
+        j->longest_cpu_us = sy_thread_cpu_us() - t0.cpu;
+        j->longest_what = what;
+    }
+}
+
+/* The job's thread stops (between two decisions at most) and is joined;
+ * then its router and table are the caller's.  Safe to call twice. */
+static void job_stop(reload_job *j)
+{
+    atomic_store(&j->stop, 1);
+    sy_keyslice_stop(&j->ks);
+    pthread_mutex_lock(&j->lock);
+    pthread_cond_broadcast(&j->cond);
+    pthread_mutex_unlock(&j->lock);
+    if (j->has_thread) {
+        pthread_join(j->thread, NULL);
+        j->has_thread = 0;
+    }
+}
+
+/* Only by the last owner (job_unref). */
+static void job_free(reload_job *j)
+{
+    if (!j)
+        return;
+    job_stop(j);
+    sy_router_free(j->router);
+    sy_predecided_free(j->pre);
+    sy_config_free(j->c);
+    sy_keyslice_destroy(&j->ks);
+    pthread_mutex_destroy(&j->lock);
+    pthread_cond_destroy(&j->cond);
+    free(j);
+}
+
+static void job_unref(reload_job *j)
+{
+    if (j && atomic_fetch_sub(&j->owners, 1) == 1)
+        job_free(j);
+}
+
+/* A job being replaced: its thread is told to stop and left to end, and
+ * to free the job (and its Lua state and table) itself; the engine does
+ * not wait for it. */
+static void job_abandon(reload_job *j)
+{
+    atomic_store(&j->stop, 1);
+    sy_keyslice_stop(&j->ks);
+    pthread_mutex_lock(&j->lock);
+    pthread_cond_broadcast(&j->cond);
+    pthread_mutex_unlock(&j->lock);
+    if (j->has_thread) {
+        pthread_detach(j->thread);
+        j->has_thread = 0;
+    }
+    job_unref(j);
+}
+
+/* The job's thread: one key's new decision, unless it has one. */
+static void job_key(reload_job *j, const sy_keyslice_item *it)
+{
+    static const char *const types[] = { "c", "ms", "g", "s" };
+    const char *lookup = sy_keyslice_str(&j->ks, it->lookup);
+    if (sy_predecided_has(j->pre, it->type, lookup, it->lookup_len))
+        return; /* copied again after the table grew */
+    sy_route r;
+    r.renamed = 0;
+    sy_router_decide(j->router, sy_keyslice_str(&j->ks, it->key), it->klen, types[it->type & 3],
+                     sy_keyslice_str(&j->ks, it->listener), sy_keyslice_str(&j->ks, it->sender), &r);
+    if (sy_predecided_put(j->pre, it->type, lookup, it->lookup_len, &r) == 0)
+        j->decided++;
+}
+
+/* The job's thread, after a chunk: while input arrives, rest until its
+ * Lua time is at most 1/PREDECIDE_SHARE of the time since the reload
+ * began (see PREDECIDE_SHARE).  Returns early when stopped. */
+static void job_rest(reload_job *j)
+{
+    for (;;) {
+        uint64_t now = sy_mono_us(), elapsed = now - j->started_us;
+        if (atomic_load_explicit(&j->fed, memory_order_relaxed) * 1000000u <=
+            (uint64_t)PREDECIDE_QUIET_RPS * elapsed)
+            return; /* quiet: nothing to take CPU from */
+        if (j->lua_us * PREDECIDE_SHARE <= elapsed)
+            return;
+        uint64_t us = j->lua_us * PREDECIDE_SHARE - elapsed;
+        if (us > 100000)
+            us = 100000; /* look at the input rate again */
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        ts.tv_sec += (time_t)(us / 1000000u);
+        ts.tv_nsec += (long)(us % 1000000u) * 1000;
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        pthread_mutex_lock(&j->lock);
+        if (!atomic_load(&j->stop))
+            pthread_cond_timedwait(&j->cond, &j->lock, &ts);
+        pthread_mutex_unlock(&j->lock);
+        j->rested_us += sy_mono_us() - now;
+        if (atomic_load(&j->stop))
+            return;
+    }
+}
+
+/* The reload's own thread: asks the engine for the live keys a chunk at a
+ * time and the new config about each, until every key has its answer;
+ * then tells the engine, which swaps the config in. */
+static void *job_run(void *arg)
+{
+    reload_job *j = arg;
+    pthread_setname_np(pthread_self(), "sy-reload");
+    /* A batch thread does not preempt the thread that wakes it: the
+     * engine, when it hands over a chunk, goes on draining instead of
+     * being descheduled in favour of this thread (its share of the CPU is
+     * the same; job_rest bounds it). */
+    struct sched_param sp = { .sched_priority = 0 };
+    pthread_setschedparam(pthread_self(), SCHED_BATCH, &sp);
+    uint64_t c0 = sy_thread_cpu_us();
+    while (!atomic_load(&j->stop)) {
+        if (!sy_keyslice_next(&j->ks))
+            break;
+        int last = j->ks.walk_done;
+        uint64_t t0 = sy_mono_us();
+        pthread_mutex_lock(&j->lock);
+        for (size_t i = 0; i < j->ks.nitems && j->router &&
+                           !atomic_load_explicit(&j->stop, memory_order_relaxed); i++) {
+            /* The engine's flush (55-60 ms of CPU at 1M keys) goes first:
+             * on a small, busy machine this thread would otherwise stretch
+             * it while the rings fill. */
+            if (atomic_load_explicit(&j->e->flushing, memory_order_relaxed)) {
+                uint64_t w0 = sy_mono_us();
+                while (atomic_load_explicit(&j->e->flushing, memory_order_relaxed) &&
+                       !atomic_load_explicit(&j->stop, memory_order_relaxed)) {
+                    struct timespec ts = { 0, 500 * 1000 };
+                    nanosleep(&ts, NULL);
+                }
+                t0 += sy_mono_us() - w0; /* not its work */
+                j->rested_us += sy_mono_us() - w0;
+            }
+            job_key(j, &j->ks.items[i]);
+        }
+        pthread_mutex_unlock(&j->lock);
+        j->lua_us += sy_mono_us() - t0;
+        if (last && !atomic_load(&j->stop)) {
+            j->cpu_us = sy_thread_cpu_us() - c0;
+            sy_engine *e = j->e;
+            atomic_store(&j->ready, 1);
+            job_unref(j); /* not the last: the engine joins this thread first */
+            wake(e);
+            return NULL;
+        }
+        job_rest(j);
+    }
+    j->cpu_us = sy_thread_cpu_us() - c0;
+    job_unref(j); /* the last when the engine has abandoned the job */
+    return NULL;
+}
+
+/* Between two batches, the prepared reload is applied: every live key has
+ * its new decision (or, at SIGTERM, those decided so far). */
+static void job_finish(sy_engine *e)
+{
+    pause_start t0 = pause_begin();
+    reload_job *j = e->job;
+    e->job = NULL;
+    job_stop(j);
+    /* the hand-over: from here on the router and its Lua state are the
+     * engine's */
+    pthread_mutex_lock(&j->lock);
+    sy_router *router = j->router;
+    sy_predecided *pre = j->pre;
+    j->router = NULL;
+    j->pre = NULL;
+    pthread_mutex_unlock(&j->lock);
+    size_t bytes = sy_predecided_bytes(pre), npre = sy_predecided_count(pre);
+    uint64_t cut = sy_predecided_reasons_cut(pre);
+    sy_config *c = j->c;
+    j->c = NULL;
+    apply_config(e, c, router, pre);
+    job_pause_note(j, t0, "the swap");
+    uint64_t ms = (sy_mono_us() - j->started_us) / 1000;
+    atomic_store(&e->reload_last_ms, ms);
+    atomic_store(&e->reload_slice_max_us, j->longest_us);
+    size_t now_keys = sy_agg_key_count(e->agg);
+    sy_log(SY_INFO, "reload: %llu live keys decided by the new config in %llu ms "
+           "(%llu ms of it in Lua on the reload's own thread, %llu ms of its CPU, %llu ms "
+           "resting to leave the readers their share); the engine's longest pause for it "
+           "%llu us, %llu us of CPU (%s; %llu slices copying keys); the "
+           "decisions take %zu KiB for %zu keys; about %zu keys first seen meanwhile are "
+           "decided by it as they next arrive (switchyard_route_predecide_misses_total)",
+           (unsigned long long)j->decided, (unsigned long long)ms,
+           (unsigned long long)(j->lua_us / 1000), (unsigned long long)(j->cpu_us / 1000),
+           (unsigned long long)(j->rested_us / 1000), (unsigned long long)j->longest_us,
+           (unsigned long long)j->longest_cpu_us, j->longest_what ? j->longest_what : "-",
+           (unsigned long long)j->ks.slices, bytes >> 10,
+           npre, now_keys > j->keys_at_start ? now_keys - j->keys_at_start : (size_t)0);
+    if (cut)
+        sy_log(SY_WARN, "reload: the rules gave more distinct drop reasons than the prepared "
+               "decisions keep (%d): %llu keys dropped by them show a generic reason in the tap",
+               SY_PREDECIDE_REASONS, (unsigned long long)cut);
+    log_applied(e, c);
+    sy_output_submit_config(e->out, c);
+    job_unref(j);
+}
+
+/* Applied at once: nothing to decide beforehand, or it cannot be. */
+static void apply_now(sy_engine *e, sy_config *c, sy_router *router)
+{
+    apply_config(e, c, router, NULL);
+    log_applied(e, c);
+    sy_output_submit_config(e->out, c);
+}
+
+/* A reloaded config is waiting: prepare it (or apply it at once when
+ * there is nothing to decide beforehand).  A newer config replaces one
+ * being prepared. */
+static void take_reload(sy_engine *e)
+{
+    pthread_mutex_lock(&e->lock);
+    sy_config *c = e->pending;
+    e->pending = NULL;
+    atomic_store(&e->has_pending, 0);
+    pthread_mutex_unlock(&e->lock);
+    if (!c)
+        return;
+    pause_start t0 = pause_begin();
+    if (e->job) {
+        sy_log(SY_INFO, "reload: a newer config replaces the one being prepared (its thread "
+               "stops at its next decision)");
+        job_abandon(e->job);
+        e->job = NULL;
+    }
+    int uses_origin = c->route_uses_origin;
+    sy_router *router = make_router(c);
+    int can_prepare = router && sy_router_has_decide(router) && e->router &&
+                      sy_agg_key_count(e->agg) > 0 && (!uses_origin || sy_agg_uses_origin(e->agg));
+    if (!can_prepare) {
+        if (router && sy_router_has_decide(router) && uses_origin && !sy_agg_uses_origin(e->agg))
+            sy_log(SY_INFO, "reload: the new rules look at senders and the old ones did not: "
+                   "live keys are decided again as they arrive");
+        apply_now(e, c, router);
+        return;
+    }
+    reload_job *j = calloc(1, sizeof *j);
+    /* room for every live key, and for those that arrive meanwhile */
+    sy_predecided *pre = sy_predecided_new(sy_agg_key_count(e->agg) + sy_agg_key_count(e->agg) / 4);
+    if (!j || !pre) {
+        free(j);
+        sy_predecided_free(pre);
+        apply_now(e, c, router);
+        return;
+    }
+    j->e = e;
+    j->c = c;
+    j->router = router;
+    j->pre = pre;
+    j->uses_origin = uses_origin;
+    j->started_us = sy_mono_us();
+    j->keys_at_start = sy_agg_key_count(e->agg);
+    pthread_mutex_init(&j->lock, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&j->cond, &ca);
+    pthread_condattr_destroy(&ca);
+    /* no set of the keys copied: the thread skips those its table knows */
+    sy_keyslice_init(&j->ks, SY_KEYSLICE_KEYS, uses_origin, 0, NULL, sy_engine_wake, e);
+    atomic_init(&j->owners, 2);
+    if (pthread_create(&j->thread, NULL, job_run, j) != 0) {
+        sy_log(SY_WARN, "reload: cannot start its thread: applied at once, live keys are "
+               "decided again as they arrive");
+        j->c = NULL;
+        j->router = NULL;
+        atomic_store(&j->owners, 1);
+        job_unref(j);
+        apply_now(e, c, router);
+        return;
+    }
+    j->has_thread = 1;
+    e->job = j;
+    job_pause_note(j, t0, "its start");
+    sy_log(SY_INFO, "reload: asking the new config about %zu live keys on a thread of its own "
+           "before applying it", sy_agg_key_count(e->agg));
+}
+
+const sy_engine_pauses *sy_engine_get_pauses(const sy_engine *e) { return &e->pauses; }
+int sy_engine_walks_in_progress(const sy_engine *e) { return atomic_load(&e->nwalks); }
+
+/* One batch of ingest in BATCH_SAMPLE is timed in wall and CPU time (the
+ * engine's CPU clock is a system call, too dear for every batch): the
+ * longest time such a batch spent descheduled is what the scheduler alone
+ * costs the engine on a busy machine, the yardstick for the pauses above.
+ * Kept apart while a reload is being prepared. */
+#define BATCH_SAMPLE 64
+
+static void batch_note(sy_engine *e, pause_start t0)
+{
+    uint64_t wall = sy_mono_us() - t0.wall, cpu = sy_thread_cpu_us() - t0.cpu;
+    uint64_t off = wall > cpu ? wall - cpu : 0;
+    _Atomic uint64_t *m = &e->pauses.batch_off_max_us[e->job != NULL];
+    if (off > atomic_load_explicit(m, memory_order_relaxed))
+        atomic_store_explicit(m, off, memory_order_relaxed);
+}
+
 static void walk_unref(sy_walk *w)
 {
     if (atomic_fetch_sub(&w->refs, 1) != 1)
@@ -420,14 +621,6 @@ static void walk_unref(sy_walk *w)
     free(w);
 }
 
-static void wake(sy_engine *e)
-{
-    uint64_t one = 1;
-    ssize_t rc = write(e->notify->fd, &one, sizeof one);
-    (void)rc;
-}
-
-void sy_engine_wake(void *e) { wake(e); }
 
 sy_walk *sy_engine_walk(sy_engine *e, int what, int type, char **args, size_t nargs,
                         sy_walk_ready_fn *ready, void *ctx)
@@ -621,6 +814,7 @@ static void *run(void *arg)
     sy_engine *e = arg;
     uint64_t next = (sy_wall_ms() / e->interval_ms + 1) * e->interval_ms;
     int busy = 0, napped = 0; /* see the nap below */
+    unsigned batches = 0;     /* see batch_note */
     for (;;) {
         int finishing = atomic_load(&e->finishing);
         int walking = atomic_load_explicit(&e->walk_signal, memory_order_relaxed) ? serve_walks(e) : 0;
@@ -636,19 +830,36 @@ static void *run(void *arg)
             take_reload(e);
             pause_note(e, SY_PAUSE_RELOAD, t0);
         }
+        int timed = ++batches % BATCH_SAMPLE == 0;
+        pause_start b0 = { 0, 0 };
+        if (timed)
+            b0 = pause_begin();
         size_t fed = drain(e, 512);
-        int throttled = 0;
+        if (timed && fed)
+            batch_note(e, b0);
         if (e->job) {
-            e->job->fed += fed;
-            throttled = !finishing && job_throttled(e->job);
-        }
-        if (e->job && (finishing || !throttled)) {
-            pause_start t0 = pause_begin();
-            if (finishing)
-                job_finish(e); /* what is left is decided as the rest drains */
-            else
-                job_step(e, fed ? PREDECIDE_BUSY_US : PREDECIDE_IDLE_US);
-            pause_note(e, SY_PAUSE_RELOAD, t0);
+            reload_job *j = e->job;
+            atomic_store_explicit(&j->fed, atomic_load_explicit(&j->fed, memory_order_relaxed) + fed,
+                                  memory_order_relaxed);
+            /* ready: the thread has given its last answer; it is joined
+             * once it has exited, never waited for here */
+            int swap = finishing;
+            if (!swap && atomic_load(&j->ready) && pthread_tryjoin_np(j->thread, NULL) == 0) {
+                j->has_thread = 0;
+                swap = 1;
+            }
+            if (swap) {
+                /* SIGTERM: what is left is decided as the rest drains */
+                pause_start t0 = pause_begin();
+                job_finish(e);
+                pause_note(e, SY_PAUSE_RELOAD, t0);
+            } else if (sy_keyslice_wanted(&j->ks)) {
+                /* the reload's thread waits for a chunk of keys */
+                pause_start t0 = pause_begin();
+                sy_keyslice_serve(&j->ks, e->agg);
+                job_pause_note(j, t0, "a slice copying keys");
+                pause_note(e, SY_PAUSE_RELOAD, t0);
+            }
         }
         if (e->interval_ms != interval)
             next = (sy_wall_ms() / e->interval_ms + 1) * e->interval_ms;
@@ -669,7 +880,7 @@ static void *run(void *arg)
             drop_walks(e);
             return NULL;
         }
-        if (fed || walking || (e->job && !throttled)) {
+        if (fed || walking) {
             napped = 0;
             continue;
         }
@@ -677,8 +888,8 @@ static void *run(void *arg)
         int wait = now >= next ? 0 : (int)(next - now);
         if (wait > 100)
             wait = 100; /* look at `finishing` and reloads now and then */
-        if (e->job && wait > 1)
-            wait = 1; /* a throttled reload goes on soon */
+        if (e->job && atomic_load(&e->job->ready) && wait > 1)
+            wait = 1; /* its thread is about to exit: then the swap */
         if (sy_agg_raw_pending(e->agg) && wait > RAW_SHIP_MS)
             wait = RAW_SHIP_MS;
         /*
@@ -696,7 +907,7 @@ static void *run(void *arg)
             continue;
         }
         sy_notify_prepare(e->notify);
-        if (drain(e, 512) > 0 || atomic_load(&e->walk_signal)) {
+        if (drain(e, 512) > 0 || atomic_load(&e->walk_signal) || (e->job && sy_keyslice_wanted(&e->job->ks))) {
             sy_notify_cancel(e->notify);
             napped = 0;
             continue;
@@ -712,6 +923,7 @@ int sy_engine_start(sy_engine *e)
 {
     if (pthread_create(&e->thread, NULL, run, e) != 0)
         return -1;
+    pthread_setname_np(e->thread, "sy-engine");
     e->started = 1;
     return 0;
 }
@@ -751,7 +963,10 @@ void sy_engine_free(sy_engine *e)
     drop_walks(e); /* never started, or finished: nothing else runs */
     sy_agg_free(e->agg);
     sy_router_free(e->router);
-    job_free(e->job);
+    if (e->job) {
+        job_stop(e->job); /* joined: the engine is its last owner */
+        job_unref(e->job);
+    }
     sy_config_free(e->pending);
     free(e->linfo);
     pthread_mutex_destroy(&e->lock);

@@ -80,13 +80,19 @@ typedef struct sy_engine_pauses {
     _Atomic uint64_t walks;         /* admin walks started */
     _Atomic uint64_t walks_refused; /* refused: SY_WALK_MAX in progress */
     _Atomic uint64_t slices;        /* slices written */
+    /* the longest time a batch of ingest (one in 64, timed) spent
+     * descheduled, its wall time less its CPU time: without a reload
+     * being prepared [0], and while one is [1] */
+    _Atomic uint64_t batch_off_max_us[2];
 } sy_engine_pauses;
 const sy_engine_pauses *sy_engine_get_pauses(const sy_engine *e);
 
 /* The routing script's heap, as of the last flush (any thread). */
 uint64_t sy_engine_lua_memory(const sy_engine *e);
 /* The last reload that was prepared (predecide.h): from its arrival to
- * applied, in ms, and its longest slice between two batches, in us. */
+ * applied, in ms, and the engine's longest pause for it between two
+ * batches (its start, a slice of keys copied for the reload's thread, the
+ * swap), in us. */
 uint64_t sy_engine_reload_ms(const sy_engine *e);
 uint64_t sy_engine_reload_slice_us(const sy_engine *e);
 

@@ -4,9 +4,10 @@
  * A reload used to bump the routing epoch at once, so that every live key
  * went back through Lua the next time it was seen: at 1M keys and 3.5-5 us
  * a decision that held the engine for seconds while the rings overflowed.
- * Now the engine keeps routing with the old config while it asks the new
- * one about every live key, a few milliseconds at a time between batches,
- * and keeps the answers here.  When every key has an answer the new config
+ * Now the engine keeps routing with the old config while the new one is
+ * asked about every live key on a thread of the reload's own (the engine
+ * copies the keys for it a chunk at a time between batches, keyslice.h),
+ * and the answers are kept here.  When every key has an answer the new config
  * is applied, and the aggregator takes each key's new decision from this
  * table instead of calling Lua (see sy_agg_use_predecided).
  *

@@ -4,12 +4,12 @@
  * Three threads take part.  The admin thread starts a job and is told
  * when its report is ready.  The job's own thread loads the config and
  * asks its rules about keys, a chunk at a time.  The engine thread, when
- * the job's thread waits for a chunk (sy_shadow_wanted), copies up to
- * CHUNK_ITEMS keys and their decisions (at most CHUNK_BYTES, visiting at
- * most SERVE_VISIT slots) between two batches: a pause of the same order
- * as an admin walk's slice.  When the table grows meanwhile the walk
- * starts again, and a set of the keys already copied (8 bytes a key)
- * keeps each key compared once.
+ * the job's thread waits for a chunk (sy_shadow_wanted), copies a chunk
+ * of keys and their decisions between two batches (keyslice.h, shared
+ * with a reload's preparation): a pause of the same order as an admin
+ * walk's slice.  When the table grows meanwhile the walk starts again,
+ * and a set of the keys already copied (8 bytes a key) keeps each key
+ * compared once.
  *
  * Bounds: one job at a time; the config's setup as a reload's (5 s, 256
  * MiB, in sy_config_load); each routing call luaTimeout and
@@ -34,14 +34,12 @@
 #include <time.h>
 
 #include "engine/hash.h"
+#include "engine/keyslice.h"
 #include "util/log.h"
 #include "engine/router.h"
 #include "ingest/parse.h"
 #include "util/clock.h"
 
-#define CHUNK_ITEMS 1024
-#define CHUNK_BYTES (512u << 10)
-#define SERVE_VISIT 8192
 #define MAX_ERRORS 10
 #define SHADOW_TIMEOUT_S 300
 #define MAX_GROUPS 256
@@ -50,18 +48,8 @@
 #define LABEL_MAX 1024
 #define SENDERS_PER_KEY 64 /* a key decided per sender: senders evaluated */
 
-typedef struct item {
-    int type, drop, current;
-    uint32_t key, klen, name, name_len, listener, sender; /* offsets into the arena */
-    uint64_t sinks, raw;
-    double rate;
-} item;
-
-/* A token the running config answered, with what it answered. */
-typedef struct titem {
-    uint32_t token, tlen, listener, sender, ns, nslen; /* offsets into the arena */
-    int allowed;
-} titem;
+typedef sy_keyslice_item item;
+typedef sy_keyslice_token titem;
 
 typedef struct group {
     char *label;
@@ -78,19 +66,9 @@ struct sy_shadow_job {
     int done, abandoned;
     sy_buf report;
 
-    /* the exchange with the engine (registry lock) */
-    int want, filled, walk_done, table_origin;
-    item *items;
-    size_t nitems;
-    titem *titems;     /* the token cache, after the keys */
-    size_t ntitems, cap_titems;
-    char *arena;
-    size_t used, arena_cap;
-    /* the engine's walk (engine thread only) */
-    size_t cursor, cap, tok_cursor;
-    uint64_t *seen;
-    size_t seen_cap, nseen, seen_want; /* seen_want: the job's thread sizes it */
-    uint64_t engine_us, slice_max_us, slices;
+    /* the live keys, copied by the engine a chunk at a time (keyslice.h);
+     * the chunk's strings are in ks.arena */
+    sy_keyslice ks;
 
     /* results (the job's thread) */
     group *groups[GROUP_SLOTS];
@@ -175,165 +153,13 @@ void sy_shadow_set_running(const sy_config *c)
 
 int sy_shadow_wanted(void) { return atomic_load_explicit(&reg.wanted, memory_order_relaxed); }
 
-/* The set of keys copied: 0 is never a stored hash.  Sized for the whole
- * table when the walk begins (want), so that it is not rehashed during a
- * slice unless the table grows a lot meanwhile. */
-static int seen_reserve(sy_shadow_job *j, size_t want)
-{
-    if (want <= j->seen_cap && (j->nseen + 1) * 2 <= j->seen_cap)
-        return 0;
-    size_t ncap = j->seen_cap ? j->seen_cap * 2 : 4096;
-    while (ncap < want)
-        ncap *= 2;
-    uint64_t *ns = calloc(ncap, sizeof *ns);
-    if (!ns)
-        return -1;
-    for (size_t i = 0; i < j->seen_cap; i++) {
-        if (!j->seen[i])
-            continue;
-        size_t k = j->seen[i] & (ncap - 1);
-        while (ns[k])
-            k = (k + 1) & (ncap - 1);
-        ns[k] = j->seen[i];
-    }
-    free(j->seen);
-    j->seen = ns;
-    j->seen_cap = ncap;
-    return 0;
-}
-
-static int seen_add(sy_shadow_job *j, uint64_t h)
-{
-    if (!h)
-        h = 1;
-    if (seen_reserve(j, 0) < 0)
-        return 1; /* compared twice rather than not at all */
-    size_t k = h & (j->seen_cap - 1);
-    while (j->seen[k]) {
-        if (j->seen[k] == h)
-            return 0;
-        k = (k + 1) & (j->seen_cap - 1);
-    }
-    j->seen[k] = h;
-    j->nseen++;
-    return 1;
-}
-
-static uint32_t arena_put(sy_shadow_job *j, const char *s, size_t n)
-{
-    if (j->used + n + 1 > j->arena_cap) {
-        size_t ncap = j->arena_cap ? j->arena_cap : 64 * 1024;
-        while (ncap < j->used + n + 1)
-            ncap *= 2;
-        char *na = realloc(j->arena, ncap);
-        if (!na)
-            return UINT32_MAX;
-        j->arena = na;
-        j->arena_cap = ncap;
-    }
-    uint32_t off = (uint32_t)j->used;
-    memcpy(j->arena + off, s, n);
-    j->arena[off + n] = '\0';
-    j->used += n + 1;
-    return off;
-}
-
-static void copy_key(void *ctx, const sy_key_decision *d)
-{
-    sy_shadow_job *j = ctx;
-    uint64_t h = sy_hash(d->lookup, d->lookup_len, 0x243F6A8885A308D3ull) ^
-                 ((uint64_t)(d->type + 1) * 0x9E3779B97F4A7C15ull);
-    if (!seen_add(j, h))
-        return;
-    if (!j->items) {
-        j->items = malloc(CHUNK_ITEMS * sizeof *j->items);
-        if (!j->items)
-            return;
-    }
-    item *it = &j->items[j->nitems];
-    *it = (item){ .type = d->type, .drop = d->drop, .current = d->current, .sinks = d->sinks,
-                  .raw = d->raw, .rate = d->rate, .klen = (uint32_t)d->klen,
-                  .name_len = (uint32_t)d->name_len };
-    it->key = arena_put(j, d->key, d->klen);
-    it->name = arena_put(j, d->name, d->name_len);
-    it->listener = arena_put(j, d->listener, strlen(d->listener));
-    it->sender = arena_put(j, d->sender, strlen(d->sender));
-    if (it->key == UINT32_MAX || it->name == UINT32_MAX || it->listener == UINT32_MAX ||
-        it->sender == UINT32_MAX)
-        return;
-    j->nitems++;
-}
-
-static void copy_token(void *ctx, const sy_token_decision *d)
-{
-    sy_shadow_job *j = ctx;
-    if (j->ntitems == j->cap_titems) {
-        /* a chunk is about CHUNK_ITEMS tokens and the last bucket's chain */
-        size_t ncap = j->cap_titems ? j->cap_titems * 2 : CHUNK_ITEMS;
-        titem *nt = realloc(j->titems, ncap * sizeof *nt);
-        if (!nt)
-            return;
-        j->titems = nt;
-        j->cap_titems = ncap;
-    }
-    titem *t = &j->titems[j->ntitems];
-    *t = (titem){ .tlen = (uint32_t)d->tlen, .nslen = (uint32_t)d->nslen, .allowed = d->allowed };
-    t->token = arena_put(j, d->token, d->tlen);
-    t->ns = arena_put(j, d->ns, d->nslen);
-    t->listener = arena_put(j, d->listener, strlen(d->listener));
-    t->sender = arena_put(j, d->sender, strlen(d->sender));
-    if (t->token == UINT32_MAX || t->ns == UINT32_MAX || t->listener == UINT32_MAX ||
-        t->sender == UINT32_MAX)
-        return;
-    j->ntitems++;
-}
-
 void sy_shadow_serve(sy_agg *a)
 {
     pthread_mutex_lock(&reg.lock);
-    sy_shadow_job *j = reg.job;
-    if (!j || !j->want) {
+    if (reg.job)
+        sy_keyslice_serve(&reg.job->ks, a);
+    else
         atomic_store(&reg.wanted, 0);
-        pthread_mutex_unlock(&reg.lock);
-        return;
-    }
-    uint64_t t0 = sy_mono_us();
-    j->nitems = 0;
-    j->ntitems = 0;
-    j->used = 0;
-    j->table_origin = sy_agg_uses_origin(a);
-    if (sy_agg_table_cap(a) != j->cap) {
-        /* new, or the table grew: walk it (again); copied keys are skipped */
-        j->cap = sy_agg_table_cap(a);
-        j->cursor = 0;
-        size_t need = sy_agg_key_count(a) * 2 + 2;
-        if (need > j->seen_cap || (j->nseen + need / 2) * 2 > j->seen_cap) {
-            /* The set for the whole table is made (and its pages touched)
-             * on the job's thread, not in this slice: an empty chunk. */
-            j->seen_want = need + j->nseen * 2;
-            j->cap = 0; /* back here next time, the set then sized */
-            goto filled;
-        }
-    }
-    size_t visited = 0;
-    while (j->cursor < j->cap && visited < SERVE_VISIT && j->nitems + 8 <= CHUNK_ITEMS &&
-           j->used < CHUNK_BYTES)
-        visited += sy_agg_walk_decisions(a, &j->cursor, 8, copy_key, j);
-    /* then the tokens the running config has answered (tenants) */
-    while (j->cursor >= j->cap && !sy_agg_tokens_walked(j->tok_cursor) && visited < SERVE_VISIT &&
-           j->ntitems < CHUNK_ITEMS && j->used < CHUNK_BYTES)
-        visited += sy_agg_walk_tokens(a, &j->tok_cursor, 64, copy_token, j);
-    j->walk_done = j->cursor >= j->cap && sy_agg_tokens_walked(j->tok_cursor);
-filled:
-    j->want = 0;
-    j->filled = 1;
-    atomic_store(&reg.wanted, 0);
-    uint64_t us = sy_mono_us() - t0;
-    j->engine_us += us;
-    j->slices++;
-    if (us > j->slice_max_us)
-        j->slice_max_us = us;
-    pthread_cond_broadcast(&reg.cond);
     pthread_mutex_unlock(&reg.lock);
 }
 
@@ -470,12 +296,12 @@ static uint32_t senders_seen(sy_shadow_job *j, int type, const char *key, size_t
 static void compare(sy_shadow_job *j, const item *it, sy_router *router, char **old_sinks,
                     size_t nold, char **new_sinks, size_t nnew)
 {
-    const char *key = j->arena + it->key, *oname = j->arena + it->name;
+    const char *key = j->ks.arena + it->key, *oname = j->ks.arena + it->name;
     if (!it->current) {
         j->stale++;
         return;
     }
-    if (*(j->arena + it->listener) || *(j->arena + it->sender)) {
+    if (*(j->ks.arena + it->listener) || *(j->ks.arena + it->sender)) {
         uint32_t n = senders_seen(j, it->type, key, it->klen);
         if (n != UINT32_MAX && n >= SENDERS_PER_KEY) {
             j->past_senders++;
@@ -486,8 +312,8 @@ static void compare(sy_shadow_job *j, const item *it, sy_router *router, char **
     r.renamed = 0;
     if (!router)
         r = (sy_route){ .sinks = j->all_sinks, .rate = 1 };
-    else if (sy_router_decide(router, key, it->klen, type_names[it->type & 3], j->arena + it->listener,
-                              j->arena + it->sender, &r) < 0)
+    else if (sy_router_decide(router, key, it->klen, type_names[it->type & 3], j->ks.arena + it->listener,
+                              j->ks.arena + it->sender, &r) < 0)
         j->errors++;
     j->compared++;
     const char *nname = r.renamed ? r.key : key;
@@ -539,12 +365,12 @@ static void compare(sy_shadow_job *j, const item *it, sy_router *router, char **
 #undef ADD
     if (ndrop)
         snprintf(example, sizeof example, "%.200s|%s%s%s: dropped (%.100s)", key,
-                 type_names[it->type & 3], *(j->arena + it->sender) ? " from " : "",
-                 j->arena + it->sender, r.drop);
+                 type_names[it->type & 3], *(j->ks.arena + it->sender) ? " from " : "",
+                 j->ks.arena + it->sender, r.drop);
     else
         snprintf(example, sizeof example, "%.200s|%s%s%s -> %.200s to %.200s", key,
-                 type_names[it->type & 3], *(j->arena + it->sender) ? " from " : "",
-                 j->arena + it->sender, nname, ns);
+                 type_names[it->type & 3], *(j->ks.arena + it->sender) ? " from " : "",
+                 j->ks.arena + it->sender, nname, ns);
     note_change(j, label, example);
 }
 
@@ -565,10 +391,10 @@ static void tenant_name(char *out, size_t cap, int allowed, const char *ns, size
  * itself is never written in the report. */
 static void compare_token(sy_shadow_job *j, const titem *t, sy_router *router)
 {
-    const char *tok = j->arena + t->token, *ons = j->arena + t->ns;
+    const char *tok = j->ks.arena + t->token, *ons = j->ks.arena + t->ns;
     char raw[256], ns[SY_KEY_MAX];
     size_t n = 0;
-    int rc = sy_router_authorize(router, tok, t->tlen, j->arena + t->sender, j->arena + t->listener, raw,
+    int rc = sy_router_authorize(router, tok, t->tlen, j->ks.arena + t->sender, j->ks.arena + t->listener, raw,
                                  sizeof raw, &n);
     if (rc < 0)
         j->errors++;
@@ -592,8 +418,8 @@ static void compare_token(sy_shadow_job *j, const titem *t, sy_router *router)
     tenant_name(now, sizeof now, allowed, ns, n);
     snprintf(label, sizeof label, "tenant: %s -> %s", was, now);
     snprintf(example, sizeof example, "a token from %s on %s: %s -> %s",
-             *(j->arena + t->sender) ? j->arena + t->sender : "a local client",
-             *(j->arena + t->listener) ? j->arena + t->listener : "-", was, now);
+             *(j->ks.arena + t->sender) ? j->ks.arena + t->sender : "a local client",
+             *(j->ks.arena + t->listener) ? j->ks.arena + t->listener : "-", was, now);
     j->tok_groups += (size_t)note_change(j, label, example);
 }
 
@@ -640,47 +466,10 @@ static void job_free(sy_shadow_job *j)
     for (int e = 0; e < j->other.nex; e++)
         free(j->other.ex[e]);
     sy_buf_free(&j->report);
-    free(j->items);
-    free(j->titems);
-    free(j->arena);
-    free(j->seen);
+    sy_keyslice_destroy(&j->ks);
     free(j->kc);
     free(j->file);
     free(j);
-}
-
-/* Asks the engine for the next chunk; 0 when the job should stop (exit,
- * or the asker left), else 1 with the chunk in j (registry lock held on
- * return, for the chunk's lifetime). */
-static int next_chunk(sy_shadow_job *j)
-{
-    pthread_mutex_lock(&reg.lock);
-    j->want = 1;
-    j->filled = 0;
-    atomic_store(&reg.wanted, 1);
-    sy_shadow_wake_fn wake = reg.wake;
-    void *wctx = reg.wake_ctx;
-    pthread_mutex_unlock(&reg.lock);
-    if (wake)
-        wake(wctx);
-    pthread_mutex_lock(&reg.lock);
-    while (!j->filled && !reg.cancel && !j->abandoned) {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_nsec += 100 * 1000000L;
-        if (ts.tv_nsec >= 1000000000L) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000L;
-        }
-        pthread_cond_timedwait(&reg.cond, &reg.lock, &ts);
-    }
-    if (!j->filled) {
-        j->want = 0;
-        atomic_store(&reg.wanted, 0);
-        pthread_mutex_unlock(&reg.lock);
-        return 0;
-    }
-    return 1;
 }
 
 static void *job_run(void *arg)
@@ -717,29 +506,20 @@ static void *job_run(void *arg)
     }
     uint64_t busy_us = 0;
     for (;;) {
-        if (!next_chunk(j)) {
+        if (!sy_keyslice_next(&j->ks)) {
             snprintf(err, sizeof err, "stopped (%s)", reg.cancel ? "switchyard is stopping"
                                                                  : "the asker has gone");
             goto out;
         }
-        int last = j->walk_done;
-        origin_note = uses_origin && !j->table_origin;
-        if (j->seen_want) {
-            /* the engine waits for nothing meanwhile: it fills only when asked */
-            seen_reserve(j, j->seen_want);
-            for (size_t p = 0; j->seen && p < j->seen_cap; p += 512)
-                ((volatile uint64_t *)j->seen)[p] |= 0; /* touch its pages here */
-            j->seen_want = 0;
-            last = 0;
-        }
+        int last = j->ks.walk_done;
+        origin_note = uses_origin && !j->ks.table_origin;
         /* The chunk is ours until we ask again; the engine does not touch
          * it meanwhile (it fills only when asked). */
-        pthread_mutex_unlock(&reg.lock);
         uint64_t w0 = sy_mono_us();
-        for (size_t i = 0; i < j->nitems && j->errors < MAX_ERRORS; i++)
-            compare(j, &j->items[i], router, old_sinks, nold, new_sinks, nnew);
-        for (size_t i = 0; router && i < j->ntitems && j->errors < MAX_ERRORS; i++)
-            compare_token(j, &j->titems[i], router);
+        for (size_t i = 0; i < j->ks.nitems && j->errors < MAX_ERRORS; i++)
+            compare(j, &j->ks.items[i], router, old_sinks, nold, new_sinks, nnew);
+        for (size_t i = 0; router && i < j->ks.ntokens && j->errors < MAX_ERRORS; i++)
+            compare_token(j, &j->ks.tokens[i], router);
         uint64_t w1 = sy_mono_us();
         busy_us += w1 - w0;
         if (j->errors >= MAX_ERRORS && router) {
@@ -790,20 +570,20 @@ static void *job_run(void *arg)
                       "keys were asked about with no listener or sender\n");
     sy_buf_printf(&j->report, "cost: %.3f s wall, %.3f s CPU on the shadow's thread (%.3f s of it "
                   "in the rules), %.3f s on the engine in %llu slices of at most %.3f ms\n",
-                  wall / 1e6, cpu / 1e6, busy_us / 1e6, j->engine_us / 1e6,
-                  (unsigned long long)j->slices, j->slice_max_us / 1e3);
+                  wall / 1e6, cpu / 1e6, busy_us / 1e6, j->ks.engine_us / 1e6,
+                  (unsigned long long)j->ks.slices, j->ks.slice_max_us / 1e3);
     write_groups(j);
     sy_buf_printf(&j->report, "END\n\n");
     atomic_store(&reg.last_keys, j->compared);
     atomic_store(&reg.last_changed, j->changed);
     atomic_store(&reg.last_wall_ms, wall / 1000);
     atomic_store(&reg.last_cpu_ms, cpu / 1000);
-    atomic_store(&reg.last_engine_us, j->engine_us);
-    atomic_store(&reg.last_slice_us, j->slice_max_us);
+    atomic_store(&reg.last_engine_us, j->ks.engine_us);
+    atomic_store(&reg.last_slice_us, j->ks.slice_max_us);
     sy_log(SY_INFO, "shadow reload of %s: %llu keys compared, %llu would change, in %.3f s "
            "(%.3f s CPU; %.3f s on the engine, slices of at most %.3f ms)", j->file,
            (unsigned long long)j->compared, (unsigned long long)j->changed, wall / 1e6, cpu / 1e6,
-           j->engine_us / 1e6, j->slice_max_us / 1e3);
+           j->ks.engine_us / 1e6, j->ks.slice_max_us / 1e3);
     ok = 1;
 out:
     if (!ok) {
@@ -864,6 +644,7 @@ sy_shadow_job *sy_shadow_start(const char *file, void (*ready)(void *), void *ct
     j->ready = ready;
     j->ctx = ctx;
     j->refs = 2;
+    sy_keyslice_init(&j->ks, SY_KEYSLICE_DECISIONS, 0, 1, &reg.wanted, reg.wake, reg.wake_ctx);
     pthread_t t;
     pthread_attr_t at;
     pthread_attr_init(&at);
@@ -903,6 +684,8 @@ void sy_shadow_abandon(sy_shadow_job *j)
         return;
     pthread_mutex_lock(&reg.lock);
     j->abandoned = 1;
+    if (!j->done)
+        sy_keyslice_stop(&j->ks);
     int gone = --j->refs == 0;
     pthread_cond_broadcast(&reg.cond);
     pthread_mutex_unlock(&reg.lock);
@@ -914,6 +697,8 @@ void sy_shadow_shutdown(void)
 {
     pthread_mutex_lock(&reg.lock);
     reg.cancel = 1;
+    if (reg.job)
+        sy_keyslice_stop(&reg.job->ks);
     pthread_cond_broadcast(&reg.cond);
     while (reg.job)
         pthread_cond_wait(&reg.cond, &reg.lock);

@@ -1200,6 +1200,10 @@ def live_scenario(cfg, ctx):
     return out
 
 
+def fmt_ms(seconds):
+    return "?" if seconds is None else "%.2f" % (seconds * 1e3)
+
+
 def reload_scenario(cfg, ctx):
     """A reload under a steady UDP stream with many live keys: every key is
     made live over TCP (no loss while the first decisions are made), then a
@@ -1208,7 +1212,10 @@ def reload_scenario(cfg, ctx):
     decide), the bench's 20 rules reloaded unchanged, and the 20 rules
     reloaded with one more that renames every key (every decision
     changes).  Reported: sent, reached the sink, ring drops, the time from
-    SIGHUP to applied and the engine's longest slice on it (from the log)."""
+    SIGHUP to applied and the engine's longest pause for it (from the log
+    and /metrics), the longest time a batch of ingest spent descheduled
+    (what the scheduler alone costs the engine, without and during the
+    reload), and the background load of the shared machine meanwhile."""
     n, rate, window = cfg["reload_keys"], cfg["reload_rate"], cfg["reload_window"]
     title = ("reload with %s live keys under a steady UDP stream of %s metrics/s (20/datagram), "
              "SIGHUP %.0f s into %.0f s" % (fmt_int(n), fmt_int(rate), window / 3, window))
@@ -1217,7 +1224,9 @@ def reload_scenario(cfg, ctx):
     out = {"name": "reload", "title": title, "keys": n, "rate": rate, "runs": {}}
     for variant, system in (("no rules", "switchyard"), ("20 rules, unchanged", "switchyard+rules"),
                             ("20 rules + renaming every key", "switchyard+rules")):
-        server = Server(system, "udp", cfg["flush_ms"], ctx.reg, ctx.workdir, "reload%d" % len(out["runs"]))
+        http_port = free_port("tcp")
+        server = Server(system, "udp", cfg["flush_ms"], ctx.reg, ctx.workdir, "reload%d" % len(out["runs"]),
+                        extra=('httpAddress = "%s:%d"' % (LOOPBACK, http_port),))
         try:
             server.start()
             load = run_loadgen(["--tcp", "%s:%d" % (LOOPBACK, server.port), "--keys", n, "--count", n,
@@ -1233,6 +1242,8 @@ def reload_scenario(cfg, ctx):
             with open(path + ".tmp", "w") as f:
                 f.write(text)
             os.replace(path + ".tmp", path)
+            busy0, w0 = machine_busy_s(), time.monotonic()
+            cpu0, sink0 = proc_cpu(server.pid), proc_cpu(server.sink.proc.pid)
             gen = subprocess.Popen([LOADGEN] + [str(a) for a in server.target() +
                                    ["--keys", n, "--per", 20, "--rate", rate, "--key-prefix", "reload",
                                     "--duration", window]], stdout=subprocess.PIPE)
@@ -1241,6 +1252,12 @@ def reload_scenario(cfg, ctx):
             os.kill(server.pid, signal.SIGHUP)
             stdout, _ = gen.communicate(timeout=window + 120)
             steady = json.loads(stdout.decode().strip().splitlines()[-1])
+            busy1, w1 = machine_busy_s(), time.monotonic()
+            cpu1, sink1 = proc_cpu(server.pid), proc_cpu(server.sink.proc.pid)
+            ours = (cpu1 or 0) - (cpu0 or 0) + (sink1 or 0) - (sink0 or 0) + \
+                steady.get("cpu_user", 0) + steady.get("cpu_sys", 0)
+            # what other processes used meanwhile, as a fraction of the machine
+            background = max(0.0, (busy1 - busy0 - ours) / ((w1 - w0) * (os.cpu_count() or 1)))
             sent = load["sent_metrics"] + steady["sent_metrics"]
             st = wait_flushed(server.sink, "reload", wait_idle(server.pid), server.flush_ms / 1000.0)
             deadline = time.monotonic() + 30
@@ -1255,8 +1272,9 @@ def reload_scenario(cfg, ctx):
                     time.monotonic() < deadline:
                 time.sleep(0.5)
             log = read_file(server.proc.stderr_path)
-            m = re.search(r"decided by the new config in (\d+) ms \((\d+) ms of it in Lua, slices of at "
-                          r"most (\d+) us between batches, (\d+) us of CPU", log)
+            m = re.search(r"decided by the new config in (\d+) ms \((\d+) ms of it in Lua.*?the engine's "
+                          r"longest pause for it (\d+) us, (\d+) us of CPU \(([^;]+);", log)
+            prom = prom_values(http_port)
             run = {"sent": sent, "received": got, "loss": sent - got,
                    "ring_dropped": int(watch_sum(st, lambda k: ".switchyard.listener." in k and
                                                  k.endswith(".dropped"))),
@@ -1265,15 +1283,32 @@ def reload_scenario(cfg, ctx):
                    "lua_ms": int(m.group(2)) if m else None,
                    "longest_slice_us": int(m.group(3)) if m else None,
                    "longest_slice_cpu_us": int(m.group(4)) if m else None,
+                   "longest_slice_what": m.group(5) if m else None,
+                   # /metrics: the engine's longest reload pause, and the
+                   # longest time a batch of ingest spent descheduled (the
+                   # scheduler alone), without a reload and while one was
+                   # prepared
+                   "pause_reload_max_s": prom.get('switchyard_engine_pause_max_seconds{cause="reload"}'),
+                   "pause_reload_cpu_max_s": prom.get('switchyard_engine_pause_cpu_max_seconds{cause="reload"}'),
+                   "batch_descheduled_max_s":
+                       prom.get('switchyard_engine_batch_descheduled_max_seconds{during="none"}'),
+                   "batch_descheduled_max_reload_s":
+                       prom.get('switchyard_engine_batch_descheduled_max_seconds{during="reload"}'),
+                   "background_load": background,
                    "applied": "reload applied" in log, "hup_at": t_hup}
             out["runs"][variant] = run
             ctx.check("reload/%s: applied" % variant, run["applied"], log[-2000:])
             ctx.check("reload/%s: the keys reached the sink" % variant, got > 0, "sent %d" % sent)
             print("  %-30s sent %s, reached %s, lost %s, ring drops %s; prepared in %s ms "
-                  "(%s ms in Lua), longest slice %s us (%s us of CPU)"
+                  "(%s ms in Lua), the engine's longest pause for it %s us (%s us of CPU, %s); "
+                  "/metrics: reload pause max %s ms (%s ms CPU); a batch of ingest descheduled "
+                  "at most %s ms without a reload, %s ms during one; background load %.0f%%"
                   % (variant, fmt_int(sent), fmt_int(got), fmt_int(sent - got), fmt_int(run["ring_dropped"]),
                      run["prepare_ms"], run["lua_ms"], run["longest_slice_us"],
-                     run["longest_slice_cpu_us"]))
+                     run["longest_slice_cpu_us"], run["longest_slice_what"],
+                     fmt_ms(run["pause_reload_max_s"]), fmt_ms(run["pause_reload_cpu_max_s"]),
+                     fmt_ms(run["batch_descheduled_max_s"]), fmt_ms(run["batch_descheduled_max_reload_s"]),
+                     100 * background))
             sys.stdout.flush()
         except ComponentError as e:
             ctx.check("reload/%s ran" % variant, False, str(e))

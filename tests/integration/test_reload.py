@@ -723,10 +723,10 @@ def scenario_many_keys(res, workdir):
                 res.check("%s: the new rules renamed every key after the reload" % lab,
                           sink.total("re") >= n, "re.* %d" % sink.total("re"))
             slice_s = None
-            m = re.search(r"slices of at most (\d+) us", d.log())
+            m = re.search(r"the engine's longest pause for it (\d+) us", d.log())
             if m:
                 slice_s = int(m.group(1)) / 1e6
-            res.note("%s: the engine's longest slice on the reload %s ms" % (
+            res.note("%s: the engine's longest pause for the reload %s ms" % (
                 lab, "?" if slice_s is None else "%.2f" % (slice_s * 1000)))
             res.check("%s: the reload was prepared while the old rules routed" % lab,
                       slice_s is not None, d.logs())
@@ -737,6 +737,128 @@ def scenario_many_keys(res, workdir):
             sink.stop()
 
 
+THREAD_KEYS = 20000
+
+
+def thread_config(tcp_port, sink_port, tids_path, tag, slow):
+    """th.* through a rule whose rename function notes, in tids_path, the
+    thread it runs on ("TAG TID" a call); `slow` makes each call spin (about
+    0.1 ms, interpreted: the routing state runs with the JIT off) and
+    renames th.* to new.th.*.  No rule looks at the sender, so each key has
+    one decision, kept while the key lives."""
+    return """-- written by tests/integration/test_reload.py (reload_thread)
+local route = require "switchyard.route"
+local ffi = require "ffi"
+ffi.cdef "int gettid(void);"
+local out = assert(io.open(%(path)r, "a"))
+out:setvbuf("line")
+return {
+  listen = { "tcp://%(host)s:%(tcp)d" },
+  flushInterval = 1000,
+  flush_counts = true,
+  graphite = { legacyNamespace = false },
+  sinks = { carbon = { plugin = "graphite", host = "%(host)s", port = %(sink)d } },
+  routes = {
+    route.prefix "th." :rename(function(m)
+      out:write(%(tag)r, " ", tostring(ffi.C.gettid()), "\\n")
+      if not %(slow)s then return m.name end
+      local x = 0
+      for i = 1, 20000 do x = x + i end
+      return "new." .. m.name
+    end) :to "carbon",
+    route.default() :to "carbon",
+  },
+}
+""" % {"path": tids_path, "host": LOOPBACK, "tcp": tcp_port, "sink": sink_port, "tag": tag,
+       "slow": "true" if slow else "false"}
+
+
+def thread_cpu_s(pid, tid):
+    """utime + stime of one thread, in seconds (None once it is gone)."""
+    try:
+        with open("/proc/%d/task/%d/stat" % (pid, tid)) as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def scenario_reload_thread(res, workdir):
+    """The new config's rules run off the engine thread while a reload is
+    prepared.  THREAD_KEYS keys are made live under a route function that
+    writes the id of the thread it runs on (the engine's, at a cold start);
+    a reload then brings a route function that does the same and spins
+    about 0.1 ms a call.  Its calls for the live keys must come from another
+    thread, the engine's CPU meanwhile must stay a small part of the
+    reload's time, and the answers made there must be the ones in force
+    after the swap."""
+    label = "reload_thread"
+    n = THREAD_KEYS
+    tids = os.path.join(workdir, "reload-thread-tids.txt")
+    sink = SumSink(workdir)
+    d = Daemon("sy-thread", workdir)
+    try:
+        if not res.check("%s: switchyard starts" % label,
+                         d.start(thread_config(d.port, sink.port, tids, "old", False)), d.logs()):
+            return
+        keys = b"".join(b"th.k%d:1|c\n" % i for i in range(n))
+        send_lines(d.port, keys)
+        res.check("%s: the %d keys are live" % (label, n),
+                  wait_until(lambda: sink.total("th") >= n, 30), "th.* %d" % sink.total("th"))
+        with open(tids) as f:
+            old = {}
+            for line in f:
+                tag, tid = line.split()
+                if tag == "old":
+                    old[int(tid)] = old.get(int(tid), 0) + 1
+        engine = max(old, key=old.get) if old else None
+        res.check("%s: the running rules were asked about each key on one thread, the engine's "
+                  "(%r)" % (label, old), engine is not None and old[engine] >= n, d.logs())
+        if engine is None:
+            return
+        cpu0 = thread_cpu_s(d.pid, engine)
+        t0 = time.monotonic()
+        d.write_config(thread_config(d.port, sink.port, tids, "new", True))
+        d.hup()
+        applied = d.wait_count(r"reload applied", 1, 120)
+        wall = time.monotonic() - t0
+        cpu1 = thread_cpu_s(d.pid, engine)
+        res.check("%s: the reload is applied" % label, applied, d.logs())
+        new = {}
+        with open(tids) as f:
+            for line in f:
+                tag, tid = line.split()
+                if tag == "new":
+                    new[int(tid)] = new.get(int(tid), 0) + 1
+        res.note("%s: reload applied in %.1f s; the new rules' calls by thread %r (the engine: %d); "
+                 "the engine's CPU meanwhile %.2f s; %s" % (
+                     label, wall, new, engine, (cpu1 or 0) - (cpu0 or 0),
+                     "; ".join(line.split("] ", 1)[-1] for line in d.log_lines(r"reload: .*decided"))))
+        res.check("%s: the new rules answered for the live keys off the engine thread (%d of %d "
+                  "calls on it)" % (label, new.get(engine, 0), sum(new.values())),
+                  sum(new.values()) >= n and new.get(engine, 0) < n // 10, "calls by thread %r" % new)
+        res.check("%s: the engine's CPU while it was prepared, %.2f s, is under a quarter of the "
+                  "%.1f s it took" % (label, (cpu1 or 0) - (cpu0 or 0), wall),
+                  cpu0 is not None and cpu1 is not None and cpu1 - cpu0 < wall / 4, d.logs())
+        # each key once more: the answers prepared on that thread are in force
+        send_lines(d.port, keys)
+        res.check("%s: after the swap every key takes the new rules' answer (new.th.*)" % label,
+                  wait_until(lambda: sink.total("new") >= n, 30),
+                  "new.* %d, th.* %d" % (sink.total("new"), sink.total("th")))
+        new = {}
+        with open(tids) as f:
+            for line in f:
+                tag, tid = line.split()
+                if tag == "new":
+                    new[int(tid)] = new.get(int(tid), 0) + 1
+        res.check("%s: ... made beforehand, not asked again on the engine (%r)" % (label, new),
+                  new.get(engine, 0) < n // 10, "calls by thread %r" % new)
+        finish_daemon(res, label, d)
+    finally:
+        d.stop()
+        sink.stop()
+
+
 SCENARIOS = [
     ("reload_under_load", scenario_reload_under_load),
     ("sink_kept", scenario_sink_kept),
@@ -744,6 +866,7 @@ SCENARIOS = [
     ("lua_runtime_errors", scenario_lua_runtime_errors),
     ("token_auth", scenario_token_auth),
     ("many_keys", scenario_many_keys),
+    ("reload_thread", scenario_reload_thread),
 ]
 
 
