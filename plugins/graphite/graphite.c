@@ -53,6 +53,7 @@
 
 #include "switchyard_sink.h"
 #include "lib/settings.h"
+#include "lib/carbonname.h"
 #include "lib/chring.h"
 #include "lib/hostproxy.h"
 #include "lib/netq.h"
@@ -351,31 +352,6 @@ static int drops_unlogged(const graphite *g)
     return 0;
 }
 
-/* A carbon line cannot carry whitespace in a name: it would shift the
- * fields, or with '\n' inject a line.  Refused: any byte <= ' ', and 0x7f.
- * Every name of a flush passes here, so eight bytes are looked at a time:
- * (w - 0x21..) & ~w & 0x80.. is non-zero exactly when a byte of w is
- * below 0x21, and the same test on w ^ 0x7f.. (below 0x01) when one is
- * 0x7f; bytes from 0x80 up set neither (~w clears their high bit). */
-static int name_ok(const char *name, size_t len)
-{
-    const uint64_t ones = 0x0101010101010101ULL, highs = 0x8080808080808080ULL;
-    if (len == 0)
-        return 0;
-    size_t i = 0;
-    for (; i + 8 <= len; i += 8) {
-        uint64_t w, d;
-        memcpy(&w, name + i, 8);
-        d = w ^ (ones * 0x7f);
-        if ((((w - ones * 0x21) & ~w) | ((d - ones) & ~d)) & highs)
-            return 0;
-    }
-    for (; i < len; i++)
-        if ((unsigned char)name[i] <= ' ' || name[i] == 0x7f)
-            return 0;
-    return 1;
-}
-
 /*
  * A flush can be larger than a queue (1M keys are 2M lines, ~100 MB) while
  * carbon takes it easily: such a flush is paced (lib/pace.h).  A batch
@@ -413,7 +389,7 @@ static sy_status graphite_write(void *state, const sy_metric_batch *b)
 
     for (size_t i = 0; i < b->count; i++) {
         const sy_metric *m = &b->metrics[i];
-        if (!name_ok(m->name, m->name_len)) {
+        if (!carbon_name_ok(m->name, m->name_len)) {
             bad++;
             continue;
         }
