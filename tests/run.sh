@@ -36,7 +36,7 @@ suite_timeout=${SY_SUITE_TIMEOUT:-900}
 
 # The suites make test runs.  Add a new test file here: one that is not
 # listed fails the run.
-unit_tests="test_budget test_carbon_ch test_dd_events test_flush test_fuzz_regressions test_inspect test_keeplog test_lineq test_lpattern
+unit_tests="test_budget test_carbon_ch test_carbon_name test_dd_events test_flush test_fuzz_regressions test_inspect test_keeplog test_lineq test_lpattern
     test_promstore test_netlib test_numfmt test_parse test_predecide test_reader test_repeater_ring test_ring test_samplelog test_sinkhost test_spool
     test_tap test_traces"
 py_suites="integration/test_admin.py integration/test_badinput.py integration/test_carbon.py integration/test_cli.py

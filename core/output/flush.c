@@ -36,6 +36,14 @@ struct sy_flusher {
     char *ns_stats;        /* "stats.statsd" (no trailing dot) */
     char *numstats_name;
     char *suffix;          /* "" or ".suffix" */
+    size_t suffix_len;
+    /* The last key's namespace and (sanitised) name, and where its tags
+     * start: a timer's 14 values, a counter's two, are one key, whose
+     * name is made once (see emit_key). */
+    char *pre;
+    size_t pre_len;
+    const char *pre_ns, *pre_key, *pre_tags;
+    size_t pre_klen, pre_tags_len;
     /* the batch being filled */
     sy_metric m[BATCH_MAX];
     size_t n;
@@ -113,7 +121,9 @@ sy_flusher *sy_flusher_new(const sy_flush_opts *o)
     f->name_max = ns + SY_KEY_MAX + 256 + strlen(f->suffix) + strlen(f->numstats_name);
     f->names_cap = f->name_max * 4 > NAMES_MIN_BYTES ? f->name_max * 4 : NAMES_MIN_BYTES;
     f->names = malloc(f->names_cap);
-    if (!f->ns_counter || !f->ns_counts || !f->ns_timer || !f->ns_gauge || !f->ns_set ||
+    f->suffix_len = strlen(f->suffix);
+    f->pre = malloc(f->name_max);
+    if (!f->pre || !f->ns_counter || !f->ns_counts || !f->ns_timer || !f->ns_gauge || !f->ns_set ||
         !f->ns_stats || !f->numstats_name || !f->suffix || !f->names) {
         sy_flusher_free(f);
         return NULL;
@@ -134,6 +144,7 @@ void sy_flusher_free(sy_flusher *f)
     free(f->numstats_name);
     free(f->suffix);
     free(f->names);
+    free(f->pre);
     free(f->scratch.p);
     free(f);
 }
@@ -184,16 +195,16 @@ static inline char *put(char *p, const char *s, size_t n)
     return p + n;
 }
 
-/* statsd's graphite format(): namespace + key name + stat parts + suffix +
- * the key's ;tags.  When keyNameSanitize was off at ingress the graphite
- * backend sanitises the key name here (not the tags). */
-static void emit_key(sy_flusher *f, const char *ns, const char *key, size_t klen,
-                     const char *stat1, const char *stat2, uint8_t kind, double value)
+/* The namespace and the key's name (sanitised when keyNameSanitize was
+ * off at ingress: the graphite backend does it here, not to the tags)
+ * into f->pre, and where the key's ;tags start.  Kept for the next value
+ * of the same key and namespace: the snapshot's keys do not move while it
+ * is flushed, and sy_flusher_next forgets the key at each call. */
+static void key_prefix(sy_flusher *f, const char *ns, const char *key, size_t klen)
 {
     const char *semi = memchr(key, ';', klen);
     size_t name_len = semi ? (size_t)(semi - key) : klen;
-    char *start = f->names + f->used;
-    char *p = put(start, ns, strlen(ns));
+    char *p = put(f->pre, ns, strlen(ns));
     if (f->o->sanitized) {
         p = put(p, key, name_len);
     } else {
@@ -217,6 +228,23 @@ static void emit_key(sy_flusher *f, const char *ns, const char *key, size_t klen
                 *p++ = (char)c;
         }
     }
+    f->pre_len = (size_t)(p - f->pre);
+    f->pre_ns = ns;
+    f->pre_key = key;
+    f->pre_klen = klen;
+    f->pre_tags = semi;
+    f->pre_tags_len = semi ? klen - name_len : 0;
+}
+
+/* statsd's graphite format(): namespace + key name + stat parts + suffix +
+ * the key's ;tags. */
+static void emit_key(sy_flusher *f, const char *ns, const char *key, size_t klen,
+                     const char *stat1, const char *stat2, uint8_t kind, double value)
+{
+    if (key != f->pre_key || klen != f->pre_klen || ns != f->pre_ns)
+        key_prefix(f, ns, key, klen);
+    char *start = f->names + f->used;
+    char *p = put(start, f->pre, f->pre_len);
     if (stat1) {
         *p++ = '.';
         p = put(p, stat1, strlen(stat1));
@@ -225,9 +253,9 @@ static void emit_key(sy_flusher *f, const char *ns, const char *key, size_t klen
         *p++ = '.';
         p = put(p, stat2, strlen(stat2));
     }
-    p = put(p, f->suffix, strlen(f->suffix));
-    if (semi)
-        p = put(p, semi, klen - name_len);
+    p = put(p, f->suffix, f->suffix_len);
+    if (f->pre_tags)
+        p = put(p, f->pre_tags, f->pre_tags_len);
     push(f, (size_t)(p - start), kind, value);
 }
 
@@ -641,6 +669,7 @@ int sy_flusher_next(sy_flusher *f, const sy_snapshot *s, const sy_extra_metric *
     f->n = 0;
     f->used = 0;
     f->sinks = 0;
+    f->pre_key = NULL;
     size_t start = c->res.metrics;
     while (c->phase != PH_DONE && c->res.metrics - start < min_values) {
         if (c->phase == PH_EXTRA) {

@@ -53,6 +53,7 @@
 
 #include "switchyard_sink.h"
 #include "lib/settings.h"
+#include "lib/carbonname.h"
 #include "lib/chring.h"
 #include "lib/hostproxy.h"
 #include "lib/netq.h"
@@ -351,18 +352,6 @@ static int drops_unlogged(const graphite *g)
     return 0;
 }
 
-/* A carbon line cannot carry whitespace in a name: it would shift the
- * fields, or with '\n' inject a line. */
-static int name_ok(const char *name, size_t len)
-{
-    if (len == 0)
-        return 0;
-    for (size_t i = 0; i < len; i++)
-        if ((unsigned char)name[i] <= ' ' || name[i] == 0x7f)
-            return 0;
-    return 1;
-}
-
 /*
  * A flush can be larger than a queue (1M keys are 2M lines, ~100 MB) while
  * carbon takes it easily: such a flush is paced (lib/pace.h).  A batch
@@ -400,7 +389,7 @@ static sy_status graphite_write(void *state, const sy_metric_batch *b)
 
     for (size_t i = 0; i < b->count; i++) {
         const sy_metric *m = &b->metrics[i];
-        if (!name_ok(m->name, m->name_len)) {
+        if (!carbon_name_ok(m->name, m->name_len)) {
             bad++;
             continue;
         }
@@ -429,7 +418,7 @@ static sy_status graphite_write(void *state, const sy_metric_batch *b)
         memcpy(p, ts, (size_t)tslen);
         p += tslen;
         *p = '\n';
-        netq_commit(d->q, len);
+        netq_commit_lines(d->q, len, 1);
     }
     for (int i = 0; i < g->nd; i++) {
         g->d[i].full = 0;

@@ -267,6 +267,12 @@ void netq_commit(netq *q, size_t len)
     q->lines += n;
 }
 
+void netq_commit_lines(netq *q, size_t len, size_t lines)
+{
+    chunkq_commit(&q->cq, len);
+    q->lines += lines;
+}
+
 int netq_append(netq *q, const void *data, size_t len)
 {
     char *p = netq_reserve(q, len);

@@ -51,6 +51,9 @@ void netq_free(netq *q);
  * commit how many were used.  Nothing else may touch q in between. */
 char *netq_reserve(netq *q, size_t len);
 void netq_commit(netq *q, size_t len);
+/* netq_commit for a caller that knows the bytes hold exactly `lines`
+ * newlines (a Graphite line it built itself): no scan for them. */
+void netq_commit_lines(netq *q, size_t len, size_t lines);
 /* reserve + copy + commit; 0, or -1 when refused. */
 int netq_append(netq *q, const void *data, size_t len);
 
