@@ -310,15 +310,22 @@ static void job_pause_note(reload_job *j, pause_start t0, const char *what)
     }
 }
 
-/* The job's thread stops (between two decisions at most) and is joined;
- * then its router and table are the caller's.  Safe to call twice. */
-static void job_stop(reload_job *j)
+/* The job's thread is told to stop: it wakes from any wait (for keys, or
+ * resting) and ends between two decisions at most. */
+static void job_tell_stop(reload_job *j)
 {
     atomic_store(&j->stop, 1);
     sy_keyslice_stop(&j->ks);
     pthread_mutex_lock(&j->lock);
     pthread_cond_broadcast(&j->cond);
     pthread_mutex_unlock(&j->lock);
+}
+
+/* The job's thread stops (between two decisions at most) and is joined;
+ * then its router and table are the caller's.  Safe to call twice. */
+static void job_stop(reload_job *j)
+{
+    job_tell_stop(j);
     if (j->has_thread) {
         pthread_join(j->thread, NULL);
         j->has_thread = 0;
@@ -351,11 +358,7 @@ static void job_unref(reload_job *j)
  * not wait for it. */
 static void job_abandon(reload_job *j)
 {
-    atomic_store(&j->stop, 1);
-    sy_keyslice_stop(&j->ks);
-    pthread_mutex_lock(&j->lock);
-    pthread_cond_broadcast(&j->cond);
-    pthread_mutex_unlock(&j->lock);
+    job_tell_stop(j);
     if (j->has_thread) {
         pthread_detach(j->thread);
         j->has_thread = 0;
